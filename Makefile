@@ -1,0 +1,50 @@
+# defender-alertd: `make demo` shows it working, `make test` runs every test.
+SWIFT       ?= swift
+PREFIX      ?= /usr
+BUILD_FLAGS ?=
+APT_PACKAGES = libsystemd-dev pkg-config systemd
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BINARY       = .build/debug/defender-alertd
+
+.PHONY: deps build test demo check-units release install clean
+
+## deps: install the Debian packages the build and the tests need, when missing
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+## build: debug build of everything
+build: deps
+	$(SWIFT) build $(BUILD_FLAGS)
+
+## check-units: systemd-analyze verify + security (exposure <= 1.5) on the unit files
+check-units: build
+	scripts/check-units.sh $(BINARY)
+
+## test: the whole suite (unit, integration with a real journald, end-to-end)
+test: build check-units
+	scripts/with-journald.sh $(SWIFT) test $(BUILD_FLAGS)
+
+## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
+demo: build
+	@scripts/demo.sh $(BINARY)
+
+## release: static-stdlib release binary that needs no Swift toolchain on the target
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib
+
+## install: binary, units and example configuration (run as root)
+install: release
+	install -D -m 0755 .build/release/defender-alertd $(DESTDIR)$(PREFIX)/bin/defender-alertd
+	install -D -m 0644 systemd/defender-alertd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/defender-alertd.service
+	install -D -m 0644 systemd/defender-alertd@.service $(DESTDIR)$(PREFIX)/lib/systemd/system/defender-alertd@.service
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/defender-alertd/README.md
+	install -D -m 0644 config/defender-alertd.toml $(DESTDIR)$(PREFIX)/share/doc/defender-alertd/defender-alertd.toml.example
+	@[ -e $(DESTDIR)/etc/defender-alertd/defender-alertd.toml ] || \
+		install -D -m 0644 config/defender-alertd.toml $(DESTDIR)/etc/defender-alertd/defender-alertd.toml
+
+clean:
+	rm -rf .build .demo

@@ -1,0 +1,155 @@
+import DefenderAPI
+import Logging
+
+/// The daemon's whole configuration, validated: what `defender-alertd.toml` says, with
+/// defaults filled in, relative paths resolved and secrets loaded.
+public struct Configuration: Sendable, Equatable {
+    /// The file this configuration was read from.
+    public var path: String
+    /// The `[service]` table.
+    public var service: ServiceSettings
+    /// Every `[[tenant]]`, in file order.
+    public var tenants: [TenantConfiguration]
+    /// Every `[[sink]]`, in file order.
+    public var sinks: [SinkConfiguration]
+
+    /// The sinks a tenant's alerts go to.
+    public func sinks(for tenant: TenantConfiguration) -> [SinkConfiguration] {
+        guard let names = tenant.sinkNames else { return sinks }
+        return sinks.filter { names.contains($0.name) }
+    }
+}
+
+/// `[service]`: settings of the daemon as a whole.
+public struct ServiceSettings: Sendable, Equatable {
+    /// Where the state database lives.
+    public var stateDirectory: String
+    /// Time between polls of each tenant.
+    public var pollInterval: Duration
+    /// The lowest level that is logged.
+    public var logLevel: Logger.Level
+    /// Outbox rows above which polling pauses.
+    public var maxOutbox: Int
+}
+
+/// Which alert changes are forwarded.
+public enum ForwardMode: String, Sendable, CaseIterable {
+    /// Each alert id once.
+    case new
+    /// Each `(id, lastUpdateTime)` once, labelled `created` or `updated`.
+    case updates
+}
+
+/// Where a secret comes from.
+public enum SecretLocation: Sendable, Equatable {
+    /// A file given by path (`client_secret_file`, `private_key_file`).
+    case file(String)
+    /// A systemd credential: the file `$CREDENTIALS_DIRECTORY/<name>`.
+    case credential(name: String, path: String)
+
+    /// The file the secret is read from.
+    public var path: String {
+        switch self {
+        case .file(let path), .credential(_, let path): path
+        }
+    }
+}
+
+/// How a tenant's app proves its identity to Entra ID.
+public enum TenantCredential: Sendable, Equatable {
+    /// A client secret.
+    case clientSecret(Secret, from: SecretLocation)
+    /// A certificate (public, PEM) and its private key (secret, PEM).
+    case certificate(certificateFile: String, privateKey: Secret, from: SecretLocation)
+}
+
+/// One `[[tenant]]`: a Defender tenant and the app registration used to read its alerts.
+public struct TenantConfiguration: Sendable, Equatable {
+    /// Unique name used in logs, state and `--tenant`.
+    public var name: String
+    /// Entra ID tenant (GUID or verified domain).
+    public var tenantID: String
+    /// Application (client) ID of the app registration.
+    public var clientID: String
+    /// The app's credential.
+    public var credential: TenantCredential
+    /// The Microsoft cloud.
+    public var cloud: Cloud
+    /// Optional regional API host (commercial cloud only).
+    public var region: Region?
+    /// Override of the API base URL.
+    public var apiURL: String?
+    /// Override of the sign-in base URL.
+    public var loginURL: String?
+    /// History fetched on the very first run.
+    public var lookback: Duration
+    /// Re-read window for late alerts.
+    public var overlap: Duration
+    /// `$top` for each request.
+    public var pageSize: Int
+    /// Whether to ask for `$expand=evidence`.
+    public var expandEvidence: Bool
+    /// What is forwarded.
+    public var forward: ForwardMode
+    /// Only alerts of these severities, or all when `nil`.
+    public var severities: [String]?
+    /// Only alerts in these statuses, or all when `nil`.
+    public var statuses: [String]?
+    /// The sinks this tenant's alerts go to, or all when `nil`.
+    public var sinkNames: [String]?
+}
+
+/// How a file or stdout sink writes each alert.
+public enum RecordFormat: String, Sendable, CaseIterable {
+    /// The alert object itself.
+    case alert
+    /// `{"tenant", "event", "received_at", "alert"}`.
+    case envelope
+}
+
+/// One `[[sink]]`: a place alerts are delivered to.
+public struct SinkConfiguration: Sendable, Equatable {
+    /// The kinds of sink and their own settings.
+    public enum Kind: Sendable, Equatable {
+        /// Native journal entries.
+        case journal
+        /// JSON Lines on standard output.
+        case stdout(format: RecordFormat)
+        /// JSON Lines appended to a file.
+        case file(path: String, format: RecordFormat)
+    }
+
+    /// Unique name used in logs, state and a tenant's `sinks`.
+    public var name: String
+    /// What kind of sink, with its settings.
+    public var kind: Kind
+}
+
+/// The severities the Defender API knows (`defender-api.md`, summary 8).
+public let knownSeverities = ["UnSpecified", "Informational", "Low", "Medium", "High"]
+/// The statuses the Defender API knows.
+public let knownStatuses = ["Unknown", "New", "InProgress", "Resolved"]
+
+extension Configuration {
+    /// A few lines for `check-config`: each tenant and sink with its main settings, never a secret.
+    public var overview: String {
+        var lines = ["state directory: \(service.stateDirectory), poll interval: \(ConfigDuration.format(service.pollInterval))"]
+        for tenant in tenants {
+            let credential = switch tenant.credential {
+            case .clientSecret(_, let location): "client secret from \(location.path)"
+            case .certificate(let certificate, _, let location): "certificate \(certificate), key from \(location.path)"
+            }
+            let sinkNames = sinks(for: tenant).map(\.name).joined(separator: ", ")
+            lines.append("tenant \(tenant.name): tenant \(tenant.tenantID), client \(tenant.clientID), \(tenant.cloud.rawValue) cloud, \(credential), forward \(tenant.forward.rawValue) -> \(sinkNames)")
+        }
+        for sink in sinks {
+            let detail = switch sink.kind {
+            case .journal: "journal"
+            case .stdout(let format): "stdout (\(format.rawValue))"
+            case .file(let path, let format): "file \(path) (\(format.rawValue))"
+            }
+            lines.append("sink \(sink.name): \(detail)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

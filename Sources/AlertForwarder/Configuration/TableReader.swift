@@ -1,0 +1,197 @@
+import TOMLKit
+
+/// Collects the problems of one configuration file while it is validated.
+final class ValidationReport {
+    let path: String
+    let locator: TOMLKeyLocator
+    private(set) var errors: [ConfigurationError] = []
+
+    init(path: String, locator: TOMLKeyLocator) {
+        self.path = path
+        self.locator = locator
+    }
+
+    /// Records a problem at `location` (a locator path such as `tenant[1].client_id`).
+    func add(_ message: String, at location: String, key: String?) {
+        errors.append(ConfigurationError(path: path, line: locator.line(of: location), key: key, message: message))
+    }
+}
+
+/// Reads typed values from one TOML table, reporting every problem to a ``ValidationReport``
+/// with the key's line, and afterwards every key nobody asked for as unknown.
+final class TableReader {
+    private let table: TOMLTable
+    /// Locator path of the table (`service`, `tenant[0]`).
+    let location: String
+    /// How keys of this table are named in messages (`service`, `tenant`).
+    let displayName: String
+    private let report: ValidationReport
+    private var readKeys: Set<String> = []
+
+    init(_ table: TOMLTable, location: String, displayName: String, report: ValidationReport) {
+        self.table = table
+        self.location = location
+        self.displayName = displayName
+        self.report = report
+    }
+
+    /// Records a problem with `key` (or with the table itself when `key` is `nil`).
+    func fail(_ key: String?, _ message: String) {
+        if let key {
+            report.add(message, at: "\(location).\(key)", key: displayName.isEmpty ? key : "\(displayName).\(key)")
+        } else {
+            report.add(message, at: location, key: displayName.isEmpty ? nil : displayName)
+        }
+    }
+
+    func has(_ key: String) -> Bool {
+        table[key] != nil
+    }
+
+    /// The raw value of `key`, marking the key as known.
+    func value(_ key: String, required: Bool = false) -> TOMLValueConvertible? {
+        readKeys.insert(key)
+        guard let value = table[key] else {
+            if required { fail(key, "required key is missing") }
+            return nil
+        }
+        return value
+    }
+
+    private func typeMismatch(_ key: String, expected: String, found: TOMLValueConvertible) {
+        fail(key, "expected \(expected), found \(found.type)")
+    }
+
+    func string(_ key: String, required: Bool = false) -> String? {
+        guard let value = value(key, required: required) else { return nil }
+        guard let string = value.string else {
+            typeMismatch(key, expected: "a string", found: value)
+            return nil
+        }
+        if string.isEmpty {
+            fail(key, "must not be empty")
+            return nil
+        }
+        return string
+    }
+
+    func integer(_ key: String, default fallback: Int, in range: ClosedRange<Int>) -> Int? {
+        guard let value = value(key, required: false) else { return fallback }
+        guard let integer = value.int else {
+            typeMismatch(key, expected: "an integer", found: value)
+            return nil
+        }
+        guard range.contains(integer) else {
+            fail(key, "\(integer) is out of range; allowed: \(range.lowerBound)...\(range.upperBound)")
+            return nil
+        }
+        return integer
+    }
+
+    func bool(_ key: String, default fallback: Bool) -> Bool? {
+        guard let value = value(key, required: false) else { return fallback }
+        guard let bool = value.bool else {
+            typeMismatch(key, expected: "true or false", found: value)
+            return nil
+        }
+        return bool
+    }
+
+    /// A duration string; `minimum` is inclusive.
+    func duration(_ key: String, default fallback: Duration, minimum: Duration = .zero) -> Duration? {
+        guard let value = value(key, required: false) else { return fallback }
+        guard let text = value.string else {
+            typeMismatch(key, expected: #"a duration string such as "30s", "5m", "2h" or "1d""#, found: value)
+            return nil
+        }
+        guard let duration = ConfigDuration.parse(text) else {
+            fail(key, #""\#(text)" is not a duration; use a number and a unit: ms, s, m, h or d (for example "30s" or "1h30m")"#)
+            return nil
+        }
+        guard duration >= minimum else {
+            fail(key, minimum == .zero ? "must not be negative" : "must be at least \(ConfigDuration.format(minimum))")
+            return nil
+        }
+        return duration
+    }
+
+    /// One of a fixed set of strings, returned in its canonical spelling; case-insensitive.
+    func choice(_ key: String, from allowed: [String], required: Bool = false) -> String? {
+        guard let text = string(key, required: required) else { return nil }
+        return canonical(text, in: allowed, key: key)
+    }
+
+    func choice<E: RawRepresentable & CaseIterable>(_ key: String, default fallback: E) -> E? where E.RawValue == String {
+        guard has(key) else {
+            readKeys.insert(key)
+            return fallback
+        }
+        return choice(key, from: E.allCases.map(\.rawValue)).flatMap(E.init(rawValue:))
+    }
+
+    /// A non-empty array of distinct strings, each from `allowed` when given.
+    func stringList(_ key: String, from allowed: [String]? = nil) -> [String]? {
+        guard let value = value(key, required: false) else { return nil }
+        guard let array = value.array else {
+            typeMismatch(key, expected: "an array of strings", found: value)
+            return nil
+        }
+        var result: [String] = []
+        for element in array {
+            guard let text = element.string else {
+                typeMismatch(key, expected: "an array of strings", found: element)
+                return nil
+            }
+            guard let item = allowed.map({ canonical(text, in: $0, key: key) }) ?? text else { return nil }
+            if result.contains(item) {
+                fail(key, "\"\(item)\" is listed twice")
+                return nil
+            }
+            result.append(item)
+        }
+        if result.isEmpty {
+            fail(key, "must not be empty; remove the key to allow all")
+            return nil
+        }
+        return result
+    }
+
+    private func canonical(_ text: String, in allowed: [String], key: String) -> String? {
+        if let match = allowed.first(where: { $0.caseInsensitiveCompare(text) }) { return match }
+        fail(key, "\"\(text)\" is not one of: \(allowed.joined(separator: ", "))")
+        return nil
+    }
+
+    /// Reports every key of the table that was never read as unknown.
+    func rejectUnknownKeys(hints: [String: String] = [:]) {
+        for key in table.keys.sorted() where !readKeys.contains(key) {
+            fail(key, hints[key] ?? "unknown key" + Self.suggestion(for: key, among: readKeys))
+        }
+    }
+
+    private static func suggestion(for key: String, among known: Set<String>) -> String {
+        guard let closest = known.min(by: { editDistance($0, key) < editDistance($1, key) }),
+            editDistance(closest, key) <= 2
+        else { return "" }
+        return " (did you mean \"\(closest)\"?)"
+    }
+
+    private static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var previous = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...max(b.count, 1) where !b.isEmpty {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return a.isEmpty ? b.count : previous[b.count]
+    }
+}
+
+extension String {
+    fileprivate func caseInsensitiveCompare(_ other: String) -> Bool {
+        lowercased() == other.lowercased()
+    }
+}

@@ -1,0 +1,98 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Systemd
+import UnixSignals
+
+/// The running daemon: its current configuration, its health and its services.
+///
+/// The executable builds one `Daemon` from a valid configuration and runs
+/// ``makeServiceGroup(signals:)``; everything else (reload, status, watchdog) lives here so
+/// that tests can drive it without a process.
+public final class Daemon: Sendable {
+    private let loader: ConfigurationLoader
+    private let current: Mutex<Configuration>
+    private let logLevel: LogLevelControl
+    private let notifier: any Notifier
+    private let logger: Logger
+    /// The `STATUS=` line.
+    public let status: StatusLine
+    /// Progress of every long-running component.
+    public let health: HealthMonitor
+    private let clock: MonotonicClock
+
+    /// Creates the daemon for an already validated configuration.
+    public init(
+        configuration: Configuration,
+        loader: ConfigurationLoader,
+        logLevel: LogLevelControl,
+        notifier: any Notifier,
+        clock: MonotonicClock = .continuous,
+        logger: Logger
+    ) {
+        self.loader = loader
+        self.current = Mutex(configuration)
+        self.logLevel = logLevel
+        self.notifier = notifier
+        self.clock = clock
+        self.logger = logger
+        self.status = StatusLine(notifier: notifier)
+        self.health = HealthMonitor(clock: clock)
+        apply(configuration)
+    }
+
+    /// The configuration in force.
+    public var configuration: Configuration {
+        current.withLock { $0 }
+    }
+
+    /// All services of the daemon in one group: SIGTERM and SIGINT stop it gracefully,
+    /// SIGHUP (from `signals`, trapped before readiness) reloads.
+    public func makeServiceGroup(signals: UnixSignalsSequence, watchdog: WatchdogSettings?) -> ServiceGroup {
+        let services: [any Service] = [
+            WatchdogService(settings: watchdog, monitor: health, notifier: notifier, status: status, clock: clock, logger: logger),
+            ReloadService(signals: signals) { [self] in await reload() },
+            // Last: started after the others, told of a shutdown first.
+            SystemdLifecycleService(notifier: notifier, status: status),
+        ]
+        return ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+    }
+
+    /// Re-reads the configuration file: `RELOADING=1`, validate, apply or keep the old one
+    /// (logging every problem), then `READY=1`.
+    public func reload() async {
+        let path = configuration.path
+        notifier.send(.reloading(monotonicMicroseconds: MonotonicClock.systemMonotonicMicroseconds()))
+        logger.notice("reloading configuration", metadata: ["config": "\(path)"])
+        do {
+            let new = try loader.load(path: path)
+            current.withLock { $0 = new }
+            apply(new)
+            logger.notice("configuration reloaded", metadata: ["config": "\(path)"])
+        } catch {
+            for problem in error.errors {
+                logger.error("\(problem)", metadata: ["config": "\(path)"])
+            }
+            logger.error("new configuration rejected (\(error.errors.count) problem(s)); the running configuration stays in force",
+                         metadata: ["config": "\(path)"])
+        }
+        notifier.send(.ready)
+    }
+
+    private func apply(_ configuration: Configuration) {
+        logLevel.level = configuration.service.logLevel
+        status.set("config", Self.summary(of: configuration))
+    }
+
+    /// `2 tenants (contoso, fabrikam), 3 sinks (journal, archive, siem)`.
+    public static func summary(of configuration: Configuration) -> String {
+        func list(_ names: [String], _ noun: String) -> String {
+            "\(names.count) \(noun)\(names.count == 1 ? "" : "s") (\(names.joined(separator: ", ")))"
+        }
+        return list(configuration.tenants.map(\.name), "tenant") + ", " + list(configuration.sinks.map(\.name), "sink")
+    }
+}

@@ -1,0 +1,8 @@
+#ifndef DEFENDER_ALERTD_CSYSTEMD_SHIM_H
+#define DEFENDER_ALERTD_CSYSTEMD_SHIM_H
+
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
+#include <sys/uio.h>
+
+#endif

@@ -1,0 +1,35 @@
+import Foundation
+
+/// The clock that long-running services read and sleep on, injected so tests never sleep.
+///
+/// It measures elapsed time since an arbitrary origin, which is all that timeouts, watchdog
+/// allowances and back-off need. Build it from any `Clock` whose duration is `Swift.Duration`.
+public struct MonotonicClock: Sendable {
+    /// Time elapsed since the clock's origin.
+    public let now: @Sendable () -> Duration
+    /// Suspends for the given duration (cancellable).
+    public let sleep: @Sendable (Duration) async throws -> Void
+
+    /// Wraps a standard clock.
+    public init<C: Clock>(_ clock: C) where C.Duration == Duration {
+        let origin = clock.now
+        now = { origin.duration(to: clock.now) }
+        sleep = { duration in try await clock.sleep(for: duration) }
+    }
+
+    /// A clock from explicit closures (test clocks).
+    public init(now: @escaping @Sendable () -> Duration, sleep: @escaping @Sendable (Duration) async throws -> Void) {
+        self.now = now
+        self.sleep = sleep
+    }
+
+    /// The real clock, `ContinuousClock`.
+    public static var continuous: MonotonicClock { MonotonicClock(ContinuousClock()) }
+
+    /// `CLOCK_MONOTONIC` in microseconds, the time base systemd expects in `MONOTONIC_USEC=`.
+    public static func systemMonotonicMicroseconds() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000 + UInt64(spec.tv_nsec) / 1_000
+    }
+}

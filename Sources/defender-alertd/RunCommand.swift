@@ -1,0 +1,45 @@
+import AlertForwarder
+import ArgumentParser
+import DefenderAPI
+import Logging
+import Systemd
+import UnixSignals
+
+/// `defender-alertd run`: the daemon.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the daemon (the default command)."
+    )
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(name: .long, help: "Where logs go: journal, stderr, or auto (the journal when stderr is connected to it).")
+    var logTarget: LogTarget = .auto
+
+    func run() async throws {
+        let configuration = try loadConfiguration(options.config)
+        let logLevel = LogLevelControl(configuration.service.logLevel)
+        let target = logTarget.resolved()
+        LoggingSystem.bootstrap(target.makeHandler(control: logLevel))
+        let logger = Logger(label: ProductInfo.name)
+
+        // Trap SIGHUP before telling systemd we are ready, so an early reload cannot kill us.
+        let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
+        let daemon = Daemon(
+            configuration: configuration, loader: ConfigurationLoader(), logLevel: logLevel,
+            notifier: SystemdNotifier(), logger: logger
+        )
+        logger.notice("\(ProductInfo.name) \(ProductInfo.version) starting: \(Daemon.summary(of: configuration))",
+                      metadata: ["config": "\(configuration.path)", "log_target": "\(target.rawValue)"])
+        do {
+            try await daemon.makeServiceGroup(signals: reloadSignals, watchdog: WatchdogSettings.fromEnvironment()).run()
+        } catch {
+            logger.critical("fatal: \(error)")
+            throw ExitCode.failure
+        }
+        logger.notice("\(ProductInfo.name) stopped")
+    }
+}
+
+extension LogTarget: ExpressibleByArgument {}

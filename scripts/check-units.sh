@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Checks the systemd units offline: `systemd-analyze verify` (syntax, references) and
+# `systemd-analyze security` (exposure score at most 1.5). The units name
+# /usr/bin/defender-alertd, which verify requires to exist, so they are checked as copies
+# that point at the freshly built binary instead.
+set -euo pipefail
+binary=${1:?usage: check-units.sh PATH-TO-BUILT-BINARY}
+binary=$(realpath "$binary")
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+sed "s|/usr/bin/defender-alertd|$binary|g" systemd/defender-alertd.service > "$work/defender-alertd.service"
+sed "s|/usr/bin/defender-alertd|$binary|g" systemd/defender-alertd@.service > "$work/defender-alertd@example.service"
+
+status=0
+for unit in "$work/defender-alertd.service" "$work/defender-alertd@example.service"; do
+    name=$(basename "$unit")
+    if output=$(systemd-analyze verify "$unit" 2>&1) && [ -z "$output" ]; then
+        echo "verify $name: ok"
+    else
+        echo "verify $name: FAILED"; echo "$output"; status=1
+    fi
+    if score=$(systemd-analyze security --offline=true --threshold=15 "$unit" 2>&1); then
+        echo "security $name: $(echo "$score" | tail -n 1)"
+    else
+        echo "security $name: FAILED (exposure above 1.5)"; echo "$score"; status=1
+    fi
+done
+exit $status
