@@ -96,8 +96,8 @@ private struct Validator {
         let tenants = tenantTables.enumerated().map { tenant($1, index: $0, sinkNames: sinkNames) }
         top.rejectUnknownKeys()
 
-        if tenantTables.isEmpty { top.fail(nil, "no [[tenant]] is configured; add at least one") }
-        if sinkTables.isEmpty { top.fail(nil, "no [[sink]] is configured; add at least one") }
+        if root["tenant"] == nil { top.fail(nil, "no [[tenant]] is configured; add at least one") }
+        if root["sink"] == nil { top.fail(nil, "no [[sink]] is configured; add at least one") }
         rejectDuplicates(tenantTables.map { $0["name"]?.string }, tables: "tenant")
         rejectDuplicates(sinkTables.map { $0["name"]?.string }, tables: "sink")
 
@@ -289,8 +289,8 @@ private struct Validator {
         case nil:
             kind = nil
         }
-        // Keys of an unavailable or invalid type are not judged again as unknown.
-        if kind != nil { reader.rejectUnknownKeys() }
+        // The keys of an unavailable or invalid type are not judged again as unknown.
+        if ["journal", "stdout", "file"].contains(type) { reader.rejectUnknownKeys() }
         guard let name, let kind else { return nil }
         return SinkConfiguration(name: name, kind: kind)
     }

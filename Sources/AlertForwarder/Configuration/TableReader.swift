@@ -38,7 +38,7 @@ final class TableReader {
     /// Records a problem with `key` (or with the table itself when `key` is `nil`).
     func fail(_ key: String?, _ message: String) {
         if let key {
-            report.add(message, at: "\(location).\(key)", key: displayName.isEmpty ? key : "\(displayName).\(key)")
+            report.add(message, at: location.isEmpty ? key : "\(location).\(key)", key: displayName.isEmpty ? key : "\(displayName).\(key)")
         } else {
             report.add(message, at: location, key: displayName.isEmpty ? nil : displayName)
         }

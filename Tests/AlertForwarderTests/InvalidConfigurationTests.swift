@@ -1,0 +1,284 @@
+import AlertForwarder
+import Foundation
+import Testing
+import TestSupport
+
+@Suite("Configuration: every kind of broken file is rejected with file, line and key")
+struct InvalidConfigurationTests {
+    let fixture = ConfigFixture()
+    var path: String { fixture.directory.file("defender-alertd.toml") }
+
+    func single(_ text: String, environment: [String: String] = [:]) throws -> ConfigurationError {
+        let errors = fixture.errors(text, environment: environment)
+        #expect(errors.count == 1, "\(errors)")
+        return try #require(errors.first)
+    }
+
+    @Test func syntaxError() throws {
+        let error = try single("[service]\npoll_interval = \"60s\"\nlog_level = \n")
+        #expect(error.path == path)
+        #expect(error.line == 3)
+        #expect(error.message.hasPrefix("TOML syntax error"))
+        #expect(error.description.hasPrefix("\(path):3: TOML syntax error"))
+    }
+
+    @Test func unknownKeySuggestsTheRightOne() throws {
+        let error = try single("[service]\npoll_intervall = \"60s\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        #expect(error.line == 2)
+        #expect(error.key == "service.poll_intervall")
+        #expect(error.message == "unknown key (did you mean \"poll_interval\"?)")
+        #expect(error.description == "\(path):2: service.poll_intervall: unknown key (did you mean \"poll_interval\"?)")
+    }
+
+    @Test func unknownTopLevelTable() throws {
+        let error = try single(ConfigFixture.tenant + "\n" + ConfigFixture.sink + "\n[servce]\nx = 1\n")
+        #expect(error.key == "servce")
+        #expect(error.line == 9)
+    }
+
+    @Test func wrongType() throws {
+        let error = try single("[service]\nmax_outbox = \"lots\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        #expect(error.line == 2)
+        #expect(error.key == "service.max_outbox")
+        #expect(error.message == "expected an integer, found string")
+    }
+
+    @Test(arguments: ["60", "\"60\"", "\"sixty seconds\"", "\"5 m\"", "\"-5s\"", "\"\"", "\"1w\"", "\"0s\""])
+    func badDuration(value: String) throws {
+        let error = try single("[service]\npoll_interval = \(value)\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        #expect(error.line == 2)
+        #expect(error.key == "service.poll_interval")
+    }
+
+    @Test func outOfRangeAndBadEnumerations() throws {
+        let errors = fixture.errors(ConfigFixture.tenant + """
+
+            page_size = 0
+            forward = "everything"
+            cloud = "azure"
+            severity = ["High", "Severe"]
+            status = []
+
+            """ + ConfigFixture.sink)
+        #expect(errors.map(\.key) == ["tenant.page_size", "tenant.forward", "tenant.cloud", "tenant.severity", "tenant.status"])
+        #expect(errors.map(\.line) == [6, 7, 8, 9, 10])
+        #expect(errors[1].message.contains("new, updates"))
+    }
+
+    @Test func loosePermissionsOnTheSecretName()  throws {
+        let loose = ConfigFixture(secretMode: 0o640)
+        let errors = loose.errors(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        let error = try #require(errors.first)
+        #expect(errors.count == 1)
+        #expect(error.line == 5)
+        #expect(error.key == "tenant.client_secret_file")
+        #expect(error.message.contains("chmod 600 \(loose.directory.file("secret"))"))
+    }
+
+    @Test func missingSecretFile() throws {
+        let error = try single(ConfigFixture.tenant.replacingOccurrences(of: "\"secret\"", with: "\"nope\"") + "\n" + ConfigFixture.sink)
+        #expect(error.key == "tenant.client_secret_file")
+        #expect(error.message.contains("does not exist"))
+    }
+
+    @Test func secretOwnedBySomeoneElse() throws {
+        guard geteuid() == 0 else { return }  // only root can give a file away
+        chown(fixture.directory.file("secret"), 4242, 4242)
+        let error = try single(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        #expect(error.message.contains("owned by uid 4242"))
+        #expect(error.message.contains("chown root"))
+    }
+
+    @Test func emptySecretFile() throws {
+        fixture.directory.write("secret", "\n")
+        let error = try single(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        #expect(error.message.contains("is empty"))
+    }
+
+    @Test func missingConfigurationFile() throws {
+        do {
+            _ = try ConfigurationLoader().load(path: fixture.directory.file("absent.toml"))
+            Issue.record("expected failure")
+        } catch {
+            #expect(error.errors.first?.description == "\(fixture.directory.file("absent.toml")): configuration file not found")
+        }
+    }
+
+    @Test(arguments: [0o664 as mode_t, 0o646])
+    func groupOrWorldWritableConfigurationFile(mode: mode_t) throws {
+        let errors = fixture.errors(ConfigFixture.tenant + "\n" + ConfigFixture.sink, mode: mode)
+        #expect(errors.count == 1)
+        #expect(errors.first?.message.contains("chmod go-w \(path)") == true)
+    }
+
+    @Test func inlineSecretIsRefusedWithAHint() throws {
+        let errors = fixture.errors(ConfigFixture.tenant + "\nclient_secret = \"\(ConfigFixture.canary)\"\n" + ConfigFixture.sink)
+        let error = try #require(errors.first { $0.key == "tenant.client_secret" })
+        #expect(error.message.contains("client_secret_file"))
+        #expect(!errors.description.contains(ConfigFixture.canary))
+    }
+
+    @Test func credentialsMustBeExactlyOne() throws {
+        let none = try single("""
+            [[tenant]]
+            name = "a"
+            tenant_id = "contoso.onmicrosoft.com"
+            client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
+            \(ConfigFixture.sink)
+            """)
+        #expect(none.line == 1)
+        #expect(none.message.contains("no credential"))
+        let two = try single(ConfigFixture.tenant + "\nclient_secret_credential = \"x\"\n" + ConfigFixture.sink)
+        #expect(two.message.contains("several credentials"))
+    }
+
+    @Test func credentialNeedsSystemd() throws {
+        let error = try single(ConfigFixture.tenant.replacingOccurrences(of: "client_secret_file = \"secret\"", with: "client_secret_credential = \"client-secret\"") + "\n" + ConfigFixture.sink)
+        #expect(error.key == "tenant.client_secret_credential")
+        #expect(error.message.contains("CREDENTIALS_DIRECTORY is not set"))
+    }
+
+    @Test func credentialFileMustExist() throws {
+        let credentials = TemporaryDirectory()
+        let error = try single(
+            ConfigFixture.tenant.replacingOccurrences(of: "client_secret_file = \"secret\"", with: "client_secret_credential = \"client-secret\"") + "\n" + ConfigFixture.sink,
+            environment: ["CREDENTIALS_DIRECTORY": credentials.path])
+        #expect(error.message.contains("\(credentials.path)/client-secret does not exist"))
+    }
+
+    @Test func certificateProblems() throws {
+        fixture.directory.write("app.pem", "not a certificate", mode: 0o644)
+        fixture.directory.write("app.key", "not a key")
+        let errors = fixture.errors("""
+            [[tenant]]
+            name = "a"
+            tenant_id = "contoso.onmicrosoft.com"
+            client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
+            certificate_file = "app.pem"
+            private_key_file = "app.key"
+            \(ConfigFixture.sink)
+            """)
+        #expect(errors.map(\.key) == ["tenant.certificate_file"])
+        fixture.directory.write("app.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", mode: 0o644)
+        let badKey = try single("""
+            [[tenant]]
+            name = "a"
+            tenant_id = "contoso.onmicrosoft.com"
+            client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
+            certificate_file = "app.pem"
+            private_key_file = "app.key"
+            \(ConfigFixture.sink)
+            """)
+        #expect(badKey.key == "tenant.private_key_file")
+        #expect(badKey.message.contains("no PEM private key"))
+        let keyless = try single("""
+            [[tenant]]
+            name = "a"
+            tenant_id = "contoso.onmicrosoft.com"
+            client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
+            certificate_file = "app.pem"
+            \(ConfigFixture.sink)
+            """)
+        #expect(keyless.message.contains("needs private_key_file or private_key_credential"))
+    }
+
+    @Test func namesMustBeUniqueAndReferencesMustExist() throws {
+        let errors = fixture.errors("""
+            \(ConfigFixture.tenant)
+            sinks = ["siem"]
+            \(ConfigFixture.tenant)
+            \(ConfigFixture.sink)
+            \(ConfigFixture.sink)
+            """)
+        #expect(errors.map(\.key) == ["tenant.sinks", "tenant.name", "sink.name"])
+        #expect(errors[0].message.contains("no [[sink]] is named \"siem\""))
+        #expect(errors[1].line == 8)
+        #expect(errors[2].line == 16)
+    }
+
+    @Test func unsafeOrInvalidURLs() throws {
+        let errors = fixture.errors(ConfigFixture.tenant + """
+
+            api_url = "http://10.0.0.5:8080"
+            login_url = "ftp://x"
+
+            """ + ConfigFixture.sink)
+        #expect(errors.map(\.key) == ["tenant.api_url", "tenant.login_url"])
+        #expect(errors[0].message.contains("only to loopback"))
+    }
+
+    @Test func regionOnlyInTheCommercialCloud() throws {
+        let error = try single(ConfigFixture.tenant + "\ncloud = \"dod\"\nregion = \"eu\"\n" + ConfigFixture.sink)
+        #expect(error.key == "tenant.region")
+    }
+
+    @Test func unavailableSinkTypeIsNamed() throws {
+        let error = try single(ConfigFixture.tenant + "\n[[sink]]\nname = \"siem\"\ntype = \"http\"\nurl = \"https://siem\"\n")
+        #expect(error.key == "sink.type")
+        #expect(error.message.contains("not available in this version"))
+    }
+
+    @Test func tablesOfTheWrongShape() throws {
+        let errors = fixture.errors("service = 5\n[tenant]\nname = \"x\"\n" + ConfigFixture.sink)
+        #expect(errors.map(\.key) == ["service", "tenant"])
+        #expect(errors[1].message.contains("[[tenant]]"))
+    }
+
+    @Test func emptyFileNeedsTenantsAndSinks() throws {
+        let errors = fixture.errors("")
+        #expect(errors.map(\.message) == ["no [[tenant]] is configured; add at least one", "no [[sink]] is configured; add at least one"])
+    }
+
+    @Test func allProblemsAreReportedAtOnceInLineOrder() throws {
+        let errors = fixture.errors("""
+            [service]
+            poll_interval = "soon"
+            log_level = "loud"
+            max_outbox = 0
+
+            [[tenant]]
+            name = "bad name!"
+            tenant_id = "?"
+            client_id = "nope"
+            client_secret_file = "missing"
+            lookback = 5
+
+            [[sink]]
+            name = "out"
+            type = "stdout"
+            format = "xml"
+            colour = "red"
+            """)
+        #expect(errors.map(\.line) == [2, 3, 4, 7, 8, 9, 10, 11, 16, 17])
+        #expect(errors.count == 10)
+        let description = ConfigurationErrors(errors).description
+        #expect(description.split(separator: "\n").allSatisfy { $0.hasPrefix("\(path):") })
+    }
+}
+
+@Suite("Configuration: key locations")
+struct KeyLocationTests {
+    let fixture = ConfigFixture()
+
+    @Test func multiLineValuesDoNotConfuseLineNumbers() throws {
+        let errors = fixture.errors("""
+            # a comment with key = value
+            [service]
+            state_directory = \"\"\"
+            fake_key = 1
+            [[tenant]]
+            \"\"\"
+            log_level = "info" # inline comment = here
+
+            \(ConfigFixture.tenant)
+            severity = [
+              "High",   # comment
+              "Bogus",
+            ]
+            "page_size" = -1
+            \(ConfigFixture.sink)
+            """)
+        #expect(errors.map(\.key) == ["tenant.severity", "tenant.page_size"])
+        #expect(errors.map(\.line) == [14, 18])
+    }
+}
