@@ -4,31 +4,9 @@ import Foundation
 import Testing
 import TestSupport
 
-/// A configuration file and its secret in a fresh directory.
-struct ConfigFixture {
-    static let canary = "CANARY-secret-9d1e77"
-    let directory = TemporaryDirectory()
-
-    init(secretMode: mode_t = 0o600) {
-        directory.write("secret", Self.canary + "\n", mode: secretMode)
-    }
-
-    static let tenant = """
-        [[tenant]]
-        name = "contoso"
-        tenant_id = "4F8E2C1A-7B3D-4E59-9A6C-2D1F0E8B7C35"
-        client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
-        client_secret_file = "secret"
-        """
-    static let sink = """
-        [[sink]]
-        name = "journal"
-        type = "journal"
-        """
-
+extension ConfigFixture {
     func load(_ text: String, environment: [String: String] = [:], mode: mode_t = 0o644) throws(ConfigurationErrors) -> Configuration {
-        let path = directory.write("defender-alertd.toml", text, mode: mode)
-        return try ConfigurationLoader(environment: environment).load(path: path)
+        try ConfigurationLoader(environment: environment).load(path: writeConfiguration(text, mode: mode))
     }
 
     /// The problems of an invalid file.

@@ -10,10 +10,26 @@ import TestSupport
 struct JournalLogHandlerTests {
     static let socketPath = "/run/systemd/journal/socket"
 
+    /// Whether a datagram socket can connect: a stale socket file with no journald refuses.
+    static func journaldIsListening() -> Bool {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in socketPath.utf8.enumerated() { buffer[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+
     @Test func entriesCarryMessagePriorityCodeLocationAndMetadata() throws {
         try #require(
-            FileManager.default.fileExists(atPath: Self.socketPath),
-            "no journald socket at \(Self.socketPath): run the tests through `make test` (scripts/with-journald.sh)"
+            Self.journaldIsListening(),
+            "no journald listening on \(Self.socketPath): run the tests through `make test` (scripts/with-journald.sh)"
         )
         let run = UUID().uuidString
         let control = LogLevelControl(.debug)
