@@ -5,7 +5,7 @@ import ServiceLifecycle
 /// Run it as the **last** service of the `ServiceGroup`: the group starts every service before
 /// this one, and on SIGTERM it shuts services down in reverse order, so this one hears of the
 /// shutdown first and sends `STOPPING=1` at once.
-public struct SystemdLifecycleService: Service {
+public struct SystemdLifecycleService: Service, CustomStringConvertible {
     private let notifier: any Notifier
     private let status: StatusLine
 
@@ -22,4 +22,6 @@ public struct SystemdLifecycleService: Service {
         notifier.send(.stopping)
         status.set("lifecycle", "stopping")
     }
+
+    public var description: String { "SystemdLifecycleService" }
 }

@@ -8,7 +8,7 @@ import Synchronization
 /// longer than its allowance, pings stop (so systemd restarts the service once `WatchdogSec=`
 /// runs out), the stalled components are logged at critical level and named in `STATUS=`.
 /// Pings resume as soon as every component reports progress again.
-public final class WatchdogService: Service {
+public final class WatchdogService: Service, CustomStringConvertible {
     private let settings: WatchdogSettings?
     private let monitor: HealthMonitor
     private let notifier: any Notifier
@@ -81,4 +81,6 @@ public final class WatchdogService: Service {
         }
         return false
     }
+
+    public var description: String { "WatchdogService" }
 }

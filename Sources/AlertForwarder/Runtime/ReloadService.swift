@@ -2,7 +2,7 @@ import ServiceLifecycle
 import UnixSignals
 
 /// Runs a reload each time SIGHUP arrives, one at a time, until the group shuts down.
-struct ReloadService: Service {
+struct ReloadService: Service, CustomStringConvertible {
     let signals: UnixSignalsSequence
     let reload: @Sendable () async -> Void
 
@@ -16,4 +16,6 @@ struct ReloadService: Service {
             await reload()
         }
     }
+
+    var description: String { "ReloadService" }
 }
