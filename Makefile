@@ -38,7 +38,7 @@ release: deps
 
 ## install: binary, units and example configuration (run as root)
 install: release
-	install -D -m 0755 .build/release/defender-alertd $(DESTDIR)$(PREFIX)/bin/defender-alertd
+	install -D -s -m 0755 .build/release/defender-alertd $(DESTDIR)$(PREFIX)/bin/defender-alertd
 	install -D -m 0644 systemd/defender-alertd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/defender-alertd.service
 	install -D -m 0644 systemd/defender-alertd@.service $(DESTDIR)$(PREFIX)/lib/systemd/system/defender-alertd@.service
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/defender-alertd/README.md

@@ -13,6 +13,16 @@ sed "s|/usr/bin/defender-alertd|$binary|g" systemd/defender-alertd.service > "$w
 sed "s|/usr/bin/defender-alertd|$binary|g" systemd/defender-alertd@.service > "$work/defender-alertd@example.service"
 
 status=0
+# The directives the daemon's contract depends on (DESIGN.md §4.4, issue #2 §5).
+for unit in systemd/defender-alertd.service systemd/defender-alertd@.service; do
+    for directive in '^Type=notify$' '^NotifyAccess=main$' '^WatchdogSec=' '^ExecStartPre=.* check-config ' \
+        '^ExecReload=/bin/kill -HUP \$MAINPID$' '^Restart=on-failure$' '^RestartPreventExitStatus=78$' \
+        '^StateDirectory=' '^ConfigurationDirectory=' '^LoadCredential=' '^DynamicUser=yes$' '^CapabilityBoundingSet=$'; do
+        if ! grep -Eq "$directive" "$unit"; then
+            echo "$unit: missing $directive"; status=1
+        fi
+    done
+done
 for unit in "$work/defender-alertd.service" "$work/defender-alertd@example.service"; do
     name=$(basename "$unit")
     if output=$(systemd-analyze verify "$unit" 2>&1) && [ -z "$output" ]; then

@@ -78,6 +78,23 @@ struct LifecycleTests {
         #expect(daemon.waitForExit(timeout: .seconds(30)) == 0)
     }
 
+    @Test func underTheJournalItLogsNativeEntries() throws {
+        try #require(Journal.isListening(), "no journald listening: run the tests through `make test`")
+        let config = fixture.writeConfiguration(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        let daemon = try DaemonProcess(["run", "--config", config, "--log-target", "journal"], environment: ["NOTIFY_SOCKET": socket.address])
+        _ = expectMessage("READY=1", daemon)
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(30)) == 0)
+
+        let entries = try Journal.entries(matching: "DEFENDER_CONFIG=\(config)", expected: 1)
+        let starting = try #require(entries.first { $0["MESSAGE"]?.contains("starting") == true })
+        #expect(starting["SYSLOG_IDENTIFIER"] == "defender-alertd")
+        #expect(starting["PRIORITY"] == "5")
+        #expect(starting["DEFENDER_LOG_TARGET"] == "journal")
+        #expect(starting["_PID"] == "\(daemon.pid)")
+        #expect(!entries.contains { $0.values.contains { $0.contains(ConfigFixture.canary) } })
+    }
+
     @Test func invalidConfigurationExits78BeforeReady() throws {
         let config = fixture.writeConfiguration(ConfigFixture.tenant + "\nlookback = \"forever\"\n" + ConfigFixture.sink)
         let daemon = try DaemonProcess(["run", "--config", config], environment: ["NOTIFY_SOCKET": socket.address])

@@ -1,0 +1,60 @@
+import Foundation
+
+/// Reads entries back from the journal.
+public enum Journal {
+    /// journald's socket for native entries.
+    public static let socketPath = "/run/systemd/journal/socket"
+
+    /// Whether a datagram socket can connect: a stale socket file with no journald refuses.
+    public static func isListening() -> Bool {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in socketPath.utf8.enumerated() { buffer[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+
+    public struct Failure: Error, CustomStringConvertible { public var description: String }
+
+    /// Entries matching `match` (a `FIELD=value`); waits (bounded) until `expected` have arrived,
+    /// since journald stores datagrams asynchronously.
+    public static func entries(matching match: String, expected: Int) throws -> [[String: String]] {
+        let deadline = ContinuousClock.now + .seconds(20)
+        var entries: [[String: String]] = []
+        repeat {
+            entries = try read(match)
+            if entries.count >= expected { break }
+            Thread.sleep(forTimeInterval: 0.1)  // polling for an external process, not a timing assumption
+        } while ContinuousClock.now < deadline
+        return entries
+    }
+
+    private static func read(_ match: String) throws -> [[String: String]] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/journalctl")
+        process.arguments = ["-o", "json", "--no-pager", "--all", match]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
+            guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw Failure(description: "journalctl printed a non-object: \(line)")
+            }
+            return object.compactMapValues { value in
+                if let text = value as? String { return text }
+                if let bytes = value as? [Int] { return String(decoding: bytes.map { UInt8($0) }, as: UTF8.self) }
+                return nil
+            }
+        }
+    }
+}
