@@ -147,39 +147,25 @@ struct InvalidConfigurationTests {
     }
 
     @Test func certificateProblems() throws {
+        func certificateTenant(keyLine: String) -> String {
+            ConfigFixture.tenant.replacingOccurrences(of: "client_secret_file = \"secret\"", with: "certificate_file = \"app.pem\"\n" + keyLine)
+                + "\n" + ConfigFixture.sink
+        }
         fixture.directory.write("app.pem", "not a certificate", mode: 0o644)
         fixture.directory.write("app.key", "not a key")
-        let errors = fixture.errors("""
-            [[tenant]]
-            name = "a"
-            tenant_id = "contoso.onmicrosoft.com"
-            client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
-            certificate_file = "app.pem"
-            private_key_file = "app.key"
-            \(ConfigFixture.sink)
-            """)
+        let errors = fixture.errors(certificateTenant(keyLine: "private_key_file = \"app.key\""))
         #expect(errors.map(\.key) == ["tenant.certificate_file"])
+
         fixture.directory.write("app.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", mode: 0o644)
-        let badKey = try single("""
-            [[tenant]]
-            name = "a"
-            tenant_id = "contoso.onmicrosoft.com"
-            client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
-            certificate_file = "app.pem"
-            private_key_file = "app.key"
-            \(ConfigFixture.sink)
-            """)
+        let badKey = try single(certificateTenant(keyLine: "private_key_file = \"app.key\""))
         #expect(badKey.key == "tenant.private_key_file")
         #expect(badKey.message.contains("no PEM private key"))
-        let keyless = try single("""
-            [[tenant]]
-            name = "a"
-            tenant_id = "contoso.onmicrosoft.com"
-            client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
-            certificate_file = "app.pem"
-            \(ConfigFixture.sink)
-            """)
+
+        let keyless = try single(certificateTenant(keyLine: ""))
         #expect(keyless.message.contains("needs private_key_file or private_key_credential"))
+
+        let twoKeys = try single(certificateTenant(keyLine: "private_key_file = \"app.key\"\nprivate_key_credential = \"k\""))
+        #expect(twoKeys.message.contains("only one of private_key_file and private_key_credential"))
     }
 
     @Test func namesMustBeUniqueAndReferencesMustExist() throws {
