@@ -10,12 +10,21 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "defender-alertd", targets: ["defender-alertd"]),
+        .executable(name: "defender-sim", targets: ["defender-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -35,6 +44,39 @@ let package = Package(
         .target(
             name: "DefenderAPI",
             dependencies: [],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "OrderedJSON",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "DefenderSimulator",
+            dependencies: [
+                "OrderedJSON",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "defender-sim",
+            dependencies: [
+                "DefenderSimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -79,6 +121,13 @@ let package = Package(
         .testTarget(
             name: "AlertForwarderTests",
             dependencies: ["AlertForwarder", "DefenderAPI", "Systemd", "TestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "DefenderSimulatorTests",
+            dependencies: ["DefenderSimulator", "OrderedJSON", "TestSupport",
+                           .product(name: "_CryptoExtras", package: "swift-crypto"),
+                           .product(name: "X509", package: "swift-certificates")],
             swiftSettings: strictSettings
         ),
         .testTarget(

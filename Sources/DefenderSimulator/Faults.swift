@@ -1,0 +1,100 @@
+/// A fault to inject: one-shot (`count`) or lasting, always or with a probability.
+public struct Fault: Sendable, Equatable, Codable {
+    /// Which endpoints it hits.
+    public enum Target: String, Sendable, Codable, CaseIterable {
+        case token, alerts, any
+    }
+
+    /// What goes wrong.
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        /// An HTTP error status (`status`, default 503) with the API's error body.
+        case status
+        /// A 429 burst with `Retry-After: retryAfter` seconds (default 30).
+        case rateLimit = "rate-limit"
+        /// The answer comes `seconds` late.
+        case delay
+        /// Headers are sent, then nothing: the body never comes.
+        case stall
+        /// The body is cut off half way and the connection closed.
+        case truncated
+        /// A 200 whose body is not JSON.
+        case invalidJSON = "invalid-json"
+        /// A 200 with an HTML content type (as a captive proxy would send).
+        case wrongContentType = "wrong-content-type"
+    }
+
+    public var target: Target
+    public var kind: Kind
+    public var status: Int?
+    public var retryAfter: Int?
+    public var seconds: Double?
+    /// How many requests it hits; `nil` until cleared.
+    public var count: Int?
+    /// Chance that a request is hit, 0...1.
+    public var probability: Double?
+
+    public init(target: Target, kind: Kind, status: Int? = nil, retryAfter: Int? = nil, seconds: Double? = nil,
+                count: Int? = nil, probability: Double? = nil) {
+        self.target = target
+        self.kind = kind
+        self.status = status
+        self.retryAfter = retryAfter
+        self.seconds = seconds
+        self.count = count
+        self.probability = probability
+    }
+
+    /// Checks the values; the message names the bad one.
+    public func validate() throws(SimulatorSetupError) {
+        if let status, !(400...599).contains(status) { throw SimulatorSetupError("status must be 400...599, not \(status)") }
+        if let count, count < 1 { throw SimulatorSetupError("count must be at least 1") }
+        if let probability, !(0...1).contains(probability) { throw SimulatorSetupError("probability must be between 0 and 1") }
+        if let seconds, seconds < 0 { throw SimulatorSetupError("seconds must not be negative") }
+        if let retryAfter, retryAfter < 0 { throw SimulatorSetupError("retryAfter must not be negative") }
+    }
+}
+
+/// How a response is delivered, beyond its content.
+public enum Delivery: Sendable, Equatable {
+    case normal
+    /// Sent after a pause.
+    case delayed(Duration)
+    /// Headers only, then silence until the client gives up.
+    case stall
+    /// Half the body, then the connection is closed.
+    case truncated
+}
+
+/// A response and the way to deliver it.
+public struct SimulatorOutcome: Sendable {
+    public var response: SimulatorResponse
+    public var delivery: Delivery
+
+    public init(_ response: SimulatorResponse, delivery: Delivery = .normal) {
+        self.response = response
+        self.delivery = delivery
+    }
+}
+
+/// Request counters, for tests and the control API.
+public struct SimulatorCounters: Sendable, Equatable, Codable {
+    /// endpoint -> HTTP status -> count. Endpoints: `token_v1`, `token_v2`, `alerts`, `openid`, `control`, `other`.
+    public var requests: [String: [String: Int]] = [:]
+    public var tokensIssued = 0
+    /// 429 answers from the rate limiter.
+    public var rateLimited = 0
+    /// Calls that came while an earlier `Retry-After` was still running.
+    public var callsIgnoringRetryAfter = 0
+    public var alertsServed = 0
+    public var faultsInjected = 0
+
+    /// Total requests to an endpoint.
+    public func total(_ endpoint: String) -> Int {
+        requests[endpoint]?.values.reduce(0, +) ?? 0
+    }
+
+    /// Requests to an endpoint answered with `status`.
+    public func count(_ endpoint: String, status: Int) -> Int {
+        requests[endpoint]?[String(status)] ?? 0
+    }
+}

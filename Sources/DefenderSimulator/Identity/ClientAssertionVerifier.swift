@@ -1,0 +1,93 @@
+import Crypto
+import Foundation
+import OrderedJSON
+import _CryptoExtras
+
+/// Checks a `client_assertion` JWT the way Entra ID does: RS256 with `x5t` or PS256 with
+/// `x5t#S256` naming a registered certificate, a valid signature, `aud` = the token endpoint,
+/// `iss` = `sub` = the client id, `exp`/`nbf` in force, and a `jti` never seen before.
+struct ClientAssertionVerifier {
+    /// Why an assertion was refused (shown after AADSTS700027 / 700024 / 7000274).
+    struct Rejection: Error {
+        var code: Int
+        var message: String
+    }
+
+    /// Allowed clock skew for `nbf` and `exp`.
+    static let skew: Int64 = 300
+
+    func verify(_ assertion: String, app: RegisteredApp, acceptedAudiences: [String], now: Timestamp,
+                seenIDs: inout Set<String>) throws(Rejection) {
+        let parts = assertion.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let headerData = Self.base64URLDecode(parts[0]), let payloadData = Self.base64URLDecode(parts[1]),
+            let signature = Self.base64URLDecode(parts[2]),
+            let header = try? JSONValue(parsing: headerData), let payload = try? JSONValue(parsing: payloadData)
+        else {
+            throw Rejection(code: 50027, message: "JWT token is invalid or malformed.")
+        }
+        let signedPart = Data((parts[0] + "." + parts[1]).utf8)
+
+        // The certificate named in the header.
+        let certificate: RegisteredCertificate?
+        let algorithm = header["alg"]?.stringValue
+        switch algorithm {
+        case "RS256":
+            guard let x5t = header["x5t"]?.stringValue, let thumbprint = Self.base64URLDecode(Substring(x5t)) else {
+                throw Rejection(code: 700027, message: "Client assertion failed signature validation: the RS256 header carries no x5t.")
+            }
+            certificate = app.certificates.first { $0.sha1Thumbprint == Array(thumbprint) }
+        case "PS256":
+            guard let x5t = header["x5t#S256"]?.stringValue, let thumbprint = Self.base64URLDecode(Substring(x5t)) else {
+                throw Rejection(code: 700027, message: "Client assertion failed signature validation: the PS256 header carries no x5t#S256.")
+            }
+            certificate = app.certificates.first { $0.sha256Thumbprint == Array(thumbprint) }
+        default:
+            throw Rejection(code: 700027, message: "Client assertion failed signature validation. Unsupported signing algorithm '\(algorithm ?? "none")'; use RS256 or PS256.")
+        }
+        guard let certificate else {
+            throw Rejection(code: 700027, message: "Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '\(header["x5t"]?.stringValue ?? header["x5t#S256"]?.stringValue ?? "")', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '\(app.clientID)'.]")
+        }
+        let rsaSignature = _RSA.Signing.RSASignature(rawRepresentation: signature)
+        let digest = SHA256.hash(data: signedPart)
+        let valid = algorithm == "PS256"
+            ? certificate.publicKey.isValidSignature(rsaSignature, for: digest, padding: .PSS)
+            : certificate.publicKey.isValidSignature(rsaSignature, for: digest, padding: .insecurePKCS1v1_5)
+        guard valid else { throw Rejection(code: 700027, message: "Client assertion failed signature validation.") }
+
+        // Claims.
+        guard let audience = payload["aud"]?.stringValue, acceptedAudiences.contains(audience) else {
+            throw Rejection(code: 700024, message: "Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
+        }
+        guard payload["iss"]?.stringValue?.lowercased() == app.clientID, payload["sub"]?.stringValue?.lowercased() == app.clientID else {
+            throw Rejection(code: 700021, message: "Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
+        }
+        let seconds = now.ticks / 10_000_000
+        guard let exp = Self.integer(payload["exp"]) else {
+            throw Rejection(code: 50027, message: "JWT token is invalid or malformed: no integer 'exp' claim.")
+        }
+        guard exp + Self.skew > seconds else {
+            throw Rejection(code: 700027, message: "Client assertion is not within its valid time range. Current time: \(now), expiry time of assertion \(exp).")
+        }
+        if let nbf = Self.integer(payload["nbf"]), nbf - Self.skew > seconds {
+            throw Rejection(code: 700027, message: "Client assertion is not within its valid time range. Current time: \(now), assertion valid from \(nbf).")
+        }
+        guard let jti = payload["jti"]?.stringValue, !jti.isEmpty else {
+            throw Rejection(code: 50027, message: "JWT token is invalid or malformed: no 'jti' claim.")
+        }
+        guard seenIDs.insert(jti).inserted else {
+            throw Rejection(code: 7000274, message: "Client assertion has already been used (replayed 'jti' \(jti)).")
+        }
+    }
+
+    /// Whole seconds only: Entra's claims are integers (fractional values are refused).
+    private static func integer(_ value: JSONValue?) -> Int64? {
+        guard case .number(let text)? = value else { return nil }
+        return Int64(text)
+    }
+
+    static func base64URLDecode(_ text: Substring) -> Data? {
+        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        return Data(base64Encoded: base64)
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import OrderedJSON
+
+/// An access token the simulator issued, as the API checks it.
+struct IssuedToken: Sendable {
+    var tenantID: String
+    var clientID: String
+    var audience: String
+    var roles: [String]
+    var expiresAt: Timestamp
+    var revoked = false
+}
+
+/// Which token endpoint a request came to.
+public enum TokenEndpointVersion: String, Sendable {
+    case v1, v2
+}
+
+/// The simulated Entra ID token endpoint (client credentials grant only).
+struct TokenEndpoint {
+    var tenants: [SimulatedTenant]
+    var apps: [RegisteredApp]
+    var tokenLifetime: Int
+    var issued: [String: IssuedToken] = [:]
+    var seenAssertionIDs: Set<String> = []
+
+    static let headers = [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache"), ("Expires", "-1")]
+
+    mutating func handle(_ request: SimulatorRequest, tenantName: String, version: TokenEndpointVersion, now: Timestamp) -> SimulatorResponse {
+        guard request.method == "POST" else {
+            return Self.error(405, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a \(request.method) request.", now: now)
+        }
+        guard let tenant = tenants.first(where: { $0.answers(to: tenantName) }) else {
+            return Self.error(400, "invalid_request", 90002, "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.", now: now)
+        }
+        var form = request.form
+        if let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("basic "),
+            let decoded = Data(base64Encoded: String(authorization.dropFirst(6))).map({ String(decoding: $0, as: UTF8.self) }),
+            let colon = decoded.firstIndex(of: ":")
+        {
+            // RFC 6749 §2.3.1: client id and secret in HTTP Basic, form-encoded.
+            let id = String(decoded[..<colon]).removingPercentEncoding ?? ""
+            let secret = String(decoded[decoded.index(after: colon)...]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+            form["client_id"] = form["client_id"] ?? id
+            form["client_secret"] = form["client_secret"] ?? secret
+        }
+        guard let grant = form["grant_type"] else { return Self.missing("grant_type", now: now) }
+        guard grant == "client_credentials" else {
+            return Self.error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '\(grant)'. This simulator issues app-only tokens (client_credentials).", now: now)
+        }
+        guard let clientID = form["client_id"]?.lowercased(), !clientID.isEmpty else { return Self.missing("client_id", now: now) }
+
+        let requestedResource: String
+        switch version {
+        case .v1:
+            guard let resource = form["resource"], !resource.isEmpty else { return Self.missing("resource", now: now) }
+            requestedResource = resource
+        case .v2:
+            if form["resource"] != nil {
+                return Self.error(400, "invalid_request", 901002, "The 'resource' request parameter is not supported.", now: now)
+            }
+            guard let scope = form["scope"], !scope.isEmpty else { return Self.missing("scope", now: now) }
+            let scopes = scope.split(separator: " ").map(String.init)
+            guard scopes.count == 1, let only = scopes.first, only.hasSuffix("/.default") else {
+                return Self.error(400, "invalid_scope", 70011, "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope \(scope) is not valid. The client credentials flow accepts exactly one scope of the form <resource>/.default.", now: now)
+            }
+            requestedResource = String(only.dropLast("/.default".count))
+        }
+        guard let audience = Resource.audience(for: requestedResource) else {
+            return Self.error(400, "invalid_resource", 500011, "The resource principal named \(requestedResource) was not found in the tenant named \(tenant.displayName). This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", now: now)
+        }
+        guard let app = apps.first(where: { $0.tenantID == tenant.id && $0.clientID == clientID }) else {
+            return Self.error(400, "unauthorized_client", 700016, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", now: now)
+        }
+
+        if let secret = form["client_secret"] {
+            guard app.secrets.contains(secret) else {
+                return Self.error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.", now: now)
+            }
+        } else if let assertion = form["client_assertion"] {
+            guard form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" else {
+                return Self.error(400, "invalid_request", 50027, "Invalid client_assertion_type: expected 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.", now: now)
+            }
+            let audiences = ([tenantName] + [tenant.id] + tenant.domains).flatMap { name in
+                ["\(request.baseURL)/\(name)/oauth2/v2.0/token", "\(request.baseURL)/\(name)/oauth2/token", "\(request.baseURL)/\(name)/v2.0"]
+            }
+            do {
+                try ClientAssertionVerifier().verify(assertion, app: app, acceptedAudiences: audiences, now: now, seenIDs: &seenAssertionIDs)
+            } catch {
+                return Self.error(401, "invalid_client", error.code, error.message, now: now)
+            }
+        } else {
+            return Self.error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
+        }
+
+        let roles = audience == Resource.graph ? app.graphRoles : app.roles
+        let issuedAt = now.ticks / 10_000_000
+        let expiresAt = issuedAt + Int64(tokenLifetime)
+        let token = Self.accessToken(tenant: tenant.id, app: app, audience: audience, roles: roles, issuedAt: issuedAt, expiresAt: expiresAt)
+        issued[token] = IssuedToken(tenantID: tenant.id, clientID: app.clientID, audience: audience, roles: roles,
+                                    expiresAt: Timestamp(ticks: expiresAt * 10_000_000))
+        let body: JSONValue
+        switch version {
+        case .v1:
+            body = .object([
+                ("token_type", .string("Bearer")), ("expires_in", .string("\(tokenLifetime)")),
+                ("ext_expires_in", .string("\(tokenLifetime)")), ("expires_on", .string("\(expiresAt)")),
+                ("not_before", .string("\(issuedAt - 300)")), ("resource", .string(requestedResource)),
+                ("access_token", .string(token)),
+            ])
+        case .v2:
+            body = .object([
+                ("token_type", .string("Bearer")), ("expires_in", .int(tokenLifetime)),
+                ("ext_expires_in", .int(tokenLifetime)), ("access_token", .string(token)),
+            ])
+        }
+        return .json(200, body, headers: Self.headers)
+    }
+
+    /// A JWT-shaped token with the claims of a real app-only token and a fake signature.
+    static func accessToken(tenant: String, app: RegisteredApp, audience: String, roles: [String], issuedAt: Int64, expiresAt: Int64) -> String {
+        let header = JSONValue.object([("typ", .string("JWT")), ("alg", .string("RS256")), ("x5t", .string("SIMULATOR-NOT-A-REAL-KEY")), ("kid", .string("SIMULATOR-NOT-A-REAL-KEY"))])
+        let oid = UUID().uuidString.lowercased()
+        let payload = JSONValue.object([
+            ("aud", .string(audience)), ("iss", .string("https://sts.windows.net/\(tenant)/")),
+            ("iat", .number("\(issuedAt)")), ("nbf", .number("\(issuedAt)")), ("exp", .number("\(expiresAt)")),
+            ("app_displayname", .string(app.displayName)), ("appid", .string(app.clientID)), ("appidacr", .string("1")),
+            ("idp", .string("https://sts.windows.net/\(tenant)/")), ("oid", .string(oid)),
+            ("roles", .array(roles.map { .string($0) })), ("sub", .string(oid)), ("tid", .string(tenant)),
+            ("uti", .string(UUID().uuidString.lowercased())), ("ver", .string("1.0")),
+        ])
+        return [header.data, payload.data, Data("simulator-signature-not-valid".utf8)].map(base64URL).joined(separator: ".")
+    }
+
+    static func base64URL(_ data: Data) -> String {
+        data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    static func missing(_ parameter: String, now: Timestamp) -> SimulatorResponse {
+        error(400, "invalid_request", 900144, "The request body must contain the following parameter: '\(parameter)'.", now: now)
+    }
+
+    /// The Entra ID error shape, with AADSTS code, trace and correlation ids and timestamp.
+    static func error(_ status: Int, _ error: String, _ code: Int, _ message: String, now: Timestamp) -> SimulatorResponse {
+        let trace = UUID().uuidString.lowercased()
+        let correlation = UUID().uuidString.lowercased()
+        let stamp = now.writtenWith(0).description.replacingOccurrences(of: "T", with: " ")
+        let description = "AADSTS\(code): \(message)\r\nTrace ID: \(trace)\r\nCorrelation ID: \(correlation)\r\nTimestamp: \(stamp)"
+        return .json(status, .object([
+            ("error", .string(error)), ("error_description", .string(description)), ("error_codes", .array([.int(code)])),
+            ("timestamp", .string(stamp)), ("trace_id", .string(trace)), ("correlation_id", .string(correlation)),
+            ("error_uri", .string("https://login.microsoftonline.com/error?code=\(code)")),
+        ]), headers: headers)
+    }
+}

@@ -1,0 +1,274 @@
+import Foundation
+import OrderedJSON
+
+/// Everything the simulator starts with.
+public struct SimulatorConfiguration: Sendable {
+    /// Seed of every random choice (alerts, fault probabilities).
+    public var seed: UInt64 = 1
+    public var tenants: [SimulatedTenant] = [SimulatorConfiguration.defaultTenant]
+    public var apps: [RegisteredApp] = []
+    /// `expires_in` of issued tokens, seconds.
+    public var tokenLifetime = 3599
+    public var rateLimitPerMinute = 100
+    public var rateLimitPerHour = 1500
+    public var scenario = Scenario()
+    public var faults: [Fault] = []
+
+    /// The tenant of the shared fixtures.
+    public static let defaultTenant = SimulatedTenant(
+        id: "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35", domains: ["contoso.onmicrosoft.com", "contoso.com"], displayName: "Contoso")
+
+    public init() {}
+}
+
+/// The simulated Microsoft services: Entra ID token endpoints and the Defender alerts API, with
+/// scenarios, faults and counters. Transport-independent: the HTTP server (``SimulatorServer``)
+/// and in-process tests both call ``handle(_:)``.
+public actor SimulatedDefender {
+    public let clock: SimulatorClock
+    private var tokens: TokenEndpoint
+    private var store = AlertStore()
+    private var player: ScenarioPlayer
+    private var limiter: RateLimiter
+    private var faults: [Fault]
+    private var random: SeededRandom
+    private var generator: AlertGenerator
+    private var counters = SimulatorCounters()
+    private let seed: UInt64
+
+    public init(configuration: SimulatorConfiguration, clock: SimulatorClock = .system()) throws(SimulatorSetupError) {
+        try configuration.scenario.validate()
+        for fault in configuration.faults { try fault.validate() }
+        for app in configuration.apps where !configuration.tenants.contains(where: { $0.id == app.tenantID }) {
+            throw SimulatorSetupError("app \(app.clientID) belongs to unknown tenant \(app.tenantID)")
+        }
+        self.clock = clock
+        seed = configuration.seed
+        tokens = TokenEndpoint(tenants: configuration.tenants, apps: configuration.apps, tokenLifetime: configuration.tokenLifetime)
+        limiter = RateLimiter(perMinute: configuration.rateLimitPerMinute, perHour: configuration.rateLimitPerHour)
+        faults = configuration.faults
+        random = SeededRandom(seed: configuration.seed)
+        generator = AlertGenerator(seed: configuration.seed, tenantID: configuration.tenants.first?.id ?? "")
+        player = ScenarioPlayer(scenario: configuration.scenario, start: clock.now(),
+                                generator: AlertGenerator(seed: configuration.seed &+ 0x9E37, tenantID: generator.tenantID), seed: configuration.seed)
+        player.seedBacklog(into: &store)
+    }
+
+    // MARK: Requests
+
+    /// Answers one request.
+    public func handle(_ request: SimulatorRequest) -> SimulatorOutcome {
+        let segments = request.path.split(separator: "/").map(String.init)
+        let endpoint: String
+        let outcome: SimulatorOutcome
+        switch (request.method, segments) {
+        case (_, let s) where s.count == 3 && s[1] == "oauth2" && s[2] == "token":
+            endpoint = "token_v1"
+            outcome = token(request, tenant: s[0], version: .v1)
+        case (_, let s) where s.count == 4 && s[1] == "oauth2" && s[2] == "v2.0" && s[3] == "token":
+            endpoint = "token_v2"
+            outcome = token(request, tenant: s[0], version: .v2)
+        case ("GET", let s) where s.count == 4 && s[1] == "v2.0" && s[2] == ".well-known" && s[3] == "openid-configuration":
+            endpoint = "openid"
+            outcome = SimulatorOutcome(openIDConfiguration(request, tenant: s[0]))
+        case ("GET", ["api", "alerts"]), ("GET", ["api", "v1.0", "alerts"]):
+            endpoint = "alerts"
+            outcome = alerts(request)
+        case (_, let s) where s.first == Self.controlPrefix:
+            endpoint = "control"
+            outcome = SimulatorOutcome(control(request, segments: Array(s.dropFirst())))
+        default:
+            endpoint = "other"
+            outcome = SimulatorOutcome(.apiError(404, code: "ResourceNotFound", message: "Resource \(request.path) was not found."))
+        }
+        counters.requests[endpoint, default: [:]][String(outcome.response.status), default: 0] += 1
+        return outcome
+    }
+
+    private func token(_ request: SimulatorRequest, tenant: String, version: TokenEndpointVersion) -> SimulatorOutcome {
+        if let injected = injectFault(for: .token) { return injected }
+        let response = tokens.handle(request, tenantName: tenant, version: version, now: clock.now())
+        if response.status == 200 { counters.tokensIssued += 1 }
+        return SimulatorOutcome(response)
+    }
+
+    private func openIDConfiguration(_ request: SimulatorRequest, tenant: String) -> SimulatorResponse {
+        guard let known = tokens.tenants.first(where: { $0.answers(to: tenant) }) else {
+            return TokenEndpoint.error(400, "invalid_tenant", 90002, "Tenant '\(tenant)' not found.", now: clock.now())
+        }
+        let base = "\(request.baseURL)/\(tenant)"
+        return .json(200, .object([
+            ("token_endpoint", .string("\(base)/oauth2/v2.0/token")),
+            ("token_endpoint_auth_methods_supported", .array(["client_secret_post", "private_key_jwt", "client_secret_basic"].map { .string($0) })),
+            ("jwks_uri", .string("\(request.baseURL)/\(tenant)/discovery/v2.0/keys")),
+            ("response_modes_supported", .array(["query", "fragment", "form_post"].map { .string($0) })),
+            ("subject_types_supported", .array([.string("pairwise")])),
+            ("id_token_signing_alg_values_supported", .array([.string("RS256")])),
+            ("response_types_supported", .array(["code", "id_token", "code id_token", "id_token token"].map { .string($0) })),
+            ("scopes_supported", .array(["openid", "profile", "email", "offline_access"].map { .string($0) })),
+            ("issuer", .string("\(request.baseURL)/\(known.id)/v2.0")),
+            ("request_uri_parameter_supported", .bool(false)),
+            ("authorization_endpoint", .string("\(base)/oauth2/v2.0/authorize")),
+            ("device_authorization_endpoint", .string("\(base)/oauth2/v2.0/devicecode")),
+            ("end_session_endpoint", .string("\(base)/oauth2/v2.0/logout")),
+            ("tenant_region_scope", .string("EU")),
+            ("cloud_instance_name", .string("microsoftonline.com")),
+        ]))
+    }
+
+    private func alerts(_ request: SimulatorRequest) -> SimulatorOutcome {
+        if let injected = injectFault(for: .alerts) { return injected }
+        let now = clock.now()
+
+        // Authentication: 401 for a missing, unknown, expired or revoked token.
+        guard let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("bearer "),
+            let token = tokens.issued[String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)],
+            !token.revoked, token.expiresAt > now
+        else {
+            return SimulatorOutcome(.apiError(401, code: "Unauthorized", message: "Unauthorized"))
+        }
+        // Authorization: 403 for the wrong audience or a missing role.
+        guard token.audience == Resource.defender else {
+            return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The application token has the wrong audience '\(token.audience)'; request a token for \(Resource.defender)."))
+        }
+        guard token.roles.contains("Alert.Read.All") || token.roles.contains("Alert.ReadWrite.All") else {
+            return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The application does not have any of the required application permissions (Alert.ReadWrite.All, Alert.Read.All) to access the resource."))
+        }
+        switch limiter.admit(.init(tenantID: token.tenantID, clientID: token.clientID), now: now) {
+        case .allowed:
+            break
+        case .limited(let seconds, let ignored):
+            counters.rateLimited += 1
+            if ignored { counters.callsIgnoringRetryAfter += 1 }
+            return SimulatorOutcome(.apiError(429, code: "TooManyRequests",
+                message: "Too many requests. The rate limit for this API is \(limiter.perMinute) calls per minute and \(limiter.perHour) calls per hour.",
+                headers: [("Retry-After", String(seconds))]))
+        }
+        let query: AlertsQuery
+        do {
+            query = try AlertsQuery(queryString: request.query)
+        } catch {
+            return SimulatorOutcome(.apiError(400, code: "ODataError", message: error.message))
+        }
+        player.advance(to: now, store: &store)
+        let page = store.query(query, now: now)
+        counters.alertsServed += page.count
+        let body = JSONValue.object([("@odata.context", .string("\(request.baseURL)/api/$metadata#Alerts")), ("value", .array(page))])
+        return SimulatorOutcome(.json(200, body, contentType: "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8",
+                                      headers: [("OData-Version", "4.0")]))
+    }
+
+    /// The first active fault for `target` that fires, if any (and uses up one of its count).
+    private func injectFault(for target: Fault.Target) -> SimulatorOutcome? {
+        for (index, fault) in faults.enumerated() where fault.target == target || fault.target == .any {
+            if let probability = fault.probability, !random.chance(probability) { continue }
+            if let count = fault.count {
+                if count <= 1 { faults.remove(at: index) } else { faults[index].count = count - 1 }
+            }
+            counters.faultsInjected += 1
+            return Self.outcome(of: fault, target: target)
+        }
+        return nil
+    }
+
+    private static func outcome(of fault: Fault, target: Fault.Target) -> SimulatorOutcome {
+        let ok = SimulatorResponse.json(200, .object([("value", .array([]))]))
+        switch fault.kind {
+        case .status:
+            let status = fault.status ?? 503
+            if target == .token {
+                return SimulatorOutcome(TokenEndpoint.error(status, "temporarily_unavailable", 50_020 + status % 10, "The service is temporarily unavailable (simulated outage, HTTP \(status)).", now: Timestamp(Date())))
+            }
+            return SimulatorOutcome(.apiError(status, code: status >= 500 ? "InternalServerError" : "BadRequest", message: "Simulated failure (HTTP \(status))."))
+        case .rateLimit:
+            return SimulatorOutcome(.apiError(429, code: "TooManyRequests", message: "Too many requests (simulated burst).",
+                                              headers: [("Retry-After", String(fault.retryAfter ?? 30))]))
+        case .delay:
+            return SimulatorOutcome(ok, delivery: .delayed(.milliseconds(Int64((fault.seconds ?? 5) * 1000))))
+        case .stall:
+            return SimulatorOutcome(ok, delivery: .stall)
+        case .truncated:
+            return SimulatorOutcome(.json(200, .object([("@odata.context", .string("truncated")), ("value", .array((0..<50).map { .int($0) }))])), delivery: .truncated)
+        case .invalidJSON:
+            return SimulatorOutcome(SimulatorResponse(status: 200, headers: [("Content-Type", "application/json; charset=utf-8")], body: Data("{\"value\": [{\"id\": \"da1\", ".utf8)))
+        case .wrongContentType:
+            return SimulatorOutcome(SimulatorResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], body: Data("<html><body>Proxy login required</body></html>".utf8)))
+        }
+    }
+
+    // MARK: Control
+
+    /// Adds alerts; `visibleAfter` seconds after their `lastUpdateTime` they become queryable.
+    @discardableResult
+    public func addAlerts(_ objects: [JSONValue], visibleAfter: Double = 0) throws(SimulatorSetupError) -> [String] {
+        var ids: [String] = []
+        for object in objects {
+            guard let text = object["lastUpdateTime"]?.stringValue, let updated = Timestamp(parsing: text) else {
+                throw SimulatorSetupError("an alert needs a \"lastUpdateTime\" in ISO 8601 (UTC, 0-7 fraction digits)")
+            }
+            ids.append(try store.upsert(object, visibleFrom: updated.adding(seconds: visibleAfter)))
+        }
+        return ids
+    }
+
+    /// Generates `count` alerts sharing one `lastUpdateTime` (default: now).
+    @discardableResult
+    public func generateAlerts(count: Int, lastUpdateTime: Timestamp? = nil, visibleAfter: Double = 0,
+                               severity: String? = nil) throws(SimulatorSetupError) -> [String] {
+        let time = lastUpdateTime ?? clock.now()
+        let objects = (0..<count).map { _ in generator.makeAlert(lastUpdateTime: time, severity: severity) }
+        return try addAlerts(objects, visibleAfter: visibleAfter)
+    }
+
+    /// Changes an alert as an analyst would (or sets `changes` exactly); a new `lastUpdateTime`.
+    @discardableResult
+    public func updateAlert(id: String, changes: [(String, JSONValue)] = [], at time: Timestamp? = nil,
+                            visibleAfter: Double = 0) throws(SimulatorSetupError) -> JSONValue {
+        guard let stored = store.alert(id: id) else { throw SimulatorSetupError("no alert with id \(id)") }
+        let time = time ?? clock.now()
+        var object = changes.isEmpty ? generator.update(stored.object, at: time) : stored.object
+        for (name, value) in changes { object.set(name, value) }
+        object.set("lastUpdateTime", .string(time.description))
+        try store.upsert(object, visibleFrom: time.adding(seconds: visibleAfter))
+        return object
+    }
+
+    /// Every alert, visible or not, in creation order.
+    public func allAlerts() -> [JSONValue] {
+        player.advance(to: clock.now(), store: &store)
+        return store.alerts.map(\.object)
+    }
+
+    public func addFault(_ fault: Fault) throws(SimulatorSetupError) {
+        try fault.validate()
+        faults.append(fault)
+    }
+
+    public func clearFaults() {
+        faults.removeAll()
+    }
+
+    /// Revokes every token issued so far (the API answers 401 until a new one is fetched).
+    public func revokeTokens() {
+        for key in tokens.issued.keys { tokens.issued[key]?.revoked = true }
+    }
+
+    public func register(_ app: RegisteredApp) throws(SimulatorSetupError) {
+        guard tokens.tenants.contains(where: { $0.id == app.tenantID }) else {
+            throw SimulatorSetupError("unknown tenant \(app.tenantID)")
+        }
+        tokens.apps.removeAll { $0.tenantID == app.tenantID && $0.clientID == app.clientID }
+        tokens.apps.append(app)
+    }
+
+    /// Replaces the running scenario; arrivals count from now.
+    public func setScenario(_ scenario: Scenario) throws(SimulatorSetupError) {
+        try scenario.validate()
+        let scenarioSeed = seed &+ 0x9E37 &+ UInt64(store.count)
+        player = ScenarioPlayer(scenario: scenario, start: clock.now(),
+                                generator: AlertGenerator(seed: scenarioSeed, tenantID: generator.tenantID), seed: scenarioSeed)
+        player.seedBacklog(into: &store)
+    }
+
+    public var counterSnapshot: SimulatorCounters { counters }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import OrderedJSON
+
+/// The control API, on the same listener under `/_simulator/` (a path the real API does not
+/// use): add and update alerts, set faults and scenarios, register apps, revoke tokens, move
+/// the clock, and read counters. Bodies are JSON; answers are JSON.
+extension SimulatedDefender {
+    /// First path segment of the control API.
+    public static let controlPrefix = "_simulator"
+
+    func control(_ request: SimulatorRequest, segments: [String]) -> SimulatorResponse {
+        do {
+            return try routeControl(request, segments: segments)
+        } catch {
+            return .json(400, .object([("error", .string(error.description))]))
+        }
+    }
+
+    private func routeControl(_ request: SimulatorRequest, segments: [String]) throws(SimulatorSetupError) -> SimulatorResponse {
+        let body = request.body.isEmpty ? JSONValue.object([]) : try Self.parse(request.body)
+        switch (request.method, segments) {
+        case ("GET", ["counters"]):
+            return .json(200, try Self.encode(counterSnapshot))
+        case ("GET", ["alerts"]):
+            return .json(200, .object([("value", .array(allAlerts()))]))
+        case ("POST", ["alerts"]):
+            let visibleAfter = Self.double(body["visibleAfterSeconds"]) ?? 0
+            let ids: [String]
+            if case .array(let objects)? = body["alerts"] {
+                ids = try addAlerts(objects, visibleAfter: visibleAfter)
+            } else {
+                let count = Int(Self.double(body["count"]) ?? 1)
+                guard (1...100_000).contains(count) else { throw SimulatorSetupError("count must be 1...100000") }
+                let time = try body["lastUpdateTime"]?.stringValue.map { text throws(SimulatorSetupError) in
+                    guard let time = Timestamp(parsing: text) else { throw SimulatorSetupError("lastUpdateTime \(text) is not ISO 8601") }
+                    return time
+                }
+                ids = try generateAlerts(count: count, lastUpdateTime: time, visibleAfter: visibleAfter, severity: body["severity"]?.stringValue)
+            }
+            return .json(201, .object([("ids", .array(ids.map { .string($0) }))]))
+        case ("POST", let path) where path.count == 2 && path[0] == "alerts":
+            var changes: [(String, JSONValue)] = []
+            if case .object(let members)? = body["changes"] { changes = members }
+            let time = body["lastUpdateTime"]?.stringValue.flatMap { Timestamp(parsing: $0) }
+            let updated = try updateAlert(id: path[1], changes: changes, at: time, visibleAfter: Self.double(body["visibleAfterSeconds"]) ?? 0)
+            return .json(200, updated)
+        case ("POST", ["faults"]):
+            try addFault(try Self.decode(Fault.self, from: request.body))
+            return .json(201, .object([("ok", .bool(true))]))
+        case ("DELETE", ["faults"]):
+            clearFaults()
+            return .json(200, .object([("ok", .bool(true))]))
+        case ("POST", ["tokens", "revoke"]):
+            revokeTokens()
+            return .json(200, .object([("ok", .bool(true))]))
+        case ("POST", ["scenario"]):
+            try setScenario(try Self.decode(Scenario.self, from: request.body))
+            return .json(200, .object([("ok", .bool(true))]))
+        case ("POST", ["apps"]):
+            guard let tenant = body["tenantId"]?.stringValue, let client = body["clientId"]?.stringValue else {
+                throw SimulatorSetupError("an app needs tenantId and clientId")
+            }
+            var certificates: [RegisteredCertificate] = []
+            if let pem = body["certificatePem"]?.stringValue {
+                do { certificates.append(try RegisteredCertificate(pem: pem)) } catch { throw SimulatorSetupError("certificatePem: \(error)") }
+            }
+            var app = RegisteredApp(tenantID: tenant, clientID: client, secrets: body["secret"]?.stringValue.map { [$0] } ?? [],
+                                    certificates: certificates)
+            if case .array(let roles)? = body["roles"] { app.roles = roles.compactMap(\.stringValue) }
+            if case .array(let roles)? = body["graphRoles"] { app.graphRoles = roles.compactMap(\.stringValue) }
+            try register(app)
+            return .json(201, .object([("ok", .bool(true))]))
+        case ("POST", ["clock", "advance"]):
+            guard let seconds = Self.double(body["seconds"]), seconds >= 0 else { throw SimulatorSetupError("seconds must be a non-negative number") }
+            clock.advance(seconds: seconds)
+            return .json(200, .object([("now", .string(clock.now().description))]))
+        default:
+            return .json(404, .object([("error", .string("no control endpoint \(request.method) /\(Self.controlPrefix)/\(segments.joined(separator: "/"))"))]))
+        }
+    }
+
+    private static func parse(_ data: Data) throws(SimulatorSetupError) -> JSONValue {
+        do { return try JSONValue(parsing: data) } catch { throw SimulatorSetupError("body: \(error)") }
+    }
+
+    private static func double(_ value: JSONValue?) -> Double? {
+        guard case .number(let text)? = value else { return nil }
+        return Double(text)
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(SimulatorSetupError) -> T {
+        do { return try JSONDecoder().decode(type, from: data) } catch { throw SimulatorSetupError("body: \(error)") }
+    }
+
+    private static func encode<T: Encodable>(_ value: T) throws(SimulatorSetupError) -> JSONValue {
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            return try JSONValue(parsing: encoder.encode(value))
+        } catch { throw SimulatorSetupError("cannot encode: \(error)") }
+    }
+}
