@@ -19,6 +19,24 @@ public struct Scenario: Sendable, Equatable, Codable {
 
     public init() {}
 
+    private enum CodingKeys: String, CodingKey {
+        case backlog, backlogSpanSeconds, ratePerMinute, updateFraction, resurfaceFraction, lateFraction, lateSeconds, batchSize
+    }
+
+    /// Missing keys keep their defaults, so `{"ratePerMinute": 10}` is a whole scenario.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = Scenario()
+        backlog = try container.decodeIfPresent(Int.self, forKey: .backlog) ?? defaults.backlog
+        backlogSpanSeconds = try container.decodeIfPresent(Double.self, forKey: .backlogSpanSeconds) ?? defaults.backlogSpanSeconds
+        ratePerMinute = try container.decodeIfPresent(Double.self, forKey: .ratePerMinute) ?? defaults.ratePerMinute
+        updateFraction = try container.decodeIfPresent(Double.self, forKey: .updateFraction) ?? defaults.updateFraction
+        resurfaceFraction = try container.decodeIfPresent(Double.self, forKey: .resurfaceFraction) ?? defaults.resurfaceFraction
+        lateFraction = try container.decodeIfPresent(Double.self, forKey: .lateFraction) ?? defaults.lateFraction
+        lateSeconds = try container.decodeIfPresent(Double.self, forKey: .lateSeconds) ?? defaults.lateSeconds
+        batchSize = try container.decodeIfPresent(Int.self, forKey: .batchSize) ?? defaults.batchSize
+    }
+
     /// Checks the values; the message names the bad one.
     public func validate() throws(SimulatorSetupError) {
         for (name, value) in [("updateFraction", updateFraction), ("resurfaceFraction", resurfaceFraction), ("lateFraction", lateFraction)]
