@@ -2,7 +2,9 @@
 SWIFT       ?= swift
 PREFIX      ?= /usr
 BUILD_FLAGS ?=
-APT_PACKAGES = libsystemd-dev pkg-config systemd
+APT_PACKAGES = libsystemd-dev pkg-config systemd curl python3 python3-pip
+# Real third-party clients the simulator is tested against.
+PIP_PACKAGES = msal requests
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BINARY       = .build/debug/defender-alertd
 
@@ -15,6 +17,8 @@ deps:
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
+	@python3 -c "import msal, requests" 2>/dev/null || python3 -m pip install --quiet $(PIP_PACKAGES) \
+		|| python3 -m pip install --quiet --break-system-packages $(PIP_PACKAGES)
 
 ## build: debug build of everything
 build: deps

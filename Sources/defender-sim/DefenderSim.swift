@@ -91,7 +91,9 @@ struct DefenderSim: AsyncParsableCommand {
             // Unbuffered, so a parent process reading the pipe sees the port at once.
             FileHandle.standardOutput.write(Data("listening \(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)\n".utf8))
         }
-        let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(5)  // then stalled requests are cut off
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
     }
 

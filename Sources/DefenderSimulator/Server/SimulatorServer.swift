@@ -82,7 +82,7 @@ public struct SimulatorServer: Service {
         case .stall:
             return Response(status: status, headers: fields, body: .init { _ in
                 // Headers are out; the body never comes. Ends when the server stops.
-                try await Task.sleep(for: .seconds(86_400))
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(86_400)) }
             })
         case .truncated:
             let half = bytes.getSlice(at: bytes.readerIndex, length: bytes.readableBytes / 2) ?? ByteBuffer()

@@ -2,22 +2,24 @@ import Foundation
 import Testing
 import TestSupport
 
-/// The built `defender-alertd` binary run as a real process, its output captured in files.
+/// A built executable of this package (`defender-alertd` by default) run as a real process,
+/// its output captured in files.
 final class DaemonProcess: @unchecked Sendable {
     // @unchecked: used from one test at a time; Process itself is thread-safe for these calls.
-    static let binary: String = {
-        if let path = ProcessInfo.processInfo.environment["DEFENDER_ALERTD_BINARY"] { return path }
+    /// The directory holding the built products (`DEFENDER_BUILD_DIR` overrides).
+    static let buildDirectory: String = {
+        if let path = ProcessInfo.processInfo.environment["DEFENDER_BUILD_DIR"] { return path }
         var url = URL(fileURLWithPath: #filePath)
         for _ in 0..<4 { url.deleteLastPathComponent() }
-        return url.path + "/.build/debug/defender-alertd"
+        return url.path + "/.build/debug"
     }()
 
     let process = Process()
     private let output = TemporaryDirectory()
 
     /// Starts the binary with `arguments`; the environment is the given one only (plus PATH).
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = URL(fileURLWithPath: Self.binary)
+    init(_ arguments: [String], environment: [String: String] = [:], executable: String = "defender-alertd") throws {
+        process.executableURL = URL(fileURLWithPath: Self.buildDirectory + "/" + executable)
         process.arguments = arguments
         process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { mine, _ in mine }
         output.write("stdout", "")
@@ -29,8 +31,8 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     /// Runs to completion (bounded) and returns the exit status.
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let daemon = try DaemonProcess(arguments, environment: environment)
+    static func run(_ arguments: [String], environment: [String: String] = [:], executable: String = "defender-alertd") throws -> (status: Int32, stdout: String, stderr: String) {
+        let daemon = try DaemonProcess(arguments, environment: environment, executable: executable)
         let status = try #require(daemon.waitForExit(timeout: .seconds(60)), "\(arguments) did not finish")
         return (status, daemon.stdout, daemon.stderr)
     }
@@ -38,6 +40,18 @@ final class DaemonProcess: @unchecked Sendable {
     var pid: Int32 { process.processIdentifier }
     var stdout: String { (try? String(contentsOfFile: output.file("stdout"), encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: output.file("stderr"), encoding: .utf8)) ?? "" }
+
+    /// Waits (bounded) until stdout has a line starting with `prefix`; returns the rest of it.
+    func waitForLine(startingWith prefix: String, timeout: Duration = .seconds(60)) -> String? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, process.isRunning {
+            if let line = stdout.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) {
+                return String(line.dropFirst(prefix.count))
+            }
+            Thread.sleep(forTimeInterval: 0.02)  // polling a child's output; no result depends on it
+        }
+        return nil
+    }
 
     func signal(_ signal: Int32) {
         kill(process.processIdentifier, signal)
