@@ -179,7 +179,9 @@ public actor SimulatedDefender {
             if target == .token {
                 return SimulatorOutcome(TokenEndpoint.error(status, "temporarily_unavailable", 50_020 + status % 10, "The service is temporarily unavailable (simulated outage, HTTP \(status)).", now: Timestamp(Date())))
             }
-            return SimulatorOutcome(.apiError(status, code: status >= 500 ? "InternalServerError" : "BadRequest", message: "Simulated failure (HTTP \(status))."))
+            // Documented: InternalServerError carries no message.
+            return SimulatorOutcome(.apiError(status, code: status >= 500 ? "InternalServerError" : "BadRequest",
+                                              message: status >= 500 ? "" : "Simulated failure (HTTP \(status))."))
         case .rateLimit:
             return SimulatorOutcome(.apiError(429, code: "TooManyRequests", message: "Too many requests (simulated burst).",
                                               headers: [("Retry-After", String(fault.retryAfter ?? 30))]))

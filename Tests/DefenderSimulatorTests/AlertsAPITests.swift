@@ -85,6 +85,25 @@ struct AlertsAPITests {
         #expect(await harness.get(token: noRolesToken).response.status == 403)
     }
 
+    @Test func apiErrorsHaveTheDocumentedShape() async throws {
+        let token = try await harness.accessToken()
+        try await harness.simulator.addFault(Fault(target: .alerts, kind: .status, status: 500, count: 1))
+        try await harness.simulator.addFault(Fault(target: .alerts, kind: .rateLimit, retryAfter: 3, count: 1))
+        let cases: [(String, SimulatorOutcome)] = [
+            ("api-error-500.json", await harness.get(token: token)),
+            ("api-error-429.json", await harness.get(token: token)),
+            ("api-error-400-odata.json", await harness.get(query: "$top=99999", token: token)),
+            ("api-error-404.json", await harness.get("/api/nothing", token: token)),
+        ]
+        for (name, outcome) in cases {
+            let fixture = try SimulatorHarness.fixture(name)
+            let body = try JSONValue(parsing: outcome.response.body)
+            #expect(body.keys == fixture.keys, "\(name)")
+            #expect(body["error"]?.keys == fixture["error"]?.keys, "\(name)")
+            #expect(body["error"]?["code"] == fixture["error"]?["code"], "\(name)")
+        }
+    }
+
     @Test func topAbove10000IsAnODataError() async throws {
         let token = try await harness.accessToken()
         let outcome = await harness.get(query: "$top=10001", token: token)

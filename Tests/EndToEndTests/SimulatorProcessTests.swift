@@ -80,6 +80,8 @@ struct SimulatorProcessTests {
         #expect(truncated.status == 18)  // curl: partial file
         let normal = try DaemonProcess.curl(["--max-time", "10", "-s", "-o", "/dev/null", "-w", "%{http_code}", "\(base)/api/alerts"])
         #expect(normal.stdout == "401")
+        let deflated = try DaemonProcess.curl(["--max-time", "10", "-s", "-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: deflate", "\(base)/api/alerts"])
+        #expect(deflated.stdout.lowercased().contains("content-encoding: deflate"))
         simulator.signal(SIGTERM)
         #expect(simulator.waitForExit(timeout: .seconds(30)) == 0)
     }
