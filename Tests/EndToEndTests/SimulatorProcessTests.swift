@@ -19,20 +19,9 @@ struct SimulatorProcessTests {
     /// Runs a script from Tests/Clients with python3. The CA-bundle variables some machines set
     /// are removed: `requests` lets them override a session's own `verify`.
     func python(_ script: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repositoryRoot + "/Tests/Clients/" + script] + arguments
         var environment = ProcessInfo.processInfo.environment
         for name in ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] { environment[name] = nil }
-        process.environment = environment
-        let output = directory.file("\(script).out"), errors = directory.file("\(script).err")
-        directory.write("\(script).out", "")
-        directory.write("\(script).err", "")
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
-        try process.run()
-        process.waitUntilExit()
-        return (process.terminationStatus, try String(contentsOfFile: output, encoding: .utf8), try String(contentsOfFile: errors, encoding: .utf8))
+        return try runToCompletion("/usr/bin/env", ["python3", repositoryRoot + "/Tests/Clients/" + script] + arguments, environment: environment)
     }
 
     @Test func msalGetsATokenOverHTTPSWithTheSimulatorsCA() throws {
@@ -110,15 +99,6 @@ struct SimulatorProcessTests {
 extension DaemonProcess {
     /// Runs curl (never beyond loopback: every URL here is the simulator's).
     static func curl(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self), "")
+        try runToCompletion("/usr/bin/curl", arguments)
     }
 }

@@ -37,16 +37,8 @@ public enum Journal {
     }
 
     private static func read(_ match: String) throws -> [[String: String]] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/journalctl")
-        process.arguments = ["-o", "json", "--no-pager", "--all", match]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return try String(decoding: data, as: UTF8.self).split(separator: "\n").map { line in
+        let result = try runToCompletion("/usr/bin/journalctl", ["-o", "json", "--no-pager", "--all", match])
+        return try result.stdout.split(separator: "\n").map { line in
             guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
                 throw Failure(description: "journalctl printed a non-object: \(line)")
             }
