@@ -35,6 +35,8 @@ public actor SimulatedDefender {
     private var generator: AlertGenerator
     private var counters = SimulatorCounters()
     private let seed: UInt64
+    /// Until when a simulated 429 burst asked clients to wait.
+    private var burstRetryAfterUntil: [Fault.Target: Timestamp] = [:]
 
     public init(configuration: SimulatorConfiguration, clock: SimulatorClock = .system()) throws(SimulatorSetupError) {
         try configuration.scenario.validate()
@@ -160,12 +162,17 @@ public actor SimulatedDefender {
 
     /// The first active fault for `target` that fires, if any (and uses up one of its count).
     private func injectFault(for target: Fault.Target) -> SimulatorOutcome? {
+        let now = clock.now()
+        if let until = burstRetryAfterUntil[target], until > now { counters.callsIgnoringRetryAfter += 1 }
         for (index, fault) in faults.enumerated() where fault.target == target || fault.target == .any {
             if let probability = fault.probability, !random.chance(probability) { continue }
             if let count = fault.count {
                 if count <= 1 { faults.remove(at: index) } else { faults[index].count = count - 1 }
             }
             counters.faultsInjected += 1
+            if fault.kind == .rateLimit {
+                burstRetryAfterUntil[target] = now.adding(seconds: Double(fault.retryAfter ?? 30))
+            }
             return Self.outcome(of: fault, target: target)
         }
         return nil

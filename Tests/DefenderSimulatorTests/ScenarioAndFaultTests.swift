@@ -197,5 +197,10 @@ struct FaultTests {
         let outcome = await harness.get(token: token)
         #expect(outcome.response.status == 429)
         #expect(outcome.response.header("Retry-After") == "7")
+        harness.clock.advance(seconds: 3)
+        #expect(await harness.get(token: token).response.status == 200)  // served, but too early
+        harness.clock.advance(seconds: 5)
+        #expect(await harness.get(token: token).response.status == 200)
+        #expect(await harness.simulator.counterSnapshot.callsIgnoringRetryAfter == 1)
     }
 }
