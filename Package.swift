@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(
@@ -33,9 +34,14 @@ let package = Package(
             providers: [.apt(["libsystemd-dev"])]
         ),
         .target(
+            name: "Timekeeping",
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Systemd",
             dependencies: [
                 "CSystemd",
+                "Timekeeping",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -43,7 +49,19 @@ let package = Package(
         ),
         .target(
             name: "DefenderAPI",
-            dependencies: [],
+            dependencies: [
+                "OrderedJSON",
+                "Timekeeping",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -54,6 +72,7 @@ let package = Package(
             name: "DefenderSimulator",
             dependencies: [
                 "OrderedJSON",
+                "Timekeeping",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -83,6 +102,7 @@ let package = Package(
             name: "AlertForwarder",
             dependencies: [
                 "Systemd",
+                "Timekeeping",
                 "DefenderAPI",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -104,13 +124,13 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["Systemd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Systemd", "Timekeeping", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport",
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "SystemdTests",
-            dependencies: ["Systemd", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Systemd", "Timekeeping", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -120,12 +140,12 @@ let package = Package(
         ),
         .testTarget(
             name: "AlertForwarderTests",
-            dependencies: ["AlertForwarder", "DefenderAPI", "Systemd", "TestSupport"],
+            dependencies: ["AlertForwarder", "DefenderAPI", "Systemd", "Timekeeping", "TestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "DefenderSimulatorTests",
-            dependencies: ["DefenderSimulator", "OrderedJSON", "TestSupport",
+            dependencies: ["DefenderSimulator", "OrderedJSON", "Timekeeping", "TestSupport",
                            .product(name: "_CryptoExtras", package: "swift-crypto"),
                            .product(name: "X509", package: "swift-certificates")],
             swiftSettings: strictSettings

@@ -1,3 +1,5 @@
+import Timekeeping
+
 /// Defender's documented limits, per app and tenant: 100 calls a minute and 1,500 an hour.
 /// Over them, a call is answered 429 with `Retry-After`; a client that calls again before that
 /// time has passed is counted as a violation (it ignored `Retry-After`).

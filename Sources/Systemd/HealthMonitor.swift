@@ -1,3 +1,4 @@
+import Timekeeping
 import Synchronization
 
 /// Knows whether every long-running component of the daemon is making progress.

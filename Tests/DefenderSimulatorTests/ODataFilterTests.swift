@@ -1,3 +1,4 @@
+import Timekeeping
 import DefenderSimulator
 import OrderedJSON
 import Testing

@@ -1,3 +1,4 @@
+import Timekeeping
 import DefenderSimulator
 import Foundation
 import OrderedJSON

@@ -1,3 +1,4 @@
+import Timekeeping
 import Logging
 import ServiceLifecycle
 import Synchronization

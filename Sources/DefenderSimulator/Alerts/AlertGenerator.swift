@@ -1,3 +1,4 @@
+import Timekeeping
 import OrderedJSON
 
 /// Makes realistic MDE alerts: every documented field in documented order, plausible values,

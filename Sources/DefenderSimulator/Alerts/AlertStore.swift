@@ -1,3 +1,4 @@
+import Timekeeping
 import OrderedJSON
 
 /// The alerts the simulated tenant holds, in the order they were created.

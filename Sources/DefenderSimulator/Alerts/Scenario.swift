@@ -1,3 +1,4 @@
+import Timekeeping
 import OrderedJSON
 
 /// How alerts arrive while the simulator runs; every knob combines with the others.

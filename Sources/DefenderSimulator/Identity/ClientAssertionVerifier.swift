@@ -1,3 +1,4 @@
+import Timekeeping
 import Crypto
 import Foundation
 import OrderedJSON

@@ -1,3 +1,4 @@
+import Timekeeping
 import OrderedJSON
 
 /// A parsed `$filter` expression over alert properties.

@@ -1,4 +1,3 @@
-import Foundation
 
 /// The clock that long-running services read and sleep on, injected so tests never sleep.
 ///
@@ -25,11 +24,4 @@ public struct MonotonicClock: Sendable {
 
     /// The real clock, `ContinuousClock`.
     public static var continuous: MonotonicClock { MonotonicClock(ContinuousClock()) }
-
-    /// `CLOCK_MONOTONIC` in microseconds, the time base systemd expects in `MONOTONIC_USEC=`.
-    public static func systemMonotonicMicroseconds() -> UInt64 {
-        var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
-        return UInt64(spec.tv_sec) * 1_000_000 + UInt64(spec.tv_nsec) / 1_000
-    }
 }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A UTC instant with 100 ns resolution (.NET ticks), as Defender writes timestamps:
+/// A UTC instant with 100 ns resolution, as Defender writes timestamps:
 /// `2025-03-14T09:14:05.46Z`, with 0 to 7 fraction digits.
 public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// 100 ns units since 1970-01-01T00:00:00Z.
@@ -35,6 +35,11 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     /// Moves by whole seconds (may be negative).
     public func adding(seconds: Double) -> Timestamp {
         Timestamp(ticks: ticks + Int64(seconds * 10_000_000), fractionDigits: fractionDigits)
+    }
+
+    /// Moves by 100 ns units.
+    public func adding(ticks: Int64) -> Timestamp {
+        Timestamp(ticks: self.ticks + ticks, fractionDigits: fractionDigits)
     }
 
     public var date: Date { Date(timeIntervalSince1970: Double(ticks) / 10_000_000) }

@@ -1,0 +1,34 @@
+import Foundation
+import OrderedJSON
+
+/// An access token and what the daemon may know about it. The token itself is a ``Secret``;
+/// the claims are decoded (not verified: only the API can do that) for `test-auth` and logs.
+public struct AccessToken: Sendable, Equatable {
+    public let value: Secret
+    /// `expires_in` as the token endpoint said.
+    public let lifetime: Duration
+    /// `roles` (application permissions granted and consented).
+    public let roles: [String]
+    public let audience: String?
+    public let tenantID: String?
+    public let appID: String?
+
+    public init(value: Secret, lifetime: Duration) {
+        self.value = value
+        self.lifetime = lifetime
+        let claims = value.withValue { token -> JSONValue? in
+            let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 3, let payload = Base64URL.decode(parts[1]) else { return nil }
+            return try? JSONValue(parsing: payload)
+        }
+        if case .array(let roles)? = claims?["roles"] { self.roles = roles.compactMap(\.stringValue) } else { roles = [] }
+        audience = claims?["aud"]?.stringValue
+        tenantID = claims?["tid"]?.stringValue
+        appID = claims?["appid"]?.stringValue ?? claims?["azp"]?.stringValue
+    }
+
+    /// Whether the token carries a role that can read alerts.
+    public var canReadAlerts: Bool {
+        roles.contains("Alert.Read.All") || roles.contains("Alert.ReadWrite.All")
+    }
+}

@@ -1,0 +1,253 @@
+import Foundation
+import Logging
+import OrderedJSON
+import Timekeeping
+
+/// A bound of a `lastUpdateTime` window.
+public enum WindowBound: Sendable, Equatable, CustomStringConvertible {
+    case inclusive(Timestamp)
+    case exclusive(Timestamp)
+
+    public var description: String {
+        switch self {
+        case .inclusive(let time): "≥ \(time.writtenWith(7))"
+        case .exclusive(let time): "> \(time.writtenWith(7))"
+        }
+    }
+}
+
+/// Alerts of one fully read sub-window, in time order of windows.
+public struct AlertBatch: Sendable {
+    public var alerts: [Alert]
+    /// Array elements that are not alerts the daemon can key (no id or no lastUpdateTime), kept
+    /// for the caller to report.
+    public var rejected: [(element: JSONValue, reason: String)]
+    /// The sub-window these alerts came from.
+    public var lower: WindowBound
+    public var upper: Timestamp?
+}
+
+/// Reads alerts from `GET /api/alerts`.
+///
+/// Windows on `lastUpdateTime` are read with `$top = pageSize`. A page that comes back full
+/// may hide more alerts, so the window is split at a timestamp taken from that page (server
+/// time only, never the local clock) and each half is read again, earlier half first. A window
+/// whose full page shows a single timestamp is read as `eq` that instant with `$skip` paging
+/// (no other way exists to read more than `$top` alerts sharing one instant), then past it.
+/// Only windows whose page was not full are handed to the caller, one batch at a time, so
+/// memory grows with one page, not with the backlog.
+public struct AlertsClient: Sendable {
+    public struct Settings: Sendable {
+        public var pageSize: Int
+        public var expandEvidence: Bool
+        public var severities: [String]?
+        public var statuses: [String]?
+        /// Deadline of one HTTP request.
+        public var requestDeadline: Duration = .seconds(120)
+        /// Attempts of one request on transient failures (5xx, timeouts, 429).
+        public var attempts = 3
+        public var retryBackoff = Backoff(base: .seconds(1), cap: .seconds(30))
+
+        public init(pageSize: Int = 1000, expandEvidence: Bool = true, severities: [String]? = nil, statuses: [String]? = nil) {
+            self.pageSize = pageSize
+            self.expandEvidence = expandEvidence
+            self.severities = severities
+            self.statuses = statuses
+        }
+    }
+
+    private let endpoints: DefenderEndpoints
+    private let settings: Settings
+    private let tokens: TokenProvider
+    private let transport: any HTTPTransport
+    private let budget: RateBudget
+    private let clock: MonotonicClock
+    private let random: @Sendable () -> Double
+    private let logger: Logger
+
+    public init(endpoints: DefenderEndpoints, settings: Settings, tokens: TokenProvider, transport: any HTTPTransport,
+                budget: RateBudget, clock: MonotonicClock = .continuous,
+                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, logger: Logger) {
+        self.endpoints = endpoints
+        self.settings = settings
+        self.tokens = tokens
+        self.transport = transport
+        self.budget = budget
+        self.clock = clock
+        self.random = random
+        self.logger = logger
+    }
+
+    /// Reads every alert with `lastUpdateTime` in the window, handing each fully read
+    /// sub-window to `onBatch` in time order.
+    public func fetch(from lower: WindowBound, to upper: Timestamp? = nil,
+                      onBatch: (AlertBatch) async throws -> Void) async throws {
+        enum Work {
+            case window(WindowBound, Timestamp?)
+            case instant(Timestamp)
+        }
+        // A stack: the earliest work is on top, so batches come in time order.
+        var pending: [Work] = [.window(lower, upper)]
+        while let work = pending.popLast() {
+            switch work {
+            case .instant(let instant):
+                try await readInstant(instant, onBatch: onBatch)
+            case .window(let low, let high):
+                let page = try await self.page(filter: filter(low, high), skip: 0)
+                guard page.alerts.count + page.rejected.count >= settings.pageSize else {
+                    try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: low, upper: high))
+                    continue
+                }
+                let times = Array(Set(page.alerts.map(\.lastUpdateTime))).sorted()
+                logger.debug("full page: splitting the window", metadata: [
+                    "window": "\(low) and < \(high.map { "\($0.writtenWith(7))" } ?? "now")", "distinct_times": "\(times.count)",
+                ])
+                if times.count >= 2 {
+                    // Each half holds fewer alerts than the whole, so this ends.
+                    let split = times[times.count / 2]
+                    pending.append(.window(.inclusive(split), high))
+                    pending.append(.window(low, split))
+                } else if let only = times.first {
+                    pending.append(.window(.exclusive(only), high))
+                    pending.append(.instant(only))
+                    if low != .inclusive(only) { pending.append(.window(low, only)) }
+                } else {
+                    throw DefenderAPIError.malformedResponse("a full page without a single usable alert")
+                }
+            }
+        }
+    }
+
+    /// Every alert at exactly `instant`, paged with `$skip`.
+    private func readInstant(_ instant: Timestamp, onBatch: (AlertBatch) async throws -> Void) async throws {
+        var skip = 0
+        var seen: Set<String> = []
+        while true {
+            let page = try await self.page(filter: "lastUpdateTime eq \(Self.literal(instant))" + extraFilters, skip: skip)
+            let fresh = page.alerts.filter { seen.insert($0.id).inserted }
+            try await onBatch(AlertBatch(alerts: fresh, rejected: page.rejected, lower: .inclusive(instant), upper: instant.adding(ticks: 1)))
+            if page.alerts.count + page.rejected.count < settings.pageSize { return }
+            skip += settings.pageSize
+        }
+    }
+
+    // MARK: One request
+
+    private struct Page {
+        var alerts: [Alert]
+        var rejected: [(element: JSONValue, reason: String)]
+    }
+
+    /// `GET /api/alerts?$filter=...&$top=...&$skip=...[&$expand=evidence]` with retries of
+    /// transient failures and one token renewal after a 401.
+    private func page(filter: String, skip: Int) async throws(DefenderAPIError) -> Page {
+        var attempt = 0
+        while true {
+            do {
+                return try await requestPage(filter: filter, skip: skip)
+            } catch {
+                attempt += 1
+                guard error.isTransient, attempt < settings.attempts else { throw error }
+                var wait = settings.retryBackoff.delay(attempt: attempt - 1, unit: random())
+                if case .rateLimited(let retryAfter) = error { wait = max(wait, retryAfter) }
+                logger.warning("alerts request failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                do { try await clock.sleep(wait) } catch { throw .transport(.timedOut("cancelled while waiting to retry")) }
+            }
+        }
+    }
+
+    private func requestPage(filter: String, skip: Int) async throws(DefenderAPIError) -> Page {
+        var query = "$filter=\(Self.encode(filter))&$top=\(settings.pageSize)"
+        if skip > 0 { query += "&$skip=\(skip)" }
+        if settings.expandEvidence { query += "&$expand=evidence" }
+        let url = endpoints.alertsURL + "?" + query
+
+        var renewed = false
+        while true {
+            do { try await budget.acquire() } catch { throw .transport(.timedOut("cancelled while waiting for the rate budget")) }
+            let token: AccessToken
+            do { token = try await tokens.token() } catch { throw .token(error) }
+            let response: HTTPExchangeResponse
+            do {
+                response = try await transport.send(
+                    HTTPExchangeRequest(method: "GET", url: url, headers: [("Accept", "application/json")], bearer: token.value),
+                    deadline: settings.requestDeadline)
+            } catch {
+                throw .transport(error)
+            }
+            switch response.status {
+            case 200:
+                return try Self.parsePage(response)
+            case 401 where !renewed:
+                logger.notice("the API refused the access token (401); renewing it once")
+                await tokens.invalidate(token)
+                renewed = true
+                continue
+            case 429:
+                let parsed = RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970)
+                let wait = parsed?.wait ?? .seconds(60)
+                if parsed?.clamped == true {
+                    logger.warning("Retry-After clamped", metadata: ["retry_after": "\(response.header("Retry-After") ?? "")", "used_seconds": "\(wait.components.seconds)"])
+                }
+                await budget.pause(for: wait)
+                throw .rateLimited(retryAfter: wait)
+            default:
+                let body = try? JSONValue(parsing: response.body)
+                throw .api(status: response.status, code: body?["error"]?["code"]?.stringValue,
+                           message: body?["error"]?["message"]?.stringValue.map { String($0.prefix(500)) },
+                           correlationID: body?["error"]?["target"]?.stringValue)
+            }
+        }
+    }
+
+    private static func parsePage(_ response: HTTPExchangeResponse) throws(DefenderAPIError) -> Page {
+        let contentType = response.header("Content-Type") ?? ""
+        guard contentType.lowercased().contains("json") else {
+            throw .malformedResponse("content type \"\(contentType)\" instead of JSON (a proxy or captive portal answering?)")
+        }
+        let body: JSONValue
+        do { body = try JSONValue(parsing: response.body) } catch {
+            throw .malformedResponse("\(error) (\(response.body.count) bytes; truncated?)")
+        }
+        guard case .array(let elements)? = body["value"] else { throw .malformedResponse("no \"value\" array in the response") }
+        var page = Page(alerts: [], rejected: [])
+        for element in elements {
+            do { page.alerts.append(try Alert(element)) } catch { page.rejected.append((element, error.description)) }
+        }
+        return page
+    }
+
+    // MARK: Queries
+
+    /// The `$filter` of a window plus the configured severity and status filters.
+    func filter(_ lower: WindowBound, _ upper: Timestamp?) -> String {
+        var parts: [String] = []
+        switch lower {
+        case .inclusive(let time): parts.append("lastUpdateTime ge \(Self.literal(time))")
+        case .exclusive(let time): parts.append("lastUpdateTime gt \(Self.literal(time))")
+        }
+        if let upper { parts.append("lastUpdateTime lt \(Self.literal(upper))") }
+        return parts.joined(separator: " and ") + extraFilters
+    }
+
+    private var extraFilters: String {
+        var text = ""
+        for (name, values) in [("severity", settings.severities), ("status", settings.statuses)] {
+            guard let values, !values.isEmpty else { continue }
+            let alternatives = values.map { "\(name) eq '\($0.replacingOccurrences(of: "'", with: "''"))'" }
+            text += " and (" + alternatives.joined(separator: " or ") + ")"
+        }
+        return text
+    }
+
+    /// An OData datetime literal with 7 fraction digits.
+    static func literal(_ time: Timestamp) -> String {
+        time.writtenWith(7).description
+    }
+
+    private static func encode(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~:")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}

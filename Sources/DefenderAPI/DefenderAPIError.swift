@@ -1,0 +1,42 @@
+/// Why an alerts request failed.
+public enum DefenderAPIError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The API answered with an error: status, `error.code`, message and correlation id (`target`).
+    case api(status: Int, code: String?, message: String?, correlationID: String?)
+    /// Throttled: wait `retryAfter` before the next call.
+    case rateLimited(retryAfter: Duration)
+    /// No token could be had.
+    case token(TokenError)
+    /// No HTTP answer (timeout, connection, TLS).
+    case transport(TransportError)
+    /// An answer that is not what the API sends: truncated, not JSON, wrong shape or type.
+    case malformedResponse(String)
+
+    /// Whether waiting and retrying can help.
+    public var isTransient: Bool {
+        switch self {
+        case .api(let status, _, _, _): status >= 500 || status == 408
+        case .rateLimited, .transport, .malformedResponse: true
+        case .token(let error): error.kind == .transient
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .api(let status, let code, let message, let correlation):
+            var text = "Defender API error HTTP \(status)"
+            if let code { text += " \(code)" }
+            if let message, !message.isEmpty { text += ": \(message)" }
+            if let correlation { text += " (correlation id \(correlation))" }
+            switch status {
+            case 401: text += ". Fix: the token was refused; check tenant_id and that the app belongs to this tenant."
+            case 403: text += ". Fix: grant the application permission Alert.Read.All on WindowsDefenderATP and an admin consent; check cloud (the token audience must match)."
+            default: break
+            }
+            return text
+        case .rateLimited(let wait): return "Defender API rate limit reached; retry after \(wait.components.seconds)s"
+        case .token(let error): return error.description
+        case .transport(let error): return "Defender API unreachable: \(error)"
+        case .malformedResponse(let detail): return "malformed response from the Defender API: \(detail)"
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+
+/// The process-wide HTTP client: AsyncHTTPClient with TLS verification always on (plus an
+/// optional extra CA file), connect and read timeouts, an overall deadline per call, gzip and
+/// deflate, a proxy from the configuration or `HTTPS_PROXY`/`NO_PROXY`, and
+/// `User-Agent: defender-alertd/<version>`. Call ``shutdown()`` once, when the daemon stops.
+public final class DefenderHTTPClient: HTTPTransport {
+    /// Settings of the client.
+    public struct Settings: Sendable {
+        /// An extra PEM CA bundle trusted in addition to the system's roots.
+        public var caFile: String?
+        public var proxy: ProxySettings
+        public var connectTimeout: Duration = .seconds(10)
+        public var readTimeout: Duration = .seconds(60)
+        /// Largest response body accepted (after decompression).
+        public var maximumBodySize = 256 * 1024 * 1024
+
+        public init(caFile: String? = nil, proxy: ProxySettings = ProxySettings(server: nil)) {
+            self.caFile = caFile
+            self.proxy = proxy
+        }
+    }
+
+    private let direct: HTTPClient
+    private let proxied: HTTPClient?
+    private let settings: Settings
+    /// `defender-alertd/<version>`.
+    public static let userAgent = "\(ProductInfo.name)/\(ProductInfo.version)"
+
+    /// Creates the client; fails when the CA file cannot be read.
+    public init(settings: Settings) throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .fullVerification
+        if let caFile = settings.caFile {
+            tls.additionalTrustRoots = [.certificates(try NIOSSLCertificate.fromPEMFile(caFile))]
+        }
+        func configuration(proxy: HTTPClient.Configuration.Proxy?) -> HTTPClient.Configuration {
+            var configuration = HTTPClient.Configuration(
+                tlsConfiguration: tls,
+                redirectConfiguration: .disallow,
+                timeout: .init(connect: .nanoseconds(settings.connectTimeout.nanoseconds), read: .nanoseconds(settings.readTimeout.nanoseconds)),
+                proxy: proxy,
+                decompression: .enabled(limit: .ratio(100))
+            )
+            configuration.httpVersion = .http1Only
+            return configuration
+        }
+        direct = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration(proxy: nil))
+        proxied = settings.proxy.server.map { server in
+            let authorization = server.username.map { user in
+                HTTPClient.Authorization.basic(username: user, password: server.password?.withValue { $0 } ?? "")
+            }
+            return HTTPClient(eventLoopGroupProvider: .singleton,
+                              configuration: configuration(proxy: .server(host: server.host, port: server.port, authorization: authorization)))
+        }
+        self.settings = settings
+    }
+
+    public func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
+        var outgoing = HTTPClientRequest(url: request.url)
+        outgoing.method = HTTPMethod(rawValue: request.method)
+        outgoing.headers.add(name: "User-Agent", value: Self.userAgent)
+        outgoing.headers.add(name: "Accept-Encoding", value: "gzip, deflate")
+        for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
+        if let bearer = request.bearer {
+            bearer.withValue { outgoing.headers.add(name: "Authorization", value: "Bearer " + $0) }
+        }
+        if let body = request.body {
+            outgoing.body = .bytes(body.withValue { ByteBuffer(string: $0) })
+        }
+        let host = URLComponents(string: request.url)?.host ?? ""
+        let client = settings.proxy.usesProxy(for: host) ? (proxied ?? direct) : direct
+        let nioDeadline = NIODeadline.now() + .nanoseconds(deadline.nanoseconds)
+        do {
+            let response = try await client.execute(outgoing, deadline: nioDeadline)
+            let body = try await response.body.collect(upTo: settings.maximumBodySize)
+            return HTTPExchangeResponse(
+                status: Int(response.status.code),
+                headers: response.headers.map { ($0.name, $0.value) },
+                body: Data(body.readableBytesView)
+            )
+        } catch let error as HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .connectTimeout, .getConnectionFromPoolTimeout:
+                throw .timedOut(String(describing: error))
+            default:
+                throw .connection(String(describing: error))
+            }
+        } catch let error as NIOTooManyBytesError {
+            _ = error
+            throw .bodyTooLarge(settings.maximumBodySize)
+        } catch {
+            throw .connection(String(describing: error))
+        }
+    }
+
+    /// Closes every connection. Call once, at the end.
+    public func shutdown() async {
+        try? await direct.shutdown()
+        try? await proxied?.shutdown()
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds (saturating).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : product + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,57 @@
+/// Why no token could be had, classified so the caller knows whether waiting helps.
+public struct TokenError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Permanent errors need a person (wrong secret, unknown app...); transient ones pass.
+    public enum Kind: String, Sendable { case permanent, transient }
+
+    public var kind: Kind
+    /// HTTP status of the token endpoint, when it answered.
+    public var status: Int?
+    /// OAuth `error` (`invalid_client`...).
+    public var error: String?
+    /// The AADSTS code (`7000215`...).
+    public var code: Int?
+    /// What happened, without any secret.
+    public var message: String
+    /// What to do about it.
+    public var hint: String?
+    /// How long the endpoint asked us to wait (429/503 `Retry-After`).
+    public var retryAfter: Duration?
+
+    public init(kind: Kind, status: Int? = nil, error: String? = nil, code: Int? = nil, message: String, hint: String? = nil,
+                retryAfter: Duration? = nil) {
+        self.kind = kind
+        self.status = status
+        self.error = error
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.retryAfter = retryAfter
+    }
+
+    public var description: String {
+        var text = "token request failed (\(kind.rawValue))"
+        if let status { text += ", HTTP \(status)" }
+        if let code { text += ", AADSTS\(code)" }
+        if let error { text += " \(error)" }
+        text += ": \(message)"
+        if let hint { text += " Fix: \(hint)" }
+        return text
+    }
+
+    /// Hints for the AADSTS codes people meet most.
+    static func hint(for code: Int?, error: String?) -> String? {
+        switch code {
+        case 7000215: "the client secret is wrong. Often the secret's ID (a GUID) was pasted instead of its Value, which the portal shows only once: create a new secret under Certificates & secrets and copy its Value."
+        case 7000222: "the client secret has expired: create a new one under Certificates & secrets."
+        case 700016: "no app with this client_id exists in this tenant: check client_id and tenant_id; a multi-tenant app needs admin consent in the customer's tenant."
+        case 90002: "the tenant does not exist in this cloud: check tenant_id and cloud (a GCC High or DoD tenant is not found on login.microsoftonline.com)."
+        case 500011: "Microsoft Defender for Endpoint (WindowsDefenderATP) is not provisioned in this tenant, or the cloud is wrong."
+        case 700027, 700024: "the certificate is not registered on the app, or the key does not match it: upload the certificate (public part) under Certificates & secrets, and check cloud and tenant."
+        case 7000218: "no credential was sent: configure a client secret or a certificate."
+        case 70011: "the scope is invalid for this cloud: check cloud and region."
+        case 50196: "Entra ID detected a request loop; the daemon backs off and reuses its cached token."
+        default:
+            error == "invalid_client" ? "check the client secret or certificate registered on the app." : nil
+        }
+    }
+}

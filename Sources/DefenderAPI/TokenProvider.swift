@@ -1,0 +1,206 @@
+import Foundation
+import Logging
+import OrderedJSON
+import Timekeeping
+
+/// Gets app-only tokens from Entra ID and caches them.
+///
+/// - The token is renewed once 75 % of its lifetime has passed (before 80 %), so callers
+///   never hold an expiring one; if renewal fails, the still-valid token keeps being used.
+/// - Concurrent callers share one request (single flight).
+/// - ``invalidate(_:)`` after a 401 from the API forces the next call to fetch a new token.
+/// - Failures are classified (``TokenError/Kind``); after one, no new request is made before a
+///   back-off with full jitter has passed (longer for permanent errors), so a wrong secret
+///   never turns into a tight loop against Entra ID.
+/// - Secrets, assertions and tokens never appear in logs or errors.
+public actor TokenProvider {
+    public struct Configuration: Sendable {
+        public var tenantID: String
+        public var clientID: String
+        public var credential: ClientCredential
+        public var endpoints: DefenderEndpoints
+        public var version: TokenEndpointVersion
+        /// Overall deadline of one token request.
+        public var requestDeadline: Duration = .seconds(30)
+        public var transientBackoff = Backoff(base: .seconds(1), cap: .seconds(120))
+        public var permanentBackoff = Backoff(base: .seconds(30), cap: .seconds(900))
+
+        public init(tenantID: String, clientID: String, credential: ClientCredential, endpoints: DefenderEndpoints,
+                    version: TokenEndpointVersion = .v2) {
+            self.tenantID = tenantID
+            self.clientID = clientID
+            self.credential = credential
+            self.endpoints = endpoints
+            self.version = version
+        }
+    }
+
+    private struct Cached {
+        var token: AccessToken
+        var renewAt: Duration
+        var expiresAt: Duration
+    }
+
+    private let configuration: Configuration
+    private let transport: any HTTPTransport
+    private let clock: MonotonicClock
+    private let wallClock: @Sendable () -> Date
+    private let random: @Sendable () -> Double
+    private let logger: Logger
+    private var cached: Cached?
+    private var inFlight: Task<AccessToken, any Error>?
+    private var failures = 0
+    private var lastFailure: (error: TokenError, retryAt: Duration)?
+    /// Token requests made (for tests and status).
+    public private(set) var requestCount = 0
+
+    public init(configuration: Configuration, transport: any HTTPTransport, clock: MonotonicClock = .continuous,
+                wallClock: @escaping @Sendable () -> Date = { Date() },
+                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, logger: Logger) {
+        self.configuration = configuration
+        self.transport = transport
+        self.clock = clock
+        self.wallClock = wallClock
+        self.random = random
+        self.logger = logger
+    }
+
+    /// A valid token: the cached one, or a new one.
+    public func token() async throws(TokenError) -> AccessToken {
+        let now = clock.now()
+        if let cached, now < cached.renewAt { return cached.token }
+        do {
+            return try await renew()
+        } catch {
+            if let cached, clock.now() < cached.expiresAt - .seconds(30) {
+                logger.warning("renewing the access token failed; the current one stays in use until it expires",
+                               metadata: ["error": "\(error)"])
+                return cached.token
+            }
+            throw error
+        }
+    }
+
+    /// Forgets `token` (the API refused it): the next ``token()`` fetches a new one.
+    public func invalidate(_ token: AccessToken) {
+        if cached?.token == token { cached = nil }
+    }
+
+    private func renew() async throws(TokenError) -> AccessToken {
+        if let inFlight {
+            return try await Self.value(of: inFlight)
+        }
+        if let lastFailure, clock.now() < lastFailure.retryAt {
+            throw lastFailure.error
+        }
+        let task = Task { try await self.request() }
+        inFlight = task
+        defer { inFlight = nil }
+        return try await Self.value(of: task)
+    }
+
+    private static func value(of task: Task<AccessToken, any Error>) async throws(TokenError) -> AccessToken {
+        do {
+            return try await task.value
+        } catch let error as TokenError {
+            throw error
+        } catch {
+            throw TokenError(kind: .transient, message: "\(error)")
+        }
+    }
+
+    private func request() async throws(TokenError) -> AccessToken {
+        requestCount += 1
+        do {
+            let token = try await exchange()
+            let now = clock.now()
+            let lifetime = token.lifetime
+            cached = Cached(token: token, renewAt: now + lifetime * 0.75, expiresAt: now + lifetime)
+            failures = 0
+            lastFailure = nil
+            logger.debug("access token obtained", metadata: ["expires_in_seconds": "\(lifetime.components.seconds)", "roles": "\(token.roles.joined(separator: ","))"])
+            return token
+        } catch {
+            let backoff = error.kind == .permanent ? configuration.permanentBackoff : configuration.transientBackoff
+            var wait = backoff.delay(attempt: failures, unit: random())
+            if let retryAfter = error.retryAfter { wait = max(wait, retryAfter) }
+            failures += 1
+            lastFailure = (error, clock.now() + wait)
+            logger.error("\(error)", metadata: ["next_attempt_in_ms": "\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)"])
+            throw error
+        }
+    }
+
+    private func exchange() async throws(TokenError) -> AccessToken {
+        let endpoint = configuration.endpoints.tokenURL(tenant: configuration.tenantID, version: configuration.version)
+        var form: [(String, String)] = [("grant_type", "client_credentials"), ("client_id", configuration.clientID)]
+        switch configuration.version {
+        case .v1: form.append(("resource", configuration.endpoints.resource))
+        case .v2: form.append(("scope", configuration.endpoints.resource + "/.default"))
+        }
+        let body: Secret
+        switch configuration.credential {
+        case .secret(let secret):
+            body = secret.withValue { Secret(Self.encode(form + [("client_secret", $0)])) }
+        case .certificate(let certificate):
+            let assertion: Secret
+            do {
+                assertion = try certificate.assertion(audience: endpoint, clientID: configuration.clientID, now: wallClock())
+            } catch {
+                throw TokenError(kind: .permanent, message: error.description)
+            }
+            body = assertion.withValue {
+                Secret(Self.encode(form + [("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", $0)]))
+            }
+        }
+        let response: HTTPExchangeResponse
+        do {
+            response = try await transport.send(
+                HTTPExchangeRequest(method: "POST", url: endpoint,
+                                    headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
+                                    body: body),
+                deadline: configuration.requestDeadline)
+        } catch {
+            throw TokenError(kind: .transient, message: "\(endpoint): \(error)",
+                             hint: "check network access to \(configuration.endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
+        }
+        return try Self.interpret(response, endpoint: endpoint, now: wallClock().timeIntervalSince1970)
+    }
+
+    /// Reads a token endpoint answer: a token, or a classified error.
+    static func interpret(_ response: HTTPExchangeResponse, endpoint: String, now: Double) throws(TokenError) -> AccessToken {
+        let body = try? JSONValue(parsing: response.body)
+        if response.status == 200 {
+            guard let body, let value = body["access_token"]?.stringValue, !value.isEmpty else {
+                throw TokenError(kind: .transient, status: 200, message: "the token endpoint answered 200 without an access_token (content type \(response.header("Content-Type") ?? "none"))",
+                                 hint: "a proxy or captive portal may be answering instead of Entra ID.")
+            }
+            // v2 sends numbers, v1 numbers as strings.
+            let lifetimeText: String? = switch body["expires_in"] {
+            case .number(let text)?: text
+            case .string(let text)?: text
+            default: nil
+            }
+            guard let seconds = lifetimeText.flatMap(Double.init), seconds.isFinite, seconds > 0 else {
+                throw TokenError(kind: .transient, status: 200, message: "the token has no usable expires_in")
+            }
+            return AccessToken(value: Secret(value), lifetime: .milliseconds(Int64(min(seconds, 86_400) * 1000)))
+        }
+        let error = body?["error"]?.stringValue
+        var code: Int?
+        if case .array(let codes)? = body?["error_codes"], case .number(let text)? = codes.first { code = Int(text) }
+        let description = body?["error_description"]?.stringValue.map { String($0.split(separator: "\r\n").first ?? "") }
+            ?? "HTTP \(response.status) without an OAuth error body"
+        let retryAfter = RetryAfter.parse(response.header("Retry-After"), now: now)?.wait
+        let transient = response.status >= 500 || response.status == 429 || error == "temporarily_unavailable"
+            || code == 50196 || code == 7000274 || body == nil
+        throw TokenError(kind: transient ? .transient : .permanent, status: response.status, error: error, code: code,
+                         message: description, hint: TokenError.hint(for: code, error: error), retryAfter: retryAfter)
+    }
+
+    private static func encode(_ fields: [(String, String)]) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return fields.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }.joined(separator: "&")
+    }
+}
