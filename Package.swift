@@ -124,7 +124,10 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["Systemd", "Timekeeping", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Systemd", "Timekeeping", "OrderedJSON", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "_CryptoExtras", package: "swift-crypto"),
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "X509", package: "swift-certificates")],
             path: "Tests/TestSupport",
             swiftSettings: strictSettings
         ),

@@ -57,7 +57,7 @@ public struct AlertsClient: Sendable {
     }
 
     private let endpoints: DefenderEndpoints
-    private let settings: Settings
+    private var settings: Settings
     private let tokens: TokenProvider
     private let transport: any HTTPTransport
     private let budget: RateBudget
@@ -118,6 +118,16 @@ public struct AlertsClient: Sendable {
         }
     }
 
+    /// One `GET /api/alerts?$top=1` without a filter: does the API accept us at all?
+    /// Returns how many alerts came back (0 or 1).
+    public func probe() async throws(DefenderAPIError) -> Int {
+        var probing = self
+        probing.settings.pageSize = 1
+        probing.settings.expandEvidence = false
+        probing.settings.attempts = 1
+        return try await probing.requestPage(query: "$top=1").alerts.count
+    }
+
     /// Every alert at exactly `instant`, paged with `$skip`.
     private func readInstant(_ instant: Timestamp, onBatch: (AlertBatch) async throws -> Void) async throws {
         var skip = 0
@@ -160,6 +170,10 @@ public struct AlertsClient: Sendable {
         var query = "$filter=\(Self.encode(filter))&$top=\(settings.pageSize)"
         if skip > 0 { query += "&$skip=\(skip)" }
         if settings.expandEvidence { query += "&$expand=evidence" }
+        return try await requestPage(query: query)
+    }
+
+    private func requestPage(query: String) async throws(DefenderAPIError) -> Page {
         let url = endpoints.alertsURL + "?" + query
 
         var renewed = false

@@ -43,11 +43,14 @@ public struct CertificateCredential: Sendable {
         do {
             certificate = try Certificate(pemEncoded: certificatePEM)
         } catch {
+            if "\(error)".contains("incorrectParameterSize") {
+                throw CredentialError("the certificate's RSA key is shorter than 2048 bits; Entra ID and this daemon require at least 2048")
+            }
             throw CredentialError("the certificate is not a PEM X.509 certificate (\(error))")
         }
         let key: _RSA.Signing.PrivateKey
         do {
-            key = try privateKeyPEM.withValue { try _RSA.Signing.PrivateKey(pemRepresentation: $0) }
+            key = try privateKeyPEM.withValue { try _RSA.Signing.PrivateKey(unsafePEMRepresentation: $0) }
         } catch {
             // The error of the PEM parser never contains the key; still, say it in our words.
             let encrypted = privateKeyPEM.withValue { $0.contains("ENCRYPTED") }

@@ -99,6 +99,19 @@ public final class DefenderHTTPClient: HTTPTransport {
         }
     }
 
+    /// What is wrong with a CA file, or `nil` when it holds at least one PEM certificate.
+    public static func checkCAFile(_ path: String) -> String? {
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            return FileManager.default.fileExists(atPath: path) ? "\(path) cannot be read" : "\(path) does not exist"
+        }
+        do {
+            let certificates = try NIOSSLCertificate.fromPEMFile(path)
+            return certificates.isEmpty ? "\(path) holds no PEM certificate" : nil
+        } catch {
+            return "\(path) is not a PEM certificate bundle (\(error))"
+        }
+    }
+
     /// Closes every connection. Call once, at the end.
     public func shutdown() async {
         try? await direct.shutdown()

@@ -79,6 +79,7 @@ struct ValidConfigurationTests {
             poll_interval = "1m30s"
             log_level = "DEBUG"
             max_outbox = 5000
+            proxy_url = "http://proxy.example:3128"
 
             [[tenant]]
             name = "fabrikam_eu-1"
@@ -94,6 +95,9 @@ struct ValidConfigurationTests {
             page_size = 10000
             expand_evidence = false
             forward = "updates"
+            token_version = "v1"
+            rate_limit_per_minute = 50
+            rate_limit_per_hour = 1000
             severity = ["high", "Medium"]
             status = ["New", "inprogress"]
             sinks = ["archive"]
@@ -108,7 +112,8 @@ struct ValidConfigurationTests {
             name = "console"
             type = "stdout"
             """)
-        #expect(configuration.service == ServiceSettings(stateDirectory: "/srv/state", pollInterval: .seconds(90), logLevel: .debug, maxOutbox: 5000))
+        #expect(configuration.service == ServiceSettings(stateDirectory: "/srv/state", pollInterval: .seconds(90), logLevel: .debug, maxOutbox: 5000,
+                                                         caFile: nil, proxyURL: "http://proxy.example:3128"))
         let tenant = configuration.tenants[0]
         #expect(tenant.region == .eu)
         #expect(tenant.apiURL == "https://proxy.example.net/mde")
@@ -118,6 +123,9 @@ struct ValidConfigurationTests {
         #expect(tenant.pageSize == 10_000)
         #expect(!tenant.expandEvidence)
         #expect(tenant.forward == .updates)
+        #expect(tenant.tokenVersion == .v1)
+        #expect(tenant.rateLimitPerMinute == 50)
+        #expect(tenant.rateLimitPerHour == 1000)
         #expect(tenant.severities == ["High", "Medium"])
         #expect(tenant.statuses == ["New", "InProgress"])
         #expect(configuration.sinks(for: tenant).map(\.name) == ["archive"])
@@ -126,8 +134,9 @@ struct ValidConfigurationTests {
     }
 
     @Test func certificateCredential() throws {
-        fixture.directory.write("app.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", mode: 0o644)
-        fixture.directory.write("app.key", "-----BEGIN PRIVATE KEY-----\n\(ConfigFixture.canary)\n-----END PRIVATE KEY-----\n")
+        let pair = try TestCertificate()
+        fixture.directory.write("app.pem", pair.pem, mode: 0o644)
+        fixture.directory.write("app.key", pair.keyPEM)
         let configuration = try fixture.load("""
             [[tenant]]
             name = "contoso"
@@ -135,16 +144,19 @@ struct ValidConfigurationTests {
             client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
             certificate_file = "app.pem"
             private_key_file = "app.key"
+            certificate_algorithm = "RS256"
             cloud = "gcc-high"
             \(ConfigFixture.sink)
             """)
-        guard case .certificate(let certificate, let key, _) = configuration.tenants[0].credential else {
+        guard case .certificate(let certificate, let pem, let key, _) = configuration.tenants[0].credential else {
             Issue.record("expected a certificate")
             return
         }
         #expect(certificate == fixture.directory.file("app.pem"))
-        #expect(key.withValue { $0.contains(ConfigFixture.canary) })
+        #expect(pem == pair.pem)
+        #expect(key.withValue { $0 == pair.keyPEM.trimmingCharacters(in: .whitespacesAndNewlines) })
         #expect(configuration.tenants[0].cloud == .gccHigh)
+        #expect(configuration.tenants[0].certificateAlgorithm == .rs256)
     }
 
     @Test func overviewNeverShowsTheSecret() throws {

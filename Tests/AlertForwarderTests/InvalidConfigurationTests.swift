@@ -146,17 +146,19 @@ struct InvalidConfigurationTests {
         #expect(error.message.contains("\(credentials.path)/client-secret does not exist"))
     }
 
+    func certificateTenant(keyLine: String) -> String {
+        ConfigFixture.tenant.replacingOccurrences(of: "client_secret_file = \"secret\"", with: "certificate_file = \"app.pem\"\n" + keyLine)
+            + "\n" + ConfigFixture.sink
+    }
+
     @Test func certificateProblems() throws {
-        func certificateTenant(keyLine: String) -> String {
-            ConfigFixture.tenant.replacingOccurrences(of: "client_secret_file = \"secret\"", with: "certificate_file = \"app.pem\"\n" + keyLine)
-                + "\n" + ConfigFixture.sink
-        }
         fixture.directory.write("app.pem", "not a certificate", mode: 0o644)
         fixture.directory.write("app.key", "not a key")
         let errors = fixture.errors(certificateTenant(keyLine: "private_key_file = \"app.key\""))
         #expect(errors.map(\.key) == ["tenant.certificate_file"])
 
-        fixture.directory.write("app.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", mode: 0o644)
+        let pair = try TestCertificate()
+        fixture.directory.write("app.pem", pair.pem, mode: 0o644)
         let badKey = try single(certificateTenant(keyLine: "private_key_file = \"app.key\""))
         #expect(badKey.key == "tenant.private_key_file")
         #expect(badKey.message.contains("no PEM private key"))
@@ -166,6 +168,40 @@ struct InvalidConfigurationTests {
 
         let twoKeys = try single(certificateTenant(keyLine: "private_key_file = \"app.key\"\nprivate_key_credential = \"k\""))
         #expect(twoKeys.message.contains("only one of private_key_file and private_key_credential"))
+    }
+
+    @Test func keyMustMatchTheCertificateBeStrongAndCurrent() throws {
+        let pair = try TestCertificate(), other = try TestCertificate()
+        fixture.directory.write("app.pem", pair.pem, mode: 0o644)
+        fixture.directory.write("app.key", other.keyPEM)
+        let mismatch = try single(certificateTenant(keyLine: "private_key_file = \"app.key\""))
+        #expect(mismatch.key == "tenant.certificate_file")
+        #expect(mismatch.message.contains("does not belong to the certificate"))
+        #expect(!mismatch.message.contains("PRIVATE KEY"))
+
+        let weak = try TestCertificate(unsafeBits: 1024)
+        fixture.directory.write("app.pem", weak.pem, mode: 0o644)
+        fixture.directory.write("app.key", weak.keyPEM)
+        let weakError = try single(certificateTenant(keyLine: "private_key_file = \"app.key\""))
+        #expect(weakError.message.contains("shorter than 2048 bits"), "\(weakError)")
+
+        let expired = try TestCertificate(notValidAfter: Date().addingTimeInterval(-86_400))
+        fixture.directory.write("app.pem", expired.pem, mode: 0o644)
+        fixture.directory.write("app.key", expired.keyPEM)
+        #expect(try single(certificateTenant(keyLine: "private_key_file = \"app.key\"")).message.contains("expired"))
+
+        let keyMode = try TestCertificate()
+        fixture.directory.write("app.pem", keyMode.pem, mode: 0o644)
+        fixture.directory.write("app.key", keyMode.keyPEM, mode: 0o644)
+        #expect(try single(certificateTenant(keyLine: "private_key_file = \"app.key\"")).message.contains("chmod 600"))
+    }
+
+    @Test func caFileAndProxyAreChecked() throws {
+        fixture.directory.write("ca.pem", "garbage", mode: 0o644)
+        let errors = fixture.errors("[service]\nca_file = \"ca.pem\"\nproxy_url = \"ftp://x\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        #expect(errors.map(\.key) == ["service.ca_file", "service.proxy_url"])
+        let missing = fixture.errors("[service]\nca_file = \"none.pem\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        #expect(missing.first?.message.contains("does not exist") == true)
     }
 
     @Test func namesMustBeUniqueAndReferencesMustExist() throws {

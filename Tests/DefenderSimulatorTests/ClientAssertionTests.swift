@@ -2,6 +2,7 @@ import DefenderSimulator
 import Foundation
 import OrderedJSON
 import Testing
+import TestSupport
 import _CryptoExtras
 
 @Suite("Client assertions (certificate credentials)")

@@ -30,6 +30,10 @@ public struct ServiceSettings: Sendable, Equatable {
     public var logLevel: Logger.Level
     /// Outbox rows above which polling pauses.
     public var maxOutbox: Int
+    /// An extra PEM CA bundle trusted for HTTPS, besides the system's.
+    public var caFile: String?
+    /// An HTTP proxy for HTTPS (CONNECT); else `HTTPS_PROXY`/`NO_PROXY` from the environment.
+    public var proxyURL: String?
 }
 
 /// Which alert changes are forwarded.
@@ -59,8 +63,8 @@ public enum SecretLocation: Sendable, Equatable {
 public enum TenantCredential: Sendable, Equatable {
     /// A client secret.
     case clientSecret(Secret, from: SecretLocation)
-    /// A certificate (public, PEM) and its private key (secret, PEM).
-    case certificate(certificateFile: String, privateKey: Secret, from: SecretLocation)
+    /// A certificate (public, PEM) and its private key (secret, PEM), checked to belong together.
+    case certificate(certificateFile: String, certificatePEM: String, privateKey: Secret, from: SecretLocation)
 }
 
 /// One `[[tenant]]`: a Defender tenant and the app registration used to read its alerts.
@@ -81,6 +85,14 @@ public struct TenantConfiguration: Sendable, Equatable {
     public var apiURL: String?
     /// Override of the sign-in base URL.
     public var loginURL: String?
+    /// Entra ID token endpoint version.
+    public var tokenVersion: TokenEndpointVersion
+    /// Signature algorithm of client assertions (certificate credentials).
+    public var certificateAlgorithm: CertificateCredential.Algorithm
+    /// Local call budget, at most Defender's 100 a minute.
+    public var rateLimitPerMinute: Int
+    /// Local call budget, at most Defender's 1,500 an hour.
+    public var rateLimitPerHour: Int
     /// History fetched on the very first run.
     public var lookback: Duration
     /// Re-read window for late alerts.
@@ -137,7 +149,7 @@ extension Configuration {
         for tenant in tenants {
             let credential = switch tenant.credential {
             case .clientSecret(_, let location): "client secret from \(location.path)"
-            case .certificate(let certificate, _, let location): "certificate \(certificate), key from \(location.path)"
+            case .certificate(let certificate, _, _, let location): "certificate \(certificate), key from \(location.path)"
             }
             let sinkNames = sinks(for: tenant).map(\.name).joined(separator: ", ")
             lines.append("tenant \(tenant.name): tenant \(tenant.tenantID), client \(tenant.clientID), \(tenant.cloud.rawValue) cloud, \(credential), forward \(tenant.forward.rawValue) -> \(sinkNames)")

@@ -134,9 +134,16 @@ private struct Validator {
         let pollInterval = reader.duration("poll_interval", default: .seconds(60), minimum: .milliseconds(1))
         let logLevel: Logger.Level? = reader.choice("log_level", default: .info)
         let maxOutbox = reader.integer("max_outbox", default: 100_000, in: 1...100_000_000)
+        let caFile = reader.string("ca_file").map(resolve)
+        if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail("ca_file", problem) }
+        let proxyURL = reader.string("proxy_url")
+        if let proxyURL, ProxySettings.parse(proxyURL) == nil {
+            reader.fail("proxy_url", "\"\(proxyURL)\" is not a proxy URL such as http://proxy.example:3128 or http://user:password@proxy.example:3128")
+        }
         reader.rejectUnknownKeys()
         guard let pollInterval, let logLevel, let maxOutbox else { return nil }
-        return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox)
+        return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
+                               caFile: caFile, proxyURL: proxyURL)
     }
 
     private func tenant(_ table: TOMLTable, index: Int, sinkNames: Set<String>) -> TenantConfiguration? {
@@ -152,6 +159,10 @@ private struct Validator {
         }
         let apiURL = reader.string("api_url").flatMap { validURL($0, key: "api_url", reader: reader) }
         let loginURL = reader.string("login_url").flatMap { validURL($0, key: "login_url", reader: reader) }
+        let tokenVersion: TokenEndpointVersion? = reader.choice("token_version", default: .v2)
+        let algorithm: CertificateCredential.Algorithm? = reader.choice("certificate_algorithm", default: .ps256)
+        let perMinute = reader.integer("rate_limit_per_minute", default: 100, in: 1...100)
+        let perHour = reader.integer("rate_limit_per_hour", default: 1500, in: 1...1500)
         let lookback = reader.duration("lookback", default: .seconds(24 * 3600), minimum: .seconds(1))
         let overlap = reader.duration("overlap", default: .seconds(15 * 60))
         let pageSize = reader.integer("page_size", default: 1000, in: 1...10_000)
@@ -169,11 +180,20 @@ private struct Validator {
             "private_key": "inline keys are not allowed; use private_key_file or private_key_credential",
         ])
         guard let name, let tenantID, let clientID, let credential, let cloud, let lookback, let overlap,
-            let pageSize, let expandEvidence, let forward
+            let pageSize, let expandEvidence, let forward, let tokenVersion, let algorithm, let perMinute, let perHour
         else { return nil }
+        if case .certificate(_, let pem, let key, _) = credential {
+            do {
+                _ = try CertificateCredential(certificatePEM: pem, privateKeyPEM: key, algorithm: algorithm)
+            } catch {
+                reader.fail("certificate_file", error.description)
+                return nil
+            }
+        }
         return TenantConfiguration(
             name: name, tenantID: tenantID, clientID: clientID, credential: credential, cloud: cloud,
-            region: region, apiURL: apiURL, loginURL: loginURL, lookback: lookback, overlap: overlap,
+            region: region, apiURL: apiURL, loginURL: loginURL, tokenVersion: tokenVersion, certificateAlgorithm: algorithm,
+            rateLimitPerMinute: perMinute, rateLimitPerHour: perHour, lookback: lookback, overlap: overlap,
             pageSize: pageSize, expandEvidence: expandEvidence, forward: forward,
             severities: severities, statuses: statuses, sinkNames: sinks
         )
@@ -208,7 +228,7 @@ private struct Validator {
         }
         guard let certificateFile else { return nil }
         let certificatePath = resolve(certificateFile)
-        let certificateReadable = checkCertificate(certificatePath, reader: reader)
+        let certificatePEM = readCertificate(certificatePath, reader: reader)
         let keyLocation: SecretLocation?
         let keyKey: String
         switch (keyFile, keyCredential) {
@@ -227,12 +247,12 @@ private struct Validator {
             reader.fail("private_key_credential", "set only one of private_key_file and private_key_credential")
             return nil
         }
-        guard let keyLocation, let key = readSecret(keyLocation, key: keyKey, reader: reader), certificateReadable else { return nil }
+        guard let keyLocation, let key = readSecret(keyLocation, key: keyKey, reader: reader), let certificatePEM else { return nil }
         guard key.withValue({ $0.contains("PRIVATE KEY-----") }) else {
             reader.fail(keyKey, "\(keyLocation.path) holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
             return nil
         }
-        return .certificate(certificateFile: certificatePath, privateKey: key, from: keyLocation)
+        return .certificate(certificateFile: certificatePath, certificatePEM: certificatePEM, privateKey: key, from: keyLocation)
     }
 
     private func readSecret(_ location: SecretLocation, key: String, reader: TableReader) -> Secret? {
@@ -256,17 +276,18 @@ private struct Validator {
         return .credential(name: name, path: directory + "/" + name)
     }
 
-    private func checkCertificate(_ path: String, reader: TableReader) -> Bool {
+    private func readCertificate(_ path: String, reader: TableReader) -> String? {
         guard let data = FileManager.default.contents(atPath: path) else {
             reader.fail("certificate_file", FileManager.default.fileExists(atPath: path)
                 ? "\(path) cannot be read" : "\(path) does not exist")
-            return false
+            return nil
         }
-        guard String(decoding: data, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
+        let text = String(decoding: data, as: UTF8.self)
+        guard text.contains("-----BEGIN CERTIFICATE-----") else {
             reader.fail("certificate_file", "\(path) holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
-            return false
+            return nil
         }
-        return true
+        return text
     }
 
     private func sink(_ table: TOMLTable, index: Int) -> SinkConfiguration? {

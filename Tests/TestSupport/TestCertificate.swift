@@ -5,33 +5,38 @@ import X509
 import _CryptoExtras
 
 /// An RSA key and a self-signed certificate, and client assertions signed with them.
-struct TestCertificate {
-    let key: _RSA.Signing.PrivateKey
-    let pem: String
-    let der: [UInt8]
+public struct TestCertificate: Sendable {
+    public let key: _RSA.Signing.PrivateKey
+    /// The certificate, PEM.
+    public let pem: String
+    public let der: [UInt8]
+    /// The private key, PEM (PKCS#8).
+    public var keyPEM: String { key.pemRepresentation }
 
-    init() throws {
-        key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+    /// A fresh 2048-bit key (or `unsafeBits`, for tests of weak keys) and a certificate valid
+    /// until `notValidAfter`.
+    public init(unsafeBits: Int? = nil, notValidAfter: Date = Date().addingTimeInterval(86_400 * 365)) throws {
+        key = try unsafeBits.map { try _RSA.Signing.PrivateKey(unsafeKeySize: .init(bitCount: $0)) } ?? _RSA.Signing.PrivateKey(keySize: .bits2048)
         let name = try DistinguishedName { CommonName("defender-alertd test app") }
         let now = Date()
         let certificate = try Certificate(
             version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey),
-            notValidBefore: now.addingTimeInterval(-86_400), notValidAfter: now.addingTimeInterval(86_400 * 365),
+            notValidBefore: now.addingTimeInterval(-86_400 * 400), notValidAfter: notValidAfter,
             issuer: name, subject: name, signatureAlgorithm: .sha256WithRSAEncryption,
             extensions: Certificate.Extensions(), issuerPrivateKey: .init(key))
         pem = try certificate.serializeAsPEM().pemString
         der = try certificate.serializeAsPEM().derBytes
     }
 
-    enum Algorithm { case rs256, ps256 }
+    public enum Algorithm: Sendable { case rs256, ps256 }
 
-    static func base64URL(_ data: some DataProtocol) -> String {
+    public static func base64URL(_ data: some DataProtocol) -> String {
         Data(data).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
 
     /// A client assertion; `claims` overrides or adds claims (`.null` removes one).
-    func assertion(_ algorithm: Algorithm, audience: String, clientID: String, issuedAt: Int64,
+    public func assertion(_ algorithm: Algorithm, audience: String, clientID: String, issuedAt: Int64,
                    claims overrides: [(String, JSONValue)] = [], signer: _RSA.Signing.PrivateKey? = nil) throws -> String {
         let header: JSONValue = switch algorithm {
         case .rs256: .object([("alg", .string("RS256")), ("typ", .string("JWT")), ("x5t", .string(Self.base64URL(Array(Insecure.SHA1.hash(data: der)))))])
