@@ -124,7 +124,7 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["Systemd", "Timekeeping", "OrderedJSON", .product(name: "Logging", package: "swift-log"),
+            dependencies: ["Systemd", "Timekeeping", "OrderedJSON", "DefenderSimulator", .product(name: "Logging", package: "swift-log"),
                            .product(name: "_CryptoExtras", package: "swift-crypto"),
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "X509", package: "swift-certificates")],
@@ -138,7 +138,8 @@ let package = Package(
         ),
         .testTarget(
             name: "DefenderAPITests",
-            dependencies: ["DefenderAPI"],
+            dependencies: ["DefenderAPI", "DefenderSimulator", "OrderedJSON", "Timekeeping", "TestSupport",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -62,6 +62,29 @@ public final class DefenderHTTPClient: HTTPTransport {
     }
 
     public func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
+        // AsyncHTTPClient's deadline ends with the response head; a body that stalls after the
+        // headers would wait for the read timeout. The race below bounds the whole exchange.
+        do {
+            return try await withThrowingTaskGroup(of: HTTPExchangeResponse?.self) { group in
+                group.addTask { try await self.perform(request, deadline: deadline) }
+                group.addTask {
+                    try await Task.sleep(for: deadline)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let response = first else {
+                    throw TransportError.timedOut("no complete answer within \(deadline)")
+                }
+                return response
+            }
+        } catch let error as TransportError {
+            throw error
+        } catch {
+            throw .connection(String(describing: error))
+        }
+    }
+
+    private func perform(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
         var outgoing = HTTPClientRequest(url: request.url)
         outgoing.method = HTTPMethod(rawValue: request.method)
         outgoing.headers.add(name: "User-Agent", value: Self.userAgent)
@@ -91,8 +114,7 @@ public final class DefenderHTTPClient: HTTPTransport {
             default:
                 throw .connection(String(describing: error))
             }
-        } catch let error as NIOTooManyBytesError {
-            _ = error
+        } catch is NIOTooManyBytesError {
             throw .bodyTooLarge(settings.maximumBodySize)
         } catch {
             throw .connection(String(describing: error))

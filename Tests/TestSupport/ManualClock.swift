@@ -2,8 +2,9 @@ import Timekeeping
 import Synchronization
 import Systemd
 
-/// A clock that moves only when a test says so; sleeping on it is not supported (tests call
-/// the one-step methods instead of running loops).
+/// A virtual clock: it moves only when a test advances it, or when code sleeps on it (a sleep
+/// returns at once, with the clock moved forward by the requested time). Nothing waits for
+/// real, and a loop that backs off still sees time pass.
 public final class ManualClock: Sendable {
     private let elapsed = Mutex<Duration>(.zero)
 
@@ -16,8 +17,9 @@ public final class ManualClock: Sendable {
 
     /// The clock to inject.
     public var clock: MonotonicClock {
-        MonotonicClock(now: { self.elapsed.withLock { $0 } }, sleep: { _ in
-            throw CancellationError()
+        MonotonicClock(now: { self.elapsed.withLock { $0 } }, sleep: { duration in
+            try Task.checkCancellation()
+            self.advance(by: duration)
         })
     }
 }

@@ -18,3 +18,9 @@ public func runToCompletion(_ executable: String, _ arguments: [String], environ
     process.waitUntilExit()
     return (process.terminationStatus, try String(contentsOfFile: output, encoding: .utf8), try String(contentsOfFile: errors, encoding: .utf8))
 }
+
+/// The outcome of an async call with a typed error, as a `Result` (closures in tests lose
+/// typed-throws inference otherwise).
+public func capture<T, E: Error>(_ body: () async throws(E) -> T) async -> Result<T, E> {
+    do { return .success(try await body()) } catch { return .failure(error) }
+}

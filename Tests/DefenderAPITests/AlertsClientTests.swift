@@ -1,0 +1,187 @@
+import DefenderAPI
+import DefenderSimulator
+import Foundation
+import OrderedJSON
+import Testing
+import Timekeeping
+import TestSupport
+
+@Suite("Alerts client against the simulator")
+struct AlertsClientTests {
+    /// Reads a window completely, checking that batches come in time order.
+    func readAll(_ client: AlertsClient, from: Timestamp) async throws -> [Alert] {
+        var alerts: [Alert] = []
+        var previousLower: Timestamp?
+        try await client.fetch(from: .inclusive(from)) { batch in
+            let lower: Timestamp = switch batch.lower {
+            case .inclusive(let time): time
+            case .exclusive(let time): time.adding(ticks: 1)
+            }
+            // Windows come in time order and hold only their own alerts.
+            if let previousLower { #expect(lower >= previousLower) }
+            for alert in batch.alerts {
+                #expect(alert.lastUpdateTime >= lower)
+                if let upper = batch.upper { #expect(alert.lastUpdateTime < upper) }
+            }
+            previousLower = lower
+            alerts += batch.alerts
+        }
+        return alerts
+    }
+
+    /// The error that reading fails with.
+    func firstError(_ client: AlertsClient) async throws -> DefenderAPIError {
+        do {
+            _ = try await readAll(client, from: APIHarness.start)
+        } catch let error as DefenderAPIError {
+            return error
+        }
+        throw SimulatorSetupError("reading did not fail")
+    }
+
+    @Test func fullPagesAreSplitUntilEveryAlertIsRead() async throws {
+        // Thousands of alerts on a handful of timestamps, read 100 at a time.
+        let harness = try APIHarness()
+        var generated: [String] = []
+        for (index, count) in [700, 1, 1300, 250, 999, 650].enumerated() {
+            let time = APIHarness.start.adding(seconds: Double(index * 10 - 100))
+            generated += try await harness.simulator.generateAlerts(count: count, lastUpdateTime: time)
+        }
+        let ids = generated
+        try await harness.live { base, transport in
+            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport),
+                                              settings: .init(pageSize: 100, expandEvidence: false))
+            let alerts = try await readAll(client, from: APIHarness.start.adding(seconds: -3600))
+            #expect(alerts.count == ids.count)
+            #expect(Set(alerts.map(\.id)) == Set(ids))
+        }
+    }
+
+    @Test func twentyFiveAlertsOnOneTimestampWithPagesOfTen() async throws {
+        let harness = try APIHarness()
+        let ids = try await harness.simulator.generateAlerts(count: 25, lastUpdateTime: APIHarness.start)
+        try await harness.live { base, transport in
+            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport),
+                                              settings: .init(pageSize: 10))
+            let alerts = try await readAll(client, from: APIHarness.start.adding(seconds: -60))
+            #expect(alerts.map(\.id).sorted() == ids.sorted())
+        }
+    }
+
+    @Test func alertsPassThroughLosslessly() async throws {
+        let harness = try APIHarness()
+        let fixture = try JSONValue(parsing: Data(contentsOf: URL(fileURLWithPath: repositoryRootPath + "/Tests/Fixtures/alert-single-observed-shape.json")))
+        var original = fixture
+        original.set("lastUpdateTime", .string("2025-03-14T09:31:04.3Z"))
+        original.set("futureField", .object([("score", .number("1.50")), ("big", .number("12345678901234567890")), ("exp", .number("1E+2")), ("n", .null)]))
+        original.set("text", .string("multi\nline \"quoted\" \\ ünïcødé ✓ 😀 \u{0001}"))
+        try await harness.simulator.addAlerts([original])
+        let expected = original
+        try await harness.live { base, transport in
+            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport))
+            let alerts = try await readAll(client, from: APIHarness.start.adding(seconds: -3600))
+            let alert = try #require(alerts.first)
+            #expect(alert.raw == expected)
+            #expect(alert.raw.serialized == expected.serialized)
+            #expect(alert.id == "ar638775414627712347_-402215871")
+            #expect(alert.severity == "Low")
+            #expect(alert.incidentId == "48219")
+            #expect(alert.computerDnsName == "ws-hr-0031")
+        }
+    }
+
+    @Test func filtersAreSentAsOData() async throws {
+        let harness = try APIHarness()
+        _ = try await harness.simulator.generateAlerts(count: 30, lastUpdateTime: APIHarness.start, severity: "High")
+        _ = try await harness.simulator.generateAlerts(count: 20, lastUpdateTime: APIHarness.start, severity: "Low")
+        try await harness.live { base, transport in
+            var settings = AlertsClient.Settings(pageSize: 1000)
+            settings.severities = ["High", "Medium"]
+            settings.statuses = ["New"]
+            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport), settings: settings)
+            let alerts = try await readAll(client, from: APIHarness.start)
+            #expect(alerts.count == 30)
+            #expect(alerts.allSatisfy { $0.severity == "High" })
+        }
+    }
+
+    @Test func a401RenewsTheTokenExactlyOnce() async throws {
+        let harness = try APIHarness()
+        _ = try await harness.simulator.generateAlerts(count: 3, lastUpdateTime: APIHarness.start)
+        try await harness.live { base, transport in
+            let tokens = harness.tokenProvider(base: base, transport: transport)
+            let client = harness.alertsClient(base: base, transport: transport, tokens: tokens)
+            #expect(try await client.probe() == 1)
+            await harness.simulator.revokeTokens()
+            let alerts = try await readAll(client, from: APIHarness.start)
+            #expect(alerts.count == 3)
+            let counters = await harness.simulator.counterSnapshot
+            #expect(counters.tokensIssued == 2)
+            #expect(counters.count("alerts", status: 401) == 1)
+
+            // A token the API keeps refusing: one renewal, then the error.
+            try await harness.simulator.register(RegisteredApp(tenantID: APIHarness.tenant, clientID: APIHarness.client, secrets: [APIHarness.canary], roles: []))
+            harness.clock.advance(by: .seconds(3600))
+            await #expect(throws: DefenderAPIError.self) { try await client.probe() }
+        }
+    }
+
+    @Test func errorsAreTyped() async throws {
+        let harness = try APIHarness { $0.apps.append(RegisteredApp(tenantID: APIHarness.tenant, clientID: "22222222-2222-2222-2222-222222222222", secrets: ["x"], roles: [])) }
+        try await harness.live { base, transport in
+            var settings = AlertsClient.Settings()
+            settings.attempts = 1
+            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport), settings: settings)
+            @Sendable func failure(_ fault: Fault) async throws -> DefenderAPIError {
+                try await harness.simulator.addFault(fault)
+                return try await firstError(client)
+            }
+            guard case .malformedResponse(let invalid) = try await failure(Fault(target: .alerts, kind: .invalidJSON, count: 1)) else { Issue.record("invalid JSON"); return }
+            #expect(invalid.contains("invalid JSON"))
+            guard case .malformedResponse(let html) = try await failure(Fault(target: .alerts, kind: .wrongContentType, count: 1)) else { Issue.record("content type"); return }
+            #expect(html.contains("text/html"))
+            guard case .transport = try await failure(Fault(target: .alerts, kind: .truncated, count: 1)) else { Issue.record("truncated"); return }
+            guard case .api(503, let code, _, let correlation) = try await failure(Fault(target: .alerts, kind: .status, status: 503, count: 1)) else { Issue.record("503"); return }
+            #expect(code == "InternalServerError")
+            #expect(correlation?.count == 36)
+            guard case .rateLimited(let wait) = try await failure(Fault(target: .alerts, kind: .rateLimit, retryAfter: 9, count: 1)) else { Issue.record("429"); return }
+            #expect(wait == .seconds(9))
+
+            let noRoles = harness.alertsClient(base: base, transport: transport, tokens: TokenProvider(
+                configuration: .init(tenantID: APIHarness.tenant, clientID: "22222222-2222-2222-2222-222222222222", credential: .secret(Secret("x")), endpoints: harness.endpoints(base)),
+                transport: transport, clock: harness.clock.clock, logger: harness.records.logger()), settings: settings)
+            let forbidden = try await firstError(noRoles)
+            guard case .api(403, let code, _, _) = forbidden, code == "Forbidden" else { Issue.record("\(forbidden)"); return }
+            #expect(forbidden.description.contains("Alert.Read.All"))
+        }
+    }
+
+    @Test func transientFailuresAreRetried() async throws {
+        let harness = try APIHarness { $0.faults = [Fault(target: .alerts, kind: .status, status: 502, count: 2)] }
+        _ = try await harness.simulator.generateAlerts(count: 4, lastUpdateTime: APIHarness.start)
+        try await harness.live { base, transport in
+            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport))
+            let alerts = try await readAll(client, from: APIHarness.start)
+            #expect(alerts.count == 4)
+            #expect(await harness.simulator.counterSnapshot.count("alerts", status: 502) == 2)
+        }
+    }
+
+    @Test func stalledResponsesHitTheDeadline() async throws {
+        let harness = try APIHarness { $0.faults = [Fault(target: .alerts, kind: .stall, count: 1)] }
+        try await harness.live { base, transport in
+            var settings = AlertsClient.Settings()
+            settings.attempts = 1
+            settings.requestDeadline = .milliseconds(500)
+            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport), settings: settings)
+            let result = await capture { () async throws(DefenderAPIError) in try await client.probe() }
+            guard case .failure(.transport(.timedOut)) = result else { Issue.record("\(result)"); return }
+        }
+    }
+}
+
+let repositoryRootPath: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()

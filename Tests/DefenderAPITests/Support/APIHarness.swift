@@ -1,0 +1,84 @@
+import DefenderAPI
+import DefenderSimulator
+import Foundation
+import Logging
+import Timekeeping
+import TestSupport
+
+/// A simulated tenant plus the client side wired to it: transport, token provider, alerts
+/// client, on injected clocks; logs are captured to check that no secret leaks.
+struct APIHarness: Sendable {
+    static let tenant = "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35"
+    static let client = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
+    static let canary = "CANARY-client-secret-4b7f9e"
+    static let start = Timestamp(parsing: "2025-03-14T10:00:00Z")!
+
+    let simulator: SimulatedDefender
+    let simulatorClock = SimulatorClock.manual(start: start)
+    let clock = ManualClock()
+    let records = LogRecords()
+
+    init(configure: (inout SimulatorConfiguration) throws -> Void = { _ in }) throws {
+        var configuration = SimulatorConfiguration()
+        configuration.apps = [RegisteredApp(tenantID: Self.tenant, clientID: Self.client, secrets: [Self.canary])]
+        try configure(&configuration)
+        simulator = try SimulatedDefender(configuration: configuration, clock: simulatorClock)
+    }
+
+    func endpoints(_ base: String) -> DefenderEndpoints {
+        DefenderEndpoints(cloud: .commercial, apiURL: base, loginURL: base)
+    }
+
+    func tokenProvider(base: String, transport: any HTTPTransport, credential: ClientCredential? = nil,
+                       version: DefenderAPI.TokenEndpointVersion = .v2, tenant: String = tenant) -> TokenProvider {
+        let clock = simulatorClock
+        return TokenProvider(
+            configuration: .init(tenantID: tenant, clientID: Self.client, credential: credential ?? .secret(Secret(Self.canary)),
+                                 endpoints: endpoints(base), version: version),
+            transport: transport, clock: self.clock.clock, wallClock: { clock.now().date }, random: { 0.5 },
+            logger: records.logger(label: "token"))
+    }
+
+    func alertsClient(base: String, transport: any HTTPTransport, tokens: TokenProvider, settings: AlertsClient.Settings = .init(),
+                      budget: RateBudget? = nil) -> AlertsClient {
+        AlertsClient(endpoints: endpoints(base), settings: settings, tokens: tokens, transport: transport,
+                     budget: budget ?? RateBudget(perMinute: 100, perHour: 1500, clock: clock.clock),
+                     clock: clock.clock, random: { 0 }, logger: records.logger(label: "alerts"))
+    }
+
+    /// A live simulator and a real HTTP client for `body`; the client is always shut down.
+    func live(tls: SimulatorTLS? = nil, caFile: String? = nil, proxy: ProxySettings = ProxySettings(server: nil),
+              _ body: @Sendable (_ base: String, _ transport: DefenderHTTPClient) async throws -> Void) async throws {
+        let transport = try DefenderHTTPClient(settings: .init(caFile: caFile, proxy: proxy))
+        do {
+            try await withLiveSimulator(simulator, tls: tls) { base in try await body(base, transport) }
+        } catch {
+            await transport.shutdown()
+            throw error
+        }
+        await transport.shutdown()
+    }
+}
+
+/// A transport that counts requests and passes them on.
+final class CountingTransport: HTTPTransport {
+    let base: any HTTPTransport
+    private let counter = Counter()
+
+    init(_ base: any HTTPTransport) { self.base = base }
+
+    func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
+        counter.increment()
+        return try await base.send(request, deadline: deadline)
+    }
+
+    var count: Int { counter.value }
+}
+
+import Synchronization
+
+final class Counter: Sendable {
+    private let storage = Mutex(0)
+    func increment() { storage.withLock { $0 += 1 } }
+    var value: Int { storage.withLock { $0 } }
+}
