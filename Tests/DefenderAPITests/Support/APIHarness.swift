@@ -49,7 +49,9 @@ struct APIHarness: Sendable {
     /// A live simulator and a real HTTP client for `body`; the client is always shut down.
     func live(tls: SimulatorTLS? = nil, caFile: String? = nil, proxy: ProxySettings = ProxySettings(server: nil),
               _ body: @Sendable (_ base: String, _ transport: DefenderHTTPClient) async throws -> Void) async throws {
-        let transport = try DefenderHTTPClient(settings: .init(caFile: caFile, proxy: proxy))
+        var settings = DefenderHTTPClient.Settings(caFile: caFile, proxy: proxy)
+        settings.connectTimeout = .seconds(2)  // a refused TLS handshake is retried until then
+        let transport = try DefenderHTTPClient(settings: settings)
         do {
             try await withLiveSimulator(simulator, tls: tls) { base in try await body(base, transport) }
         } catch {

@@ -1,0 +1,81 @@
+import Foundation
+
+/// A real HTTP proxy (Debian's tinyproxy) on 127.0.0.1, for the duration of a test.
+public final class TinyProxy: @unchecked Sendable {
+    // @unchecked: the process and paths are set once in init; Process is thread-safe for these calls.
+    public let port: Int
+    private let process = Process()
+    private let directory = TemporaryDirectory()
+
+    /// Starts tinyproxy; waits (bounded) until it accepts connections.
+    public init() throws {
+        port = try Self.freePort()
+        chmod(directory.path, 0o777)  // tinyproxy drops to nobody and writes its log here
+        let log = directory.file("tinyproxy.log")
+        let config = directory.write("tinyproxy.conf", """
+            User nobody
+            Group nogroup
+            Port \(port)
+            Listen 127.0.0.1
+            Timeout 30
+            LogFile "\(log)"
+            LogLevel Connect
+            MaxClients 20
+            Allow 127.0.0.1
+            """, mode: 0o644)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/tinyproxy")
+        process.arguments = ["-d", "-c", config]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !Self.accepts(port: port) {
+            guard ContinuousClock.now < deadline, process.isRunning else {
+                throw TinyProxyError(description: "tinyproxy did not start (is it installed? make deps installs it)")
+            }
+            Thread.sleep(forTimeInterval: 0.05)  // waiting for an external process to listen
+        }
+    }
+
+    deinit {
+        // tinyproxy acts on SIGTERM only when its event loop wakes up; a test proxy may just die.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// What tinyproxy logged so far.
+    public var log: String {
+        (try? String(contentsOfFile: directory.file("tinyproxy.log"), encoding: .utf8)) ?? ""
+    }
+
+    public struct TinyProxyError: Error, CustomStringConvertible { public var description: String }
+
+    static func freePort() throws -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw TinyProxyError(description: "no free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func accepts(port: Int) -> Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
