@@ -115,6 +115,7 @@ let package = Package(
             name: "defender-alertd",
             dependencies: [
                 "AlertForwarder",
+                "DefenderAPI",
                 "Systemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,0 +1,74 @@
+import DefenderAPI
+import Logging
+
+/// `test-auth`: does a tenant's app registration work, step by step, with a fix for each failure.
+public enum AuthenticationCheck {
+    /// The verdict of one step.
+    public struct Step: Sendable, Equatable {
+        public var name: String
+        public var passed: Bool
+        public var detail: String
+        public var fix: String?
+    }
+
+    /// Checks a tenant from its configuration (the credential first).
+    public static func run(tenant: TenantConfiguration, transport: any HTTPTransport, logger: Logger) async -> [Step] {
+        do {
+            return await run(try TenantConnection(tenant: tenant, transport: transport, logger: logger))
+        } catch {
+            return [Step(name: "credential", passed: false, detail: error.description,
+                         fix: "use the certificate that is registered on the app, with its own private key.")]
+        }
+    }
+
+    /// Gets a token, checks its roles, calls `GET /api/alerts?$top=1`. Stops at the first
+    /// failure (later steps depend on earlier ones). Never prints the token.
+    public static func run(_ connection: TenantConnection) async -> [Step] {
+        var steps: [Step] = []
+        let token: AccessToken
+        switch await capture({ () async throws(TokenError) in try await connection.tokens.token() }) {
+        case .success(let value):
+            token = value
+            steps.append(Step(name: "token", passed: true,
+                              detail: "issued by \(connection.endpoints.loginBase) for \(token.audience ?? "?"), valid \(token.lifetime.components.seconds)s"))
+        case .failure(let error):
+            steps.append(Step(name: "token", passed: false, detail: error.message + (error.code.map { " (AADSTS\($0))" } ?? ""),
+                              fix: error.hint ?? "check tenant_id, client_id, the credential and cloud."))
+            return steps
+        }
+
+        let roles = token.roles.isEmpty ? "none" : token.roles.joined(separator: ", ")
+        guard token.canReadAlerts else {
+            steps.append(Step(name: "permissions", passed: false, detail: "application roles in the token: \(roles)",
+                              fix: "in Entra ID, App registrations > the app > API permissions > Add a permission > APIs my organization uses > WindowsDefenderATP > Application permissions > Alert.Read.All, then Grant admin consent."))
+            return steps
+        }
+        steps.append(Step(name: "permissions", passed: true, detail: "application roles: \(roles)"))
+
+        switch await capture({ () async throws(DefenderAPIError) in try await connection.alerts.probe() }) {
+        case .success(let count):
+            steps.append(Step(name: "alerts API", passed: true, detail: "GET \(connection.endpoints.alertsURL)?$top=1 answered 200 (\(count) alert\(count == 1 ? "" : "s"))"))
+        case .failure(let error):
+            steps.append(Step(name: "alerts API", passed: false, detail: error.description, fix: fix(for: error)))
+        }
+        return steps
+    }
+
+    static func fix(for error: DefenderAPIError) -> String {
+        switch error {
+        case .api(401, _, _, _): "the API refused a fresh token: check that tenant_id is the tenant where Defender for Endpoint runs, and the cloud."
+        case .api(403, _, _, _): "grant Alert.Read.All (application) on WindowsDefenderATP with admin consent, and check cloud: a token for the wrong cloud's audience is refused."
+        case .api(404, _, _, _): "the API host has no alerts endpoint: check api_url, cloud and region."
+        case .api: "retry later; if it persists, quote the correlation id to Microsoft support."
+        case .rateLimited: "another client is using this app's rate limit; wait or use a separate app registration."
+        case .token(let tokenError): tokenError.hint ?? "see the token step."
+        case .transport: "check network access to the API host: DNS, firewall, proxy_url or HTTPS_PROXY, and ca_file if a TLS-inspecting proxy re-signs traffic."
+        case .malformedResponse: "something other than the Defender API answered (a proxy or captive portal?): check proxy_url and api_url."
+        }
+    }
+}
+
+/// The outcome of an async call with a typed error, as a `Result`.
+func capture<T, E: Error>(_ body: () async throws(E) -> T) async -> Result<T, E> {
+    do { return .success(try await body()) } catch { return .failure(error) }
+}
