@@ -87,6 +87,36 @@ public struct JournalLogHandler: LogHandler {
 
     /// Sends one entry; returns 0 or a negative errno.
     static func send(_ fields: [String]) -> Int32 {
+        JournalWriter.send(fields)
+    }
+}
+
+/// Writes native journal entries with `sd_journal_sendv(3)`.
+public enum JournalWriter {
+    /// journald's socket for native entries.
+    public static let socketPath = "/run/systemd/journal/socket"
+
+    /// Whether journald is there to receive entries: `sd_journal_sendv` reports success even
+    /// when nobody listens, so a datagram connect to its socket decides.
+    public static func isAvailable() -> Bool {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in socketPath.utf8.enumerated() { buffer[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+
+    /// Sends one entry of `NAME=value` fields (values may hold newlines or binary data;
+    /// large entries go through libsystemd's memfd path). Returns 0 or a negative errno.
+    public static func send(_ fields: [String]) -> Int32 {
         // All fields in one buffer; each iovec points at its own slice.
         var bytes: [UInt8] = []
         var ranges: [Range<Int>] = []

@@ -64,7 +64,7 @@ struct ValidConfigurationTests {
         let configuration = try fixture.load(example, environment: ["CREDENTIALS_DIRECTORY": credentials.path])
         #expect(configuration.tenants.map(\.name) == ["contoso"])
         #expect(configuration.sinks.map(\.name) == ["journal", "archive"])
-        #expect(configuration.sinks[1].kind == .file(path: "/var/log/defender-alertd/alerts.jsonl", format: .alert))
+        #expect(configuration.sinks[1].kind == .file(path: "/var/log/defender-alertd/alerts.jsonl", format: .alert, maxSize: 100_000_000, maxFiles: 5))
         guard case .clientSecret(_, let location) = configuration.tenants[0].credential else {
             Issue.record("expected a client secret")
             return
@@ -107,6 +107,8 @@ struct ValidConfigurationTests {
             type = "file"
             path = "out/alerts.jsonl"
             format = "envelope"
+            max_size = "5MiB"
+            max_files = 2
 
             [[sink]]
             name = "console"
@@ -129,7 +131,7 @@ struct ValidConfigurationTests {
         #expect(tenant.severities == ["High", "Medium"])
         #expect(tenant.statuses == ["New", "InProgress"])
         #expect(configuration.sinks(for: tenant).map(\.name) == ["archive"])
-        #expect(configuration.sinks[0].kind == .file(path: fixture.directory.file("out/alerts.jsonl"), format: .envelope))
+        #expect(configuration.sinks[0].kind == .file(path: fixture.directory.file("out/alerts.jsonl"), format: .envelope, maxSize: 5 << 20, maxFiles: 2))
         #expect(configuration.sinks[1].kind == .stdout(format: .alert))
     }
 

@@ -127,8 +127,8 @@ public struct SinkConfiguration: Sendable, Equatable {
         case journal
         /// JSON Lines on standard output.
         case stdout(format: RecordFormat)
-        /// JSON Lines appended to a file.
-        case file(path: String, format: RecordFormat)
+        /// JSON Lines appended to a file, rotated at `maxSize` bytes (0: never), keeping `maxFiles`.
+        case file(path: String, format: RecordFormat, maxSize: Int64, maxFiles: Int)
     }
 
     /// Unique name used in logs, state and a tenant's `sinks`.
@@ -158,7 +158,7 @@ extension Configuration {
             let detail = switch sink.kind {
             case .journal: "journal"
             case .stdout(let format): "stdout (\(format.rawValue))"
-            case .file(let path, let format): "file \(path) (\(format.rawValue))"
+            case .file(let path, let format, _, _): "file \(path) (\(format.rawValue))"
             }
             lines.append("sink \(sink.name): \(detail)")
         }

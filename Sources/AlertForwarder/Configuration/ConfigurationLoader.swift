@@ -303,7 +303,13 @@ private struct Validator {
         case "file":
             let path = reader.string("path", required: true).map(resolve)
             let format: RecordFormat? = reader.choice("format", default: RecordFormat.alert)
-            kind = path.flatMap { path in format.map { .file(path: path, format: $0) } }
+            let maxSize = reader.byteSize("max_size", default: 100_000_000)
+            let maxFiles = reader.integer("max_files", default: 5, in: 0...1000)
+            if let path, let format, let maxSize, let maxFiles {
+                kind = .file(path: path, format: format, maxSize: maxSize, maxFiles: maxFiles)
+            } else {
+                kind = nil
+            }
         case let planned?:
             reader.fail("type", "sink type \"\(planned)\" is not available in this version; available: journal, stdout, file")
             kind = nil

@@ -115,6 +115,24 @@ final class TableReader {
         return duration
     }
 
+    /// A size such as `"100MB"`, `"512KiB"`, `"1GB"` or `"0"`, in bytes.
+    func byteSize(_ key: String, default fallback: Int64) -> Int64? {
+        guard let value = value(key, required: false) else { return fallback }
+        guard let text = value.string else {
+            typeMismatch(key, expected: #"a size string such as "100MB""#, found: value)
+            return nil
+        }
+        let units: [(String, Int64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000),
+                                        ("GB", 1_000_000_000), ("B", 1), ("", 1)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            guard !number.isEmpty, number.allSatisfy(\.isNumber), let count = Int64(number), count <= Int64.max / factor else { continue }
+            return count * factor
+        }
+        fail(key, #""\#(text)" is not a size; use a number and B, KB, MB, GB, KiB, MiB or GiB (for example "100MB"), or "0""#)
+        return nil
+    }
+
     /// One of a fixed set of strings, returned in its canonical spelling; case-insensitive.
     func choice(_ key: String, from allowed: [String], required: Bool = false) -> String? {
         guard let text = string(key, required: required) else { return nil }

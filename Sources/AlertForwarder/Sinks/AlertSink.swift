@@ -1,0 +1,36 @@
+import OrderedJSON
+
+/// Why a sink did not take a batch. The rows stay in the outbox and are sent again.
+public struct SinkError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A place alerts are delivered to.
+public protocol AlertSink: Sendable {
+    /// Delivers the records; returns only when they are safely stored (for a file: fsync'd).
+    func send(_ records: [OutboxRecord]) async throws(SinkError)
+    /// Reopens files (SIGHUP, after logrotate moved them). No-op for most sinks.
+    func reopen() async
+}
+
+extension AlertSink {
+    public func reopen() async {}
+}
+
+/// How `stdout` and `file` sinks write one record (DESIGN.md §4.3).
+enum RecordLine {
+    /// One JSON line, without the newline.
+    static func line(for record: OutboxRecord, format: RecordFormat) -> String {
+        switch format {
+        case .alert:
+            return record.payload
+        case .envelope:
+            let prefix = JSONValue.object([
+                ("tenant", .string(record.tenant)), ("event", .string(record.event)), ("received_at", .string(record.receivedAt)),
+            ]).serialized
+            // The alert is embedded verbatim: its text is already compact JSON.
+            return String(prefix.dropLast()) + ",\"alert\":" + record.payload + "}"
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import Synchronization
+
+/// JSON Lines appended to a file: created 0640, fsync'd before a batch counts as delivered,
+/// rotated by size (`alerts.jsonl` -> `alerts.jsonl.1` -> ... keeping `maxFiles`), and
+/// reopened on SIGHUP so logrotate can move it away.
+public final class FileSink: AlertSink {
+    private struct State {
+        var descriptor: Int32 = -1
+        var size: Int64 = 0
+    }
+
+    let path: String
+    let format: RecordFormat
+    /// Rotate when a batch would grow the file past this many bytes (0: never).
+    let maxSize: Int64
+    /// Rotated files kept.
+    let maxFiles: Int
+    private let state = Mutex(State())
+
+    public init(path: String, format: RecordFormat, maxSize: Int64, maxFiles: Int) {
+        self.path = path
+        self.format = format
+        self.maxSize = maxSize
+        self.maxFiles = maxFiles
+    }
+
+    deinit {
+        state.withLock { if $0.descriptor >= 0 { close($0.descriptor) } }
+    }
+
+    public func send(_ records: [OutboxRecord]) async throws(SinkError) {
+        var text = ""
+        for record in records { text += RecordLine.line(for: record, format: format) + "\n" }
+        let bytes = Array(text.utf8)
+        try state.withLock { (state: inout State) throws(SinkError) in
+            if state.descriptor < 0 { try open(&state) }
+            if maxSize > 0, state.size > 0, state.size + Int64(bytes.count) > maxSize {
+                try rotate(&state)
+            }
+            var written = 0
+            while written < bytes.count {
+                let result = bytes[written...].withUnsafeBytes { Foundation.write(state.descriptor, $0.baseAddress, $0.count) }
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    let reason = String(cString: strerror(errno))
+                    // Drop what may be a partial line: the rows stay queued and are written again.
+                    _ = ftruncate(state.descriptor, off_t(state.size))
+                    throw SinkError("writing \(path) failed: \(reason)")
+                }
+                written += result
+            }
+            guard fsync(state.descriptor) == 0 else {
+                let reason = String(cString: strerror(errno))
+                _ = ftruncate(state.descriptor, off_t(state.size))
+                throw SinkError("fsync of \(path) failed: \(reason)")
+            }
+            state.size += Int64(bytes.count)
+        }
+    }
+
+    public func reopen() async {
+        state.withLock { state in
+            if state.descriptor >= 0 { close(state.descriptor) }
+            state.descriptor = -1
+        }
+    }
+
+    private func open(_ state: inout State) throws(SinkError) {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o750])
+            } catch {
+                throw SinkError("cannot create \(directory): \(error.localizedDescription)")
+            }
+        }
+        let descriptor = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard descriptor >= 0 else { throw SinkError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        var info = stat()
+        fstat(descriptor, &info)
+        state.descriptor = descriptor
+        state.size = Int64(info.st_size)
+        // A previous run may have died mid-line: start on a fresh line.
+        if state.size > 0 {
+            var last: UInt8 = 0
+            if pread(descriptor, &last, 1, off_t(state.size - 1)) == 1, last != UInt8(ascii: "\n") {
+                _ = ftruncate(descriptor, off_t(state.size))
+                var newline = UInt8(ascii: "\n")
+                if Foundation.write(descriptor, &newline, 1) == 1 { state.size += 1 }
+            }
+        }
+    }
+
+    private func rotate(_ state: inout State) throws(SinkError) {
+        close(state.descriptor)
+        state.descriptor = -1
+        let manager = FileManager.default
+        if maxFiles > 0 {
+            try? manager.removeItem(atPath: "\(path).\(maxFiles)")
+            for index in stride(from: maxFiles - 1, through: 1, by: -1) where manager.fileExists(atPath: "\(path).\(index)") {
+                _ = Foundation.rename("\(path).\(index)", "\(path).\(index + 1)")
+            }
+            guard Foundation.rename(path, "\(path).1") == 0 else {
+                throw SinkError("rotating \(path) failed: \(String(cString: strerror(errno)))")
+            }
+        } else {
+            try? manager.removeItem(atPath: path)
+        }
+        try open(&state)
+    }
+}

@@ -1,0 +1,48 @@
+import OrderedJSON
+import Systemd
+
+/// One journal entry per alert, findable with `journalctl MESSAGE_ID=...`.
+public struct JournalSink: AlertSink {
+    /// The `MESSAGE_ID` of every alert entry.
+    public static let messageID = "b5d1e2c74a0f4e6c9d3a8f1b27c6e950"
+
+    public init() {}
+
+    public func send(_ records: [OutboxRecord]) async throws(SinkError) {
+        guard JournalWriter.isAvailable() else {
+            throw SinkError("journald is not listening on \(JournalWriter.socketPath)")
+        }
+        for record in records {
+            let alert = (try? JSONValue(parsing: record.payload)) ?? .object([])
+            let severity = alert["severity"]?.stringValue ?? "UnSpecified"
+            let title = alert["title"]?.stringValue ?? "Defender alert"
+            let host = alert["computerDnsName"]?.stringValue ?? "unknown host"
+            let fields = [
+                "MESSAGE=[\(severity)] \(title) on \(host) (\(record.alertID))",
+                "MESSAGE_ID=\(Self.messageID)",
+                "PRIORITY=\(Self.priority(for: severity))",
+                "SYSLOG_IDENTIFIER=defender-alertd",
+                "DEFENDER_ALERT_ID=\(record.alertID)",
+                "DEFENDER_SEVERITY=\(severity)",
+                "DEFENDER_STATUS=\(alert["status"]?.stringValue ?? "")",
+                "DEFENDER_TENANT=\(record.tenant)",
+                "DEFENDER_EVENT=\(record.event)",
+                "DEFENDER_ALERT_JSON=\(record.payload)",
+            ]
+            let result = JournalWriter.send(fields)
+            guard result == 0 else { throw SinkError("sd_journal_sendv failed with errno \(-result)") }
+        }
+    }
+
+    /// syslog priority by alert severity: High 2 (crit), Medium 3 (err), Low 4 (warning),
+    /// Informational 5 (notice), anything else 6 (info).
+    public static func priority(for severity: String) -> Int {
+        switch severity.lowercased() {
+        case "high": 2
+        case "medium": 3
+        case "low": 4
+        case "informational": 5
+        default: 6
+        }
+    }
+}
