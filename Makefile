@@ -34,7 +34,7 @@ test: build check-units
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
 demo: build
-	@scripts/demo.sh $(BINARY)
+	@scripts/demo.sh .build/debug
 
 ## release: static-stdlib release binary that needs no Swift toolchain on the target
 release: deps

@@ -26,14 +26,14 @@ struct RunCommand: AsyncParsableCommand {
 
         // Trap SIGHUP before telling systemd we are ready, so an early reload cannot kill us.
         let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
-        let daemon = Daemon(
-            configuration: configuration, loader: ConfigurationLoader(), logLevel: logLevel,
-            notifier: SystemdNotifier(), logger: logger
-        )
         logger.notice("\(ProductInfo.name) \(ProductInfo.version) starting: \(Daemon.summary(of: configuration))",
                       metadata: ["config": "\(configuration.path)", "log_target": "\(target.rawValue)"])
         do {
-            try await daemon.makeServiceGroup(signals: reloadSignals, watchdog: WatchdogSettings.fromEnvironment()).run()
+            let daemon = try Daemon(
+                configuration: configuration, loader: ConfigurationLoader(), logLevel: logLevel,
+                notifier: SystemdNotifier(), logger: logger
+            )
+            try await daemon.run(signals: reloadSignals, watchdog: WatchdogSettings.fromEnvironment())
         } catch {
             logger.critical("fatal: \(error)")
             throw ExitCode.failure

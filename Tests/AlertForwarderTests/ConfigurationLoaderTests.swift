@@ -115,7 +115,7 @@ struct ValidConfigurationTests {
             type = "stdout"
             """)
         #expect(configuration.service == ServiceSettings(stateDirectory: "/srv/state", pollInterval: .seconds(90), logLevel: .debug, maxOutbox: 5000,
-                                                         caFile: nil, proxyURL: "http://proxy.example:3128"))
+                                                         pollTimeout: .seconds(600), caFile: nil, proxyURL: "http://proxy.example:3128"))
         let tenant = configuration.tenants[0]
         #expect(tenant.region == .eu)
         #expect(tenant.apiURL == "https://proxy.example.net/mde")

@@ -30,6 +30,8 @@ public struct ServiceSettings: Sendable, Equatable {
     public var logLevel: Logger.Level
     /// Outbox rows above which polling pauses.
     public var maxOutbox: Int
+    /// Hard deadline of one poll (each completed page is kept; the next poll goes on from there).
+    public var pollTimeout: Duration
     /// An extra PEM CA bundle trusted for HTTPS, besides the system's.
     public var caFile: String?
     /// An HTTP proxy for HTTPS (CONNECT); else `HTTPS_PROXY`/`NO_PROXY` from the environment.

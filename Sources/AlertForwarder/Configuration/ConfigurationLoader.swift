@@ -134,6 +134,7 @@ private struct Validator {
         let pollInterval = reader.duration("poll_interval", default: .seconds(60), minimum: .milliseconds(1))
         let logLevel: Logger.Level? = reader.choice("log_level", default: .info)
         let maxOutbox = reader.integer("max_outbox", default: 100_000, in: 1...100_000_000)
+        let pollTimeout = reader.duration("poll_timeout", default: .seconds(600), minimum: .seconds(1))
         let caFile = reader.string("ca_file").map(resolve)
         if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail("ca_file", problem) }
         let proxyURL = reader.string("proxy_url")
@@ -141,9 +142,9 @@ private struct Validator {
             reader.fail("proxy_url", "\"\(proxyURL)\" is not a proxy URL such as http://proxy.example:3128 or http://user:password@proxy.example:3128")
         }
         reader.rejectUnknownKeys()
-        guard let pollInterval, let logLevel, let maxOutbox else { return nil }
+        guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout else { return nil }
         return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
-                               caFile: caFile, proxyURL: proxyURL)
+                               pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL)
     }
 
     private func tenant(_ table: TOMLTable, index: Int, sinkNames: Set<String>) -> TenantConfiguration? {

@@ -1,4 +1,5 @@
 import Timekeeping
+import DefenderAPI
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -21,8 +22,13 @@ public final class Daemon: Sendable {
     /// Progress of every long-running component.
     public let health: HealthMonitor
     private let clock: MonotonicClock
+    /// The state database.
+    public let store: StateStore
+    private let transport: DefenderHTTPClient
+    private let pipeline: Pipeline
 
-    /// Creates the daemon for an already validated configuration.
+    /// Creates the daemon for an already validated configuration: opens the state database and
+    /// the HTTP client. Call ``run(signals:watchdog:)`` (which shuts the client down) afterwards.
     public init(
         configuration: Configuration,
         loader: ConfigurationLoader,
@@ -30,7 +36,7 @@ public final class Daemon: Sendable {
         notifier: any Notifier,
         clock: MonotonicClock = .continuous,
         logger: Logger
-    ) {
+    ) throws {
         self.loader = loader
         self.current = Mutex(configuration)
         self.logLevel = logLevel
@@ -39,6 +45,10 @@ public final class Daemon: Sendable {
         self.logger = logger
         self.status = StatusLine(notifier: notifier)
         self.health = HealthMonitor(clock: clock)
+        self.store = try StateStore(directory: configuration.service.stateDirectory)
+        self.transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
+        self.pipeline = Pipeline(configuration: configuration, store: store, transport: transport, health: health,
+                                 statusLine: status, clock: clock, logger: logger)
         apply(configuration)
     }
 
@@ -47,20 +57,31 @@ public final class Daemon: Sendable {
         current.withLock { $0 }
     }
 
-    /// All services of the daemon in one group: SIGTERM and SIGINT stop it gracefully,
-    /// SIGHUP (from `signals`, trapped before readiness) reloads.
-    public func makeServiceGroup(signals: UnixSignalsSequence, watchdog: WatchdogSettings?) -> ServiceGroup {
+    /// Runs every service of the daemon in one group until SIGTERM or SIGINT; SIGHUP (from
+    /// `signals`, trapped before readiness) reloads. Shuts the HTTP client down at the end.
+    public func run(signals: UnixSignalsSequence, watchdog: WatchdogSettings?) async throws {
         let services: [any Service] = [
             WatchdogService(settings: watchdog, monitor: health, notifier: notifier, status: status, clock: clock, logger: logger),
             ReloadService(signals: signals) { [self] in await reload() },
+            pipeline,
             // Last: started after the others, told of a shutdown first.
             SystemdLifecycleService(notifier: notifier, status: status),
         ]
-        return ServiceGroup(configuration: .init(
+        var configuration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
-        ))
+        )
+        // Within systemd's stop timeout (30 s): then in-flight work is abandoned; it is still
+        // in the outbox or not yet admitted, so nothing is lost.
+        configuration.maximumGracefulShutdownDuration = .seconds(20)
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch {
+            await transport.shutdown()
+            throw error
+        }
+        await transport.shutdown()
     }
 
     /// Re-reads the configuration file: `RELOADING=1`, validate, apply or keep the old one
@@ -73,6 +94,8 @@ public final class Daemon: Sendable {
             let new = try loader.load(path: path)
             current.withLock { $0 = new }
             apply(new)
+            pipeline.apply(new)
+            await pipeline.reopenSinks()
             logger.notice("configuration reloaded", metadata: ["config": "\(path)"])
         } catch {
             for problem in error.errors {

@@ -1,0 +1,88 @@
+import DefenderAPI
+import Foundation
+import Logging
+import Timekeeping
+
+/// Delivers one sink's outbox: reads the oldest rows in batches, sends them, and deletes them
+/// only after the sink confirmed. A failure keeps the rows and backs off with full jitter up to
+/// a cap; other sinks have their own workers and carry on.
+public struct SinkWorker: Sendable {
+    public let name: String
+    private let sink: any AlertSink
+    private let store: StateStore
+    private let batchSize: Int
+    private let backoff: Backoff
+    private let clock: MonotonicClock
+    private let random: @Sendable () -> Double
+    private let progress: @Sendable () -> Void
+    private let status: PipelineStatus?
+    private let logger: Logger
+    /// How often an idle worker looks for new rows.
+    public static let idleInterval: Duration = .milliseconds(250)
+
+    public init(name: String, sink: any AlertSink, store: StateStore, batchSize: Int = 500,
+                backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(300)), clock: MonotonicClock = .continuous,
+                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+                progress: @escaping @Sendable () -> Void = {}, status: PipelineStatus? = nil, logger: Logger) {
+        self.name = name
+        self.sink = sink
+        self.store = store
+        self.batchSize = batchSize
+        self.backoff = backoff
+        self.clock = clock
+        self.random = random
+        self.progress = progress
+        self.status = status
+        var logger = logger
+        logger[metadataKey: "sink"] = "\(name)"
+        self.logger = logger
+    }
+
+    /// Sends everything queued, batch by batch. Returns the rows delivered; throws the sink's
+    /// error after the first failed batch (rows stay queued).
+    @discardableResult
+    public func drain(stopWhen shouldStop: @Sendable () -> Bool = { false }) async throws -> Int {
+        var delivered = 0
+        while !shouldStop() {
+            let records = try store.pending(sink: name, limit: batchSize)
+            guard !records.isEmpty else { break }
+            try await sink.send(records)
+            try store.confirm(records.map(\.id))
+            delivered += records.count
+            progress()
+        }
+        return delivered
+    }
+
+    /// Runs until `shouldStop` (graceful shutdown) or cancellation: drains, waits, backs off.
+    public func run(shouldStop: @Sendable @escaping () -> Bool) async {
+        var failures = 0
+        while !shouldStop(), !Task.isCancelled {
+            progress()
+            do {
+                let delivered = try await drain(stopWhen: shouldStop)
+                if failures > 0 {
+                    logger.notice("sink recovered", metadata: ["delivered": "\(delivered)"])
+                    status?.sink(name, failing: nil)
+                }
+                failures = 0
+                try await clock.sleep(Self.idleInterval)
+            } catch is CancellationError {
+                return
+            } catch {
+                let wait = backoff.delay(attempt: failures, unit: random())
+                failures += 1
+                logger.error("delivery failed; the alerts stay queued", metadata: ["error": "\(error)", "retry_in_ms": "\(wait.totalNanoseconds / 1_000_000)", "failures": "\(failures)"])
+                status?.sink(name, failing: "\(error)")
+                // Back off in short steps, reporting progress: a sink that is down is alive.
+                var waited: Duration = .zero
+                while waited < wait, !shouldStop(), !Task.isCancelled {
+                    let step = min(.seconds(1), wait - waited)
+                    do { try await clock.sleep(step) } catch { return }
+                    waited += step
+                    progress()
+                }
+            }
+        }
+    }
+}

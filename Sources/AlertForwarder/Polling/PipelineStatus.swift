@@ -1,0 +1,75 @@
+import Foundation
+import Synchronization
+import Systemd
+import Timekeeping
+
+/// What the pipeline is doing, rendered into `STATUS=`: per tenant the last poll's result and
+/// age and the alerts it brought, the outbox depth, failing sinks.
+public final class PipelineStatus: Sendable {
+    public enum PollResult: Sendable, Equatable {
+        case polling(alertsSoFar: Int, window: String)
+        case succeeded(newAlerts: Int)
+        case paused(outbox: Int)
+        case failed(String)
+    }
+
+    private struct State {
+        var tenants: [String: (result: PollResult, at: Duration)] = [:]
+        var tenantOrder: [String] = []
+        var failingSinks: [String: String] = [:]
+        var outbox = 0
+    }
+
+    private let state = Mutex(State())
+    private let clock: MonotonicClock
+
+    public init(clock: MonotonicClock) {
+        self.clock = clock
+    }
+
+    public func record(tenant: String, _ result: PollResult) {
+        let now = clock.now()
+        state.withLock { state in
+            if state.tenants[tenant] == nil { state.tenantOrder.append(tenant) }
+            state.tenants[tenant] = (result, now)
+        }
+    }
+
+    public func sink(_ name: String, failing reason: String?) {
+        state.withLock { $0.failingSinks[name] = reason }
+    }
+
+    public func outbox(_ depth: Int) {
+        state.withLock { $0.outbox = depth }
+    }
+
+    /// Forgets tenants and sinks that are no longer configured.
+    public func retain(tenants: Set<String>, sinks: Set<String>) {
+        state.withLock { state in
+            state.tenantOrder.removeAll { !tenants.contains($0) }
+            state.tenants = state.tenants.filter { tenants.contains($0.key) }
+            state.failingSinks = state.failingSinks.filter { sinks.contains($0.key) }
+        }
+    }
+
+    /// `contoso: ok 12s ago +3; fabrikam: FAILING 40s ago (...); outbox 0; sink archive FAILING`.
+    public var line: String {
+        let now = clock.now()
+        return state.withLock { state in
+            var parts: [String] = []
+            for tenant in state.tenantOrder {
+                guard let (result, at) = state.tenants[tenant] else { continue }
+                let age = "\((now - at).components.seconds)s ago"
+                switch result {
+                case .polling(let count, let window): parts.append("\(tenant): polling (\(count) alerts so far, window \(window))")
+                case .succeeded(let count): parts.append("\(tenant): ok \(age) +\(count)")
+                case .paused(let outbox): parts.append("\(tenant): PAUSED \(age) (outbox \(outbox) over max_outbox)")
+                case .failed(let reason): parts.append("\(tenant): FAILING \(age) (\(reason.prefix(120)))")
+                }
+            }
+            parts.append("outbox \(state.outbox)")
+            for (sink, _) in state.failingSinks.sorted(by: { $0.key < $1.key }) { parts.append("sink \(sink) FAILING") }
+            return parts.joined(separator: "; ")
+        }
+    }
+}

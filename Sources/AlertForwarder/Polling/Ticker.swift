@@ -1,0 +1,30 @@
+import Dispatch
+
+/// Ticks from a Dispatch timer as an `AsyncStream`: the first right away (after a random
+/// jitter), then every `interval`. Ticks that arrive while the consumer is busy coalesce into
+/// one (`bufferingNewest(1)`), so polls never overlap and never pile up.
+public enum Ticker {
+    public static func ticks(every interval: Duration, jitter: Duration = .zero, queue: DispatchQueue = .global()) -> AsyncStream<Void> {
+        AsyncStream(bufferingPolicy: .bufferingNewest(1)) { continuation in
+            // DispatchSourceTimer is thread-safe but not Sendable on Linux; it is only
+            // resumed here and cancelled from onTermination.
+            nonisolated(unsafe) let timer = DispatchSource.makeTimerSource(queue: queue)
+            let firstDelay = jitter > .zero ? Duration.nanoseconds(Int64.random(in: 0...jitter.totalNanoseconds)) : .zero
+            timer.schedule(deadline: .now() + .nanoseconds(Int(firstDelay.totalNanoseconds)),
+                           repeating: .nanoseconds(Int(interval.totalNanoseconds)),
+                           leeway: .milliseconds(50))
+            timer.setEventHandler { continuation.yield() }
+            continuation.onTermination = { _ in timer.cancel() }
+            timer.resume()
+        }
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds (saturating).
+    var totalNanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : product + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,172 @@
+import DefenderAPI
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Systemd
+import Timekeeping
+
+/// The forwarding pipeline as one service: a poller per tenant on a Dispatch timer and a
+/// delivery worker per sink, all reporting progress to the health monitor. A reload rebuilds
+/// the components from the new configuration; the outbox lives in SQLite, so nothing queued
+/// is lost (rows of sinks that were removed are dropped, with a warning).
+public final class Pipeline: Service, CustomStringConvertible {
+    private let store: StateStore
+    private let transport: any HTTPTransport
+    private let health: HealthMonitor
+    private let statusLine: StatusLine
+    private let status: PipelineStatus
+    private let clock: MonotonicClock
+    private let logger: Logger
+    private let updates: AsyncStream<Configuration>
+    private let updatesContinuation: AsyncStream<Configuration>.Continuation
+    private let initial: Configuration
+    private let sinks = Mutex<[String: any AlertSink]>([:])
+
+    public var description: String { "Pipeline" }
+
+    public init(configuration: Configuration, store: StateStore, transport: any HTTPTransport, health: HealthMonitor,
+                statusLine: StatusLine, clock: MonotonicClock = .continuous, logger: Logger) {
+        self.initial = configuration
+        self.store = store
+        self.transport = transport
+        self.health = health
+        self.statusLine = statusLine
+        self.status = PipelineStatus(clock: clock)
+        self.clock = clock
+        self.logger = logger
+        (updates, updatesContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Switches to a new (valid) configuration.
+    public func apply(_ configuration: Configuration) {
+        updatesContinuation.yield(configuration)
+    }
+
+    /// Reopens file sinks (SIGHUP, for logrotate).
+    public func reopenSinks() async {
+        for sink in sinks.withLock({ Array($0.values) }) { await sink.reopen() }
+    }
+
+    public func run() async throws {
+        var configuration = initial
+        var iterator = updates.makeAsyncIterator()
+        while true {
+            guard let next = await runGeneration(configuration, updates: &iterator) else { return }
+            configuration = next
+            logger.notice("pipeline reconfigured", metadata: ["tenants": "\(configuration.tenants.count)", "sinks": "\(configuration.sinks.count)"])
+        }
+    }
+
+    /// Runs the components of one configuration until shutdown (returns nil) or a new
+    /// configuration arrives (returns it).
+    private func runGeneration(_ configuration: Configuration, updates: inout AsyncStream<Configuration>.AsyncIterator) async -> Configuration? {
+        let stopped = Mutex(false)
+        let stop: @Sendable () -> Bool = { stopped.withLock { $0 } }
+        let sinkNames = Set(configuration.sinks.map(\.name))
+        do {
+            let dropped = try store.dropOutbox(except: sinkNames)
+            if dropped > 0 { logger.warning("dropped \(dropped) queued rows of sinks that are no longer configured") }
+        } catch {
+            logger.error("\(error)")
+        }
+        status.retain(tenants: Set(configuration.tenants.map(\.name)), sinks: sinkNames)
+        for component in health.registeredComponents where component.hasPrefix("poller:") || component.hasPrefix("sink:") {
+            health.deregister(component)
+        }
+        let workers = configuration.sinks.map { makeWorker($0) }
+        let pollers = configuration.tenants.compactMap { makePoller($0, configuration: configuration) }
+
+        let iterator = UncheckedBox(updates)
+        let next: Configuration? = await withTaskGroup(of: Configuration?.self) { group in
+            for worker in workers {
+                group.addTask { await worker.run(shouldStop: stop); return nil }
+            }
+            for (poller, interval) in pollers {
+                group.addTask { await self.runPoller(poller, every: interval, timeout: configuration.service.pollTimeout, stop: stop); return nil }
+            }
+            group.addTask {
+                while !stop(), !Task.isCancelled {
+                    self.refreshStatus()
+                    try? await self.clock.sleep(.seconds(2))
+                }
+                return nil
+            }
+            // The control task: a new configuration, or the end of the service.
+            let decision = await cancelWhenGracefulShutdownOrNil { await iterator.value.next() }
+            stopped.withLock { $0 = true }
+            // Workers finish the batch in hand; pollers abandon their request (nothing is
+            // stored before a page is complete).
+            group.cancelAll()
+            await group.waitForAll()
+            return decision
+        }
+        updates = iterator.value
+        refreshStatus()
+        return next
+    }
+
+    private func makeWorker(_ configuration: SinkConfiguration) -> SinkWorker {
+        let sink: any AlertSink = switch configuration.kind {
+        case .journal: JournalSink()
+        case .stdout(let format): StdoutSink(format: format)
+        case .file(let path, let format, let maxSize, let maxFiles): FileSink(path: path, format: format, maxSize: maxSize, maxFiles: maxFiles)
+        }
+        sinks.withLock { $0[configuration.name] = sink }
+        let reporter = health.register("sink:\(configuration.name)", allowance: .seconds(60))
+        return SinkWorker(name: configuration.name, sink: sink, store: store, clock: clock,
+                          progress: { reporter.progress() }, status: status, logger: logger)
+    }
+
+    private func makePoller(_ tenant: TenantConfiguration, configuration: Configuration) -> (TenantPoller, Duration)? {
+        let connection: TenantConnection
+        do {
+            connection = try TenantConnection(tenant: tenant, transport: transport, clock: clock, logger: logger)
+        } catch {
+            logger.critical("tenant \(tenant.name) cannot be polled: \(error)")
+            status.record(tenant: tenant.name, .failed("\(error)"))
+            return nil
+        }
+        let interval = configuration.service.pollInterval
+        let reporter = health.register("poller:\(tenant.name)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
+        let poller = TenantPoller(tenant: tenant, connection: connection, store: store,
+                                  sinks: configuration.sinks(for: tenant).map(\.name), maxOutbox: configuration.service.maxOutbox,
+                                  progress: { reporter.progress() }, status: status, logger: logger)
+        return (poller, interval)
+    }
+
+    private func runPoller(_ poller: TenantPoller, every interval: Duration, timeout: Duration, stop: @escaping @Sendable () -> Bool) async {
+        let jitter = min(interval / 10, .seconds(5))
+        for await _ in Ticker.ticks(every: interval, jitter: jitter) {
+            if stop() || Task.isCancelled { return }
+            if ProcessInfo.processInfo.environment["DEFENDER_ALERTD_TEST_HANG_POLLER"] == poller.tenant.name {
+                // Fault injection for the watchdog test: a poller that hangs and ignores cancellation.
+                await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in }
+            }
+            // The hard deadline: the poll is cancelled when it runs out.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await poller.pollOnce() }
+                group.addTask { try? await self.clock.sleep(timeout) }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+
+    private func refreshStatus() {
+        if let depth = try? store.outboxDepth().values.reduce(0, +) { status.outbox(depth) }
+        statusLine.set("pipeline", status.line)
+    }
+}
+
+/// Moves a non-Sendable iterator into a task group's child task. Safe: only the control task
+/// touches it while the group runs, and the parent only after the group has finished.
+private final class UncheckedBox<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// Runs `body`, returning `nil` as soon as a graceful shutdown begins.
+private func cancelWhenGracefulShutdownOrNil<T: Sendable>(_ body: @escaping @Sendable () async -> T?) async -> T? {
+    await cancelWhenGracefulShutdown { await body() } ?? nil
+}
