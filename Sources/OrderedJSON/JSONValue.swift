@@ -34,6 +34,12 @@ public indirect enum JSONValue: Sendable, Equatable {
         return members.first { $0.0 == name }?.1
     }
 
+    /// Member names of an object, in order (empty for other values).
+    public var keys: [String] {
+        if case .object(let members) = self { return members.map(\.0) }
+        return []
+    }
+
     /// The string value, if this is a string.
     public var stringValue: String? {
         if case .string(let value) = self { return value }

@@ -13,7 +13,7 @@ struct DaemonReloadTests {
     func makeDaemon() throws -> (Daemon, LogLevelControl) {
         let configuration = try fixture.load(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
         let level = LogLevelControl(.trace)
-        let daemon = Daemon(
+        let daemon = try Daemon(
             configuration: configuration, loader: ConfigurationLoader(environment: [:]), logLevel: level,
             notifier: notifier, logger: records.logger()
         )
@@ -40,6 +40,7 @@ struct DaemonReloadTests {
         #expect(usec > 0)
         #expect(sent.last == .ready)
         #expect(sent.contains(.status("1 tenant (contoso), 2 sinks (journal, archive)")))
+        await daemon.shutdown()
     }
 
     @Test func invalidChangeKeepsTheRunningConfiguration() async throws {
@@ -56,6 +57,7 @@ struct DaemonReloadTests {
         let errors = records.at(.error).map(\.message)
         #expect(errors.contains { $0.contains("defender-alertd.toml:2: service.log_level") })
         #expect(errors.contains { $0.contains("running configuration stays in force") })
+        await daemon.shutdown()
     }
 
     @Test func secretsNeverReachTheLog() async throws {
@@ -64,5 +66,6 @@ struct DaemonReloadTests {
         await daemon.reload()
         #expect(!records.fullText.contains(ConfigFixture.canary))
         #expect(!records.fullText.isEmpty)
+        await daemon.shutdown()
     }
 }

@@ -78,9 +78,14 @@ public final class Daemon: Sendable {
         do {
             try await ServiceGroup(configuration: configuration).run()
         } catch {
-            await transport.shutdown()
+            await shutdown()
             throw error
         }
+        await shutdown()
+    }
+
+    /// Closes the HTTP client; ``run(signals:watchdog:)`` does it when it ends.
+    public func shutdown() async {
         await transport.shutdown()
     }
 

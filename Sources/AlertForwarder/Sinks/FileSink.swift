@@ -76,21 +76,18 @@ public final class FileSink: AlertSink {
                 throw SinkError("cannot create \(directory): \(error.localizedDescription)")
             }
         }
-        let descriptor = Foundation.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        let descriptor = Foundation.open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard descriptor >= 0 else { throw SinkError("cannot open \(path): \(String(cString: strerror(errno)))") }
         var info = stat()
         fstat(descriptor, &info)
         state.descriptor = descriptor
         state.size = Int64(info.st_size)
-        // A previous run may have died mid-line: start on a fresh line.
-        if state.size > 0 {
-            var last: UInt8 = 0
-            if pread(descriptor, &last, 1, off_t(state.size - 1)) == 1, last != UInt8(ascii: "\n") {
-                _ = ftruncate(descriptor, off_t(state.size))
-                var newline = UInt8(ascii: "\n")
-                if Foundation.write(descriptor, &newline, 1) == 1 { state.size += 1 }
-            }
-        }
+        // A previous run may have died mid-line. That batch was never confirmed, so its rows
+        // are still queued: cut the partial line off; it is written again whole.
+        var end = state.size
+        var byte: UInt8 = 0
+        while end > 0, pread(descriptor, &byte, 1, off_t(end - 1)) == 1, byte != UInt8(ascii: "\n") { end -= 1 }
+        if end < state.size, ftruncate(descriptor, off_t(end)) == 0 { state.size = end }
     }
 
     private func rotate(_ state: inout State) throws(SinkError) {

@@ -94,12 +94,6 @@ struct SimulatorHarness {
 }
 
 extension JSONValue {
-    /// Member names of an object, in order.
-    var keys: [String] {
-        if case .object(let members) = self { return members.map(\.0) }
-        return []
-    }
-
     /// A crude type tag for shape comparisons.
     var kind: String {
         switch self {

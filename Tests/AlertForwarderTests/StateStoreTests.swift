@@ -1,0 +1,107 @@
+@testable import AlertForwarder
+import DefenderAPI
+import Foundation
+import OrderedJSON
+import Testing
+import Timekeeping
+import TestSupport
+
+func makeAlert(_ id: String, _ updated: String, extra: [(String, JSONValue)] = []) throws -> Alert {
+    try Alert(.object([("id", .string(id)), ("lastUpdateTime", .string(updated)), ("severity", .string("High"))] + extra))
+}
+
+@Suite("State store")
+struct StateStoreTests {
+    let directory = TemporaryDirectory()
+
+    @Test func admissionDedupsEnqueuesAndMovesTheWatermark() throws {
+        let store = try StateStore(directory: directory.file("state"))
+        var info = stat()
+        stat(directory.file("state"), &info)
+        #expect(info.st_mode & 0o777 == 0o700)
+        #expect(try store.watermark(tenant: "t") == nil)
+
+        let first = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
+                                    forward: .new, sinks: ["x", "y"])
+        #expect(first == Admission(newAlerts: 2, duplicates: 0, outboxRows: 4))
+        #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:00:05.5Z"))
+
+        // The same alerts again (overlap), one updated: "new" mode forwards nothing.
+        let second = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:01:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
+                                     forward: .new, sinks: ["x", "y"])
+        #expect(second == Admission(newAlerts: 0, duplicates: 2, outboxRows: 0))
+        #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:01:00Z"))
+
+        // An older page never moves the watermark back.
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("c", "2025-03-14T09:00:00Z")], forward: .new, sinks: ["x"])
+        #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:01:00Z"))
+        #expect(try store.outboxDepth() == ["x": 3, "y": 2])
+    }
+
+    @Test func updatesModeLabelsCreatedAndUpdated() throws {
+        let store = try StateStore(directory: directory.file("state"))
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("a", "2025-03-14T10:05:00Z")], forward: .updates, sinks: ["x"])
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:09:00Z")], forward: .updates, sinks: ["x"])
+        let records = try store.pending(sink: "x", limit: 10)
+        #expect(records.map(\.event) == ["created", "updated", "updated"])
+        #expect(records.map(\.alertID) == ["a", "a", "a"])
+    }
+
+    @Test func outboxIsReadInOrderAndConfirmedRowsGo() throws {
+        let store = try StateStore(directory: directory.file("state"))
+        let raw = JSONValue.object([("id", .string("a")), ("lastUpdateTime", .string("2025-03-14T10:00:00Z")), ("n", .number("1.50")), ("u", .null)])
+        _ = try store.admit(tenant: "t", alerts: [try Alert(raw)] + (1...5).map { try makeAlert("a\($0)", "2025-03-14T10:00:0\($0)Z") }, forward: .new, sinks: ["x"])
+        let batch = try store.pending(sink: "x", limit: 4)
+        #expect(batch.count == 4)
+        #expect(batch[0].payload == raw.serialized)
+        try store.confirm(batch.map(\.id))
+        #expect(try store.pending(sink: "x", limit: 10).map(\.alertID) == ["a4", "a5"])
+        #expect(try store.dropOutbox(except: ["y"]) == 2)
+        #expect(try store.outboxDepth().isEmpty)
+    }
+
+    @Test func stateSurvivesReopeningAndResetForgetsATenant() throws {
+        do {
+            let store = try StateStore(directory: directory.file("state"))
+            _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
+            _ = try store.admit(tenant: "u", alerts: [try makeAlert("b", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
+        }
+        let store = try StateStore(directory: directory.file("state"))
+        #expect(try store.watermark(tenant: "t") != nil)
+        #expect(try store.pending(sink: "x", limit: 10).count == 2)
+        try store.reset(tenant: "t")
+        #expect(try store.watermark(tenant: "t") == nil)
+        #expect(try store.tenants().map(\.tenant) == ["u"])
+        #expect(try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"]).newAlerts == 1)
+    }
+
+    @Test func oldDedupKeysArePruned() throws {
+        let store = try StateStore(directory: directory.file("state"))
+        let old = Date(timeIntervalSinceNow: -200 * 86_400)
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: [], now: old)
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("b", "2025-03-14T10:00:00Z")], forward: .new, sinks: [])
+        #expect(try store.pruneDedupKeys() == 1)
+        #expect(try store.tenants().first?.dedupKeys == 1)
+    }
+
+    @Test func aCorruptDatabaseStopsWithAClearMessage() throws {
+        let path = directory.file("state")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        directory.write("state/state.sqlite", String(repeating: "this is not a database ", count: 500))
+        do {
+            _ = try StateStore(directory: path)
+            Issue.record("a corrupt database was accepted")
+        } catch {
+            #expect(error.description.contains(path + "/state.sqlite"))
+            #expect(error.description.contains("never reset automatically") || error.description.contains("damaged"))
+        }
+        // The file is left as it was, for a person to look at.
+        #expect(try String(contentsOfFile: path + "/state.sqlite", encoding: .utf8).hasPrefix("this is not a database"))
+    }
+
+    @Test func anUnwritableDirectoryIsAClearError() throws {
+        guard geteuid() != 0 else { return }  // root can write anywhere
+        #expect(throws: StateError.self) { try StateStore(directory: "/proc/defender-alertd-state") }
+    }
+}
