@@ -86,9 +86,20 @@ public final class Pipeline: Service, CustomStringConvertible {
                 group.addTask { await self.runPoller(poller, every: interval, timeout: configuration.service.pollTimeout, stop: stop); return nil }
             }
             group.addTask {
+                var sincePrune: Duration = .seconds(3600)
                 while !stop(), !Task.isCancelled {
                     self.refreshStatus()
+                    if sincePrune >= .seconds(3600) {
+                        sincePrune = .zero
+                        do {
+                            let pruned = try self.store.pruneDedupKeys()
+                            if pruned > 0 { self.logger.info("pruned old dedup keys", metadata: ["keys": "\(pruned)"]) }
+                        } catch {
+                            self.logger.error("\(error)")
+                        }
+                    }
                     try? await self.clock.sleep(.seconds(2))
+                    sincePrune += .seconds(2)
                 }
                 return nil
             }
@@ -106,12 +117,17 @@ public final class Pipeline: Service, CustomStringConvertible {
         return next
     }
 
-    private func makeWorker(_ configuration: SinkConfiguration) -> SinkWorker {
-        let sink: any AlertSink = switch configuration.kind {
+    /// The sink a configuration describes.
+    public static func makeSink(_ configuration: SinkConfiguration) -> any AlertSink {
+        switch configuration.kind {
         case .journal: JournalSink()
         case .stdout(let format): StdoutSink(format: format)
         case .file(let path, let format, let maxSize, let maxFiles): FileSink(path: path, format: format, maxSize: maxSize, maxFiles: maxFiles)
         }
+    }
+
+    private func makeWorker(_ configuration: SinkConfiguration) -> SinkWorker {
+        let sink = Self.makeSink(configuration)
         sinks.withLock { $0[configuration.name] = sink }
         let reporter = health.register("sink:\(configuration.name)", allowance: .seconds(60))
         return SinkWorker(name: configuration.name, sink: sink, store: store, clock: clock,

@@ -132,7 +132,7 @@ public final class StateStore: Sendable {
         return try write { db in
             var admission = Admission()
             for alert in alerts {
-                let key = forward == .new ? alert.id : "\(alert.id)|\(alert.lastUpdateTime.ticks)"
+                let key = Self.key(of: alert, forward: forward)
                 let known = try Bool.fetchOne(db, sql: "SELECT 1 FROM seen WHERE tenant = ? AND key = ?", arguments: [tenant, key]) ?? false
                 if known {
                     admission.duplicates += 1
@@ -166,6 +166,18 @@ public final class StateStore: Sendable {
                     """, arguments: [tenant, newest.ticks, newest.writtenWith(7).description, receivedAt])
             }
             return admission
+        }
+    }
+
+    /// The dedup key of an alert.
+    static func key(of alert: Alert, forward: ForwardMode) -> String {
+        forward == .new ? alert.id : "\(alert.id)|\(alert.lastUpdateTime.ticks)"
+    }
+
+    /// Whether an alert was already forwarded (read only: for dry runs).
+    public func isKnown(tenant: String, alert: Alert, forward: ForwardMode) throws(StateError) -> Bool {
+        try read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM seen WHERE tenant = ? AND key = ?", arguments: [tenant, Self.key(of: alert, forward: forward)]) ?? false
         }
     }
 

@@ -1,0 +1,64 @@
+import DefenderAPI
+import Foundation
+import Logging
+import OrderedJSON
+import Timekeeping
+
+/// `poll-once`: every tenant polled once, then every sink drained once.
+public enum OneCycle {
+    /// Returns whether everything succeeded.
+    public static func run(configuration: Configuration, store: StateStore, transport: any HTTPTransport, logger: Logger) async -> Bool {
+        var succeeded = true
+        for tenant in configuration.tenants {
+            do {
+                let connection = try TenantConnection(tenant: tenant, transport: transport, logger: logger)
+                let poller = TenantPoller(tenant: tenant, connection: connection, store: store,
+                                          sinks: configuration.sinks(for: tenant).map(\.name), maxOutbox: configuration.service.maxOutbox,
+                                          logger: logger)
+                if case .completed = await poller.pollOnce() {} else { succeeded = false }
+            } catch {
+                logger.error("tenant \(tenant.name) cannot be polled: \(error)")
+                succeeded = false
+            }
+        }
+        for sink in configuration.sinks {
+            let worker = SinkWorker(name: sink.name, sink: Pipeline.makeSink(sink), store: store, logger: logger)
+            do {
+                let delivered = try await worker.drain()
+                logger.info("delivered", metadata: ["sink": "\(sink.name)", "alerts": "\(delivered)"])
+            } catch {
+                logger.error("delivery failed; the alerts stay queued", metadata: ["sink": "\(sink.name)", "error": "\(error)"])
+                succeeded = false
+            }
+        }
+        return succeeded
+    }
+}
+
+/// `poll-once --dry-run`: what the next poll would forward, printed as envelope JSON lines;
+/// no state is changed (dedup keys are only read).
+public enum DryRun {
+    public static func run(configuration: Configuration, transport: any HTTPTransport, logger: Logger) async -> Bool {
+        let store = try? StateStore(directory: configuration.service.stateDirectory)
+        var succeeded = true
+        for tenant in configuration.tenants {
+            do {
+                let connection = try TenantConnection(tenant: tenant, transport: transport, logger: logger)
+                let watermark = try store?.watermark(tenant: tenant.name)
+                let start = watermark.map { $0.adding(ticks: -tenant.overlap.ticks) } ?? Timestamp(Date()).adding(ticks: -tenant.lookback.ticks)
+                try await connection.alerts.fetch(from: .inclusive(start)) { batch in
+                    for alert in batch.alerts {
+                        let known = try store?.isKnown(tenant: tenant.name, alert: alert, forward: tenant.forward) ?? false
+                        let line = "{\"tenant\":\(JSONValue.string(tenant.name).serialized),\"already_forwarded\":\(known),\"alert\":\(alert.raw.serialized)}\n"
+                        FileHandle.standardOutput.write(Data(line.utf8))
+                    }
+                }
+            } catch {
+                logger.error("tenant \(tenant.name): \(error)")
+                succeeded = false
+            }
+        }
+        return succeeded
+    }
+}
+

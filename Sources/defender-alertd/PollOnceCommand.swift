@@ -1,0 +1,35 @@
+import AlertForwarder
+import ArgumentParser
+import DefenderAPI
+import Foundation
+import Logging
+import Systemd
+
+/// `defender-alertd poll-once`: one poll and delivery cycle, then exit.
+struct PollOnceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "poll-once",
+        abstract: "Poll every tenant once and deliver what is queued, then exit (1 when anything failed)."
+    )
+
+    @OptionGroup var options: ConfigOption
+
+    @Flag(help: "Print what would be forwarded, as JSON lines, and change no state.")
+    var dryRun = false
+
+    func run() async throws {
+        let configuration = try loadConfiguration(options.config)
+        let logLevel = LogLevelControl(configuration.service.logLevel)
+        LoggingSystem.bootstrap(LogTarget.stderr.makeHandler(control: logLevel))
+        let logger = Logger(label: ProductInfo.name)
+        let transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
+        let succeeded: Bool
+        if dryRun {
+            succeeded = await DryRun.run(configuration: configuration, transport: transport, logger: logger)
+        } else {
+            succeeded = await OneCycle.run(configuration: configuration, store: try openStore(configuration), transport: transport, logger: logger)
+        }
+        await transport.shutdown()
+        if !succeeded { throw ExitCode.failure }
+    }
+}
