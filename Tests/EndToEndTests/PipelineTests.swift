@@ -1,0 +1,164 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The product, end to end: the daemon process against the simulator process.
+@Suite("Forwarding pipeline end to end")
+struct PipelineTests {
+    static func iso(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: date)
+    }
+
+    @Test func lateAlertsWithinTheOverlapAreDelivered() throws {
+        let harness = try PipelineHarness()
+        harness.configure()
+        try harness.control("POST", "alerts", #"{"count": 3}"#)
+        try harness.startDaemon()
+        harness.waitUntil("the first alerts arrive") { harness.delivered().count == 3 }
+        // An alert whose lastUpdateTime lies five minutes back, visible only now: behind the
+        // watermark, inside the overlap.
+        let late = Self.iso(Date(timeIntervalSinceNow: -300))
+        try harness.control("POST", "alerts", #"{"count": 2, "lastUpdateTime": "\#(late)"}"#)
+        harness.waitUntil("the late alerts arrive") { harness.delivered().count == 5 }
+        harness.stopDaemon()
+        #expect(Set(harness.delivered().map(\.id)).count == 5)
+        #expect(harness.delivered("b").count == 5)
+    }
+
+    @Test func twentyFiveAlertsOnOneTimestampWithPagesOfTen() throws {
+        let harness = try PipelineHarness()
+        harness.configure(tenant: "page_size = 10")
+        try harness.control("POST", "alerts", #"{"count": 25, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -60)))"}"#)
+        try harness.startDaemon()
+        harness.waitUntil("25 alerts arrive") { harness.delivered().count >= 25 }
+        harness.stopDaemon()
+        let ids = harness.delivered().map(\.id)
+        #expect(ids.count == 25)
+        #expect(Set(ids) == Set(try harness.simulatorAlerts().map(\.id)))
+    }
+
+    @Test func aWindowOfThousandsWithFullPages() throws {
+        let harness = try PipelineHarness()
+        harness.configure(tenant: "page_size = 200")
+        for offset in stride(from: 600, to: 0, by: -60) {
+            try harness.control("POST", "alerts", #"{"count": 300, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -Double(offset))))"}"#)
+        }
+        try harness.startDaemon()
+        harness.waitUntil("3000 alerts arrive", timeout: .seconds(120)) { harness.delivered().count >= 3000 }
+        harness.stopDaemon()
+        let ids = harness.delivered().map(\.id)
+        #expect(ids.count == 3000)
+        #expect(Set(ids).count == 3000)
+    }
+
+    @Test func updatesModeDeliversEveryChangeLabelled() throws {
+        let harness = try PipelineHarness()
+        harness.configure(tenant: #"forward = "updates""#)
+        let created = try harness.control("POST", "alerts", #"{"count": 1, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -30)))"}"#)
+        let id = try #require(created.split(separator: "\"").dropFirst(3).first.map(String.init))
+        try harness.startDaemon()
+        harness.waitUntil("the alert arrives") { harness.delivered().count == 1 }
+        try harness.control("POST", "alerts/\(id)", #"{"changes": {"status": "InProgress"}, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -20)))"}"#)
+        harness.waitUntil("the first update arrives") { harness.delivered().count == 2 }
+        try harness.control("POST", "alerts/\(id)", #"{"changes": {"status": "Resolved"}, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -10)))"}"#)
+        harness.waitUntil("the second update arrives") { harness.delivered().count == 3 }
+        harness.stopDaemon()
+        let records = harness.delivered()
+        #expect(records.map(\.event) == ["created", "updated", "updated"])
+        #expect(Set(records.map(\.id)) == [id])
+        #expect(Set(records.map(\.lastUpdateTime)).count == 3)
+    }
+
+    @Test func aSinkThatIsDownCatchesUpAndTheOtherIsUndisturbed() throws {
+        let harness = try PipelineHarness()
+        // "down" is a file, so down/alerts.jsonl cannot be created (even by root).
+        harness.fixture.directory.write("down", "not a directory", mode: 0o644)
+        harness.configure(sinks: """
+            [[sink]]
+            name = "a"
+            type = "file"
+            path = "a.jsonl"
+            format = "envelope"
+
+            [[sink]]
+            name = "down"
+            type = "file"
+            path = "down/alerts.jsonl"
+            """)
+        try harness.control("POST", "alerts", #"{"count": 10}"#)
+        try harness.startDaemon()
+        harness.waitUntil("the healthy sink gets everything") { harness.delivered().count == 10 }
+        try harness.control("POST", "alerts", #"{"count": 5}"#)
+        harness.waitUntil("the healthy sink keeps going") { harness.delivered().count == 15 }
+        let status = harness.socket.receive(until: { $0.contains("sink down FAILING") }, timeout: .seconds(30))
+        #expect(status.matched != nil, "STATUS= does not name the failing sink: \(status.all)")
+
+        // The sink comes back.
+        try FileManager.default.removeItem(atPath: harness.fixture.directory.file("down"))
+        try FileManager.default.createDirectory(atPath: harness.fixture.directory.file("down"), withIntermediateDirectories: false)
+        let file = harness.fixture.directory.file("down/alerts.jsonl")
+        harness.waitUntil("the recovered sink catches up", timeout: .seconds(90)) {
+            ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").count == 15
+        }
+        harness.stopDaemon()
+        #expect(harness.delivered().count == 15)
+    }
+
+    @Test func aCleanRestartRedeliversNothing() throws {
+        let harness = try PipelineHarness()
+        harness.configure()
+        try harness.control("POST", "alerts", #"{"count": 20}"#)
+        try harness.startDaemon()
+        harness.waitUntil("20 alerts arrive") { harness.delivered().count == 20 && harness.delivered("b").count == 20 }
+        harness.stopDaemon()
+        try harness.startDaemon()
+        // Several polls later (each re-reads the overlap), still nothing new.
+        let status = harness.socket.receive(until: { $0.contains("ok") && $0.contains("+0") }, timeout: .seconds(30))
+        #expect(status.matched != nil, "\(status.all)")
+        Thread.sleep(forTimeInterval: 2)  // two more polls; the assertion below does not depend on timing
+        harness.stopDaemon()
+        #expect(harness.delivered().count == 20)
+        #expect(harness.delivered("b").count == 20)
+    }
+
+    @Test func killedAtRandomMomentsNothingIsMissing() throws {
+        let harness = try PipelineHarness(simulatorArguments: ["--rate", "600", "--backlog", "200", "--backlog-span", "600", "--update-fraction", "0.2"])
+        harness.configure(tenant: "page_size = 50")
+        var random = SystemRandomNumberGenerator()
+        let kills = 8
+        for _ in 0..<kills {
+            let daemon = try harness.startDaemon()
+            Thread.sleep(forTimeInterval: Double.random(in: 0.1...1.5, using: &random))  // a random moment, by design
+            daemon.signal(SIGKILL)
+            _ = daemon.waitForExit(timeout: .seconds(30))
+        }
+        // Stop the arrivals, then let a last run catch up.
+        try harness.control("POST", "scenario", #"{"ratePerMinute": 0}"#)
+        let expected = Set(try harness.simulatorAlerts().map(\.id))
+        try harness.startDaemon()
+        harness.waitUntil("every alert is delivered", timeout: .seconds(120)) {
+            Set(harness.delivered().map(\.id)).isSuperset(of: expected) && Set(harness.delivered("b").map(\.id)).isSuperset(of: expected)
+        }
+        harness.stopDaemon()
+        let delivered = harness.delivered().map(\.id)
+        let duplicates = delivered.count - Set(delivered).count
+        print("kill -9 test: \(kills) kills, \(expected.count) alerts, \(delivered.count) deliveries to sink a, \(duplicates) duplicates")
+        #expect(Set(delivered).isSuperset(of: expected))
+    }
+
+    @Test func aHungPollerStopsTheWatchdogAndIsNamed() throws {
+        let harness = try PipelineHarness()
+        harness.configure(service: #"poll_timeout = "1s""#)
+        let daemon = try harness.startDaemon(environment: ["WATCHDOG_USEC": "1000000", "DEFENDER_ALERTD_TEST_HANG_POLLER": "contoso"])
+        // Pings flow at first, then stop once the poller's allowance (1s + 1s + 10s) has passed.
+        let stalled = harness.socket.receive(until: { $0.contains("STALLED: poller:contoso") }, timeout: .seconds(60))
+        #expect(stalled.matched != nil, "\(stalled.all)")
+        #expect(stalled.all.contains("WATCHDOG=1"))
+        let after = harness.socket.receive(until: { $0 == "WATCHDOG=1" }, timeout: .seconds(3))
+        #expect(after.matched == nil, "pings went on: \(after.all)")
+        #expect(daemon.stderr.contains("component stalled"))
+        daemon.signal(SIGKILL)
+    }
+}

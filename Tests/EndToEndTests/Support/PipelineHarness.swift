@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `defender-sim` and `defender-alertd` as real processes, the daemon delivering into files.
+final class PipelineHarness: @unchecked Sendable {
+    // @unchecked: each test owns its harness and uses it from one task.
+    let fixture = ConfigFixture()
+    let simulator: DaemonProcess
+    let base: String
+    var daemon: DaemonProcess?
+    let socket = NotifySocket()
+
+    init(simulatorArguments: [String] = []) throws {
+        simulator = try DaemonProcess(["--port", "0", "--client-secret", ConfigFixture.canary] + simulatorArguments, executable: "defender-sim")
+        base = try #require(simulator.waitForLine(startingWith: "listening "), "\(simulator.stderr)")
+    }
+
+    deinit {
+        simulator.signal(SIGKILL)
+    }
+
+    /// Writes the configuration: the tenant polls every second into file sinks `a` and `b`.
+    func configure(tenant extra: String = "", sinks: String? = nil, service: String = "") {
+        let sinkTables = sinks ?? """
+            [[sink]]
+            name = "a"
+            type = "file"
+            path = "a.jsonl"
+            format = "envelope"
+
+            [[sink]]
+            name = "b"
+            type = "file"
+            path = "b.jsonl"
+            format = "envelope"
+            """
+        fixture.writeConfiguration("""
+            [service]
+            poll_interval = "1s"
+            log_level = "debug"
+            \(service)
+
+            \(ConfigFixture.tenant)
+            api_url = "\(base)"
+            login_url = "\(base)"
+            lookback = "1d"
+            overlap = "10m"
+            \(extra)
+
+            \(sinkTables)
+            """)
+    }
+
+    /// Starts the daemon; waits for READY=1.
+    @discardableResult
+    func startDaemon(environment: [String: String] = [:]) throws -> DaemonProcess {
+        let daemon = try DaemonProcess(["run", "--config", fixture.directory.file("defender-alertd.toml"), "--log-target", "stderr"],
+                                       environment: ["NOTIFY_SOCKET": socket.address].merging(environment) { _, new in new })
+        self.daemon = daemon
+        let ready = socket.receive(until: { $0.contains("READY=1") }, timeout: .seconds(60))
+        #expect(ready.matched != nil, "no READY=1: \(daemon.stderr)")
+        return daemon
+    }
+
+    func stopDaemon() {
+        guard let daemon else { return }
+        daemon.signal(SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(60)) == 0, "\(daemon.stderr.suffix(3000))")
+        self.daemon = nil
+    }
+
+    /// A control API call on the simulator.
+    @discardableResult
+    func control(_ method: String, _ path: String, _ body: String = "") throws -> String {
+        let result = try DaemonProcess.curl(["-s", "-X", method, "--max-time", "30", "-H", "Content-Type: application/json",
+                                             "-d", body, "\(base)/_simulator/\(path)"])
+        #expect(result.status == 0)
+        return result.stdout
+    }
+
+    /// Every alert the simulator holds: id and lastUpdateTime.
+    func simulatorAlerts() throws -> [(id: String, lastUpdateTime: String)] {
+        let body = try control("GET", "alerts")
+        let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        return (object?["value"] as? [[String: Any]] ?? []).map { ($0["id"] as? String ?? "", $0["lastUpdateTime"] as? String ?? "") }
+    }
+
+    /// The envelope records a file sink holds: (event, id, lastUpdateTime).
+    func delivered(_ sink: String = "a") -> [(event: String, id: String, lastUpdateTime: String)] {
+        let text = (try? String(contentsOfFile: fixture.directory.file("\(sink).jsonl"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let alert = object["alert"] as? [String: Any]
+            else { return nil }
+            return (object["event"] as? String ?? "", alert["id"] as? String ?? "", alert["lastUpdateTime"] as? String ?? "")
+        }
+    }
+
+    /// Waits (bounded) until `condition` holds; records an issue when it never does.
+    func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool,
+                   sourceLocation: SourceLocation = #_sourceLocation) rethrows {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try condition() { return }
+            Thread.sleep(forTimeInterval: 0.1)  // waiting for other processes, not a timing assumption
+        }
+        Issue.record("timed out waiting until \(what); daemon log: \(daemon?.stderr.suffix(3000) ?? "")", sourceLocation: sourceLocation)
+    }
+}
