@@ -8,8 +8,11 @@ struct LifecycleTests {
     let fixture = ConfigFixture()
     let socket = NotifySocket()
 
+    /// A tenant whose hosts are a closed loopback port: the daemon never leaves the machine.
+    static let offlineTenant = ConfigFixture.tenant + "\napi_url = \"http://127.0.0.1:9\"\nlogin_url = \"http://127.0.0.1:9\""
+
     func startDaemon(logLevel: String = "info") throws -> DaemonProcess {
-        let config = fixture.writeConfiguration("[service]\nlog_level = \"\(logLevel)\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        let config = fixture.writeConfiguration("[service]\nlog_level = \"\(logLevel)\"\n" + Self.offlineTenant + "\n" + ConfigFixture.sink)
         return try DaemonProcess(
             ["run", "--config", config, "--log-target", "stderr"],
             environment: ["NOTIFY_SOCKET": socket.address, "WATCHDOG_USEC": "1000000"]
@@ -28,8 +31,9 @@ struct LifecycleTests {
 
         let startup = expectMessage("READY=1", daemon)
         #expect(!startup.contains { $0.contains("STOPPING=1") })
-        // The watchdog is pinged regularly (WATCHDOG_USEC=1s: every 0.5s).
-        let pings = socket.receive(until: { _ in false }, timeout: .seconds(2)).all + startup
+        // The watchdog is pinged regularly (WATCHDOG_USEC=1s: every 0.5s): wait for two more.
+        var pings = startup
+        for _ in 0..<2 { pings += socket.receive(until: { $0 == "WATCHDOG=1" }, timeout: .seconds(30)).all }
         #expect(pings.filter { $0 == "WATCHDOG=1" }.count >= 2, "\(pings)")
         #expect(pings.contains { $0.hasPrefix("STATUS=1 tenant (contoso), 1 sink (journal)") })
 
@@ -54,7 +58,7 @@ struct LifecycleTests {
         let daemon = try startDaemon()
         _ = expectMessage("READY=1", daemon)
 
-        fixture.writeConfiguration("[service]\npoll_interval = \"often\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        fixture.writeConfiguration("[service]\npoll_interval = \"often\"\n" + Self.offlineTenant + "\n" + ConfigFixture.sink)
         daemon.signal(SIGHUP)
         _ = expectMessage("RELOADING=1", daemon)
         _ = expectMessage("READY=1", daemon)
@@ -80,7 +84,7 @@ struct LifecycleTests {
 
     @Test func underTheJournalItLogsNativeEntries() throws {
         try #require(Journal.isListening(), "no journald listening: run the tests through `make test`")
-        let config = fixture.writeConfiguration(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        let config = fixture.writeConfiguration(Self.offlineTenant + "\n" + ConfigFixture.sink)
         let daemon = try DaemonProcess(["run", "--config", config, "--log-target", "journal"], environment: ["NOTIFY_SOCKET": socket.address])
         _ = expectMessage("READY=1", daemon)
         daemon.signal(SIGTERM)
