@@ -148,7 +148,8 @@ let package = Package(
         ),
         .testTarget(
             name: "AlertForwarderTests",
-            dependencies: ["AlertForwarder", "DefenderAPI", "Systemd", "Timekeeping", "TestSupport"],
+            dependencies: ["AlertForwarder", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "Systemd", "Timekeeping", "TestSupport",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .testTarget(

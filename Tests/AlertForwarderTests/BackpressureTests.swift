@@ -1,0 +1,40 @@
+@testable import AlertForwarder
+import DefenderAPI
+import DefenderSimulator
+import Foundation
+import Logging
+import Testing
+import TestSupport
+
+@Suite("Backpressure")
+struct BackpressureTests {
+    @Test func pollingPausesAboveMaxOutboxAndResumes() async throws {
+        let fixture = ConfigFixture()
+        var simulatorConfiguration = SimulatorConfiguration()
+        simulatorConfiguration.apps = [RegisteredApp(tenantID: SimulatorConfiguration.defaultTenant.id, clientID: "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c", secrets: [ConfigFixture.canary])]
+        let simulator = try SimulatedDefender(configuration: simulatorConfiguration)
+        try await simulator.generateAlerts(count: 8)
+        let records = LogRecords()
+        let transport = try DefenderHTTPClient(settings: .init())
+        do {
+            try await withLiveSimulator(simulator) { base in
+                let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
+                let tenant = configuration.tenants[0]
+                let store = try StateStore(directory: fixture.directory.file("state"))
+                let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, logger: records.logger()),
+                                          store: store, sinks: ["journal"], maxOutbox: 5, logger: records.logger())
+                #expect(await poller.pollOnce() == .completed(newAlerts: 8, duplicates: 0))
+                try await simulator.generateAlerts(count: 2)
+                #expect(await poller.pollOnce() == .paused(outbox: 8))
+                #expect(records.at(.warning).contains { $0.message.contains("polling paused") })
+                // The sink catches up: polling resumes by itself, nothing was dropped.
+                try store.confirm(store.pending(sink: "journal", limit: 100).map(\.id))
+                #expect(await poller.pollOnce() == .completed(newAlerts: 2, duplicates: 8))
+            }
+        } catch {
+            await transport.shutdown()
+            throw error
+        }
+        await transport.shutdown()
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `poll-once`, `state show`, `state reset`, and reload of the pipeline, as processes.
+@Suite("Pipeline commands and reload")
+struct CommandsTests {
+    func run(_ harness: PipelineHarness, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try DaemonProcess.run(arguments + ["--config", harness.fixture.directory.file("defender-alertd.toml")])
+    }
+
+    @Test func pollOnceDryRunStateShowAndReset() throws {
+        let harness = try PipelineHarness()
+        harness.configure()
+        try harness.control("POST", "alerts", #"{"count": 4}"#)
+
+        // Dry run: prints, changes nothing.
+        let dry = try run(harness, ["poll-once", "--dry-run"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        #expect(dry.stdout.split(separator: "\n").count == 4)
+        #expect(dry.stdout.contains("\"already_forwarded\":false"))
+        #expect(harness.delivered().isEmpty)
+        #expect(try run(harness, ["state", "show"]).stdout.contains("watermark none"))
+
+        // One real cycle: polled and delivered.
+        let once = try run(harness, ["poll-once"])
+        #expect(once.status == 0, "\(once.stderr)")
+        #expect(harness.delivered().count == 4)
+        #expect(harness.delivered("b").count == 4)
+        let shown = try run(harness, ["state", "show"]).stdout
+        #expect(shown.contains("tenant contoso: watermark 20"))
+        #expect(shown.contains("4 dedup keys"))
+        #expect(shown.contains("sink a: 0 alerts queued"))
+
+        // Already forwarded now.
+        #expect(try run(harness, ["poll-once", "--dry-run"]).stdout.contains("\"already_forwarded\":true"))
+        #expect(try run(harness, ["poll-once"]).status == 0)
+        #expect(harness.delivered().count == 4)
+
+        // Reset needs --yes, then forgets the cursor: the next cycle delivers again.
+        let refused = try run(harness, ["state", "reset", "--tenant", "contoso"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--yes"))
+        #expect(try run(harness, ["state", "reset", "--tenant", "contoso", "--yes"]).status == 0)
+        #expect(try run(harness, ["state", "show"]).stdout.contains("watermark none"))
+        #expect(try run(harness, ["poll-once"]).status == 0)
+        #expect(harness.delivered().count == 8)
+        #expect(!(dry.stdout + dry.stderr + once.stderr).contains(ConfigFixture.canary))
+    }
+
+    @Test func pollOnceFailsVisiblyWhenTheAPIIsDown() throws {
+        let harness = try PipelineHarness(simulatorArguments: ["--fault", "alerts:status:status=503"])
+        harness.configure()
+        let result = try run(harness, ["poll-once"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("503"))
+    }
+
+    @Test func reloadAddsASinkWithoutLosingQueuedAlerts() throws {
+        let harness = try PipelineHarness()
+        harness.configure(sinks: """
+            [[sink]]
+            name = "a"
+            type = "file"
+            path = "a.jsonl"
+            format = "envelope"
+            """)
+        try harness.control("POST", "alerts", #"{"count": 3}"#)
+        let daemon = try harness.startDaemon()
+        harness.waitUntil("3 alerts in a") { harness.delivered().count == 3 }
+        harness.configure()  // adds sink b
+        daemon.signal(SIGHUP)
+        let reloaded = harness.socket.receive(until: { $0.contains("READY=1") }, timeout: .seconds(30))
+        #expect(reloaded.matched != nil)
+        try harness.control("POST", "alerts", #"{"count": 2}"#)
+        harness.waitUntil("new alerts reach both sinks") { harness.delivered().count == 5 && harness.delivered("b").count == 2 }
+        harness.stopDaemon()
+        #expect(Set(harness.delivered().map(\.id)).count == 5)
+    }
+}
