@@ -58,13 +58,7 @@ struct CommandsTests {
 
     @Test func reloadAddsASinkWithoutLosingQueuedAlerts() throws {
         let harness = try PipelineHarness()
-        harness.configure(sinks: """
-            [[sink]]
-            name = "a"
-            type = "file"
-            path = "a.jsonl"
-            format = "envelope"
-            """)
+        harness.configure(sinks: PipelineHarness.fileSink("a"))
         try harness.control("POST", "alerts", #"{"count": 3}"#)
         let daemon = try harness.startDaemon()
         harness.waitUntil("3 alerts in a") { harness.delivered().count == 3 }

@@ -75,18 +75,7 @@ struct PipelineTests {
         let harness = try PipelineHarness()
         // "down" is a file, so down/alerts.jsonl cannot be created (even by root).
         harness.fixture.directory.write("down", "not a directory", mode: 0o644)
-        harness.configure(sinks: """
-            [[sink]]
-            name = "a"
-            type = "file"
-            path = "a.jsonl"
-            format = "envelope"
-
-            [[sink]]
-            name = "down"
-            type = "file"
-            path = "down/alerts.jsonl"
-            """)
+        harness.configure(sinks: PipelineHarness.fileSink("a") + PipelineHarness.fileSink("down", path: "down/alerts.jsonl"))
         try harness.control("POST", "alerts", #"{"count": 10}"#)
         try harness.startDaemon()
         harness.waitUntil("the healthy sink gets everything") { harness.delivered().count == 10 }

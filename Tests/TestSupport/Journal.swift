@@ -1,24 +1,14 @@
 import Foundation
+import Systemd
 
 /// Reads entries back from the journal.
 public enum Journal {
     /// journald's socket for native entries.
-    public static let socketPath = "/run/systemd/journal/socket"
+    public static let socketPath = JournalWriter.socketPath
 
-    /// Whether a datagram socket can connect: a stale socket file with no journald refuses.
+    /// Whether journald is listening (a stale socket file with no journald does not count).
     public static func isListening() -> Bool {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (index, byte) in socketPath.utf8.enumerated() { buffer[index] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
-        }
+        JournalWriter.isAvailable()
     }
 
     public struct Failure: Error, CustomStringConvertible { public var description: String }

@@ -100,7 +100,6 @@ public final class Daemon: Sendable {
             current.withLock { $0 = new }
             apply(new)
             pipeline.apply(new)
-            await pipeline.reopenSinks()
             logger.notice("configuration reloaded", metadata: ["config": "\(path)"])
         } catch {
             for problem in error.errors {
@@ -109,6 +108,8 @@ public final class Daemon: Sendable {
             logger.error("new configuration rejected (\(error.errors.count) problem(s)); the running configuration stays in force",
                          metadata: ["config": "\(path)"])
         }
+        // Files are reopened in any case: logrotate sends SIGHUP after moving them.
+        await pipeline.reopenSinks()
         notifier.send(.ready)
     }
 

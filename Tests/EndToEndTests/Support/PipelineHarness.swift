@@ -20,21 +20,21 @@ final class PipelineHarness: @unchecked Sendable {
         simulator.signal(SIGKILL)
     }
 
+    /// A `[[sink]]` writing envelopes to `path` (default `<name>.jsonl`).
+    static func fileSink(_ name: String, path: String? = nil) -> String {
+        """
+        [[sink]]
+        name = "\(name)"
+        type = "file"
+        path = "\(path ?? name + ".jsonl")"
+        format = "envelope"
+
+        """
+    }
+
     /// Writes the configuration: the tenant polls every second into file sinks `a` and `b`.
     func configure(tenant extra: String = "", sinks: String? = nil, service: String = "") {
-        let sinkTables = sinks ?? """
-            [[sink]]
-            name = "a"
-            type = "file"
-            path = "a.jsonl"
-            format = "envelope"
-
-            [[sink]]
-            name = "b"
-            type = "file"
-            path = "b.jsonl"
-            format = "envelope"
-            """
+        let sinkTables = sinks ?? Self.fileSink("a") + Self.fileSink("b")
         fixture.writeConfiguration("""
             [service]
             poll_interval = "1s"
