@@ -19,6 +19,9 @@ name = "bench"
 tenant_id = "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35"
 client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
 client_secret_file = "secret"
+# A closed loopback port: the benchmark never leaves the machine.
+api_url = "http://127.0.0.1:9"
+login_url = "http://127.0.0.1:9"
 [[sink]]
 name = "journal"
 type = "journal"
