@@ -99,6 +99,18 @@ struct LifecycleTests {
         #expect(!entries.contains { $0.values.contains { $0.contains(ConfigFixture.canary) } })
     }
 
+    @Test func aDamagedStateDatabaseStopsTheDaemonWithAClearMessage() throws {
+        fixture.directory.write("state/state.sqlite", String(repeating: "garbage ", count: 1000), mode: 0o600)
+        let config = fixture.writeConfiguration("[service]\nstate_directory = \"state\"\n" + Self.offlineTenant + "\n" + ConfigFixture.sink)
+        let daemon = try DaemonProcess(["run", "--config", config, "--log-target", "stderr"], environment: ["NOTIFY_SOCKET": socket.address])
+        #expect(daemon.waitForExit(timeout: .seconds(30)) == 1)
+        #expect(daemon.stderr.contains("state.sqlite"), "\(daemon.stderr)")
+        #expect(daemon.stderr.contains("never reset automatically") || daemon.stderr.contains("damaged"))
+        #expect(socket.receive(timeout: .milliseconds(1)) == nil)  // never claimed readiness
+        // Nothing was reset: the file is as it was.
+        #expect(try String(contentsOfFile: fixture.directory.file("state/state.sqlite"), encoding: .utf8).hasPrefix("garbage"))
+    }
+
     @Test func invalidConfigurationExits78BeforeReady() throws {
         let config = fixture.writeConfiguration(ConfigFixture.tenant + "\nlookback = \"forever\"\n" + ConfigFixture.sink)
         let daemon = try DaemonProcess(["run", "--config", config], environment: ["NOTIFY_SOCKET": socket.address])
