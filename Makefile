@@ -2,13 +2,13 @@
 SWIFT       ?= swift
 PREFIX      ?= /usr
 BUILD_FLAGS ?=
-APT_PACKAGES = libsystemd-dev pkg-config systemd curl python3 python3-pip tinyproxy libsqlite3-dev
+APT_PACKAGES = libsystemd-dev pkg-config systemd curl python3 python3-pip tinyproxy libsqlite3-dev debootstrap systemd-container
 # Real third-party clients the simulator is tested against.
 PIP_PACKAGES = msal requests
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BINARY       = .build/debug/defender-alertd
 
-.PHONY: deps build test demo check-units release install clean
+.PHONY: deps build test demo check-units systemd-test release install clean
 
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
@@ -28,8 +28,13 @@ build: deps
 check-units: build
 	scripts/check-units.sh $(BINARY)
 
-## test: the whole suite (unit, integration with a real journald, end-to-end)
-test: build check-units
+## systemd-test: the shipped unit under a real systemd booted with systemd-nspawn
+systemd-test: build
+	scripts/systemd-integration.sh .build/debug
+
+## test: the whole suite (unit files, real systemd, unit and integration tests with a real
+## journald, end-to-end)
+test: build check-units systemd-test
 	scripts/with-journald.sh $(SWIFT) test $(BUILD_FLAGS)
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
@@ -51,4 +56,4 @@ install: release
 		install -D -m 0644 config/defender-alertd.toml $(DESTDIR)/etc/defender-alertd/defender-alertd.toml
 
 clean:
-	rm -rf .build .demo
+	rm -rf .build .build-systemd .demo

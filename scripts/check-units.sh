@@ -16,7 +16,7 @@ status=0
 # The directives the daemon's contract depends on (DESIGN.md §4.4, issue #2 §5).
 for unit in systemd/defender-alertd.service systemd/defender-alertd@.service; do
     for directive in '^Type=notify$' '^NotifyAccess=main$' '^WatchdogSec=' '^ExecStartPre=.* check-config ' \
-        '^ExecReload=/bin/kill -HUP \$MAINPID$' '^Restart=on-failure$' '^RestartPreventExitStatus=78$' \
+        '^ExecReload=/usr/bin/defender-alertd reload --pid \$MAINPID$' '^Restart=on-failure$' '^RestartPreventExitStatus=78$' \
         '^StateDirectory=' '^ConfigurationDirectory=' '^LoadCredential=' '^DynamicUser=yes$' '^CapabilityBoundingSet=$'; do
         if ! grep -Eq "$directive" "$unit"; then
             echo "$unit: missing $directive"; status=1
