@@ -101,7 +101,9 @@ public actor TokenProvider {
 
     private static func value(of task: Task<AccessToken, any Error>) async throws(TokenError) -> AccessToken {
         do {
-            return try await task.value
+            // Awaiting a task's value does not pass cancellation on: do it by hand, so a
+            // stopping daemon does not wait for a token request to time out.
+            return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
         } catch let error as TokenError {
             throw error
         } catch {
@@ -121,6 +123,9 @@ public actor TokenProvider {
             logger.debug("access token obtained", metadata: ["expires_in_seconds": "\(lifetime.components.seconds)", "roles": "\(token.roles.joined(separator: ","))"])
             return token
         } catch {
+            // A cancelled request (the daemon is stopping, a poll ran out of time) says nothing
+            // about Entra ID: no back-off for it.
+            if Task.isCancelled { throw error }
             let backoff = error.kind == .permanent ? configuration.permanentBackoff : configuration.transientBackoff
             var wait = backoff.delay(attempt: failures, unit: random())
             if let retryAfter = error.retryAfter { wait = max(wait, retryAfter) }
