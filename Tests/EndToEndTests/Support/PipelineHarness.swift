@@ -86,6 +86,12 @@ final class PipelineHarness: @unchecked Sendable {
         return (object?["value"] as? [[String: Any]] ?? []).map { ($0["id"] as? String ?? "", $0["lastUpdateTime"] as? String ?? "") }
     }
 
+    /// Successful `GET /api/alerts` calls the simulator has answered.
+    func alertsCalls() throws -> Int {
+        let object = try JSONSerialization.jsonObject(with: Data(try control("GET", "counters").utf8)) as? [String: Any]
+        return ((object?["requests"] as? [String: Any])?["alerts"] as? [String: Int])?["200"] ?? 0
+    }
+
     /// The envelope records a file sink holds: (event, id, lastUpdateTime).
     func delivered(_ sink: String = "a") -> [(event: String, id: String, lastUpdateTime: String)] {
         let text = (try? String(contentsOfFile: fixture.directory.file("\(sink).jsonl"), encoding: .utf8)) ?? ""
