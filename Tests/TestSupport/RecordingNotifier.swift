@@ -19,11 +19,6 @@ public final class RecordingNotifier: Notifier {
     /// How many `WATCHDOG=1` pings were sent.
     public var watchdogPings: Int { sent.filter { $0 == .watchdog }.count }
 
-    /// The last `STATUS=` text.
-    public var lastStatus: String? {
-        sent.reversed().lazy.compactMap { if case .status(let text) = $0 { text } else { nil } }.first
-    }
-
     /// Forgets what was sent.
     public func reset() { messages.withLock { $0.removeAll() } }
 }
