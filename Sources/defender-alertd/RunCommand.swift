@@ -1,4 +1,5 @@
 import AlertForwarder
+import Foundation
 import ArgumentParser
 import DefenderAPI
 import Logging
@@ -18,6 +19,10 @@ struct RunCommand: AsyncParsableCommand {
     var logTarget: LogTarget = .auto
 
     func run() async throws {
+        // A closed stdout or stderr (a stdout sink piped into a process that exited) must be a
+        // write error the sink retries, not a SIGPIPE that kills the daemon. systemd ignores
+        // SIGPIPE for services by default; outside systemd, do it here.
+        signal(SIGPIPE, SIG_IGN)
         let configuration = try loadConfiguration(options.config)
         let logLevel = LogLevelControl(configuration.service.logLevel)
         let target = logTarget.resolved()
