@@ -167,7 +167,7 @@ public struct AlertsClient: Sendable {
     }
 
     private func requestPage(filter: String, skip: Int) async throws(DefenderAPIError) -> Page {
-        var query = "$filter=\(Self.encode(filter))&$top=\(settings.pageSize)"
+        var query = "$filter=\(PercentEncoding.encode(filter))&$top=\(settings.pageSize)"
         if skip > 0 { query += "&$skip=\(skip)" }
         if settings.expandEvidence { query += "&$expand=evidence" }
         return try await requestPage(query: query)
@@ -257,11 +257,5 @@ public struct AlertsClient: Sendable {
     /// An OData datetime literal with 7 fraction digits.
     static func literal(_ time: Timestamp) -> String {
         time.writtenWith(7).description
-    }
-
-    private static func encode(_ text: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~:")
-        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
     }
 }

@@ -1,3 +1,4 @@
+import Timekeeping
 import AsyncHTTPClient
 import Foundation
 import Logging
@@ -43,7 +44,7 @@ public final class DefenderHTTPClient: HTTPTransport {
             var configuration = HTTPClient.Configuration(
                 tlsConfiguration: tls,
                 redirectConfiguration: .disallow,
-                timeout: .init(connect: .nanoseconds(settings.connectTimeout.nanoseconds), read: .nanoseconds(settings.readTimeout.nanoseconds)),
+                timeout: .init(connect: .nanoseconds(settings.connectTimeout.totalNanoseconds), read: .nanoseconds(settings.readTimeout.totalNanoseconds)),
                 proxy: proxy,
                 decompression: .enabled(limit: .ratio(100))
             )
@@ -98,7 +99,7 @@ public final class DefenderHTTPClient: HTTPTransport {
         }
         let host = URLComponents(string: request.url)?.host ?? ""
         let client = settings.proxy.usesProxy(for: host) ? (proxied ?? direct) : direct
-        let nioDeadline = NIODeadline.now() + .nanoseconds(deadline.nanoseconds)
+        let nioDeadline = NIODeadline.now() + .nanoseconds(deadline.totalNanoseconds)
         do {
             let response = try await client.execute(outgoing, deadline: nioDeadline)
             let body = try await response.body.collect(upTo: settings.maximumBodySize)
@@ -141,11 +142,3 @@ public final class DefenderHTTPClient: HTTPTransport {
     }
 }
 
-extension Duration {
-    /// Whole nanoseconds (saturating).
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : product + attoseconds / 1_000_000_000
-    }
-}

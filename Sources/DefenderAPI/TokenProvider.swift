@@ -131,7 +131,7 @@ public actor TokenProvider {
             if let retryAfter = error.retryAfter { wait = max(wait, retryAfter) }
             failures += 1
             lastFailure = (error, clock.now() + wait)
-            logger.error("\(error)", metadata: ["next_attempt_in_ms": "\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)"])
+            logger.error("\(error)", metadata: ["next_attempt_in_ms": "\(wait.totalMilliseconds)"])
             throw error
         }
     }
@@ -146,7 +146,7 @@ public actor TokenProvider {
         let body: Secret
         switch configuration.credential {
         case .secret(let secret):
-            body = secret.withValue { Secret(Self.encode(form + [("client_secret", $0)])) }
+            body = secret.withValue { Secret(PercentEncoding.form(form + [("client_secret", $0)])) }
         case .certificate(let certificate):
             let assertion: Secret
             do {
@@ -155,7 +155,7 @@ public actor TokenProvider {
                 throw TokenError(kind: .permanent, message: error.description)
             }
             body = assertion.withValue {
-                Secret(Self.encode(form + [("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", $0)]))
+                Secret(PercentEncoding.form(form + [("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", $0)]))
             }
         }
         let response: HTTPExchangeResponse
@@ -201,11 +201,5 @@ public actor TokenProvider {
             || code == 50196 || code == 7000274 || body == nil
         throw TokenError(kind: transient ? .transient : .permanent, status: response.status, error: error, code: code,
                          message: description, hint: TokenError.hint(for: code, error: error), retryAfter: retryAfter)
-    }
-
-    private static func encode(_ fields: [(String, String)]) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        return fields.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }.joined(separator: "&")
     }
 }

@@ -88,10 +88,3 @@ public struct HealthReporter: Sendable {
     }
 }
 
-extension Duration {
-    /// Whole seconds, rounded to nearest, for messages.
-    var roundedSeconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds + (attoseconds >= 500_000_000_000_000_000 ? 1 : 0)
-    }
-}

@@ -1,3 +1,4 @@
+import Timekeeping
 import CSystemd
 import Foundation
 
@@ -79,11 +80,3 @@ public struct SystemdNotifier: Notifier {
     }
 }
 
-extension Duration {
-    /// The duration in whole microseconds, never negative.
-    public var wholeMicroseconds: UInt64 {
-        let (seconds, attoseconds) = components
-        guard seconds >= 0 else { return 0 }
-        return UInt64(seconds) * 1_000_000 + UInt64(attoseconds / 1_000_000_000_000)
-    }
-}

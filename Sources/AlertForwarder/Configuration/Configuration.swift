@@ -1,5 +1,7 @@
 import DefenderAPI
+import Foundation
 import Logging
+import Timekeeping
 
 /// The daemon's whole configuration, validated: what `defender-alertd.toml` says, with
 /// defaults filled in, relative paths resolved and secrets loaded.
@@ -111,6 +113,14 @@ public struct TenantConfiguration: Sendable, Equatable {
     public var statuses: [String]?
     /// The sinks this tenant's alerts go to, or all when `nil`.
     public var sinkNames: [String]?
+}
+
+extension TenantConfiguration {
+    /// Where the next poll starts: `overlap` before the watermark, or `lookback` before `now`
+    /// on the very first poll (the only time the local clock decides).
+    public func pollStart(watermark: Timestamp?, now: Date) -> Timestamp {
+        watermark.map { $0.adding(ticks: -overlap.ticks) } ?? Timestamp(now).adding(ticks: -lookback.ticks)
+    }
 }
 
 /// How a file or stdout sink writes each alert.

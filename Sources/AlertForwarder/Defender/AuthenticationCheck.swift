@@ -30,7 +30,7 @@ public enum AuthenticationCheck {
         case .success(let value):
             token = value
             steps.append(Step(name: "token", passed: true,
-                              detail: "issued by \(connection.endpoints.loginBase) for \(token.audience ?? "?"), valid \(token.lifetime.components.seconds)s"))
+                              detail: "issued by \(connection.endpoints.loginBase) for \(token.audience ?? "?") (tenant \(token.tenantID ?? "?"), app \(token.appID ?? "?")), valid \(token.lifetime.components.seconds)s"))
         case .failure(let error):
             steps.append(Step(name: "token", passed: false, detail: error.message + (error.code.map { " (AADSTS\($0))" } ?? ""),
                               fix: error.hint ?? "check tenant_id, client_id, the credential and cloud."))

@@ -72,7 +72,7 @@ public struct SinkWorker: Sendable {
             } catch {
                 let wait = backoff.delay(attempt: failures, unit: random())
                 failures += 1
-                logger.error("delivery failed; the alerts stay queued", metadata: ["error": "\(error)", "retry_in_ms": "\(wait.totalNanoseconds / 1_000_000)", "failures": "\(failures)"])
+                logger.error("delivery failed; the alerts stay queued", metadata: ["error": "\(error)", "retry_in_ms": "\(wait.totalMilliseconds)", "failures": "\(failures)"])
                 status?.sink(name, failing: "\(error)")
                 // Back off in short steps, reporting progress: a sink that is down is alive.
                 var waited: Duration = .zero

@@ -22,13 +22,12 @@ public final class TenantPoller: Sendable {
     private let sinks: [String]
     private let maxOutbox: Int
     private let wallClock: @Sendable () -> Date
-    private let onAdmitted: @Sendable () -> Void
     private let progress: @Sendable () -> Void
     private let status: PipelineStatus?
     private let logger: Logger
 
     public init(tenant: TenantConfiguration, connection: TenantConnection, store: StateStore, sinks: [String], maxOutbox: Int,
-                wallClock: @escaping @Sendable () -> Date = { Date() }, onAdmitted: @escaping @Sendable () -> Void = {},
+                wallClock: @escaping @Sendable () -> Date = { Date() },
                 progress: @escaping @Sendable () -> Void = {}, status: PipelineStatus? = nil, logger: Logger) {
         self.tenant = tenant
         self.connection = connection
@@ -36,7 +35,6 @@ public final class TenantPoller: Sendable {
         self.sinks = sinks
         self.maxOutbox = maxOutbox
         self.wallClock = wallClock
-        self.onAdmitted = onAdmitted
         self.progress = progress
         self.status = status
         var logger = logger
@@ -55,11 +53,9 @@ public final class TenantPoller: Sendable {
                 status?.record(tenant: tenant.name, .paused(outbox: depth))
                 return .paused(outbox: depth)
             }
-            let start: Timestamp
-            if let watermark = try store.watermark(tenant: tenant.name) {
-                start = watermark.adding(ticks: -tenant.overlap.ticks)
-            } else {
-                start = Timestamp(wallClock()).adding(ticks: -tenant.lookback.ticks)
+            let watermark = try store.watermark(tenant: tenant.name)
+            let start = tenant.pollStart(watermark: watermark, now: wallClock())
+            if watermark == nil {
                 logger.notice("first poll: fetching \(tenant.lookback.components.seconds / 3600)h of history", metadata: ["from": "\(start)"])
             }
             var total = Admission()
@@ -71,7 +67,6 @@ public final class TenantPoller: Sendable {
                 let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, forward: tenant.forward, sinks: sinks, now: wallClock())
                 total.newAlerts += admission.newAlerts
                 total.duplicates += admission.duplicates
-                if admission.newAlerts > 0 { onAdmitted() }
                 progress()
                 status?.record(tenant: tenant.name, .polling(alertsSoFar: total.newAlerts, window: "\(batch.lower)"))
                 if total.newAlerts + total.duplicates >= 1000 {
@@ -92,10 +87,3 @@ public final class TenantPoller: Sendable {
     }
 }
 
-extension Duration {
-    /// In 100 ns ticks, the unit of ``Timestamp``.
-    var ticks: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 10_000_000 + attoseconds / 100_000_000_000
-    }
-}

@@ -1,3 +1,4 @@
+import Timekeeping
 import Dispatch
 
 /// Ticks from a Dispatch timer as an `AsyncStream`: the first right away (after a random
@@ -20,11 +21,3 @@ public enum Ticker {
     }
 }
 
-extension Duration {
-    /// Whole nanoseconds (saturating).
-    var totalNanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : product + attoseconds / 1_000_000_000
-    }
-}

@@ -44,8 +44,7 @@ public enum DryRun {
         for tenant in configuration.tenants {
             do {
                 let connection = try TenantConnection(tenant: tenant, transport: transport, logger: logger)
-                let watermark = try store?.watermark(tenant: tenant.name)
-                let start = watermark.map { $0.adding(ticks: -tenant.overlap.ticks) } ?? Timestamp(Date()).adding(ticks: -tenant.lookback.ticks)
+                let start = tenant.pollStart(watermark: try store?.watermark(tenant: tenant.name), now: Date())
                 try await connection.alerts.fetch(from: .inclusive(start)) { batch in
                     for alert in batch.alerts {
                         let known = try store?.isKnown(tenant: tenant.name, alert: alert, forward: tenant.forward) ?? false

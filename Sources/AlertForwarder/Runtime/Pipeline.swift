@@ -22,6 +22,8 @@ public final class Pipeline: Service, CustomStringConvertible {
     private let updatesContinuation: AsyncStream<Configuration>.Continuation
     private let initial: Configuration
     private let sinks = Mutex<[String: any AlertSink]>([:])
+    /// Test-only fault injection: the tenant whose poller hangs (see the README).
+    private let hangingTenant = ProcessInfo.processInfo.environment["DEFENDER_ALERTD_TEST_HANG_POLLER"]
 
     public var description: String { "Pipeline" }
 
@@ -155,7 +157,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         let jitter = min(interval / 10, .seconds(5))
         for await _ in Ticker.ticks(every: interval, jitter: jitter) {
             if stop() || Task.isCancelled { return }
-            if ProcessInfo.processInfo.environment["DEFENDER_ALERTD_TEST_HANG_POLLER"] == poller.tenant.name {
+            if hangingTenant == poller.tenant.name {
                 // Fault injection for the watchdog test: a poller that hangs and ignores cancellation.
                 await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in }
             }
