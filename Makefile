@@ -7,8 +7,13 @@ APT_PACKAGES = libsystemd-dev pkg-config systemd curl python3 python3-pip tinypr
 PIP_PACKAGES = msal requests
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BINARY       = .build/debug/defender-alertd
+# Exactly the versions in the committed Package.resolved: a stale or missing pin fails the
+# build instead of silently resolving newer code.
+PINNED       = --force-resolved-versions
+# `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would).
+DEMO_SECONDS ?=
 
-.PHONY: deps build test demo check-units systemd-test release install clean
+.PHONY: deps build test docs demo demo-test check-units systemd-test release install clean
 
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
@@ -22,7 +27,7 @@ deps:
 
 ## build: debug build of everything
 build: deps
-	$(SWIFT) build $(BUILD_FLAGS)
+	$(SWIFT) build $(PINNED) $(BUILD_FLAGS)
 
 ## check-units: systemd-analyze verify + security (exposure <= 1.5) on the unit files
 check-units: build
@@ -34,16 +39,25 @@ systemd-test: build
 
 ## test: the whole suite (unit files, real systemd, unit and integration tests with a real
 ## journald, end-to-end)
-test: build check-units systemd-test
-	scripts/with-journald.sh $(SWIFT) test $(BUILD_FLAGS)
+test: build check-units demo-test systemd-test
+	scripts/with-journald.sh $(SWIFT) test $(PINNED) $(BUILD_FLAGS)
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
 demo: build
-	@scripts/demo.sh .build/debug
+	@scripts/demo.sh .build/debug $(DEMO_SECONDS)
+
+## demo-test: `make demo DEMO_SECONDS=15` as a person runs it, checked (exit 0, alerts in both
+## sinks, no error or critical log line)
+demo-test: build
+	scripts/demo-check.sh
+
+## docs: regenerate the README's configuration tables from the loader's key table
+docs: build
+	scripts/update-config-reference.py $(BINARY) README.md
 
 ## release: static-stdlib release binary that needs no Swift toolchain on the target
 release: deps
-	$(SWIFT) build -c release --static-swift-stdlib
+	$(SWIFT) build $(PINNED) -c release --static-swift-stdlib
 
 ## install: binary, units and example configuration (run as root)
 install: release

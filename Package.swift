@@ -120,6 +120,7 @@ let package = Package(
                 "AlertForwarder",
                 "DefenderAPI",
                 "Systemd",
+                "Timekeeping",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -15,7 +15,7 @@ struct SinkTests {
 
     @Test func fileSinkWritesJSONLinesWithModeAndRotation() async throws {
         let path = directory.file("out/alerts.jsonl")
-        let sink = FileSink(path: path, format: .alert, maxSize: 200, maxFiles: 2)
+        let sink = FileSink(path: path, layout: RecordLine(format: .alert), maxSize: 200, maxFiles: 2)
         try await sink.send([record(1)])
         var info = stat()
         stat(path, &info)
@@ -32,7 +32,7 @@ struct SinkTests {
 
     @Test func envelopeFormat() async throws {
         let path = directory.file("alerts.jsonl")
-        try await FileSink(path: path, format: .envelope, maxSize: 0, maxFiles: 0).send([record(7, event: "updated")])
+        try await FileSink(path: path, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send([record(7, event: "updated")])
         let line = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .newlines)
         let value = try JSONValue(parsing: line)
         #expect(value.keys == ["tenant", "event", "received_at", "alert"])
@@ -40,9 +40,45 @@ struct SinkTests {
         #expect(value["alert"]?.serialized == record(7).payload)
     }
 
+    @Test func summaryFormatIsOneReadableLinePerAlert() async throws {
+        let path = directory.file("summary.log")
+        var alert = record(5)
+        alert.payload = #"{"id":"da5","lastUpdateTime":"2026-11-25T18:38:22.1234567Z","severity":"High","title":"Suspicious access to LSASS service","computerDnsName":"ws-hr-0031"}"#
+        var bare = record(6, event: "updated")
+        bare.payload = #"{"id":"da6"}"#
+        try await FileSink(path: path, layout: RecordLine(format: .summary), maxSize: 0, maxFiles: 0).send([alert, bare])
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == """
+            2026-11-25T18:38:22Z created High "Suspicious access to LSASS service" ws-hr-0031 da5
+            - updated UnSpecified "Defender alert" - da6
+
+            """)
+    }
+
+    @Test func summaryLinesCannotBeForgedOrShifted() {
+        var alert = record(9)
+        alert.tenant = "fabrikam"
+        alert.payload = #"{"id":"da9","lastUpdateTime":"2026-11-25T18:38:22Z","severity":"Very High","title":"a \"quoted\" title\nFAKE LINE\t\u0007","computerDnsName":"host name"}"#
+        let line = RecordLine(format: .summary, showsTenant: true).line(for: alert)
+        #expect(line == #"2026-11-25T18:38:22Z fabrikam created "Very High" "a \"quoted\" title\nFAKE LINE\t\u{7}" "host name" da9"#)
+        #expect(!line.contains("\n"))
+    }
+
+    @Test func summaryNamesTheTenantOnlyWhenSeveralShareTheSink() throws {
+        let fixture = ConfigFixture()
+        let second = ConfigFixture.tenant.replacingOccurrences(of: "contoso", with: "fabrikam")
+        let shared = try ConfigurationLoader().load(path: fixture.writeConfiguration(
+            ConfigFixture.tenant + "\n" + second + "\n[[sink]]\nname = \"console\"\ntype = \"stdout\"\nformat = \"summary\""))
+        #expect(shared.tenantCount(sendingTo: "console") == 2)
+        #expect((Pipeline.makeSink(shared.sinks[0], in: shared) as? StdoutSink)?.layout == RecordLine(format: .summary, showsTenant: true))
+        let single = try ConfigurationLoader().load(path: fixture.writeConfiguration(
+            ConfigFixture.tenant + "\n" + second + "\nsinks = [\"other\"]\n[[sink]]\nname = \"console\"\ntype = \"stdout\"\nformat = \"summary\"\n[[sink]]\nname = \"other\"\ntype = \"journal\""))
+        #expect(single.tenantCount(sendingTo: "console") == 1)
+        #expect((Pipeline.makeSink(single.sinks[0], in: single) as? StdoutSink)?.layout == RecordLine(format: .summary, showsTenant: false))
+    }
+
     @Test func reopenFollowsLogrotate() async throws {
         let path = directory.file("alerts.jsonl")
-        let sink = FileSink(path: path, format: .alert, maxSize: 0, maxFiles: 0)
+        let sink = FileSink(path: path, layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0)
         try await sink.send([record(1)])
         try FileManager.default.moveItem(atPath: path, toPath: path + ".old")
         await sink.reopen()
@@ -52,14 +88,14 @@ struct SinkTests {
 
     @Test func aPartialLineFromACrashIsClosedFirst() async throws {
         let path = directory.write("alerts.jsonl", #"{"id":"half"#, mode: 0o640)
-        try await FileSink(path: path, format: .alert, maxSize: 0, maxFiles: 0).send([record(3)])
+        try await FileSink(path: path, layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0).send([record(3)])
         #expect(try String(contentsOfFile: path, encoding: .utf8) == record(3).payload + "\n")
     }
 
     @Test func aFullDiskIsASinkErrorNotACrash() async throws {
-        let sink = FileSink(path: "/dev/full", format: .alert, maxSize: 0, maxFiles: 0)
+        let sink = FileSink(path: "/dev/full", layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0)
         await #expect(throws: SinkError.self) { try await sink.send([self.record(1)]) }
-        let denied = FileSink(path: "/proc/version/alerts.jsonl", format: .alert, maxSize: 0, maxFiles: 0)
+        let denied = FileSink(path: "/proc/version/alerts.jsonl", layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0)
         await #expect(throws: SinkError.self) { try await denied.send([self.record(1)]) }
     }
 

@@ -15,6 +15,11 @@ public struct Configuration: Sendable, Equatable {
     /// Every `[[sink]]`, in file order.
     public var sinks: [SinkConfiguration]
 
+    /// How many tenants send alerts to the sink named `sink`.
+    public func tenantCount(sendingTo sink: String) -> Int {
+        tenants.filter { tenant in sinks(for: tenant).contains { $0.name == sink } }.count
+    }
+
     /// The sinks a tenant's alerts go to.
     public func sinks(for tenant: TenantConfiguration) -> [SinkConfiguration] {
         guard let names = tenant.sinkNames else { return sinks }
@@ -129,6 +134,9 @@ public enum RecordFormat: String, Sendable, CaseIterable {
     case alert
     /// `{"tenant", "event", "received_at", "alert"}`.
     case envelope
+    /// One line for a person: time, event, severity, title, device and id (and the tenant
+    /// when several tenants share the sink).
+    case summary
 }
 
 /// One `[[sink]]`: a place alerts are delivered to.

@@ -96,8 +96,8 @@ private struct Validator {
         let tenants = tenantTables.enumerated().map { tenant($1, index: $0, sinkNames: sinkNames) }
         top.rejectUnknownKeys()
 
-        if root["tenant"] == nil { top.fail(nil, "no [[tenant]] is configured; add at least one") }
-        if root["sink"] == nil { top.fail(nil, "no [[sink]] is configured; add at least one") }
+        if root["tenant"] == nil { top.fail(named: nil, "no [[tenant]] is configured; add at least one") }
+        if root["sink"] == nil { top.fail(named: nil, "no [[sink]] is configured; add at least one") }
         rejectDuplicates(tenantTables.map { $0["name"]?.string }, tables: "tenant")
         rejectDuplicates(sinkTables.map { $0["name"]?.string }, tables: "sink")
 
@@ -108,38 +108,39 @@ private struct Validator {
     // MARK: Tables
 
     private func table(named name: String, top: TableReader) -> TOMLTable? {
-        guard let value = top.value(name) else { return nil }
+        guard let value = top.table(named: name) else { return nil }
         guard let table = value.table else {
-            top.fail(name, "must be a table: write [\(name)]")
+            top.fail(named: name, "must be a table: write [\(name)]")
             return nil
         }
         return table
     }
 
     private func arrayOfTables(named name: String, top: TableReader) -> [TOMLTable] {
-        guard let value = top.value(name) else { return [] }
+        guard let value = top.table(named: name) else { return [] }
         let tables = value.array?.compactMap(\.table) ?? []
         guard let array = value.array, tables.count == array.count else {
-            top.fail(name, "must be an array of tables: write [[\(name)]] for each \(name)")
+            top.fail(named: name, "must be an array of tables: write [[\(name)]] for each \(name)")
             return []
         }
         return tables
     }
 
     private func serviceSettings(_ table: TOMLTable?) -> ServiceSettings? {
+        typealias Keys = ConfigurationKey.Service
         let reader = TableReader(table ?? TOMLTable(), location: "service", displayName: "service", report: report)
         let defaultStateDirectory = environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
             ?? resolve("state")
-        let stateDirectory = reader.string("state_directory").map(resolve) ?? defaultStateDirectory
-        let pollInterval = reader.duration("poll_interval", default: .seconds(60), minimum: .milliseconds(1))
-        let logLevel: Logger.Level? = reader.choice("log_level", default: .info)
-        let maxOutbox = reader.integer("max_outbox", default: 100_000, in: 1...100_000_000)
-        let pollTimeout = reader.duration("poll_timeout", default: .seconds(600), minimum: .seconds(1))
-        let caFile = reader.string("ca_file").map(resolve)
-        if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail("ca_file", problem) }
-        let proxyURL = reader.string("proxy_url")
+        let stateDirectory = reader.string(Keys.stateDirectory).map(resolve) ?? defaultStateDirectory
+        let pollInterval = reader.duration(Keys.pollInterval)
+        let logLevel: Logger.Level? = reader.choice(Keys.logLevel)
+        let maxOutbox = reader.integer(Keys.maxOutbox)
+        let pollTimeout = reader.duration(Keys.pollTimeout)
+        let caFile = reader.string(Keys.caFile).map(resolve)
+        if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail(Keys.caFile, problem) }
+        let proxyURL = reader.string(Keys.proxyURL)
         if let proxyURL, ProxySettings.parse(proxyURL) == nil {
-            reader.fail("proxy_url", "\"\(proxyURL)\" is not a proxy URL such as http://proxy.example:3128 or http://user:password@proxy.example:3128")
+            reader.fail(Keys.proxyURL, "\"\(proxyURL)\" is not a proxy URL such as http://proxy.example:3128 or http://user:password@proxy.example:3128")
         }
         reader.rejectUnknownKeys()
         guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout else { return nil }
@@ -148,33 +149,34 @@ private struct Validator {
     }
 
     private func tenant(_ table: TOMLTable, index: Int, sinkNames: Set<String>) -> TenantConfiguration? {
+        typealias Keys = ConfigurationKey.Tenant
         let reader = TableReader(table, location: "tenant[\(index)]", displayName: "tenant", report: report)
-        let name = reader.string("name", required: true).flatMap { validName($0, key: "name", reader: reader) }
-        let tenantID = reader.string("tenant_id", required: true).flatMap { validTenantID($0, reader: reader) }
-        let clientID = reader.string("client_id", required: true).flatMap { validGUID($0, key: "client_id", reader: reader) }
+        let name = reader.string(Keys.name).flatMap { validName($0, key: Keys.name, reader: reader) }
+        let tenantID = reader.string(Keys.tenantID).flatMap { validTenantID($0, reader: reader) }
+        let clientID = reader.string(Keys.clientID).flatMap { validGUID($0, key: Keys.clientID, reader: reader) }
         let credential = credential(reader)
-        let cloud: Cloud? = reader.choice("cloud", default: Cloud.commercial)
-        let region: Region? = reader.has("region") ? reader.choice("region", default: .us) : nil
+        let cloud: Cloud? = reader.choice(Keys.cloud)
+        let region: Region? = reader.choice(Keys.region)
         if region != nil, let cloud, cloud != .commercial {
-            reader.fail("region", "regional hosts exist only in the commercial cloud, not in \(cloud.rawValue)")
+            reader.fail(Keys.region, "regional hosts exist only in the commercial cloud, not in \(cloud.rawValue)")
         }
-        let apiURL = reader.string("api_url").flatMap { validURL($0, key: "api_url", reader: reader) }
-        let loginURL = reader.string("login_url").flatMap { validURL($0, key: "login_url", reader: reader) }
-        let tokenVersion: TokenEndpointVersion? = reader.choice("token_version", default: .v2)
-        let algorithm: CertificateCredential.Algorithm? = reader.choice("certificate_algorithm", default: .ps256)
-        let perMinute = reader.integer("rate_limit_per_minute", default: 100, in: 1...100)
-        let perHour = reader.integer("rate_limit_per_hour", default: 1500, in: 1...1500)
-        let lookback = reader.duration("lookback", default: .seconds(24 * 3600), minimum: .seconds(1))
-        let overlap = reader.duration("overlap", default: .seconds(15 * 60))
-        let pageSize = reader.integer("page_size", default: 1000, in: 1...10_000)
-        let expandEvidence = reader.bool("expand_evidence", default: true)
-        let forward: ForwardMode? = reader.choice("forward", default: ForwardMode.new)
-        let severities = reader.stringList("severity", from: knownSeverities)
-        let statuses = reader.stringList("status", from: knownStatuses)
-        let sinks = reader.stringList("sinks")
+        let apiURL = reader.string(Keys.apiURL).flatMap { validURL($0, key: Keys.apiURL, reader: reader) }
+        let loginURL = reader.string(Keys.loginURL).flatMap { validURL($0, key: Keys.loginURL, reader: reader) }
+        let tokenVersion: TokenEndpointVersion? = reader.choice(Keys.tokenVersion)
+        let algorithm: CertificateCredential.Algorithm? = reader.choice(Keys.certificateAlgorithm)
+        let perMinute = reader.integer(Keys.rateLimitPerMinute)
+        let perHour = reader.integer(Keys.rateLimitPerHour)
+        let lookback = reader.duration(Keys.lookback)
+        let overlap = reader.duration(Keys.overlap)
+        let pageSize = reader.integer(Keys.pageSize)
+        let expandEvidence = reader.bool(Keys.expandEvidence)
+        let forward: ForwardMode? = reader.choice(Keys.forward)
+        let severities = reader.stringList(Keys.severity)
+        let statuses = reader.stringList(Keys.status)
+        let sinks = reader.stringList(Keys.sinks)
         for sink in sinks ?? [] where !sinkNames.contains(sink) {
             let defined = sinkNames.isEmpty ? "no valid sink is defined" : "defined: " + sinkNames.sorted().joined(separator: ", ")
-            reader.fail("sinks", "no [[sink]] is named \"\(sink)\"; \(defined)")
+            reader.fail(Keys.sinks, "no [[sink]] is named \"\(sink)\"; \(defined)")
         }
         reader.rejectUnknownKeys(hints: [
             "client_secret": "inline secrets are not allowed; put the secret in a file readable only by the daemon (client_secret_file) or in a systemd credential (client_secret_credential)",
@@ -187,7 +189,7 @@ private struct Validator {
             do {
                 _ = try CertificateCredential(certificatePEM: pem, privateKeyPEM: key, algorithm: algorithm)
             } catch {
-                reader.fail("certificate_file", error.description)
+                reader.fail(Keys.certificateFile, error.description)
                 return nil
             }
         }
@@ -201,12 +203,13 @@ private struct Validator {
     }
 
     private func credential(_ reader: TableReader) -> TenantCredential? {
-        let sources = ["client_secret_file", "client_secret_credential", "certificate_file"].filter(reader.has)
-        let secretFile = reader.string("client_secret_file")
-        let secretCredential = reader.string("client_secret_credential")
-        let certificateFile = reader.string("certificate_file")
-        let keyFile = reader.string("private_key_file")
-        let keyCredential = reader.string("private_key_credential")
+        typealias Keys = ConfigurationKey.Tenant
+        let sources = [Keys.clientSecretFile, Keys.clientSecretCredential, Keys.certificateFile].filter(reader.has).map(\.name)
+        let secretFile = reader.string(Keys.clientSecretFile)
+        let secretCredential = reader.string(Keys.clientSecretCredential)
+        let certificateFile = reader.string(Keys.certificateFile)
+        let keyFile = reader.string(Keys.privateKeyFile)
+        let keyCredential = reader.string(Keys.privateKeyCredential)
 
         guard sources.count == 1 else {
             reader.fail(nil, sources.isEmpty
@@ -214,38 +217,38 @@ private struct Validator {
                 : "several credentials (\(sources.joined(separator: ", "))): set exactly one")
             return nil
         }
-        if certificateFile == nil, reader.has("private_key_file") || reader.has("private_key_credential") {
-            reader.fail(reader.has("private_key_file") ? "private_key_file" : "private_key_credential",
+        if certificateFile == nil, reader.has(Keys.privateKeyFile) || reader.has(Keys.privateKeyCredential) {
+            reader.fail(reader.has(Keys.privateKeyFile) ? Keys.privateKeyFile : Keys.privateKeyCredential,
                         "a private key is only used with certificate_file")
             return nil
         }
         if let secretFile {
             let location = SecretLocation.file(resolve(secretFile))
-            return readSecret(location, key: "client_secret_file", reader: reader).map { .clientSecret($0, from: location) }
+            return readSecret(location, key: Keys.clientSecretFile, reader: reader).map { .clientSecret($0, from: location) }
         }
         if let secretCredential {
-            guard let location = credentialLocation(secretCredential, key: "client_secret_credential", reader: reader) else { return nil }
-            return readSecret(location, key: "client_secret_credential", reader: reader).map { .clientSecret($0, from: location) }
+            guard let location = credentialLocation(secretCredential, key: Keys.clientSecretCredential, reader: reader) else { return nil }
+            return readSecret(location, key: Keys.clientSecretCredential, reader: reader).map { .clientSecret($0, from: location) }
         }
         guard let certificateFile else { return nil }
         let certificatePath = resolve(certificateFile)
         let certificatePEM = readCertificate(certificatePath, reader: reader)
         let keyLocation: SecretLocation?
-        let keyKey: String
+        let keyKey: ConfigurationKey
         switch (keyFile, keyCredential) {
         case (let file?, nil):
             keyLocation = .file(resolve(file))
-            keyKey = "private_key_file"
+            keyKey = Keys.privateKeyFile
         case (nil, let name?):
-            keyLocation = credentialLocation(name, key: "private_key_credential", reader: reader)
-            keyKey = "private_key_credential"
+            keyLocation = credentialLocation(name, key: Keys.privateKeyCredential, reader: reader)
+            keyKey = Keys.privateKeyCredential
         case (nil, nil):
-            if !reader.has("private_key_file"), !reader.has("private_key_credential") {
-                reader.fail("certificate_file", "needs private_key_file or private_key_credential")
+            if !reader.has(Keys.privateKeyFile), !reader.has(Keys.privateKeyCredential) {
+                reader.fail(Keys.certificateFile, "needs private_key_file or private_key_credential")
             }
             return nil
         case (_?, _?):
-            reader.fail("private_key_credential", "set only one of private_key_file and private_key_credential")
+            reader.fail(Keys.privateKeyCredential, "set only one of private_key_file and private_key_credential")
             return nil
         }
         guard let keyLocation, let key = readSecret(keyLocation, key: keyKey, reader: reader), let certificatePEM else { return nil }
@@ -256,7 +259,7 @@ private struct Validator {
         return .certificate(certificateFile: certificatePath, certificatePEM: certificatePEM, privateKey: key, from: keyLocation)
     }
 
-    private func readSecret(_ location: SecretLocation, key: String, reader: TableReader) -> Secret? {
+    private func readSecret(_ location: SecretLocation, key: ConfigurationKey, reader: TableReader) -> Secret? {
         do {
             return try secrets.read(location.path)
         } catch {
@@ -265,7 +268,7 @@ private struct Validator {
         }
     }
 
-    private func credentialLocation(_ name: String, key: String, reader: TableReader) -> SecretLocation? {
+    private func credentialLocation(_ name: String, key: ConfigurationKey, reader: TableReader) -> SecretLocation? {
         guard name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.@".contains($0) }), !name.hasPrefix(".") else {
             reader.fail(key, "\"\(name)\" is not a credential name (letters, digits, -, _, ., @)")
             return nil
@@ -279,53 +282,55 @@ private struct Validator {
 
     private func readCertificate(_ path: String, reader: TableReader) -> String? {
         guard let data = FileManager.default.contents(atPath: path) else {
-            reader.fail("certificate_file", FileManager.default.fileExists(atPath: path)
+            reader.fail(ConfigurationKey.Tenant.certificateFile, FileManager.default.fileExists(atPath: path)
                 ? "\(path) cannot be read" : "\(path) does not exist")
             return nil
         }
         let text = String(decoding: data, as: UTF8.self)
         guard text.contains("-----BEGIN CERTIFICATE-----") else {
-            reader.fail("certificate_file", "\(path) holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+            reader.fail(ConfigurationKey.Tenant.certificateFile, "\(path) holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
             return nil
         }
         return text
     }
 
     private func sink(_ table: TOMLTable, index: Int) -> SinkConfiguration? {
+        typealias Keys = ConfigurationKey.Sink
         let reader = TableReader(table, location: "sink[\(index)]", displayName: "sink", report: report)
-        let name = reader.string("name", required: true).flatMap { validName($0, key: "name", reader: reader) }
-        let type = reader.choice("type", from: ["journal", "stdout", "file", "syslog", "http"], required: true)
+        let name = reader.string(Keys.name).flatMap { validName($0, key: Keys.name, reader: reader) }
+        let type = reader.choice(Keys.type, from: ConfigurationKey.sinkTypeNames + ConfigurationKey.plannedSinkTypes)
+        if let type, ConfigurationKey.plannedSinkTypes.contains(type) {
+            reader.fail(Keys.type, "sink type \"\(type)\" is not available in this version; available: \(ConfigurationKey.sinkTypeNames.joined(separator: ", "))")
+            // The keys of an unavailable type are not judged again as unknown.
+            return nil
+        }
+        guard let type else { return nil }
+        // Only the keys that apply to this type are read; any other is reported as unknown.
         let kind: SinkConfiguration.Kind?
         switch type {
         case "journal":
             kind = .journal
         case "stdout":
-            kind = reader.choice("format", default: RecordFormat.alert).map { .stdout(format: $0) }
-        case "file":
-            let path = reader.string("path", required: true).map(resolve)
-            let format: RecordFormat? = reader.choice("format", default: RecordFormat.alert)
-            let maxSize = reader.byteSize("max_size", default: 100_000_000)
-            let maxFiles = reader.integer("max_files", default: 5, in: 0...1000)
+            kind = reader.choice(Keys.format).map { .stdout(format: $0) }
+        default:
+            let path = reader.string(Keys.path).map(resolve)
+            let format: RecordFormat? = reader.choice(Keys.format)
+            let maxSize = reader.byteSize(Keys.maxSize)
+            let maxFiles = reader.integer(Keys.maxFiles)
             if let path, let format, let maxSize, let maxFiles {
                 kind = .file(path: path, format: format, maxSize: maxSize, maxFiles: maxFiles)
             } else {
                 kind = nil
             }
-        case let planned?:
-            reader.fail("type", "sink type \"\(planned)\" is not available in this version; available: journal, stdout, file")
-            kind = nil
-        case nil:
-            kind = nil
         }
-        // The keys of an unavailable or invalid type are not judged again as unknown.
-        if ["journal", "stdout", "file"].contains(type) { reader.rejectUnknownKeys() }
+        reader.rejectUnknownKeys()
         guard let name, let kind else { return nil }
         return SinkConfiguration(name: name, kind: kind)
     }
 
     // MARK: Values
 
-    private func validName(_ name: String, key: String, reader: TableReader) -> String? {
+    private func validName(_ name: String, key: ConfigurationKey, reader: TableReader) -> String? {
         guard name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
             reader.fail(key, "\"\(name)\" is not a valid name: use \(Self.namePattern)")
             return nil
@@ -333,7 +338,7 @@ private struct Validator {
         return name
     }
 
-    private func validGUID(_ text: String, key: String, reader: TableReader) -> String? {
+    private func validGUID(_ text: String, key: ConfigurationKey, reader: TableReader) -> String? {
         guard UUID(uuidString: text) != nil else {
             reader.fail(key, "\"\(text)\" is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx); copy the Application (client) ID from the app registration's overview page")
             return nil
@@ -349,13 +354,13 @@ private struct Validator {
                 && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
         }
         guard isDomain else {
-            reader.fail("tenant_id", "\"\(text)\" is neither a GUID nor a domain name such as contoso.onmicrosoft.com")
+            reader.fail(ConfigurationKey.Tenant.tenantID, "\"\(text)\" is neither a GUID nor a domain name such as contoso.onmicrosoft.com")
             return nil
         }
         return text.lowercased()
     }
 
-    private func validURL(_ text: String, key: String, reader: TableReader) -> String? {
+    private func validURL(_ text: String, key: ConfigurationKey, reader: TableReader) -> String? {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
             let host = components.host, !host.isEmpty, ["http", "https"].contains(scheme),
             components.query == nil, components.fragment == nil

@@ -19,6 +19,9 @@ final class ValidationReport {
 
 /// Reads typed values from one TOML table, reporting every problem to a ``ValidationReport``
 /// with the key's line, and afterwards every key nobody asked for as unknown.
+///
+/// Keys are read only as ``ConfigurationKey``s: their type, limits, allowed values and
+/// defaults come from that one table, which the documentation is generated from.
 final class TableReader {
     private let table: TOMLTable
     /// Locator path of the table (`service`, `tenant[0]`).
@@ -36,34 +39,46 @@ final class TableReader {
     }
 
     /// Records a problem with `key` (or with the table itself when `key` is `nil`).
-    func fail(_ key: String?, _ message: String) {
-        if let key {
-            report.add(message, at: location.isEmpty ? key : "\(location).\(key)", key: displayName.isEmpty ? key : "\(displayName).\(key)")
+    func fail(_ key: ConfigurationKey?, _ message: String) {
+        fail(named: key?.name, message)
+    }
+
+    /// Records a problem with the key or table `name` (top-level tables, unknown keys).
+    func fail(named name: String?, _ message: String) {
+        if let name {
+            report.add(message, at: location.isEmpty ? name : "\(location).\(name)", key: displayName.isEmpty ? name : "\(displayName).\(name)")
         } else {
             report.add(message, at: location, key: displayName.isEmpty ? nil : displayName)
         }
     }
 
-    func has(_ key: String) -> Bool {
-        table[key] != nil
+    func has(_ key: ConfigurationKey) -> Bool {
+        table[key.name] != nil
     }
 
-    /// The raw value of `key`, marking the key as known.
-    func value(_ key: String, required: Bool = false) -> TOMLValueConvertible? {
-        readKeys.insert(key)
-        guard let value = table[key] else {
-            if required { fail(key, "required key is missing") }
+    /// The raw value of the top-level table `name` (`service`, `tenant`, `sink`).
+    func table(named name: String) -> TOMLValueConvertible? {
+        readKeys.insert(name)
+        return table[name]
+    }
+
+    /// The raw value of `key`, marking the key as known; a missing required key is reported.
+    private func value(_ key: ConfigurationKey) -> TOMLValueConvertible? {
+        precondition(key.table.rawValue == displayName, "\(key.name) is not a key of \(displayName)")
+        readKeys.insert(key.name)
+        guard let value = table[key.name] else {
+            if key.required { fail(key, "required key is missing") }
             return nil
         }
         return value
     }
 
-    private func typeMismatch(_ key: String, expected: String, found: TOMLValueConvertible) {
+    private func typeMismatch(_ key: ConfigurationKey, expected: String, found: TOMLValueConvertible) {
         fail(key, "expected \(expected), found \(found.type)")
     }
 
-    func string(_ key: String, required: Bool = false) -> String? {
-        guard let value = value(key, required: required) else { return nil }
+    func string(_ key: ConfigurationKey) -> String? {
+        guard let value = value(key) else { return nil }
         guard let string = value.string else {
             typeMismatch(key, expected: "a string", found: value)
             return nil
@@ -75,8 +90,12 @@ final class TableReader {
         return string
     }
 
-    func integer(_ key: String, default fallback: Int, in range: ClosedRange<Int>) -> Int? {
-        guard let value = value(key, required: false) else { return fallback }
+    func integer(_ key: ConfigurationKey) -> Int? {
+        guard case .integer(let range) = key.kind else { preconditionFailure("\(key.name) is not an integer key") }
+        guard let value = value(key) else {
+            guard case .integer(let fallback)? = key.defaultValue else { return nil }
+            return fallback
+        }
         guard let integer = value.int else {
             typeMismatch(key, expected: "an integer", found: value)
             return nil
@@ -88,8 +107,11 @@ final class TableReader {
         return integer
     }
 
-    func bool(_ key: String, default fallback: Bool) -> Bool? {
-        guard let value = value(key, required: false) else { return fallback }
+    func bool(_ key: ConfigurationKey) -> Bool? {
+        guard let value = value(key) else {
+            guard case .boolean(let fallback)? = key.defaultValue else { return nil }
+            return fallback
+        }
         guard let bool = value.bool else {
             typeMismatch(key, expected: "true or false", found: value)
             return nil
@@ -97,9 +119,10 @@ final class TableReader {
         return bool
     }
 
-    /// A duration string; `minimum` is inclusive.
-    func duration(_ key: String, default fallback: Duration, minimum: Duration = .zero) -> Duration? {
-        guard let value = value(key, required: false) else { return fallback }
+    /// A duration string, at least the key's minimum (inclusive).
+    func duration(_ key: ConfigurationKey) -> Duration? {
+        guard case .duration(let minimum) = key.kind else { preconditionFailure("\(key.name) is not a duration key") }
+        guard let value = value(key) else { return key.defaultValue == nil ? nil : key.defaultDuration }
         guard let text = value.string else {
             typeMismatch(key, expected: #"a duration string such as "30s", "5m", "2h" or "1d""#, found: value)
             return nil
@@ -116,12 +139,24 @@ final class TableReader {
     }
 
     /// A size such as `"100MB"`, `"512KiB"`, `"1GB"` or `"0"`, in bytes.
-    func byteSize(_ key: String, default fallback: Int64) -> Int64? {
-        guard let value = value(key, required: false) else { return fallback }
+    func byteSize(_ key: ConfigurationKey) -> Int64? {
+        guard let value = value(key) else {
+            guard case .string(let fallback)? = key.defaultValue else { return nil }
+            return Self.parseSize(fallback)
+        }
         guard let text = value.string else {
             typeMismatch(key, expected: #"a size string such as "100MB""#, found: value)
             return nil
         }
+        guard let size = Self.parseSize(text) else {
+            fail(key, #""\#(text)" is not a size; use a number and B, KB, MB, GB, KiB, MiB or GiB (for example "100MB"), or "0""#)
+            return nil
+        }
+        return size
+    }
+
+    /// Bytes in a size string, or `nil` when it is not one.
+    static func parseSize(_ text: String) -> Int64? {
         let units: [(String, Int64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000),
                                         ("GB", 1_000_000_000), ("B", 1), ("", 1)]
         for (suffix, factor) in units where text.hasSuffix(suffix) {
@@ -129,27 +164,32 @@ final class TableReader {
             guard !number.isEmpty, number.allSatisfy(\.isNumber), let count = Int64(number), count <= Int64.max / factor else { continue }
             return count * factor
         }
-        fail(key, #""\#(text)" is not a size; use a number and B, KB, MB, GB, KiB, MiB or GiB (for example "100MB"), or "0""#)
         return nil
     }
 
-    /// One of a fixed set of strings, returned in its canonical spelling; case-insensitive.
-    func choice(_ key: String, from allowed: [String], required: Bool = false) -> String? {
-        guard let text = string(key, required: required) else { return nil }
-        return canonical(text, in: allowed, key: key)
-    }
-
-    func choice<E: RawRepresentable & CaseIterable>(_ key: String, default fallback: E) -> E? where E.RawValue == String {
+    /// One of the key's values (or of `allowed`), returned in its canonical spelling;
+    /// case-insensitive. An absent key gives its default, if it has one.
+    func choice(_ key: ConfigurationKey, from allowed: [String]? = nil) -> String? {
         guard has(key) else {
-            readKeys.insert(key)
+            _ = value(key)
+            guard case .string(let fallback)? = key.defaultValue else { return nil }
             return fallback
         }
-        return choice(key, from: E.allCases.map(\.rawValue)).flatMap(E.init(rawValue:))
+        guard let text = string(key) else { return nil }
+        return canonical(text, in: allowed ?? key.values ?? [], key: key)
     }
 
-    /// A non-empty array of distinct strings, each from `allowed` when given.
-    func stringList(_ key: String, from allowed: [String]? = nil) -> [String]? {
-        guard let value = value(key, required: false) else { return nil }
+    /// A choice converted to its enumeration.
+    func choice<E: RawRepresentable>(_ key: ConfigurationKey, as type: E.Type = E.self) -> E? where E.RawValue == String {
+        choice(key).map { text in
+            guard let value = E(rawValue: text) else { preconditionFailure("\(key.name): \(text) is not a \(E.self)") }
+            return value
+        }
+    }
+
+    /// A non-empty array of distinct strings, each from the key's values when it has any.
+    func stringList(_ key: ConfigurationKey) -> [String]? {
+        guard let value = value(key) else { return nil }
         guard let array = value.array else {
             typeMismatch(key, expected: "an array of strings", found: value)
             return nil
@@ -160,7 +200,7 @@ final class TableReader {
                 typeMismatch(key, expected: "an array of strings", found: element)
                 return nil
             }
-            guard let item = allowed.map({ canonical(text, in: $0, key: key) }) ?? text else { return nil }
+            guard let item = key.values.map({ canonical(text, in: $0, key: key) }) ?? text else { return nil }
             if result.contains(item) {
                 fail(key, "\"\(item)\" is listed twice")
                 return nil
@@ -174,7 +214,7 @@ final class TableReader {
         return result
     }
 
-    private func canonical(_ text: String, in allowed: [String], key: String) -> String? {
+    private func canonical(_ text: String, in allowed: [String], key: ConfigurationKey) -> String? {
         if let match = allowed.first(where: { $0.caseInsensitiveCompare(text) }) { return match }
         fail(key, "\"\(text)\" is not one of: \(allowed.joined(separator: ", "))")
         return nil
@@ -183,7 +223,7 @@ final class TableReader {
     /// Reports every key of the table that was never read as unknown.
     func rejectUnknownKeys(hints: [String: String] = [:]) {
         for key in table.keys.sorted() where !readKeys.contains(key) {
-            fail(key, hints[key] ?? "unknown key" + Self.suggestion(for: key, among: readKeys))
+            fail(named: key, hints[key] ?? "unknown key" + Self.suggestion(for: key, among: readKeys))
         }
     }
 

@@ -22,7 +22,7 @@ public enum OneCycle {
             }
         }
         for sink in configuration.sinks {
-            let worker = SinkWorker(name: sink.name, sink: Pipeline.makeSink(sink), store: store, logger: logger)
+            let worker = SinkWorker(name: sink.name, sink: Pipeline.makeSink(sink, in: configuration), store: store, logger: logger)
             do {
                 let delivered = try await worker.drain()
                 logger.info("delivered", metadata: ["sink": "\(sink.name)", "alerts": "\(delivered)"])

@@ -76,7 +76,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         for component in health.registeredComponents where component.hasPrefix("poller:") || component.hasPrefix("sink:") {
             health.deregister(component)
         }
-        let workers = configuration.sinks.map { makeWorker($0) }
+        let workers = configuration.sinks.map { makeWorker($0, in: configuration) }
         let pollers = configuration.tenants.compactMap { makePoller($0, configuration: configuration) }
 
         let iterator = UncheckedBox(updates)
@@ -119,17 +119,19 @@ public final class Pipeline: Service, CustomStringConvertible {
         return next
     }
 
-    /// The sink a configuration describes.
-    public static func makeSink(_ configuration: SinkConfiguration) -> any AlertSink {
-        switch configuration.kind {
-        case .journal: JournalSink()
-        case .stdout(let format): StdoutSink(format: format)
-        case .file(let path, let format, let maxSize, let maxFiles): FileSink(path: path, format: format, maxSize: maxSize, maxFiles: maxFiles)
+    /// The sink `sink` of `configuration` describes.
+    public static func makeSink(_ sink: SinkConfiguration, in configuration: Configuration) -> any AlertSink {
+        let showsTenant = configuration.tenantCount(sendingTo: sink.name) > 1
+        switch sink.kind {
+        case .journal: return JournalSink()
+        case .stdout(let format): return StdoutSink(layout: RecordLine(format: format, showsTenant: showsTenant))
+        case .file(let path, let format, let maxSize, let maxFiles):
+            return FileSink(path: path, layout: RecordLine(format: format, showsTenant: showsTenant), maxSize: maxSize, maxFiles: maxFiles)
         }
     }
 
-    private func makeWorker(_ configuration: SinkConfiguration) -> SinkWorker {
-        let sink = Self.makeSink(configuration)
+    private func makeWorker(_ configuration: SinkConfiguration, in whole: Configuration) -> SinkWorker {
+        let sink = Self.makeSink(configuration, in: whole)
         sinks.withLock { $0[configuration.name] = sink }
         let reporter = health.register("sink:\(configuration.name)", allowance: .seconds(60))
         return SinkWorker(name: configuration.name, sink: sink, store: store, clock: clock,

@@ -18,11 +18,22 @@ extension AlertSink {
     public func reopen() async {}
 }
 
-/// How `stdout` and `file` sinks write one record (DESIGN.md §4.3).
-enum RecordLine {
-    /// One JSON line, without the newline.
-    static func line(for record: OutboxRecord, format: RecordFormat) -> String {
+/// How `stdout` and `file` sinks write one record: a record format, and whether a summary
+/// line names the tenant (it does when several tenants share the sink).
+public struct RecordLine: Sendable, Equatable {
+    public var format: RecordFormat
+    public var showsTenant: Bool
+
+    public init(format: RecordFormat, showsTenant: Bool = false) {
+        self.format = format
+        self.showsTenant = showsTenant
+    }
+
+    /// One line, without the newline.
+    func line(for record: OutboxRecord) -> String {
         switch format {
+        case .summary:
+            return SummaryLine.line(for: record, showsTenant: showsTenant)
         case .alert:
             return record.payload
         case .envelope:

@@ -11,16 +11,16 @@ public final class FileSink: AlertSink {
     }
 
     let path: String
-    let format: RecordFormat
+    let layout: RecordLine
     /// Rotate when a batch would grow the file past this many bytes (0: never).
     let maxSize: Int64
     /// Rotated files kept.
     let maxFiles: Int
     private let state = Mutex(State())
 
-    public init(path: String, format: RecordFormat, maxSize: Int64, maxFiles: Int) {
+    public init(path: String, layout: RecordLine, maxSize: Int64, maxFiles: Int) {
         self.path = path
-        self.format = format
+        self.layout = layout
         self.maxSize = maxSize
         self.maxFiles = maxFiles
     }
@@ -31,7 +31,7 @@ public final class FileSink: AlertSink {
 
     public func send(_ records: [OutboxRecord]) async throws(SinkError) {
         var text = ""
-        for record in records { text += RecordLine.line(for: record, format: format) + "\n" }
+        for record in records { text += layout.line(for: record) + "\n" }
         let bytes = Array(text.utf8)
         try state.withLock { (state: inout State) throws(SinkError) in
             if state.descriptor < 0 { try open(&state) }

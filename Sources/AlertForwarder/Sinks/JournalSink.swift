@@ -1,4 +1,3 @@
-import OrderedJSON
 import Systemd
 
 /// One journal entry per alert, findable with `journalctl MESSAGE_ID=...`.
@@ -13,18 +12,15 @@ public struct JournalSink: AlertSink {
             throw SinkError("journald is not listening on \(JournalWriter.socketPath)")
         }
         for record in records {
-            let alert = (try? JSONValue(parsing: record.payload)) ?? .object([])
-            let severity = alert["severity"]?.stringValue ?? "UnSpecified"
-            let title = alert["title"]?.stringValue ?? "Defender alert"
-            let host = alert["computerDnsName"]?.stringValue ?? "unknown host"
+            let headline = AlertHeadline(payload: record.payload)
             let fields = [
-                "MESSAGE=[\(severity)] \(title) on \(host) (\(record.alertID))",
+                "MESSAGE=[\(headline.severity)] \(headline.title) on \(headline.host ?? "unknown host") (\(record.alertID))",
                 "MESSAGE_ID=\(Self.messageID)",
-                "PRIORITY=\(Self.priority(for: severity))",
+                "PRIORITY=\(Self.priority(for: headline.severity))",
                 "SYSLOG_IDENTIFIER=defender-alertd",
                 "DEFENDER_ALERT_ID=\(record.alertID)",
-                "DEFENDER_SEVERITY=\(severity)",
-                "DEFENDER_STATUS=\(alert["status"]?.stringValue ?? "")",
+                "DEFENDER_SEVERITY=\(headline.severity)",
+                "DEFENDER_STATUS=\(headline.status ?? "")",
                 "DEFENDER_TENANT=\(record.tenant)",
                 "DEFENDER_EVENT=\(record.event)",
                 "DEFENDER_ALERT_JSON=\(record.payload)",

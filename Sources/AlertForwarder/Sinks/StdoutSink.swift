@@ -2,15 +2,15 @@ import Foundation
 
 /// JSON Lines on standard output.
 public struct StdoutSink: AlertSink {
-    let format: RecordFormat
+    let layout: RecordLine
 
-    public init(format: RecordFormat) {
-        self.format = format
+    public init(layout: RecordLine) {
+        self.layout = layout
     }
 
     public func send(_ records: [OutboxRecord]) async throws(SinkError) {
         var text = ""
-        for record in records { text += RecordLine.line(for: record, format: format) + "\n" }
+        for record in records { text += layout.line(for: record) + "\n" }
         do {
             try FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
         } catch {

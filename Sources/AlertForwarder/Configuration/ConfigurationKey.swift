@@ -1,0 +1,250 @@
+import DefenderAPI
+import Logging
+
+/// One key of `defender-alertd.toml`: the single definition that the loader validates against
+/// (type, range, allowed values, default) and that the configuration reference, the
+/// `defender-alertd.toml(5)` man page and the README's tables are generated from.
+///
+/// ``TableReader`` only reads keys given as a `ConfigurationKey`, so the loader cannot accept
+/// a key this table does not describe, nor use a default other than the documented one.
+public struct ConfigurationKey: Sendable, Hashable {
+    /// The table a key belongs to.
+    public enum Table: String, Sendable, CaseIterable {
+        case service
+        case tenant
+        case sink
+
+        /// How the table is written in TOML.
+        public var header: String { self == .service ? "[service]" : "[[\(rawValue)]]" }
+    }
+
+    /// What a key's value is, with the limits the loader enforces.
+    public enum Kind: Sendable, Hashable {
+        case string
+        /// A file or directory; relative paths are relative to the configuration file.
+        case path
+        /// A duration string (`"30s"`), at least `minimum`.
+        case duration(minimum: Duration)
+        case integer(ClosedRange<Int>)
+        case boolean
+        /// A size string (`"100MB"`).
+        case size
+        /// One of `values`, case-insensitive.
+        case choice([String])
+        /// A non-empty array of distinct strings, each one of `values` when given.
+        case list([String]?)
+
+        /// The type as the reference names it.
+        public var typeName: String {
+            switch self {
+            case .string: "string"
+            case .path: "path"
+            case .duration: "duration"
+            case .integer: "integer"
+            case .boolean: "boolean"
+            case .size: "size"
+            case .choice: "string"
+            case .list: "array of strings"
+            }
+        }
+    }
+
+    /// A default as written in TOML.
+    public enum DefaultValue: Sendable, Hashable {
+        case string(String)
+        case integer(Int)
+        case boolean(Bool)
+
+        /// The TOML literal (`"60s"`, `100000`, `true`).
+        public var toml: String {
+            switch self {
+            case .string(let text): "\"\(text)\""
+            case .integer(let value): String(value)
+            case .boolean(let value): String(value)
+            }
+        }
+    }
+
+    public let table: Table
+    public let name: String
+    public let kind: Kind
+    /// The value used when the key is absent, if it is a fixed one.
+    public let defaultValue: DefaultValue?
+    /// How the value is found when the key is absent and there is no fixed default
+    /// (`"every sink"`); `nil` with no `defaultValue` means "none".
+    public let defaultDescription: String?
+    public let required: Bool
+    /// Sink keys only: the sink types the key applies to (empty: every type).
+    public let sinkTypes: [String]
+    /// What the key does; `code` in backticks.
+    public let meaning: String
+
+    init(_ table: Table, _ name: String, _ kind: Kind, default defaultValue: DefaultValue? = nil, defaultDescription: String? = nil,
+         required: Bool = false, sinkTypes: [String] = [], _ meaning: String) {
+        self.table = table
+        self.name = name
+        self.kind = kind
+        self.defaultValue = defaultValue
+        self.defaultDescription = defaultDescription
+        self.required = required
+        self.sinkTypes = sinkTypes
+        self.meaning = meaning
+    }
+
+    /// The default column of the reference: the TOML literal, a description, `required` or `none`.
+    public var defaultText: String {
+        if required { return "required" }
+        if let defaultValue { return defaultValue.toml }
+        return defaultDescription ?? "none"
+    }
+
+    /// The allowed values of a choice or of a list's elements.
+    public var values: [String]? {
+        switch kind {
+        case .choice(let values): values
+        case .list(let values): values
+        default: nil
+        }
+    }
+
+    /// The default duration (the loader's fallback), parsed from the documented text.
+    var defaultDuration: Duration {
+        guard case .string(let text)? = defaultValue, let duration = ConfigDuration.parse(text) else {
+            preconditionFailure("\(name) has no duration default")
+        }
+        return duration
+    }
+}
+
+extension ConfigurationKey {
+    /// The sink types that exist in this version.
+    public static let sinkTypeNames = ["journal", "stdout", "file"]
+    /// Sink types that are planned and refused with a clear message.
+    static let plannedSinkTypes = ["syslog", "http"]
+
+    /// Every key, in the order the reference documents them.
+    public static let all: [ConfigurationKey] = Service.all + Tenant.all + Sink.all
+
+    /// The keys of `[service]`.
+    public enum Service {
+        public static let stateDirectory = ConfigurationKey(
+            .service, "state_directory", .path, defaultDescription: "`$STATE_DIRECTORY`, else `./state`",
+            "where the state database lives (`state.sqlite`: watermarks, dedup keys, the outbox)")
+        public static let pollInterval = ConfigurationKey(
+            .service, "poll_interval", .duration(minimum: .milliseconds(1)), default: .string("60s"),
+            "time between polls of each tenant; any positive duration (the rate budget keeps calls within the API limits)")
+        public static let logLevel = ConfigurationKey(
+            .service, "log_level", .choice(Logger.Level.allCases.map(\.rawValue)), default: .string("info"),
+            "the lowest level logged: `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`; a reload applies a change at once")
+        public static let maxOutbox = ConfigurationKey(
+            .service, "max_outbox", .integer(1...100_000_000), default: .integer(100_000),
+            "queued rows (alerts waiting for a sink) above which polling pauses until the sinks catch up; nothing is dropped")
+        public static let pollTimeout = ConfigurationKey(
+            .service, "poll_timeout", .duration(minimum: .seconds(1)), default: .string("10m"),
+            "hard deadline of one poll; pages read before it are kept and the next poll goes on")
+        public static let caFile = ConfigurationKey(
+            .service, "ca_file", .path,
+            "extra PEM CA bundle trusted for HTTPS besides the system's (checked at load); verification is always on")
+        public static let proxyURL = ConfigurationKey(
+            .service, "proxy_url", .string, defaultDescription: "`HTTPS_PROXY`/`NO_PROXY`",
+            "HTTP proxy for HTTPS (CONNECT), `http://[user:password@]host:port`")
+
+        public static let all = [stateDirectory, pollInterval, logLevel, maxOutbox, pollTimeout, caFile, proxyURL]
+    }
+
+    /// The keys of each `[[tenant]]`.
+    public enum Tenant {
+        public static let name = ConfigurationKey(
+            .tenant, "name", .string, required: true,
+            "unique; letters, digits, `-` and `_` (at most 64); used in logs (`DEFENDER_TENANT=`) and `--tenant`")
+        public static let tenantID = ConfigurationKey(
+            .tenant, "tenant_id", .string, required: true,
+            "directory (tenant) ID: a GUID or a verified domain such as `contoso.onmicrosoft.com`")
+        public static let clientID = ConfigurationKey(
+            .tenant, "client_id", .string, required: true, "application (client) ID of the app registration, a GUID")
+        public static let clientSecretFile = ConfigurationKey(
+            .tenant, "client_secret_file", .path,
+            "credential: a file holding the client secret, mode `0600` or `0400`, owned by root or the daemon's user")
+        public static let clientSecretCredential = ConfigurationKey(
+            .tenant, "client_secret_credential", .string,
+            "credential: a systemd credential name holding the client secret (`$CREDENTIALS_DIRECTORY/NAME`)")
+        public static let certificateFile = ConfigurationKey(
+            .tenant, "certificate_file", .path,
+            "credential: a PEM certificate uploaded to the app registration, with `private_key_file` or `private_key_credential`")
+        public static let privateKeyFile = ConfigurationKey(
+            .tenant, "private_key_file", .path, "the certificate's RSA private key (PEM, at least 2048 bits), a file with the secret file rules")
+        public static let privateKeyCredential = ConfigurationKey(
+            .tenant, "private_key_credential", .string, "or the private key as a systemd credential name")
+        public static let certificateAlgorithm = ConfigurationKey(
+            .tenant, "certificate_algorithm", .choice(CertificateCredential.Algorithm.allCases.map(\.rawValue)), default: .string("PS256"),
+            "client assertion signature: `PS256` (with `x5t#S256`) or `RS256` (with `x5t`)")
+        public static let cloud = ConfigurationKey(
+            .tenant, "cloud", .choice(Cloud.allCases.map(\.rawValue)), default: .string("commercial"),
+            "the Microsoft cloud: `commercial`, `gcc`, `gcc-high`, `dod`")
+        public static let region = ConfigurationKey(
+            .tenant, "region", .choice(Region.allCases.map(\.rawValue)),
+            "regional API host, commercial cloud only: `us`, `eu`, `uk`, `au`, `swa`, `ina`, `aea`")
+        public static let apiURL = ConfigurationKey(
+            .tenant, "api_url", .string, "override of the API base URL; `http://` only for loopback addresses")
+        public static let loginURL = ConfigurationKey(
+            .tenant, "login_url", .string, "override of the sign-in base URL; `http://` only for loopback addresses")
+        public static let tokenVersion = ConfigurationKey(
+            .tenant, "token_version", .choice(TokenEndpointVersion.allCases.map(\.rawValue)), default: .string("v2"),
+            "Entra ID token endpoint: `v2` (`scope=<resource>/.default`) or `v1` (`resource=`)")
+        public static let rateLimitPerMinute = ConfigurationKey(
+            .tenant, "rate_limit_per_minute", .integer(1...100), default: .integer(100),
+            "local budget of API calls a minute for this app and tenant (at most Defender's 100)")
+        public static let rateLimitPerHour = ConfigurationKey(
+            .tenant, "rate_limit_per_hour", .integer(1...1500), default: .integer(1500),
+            "local budget of API calls an hour (at most Defender's 1,500)")
+        public static let lookback = ConfigurationKey(
+            .tenant, "lookback", .duration(minimum: .seconds(1)), default: .string("24h"), "history fetched on the very first run")
+        public static let overlap = ConfigurationKey(
+            .tenant, "overlap", .duration(minimum: .zero), default: .string("15m"),
+            "each poll re-reads this much before the last alert seen, for alerts that become visible late")
+        public static let pageSize = ConfigurationKey(
+            .tenant, "page_size", .integer(1...10_000), default: .integer(1000), "`$top` of each request")
+        public static let expandEvidence = ConfigurationKey(
+            .tenant, "expand_evidence", .boolean, default: .boolean(true), "request the alerts' evidence (`$expand=evidence`)")
+        public static let forward = ConfigurationKey(
+            .tenant, "forward", .choice(ForwardMode.allCases.map(\.rawValue)), default: .string("new"),
+            "`new`: each alert once; `updates`: each change (new `lastUpdateTime`) once, labelled `created` or `updated`")
+        public static let severity = ConfigurationKey(
+            .tenant, "severity", .list(knownSeverities), defaultDescription: "all",
+            "only these severities, e.g. `[\"Medium\", \"High\"]` (`UnSpecified`, `Informational`, `Low`, `Medium`, `High`)")
+        public static let status = ConfigurationKey(
+            .tenant, "status", .list(knownStatuses), defaultDescription: "all",
+            "only these statuses, e.g. `[\"New\", \"InProgress\"]` (`Unknown`, `New`, `InProgress`, `Resolved`)")
+        public static let sinks = ConfigurationKey(
+            .tenant, "sinks", .list(nil), defaultDescription: "every sink", "names of the `[[sink]]`s this tenant's alerts go to")
+
+        public static let all = [
+            name, tenantID, clientID, clientSecretFile, clientSecretCredential, certificateFile, privateKeyFile, privateKeyCredential,
+            certificateAlgorithm, cloud, region, apiURL, loginURL, tokenVersion, rateLimitPerMinute, rateLimitPerHour, lookback,
+            overlap, pageSize, expandEvidence, forward, severity, status, sinks,
+        ]
+    }
+
+    /// The keys of each `[[sink]]`.
+    public enum Sink {
+        public static let name = ConfigurationKey(
+            .sink, "name", .string, required: true, "unique; letters, digits, `-` and `_`; used in logs (`DEFENDER_SINK=`) and a tenant's `sinks`")
+        public static let type = ConfigurationKey(
+            .sink, "type", .choice(sinkTypeNames), required: true,
+            "`journal`, `stdout` or `file` (`syslog` and `http` are not available in this version and are refused)")
+        public static let path = ConfigurationKey(
+            .sink, "path", .path, required: true, sinkTypes: ["file"],
+            "the file, created `0640`; every batch is `fsync`'d before it counts as delivered; SIGHUP reopens it (logrotate)")
+        public static let format = ConfigurationKey(
+            .sink, "format", .choice(RecordFormat.allCases.map(\.rawValue)), default: .string("alert"), sinkTypes: ["stdout", "file"],
+            "`alert`: each line is the alert exactly as Defender returned it; `envelope`: `{\"tenant\", \"event\", \"received_at\", \"alert\"}`; `summary`: one line for a person (time, event, severity, title, device, id)")
+        public static let maxSize = ConfigurationKey(
+            .sink, "max_size", .size, default: .string("100MB"), sinkTypes: ["file"],
+            "rotate when the file would pass this size (B, KB, MB, GB, KiB, MiB, GiB; `\"0\"`: never)")
+        public static let maxFiles = ConfigurationKey(
+            .sink, "max_files", .integer(0...1000), default: .integer(5), sinkTypes: ["file"],
+            "rotated files kept (`alerts.jsonl.1` is the newest)")
+
+        public static let all = [name, type, path, format, maxSize, maxFiles]
+    }
+}

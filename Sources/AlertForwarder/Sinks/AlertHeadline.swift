@@ -1,0 +1,72 @@
+import OrderedJSON
+import Timekeeping
+
+/// The few fields of an alert a person reads first, taken from its JSON: what the journal
+/// sink's `MESSAGE` and the `summary` record format show.
+struct AlertHeadline {
+    var severity: String
+    var title: String
+    /// The device (`computerDnsName`), when the alert names one.
+    var host: String?
+    var status: String?
+    /// `lastUpdateTime` as the API wrote it.
+    var lastUpdateTime: String?
+
+    init(payload: String) {
+        let alert = (try? JSONValue(parsing: payload)) ?? .object([])
+        severity = alert["severity"]?.stringValue ?? "UnSpecified"
+        title = alert["title"]?.stringValue ?? "Defender alert"
+        host = alert["computerDnsName"]?.stringValue
+        status = alert["status"]?.stringValue
+        lastUpdateTime = alert["lastUpdateTime"]?.stringValue
+    }
+
+    /// `lastUpdateTime` to the second (`2026-11-25T18:38:22Z`), or `-` when it is missing or
+    /// not a timestamp.
+    var time: String {
+        guard let text = lastUpdateTime, let timestamp = Timestamp(parsing: text) else { return "-" }
+        return timestamp.writtenWith(0).description
+    }
+}
+
+/// One line a person can read, for `format = "summary"`:
+/// `2026-11-25T18:38:22Z [tenant] created High "Suspicious access to LSASS service" ws-hr-0031 da6393…`
+enum SummaryLine {
+    static func line(for record: OutboxRecord, showsTenant: Bool) -> String {
+        let headline = AlertHeadline(payload: record.payload)
+        var fields = [headline.time]
+        if showsTenant { fields.append(printable(record.tenant)) }
+        fields += [record.event, printable(headline.severity), quoted(headline.title), printable(headline.host ?? "-"), printable(record.alertID)]
+        return fields.joined(separator: " ")
+    }
+
+    /// A title in double quotes; quotes and backslashes escaped, control characters (a line
+    /// break in a title must not start a forged line) written as `\n`, `\t` or `\u{...}`.
+    static func quoted(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            default:
+                if scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}" {
+                    result += "\\u{\(String(scalar.value, radix: 16))}"
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return result + "\""
+    }
+
+    /// A single field: no spaces or control characters inside (they would shift the columns).
+    static func printable(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0 == " " || $0.properties.generalCategory == .control || $0 == "\"" }) || text.isEmpty else {
+            return text
+        }
+        return quoted(text)
+    }
+}

@@ -1,0 +1,179 @@
+@testable import AlertForwarder
+import Foundation
+import Testing
+import TestSupport
+
+/// The key table is the one source of truth: the loader reads exactly its keys with its
+/// defaults, and the README's tables, the man page and the annotated example agree with it.
+@Suite("Configuration reference")
+struct ConfigurationReferenceTests {
+    let fixture = ConfigFixture()
+
+    /// A value of the right type for `key`, valid where that is easy.
+    private func sample(_ key: ConfigurationKey) -> String {
+        if let value = key.defaultValue { return value.toml }
+        switch key.kind {
+        case .string: return #""x""#
+        case .path: return #""/nonexistent/x""#
+        case .duration: return #""1s""#
+        case .integer(let range): return String(range.lowerBound)
+        case .boolean: return "true"
+        case .size: return #""1MB""#
+        case .choice(let values): return "\"\(values[0])\""
+        case .list(let values): return "[\"\(values?.first ?? "journal")\"]"
+        }
+    }
+
+    /// A small valid configuration with `key = value` added to the table it belongs to.
+    private func configuration(with key: ConfigurationKey, value: String) -> String {
+        let line = "\(key.name) = \(value)"
+        let base = [ConfigFixture.tenant, ConfigFixture.sink]
+        switch key.table {
+        case .service:
+            return (["[service]", line] + base).joined(separator: "\n")
+        case .tenant:
+            let tenant = ConfigFixture.tenant.split(separator: "\n").filter { !$0.hasPrefix(key.name + " ") }.joined(separator: "\n")
+            return [tenant, line, ConfigFixture.sink].joined(separator: "\n")
+        case .sink:
+            let type = key.sinkTypes.first ?? "journal"
+            var sink = ["[[sink]]", "name = \"journal\"", "type = \"\(type)\""]
+            if type == "file", key.name != "path" { sink.append("path = \"alerts.jsonl\"") }
+            sink = sink.filter { !$0.hasPrefix(key.name + " ") }
+            return ([ConfigFixture.tenant] + sink + [line]).joined(separator: "\n")
+        }
+    }
+
+    private func problems(_ text: String) -> [ConfigurationError] {
+        do {
+            _ = try fixture.load(text)
+            return []
+        } catch {
+            return error.errors
+        }
+    }
+
+    @Test("the loader reads every documented key", arguments: ConfigurationKey.all)
+    func everyDocumentedKeyIsRead(_ key: ConfigurationKey) {
+        let found = problems(configuration(with: key, value: sample(key)))
+        let unknown = found.filter { $0.key == "\(key.table.rawValue).\(key.name)" && $0.message.hasPrefix("unknown key") }
+        #expect(unknown.isEmpty, "\(key.table.header) \(key.name): \(unknown)")
+    }
+
+    @Test("a key the table does not describe is refused in every table", arguments: ConfigurationKey.Table.allCases)
+    func undocumentedKeysAreRefused(_ table: ConfigurationKey.Table) {
+        let key = ConfigurationKey(table, "not_a_documented_key", .string, "")
+        let found = problems(configuration(with: key, value: #""x""#))
+        #expect(found.contains { $0.key == "\(table.rawValue).not_a_documented_key" && $0.message.hasPrefix("unknown key") })
+    }
+
+    @Test("with every key absent, the loader uses the documented defaults")
+    func absentKeysGetTheDocumentedDefaults() throws {
+        let configuration = try fixture.load(ConfigFixture.tenant + "\n[[sink]]\nname = \"file\"\ntype = \"file\"\npath = \"a.jsonl\"")
+        typealias S = ConfigurationKey.Service
+        typealias T = ConfigurationKey.Tenant
+        typealias K = ConfigurationKey.Sink
+        let service = configuration.service, tenant = configuration.tenants[0]
+        let documented: [(ConfigurationKey, String)] = [
+            (S.pollInterval, "\(service.pollInterval == S.pollInterval.defaultDuration)"),
+            (S.logLevel, "\"\(service.logLevel.rawValue)\""),
+            (S.maxOutbox, "\(service.maxOutbox)"),
+            (S.pollTimeout, "\(service.pollTimeout == S.pollTimeout.defaultDuration)"),
+            (T.certificateAlgorithm, "\"\(tenant.certificateAlgorithm.rawValue)\""),
+            (T.cloud, "\"\(tenant.cloud.rawValue)\""),
+            (T.tokenVersion, "\"\(tenant.tokenVersion.rawValue)\""),
+            (T.rateLimitPerMinute, "\(tenant.rateLimitPerMinute)"),
+            (T.rateLimitPerHour, "\(tenant.rateLimitPerHour)"),
+            (T.lookback, "\(tenant.lookback == T.lookback.defaultDuration)"),
+            (T.overlap, "\(tenant.overlap == T.overlap.defaultDuration)"),
+            (T.pageSize, "\(tenant.pageSize)"),
+            (T.expandEvidence, "\(tenant.expandEvidence)"),
+            (T.forward, "\"\(tenant.forward.rawValue)\""),
+        ]
+        for (key, value) in documented {
+            if case .duration = key.kind {
+                #expect(value == "true", "\(key.name) is not the documented \(key.defaultText)")
+            } else {
+                #expect(key.defaultValue?.toml == value, "\(key.name)")
+            }
+        }
+        #expect(tenant.region == nil && tenant.severities == nil && tenant.statuses == nil && tenant.sinkNames == nil)
+        #expect(configuration.sinks[0].kind == .file(path: fixture.directory.file("a.jsonl"), format: .alert, maxSize: 100_000_000, maxFiles: 5))
+        #expect(K.format.defaultValue == .string("alert") && K.maxSize.defaultValue == .string("100MB") && K.maxFiles.defaultValue == .integer(5))
+        // Every key with a fixed default has a default the loader itself accepts.
+        for key in ConfigurationKey.all where key.defaultValue != nil {
+            let found = problems(self.configuration(with: key, value: key.defaultValue!.toml))
+            #expect(!found.contains { $0.key == "\(key.table.rawValue).\(key.name)" }, "\(key.name): \(found)")
+        }
+    }
+
+    @Test("the README's configuration tables are the generated ones")
+    func readmeTablesAreGenerated() throws {
+        let readme = try String(contentsOfFile: packageRoot + "/README.md", encoding: .utf8)
+        let begin = try #require(readme.range(of: "<!-- config-reference:begin"), "README.md has no config-reference:begin marker")
+        let end = try #require(readme.range(of: "\n<!-- config-reference:end -->"), "README.md has no config-reference:end marker")
+        let afterBegin = try #require(readme[begin.upperBound...].firstIndex(of: "\n"))
+        let committed = String(readme[readme.index(after: afterBegin)..<end.lowerBound])
+        #expect(committed == ConfigurationReference.markdown(), "README.md's configuration tables are stale: run `make docs`")
+    }
+
+    /// Each `key = value` line of the annotated example, commented out or not, by table.
+    private func exampleEntries() throws -> [(table: ConfigurationKey.Table, sinkType: String?, key: String, value: String)] {
+        let example = try String(contentsOfFile: packageRoot + "/config/defender-alertd.toml", encoding: .utf8)
+        var entries: [(ConfigurationKey.Table, String?, String, String)] = []
+        var table: ConfigurationKey.Table?
+        var sinkType: String?
+        let assignment = /^#?\s?([a-z_]+) = (.+)$/
+        for line in example.split(separator: "\n", omittingEmptySubsequences: false) {
+            let bare = line.hasPrefix("# ") ? line.dropFirst(2) : line[...]
+            if let header = ConfigurationKey.Table.allCases.first(where: { $0.header == bare }) {
+                table = header
+                sinkType = nil
+                continue
+            }
+            guard let table, let match = line.wholeMatch(of: assignment) else { continue }
+            let key = String(match.1), value = String(match.2)
+            if table == .sink, key == "type" { sinkType = value.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+            entries.append((table, table == .sink ? sinkType : nil, key, value))
+        }
+        return entries
+    }
+
+    @Test("the annotated example shows every key, with its default, and no other key")
+    func exampleDocumentsEveryKey() throws {
+        let entries = try exampleEntries()
+        for key in ConfigurationKey.all {
+            let mentions = entries.filter { $0.table == key.table && $0.key == key.name }
+            #expect(!mentions.isEmpty, "config/defender-alertd.toml does not show \(key.table.header) \(key.name)")
+            if let value = key.defaultValue {
+                #expect(mentions.contains { $0.value == value.toml },
+                        "config/defender-alertd.toml shows \(key.name) = \(mentions.map(\.value)), the default is \(value.toml)")
+            }
+            for sinkType in key.sinkTypes {
+                #expect(mentions.contains { $0.sinkType == sinkType }, "config/defender-alertd.toml: no \(sinkType) sink shows \(key.name)")
+            }
+        }
+        for entry in entries {
+            let key = ConfigurationKey.all.first { $0.table == entry.table && $0.name == entry.key }
+            #expect(key != nil, "config/defender-alertd.toml shows \(entry.table.header) \(entry.key), which the loader does not know")
+            if let key, !key.sinkTypes.isEmpty, let type = entry.sinkType {
+                #expect(key.sinkTypes.contains(type), "config/defender-alertd.toml shows \(key.name) on a \(type) sink")
+            }
+        }
+    }
+
+    @Test("the man page documents every key and groff reads it without a warning",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/groff"), "needs groff (Debian's groff-base)"))
+    func manPageIsCleanRoff() throws {
+        let page = ConfigurationReference.manPage(version: "0.0.0", date: "2026-01-01")
+        for key in ConfigurationKey.all {
+            #expect(page.contains(".B \(ConfigurationReference.roff(key.name))\n"), "\(key.name)")
+        }
+        let directory = TemporaryDirectory()
+        let path = directory.write("defender-alertd.toml.5", page)
+        let result = try runToCompletion("/usr/bin/groff", ["-man", "-ww", "-z", path])
+        #expect(result.status == 0)
+        #expect(result.stderr.isEmpty, "groff: \(result.stderr)")
+        let text = try runToCompletion("/usr/bin/groff", ["-man", "-Tutf8", path]).stdout
+        #expect(text.contains("poll_interval") && text.contains("default: \"60s\""))
+    }
+}

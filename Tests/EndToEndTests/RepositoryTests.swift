@@ -1,0 +1,34 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// What a fresh clone gets: no file that git should ignore (a committed `.demo/` once broke
+/// `make demo` for every new user), the pinned dependencies, and executable scripts.
+@Suite("Repository", .enabled(if: FileManager.default.fileExists(atPath: repositoryRoot + "/.git"), "needs a git checkout"))
+struct RepositoryTests {
+    private func git(_ arguments: String...) throws -> String {
+        let result = try runToCompletion("/usr/bin/env", ["git", "-C", repositoryRoot] + arguments)
+        #expect(result.status == 0, "git \(arguments.joined(separator: " ")): \(result.stderr)")
+        return result.stdout
+    }
+
+    @Test func noTrackedFileIsUnderAnIgnoredPath() throws {
+        let ignored = try git("ls-files", "-ci", "--exclude-standard")
+        #expect(ignored.isEmpty, "tracked but ignored (git rm --cached them):\n\(ignored)")
+    }
+
+    @Test func dependenciesArePinned() throws {
+        #expect(try git("ls-files", "Package.resolved") == "Package.resolved\n", "Package.resolved must be committed")
+        let makefile = try String(contentsOfFile: repositoryRoot + "/Makefile", encoding: .utf8)
+        #expect(makefile.contains("--force-resolved-versions"), "the build must refuse to resolve versions other than the pinned ones")
+    }
+
+    @Test func trackedScriptsAreExecutable() throws {
+        let entries = try git("ls-files", "-s", "scripts", "benchmarks", ".ci", "debian/rules").split(separator: "\n")
+        let scripts = entries.filter { $0.hasSuffix(".sh") || $0.hasSuffix(".py") || $0.hasSuffix("/run") || $0.hasSuffix("debian/rules") }
+        #expect(!scripts.isEmpty)
+        for entry in scripts {
+            #expect(entry.hasPrefix("100755"), "not executable in git: \(entry)")
+        }
+    }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The demo as a person runs it, bounded: `make demo DEMO_SECONDS=N` from the repository root,
+# stopped with SIGINT after N seconds. Passes when the daemon exited 0, the console showed
+# one summary line per alert, the file sink holds the same alerts as JSON envelopes, and no
+# log line has the level error or critical.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${DEMO_SECONDS:-15}
+out=$(mktemp); err=$(mktemp)
+trap 'rm -f "$out" "$err"' EXIT
+fail() { echo "demo-check: FAILED: $*"; echo "--- stdout"; tail -n 30 "$out"; echo "--- stderr"; tail -n 30 "$err"; exit 1; }
+
+status=0
+make --no-print-directory demo DEMO_SECONDS="$seconds" > "$out" 2> "$err" || status=$?
+[ "$status" = 0 ] || fail "make demo exited $status"
+
+python3 - "$out" "$err" .demo/alerts.jsonl <<'PY' || fail "see above"
+import json, re, sys
+stdout, stderr, archive = (open(p, encoding="utf-8").read().splitlines() for p in sys.argv[1:])
+summary = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (created|updated) (\S+) "(?:[^"\\]|\\.)*" (\S+) (\S+)$')
+console = [m for m in map(summary.match, stdout) if m]
+problems = [l for l in stderr if re.match(r'^\S+ (error|critical) ', l)]
+envelopes = [json.loads(l) for l in archive]
+console_keys = sorted((m.group(1), m.group(4)) for m in console)
+archive_keys = sorted((e["event"], e["alert"]["id"]) for e in envelopes)
+print(f"demo-check: {len(console)} summary lines on the console, {len(envelopes)} alerts in .demo/alerts.jsonl, "
+      f"{sum(1 for e in envelopes if e['event'] == 'updated')} of them updates")
+errors = []
+if len(console) < 40: errors.append(f"expected at least the 40 backlog alerts on the console, saw {len(console)}")
+if console_keys != archive_keys: errors.append("the console and the file sink do not hold the same alerts")
+if problems: errors.append("log lines at error or critical level:\n" + "\n".join(problems[:10]))
+for e in errors: print("demo-check:", e)
+sys.exit(1 if errors else 0)
+PY
+echo "demo-check: ok: make demo ran ${seconds}s, stopped by SIGINT, exit 0"
