@@ -10,10 +10,19 @@ BINARY       = .build/debug/defender-alertd
 # Exactly the versions in the committed Package.resolved: a stale or missing pin fails the
 # build instead of silently resolving newer code.
 PINNED       = --force-resolved-versions
+RELEASE      = .build/release
+# Static Swift runtime (no toolchain on the target); symbols bound at start (full RELRO).
+RELEASE_FLAGS = -c release --static-swift-stdlib -Xlinker -z -Xlinker now
+GENERATED    = .build/generated
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+VERSION      = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+ARCH         = $(shell dpkg --print-architecture)
+# Packaging tools for `make deb` (debhelper builds the package, lintian checks it).
+DEB_PACKAGES = debhelper lintian dpkg-dev groff-base
 # `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would).
 DEMO_SECONDS ?=
 
-.PHONY: deps build test docs demo demo-test check-units systemd-test release install clean
+.PHONY: deps deps-deb build test docs demo demo-test check-units systemd-test release generated install install-files deb clean
 
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
@@ -29,13 +38,15 @@ deps:
 build: deps
 	$(SWIFT) build $(PINNED) $(BUILD_FLAGS)
 
-## check-units: systemd-analyze verify + security (exposure <= 1.5) on the unit files
-check-units: build
-	scripts/check-units.sh $(BINARY)
+## check-units: systemd-analyze verify + security (exposure <= 1.5) on the unit files (their
+## Documentation= man pages are the generated ones)
+check-units: build generated
+	MANPATH=$(CURDIR)/$(GENERATED): scripts/check-units.sh $(BINARY)
 
-## systemd-test: the shipped unit under a real systemd booted with systemd-nspawn
-systemd-test: build
-	scripts/systemd-integration.sh .build/debug
+## systemd-test: the .deb installed, run, removed and purged under a real systemd booted
+## with systemd-nspawn
+systemd-test: build deb
+	scripts/systemd-integration.sh dist/defender-alertd_$(VERSION)_$(ARCH).deb .build/debug
 
 ## test: the whole suite (unit files, real systemd, unit and integration tests with a real
 ## journald, end-to-end)
@@ -55,19 +66,56 @@ demo-test: build
 docs: build
 	scripts/update-config-reference.py $(BINARY) README.md
 
-## release: static-stdlib release binary that needs no Swift toolchain on the target
+## release: static-stdlib release binary that needs no Swift toolchain on the target, and the
+## man page generator (benchmarks also need `swift build -c release` for defender-sim)
 release: deps
-	$(SWIFT) build $(PINNED) -c release --static-swift-stdlib
+	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-alertd
+	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product generate-manual
 
-## install: binary, units and example configuration (run as root)
-install: release
-	install -D -s -m 0755 .build/release/defender-alertd $(DESTDIR)$(PREFIX)/bin/defender-alertd
-	install -D -m 0644 systemd/defender-alertd.service $(DESTDIR)$(PREFIX)/lib/systemd/system/defender-alertd.service
-	install -D -m 0644 systemd/defender-alertd@.service $(DESTDIR)$(PREFIX)/lib/systemd/system/defender-alertd@.service
+## generated: man pages and shell completions, generated from the release binary
+generated: release
+	scripts/generate-docs.sh $(RELEASE) $(GENERATED)
+
+## install: release build, man pages, completions, units, example configuration (run as root);
+## then the configuration group (systemd-sysusers) and systemctl daemon-reload
+install: generated
+	@fresh=""; [ -n "$(DESTDIR)" ] || [ -e /etc/defender-alertd/defender-alertd.toml ] || fresh=1; \
+	$(MAKE) --no-print-directory install-files && \
+	if [ -z "$(DESTDIR)" ]; then \
+		systemd-sysusers $(PREFIX)/lib/sysusers.d/defender-alertd.conf; \
+		[ -z "$$fresh" ] || chgrp defender-alertd-config /etc/defender-alertd/defender-alertd.toml; \
+		[ ! -d /run/systemd/system ] || systemctl daemon-reload; \
+	fi
+
+## install-files: copy what `generated` made into DESTDIR (debian/rules uses it too)
+install-files:
+	install -D -s -m 0755 $(RELEASE)/defender-alertd $(DESTDIR)$(PREFIX)/bin/defender-alertd
+	install -D -m 0644 systemd/defender-alertd.service $(DESTDIR)$(UNITDIR)/defender-alertd.service
+	install -D -m 0644 systemd/defender-alertd@.service $(DESTDIR)$(UNITDIR)/defender-alertd@.service
+	install -D -m 0644 systemd/defender-alertd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/defender-alertd.conf
+	install -D -m 0644 $(GENERATED)/man8/defender-alertd.8 $(DESTDIR)$(PREFIX)/share/man/man8/defender-alertd.8
+	install -D -m 0644 $(GENERATED)/man5/defender-alertd.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/defender-alertd.toml.5
+	install -D -m 0644 $(GENERATED)/completions/defender-alertd $(DESTDIR)$(PREFIX)/share/bash-completion/completions/defender-alertd
+	install -D -m 0644 $(GENERATED)/completions/_defender-alertd $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_defender-alertd
+	install -D -m 0644 $(GENERATED)/completions/defender-alertd.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/defender-alertd.fish
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/defender-alertd/README.md
-	install -D -m 0644 config/defender-alertd.toml $(DESTDIR)$(PREFIX)/share/doc/defender-alertd/defender-alertd.toml.example
+	install -D -m 0644 config/defender-alertd.toml $(DESTDIR)$(PREFIX)/share/doc/defender-alertd/examples/defender-alertd.toml
 	@[ -e $(DESTDIR)/etc/defender-alertd/defender-alertd.toml ] || \
-		install -D -m 0644 config/defender-alertd.toml $(DESTDIR)/etc/defender-alertd/defender-alertd.toml
+		install -D -m 0640 config/defender-alertd.toml $(DESTDIR)/etc/defender-alertd/defender-alertd.toml
+
+## deb: dist/defender-alertd_VERSION_ARCH.deb from the release build, checked by lintian
+deb: deps-deb generated
+	rm -rf dist debian/defender-alertd debian/.debhelper debian/debhelper-build-stamp debian/files debian/*.substvars debian/*.debhelper
+	debian/rules binary
+	lintian --fail-on error,warning --info dist/defender-alertd_$(VERSION)_$(ARCH).deb
+	@echo "built dist/defender-alertd_$(VERSION)_$(ARCH).deb"
+
+deps-deb: deps
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 clean:
-	rm -rf .build .build-systemd .demo
+	rm -rf .build .build-systemd .demo dist debian/defender-alertd debian/.debhelper debian/debhelper-build-stamp debian/files debian/*.substvars debian/*.debhelper

@@ -2,7 +2,8 @@
 # Checks the systemd units offline: `systemd-analyze verify` (syntax, references) and
 # `systemd-analyze security` (exposure score at most 1.5). The units name
 # /usr/bin/defender-alertd, which verify requires to exist, so they are checked as copies
-# that point at the freshly built binary instead.
+# that point at the freshly built binary instead. Their Documentation= names man pages, which
+# verify looks up with man(1): point MANPATH at the generated pages when they are not installed.
 set -euo pipefail
 binary=${1:?usage: check-units.sh PATH-TO-BUILT-BINARY}
 binary=$(realpath "$binary")

@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
-# The daemon under a real systemd: a Debian rootfs booted with systemd-nspawn, the shipped
-# unit installed as is (DynamicUser, LoadCredential, Type=notify, WatchdogSec, the hardening),
-# defender-sim on the host's loopback, alerts checked in /var/log/defender-alertd/.
-# Usage: scripts/systemd-integration.sh BUILD_DIR   (needs root, debootstrap, systemd-container)
+# The Debian package under a real systemd: a Debian rootfs booted with systemd-nspawn, the
+# .deb installed with dpkg (not started, not enabled), its man pages read, the service
+# configured as the README says and started (DynamicUser, LoadCredential, Type=notify,
+# WatchdogSec, the hardening), alerts checked in the journal and /var/log/defender-alertd/,
+# then `dpkg -r` and `dpkg -P`, after which nothing of the package may be left.
+# defender-sim runs on the host's loopback (the container shares the host's network).
+# Usage: scripts/systemd-integration.sh DEB BUILD_DIR   (BUILD_DIR holds defender-sim; needs
+# root, debootstrap, systemd-container)
 set -euo pipefail
-build=$(realpath "${1:?usage: systemd-integration.sh BUILD_DIR}")
+deb=$(realpath "${1:?usage: systemd-integration.sh DEB BUILD_DIR}")
+build=$(realpath "${2:?usage: systemd-integration.sh DEB BUILD_DIR}")
 cd "$(dirname "$0")/.."
 root=$(pwd)/.build-systemd/rootfs
 mirror=$(grep -hm1 '^URIs' /etc/apt/sources.list.d/debian.sources 2>/dev/null | awk '{print $2}')
 mirror=${mirror:-$(grep -hm1 '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}')}
+# What the rootfs holds besides minbase: systemd itself, libsqlite3 (a dependency of the
+# package that minbase lacks) and man-db (to read the man pages). A changed list rebuilds it.
+include=systemd,systemd-sysv,dbus,libsqlite3-0,man-db
 
-if [ ! -x "$root/lib/systemd/systemd" ]; then
+if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$root/.defender-alertd-include" 2>/dev/null)" != "$include" ]; then
     rm -rf "$root"; mkdir -p "$(dirname "$root")"
     echo "systemd-integration: debootstrap bookworm into $root (about a minute)"
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libsqlite3-0 bookworm "$root" "$mirror" >/dev/null
+    debootstrap --variant=minbase --include="$include" bookworm "$root" "$mirror" >/dev/null
+    echo "$include" > "$root/.defender-alertd-include"
 fi
 
-fail() { echo "systemd-integration: FAILED: $*"; [ -n "${leader:-}" ] && nsenter -t "$leader" -a journalctl -u defender-alertd --no-pager -n 40 || true; exit 1; }
+leader=""
+fail() { echo "systemd-integration: FAILED: $*"; [ -n "$leader" ] && nsenter -t "$leader" -a journalctl -u defender-alertd --no-pager -n 40 || true; exit 1; }
 
-# The simulator on the host's loopback (the container shares the host's network).
 sim_log=$(mktemp)
 "$build/defender-sim" --port 0 --client-secret integration-secret --backlog 25 --backlog-span 600 > "$sim_log" 2>&1 &
 sim=$!
@@ -26,18 +35,41 @@ container=""
 cleanup() {
     [ -n "$container" ] && kill -TERM "$container" 2>/dev/null && wait "$container" 2>/dev/null
     kill "$sim" 2>/dev/null; wait "$sim" 2>/dev/null
-    rm -f "$sim_log"
+    rm -f "$sim_log" "$root/root/defender-alertd.deb"
 }
 trap cleanup EXIT
 for _ in $(seq 1 100); do grep -q listening "$sim_log" && break; sleep 0.1; done
 base=$(sed -n 's/^listening //p' "$sim_log")
 [ -n "$base" ] || fail "the simulator did not start"
 
-# The unit exactly as shipped, the configuration and the secret as the README says.
-install -D -m 0644 systemd/defender-alertd.service "$root/etc/systemd/system/defender-alertd.service"
-install -d -m 0755 "$root/etc/defender-alertd"
-printf 'integration-secret\n' > "$root/etc/defender-alertd/client-secret"; chmod 0600 "$root/etc/defender-alertd/client-secret"
-cat > "$root/etc/defender-alertd/defender-alertd.toml" <<TOML
+cp "$deb" "$root/root/defender-alertd.deb"
+systemd-nspawn -q -b -D "$root" --register=no --keep-unit --console=passive >/dev/null 2>&1 &
+container=$!
+for _ in $(seq 1 100); do
+    leader=$(pgrep -P "$container" | head -1 || true)
+    [ -n "$leader" ] && nsenter -t "$leader" -a systemctl is-system-running --wait >/dev/null 2>&1 && break
+    sleep 0.2
+done
+[ -n "$leader" ] || fail "the container did not boot"
+inside() { nsenter -t "$leader" -a "$@"; }
+# A run that was cut short may have left the package behind.
+inside dpkg -P defender-alertd >/dev/null 2>&1 || true
+
+# Install: the service exists, is neither started nor enabled, and systemd knows it.
+inside dpkg -i /root/defender-alertd.deb >/dev/null || fail "dpkg -i"
+files=$(inside dpkg -L defender-alertd)
+[ "$(inside systemctl is-active defender-alertd || true)" = inactive ] || fail "the service was started on install"
+[ "$(inside systemctl is-enabled defender-alertd || true)" = disabled ] || fail "the service was enabled on install"
+[ "$(inside systemctl show -p NeedDaemonReload --value defender-alertd)" = no ] || fail "no daemon-reload after install"
+conf=$(inside stat -c '%a %U %G' /etc/defender-alertd/defender-alertd.toml)
+[ "$conf" = "640 root defender-alertd-config" ] || fail "the configuration is \"$conf\", not 640 root defender-alertd-config"
+inside man -P cat defender-alertd 2>/dev/null | grep -q "check-config" || fail "man defender-alertd"
+inside man -P cat defender-alertd.toml 2>/dev/null | grep -q "poll_interval" || fail "man defender-alertd.toml"
+inside test -s /usr/share/bash-completion/completions/defender-alertd || fail "no bash completion"
+
+# Configure as the README says: the secret as a root-only file loaded as a credential.
+inside sh -c 'umask 077; printf "integration-secret\n" > /etc/defender-alertd/client-secret'
+inside sh -c "cat > /etc/defender-alertd/defender-alertd.toml" <<TOML
 [service]
 poll_interval = "2s"
 [[tenant]]
@@ -56,20 +88,6 @@ name = "archive"
 type = "file"
 path = "/var/log/defender-alertd/alerts.jsonl"
 TOML
-chmod 0644 "$root/etc/defender-alertd/defender-alertd.toml"
-rm -rf "$root/var/log/private/defender-alertd" "$root/var/lib/private/defender-alertd"
-
-systemd-nspawn -q -b -D "$root" --register=no --keep-unit --console=passive \
-    --bind-ro=/opt/swift --bind-ro="$build/defender-alertd:/usr/bin/defender-alertd" >/dev/null 2>&1 &
-container=$!
-leader=""
-for _ in $(seq 1 100); do
-    leader=$(pgrep -P "$container" | head -1 || true)
-    [ -n "$leader" ] && nsenter -t "$leader" -a systemctl is-system-running --wait >/dev/null 2>&1 && break
-    sleep 0.2
-done
-[ -n "$leader" ] || fail "the container did not boot"
-inside() { nsenter -t "$leader" -a "$@"; }
 
 inside systemctl start defender-alertd || fail "systemctl start"
 for _ in $(seq 1 150); do
@@ -98,4 +116,24 @@ secret_leaks=$(inside journalctl --no-pager _SYSTEMD_INVOCATION_ID="$invocation"
 inside systemctl stop defender-alertd || fail "systemctl stop"
 result=$(inside systemctl show -p Result --value defender-alertd)
 [ "$result" = success ] || fail "stop result $result"
-echo "systemd-integration: ok: Type=notify start, $lines alerts in the file sink, $journal journal entries, STATUS=\"$status\", reload, clean stop; state 0700 owned by dynamic uid $uid; no secret in the journal"
+
+# Remove: the program and units go, the configuration and the state stay.
+inside dpkg -r defender-alertd >/dev/null || fail "dpkg -r"
+inside test ! -e /usr/bin/defender-alertd || fail "/usr/bin/defender-alertd left after dpkg -r"
+inside test -e /etc/defender-alertd/defender-alertd.toml || fail "dpkg -r removed the configuration"
+inside test -e /var/lib/private/defender-alertd/state.sqlite || fail "dpkg -r removed the state"
+# Purge: nothing of the package is left, on disk or in systemd.
+inside dpkg -P defender-alertd >/dev/null || fail "dpkg -P"
+left=""
+for path in $files /etc/defender-alertd /var/lib/defender-alertd /var/lib/private/defender-alertd \
+    /var/log/defender-alertd /var/log/private/defender-alertd; do
+    [ "$path" = /. ] && continue
+    inside test -e "$path" -o -L "$path" || continue
+    # A directory that another package owns too (/usr/bin, /usr/share/man/man8...) stays.
+    inside dpkg -S "$path" >/dev/null 2>&1 && continue
+    left="$left $path"
+done
+[ -z "$left" ] || fail "left after dpkg -P:$left"
+inside dpkg -s defender-alertd >/dev/null 2>&1 && fail "dpkg still knows the package after purge"
+[ "$(inside systemctl show -p LoadState --value defender-alertd)" = not-found ] || fail "systemd still knows the unit after purge"
+echo "systemd-integration: ok: dpkg -i (not started, not enabled, config 640 root:defender-alertd-config, man pages), Type=notify start, $lines alerts in the file sink, $journal journal entries, STATUS=\"$status\", reload, clean stop; state 0700 owned by dynamic uid $uid; no secret in the journal; dpkg -r kept config and state, dpkg -P left nothing"

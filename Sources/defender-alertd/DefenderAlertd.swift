@@ -9,6 +9,18 @@ struct DefenderAlertd: AsyncParsableCommand {
         commandName: ProductInfo.name,
         abstract: "Forwards Microsoft Defender for Endpoint alerts to the journal, files and other sinks.",
         discussion: """
+            Reads the alerts of Microsoft Defender for Endpoint tenants and delivers each new or updated alert \
+            to the configured sinks (the systemd journal, JSON Lines files, standard output). Alerts are queued \
+            in a local SQLite database before delivery, so none is lost across crashes, reboots or outages, \
+            and none is sent twice. It runs as the systemd service defender-alertd.service (Type=notify, \
+            watchdog, STATUS= line).
+
+            Configuration: /etc/defender-alertd/defender-alertd.toml, described in defender-alertd.toml(5) \
+            and printed by `defender-alertd config-reference`. State: /var/lib/defender-alertd.
+
+            Signals: SIGHUP reloads the configuration and reopens files; SIGTERM and SIGINT stop after the \
+            batch in hand.
+
             Exit codes: 0 clean stop, 78 invalid configuration or unsafe secret file, 1 any other fatal error.
             """,
         version: ProductInfo.version,

@@ -31,4 +31,12 @@ struct RepositoryTests {
             #expect(entry.hasPrefix("100755"), "not executable in git: \(entry)")
         }
     }
+
+    @Test func thePackageVersionIsTheProgramsVersion() throws {
+        let changelog = try String(contentsOfFile: repositoryRoot + "/debian/changelog", encoding: .utf8)
+        let packaged = try #require(changelog.firstMatch(of: /^defender-alertd \(([^)]+)\)/)?.1)
+        let result = try DaemonProcess.run(["--version"])
+        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String(packaged),
+                "debian/changelog says \(packaged), defender-alertd --version says \(result.stdout)")
+    }
 }
