@@ -22,7 +22,7 @@ DEB_PACKAGES = debhelper lintian dpkg-dev groff-base
 # `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would).
 DEMO_SECONDS ?=
 
-.PHONY: deps deps-deb build test docs demo demo-test check-units systemd-test release generated install install-files deb clean
+.PHONY: deps deps-deb build test docs demo demo-test check-units install-check systemd-test release generated install install-files deb clean
 
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
@@ -43,6 +43,10 @@ build: deps
 check-units: build generated
 	MANPATH=$(CURDIR)/$(GENERATED): scripts/check-units.sh $(BINARY)
 
+## install-check: make install and the .deb install the same files
+install-check: deb
+	scripts/install-check.sh dist/defender-alertd_$(VERSION)_$(ARCH).deb
+
 ## systemd-test: the .deb installed, run, removed and purged under a real systemd booted
 ## with systemd-nspawn
 systemd-test: build deb
@@ -50,7 +54,7 @@ systemd-test: build deb
 
 ## test: the whole suite (unit files, real systemd, unit and integration tests with a real
 ## journald, end-to-end)
-test: build check-units demo-test systemd-test
+test: build check-units demo-test install-check systemd-test
 	scripts/with-journald.sh $(SWIFT) test $(PINNED) $(BUILD_FLAGS)
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)

@@ -2,13 +2,20 @@
 # The demo as a person runs it, bounded: `make demo DEMO_SECONDS=N` from the repository root,
 # stopped with SIGINT after N seconds. Passes when the daemon exited 0, the console showed
 # one summary line per alert, the file sink holds the same alerts as JSON envelopes, and no
-# log line has the level error or critical.
+# log line has the level error or critical. Port 8080 is taken meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${DEMO_SECONDS:-15}
 out=$(mktemp); err=$(mktemp)
 trap 'rm -f "$out" "$err"' EXIT
 fail() { echo "demo-check: FAILED: $*"; echo "--- stdout"; tail -n 30 "$out"; echo "--- stderr"; tail -n 30 "$err"; exit 1; }
+
+# The demo must not depend on a fixed port: hold 8080 (its old port) while it runs.
+python3 -c 'import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", 8080)); s.listen()
+time.sleep(600)' 2>/dev/null &
+blocker=$!
+trap 'kill $blocker 2>/dev/null; rm -f "$out" "$err"' EXIT
 
 status=0
 make --no-print-directory demo DEMO_SECONDS="$seconds" > "$out" 2> "$err" || status=$?
