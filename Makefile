@@ -5,7 +5,6 @@ BUILD_FLAGS ?=
 APT_PACKAGES = libsystemd-dev pkg-config systemd curl python3 python3-pip tinyproxy libsqlite3-dev debootstrap systemd-container
 # Real third-party clients the simulator is tested against.
 PIP_PACKAGES = msal requests
-SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BINARY       = .build/debug/defender-alertd
 # Exactly the versions in the committed Package.resolved: a stale or missing pin fails the
 # build instead of silently resolving newer code.
@@ -19,18 +18,16 @@ VERSION      = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 ARCH         = $(shell dpkg --print-architecture)
 # Packaging tools for `make deb` (debhelper builds the package, lintian checks it).
 DEB_PACKAGES = debhelper lintian dpkg-dev groff-base
+# The benchmark driver runs on Debian's Python (matplotlib for the plot, requests for the peer).
+BENCH_PACKAGES = python3-matplotlib python3-requests curl
 # `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would).
 DEMO_SECONDS ?=
 
-.PHONY: deps deps-deb build test docs demo demo-test check-units install-check systemd-test release generated install install-files deb clean
+.PHONY: deps deps-deb deps-bench bench bench-smoke build test docs demo demo-test check-units install-check systemd-test release generated install install-files deb clean
 
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+	@scripts/apt-install.sh $(APT_PACKAGES)
 	@python3 -c "import msal, requests" 2>/dev/null || python3 -m pip install --quiet $(PIP_PACKAGES) \
 		|| python3 -m pip install --quiet --break-system-packages $(PIP_PACKAGES)
 
@@ -54,7 +51,7 @@ systemd-test: build deb
 
 ## test: the whole suite (unit files, real systemd, unit and integration tests with a real
 ## journald, end-to-end)
-test: build check-units demo-test install-check systemd-test
+test: build check-units demo-test bench-smoke install-check systemd-test
 	scripts/with-journald.sh $(SWIFT) test $(PINNED) $(BUILD_FLAGS)
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
@@ -79,6 +76,19 @@ release: deps
 ## generated: man pages and shell completions, generated from the release binary
 generated: release
 	scripts/generate-docs.sh $(RELEASE) $(GENERATED)
+
+## bench: the daemon against a naive Python poller and curl, N = 1k, 10k, 100k; idle and 200
+## tenants (release build; about 30 minutes; never part of make test)
+bench: deps-bench
+	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS)
+	benchmarks/bench.py --build $(RELEASE)
+
+## bench-smoke: the benchmark harness on tiny sizes with the debug build (part of make test)
+bench-smoke: build deps-bench
+	benchmarks/bench.py --smoke --build .build/debug --out .build/bench-smoke
+
+deps-bench:
+	@scripts/apt-install.sh $(BENCH_PACKAGES)
 
 ## install: release build, man pages, completions, units, example configuration (run as root);
 ## then the configuration group (systemd-sysusers) and systemctl daemon-reload
@@ -115,11 +125,7 @@ deb: deps-deb generated
 	@echo "built dist/defender-alertd_$(VERSION)_$(ARCH).deb"
 
 deps-deb: deps
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
-	fi
+	@scripts/apt-install.sh $(DEB_PACKAGES)
 
 clean:
 	rm -rf .build .build-systemd .demo dist debian/defender-alertd debian/.debhelper debian/debhelper-build-stamp debian/files debian/*.substvars debian/*.debhelper

@@ -1,0 +1,294 @@
+#!/usr/bin/python3
+"""`make bench`: defender-alertd side by side with its peers, in one run, on this machine.
+
+Backfill: defender-sim holds N alerts (with evidence); three contestants read all of them with
+page_size 1000, alternating run by run after a warm-up:
+  daemon  `defender-alertd poll-once`, fresh state, a file sink (state and file fsync'd)
+  python  benchmarks/naive_poller.py, Microsoft's documented sample with $top/$skip paging
+  curl    one curl process fetching the same pages ($top/$skip) into a file: the I/O floor
+CPU (user + sys) and peak RSS come from wait4 of each process, API calls from the simulator's
+counters. Medians and ratios for each N.
+
+Idle: the daemon (`run`, one tenant, no alerts, polling as fast as Defender's 100 calls a
+minute allow) until it made --idle-polls polls: RSS then, RSS growth, CPU per empty poll.
+Scale: --tenants tenants in one daemon, 60 s interval, for --scale-seconds: CPU % and RSS.
+
+Everything runs on loopback. Usage (release build):
+  benchmarks/bench.py [--build .build/release] [--sizes 1000,10000,100000] [--runs 5]
+                      [--idle-polls 1000] [--tenants 200] [--scale-seconds 300] [--out DIR]
+`--smoke` runs tiny sizes only (seconds), to check the harness itself."""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SECRET = "benchmark-secret"
+TENANT = "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35"
+CLIENT = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
+PAGE = 1000
+
+
+def start_simulator(build, backlog, extra=()):
+    sim = subprocess.Popen([f"{build}/defender-sim", "--port", "0", "--client-secret", SECRET, "--backlog", str(backlog),
+                            "--backlog-span", "86400", "--rate-limit-per-minute", "1000000",
+                            "--rate-limit-per-hour", "100000000", *extra],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = sim.stdout.readline()
+    if not line.startswith("listening "):
+        sim.kill()
+        sys.exit(f"defender-sim did not start: {line!r}")
+    return sim, line.split()[-1]
+
+
+def alerts_calls(base):
+    counters = json.load(urllib.request.urlopen(f"{base}/_simulator/counters"))
+    return sum(counters["requests"].get("alerts", {}).values())
+
+
+def measure(argv, cwd, base, env=None):
+    """Runs a process to its end; returns CPU seconds, wall seconds, peak RSS (MiB), API calls."""
+    before = alerts_calls(base)
+    start = time.monotonic()
+    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - start
+    stderr = process.stderr.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{argv[0]} failed ({os.waitstatus_to_exitcode(status)}): {stderr[-2000:]}")
+    return {"cpu": usage.ru_utime + usage.ru_stime, "wall": wall, "rss": usage.ru_maxrss / 1024,
+            "calls": alerts_calls(base) - before}
+
+
+def write_secret(work):
+    path = os.path.join(work, "secret")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(SECRET + "\n")
+    return path
+
+
+def write_config(work, base, tenants=1, interval="60s", lookback="2d", sink=True):
+    lines = ['[service]', 'state_directory = "state"', 'log_level = "warning"', f'poll_interval = "{interval}"']
+    for index in range(tenants):
+        tenant_id = TENANT if tenants == 1 else f"t{index}.bench.example"
+        lines += ['[[tenant]]', f'name = "bench{index}"', f'tenant_id = "{tenant_id}"', f'client_id = "{CLIENT}"',
+                  'client_secret_file = "secret"', f'api_url = "{base}"', f'login_url = "{base}"',
+                  f'lookback = "{lookback}"', f'page_size = {PAGE}']
+    lines += ['[[sink]]', 'name = "archive"', 'type = "file"', 'path = "alerts.jsonl"']
+    path = os.path.join(work, "bench.toml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o644)
+    return path
+
+
+def contestants(build, base, work, alerts):
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 86400))
+    config = write_config(work, base)
+    secret = write_secret(work)
+    pages = alerts // PAGE + 1
+    with open(os.path.join(work, "curl.conf"), "w") as f:
+        for page in range(pages):
+            f.write(f'url = "{base}/api/alerts?$filter=lastUpdateTime%20ge%20{since}&$top={PAGE}&$skip={page * PAGE}'
+                    f'&$expand=evidence"\noutput = "curl-page-{page}.json"\n')
+    token_form = f"resource=https://api.securitycenter.microsoft.com&client_id={CLIENT}&client_secret={SECRET}&grant_type=client_credentials"
+    curl = ("set -e; t=$(curl -sf -d '" + token_form + f"' {base}/{TENANT}/oauth2/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/'); "
+            "curl -sf -H \"Authorization: Bearer $t\" -H 'Accept: application/json' --compressed -K curl.conf")
+
+    def fresh():
+        shutil.rmtree(os.path.join(work, "state"), ignore_errors=True)
+        for name in os.listdir(work):
+            if name.startswith(("alerts.jsonl", "curl-page-", "python.jsonl")):
+                os.remove(os.path.join(work, name))
+
+    return {
+        "daemon": (fresh, [f"{build}/defender-alertd", "poll-once", "--config", config]),
+        "python": (fresh, [sys.executable, os.path.join(HERE, "naive_poller.py"), base, base, TENANT, CLIENT, secret, since,
+                           "python.jsonl", str(PAGE)]),
+        "curl": (fresh, ["/bin/sh", "-c", curl]),
+    }
+
+
+def backfill(build, sizes, runs):
+    results = {}
+    for alerts in sizes:
+        sim, base = start_simulator(build, alerts)
+        work = tempfile.mkdtemp(prefix="defender-alertd-bench-")
+        try:
+            table = contestants(build, base, work, alerts)
+            samples = {name: [] for name in table}
+            order = list(table)
+            for round in range(runs + 1):  # round 0 is the warm-up
+                for name in order:
+                    prepare, argv = table[name]
+                    prepare()
+                    sample = measure(argv, work, base)
+                    if round > 0:
+                        samples[name].append(sample)
+                order = order[1:] + order[:1]  # alternate who goes first
+            results[alerts] = {name: {key: statistics.median(s[key] for s in runs_) for key in runs_[0]}
+                               for name, runs_ in samples.items()}
+        finally:
+            sim.terminate()
+            sim.wait()
+            shutil.rmtree(work, ignore_errors=True)
+        report_backfill(alerts, results[alerts], runs)
+    return results
+
+
+def report_backfill(alerts, medians, runs):
+    daemon, python, curl = medians["daemon"], medians["python"], medians["curl"]
+    print(f"\nbackfill of {alerts:,} alerts with evidence, page_size {PAGE}: medians of {runs} alternating runs")
+    print(f"| {'':10} | {'daemon':>8} | {'python':>8} | {'curl':>8} | {'daemon/python':>13} | {'daemon/curl':>11} |")
+    for key, unit in (("cpu", "s"), ("wall", "s"), ("rss", "MiB"), ("calls", "")):
+        row = f"| {key + (' ' + unit if unit else ''):10} | {daemon[key]:8.2f} | {python[key]:8.2f} | {curl[key]:8.2f} |"
+        row += f" {daemon[key] / python[key] if python[key] else float('nan'):12.2f}x | {daemon[key] / curl[key] if curl[key] else float('nan'):10.2f}x |"
+        print(row)
+
+
+def proc_sample(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    with open(f"/proc/{pid}/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    return cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["Threads"])
+
+
+def idle(build, polls):
+    sim, base = start_simulator(build, 0)
+    work = tempfile.mkdtemp(prefix="defender-alertd-idle-")
+    try:
+        write_secret(work)
+        config = write_config(work, base, interval="600ms", lookback="1h")
+        daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"],
+                                  cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def wait_for(calls):
+                while alerts_calls(base) < calls:
+                    if daemon.poll() is not None:
+                        sys.exit("the daemon stopped during the idle benchmark")
+                    time.sleep(0.2)
+            wait_for(10)
+            cpu0, rss0, _ = proc_sample(daemon.pid)
+            start_calls = alerts_calls(base)
+            middle = None
+            wait_for(start_calls + polls // 2)
+            middle = proc_sample(daemon.pid)
+            wait_for(start_calls + polls)
+            cpu1, rss1, threads = proc_sample(daemon.pid)
+            made = alerts_calls(base) - start_calls
+            result = {"polls": made, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / made, "rss_mib": rss1,
+                      "rss_after_10_mib": rss0, "rss_half_mib": middle[1], "threads": threads}
+        finally:
+            daemon.terminate()
+            daemon.wait()
+    finally:
+        sim.terminate()
+        sim.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nidle: one tenant, no alerts, {result['polls']} empty polls (600 ms apart: Defender's 100 calls a minute)")
+    print(f"  CPU per empty poll: {result['cpu_ms_per_poll']:.2f} ms")
+    print(f"  RSS after 10 polls {result['rss_after_10_mib']:.1f} MiB, after {polls // 2} {result['rss_half_mib']:.1f} MiB, "
+          f"after {polls} {result['rss_mib']:.1f} MiB; {result['threads']} threads")
+    return result
+
+
+def scale(build, tenants, seconds):
+    domains = [arg for index in range(tenants) for arg in ("--tenant-domain", f"t{index}.bench.example")]
+    sim, base = start_simulator(build, 0, domains)
+    work = tempfile.mkdtemp(prefix="defender-alertd-scale-")
+    try:
+        write_secret(work)
+        config = write_config(work, base, tenants=tenants, interval="60s", lookback="1h")
+        daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"],
+                                  cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(5)
+            cpu0, _, _ = proc_sample(daemon.pid)
+            start, calls0 = time.monotonic(), alerts_calls(base)
+            peak = 0.0
+            while time.monotonic() - start < seconds:
+                if daemon.poll() is not None:
+                    sys.exit("the daemon stopped during the scale benchmark")
+                peak = max(peak, proc_sample(daemon.pid)[1])
+                time.sleep(1)
+            cpu1, rss, threads = proc_sample(daemon.pid)
+            elapsed = time.monotonic() - start
+            result = {"tenants": tenants, "seconds": elapsed, "cpu_percent": (cpu1 - cpu0) * 100 / elapsed,
+                      "rss_mib": rss, "peak_rss_mib": max(peak, rss), "polls": alerts_calls(base) - calls0, "threads": threads}
+        finally:
+            daemon.terminate()
+            daemon.wait()
+    finally:
+        sim.terminate()
+        sim.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nscale: {tenants} tenants in one daemon, 60 s interval, {result['seconds']:.0f} s ({result['polls']} polls)")
+    print(f"  CPU {result['cpu_percent']:.2f} % of one core; RSS {result['rss_mib']:.1f} MiB (peak {result['peak_rss_mib']:.1f} MiB); "
+          f"{result['threads']} threads")
+    return result
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sizes = sorted(results)
+    figure, (cpu, rss) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, style in (("daemon", "o-"), ("python", "s--"), ("curl", "^:")):
+        cpu.plot(sizes, [results[n][name]["cpu"] for n in sizes], style, label=name)
+        rss.plot(sizes, [results[n][name]["rss"] for n in sizes], style, label=name)
+    for axis, label in ((cpu, "CPU, user + sys (s)"), (rss, "peak RSS (MiB)")):
+        axis.set_xscale("log")
+        axis.set_xlabel("alerts (with evidence), page_size 1000")
+        axis.set_ylabel(label)
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    cpu.set_yscale("log")
+    figure.suptitle(f"backfill: medians of alternating runs ({os.uname().machine}, {os.cpu_count()} cores)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"\nplot: {path}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=".build/release")
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--idle-polls", type=int, default=1000)
+    parser.add_argument("--tenants", type=int, default=200)
+    parser.add_argument("--scale-seconds", type=int, default=300)
+    parser.add_argument("--out", default=".build/bench")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: backfill, idle, scale")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness")
+    args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.runs, args.idle_polls, args.tenants, args.scale_seconds = "300,1500", 1, 10, 3, 5
+    args.build = os.path.abspath(args.build)
+    skip = set(filter(None, args.skip.split(",")))
+    os.makedirs(args.out, exist_ok=True)
+    print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, {os.uname().release}; build: {args.build}")
+    report = {}
+    if "backfill" not in skip:
+        report["backfill"] = backfill(args.build, [int(n) for n in args.sizes.split(",")], args.runs)
+        plot(report["backfill"], os.path.join(args.out, "backfill.png"))
+    if "idle" not in skip:
+        report["idle"] = idle(args.build, args.idle_polls)
+    if "scale" not in skip:
+        report["scale"] = scale(args.build, args.tenants, args.scale_seconds)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"results: {os.path.join(args.out, 'results.json')}")
+
+
+if __name__ == "__main__":
+    main()
