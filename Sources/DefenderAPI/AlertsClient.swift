@@ -21,7 +21,7 @@ public struct AlertBatch: Sendable {
     public var alerts: [Alert]
     /// Array elements that are not alerts the daemon can key (no id or no lastUpdateTime), kept
     /// for the caller to report.
-    public var rejected: [(element: JSONValue, reason: String)]
+    public var rejected: [(json: String, reason: String)]
     /// The sub-window these alerts came from.
     public var lower: WindowBound
     public var upper: Timestamp?
@@ -143,9 +143,9 @@ public struct AlertsClient: Sendable {
 
     // MARK: One request
 
-    private struct Page {
+    struct Page {
         var alerts: [Alert]
-        var rejected: [(element: JSONValue, reason: String)]
+        var rejected: [(json: String, reason: String)]
     }
 
     /// `GET /api/alerts?$filter=...&$top=...&$skip=...[&$expand=evidence]` with retries of
@@ -214,21 +214,37 @@ public struct AlertsClient: Sendable {
         }
     }
 
-    private static func parsePage(_ response: HTTPExchangeResponse) throws(DefenderAPIError) -> Page {
+    /// The alerts of a response, from one validating pass over its bytes: nothing is admitted
+    /// unless the whole body is valid JSON, and each alert keeps its original bytes.
+    static func parsePage(_ response: HTTPExchangeResponse) throws(DefenderAPIError) -> Page {
         let contentType = response.header("Content-Type") ?? ""
         guard contentType.lowercased().contains("json") else {
             throw .malformedResponse("content type \"\(contentType)\" instead of JSON (a proxy or captive portal answering?)")
         }
-        let body: JSONValue
-        do { body = try JSONValue(parsing: response.body) } catch {
-            throw .malformedResponse("\(error) (\(response.body.count) bytes; truncated?)")
+        let parsed: Result<Page, DefenderAPIError> = response.body.withUnsafeBytes { raw in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            var scanner = JSONScanner(bytes)
+            let elements: [JSONScanner.Element]
+            do {
+                guard let found = try scanner.elements(ofArrayMember: "value", collecting: Alert.decodedMembers) else {
+                    return .failure(.malformedResponse("no \"value\" array in the response"))
+                }
+                elements = found
+            } catch {
+                return .failure(.malformedResponse("\(error) (\(bytes.count) bytes; truncated?)"))
+            }
+            var page = Page(alerts: [], rejected: [])
+            page.alerts.reserveCapacity(elements.count)
+            for element in elements {
+                do throws(DefenderAPIError) {
+                    page.alerts.append(try Alert(element, in: scanner, bytes: bytes))
+                } catch {
+                    page.rejected.append((String(decoding: UnsafeBufferPointer(rebasing: bytes[element.range]), as: UTF8.self), error.description))
+                }
+            }
+            return .success(page)
         }
-        guard case .array(let elements)? = body["value"] else { throw .malformedResponse("no \"value\" array in the response") }
-        var page = Page(alerts: [], rejected: [])
-        for element in elements {
-            do { page.alerts.append(try Alert(element)) } catch { page.rejected.append((element, error.description)) }
-        }
-        return page
+        return try parsed.get()
     }
 
     // MARK: Queries

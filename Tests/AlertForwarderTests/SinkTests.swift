@@ -1,4 +1,5 @@
 @testable import AlertForwarder
+import DefenderAPI
 import Foundation
 import OrderedJSON
 import Testing
@@ -38,6 +39,21 @@ struct SinkTests {
         #expect(value.keys == ["tenant", "event", "received_at", "alert"])
         #expect(value["event"] == .string("updated"))
         #expect(value["alert"]?.serialized == record(7).payload)
+    }
+
+    @Test func sinksWriteTheAPIsBytesUnchanged() async throws {
+        // Text a serializer would normalise: spacing, \/ and \u escapes, number text, non-ASCII.
+        let original = "{ \"id\" : \"da\\u0031\", \"lastUpdateTime\":\"2026-11-25T10:00:00.10Z\", \"title\":\"caf\\u00e9 \\/ ünï 😀\","
+            + " \"n\": 1.50, \"big\": 12345678901234567890, \"e\": -0.0E+00, \"x\": null, \"future\": {\"a\": [ ]} }"
+        let store = try StateStore(directory: directory.file("state"))
+        _ = try store.admit(tenant: "contoso", alerts: [try Alert(json: original)], forward: .new, sinks: ["a", "e"])
+        let plain = directory.file("plain.jsonl"), envelope = directory.file("envelope.jsonl")
+        try await FileSink(path: plain, layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0).send(try store.pending(sink: "a", limit: 10))
+        try await FileSink(path: envelope, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send(try store.pending(sink: "e", limit: 10))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: plain)) == Data((original + "\n").utf8))
+        let wrapped = try String(contentsOfFile: envelope, encoding: .utf8)
+        #expect(wrapped.hasSuffix(",\"alert\":" + original + "}\n"))
+        #expect(try JSONValue(parsing: wrapped.trimmingCharacters(in: .newlines))["alert"] == JSONValue(parsing: original))
     }
 
     @Test func summaryFormatIsOneReadableLinePerAlert() async throws {

@@ -7,7 +7,7 @@ import Timekeeping
 import TestSupport
 
 func makeAlert(_ id: String, _ updated: String, extra: [(String, JSONValue)] = []) throws -> Alert {
-    try Alert(.object([("id", .string(id)), ("lastUpdateTime", .string(updated)), ("severity", .string("High"))] + extra))
+    try Alert(json: JSONValue.object([("id", .string(id)), ("lastUpdateTime", .string(updated)), ("severity", .string("High"))] + extra).serialized)
 }
 
 @Suite("State store")
@@ -51,7 +51,7 @@ struct StateStoreTests {
     @Test func outboxIsReadInOrderAndConfirmedRowsGo() throws {
         let store = try StateStore(directory: directory.file("state"))
         let raw = JSONValue.object([("id", .string("a")), ("lastUpdateTime", .string("2025-03-14T10:00:00Z")), ("n", .number("1.50")), ("u", .null)])
-        _ = try store.admit(tenant: "t", alerts: [try Alert(raw)] + (1...5).map { try makeAlert("a\($0)", "2025-03-14T10:00:0\($0)Z") }, forward: .new, sinks: ["x"])
+        _ = try store.admit(tenant: "t", alerts: [try Alert(json: raw.serialized)] + (1...5).map { try makeAlert("a\($0)", "2025-03-14T10:00:0\($0)Z") }, forward: .new, sinks: ["x"])
         let batch = try store.pending(sink: "x", limit: 4)
         #expect(batch.count == 4)
         #expect(batch[0].payload == raw.serialized)

@@ -60,9 +60,9 @@ public final class TenantPoller: Sendable {
             }
             var total = Admission()
             try await connection.alerts.fetch(from: .inclusive(start)) { batch in
-                for (element, reason) in batch.rejected {
+                for (json, reason) in batch.rejected {
                     logger.error("an element of the alerts response cannot be forwarded: \(reason)",
-                                 metadata: ["element": "\(element.serialized.prefix(2000))"])
+                                 metadata: ["element": "\(json.prefix(2000))"])
                 }
                 let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, forward: tenant.forward, sinks: sinks, now: wallClock())
                 total.newAlerts += admission.newAlerts

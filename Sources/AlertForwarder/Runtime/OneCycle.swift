@@ -48,7 +48,7 @@ public enum DryRun {
                 try await connection.alerts.fetch(from: .inclusive(start)) { batch in
                     for alert in batch.alerts {
                         let known = try store?.isKnown(tenant: tenant.name, alert: alert, forward: tenant.forward) ?? false
-                        let line = "{\"tenant\":\(JSONValue.string(tenant.name).serialized),\"already_forwarded\":\(known),\"alert\":\(alert.raw.serialized)}\n"
+                        let line = "{\"tenant\":\(JSONValue.string(tenant.name).serialized),\"already_forwarded\":\(known),\"alert\":\(alert.json)}\n"
                         FileHandle.standardOutput.write(Data(line.utf8))
                     }
                 }

@@ -13,12 +13,19 @@ struct AlertHeadline {
     var lastUpdateTime: String?
 
     init(payload: String) {
-        let alert = (try? JSONValue(parsing: payload)) ?? .object([])
-        severity = alert["severity"]?.stringValue ?? "UnSpecified"
-        title = alert["title"]?.stringValue ?? "Defender alert"
-        host = alert["computerDnsName"]?.stringValue
-        status = alert["status"]?.stringValue
-        lastUpdateTime = alert["lastUpdateTime"]?.stringValue
+        var text = payload
+        let fields: [String?] = text.withUTF8 { bytes in
+            var scanner = JSONScanner(bytes)
+            guard let ranges = try? scanner.members(["severity", "title", "computerDnsName", "status", "lastUpdateTime"]) else {
+                return [nil, nil, nil, nil, nil]
+            }
+            return ranges.map { $0.flatMap { scanner.string(at: $0) } }
+        }
+        severity = fields[0] ?? "UnSpecified"
+        title = fields[1] ?? "Defender alert"
+        host = fields[2]
+        status = fields[3]
+        lastUpdateTime = fields[4]
     }
 
     /// `lastUpdateTime` to the second (`2026-11-25T18:38:22Z`), or `-` when it is missing or

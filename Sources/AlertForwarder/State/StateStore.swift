@@ -148,7 +148,7 @@ public final class StateStore: Sendable {
                 }
                 try db.execute(sql: "INSERT INTO seen (tenant, key, alert_id, recorded_at) VALUES (?, ?, ?, ?)",
                                arguments: [tenant, key, alert.id, recordedAt])
-                let payload = alert.raw.serialized
+                let payload = alert.json
                 for sink in sinks {
                     try db.execute(sql: "INSERT INTO outbox (sink, tenant, alert_id, event, received_at, payload) VALUES (?, ?, ?, ?, ?, ?)",
                                    arguments: [sink, tenant, alert.id, event, receivedAt, payload])

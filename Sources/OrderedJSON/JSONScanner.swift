@@ -1,0 +1,397 @@
+/// A validating RFC 8259 scanner that builds no tree: it checks a whole document byte by byte
+/// (structure, numbers, escapes, UTF-8, nesting at most ``maximumDepth``) and reports where
+/// things are, as byte ranges, so that what is only passed through is never decoded and
+/// written out again.
+///
+/// ``elements(ofArrayMember:collecting:)`` is what reading a page of alerts needs: the ranges
+/// of the elements of one array member of the top-level object (`value`), and for each element
+/// that is an object the ranges of the values of a few top-level members. Decoding a value is
+/// left to the caller (``string(at:)``), for the few fields it uses.
+public struct JSONScanner {
+    /// Deepest nesting accepted; deeper documents are an error, never a stack overflow.
+    public static let maximumDepth = 512
+
+    /// One element of the scanned array.
+    public struct Element: Sendable, Equatable {
+        /// The element's bytes, from its first to its last character.
+        public var range: Range<Int>
+        /// Whether the element is an object (only objects have `members`).
+        public var isObject: Bool
+        /// For each collected member name (same order), the range of its value in the last
+        /// occurrence of the name, or `nil`.
+        public var members: [Range<Int>?]
+
+        public init(range: Range<Int>, isObject: Bool, members: [Range<Int>?]) {
+            self.range = range
+            self.isObject = isObject
+            self.members = members
+        }
+    }
+
+    private let bytes: UnsafeBufferPointer<UInt8>
+    private var index = 0
+    private var depth = 0
+
+    /// A scanner over `bytes`, which must stay valid while it is used.
+    public init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+    }
+
+    // MARK: Documents
+
+    /// Validates the whole document, which must be an object, and returns the elements of its
+    /// array member `name` (empty when the member is absent; ``JSONScanError`` when it is not
+    /// an array). For each element that is an object, the value ranges of the top-level
+    /// members named in `collecting` are reported.
+    public mutating func elements(ofArrayMember name: String, collecting names: [String]) throws(JSONScanError) -> [Element]? {
+        let wanted = Array(name.utf8)
+        let collected = names.map { Array($0.utf8) }
+        var found: [Element]?
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw fail("the document is not a JSON object") }
+        try object { (scanner: inout JSONScanner, key: Range<Int>) throws(JSONScanError) in
+            if scanner.equals(key, wanted) {
+                guard scanner.index < scanner.bytes.count, scanner.bytes[scanner.index] == UInt8(ascii: "[") else {
+                    throw scanner.fail("\"\(name)\" is not an array")
+                }
+                found = try scanner.array(collecting: collected)
+            } else {
+                try scanner.value()
+            }
+        }
+        skipWhitespace()
+        guard index == bytes.count else { throw fail("unexpected data after the document") }
+        return found
+    }
+
+    /// Validates the whole document, which must be an object, and returns the value ranges of
+    /// its top-level members named in `names` (same order; the last occurrence of a name wins).
+    public mutating func members(_ names: [String]) throws(JSONScanError) -> [Range<Int>?] {
+        skipWhitespace()
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw fail("the document is not a JSON object") }
+        let result = try objectMembers(collecting: names.map { Array($0.utf8) })
+        skipWhitespace()
+        guard index == bytes.count else { throw fail("unexpected data after the document") }
+        return result
+    }
+
+    /// The string at `range` (a JSON string literal, quotes included), decoded; `nil` when the
+    /// value there is not a string. Only call it on ranges this scanner reported: they are valid.
+    public func string(at range: Range<Int>) -> String? {
+        guard range.count >= 2, bytes[range.lowerBound] == UInt8(ascii: "\"") else { return nil }
+        let content = UnsafeBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<(range.upperBound - 1)])
+        guard content.contains(UInt8(ascii: "\\")) else { return String(decoding: content, as: UTF8.self) }
+        var scalars = String.UnicodeScalarView()
+        var position = 0
+        var run = position
+        func flush(_ end: Int) {
+            if end > run { scalars.append(contentsOf: String(decoding: UnsafeBufferPointer(rebasing: content[run..<end]), as: UTF8.self).unicodeScalars) }
+        }
+        func hex4(_ at: Int) -> UInt32 {
+            var value: UInt32 = 0
+            for byte in content[at..<(at + 4)] { value = value * 16 + UInt32(Self.hexValue(byte) ?? 0) }
+            return value
+        }
+        while position < content.count {
+            guard content[position] == UInt8(ascii: "\\") else {
+                position += 1
+                continue
+            }
+            flush(position)
+            let escape = content[position + 1]
+            position += 2
+            switch escape {
+            case UInt8(ascii: "b"): scalars.append("\u{08}")
+            case UInt8(ascii: "f"): scalars.append("\u{0C}")
+            case UInt8(ascii: "n"): scalars.append("\n")
+            case UInt8(ascii: "r"): scalars.append("\r")
+            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "u"):
+                var code = hex4(position)
+                position += 4
+                if (0xD800...0xDBFF).contains(code) {
+                    code = 0x10000 + ((code - 0xD800) << 10) + (hex4(position + 2) - 0xDC00)
+                    position += 6
+                }
+                scalars.append(Unicode.Scalar(code) ?? "\u{FFFD}")
+            default: scalars.append(Unicode.Scalar(escape))  // \" \\ \/
+            }
+            run = position
+        }
+        flush(content.count)
+        return String(scalars)
+    }
+
+    /// The text of the value at `range` when it is a number, else `nil`.
+    public func number(at range: Range<Int>) -> String? {
+        guard let first = range.first.map({ bytes[$0] }), first == UInt8(ascii: "-") || Self.isDigit(first) else { return nil }
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    }
+
+    // MARK: Values
+
+    private func fail(_ reason: String) -> JSONScanError {
+        JSONScanError(offset: index, reason: reason)
+    }
+
+    private mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x0A, 0x0D, 0x09: index += 1
+            default: return
+            }
+        }
+    }
+
+    private func equals(_ range: Range<Int>, _ name: [UInt8]) -> Bool {
+        // A key's range includes its quotes; keys with escapes never equal a plain name.
+        guard range.count == name.count + 2 else { return false }
+        var offset = range.lowerBound + 1
+        for byte in name {
+            guard bytes[offset] == byte else { return false }
+            offset += 1
+        }
+        return true
+    }
+
+    /// Validates one value starting at `index` (after whitespace).
+    private mutating func value() throws(JSONScanError) {
+        skipWhitespace()
+        guard index < bytes.count else { throw fail("unexpected end of input") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): try object { (scanner: inout JSONScanner, _: Range<Int>) throws(JSONScanError) in try scanner.value() }
+        case UInt8(ascii: "["): try array { (scanner: inout JSONScanner) throws(JSONScanError) in try scanner.value() }
+        case UInt8(ascii: "\""): _ = try string()
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        default: try number()
+        }
+    }
+
+    private mutating func enter() throws(JSONScanError) {
+        depth += 1
+        guard depth <= Self.maximumDepth else { throw fail("nesting deeper than \(Self.maximumDepth)") }
+    }
+
+    /// An object at `index`; `member` is called with the key's range and `index` at the value.
+    private mutating func object(_ member: (inout JSONScanner, Range<Int>) throws(JSONScanError) -> Void) throws(JSONScanError) {
+        try enter()
+        index += 1
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            depth -= 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a member name") }
+            let key = try string()
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            index += 1
+            skipWhitespace()
+            try member(&self, key)
+            skipWhitespace()
+            guard index < bytes.count else { throw fail("unexpected end of input in an object") }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                depth -= 1
+                return
+            }
+            throw fail("expected ',' or '}'")
+        }
+    }
+
+    /// An object whose top-level member values named in `names` are reported.
+    private mutating func objectMembers(collecting names: [[UInt8]]) throws(JSONScanError) -> [Range<Int>?] {
+        var found = [Range<Int>?](repeating: nil, count: names.count)
+        try object { (scanner: inout JSONScanner, key: Range<Int>) throws(JSONScanError) in
+            let start = scanner.index
+            try scanner.value()
+            if let slot = names.firstIndex(where: { scanner.equals(key, $0) }) { found[slot] = start..<scanner.index }
+        }
+        return found
+    }
+
+    /// An array at `index`; `element` is called with `index` at each element.
+    private mutating func array(_ element: (inout JSONScanner) throws(JSONScanError) -> Void) throws(JSONScanError) {
+        try enter()
+        index += 1
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            depth -= 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            try element(&self)
+            skipWhitespace()
+            guard index < bytes.count else { throw fail("unexpected end of input in an array") }
+            if bytes[index] == UInt8(ascii: ",") {
+                index += 1
+                continue
+            }
+            if bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                depth -= 1
+                return
+            }
+            throw fail("expected ',' or ']'")
+        }
+    }
+
+    /// The array at `index`, element by element.
+    private mutating func array(collecting names: [[UInt8]]) throws(JSONScanError) -> [Element] {
+        var elements: [Element] = []
+        try array { (scanner: inout JSONScanner) throws(JSONScanError) in
+            let start = scanner.index
+            guard start < scanner.bytes.count else { throw scanner.fail("unexpected end of input") }
+            if scanner.bytes[start] == UInt8(ascii: "{") {
+                let members = try scanner.objectMembers(collecting: names)
+                elements.append(Element(range: start..<scanner.index, isObject: true, members: members))
+            } else {
+                try scanner.value()
+                elements.append(Element(range: start..<scanner.index, isObject: false, members: []))
+            }
+        }
+        return elements
+    }
+
+    private mutating func literal(_ word: StaticString) throws(JSONScanError) {
+        let count = word.utf8CodeUnitCount
+        guard bytes.count - index >= count else { throw fail("unexpected end of input") }
+        for offset in 0..<count where bytes[index + offset] != word.utf8Start[offset] {
+            throw fail("invalid value")
+        }
+        index += count
+    }
+
+    private static func isDigit(_ byte: UInt8) -> Bool {
+        byte &- UInt8(ascii: "0") < 10
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    private mutating func number() throws(JSONScanError) {
+        func digits() -> Int {
+            let from = index
+            while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
+            return index - from
+        }
+        if bytes[index] == UInt8(ascii: "-") { index += 1 }
+        let integerStart = index
+        guard digits() > 0 else { throw fail("invalid value") }
+        if bytes[integerStart] == UInt8(ascii: "0"), index - integerStart > 1 { throw fail("leading zero in a number") }
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            guard digits() > 0 else { throw fail("digits expected after '.'") }
+        }
+        if index < bytes.count, bytes[index] | 0x20 == UInt8(ascii: "e") {
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard digits() > 0 else { throw fail("digits expected in the exponent") }
+        }
+    }
+
+    /// A string at `index`: escapes, control characters and UTF-8 checked; returns its range,
+    /// quotes included.
+    private mutating func string() throws(JSONScanError) -> Range<Int> {
+        let start = index
+        index += 1
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                return start..<index
+            }
+            if byte == UInt8(ascii: "\\") {
+                try escape()
+            } else if byte < 0x20 {
+                throw fail("control character in a string")
+            } else if byte < 0x80 {
+                index += 1
+            } else {
+                try utf8Sequence()
+            }
+        }
+        throw fail("unterminated string")
+    }
+
+    private mutating func escape() throws(JSONScanError) {
+        guard index + 1 < bytes.count else { throw fail("unterminated string") }
+        switch bytes[index + 1] {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+            UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+            index += 2
+        case UInt8(ascii: "u"):
+            index += 2
+            let code = try hex4()
+            if (0xD800...0xDBFF).contains(code) {
+                guard bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                    throw fail("unpaired surrogate")
+                }
+                index += 2
+                guard (0xDC00...0xDFFF).contains(try hex4()) else { throw fail("unpaired surrogate") }
+            } else if (0xDC00...0xDFFF).contains(code) {
+                throw fail("unpaired surrogate")
+            }
+        default:
+            throw fail("invalid escape")
+        }
+    }
+
+    private mutating func hex4() throws(JSONScanError) -> UInt32 {
+        guard bytes.count - index >= 4 else { throw fail("short \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            guard let digit = Self.hexValue(bytes[index]) else { throw fail("invalid \\u escape") }
+            value = value << 4 | UInt32(digit)
+            index += 1
+        }
+        return value
+    }
+
+    /// One multi-byte UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF).
+    private mutating func utf8Sequence() throws(JSONScanError) {
+        let lead = bytes[index]
+        let length: Int
+        var lower: UInt8 = 0x80, upper: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; lower = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; upper = 0x9F
+        case 0xF0: length = 4; lower = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; upper = 0x8F
+        default: throw fail("invalid UTF-8 in a string")
+        }
+        guard bytes.count - index >= length, (lower...upper).contains(bytes[index + 1]) else { throw fail("invalid UTF-8 in a string") }
+        for offset in 2..<max(2, length) where bytes[index + offset] & 0xC0 != 0x80 {
+            throw fail("invalid UTF-8 in a string")
+        }
+        index += length
+    }
+}
+
+/// Why a document is not valid JSON.
+public struct JSONScanError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Byte offset where the problem was found.
+    public var offset: Int
+    public var reason: String
+    public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+}

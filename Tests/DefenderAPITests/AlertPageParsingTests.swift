@@ -1,0 +1,108 @@
+@testable import DefenderAPI
+import Foundation
+import OrderedJSON
+import Testing
+
+/// Reading a page of alerts at the byte level: the whole body is validated, each alert keeps
+/// its original bytes, and no malformed or hostile body yields a partial page or a crash.
+@Suite("Alert pages: byte-level scanning")
+struct AlertPageParsingTests {
+    func response(_ body: String, contentType: String = "application/json; odata.metadata=minimal") -> HTTPExchangeResponse {
+        HTTPExchangeResponse(status: 200, headers: [("Content-Type", contentType)], body: Data(body.utf8))
+    }
+
+    /// Every element as written: odd whitespace, escapes a serializer would normalise (`\/`,
+    /// `\u00e9`, a surrogate pair), number text (`1E+2`, `-0.0`, `1.50`, 20 digits), nulls,
+    /// unknown members, non-ASCII, nested evidence, and `id` written with an escape.
+    static let elements = [
+        #"{"id":"da1","lastUpdateTime":"2026-11-25T10:00:00.1234567Z","severity":"High","title":"caf\u00e9 \/ \"x\"","futureField":{"score":1.50,"big":12345678901234567890,"exp":1E+2,"neg":-0.0,"n":null}}"#,
+        "{ \"id\" : \"da2\" ,\n  \"lastUpdateTime\":\"2026-11-25T10:00:01Z\", \"title\": \"ünïcødé ✓ 😀 \\ud83d\\ude00\", \"incidentId\": 48219,\n \"evidence\": [ {\"entityType\":\"File\",\"sha1\":null}, [], {} ] }",
+        #"{"lastUpdateTime":"2026-11-25T10:00:02Z","id":"d\u0061\"3","computerDnsName":"ws-1","incidentId":"77"}"#,
+    ]
+
+    @Test func eachAlertKeepsItsBytesAndTheFieldsAreDecoded() throws {
+        let body = "{\"@odata.context\":\"https://api.security.microsoft.com/api/$metadata#Alerts\",\n\"value\": [\n  "
+            + Self.elements.joined(separator: " ,\n  ") + "\n] }\n"
+        let page = try AlertsClient.parsePage(response(body))
+        #expect(page.rejected.isEmpty)
+        #expect(page.alerts.map(\.json) == Self.elements)
+        #expect(page.alerts.map(\.id) == ["da1", "da2", "da\"3"])
+        #expect(page.alerts[0].title == "café / \"x\"")
+        #expect(page.alerts[0].severity == "High")
+        #expect(page.alerts[0].lastUpdateTime.description == "2026-11-25T10:00:00.1234567Z")
+        #expect(page.alerts[1].title == "ünïcødé ✓ 😀 😀")
+        #expect(page.alerts[1].incidentId == "48219")
+        #expect(page.alerts[2].incidentId == "77")
+        #expect(page.alerts[2].computerDnsName == "ws-1")
+        // What the generic parser understands of each element is the same.
+        for (alert, element) in zip(page.alerts, Self.elements) {
+            #expect(try JSONValue(parsing: alert.json) == JSONValue(parsing: element))
+        }
+    }
+
+    @Test func elementsWithoutIdOrTimestampAreRejectedNotDropped() throws {
+        let page = try AlertsClient.parsePage(response(#"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","lastUpdateTime":"yesterday"},[1],"x",{"id":7,"lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
+        #expect(page.alerts.map(\.id) == ["a"])
+        #expect(page.rejected.map(\.json) == [#"{"lastUpdateTime":"2026-11-25T10:00:00Z"}"#, #"{"id":"b","lastUpdateTime":"yesterday"}"#, "[1]", #""x""#,
+                                            #"{"id":7,"lastUpdateTime":"2026-11-25T10:00:00Z"}"#])
+    }
+
+    @Test("a malformed body is a typed error, never a partial page", arguments: [
+        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","lastUp"#,  // truncated
+        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"}]"#,  // missing }
+        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},]}"#,  // trailing comma
+        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"}]} x"#,  // data after the document
+        #"{"value":[{"id":"a","n":01}]}"#, #"{"value":[{"id":"a","n":1.}]}"#, #"{"value":[{"id":"a","n":-}]}"#,
+        #"{"value":[{"id":"\q"}]}"#, #"{"value":[{"id":"\u12"}]}"#, #"{"value":[{"id":"\ud800"}]}"#, #"{"value":[{"id":"\udc00x"}]}"#,
+        "{\"value\":[{\"id\":\"a\tb\"}]}",  // raw control character
+        #"{"value":[{"id":tru}]}"#, #"{"value":[{"id" "a"}]}"#, #"{"value":[{'id':"a"}]}"#,
+        #"{"value":{"id":"a"}}"#,  // value is not an array
+        #"{"values":[]}"#,  // no value at all
+        "[]", "", "   ", "null",
+    ])
+    func malformedBodiesAreErrors(_ body: String) {
+        #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response(body)) }
+    }
+
+    @Test("invalid UTF-8 is an error", arguments: [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xE2, 0x82], [0x80], [0xF4, 0x90, 0x80, 0x80]] as [[UInt8]])
+    func invalidUTF8(_ sequence: [UInt8]) {
+        let body = Data(#"{"value":[{"id":"a"#.utf8) + Data(sequence) + Data(#"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#.utf8)
+        #expect(throws: DefenderAPIError.self) {
+            try AlertsClient.parsePage(HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: body))
+        }
+    }
+
+    @Test func deepNestingIsAnErrorNotACrash() throws {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        for body in [deep, #"{"value":["# + deep + "]}", #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z","e":"# + deep + "}]}"] {
+            #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response(body)) }
+        }
+        // The generic parser, used for error bodies and by the simulator, holds too.
+        #expect(throws: JSONParseError.self) { try JSONValue(parsing: deep) }
+        // Nesting within the limit is fine.
+        let nested = String(repeating: "[", count: 500) + String(repeating: "]", count: 500)
+        let page = try AlertsClient.parsePage(response(#"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z","e":"# + nested + "}]}"))
+        #expect(page.alerts.count == 1)
+    }
+
+    @Test func theScannerAgreesWithTheParserOnTheFixtures() throws {
+        let fixtures = URL(fileURLWithPath: repositoryRootPath + "/Tests/Fixtures")
+        for name in try FileManager.default.contentsOfDirectory(atPath: fixtures.path) where name.hasSuffix(".json") {
+            var bytes = [UInt8](try Data(contentsOf: fixtures.appendingPathComponent(name)))
+            let value = try JSONValue(parsing: Data(bytes))
+            guard case .object(let members) = value else { continue }
+            let ranges = try bytes.withUnsafeMutableBufferPointer { buffer in
+                var scanner = JSONScanner(UnsafeBufferPointer(buffer))
+                return try scanner.members(members.map(\.0))
+            }
+            for ((name, member), range) in zip(members, ranges) {
+                let text = try #require(range.map { String(decoding: bytes[$0], as: UTF8.self) }, "\(name)")
+                #expect(try JSONValue(parsing: text) == member, "\(name)")
+            }
+        }
+    }
+
+    @Test func wrongContentTypeIsAnError() {
+        #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response(#"{"value":[]}"#, contentType: "text/html")) }
+    }
+}
