@@ -8,6 +8,14 @@ public enum WindowBound: Sendable, Equatable, CustomStringConvertible {
     case inclusive(Timestamp)
     case exclusive(Timestamp)
 
+    /// The first 100 ns tick inside the bound.
+    var firstTick: Int64 {
+        switch self {
+        case .inclusive(let time): time.ticks
+        case .exclusive(let time): time.ticks + 1
+        }
+    }
+
     public var description: String {
         switch self {
         case .inclusive(let time): "≥ \(time.writtenWith(7))"
@@ -29,11 +37,12 @@ public struct AlertBatch: Sendable {
 
 /// Reads alerts from `GET /api/alerts`.
 ///
-/// Windows on `lastUpdateTime` are read with `$top = pageSize`. A page that comes back full
-/// may hide more alerts, so the window is split at a timestamp taken from that page (server
-/// time only, never the local clock) and each half is read again, earlier half first. A window
-/// whose full page shows a single timestamp is read as `eq` that instant with `$skip` paging
-/// (no other way exists to read more than `$top` alerts sharing one instant), then past it.
+/// Windows on `lastUpdateTime` are read with `$top = pageSize`, each sized to be expected to
+/// fit one page. A page that comes back full may hide more alerts, so the window is split at a
+/// timestamp taken from that page (server time) and each part is read again, earlier part
+/// first. A window whose full page shows a single timestamp is read as `eq` that instant with
+/// `$skip` paging (no other way exists to read more than `$top` alerts sharing one instant),
+/// then past it.
 /// Only windows whose page was not full are handed to the caller, one batch at a time, so
 /// memory grows with one page, not with the backlog.
 public struct AlertsClient: Sendable {
@@ -80,42 +89,81 @@ public struct AlertsClient: Sendable {
 
     /// Reads every alert with `lastUpdateTime` in the window, handing each fully read
     /// sub-window to `onBatch` in time order.
-    public func fetch(from lower: WindowBound, to upper: Timestamp? = nil,
+    ///
+    /// Correctness never depends on the order of results: only a page that came back short
+    /// (fewer than `pageSize`) proves that its window was read completely, and only such
+    /// windows are handed on. Cost is kept low by sizing windows so they are expected to fit
+    /// one page: the density of alerts (per 100 ns tick) in the last complete window gives the
+    /// length of the next one (``windowTarget(pageSize:)`` alerts), so a uniform backlog costs
+    /// about 1.1 requests per page instead of a full page read and thrown away for each one. An
+    /// open window (up to now) is carved that way only up to the local clock's now, a hint
+    /// that decides cost, never which alerts are read: the last window read is always open.
+    public func fetch(from lower: WindowBound, to upper: Timestamp? = nil, now: @Sendable () -> Date = { Date() },
                       onBatch: (AlertBatch) async throws -> Void) async throws {
         enum Work {
-            case window(WindowBound, Timestamp?)
+            /// A window; `halve` after a full page of its parent that was itself split.
+            case window(WindowBound, Timestamp?, halve: Bool)
             case instant(Timestamp)
         }
+        let target = Self.windowTarget(pageSize: settings.pageSize)
         // A stack: the earliest work is on top, so batches come in time order.
-        var pending: [Work] = [.window(lower, upper)]
+        var pending: [Work] = [.window(lower, upper, halve: false)]
+        var density: Double?
         while let work = pending.popLast() {
             switch work {
             case .instant(let instant):
                 try await readInstant(instant, onBatch: onBatch)
-            case .window(let low, let high):
-                let page = try await self.page(filter: filter(low, high), skip: 0)
-                guard page.alerts.count + page.rejected.count >= settings.pageSize else {
-                    try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: low, upper: high))
+            case .window(let low, let high, let halve):
+                var end = high
+                let start = low.firstTick
+                if let density {
+                    let carve = Timestamp(ticks: start + max(1, Int64(min(Double(Int64.max / 4), Double(target) / density))))
+                    if carve < (high ?? Timestamp(now())) {
+                        pending.append(.window(.inclusive(carve), high, halve: false))
+                        end = carve
+                    }
+                }
+                let page = try await self.page(filter: filter(low, end), skip: 0)
+                let count = page.alerts.count + page.rejected.count
+                guard count >= settings.pageSize else {
+                    try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: low, upper: end))
+                    if let end {
+                        // The next window at most 4 times as long as this one (an empty one says little).
+                        let length = Double(end.ticks - start)
+                        density = max(Double(count) / length, Double(target) / (4 * length))
+                    }
                     continue
                 }
-                let times = Array(Set(page.alerts.map(\.lastUpdateTime))).sorted()
-                logger.debug("full page: splitting the window", metadata: [
-                    "window": "\(low) and < \(high.map { "\($0.writtenWith(7))" } ?? "now")", "distinct_times": "\(times.count)",
-                ])
-                if times.count >= 2 {
-                    // Each half holds fewer alerts than the whole, so this ends.
-                    let split = times[times.count / 2]
-                    pending.append(.window(.inclusive(split), high))
-                    pending.append(.window(low, split))
-                } else if let only = times.first {
-                    pending.append(.window(.exclusive(only), high))
-                    pending.append(.instant(only))
-                    if low != .inclusive(only) { pending.append(.window(low, only)) }
-                } else {
+                let times = page.alerts.map(\.lastUpdateTime).sorted()
+                guard let first = times.first, let last = times.last else {
                     throw DefenderAPIError.malformedResponse("a full page without a single usable alert")
                 }
+                logger.debug("full page: splitting the window", metadata: [
+                    "window": "\(low) and < \(end.map { "\($0.writtenWith(7))" } ?? "now")", "alerts": "\(times.count)",
+                ])
+                if first == last {
+                    pending.append(.window(.exclusive(first), end, halve: false))
+                    pending.append(.instant(first))
+                    if low != .inclusive(first) { pending.append(.window(low, first, halve: false)) }
+                    continue
+                }
+                // Split where the page suggests the earlier part fits: at 85 % of its alerts (right
+                // when results come in time order); halving when that part came back full too.
+                var split = times[min(times.count - 1, Int(Double(times.count) * (halve ? 0.5 : 0.85)))]
+                if split == first { split = times.first { $0 > first } ?? last }
+                // Each part holds fewer alerts than the whole, so this ends.
+                pending.append(.window(.inclusive(split), end, halve: false))
+                pending.append(.window(low, split, halve: true))
             }
         }
+    }
+
+    /// How many alerts a window is sized to hold: a little under a page, so that the chance
+    /// variation of a steady rate rarely fills it (two standard deviations of a Poisson count:
+    /// about one window in 40 comes back full and is split), between half and 90 % of a page.
+    static func windowTarget(pageSize: Int) -> Int {
+        let size = Double(pageSize)
+        return max(1, Int(min(0.9 * size, max(0.5 * size, size - 2 * size.squareRoot()))))
     }
 
     /// One `GET /api/alerts?$top=1` without a filter: does the API accept us at all?

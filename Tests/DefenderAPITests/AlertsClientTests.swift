@@ -1,4 +1,4 @@
-import DefenderAPI
+@testable import DefenderAPI
 import DefenderSimulator
 import Foundation
 import OrderedJSON
@@ -12,7 +12,7 @@ struct AlertsClientTests {
     func readAll(_ client: AlertsClient, from: Timestamp) async throws -> [Alert] {
         var alerts: [Alert] = []
         var previousLower: Timestamp?
-        try await client.fetch(from: .inclusive(from)) { batch in
+        try await client.fetch(from: .inclusive(from), now: { APIHarness.start.date }) { batch in
             let lower: Timestamp = switch batch.lower {
             case .inclusive(let time): time
             case .exclusive(let time): time.adding(ticks: 1)
@@ -37,6 +37,35 @@ struct AlertsClientTests {
             return error
         }
         throw SimulatorSetupError("reading did not fail")
+    }
+
+    @Test func aUniformBacklogCostsAboutOneRequestPerPage() async throws {
+        // 3,000 alerts, one every 1.2 s over the last hour, read 100 at a time: 30 pages.
+        let harness = try APIHarness()
+        var ids: [String] = []
+        for index in 0..<3000 {
+            ids += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 1.2))
+        }
+        let expected = ids
+        try await harness.live { base, transport in
+            let counting = CountingTransport(transport)
+            let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
+                                              settings: .init(pageSize: 100, expandEvidence: false))
+            let alerts = try await readAll(client, from: APIHarness.start.adding(seconds: -3601))
+            #expect(alerts.count == expected.count)
+            #expect(Set(alerts.map(\.id)) == Set(expected))
+            // At most 1.3 requests per page, plus a token request and, per poll, the first full page
+            // and its split.
+            #expect(counting.count <= 39 + 3, "\(counting.count) requests for 30 pages")
+        }
+    }
+
+    @Test func windowsAreSizedToHoldLessThanAPage() {
+        #expect(AlertsClient.windowTarget(pageSize: 1000) == 900)
+        #expect(AlertsClient.windowTarget(pageSize: 10000) == 9000)
+        #expect(AlertsClient.windowTarget(pageSize: 100) == 80)
+        #expect(AlertsClient.windowTarget(pageSize: 25) == 15)
+        #expect(AlertsClient.windowTarget(pageSize: 1) == 1)
     }
 
     @Test func fullPagesAreSplitUntilEveryAlertIsRead() async throws {
