@@ -31,17 +31,36 @@ public struct RecordLine: Sendable, Equatable {
 
     /// One line, without the newline.
     func line(for record: OutboxRecord) -> String {
+        var bytes: [UInt8] = []
+        append(record, to: &bytes)
+        bytes.removeLast()
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The records as lines, each ending with a newline, in one buffer.
+    func lines(for records: [OutboxRecord]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(records.reduce(0) { $0 + $1.payload.utf8.count + 160 })
+        for record in records { append(record, to: &bytes) }
+        return bytes
+    }
+
+    private func append(_ record: OutboxRecord, to bytes: inout [UInt8]) {
         switch format {
         case .summary:
-            return SummaryLine.line(for: record, showsTenant: showsTenant)
+            bytes += SummaryLine.line(for: record, showsTenant: showsTenant).utf8
         case .alert:
-            return record.payload
+            bytes += record.payload.utf8
         case .envelope:
+            // The alert is embedded verbatim: its text is already compact JSON.
             let prefix = JSONValue.object([
                 ("tenant", .string(record.tenant)), ("event", .string(record.event)), ("received_at", .string(record.receivedAt)),
             ]).serialized
-            // The alert is embedded verbatim: its text is already compact JSON.
-            return String(prefix.dropLast()) + ",\"alert\":" + record.payload + "}"
+            bytes += prefix.utf8.dropLast()
+            bytes += ",\"alert\":".utf8
+            bytes += record.payload.utf8
+            bytes.append(UInt8(ascii: "}"))
         }
+        bytes.append(UInt8(ascii: "\n"))
     }
 }

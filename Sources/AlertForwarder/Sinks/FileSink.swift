@@ -30,9 +30,7 @@ public final class FileSink: AlertSink {
     }
 
     public func send(_ records: [OutboxRecord]) async throws(SinkError) {
-        var text = ""
-        for record in records { text += layout.line(for: record) + "\n" }
-        let bytes = Array(text.utf8)
+        let bytes = layout.lines(for: records)
         try state.withLock { (state: inout State) throws(SinkError) in
             if state.descriptor < 0 { try open(&state) }
             if maxSize > 0, state.size > 0, state.size + Int64(bytes.count) > maxSize {

@@ -9,10 +9,8 @@ public struct StdoutSink: AlertSink {
     }
 
     public func send(_ records: [OutboxRecord]) async throws(SinkError) {
-        var text = ""
-        for record in records { text += layout.line(for: record) + "\n" }
         do {
-            try FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
+            try FileHandle.standardOutput.write(contentsOf: Data(layout.lines(for: records)))
         } catch {
             throw SinkError("writing to standard output failed: \(error.localizedDescription)")
         }

@@ -131,27 +131,21 @@ public final class StateStore: Sendable {
         let recordedAt = Int64(now.timeIntervalSince1970)
         return try write { db in
             var admission = Admission()
+            // Prepared once per transaction (SQLite parses each statement once, not per alert).
+            let remember = try db.cachedStatement(sql: "INSERT OR IGNORE INTO seen (tenant, key, alert_id, recorded_at) VALUES (?, ?, ?, ?)")
+            let seenBefore = try db.cachedStatement(sql: "SELECT 1 FROM seen WHERE tenant = ? AND alert_id = ? AND key <> ? LIMIT 1")
+            let enqueue = try db.cachedStatement(sql: "INSERT INTO outbox (sink, tenant, alert_id, event, received_at, payload) VALUES (?, ?, ?, ?, ?, ?)")
             for alert in alerts {
                 let key = Self.key(of: alert, forward: forward)
-                let known = try Bool.fetchOne(db, sql: "SELECT 1 FROM seen WHERE tenant = ? AND key = ?", arguments: [tenant, key]) ?? false
-                if known {
+                try remember.execute(arguments: [tenant, key, alert.id, recordedAt])
+                guard db.changesCount > 0 else {
                     admission.duplicates += 1
                     continue
                 }
-                let event: String
-                if forward == .updates,
-                    try Bool.fetchOne(db, sql: "SELECT 1 FROM seen WHERE tenant = ? AND alert_id = ? LIMIT 1", arguments: [tenant, alert.id]) ?? false
-                {
-                    event = "updated"
-                } else {
-                    event = "created"
-                }
-                try db.execute(sql: "INSERT INTO seen (tenant, key, alert_id, recorded_at) VALUES (?, ?, ?, ?)",
-                               arguments: [tenant, key, alert.id, recordedAt])
-                let payload = alert.json
+                let updated = try forward == .updates && (Bool.fetchOne(seenBefore, arguments: [tenant, alert.id, key]) ?? false)
+                let event = updated ? "updated" : "created"
                 for sink in sinks {
-                    try db.execute(sql: "INSERT INTO outbox (sink, tenant, alert_id, event, received_at, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                                   arguments: [sink, tenant, alert.id, event, receivedAt, payload])
+                    try enqueue.execute(arguments: [sink, tenant, alert.id, event, receivedAt, alert.json])
                     admission.outboxRows += 1
                 }
                 admission.newAlerts += 1
@@ -204,7 +198,7 @@ public final class StateStore: Sendable {
     /// The oldest `limit` rows waiting for `sink`.
     public func pending(sink: String, limit: Int) throws(StateError) -> [OutboxRecord] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT id, sink, tenant, alert_id, event, received_at, payload FROM outbox WHERE sink = ? ORDER BY id LIMIT ?",
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT id, sink, tenant, alert_id, event, received_at, payload FROM outbox WHERE sink = ? ORDER BY id LIMIT ?"),
                              arguments: [sink, limit]).map { row in
                 OutboxRecord(id: row["id"], sink: row["sink"], tenant: row["tenant"], alertID: row["alert_id"],
                              event: row["event"], receivedAt: row["received_at"], payload: row["payload"])
