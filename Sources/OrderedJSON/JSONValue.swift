@@ -106,7 +106,8 @@ public indirect enum JSONValue: Sendable, Equatable {
             case "\u{08}": output += "\\b"
             case "\u{0C}": output += "\\f"
             case _ where scalar.value < 0x20:
-                output += String(format: "\\u%04x", scalar.value)
+                let hex = String(scalar.value, radix: 16)
+                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default: output.unicodeScalars.append(scalar)
             }
         }

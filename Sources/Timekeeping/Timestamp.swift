@@ -54,10 +54,30 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         var time = time_t(seconds)
         var parts = tm()
         gmtime_r(&time, &parts)
-        var text = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
-                          Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
+        // Digits written by hand: String(format:) goes through Foundation's locale machinery.
+        var text = ""
+        text.reserveCapacity(28)
+        func append(_ value: Int64, width: Int) {
+            var digits = String(value)
+            while digits.count < width { digits = "0" + digits }
+            text += digits
+        }
+        append(Int64(parts.tm_year) + 1900, width: 4)
+        text += "-"
+        append(Int64(parts.tm_mon) + 1, width: 2)
+        text += "-"
+        append(Int64(parts.tm_mday), width: 2)
+        text += "T"
+        append(Int64(parts.tm_hour), width: 2)
+        text += ":"
+        append(Int64(parts.tm_min), width: 2)
+        text += ":"
+        append(Int64(parts.tm_sec), width: 2)
         if fractionDigits > 0 {
-            text += "." + String(String(format: "%07lld", fraction).prefix(fractionDigits))
+            text += "."
+            var digits = String(fraction)
+            while digits.count < 7 { digits = "0" + digits }
+            text += digits.prefix(fractionDigits)
         }
         return text + "Z"
     }

@@ -16,14 +16,17 @@ public struct SinkWorker: Sendable {
     private let random: @Sendable () -> Double
     private let progress: @Sendable () -> Void
     private let status: PipelineStatus?
+    private let signal: OutboxSignal
     private let logger: Logger
-    /// How often an idle worker looks for new rows.
-    public static let idleInterval: Duration = .milliseconds(250)
+    /// How long an idle worker sleeps when no signal wakes it (rows queued by a poller signal
+    /// at once; this bounds the wait for rows queued another way and keeps reporting progress).
+    public static let idleInterval: Duration = .seconds(5)
 
     public init(name: String, sink: any AlertSink, store: StateStore, batchSize: Int = 500,
                 backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(300)), clock: MonotonicClock = .continuous,
                 random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
-                progress: @escaping @Sendable () -> Void = {}, status: PipelineStatus? = nil, logger: Logger) {
+                progress: @escaping @Sendable () -> Void = {}, status: PipelineStatus? = nil, signal: OutboxSignal = OutboxSignal(),
+                logger: Logger) {
         self.name = name
         self.sink = sink
         self.store = store
@@ -33,6 +36,7 @@ public struct SinkWorker: Sendable {
         self.random = random
         self.progress = progress
         self.status = status
+        self.signal = signal
         var logger = logger
         logger[metadataKey: "sink"] = "\(name)"
         self.logger = logger
@@ -66,7 +70,7 @@ public struct SinkWorker: Sendable {
                     status?.sink(name, failing: nil)
                 }
                 failures = 0
-                try await clock.sleep(Self.idleInterval)
+                await signal.wait(timeout: Self.idleInterval, clock: clock)
             } catch is CancellationError {
                 return
             } catch {

@@ -23,12 +23,15 @@ public final class TenantPoller: Sendable {
     private let maxOutbox: Int
     private let wallClock: @Sendable () -> Date
     private let progress: @Sendable () -> Void
+    private let queued: @Sendable () -> Void
     private let status: PipelineStatus?
     private let logger: Logger
 
+    /// `queued` is called after a page put rows in the outbox (it wakes the sink workers).
     public init(tenant: TenantConfiguration, connection: TenantConnection, store: StateStore, sinks: [String], maxOutbox: Int,
                 wallClock: @escaping @Sendable () -> Date = { Date() },
-                progress: @escaping @Sendable () -> Void = {}, status: PipelineStatus? = nil, logger: Logger) {
+                progress: @escaping @Sendable () -> Void = {}, queued: @escaping @Sendable () -> Void = {},
+                status: PipelineStatus? = nil, logger: Logger) {
         self.tenant = tenant
         self.connection = connection
         self.store = store
@@ -36,6 +39,7 @@ public final class TenantPoller: Sendable {
         self.maxOutbox = maxOutbox
         self.wallClock = wallClock
         self.progress = progress
+        self.queued = queued
         self.status = status
         var logger = logger
         logger[metadataKey: "tenant"] = "\(tenant.name)"
@@ -65,6 +69,7 @@ public final class TenantPoller: Sendable {
                                  metadata: ["element": "\(json.prefix(2000))"])
                 }
                 let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, forward: tenant.forward, sinks: sinks, now: wallClock())
+                if admission.outboxRows > 0 { queued() }
                 total.newAlerts += admission.newAlerts
                 total.duplicates += admission.duplicates
                 progress()

@@ -76,8 +76,9 @@ public final class Pipeline: Service, CustomStringConvertible {
         for component in health.registeredComponents where component.hasPrefix("poller:") || component.hasPrefix("sink:") {
             health.deregister(component)
         }
-        let workers = configuration.sinks.map { makeWorker($0, in: configuration) }
-        let pollers = configuration.tenants.compactMap { makePoller($0, configuration: configuration) }
+        let signals = Dictionary(uniqueKeysWithValues: configuration.sinks.map { ($0.name, OutboxSignal()) })
+        let workers = configuration.sinks.map { makeWorker($0, in: configuration, signal: signals[$0.name]!) }
+        let pollers = configuration.tenants.compactMap { makePoller($0, configuration: configuration, signals: signals) }
 
         let iterator = UncheckedBox(updates)
         let next: Configuration? = await withTaskGroup(of: Configuration?.self) { group in
@@ -130,15 +131,15 @@ public final class Pipeline: Service, CustomStringConvertible {
         }
     }
 
-    private func makeWorker(_ configuration: SinkConfiguration, in whole: Configuration) -> SinkWorker {
+    private func makeWorker(_ configuration: SinkConfiguration, in whole: Configuration, signal: OutboxSignal) -> SinkWorker {
         let sink = Self.makeSink(configuration, in: whole)
         sinks.withLock { $0[configuration.name] = sink }
         let reporter = health.register("sink:\(configuration.name)", allowance: .seconds(60))
         return SinkWorker(name: configuration.name, sink: sink, store: store, clock: clock,
-                          progress: { reporter.progress() }, status: status, logger: logger)
+                          progress: { reporter.progress() }, status: status, signal: signal, logger: logger)
     }
 
-    private func makePoller(_ tenant: TenantConfiguration, configuration: Configuration) -> (TenantPoller, Duration)? {
+    private func makePoller(_ tenant: TenantConfiguration, configuration: Configuration, signals: [String: OutboxSignal]) -> (TenantPoller, Duration)? {
         let connection: TenantConnection
         do {
             connection = try TenantConnection(tenant: tenant, transport: transport, clock: clock, logger: logger)
@@ -149,9 +150,12 @@ public final class Pipeline: Service, CustomStringConvertible {
         }
         let interval = configuration.service.pollInterval
         let reporter = health.register("poller:\(tenant.name)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
+        let sinks = configuration.sinks(for: tenant).map(\.name)
+        let wake = sinks.compactMap { signals[$0] }
         let poller = TenantPoller(tenant: tenant, connection: connection, store: store,
-                                  sinks: configuration.sinks(for: tenant).map(\.name), maxOutbox: configuration.service.maxOutbox,
-                                  progress: { reporter.progress() }, status: status, logger: logger)
+                                  sinks: sinks, maxOutbox: configuration.service.maxOutbox,
+                                  progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } },
+                                  status: status, logger: logger)
         return (poller, interval)
     }
 

@@ -127,7 +127,8 @@ public final class StateStore: Sendable {
     /// outbox row per (alert, sink), and moves the watermark to the newest `lastUpdateTime`
     /// of the page (never back). A crash before the commit leaves nothing; after it, all.
     public func admit(tenant: String, alerts: [Alert], forward: ForwardMode, sinks: [String], now: Date = Date()) throws(StateError) -> Admission {
-        let receivedAt = ISO8601DateFormatter().string(from: now)
+        guard !alerts.isEmpty else { return Admission() }
+        let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
         return try write { db in
             var admission = Admission()
