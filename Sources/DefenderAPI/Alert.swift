@@ -48,7 +48,7 @@ public struct Alert: Sendable, Equatable {
         let result: Result<Alert, DefenderAPIError> = text.withUTF8 { bytes in
             var scanner = JSONScanner(bytes)
             let members: [Range<Int>?]
-            do throws(JSONScanError) {
+            do throws(JSONParseError) {
                 members = try scanner.members(Self.decodedMembers)
             } catch {
                 return .failure(.malformedResponse(error.description))

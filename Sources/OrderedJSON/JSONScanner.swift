@@ -40,16 +40,16 @@ public struct JSONScanner {
     // MARK: Documents
 
     /// Validates the whole document, which must be an object, and returns the elements of its
-    /// array member `name` (empty when the member is absent; ``JSONScanError`` when it is not
+    /// array member `name` (empty when the member is absent; ``JSONParseError`` when it is not
     /// an array). For each element that is an object, the value ranges of the top-level
     /// members named in `collecting` are reported.
-    public mutating func elements(ofArrayMember name: String, collecting names: [String]) throws(JSONScanError) -> [Element]? {
+    public mutating func elements(ofArrayMember name: String, collecting names: [String]) throws(JSONParseError) -> [Element]? {
         let wanted = Array(name.utf8)
         let collected = names.map { Array($0.utf8) }
         var found: [Element]?
         skipWhitespace()
         guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw fail("the document is not a JSON object") }
-        try object { (scanner: inout JSONScanner, key: Range<Int>) throws(JSONScanError) in
+        try object { (scanner: inout JSONScanner, key: Range<Int>) throws(JSONParseError) in
             if scanner.equals(key, wanted) {
                 guard scanner.index < scanner.bytes.count, scanner.bytes[scanner.index] == UInt8(ascii: "[") else {
                     throw scanner.fail("\"\(name)\" is not an array")
@@ -64,9 +64,16 @@ public struct JSONScanner {
         return found
     }
 
+    /// Validates a whole document holding any JSON value.
+    public mutating func validateDocument() throws(JSONParseError) {
+        try value()
+        skipWhitespace()
+        guard index == bytes.count else { throw fail("unexpected data after the document") }
+    }
+
     /// Validates the whole document, which must be an object, and returns the value ranges of
     /// its top-level members named in `names` (same order; the last occurrence of a name wins).
-    public mutating func members(_ names: [String]) throws(JSONScanError) -> [Range<Int>?] {
+    public mutating func members(_ names: [String]) throws(JSONParseError) -> [Range<Int>?] {
         skipWhitespace()
         guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw fail("the document is not a JSON object") }
         let result = try objectMembers(collecting: names.map { Array($0.utf8) })
@@ -130,8 +137,8 @@ public struct JSONScanner {
 
     // MARK: Values
 
-    private func fail(_ reason: String) -> JSONScanError {
-        JSONScanError(offset: index, reason: reason)
+    private func fail(_ reason: String) -> JSONParseError {
+        JSONParseError(offset: index, reason: reason)
     }
 
     private mutating func skipWhitespace() {
@@ -155,12 +162,12 @@ public struct JSONScanner {
     }
 
     /// Validates one value starting at `index` (after whitespace).
-    private mutating func value() throws(JSONScanError) {
+    private mutating func value() throws(JSONParseError) {
         skipWhitespace()
         guard index < bytes.count else { throw fail("unexpected end of input") }
         switch bytes[index] {
-        case UInt8(ascii: "{"): try object { (scanner: inout JSONScanner, _: Range<Int>) throws(JSONScanError) in try scanner.value() }
-        case UInt8(ascii: "["): try array { (scanner: inout JSONScanner) throws(JSONScanError) in try scanner.value() }
+        case UInt8(ascii: "{"): try object { (scanner: inout JSONScanner, _: Range<Int>) throws(JSONParseError) in try scanner.value() }
+        case UInt8(ascii: "["): try array { (scanner: inout JSONScanner) throws(JSONParseError) in try scanner.value() }
         case UInt8(ascii: "\""): _ = try string()
         case UInt8(ascii: "t"): try literal("true")
         case UInt8(ascii: "f"): try literal("false")
@@ -169,13 +176,13 @@ public struct JSONScanner {
         }
     }
 
-    private mutating func enter() throws(JSONScanError) {
+    private mutating func enter() throws(JSONParseError) {
         depth += 1
         guard depth <= Self.maximumDepth else { throw fail("nesting deeper than \(Self.maximumDepth)") }
     }
 
     /// An object at `index`; `member` is called with the key's range and `index` at the value.
-    private mutating func object(_ member: (inout JSONScanner, Range<Int>) throws(JSONScanError) -> Void) throws(JSONScanError) {
+    private mutating func object(_ member: (inout JSONScanner, Range<Int>) throws(JSONParseError) -> Void) throws(JSONParseError) {
         try enter()
         index += 1
         skipWhitespace()
@@ -209,9 +216,9 @@ public struct JSONScanner {
     }
 
     /// An object whose top-level member values named in `names` are reported.
-    private mutating func objectMembers(collecting names: [[UInt8]]) throws(JSONScanError) -> [Range<Int>?] {
+    private mutating func objectMembers(collecting names: [[UInt8]]) throws(JSONParseError) -> [Range<Int>?] {
         var found = [Range<Int>?](repeating: nil, count: names.count)
-        try object { (scanner: inout JSONScanner, key: Range<Int>) throws(JSONScanError) in
+        try object { (scanner: inout JSONScanner, key: Range<Int>) throws(JSONParseError) in
             let start = scanner.index
             try scanner.value()
             if let slot = names.firstIndex(where: { scanner.equals(key, $0) }) { found[slot] = start..<scanner.index }
@@ -220,7 +227,7 @@ public struct JSONScanner {
     }
 
     /// An array at `index`; `element` is called with `index` at each element.
-    private mutating func array(_ element: (inout JSONScanner) throws(JSONScanError) -> Void) throws(JSONScanError) {
+    private mutating func array(_ element: (inout JSONScanner) throws(JSONParseError) -> Void) throws(JSONParseError) {
         try enter()
         index += 1
         skipWhitespace()
@@ -248,9 +255,9 @@ public struct JSONScanner {
     }
 
     /// The array at `index`, element by element.
-    private mutating func array(collecting names: [[UInt8]]) throws(JSONScanError) -> [Element] {
+    private mutating func array(collecting names: [[UInt8]]) throws(JSONParseError) -> [Element] {
         var elements: [Element] = []
-        try array { (scanner: inout JSONScanner) throws(JSONScanError) in
+        try array { (scanner: inout JSONScanner) throws(JSONParseError) in
             let start = scanner.index
             guard start < scanner.bytes.count else { throw scanner.fail("unexpected end of input") }
             if scanner.bytes[start] == UInt8(ascii: "{") {
@@ -264,7 +271,7 @@ public struct JSONScanner {
         return elements
     }
 
-    private mutating func literal(_ word: StaticString) throws(JSONScanError) {
+    private mutating func literal(_ word: StaticString) throws(JSONParseError) {
         let count = word.utf8CodeUnitCount
         guard bytes.count - index >= count else { throw fail("unexpected end of input") }
         for offset in 0..<count where bytes[index + offset] != word.utf8Start[offset] {
@@ -286,7 +293,7 @@ public struct JSONScanner {
         }
     }
 
-    private mutating func number() throws(JSONScanError) {
+    private mutating func number() throws(JSONParseError) {
         func digits() -> Int {
             let from = index
             while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
@@ -309,7 +316,7 @@ public struct JSONScanner {
 
     /// A string at `index`: escapes, control characters and UTF-8 checked; returns its range,
     /// quotes included.
-    private mutating func string() throws(JSONScanError) -> Range<Int> {
+    private mutating func string() throws(JSONParseError) -> Range<Int> {
         let start = index
         index += 1
         while index < bytes.count {
@@ -331,7 +338,7 @@ public struct JSONScanner {
         throw fail("unterminated string")
     }
 
-    private mutating func escape() throws(JSONScanError) {
+    private mutating func escape() throws(JSONParseError) {
         guard index + 1 < bytes.count else { throw fail("unterminated string") }
         switch bytes[index + 1] {
         case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
@@ -354,7 +361,7 @@ public struct JSONScanner {
         }
     }
 
-    private mutating func hex4() throws(JSONScanError) -> UInt32 {
+    private mutating func hex4() throws(JSONParseError) -> UInt32 {
         guard bytes.count - index >= 4 else { throw fail("short \\u escape") }
         var value: UInt32 = 0
         for _ in 0..<4 {
@@ -366,7 +373,7 @@ public struct JSONScanner {
     }
 
     /// One multi-byte UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF).
-    private mutating func utf8Sequence() throws(JSONScanError) {
+    private mutating func utf8Sequence() throws(JSONParseError) {
         let lead = bytes[index]
         let length: Int
         var lower: UInt8 = 0x80, upper: UInt8 = 0xBF
@@ -386,12 +393,4 @@ public struct JSONScanner {
         }
         index += length
     }
-}
-
-/// Why a document is not valid JSON.
-public struct JSONScanError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// Byte offset where the problem was found.
-    public var offset: Int
-    public var reason: String
-    public var description: String { "invalid JSON at byte \(offset): \(reason)" }
 }

@@ -118,19 +118,33 @@ public indirect enum JSONValue: Sendable, Equatable {
 
     /// Parses JSON text, keeping member order and number text.
     public init(parsing text: String) throws {
-        var parser = JSONParser(Array(text.utf8))
-        self = try parser.parseDocument()
+        self = try Self.parse(Array(text.utf8))
     }
 
     /// Parses JSON bytes.
     public init(parsing data: Data) throws {
-        var parser = JSONParser(Array(data))
-        self = try parser.parseDocument()
+        self = try Self.parse(Array(data))
+    }
+
+    /// Validates with ``JSONScanner`` (the one strict RFC 8259 reader: no comments, no
+    /// trailing commas, UTF-8 checked, nesting limited), then builds the tree from the valid bytes.
+    private static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
+        let result: Result<JSONValue, JSONParseError> = bytes.withUnsafeBufferPointer { buffer in
+            var scanner = JSONScanner(buffer)
+            do throws(JSONParseError) {
+                try scanner.validateDocument()
+            } catch {
+                return .failure(error)
+            }
+            var builder = TreeBuilder(bytes: buffer, scanner: scanner)
+            return .success(builder.value())
+        }
+        return try result.get()
     }
 }
 
 /// Why a JSON text could not be read.
-public struct JSONParseError: Error, CustomStringConvertible {
+public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Byte offset of the problem.
     public var offset: Int
     /// What is wrong.
@@ -138,191 +152,81 @@ public struct JSONParseError: Error, CustomStringConvertible {
     public var description: String { "invalid JSON at byte \(offset): \(reason)" }
 }
 
-/// A strict RFC 8259 parser (no comments, no trailing commas), with a nesting limit.
-private struct JSONParser {
-    private let bytes: [UInt8]
-    private var index = 0
-    private var depth = 0
-    private static let maximumDepth = 512
-
-    init(_ bytes: [UInt8]) {
-        self.bytes = bytes
-    }
-
-    mutating func parseDocument() throws -> JSONValue {
-        let value = try parseValue()
-        skipWhitespace()
-        guard index == bytes.count else { throw fail("unexpected data after the value") }
-        return value
-    }
-
-    private func fail(_ reason: String) -> JSONParseError {
-        JSONParseError(offset: index, reason: reason)
-    }
+/// Builds a ``JSONValue`` from bytes ``JSONScanner`` has validated: it only finds where each
+/// value ends and decodes strings with the scanner, so it checks nothing again.
+private struct TreeBuilder {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let scanner: JSONScanner
+    var index = 0
 
     private mutating func skipWhitespace() {
-        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
-    }
-
-    private mutating func expect(_ literal: String, _ value: JSONValue) throws -> JSONValue {
-        let expected = Array(literal.utf8)
-        guard bytes.count - index >= expected.count, Array(bytes[index..<index + expected.count]) == expected else {
-            throw fail("expected \(literal)")
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
+            index += 1
         }
-        index += expected.count
-        return value
     }
 
-    private mutating func parseValue() throws -> JSONValue {
+    mutating func value() -> JSONValue {
         skipWhitespace()
-        guard index < bytes.count else { throw fail("unexpected end of input") }
         switch bytes[index] {
-        case UInt8(ascii: "{"): return try nested { try $0.parseObject() }
-        case UInt8(ascii: "["): return try nested { try $0.parseArray() }
-        case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): return try expect("true", .bool(true))
-        case UInt8(ascii: "f"): return try expect("false", .bool(false))
-        case UInt8(ascii: "n"): return try expect("null", .null)
-        default: return try parseNumber()
-        }
-    }
-
-    private mutating func nested(_ body: (inout JSONParser) throws -> JSONValue) throws -> JSONValue {
-        depth += 1
-        defer { depth -= 1 }
-        guard depth <= Self.maximumDepth else { throw fail("nesting deeper than \(Self.maximumDepth)") }
-        return try body(&self)
-    }
-
-    private mutating func parseObject() throws -> JSONValue {
-        index += 1
-        var members: [(String, JSONValue)] = []
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+        case UInt8(ascii: "{"):
+            index += 1
+            var members: [(String, JSONValue)] = []
+            skipWhitespace()
+            while bytes[index] != UInt8(ascii: "}") {
+                skipWhitespace()
+                let name = string()
+                skipWhitespace()
+                index += 1  // ':'
+                members.append((name, value()))
+                skipWhitespace()
+                if bytes[index] == UInt8(ascii: ",") { index += 1 }
+            }
             index += 1
             return .object(members)
-        }
-        while true {
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a member name") }
-            let name = try parseString()
-            skipWhitespace()
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+        case UInt8(ascii: "["):
             index += 1
-            members.append((name, try parseValue()))
+            var values: [JSONValue] = []
             skipWhitespace()
-            guard index < bytes.count else { throw fail("unexpected end of input in an object") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
-            throw fail("expected ',' or '}'")
-        }
-    }
-
-    private mutating func parseArray() throws -> JSONValue {
-        index += 1
-        var values: [JSONValue] = []
-        skipWhitespace()
-        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            while bytes[index] != UInt8(ascii: "]") {
+                values.append(value())
+                skipWhitespace()
+                if bytes[index] == UInt8(ascii: ",") { index += 1 }
+            }
             index += 1
             return .array(values)
-        }
-        while true {
-            values.append(try parseValue())
-            skipWhitespace()
-            guard index < bytes.count else { throw fail("unexpected end of input in an array") }
-            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-            if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(values) }
-            throw fail("expected ',' or ']'")
+        case UInt8(ascii: "\""):
+            return .string(string())
+        case UInt8(ascii: "t"):
+            index += 4
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            index += 5
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            index += 4
+            return .null
+        default:
+            let start = index
+            while index < bytes.count, Self.isNumberByte(bytes[index]) { index += 1 }
+            return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self))
         }
     }
 
-    private mutating func parseString() throws -> String {
-        index += 1
-        var scalars = String.UnicodeScalarView()
-        var run: [UInt8] = []
-        func flush() throws {
-            guard !run.isEmpty else { return }
-            guard let text = String(validating: run, as: UTF8.self) else { throw fail("invalid UTF-8 in a string") }
-            scalars.append(contentsOf: text.unicodeScalars)
-            run.removeAll(keepingCapacity: true)
+    private static func isNumberByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "+"), UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): true
+        default: false
         }
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") {
-                index += 1
-                try flush()
-                return String(scalars)
-            }
-            if byte < 0x20 { throw fail("control character in a string") }
-            if byte == UInt8(ascii: "\\") {
-                try flush()
-                index += 1
-                guard index < bytes.count else { break }
-                let escape = bytes[index]
-                index += 1
-                switch escape {
-                case UInt8(ascii: "\""): scalars.append("\"")
-                case UInt8(ascii: "\\"): scalars.append("\\")
-                case UInt8(ascii: "/"): scalars.append("/")
-                case UInt8(ascii: "b"): scalars.append("\u{08}")
-                case UInt8(ascii: "f"): scalars.append("\u{0C}")
-                case UInt8(ascii: "n"): scalars.append("\n")
-                case UInt8(ascii: "r"): scalars.append("\r")
-                case UInt8(ascii: "t"): scalars.append("\t")
-                case UInt8(ascii: "u"):
-                    var code = try parseHex4()
-                    if (0xD800...0xDBFF).contains(code) {
-                        guard bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                            throw fail("unpaired surrogate")
-                        }
-                        index += 2
-                        let low = try parseHex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw fail("unpaired surrogate") }
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    }
-                    guard let scalar = Unicode.Scalar(code) else { throw fail("invalid \\u escape") }
-                    scalars.append(scalar)
-                default: throw fail("invalid escape")
-                }
-                continue
-            }
-            run.append(byte)
-            index += 1
-        }
-        throw fail("unterminated string")
     }
 
-    private mutating func parseHex4() throws -> UInt32 {
-        guard bytes.count - index >= 4 else { throw fail("short \\u escape") }
-        var value: UInt32 = 0
-        for _ in 0..<4 {
-            guard let digit = Character(Unicode.Scalar(bytes[index])).hexDigitValue else { throw fail("invalid \\u escape") }
-            value = value * 16 + UInt32(digit)
-            index += 1
-        }
-        return value
-    }
-
-    private mutating func parseNumber() throws -> JSONValue {
+    /// The string starting at `index` (a quote), decoded.
+    private mutating func string() -> String {
         let start = index
-        func digits() -> Int {
-            let from = index
-            while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
-            return index - from
+        index += 1
+        while bytes[index] != UInt8(ascii: "\"") {
+            index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
         }
-        if index < bytes.count, bytes[index] == UInt8(ascii: "-") { index += 1 }
-        let integerStart = index
-        guard digits() > 0 else { throw fail("invalid value") }
-        if bytes[integerStart] == UInt8(ascii: "0"), index - integerStart > 1 { throw fail("leading zero in a number") }
-        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-            index += 1
-            guard digits() > 0 else { throw fail("digits expected after '.'") }
-        }
-        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-            index += 1
-            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-            guard digits() > 0 else { throw fail("digits expected in the exponent") }
-        }
-        return .number(String(decoding: bytes[start..<index], as: UTF8.self))
+        index += 1
+        return scanner.string(at: start..<index) ?? ""
     }
 }
