@@ -22,6 +22,8 @@ ARCH         = $(shell dpkg --print-architecture)
 DEB_PACKAGES = debhelper lintian dpkg-dev groff-base
 # The benchmark driver runs on Debian's Python (matplotlib for the plot, requests for the peer).
 BENCH_PACKAGES = python3-matplotlib python3-requests curl
+# What debhelper leaves in debian/ while it builds the package.
+DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-build-stamp debian/files debian/*.substvars debian/*.debhelper
 # `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would).
 DEMO_SECONDS ?=
 
@@ -70,7 +72,7 @@ docs: build
 	scripts/update-config-reference.py $(BINARY) README.md
 
 ## release: static-stdlib release binary that needs no Swift toolchain on the target, and the
-## man page generator (benchmarks also need `swift build -c release` for defender-sim)
+## man page generator
 release: deps
 	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-alertd
 	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product generate-manual
@@ -122,7 +124,7 @@ install-files:
 
 ## deb: dist/defender-alertd_VERSION_ARCH.deb from the release build, checked by lintian
 deb: deps-deb generated
-	rm -rf dist debian/defender-alertd debian/.debhelper debian/debhelper-build-stamp debian/files debian/*.substvars debian/*.debhelper
+	rm -rf dist $(DEBHELPER_FILES)
 	debian/rules binary
 	lintian --fail-on error,warning --info dist/defender-alertd_$(VERSION)_$(ARCH).deb
 	@echo "built dist/defender-alertd_$(VERSION)_$(ARCH).deb"
@@ -131,4 +133,4 @@ deps-deb: deps
 	@scripts/apt-install.sh $(DEB_PACKAGES)
 
 clean:
-	rm -rf .build .build-systemd .demo dist debian/defender-alertd debian/.debhelper debian/debhelper-build-stamp debian/files debian/*.substvars debian/*.debhelper
+	rm -rf .build .build-systemd .demo dist $(DEBHELPER_FILES)
