@@ -75,7 +75,7 @@ struct SinkTests {
         alert.tenant = "fabrikam"
         alert.payload = #"{"id":"da9","lastUpdateTime":"2026-11-25T18:38:22Z","severity":"Very High","title":"a \"quoted\" title\nFAKE LINE\t\u0007","computerDnsName":"host name"}"#
         let line = RecordLine(format: .summary, showsTenant: true).line(for: alert)
-        #expect(line == #"2026-11-25T18:38:22Z fabrikam created "Very High" "a \"quoted\" title\nFAKE LINE\t\u{7}" "host name" da9"#)
+        #expect(line == #"2026-11-25T18:38:22Z fabrikam created "Very High" "a \"quoted\" title\nFAKE LINE\t\u0007" "host name" da9"#)
         #expect(!line.contains("\n"))
     }
 

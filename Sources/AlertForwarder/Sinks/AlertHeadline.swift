@@ -47,26 +47,10 @@ enum SummaryLine {
         return fields.joined(separator: " ")
     }
 
-    /// A title in double quotes; quotes and backslashes escaped, control characters (a line
-    /// break in a title must not start a forged line) written as `\n`, `\t` or `\u{...}`.
+    /// A title as a JSON string literal: quotes, backslashes and every control character are
+    /// escaped, so a line break in a title cannot start a forged line.
     static func quoted(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            default:
-                if scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}" {
-                    result += "\\u{\(String(scalar.value, radix: 16))}"
-                } else {
-                    result.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return result + "\""
+        JSONValue.string(text).serialized
     }
 
     /// A single field: no spaces or control characters inside (they would shift the columns).
