@@ -3,6 +3,7 @@ import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import TestSupport
 
@@ -21,15 +22,23 @@ struct BackpressureTests {
                 let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
                 let tenant = configuration.tenants[0]
                 let store = try StateStore(directory: fixture.directory.file("state"))
+                // Sink workers are woken only when a poll queued rows for them.
+                let wakeUps = Mutex(0)
                 let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, logger: records.logger()),
-                                          store: store, sinks: ["journal"], maxOutbox: 5, logger: records.logger())
+                                          store: store, sinks: ["journal"], maxOutbox: 5, queued: { wakeUps.withLock { $0 += 1 } },
+                                          logger: records.logger())
                 #expect(await poller.pollOnce() == .completed(newAlerts: 8, duplicates: 0))
+                #expect(wakeUps.withLock { $0 } == 1)
                 try await simulator.generateAlerts(count: 2)
                 #expect(await poller.pollOnce() == .paused(outbox: 8))
+                #expect(wakeUps.withLock { $0 } == 1)
                 #expect(records.at(.warning).contains { $0.message.contains("polling paused") })
                 // The sink catches up: polling resumes by itself, nothing was dropped.
                 try store.confirm(store.pending(sink: "journal", limit: 100).map(\.id))
                 #expect(await poller.pollOnce() == .completed(newAlerts: 2, duplicates: 8))
+                #expect(wakeUps.withLock { $0 } == 2)
+                #expect(await poller.pollOnce() == .completed(newAlerts: 0, duplicates: 10))
+                #expect(wakeUps.withLock { $0 } == 2, "a poll that queued nothing woke the workers")
             }
         } catch {
             await transport.shutdown()
