@@ -150,7 +150,7 @@ let package = Package(
         .testTarget(
             name: "AlertForwarderTests",
             dependencies: ["AlertForwarder", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "Systemd", "Timekeeping", "TestSupport",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         .testTarget(

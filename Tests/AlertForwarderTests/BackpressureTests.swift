@@ -34,7 +34,7 @@ struct BackpressureTests {
                 #expect(wakeUps.withLock { $0 } == 1)
                 #expect(records.at(.warning).contains { $0.message.contains("polling paused") })
                 // The sink catches up: polling resumes by itself, nothing was dropped.
-                try store.confirm(store.pending(sink: "journal", limit: 100).map(\.id))
+                try store.confirm(store.pending(sink: "journal", limit: 100))
                 #expect(await poller.pollOnce() == .completed(newAlerts: 2, duplicates: 8))
                 #expect(wakeUps.withLock { $0 } == 2)
                 #expect(await poller.pollOnce() == .completed(newAlerts: 0, duplicates: 10))

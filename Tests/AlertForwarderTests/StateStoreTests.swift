@@ -43,7 +43,7 @@ struct StateStoreTests {
         _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
         _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("a", "2025-03-14T10:05:00Z")], forward: .updates, sinks: ["x"])
         _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:09:00Z")], forward: .updates, sinks: ["x"])
-        let records = try store.pending(sink: "x", limit: 10)
+        let records = try store.pending(sink: "x", limit: 10).records
         #expect(records.map(\.event) == ["created", "updated", "updated"])
         #expect(records.map(\.alertID) == ["a", "a", "a"])
     }
@@ -53,10 +53,12 @@ struct StateStoreTests {
         let raw = JSONValue.object([("id", .string("a")), ("lastUpdateTime", .string("2025-03-14T10:00:00Z")), ("n", .number("1.50")), ("u", .null)])
         _ = try store.admit(tenant: "t", alerts: [try Alert(json: raw.serialized)] + (1...5).map { try makeAlert("a\($0)", "2025-03-14T10:00:0\($0)Z") }, forward: .new, sinks: ["x"])
         let batch = try store.pending(sink: "x", limit: 4)
-        #expect(batch.count == 4)
-        #expect(batch[0].payload == raw.serialized)
-        try store.confirm(batch.map(\.id))
-        #expect(try store.pending(sink: "x", limit: 10).map(\.alertID) == ["a4", "a5"])
+        #expect(batch.records.count == 4)
+        #expect(batch.records[0].payload == raw.serialized)
+        try store.confirm(batch)
+        try store.confirm(batch)  // a second confirmation of the same batch changes nothing
+        #expect(try store.outboxDepth() == ["x": 2])
+        #expect(try store.pending(sink: "x", limit: 10).records.map(\.alertID) == ["a4", "a5"])
         #expect(try store.dropOutbox(except: ["y"]) == 2)
         #expect(try store.outboxDepth().isEmpty)
     }
@@ -69,7 +71,7 @@ struct StateStoreTests {
         }
         let store = try StateStore(directory: directory.file("state"))
         #expect(try store.watermark(tenant: "t") != nil)
-        #expect(try store.pending(sink: "x", limit: 10).count == 2)
+        #expect(try store.pending(sink: "x", limit: 10).records.count == 2)
         try store.reset(tenant: "t")
         #expect(try store.watermark(tenant: "t") == nil)
         #expect(try store.tenants().map(\.tenant) == ["u"])

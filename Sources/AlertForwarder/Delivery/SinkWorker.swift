@@ -3,8 +3,8 @@ import Foundation
 import Logging
 import Timekeeping
 
-/// Delivers one sink's outbox: reads the oldest rows in batches, sends them, and deletes them
-/// only after the sink confirmed. A failure keeps the rows and backs off with full jitter up to
+/// Delivers one sink's outbox: reads the oldest alerts in batches, sends them, and moves the
+/// sink's position past them only after the sink confirmed. A failure keeps the rows and backs off with full jitter up to
 /// a cap; other sinks have their own workers and carry on.
 public struct SinkWorker: Sendable {
     public let name: String
@@ -48,11 +48,11 @@ public struct SinkWorker: Sendable {
     public func drain(stopWhen shouldStop: @Sendable () -> Bool = { false }) async throws -> Int {
         var delivered = 0
         while !shouldStop() {
-            let records = try store.pending(sink: name, limit: batchSize)
-            guard !records.isEmpty else { break }
-            try await sink.send(records)
-            try store.confirm(records.map(\.id))
-            delivered += records.count
+            let batch = try store.pending(sink: name, limit: batchSize)
+            guard batch.advances else { break }
+            if !batch.records.isEmpty { try await sink.send(batch.records) }
+            try store.confirm(batch)
+            delivered += batch.records.count
             progress()
         }
         return delivered

@@ -12,7 +12,7 @@ public struct StateError: Error, Sendable, CustomStringConvertible {
 
 /// One alert waiting for one sink.
 public struct OutboxRecord: Sendable, Equatable {
-    /// Row id: delivery order within a sink.
+    /// The alert's sequence number in the outbox: delivery order.
     public var id: Int64
     public var sink: String
     public var tenant: String
@@ -25,6 +25,17 @@ public struct OutboxRecord: Sendable, Equatable {
     public var payload: String
 }
 
+/// Records read for one sink, and where its position moves when they are confirmed.
+public struct OutboxBatch: Sendable {
+    public let sink: String
+    public let records: [OutboxRecord]
+    let start: LogPosition
+    let next: LogPosition
+
+    /// Whether confirming moves the sink on: it read records, or passed records of other sinks.
+    public var advances: Bool { next.sequence > start.sequence }
+}
+
 /// What one admission did.
 public struct Admission: Sendable, Equatable {
     public var newAlerts = 0
@@ -32,23 +43,28 @@ public struct Admission: Sendable, Equatable {
     public var outboxRows = 0
 }
 
-/// Durable state in SQLite (GRDB), in `state_directory/state.sqlite`: per tenant the
-/// watermark, the dedup keys, and an outbox row per (alert, sink) holding the original JSON.
+/// Durable state in `state_directory`: in SQLite (GRDB, `state.sqlite`) per tenant the
+/// watermark and the dedup keys, and for the outbox its committed end and each sink's position
+/// and count; the alerts' bytes themselves in the ``OutboxLog`` (`outbox/`), written once for
+/// all sinks (SQLite would write each one three times: log, checkpoint, delete).
 ///
 /// Durability: WAL journal with `synchronous = FULL`, so every committed transaction is on
 /// disk (the WAL is fsync'd at each commit) before the call returns. With `NORMAL`, a power
 /// loss could roll back the last commits after the watermark had moved in a previous run's
 /// view: FULL costs one fsync per page of alerts, which is cheap next to an HTTP round trip.
+/// The outbox log is fdatasync'd before the transaction that admits its records commits.
 public final class StateStore: Sendable {
     /// Keys are kept this long (Defender keeps alerts about 180 days; an alert updated within
     /// that time must not be mistaken for a new one).
     public static let dedupRetention: Duration = .seconds(180 * 86_400)
 
     private let database: DatabasePool
+    private let log: OutboxLog
     public let path: String
 
-    /// Opens (creating when absent) the database in `directory`, which is created 0700.
-    public init(directory: String) throws(StateError) {
+    /// Opens (creating when absent) the state in `directory`, which is created 0700.
+    /// `segmentSize` is for tests: how large an outbox segment grows before the next one starts.
+    public init(directory: String, segmentSize: Int64 = 64 << 20) throws(StateError) {
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
             do {
@@ -76,6 +92,10 @@ public final class StateStore: Sendable {
         } catch {
             throw StateError("cannot open the state database \(path): \(error); check permissions and free space; it is never reset automatically")
         }
+        log = try OutboxLog(directory: (directory as NSString).appendingPathComponent("outbox"), segmentSize: segmentSize)
+        let (end, oldest) = try read { db in (try Self.end(db), try Int64.fetchOne(db, sql: "SELECT min(segment) FROM sink_position")) }
+        try log.recover(end: end, oldest: oldest ?? end.segment)
+        try convertOutboxTable()
     }
 
     private static var migrator: DatabaseMigrator {
@@ -109,7 +129,57 @@ public final class StateStore: Sendable {
                 CREATE INDEX outbox_by_sink ON outbox (sink, id);
                 """)
         }
+        // The alerts' bytes move to the outbox log (`convertOutboxTable` empties `outbox`).
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                CREATE TABLE outbox_end (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    segment INTEGER NOT NULL,
+                    byte_offset INTEGER NOT NULL,
+                    sequence INTEGER NOT NULL
+                );
+                INSERT INTO outbox_end (id, segment, byte_offset, sequence) VALUES (1, \(OutboxLog.first.segment), 0, \(OutboxLog.first.sequence));
+                CREATE TABLE sink_position (
+                    sink TEXT PRIMARY KEY NOT NULL,
+                    segment INTEGER NOT NULL,
+                    byte_offset INTEGER NOT NULL,
+                    sequence INTEGER NOT NULL,
+                    pending INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
+    }
+
+    /// Moves the rows of the `outbox` table of a version before the outbox log into the log,
+    /// in order and in steps (each its own transaction), then drops the table. Rows of one
+    /// alert for several sinks become one record for those sinks.
+    private func convertOutboxTable() throws(StateError) {
+        guard try read({ db in try db.tableExists("outbox") }) else { return }
+        while true {
+            let done: Bool = try writeQueuing { db, undo in
+                let rows = try Row.fetchAll(db, sql: "SELECT id, sink, tenant, alert_id, event, received_at, payload FROM outbox ORDER BY id LIMIT 10000")
+                guard !rows.isEmpty else {
+                    try db.execute(sql: "DROP TABLE outbox")
+                    return true
+                }
+                var entries: [QueuedAlert] = []
+                for row in rows {
+                    let entry = QueuedAlert(tenant: row["tenant"], alertID: row["alert_id"], event: row["event"], receivedAt: row["received_at"],
+                                            payload: row["payload"], sinks: [row["sink"]])
+                    if let last = entries.last, last.tenant == entry.tenant, last.alertID == entry.alertID, last.event == entry.event,
+                       last.receivedAt == entry.receivedAt, last.payload == entry.payload, !last.sinks.contains(entry.sinks[0]) {
+                        entries[entries.count - 1].sinks += entry.sinks
+                    } else {
+                        entries.append(entry)
+                    }
+                }
+                try self.queue(entries, in: db, undo: &undo)
+                try db.execute(sql: "DELETE FROM outbox WHERE id <= ?", arguments: [rows.last!["id"] as Int64])
+                return false
+            }
+            if done { return }
+        }
     }
 
     // MARK: Cursor
@@ -130,12 +200,12 @@ public final class StateStore: Sendable {
         guard !alerts.isEmpty else { return Admission() }
         let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
-        return try write { db in
+        return try writeQueuing { db, undo in
             var admission = Admission()
+            var queued: [QueuedAlert] = []
             // Prepared once per transaction (SQLite parses each statement once, not per alert).
             let remember = try db.cachedStatement(sql: "INSERT OR IGNORE INTO seen (tenant, key, alert_id, recorded_at) VALUES (?, ?, ?, ?)")
             let seenBefore = try db.cachedStatement(sql: "SELECT 1 FROM seen WHERE tenant = ? AND alert_id = ? AND key <> ? LIMIT 1")
-            let enqueue = try db.cachedStatement(sql: "INSERT INTO outbox (sink, tenant, alert_id, event, received_at, payload) VALUES (?, ?, ?, ?, ?, ?)")
             for alert in alerts {
                 let key = Self.key(of: alert, forward: forward)
                 try remember.execute(arguments: [tenant, key, alert.id, recordedAt])
@@ -144,13 +214,14 @@ public final class StateStore: Sendable {
                     continue
                 }
                 let updated = try forward == .updates && (Bool.fetchOne(seenBefore, arguments: [tenant, alert.id, key]) ?? false)
-                let event = updated ? "updated" : "created"
-                for sink in sinks {
-                    try enqueue.execute(arguments: [sink, tenant, alert.id, event, receivedAt, alert.json])
-                    admission.outboxRows += 1
+                if !sinks.isEmpty {
+                    queued.append(QueuedAlert(tenant: tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
+                                              payload: alert.json, sinks: sinks))
                 }
+                admission.outboxRows += sinks.count
                 admission.newAlerts += 1
             }
+            try self.queue(queued, in: db, undo: &undo)
             if let newest = alerts.map(\.lastUpdateTime).max() {
                 try db.execute(sql: """
                     INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (?, ?, ?, ?)
@@ -196,45 +267,105 @@ public final class StateStore: Sendable {
 
     // MARK: Outbox
 
-    /// The oldest `limit` rows waiting for `sink`.
-    public func pending(sink: String, limit: Int) throws(StateError) -> [OutboxRecord] {
-        try read { db in
-            try Row.fetchAll(db.cachedStatement(sql: "SELECT id, sink, tenant, alert_id, event, received_at, payload FROM outbox WHERE sink = ? ORDER BY id LIMIT ?"),
-                             arguments: [sink, limit]).map { row in
-                OutboxRecord(id: row["id"], sink: row["sink"], tenant: row["tenant"], alertID: row["alert_id"],
-                             event: row["event"], receivedAt: row["received_at"], payload: row["payload"])
-            }
-        }
+    /// One alert to append to the outbox log.
+    private struct QueuedAlert {
+        var tenant: String
+        var alertID: String
+        var event: String
+        var receivedAt: String
+        var payload: String
+        var sinks: [String]
     }
 
-    /// Removes rows a sink has confirmed.
-    public func confirm(_ ids: [Int64]) throws(StateError) {
-        guard !ids.isEmpty else { return }
+    /// The committed end of the outbox log.
+    private static func end(_ db: Database) throws -> LogPosition {
+        guard let row = try Row.fetchOne(db, sql: "SELECT segment, byte_offset, sequence FROM outbox_end") else {
+            throw StateError("the outbox_end row is missing")
+        }
+        return LogPosition(segment: row["segment"], offset: row["byte_offset"], sequence: row["sequence"])
+    }
+
+    /// Inside a write transaction: appends the alerts to the log (on disk when it returns),
+    /// gives a sink seen for the first time its position at the old end, counts the alerts for
+    /// each sink and records the new end. `undo` is where the log goes back to if the
+    /// transaction then fails.
+    private func queue(_ alerts: [QueuedAlert], in db: Database, undo: inout LogPosition?) throws {
+        guard !alerts.isEmpty else { return }
+        let end = try Self.end(db)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(alerts.reduce(0) { $0 + $1.payload.utf8.count + 128 })
+        var counts: [String: Int] = [:]
+        for (index, alert) in alerts.enumerated() {
+            OutboxLog.encode(sequence: end.sequence + Int64(index), event: alert.event, sinks: alert.sinks, tenant: alert.tenant,
+                             alertID: alert.alertID, receivedAt: alert.receivedAt, payload: alert.payload, into: &bytes)
+            for sink in alert.sinks { counts[sink, default: 0] += 1 }
+        }
+        let start = try db.cachedStatement(sql: "INSERT OR IGNORE INTO sink_position (sink, segment, byte_offset, sequence, pending) VALUES (?, ?, ?, ?, 0)")
+        let count = try db.cachedStatement(sql: "UPDATE sink_position SET pending = pending + ? WHERE sink = ?")
+        for (sink, added) in counts {
+            try start.execute(arguments: [sink, end.segment, end.offset, end.sequence])
+            try count.execute(arguments: [added, sink])
+        }
+        undo = end
+        let newEnd = try log.append(bytes, count: alerts.count, after: end)
+        try db.execute(sql: "UPDATE outbox_end SET segment = ?, byte_offset = ?, sequence = ?", arguments: [newEnd.segment, newEnd.offset, newEnd.sequence])
+    }
+
+    /// The oldest `limit` alerts waiting for `sink`.
+    public func pending(sink: String, limit: Int) throws(StateError) -> OutboxBatch {
+        let (position, end) = try read { db in
+            let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT segment, byte_offset, sequence FROM sink_position WHERE sink = ?"), arguments: [sink])
+            return (row.map { LogPosition(segment: $0["segment"], offset: $0["byte_offset"], sequence: $0["sequence"]) }, try Self.end(db))
+        }
+        guard let position else { return OutboxBatch(sink: sink, records: [], start: end, next: end) }
+        let (records, next) = try log.read(sink: sink, from: position, to: end, limit: limit)
+        return OutboxBatch(sink: sink, records: records, start: position, next: next)
+    }
+
+    /// Moves the sink past a batch it delivered (a batch read before is confirmed once).
+    public func confirm(_ batch: OutboxBatch) throws(StateError) {
+        guard batch.advances else { return }
         try write { db in
-            try db.execute(sql: "DELETE FROM outbox WHERE id IN (\(ids.map { _ in "?" }.joined(separator: ",")))", arguments: StatementArguments(ids))
+            try db.execute(sql: """
+                UPDATE sink_position SET segment = ?, byte_offset = ?, sequence = ?, pending = max(0, pending - ?)
+                WHERE sink = ? AND sequence = ?
+                """, arguments: [batch.next.segment, batch.next.offset, batch.next.sequence, batch.records.count, batch.sink, batch.start.sequence])
         }
+        if batch.next.segment != batch.start.segment { try removeDeliveredSegments() }
     }
 
-    /// Rows waiting, per sink.
+    /// Deletes the log segments every sink has passed.
+    private func removeDeliveredSegments() throws(StateError) {
+        let oldest = try read { db in
+            try min(Int64.fetchOne(db, sql: "SELECT min(segment) FROM sink_position") ?? Int64.max, Self.end(db).segment)
+        }
+        try log.removeSegments(before: oldest)
+    }
+
+    /// Alerts waiting, per sink (sinks with none are left out).
     public func outboxDepth() throws(StateError) -> [String: Int] {
         try read { db in
             var depth: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT sink, count(*) AS n FROM outbox GROUP BY sink") {
-                depth[row["sink"]] = row["n"]
+            for row in try Row.fetchAll(db, sql: "SELECT sink, pending FROM sink_position WHERE pending > 0") {
+                depth[row["sink"]] = row["pending"]
             }
             return depth
         }
     }
 
-    /// Drops the rows of sinks no longer configured; returns how many.
+    /// Forgets the sinks no longer configured and what waited for them; returns how many alerts.
     @discardableResult
     public func dropOutbox(except sinks: Set<String>) throws(StateError) -> Int {
-        try write { db in
+        let dropped = try write { db in
             let placeholders = sinks.map { _ in "?" }.joined(separator: ",")
-            try db.execute(sql: sinks.isEmpty ? "DELETE FROM outbox" : "DELETE FROM outbox WHERE sink NOT IN (\(placeholders))",
-                           arguments: StatementArguments(Array(sinks)))
-            return db.changesCount
+            let filter = sinks.isEmpty ? "" : "WHERE sink NOT IN (\(placeholders))"
+            let arguments = StatementArguments(Array(sinks))
+            let count = try Int.fetchOne(db, sql: "SELECT coalesce(sum(pending), 0) FROM sink_position \(filter)", arguments: arguments) ?? 0
+            try db.execute(sql: "DELETE FROM sink_position \(filter)", arguments: arguments)
+            return count
         }
+        try removeDeliveredSegments()
+        return dropped
     }
 
     // MARK: Inspection
@@ -266,10 +397,26 @@ public final class StateStore: Sendable {
     // MARK: Plumbing
 
     private func read<T>(_ body: (Database) throws -> T) throws(StateError) -> T {
-        do { return try database.read(body) } catch { throw StateError("state database read failed: \(error)") }
+        do { return try database.read(body) } catch let error as StateError { throw error } catch {
+            throw StateError("state database read failed: \(error)")
+        }
     }
 
     private func write<T>(_ body: (Database) throws -> T) throws(StateError) -> T {
-        do { return try database.write(body) } catch { throw StateError("state database write failed: \(error)") }
+        do { return try database.write(body) } catch let error as StateError { throw error } catch {
+            throw StateError("state database write failed: \(error)")
+        }
+    }
+
+    /// A write transaction that may append to the outbox log: if it fails after an append, the
+    /// log is cut back to its committed end.
+    private func writeQueuing<T>(_ body: (Database, inout LogPosition?) throws -> T) throws(StateError) -> T {
+        var undo: LogPosition?
+        do {
+            return try write { db in try body(db, &undo) }
+        } catch {
+            if let undo { log.discard(after: undo) }
+            throw error
+        }
     }
 }

@@ -1,0 +1,298 @@
+import Foundation
+
+/// A place in the outbox log: the segment file (named after the sequence number of its first
+/// record), a byte offset in it, and the sequence number of the record that starts there.
+public struct LogPosition: Sendable, Equatable {
+    public var segment: Int64
+    public var offset: Int64
+    public var sequence: Int64
+}
+
+/// The outbox's alert bytes: append-only segment files in `state_directory/outbox/`, each alert
+/// written once, for every sink, next to the SQLite database that holds what is committed (the
+/// log's end, one read position per sink).
+///
+/// An append is written and fdatasync'd before the SQLite transaction that records the new end
+/// commits; bytes past the committed end (a crash or a failed commit in between) are cut off
+/// when the log is opened, so a reader never sees an alert that was not admitted. Segments
+/// before every sink's position are deleted.
+///
+/// A record (integers little-endian): u32 length of what follows, u64 sequence number, u8 event
+/// (0 created, 1 updated), u8 number of sinks then per sink u8 length and name, u32 length and
+/// tenant, u32 length and alert id, u32 length and time received, then the alert's bytes.
+struct OutboxLog: Sendable {
+    let directory: String
+    /// A segment is closed once it holds this much; the next append starts a new file.
+    let segmentSize: Int64
+
+    static let first = LogPosition(segment: 1, offset: 0, sequence: 1)
+    /// Records of other sinks one read skips at most before it returns (so that it is bounded).
+    private static let chunkSize = 4 << 20
+
+    init(directory: String, segmentSize: Int64 = 64 << 20) throws(StateError) {
+        self.directory = directory
+        self.segmentSize = segmentSize
+        if mkdir(directory, 0o700) != 0, errno != EEXIST {
+            throw StateError("cannot create the outbox directory \(directory): \(String(cString: strerror(errno)))")
+        }
+        try Self.syncDirectory((directory as NSString).deletingLastPathComponent)
+    }
+
+    func path(of segment: Int64) -> String {
+        let digits = String(segment)
+        return "\(directory)/\(String(repeating: "0", count: max(0, 20 - digits.count)))\(digits).log"
+    }
+
+    /// The segments present, by first sequence number.
+    func segments() throws(StateError) -> [Int64] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            throw StateError("cannot list the outbox directory \(directory): \(error.localizedDescription)")
+        }
+        return names.compactMap { name in
+            guard name.hasSuffix(".log"), name.count == 24 else { return nil }
+            return Int64(name.dropLast(4))
+        }.sorted()
+    }
+
+    /// Makes the files agree with the committed state: cuts the current segment back to the
+    /// committed end, deletes segments started after it (never committed) and before `oldest`
+    /// (delivered everywhere). A segment shorter than what was committed is damage.
+    func recover(end: LogPosition, oldest: Int64) throws(StateError) {
+        for segment in try segments() where segment > end.segment {
+            unlink(path(of: segment))
+        }
+        let current = path(of: end.segment)
+        var info = stat()
+        if stat(current, &info) != 0 {
+            guard end.offset == 0 else {
+                throw StateError("the outbox segment \(current) is missing; \(end.sequence - 1) alerts were committed up to it")
+            }
+        } else if info.st_size < end.offset {
+            throw StateError("the outbox segment \(current) holds \(info.st_size) bytes, fewer than the \(end.offset) committed")
+        } else if info.st_size > end.offset {
+            try withDescriptor(current, flags: O_WRONLY) { fd throws(StateError) in
+                guard ftruncate(fd, off_t(end.offset)) == 0, fsync(fd) == 0 else {
+                    throw StateError("cannot cut the outbox segment \(current) back to its committed end: \(String(cString: strerror(errno)))")
+                }
+            }
+        }
+        try removeSegments(before: min(oldest, end.segment))
+    }
+
+    /// Appends encoded records (`count` of them, numbered from `end.sequence`) after the
+    /// committed `end`, on disk when it returns; returns the new end. On failure nothing past
+    /// `end` remains.
+    func append(_ bytes: [UInt8], count: Int, after end: LogPosition) throws(StateError) -> LogPosition {
+        let start = end.offset >= segmentSize ? LogPosition(segment: end.sequence, offset: 0, sequence: end.sequence) : end
+        let file = path(of: start.segment)
+        let created = start.offset == 0
+        let fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StateError("cannot open the outbox segment \(file): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var written = 0
+        let failure: String? = bytes.withUnsafeBytes { buffer in
+            while written < buffer.count {
+                let n = pwrite(fd, buffer.baseAddress! + written, buffer.count - written, off_t(start.offset) + off_t(written))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return String(cString: strerror(errno))
+                }
+                written += n
+            }
+            return fdatasync(fd) == 0 ? nil : String(cString: strerror(errno))
+        }
+        if let failure {
+            if created { unlink(file) } else { _ = ftruncate(fd, off_t(start.offset)) }
+            throw StateError("cannot write the outbox segment \(file): \(failure)")
+        }
+        if created { try Self.syncDirectory(directory) }
+        return LogPosition(segment: start.segment, offset: start.offset + Int64(bytes.count), sequence: start.sequence + Int64(count))
+    }
+
+    /// Undoes an append whose commit failed: the log ends at `end` again.
+    func discard(after end: LogPosition) {
+        for segment in (try? segments()) ?? [] where segment > end.segment {
+            unlink(path(of: segment))
+        }
+        let fd = open(path(of: end.segment), O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = ftruncate(fd, off_t(end.offset))
+        close(fd)
+    }
+
+    /// Deletes the segments that start before `segment`.
+    func removeSegments(before segment: Int64) throws(StateError) {
+        for old in try segments() where old < segment {
+            unlink(path(of: old))
+        }
+    }
+
+    /// The records for `sink` from `start` up to the committed `end`: at most `limit`, and at
+    /// most about one chunk of bytes read; returns them and where reading stopped.
+    func read(sink: String, from start: LogPosition, to end: LogPosition, limit: Int) throws(StateError) -> (records: [OutboxRecord], next: LogPosition) {
+        var position = start
+        var records: [OutboxRecord] = []
+        var scanned = 0
+        let wanted = Array(sink.utf8)
+        while records.count < limit, position.sequence < end.sequence, scanned < Self.chunkSize {
+            let file = path(of: position.segment)
+            let stop = try position.segment == end.segment ? end.offset : size(of: file)
+            guard position.offset < stop else {
+                // A closed segment read to its end: the next one starts with the next record.
+                guard position.segment < end.segment else { throw damaged(file, at: position.offset, "ends before the committed end") }
+                position = LogPosition(segment: position.sequence, offset: 0, sequence: position.sequence)
+                continue
+            }
+            var length = Int(min(stop - position.offset, Int64(Self.chunkSize - scanned)))
+            var chunk = try pread(file, at: position.offset, count: length)
+            if let needed = Self.firstRecordLength(chunk), needed > chunk.count {
+                guard needed <= stop - position.offset else { throw damaged(file, at: position.offset, "a record runs past the end") }
+                length = needed
+                chunk = try pread(file, at: position.offset, count: needed)
+            }
+            var cursor = 0
+            while records.count < limit, let next = Self.recordEnd(chunk, from: cursor) {
+                if let record = try Self.decode(chunk[cursor..<next], sequence: position.sequence, sink: sink, wanted: wanted) { records.append(record) }
+                position.offset += Int64(next - cursor)
+                position.sequence += 1
+                cursor = next
+            }
+            if cursor == 0 { throw damaged(file, at: position.offset, "a record cannot be read") }
+            scanned += cursor
+        }
+        // At the end of a closed segment, start the next one: the closed one can then go.
+        if position.segment < end.segment, try position.offset >= size(of: path(of: position.segment)) {
+            position = LogPosition(segment: position.sequence, offset: 0, sequence: position.sequence)
+        }
+        return (records, position)
+    }
+
+    // MARK: Encoding
+
+    /// Appends one record to `bytes`.
+    static func encode(sequence: Int64, event: String, sinks: [String], tenant: String, alertID: String, receivedAt: String,
+                       payload: String, into bytes: inout [UInt8]) {
+        let lengthAt = bytes.count
+        bytes.append(contentsOf: [0, 0, 0, 0])
+        append(UInt64(bitPattern: sequence), bytes: 8, to: &bytes)
+        bytes.append(event == "updated" ? 1 : 0)
+        bytes.append(UInt8(sinks.count))
+        for sink in sinks {
+            bytes.append(UInt8(sink.utf8.count))
+            bytes += sink.utf8
+        }
+        for text in [tenant, alertID, receivedAt] {
+            append(UInt64(text.utf8.count), bytes: 4, to: &bytes)
+            bytes += text.utf8
+        }
+        bytes += payload.utf8
+        let length = UInt64(bytes.count - lengthAt - 4)
+        for index in 0..<4 { bytes[lengthAt + index] = UInt8(truncatingIfNeeded: length >> (8 * index)) }
+    }
+
+    private static func append(_ value: UInt64, bytes count: Int, to bytes: inout [UInt8]) {
+        for index in 0..<count { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * index))) }
+    }
+
+    private static func integer(_ bytes: ArraySlice<UInt8>, at index: Int, bytes count: Int) -> UInt64 {
+        var value: UInt64 = 0
+        for offset in 0..<count { value |= UInt64(bytes[index + offset]) << (8 * offset) }
+        return value
+    }
+
+    /// The whole length of the record at the start of `chunk`, when its length field is there.
+    private static func firstRecordLength(_ chunk: [UInt8]) -> Int? {
+        chunk.count >= 4 ? Int(integer(chunk[...], at: 0, bytes: 4)) + 4 : nil
+    }
+
+    /// Where the record at `start` ends, when all of it is in `chunk`.
+    private static func recordEnd(_ chunk: [UInt8], from start: Int) -> Int? {
+        guard chunk.count - start >= 4 else { return nil }
+        let end = start + 4 + Int(integer(chunk[...], at: start, bytes: 4))
+        return end <= chunk.count ? end : nil
+    }
+
+    /// The record, when it is for `sink` (nil when it is for other sinks only).
+    private static func decode(_ record: ArraySlice<UInt8>, sequence: Int64, sink: String, wanted: [UInt8]) throws(StateError) -> OutboxRecord? {
+        var index = record.startIndex + 4
+        func need(_ count: Int) throws(StateError) {
+            guard record.endIndex - index >= count else { throw StateError("an outbox record is cut short (sequence \(sequence))") }
+        }
+        func take(_ count: Int) throws(StateError) -> UInt64 {
+            try need(count)
+            defer { index += count }
+            return integer(record, at: index, bytes: count)
+        }
+        func text() throws(StateError) -> String {
+            let count = Int(try take(4))
+            try need(count)
+            defer { index += count }
+            return String(decoding: record[index..<index + count], as: UTF8.self)
+        }
+        guard Int64(bitPattern: try take(8)) == sequence else { throw StateError("an outbox record is out of sequence (expected \(sequence))") }
+        let event = try take(1) == 1 ? "updated" : "created"
+        var targeted = false
+        for _ in 0..<Int(try take(1)) {
+            let count = Int(try take(1))
+            try need(count)
+            if !targeted, record[index..<index + count].elementsEqual(wanted) { targeted = true }
+            index += count
+        }
+        let tenant = try text()
+        let alertID = try text()
+        let receivedAt = try text()
+        guard targeted else { return nil }
+        return OutboxRecord(id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
+                            payload: String(decoding: record[index...], as: UTF8.self))
+    }
+
+    // MARK: Files
+
+    private func damaged(_ file: String, at offset: Int64, _ what: String) -> StateError {
+        StateError("the outbox segment \(file) is damaged at byte \(offset): \(what)")
+    }
+
+    private func size(of file: String) throws(StateError) -> Int64 {
+        var info = stat()
+        guard stat(file, &info) == 0 else { throw StateError("the outbox segment \(file) is missing: \(String(cString: strerror(errno)))") }
+        return Int64(info.st_size)
+    }
+
+    private func pread(_ file: String, at offset: Int64, count: Int) throws(StateError) -> [UInt8] {
+        try withDescriptor(file, flags: O_RDONLY) { fd throws(StateError) in
+            var failure: Int32 = 0
+            let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                while initialized < count {
+                    let n = Glibc.pread(fd, buffer.baseAddress! + initialized, count - initialized, off_t(offset) + off_t(initialized))
+                    if n < 0, errno == EINTR { continue }
+                    if n <= 0 {
+                        failure = n < 0 ? errno : EIO
+                        return
+                    }
+                    initialized += n
+                }
+            }
+            guard failure == 0 else { throw StateError("cannot read the outbox segment \(file): \(String(cString: strerror(failure)))") }
+            return bytes
+        }
+    }
+
+    private func withDescriptor<T>(_ file: String, flags: Int32, _ body: (Int32) throws(StateError) -> T) throws(StateError) -> T {
+        let fd = open(file, flags | O_CLOEXEC)
+        guard fd >= 0 else { throw StateError("cannot open the outbox segment \(file): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        return try body(fd)
+    }
+
+    /// Makes a directory's entries durable (a new segment must not vanish in a power loss).
+    static func syncDirectory(_ directory: String) throws(StateError) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0, fsync(fd) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if fd >= 0 { close(fd) }
+            throw StateError("cannot sync the directory \(directory): \(reason)")
+        }
+        close(fd)
+    }
+}
