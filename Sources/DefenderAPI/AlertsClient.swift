@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import OrderedJSON
 import Timekeeping
 
@@ -98,39 +99,77 @@ public struct AlertsClient: Sendable {
     /// about 1.1 requests per page instead of a full page read and thrown away for each one. An
     /// open window (up to now) is carved that way only up to the local clock's now, a hint
     /// that decides cost, never which alerts are read: the last window read is always open.
+    ///
+    /// Once the density is known, the next window's request is sent while a page is read and
+    /// handed on (two requests in flight at most, batches still strictly in order): the wait
+    /// for the server overlaps with parsing and storing instead of adding to it.
     public func fetch(from lower: WindowBound, to upper: Timestamp? = nil, now: @Sendable () -> Date = { Date() },
                       onBatch: (AlertBatch) async throws -> Void) async throws {
         enum Work {
             /// A window; `halve` after a full page of its parent that was itself split.
             case window(WindowBound, Timestamp?, halve: Bool)
             case instant(Timestamp)
+            /// A window whose request is already on its way.
+            case requested(Request)
+        }
+        struct Request {
+            var low: WindowBound
+            var end: Timestamp?
+            var halve: Bool
+            var id: Int
         }
         let target = Self.windowTarget(pageSize: settings.pageSize)
+        let inFlight = RequestsInFlight()
         // A stack: the earliest work is on top, so batches come in time order.
         var pending: [Work] = [.window(lower, upper, halve: false)]
         var density: Double?
-        while let work = pending.popLast() {
-            switch work {
-            case .instant(let instant):
-                try await readInstant(instant, onBatch: onBatch)
-            case .window(let low, let high, let halve):
-                var end = high
-                let start = low.firstTick
-                if let density {
-                    let carve = Timestamp(ticks: start + max(1, Int64(min(Double(Int64.max / 4), Double(target) / density))))
-                    if carve < (high ?? Timestamp(now())) {
-                        pending.append(.window(.inclusive(carve), high, halve: false))
-                        end = carve
-                    }
+
+        /// Sends the request for a window, first carved to the expected size (the rest goes on
+        /// top of `pending`).
+        func request(_ low: WindowBound, _ high: Timestamp?, halve: Bool) -> Request {
+            var end = high
+            if let density {
+                let carve = Timestamp(ticks: low.firstTick + max(1, Int64(min(Double(Int64.max / 4), Double(target) / density))))
+                if carve < (high ?? Timestamp(now())) {
+                    pending.append(.window(.inclusive(carve), high, halve: false))
+                    end = carve
                 }
-                let page = try await self.page(filter: filter(low, end), skip: 0)
+            }
+            let filter = filter(low, end)
+            return Request(low: low, end: end, halve: halve, id: inFlight.start { try await self.page(filter: filter, skip: 0) })
+        }
+
+        try await withTaskCancellationHandler {
+            defer { inFlight.cancelAll() }
+            while let work = pending.popLast() {
+                let current: Request
+                switch work {
+                case .instant(let instant):
+                    try await readInstant(instant, onBatch: onBatch)
+                    continue
+                case .requested(let request):
+                    current = request
+                case .window(let low, let high, let halve):
+                    current = request(low, high, halve: halve)
+                }
+                // Before the density is known the next window would most likely come back full.
+                if density != nil, case .window(let low, let high, let halve)? = pending.last {
+                    pending.removeLast()
+                    let ahead = request(low, high, halve: halve)
+                    pending.append(.requested(ahead))
+                }
+                let page = try await inFlight.result(current.id)
                 let count = page.alerts.count + page.rejected.count
                 guard count >= settings.pageSize else {
-                    try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: low, upper: end))
-                    if let end {
-                        // The next window at most 4 times as long as this one (an empty one says little).
-                        let length = Double(end.ticks - start)
-                        density = max(Double(count) / length, Double(target) / (4 * length))
+                    try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: current.low, upper: current.end))
+                    if let end = current.end {
+                        // Measured from the window's first alert when there are enough of them (a
+                        // quiet stretch before a backlog would dilute it); the next window at most
+                        // 4 times as long as this one (an empty one says little).
+                        var start = current.low.firstTick
+                        if count >= 16, let earliest = page.alerts.lazy.map(\.lastUpdateTime.ticks).min() { start = max(start, earliest) }
+                        let length = Double(max(1, end.ticks - start))
+                        density = max(Double(count) / length, Double(target) / (4 * Double(end.ticks - current.low.firstTick)))
                     }
                     continue
                 }
@@ -139,22 +178,25 @@ public struct AlertsClient: Sendable {
                     throw DefenderAPIError.malformedResponse("a full page without a single usable alert")
                 }
                 logger.debug("full page: splitting the window", metadata: [
-                    "window": "\(low) and < \(end.map { "\($0.writtenWith(7))" } ?? "now")", "alerts": "\(times.count)",
+                    "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")", "alerts": "\(times.count)",
                 ])
+                // The parts go on top of a request sent ahead: they come before it.
                 if first == last {
-                    pending.append(.window(.exclusive(first), end, halve: false))
+                    pending.append(.window(.exclusive(first), current.end, halve: false))
                     pending.append(.instant(first))
-                    if low != .inclusive(first) { pending.append(.window(low, first, halve: false)) }
+                    if current.low != .inclusive(first) { pending.append(.window(current.low, first, halve: false)) }
                     continue
                 }
                 // Split where the page suggests the earlier part fits: at 85 % of its alerts (right
                 // when results come in time order); halving when that part came back full too.
-                var split = times[min(times.count - 1, Int(Double(times.count) * (halve ? 0.5 : 0.85)))]
+                var split = times[min(times.count - 1, Int(Double(times.count) * (current.halve ? 0.5 : 0.85)))]
                 if split == first { split = times.first { $0 > first } ?? last }
                 // Each part holds fewer alerts than the whole, so this ends.
-                pending.append(.window(.inclusive(split), end, halve: false))
-                pending.append(.window(low, split, halve: true))
+                pending.append(.window(.inclusive(split), current.end, halve: false))
+                pending.append(.window(current.low, split, halve: true))
             }
+        } onCancel: {
+            inFlight.cancelAll()
         }
     }
 
@@ -321,5 +363,38 @@ public struct AlertsClient: Sendable {
     /// An OData datetime literal with 7 fraction digits.
     static func literal(_ time: Timestamp) -> String {
         time.writtenWith(7).description
+    }
+}
+
+/// The page requests of one `fetch` that were sent and not yet read, so that all of them are
+/// cancelled when the fetch ends early (an error, or its task cancelled).
+private final class RequestsInFlight: Sendable {
+    private struct State {
+        var next = 0
+        var tasks: [Int: Task<AlertsClient.Page, any Error>] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// Starts a request; returns its number.
+    func start(_ operation: @escaping @Sendable () async throws -> AlertsClient.Page) -> Int {
+        let task = Task(operation: operation)
+        return state.withLock { state in
+            state.next += 1
+            state.tasks[state.next] = task
+            return state.next
+        }
+    }
+
+    /// Waits for a request's page (and forgets the request).
+    func result(_ id: Int) async throws -> AlertsClient.Page {
+        guard let task = state.withLock({ $0.tasks.removeValue(forKey: id) }) else { throw CancellationError() }
+        return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+    }
+
+    func cancelAll() {
+        for task in state.withLock({ state in defer { state.tasks = [:] }; return Array(state.tasks.values) }) {
+            task.cancel()
+        }
     }
 }

@@ -60,6 +60,41 @@ struct AlertsClientTests {
         }
     }
 
+    @Test func theNextWindowIsRequestedWhileAPageIsHandedOn() async throws {
+        // 1,000 alerts over the last hour, 100 a page: the first page comes back full and is
+        // split, and from then on each window fits. Once the density is known, the request for
+        // the next window is sent before a batch is handed on: the handler of batch k waits for
+        // request k + 2 (the full page, k pages read, one ahead), which without a request sent
+        // ahead would never come.
+        let harness = try APIHarness()
+        var ids: [String] = []
+        for index in 0..<1000 {
+            ids += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 3.6))
+        }
+        let expected = ids
+        try await harness.live { base, transport in
+            let watched = WatchedTransport(transport)
+            let client = harness.alertsClient(base: base, transport: watched, tokens: harness.tokenProvider(base: base, transport: transport),
+                                              settings: .init(pageSize: 100, expandEvidence: false))
+            var batches = 0
+            var alerts: [Alert] = []
+            var previous: Timestamp?
+            try await client.fetch(from: .inclusive(APIHarness.start.adding(seconds: -3601)), now: { APIHarness.start.date }) { batch in
+                batches += 1
+                if (2...6).contains(batches) {
+                    let sent = await watched.waitForRequests(batches + 2)
+                    #expect(sent, "batch \(batches) was handed on before the next window was requested")
+                }
+                // Still in time order.
+                if let previous, let first = batch.alerts.map(\.lastUpdateTime).min() { #expect(first >= previous) }
+                previous = batch.alerts.map(\.lastUpdateTime).max() ?? previous
+                alerts += batch.alerts
+            }
+            #expect(alerts.count == expected.count)
+            #expect(Set(alerts.map(\.id)) == Set(expected))
+        }
+    }
+
     @Test func windowsAreSizedToHoldLessThanAPage() {
         #expect(AlertsClient.windowTarget(pageSize: 1000) == 900)
         #expect(AlertsClient.windowTarget(pageSize: 10000) == 9000)

@@ -84,3 +84,56 @@ final class Counter: Sendable {
     func increment() { storage.withLock { $0 += 1 } }
     var value: Int { storage.withLock { $0 } }
 }
+
+/// Counts requests sent; `waitForRequests(_:)` returns once that many were sent, or fails the
+/// test after 30 s (a safety net: it never decides a pass).
+final class WatchedTransport: HTTPTransport {
+    private struct State {
+        var sent = 0
+        var waiters: [(count: Int, continuation: CheckedContinuation<Bool, Never>)] = []
+    }
+
+    let base: any HTTPTransport
+    private let state = Mutex(State())
+
+    init(_ base: any HTTPTransport) { self.base = base }
+
+    func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
+        let ready = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            state.sent += 1
+            let sent = state.sent
+            defer { state.waiters.removeAll { $0.count <= sent } }
+            return state.waiters.filter { $0.count <= sent }.map(\.continuation)
+        }
+        for waiter in ready { waiter.resume(returning: true) }
+        return try await base.send(request, deadline: deadline)
+    }
+
+    /// Whether `count` requests were sent (false after 30 s without).
+    func waitForRequests(_ count: Int) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let now = self.state.withLock { state -> Bool in
+                        if state.sent >= count { return true }
+                        state.waiters.append((count, continuation))
+                        return false
+                    }
+                    if now { continuation.resume(returning: true) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(30))
+                return false
+            }
+            let first = await group.next() ?? false
+            if !first {
+                // Release the waiter so the group can finish.
+                let stuck = self.state.withLock { state in defer { state.waiters = [] }; return state.waiters.map(\.continuation) }
+                for waiter in stuck { waiter.resume(returning: false) }
+            }
+            group.cancelAll()
+            return first
+        }
+    }
+}
