@@ -29,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
+        .systemLibrary(name: "CMalloc"),
         .systemLibrary(
             name: "CSystemd",
             pkgConfig: "libsystemd",
@@ -118,6 +119,7 @@ let package = Package(
             name: "defender-alertd",
             dependencies: [
                 "AlertForwarder",
+                "CMalloc",
                 "DefenderAPI",
                 "Systemd",
                 "Timekeeping",
