@@ -320,6 +320,13 @@ public struct JSONScanner {
         let start = index
         index += 1
         while index < bytes.count {
+            // Eight plain bytes at a time (most of an alert is ASCII text without escapes).
+            if let base = bytes.baseAddress {
+                while bytes.count - index >= 8, Self.allPlain(UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)) {
+                    index += 8
+                }
+            }
+            guard index < bytes.count else { break }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 index += 1
@@ -336,6 +343,19 @@ public struct JSONScanner {
             }
         }
         throw fail("unterminated string")
+    }
+
+    /// Whether none of eight bytes ends a string or needs a closer look: no `"`, no `\`, no
+    /// control character, nothing outside ASCII (a SWAR test: a byte's high bit is set in the
+    /// result exactly where one of those is).
+    @inline(__always)
+    static func allPlain(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        func zeroBytes(_ value: UInt64) -> UInt64 { (value &- ones) & ~value & highs }
+        let quote = zeroBytes(word ^ (ones &* 0x22))
+        let backslash = zeroBytes(word ^ (ones &* 0x5C))
+        let control = (word &- ones &* 0x20) & ~word & highs
+        return (quote | backslash | control | (word & highs)) == 0
     }
 
     private mutating func escape() throws(JSONParseError) {

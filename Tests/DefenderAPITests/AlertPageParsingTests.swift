@@ -1,6 +1,6 @@
 @testable import DefenderAPI
 import Foundation
-import OrderedJSON
+@testable import OrderedJSON
 import Testing
 
 /// Reading a page of alerts at the byte level: the whole body is validated, each alert keeps
@@ -69,6 +69,39 @@ struct AlertPageParsingTests {
         let body = Data(#"{"value":[{"id":"a"#.utf8) + Data(sequence) + Data(#"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#.utf8)
         #expect(throws: DefenderAPIError.self) {
             try AlertsClient.parsePage(HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: body))
+        }
+    }
+
+    @Test func eightBytesAtATimeStopAtEveryByteThatMatters() {
+        // Every byte value at every place in a word of otherwise plain text.
+        for value in 0...255 {
+            let byte = UInt8(value)
+            let matters = byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80
+            for place in 0..<8 {
+                var word = UInt64(0x6161_6161_6161_6161)  // "aaaaaaaa"
+                word = word & ~(UInt64(0xFF) << (8 * place)) | UInt64(byte) << (8 * place)
+                #expect(JSONScanner.allPlain(word) == !matters, "byte \(value) at \(place)")
+            }
+        }
+    }
+
+    @Test func longStringsAreCheckedAtEveryAlignment() throws {
+        for length in 0..<24 {
+            let text = String(repeating: "x", count: length)
+            let good = try AlertsClient.parsePage(response(#"{"value":[{"id":""# + text + #"\"é","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
+            #expect(good.alerts.first?.id == text + "\"é")
+            for bad in ["\t", "\u{01}", #"\q"#] {
+                #expect(throws: DefenderAPIError.self) {
+                    try AlertsClient.parsePage(response(#"{"value":[{"id":""# + text + bad + text + #"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
+                }
+            }
+            let invalid = Data(#"{"value":[{"id":""#.utf8) + Data(text.utf8) + Data([0xC0, 0x80]) + Data(text.utf8)
+                + Data(#"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#.utf8)
+            #expect(throws: DefenderAPIError.self) {
+                try AlertsClient.parsePage(HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: invalid))
+            }
+            // Unterminated, the string running to the end of the body.
+            #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response(#"{"value":[{"id":""# + text)) }
         }
     }
 
