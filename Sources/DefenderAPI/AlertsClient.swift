@@ -177,6 +177,10 @@ public struct AlertsClient: Sendable {
                 guard let first = times.first, let last = times.last else {
                     throw DefenderAPIError.malformedResponse("a full page without a single usable alert")
                 }
+                // A first guess of the density, until a complete window gives a real one: right
+                // when results come in time order, too low otherwise (then a window sized with it
+                // may come back full and be split: a cost, never a loss).
+                if density == nil, last > first { density = Double(times.count) / Double(last.ticks - first.ticks) }
                 logger.debug("full page: splitting the window", metadata: [
                     "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")", "alerts": "\(times.count)",
                 ])
