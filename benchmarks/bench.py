@@ -160,7 +160,7 @@ def proc_sample(pid):
     cpu = (int(fields[11]) + int(fields[12])) / ticks
     with open(f"/proc/{pid}/status") as f:
         status = dict(line.split(":", 1) for line in f if ":" in line)
-    return cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["Threads"])
+    return cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["Threads"]), int(status["RssAnon"].split()[0]) / 1024
 
 
 @contextlib.contextmanager
@@ -195,19 +195,22 @@ def idle(build, polls):
                     sys.exit("the daemon stopped during the idle benchmark")
                 time.sleep(0.2)
         wait_for(10)
-        cpu0, rss0, _ = proc_sample(daemon.pid)
+        cpu0, rss0, _, anon0 = proc_sample(daemon.pid)
         start_calls = alerts_calls(base)
         wait_for(start_calls + polls // 2)
         middle = proc_sample(daemon.pid)
         wait_for(start_calls + polls)
-        cpu1, rss1, threads = proc_sample(daemon.pid)
+        cpu1, rss1, threads, anon1 = proc_sample(daemon.pid)
         made = alerts_calls(base) - start_calls
     result = {"polls": made, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / made, "rss_mib": rss1,
-              "rss_after_10_mib": rss0, "rss_half_mib": middle[1], "threads": threads}
+              "rss_after_10_mib": rss0, "rss_half_mib": middle[1], "threads": threads,
+              "anon_after_10_mib": anon0, "anon_half_mib": middle[3], "anon_mib": anon1}
     print(f"\nidle: one tenant, no alerts, {result['polls']} empty polls (600 ms apart: Defender's 100 calls a minute)")
     print(f"  CPU per empty poll: {result['cpu_ms_per_poll']:.2f} ms")
     print(f"  RSS after 10 polls {result['rss_after_10_mib']:.1f} MiB, after {polls // 2} {result['rss_half_mib']:.1f} MiB, "
           f"after {polls} {result['rss_mib']:.1f} MiB; {result['threads']} threads")
+    print(f"  of which the process's own (anonymous) memory: {result['anon_after_10_mib']:.1f}, {result['anon_half_mib']:.1f}, "
+          f"{result['anon_mib']:.1f} MiB; the rest are clean pages of the binary and libraries, mapped from the page cache")
     return result
 
 
@@ -215,7 +218,7 @@ def scale(build, tenants, seconds):
     domains = [arg for index in range(tenants) for arg in ("--tenant-domain", f"t{index}.bench.example")]
     with running_daemon(build, tenants=tenants, simulator_arguments=domains) as (daemon, base):
         time.sleep(5)
-        cpu0, _, _ = proc_sample(daemon.pid)
+        cpu0 = proc_sample(daemon.pid)[0]
         start, calls0 = time.monotonic(), alerts_calls(base)
         peak = 0.0
         while time.monotonic() - start < seconds:
@@ -223,13 +226,14 @@ def scale(build, tenants, seconds):
                 sys.exit("the daemon stopped during the scale benchmark")
             peak = max(peak, proc_sample(daemon.pid)[1])
             time.sleep(1)
-        cpu1, rss, threads = proc_sample(daemon.pid)
+        cpu1, rss, threads, anon = proc_sample(daemon.pid)
         elapsed = time.monotonic() - start
         polls = alerts_calls(base) - calls0
     result = {"tenants": tenants, "seconds": elapsed, "cpu_percent": (cpu1 - cpu0) * 100 / elapsed,
-              "rss_mib": rss, "peak_rss_mib": max(peak, rss), "polls": polls, "threads": threads}
+              "rss_mib": rss, "anon_mib": anon, "peak_rss_mib": max(peak, rss), "polls": polls, "threads": threads}
     print(f"\nscale: {tenants} tenants in one daemon, 60 s interval, {result['seconds']:.0f} s ({result['polls']} polls)")
-    print(f"  CPU {result['cpu_percent']:.2f} % of one core; RSS {result['rss_mib']:.1f} MiB (peak {result['peak_rss_mib']:.1f} MiB); "
+    print(f"  CPU {result['cpu_percent']:.2f} % of one core; RSS {result['rss_mib']:.1f} MiB (peak {result['peak_rss_mib']:.1f} MiB, "
+          f"anonymous {result['anon_mib']:.1f} MiB); "
           f"{result['threads']} threads")
     return result
 

@@ -125,10 +125,10 @@ public struct AlertsClient: Sendable {
         var density: Double?
 
         /// Sends the request for a window, first carved to the expected size (the rest goes on
-        /// top of `pending`).
+        /// top of `pending`); the earlier part of a split (`halve`) is sized by the split already.
         func request(_ low: WindowBound, _ high: Timestamp?, halve: Bool) -> Request {
             var end = high
-            if let density {
+            if let density, !halve {
                 let carve = Timestamp(ticks: low.firstTick + max(1, Int64(min(Double(Int64.max / 4), Double(target) / density))))
                 if carve < (high ?? Timestamp(now())) {
                     pending.append(.window(.inclusive(carve), high, halve: false))

@@ -95,6 +95,26 @@ struct AlertsClientTests {
         }
     }
 
+    @Test func aQuietStretchBeforeABacklogCostsNothingExtra() async throws {
+        // Reading 3 hours of which only the last holds alerts (600, 100 a page): the empty two
+        // hours are neither carved into windows nor dilute the density.
+        let harness = try APIHarness()
+        var ids: [String] = []
+        for index in 0..<600 {
+            ids += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 6))
+        }
+        let expected = ids
+        try await harness.live { base, transport in
+            let counting = CountingTransport(transport)
+            let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
+                                              settings: .init(pageSize: 100, expandEvidence: false))
+            let alerts = try await readAll(client, from: APIHarness.start.adding(seconds: -3 * 3600))
+            #expect(Set(alerts.map(\.id)) == Set(expected))
+            // 6 pages: the first full page, its split, about one request a page after that.
+            #expect(counting.count <= 10, "\(counting.count) requests for 6 pages")
+        }
+    }
+
     @Test func windowsAreSizedToHoldLessThanAPage() {
         #expect(AlertsClient.windowTarget(pageSize: 1000) == 900)
         #expect(AlertsClient.windowTarget(pageSize: 10000) == 9000)
