@@ -1,28 +1,33 @@
 import OrderedJSON
 import Timekeeping
 
-/// One alert: the fields the daemon itself needs, decoded tolerantly, and the whole object
-/// exactly as the API sent it, byte for byte (unknown fields, nulls, number text, escapes and
-/// member order included), which is what sinks receive.
+/// One alert: the two fields the daemon itself needs (`id`, `lastUpdateTime`), and the whole
+/// object exactly as the API sent it, byte for byte (unknown fields, nulls, number text, escapes
+/// and member order included), which is what sinks receive. Other fields are read from the
+/// bytes when asked for (by tools and tests; the forwarding path never needs them).
 public struct Alert: Sendable, Equatable {
     public let id: String
     public let lastUpdateTime: Timestamp
-    public let alertCreationTime: Timestamp?
+    /// The alert's JSON object exactly as it was in the response (valid UTF-8: the scanner
+    /// checked it).
+    public let bytes: [UInt8]
+    /// The same as text.
+    public var json: String { String(decoding: bytes, as: UTF8.self) }
+
+    public var alertCreationTime: Timestamp? { member("alertCreationTime").flatMap { Timestamp(parsing: $0) } }
     /// Any string the API sends (not only the documented values).
-    public let severity: String?
-    public let status: String?
-    public let title: String?
-    public let computerDnsName: String?
-    public let machineId: String?
-    public let incidentId: String?
-    /// The alert's JSON object exactly as it was in the response.
-    public let json: String
+    public var severity: String? { member("severity") }
+    public var status: String? { member("status") }
+    public var title: String? { member("title") }
+    public var computerDnsName: String? { member("computerDnsName") }
+    public var machineId: String? { member("machineId") }
+    /// A number or a string in the API's answers; its text either way.
+    public var incidentId: String? { member("incidentId", orNumber: true) }
 
-    /// The members decoded for the daemon's own use, in the order ``init(_:in:)`` reads them.
-    static let decodedMembers = ["id", "lastUpdateTime", "alertCreationTime", "severity", "status", "title", "computerDnsName",
-                                 "machineId", "incidentId"]
+    /// The members decoded while a page is read, in the order ``init(_:in:bytes:)`` reads them.
+    static let decodedMembers = ["id", "lastUpdateTime"]
 
-    /// Decodes an element of a scanned response; only `id` and `lastUpdateTime` are required.
+    /// Decodes an element of a scanned response; `id` and `lastUpdateTime` are required.
     init(_ element: JSONScanner.Element, in scanner: JSONScanner, bytes: UnsafeBufferPointer<UInt8>) throws(DefenderAPIError) {
         guard element.isObject else { throw .malformedResponse("an element of value is not an object") }
         func string(_ slot: Int) -> String? { element.members[slot].flatMap { scanner.string(at: $0) } }
@@ -32,14 +37,16 @@ public struct Alert: Sendable, Equatable {
         }
         self.id = id
         lastUpdateTime = updated
-        alertCreationTime = string(2).flatMap { Timestamp(parsing: $0) }
-        severity = string(3)
-        status = string(4)
-        title = string(5)
-        computerDnsName = string(6)
-        machineId = string(7)
-        incidentId = element.members[8].flatMap { scanner.number(at: $0) ?? scanner.string(at: $0) }
-        json = String(decoding: UnsafeBufferPointer(rebasing: bytes[element.range]), as: UTF8.self)
+        self.bytes = Array(UnsafeBufferPointer(rebasing: bytes[element.range]))
+    }
+
+    /// A top-level string member (or number, when allowed) as text; nil when absent or another type.
+    private func member(_ name: String, orNumber: Bool = false) -> String? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var scanner = JSONScanner(buffer)
+            guard let found = try? scanner.members([name]), let range = found[0] else { return nil }
+            return scanner.string(at: range) ?? (orNumber ? scanner.number(at: range) : nil)
+        }
     }
 
     /// Decodes one alert object given as JSON text (for tests and tools).

@@ -129,7 +129,7 @@ extension ConfigurationKey {
     public enum Service {
         public static let stateDirectory = ConfigurationKey(
             .service, "state_directory", .path, defaultDescription: "`$STATE_DIRECTORY`, else `./state`",
-            "where the state database lives (`state.sqlite`: watermarks, dedup keys, the outbox)")
+            "where the state lives: `state.sqlite` (watermarks, dedup keys, each sink's place in the outbox) and `outbox/` (the queued alerts)")
         public static let pollInterval = ConfigurationKey(
             .service, "poll_interval", .duration(minimum: .milliseconds(1)), default: .string("60s"),
             "time between polls of each tenant; any positive duration (the rate budget keeps calls within the API limits)")
@@ -138,7 +138,7 @@ extension ConfigurationKey {
             "the lowest level logged: `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`; a reload applies a change at once")
         public static let maxOutbox = ConfigurationKey(
             .service, "max_outbox", .integer(1...100_000_000), default: .integer(100_000),
-            "queued rows (alerts waiting for a sink) above which polling pauses until the sinks catch up; nothing is dropped")
+            "queued alerts (counted once per sink waiting for them) above which polling pauses until the sinks catch up; nothing is dropped")
         public static let pollTimeout = ConfigurationKey(
             .service, "poll_timeout", .duration(minimum: .seconds(1)), default: .string("10m"),
             "hard deadline of one poll; pages read before it are kept and the next poll goes on")

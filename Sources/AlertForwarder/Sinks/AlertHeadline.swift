@@ -12,9 +12,8 @@ struct AlertHeadline {
     /// `lastUpdateTime` as the API wrote it.
     var lastUpdateTime: String?
 
-    init(payload: String) {
-        var text = payload
-        let fields: [String?] = text.withUTF8 { bytes in
+    init(payload: [UInt8]) {
+        let fields: [String?] = payload.withUnsafeBufferPointer { bytes in
             var scanner = JSONScanner(bytes)
             guard let ranges = try? scanner.members(["severity", "title", "computerDnsName", "status", "lastUpdateTime"]) else {
                 return [nil, nil, nil, nil, nil]
@@ -40,7 +39,7 @@ struct AlertHeadline {
 /// `2026-11-25T18:38:22Z [tenant] created High "Suspicious access to LSASS service" ws-hr-0031 da6393…`
 enum SummaryLine {
     static func line(for record: OutboxRecord, showsTenant: Bool) -> String {
-        let headline = AlertHeadline(payload: record.payload)
+        let headline = AlertHeadline(payload: record.payloadBytes)
         var fields = [headline.time]
         if showsTenant { fields.append(printable(record.tenant)) }
         fields += [record.event, printable(headline.severity), quoted(headline.title), printable(headline.host ?? "-"), printable(record.alertID)]

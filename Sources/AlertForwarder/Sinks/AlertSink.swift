@@ -40,7 +40,7 @@ public struct RecordLine: Sendable, Equatable {
     /// The records as lines, each ending with a newline, in one buffer.
     func lines(for records: [OutboxRecord]) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(records.reduce(0) { $0 + $1.payload.utf8.count + 160 })
+        bytes.reserveCapacity(records.reduce(0) { $0 + $1.payloadBytes.count + 160 })
         for record in records { append(record, to: &bytes) }
         return bytes
     }
@@ -50,7 +50,7 @@ public struct RecordLine: Sendable, Equatable {
         case .summary:
             bytes += SummaryLine.line(for: record, showsTenant: showsTenant).utf8
         case .alert:
-            bytes += record.payload.utf8
+            bytes += record.payloadBytes
         case .envelope:
             // The alert is embedded verbatim: its text is already compact JSON.
             let prefix = JSONValue.object([
@@ -58,7 +58,7 @@ public struct RecordLine: Sendable, Equatable {
             ]).serialized
             bytes += prefix.utf8.dropLast()
             bytes += ",\"alert\":".utf8
-            bytes += record.payload.utf8
+            bytes += record.payloadBytes
             bytes.append(UInt8(ascii: "}"))
         }
         bytes.append(UInt8(ascii: "\n"))

@@ -12,7 +12,7 @@ public struct JournalSink: AlertSink {
             throw SinkError("journald is not listening on \(JournalWriter.socketPath)")
         }
         for record in records {
-            let headline = AlertHeadline(payload: record.payload)
+            let headline = AlertHeadline(payload: record.payloadBytes)
             let fields = [
                 "MESSAGE=[\(headline.severity)] \(headline.title) on \(headline.host ?? "unknown host") (\(record.alertID))",
                 "MESSAGE_ID=\(Self.messageID)",

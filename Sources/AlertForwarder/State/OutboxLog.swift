@@ -87,7 +87,8 @@ struct OutboxLog: Sendable {
         let start = end.offset >= segmentSize ? LogPosition(segment: end.sequence, offset: 0, sequence: end.sequence) : end
         let file = path(of: start.segment)
         let created = start.offset == 0
-        let fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        // A new segment starts empty (a file left by an append that failed is overwritten).
+        let fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC | (created ? O_TRUNC : 0), 0o600)
         guard fd >= 0 else { throw StateError("cannot open the outbox segment \(file): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var written = 0
@@ -172,7 +173,7 @@ struct OutboxLog: Sendable {
 
     /// Appends one record to `bytes`.
     static func encode(sequence: Int64, event: String, sinks: [String], tenant: String, alertID: String, receivedAt: String,
-                       payload: String, into bytes: inout [UInt8]) {
+                       payload: [UInt8], into bytes: inout [UInt8]) {
         let lengthAt = bytes.count
         bytes.append(contentsOf: [0, 0, 0, 0])
         append(UInt64(bitPattern: sequence), bytes: 8, to: &bytes)
@@ -186,7 +187,7 @@ struct OutboxLog: Sendable {
             append(UInt64(text.utf8.count), bytes: 4, to: &bytes)
             bytes += text.utf8
         }
-        bytes += payload.utf8
+        bytes += payload
         let length = UInt64(bytes.count - lengthAt - 4)
         for index in 0..<4 { bytes[lengthAt + index] = UInt8(truncatingIfNeeded: length >> (8 * index)) }
     }
@@ -244,7 +245,7 @@ struct OutboxLog: Sendable {
         let receivedAt = try text()
         guard targeted else { return nil }
         return OutboxRecord(id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
-                            payload: String(decoding: record[index...], as: UTF8.self))
+                            payloadBytes: Array(record[index...]))
     }
 
     // MARK: Files

@@ -21,8 +21,28 @@ public struct OutboxRecord: Sendable, Equatable {
     public var event: String
     /// When the daemon stored it (ISO 8601, UTC).
     public var receivedAt: String
-    /// The alert exactly as the API returned it (compact JSON).
-    public var payload: String
+    /// The alert exactly as the API returned it, byte for byte.
+    public var payloadBytes: [UInt8]
+
+    /// The same as text.
+    public var payload: String {
+        get { String(decoding: payloadBytes, as: UTF8.self) }
+        set { payloadBytes = Array(newValue.utf8) }
+    }
+
+    public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payloadBytes: [UInt8]) {
+        self.id = id
+        self.sink = sink
+        self.tenant = tenant
+        self.alertID = alertID
+        self.event = event
+        self.receivedAt = receivedAt
+        self.payloadBytes = payloadBytes
+    }
+
+    public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payload: String) {
+        self.init(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, payloadBytes: Array(payload.utf8))
+    }
 }
 
 /// Records read for one sink, and where its position moves when they are confirmed.
@@ -166,7 +186,7 @@ public final class StateStore: Sendable {
                 var entries: [QueuedAlert] = []
                 for row in rows {
                     let entry = QueuedAlert(tenant: row["tenant"], alertID: row["alert_id"], event: row["event"], receivedAt: row["received_at"],
-                                            payload: row["payload"], sinks: [row["sink"]])
+                                            payload: Array((row["payload"] as String).utf8), sinks: [row["sink"]])
                     if let last = entries.last, last.tenant == entry.tenant, last.alertID == entry.alertID, last.event == entry.event,
                        last.receivedAt == entry.receivedAt, last.payload == entry.payload, !last.sinks.contains(entry.sinks[0]) {
                         entries[entries.count - 1].sinks += entry.sinks
@@ -216,7 +236,7 @@ public final class StateStore: Sendable {
                 let updated = try forward == .updates && (Bool.fetchOne(seenBefore, arguments: [tenant, alert.id, key]) ?? false)
                 if !sinks.isEmpty {
                     queued.append(QueuedAlert(tenant: tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
-                                              payload: alert.json, sinks: sinks))
+                                              payload: alert.bytes, sinks: sinks))
                 }
                 admission.outboxRows += sinks.count
                 admission.newAlerts += 1
@@ -273,7 +293,7 @@ public final class StateStore: Sendable {
         var alertID: String
         var event: String
         var receivedAt: String
-        var payload: String
+        var payload: [UInt8]
         var sinks: [String]
     }
 
@@ -293,7 +313,7 @@ public final class StateStore: Sendable {
         guard !alerts.isEmpty else { return }
         let end = try Self.end(db)
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(alerts.reduce(0) { $0 + $1.payload.utf8.count + 128 })
+        bytes.reserveCapacity(alerts.reduce(0) { $0 + $1.payload.count + 128 })
         var counts: [String: Int] = [:]
         for (index, alert) in alerts.enumerated() {
             OutboxLog.encode(sequence: end.sequence + Int64(index), event: alert.event, sinks: alert.sinks, tenant: alert.tenant,
