@@ -69,7 +69,7 @@ public final class DefenderHTTPClient: HTTPTransport {
             return try await withThrowingTaskGroup(of: HTTPExchangeResponse?.self) { group in
                 group.addTask { try await self.perform(request, deadline: deadline) }
                 group.addTask {
-                    try await Task.sleep(for: deadline)
+                    try await TimerSleep.sleep(for: deadline)
                     return nil
                 }
                 defer { group.cancelAll() }

@@ -22,6 +22,11 @@ public struct MonotonicClock: Sendable {
         self.sleep = sleep
     }
 
-    /// The real clock, `ContinuousClock`.
-    public static var continuous: MonotonicClock { MonotonicClock(ContinuousClock()) }
+    /// The real clock: `ContinuousClock` to read, ``TimerSleep`` to sleep (a cancelled sleep
+    /// frees its timer at once).
+    public static var continuous: MonotonicClock {
+        let clock = ContinuousClock()
+        let origin = clock.now
+        return MonotonicClock(now: { origin.duration(to: clock.now) }, sleep: { try await TimerSleep.sleep(for: $0) })
+    }
 }
