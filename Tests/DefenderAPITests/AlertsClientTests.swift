@@ -29,6 +29,15 @@ struct AlertsClientTests {
         return alerts
     }
 
+    /// `count` alerts spread evenly over the hour before the harness's start; their ids.
+    func spreadOverTheLastHour(_ count: Int, in harness: APIHarness) async throws -> [String] {
+        var ids: [String] = []
+        for index in 0..<count {
+            ids += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 3600 / Double(count)))
+        }
+        return ids
+    }
+
     /// The error that reading fails with.
     func firstError(_ client: AlertsClient) async throws -> DefenderAPIError {
         do {
@@ -42,11 +51,7 @@ struct AlertsClientTests {
     @Test func aUniformBacklogCostsAboutOneRequestPerPage() async throws {
         // 3,000 alerts, one every 1.2 s over the last hour, read 100 at a time: 30 pages.
         let harness = try APIHarness()
-        var ids: [String] = []
-        for index in 0..<3000 {
-            ids += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 1.2))
-        }
-        let expected = ids
+        let expected = try await spreadOverTheLastHour(3000, in: harness)
         try await harness.live { base, transport in
             let counting = CountingTransport(transport)
             let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
@@ -67,11 +72,7 @@ struct AlertsClientTests {
         // request k + 2 (the full page, k pages read, one ahead), which without a request sent
         // ahead would never come.
         let harness = try APIHarness()
-        var ids: [String] = []
-        for index in 0..<1000 {
-            ids += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 3.6))
-        }
-        let expected = ids
+        let expected = try await spreadOverTheLastHour(1000, in: harness)
         try await harness.live { base, transport in
             let watched = WatchedTransport(transport)
             let client = harness.alertsClient(base: base, transport: watched, tokens: harness.tokenProvider(base: base, transport: transport),
@@ -99,11 +100,7 @@ struct AlertsClientTests {
         // Reading 3 hours of which only the last holds alerts (600, 100 a page): the empty two
         // hours are neither carved into windows nor dilute the density.
         let harness = try APIHarness()
-        var ids: [String] = []
-        for index in 0..<600 {
-            ids += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 6))
-        }
-        let expected = ids
+        let expected = try await spreadOverTheLastHour(600, in: harness)
         try await harness.live { base, transport in
             let counting = CountingTransport(transport)
             let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),

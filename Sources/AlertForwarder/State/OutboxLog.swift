@@ -18,8 +18,8 @@ public struct LogPosition: Sendable, Equatable {
 /// before every sink's position are deleted.
 ///
 /// A record (integers little-endian): u32 length of what follows, u64 sequence number, u8 event
-/// (0 created, 1 updated), u8 number of sinks then per sink u8 length and name, u32 length and
-/// tenant, u32 length and alert id, u32 length and time received, then the alert's bytes.
+/// (0 created, 1 updated), u16 number of sinks then per sink u16 length and name, u32 length
+/// and tenant, u32 length and alert id, u32 length and time received, then the alert's bytes.
 struct OutboxLog: Sendable {
     let directory: String
     /// A segment is closed once it holds this much; the next append starts a new file.
@@ -145,11 +145,9 @@ struct OutboxLog: Sendable {
                 position = LogPosition(segment: position.sequence, offset: 0, sequence: position.sequence)
                 continue
             }
-            var length = Int(min(stop - position.offset, Int64(Self.chunkSize - scanned)))
-            var chunk = try pread(file, at: position.offset, count: length)
+            var chunk = try pread(file, at: position.offset, count: Int(min(stop - position.offset, Int64(Self.chunkSize - scanned))))
             if let needed = Self.firstRecordLength(chunk), needed > chunk.count {
                 guard needed <= stop - position.offset else { throw damaged(file, at: position.offset, "a record runs past the end") }
-                length = needed
                 chunk = try pread(file, at: position.offset, count: needed)
             }
             var cursor = 0
@@ -178,9 +176,9 @@ struct OutboxLog: Sendable {
         bytes.append(contentsOf: [0, 0, 0, 0])
         append(UInt64(bitPattern: sequence), bytes: 8, to: &bytes)
         bytes.append(event == "updated" ? 1 : 0)
-        bytes.append(UInt8(sinks.count))
+        append(UInt64(sinks.count), bytes: 2, to: &bytes)
         for sink in sinks {
-            bytes.append(UInt8(sink.utf8.count))
+            append(UInt64(sink.utf8.count), bytes: 2, to: &bytes)
             bytes += sink.utf8
         }
         for text in [tenant, alertID, receivedAt] {
@@ -234,8 +232,8 @@ struct OutboxLog: Sendable {
         guard Int64(bitPattern: try take(8)) == sequence else { throw StateError("an outbox record is out of sequence (expected \(sequence))") }
         let event = try take(1) == 1 ? "updated" : "created"
         var targeted = false
-        for _ in 0..<Int(try take(1)) {
-            let count = Int(try take(1))
+        for _ in 0..<Int(try take(2)) {
+            let count = Int(try take(2))
             try need(count)
             if !targeted, record[index..<index + count].elementsEqual(wanted) { targeted = true }
             index += count
