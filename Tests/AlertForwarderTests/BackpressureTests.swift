@@ -22,7 +22,7 @@ struct BackpressureTests {
                 let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
                 let tenant = configuration.tenants[0]
                 let store = try StateStore(directory: fixture.directory.file("state"))
-                // Sink workers are woken only when a poll queued rows for them.
+                // Sink workers are woken only when a poll queued alerts for them.
                 let wakeUps = Mutex(0)
                 let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, logger: records.logger()),
                                           store: store, sinks: ["journal"], maxOutbox: 5, queued: { wakeUps.withLock { $0 += 1 } },

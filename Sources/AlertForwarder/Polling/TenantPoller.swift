@@ -27,7 +27,7 @@ public final class TenantPoller: Sendable {
     private let status: PipelineStatus?
     private let logger: Logger
 
-    /// `queued` is called after a page put rows in the outbox (it wakes the sink workers).
+    /// `queued` is called after a page queued alerts in the outbox (it wakes the sink workers).
     public init(tenant: TenantConfiguration, connection: TenantConnection, store: StateStore, sinks: [String], maxOutbox: Int,
                 wallClock: @escaping @Sendable () -> Date = { Date() },
                 progress: @escaping @Sendable () -> Void = {}, queued: @escaping @Sendable () -> Void = {},
@@ -53,7 +53,7 @@ public final class TenantPoller: Sendable {
         do {
             let depth = try store.outboxDepth().values.reduce(0, +)
             guard depth <= maxOutbox else {
-                logger.warning("outbox holds \(depth) rows, more than max_outbox (\(maxOutbox)): polling paused until the sinks catch up")
+                logger.warning("outbox holds \(depth) queued alerts, more than max_outbox (\(maxOutbox)): polling paused until the sinks catch up")
                 status?.record(tenant: tenant.name, .paused(outbox: depth))
                 return .paused(outbox: depth)
             }

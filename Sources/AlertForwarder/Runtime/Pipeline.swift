@@ -9,7 +9,7 @@ import Timekeeping
 /// The forwarding pipeline as one service: a poller per tenant on a Dispatch timer and a
 /// delivery worker per sink, all reporting progress to the health monitor. A reload rebuilds
 /// the components from the new configuration; the outbox lives in SQLite, so nothing queued
-/// is lost (rows of sinks that were removed are dropped, with a warning).
+/// is lost (alerts queued for sinks that were removed are dropped, with a warning).
 public final class Pipeline: Service, CustomStringConvertible {
     private let store: StateStore
     private let transport: any HTTPTransport
@@ -68,7 +68,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         let sinkNames = Set(configuration.sinks.map(\.name))
         do {
             let dropped = try store.dropOutbox(except: sinkNames)
-            if dropped > 0 { logger.warning("dropped \(dropped) queued rows of sinks that are no longer configured") }
+            if dropped > 0 { logger.warning("dropped \(dropped) alerts queued for sinks that are no longer configured") }
         } catch {
             logger.error("\(error)")
         }
