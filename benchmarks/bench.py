@@ -18,6 +18,7 @@ Everything runs on loopback. Usage (release build):
                       [--idle-polls 1000] [--tenants 200] [--scale-seconds 300] [--out DIR]
 `--smoke` runs tiny sizes only (seconds), to check the harness itself."""
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -153,14 +154,18 @@ def report_backfill(alerts, medians, runs):
         print(row)
 
 
+Sample = collections.namedtuple("Sample", "cpu rss threads anon")
+
+
 def proc_sample(pid):
+    """CPU seconds, RSS and its anonymous part (MiB), threads of a running process."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks
     with open(f"/proc/{pid}/status") as f:
         status = dict(line.split(":", 1) for line in f if ":" in line)
-    return cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["Threads"]), int(status["RssAnon"].split()[0]) / 1024
+    return Sample(cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["Threads"]), int(status["RssAnon"].split()[0]) / 1024)
 
 
 @contextlib.contextmanager
@@ -195,16 +200,16 @@ def idle(build, polls):
                     sys.exit("the daemon stopped during the idle benchmark")
                 time.sleep(0.2)
         wait_for(10)
-        cpu0, rss0, _, anon0 = proc_sample(daemon.pid)
+        first = proc_sample(daemon.pid)
         start_calls = alerts_calls(base)
         wait_for(start_calls + polls // 2)
         middle = proc_sample(daemon.pid)
         wait_for(start_calls + polls)
-        cpu1, rss1, threads, anon1 = proc_sample(daemon.pid)
+        last = proc_sample(daemon.pid)
         made = alerts_calls(base) - start_calls
-    result = {"polls": made, "cpu_ms_per_poll": (cpu1 - cpu0) * 1000 / made, "rss_mib": rss1,
-              "rss_after_10_mib": rss0, "rss_half_mib": middle[1], "threads": threads,
-              "anon_after_10_mib": anon0, "anon_half_mib": middle[3], "anon_mib": anon1}
+    result = {"polls": made, "cpu_ms_per_poll": (last.cpu - first.cpu) * 1000 / made, "rss_mib": last.rss,
+              "rss_after_10_mib": first.rss, "rss_half_mib": middle.rss, "threads": last.threads,
+              "anon_after_10_mib": first.anon, "anon_half_mib": middle.anon, "anon_mib": last.anon}
     print(f"\nidle: one tenant, no alerts, {result['polls']} empty polls (600 ms apart: Defender's 100 calls a minute)")
     print(f"  CPU per empty poll: {result['cpu_ms_per_poll']:.2f} ms")
     print(f"  RSS after 10 polls {result['rss_after_10_mib']:.1f} MiB, after {polls // 2} {result['rss_half_mib']:.1f} MiB, "
@@ -218,19 +223,19 @@ def scale(build, tenants, seconds):
     domains = [arg for index in range(tenants) for arg in ("--tenant-domain", f"t{index}.bench.example")]
     with running_daemon(build, tenants=tenants, simulator_arguments=domains) as (daemon, base):
         time.sleep(5)
-        cpu0 = proc_sample(daemon.pid)[0]
+        cpu0 = proc_sample(daemon.pid).cpu
         start, calls0 = time.monotonic(), alerts_calls(base)
         peak = 0.0
         while time.monotonic() - start < seconds:
             if daemon.poll() is not None:
                 sys.exit("the daemon stopped during the scale benchmark")
-            peak = max(peak, proc_sample(daemon.pid)[1])
+            peak = max(peak, proc_sample(daemon.pid).rss)
             time.sleep(1)
-        cpu1, rss, threads, anon = proc_sample(daemon.pid)
+        last = proc_sample(daemon.pid)
         elapsed = time.monotonic() - start
         polls = alerts_calls(base) - calls0
-    result = {"tenants": tenants, "seconds": elapsed, "cpu_percent": (cpu1 - cpu0) * 100 / elapsed,
-              "rss_mib": rss, "anon_mib": anon, "peak_rss_mib": max(peak, rss), "polls": polls, "threads": threads}
+    result = {"tenants": tenants, "seconds": elapsed, "cpu_percent": (last.cpu - cpu0) * 100 / elapsed,
+              "rss_mib": last.rss, "anon_mib": last.anon, "peak_rss_mib": max(peak, last.rss), "polls": polls, "threads": last.threads}
     print(f"\nscale: {tenants} tenants in one daemon, 60 s interval, {result['seconds']:.0f} s ({result['polls']} polls)")
     print(f"  CPU {result['cpu_percent']:.2f} % of one core; RSS {result['rss_mib']:.1f} MiB (peak {result['peak_rss_mib']:.1f} MiB, "
           f"anonymous {result['anon_mib']:.1f} MiB); "

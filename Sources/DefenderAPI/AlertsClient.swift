@@ -376,18 +376,21 @@ private final class RequestsInFlight: Sendable {
     private struct State {
         var next = 0
         var tasks: [Int: Task<AlertsClient.Page, any Error>] = [:]
+        var cancelled = false
     }
 
     private let state = Mutex(State())
 
-    /// Starts a request; returns its number.
+    /// Starts a request; returns its number. One started after ``cancelAll()`` is cancelled at once.
     func start(_ operation: @escaping @Sendable () async throws -> AlertsClient.Page) -> Int {
         let task = Task(operation: operation)
-        return state.withLock { state in
+        let (id, cancelled) = state.withLock { state in
             state.next += 1
-            state.tasks[state.next] = task
-            return state.next
+            if !state.cancelled { state.tasks[state.next] = task }
+            return (state.next, state.cancelled)
         }
+        if cancelled { task.cancel() }
+        return id
     }
 
     /// Waits for a request's page (and forgets the request).
@@ -397,8 +400,10 @@ private final class RequestsInFlight: Sendable {
     }
 
     func cancelAll() {
-        for task in state.withLock({ state in defer { state.tasks = [:] }; return Array(state.tasks.values) }) {
-            task.cancel()
+        let tasks = state.withLock { state in
+            defer { state.tasks = [:]; state.cancelled = true }
+            return Array(state.tasks.values)
         }
+        for task in tasks { task.cancel() }
     }
 }

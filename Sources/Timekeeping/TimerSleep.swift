@@ -35,6 +35,8 @@ private final class Sleeper: @unchecked Sendable {
 
     init() {
         timer = DispatchSource.makeTimerSource(queue: .global())
+        // The handler holds this sleeper until `finish` cancels the timer, which every path does.
+        timer.setEventHandler { self.finish(cancelled: false) }
         // Resumed at once (a suspended source must never be released), firing only when scheduled.
         timer.schedule(deadline: .distantFuture)
         timer.resume()
@@ -50,7 +52,6 @@ private final class Sleeper: @unchecked Sendable {
             continuation.resume(throwing: CancellationError())
             return
         }
-        timer.setEventHandler { self.finish(cancelled: false) }
         let (seconds, attoseconds) = duration.components
         let nanoseconds = max(0, min(Double(seconds) * 1e9 + Double(attoseconds) / 1e9, Double(Int.max / 2)))
         timer.schedule(deadline: .now() + .nanoseconds(Int(nanoseconds)))

@@ -13,8 +13,8 @@ struct DefenderAlertd: AsyncParsableCommand {
             Reads the alerts of Microsoft Defender for Endpoint tenants and delivers each new or updated alert \
             to the configured sinks (the systemd journal, JSON Lines files, standard output). Alerts are queued \
             on disk (an append-only outbox log and a SQLite database) before delivery, so none is lost across \
-            crashes, reboots or outages, and none is sent twice. It runs as the systemd service defender-alertd.service (Type=notify, \
-            watchdog, STATUS= line).
+            crashes, reboots or outages, and none is sent twice. It runs as the systemd service \
+            defender-alertd.service (Type=notify, watchdog, STATUS= line).
 
             Configuration: /etc/defender-alertd/defender-alertd.toml, described in defender-alertd.toml(5) \
             and printed by `defender-alertd config-reference`. State: /var/lib/defender-alertd.

@@ -18,6 +18,13 @@ struct OutboxLogTests {
         state + "/outbox/" + String(repeating: "0", count: 20 - String(number).count) + "\(number).log"
     }
 
+    /// Alerts a and b admitted for sink x by a store that is then closed.
+    func admitTwoAlertsAndClose() throws {
+        let store = try StateStore(directory: state)
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:01Z")],
+                            forward: .new, sinks: ["x"])
+    }
+
     @Test func eachAlertIsWrittenOnceAndEachSinkReadsItsOwn() throws {
         let store = try StateStore(directory: state)
         let a = try makeAlert("a", "2025-03-14T10:00:00Z"), b = try makeAlert("b", "2025-03-14T10:00:01Z")
@@ -31,6 +38,16 @@ struct OutboxLogTests {
         let bytes = try Data(contentsOf: URL(fileURLWithPath: segmentPath(1)))
         #expect(bytes.count < a.json.utf8.count + b.json.utf8.count + 200)
         #expect(try segments() == [URL(fileURLWithPath: segmentPath(1)).lastPathComponent])
+    }
+
+    @Test func aSinkNamedTwiceCountsAnAlertOnce() throws {
+        let store = try StateStore(directory: state)
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x", "x"])
+        #expect(try store.outboxDepth() == ["x": 1])
+        let batch = try store.pending(sink: "x", limit: 10)
+        #expect(batch.records.map(\.alertID) == ["a"])
+        try store.confirm(batch)
+        #expect(try store.outboxDepth().isEmpty)
     }
 
     @Test func aSinkPassesOverAlertsThatAreNotForIt() throws {
@@ -57,11 +74,7 @@ struct OutboxLogTests {
     }
 
     @Test func bytesAppendedButNeverCommittedAreCutOffWhenTheLogIsOpened() throws {
-        do {
-            let store = try StateStore(directory: state)
-            _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:01Z")],
-                                forward: .new, sinks: ["x"])
-        }
+        try admitTwoAlertsAndClose()
         let committed = try Data(contentsOf: URL(fileURLWithPath: segmentPath(1)))
         // A crash between the append and the commit leaves a tail (here: half a record and an
         // orphan next segment).
@@ -121,11 +134,7 @@ struct OutboxLogTests {
     }
 
     @Test func aDamagedLogIsAClearError() throws {
-        do {
-            let store = try StateStore(directory: state)
-            _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:01Z")],
-                                forward: .new, sinks: ["x"])
-        }
+        try admitTwoAlertsAndClose()
         var bytes = try Data(contentsOf: URL(fileURLWithPath: segmentPath(1)))
         bytes[5] ^= 0xff  // the first record's sequence number
         try bytes.write(to: URL(fileURLWithPath: segmentPath(1)))

@@ -23,13 +23,13 @@ struct StateStoreTests {
 
         let first = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
                                     forward: .new, sinks: ["x", "y"])
-        #expect(first == Admission(newAlerts: 2, duplicates: 0, outboxRows: 4))
+        #expect(first == Admission(newAlerts: 2, duplicates: 0, queuedForSinks: 4))
         #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:00:05.5Z"))
 
         // The same alerts again (overlap), one updated: "new" mode forwards nothing.
         let second = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:01:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
                                      forward: .new, sinks: ["x", "y"])
-        #expect(second == Admission(newAlerts: 0, duplicates: 2, outboxRows: 0))
+        #expect(second == Admission(newAlerts: 0, duplicates: 2, queuedForSinks: 0))
         #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:01:00Z"))
 
         // An older page never moves the watermark back.

@@ -38,6 +38,13 @@ struct AlertsClientTests {
         return ids
     }
 
+    /// A client reading 100 alerts a page without evidence, its requests going through `counted`
+    /// (the token's through `transport`).
+    func smallPages(_ harness: APIHarness, base: String, transport: any HTTPTransport, counted: any HTTPTransport) -> AlertsClient {
+        harness.alertsClient(base: base, transport: counted, tokens: harness.tokenProvider(base: base, transport: transport),
+                             settings: .init(pageSize: 100, expandEvidence: false))
+    }
+
     /// The error that reading fails with.
     func firstError(_ client: AlertsClient) async throws -> DefenderAPIError {
         do {
@@ -54,8 +61,7 @@ struct AlertsClientTests {
         let expected = try await spreadOverTheLastHour(3000, in: harness)
         try await harness.live { base, transport in
             let counting = CountingTransport(transport)
-            let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
-                                              settings: .init(pageSize: 100, expandEvidence: false))
+            let client = smallPages(harness, base: base, transport: transport, counted: counting)
             let alerts = try await readAll(client, from: APIHarness.start.adding(seconds: -3601))
             #expect(alerts.count == expected.count)
             #expect(Set(alerts.map(\.id)) == Set(expected))
@@ -75,8 +81,7 @@ struct AlertsClientTests {
         let expected = try await spreadOverTheLastHour(1000, in: harness)
         try await harness.live { base, transport in
             let watched = WatchedTransport(transport)
-            let client = harness.alertsClient(base: base, transport: watched, tokens: harness.tokenProvider(base: base, transport: transport),
-                                              settings: .init(pageSize: 100, expandEvidence: false))
+            let client = smallPages(harness, base: base, transport: transport, counted: watched)
             var batches = 0
             var alerts: [Alert] = []
             var previous: Timestamp?
@@ -103,8 +108,7 @@ struct AlertsClientTests {
         let expected = try await spreadOverTheLastHour(600, in: harness)
         try await harness.live { base, transport in
             let counting = CountingTransport(transport)
-            let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
-                                              settings: .init(pageSize: 100, expandEvidence: false))
+            let client = smallPages(harness, base: base, transport: transport, counted: counting)
             let alerts = try await readAll(client, from: APIHarness.start.adding(seconds: -3 * 3600))
             #expect(Set(alerts.map(\.id)) == Set(expected))
             // 6 pages: the first full page, its split, about one request a page after that.

@@ -35,7 +35,7 @@ public struct ServiceSettings: Sendable, Equatable {
     public var pollInterval: Duration
     /// The lowest level that is logged.
     public var logLevel: Logger.Level
-    /// Outbox rows above which polling pauses.
+    /// Queued alerts (once per sink) above which polling pauses.
     public var maxOutbox: Int
     /// Hard deadline of one poll (each completed page is kept; the next poll goes on from there).
     public var pollTimeout: Duration

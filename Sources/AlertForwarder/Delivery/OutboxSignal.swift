@@ -1,7 +1,7 @@
 import Synchronization
 import Timekeeping
 
-/// Wakes a sink's worker when rows were queued for it, so an idle worker sleeps instead of
+/// Wakes a sink's worker when alerts were queued for it, so an idle worker sleeps instead of
 /// querying the outbox on a short timer. A signal sent while the worker is busy is kept (one
 /// is enough: the worker drains everything), so none is lost.
 public final class OutboxSignal: Sendable {

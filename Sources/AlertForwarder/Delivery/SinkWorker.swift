@@ -4,8 +4,8 @@ import Logging
 import Timekeeping
 
 /// Delivers one sink's outbox: reads the oldest alerts in batches, sends them, and moves the
-/// sink's position past them only after the sink confirmed. A failure keeps the rows and backs off with full jitter up to
-/// a cap; other sinks have their own workers and carry on.
+/// sink's position past them only after the sink confirmed. A failure keeps them queued and
+/// backs off with full jitter up to a cap; other sinks have their own workers and carry on.
 public struct SinkWorker: Sendable {
     public let name: String
     private let sink: any AlertSink
@@ -18,8 +18,8 @@ public struct SinkWorker: Sendable {
     private let status: PipelineStatus?
     private let signal: OutboxSignal
     private let logger: Logger
-    /// How long an idle worker sleeps when no signal wakes it (rows queued by a poller signal
-    /// at once; this bounds the wait for rows queued another way and keeps reporting progress).
+    /// How long an idle worker sleeps when no signal wakes it (alerts queued by a poller signal
+    /// at once; this bounds the wait for alerts queued another way and keeps reporting progress).
     public static let idleInterval: Duration = .seconds(5)
 
     public init(name: String, sink: any AlertSink, store: StateStore, batchSize: Int = 500,
@@ -42,8 +42,8 @@ public struct SinkWorker: Sendable {
         self.logger = logger
     }
 
-    /// Sends everything queued, batch by batch. Returns the rows delivered; throws the sink's
-    /// error after the first failed batch (rows stay queued).
+    /// Sends everything queued, batch by batch. Returns the alerts delivered; throws the sink's
+    /// error after the first failed batch (its alerts stay queued).
     @discardableResult
     public func drain(stopWhen shouldStop: @Sendable () -> Bool = { false }) async throws -> Int {
         var delivered = 0

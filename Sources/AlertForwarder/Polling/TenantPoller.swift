@@ -69,7 +69,7 @@ public final class TenantPoller: Sendable {
                                  metadata: ["element": "\(json.prefix(2000))"])
                 }
                 let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, forward: tenant.forward, sinks: sinks, now: wallClock())
-                if admission.outboxRows > 0 { queued() }
+                if admission.queuedForSinks > 0 { queued() }
                 total.newAlerts += admission.newAlerts
                 total.duplicates += admission.duplicates
                 progress()

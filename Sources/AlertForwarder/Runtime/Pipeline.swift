@@ -8,7 +8,7 @@ import Timekeeping
 
 /// The forwarding pipeline as one service: a poller per tenant on a Dispatch timer and a
 /// delivery worker per sink, all reporting progress to the health monitor. A reload rebuilds
-/// the components from the new configuration; the outbox lives in SQLite, so nothing queued
+/// the components from the new configuration; the outbox lives on disk, so nothing queued
 /// is lost (alerts queued for sinks that were removed are dropped, with a warning).
 public final class Pipeline: Service, CustomStringConvertible {
     private let store: StateStore

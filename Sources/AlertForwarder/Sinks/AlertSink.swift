@@ -1,6 +1,6 @@
 import OrderedJSON
 
-/// Why a sink did not take a batch. The rows stay in the outbox and are sent again.
+/// Why a sink did not take a batch. Its alerts stay in the outbox and are sent again.
 public struct SinkError: Error, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }

@@ -42,7 +42,7 @@ public final class FileSink: AlertSink {
                 if result < 0 {
                     if errno == EINTR { continue }
                     let reason = String(cString: strerror(errno))
-                    // Drop what may be a partial line: the rows stay queued and are written again.
+                    // Drop what may be a partial line: the alerts stay queued and are written again.
                     _ = ftruncate(state.descriptor, off_t(state.size))
                     throw SinkError("writing \(path) failed: \(reason)")
                 }
@@ -80,7 +80,7 @@ public final class FileSink: AlertSink {
         fstat(descriptor, &info)
         state.descriptor = descriptor
         state.size = Int64(info.st_size)
-        // A previous run may have died mid-line. That batch was never confirmed, so its rows
+        // A previous run may have died mid-line. That batch was never confirmed, so its alerts
         // are still queued: cut the partial line off; it is written again whole.
         var end = state.size
         var byte: UInt8 = 0

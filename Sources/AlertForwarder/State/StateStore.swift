@@ -60,7 +60,8 @@ public struct OutboxBatch: Sendable {
 public struct Admission: Sendable, Equatable {
     public var newAlerts = 0
     public var duplicates = 0
-    public var outboxRows = 0
+    /// Alerts queued, counted once per sink they wait for (what `max_outbox` counts).
+    public var queuedForSinks = 0
 }
 
 /// Durable state in `state_directory`: in SQLite (GRDB, `state.sqlite`) per tenant the
@@ -238,7 +239,7 @@ public final class StateStore: Sendable {
                     queued.append(QueuedAlert(tenant: tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
                                               payload: alert.bytes, sinks: sinks))
                 }
-                admission.outboxRows += sinks.count
+                admission.queuedForSinks += sinks.count
                 admission.newAlerts += 1
             }
             try self.queue(queued, in: db, undo: &undo)
@@ -267,7 +268,7 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// Forgets a tenant's cursor and dedup keys (its queued outbox rows stay).
+    /// Forgets a tenant's cursor and dedup keys (its queued alerts stay queued).
     public func reset(tenant: String) throws(StateError) {
         try write { db in
             try db.execute(sql: "DELETE FROM cursor WHERE tenant = ?", arguments: [tenant])
@@ -302,7 +303,12 @@ public final class StateStore: Sendable {
         guard let row = try Row.fetchOne(db, sql: "SELECT segment, byte_offset, sequence FROM outbox_end") else {
             throw StateError("the outbox_end row is missing")
         }
-        return LogPosition(segment: row["segment"], offset: row["byte_offset"], sequence: row["sequence"])
+        return position(row)
+    }
+
+    /// A position from a row of `outbox_end` or `sink_position`.
+    private static func position(_ row: Row) -> LogPosition {
+        LogPosition(segment: row["segment"], offset: row["byte_offset"], sequence: row["sequence"])
     }
 
     /// Inside a write transaction: appends the alerts to the log (on disk when it returns),
@@ -318,7 +324,8 @@ public final class StateStore: Sendable {
         for (index, alert) in alerts.enumerated() {
             OutboxLog.encode(sequence: end.sequence + Int64(index), event: alert.event, sinks: alert.sinks, tenant: alert.tenant,
                              alertID: alert.alertID, receivedAt: alert.receivedAt, payload: alert.payload, into: &bytes)
-            for sink in alert.sinks { counts[sink, default: 0] += 1 }
+            // A record counts once for a sink, as its reader does, even if named twice.
+            for sink in Set(alert.sinks) { counts[sink, default: 0] += 1 }
         }
         let start = try db.cachedStatement(sql: "INSERT OR IGNORE INTO sink_position (sink, segment, byte_offset, sequence, pending) VALUES (?, ?, ?, ?, 0)")
         let count = try db.cachedStatement(sql: "UPDATE sink_position SET pending = pending + ? WHERE sink = ?")
@@ -335,7 +342,7 @@ public final class StateStore: Sendable {
     public func pending(sink: String, limit: Int) throws(StateError) -> OutboxBatch {
         let (position, end) = try read { db in
             let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT segment, byte_offset, sequence FROM sink_position WHERE sink = ?"), arguments: [sink])
-            return (row.map { LogPosition(segment: $0["segment"], offset: $0["byte_offset"], sequence: $0["sequence"]) }, try Self.end(db))
+            return (row.map(Self.position), try Self.end(db))
         }
         guard let position else { return OutboxBatch(sink: sink, records: [], start: end, next: end) }
         let (records, next) = try log.read(sink: sink, from: position, to: end, limit: limit)
