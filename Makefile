@@ -2,7 +2,7 @@
 SWIFT       ?= swift
 PREFIX      ?= /usr
 BUILD_FLAGS ?=
-APT_PACKAGES = libsystemd-dev pkg-config systemd curl python3 python3-pip tinyproxy libsqlite3-dev debootstrap systemd-container
+APT_PACKAGES = libsystemd-dev libdeflate-dev pkg-config systemd curl python3 python3-pip tinyproxy libsqlite3-dev debootstrap systemd-container
 # Real third-party clients the simulator is tested against.
 PIP_PACKAGES = msal requests
 BINARY       = .build/debug/defender-alertd

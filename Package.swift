@@ -31,6 +31,11 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CMalloc"),
         .systemLibrary(
+            name: "CDeflate",
+            pkgConfig: "libdeflate",
+            providers: [.apt(["libdeflate-dev"])]
+        ),
+        .systemLibrary(
             name: "CSystemd",
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
@@ -52,6 +57,7 @@ let package = Package(
         .target(
             name: "DefenderAPI",
             dependencies: [
+                "CDeflate",
                 "OrderedJSON",
                 "Timekeeping",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -145,7 +151,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DefenderAPITests",
-            dependencies: ["DefenderAPI", "DefenderSimulator", "OrderedJSON", "Timekeeping", "TestSupport",
+            dependencies: ["CDeflate", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "Timekeeping", "TestSupport",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),

@@ -14,9 +14,9 @@ cd "$(dirname "$0")/.."
 root=$(pwd)/.build-systemd/rootfs
 mirror=$(grep -hm1 '^URIs' /etc/apt/sources.list.d/debian.sources 2>/dev/null | awk '{print $2}')
 mirror=${mirror:-$(grep -hm1 '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}')}
-# What the rootfs holds besides minbase: systemd itself, libsqlite3 (a dependency of the
+# What the rootfs holds besides minbase: systemd itself, libsqlite3 and libdeflate (dependencies of the
 # package that minbase lacks) and man-db (to read the man pages). A changed list rebuilds it.
-include=systemd,systemd-sysv,dbus,libsqlite3-0,man-db
+include=systemd,systemd-sysv,dbus,libsqlite3-0,libdeflate0,man-db
 
 if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$root/.defender-alertd-include" 2>/dev/null)" != "$include" ]; then
     rm -rf "$root"; mkdir -p "$(dirname "$root")"

@@ -8,7 +8,7 @@ import NIOSSL
 
 /// The process-wide HTTP client: AsyncHTTPClient with TLS verification always on (plus an
 /// optional extra CA file), connect and read timeouts, an overall deadline per call, gzip and
-/// deflate, a proxy from the configuration or `HTTPS_PROXY`/`NO_PROXY`, and
+/// deflate (inflated by ``ContentDecoding``), a proxy from the configuration or `HTTPS_PROXY`/`NO_PROXY`, and
 /// `User-Agent: defender-alertd/<version>`. Call ``shutdown()`` once, when the daemon stops.
 public final class DefenderHTTPClient: HTTPTransport {
     /// Settings of the client.
@@ -46,7 +46,8 @@ public final class DefenderHTTPClient: HTTPTransport {
                 redirectConfiguration: .disallow,
                 timeout: .init(connect: .nanoseconds(settings.connectTimeout.totalNanoseconds), read: .nanoseconds(settings.readTimeout.totalNanoseconds)),
                 proxy: proxy,
-                decompression: .enabled(limit: .ratio(100))
+                // Bodies are inflated whole by ContentDecoding, not streamed through zlib.
+                decompression: .disabled
             )
             configuration.httpVersion = .http1Only
             return configuration
@@ -103,11 +104,17 @@ public final class DefenderHTTPClient: HTTPTransport {
         do {
             let response = try await client.execute(outgoing, deadline: nioDeadline)
             let body = try await response.body.collect(upTo: settings.maximumBodySize)
+            let decoded = try body.withUnsafeReadableBytes { bytes throws(TransportError) in
+                try ContentDecoding.decode(bytes, encoding: response.headers.first(name: "Content-Encoding"),
+                                           limit: settings.maximumBodySize)
+            }
             return HTTPExchangeResponse(
                 status: Int(response.status.code),
                 headers: response.headers.map { ($0.name, $0.value) },
-                body: Data(body.readableBytesView)
+                body: decoded
             )
+        } catch let error as TransportError {
+            throw error
         } catch let error as HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout, .connectTimeout, .getConnectionFromPoolTimeout:

@@ -48,8 +48,10 @@ struct APIHarness: Sendable {
 
     /// A live simulator and a real HTTP client for `body`; the client is always shut down.
     func live(tls: SimulatorTLS? = nil, caFile: String? = nil, proxy: ProxySettings = ProxySettings(server: nil),
+              maximumBodySize: Int? = nil,
               _ body: @Sendable (_ base: String, _ transport: DefenderHTTPClient) async throws -> Void) async throws {
         var settings = DefenderHTTPClient.Settings(caFile: caFile, proxy: proxy)
+        if let maximumBodySize { settings.maximumBodySize = maximumBodySize }
         settings.connectTimeout = .seconds(2)  // a refused TLS handshake is retried until then
         let transport = try DefenderHTTPClient(settings: settings)
         do {
