@@ -1,3 +1,4 @@
+import Foundation
 import OrderedJSON
 import Timekeeping
 
@@ -9,8 +10,9 @@ public struct Alert: Sendable, Equatable {
     public let id: String
     public let lastUpdateTime: Timestamp
     /// The alert's JSON object exactly as it was in the response (valid UTF-8: the scanner
-    /// checked it).
-    public let bytes: [UInt8]
+    /// checked it): a slice of the response body, which the alerts of a page share (no copy;
+    /// indices are those of the body).
+    public let bytes: Data
     /// The same as text.
     public var json: String { String(decoding: bytes, as: UTF8.self) }
 
@@ -27,8 +29,9 @@ public struct Alert: Sendable, Equatable {
     /// The members decoded while a page is read, in the order ``init(_:in:bytes:)`` reads them.
     static let decodedMembers = ["id", "lastUpdateTime"]
 
-    /// Decodes an element of a scanned response; `id` and `lastUpdateTime` are required.
-    init(_ element: JSONScanner.Element, in scanner: JSONScanner, bytes: UnsafeBufferPointer<UInt8>) throws(DefenderAPIError) {
+    /// Decodes an element of a scanned response (`body`, which `scanner` reads); `id` and
+    /// `lastUpdateTime` are required.
+    init(_ element: JSONScanner.Element, in scanner: JSONScanner, body: Data) throws(DefenderAPIError) {
         guard element.isObject else { throw .malformedResponse("an element of value is not an object") }
         func string(_ slot: Int) -> String? { element.members[slot].flatMap { scanner.string(at: $0) } }
         guard let id = string(0), !id.isEmpty else { throw .malformedResponse("an alert has no string id") }
@@ -37,13 +40,13 @@ public struct Alert: Sendable, Equatable {
         }
         self.id = id
         lastUpdateTime = updated
-        self.bytes = Array(UnsafeBufferPointer(rebasing: bytes[element.range]))
+        bytes = body[body.startIndex + element.range.lowerBound ..< body.startIndex + element.range.upperBound]
     }
 
     /// A top-level string member (or number, when allowed) as text; nil when absent or another type.
     private func member(_ name: String, orNumber: Bool = false) -> String? {
-        bytes.withUnsafeBufferPointer { buffer in
-            var scanner = JSONScanner(buffer)
+        bytes.withUnsafeBytes { raw in
+            var scanner = JSONScanner(raw.bindMemory(to: UInt8.self))
             guard let found = try? scanner.members([name]), let range = found[0] else { return nil }
             return scanner.string(at: range) ?? (orNumber ? scanner.number(at: range) : nil)
         }
@@ -51,8 +54,9 @@ public struct Alert: Sendable, Equatable {
 
     /// Decodes one alert object given as JSON text (for tests and tools).
     public init(json: String) throws(DefenderAPIError) {
-        var text = json
-        let result: Result<Alert, DefenderAPIError> = text.withUTF8 { bytes in
+        let body = Data(json.utf8)
+        let result: Result<Alert, DefenderAPIError> = body.withUnsafeBytes { raw in
+            let bytes = raw.bindMemory(to: UInt8.self)
             var scanner = JSONScanner(bytes)
             let members: [Range<Int>?]
             do throws(JSONParseError) {
@@ -62,7 +66,7 @@ public struct Alert: Sendable, Equatable {
             }
             let element = JSONScanner.Element(range: 0..<bytes.count, isObject: true, members: members)
             do throws(DefenderAPIError) {
-                return .success(try Alert(element, in: scanner, bytes: bytes))
+                return .success(try Alert(element, in: scanner, body: body))
             } catch {
                 return .failure(error)
             }

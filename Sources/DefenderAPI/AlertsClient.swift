@@ -331,7 +331,7 @@ public struct AlertsClient: Sendable {
             page.alerts.reserveCapacity(elements.count)
             for element in elements {
                 do throws(DefenderAPIError) {
-                    page.alerts.append(try Alert(element, in: scanner, bytes: bytes))
+                    page.alerts.append(try Alert(element, in: scanner, body: response.body))
                 } catch {
                     page.rejected.append((String(decoding: UnsafeBufferPointer(rebasing: bytes[element.range]), as: UTF8.self), error.description))
                 }

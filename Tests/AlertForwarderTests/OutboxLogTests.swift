@@ -40,6 +40,25 @@ struct OutboxLogTests {
         #expect(try segments() == [URL(fileURLWithPath: segmentPath(1)).lastPathComponent])
     }
 
+    @Test func aBatchLargerThanOneWriteIsWrittenWholeAndInOrder() throws {
+        // About 3 MB in one admission: encoded and written a megabyte at a time.
+        let store = try StateStore(directory: state)
+        let alerts = try (0..<1000).map { index in
+            try makeAlert("big\(index)", "2025-03-14T10:00:00Z", extra: [("pad", .string(String(repeating: "é\(index % 10)", count: 1000)))])
+        }
+        _ = try store.admit(tenant: "t", alerts: alerts, forward: .new, sinks: ["x"])
+        var read: [OutboxRecord] = []
+        while true {
+            let batch = try store.pending(sink: "x", limit: 300)
+            if batch.records.isEmpty { break }
+            read += batch.records
+            try store.confirm(batch)
+        }
+        #expect(read.map(\.alertID) == alerts.map(\.id))
+        #expect(read.map { Data($0.payloadBytes) } == alerts.map(\.bytes))
+        #expect(read.map(\.id) == Array(read[0].id ..< read[0].id + 1000))
+    }
+
     @Test func aSinkNamedTwiceCountsAnAlertOnce() throws {
         let store = try StateStore(directory: state)
         _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x", "x"])

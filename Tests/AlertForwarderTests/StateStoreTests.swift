@@ -48,6 +48,20 @@ struct StateStoreTests {
         #expect(records.map(\.alertID) == ["a", "a", "a"])
     }
 
+    @Test func onlyTheSameAlertCountsAsAnEarlierVersion() throws {
+        // Ids that start with another id ("ab", "a0", "a|b") are other alerts; a key remembered
+        // while forward was "new" is an earlier version of the same alert.
+        let store = try StateStore(directory: directory.file("state"))
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a|b", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("c", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
+        _ = try store.admit(tenant: "t", alerts: ["ab", "a0", "cd"].map { try makeAlert($0, "2025-03-14T10:01:00Z") }, forward: .updates, sinks: ["x"])
+        _ = try store.admit(tenant: "t", alerts: ["a", "c", "a|b"].map { try makeAlert($0, "2025-03-14T10:02:00Z") }, forward: .updates, sinks: ["x"])
+        let records = try store.pending(sink: "x", limit: 20).records
+        #expect(records.map(\.alertID) == ["a|b", "a", "c", "ab", "a0", "cd", "a", "c", "a|b"])
+        #expect(records.map(\.event) == ["created", "created", "created", "created", "created", "created", "updated", "updated", "updated"])
+    }
+
     @Test func outboxIsReadInOrderAndConfirmedRowsGo() throws {
         let store = try StateStore(directory: directory.file("state"))
         let raw = JSONValue.object([("id", .string("a")), ("lastUpdateTime", .string("2025-03-14T10:00:00Z")), ("n", .number("1.50")), ("u", .null)])

@@ -28,6 +28,8 @@ struct OutboxLog: Sendable {
     static let first = LogPosition(segment: 1, offset: 0, sequence: 1)
     /// Records of other sinks one read skips at most before it returns (so that it is bounded).
     private static let chunkSize = 4 << 20
+    /// Bytes encoded before they are written, when appending.
+    private static let writeSize = 1 << 20
 
     init(directory: String, segmentSize: Int64 = 64 << 20) throws(StateError) {
         self.directory = directory
@@ -80,10 +82,21 @@ struct OutboxLog: Sendable {
         try removeSegments(before: min(oldest, end.segment))
     }
 
-    /// Appends encoded records (`count` of them, numbered from `end.sequence`) after the
-    /// committed `end`, on disk when it returns; returns the new end. On failure nothing past
-    /// `end` remains.
-    func append(_ bytes: [UInt8], count: Int, after end: LogPosition) throws(StateError) -> LogPosition {
+    /// One alert to append: what a record holds besides its sequence number.
+    struct Entry {
+        var tenant: String
+        var alertID: String
+        var event: String
+        var receivedAt: String
+        var payload: Data
+        var sinks: [String]
+    }
+
+    /// Appends records for `entries` (numbered from `end.sequence`) after the committed `end`,
+    /// on disk when it returns; returns the new end. On failure nothing past `end` remains.
+    /// Records are encoded and written about a megabyte at a time: memory stays that of the
+    /// alerts, however many there are.
+    func append(_ entries: [Entry], after end: LogPosition) throws(StateError) -> LogPosition {
         let start = end.offset >= segmentSize ? LogPosition(segment: end.sequence, offset: 0, sequence: end.sequence) : end
         let file = path(of: start.segment)
         let created = start.offset == 0
@@ -91,24 +104,39 @@ struct OutboxLog: Sendable {
         let fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC | (created ? O_TRUNC : 0), 0o600)
         guard fd >= 0 else { throw StateError("cannot open the outbox segment \(file): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var written = 0
-        let failure: String? = bytes.withUnsafeBytes { buffer in
-            while written < buffer.count {
-                let n = pwrite(fd, buffer.baseAddress! + written, buffer.count - written, off_t(start.offset) + off_t(written))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return String(cString: strerror(errno))
+        var offset = start.offset
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(Self.writeSize + (entries.first?.payload.count ?? 0) + 256)
+        func flush() -> String? {
+            let failure: String? = buffer.withUnsafeBytes { bytes in
+                var written = 0
+                while written < bytes.count {
+                    let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        return String(cString: strerror(errno))
+                    }
+                    written += n
                 }
-                written += n
+                return nil
             }
-            return fdatasync(fd) == 0 ? nil : String(cString: strerror(errno))
+            offset += Int64(buffer.count)
+            buffer.removeAll(keepingCapacity: true)
+            return failure
         }
+        var failure: String?
+        for (index, entry) in entries.enumerated() where failure == nil {
+            Self.encode(sequence: start.sequence + Int64(index), entry, into: &buffer)
+            if buffer.count >= Self.writeSize { failure = flush() }
+        }
+        if failure == nil { failure = flush() }
+        if failure == nil, fdatasync(fd) != 0 { failure = String(cString: strerror(errno)) }
         if let failure {
             if created { unlink(file) } else { _ = ftruncate(fd, off_t(start.offset)) }
             throw StateError("cannot write the outbox segment \(file): \(failure)")
         }
         if created { try Self.syncDirectory(directory) }
-        return LogPosition(segment: start.segment, offset: start.offset + Int64(bytes.count), sequence: start.sequence + Int64(count))
+        return LogPosition(segment: start.segment, offset: offset, sequence: start.sequence + Int64(entries.count))
     }
 
     /// Undoes an append whose commit failed: the log ends at `end` again.
@@ -170,22 +198,21 @@ struct OutboxLog: Sendable {
     // MARK: Encoding
 
     /// Appends one record to `bytes`.
-    static func encode(sequence: Int64, event: String, sinks: [String], tenant: String, alertID: String, receivedAt: String,
-                       payload: [UInt8], into bytes: inout [UInt8]) {
+    static func encode(sequence: Int64, _ entry: Entry, into bytes: inout [UInt8]) {
         let lengthAt = bytes.count
         bytes.append(contentsOf: [0, 0, 0, 0])
         append(UInt64(bitPattern: sequence), bytes: 8, to: &bytes)
-        bytes.append(event == "updated" ? 1 : 0)
-        append(UInt64(sinks.count), bytes: 2, to: &bytes)
-        for sink in sinks {
+        bytes.append(entry.event == "updated" ? 1 : 0)
+        append(UInt64(entry.sinks.count), bytes: 2, to: &bytes)
+        for sink in entry.sinks {
             append(UInt64(sink.utf8.count), bytes: 2, to: &bytes)
             bytes += sink.utf8
         }
-        for text in [tenant, alertID, receivedAt] {
+        for text in [entry.tenant, entry.alertID, entry.receivedAt] {
             append(UInt64(text.utf8.count), bytes: 4, to: &bytes)
             bytes += text.utf8
         }
-        bytes += payload
+        entry.payload.withUnsafeBytes { bytes.append(contentsOf: $0) }
         let length = UInt64(bytes.count - lengthAt - 4)
         for index in 0..<4 { bytes[lengthAt + index] = UInt8(truncatingIfNeeded: length >> (8 * index)) }
     }

@@ -169,6 +169,11 @@ public final class StateStore: Sendable {
                 ) WITHOUT ROWID;
                 """)
         }
+        // Other versions of an alert are found through the primary key (see `admit`): one
+        // index fewer to update for every alert admitted.
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: "DROP INDEX IF EXISTS seen_by_alert")
+        }
         return migrator
     }
 
@@ -184,10 +189,10 @@ public final class StateStore: Sendable {
                     try db.execute(sql: "DROP TABLE outbox")
                     return true
                 }
-                var entries: [QueuedAlert] = []
+                var entries: [OutboxLog.Entry] = []
                 for row in rows {
-                    let entry = QueuedAlert(tenant: row["tenant"], alertID: row["alert_id"], event: row["event"], receivedAt: row["received_at"],
-                                            payload: Array((row["payload"] as String).utf8), sinks: [row["sink"]])
+                    let entry = OutboxLog.Entry(tenant: row["tenant"], alertID: row["alert_id"], event: row["event"], receivedAt: row["received_at"],
+                                            payload: Data((row["payload"] as String).utf8), sinks: [row["sink"]])
                     if let last = entries.last, last.tenant == entry.tenant, last.alertID == entry.alertID, last.event == entry.event,
                        last.receivedAt == entry.receivedAt, last.payload == entry.payload, !last.sinks.contains(entry.sinks[0]) {
                         entries[entries.count - 1].sinks += entry.sinks
@@ -223,10 +228,12 @@ public final class StateStore: Sendable {
         let recordedAt = Int64(now.timeIntervalSince1970)
         return try writeQueuing { db, undo in
             var admission = Admission()
-            var queued: [QueuedAlert] = []
+            var queued: [OutboxLog.Entry] = []
             // Prepared once per transaction (SQLite parses each statement once, not per alert).
             let remember = try db.cachedStatement(sql: "INSERT OR IGNORE INTO seen (tenant, key, alert_id, recorded_at) VALUES (?, ?, ?, ?)")
-            let seenBefore = try db.cachedStatement(sql: "SELECT 1 FROM seen WHERE tenant = ? AND alert_id = ? AND key <> ? LIMIT 1")
+            // Keys of other versions of the alert ("id", "id|ticks") sort from "id" to before
+            // "id}" ('|' < '}'): a range of the primary key; alert_id makes the match exact.
+            let seenBefore = try db.cachedStatement(sql: "SELECT 1 FROM seen WHERE tenant = ? AND key >= ? AND key < ? AND alert_id = ? AND key <> ? LIMIT 1")
             for alert in alerts {
                 let key = Self.key(of: alert, forward: forward)
                 try remember.execute(arguments: [tenant, key, alert.id, recordedAt])
@@ -234,9 +241,10 @@ public final class StateStore: Sendable {
                     admission.duplicates += 1
                     continue
                 }
-                let updated = try forward == .updates && (Bool.fetchOne(seenBefore, arguments: [tenant, alert.id, key]) ?? false)
+                let updated = try forward == .updates
+                    && (Bool.fetchOne(seenBefore, arguments: [tenant, alert.id, alert.id + "}", alert.id, key]) ?? false)
                 if !sinks.isEmpty {
-                    queued.append(QueuedAlert(tenant: tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
+                    queued.append(OutboxLog.Entry(tenant: tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
                                               payload: alert.bytes, sinks: sinks))
                 }
                 admission.queuedForSinks += sinks.count
@@ -288,16 +296,6 @@ public final class StateStore: Sendable {
 
     // MARK: Outbox
 
-    /// One alert to append to the outbox log.
-    private struct QueuedAlert {
-        var tenant: String
-        var alertID: String
-        var event: String
-        var receivedAt: String
-        var payload: [UInt8]
-        var sinks: [String]
-    }
-
     /// The committed end of the outbox log.
     private static func end(_ db: Database) throws -> LogPosition {
         guard let row = try Row.fetchOne(db, sql: "SELECT segment, byte_offset, sequence FROM outbox_end") else {
@@ -315,15 +313,11 @@ public final class StateStore: Sendable {
     /// gives a sink seen for the first time its position at the old end, counts the alerts for
     /// each sink and records the new end. `undo` is where the log goes back to if the
     /// transaction then fails.
-    private func queue(_ alerts: [QueuedAlert], in db: Database, undo: inout LogPosition?) throws {
+    private func queue(_ alerts: [OutboxLog.Entry], in db: Database, undo: inout LogPosition?) throws {
         guard !alerts.isEmpty else { return }
         let end = try Self.end(db)
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(alerts.reduce(0) { $0 + $1.payload.count + 128 })
         var counts: [String: Int] = [:]
-        for (index, alert) in alerts.enumerated() {
-            OutboxLog.encode(sequence: end.sequence + Int64(index), event: alert.event, sinks: alert.sinks, tenant: alert.tenant,
-                             alertID: alert.alertID, receivedAt: alert.receivedAt, payload: alert.payload, into: &bytes)
+        for alert in alerts {
             // A record counts once for a sink, as its reader does, even if named twice.
             for sink in Set(alert.sinks) { counts[sink, default: 0] += 1 }
         }
@@ -334,7 +328,7 @@ public final class StateStore: Sendable {
             try count.execute(arguments: [added, sink])
         }
         undo = end
-        let newEnd = try log.append(bytes, count: alerts.count, after: end)
+        let newEnd = try log.append(alerts, after: end)
         try db.execute(sql: "UPDATE outbox_end SET segment = ?, byte_offset = ?, sequence = ?", arguments: [newEnd.segment, newEnd.offset, newEnd.sequence])
     }
 
