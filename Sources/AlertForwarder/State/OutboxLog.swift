@@ -200,25 +200,31 @@ struct OutboxLog: Sendable {
     /// Appends one record to `bytes`.
     static func encode(sequence: Int64, _ entry: Entry, into bytes: inout [UInt8]) {
         let lengthAt = bytes.count
-        bytes.append(contentsOf: [0, 0, 0, 0])
-        append(UInt64(bitPattern: sequence), bytes: 8, to: &bytes)
-        bytes.append(entry.event == "updated" ? 1 : 0)
-        append(UInt64(entry.sinks.count), bytes: 2, to: &bytes)
+        append(UInt32(0), to: &bytes)
+        append(UInt64(bitPattern: sequence), to: &bytes)
+        append(UInt8(entry.event == "updated" ? 1 : 0), to: &bytes)
+        append(UInt16(entry.sinks.count), to: &bytes)
         for sink in entry.sinks {
-            append(UInt64(sink.utf8.count), bytes: 2, to: &bytes)
-            bytes += sink.utf8
+            append(UInt16(sink.utf8.count), to: &bytes)
+            bytes.append(contentsOf: sink.utf8)
         }
-        for text in [entry.tenant, entry.alertID, entry.receivedAt] {
-            append(UInt64(text.utf8.count), bytes: 4, to: &bytes)
-            bytes += text.utf8
-        }
+        appendText(entry.tenant, to: &bytes)
+        appendText(entry.alertID, to: &bytes)
+        appendText(entry.receivedAt, to: &bytes)
         entry.payload.withUnsafeBytes { bytes.append(contentsOf: $0) }
-        let length = UInt64(bytes.count - lengthAt - 4)
-        for index in 0..<4 { bytes[lengthAt + index] = UInt8(truncatingIfNeeded: length >> (8 * index)) }
+        let length = UInt32(bytes.count - lengthAt - 4)
+        bytes.withUnsafeMutableBytes { $0.storeBytes(of: length.littleEndian, toByteOffset: lengthAt, as: UInt32.self) }
     }
 
-    private static func append(_ value: UInt64, bytes count: Int, to bytes: inout [UInt8]) {
-        for index in 0..<count { bytes.append(UInt8(truncatingIfNeeded: value >> (8 * index))) }
+    /// Appends a u32 length and the text's UTF-8.
+    private static func appendText(_ text: String, to bytes: inout [UInt8]) {
+        append(UInt32(text.utf8.count), to: &bytes)
+        bytes.append(contentsOf: text.utf8)
+    }
+
+    /// Appends an integer, little-endian.
+    private static func append<Integer: FixedWidthInteger>(_ value: Integer, to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
     private static func integer(_ bytes: ArraySlice<UInt8>, at index: Int, bytes count: Int) -> UInt64 {
