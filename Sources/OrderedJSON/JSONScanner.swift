@@ -322,7 +322,12 @@ public struct JSONScanner {
         while index < bytes.count {
             // Eight plain bytes at a time (most of an alert is ASCII text without escapes).
             if let base = bytes.baseAddress {
-                while bytes.count - index >= 8, Self.allPlain(UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)) {
+                while bytes.count - index >= 8 {
+                    let special = Self.notPlain(UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self).littleEndian)
+                    guard special == 0 else {
+                        index += special.trailingZeroBitCount / 8  // the first byte that is not plain
+                        break
+                    }
                     index += 8
                 }
             }
@@ -345,17 +350,18 @@ public struct JSONScanner {
         throw fail("unterminated string")
     }
 
-    /// Whether none of eight bytes ends a string or needs a closer look: no `"`, no `\`, no
-    /// control character, nothing outside ASCII (a SWAR test: a byte's high bit is set in the
-    /// result exactly where one of those is).
+    /// Which of eight bytes (little-endian) end a string or need a closer look: `"`, `\`, a
+    /// control character, anything outside ASCII. A SWAR test: the high bit of such a byte is
+    /// set; a byte above one of them may be flagged too (a borrow), so only the lowest flag is
+    /// exact, and it is the one the scanner uses. Zero when all eight are plain.
     @inline(__always)
-    static func allPlain(_ word: UInt64) -> Bool {
+    static func notPlain(_ word: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         func zeroBytes(_ value: UInt64) -> UInt64 { (value &- ones) & ~value & highs }
         let quote = zeroBytes(word ^ (ones &* 0x22))
         let backslash = zeroBytes(word ^ (ones &* 0x5C))
         let control = (word &- ones &* 0x20) & ~word & highs
-        return (quote | backslash | control | (word & highs)) == 0
+        return quote | backslash | control | (word & highs)
     }
 
     private mutating func escape() throws(JSONParseError) {

@@ -72,15 +72,29 @@ struct AlertPageParsingTests {
         }
     }
 
-    @Test func eightBytesAtATimeStopAtEveryByteThatMatters() {
-        // Every byte value at every place in a word of otherwise plain text.
+    @Test func eightBytesAtATimeFindTheFirstByteThatMatters() {
+        // Every byte value at every place in a word of otherwise plain text, alone and followed
+        // by a second byte that matters (whose flag a borrow could disturb).
+        func matters(_ byte: UInt8) -> Bool { byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80 }
+        func word(_ bytes: [Int: UInt8]) -> UInt64 {
+            var word = UInt64(0x6161_6161_6161_6161)  // "aaaaaaaa"
+            for (place, byte) in bytes { word = word & ~(UInt64(0xFF) << (8 * place)) | UInt64(byte) << (8 * place) }
+            return word
+        }
+        func first(_ word: UInt64) -> Int? {
+            let flags = JSONScanner.notPlain(word)
+            return flags == 0 ? nil : flags.trailingZeroBitCount / 8
+        }
         for value in 0...255 {
             let byte = UInt8(value)
-            let matters = byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 || byte >= 0x80
             for place in 0..<8 {
-                var word = UInt64(0x6161_6161_6161_6161)  // "aaaaaaaa"
-                word = word & ~(UInt64(0xFF) << (8 * place)) | UInt64(byte) << (8 * place)
-                #expect(JSONScanner.allPlain(word) == !matters, "byte \(value) at \(place)")
+                #expect(first(word([place: byte])) == (matters(byte) ? place : nil), "byte \(value) at \(place)")
+                for later in place + 1 ..< 8 {
+                    for second: UInt8 in [0x00, 0x1F, 0x22, 0x5C, 0x80, 0xFF] {
+                        #expect(first(word([place: byte, later: second])) == (matters(byte) ? place : later),
+                                "byte \(value) at \(place), \(second) at \(later)")
+                    }
+                }
             }
         }
     }
