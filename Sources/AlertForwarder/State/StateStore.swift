@@ -232,14 +232,14 @@ public final class StateStore: Sendable {
             var admission = Admission()
             var queued: [OutboxLog.Entry] = []
             // Prepared once per transaction (SQLite parses each statement once, not per alert).
-            let remember = try db.cachedStatement(sql: "INSERT OR IGNORE INTO seen (tenant, key, alert_id, recorded_at) VALUES (?, ?, ?, ?)")
+            let remember = try DedupKeyInsert(db)
+            defer { remember.close() }
             // Keys of other versions of the alert ("id", "id|ticks") sort from "id" to before
             // "id}" ('|' < '}'): a range of the primary key; alert_id makes the match exact.
             let seenBefore = try db.cachedStatement(sql: "SELECT 1 FROM seen WHERE tenant = ? AND key >= ? AND key < ? AND alert_id = ? AND key <> ? LIMIT 1")
             for alert in alerts {
                 let key = Self.key(of: alert, forward: forward)
-                try remember.execute(arguments: [tenant, key, alert.id, recordedAt])
-                guard db.changesCount > 0 else {
+                guard try remember.insert(tenant: tenant, key: key, alertID: alert.id, recordedAt: recordedAt) else {
                     admission.duplicates += 1
                     continue
                 }
@@ -320,9 +320,12 @@ public final class StateStore: Sendable {
         guard !alerts.isEmpty else { return }
         let end = try Self.end(db)
         var counts: [String: Int] = [:]
+        var sinks: (named: [String], distinct: [String]) = ([], [])
         for alert in alerts {
-            // A record counts once for a sink, as its reader does, even if named twice.
-            for sink in Set(alert.sinks) { counts[sink, default: 0] += 1 }
+            // A record counts once for a sink, as its reader does, even if named twice. (The
+            // alerts of one admission share their list of sinks: deduplicated once.)
+            if alert.sinks != sinks.named { sinks = (alert.sinks, Array(Set(alert.sinks))) }
+            for sink in sinks.distinct { counts[sink, default: 0] += 1 }
         }
         let start = try db.cachedStatement(sql: "INSERT OR IGNORE INTO sink_position (sink, segment, byte_offset, sequence, pending) VALUES (?, ?, ?, ?, 0)")
         let count = try db.cachedStatement(sql: "UPDATE sink_position SET pending = pending + ? WHERE sink = ?")
