@@ -109,6 +109,7 @@ let package = Package(
         .target(
             name: "AlertForwarder",
             dependencies: [
+                "CMalloc",
                 "Systemd",
                 "Timekeeping",
                 "DefenderAPI",

@@ -1,3 +1,4 @@
+import CMalloc
 import DefenderAPI
 import Foundation
 import Logging
@@ -90,8 +91,14 @@ public final class Pipeline: Service, CustomStringConvertible {
             }
             group.addTask {
                 var sincePrune: Duration = .seconds(3600)
+                var sinceTrim: Duration = .zero
                 while !stop(), !Task.isCancelled {
                     self.refreshStatus()
+                    if sinceTrim >= .seconds(30) {
+                        // Heap memory freed since (a backlog's pages) goes back to the system.
+                        sinceTrim = .zero
+                        _ = malloc_trim(0)
+                    }
                     if sincePrune >= .seconds(3600) {
                         sincePrune = .zero
                         do {
@@ -103,6 +110,7 @@ public final class Pipeline: Service, CustomStringConvertible {
                     }
                     try? await self.clock.sleep(.seconds(2))
                     sincePrune += .seconds(2)
+                    sinceTrim += .seconds(2)
                 }
                 return nil
             }
