@@ -11,8 +11,8 @@ works, it is only laid out after the listed ones; a stale name is ignored.
 How: `defender-alertd run` under valgrind's callgrind (it records every function executed,
 not a sample) against defender-sim on loopback: start-up, a token, a backlog of alerts read
 in split windows and delivered to a file and the journal, empty polls, a reload (SIGHUP) and
-a clean stop (SIGTERM). Names come out in callgrind's order, kept only when the binary
-defines them. Run with `make symbol-order` (release build, real journald).
+a clean stop (SIGTERM). Names are kept when the binary defines them, sorted (which groups
+them by module). Run with `make symbol-order` (release build, real journald).
 
 Usage: scripts/update-symbol-order.py RELEASE_BUILD_DIR [OUTPUT]"""
 import os
@@ -100,7 +100,9 @@ for line in subprocess.run(["nm", "--defined-only", binary], capture_output=True
     parts = line.split()
     if len(parts) == 3 and parts[1] in "tTwW":
         defined.add(parts[2])
-ordered = [name for name in executed if name in defined]
+# Sorted by name: the set is what matters (it ends up contiguous), and a sorted file changes
+# only where functions come or go.
+ordered = sorted(name for name in executed if name in defined)
 with open(output, "w") as f:
     f.write("\n".join(ordered) + "\n")
 print(f"{output}: {len(ordered)} functions executed by the daemon ({len(executed)} in all, with the shared libraries')")
