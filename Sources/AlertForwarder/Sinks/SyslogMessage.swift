@@ -1,0 +1,94 @@
+import Timekeeping
+
+/// syslog facilities (RFC 5424 §6.2.1), by the names syslog.conf uses; the code is the
+/// position (kern 0 … local7 23).
+public enum SyslogFacility: String, CaseIterable, Sendable {
+    case kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, security, console
+    case solarisCron = "solaris-cron"
+    case local0, local1, local2, local3, local4, local5, local6, local7
+
+    public var code: Int { Self.allCases.firstIndex(of: self)! }
+}
+
+/// The syslog message format.
+public enum SyslogProtocol: String, CaseIterable, Sendable {
+    /// RFC 5424: RFC 3339 timestamp, structured data.
+    case rfc5424
+    /// RFC 3164 (BSD syslog), for receivers that know nothing newer.
+    case rfc3164
+}
+
+/// One alert as a syslog message, without framing or line end. The severity is the alert's
+/// (High 2 crit, Medium 3 err, Low 4 warning, Informational 5 notice, anything else 6 info:
+/// the journal's `PRIORITY`), the time its `lastUpdateTime` (the time it was stored when the
+/// alert has none), MSG the body given (the alert's JSON, or a CEF line).
+///
+/// RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME - EVENT [defender@N alertId="…" tenant="…"
+/// severity="…" event="…"] MSG`. Header fields are printable ASCII without spaces (others
+/// become `_`) and cut to their maximum lengths (§6); parameter values escape `"`, `\` and `]`
+/// (§6.3.3); fractions of seconds are cut to six digits (§6.2.3). RFC 3164: `<PRI>Mmm dd
+/// hh:mm:ss HOSTNAME APP-NAME: MSG`, the time in UTC (the format has no zone).
+public struct SyslogMessage: Sendable, Equatable {
+    public var syslogProtocol: SyslogProtocol
+    public var facility: SyslogFacility
+    public var hostname: String
+    public var appName: String
+    /// The private enterprise number in the structured data's ID (`defender@32473`: 32473 is
+    /// the number RFC 5612 reserves for documentation).
+    public var enterpriseNumber: Int
+
+    public init(syslogProtocol: SyslogProtocol = .rfc5424, facility: SyslogFacility = .local0, hostname: String,
+                appName: String = "defender-alertd", enterpriseNumber: Int = 32473) {
+        self.syslogProtocol = syslogProtocol
+        self.facility = facility
+        self.hostname = hostname
+        self.appName = appName
+        self.enterpriseNumber = enterpriseNumber
+    }
+
+    /// The message for `record`, with `body` as MSG.
+    public func bytes(for record: OutboxRecord, body: [UInt8]) -> [UInt8] {
+        let headline = AlertHeadline(payload: record.payloadBytes)
+        let priority = facility.code * 8 + JournalSink.priority(for: headline.severity)
+        let time = headline.lastUpdateTime.flatMap { Timestamp(parsing: $0) } ?? Timestamp(parsing: record.receivedAt)
+        var text: String
+        switch syslogProtocol {
+        case .rfc5424:
+            let stamp = time.map { $0.writtenWith(min($0.fractionDigits, 6)).description } ?? "-"
+            text = "<\(priority)>1 \(stamp) \(Self.header(hostname, 255)) \(Self.header(appName, 48)) - \(Self.header(record.event, 32)) "
+            text += "[defender@\(enterpriseNumber)"
+            for (name, value) in [("alertId", record.alertID), ("tenant", record.tenant), ("severity", headline.severity), ("event", record.event)] {
+                text += " \(name)=\"\(Self.parameterValue(value))\""
+            }
+            text += "] "
+        case .rfc3164:
+            text = "<\(priority)>\(Self.bsdTime(time ?? Timestamp(ticks: 0))) \(Self.header(hostname, 255)) \(Self.header(appName, 32)): "
+        }
+        return Array(text.utf8) + body
+    }
+
+    /// A header field: printable ASCII without spaces, at most `limit` characters, `-` when empty.
+    static func header(_ value: String, _ limit: Int) -> String {
+        let printable = value.unicodeScalars.prefix(limit).map { (33...126).contains($0.value) ? Character($0) : "_" }
+        return printable.isEmpty ? "-" : String(printable)
+    }
+
+    /// A structured-data parameter value (RFC 5424 §6.3.3): `"`, `\` and `]` escaped.
+    static func parameterValue(_ value: String) -> String {
+        var escaped = ""
+        for character in value {
+            if character == "\"" || character == "\\" || character == "]" { escaped.append("\\") }
+            escaped.append(character)
+        }
+        return escaped
+    }
+
+    /// `Mmm dd hh:mm:ss` in UTC, the day padded with a space (RFC 3164 §4.1.2).
+    static func bsdTime(_ time: Timestamp) -> String {
+        let text = time.writtenWith(0).description  // 2026-11-05T19:51:56Z
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        let month = months[Int(text.dropFirst(5).prefix(2))! - 1]
+        let day = Int(text.dropFirst(8).prefix(2))!
+        return "\(month) \(day < 10 ? " " : "")\(day) \(text.dropFirst(11).prefix(8))"
+    }
+}

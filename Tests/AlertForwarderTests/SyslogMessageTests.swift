@@ -1,0 +1,65 @@
+@testable import AlertForwarder
+import Testing
+
+@Suite("syslog messages")
+struct SyslogMessageTests {
+    static let alert = #"{"id":"da638394803045614062_-1227924097","severity":"High","title":"Suspicious \"LSASS\" access","#
+        + #""lastUpdateTime":"2026-11-25T19:51:56.1234567Z","computerDnsName":"ws-hr-0031.corp.contoso.com"}"#
+
+    func record(_ payload: String = alert, tenant: String = "contoso", event: String = "created") -> OutboxRecord {
+        OutboxRecord(id: 1, sink: "siem", tenant: tenant, alertID: "da638394803045614062_-1227924097", event: event,
+                     receivedAt: "2026-11-25T19:52:03Z", payload: payload)
+    }
+
+    func text(_ message: SyslogMessage, _ record: OutboxRecord) -> String {
+        String(decoding: message.bytes(for: record, body: record.payloadBytes), as: UTF8.self)
+    }
+
+    @Test func rfc5424() {
+        let message = SyslogMessage(hostname: "collector01")
+        // local0 (16) * 8 + High (2 crit) = 130; six fraction digits at most.
+        #expect(text(message, record()) == "<130>1 2026-11-25T19:51:56.123456Z collector01 defender-alertd - created "
+            + #"[defender@32473 alertId="da638394803045614062_-1227924097" tenant="contoso" severity="High" event="created"] "#
+            + Self.alert)
+    }
+
+    @Test func structuredDataEscapesQuotesBackslashesAndBrackets() {
+        let message = SyslogMessage(facility: .auth, hostname: "h", enterpriseNumber: 99999)
+        let line = text(message, record(tenant: #"a"b\c]d é"#, event: "updated"))
+        // auth (4) * 8 + High (2) = 34.
+        #expect(line.contains(#"[defender@99999 alertId="da638394803045614062_-1227924097" tenant="a\"b\\c\]d é" severity="High" event="updated"]"#))
+        #expect(line.hasPrefix("<34>1 "))
+    }
+
+    @Test func headerFieldsArePrintableASCIIAndCut() {
+        #expect(SyslogMessage.header("host name\té", 255) == "host_name__")
+        #expect(SyslogMessage.header("", 48) == "-")
+        #expect(SyslogMessage.header(String(repeating: "a", count: 60), 48).count == 48)
+        let line = text(SyslogMessage(hostname: "my host", appName: String(repeating: "x", count: 50)), record())
+        #expect(line.contains(" my_host \(String(repeating: "x", count: 48)) - created "))
+    }
+
+    @Test func severityAndTimeFromTheAlertOrFallbacks() {
+        let message = SyslogMessage(facility: .local7, hostname: "h")
+        let noTime = #"{"id":"x","severity":"Informational"}"#
+        // local7 (23) * 8 + Informational (5) = 189; no lastUpdateTime: the time it was stored.
+        #expect(text(message, record(noTime)).hasPrefix("<189>1 2026-11-25T19:52:03Z h "))
+        let unknown = #"{"id":"x","severity":"SomethingNew","lastUpdateTime":"2026-11-25T19:51:56Z"}"#
+        #expect(text(message, record(unknown)).hasPrefix("<190>1 2026-11-25T19:51:56Z "))
+    }
+
+    @Test func rfc3164() {
+        let message = SyslogMessage(syslogProtocol: .rfc3164, hostname: "collector01")
+        #expect(text(message, record()) == "<130>Nov 25 19:51:56 collector01 defender-alertd: " + Self.alert)
+        let early = #"{"id":"x","severity":"Low","lastUpdateTime":"2026-03-05T01:02:03Z"}"#
+        #expect(text(message, record(early)).hasPrefix("<132>Mar  5 01:02:03 collector01 defender-alertd: {"))
+    }
+
+    @Test func facilitiesHaveTheirCodes() {
+        #expect(SyslogFacility.kern.code == 0)
+        #expect(SyslogFacility.authpriv.code == 10)
+        #expect(SyslogFacility.solarisCron.code == 15)
+        #expect(SyslogFacility.local0.code == 16)
+        #expect(SyslogFacility.local7.code == 23)
+    }
+}
