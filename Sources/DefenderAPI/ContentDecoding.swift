@@ -4,10 +4,11 @@ import Foundation
 /// Undoes the `Content-Encoding` of a whole response body with libdeflate.
 ///
 /// The body is complete before it is parsed, so it is inflated in one call straight into its
-/// final buffer: no stream state, no growing buffers, no copy afterwards (about twice as fast
-/// as zlib's streaming inflate, measured in the README). The gzip trailer's size guesses the
-/// output size; a guess too small (several gzip members, a lying trailer) doubles the buffer,
-/// never past `limit`, so a decompression bomb ends as ``TransportError/bodyTooLarge(_:)``.
+/// final buffer: no stream state, no growing buffers, no copy afterwards (a 2.7 MB page of
+/// alerts: 1.4 ms, zlib 3.1 ms; in the daemon, a third less CPU for a whole backfill). The gzip
+/// trailer's size guesses the output size; a guess too small (several gzip members) doubles
+/// the buffer, never past `limit`, so a decompression bomb ends as
+/// ``TransportError/bodyTooLarge(_:)``; a trailer that lies is a corrupt body.
 enum ContentDecoding {
     /// The body decoded; `encoding` is the response's `Content-Encoding` (`nil`: none).
     static func decode(_ body: UnsafeRawBufferPointer, encoding: String?, limit: Int) throws(TransportError) -> Data {
