@@ -63,3 +63,17 @@ struct SyslogMessageTests {
         #expect(SyslogFacility.local7.code == 23)
     }
 }
+
+@Suite("syslog framing")
+struct SyslogFramingTests {
+    @Test func octetCountingCountsBytesNotCharacters() {
+        let message = Array("<130>1 - - - - - - é\n{}".utf8)
+        #expect(SyslogFraming.octetCounting.frame(message) == Array("\(message.count) ".utf8) + message)
+        #expect(message.count == 24)  // é is two bytes, the line break is kept
+    }
+
+    @Test func lineFeedFramingNeverSplitsAMessage() {
+        let message = Array("<130>1 x {\"a\":\r\n 1}".utf8)
+        #expect(String(decoding: SyslogFraming.lf.frame(message), as: UTF8.self) == "<130>1 x {\"a\":   1}\n")
+    }
+}

@@ -92,3 +92,25 @@ public struct SyslogMessage: Sendable, Equatable {
         return "\(month) \(day < 10 ? " " : "")\(day) \(text.dropFirst(11).prefix(8))"
     }
 }
+
+/// How messages are delimited on a TCP or TLS stream (RFC 6587).
+public enum SyslogFraming: String, CaseIterable, Sendable {
+    /// `LEN SP MSG` (§3.4.1): any byte may appear in a message.
+    case octetCounting = "octet-counting"
+    /// `MSG LF` (§3.4.2), for receivers that only split lines: a line break inside a message
+    /// (JSON may have them between tokens, never inside a string) becomes a space, which keeps
+    /// the JSON valid and the stream in step.
+    case lf
+
+    /// `message` framed for the stream.
+    public func frame(_ message: [UInt8]) -> [UInt8] {
+        switch self {
+        case .octetCounting:
+            return Array("\(message.count) ".utf8) + message
+        case .lf:
+            var framed = message.map { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") ? UInt8(ascii: " ") : $0 }
+            framed.append(UInt8(ascii: "\n"))
+            return framed
+        }
+    }
+}
