@@ -77,3 +77,39 @@ struct SyslogFramingTests {
         #expect(String(decoding: SyslogFraming.lf.frame(message), as: UTF8.self) == "<130>1 x {\"a\":   1}\n")
     }
 }
+
+@Suite("syslog addresses")
+struct SyslogAddressTests {
+    @Test(arguments: [
+        ("udp://siem.example", "udp://siem.example:514"),
+        ("tcp://siem.example:1601", "tcp://siem.example:1601"),
+        ("TLS://10.1.2.3", "tls://10.1.2.3:6514"),
+        ("relp://collector-01.corp", "relp://collector-01.corp:2514"),
+        ("tcp://[::1]:601", "tcp://[::1]:601"),
+        ("tls://[2001:db8::5]", "tls://[2001:db8::5]:6514"),
+        ("tcp://127.0.0.1:601/", "tcp://127.0.0.1:601"),
+    ])
+    func validAddresses(text: String, expected: String) throws {
+        #expect(try SyslogAddress.parse(text).get().description == expected)
+    }
+
+    @Test(arguments: [
+        ("siem.example:514", "no scheme"),
+        ("http://siem.example", "unknown scheme \"http\""),
+        ("tcp://", "no host"),
+        ("tcp://::1:601", "IPv6 address goes in brackets"),
+        ("tcp://[::1", "closing ]"),
+        ("tcp://[siem.example]:601", "IPv6 addresses only"),
+        ("tcp://[::1]x", "only :port"),
+        ("udp://siem.example:0", "1 to 65535"),
+        ("udp://siem.example:70000", "1 to 65535"),
+        ("udp://siem.example:syslog", "1 to 65535"),
+        ("tcp://siem example:601", "not a host name"),
+    ])
+    func invalidAddresses(text: String, reason: String) {
+        guard case .failure(let error) = SyslogAddress.parse(text) else {
+            Issue.record("\(text) was accepted"); return
+        }
+        #expect(error.description.contains(reason), "\(error)")
+    }
+}

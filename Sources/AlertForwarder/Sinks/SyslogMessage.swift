@@ -114,3 +114,78 @@ public enum SyslogFraming: String, CaseIterable, Sendable {
         }
     }
 }
+
+/// Where a syslog sink sends: `udp://`, `tcp://`, `tls://` or `relp://`, a host name, an IPv4
+/// address or an IPv6 address in brackets, and a port (default: 514 for UDP, 601 for TCP
+/// (RFC 6587), 6514 for TLS (RFC 5425), 2514 for RELP).
+public struct SyslogAddress: Sendable, Equatable, CustomStringConvertible {
+    public enum Transport: String, CaseIterable, Sendable {
+        case udp, tcp, tls, relp
+
+        public var defaultPort: Int {
+            switch self {
+            case .udp: 514
+            case .tcp: 601
+            case .tls: 6514
+            case .relp: 2514
+            }
+        }
+    }
+
+    public var transport: Transport
+    /// Without brackets for IPv6.
+    public var host: String
+    public var port: Int
+
+    public var description: String {
+        "\(transport.rawValue)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+    }
+
+    /// The address, or why `text` is not one.
+    public static func parse(_ text: String) -> Result<SyslogAddress, SyslogAddressError> {
+        guard let separator = text.range(of: "://") else {
+            return .failure(SyslogAddressError("\"\(text)\" has no scheme; write udp://, tcp://, tls:// or relp:// before host:port"))
+        }
+        let scheme = String(text[..<separator.lowerBound]).lowercased()
+        guard let transport = Transport(rawValue: scheme) else {
+            return .failure(SyslogAddressError("unknown scheme \"\(scheme)\"; use udp, tcp, tls or relp"))
+        }
+        var rest = Substring(text[separator.upperBound...])
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        let host: Substring
+        var portText: Substring?
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { return .failure(SyslogAddressError("\"\(text)\": an IPv6 address needs its closing ]")) }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.first == ":" else { return .failure(SyslogAddressError("\"\(text)\": only :port may follow ]")) }
+                portText = after.dropFirst()
+            }
+            guard host.contains(":") else { return .failure(SyslogAddressError("\"\(text)\": brackets are for IPv6 addresses only")) }
+        } else {
+            let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count <= 2 else { return .failure(SyslogAddressError("\"\(text)\": an IPv6 address goes in brackets, as tcp://[::1]:601")) }
+            host = parts[0]
+            portText = parts.count == 2 ? parts[1] : nil
+        }
+        guard !host.isEmpty else { return .failure(SyslogAddressError("\"\(text)\" has no host")) }
+        guard host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || ".-_:".contains($0)) }) else {
+            return .failure(SyslogAddressError("\"\(text)\": \"\(host)\" is not a host name or an IP address"))
+        }
+        var port = transport.defaultPort
+        if let portText {
+            guard let number = Int(portText), (1...65535).contains(number) else {
+                return .failure(SyslogAddressError("\"\(text)\": the port must be a number from 1 to 65535"))
+            }
+            port = number
+        }
+        return .success(SyslogAddress(transport: transport, host: String(host), port: port))
+    }
+}
+
+/// Why a syslog address cannot be used.
+public struct SyslogAddressError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
