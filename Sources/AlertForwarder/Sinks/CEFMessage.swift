@@ -1,0 +1,97 @@
+import OrderedJSON
+import Timekeeping
+
+/// One alert as an ArcSight Common Event Format line (CEF 0), for `format = "cef"`:
+///
+///     CEF:0|Microsoft|Defender for Endpoint|1.0|<detectorId or category>|<title>|<0-10>|<extensions>
+///
+/// Severity: High 8, Medium 5, Low 3, Informational 1, anything else 0 (ArcSight's bands:
+/// 0–3 low, 4–6 medium, 7–8 high). Extensions, each only when the alert has the field:
+/// `rt` (lastUpdateTime), `start` (firstEventTime), `end` (lastEventTime), all in epoch
+/// milliseconds; `dvchost` (computerDnsName), `deviceExternalId` (machineId), `externalId`
+/// (id), `act` (created or updated), `msg` (description), `cat` (category), and the labelled
+/// `cs1` AlertId, `cs2` IncidentId, `cs3` Status, `cs4` Tenant, `cs5` DetectionSource.
+/// Header fields escape `\` and `|`; extension values escape `\`, `=` and line breaks (`\n`,
+/// `\r`), as the CEF specification requires.
+public enum CEFMessage {
+    static let members = ["id", "severity", "title", "lastUpdateTime", "firstEventTime", "lastEventTime", "computerDnsName",
+                          "machineId", "incidentId", "category", "detectorId", "status", "description", "detectionSource"]
+
+    /// The CEF line for `record` (no line end).
+    public static func line(for record: OutboxRecord) -> String {
+        let fields: [String: String] = record.payloadBytes.withUnsafeBufferPointer { bytes in
+            var scanner = JSONScanner(bytes)
+            guard let ranges = try? scanner.members(members) else { return [:] }
+            var fields: [String: String] = [:]
+            for (name, range) in zip(members, ranges) {
+                guard let range, let value = scanner.string(at: range) ?? scanner.number(at: range) else { continue }
+                fields[name] = value
+            }
+            return fields
+        }
+        let signature = fields["detectorId"] ?? fields["category"] ?? "alert"
+        let header = ["CEF:0", "Microsoft", "Defender for Endpoint", "1.0", header(signature), header(fields["title"] ?? "Defender alert"),
+                      String(severity(fields["severity"] ?? ""))]
+        var extensions: [(String, String)] = []
+        for (key, member) in [("rt", "lastUpdateTime"), ("start", "firstEventTime"), ("end", "lastEventTime")] {
+            if let text = fields[member], let time = Timestamp(parsing: text) { extensions.append((key, String(time.ticks / 10_000))) }
+        }
+        for (key, member) in [("dvchost", "computerDnsName"), ("deviceExternalId", "machineId"), ("externalId", "id")] {
+            if let value = fields[member] { extensions.append((key, value)) }
+        }
+        extensions.append(("act", record.event))
+        for (key, member) in [("msg", "description"), ("cat", "category")] {
+            if let value = fields[member] { extensions.append((key, value)) }
+        }
+        let labelled: [(String, String, String?)] = [
+            ("cs1", "AlertId", record.alertID), ("cs2", "IncidentId", fields["incidentId"]), ("cs3", "Status", fields["status"]),
+            ("cs4", "Tenant", record.tenant), ("cs5", "DetectionSource", fields["detectionSource"]),
+        ]
+        for (key, label, value) in labelled {
+            guard let value else { continue }
+            extensions.append((key + "Label", label))
+            extensions.append((key, value))
+        }
+        return header.joined(separator: "|") + "|" + extensions.map { "\($0.0)=\(extensionValue($0.1))" }.joined(separator: " ")
+    }
+
+    /// CEF severity (0-10) of a Defender severity.
+    static func severity(_ severity: String) -> Int {
+        switch severity.lowercased() {
+        case "high": 8
+        case "medium": 5
+        case "low": 3
+        case "informational": 1
+        default: 0
+        }
+    }
+
+    /// A header field: `\` and `|` escaped; a line break would end the event, so it is a space.
+    static func header(_ value: String) -> String {
+        var escaped = ""
+        for character in value {
+            switch character {
+            case "\\": escaped += "\\\\"
+            case "|": escaped += "\\|"
+            case "\n", "\r", "\r\n": escaped += " "
+            default: escaped.append(character)
+            }
+        }
+        return escaped
+    }
+
+    /// An extension value: `\`, `=` and line breaks escaped.
+    static func extensionValue(_ value: String) -> String {
+        var escaped = ""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\\": escaped += "\\\\"
+            case "=": escaped += "\\="
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped
+    }
+}
