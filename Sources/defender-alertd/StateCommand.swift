@@ -6,8 +6,8 @@ import Foundation
 struct StateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "state",
-        abstract: "Inspect or reset the cursor, dedup keys and outbox.",
-        subcommands: [Show.self, Reset.self]
+        abstract: "Inspect or reset the cursor, dedup keys, outbox and dead letters.",
+        subcommands: [Show.self, Reset.self, DeadLetters.self]
     )
 
     struct Show: ParsableCommand {
@@ -24,8 +24,9 @@ struct StateCommand: ParsableCommand {
                 print("tenant \(name): watermark \(state?.watermark ?? "none (first poll fetches lookback)"), \(state?.dedupKeys ?? 0) dedup keys")
             }
             let depth = try store.outboxDepth()
+            let deadLetters = try store.deadLetterCounts()
             for sink in configuration.sinks {
-                print("sink \(sink.name): \(depth[sink.name] ?? 0) alerts queued")
+                print("sink \(sink.name): \(depth[sink.name] ?? 0) alerts queued, \(deadLetters[sink.name] ?? 0) dead letters")
             }
         }
     }
@@ -47,6 +48,45 @@ struct StateCommand: ParsableCommand {
             }
             try openStore(configuration).reset(tenant: tenant)
             print("tenant \(tenant): cursor and dedup keys forgotten; stop the daemon first if it is running")
+        }
+    }
+
+    struct DeadLetters: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "dead-letters",
+            abstract: "List the alerts a sink refused for good, send them again (--requeue) or drop them (--purge).",
+            discussion: """
+                A running daemon queues re-queued alerts within seconds, at the end of the sink's \
+                outbox; a stopped one when it starts.
+                """)
+        @OptionGroup var options: ConfigOption
+        @Option(help: "Only this sink.") var sink: String?
+        @Flag(help: "Send them to the sink again.") var requeue = false
+        @Flag(help: "Delete them.") var purge = false
+
+        func validate() throws {
+            if requeue && purge { throw ValidationError("--requeue and --purge exclude each other") }
+        }
+
+        func run() throws {
+            let configuration = try loadConfiguration(options.config)
+            if let sink, !configuration.sinks.contains(where: { $0.name == sink }) {
+                throw ValidationError("no [[sink]] named \"\(sink)\"")
+            }
+            let store = try openStore(configuration)
+            let scope = sink.map { "sink \($0)" } ?? "all sinks"
+            if requeue {
+                print("\(try store.requestRequeue(sink: sink)) dead letters of \(scope) marked to be sent again; the daemon queues them within seconds (or when it starts)")
+            } else if purge {
+                print("\(try store.purgeDeadLetters(sink: sink)) dead letters of \(scope) deleted")
+            } else {
+                let letters = try store.deadLetters(sink: sink)
+                for letter in letters {
+                    let mark = letter.requeueRequested ? " (re-queue requested)" : ""
+                    print("\(letter.failedAt) sink \(letter.sink) tenant \(letter.tenant) alert \(letter.alertID) (\(letter.event))\(mark): \(letter.reason)")
+                }
+                print("\(letters.count) dead letters (\(scope))")
+            }
         }
     }
 }

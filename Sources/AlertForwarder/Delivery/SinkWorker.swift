@@ -12,6 +12,8 @@ public struct SinkWorker: Sendable {
     private let store: StateStore
     private let batchSize: Int
     private let backoff: Backoff
+    /// The back-off when the receiver refused a whole batch for a reason a person must fix.
+    private let operatorBackoff: Backoff
     private let clock: MonotonicClock
     private let random: @Sendable () -> Double
     private let progress: @Sendable () -> Void
@@ -23,7 +25,8 @@ public struct SinkWorker: Sendable {
     public static let idleInterval: Duration = .seconds(5)
 
     public init(name: String, sink: any AlertSink, store: StateStore, batchSize: Int = 500,
-                backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(300)), clock: MonotonicClock = .continuous,
+                backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(300)),
+                operatorBackoff: Backoff = Backoff(base: .seconds(60), cap: .seconds(900)), clock: MonotonicClock = .continuous,
                 random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
                 progress: @escaping @Sendable () -> Void = {}, status: PipelineStatus? = nil, signal: OutboxSignal = OutboxSignal(),
                 logger: Logger) {
@@ -32,6 +35,7 @@ public struct SinkWorker: Sendable {
         self.store = store
         self.batchSize = batchSize
         self.backoff = backoff
+        self.operatorBackoff = operatorBackoff
         self.clock = clock
         self.random = random
         self.progress = progress
@@ -42,17 +46,24 @@ public struct SinkWorker: Sendable {
         self.logger = logger
     }
 
-    /// Sends everything queued, batch by batch. Returns the alerts delivered; throws the sink's
-    /// error after the first failed batch (its alerts stay queued).
+    /// Sends everything queued, batch by batch. Returns the alerts delivered (records refused
+    /// for good are not counted: they became dead letters); throws the sink's error after the
+    /// first failed batch (its alerts stay queued).
     @discardableResult
     public func drain(stopWhen shouldStop: @Sendable () -> Bool = { false }) async throws -> Int {
         var delivered = 0
         while !shouldStop() {
             let batch = try store.pending(sink: name, limit: batchSize)
             guard batch.advances else { break }
-            if !batch.records.isEmpty { try await sink.send(batch.records) }
-            try store.confirm(batch)
-            delivered += batch.records.count
+            let rejected = batch.records.isEmpty ? [] : try await sink.send(batch.records)
+            try store.confirm(batch, rejected: rejected)
+            for rejection in rejected {
+                let record = batch.records.first { $0.id == rejection.recordID }
+                logger.error("the sink refused an alert for good; it is kept as a dead letter and the alerts behind it go on (`defender-alertd state dead-letters --sink \(name)`)",
+                             metadata: ["alert_id": "\(record?.alertID ?? "?")", "tenant": "\(record?.tenant ?? "?")", "reason": "\(rejection.reason)"])
+            }
+            if !rejected.isEmpty { reportDeadLetters() }
+            delivered += batch.records.count - rejected.count
             progress()
         }
         return delivered
@@ -61,9 +72,11 @@ public struct SinkWorker: Sendable {
     /// Runs until `shouldStop` (graceful shutdown) or cancellation: drains, waits, backs off.
     public func run(shouldStop: @Sendable @escaping () -> Bool) async {
         var failures = 0
+        reportDeadLetters()
         while !shouldStop(), !Task.isCancelled {
             progress()
             do {
+                if try store.requeueRequested(sink: name) > 0 { reportDeadLetters() }
                 let delivered = try await drain(stopWhen: shouldStop)
                 if failures > 0 {
                     logger.notice("sink recovered", metadata: ["delivered": "\(delivered)"])
@@ -74,9 +87,15 @@ public struct SinkWorker: Sendable {
             } catch is CancellationError {
                 return
             } catch {
-                let wait = backoff.delay(attempt: failures, unit: random())
+                let wait = retryDelay(after: error, failures: failures)
                 failures += 1
-                logger.error("delivery failed; the alerts stay queued", metadata: ["error": "\(error)", "retry_in_ms": "\(wait.totalMilliseconds)", "failures": "\(failures)"])
+                var metadata: Logger.Metadata = ["error": "\(error)", "retry_in_ms": "\(wait.totalMilliseconds)", "failures": "\(failures)"]
+                if let error = error as? SinkError, error.kind == .needsOperator {
+                    metadata["needs"] = "operator"
+                    logger.error("the receiver refused the batch; it needs a fix (see error), the alerts stay queued and are retried slowly", metadata: metadata)
+                } else {
+                    logger.error("delivery failed; the alerts stay queued", metadata: metadata)
+                }
                 status?.sink(name, failing: "\(error)")
                 // Back off in short steps, reporting progress: a sink that is down is alive.
                 var waited: Duration = .zero
@@ -88,5 +107,19 @@ public struct SinkWorker: Sendable {
                 }
             }
         }
+    }
+
+    /// How long to wait after a failed batch: the receiver's `Retry-After` when it gave one
+    /// (never beyond the long back-off's cap), else the back-off for the kind of failure.
+    func retryDelay(after error: any Error, failures: Int) -> Duration {
+        let sinkError = error as? SinkError
+        if let retryAfter = sinkError?.retryAfter { return min(retryAfter, operatorBackoff.cap) }
+        let policy = sinkError?.kind == .needsOperator ? operatorBackoff : backoff
+        return policy.delay(attempt: failures, unit: random())
+    }
+
+    private func reportDeadLetters() {
+        guard let status, let count = try? store.deadLetterCounts()[name] ?? 0 else { return }
+        status.sink(name, deadLetters: count)
     }
 }

@@ -17,6 +17,7 @@ public final class PipelineStatus: Sendable {
         var tenants: [String: (result: PollResult, at: Duration)] = [:]
         var tenantOrder: [String] = []
         var failingSinks: [String: String] = [:]
+        var deadLetters: [String: Int] = [:]
         var outbox = 0
     }
 
@@ -39,6 +40,11 @@ public final class PipelineStatus: Sendable {
         state.withLock { $0.failingSinks[name] = reason }
     }
 
+    /// How many of the sink's records wait in the dead-letter table.
+    public func sink(_ name: String, deadLetters count: Int) {
+        state.withLock { $0.deadLetters[name] = count == 0 ? nil : count }
+    }
+
     public func outbox(_ depth: Int) {
         state.withLock { $0.outbox = depth }
     }
@@ -49,10 +55,12 @@ public final class PipelineStatus: Sendable {
             state.tenantOrder.removeAll { !tenants.contains($0) }
             state.tenants = state.tenants.filter { tenants.contains($0.key) }
             state.failingSinks = state.failingSinks.filter { sinks.contains($0.key) }
+            state.deadLetters = state.deadLetters.filter { sinks.contains($0.key) }
         }
     }
 
-    /// `contoso: ok 12s ago +3; fabrikam: FAILING 40s ago (...); outbox 0; sink archive FAILING`.
+    /// `contoso: ok 12s ago +3; fabrikam: FAILING 40s ago (...); outbox 0; sink archive FAILING;
+    /// sink siem 2 dead letters`.
     public var line: String {
         let now = clock.now()
         return state.withLock { state in
@@ -69,6 +77,7 @@ public final class PipelineStatus: Sendable {
             }
             parts.append("outbox \(state.outbox)")
             for (sink, _) in state.failingSinks.sorted(by: { $0.key < $1.key }) { parts.append("sink \(sink) FAILING") }
+            for (sink, count) in state.deadLetters.sorted(by: { $0.key < $1.key }) { parts.append("sink \(sink) \(count) dead letters") }
             return parts.joined(separator: "; ")
         }
     }

@@ -2,20 +2,58 @@ import OrderedJSON
 
 /// Why a sink did not take a batch. Its alerts stay in the outbox and are sent again.
 public struct SinkError: Error, Sendable, CustomStringConvertible {
+    /// Whether sending the same batch again can succeed without an operator.
+    public enum Kind: Sendable, Equatable {
+        /// A passing fault: the receiver is down, busy or slow, the network broke, the disk is
+        /// full. Retried with the normal back-off.
+        case retryable
+        /// The receiver refused the whole batch for a reason only a person can fix (a wrong
+        /// token, URL or certificate, a file that may not be written). Still retried, with a
+        /// long back-off, and never turned into dead letters: the records are not at fault.
+        case needsOperator
+    }
+
     public var description: String
-    public init(_ description: String) { self.description = description }
+    public var kind: Kind
+    /// The receiver asked to wait this long (HTTP `Retry-After`) before the next attempt.
+    public var retryAfter: Duration?
+
+    public init(_ description: String, kind: Kind = .retryable, retryAfter: Duration? = nil) {
+        self.description = description
+        self.kind = kind
+        self.retryAfter = retryAfter
+    }
+}
+
+/// A record the receiver refused for good (a poison record: too large, unparseable for it).
+/// Sending it again would fail again, so it leaves the outbox for the dead-letter table with
+/// the receiver's reason, and the records behind it go on.
+public struct SinkRejection: Sendable, Equatable {
+    /// The record's `OutboxRecord.id`.
+    public var recordID: Int64
+    public var reason: String
+
+    public init(recordID: Int64, reason: String) {
+        self.recordID = recordID
+        self.reason = reason
+    }
 }
 
 /// A place alerts are delivered to.
 public protocol AlertSink: Sendable {
-    /// Delivers the records; returns only when they are safely stored (for a file: fsync'd).
-    func send(_ records: [OutboxRecord]) async throws(SinkError)
+    /// Delivers the records; returns only when they are safely stored (for a file: fsync'd)
+    /// or refused for good, each refused record with its reason. Throws when the batch as a
+    /// whole was not delivered: then nothing of it counts as delivered.
+    func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection]
     /// Reopens files (SIGHUP, after logrotate moved them). No-op for most sinks.
     func reopen() async
+    /// Closes connections at shutdown. No-op for most sinks.
+    func shutdown() async
 }
 
 extension AlertSink {
     public func reopen() async {}
+    public func shutdown() async {}
 }
 
 /// How `stdout` and `file` sinks write one record: a record format, and whether a summary

@@ -29,7 +29,7 @@ public final class FileSink: AlertSink {
         state.withLock { if $0.descriptor >= 0 { close($0.descriptor) } }
     }
 
-    public func send(_ records: [OutboxRecord]) async throws(SinkError) {
+    public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
         let bytes = layout.lines(for: records)
         try state.withLock { (state: inout State) throws(SinkError) in
             if state.descriptor < 0 { try open(&state) }
@@ -41,20 +41,21 @@ public final class FileSink: AlertSink {
                 let result = bytes[written...].withUnsafeBytes { Foundation.write(state.descriptor, $0.baseAddress, $0.count) }
                 if result < 0 {
                     if errno == EINTR { continue }
-                    let reason = String(cString: strerror(errno))
+                    let (code, reason) = (errno, String(cString: strerror(errno)))
                     // Drop what may be a partial line: the alerts stay queued and are written again.
                     _ = ftruncate(state.descriptor, off_t(state.size))
-                    throw SinkError("writing \(path) failed: \(reason)")
+                    throw SinkError("writing \(path) failed: \(reason)", kind: Self.kind(of: code))
                 }
                 written += result
             }
             guard fsync(state.descriptor) == 0 else {
-                let reason = String(cString: strerror(errno))
+                let (code, reason) = (errno, String(cString: strerror(errno)))
                 _ = ftruncate(state.descriptor, off_t(state.size))
-                throw SinkError("fsync of \(path) failed: \(reason)")
+                throw SinkError("fsync of \(path) failed: \(reason)", kind: Self.kind(of: code))
             }
             state.size += Int64(bytes.count)
         }
+        return []
     }
 
     public func reopen() async {
@@ -71,11 +72,14 @@ public final class FileSink: AlertSink {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o750])
             } catch {
-                throw SinkError("cannot create \(directory): \(error.localizedDescription)")
+                throw SinkError("cannot create \(directory): \(error.localizedDescription)", kind: .needsOperator)
             }
         }
         let descriptor = Foundation.open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard descriptor >= 0 else { throw SinkError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else {
+            let code = errno
+            throw SinkError("cannot open \(path): \(String(cString: strerror(code)))", kind: Self.kind(of: code))
+        }
         var info = stat()
         fstat(descriptor, &info)
         state.descriptor = descriptor
@@ -98,11 +102,20 @@ public final class FileSink: AlertSink {
                 _ = Foundation.rename("\(path).\(index)", "\(path).\(index + 1)")
             }
             guard Foundation.rename(path, "\(path).1") == 0 else {
-                throw SinkError("rotating \(path) failed: \(String(cString: strerror(errno)))")
+                throw SinkError("rotating \(path) failed: \(String(cString: strerror(errno)))", kind: Self.kind(of: errno))
             }
         } else {
             try? manager.removeItem(atPath: path)
         }
         try open(&state)
+    }
+
+    /// Permissions, a read-only file system or a directory in the way need a person; a full
+    /// disk or an I/O error may pass.
+    static func kind(of code: Int32) -> SinkError.Kind {
+        switch code {
+        case EACCES, EPERM, EROFS, EISDIR, ENOTDIR, ENOENT, ELOOP, ENAMETOOLONG: .needsOperator
+        default: .retryable
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Systemd
 
 /// One journal entry per alert, findable with `journalctl MESSAGE_ID=...`.
@@ -7,10 +8,11 @@ public struct JournalSink: AlertSink {
 
     public init() {}
 
-    public func send(_ records: [OutboxRecord]) async throws(SinkError) {
+    public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
         guard JournalWriter.isAvailable() else {
             throw SinkError("journald is not listening on \(JournalWriter.socketPath)")
         }
+        var rejected: [SinkRejection] = []
         for record in records {
             let headline = AlertHeadline(payload: record.payloadBytes)
             let fields = [
@@ -26,8 +28,16 @@ public struct JournalSink: AlertSink {
                 "DEFENDER_ALERT_JSON=\(record.payload)",
             ]
             let result = JournalWriter.send(fields)
-            guard result == 0 else { throw SinkError("sd_journal_sendv failed with errno \(-result)") }
+            switch -result {
+            case 0: continue
+            case E2BIG, EMSGSIZE:
+                // Larger than journald takes: sending it again cannot help.
+                rejected.append(SinkRejection(recordID: record.id, reason: "journald refused the entry as too large (\(String(cString: strerror(-result))))"))
+            default:
+                throw SinkError("sd_journal_sendv failed: \(String(cString: strerror(-result)))")
+            }
         }
+        return rejected
     }
 
     /// syslog priority by alert severity: High 2 (crit), Medium 3 (err), Low 4 (warning),

@@ -8,11 +8,12 @@ public struct StdoutSink: AlertSink {
         self.layout = layout
     }
 
-    public func send(_ records: [OutboxRecord]) async throws(SinkError) {
+    public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
         do {
             try FileHandle.standardOutput.write(contentsOf: Data(layout.lines(for: records)))
         } catch {
             throw SinkError("writing to standard output failed: \(error.localizedDescription)")
         }
+        return []
     }
 }

@@ -176,6 +176,25 @@ public final class StateStore: Sendable {
         migrator.registerMigration("v3") { db in
             try db.execute(sql: "DROP INDEX IF EXISTS seen_by_alert; DROP INDEX IF EXISTS seen_by_age")
         }
+        // Records a sink refused for good, with the receiver's reason; `requeue` is set by
+        // `state dead-letters --requeue` and acted on by the daemon (the only writer of the log).
+        migrator.registerMigration("v4") { db in
+            try db.execute(sql: """
+                CREATE TABLE dead_letter (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    sink TEXT NOT NULL,
+                    tenant TEXT NOT NULL,
+                    alert_id TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    received_at TEXT NOT NULL,
+                    payload BLOB NOT NULL,
+                    reason TEXT NOT NULL,
+                    failed_at TEXT NOT NULL,
+                    requeue INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX dead_letter_by_sink ON dead_letter (sink, requeue);
+                """)
+        }
         return migrator
     }
 
@@ -350,14 +369,25 @@ public final class StateStore: Sendable {
         return OutboxBatch(sink: sink, records: records, start: position, next: next)
     }
 
-    /// Moves the sink past a batch it delivered (a batch read before is confirmed once).
-    public func confirm(_ batch: OutboxBatch) throws(StateError) {
+    /// Moves the sink past a batch it delivered (a batch read before is confirmed once); the
+    /// records it refused for good become dead letters in the same transaction.
+    public func confirm(_ batch: OutboxBatch, rejected: [SinkRejection] = [], now: Date = Date()) throws(StateError) {
         guard batch.advances else { return }
         try write { db in
             try db.execute(sql: """
                 UPDATE sink_position SET segment = ?, byte_offset = ?, sequence = ?, pending = max(0, pending - ?)
                 WHERE sink = ? AND sequence = ?
                 """, arguments: [batch.next.segment, batch.next.offset, batch.next.sequence, batch.records.count, batch.sink, batch.start.sequence])
+            guard db.changesCount > 0, !rejected.isEmpty else { return }
+            let failedAt = Timestamp(now).description
+            let insert = try db.cachedStatement(sql: """
+                INSERT INTO dead_letter (sink, tenant, alert_id, event, received_at, payload, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for rejection in rejected {
+                guard let record = batch.records.first(where: { $0.id == rejection.recordID }) else { continue }
+                try insert.execute(arguments: [batch.sink, record.tenant, record.alertID, record.event, record.receivedAt,
+                                               Data(record.payloadBytes), rejection.reason, failedAt])
+            }
         }
         if batch.next.segment != batch.start.segment { try removeDeliveredSegments() }
     }
@@ -394,6 +424,85 @@ public final class StateStore: Sendable {
         }
         try removeDeliveredSegments()
         return dropped
+    }
+
+    // MARK: Dead letters
+
+    /// A record a sink refused for good.
+    public struct DeadLetter: Sendable, Equatable {
+        public var id: Int64
+        public var sink: String
+        public var tenant: String
+        public var alertID: String
+        public var event: String
+        public var reason: String
+        public var failedAt: String
+        public var requeueRequested: Bool
+    }
+
+    /// The dead letters, oldest first (of one sink, or all).
+    public func deadLetters(sink: String? = nil) throws(StateError) -> [DeadLetter] {
+        try read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT id, sink, tenant, alert_id, event, reason, failed_at, requeue FROM dead_letter
+                WHERE ?1 IS NULL OR sink = ?1 ORDER BY id
+                """, arguments: [sink]).map { row in
+                DeadLetter(id: row["id"], sink: row["sink"], tenant: row["tenant"], alertID: row["alert_id"], event: row["event"],
+                           reason: row["reason"], failedAt: row["failed_at"], requeueRequested: row["requeue"] as Int64 != 0)
+            }
+        }
+    }
+
+    /// Dead letters per sink, for `STATUS=`.
+    public func deadLetterCounts() throws(StateError) -> [String: Int] {
+        try read { db in
+            var counts: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT sink, count(*) AS n FROM dead_letter GROUP BY sink") { counts[row["sink"]] = row["n"] }
+            return counts
+        }
+    }
+
+    /// Marks dead letters to be sent again; the daemon queues them (`requeueRequested`). Safe
+    /// while the daemon runs: only the daemon appends to the outbox log. Returns how many.
+    @discardableResult
+    public func requestRequeue(sink: String? = nil) throws(StateError) -> Int {
+        try write { db in
+            try db.execute(sql: "UPDATE dead_letter SET requeue = 1 WHERE (?1 IS NULL OR sink = ?1) AND requeue = 0", arguments: [sink])
+            return try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letter WHERE (?1 IS NULL OR sink = ?1) AND requeue = 1", arguments: [sink]) ?? 0
+        }
+    }
+
+    /// Moves the dead letters marked for requeueing back into `sink`'s outbox (at its end, in
+    /// their order); returns how many.
+    @discardableResult
+    public func requeueRequested(sink: String) throws(StateError) -> Int {
+        // A read first: this runs every few seconds and almost never finds anything.
+        let marked = try read { db in
+            try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM dead_letter WHERE sink = ? AND requeue = 1)"), arguments: [sink]) ?? false
+        }
+        guard marked else { return 0 }
+        return try writeQueuing { db, undo in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT id, tenant, alert_id, event, received_at, payload FROM dead_letter WHERE sink = ? AND requeue = 1 ORDER BY id
+                """, arguments: [sink])
+            guard !rows.isEmpty else { return 0 }
+            let entries = rows.map { row in
+                OutboxLog.Entry(tenant: row["tenant"], alertID: row["alert_id"], event: row["event"], receivedAt: row["received_at"],
+                                payload: row["payload"], sinks: [sink])
+            }
+            try self.queue(entries, in: db, undo: &undo)
+            try db.execute(sql: "DELETE FROM dead_letter WHERE sink = ? AND requeue = 1", arguments: [sink])
+            return rows.count
+        }
+    }
+
+    /// Deletes dead letters (of one sink, or all); returns how many.
+    @discardableResult
+    public func purgeDeadLetters(sink: String? = nil) throws(StateError) -> Int {
+        try write { db in
+            try db.execute(sql: "DELETE FROM dead_letter WHERE ?1 IS NULL OR sink = ?1", arguments: [sink])
+            return db.changesCount
+        }
     }
 
     // MARK: Inspection

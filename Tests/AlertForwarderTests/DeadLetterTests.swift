@@ -1,0 +1,121 @@
+@testable import AlertForwarder
+import DefenderAPI
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import TestSupport
+
+/// A sink that refuses every alert whose id starts with "poison" for good, and fails whole
+/// batches as scripted.
+private final class ScriptedSink: AlertSink {
+    private let failures: Mutex<[SinkError]>
+    let received = Mutex<[String]>([])
+
+    init(failures: [SinkError] = []) {
+        self.failures = Mutex(failures)
+    }
+
+    func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
+        if let failure = failures.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { throw failure }
+        var rejected: [SinkRejection] = []
+        for record in records {
+            if record.alertID.hasPrefix("poison") {
+                rejected.append(SinkRejection(recordID: record.id, reason: "mapper_parsing_exception: failed to parse field [title]"))
+            } else {
+                received.withLock { $0.append(record.alertID) }
+            }
+        }
+        return rejected
+    }
+}
+
+@Suite("Dead letters and typed sink errors")
+struct DeadLetterTests {
+    let directory = TemporaryDirectory()
+
+    private func queue(_ ids: [String], in store: StateStore) throws {
+        _ = try store.admit(tenant: "t", alerts: ids.map { try makeAlert($0, "2025-03-14T10:00:00Z") }, forward: .new, sinks: ["siem"])
+    }
+
+    @Test func aPoisonRecordIsDeadLetteredAndTheRestDelivered() async throws {
+        let store = try StateStore(directory: directory.file("state"))
+        try queue(["a", "poison-1", "b"], in: store)
+        let sink = ScriptedSink()
+        let records = LogRecords()
+        let status = PipelineStatus(clock: .continuous)
+        let worker = SinkWorker(name: "siem", sink: sink, store: store, status: status, logger: records.logger())
+        #expect(try await worker.drain() == 2)
+        #expect(sink.received.withLock { $0 } == ["a", "b"])
+        #expect(try store.outboxDepth() == [:])
+        let letters = try store.deadLetters()
+        #expect(letters.map(\.alertID) == ["poison-1"])
+        #expect(letters[0].sink == "siem" && letters[0].tenant == "t" && letters[0].reason.contains("mapper_parsing_exception"))
+        #expect(records.at(.error).contains { $0.message.contains("dead letter") && $0.metadata["alert_id"] == "poison-1" })
+        #expect(status.line.contains("sink siem 1 dead letters"))
+    }
+
+    @Test func requeueMovesDeadLettersBackAndPurgeDropsThem() async throws {
+        let store = try StateStore(directory: directory.file("state"))
+        try queue(["poison-1", "poison-2", "c"], in: store)
+        let worker = SinkWorker(name: "siem", sink: ScriptedSink(), store: store, logger: LogRecords().logger())
+        try await worker.drain()
+        #expect(try store.deadLetterCounts() == ["siem": 2])
+        // Another process (the CLI) only marks them; the daemon moves them into the outbox.
+        let other = try StateStore(directory: directory.file("state"))
+        #expect(try other.requestRequeue(sink: "siem") == 2)
+        #expect(try store.deadLetters().allSatisfy(\.requeueRequested))
+        #expect(try store.requeueRequested(sink: "elsewhere") == 0)
+        #expect(try store.requeueRequested(sink: "siem") == 2)
+        #expect(try store.outboxDepth() == ["siem": 2])
+        #expect(try store.deadLetters().isEmpty)
+        let again = try store.pending(sink: "siem", limit: 10).records
+        #expect(again.map(\.alertID) == ["poison-1", "poison-2"])
+        #expect(again.allSatisfy { $0.tenant == "t" && $0.payload.contains("\"severity\":\"High\"") })
+        // Refused again: dead letters again; purged on request.
+        try await worker.drain()
+        #expect(try store.deadLetterCounts() == ["siem": 2])
+        #expect(try other.purgeDeadLetters(sink: "siem") == 2)
+        #expect(try store.deadLetters().isEmpty)
+    }
+
+    @Test func aBatchConfirmedTwiceDoesNotDeadLetterTwice() throws {
+        let store = try StateStore(directory: directory.file("state"))
+        try queue(["poison-1"], in: store)
+        let batch = try store.pending(sink: "siem", limit: 10)
+        let rejection = SinkRejection(recordID: batch.records[0].id, reason: "too large")
+        try store.confirm(batch, rejected: [rejection])
+        try store.confirm(batch, rejected: [rejection])
+        #expect(try store.deadLetters().count == 1)
+    }
+
+    @Test func aWholeBatchRefusalIsRetriedAndNeverDeadLettered() async throws {
+        let store = try StateStore(directory: directory.file("state"))
+        try queue(["a", "b"], in: store)
+        let sink = ScriptedSink(failures: [SinkError("HTTP 401: invalid token", kind: .needsOperator)])
+        let worker = SinkWorker(name: "siem", sink: sink, store: store, logger: LogRecords().logger())
+        await #expect(throws: SinkError.self) { try await worker.drain() }
+        #expect(try store.outboxDepth() == ["siem": 2])
+        #expect(try store.deadLetters().isEmpty)
+        #expect(try await worker.drain() == 2)
+    }
+
+    @Test func retryDelaysFollowTheKindOfFailure() {
+        let worker = SinkWorker(name: "siem", sink: ScriptedSink(), store: try! StateStore(directory: directory.file("state")),
+                                backoff: Backoff(base: .seconds(1), cap: .seconds(300)), operatorBackoff: Backoff(base: .seconds(60), cap: .seconds(900)),
+                                random: { 0.999 }, logger: LogRecords().logger())
+        #expect(worker.retryDelay(after: SinkError("down"), failures: 0) < .seconds(1))
+        #expect(worker.retryDelay(after: SinkError("bad token", kind: .needsOperator), failures: 0) > .seconds(59))
+        #expect(worker.retryDelay(after: SinkError("bad token", kind: .needsOperator), failures: 9) <= .seconds(900))
+        #expect(worker.retryDelay(after: SinkError("busy", retryAfter: .seconds(42)), failures: 5) == .seconds(42))
+        #expect(worker.retryDelay(after: SinkError("busy", retryAfter: .seconds(86_400)), failures: 0) == .seconds(900))
+    }
+
+    @Test func fileSinkErrorsSayWhetherAPersonMustAct() async throws {
+        let full = FileSink(path: "/dev/full", layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0)
+        let record = OutboxRecord(id: 1, sink: "f", tenant: "t", alertID: "a", event: "created", receivedAt: "x", payload: "{}")
+        await #expect { try await full.send([record]) } throws: { ($0 as? SinkError)?.kind == .retryable }
+        let readOnly = FileSink(path: "/proc/version/alerts.jsonl", layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0)
+        await #expect { try await readOnly.send([record]) } throws: { ($0 as? SinkError)?.kind == .needsOperator }
+    }
+}
