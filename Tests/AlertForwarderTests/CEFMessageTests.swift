@@ -35,4 +35,14 @@ struct CEFMessageTests {
         #expect(CEFMessage.line(for: record(#"{"id":"da1"}"#)) == "CEF:0|Microsoft|Defender for Endpoint|1.0|alert|Defender alert|0|"
             + "externalId=da1 act=created cs1Label=AlertId cs1=da1 cs4Label=Tenant cs4=contoso")
     }
+
+    @Test func theRelatedUserAndOptionallyTheWholeAlert() {
+        let payload = #"{"id":"da1","relatedUser":{"userName":"jdoe","domainName":"CONTOSO"},"title":"t=1"}"#
+        #expect(CEFMessage.line(for: record(payload)).contains(#"act=created duser=CONTOSO\\jdoe cs1Label"#))
+        #expect(!CEFMessage.line(for: record(payload)).contains("cs6"))
+        #expect(CEFMessage.line(for: record(payload), includeJSON: true).hasSuffix(
+            #"cs6Label=AlertJson cs6={"id":"da1","relatedUser":{"userName":"jdoe","domainName":"CONTOSO"},"title":"t\=1"}"#))
+        #expect(!CEFMessage.line(for: record(#"{"id":"da1","relatedUser":null}"#)).contains("duser"))
+        #expect(CEFMessage.line(for: record(#"{"id":"da1","relatedUser":{"userName":"svc","domainName":null}}"#)).contains("duser=svc "))
+    }
 }

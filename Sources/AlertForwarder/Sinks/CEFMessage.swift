@@ -10,22 +10,28 @@ import Timekeeping
 /// `rt` (lastUpdateTime), `start` (firstEventTime), `end` (lastEventTime), all in epoch
 /// milliseconds; `dvchost` (computerDnsName), `deviceExternalId` (machineId), `externalId`
 /// (id), `act` (created or updated), `msg` (description), `cat` (category), and the labelled
-/// `cs1` AlertId, `cs2` IncidentId, `cs3` Status, `cs4` Tenant, `cs5` DetectionSource.
+/// `cs1` AlertId, `cs2` IncidentId, `cs3` Status, `cs4` Tenant, `cs5` DetectionSource;
+/// `duser` (relatedUser as `DOMAIN\user`); with `includeJSON`, `cs6` AlertJson is the whole
+/// alert as Defender returned it.
 /// Header fields escape `\` and `|`; extension values escape `\`, `=` and line breaks (`\n`,
 /// `\r`), as the CEF specification requires.
 public enum CEFMessage {
     static let members = ["id", "severity", "title", "lastUpdateTime", "firstEventTime", "lastEventTime", "computerDnsName",
-                          "machineId", "incidentId", "category", "detectorId", "status", "description", "detectionSource"]
+                          "machineId", "incidentId", "category", "detectorId", "status", "description", "detectionSource", "relatedUser"]
 
     /// The CEF line for `record` (no line end).
-    public static func line(for record: OutboxRecord) -> String {
+    public static func line(for record: OutboxRecord, includeJSON: Bool = false) -> String {
         let fields: [String: String] = record.payloadBytes.withUnsafeBufferPointer { bytes in
             var scanner = JSONScanner(bytes)
             guard let ranges = try? scanner.members(members) else { return [:] }
             var fields: [String: String] = [:]
             for (name, range) in zip(members, ranges) {
-                guard let range, let value = scanner.string(at: range) ?? scanner.number(at: range) else { continue }
-                fields[name] = value
+                guard let range else { continue }
+                if name == "relatedUser" {
+                    fields[name] = user(UnsafeBufferPointer(rebasing: bytes[range]))
+                } else if let value = scanner.string(at: range) ?? scanner.number(at: range) {
+                    fields[name] = value
+                }
             }
             return fields
         }
@@ -40,12 +46,13 @@ public enum CEFMessage {
             if let value = fields[member] { extensions.append((key, value)) }
         }
         extensions.append(("act", record.event))
-        for (key, member) in [("msg", "description"), ("cat", "category")] {
+        for (key, member) in [("duser", "relatedUser"), ("msg", "description"), ("cat", "category")] {
             if let value = fields[member] { extensions.append((key, value)) }
         }
         let labelled: [(String, String, String?)] = [
             ("cs1", "AlertId", record.alertID), ("cs2", "IncidentId", fields["incidentId"]), ("cs3", "Status", fields["status"]),
             ("cs4", "Tenant", record.tenant), ("cs5", "DetectionSource", fields["detectionSource"]),
+            ("cs6", "AlertJson", includeJSON ? record.payload : nil),
         ]
         for (key, label, value) in labelled {
             guard let value else { continue }
@@ -53,6 +60,15 @@ public enum CEFMessage {
             extensions.append((key, value))
         }
         return header.joined(separator: "|") + "|" + extensions.map { "\($0.0)=\(extensionValue($0.1))" }.joined(separator: " ")
+    }
+
+    /// `DOMAIN\\user` (or `user`) of a `relatedUser` object; nil for `null` or no user name.
+    static func user(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        var scanner = JSONScanner(bytes)
+        guard let ranges = try? scanner.members(["userName", "domainName"]),
+              let name = ranges[0].flatMap({ scanner.string(at: $0) }), !name.isEmpty else { return nil }
+        guard let domain = ranges[1].flatMap({ scanner.string(at: $0) }), !domain.isEmpty else { return name }
+        return domain + "\\" + name
     }
 
     /// CEF severity (0-10) of a Defender severity.
