@@ -119,6 +119,10 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 "OrderedJSON",
             ],
             swiftSettings: strictSettings
@@ -142,7 +146,8 @@ let package = Package(
             dependencies: ["Systemd", "Timekeeping", "OrderedJSON", "DefenderSimulator", .product(name: "Logging", package: "swift-log"),
                            .product(name: "_CryptoExtras", package: "swift-crypto"),
                            .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "X509", package: "swift-certificates")],
+                           .product(name: "X509", package: "swift-certificates"),
+                           .product(name: "SwiftASN1", package: "swift-asn1")],
             path: "Tests/TestSupport",
             swiftSettings: strictSettings
         ),

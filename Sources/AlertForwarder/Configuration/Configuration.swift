@@ -149,6 +149,8 @@ public struct SinkConfiguration: Sendable, Equatable {
         case stdout(format: RecordFormat)
         /// JSON Lines appended to a file, rotated at `maxSize` bytes (0: never), keeping `maxFiles`.
         case file(path: String, format: RecordFormat, maxSize: Int64, maxFiles: Int)
+        /// Messages to a syslog receiver.
+        case syslog(SyslogSettings)
     }
 
     /// Unique name used in logs, state and a tenant's `sinks`.
@@ -179,6 +181,7 @@ extension Configuration {
             case .journal: "journal"
             case .stdout(let format): "stdout (\(format.rawValue))"
             case .file(let path, let format, _, _): "file \(path) (\(format.rawValue))"
+            case .syslog(let settings): "syslog \(settings.address) (\(settings.message.syslogProtocol.rawValue), \(settings.format.rawValue))"
             }
             lines.append("sink \(sink.name): \(detail)")
         }

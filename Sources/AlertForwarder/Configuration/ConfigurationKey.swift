@@ -118,9 +118,9 @@ public struct ConfigurationKey: Sendable, Hashable {
 
 extension ConfigurationKey {
     /// The sink types that exist in this version.
-    public static let sinkTypeNames = ["journal", "stdout", "file"]
+    public static let sinkTypeNames = ["journal", "stdout", "file", "syslog"]
     /// Sink types that are planned and refused with a clear message.
-    static let plannedSinkTypes = ["syslog", "http"]
+    static let plannedSinkTypes = ["http"]
 
     /// Every key, in the order the reference documents them.
     public static let all: [ConfigurationKey] = Service.all + Tenant.all + Sink.all
@@ -231,7 +231,7 @@ extension ConfigurationKey {
             .sink, "name", .string, required: true, "unique; letters, digits, `-` and `_`; used in logs (`DEFENDER_SINK=`) and a tenant's `sinks`")
         public static let type = ConfigurationKey(
             .sink, "type", .choice(sinkTypeNames), required: true,
-            "`journal`, `stdout` or `file` (`syslog` and `http` are not available in this version and are refused)")
+            "`journal`, `stdout`, `file` or `syslog` (`http` is not available in this version and is refused)")
         public static let path = ConfigurationKey(
             .sink, "path", .path, required: true, sinkTypes: ["file"],
             "the file, created `0640`; every batch is `fsync`'d before it counts as delivered; SIGHUP reopens it (logrotate)")
@@ -245,6 +245,57 @@ extension ConfigurationKey {
             .sink, "max_files", .integer(0...1000), default: .integer(5), sinkTypes: ["file"],
             "rotated files kept (`alerts.jsonl.1` is the newest)")
 
-        public static let all = [name, type, path, format, maxSize, maxFiles]
+        public static let address = ConfigurationKey(
+            .sink, "address", .string, required: true, sinkTypes: ["syslog"],
+            "the receiver: `udp://`, `tcp://`, `tls://` or `relp://` then `host[:port]` (IPv6 in `[...]`); default ports 514, 601, 6514, 2514")
+        public static let syslogProtocol = ConfigurationKey(
+            .sink, "protocol", .choice(SyslogProtocol.allCases.map(\.rawValue)), default: .string("rfc5424"), sinkTypes: ["syslog"],
+            "`rfc5424` (RFC 3339 time in the alert's own zone, structured data `[defender@N alertId tenant severity event]`) or `rfc3164` for old receivers (UTC time)")
+        public static let syslogFormat = ConfigurationKey(
+            .sink, "format", .choice(SyslogBodyFormat.allCases.map(\.rawValue)), default: .string("json"), sinkTypes: ["syslog"],
+            "the message text: `json` (the alert as Defender returned it) or `cef` (a CEF 0 line, see Sending to a SIEM)")
+        public static let cefAlertJSON = ConfigurationKey(
+            .sink, "cef_alert_json", .boolean, default: .boolean(false), sinkTypes: ["syslog"],
+            "`format = \"cef\"` only: also put the whole alert JSON in `cs6` (label `AlertJson`)")
+        public static let framing = ConfigurationKey(
+            .sink, "framing", .choice(SyslogFraming.allCases.map(\.rawValue)), default: .string("octet-counting"), sinkTypes: ["syslog"],
+            "`tcp://` and `tls://` only: `octet-counting` (RFC 6587, `LEN SP MSG`) or `lf` (a line end after each message; line breaks inside become spaces)")
+        public static let facility = ConfigurationKey(
+            .sink, "facility", .choice(SyslogFacility.allCases.map(\.rawValue)), default: .string("local0"), sinkTypes: ["syslog"],
+            "the syslog facility; the severity comes from the alert's (High 2 crit, Medium 3 err, Low 4 warning, Informational 5 notice, else 6 info)")
+        public static let appName = ConfigurationKey(
+            .sink, "app_name", .string, default: .string("defender-alertd"), sinkTypes: ["syslog"],
+            "APP-NAME (RFC 5424, at most 48 printable ASCII characters) or TAG (RFC 3164)")
+        public static let hostname = ConfigurationKey(
+            .sink, "hostname", .string, defaultDescription: "the machine's host name", sinkTypes: ["syslog"],
+            "HOSTNAME of every message")
+        public static let enterpriseNumber = ConfigurationKey(
+            .sink, "enterprise_number", .integer(1...2_147_483_647), default: .integer(32473), sinkTypes: ["syslog"],
+            "the private enterprise number in the structured data's ID `defender@N` (32473 is the number reserved for documentation; use your organisation's)")
+        public static let maxMessageSize = ConfigurationKey(
+            .sink, "max_message_size", .size, default: .string("64KiB"), sinkTypes: ["syslog"],
+            "a longer message is never cut: it is refused, logged and kept as a dead letter (UDP: never above 65,507 bytes); the receiver must accept this size too (rsyslog: `maxMessageSize`)")
+        public static let timeout = ConfigurationKey(
+            .sink, "timeout", .duration(minimum: .milliseconds(100)), default: .string("30s"), sinkTypes: ["syslog"],
+            "connecting, writing a batch and waiting for each RELP answer give up after this long; the batch is retried")
+        public static let caFile = ConfigurationKey(
+            .sink, "ca_file", .path, defaultDescription: "the system's trust store", sinkTypes: ["syslog"],
+            "`tls://` only: PEM CA bundle the receiver's certificate must chain to; verification is always on")
+        public static let clientCertificateFile = ConfigurationKey(
+            .sink, "client_certificate_file", .path, sinkTypes: ["syslog"],
+            "`tls://` only: PEM client certificate, for receivers that require one; with `client_key_file` or `client_key_credential`")
+        public static let clientKeyFile = ConfigurationKey(
+            .sink, "client_key_file", .path, sinkTypes: ["syslog"],
+            "`tls://` only: the client certificate's PEM private key, mode `0600` or `0400`, owned by root or the daemon's user")
+        public static let clientKeyCredential = ConfigurationKey(
+            .sink, "client_key_credential", .string, sinkTypes: ["syslog"],
+            "`tls://` only: or that key as a systemd credential name")
+        public static let serverName = ConfigurationKey(
+            .sink, "server_name", .string, defaultDescription: "the host of `address`", sinkTypes: ["syslog"],
+            "`tls://` only: the name the receiver's certificate must hold (and SNI); an IP address is checked against the certificate's IP entries")
+
+        public static let all = [name, type, path, format, maxSize, maxFiles, address, syslogProtocol, syslogFormat, cefAlertJSON, framing,
+                                 facility, appName, hostname, enterpriseNumber, maxMessageSize, timeout, caFile, clientCertificateFile,
+                                 clientKeyFile, clientKeyCredential, serverName]
     }
 }

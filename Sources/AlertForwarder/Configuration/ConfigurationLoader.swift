@@ -312,6 +312,8 @@ private struct Validator {
             kind = .journal
         case "stdout":
             kind = reader.choice(Keys.format).map { .stdout(format: $0) }
+        case "syslog":
+            kind = syslogSettings(reader).map { .syslog($0) }
         default:
             let path = reader.string(Keys.path).map(resolve)
             let format: RecordFormat? = reader.choice(Keys.format)
@@ -326,6 +328,102 @@ private struct Validator {
         reader.rejectUnknownKeys()
         guard let name, let kind else { return nil }
         return SinkConfiguration(name: name, kind: kind)
+    }
+
+    private func syslogSettings(_ reader: TableReader) -> SyslogSettings? {
+        typealias Keys = ConfigurationKey.Sink
+        var address: SyslogAddress?
+        if let text = reader.string(Keys.address) {
+            switch SyslogAddress.parse(text) {
+            case .success(let parsed): address = parsed
+            case .failure(let error): reader.fail(Keys.address, error.description)
+            }
+        }
+        let syslogProtocol: SyslogProtocol? = reader.choice(Keys.syslogProtocol)
+        let format: SyslogBodyFormat? = reader.choice(Keys.syslogFormat)
+        let cefAlertJSON = reader.bool(Keys.cefAlertJSON)
+        if cefAlertJSON == true, format == .json { reader.fail(Keys.cefAlertJSON, "applies to format = \"cef\" only (with json the message is the alert JSON already)") }
+        let framing: SyslogFraming? = reader.choice(Keys.framing)
+        let facility: SyslogFacility? = reader.choice(Keys.facility)
+        let appName = reader.string(Keys.appName)
+        let hostname = reader.string(Keys.hostname) ?? ProcessInfo.processInfo.hostName
+        for (key, value) in [(Keys.appName, appName), (Keys.hostname, hostname)] {
+            if let value, value.isEmpty || !value.unicodeScalars.allSatisfy({ $0.value > 32 && $0.value < 127 }) {
+                reader.fail(key, "\"\(value)\" must be printable ASCII without spaces (RFC 5424 §6.2)")
+            }
+        }
+        let enterpriseNumber = reader.integer(Keys.enterpriseNumber)
+        let maxMessageSize = reader.byteSize(Keys.maxMessageSize)
+        if let maxMessageSize, maxMessageSize < 480 { reader.fail(Keys.maxMessageSize, "must be at least 480 bytes (RFC 5424 §6.1)") }
+        let timeout = reader.duration(Keys.timeout)
+        let tlsKeys = [Keys.caFile, Keys.clientCertificateFile, Keys.clientKeyFile, Keys.clientKeyCredential, Keys.serverName]
+        var tls: SyslogTLS?
+        if let address {
+            if address.transport != .tls {
+                for key in tlsKeys where reader.has(key) {
+                    reader.fail(key, "applies to tls:// addresses only; this sink sends to \(address.transport.rawValue)://")
+                    _ = reader.string(key)
+                }
+            } else {
+                tls = syslogTLS(reader)
+            }
+            if reader.has(Keys.framing), address.transport == .udp || address.transport == .relp {
+                reader.fail(Keys.framing, "applies to tcp:// and tls:// only (\(address.transport.rawValue):// frames each message itself)")
+            }
+        }
+        guard let address, let syslogProtocol, let format, let cefAlertJSON, let framing, let facility, let appName,
+              let enterpriseNumber, let maxMessageSize, let timeout, address.transport != .tls || tls != nil else { return nil }
+        let message = SyslogMessage(syslogProtocol: syslogProtocol, facility: facility, hostname: hostname, appName: appName,
+                                    enterpriseNumber: enterpriseNumber)
+        return SyslogSettings(address: address, message: message, format: format, cefAlertJSON: cefAlertJSON, framing: framing,
+                              maxMessageSize: Int(maxMessageSize), timeout: timeout, tls: tls)
+    }
+
+    /// The TLS keys of a `tls://` syslog sink, every file checked now: a CA bundle that holds
+    /// certificates, a client certificate with exactly one source of its key, read under the
+    /// secret rules.
+    private func syslogTLS(_ reader: TableReader) -> SyslogTLS? {
+        typealias Keys = ConfigurationKey.Sink
+        var valid = true
+        let caFile = reader.string(Keys.caFile).map(resolve)
+        if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) {
+            reader.fail(Keys.caFile, problem)
+            valid = false
+        }
+        let certificateFile = reader.string(Keys.clientCertificateFile).map(resolve)
+        let keyFile = reader.string(Keys.clientKeyFile)
+        let keyCredential = reader.string(Keys.clientKeyCredential)
+        var key: Secret?
+        switch (certificateFile, keyFile, keyCredential) {
+        case (nil, nil, nil):
+            break
+        case (nil, _, _):
+            reader.fail(keyFile != nil ? Keys.clientKeyFile : Keys.clientKeyCredential, "a client key needs client_certificate_file")
+            valid = false
+        case (_?, nil, nil):
+            reader.fail(Keys.clientCertificateFile, "needs client_key_file or client_key_credential")
+            valid = false
+        case (_?, _?, _?):
+            reader.fail(Keys.clientKeyCredential, "set only one of client_key_file and client_key_credential")
+            valid = false
+        case (let certificate?, let file, let credential):
+            if let problem = DefenderHTTPClient.checkCAFile(certificate) {
+                reader.fail(Keys.clientCertificateFile, problem)
+                valid = false
+            }
+            let location = file.map { SecretLocation.file(resolve($0)) }
+                ?? credential.flatMap { credentialLocation($0, key: Keys.clientKeyCredential, reader: reader) }
+            let keyKey = file != nil ? Keys.clientKeyFile : Keys.clientKeyCredential
+            key = location.flatMap { readSecret($0, key: keyKey, reader: reader) }
+            if let secret = key, !secret.withValue({ $0.contains("PRIVATE KEY-----") }) {
+                reader.fail(keyKey, "\(location!.path) holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+                key = nil
+            }
+            if key == nil { valid = false }
+        }
+        let serverName = reader.string(Keys.serverName)
+        guard valid else { return nil }
+        return SyslogTLS(caFile: caFile, clientCertificateFile: certificateFile, clientKey: key, serverName: serverName)
     }
 
     // MARK: Values

@@ -22,7 +22,8 @@ public enum OneCycle {
             }
         }
         for sink in configuration.sinks {
-            let worker = SinkWorker(name: sink.name, sink: Pipeline.makeSink(sink, in: configuration), store: store, logger: logger)
+            let alertSink = Pipeline.makeSink(sink, in: configuration)
+            let worker = SinkWorker(name: sink.name, sink: alertSink, store: store, logger: logger)
             do {
                 let delivered = try await worker.drain()
                 logger.info("delivered", metadata: ["sink": "\(sink.name)", "alerts": "\(delivered)"])
@@ -30,6 +31,7 @@ public enum OneCycle {
                 logger.error("delivery failed; the alerts stay queued", metadata: ["sink": "\(sink.name)", "error": "\(error)"])
                 succeeded = false
             }
+            await alertSink.shutdown()
         }
         return succeeded
     }

@@ -124,6 +124,8 @@ public final class Pipeline: Service, CustomStringConvertible {
             return decision
         }
         updates = iterator.value
+        // Connections of this generation's sinks close (a RELP session says goodbye).
+        for sink in sinks.withLock({ sinks in defer { sinks.removeAll() }; return Array(sinks.values) }) { await sink.shutdown() }
         refreshStatus()
         return next
     }
@@ -136,6 +138,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         case .stdout(let format): return StdoutSink(layout: RecordLine(format: format, showsTenant: showsTenant))
         case .file(let path, let format, let maxSize, let maxFiles):
             return FileSink(path: path, layout: RecordLine(format: format, showsTenant: showsTenant), maxSize: maxSize, maxFiles: maxFiles)
+        case .syslog(let settings): return SyslogSink(settings: settings)
         }
     }
 

@@ -1,0 +1,180 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import Synchronization
+
+/// One TCP connection to a syslog receiver, TLS-protected when a context is given: writes,
+/// what the receiver sent back (RELP answers), and whether it is still open. Every wait has a
+/// deadline: when it passes, the connection is closed and the wait fails.
+actor StreamConnection {
+    /// Set by a deadline that passed (on the event loop, hence shared).
+    private final class Flag: Sendable {
+        let value = Mutex(false)
+    }
+
+    private let channel: Channel
+    private var inbound: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
+    private let timedOut = Flag()
+    let timeout: Duration
+    /// `host:port`, for messages.
+    nonisolated let peer: String
+
+    private init(channel: Channel, inbound: AsyncThrowingStream<ByteBuffer, any Error>, timeout: Duration, peer: String) {
+        self.channel = channel
+        self.inbound = inbound.makeAsyncIterator()
+        self.timeout = timeout
+        self.peer = peer
+    }
+
+    /// Connects (and, with `tls`, completes the handshake, the receiver's certificate verified)
+    /// within `timeout`.
+    static func open(host: String, port: Int, tls: NIOSSLContext?, serverName: String?, timeout: Duration) async throws(SinkError) -> StreamConnection {
+        let peer = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+        let handshake = Mutex<EventLoopPromise<Void>?>(nil)
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.nanoseconds(timeout.totalNanoseconds))
+            .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let promise = channel.eventLoop.makePromise(of: Void.self)
+                    handshake.withLock { $0 = promise }
+                    if let tls {
+                        let handler = try NIOSSLClientHandler(context: tls, serverHostname: Self.isIPAddress(serverName) ? nil : serverName)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    } else {
+                        promise.succeed()
+                    }
+                    try channel.pipeline.syncOperations.addHandler(InboundHandler(continuation: continuation, handshake: promise))
+                }
+            }
+        let channel: Channel
+        do {
+            channel = try await bootstrap.connect(host: host, port: port).get()
+        } catch {
+            throw SinkError("cannot connect to \(peer): \(Self.describe(error))")
+        }
+        let connection = StreamConnection(channel: channel, inbound: stream, timeout: timeout, peer: peer)
+        do {
+            let handshakeDone = handshake.withLock { $0 }!.futureResult
+            try await connection.withDeadline("the TLS handshake") { try await handshakeDone.get() }
+        } catch {
+            await connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    /// Still connected: the receiver has not closed it, no error or deadline broke it.
+    nonisolated var isOpen: Bool { channel.isActive && !timedOut.value.withLock { $0 } }
+
+    /// Writes `bytes`; returns when the kernel has taken them all.
+    func write(_ bytes: [UInt8]) async throws(SinkError) {
+        let buffer = channel.allocator.buffer(bytes: bytes)
+        try await withDeadline("writing") { try await self.channel.writeAndFlush(buffer).get() }
+    }
+
+    /// The next bytes the receiver sent; fails when it closed the connection.
+    func read() async throws(SinkError) -> ByteBuffer {
+        var iterator = inbound
+        defer { inbound = iterator }
+        return try await withDeadline("waiting for the receiver's answer") {
+            guard let bytes = try await iterator.next() else { throw ChannelError.eof }
+            return bytes
+        }
+    }
+
+    func close() async {
+        try? await channel.close().get()
+    }
+
+    /// Runs `body`; if it takes longer than `timeout` the connection is closed, which ends it.
+    private func withDeadline<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws(SinkError) -> T {
+        let (channel, timedOut) = (self.channel, self.timedOut)
+        let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.totalNanoseconds)) {
+            timedOut.value.withLock { $0 = true }
+            channel.close(promise: nil)
+        }
+        defer { deadline.cancel() }
+        do {
+            return try await body()
+        } catch {
+            if timedOut.value.withLock({ $0 }) {
+                throw SinkError("\(what) to \(peer) timed out after \(ConfigDuration.format(timeout))")
+            }
+            throw SinkError("\(what) to \(peer) failed: \(Self.describe(error))", kind: Self.kind(of: error))
+        }
+    }
+
+    /// A certificate the receiver's or ours cannot be trusted needs a person; the rest may pass.
+    static func kind(of error: any Error) -> SinkError.Kind {
+        if error is NIOSSLExtraError { return .needsOperator }
+        if let error = error as? NIOSSLError, case .handshakeFailed = error { return .needsOperator }
+        return .retryable
+    }
+
+    /// A readable reason, with the certificate problem spelled out for TLS failures.
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case ChannelError.eof, ChannelError.ioOnClosedChannel, ChannelError.alreadyClosed:
+            return "the receiver closed the connection"
+        case let error as NIOSSLExtraError:
+            return "the receiver's certificate does not match its name (\(error)); set server_name to a name the certificate holds"
+        case let error as NIOSSLError:
+            if case .handshakeFailed(let reason) = error {
+                let text = "\(reason)"
+                if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
+                    return "TLS handshake failed: the receiver's certificate is not trusted or not valid now (\(text)); check ca_file and the certificate's dates"
+                }
+                return "TLS handshake failed (\(text))"
+            }
+            return "TLS failed (\(error))"
+        case let error as IOError:
+            return String(cString: strerror(error.errnoCode))
+        default:
+            return "\(error)"
+        }
+    }
+
+    static func isIPAddress(_ text: String?) -> Bool {
+        guard let text else { return false }
+        return (try? SocketAddress(ipAddress: text, port: 0)) != nil
+    }
+}
+
+/// Hands what the receiver sends to the connection's stream; completes the handshake promise
+/// when TLS is up (or at once without TLS) and fails it when the connection breaks first.
+private final class InboundHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    let continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
+    let handshake: EventLoopPromise<Void>
+
+    init(continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation, handshake: EventLoopPromise<Void>) {
+        self.continuation = continuation
+        self.handshake = handshake
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        continuation.yield(unwrapInboundIn(data))
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event { handshake.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        handshake.fail(error)
+        continuation.finish(throwing: error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshake.fail(ChannelError.eof)
+        continuation.finish()
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+
+/// Debian's rsyslog as a real syslog receiver, started as an ordinary process with its own
+/// configuration and work directory (no system service is touched): UDP, TCP, TLS (GnuTLS,
+/// with a test CA's server certificate) and RELP inputs on loopback, each writing what it
+/// receives, byte for byte, one message per line, to its own file.
+public final class RsyslogReceiver: @unchecked Sendable {
+    // @unchecked: each test owns its receiver and uses it from one task.
+    public enum Input: String, CaseIterable, Sendable { case udp, tcp, tls, relp }
+
+    public static let executable = "/usr/sbin/rsyslogd"
+    static let modules = "/usr/lib/\(multiarch)/rsyslog"
+    #if arch(x86_64)
+    static let multiarch = "x86_64-linux-gnu"
+    #else
+    static let multiarch = "aarch64-linux-gnu"
+    #endif
+
+    /// rsyslogd with the RELP and GnuTLS modules (Debian's rsyslog, rsyslog-relp, rsyslog-gnutls).
+    public static var isInstalled: Bool {
+        FileManager.default.isExecutableFile(atPath: executable)
+            && ["imrelp.so", "lmnsd_gtls.so", "imtcp.so", "imudp.so"].allSatisfy { FileManager.default.fileExists(atPath: "\(modules)/\($0)") }
+    }
+
+    public let directory = TemporaryDirectory()
+    public let ports: [Input: Int]
+    public let authority: TestCertificateAuthority
+    private var pid: pid_t?
+
+    /// Picks free loopback ports and writes the configuration; `start()` runs it. The server
+    /// certificate is for `localhost` and 127.0.0.1, or `serverCertificate` when given.
+    public init(maxMessageSize: String = "256k", serverCertificate: (certificate: String, key: String)? = nil,
+                authority: TestCertificateAuthority? = nil) throws {
+        self.authority = try authority ?? TestCertificateAuthority()
+        var ports: [Input: Int] = [:]
+        for input in Input.allCases { ports[input] = try Self.freePort(udp: input == .udp) }
+        self.ports = ports
+        let server = try serverCertificate ?? self.authority.serverCertificate()
+        let ca = directory.write("ca.pem", self.authority.pem)
+        let certificate = directory.write("server.pem", server.certificate)
+        let key = directory.write("server-key.pem", server.key)
+        try FileManager.default.createDirectory(atPath: directory.file("work"), withIntermediateDirectories: true)
+        var config = """
+            global(workDirectory="\(directory.file("work"))" maxMessageSize="\(maxMessageSize)"
+                   defaultNetstreamDriverCAFile="\(ca)" defaultNetstreamDriverCertFile="\(certificate)"
+                   defaultNetstreamDriverKeyFile="\(key)")
+            # Messages are written before an input answers: a RELP "200 OK" means on disk here.
+            main_queue(queue.type="Direct")
+            module(load="\(Self.modules)/imudp.so")
+            module(load="\(Self.modules)/imtcp.so" maxSessions="50")
+            module(load="\(Self.modules)/imrelp.so")
+            template(name="raw" type="string" string="%rawmsg%\\n")
+            input(type="imudp" address="127.0.0.1" port="\(ports[.udp]!)" ruleset="udp")
+            input(type="imtcp" address="127.0.0.1" port="\(ports[.tcp]!)" ruleset="tcp")
+            input(type="imtcp" address="127.0.0.1" port="\(ports[.tls]!)" ruleset="tls"
+                  streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+            input(type="imrelp" address="127.0.0.1" port="\(ports[.relp]!)" ruleset="relp")
+
+            """
+        for input in Input.allCases {
+            config += """
+                ruleset(name="\(input.rawValue)") { action(type="omfile" file="\(file(input))" template="raw") }
+
+                """
+        }
+        directory.write("rsyslog.conf", config, mode: 0o644)
+    }
+
+    deinit {
+        stop(kill: true)
+    }
+
+    /// The file where `input` writes what it received.
+    public func file(_ input: Input) -> String { directory.file("\(input.rawValue).log") }
+
+    /// Starts rsyslogd in the foreground and waits until its TCP listeners accept connections.
+    public func start() throws {
+        pid = try Self.spawn([Self.executable, "-n", "-f", directory.file("rsyslog.conf"), "-i", directory.file("rsyslog.pid")],
+                             output: directory.file("rsyslogd.out"))
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if [Input.tcp, .tls, .relp].allSatisfy({ Self.accepts(port: ports[$0]!) }) { return }
+            guard isRunning else { break }
+            Thread.sleep(forTimeInterval: 0.05)  // waiting for another process to listen
+        }
+        throw ReceiverError("rsyslogd did not start listening: \(log)")
+    }
+
+    /// Stops it, SIGTERM (a clean stop) or SIGKILL, and reaps it.
+    public func stop(kill: Bool = false) {
+        guard let pid else { return }
+        Foundation.kill(pid, kill ? SIGKILL : SIGTERM)
+        var status: Int32 = 0
+        let deadline = ContinuousClock.now + .seconds(30)
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            if ContinuousClock.now > deadline { Foundation.kill(pid, SIGKILL) }
+            Thread.sleep(forTimeInterval: 0.02)  // waiting for another process to exit
+        }
+        self.pid = nil
+        try? FileManager.default.removeItem(atPath: directory.file("rsyslog.pid"))
+    }
+
+    private var isRunning: Bool {
+        guard let pid else { return false }
+        var status: Int32 = 0
+        return waitpid(pid, &status, WNOHANG) == 0
+    }
+
+    /// Starts `arguments` with no signal blocked or ignored (Foundation's Process passes on the
+    /// calling thread's mask, and test threads block SIGTERM), output appended to `output`.
+    static func spawn(_ arguments: [String], output: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, environ)
+        guard result == 0 else { throw ReceiverError("cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
+        return pid
+    }
+
+    /// What rsyslogd printed.
+    public var log: String {
+        (try? String(contentsOfFile: directory.file("rsyslogd.out"), encoding: .utf8)) ?? ""
+    }
+
+    /// The messages `input` received, in order.
+    public func received(_ input: Input) -> [String] {
+        let text = (try? String(contentsOfFile: file(input), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map(String.init)
+    }
+
+    /// Waits (bounded) until `input` received at least `count` messages; returns them.
+    public func waitForMessages(_ input: Input, count: Int, timeout: Duration = .seconds(30)) -> [String] {
+        let deadline = ContinuousClock.now + timeout
+        var messages = received(input)
+        while messages.count < count, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.05)  // rsyslog writes asynchronously
+            messages = received(input)
+        }
+        return messages
+    }
+
+    static func accepts(port: Int) -> Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
+                                  sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    /// A port nothing listens on now (the kernel's pick, released at once).
+    public static func freePort(udp: Bool = false) throws -> Int {
+        let descriptor = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")),
+                                  sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        }
+        guard bound else { throw ReceiverError("no free port: \(String(cString: strerror(errno)))") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    public struct ReceiverError: Error, CustomStringConvertible {
+        public var description: String
+        init(_ description: String) { self.description = description }
+    }
+}
