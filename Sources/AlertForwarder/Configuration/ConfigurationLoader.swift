@@ -358,6 +358,10 @@ private struct Validator {
         let timeout = reader.duration(Keys.timeout)
         let tlsKeys = [Keys.caFile, Keys.clientCertificateFile, Keys.clientKeyFile, Keys.clientKeyCredential, Keys.serverName]
         var tls: SyslogTLS?
+        if address == nil {
+            // Already reported; the TLS keys are not judged without knowing the transport.
+            for key in tlsKeys { _ = reader.string(key) }
+        }
         if let address {
             if address.transport != .tls {
                 for key in tlsKeys where reader.has(key) {

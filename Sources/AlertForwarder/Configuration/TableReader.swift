@@ -77,8 +77,12 @@ final class TableReader {
         fail(key, "expected \(expected), found \(found.type)")
     }
 
+    /// A non-empty string; an absent key gives its default, if it has one.
     func string(_ key: ConfigurationKey) -> String? {
-        guard let value = value(key) else { return nil }
+        guard let value = value(key) else {
+            guard case .string(let fallback)? = key.defaultValue else { return nil }
+            return fallback
+        }
         guard let string = value.string else {
             typeMismatch(key, expected: "a string", found: value)
             return nil
