@@ -32,22 +32,21 @@ actor StreamConnection {
     /// within `timeout`.
     static func open(host: String, port: Int, tls: NIOSSLContext?, serverName: String?, timeout: Duration) async throws(SinkError) -> StreamConnection {
         let peer = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
-        let handshake = Mutex<EventLoopPromise<Void>?>(nil)
+        // The initializer runs once per connection attempt (IPv6 and IPv4 may race): each
+        // channel has its own handler, stream and handshake promise, found again by channel.
+        let handlers = Mutex<[ObjectIdentifier: InboundHandler]>([:])
         let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.nanoseconds(timeout.totalNanoseconds))
             .channelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let promise = channel.eventLoop.makePromise(of: Void.self)
-                    handshake.withLock { $0 = promise }
                     if let tls {
                         let handler = try NIOSSLClientHandler(context: tls, serverHostname: Self.isIPAddress(serverName) ? nil : serverName)
                         try channel.pipeline.syncOperations.addHandler(handler)
-                    } else {
-                        promise.succeed()
                     }
-                    try channel.pipeline.syncOperations.addHandler(InboundHandler(continuation: continuation, handshake: promise))
+                    let handler = InboundHandler(handshake: channel.eventLoop.makePromise(), needsTLS: tls != nil)
+                    handlers.withLock { $0[ObjectIdentifier(channel)] = handler }
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
         let channel: Channel
@@ -56,10 +55,10 @@ actor StreamConnection {
         } catch {
             throw SinkError("cannot connect to \(peer): \(Self.describe(error))")
         }
-        let connection = StreamConnection(channel: channel, inbound: stream, timeout: timeout, peer: peer)
+        let handler = handlers.withLock { $0[ObjectIdentifier(channel)]! }
+        let connection = StreamConnection(channel: channel, inbound: handler.stream, timeout: timeout, peer: peer)
         do {
-            let handshakeDone = handshake.withLock { $0 }!.futureResult
-            try await connection.withDeadline("the TLS handshake") { try await handshakeDone.get() }
+            try await connection.withDeadline("the TLS handshake") { try await handler.handshake.futureResult.get() }
         } catch {
             await connection.close()
             throw error
@@ -145,16 +144,25 @@ actor StreamConnection {
 }
 
 /// Hands what the receiver sends to the connection's stream; completes the handshake promise
-/// when TLS is up (or at once without TLS) and fails it when the connection breaks first.
+/// when TLS is up (at once without TLS) and fails it when the connection breaks first or the
+/// channel goes away without ever connecting.
 private final class InboundHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
 
-    let continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
+    let stream: AsyncThrowingStream<ByteBuffer, any Error>
+    private let continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
     let handshake: EventLoopPromise<Void>
+    private let needsTLS: Bool
 
-    init(continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation, handshake: EventLoopPromise<Void>) {
-        self.continuation = continuation
+    init(handshake: EventLoopPromise<Void>, needsTLS: Bool) {
+        (stream, continuation) = AsyncThrowingStream.makeStream()
         self.handshake = handshake
+        self.needsTLS = needsTLS
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !needsTLS { handshake.succeed() }
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -176,5 +184,10 @@ private final class InboundHandler: ChannelInboundHandler, Sendable {
         handshake.fail(ChannelError.eof)
         continuation.finish()
         context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshake.fail(ChannelError.eof)
+        continuation.finish()
     }
 }
