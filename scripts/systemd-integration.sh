@@ -16,7 +16,7 @@ mirror=$(grep -hm1 '^URIs' /etc/apt/sources.list.d/debian.sources 2>/dev/null | 
 mirror=${mirror:-$(grep -hm1 '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}')}
 # What the rootfs holds besides minbase: systemd itself, libsqlite3 and libdeflate (dependencies of the
 # package that minbase lacks) and man-db (to read the man pages). A changed list rebuilds it.
-include=systemd,systemd-sysv,dbus,libsqlite3-0,libdeflate0,man-db
+include=systemd,systemd-sysv,dbus,libsqlite3-0,libdeflate0,man-db,rsyslog,rsyslog-relp
 
 if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$root/.defender-alertd-include" 2>/dev/null)" != "$include" ]; then
     rm -rf "$root"; mkdir -p "$(dirname "$root")"
@@ -67,6 +67,17 @@ inside man -P cat defender-alertd 2>/dev/null | grep -q "check-config" || fail "
 inside man -P cat defender-alertd.toml 2>/dev/null | grep -q "poll_interval" || fail "man defender-alertd.toml"
 inside test -s /usr/share/bash-completion/completions/defender-alertd || fail "no bash completion"
 
+# A SIEM stand-in: the container's own rsyslog (a system service there) takes RELP on a
+# loopback port and writes what it receives to a file.
+relp_port=$((20000 + RANDOM % 20000))
+inside sh -c "cat > /etc/rsyslog.d/defender-siem.conf" <<RSYSLOG
+module(load="imrelp")
+input(type="imrelp" address="127.0.0.1" port="$relp_port" ruleset="defender-siem")
+template(name="defender-raw" type="string" string="%rawmsg%\n")
+ruleset(name="defender-siem") { action(type="omfile" file="/var/log/defender-siem.log" template="defender-raw") }
+RSYSLOG
+inside systemctl restart rsyslog || fail "systemctl restart rsyslog"
+
 # Configure as the README says: the secret as a root-only file loaded as a credential.
 inside sh -c 'umask 077; printf "integration-secret\n" > /etc/defender-alertd/client-secret'
 inside sh -c "cat > /etc/defender-alertd/defender-alertd.toml" <<TOML
@@ -87,6 +98,10 @@ type = "journal"
 name = "archive"
 type = "file"
 path = "/var/log/defender-alertd/alerts.jsonl"
+[[sink]]
+name = "siem"
+type = "syslog"
+address = "relp://127.0.0.1:$relp_port"
 TOML
 
 inside systemctl start defender-alertd || fail "systemctl start"
@@ -102,6 +117,12 @@ for _ in $(seq 1 50); do
     sleep 0.2
 done
 echo "$status" | grep -q "contoso: ok" || fail "STATUS= is \"$status\""
+for _ in $(seq 1 100); do
+    siem=$(inside sh -c 'grep -c "alertId=" /var/log/defender-siem.log' 2>/dev/null || echo 0)
+    [ "$siem" -ge 25 ] && break
+    sleep 0.2
+done
+[ "${siem:-0}" -ge 25 ] || fail "expected 25 alerts at the container's rsyslog over RELP, found ${siem:-0}"
 invocation=$(inside systemctl show -p InvocationID --value defender-alertd)
 journal=$(inside journalctl --no-pager -o json _SYSTEMD_INVOCATION_ID="$invocation" MESSAGE_ID=b5d1e2c74a0f4e6c9d3a8f1b27c6e950 | wc -l)
 [ "$journal" -ge 25 ] || fail "expected 25 alert entries in the journal, found $journal"
@@ -136,4 +157,4 @@ done
 [ -z "$left" ] || fail "left after dpkg -P:$left"
 inside dpkg -s defender-alertd >/dev/null 2>&1 && fail "dpkg still knows the package after purge"
 [ "$(inside systemctl show -p LoadState --value defender-alertd)" = not-found ] || fail "systemd still knows the unit after purge"
-echo "systemd-integration: ok: dpkg -i (not started, not enabled, config 640 root:defender-alertd-config, man pages), Type=notify start, $lines alerts in the file sink, $journal journal entries, STATUS=\"$status\", reload, clean stop; state 0700 owned by dynamic uid $uid; no secret in the journal; dpkg -r kept config and state, dpkg -P left nothing"
+echo "systemd-integration: ok: dpkg -i (not started, not enabled, config 640 root:defender-alertd-config, man pages), Type=notify start, $lines alerts in the file sink, $journal journal entries, $siem at rsyslog over RELP, STATUS=\"$status\", reload, clean stop; state 0700 owned by dynamic uid $uid; no secret in the journal; dpkg -r kept config and state, dpkg -P left nothing"
