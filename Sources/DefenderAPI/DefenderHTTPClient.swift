@@ -95,8 +95,13 @@ public final class DefenderHTTPClient: HTTPTransport {
         if let bearer = request.bearer {
             bearer.withValue { outgoing.headers.add(name: "Authorization", value: "Bearer " + $0) }
         }
+        if let authorization = request.authorization {
+            authorization.withValue { outgoing.headers.add(name: "Authorization", value: $0) }
+        }
         if let body = request.body {
             outgoing.body = .bytes(body.withValue { ByteBuffer(string: $0) })
+        } else if let bytes = request.bytes {
+            outgoing.body = .bytes(ByteBuffer(bytes: bytes))
         }
         let host = URLComponents(string: request.url)?.host ?? ""
         let client = settings.proxy.usesProxy(for: host) ? (proxied ?? direct) : direct

@@ -7,15 +7,22 @@ public struct HTTPExchangeRequest: Sendable {
     public var headers: [(String, String)]
     /// The body; wrapped because form bodies carry secrets.
     public var body: Secret?
+    /// A body that carries no secret (alerts sent to a sink), byte for byte.
+    public var bytes: [UInt8]?
     /// An access token for `Authorization: Bearer`, added by the transport.
     public var bearer: Secret?
+    /// A whole `Authorization` header value (`Splunk <token>`, `Basic ...`), added by the transport.
+    public var authorization: Secret?
 
-    public init(method: String, url: String, headers: [(String, String)] = [], body: Secret? = nil, bearer: Secret? = nil) {
+    public init(method: String, url: String, headers: [(String, String)] = [], body: Secret? = nil, bytes: [UInt8]? = nil,
+                bearer: Secret? = nil, authorization: Secret? = nil) {
         self.method = method
         self.url = url
         self.headers = headers
         self.body = body
+        self.bytes = bytes
         self.bearer = bearer
+        self.authorization = authorization
     }
 }
 

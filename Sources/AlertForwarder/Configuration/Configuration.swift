@@ -151,6 +151,8 @@ public struct SinkConfiguration: Sendable, Equatable {
         case file(path: String, format: RecordFormat, maxSize: Int64, maxFiles: Int)
         /// Messages to a syslog receiver.
         case syslog(SyslogSettings)
+        /// Requests to a webhook, Splunk HEC or Elasticsearch.
+        case http(HTTPSinkSettings)
     }
 
     /// Unique name used in logs, state and a tenant's `sinks`.
@@ -182,6 +184,7 @@ extension Configuration {
             case .stdout(let format): "stdout (\(format.rawValue))"
             case .file(let path, let format, _, _): "file \(path) (\(format.rawValue))"
             case .syslog(let settings): "syslog \(settings.address) (\(settings.message.syslogProtocol.rawValue), \(settings.format.rawValue))"
+            case .http(let settings): "http \(settings.url) (\(settings.format.rawValue)\(settings.token == nil ? ", no token" : ", \(settings.authorization.rawValue) token"))"
             }
             lines.append("sink \(sink.name): \(detail)")
         }

@@ -33,6 +33,8 @@ public struct ConfigurationKey: Sendable, Hashable {
         case choice([String])
         /// A non-empty array of distinct strings, each one of `values` when given.
         case list([String]?)
+        /// A table of string values (an inline table such as `{ "X-Source" = "mde" }`).
+        case stringTable
 
         /// The type as the reference names it.
         public var typeName: String {
@@ -45,6 +47,7 @@ public struct ConfigurationKey: Sendable, Hashable {
             case .size: "size"
             case .choice: "string"
             case .list: "array of strings"
+            case .stringTable: "table of strings"
             }
         }
     }
@@ -118,9 +121,9 @@ public struct ConfigurationKey: Sendable, Hashable {
 
 extension ConfigurationKey {
     /// The sink types that exist in this version.
-    public static let sinkTypeNames = ["journal", "stdout", "file", "syslog"]
+    public static let sinkTypeNames = ["journal", "stdout", "file", "syslog", "http"]
     /// Sink types that are planned and refused with a clear message.
-    static let plannedSinkTypes = ["http"]
+    static let plannedSinkTypes: [String] = []
 
     /// Every key, in the order the reference documents them.
     public static let all: [ConfigurationKey] = Service.all + Tenant.all + Sink.all
@@ -231,7 +234,7 @@ extension ConfigurationKey {
             .sink, "name", .string, required: true, "unique; letters, digits, `-` and `_`; used in logs (`DEFENDER_SINK=`) and a tenant's `sinks`")
         public static let type = ConfigurationKey(
             .sink, "type", .choice(sinkTypeNames), required: true,
-            "`journal`, `stdout`, `file` or `syslog` (`http` is not available in this version and is refused)")
+            "`journal`, `stdout`, `file`, `syslog` or `http`")
         public static let path = ConfigurationKey(
             .sink, "path", .path, required: true, sinkTypes: ["file"],
             "the file, created `0640`; every batch is `fsync`'d before it counts as delivered; SIGHUP reopens it (logrotate)")
@@ -276,11 +279,11 @@ extension ConfigurationKey {
             .sink, "max_message_size", .size, default: .string("64KiB"), sinkTypes: ["syslog"],
             "a longer message is never cut: it is refused, logged and kept as a dead letter (UDP: never above 65,507 bytes); the receiver must accept this size too (rsyslog: `maxMessageSize`)")
         public static let timeout = ConfigurationKey(
-            .sink, "timeout", .duration(minimum: .milliseconds(100)), default: .string("30s"), sinkTypes: ["syslog"],
-            "connecting, writing a batch and waiting for each RELP answer give up after this long; the batch is retried")
+            .sink, "timeout", .duration(minimum: .milliseconds(100)), default: .string("30s"), sinkTypes: ["syslog", "http"],
+            "syslog: connecting, writing a batch and waiting for each RELP answer; http: a whole request and its answer; past it the batch is retried")
         public static let caFile = ConfigurationKey(
-            .sink, "ca_file", .path, defaultDescription: "the system's trust store", sinkTypes: ["syslog"],
-            "`tls://` only: PEM CA bundle the receiver's certificate must chain to; verification is always on")
+            .sink, "ca_file", .path, sinkTypes: ["syslog", "http"],
+            "`tls://` and `https://` only: a PEM CA bundle trusted besides the system's (a private CA); verification is always on")
         public static let clientCertificateFile = ConfigurationKey(
             .sink, "client_certificate_file", .path, sinkTypes: ["syslog"],
             "`tls://` only: PEM client certificate, for receivers that require one; with `client_key_file` or `client_key_credential`")
@@ -294,8 +297,50 @@ extension ConfigurationKey {
             .sink, "server_name", .string, defaultDescription: "the host of `address`", sinkTypes: ["syslog"],
             "`tls://` only: the name the receiver's certificate must hold (and SNI); an IP address is checked against the certificate's IP entries")
 
+        public static let url = ConfigurationKey(
+            .sink, "url", .string, required: true, sinkTypes: ["http"],
+            "where alerts are POSTed: `https://...` (plain `http://` only to a loopback address)")
+        public static let httpFormat = ConfigurationKey(
+            .sink, "format", .choice(HTTPBodyFormat.allCases.map(\.rawValue)), default: .string("json"), sinkTypes: ["http"],
+            "`json` (one alert per request), `json-array`, `ndjson`, `splunk-hec` (HTTP Event Collector events) or `elasticsearch-bulk` (index actions, `_id` = alert id and `lastUpdateTime`)")
+        public static let auth = ConfigurationKey(
+            .sink, "auth", .choice(HTTPAuthorization.allCases.map(\.rawValue)), defaultDescription: "`splunk` for splunk-hec, `apikey` for elasticsearch-bulk, else `bearer`", sinkTypes: ["http"],
+            "how the token is sent: `Authorization: Splunk <token>`, `Bearer <token>`, `Basic base64(<token>)` (the token `user:password`) or `ApiKey <token>`")
+        public static let tokenFile = ConfigurationKey(
+            .sink, "token_file", .path, sinkTypes: ["http"],
+            "the token in a file, mode `0600` or `0400`, owned by root or the daemon's user; without a token no `Authorization` is sent")
+        public static let tokenCredential = ConfigurationKey(
+            .sink, "token_credential", .string, sinkTypes: ["http"],
+            "or the token as a systemd credential name")
+        public static let headers = ConfigurationKey(
+            .sink, "headers", .stringTable, sinkTypes: ["http"],
+            "static, non-secret headers, e.g. `{ \"X-Source\" = \"mde\" }` (`Authorization`, `Content-Type`, `Content-Encoding` and `Host` are set by the sink)")
+        public static let batchMaxAlerts = ConfigurationKey(
+            .sink, "batch_max_alerts", .integer(1...10_000), default: .integer(500), sinkTypes: ["http"],
+            "alerts per request at most (`json`: always 1)")
+        public static let batchMaxBytes = ConfigurationKey(
+            .sink, "batch_max_bytes", .size, default: .string("5MB"), sinkTypes: ["http"],
+            "request body size at most, before gzip (one alert larger than this goes alone)")
+        public static let flushInterval = ConfigurationKey(
+            .sink, "flush_interval", .duration(minimum: .zero), default: .string("1s"), sinkTypes: ["http"],
+            "how long the sink waits, once woken by new alerts, for more to fill a request (`\"0s\"`: send at once)")
+        public static let gzip = ConfigurationKey(
+            .sink, "gzip", .boolean, default: .boolean(false), sinkTypes: ["http"],
+            "compress request bodies (`Content-Encoding: gzip`)")
+        public static let index = ConfigurationKey(
+            .sink, "index", .string, defaultDescription: "splunk-hec: the token's default index; elasticsearch-bulk: `defender-alerts`", sinkTypes: ["http"],
+            "splunk-hec and elasticsearch-bulk: the index")
+        public static let sourcetype = ConfigurationKey(
+            .sink, "sourcetype", .string, default: .string("ms:defender:atp:alerts"), sinkTypes: ["http"],
+            "splunk-hec: the events' sourcetype")
+        public static let source = ConfigurationKey(
+            .sink, "source", .string, sinkTypes: ["http"], "splunk-hec: the events' source (none: HEC's default)")
+        public static let host = ConfigurationKey(
+            .sink, "host", .string, sinkTypes: ["http"], "splunk-hec: the events' host (none: HEC's default, the sender's address)")
+
         public static let all = [name, type, path, format, maxSize, maxFiles, address, syslogProtocol, syslogFormat, cefAlertJSON, framing,
                                  facility, appName, hostname, enterpriseNumber, maxMessageSize, timeout, caFile, clientCertificateFile,
-                                 clientKeyFile, clientKeyCredential, serverName]
+                                 clientKeyFile, clientKeyCredential, serverName, url, httpFormat, auth, tokenFile, tokenCredential, headers,
+                                 batchMaxAlerts, batchMaxBytes, flushInterval, gzip, index, sourcetype, source, host]
     }
 }

@@ -314,6 +314,8 @@ private struct Validator {
             kind = reader.choice(Keys.format).map { .stdout(format: $0) }
         case "syslog":
             kind = syslogSettings(reader).map { .syslog($0) }
+        case "http":
+            kind = httpSettings(reader).map { .http($0) }
         default:
             let path = reader.string(Keys.path).map(resolve)
             let format: RecordFormat? = reader.choice(Keys.format)
@@ -381,6 +383,60 @@ private struct Validator {
                                     enterpriseNumber: enterpriseNumber)
         return SyslogSettings(address: address, message: message, format: format, cefAlertJSON: cefAlertJSON, framing: framing,
                               maxMessageSize: Int(maxMessageSize), timeout: timeout, tls: tls)
+    }
+
+    private func httpSettings(_ reader: TableReader) -> HTTPSinkSettings? {
+        typealias Keys = ConfigurationKey.Sink
+        let url = reader.string(Keys.url).flatMap { validURL($0, key: Keys.url, reader: reader, base: false) }
+        let format: HTTPBodyFormat? = reader.choice(Keys.httpFormat)
+        let authorization: HTTPAuthorization? = reader.has(Keys.auth) ? reader.choice(Keys.auth) : nil
+        let authValid = !reader.has(Keys.auth) || authorization != nil
+        var token: Secret?
+        var tokenValid = true
+        switch (reader.string(Keys.tokenFile), reader.string(Keys.tokenCredential)) {
+        case (nil, nil):
+            if reader.has(Keys.auth) { reader.fail(Keys.auth, "needs token_file or token_credential") }
+        case (_?, _?):
+            reader.fail(Keys.tokenCredential, "set only one of token_file and token_credential")
+            tokenValid = false
+        case (let file?, nil):
+            token = readSecret(.file(resolve(file)), key: Keys.tokenFile, reader: reader)
+            tokenValid = token != nil
+        case (nil, let name?):
+            token = credentialLocation(name, key: Keys.tokenCredential, reader: reader).flatMap { readSecret($0, key: Keys.tokenCredential, reader: reader) }
+            tokenValid = token != nil
+        }
+        let headers = reader.stringTable(Keys.headers) ?? [:]
+        let reserved = ["authorization", "content-type", "content-encoding", "host", "content-length", "transfer-encoding"]
+        for name in headers.keys where reserved.contains(name.lowercased()) || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+            reader.fail(Keys.headers, reserved.contains(name.lowercased())
+                ? "\"\(name)\" is set by the sink (a token goes in token_file or token_credential, never in the configuration)"
+                : "\"\(name)\" is not a header name (letters, digits, - and _)")
+        }
+        let batchMaxAlerts = reader.integer(Keys.batchMaxAlerts)
+        let batchMaxBytes = reader.byteSize(Keys.batchMaxBytes)
+        if let batchMaxBytes, batchMaxBytes < 1024 { reader.fail(Keys.batchMaxBytes, "must be at least 1KB") }
+        let flushInterval = reader.duration(Keys.flushInterval)
+        let timeout = reader.duration(Keys.timeout)
+        let gzip = reader.bool(Keys.gzip)
+        let index = reader.string(Keys.index)
+        let sourcetype = reader.string(Keys.sourcetype)
+        let source = reader.string(Keys.source)
+        let host = reader.string(Keys.host)
+        if let format, format != .splunkHEC {
+            for key in [Keys.sourcetype, Keys.source, Keys.host] where reader.has(key) {
+                reader.fail(key, "applies to format = \"splunk-hec\" only")
+            }
+            if format != .elasticsearchBulk, reader.has(Keys.index) { reader.fail(Keys.index, "applies to splunk-hec and elasticsearch-bulk only") }
+        }
+        let caFile = reader.string(Keys.caFile).map(resolve)
+        if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail(Keys.caFile, problem) }
+        guard let url, let format, authValid, tokenValid, let batchMaxAlerts, let batchMaxBytes, let flushInterval, let timeout, let gzip,
+              let sourcetype, caFile.map({ DefenderHTTPClient.checkCAFile($0) == nil }) ?? true,
+              !headers.keys.contains(where: { reserved.contains($0.lowercased()) }) else { return nil }
+        return HTTPSinkSettings(url: url, format: format, authorization: authorization, token: token, headers: headers,
+                                batchMaxAlerts: batchMaxAlerts, batchMaxBytes: Int(batchMaxBytes), flushInterval: flushInterval, timeout: timeout,
+                                gzip: gzip, index: index, sourcetype: sourcetype, source: source, host: host, caFile: caFile)
     }
 
     /// The TLS keys of a `tls://` syslog sink, every file checked now: a CA bundle that holds
@@ -462,12 +518,13 @@ private struct Validator {
         return text.lowercased()
     }
 
-    private func validURL(_ text: String, key: ConfigurationKey, reader: TableReader) -> String? {
+    /// An http(s) URL; a base URL (`base`) has no query and loses a trailing `/`.
+    private func validURL(_ text: String, key: ConfigurationKey, reader: TableReader, base: Bool = true) -> String? {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
             let host = components.host, !host.isEmpty, ["http", "https"].contains(scheme),
-            components.query == nil, components.fragment == nil
+            !base || components.query == nil, components.fragment == nil, components.user == nil, components.password == nil
         else {
-            reader.fail(key, "\"\(text)\" is not an http(s) base URL such as https://host[:port][/path]")
+            reader.fail(key, "\"\(text)\" is not an http(s) \(base ? "base URL" : "URL") such as https://host[:port]/path (no user or password in it)")
             return nil
         }
         let loopback = host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
@@ -475,7 +532,7 @@ private struct Validator {
             reader.fail(key, "plain http is allowed only to loopback addresses; tokens and alerts must not cross a network unencrypted: use https://")
             return nil
         }
-        return text.hasSuffix("/") ? String(text.dropLast()) : text
+        return base && text.hasSuffix("/") ? String(text.dropLast()) : text
     }
 
     private func rejectDuplicates(_ names: [String?], tables: String) {

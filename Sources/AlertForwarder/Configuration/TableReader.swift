@@ -191,6 +191,24 @@ final class TableReader {
         }
     }
 
+    /// A table whose values are all strings.
+    func stringTable(_ key: ConfigurationKey) -> [String: String]? {
+        guard let value = value(key) else { return nil }
+        guard let table = value.table else {
+            typeMismatch(key, expected: "a table of strings such as { \"X-Source\" = \"mde\" }", found: value)
+            return nil
+        }
+        var result: [String: String] = [:]
+        for name in table.keys {
+            guard let text = table[name]?.string else {
+                fail(key, "\"\(name)\" must be a string")
+                return nil
+            }
+            result[name] = text
+        }
+        return result
+    }
+
     /// A non-empty array of distinct strings, each from the key's values when it has any.
     func stringList(_ key: ConfigurationKey) -> [String]? {
         guard let value = value(key) else { return nil }

@@ -11,6 +11,8 @@ public struct SinkWorker: Sendable {
     private let sink: any AlertSink
     private let store: StateStore
     private let batchSize: Int
+    /// After a wake-up, how long to wait for more alerts before sending (`flush_interval`).
+    private let linger: Duration
     private let backoff: Backoff
     /// The back-off when the receiver refused a whole batch for a reason a person must fix.
     private let operatorBackoff: Backoff
@@ -24,7 +26,7 @@ public struct SinkWorker: Sendable {
     /// at once; this bounds the wait for alerts queued another way and keeps reporting progress).
     public static let idleInterval: Duration = .seconds(5)
 
-    public init(name: String, sink: any AlertSink, store: StateStore, batchSize: Int = 500,
+    public init(name: String, sink: any AlertSink, store: StateStore, batchSize: Int = 500, linger: Duration = .zero,
                 backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(300)),
                 operatorBackoff: Backoff = Backoff(base: .seconds(60), cap: .seconds(900)), clock: MonotonicClock = .continuous,
                 random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
@@ -34,6 +36,7 @@ public struct SinkWorker: Sendable {
         self.sink = sink
         self.store = store
         self.batchSize = batchSize
+        self.linger = linger
         self.backoff = backoff
         self.operatorBackoff = operatorBackoff
         self.clock = clock
@@ -84,6 +87,7 @@ public struct SinkWorker: Sendable {
                 }
                 failures = 0
                 await signal.wait(timeout: Self.idleInterval, clock: clock)
+                if linger > .zero { try? await clock.sleep(linger) }
             } catch is CancellationError {
                 return
             } catch {

@@ -2,7 +2,7 @@ import DefenderAPI
 import NIOSSL
 
 /// TLS for `tls://` (and `relp://` when TLS settings are given): the receiver's certificate is
-/// always verified, against `caFile` or the system's trust store, for `serverName` (default:
+/// always verified, against the system's trust store and `caFile`, for `serverName` (default:
 /// the host of the address); a client certificate when the receiver asks for one.
 public struct SyslogTLS: Sendable, Equatable {
     public var caFile: String?
@@ -24,7 +24,7 @@ public struct SyslogTLS: Sendable, Equatable {
         configuration.certificateVerification = .fullVerification
         configuration.minimumTLSVersion = .tlsv12
         do {
-            if let caFile { configuration.trustRoots = .file(caFile) }
+            if let caFile { configuration.additionalTrustRoots = [.file(caFile)] }
             if let clientCertificateFile, let clientKey {
                 configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCertificateFile).map { .certificate($0) }
                 configuration.privateKey = .privateKey(try clientKey.withValue { try NIOSSLPrivateKey(bytes: Array($0.utf8), format: .pem) })

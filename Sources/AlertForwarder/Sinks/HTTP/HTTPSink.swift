@@ -1,0 +1,159 @@
+import DefenderAPI
+import Foundation
+import OrderedJSON
+
+/// Alerts POSTed to a webhook, Splunk's HTTP Event Collector or Elasticsearch's bulk API.
+///
+/// Outcomes, per request: a 2xx confirms (for a bulk, every item's own status is read); 408,
+/// 429 (its `Retry-After` honoured), 5xx and network errors fail the batch, which is retried
+/// with back-off; 401, 403 and 404 fail it too, as a fault a person must fix (wrong token or
+/// URL), retried slowly and never turned into dead letters. Any other refusal is permanent
+/// for the record it names (HEC's `invalid-event-number`, a bulk item's error): that record
+/// becomes a dead letter and the rest of the batch goes on. A refusal that names no record
+/// (a webhook's 400, a 413) is narrowed down by splitting the request in halves until the one
+/// record refused alone is found.
+public final class HTTPSink: AlertSink {
+    public let settings: HTTPSinkSettings
+    private let transport: Result<any HTTPTransport, SinkError>
+    private let client: DefenderHTTPClient?
+
+    public init(settings: HTTPSinkSettings, proxy: ProxySettings) {
+        self.settings = settings
+        do {
+            let client = try DefenderHTTPClient(settings: .init(caFile: settings.caFile, proxy: proxy))
+            self.client = client
+            transport = .success(client)
+        } catch {
+            client = nil
+            transport = .failure(SinkError("the HTTP client cannot be set up: \(error)", kind: .needsOperator))
+        }
+    }
+
+    /// With a given transport (tests).
+    init(settings: HTTPSinkSettings, transport: any HTTPTransport) {
+        self.settings = settings
+        self.transport = .success(transport)
+        client = nil
+    }
+
+    public func shutdown() async {
+        await client?.shutdown()
+    }
+
+    public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
+        let transport = try transport.get()
+        var rejected: [SinkRejection] = []
+        var pending = HTTPRequestBody.requests(for: records, settings: settings)
+        while !pending.isEmpty {
+            let chunk = pending.removeFirst()
+            let outcome = try await post(chunk, with: transport)
+            rejected += outcome.rejected
+            pending.insert(contentsOf: outcome.again, at: 0)
+        }
+        return rejected
+    }
+
+    /// What became of one request's records: those refused for good, and those to send again
+    /// (in order) because the receiver did not get to them.
+    struct Outcome {
+        var rejected: [SinkRejection] = []
+        var again: [[OutboxRecord]] = []
+    }
+
+    private func post(_ records: [OutboxRecord], with transport: any HTTPTransport) async throws(SinkError) -> Outcome {
+        var body = HTTPRequestBody.encode(records, settings: settings)
+        var headers = [("Content-Type", settings.format.contentType)] + settings.headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        if settings.gzip {
+            body = ContentEncoding.gzip(body)
+            headers.append(("Content-Encoding", "gzip"))
+        }
+        let request = HTTPExchangeRequest(method: "POST", url: settings.url, headers: headers, bytes: body,
+                                          authorization: settings.token.map(settings.authorization.header))
+        let response: HTTPExchangeResponse
+        do {
+            response = try await transport.send(request, deadline: settings.timeout)
+        } catch {
+            throw SinkError("POST \(settings.url) failed: \(error)")
+        }
+        return try Self.outcome(of: response, for: records, format: settings.format, url: settings.url)
+    }
+
+    /// Reads a response the way each receiver documents its answers.
+    static func outcome(of response: HTTPExchangeResponse, for records: [OutboxRecord], format: HTTPBodyFormat, url: String) throws(SinkError) -> Outcome {
+        let status = response.status
+        let reason = "HTTP \(status)" + (response.body.isEmpty ? "" : ": " + excerpt(response.body))
+        switch status {
+        case 200..<300:
+            return format == .elasticsearchBulk ? try bulkOutcome(response.body, for: records) : Outcome()
+        case 408, 429, 500..<600:
+            let retryAfter = RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970)?.wait
+            throw SinkError("\(url) is busy or failing (\(reason)); the batch is sent again", retryAfter: retryAfter)
+        case 401:
+            throw SinkError("\(url) refused the credentials (\(reason)); check token_file or token_credential and auth", kind: .needsOperator)
+        case 403:
+            throw SinkError("\(url) refused access (\(reason)); the token lacks the right to write there (Splunk: a disabled token or an index it may not use; Elasticsearch: the API key's index privileges)", kind: .needsOperator)
+        case 404:
+            throw SinkError("\(url) does not exist (\(reason)); check url (Splunk: .../services/collector/event; Elasticsearch: .../_bulk)", kind: .needsOperator)
+        default:
+            if format == .splunkHEC, let index = invalidEventNumber(response.body), index < records.count {
+                // HEC indexes the events before the invalid one, and none after it.
+                var outcome = Outcome(rejected: [SinkRejection(recordID: records[index].id, reason: "Splunk HEC refused the event: \(reason)")])
+                if index + 1 < records.count { outcome.again = [Array(records[(index + 1)...])] }
+                return outcome
+            }
+            guard records.count > 1 else {
+                return Outcome(rejected: [SinkRejection(recordID: records[0].id, reason: "\(url) refused it: \(reason)")])
+            }
+            let half = records.count / 2
+            return Outcome(again: [Array(records[..<half]), Array(records[half...])])
+        }
+    }
+
+    /// An Elasticsearch bulk answer: `{"errors": bool, "items": [{"index": {"status", "error": {"type", "reason"}}}]}`,
+    /// one item per action, in order.
+    static func bulkOutcome(_ body: Data, for records: [OutboxRecord]) throws(SinkError) -> Outcome {
+        guard let answer = try? JSONValue(parsing: body) else {
+            throw SinkError("the bulk answer is not JSON (\(excerpt(body))); the batch is sent again")
+        }
+        if answer["errors"] == .bool(false) { return Outcome() }
+        guard case .array(let items)? = answer["items"], items.count == records.count else {
+            throw SinkError("the bulk answer does not list one item per alert (\(excerpt(body))); the batch is sent again")
+        }
+        var outcome = Outcome()
+        var busy = 0
+        for (record, item) in zip(records, items) {
+            guard case .object(let members) = item, let action = members.first?.1,
+                  let status = action["status"].flatMap(Self.integer) else {
+                throw SinkError("a bulk item has no status (\(excerpt(body))); the batch is sent again")
+            }
+            switch status {
+            case 200..<300: continue
+            case 429, 500..<600: busy += 1
+            default:
+                let error = action["error"]
+                let type = error?["type"]?.stringValue ?? "error"
+                let text = error?["reason"]?.stringValue ?? error.map { $0.serialized } ?? ""
+                outcome.rejected.append(SinkRejection(recordID: record.id, reason: "Elasticsearch refused the document (\(status) \(type): \(text))"))
+            }
+        }
+        // Documents are written by id: sending the whole batch again repeats nothing.
+        if busy > 0 { throw SinkError("Elasticsearch did not take \(busy) of \(records.count) documents (busy: 429 or 5xx); the batch is sent again") }
+        return outcome
+    }
+
+    static func invalidEventNumber(_ body: Data) -> Int? {
+        guard let answer = try? JSONValue(parsing: body) else { return nil }
+        return answer["invalid-event-number"].flatMap(integer)
+    }
+
+    static func integer(_ value: JSONValue) -> Int? {
+        guard case .number(let text) = value else { return nil }
+        return Int(text)
+    }
+
+    /// The start of a response body, printable, for messages.
+    static func excerpt(_ body: Data) -> String {
+        let text = String(decoding: body.prefix(300), as: UTF8.self)
+        return String(text.map { $0.isNewline ? " " : $0 }) + (body.count > 300 ? "…" : "")
+    }
+}
