@@ -147,7 +147,11 @@ let package = Package(
                            .product(name: "_CryptoExtras", package: "swift-crypto"),
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "X509", package: "swift-certificates"),
-                           .product(name: "SwiftASN1", package: "swift-asn1")],
+                           .product(name: "SwiftASN1", package: "swift-asn1"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "CompressNIO", package: "compress-nio"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
+                           .product(name: "NIOCore", package: "swift-nio")],
             path: "Tests/TestSupport",
             swiftSettings: strictSettings
         ),

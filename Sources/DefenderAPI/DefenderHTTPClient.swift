@@ -1,6 +1,7 @@
 import Timekeeping
 import AsyncHTTPClient
 import Foundation
+import Synchronization
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -30,6 +31,7 @@ public final class DefenderHTTPClient: HTTPTransport {
     private let direct: HTTPClient
     private let proxied: HTTPClient?
     private let settings: Settings
+    private let shutDown = Mutex(false)
     /// `defender-alertd/<version>`.
     public static let userAgent = "\(ProductInfo.name)/\(ProductInfo.version)"
 
@@ -149,8 +151,17 @@ public final class DefenderHTTPClient: HTTPTransport {
 
     /// Closes every connection. Call once, at the end.
     public func shutdown() async {
+        shutDown.withLock { $0 = true }
         try? await direct.shutdown()
         try? await proxied?.shutdown()
+    }
+
+    /// A client dropped without `shutdown()` (a sink of a failed setup) closes its
+    /// connections in the background instead of trapping in AsyncHTTPClient's deinit.
+    deinit {
+        guard !shutDown.withLock({ $0 }) else { return }
+        _ = direct.shutdown()
+        _ = proxied?.shutdown()
     }
 }
 

@@ -21,6 +21,7 @@ struct ConfigurationReferenceTests {
         case .size: return #""1MB""#
         case .choice(let values): return "\"\(values[0])\""
         case .list(let values): return "[\"\(values?.first ?? "journal")\"]"
+        case .stringTable: return #"{ "X-Source" = "mde" }"#
         }
     }
 
@@ -39,6 +40,7 @@ struct ConfigurationReferenceTests {
             var sink = ["[[sink]]", "name = \"journal\"", "type = \"\(type)\""]
             if type == "file", key.name != "path" { sink.append("path = \"alerts.jsonl\"") }
             if type == "syslog", key.name != "address" { sink.append("address = \"tls://siem.example\"") }
+            if type == "http", key.name != "url" { sink.append("url = \"https://siem.example/services/collector/event\"") }
             sink = sink.filter { !$0.hasPrefix(key.name + " ") }
             return ([ConfigFixture.tenant] + sink + [line]).joined(separator: "\n")
         }
