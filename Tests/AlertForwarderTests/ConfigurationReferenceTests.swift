@@ -41,6 +41,7 @@ struct ConfigurationReferenceTests {
             if type == "file", key.name != "path" { sink.append("path = \"alerts.jsonl\"") }
             if type == "syslog", key.name != "address" { sink.append("address = \"tls://siem.example\"") }
             if type == "http", key.name != "url" { sink.append("url = \"https://siem.example/services/collector/event\"") }
+            if type == "http", key.name != "format" { sink.append("format = \"splunk-hec\"") }
             sink = sink.filter { !$0.hasPrefix(key.name + " ") }
             return ([ConfigFixture.tenant] + sink + [line]).joined(separator: "\n")
         }

@@ -110,3 +110,107 @@ struct SyslogConfigurationTests {
         #expect(!errors.description.contains("PRIVATE KEY"))
     }
 }
+
+@Suite("Configuration: http sinks")
+struct HTTPConfigurationTests {
+    let fixture = ConfigFixture()
+
+    func sink(_ keys: String) -> String {
+        ConfigFixture.tenant + "\n[[sink]]\nname = \"splunk\"\ntype = \"http\"\n" + keys
+    }
+
+    func settings(_ keys: String, environment: [String: String] = [:]) throws -> HTTPSinkSettings {
+        let configuration = try fixture.load(sink(keys), environment: environment)
+        guard case .http(let settings) = configuration.sinks[0].kind else {
+            Issue.record("not an http sink")
+            throw CancellationError()
+        }
+        return settings
+    }
+
+    @Test func defaults() throws {
+        let settings = try settings("url = \"https://hooks.example/alerts?source=mde\"\n")
+        #expect(settings == HTTPSinkSettings(url: "https://hooks.example/alerts?source=mde"))
+        #expect(settings.format == .json && settings.authorization == .bearer && settings.token == nil && settings.batchMaxAlerts == 1)
+        #expect(settings.batchMaxBytes == 5_000_000 && settings.flushInterval == .seconds(1) && settings.timeout == .seconds(30) && !settings.gzip)
+        #expect(try self.settings("url = \"https://es.example/_bulk\"\nformat = \"elasticsearch-bulk\"\n").index == "defender-alerts")
+        #expect(try self.settings("url = \"https://es.example/_bulk\"\nformat = \"elasticsearch-bulk\"\n").authorization == .apikey)
+    }
+
+    @Test func everyKey() throws {
+        fixture.directory.write("hec-token", "CANARY-hec-0e1d\n", mode: 0o600)
+        let authority = try TestCertificateAuthority()
+        fixture.directory.write("ca.pem", authority.pem, mode: 0o644)
+        let settings = try settings("""
+            url = "https://splunk.example:8088/services/collector/event"
+            format = "splunk-hec"
+            auth = "splunk"
+            token_file = "hec-token"
+            headers = { "X-Source" = "mde", "X-Team" = "soc" }
+            batch_max_alerts = 200
+            batch_max_bytes = "1MB"
+            flush_interval = "250ms"
+            timeout = "10s"
+            gzip = true
+            index = "security"
+            sourcetype = "mde:alert"
+            source = "defender-alertd"
+            host = "collector-1"
+            ca_file = "ca.pem"
+            """)
+        #expect(settings == HTTPSinkSettings(
+            url: "https://splunk.example:8088/services/collector/event", format: .splunkHEC, authorization: .splunk, token: Secret("CANARY-hec-0e1d"),
+            headers: ["X-Source": "mde", "X-Team": "soc"], batchMaxAlerts: 200, batchMaxBytes: 1_000_000, flushInterval: .milliseconds(250),
+            timeout: .seconds(10), gzip: true, index: "security", sourcetype: "mde:alert", source: "defender-alertd", host: "collector-1",
+            caFile: fixture.directory.file("ca.pem")))
+        let overview = try fixture.load(sink("url = \"https://splunk.example/services/collector/event\"\nformat = \"splunk-hec\"\ntoken_file = \"hec-token\"\n")).overview
+        #expect(overview.contains("http https://splunk.example/services/collector/event (splunk-hec, splunk token)"))
+        #expect(!overview.contains("CANARY"))
+    }
+
+    @Test func theTokenFromACredential() throws {
+        let credentials = TemporaryDirectory()
+        credentials.write("hec-token", "CANARY-hec-cred", mode: 0o400)
+        let settings = try settings("url = \"https://splunk.example/services/collector/event\"\ntoken_credential = \"hec-token\"\n",
+                                    environment: ["CREDENTIALS_DIRECTORY": credentials.path])
+        #expect(settings.token == Secret("CANARY-hec-cred"))
+    }
+
+    @Test(arguments: [
+        ("url = \"ftp://splunk.example\"", "sink.url", "http(s) URL"),
+        ("url = \"http://splunk.example/services/collector/event\"", "sink.url", "loopback"),
+        ("url = \"https://user:pw@splunk.example/x\"", "sink.url", "no user or password"),
+        ("format = \"splunk-hec\"", "sink.url", "required key is missing"),
+        ("url = \"https://s.example\"\nformat = \"hec\"", "sink.format", "splunk-hec"),
+        ("url = \"https://s.example\"\nauth = \"bearer\"", "sink.auth", "needs token_file or token_credential"),
+        ("url = \"https://s.example\"\nauth = \"digest\"\ntoken_file = \"t\"", "sink.auth", "apikey"),
+        ("url = \"https://s.example\"\ntoken_file = \"missing-token\"", "sink.token_file", "does not exist"),
+        ("url = \"https://s.example\"\ntoken_file = \"t\"\ntoken_credential = \"t\"", "sink.token_credential", "only one"),
+        ("url = \"https://s.example\"\nheaders = { Authorization = \"Splunk x\" }", "sink.headers", "token_file or token_credential"),
+        ("url = \"https://s.example\"\nheaders = { \"X Bad\" = \"1\" }", "sink.headers", "not a header name"),
+        ("url = \"https://s.example\"\nheaders = { \"X-N\" = 1 }", "sink.headers", "must be a string"),
+        ("url = \"https://s.example\"\nheaders = \"X-Source: mde\"", "sink.headers", "table of strings"),
+        ("url = \"https://s.example\"\nbatch_max_alerts = 0", "sink.batch_max_alerts", "out of range"),
+        ("url = \"https://s.example\"\nbatch_max_bytes = \"10B\"", "sink.batch_max_bytes", "at least 1KB"),
+        ("url = \"https://s.example\"\nflush_interval = \"soon\"", "sink.flush_interval", "not a duration"),
+        ("url = \"https://s.example\"\nsourcetype = \"x\"", "sink.sourcetype", "applies to format = \"splunk-hec\" only"),
+        ("url = \"https://s.example\"\nindex = \"x\"", "sink.index", "splunk-hec and elasticsearch-bulk only"),
+        ("url = \"https://s.example\"\nca_file = \"missing.pem\"", "sink.ca_file", "does not exist"),
+        ("url = \"https://s.example\"\naddress = \"tcp://x\"", "sink.address", "unknown key"),
+    ])
+    func rejected(keys: String, key: String, phrase: String) throws {
+        fixture.directory.write("t", "token", mode: 0o600)
+        let errors = fixture.errors(sink(keys))
+        let error = try #require(errors.first { $0.key == key }, "\(errors)")
+        #expect(error.message.contains(phrase), "\(error.message)")
+        #expect(error.line != nil, "\(error)")
+    }
+
+    @Test func aTokenFileTooOpenIsRefusedWithTheFix() throws {
+        fixture.directory.write("hec-token", "CANARY-hec-open", mode: 0o644)
+        let errors = fixture.errors(sink("url = \"https://s.example\"\ntoken_file = \"hec-token\""))
+        #expect(errors.map(\.key) == ["sink.token_file"])
+        #expect(errors.first?.message.contains("chmod 600") == true)
+        #expect(!errors.description.contains("CANARY"))
+    }
+}

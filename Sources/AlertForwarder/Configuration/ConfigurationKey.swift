@@ -122,8 +122,6 @@ public struct ConfigurationKey: Sendable, Hashable {
 extension ConfigurationKey {
     /// The sink types that exist in this version.
     public static let sinkTypeNames = ["journal", "stdout", "file", "syslog", "http"]
-    /// Sink types that are planned and refused with a clear message.
-    static let plannedSinkTypes: [String] = []
 
     /// Every key, in the order the reference documents them.
     public static let all: [ConfigurationKey] = Service.all + Tenant.all + Sink.all

@@ -298,13 +298,7 @@ private struct Validator {
         typealias Keys = ConfigurationKey.Sink
         let reader = TableReader(table, location: "sink[\(index)]", displayName: "sink", report: report)
         let name = reader.string(Keys.name).flatMap { validName($0, key: Keys.name, reader: reader) }
-        let type = reader.choice(Keys.type, from: ConfigurationKey.sinkTypeNames + ConfigurationKey.plannedSinkTypes)
-        if let type, ConfigurationKey.plannedSinkTypes.contains(type) {
-            reader.fail(Keys.type, "sink type \"\(type)\" is not available in this version; available: \(ConfigurationKey.sinkTypeNames.joined(separator: ", "))")
-            // The keys of an unavailable type are not judged again as unknown.
-            return nil
-        }
-        guard let type else { return nil }
+        guard let type = reader.choice(Keys.type) else { return nil }
         // Only the keys that apply to this type are read; any other is reported as unknown.
         let kind: SinkConfiguration.Kind?
         switch type {
