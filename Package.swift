@@ -181,7 +181,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["TestSupport"],
+            dependencies: ["TestSupport", "OrderedJSON"],
             swiftSettings: strictSettings
         ),
     ]
