@@ -14,7 +14,7 @@ import Synchronization
 /// - `POST /services/collector/event`: `Authorization: Splunk <token>`; 401
 ///   `{"text":"Token is required","code":2}` without, 403 `{"text":"Invalid token","code":4}`
 ///   for another; 200 `{"text":"Success","code":0}`; a poison event: 400 `{"text":"Invalid data
-///   format","code":6,"invalid-event-number":N}`, the events before it indexed.
+///   format","code":6,"invalid-event-number":N}`, nothing of that request indexed.
 /// - `POST /_bulk`: `Authorization: ApiKey <token>`; 401 with a `security_exception`; 200 with
 ///   one item per action, a poison document `400 mapper_parsing_exception`, `errors: true`.
 /// - `POST /hook`: `Authorization: Bearer <token>`; 200; 400 when the body holds a poison alert.
@@ -104,12 +104,11 @@ public final class FakeSIEM: Sendable {
             guard let authorization else { return (401, [], #"{"text":"Token is required","code":2}"#, .zero) }
             guard authorization == "Splunk \(token)" else { return (403, [], #"{"text":"Invalid token","code":4}"#, .zero) }
             let events = Self.lines(body)
-            for (number, event) in events.enumerated() {
-                guard let event, !Self.isPoison(event["event"]) else {
-                    return (400, [], #"{"text":"Invalid data format","code":6,"invalid-event-number":\#(number)}"#, .zero)
-                }
-                state.withLock { $0.hecEvents.append(event) }
+            // A request with an invalid event is refused whole (nothing of it is indexed here).
+            if let number = events.firstIndex(where: { $0 == nil || Self.isPoison($0?["event"]) }) {
+                return (400, [], #"{"text":"Invalid data format","code":6,"invalid-event-number":\#(number)}"#, .zero)
             }
+            state.withLock { $0.hecEvents += events.compactMap { $0 } }
             return (200, [], #"{"text":"Success","code":0}"#, .zero)
         case "/_bulk":
             guard authorization == "ApiKey \(token)" else {

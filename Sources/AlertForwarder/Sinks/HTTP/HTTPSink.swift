@@ -96,9 +96,11 @@ public final class HTTPSink: AlertSink {
             throw SinkError("\(url) does not exist (\(reason)); check url (Splunk: .../services/collector/event; Elasticsearch: .../_bulk)", kind: .needsOperator)
         default:
             if format == .splunkHEC, let index = invalidEventNumber(response.body), index < records.count {
-                // HEC indexes the events before the invalid one, and none after it.
-                var outcome = Outcome(rejected: [SinkRejection(recordID: records[index].id, reason: "Splunk HEC refused the event: \(reason)")])
-                if index + 1 < records.count { outcome.again = [Array(records[(index + 1)...])] }
+                // The event HEC names is refused for good. Whether HEC kept the events before
+                // it is not something its answer says: they are sent again with the rest (a
+                // possible duplicate, never a possible loss).
+                let outcome = Outcome(rejected: [SinkRejection(recordID: records[index].id, reason: "Splunk HEC refused the event: \(reason)")],
+                                      again: [Array(records[..<index]), Array(records[(index + 1)...])].filter { !$0.isEmpty })
                 return outcome
             }
             guard records.count > 1 else {
