@@ -154,6 +154,18 @@ struct HTTPSinkTests {
         #expect(slow.kind == .retryable && slow.description.contains("timed out"))
     }
 
+    @Test func aReceiverThatIsDownIsRetried() async throws {
+        let port = try RsyslogReceiver.freePort()
+        let sink = Self.sink("http://127.0.0.1:\(port)", "/services/collector/event", .splunkHEC, token: "t", timeout: .seconds(5))
+        await #expect {
+            _ = try await sink.send([Self.record(1)])
+        } throws: { error in
+            let error = error as? SinkError
+            return error?.kind == .retryable && error?.description.contains("POST http://127.0.0.1:\(port)/services/collector/event failed") == true
+        }
+        await sink.shutdown()
+    }
+
     @Test func aWrongTokenOrURLNeedsAPersonAndNeverShowsTheToken() async throws {
         let token = "CANARY-wrong-token-77aa"
         let denied = try await failure(token: token)

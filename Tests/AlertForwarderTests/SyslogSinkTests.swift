@@ -236,4 +236,29 @@ struct SyslogSinkTests {
         #expect(receiver.waitForMessages(.tls, count: 1).count == 1)
         await sink.shutdown()
     }
+
+    @Test func aClientCertificateWhenTheReceiverRequiresOne() async throws {
+        let authority = try TestCertificateAuthority()
+        let receiver = try RsyslogReceiver(authority: authority, requireClientCertificate: true)
+        try receiver.start()
+        defer { receiver.stop() }
+        let client = try authority.serverCertificate(dnsNames: ["collector-1.example"], ipAddresses: [])
+        let certificate = receiver.directory.write("client.pem", client.certificate, mode: 0o644)
+        let ca = receiver.directory.file("ca.pem")
+        let withCertificate = SyslogSink(settings: Self.settings(receiver, .tls, tls: SyslogTLS(
+            caFile: ca, clientCertificateFile: certificate, clientKey: Secret(client.key))))
+        #expect(try await withCertificate.send([Self.record(1)]).isEmpty)
+        #expect(receiver.waitForMessages(.tls, count: 1).count == 1)
+        await withCertificate.shutdown()
+        // Without one the receiver ends the handshake: nothing is confirmed.
+        let without = SyslogSink(settings: Self.settings(receiver, .tls, tls: SyslogTLS(caFile: ca), timeout: .seconds(5)))
+        await #expect(throws: SinkError.self) {
+            _ = try await without.send([Self.record(2)])
+            // TLS 1.3: the client may finish its side first and learn of the refusal with the next write.
+            try await Task.sleep(for: .milliseconds(300))
+            _ = try await without.send([Self.record(3)])
+        }
+        await without.shutdown()
+        #expect(receiver.received(.tls).count == 1)
+    }
 }

@@ -29,8 +29,10 @@ public final class RsyslogReceiver: @unchecked Sendable {
 
     /// Picks free loopback ports and writes the configuration; `start()` runs it. The server
     /// certificate is for `localhost` and 127.0.0.1, or `serverCertificate` when given.
+    /// With `requireClientCertificate`, the TLS input takes only clients whose certificate the
+    /// test CA signed (`x509/certvalid`).
     public init(maxMessageSize: String = "256k", serverCertificate: (certificate: String, key: String)? = nil,
-                authority: TestCertificateAuthority? = nil) throws {
+                authority: TestCertificateAuthority? = nil, requireClientCertificate: Bool = false) throws {
         self.authority = try authority ?? TestCertificateAuthority()
         var ports: [Input: Int] = [:]
         for input in Input.allCases { ports[input] = try Self.freePort(udp: input == .udp) }
@@ -53,7 +55,7 @@ public final class RsyslogReceiver: @unchecked Sendable {
             input(type="imudp" address="127.0.0.1" port="\(ports[.udp]!)" ruleset="udp")
             input(type="imtcp" address="127.0.0.1" port="\(ports[.tcp]!)" ruleset="tcp")
             input(type="imtcp" address="127.0.0.1" port="\(ports[.tls]!)" ruleset="tls"
-                  streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+                  streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="\(requireClientCertificate ? "x509/certvalid" : "anon")")
             input(type="imrelp" address="127.0.0.1" port="\(ports[.relp]!)" ruleset="relp")
 
             """
