@@ -66,6 +66,12 @@ actor StreamConnection {
         return connection
     }
 
+    /// Connects to `address`, with TLS when `tls` is given (checked for its `serverName`, by
+    /// default the address's host).
+    static func open(_ address: SyslogAddress, tls: SyslogTLS?, timeout: Duration) async throws(SinkError) -> StreamConnection {
+        try await open(host: address.host, port: address.port, tls: try tls?.context(), serverName: tls?.serverName ?? address.host, timeout: timeout)
+    }
+
     /// Still connected: the receiver has not closed it, no error or deadline broke it.
     nonisolated var isOpen: Bool { channel.isActive && !timedOut.value.withLock { $0 } }
 

@@ -100,9 +100,7 @@ actor StreamTransport: SyslogTransport {
     private func open() async throws(SinkError) -> StreamConnection {
         if let connection, connection.isOpen { return connection }
         await drop()
-        let context = try tls?.context()
-        let connection = try await StreamConnection.open(host: address.host, port: address.port, tls: context,
-                                                         serverName: tls?.serverName ?? address.host, timeout: timeout)
+        let connection = try await StreamConnection.open(address, tls: tls, timeout: timeout)
         self.connection = connection
         return connection
     }
@@ -174,9 +172,7 @@ actor RELPTransport: SyslogTransport {
     private func open() async throws(SinkError) -> StreamConnection {
         if let connection, connection.isOpen { return connection }
         await drop()
-        let context = try tls?.context()
-        let connection = try await StreamConnection.open(host: address.host, port: address.port, tls: context,
-                                                         serverName: tls?.serverName ?? address.host, timeout: timeout)
+        let connection = try await StreamConnection.open(address, tls: tls, timeout: timeout)
         self.connection = connection
         transaction = 1
         try await connection.write(RELPFrame(transaction: 1, command: "open", data: Array(Self.offers.utf8)).bytes)
