@@ -42,6 +42,7 @@ struct ConfigurationReferenceTests {
             if type == "syslog", key.name != "address" { sink.append("address = \"tls://siem.example\"") }
             if type == "http", key.name != "url" { sink.append("url = \"https://siem.example/services/collector/event\"") }
             if type == "http", key.name != "format" { sink.append("format = \"splunk-hec\"") }
+            if type == "http", !["token_file", "token_credential", "format"].contains(key.name) { sink.append("token_file = \"secret\"") }
             sink = sink.filter { !$0.hasPrefix(key.name + " ") }
             return ([ConfigFixture.tenant] + sink + [line]).joined(separator: "\n")
         }

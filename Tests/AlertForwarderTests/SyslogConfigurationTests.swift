@@ -183,6 +183,7 @@ struct HTTPConfigurationTests {
         ("format = \"splunk-hec\"", "sink.url", "required key is missing"),
         ("url = \"https://s.example\"\nformat = \"hec\"", "sink.format", "splunk-hec"),
         ("url = \"https://s.example\"\nauth = \"bearer\"", "sink.auth", "needs token_file or token_credential"),
+        ("url = \"https://s.example\"\nformat = \"splunk-hec\"", "sink.token_file", "HEC refuses every request without a token"),
         ("url = \"https://s.example\"\nauth = \"digest\"\ntoken_file = \"t\"", "sink.auth", "apikey"),
         ("url = \"https://s.example\"\ntoken_file = \"missing-token\"", "sink.token_file", "does not exist"),
         ("url = \"https://s.example\"\ntoken_file = \"t\"\ntoken_credential = \"t\"", "sink.token_credential", "only one"),

@@ -129,4 +129,34 @@ struct SyslogPipelineTests {
         #expect(lines.contains { $0.contains("sink.ca_file") && $0.contains("missing-ca.pem does not exist") })
         #expect(lines.contains { $0.contains("sink.client_key_file") && $0.contains("needs client_certificate_file") })
     }
+
+    @Test func aReceiverSignedByAnotherCAIsRefusedUntilTheConfigurationIsFixed() throws {
+        let receiver = try RsyslogReceiver()
+        try receiver.start()
+        defer { receiver.stop() }
+        let harness = try PipelineHarness()
+        let other = try TestCertificateAuthority(commonName: "someone else")
+        let wrongCA = harness.fixture.directory.write("wrong-ca.pem", other.pem, mode: 0o644)
+        let tls = """
+            [[sink]]
+            name = "siem"
+            type = "syslog"
+            address = "tls://127.0.0.1:\(receiver.ports[.tls]!)"
+            timeout = "5s"
+
+            """
+        harness.configure(sinks: PipelineHarness.fileSink("a") + tls + "ca_file = \"\(wrongCA)\"\n")
+        try harness.control("POST", "alerts", #"{"count": 5}"#)
+        let daemon = try harness.startDaemon()
+        harness.waitUntil("the refusal logged") { daemon.stderr.contains("not trusted") }
+        #expect(daemon.stderr.contains("it needs a fix"))
+        let status = harness.socket.receive(until: { $0.contains("sink siem FAILING") }, timeout: .seconds(30))
+        #expect(status.matched != nil, "\(status.all.suffix(3))")
+        #expect(receiver.received(.tls).isEmpty)
+        // The right CA, applied by a reload: the queued alerts go out.
+        harness.configure(sinks: PipelineHarness.fileSink("a") + tls + "ca_file = \"\(receiver.directory.file("ca.pem"))\"\n")
+        daemon.signal(SIGHUP)
+        harness.waitUntil("5 alerts at rsyslog over TLS") { Self.ids(receiver, .tls).count == 5 }
+        harness.stopDaemon()
+    }
 }

@@ -389,7 +389,12 @@ private struct Validator {
         var tokenValid = true
         switch (reader.string(Keys.tokenFile), reader.string(Keys.tokenCredential)) {
         case (nil, nil):
-            if reader.has(Keys.auth) { reader.fail(Keys.auth, "needs token_file or token_credential") }
+            if reader.has(Keys.auth) {
+                reader.fail(Keys.auth, "needs token_file or token_credential")
+            } else if format == .splunkHEC {
+                reader.fail(Keys.tokenFile, "splunk-hec needs token_file or token_credential: HEC refuses every request without a token")
+                tokenValid = false
+            }
         case (_?, _?):
             reader.fail(Keys.tokenCredential, "set only one of token_file and token_credential")
             tokenValid = false
