@@ -125,6 +125,21 @@ struct HTTPSinkTests {
         }
     }
 
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/tinyproxy"), "needs Debian's tinyproxy (make deps installs it)"))
+    func throughTheConfiguredProxy() async throws {
+        let proxy = try TinyProxy()
+        let siem = FakeSIEM()
+        try await siem.serve { base throws in
+            let settings = HTTPSinkSettings(url: base + "/hook", format: .ndjson, token: Secret(siem.token))
+            let sink = HTTPSink(settings: settings, proxy: ProxySettings.resolve(proxyURL: "http://127.0.0.1:\(proxy.port)", environment: [:]))
+            #expect(try await sink.send([Self.record(1)]).isEmpty)
+            await sink.shutdown()
+            #expect(siem.hookBodies.count == 1)
+            // AsyncHTTPClient tunnels through the proxy (CONNECT) for http:// too.
+            #expect(proxy.log.contains("CONNECT \(base.dropFirst("http://".count)) HTTP/1.1"), "\(proxy.log.suffix(500))")
+        }
+    }
+
     // MARK: Faults
 
     private func failure(_ fault: FakeSIEM.Fault? = nil, path: String = "/services/collector/event", token: String? = nil,
