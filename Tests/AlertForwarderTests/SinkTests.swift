@@ -116,11 +116,11 @@ struct SinkTests {
     }
 
     @Test func journalPriorities() {
-        #expect(JournalSink.priority(for: "High") == 2)
-        #expect(JournalSink.priority(for: "medium") == 3)
-        #expect(JournalSink.priority(for: "Low") == 4)
-        #expect(JournalSink.priority(for: "Informational") == 5)
-        #expect(JournalSink.priority(for: "SomethingNew") == 6)
+        #expect(AlertHeadline.syslogSeverity(of: "High") == 2)
+        #expect(AlertHeadline.syslogSeverity(of: "medium") == 3)
+        #expect(AlertHeadline.syslogSeverity(of: "Low") == 4)
+        #expect(AlertHeadline.syslogSeverity(of: "Informational") == 5)
+        #expect(AlertHeadline.syslogSeverity(of: "SomethingNew") == 6)
     }
 
     @Test func journalSinkWritesOneEntryPerAlert() async throws {

@@ -29,14 +29,14 @@ struct SyslogSinkTests {
     /// Sends three alerts; rsyslog's raw record of each is exactly the message sent.
     private func roundTrip(_ transport: SyslogAddress.Transport, framing: SyslogFraming = .octetCounting, format: SyslogBodyFormat = .json) async throws {
         let receiver = try RsyslogReceiver()
-        try receiver.start()
+        try await receiver.start()
         defer { receiver.stop() }
         let sink = SyslogSink(settings: Self.settings(receiver, transport, format: format, framing: framing))
         let records = (1...3).map { Self.record($0) }
         #expect(try await sink.send(records).isEmpty)
         await sink.shutdown()
         let input = RsyslogReceiver.Input(rawValue: transport.rawValue)!
-        let received = receiver.waitForMessages(input, count: 3)
+        let received = await receiver.waitForMessages(input, count: 3)
         #expect(received == records.map { String(decoding: sink.message(for: $0), as: UTF8.self) }, "\(receiver.log)")
     }
 
@@ -68,7 +68,7 @@ struct SyslogSinkTests {
 
     @Test func rfc5424AndCEFAreReadBackFieldForField() async throws {
         let receiver = try RsyslogReceiver()
-        try receiver.start()
+        try await receiver.start()
         defer { receiver.stop() }
         // pycef's header pattern takes no `=` and no `\\` in a header field (the CEF specification
         // allows `=` and escapes `|` and `\\` with a backslash), so titles here avoid both; the
@@ -85,7 +85,7 @@ struct SyslogSinkTests {
             #expect(try await sink.send(records).isEmpty)
             await sink.shutdown()
         }
-        #expect(receiver.waitForMessages(.tcp, count: 6).count == 6)
+        #expect(await receiver.waitForMessages(.tcp, count: 6).count == 6)
         let lines = try Self.parsed(receiver.file(.tcp))
         try #require(lines.count == 6, "\(lines)")
         let severities = ["crit", "err", "notice"]
@@ -126,7 +126,7 @@ struct SyslogSinkTests {
 
     @Test func aMessageOverTheDatagramLimitIsRefusedNotCut() async throws {
         let receiver = try RsyslogReceiver()
-        try receiver.start()
+        try await receiver.start()
         defer { receiver.stop() }
         var settings = Self.settings(receiver, .udp)
         settings.maxMessageSize = 1_000_000
@@ -134,12 +134,12 @@ struct SyslogSinkTests {
         let rejected = try await sink.send([Self.record(1), Self.record(2, padding: 70_000), Self.record(3)])
         #expect(rejected.map(\.recordID) == [2])
         #expect(rejected.first?.reason.contains("the most a UDP datagram holds (65507 bytes)") == true)
-        #expect(receiver.waitForMessages(.udp, count: 2).map { $0.contains("\"id\":\"da2\"") } == [false, false])
+        #expect(await receiver.waitForMessages(.udp, count: 2).map { $0.contains("\"id\":\"da2\"") } == [false, false])
     }
 
     @Test func aMessageOverMaxMessageSizeIsRefusedOnEveryTransport() async throws {
         let receiver = try RsyslogReceiver()
-        try receiver.start()
+        try await receiver.start()
         defer { receiver.stop() }
         var settings = Self.settings(receiver, .relp)
         settings.maxMessageSize = 2048
@@ -147,7 +147,7 @@ struct SyslogSinkTests {
         let rejected = try await sink.send([Self.record(1, padding: 4000), Self.record(2)])
         #expect(rejected.map(\.recordID) == [1])
         #expect(rejected.first?.reason.contains("max_message_size (2048 bytes); it is not cut") == true)
-        #expect(receiver.waitForMessages(.relp, count: 1).count == 1)
+        #expect(await receiver.waitForMessages(.relp, count: 1).count == 1)
         await sink.shutdown()
     }
 
@@ -155,34 +155,34 @@ struct SyslogSinkTests {
 
     @Test func relpLosesNothingWhenTheReceiverIsKilledAndRestarted() async throws {
         let receiver = try RsyslogReceiver()
-        try receiver.start()
+        try await receiver.start()
         let sink = SyslogSink(settings: Self.settings(receiver, .relp, timeout: .seconds(5)))
         #expect(try await sink.send((1...50).map { Self.record($0) }).isEmpty)
-        receiver.stop(kill: true)
+        await receiver.stop(kill: true)
         // Down: the batch is not confirmed.
         await #expect(throws: SinkError.self) { try await sink.send((51...100).map { Self.record($0) }) }
-        try receiver.start()
+        try await receiver.start()
         #expect(try await sink.send((51...100).map { Self.record($0) }).isEmpty)
         await sink.shutdown()
-        let ids = Set(receiver.waitForMessages(.relp, count: 100).compactMap { $0.firstMatch(of: /alertId="(da\d+)"/)?.1 }.map(String.init))
+        let ids = Set(await receiver.waitForMessages(.relp, count: 100).compactMap { $0.firstMatch(of: /alertId="(da\d+)"/)?.1 }.map(String.init))
         #expect(ids == Set((1...100).map { "da\($0)" }))
-        receiver.stop()
+        await receiver.stop()
     }
 
     @Test func tcpReconnectsAfterTheReceiverRestarted() async throws {
         let receiver = try RsyslogReceiver()
-        try receiver.start()
+        try await receiver.start()
         let sink = SyslogSink(settings: Self.settings(receiver, .tcp, timeout: .seconds(5)))
         #expect(try await sink.send([Self.record(1)]).isEmpty)
-        #expect(receiver.waitForMessages(.tcp, count: 1).count == 1)
-        receiver.stop()
-        try receiver.start()
+        #expect(await receiver.waitForMessages(.tcp, count: 1).count == 1)
+        await receiver.stop()
+        try await receiver.start()
         // The closed connection is noticed before the next batch, which goes on a new one.
         try await Task.sleep(for: .milliseconds(200))
         #expect(try await sink.send([Self.record(2)]).isEmpty)
-        #expect(receiver.waitForMessages(.tcp, count: 2).count == 2)
+        #expect(await receiver.waitForMessages(.tcp, count: 2).count == 2)
         await sink.shutdown()
-        receiver.stop()
+        await receiver.stop()
     }
 
     /// A TLS sink whose handshake must fail: nothing is delivered and the error says why.
@@ -191,7 +191,7 @@ struct SyslogSinkTests {
                          expecting phrase: String) async throws {
         let authority = try TestCertificateAuthority()
         let receiver = try RsyslogReceiver(serverCertificate: try serverCertificate(authority), authority: authority)
-        try receiver.start()
+        try await receiver.start()
         defer { receiver.stop() }
         let sink = SyslogSink(settings: Self.settings(receiver, .tls, tls: tls(receiver), host: host, timeout: .seconds(5)))
         await #expect {
@@ -228,19 +228,19 @@ struct SyslogSinkTests {
 
     @Test func tlsByHostNameChecksTheName() async throws {
         let receiver = try RsyslogReceiver()
-        try receiver.start()
+        try await receiver.start()
         defer { receiver.stop() }
         // rsyslog listens on 127.0.0.1: "localhost" may resolve to ::1 first, which is tried too.
         let sink = SyslogSink(settings: Self.settings(receiver, .tls, host: "localhost"))
         #expect(try await sink.send([Self.record(1)]).isEmpty)
-        #expect(receiver.waitForMessages(.tls, count: 1).count == 1)
+        #expect(await receiver.waitForMessages(.tls, count: 1).count == 1)
         await sink.shutdown()
     }
 
     @Test func aClientCertificateWhenTheReceiverRequiresOne() async throws {
         let authority = try TestCertificateAuthority()
         let receiver = try RsyslogReceiver(authority: authority, requireClientCertificate: true)
-        try receiver.start()
+        try await receiver.start()
         defer { receiver.stop() }
         let client = try authority.serverCertificate(dnsNames: ["collector-1.example"], ipAddresses: [])
         let certificate = receiver.directory.write("client.pem", client.certificate, mode: 0o644)
@@ -248,7 +248,7 @@ struct SyslogSinkTests {
         let withCertificate = SyslogSink(settings: Self.settings(receiver, .tls, tls: SyslogTLS(
             caFile: ca, clientCertificateFile: certificate, clientKey: Secret(client.key))))
         #expect(try await withCertificate.send([Self.record(1)]).isEmpty)
-        #expect(receiver.waitForMessages(.tls, count: 1).count == 1)
+        #expect(await receiver.waitForMessages(.tls, count: 1).count == 1)
         await withCertificate.shutdown()
         // Without one the receiver ends the handshake: nothing is confirmed.
         let without = SyslogSink(settings: Self.settings(receiver, .tls, tls: SyslogTLS(caFile: ca), timeout: .seconds(5)))

@@ -69,37 +69,106 @@ public final class RsyslogReceiver: @unchecked Sendable {
     }
 
     deinit {
-        stop(kill: true)
+        forceStop()
     }
 
     /// The file where `input` writes what it received.
     public func file(_ input: Input) -> String { directory.file("\(input.rawValue).log") }
 
+    // Each wait comes twice: blocking, for tests whose code under test runs in other processes,
+    // and async, for tests that run the sink in this process (a blocked thread of the small
+    // cooperative pool could keep the sink's own tasks from running).
+
     /// Starts rsyslogd in the foreground and waits until its TCP listeners accept connections.
     public func start() throws {
-        pid = try Self.spawn([Self.executable, "-n", "-f", directory.file("rsyslog.conf"), "-i", directory.file("rsyslog.pid")],
-                             output: directory.file("rsyslogd.out"))
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            if [Input.tcp, .tls, .relp].allSatisfy({ Self.accepts(port: ports[$0]!) }) { return }
-            guard isRunning else { break }
-            Thread.sleep(forTimeInterval: 0.05)  // waiting for another process to listen
-        }
-        throw ReceiverError("rsyslogd did not start listening: \(log)")
+        try launch()
+        _ = Self.poll(every: .milliseconds(50), timeout: .seconds(30)) { listening || !isRunning }
+        try checkListening()
+    }
+
+    public func start() async throws {
+        try launch()
+        _ = await Self.poll(every: .milliseconds(50), timeout: .seconds(30)) { listening || !isRunning }
+        try checkListening()
     }
 
     /// Stops it, SIGTERM (a clean stop) or SIGKILL, and reaps it.
     public func stop(kill: Bool = false) {
-        guard let pid else { return }
+        guard signal(kill: kill) else { return }
+        if !Self.poll(every: .milliseconds(20), timeout: .seconds(30), reaped) { forceStop() }
+    }
+
+    public func stop(kill: Bool = false) async {
+        guard signal(kill: kill) else { return }
+        if await !Self.poll(every: .milliseconds(20), timeout: .seconds(30), reaped) { forceStop() }
+    }
+
+    /// Waits (bounded) until `input` received at least `count` messages; returns them.
+    public func waitForMessages(_ input: Input, count: Int, timeout: Duration = .seconds(30)) -> [String] {
+        _ = Self.poll(every: .milliseconds(50), timeout: timeout) { received(input).count >= count }
+        return received(input)
+    }
+
+    public func waitForMessages(_ input: Input, count: Int, timeout: Duration = .seconds(30)) async -> [String] {
+        _ = await Self.poll(every: .milliseconds(50), timeout: timeout) { received(input).count >= count }
+        return received(input)
+    }
+
+    private func launch() throws {
+        pid = try Self.spawn([Self.executable, "-n", "-f", directory.file("rsyslog.conf"), "-i", directory.file("rsyslog.pid")],
+                             output: directory.file("rsyslogd.out"))
+    }
+
+    private var listening: Bool {
+        [Input.tcp, .tls, .relp].allSatisfy { Self.accepts(port: ports[$0]!) }
+    }
+
+    private func checkListening() throws {
+        guard listening else { throw ReceiverError("rsyslogd did not start listening: \(log)") }
+    }
+
+    /// Sends the signal; false when nothing runs.
+    private func signal(kill: Bool) -> Bool {
+        guard let pid else { return false }
         Foundation.kill(pid, kill ? SIGKILL : SIGTERM)
+        return true
+    }
+
+    /// Whether the process has exited (and is reaped now); forgets it then.
+    private func reaped() -> Bool {
+        guard let pid else { return true }
         var status: Int32 = 0
-        let deadline = ContinuousClock.now + .seconds(30)
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            if ContinuousClock.now > deadline { Foundation.kill(pid, SIGKILL) }
-            Thread.sleep(forTimeInterval: 0.02)  // waiting for another process to exit
-        }
+        guard waitpid(pid, &status, WNOHANG) != 0 else { return false }
         self.pid = nil
         try? FileManager.default.removeItem(atPath: directory.file("rsyslog.pid"))
+        return true
+    }
+
+    private func forceStop() {
+        guard let pid else { return }
+        Foundation.kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        self.pid = nil
+    }
+
+    /// Polls `done` until it holds or `timeout` passes; whether it held.
+    private static func poll(every interval: Duration, timeout: Duration, _ done: () -> Bool) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !done() {
+            guard ContinuousClock.now < deadline else { return false }
+            Thread.sleep(forTimeInterval: Double(interval.components.attoseconds) / 1e18)  // waiting for another process
+        }
+        return true
+    }
+
+    private static func poll(every interval: Duration, timeout: Duration, _ done: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !done() {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: interval)
+        }
+        return true
     }
 
     private var isRunning: Bool {
@@ -143,17 +212,6 @@ public final class RsyslogReceiver: @unchecked Sendable {
     public func received(_ input: Input) -> [String] {
         let text = (try? String(contentsOfFile: file(input), encoding: .utf8)) ?? ""
         return text.split(separator: "\n").map(String.init)
-    }
-
-    /// Waits (bounded) until `input` received at least `count` messages; returns them.
-    public func waitForMessages(_ input: Input, count: Int, timeout: Duration = .seconds(30)) -> [String] {
-        let deadline = ContinuousClock.now + timeout
-        var messages = received(input)
-        while messages.count < count, ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.05)  // rsyslog writes asynchronously
-            messages = received(input)
-        }
-        return messages
     }
 
     static func accepts(port: Int) -> Bool {

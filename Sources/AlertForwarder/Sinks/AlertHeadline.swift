@@ -29,6 +29,21 @@ struct AlertHeadline {
 
     /// `lastUpdateTime` to the second (`2026-11-25T18:38:22Z`), or `-` when it is missing or
     /// not a timestamp.
+    /// The syslog severity of the alert's, for the journal's `PRIORITY` and the syslog sink's
+    /// PRI: High 2 (crit), Medium 3 (err), Low 4 (warning), Informational 5 (notice),
+    /// anything else 6 (info).
+    var syslogSeverity: Int { Self.syslogSeverity(of: severity) }
+
+    static func syslogSeverity(of severity: String) -> Int {
+        switch severity.lowercased() {
+        case "high": 2
+        case "medium": 3
+        case "low": 4
+        case "informational": 5
+        default: 6
+        }
+    }
+
     var time: String {
         guard let text = lastUpdateTime, let timestamp = Timestamp(parsing: text) else { return "-" }
         return timestamp.writtenWith(0).description

@@ -18,7 +18,7 @@ public struct JournalSink: AlertSink {
             let fields = [
                 "MESSAGE=[\(headline.severity)] \(headline.title) on \(headline.host ?? "unknown host") (\(record.alertID))",
                 "MESSAGE_ID=\(Self.messageID)",
-                "PRIORITY=\(Self.priority(for: headline.severity))",
+                "PRIORITY=\(headline.syslogSeverity)",
                 "SYSLOG_IDENTIFIER=defender-alertd",
                 "DEFENDER_ALERT_ID=\(record.alertID)",
                 "DEFENDER_SEVERITY=\(headline.severity)",
@@ -38,17 +38,5 @@ public struct JournalSink: AlertSink {
             }
         }
         return rejected
-    }
-
-    /// syslog priority by alert severity: High 2 (crit), Medium 3 (err), Low 4 (warning),
-    /// Informational 5 (notice), anything else 6 (info).
-    public static func priority(for severity: String) -> Int {
-        switch severity.lowercased() {
-        case "high": 2
-        case "medium": 3
-        case "low": 4
-        case "informational": 5
-        default: 6
-        }
     }
 }
