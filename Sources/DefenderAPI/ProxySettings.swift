@@ -29,7 +29,7 @@ public struct ProxySettings: Sendable, Equatable {
     /// A proxy URL such as `http://user:pass@proxy.example:3128`, or `nil` when it is not one.
     public static func parse(_ url: String) -> Server? {
         guard let components = URLComponents(string: url), components.scheme?.lowercased() == "http" || components.scheme?.lowercased() == "https",
-            let host = components.host, !host.isEmpty
+            let host = components.host, !host.isEmpty, (1...65535).contains(components.port ?? 3128)
         else { return nil }
         return Server(host: host, port: components.port ?? 3128,
                       username: components.user?.removingPercentEncoding,

@@ -234,6 +234,28 @@ struct InvalidConfigurationTests {
         #expect(error.key == "tenant.region")
     }
 
+    /// Plain HTTP goes only to loopback addresses, decided by address, never by the look of a
+    /// name (issue 11, hole 13).
+    @Test(arguments: ["http://127.attacker.example", "http://127.0.0.1.nip.io", "http://[::2]:8080", "http://127.1:8080", "http://localhost.example"])
+    func plainHTTPToANameThatLooksLocalIsRefused(url: String) throws {
+        let error = try single(ConfigFixture.tenant + "\napi_url = \"\(url)\"\n" + ConfigFixture.sink)
+        #expect(error.key == "tenant.api_url")
+        #expect(error.message.contains("only to loopback addresses"), "\(error.message)")
+    }
+
+    @Test(arguments: ["http://127.0.0.1:8080", "http://127.9.8.7", "http://[::1]:8080", "http://localhost:8080"])
+    func plainHTTPToLoopbackIsAccepted(url: String) throws {
+        _ = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(url)\"\nlogin_url = \"\(url)\"\n" + ConfigFixture.sink)
+    }
+
+    /// A port past 65535 used to wrap around (99999999 connected to 57599; hole 18).
+    @Test func portsOutOfRangeAreRefused() throws {
+        let errors = fixture.errors("[service]\nproxy_url = \"http://proxy.example:99999999\"\n" + ConfigFixture.tenant
+                                    + "\napi_url = \"https://api.example:70000\"\n" + ConfigFixture.sink)
+        #expect(errors.map(\.key) == ["service.proxy_url", "tenant.api_url"], "\(errors)")
+        #expect(errors.last?.message.contains("port 70000") == true)
+    }
+
     @Test func anUnknownSinkTypeListsTheKnownOnes() throws {
         let error = try single(ConfigFixture.tenant + "\n[[sink]]\nname = \"siem\"\ntype = \"kafka\"\n")
         #expect(error.key == "sink.type")

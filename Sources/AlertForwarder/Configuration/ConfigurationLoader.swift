@@ -140,7 +140,7 @@ private struct Validator {
         if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail(Keys.caFile, problem) }
         let proxyURL = reader.string(Keys.proxyURL)
         if let proxyURL, ProxySettings.parse(proxyURL) == nil {
-            reader.fail(Keys.proxyURL, "\"\(proxyURL)\" is not a proxy URL such as http://proxy.example:3128 or http://user:password@proxy.example:3128")
+            reader.fail(Keys.proxyURL, "\"\(proxyURL)\" is not a proxy URL such as http://proxy.example:3128 or http://user:password@proxy.example:3128 (port 1...65535)")
         }
         reader.rejectUnknownKeys()
         guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout else { return nil }
@@ -526,8 +526,11 @@ private struct Validator {
             reader.fail(key, "\"\(text)\" is not an http(s) \(base ? "base URL" : "URL") such as https://host[:port]/path (no user or password in it)")
             return nil
         }
-        let loopback = host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
-        guard scheme == "https" || loopback else {
+        if let port = components.port, !(1...65535).contains(port) {
+            reader.fail(key, "port \(port) in \"\(text)\" is out of range; allowed: 1...65535")
+            return nil
+        }
+        guard scheme == "https" || Loopback.isLoopback(host: host) else {
             reader.fail(key, "plain http is allowed only to loopback addresses; tokens and alerts must not cross a network unencrypted: use https://")
             return nil
         }
