@@ -152,3 +152,30 @@ struct PipelineTests {
         daemon.signal(SIGKILL)
     }
 }
+
+/// Stopping is not failing: operators alert on `journalctl -p err` (issue 11, hole 6); a poll
+/// cut off by its deadline is.
+@Suite("Clean stops and poll deadlines")
+struct CleanStopTests {
+    @Test func aPollPastItsDeadlineIsReportedAsSuch() throws {
+        let harness = try PipelineHarness()
+        harness.configure(service: #"poll_timeout = "1s""#)
+        try harness.control("POST", "faults", #"{"target": "alerts", "kind": "delay", "seconds": 30}"#)
+        let daemon = try harness.startDaemon()
+        harness.waitUntil("the deadline reported") { daemon.stderr.contains("poll did not finish within poll_timeout") }
+        let status = harness.socket.receive(until: { $0.contains("contoso: FAILING") && $0.contains("poll_timeout 1s") }, timeout: .seconds(30))
+        #expect(status.matched != nil, "\(status.all.suffix(3))")
+        harness.stopDaemon()
+    }
+
+    @Test func sigtermWhileAPollWaitsToRetryLogsNoError() throws {
+        let harness = try PipelineHarness()
+        harness.configure()
+        try harness.control("POST", "faults", #"{"target": "alerts", "kind": "rate-limit", "retryAfter": 60}"#)
+        let daemon = try harness.startDaemon()
+        harness.waitUntil("the poll to wait out the Retry-After") { daemon.stderr.contains("retrying") }
+        harness.stopDaemon()
+        let errors = daemon.stderr.split(separator: "\n").filter { $0.contains(" error ") || $0.contains(" critical ") }
+        #expect(errors.isEmpty, "\(errors)")
+    }
+}

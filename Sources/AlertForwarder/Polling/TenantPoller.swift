@@ -81,10 +81,14 @@ public final class TenantPoller: Sendable {
             logger.info("poll complete", metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
             status?.record(tenant: tenant.name, .succeeded(newAlerts: total.newAlerts))
             return .completed(newAlerts: total.newAlerts, duplicates: total.duplicates)
-        } catch is CancellationError {
-            status?.record(tenant: tenant.name, .failed("cancelled"))
-            return .failed("cancelled")
         } catch {
+            // A stop, a reload or the poll deadline cancelled it: whatever the error it ended
+            // with (a request cut short, a retry wait interrupted), it is not a failure of the
+            // API. The pages read before are kept; the deadline is reported by the caller.
+            if error is CancellationError || Task.isCancelled {
+                logger.debug("poll cancelled", metadata: ["error": "\(error)"])
+                return .failed("cancelled")
+            }
             logger.error("poll failed: \(error)")
             status?.record(tenant: tenant.name, .failed("\(error)"))
             return .failed("\(error)")

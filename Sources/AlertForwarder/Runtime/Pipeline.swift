@@ -184,11 +184,17 @@ public final class Pipeline: Service, CustomStringConvertible {
                 await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in }
             }
             // The hard deadline: the poll is cancelled when it runs out.
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await poller.pollOnce() }
-                group.addTask { try? await self.clock.sleep(timeout) }
-                await group.next()
+            let deadlinePassed = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { await poller.pollOnce(); return false }
+                group.addTask { (try? await self.clock.sleep(timeout)) != nil }
+                let first = await group.next() ?? false
                 group.cancelAll()
+                return first
+            }
+            if deadlinePassed, !stop(), !Task.isCancelled {
+                logger.error("poll did not finish within poll_timeout; the pages read are kept and the next poll goes on from there",
+                             metadata: ["tenant": "\(poller.tenant.name)", "poll_timeout": "\(ConfigDuration.format(timeout))"])
+                status.record(tenant: poller.tenant.name, .failed("no answer within poll_timeout \(ConfigDuration.format(timeout))"))
             }
         }
     }
