@@ -256,6 +256,32 @@ struct InvalidConfigurationTests {
         #expect(errors.last?.message.contains("port 70000") == true)
     }
 
+    /// A file sink that would destroy data or leak it is refused (issue 11, hole 16): a sink at
+    /// `state.sqlite` had its alerts overwritten by SQLite's checkpoint after they were confirmed.
+    @Test(arguments: [
+        ("state/state.sqlite", "inside the state directory"),
+        ("state/../state/outbox/x.jsonl", "inside the state directory"),
+        ("linked-state/alerts.jsonl", "inside the state directory"),
+        ("defender-alertd.toml", "the configuration file"),
+        ("./secret", "a secret file"),
+    ])
+    func aFileSinkPathThatDestroysDataIsRefused(path: String, phrase: String) throws {
+        try FileManager.default.createDirectory(atPath: fixture.directory.file("state"), withIntermediateDirectories: true)
+        try? FileManager.default.createSymbolicLink(atPath: fixture.directory.file("linked-state"), withDestinationPath: fixture.directory.file("state"))
+        let error = try single("[service]\nstate_directory = \"state\"\n" + ConfigFixture.tenant
+                               + "\n[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"\(path)\"\n")
+        #expect(error.key == "sink.path")
+        #expect(error.line == 11)
+        #expect(error.message.contains(phrase), "\(error.message)")
+    }
+
+    @Test func twoFileSinksCannotShareAFile() throws {
+        let error = try single(ConfigFixture.tenant + "\n[[sink]]\nname = \"a\"\ntype = \"file\"\npath = \"out/a.jsonl\"\n"
+                               + "[[sink]]\nname = \"b\"\ntype = \"file\"\npath = \"./out/x/../a.jsonl\"\n")
+        #expect(error.key == "sink.path")
+        #expect(error.message.contains("also the file of sink a"), "\(error.message)")
+    }
+
     @Test func anUnknownSinkTypeListsTheKnownOnes() throws {
         let error = try single(ConfigFixture.tenant + "\n[[sink]]\nname = \"siem\"\ntype = \"kafka\"\n")
         #expect(error.key == "sink.type")

@@ -235,7 +235,7 @@ extension ConfigurationKey {
             "`journal`, `stdout`, `file`, `syslog` or `http`")
         public static let path = ConfigurationKey(
             .sink, "path", .path, required: true, sinkTypes: ["file"],
-            "the file, created `0640`; every batch is `fsync`'d before it counts as delivered; SIGHUP reopens it (logrotate)")
+            "the file, created `0640`; every batch is `fsync`'d before it counts as delivered; SIGHUP reopens it (logrotate); refused inside the state directory, on the configuration or a secret file, or shared with another sink (after resolving `..` and symbolic links)")
         public static let format = ConfigurationKey(
             .sink, "format", .choice(RecordFormat.allCases.map(\.rawValue)), default: .string("alert"), sinkTypes: ["stdout", "file"],
             "`alert`: each line is the alert exactly as Defender returned it; `envelope`: `{\"tenant\", \"event\", \"received_at\", \"alert\"}`; `summary`: one line for a person (time, event, severity, title, device, id)")

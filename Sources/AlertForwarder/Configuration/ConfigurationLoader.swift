@@ -100,6 +100,7 @@ private struct Validator {
         if root["sink"] == nil { top.fail(named: nil, "no [[sink]] is configured; add at least one") }
         rejectDuplicates(tenantTables.map { $0["name"]?.string }, tables: "tenant")
         rejectDuplicates(sinkTables.map { $0["name"]?.string }, tables: "sink")
+        if let service { rejectDestructivePaths(sinks, stateDirectory: service.stateDirectory, configuration: path) }
 
         guard report.errors.isEmpty, let service else { return nil }
         return Configuration(path: path, service: service, tenants: tenants.compactMap { $0 }, sinks: sinks.compactMap { $0 })
@@ -260,6 +261,7 @@ private struct Validator {
     }
 
     private func readSecret(_ location: SecretLocation, key: ConfigurationKey, reader: TableReader) -> Secret? {
+        report.secretFiles.append(location.path)
         do {
             return try secrets.read(location.path)
         } catch {
@@ -535,6 +537,48 @@ private struct Validator {
             return nil
         }
         return base && text.hasSuffix("/") ? String(text.dropLast()) : text
+    }
+
+    /// A file sink must not write where it destroys data or leaks it: inside the state
+    /// directory (a sink at `state.sqlite` was overwritten by SQLite's checkpoint after its
+    /// alerts were confirmed), onto the configuration or a secret file, or into the file of
+    /// another sink. Paths are compared after resolving `..` and symbolic links.
+    private func rejectDestructivePaths(_ sinks: [SinkConfiguration?], stateDirectory: String, configuration: String) {
+        let state = Self.canonical(stateDirectory)
+        let protected = [(Self.canonical(configuration), "the configuration file")]
+            + report.secretFiles.map { (Self.canonical($0), "a secret file") }
+        var seen: [String: String] = [:]
+        for (index, sink) in sinks.enumerated() {
+            guard let sink, case .file(let path, _, _, _) = sink.kind else { continue }
+            let resolved = Self.canonical(path)
+            let problem: String? = if resolved == state || resolved.hasPrefix(state + "/") {
+                "\(path) is inside the state directory \(stateDirectory); the daemon's own files there would be overwritten"
+            } else if let (_, what) = protected.first(where: { $0.0 == resolved }) {
+                "\(path) is \(what); a sink must write to a file of its own"
+            } else if let other = seen[resolved] {
+                "\(path) is also the file of sink \(other); each file sink needs its own file"
+            } else {
+                nil
+            }
+            if let problem { report.add(problem, at: "sink[\(index)].path", key: "sink.path") }
+            seen[resolved] = seen[resolved] ?? sink.name
+        }
+    }
+
+    /// `path` with `.`, `..` and every symbolic link of its existing part resolved.
+    static func canonical(_ path: String) -> String {
+        var existing = (path as NSString).standardizingPath
+        var rest: [String] = []
+        while !existing.isEmpty, existing != "/", realpath(existing, nil) == nil {
+            rest.insert((existing as NSString).lastPathComponent, at: 0)
+            existing = (existing as NSString).deletingLastPathComponent
+        }
+        var base = existing
+        if let resolved = realpath(existing.isEmpty ? "/" : existing, nil) {
+            base = String(cString: resolved)
+            free(resolved)
+        }
+        return rest.reduce(base) { ($0 as NSString).appendingPathComponent($1) }
     }
 
     private func rejectDuplicates(_ names: [String?], tables: String) {

@@ -5,6 +5,8 @@ final class ValidationReport {
     let path: String
     let locator: TOMLKeyLocator
     private(set) var errors: [ConfigurationError] = []
+    /// Every secret file read (client secrets, private keys, tokens), for the sink path checks.
+    var secretFiles: [String] = []
 
     init(path: String, locator: TOMLKeyLocator) {
         self.path = path
