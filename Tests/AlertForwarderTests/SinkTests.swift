@@ -2,6 +2,7 @@
 import DefenderAPI
 import Foundation
 import OrderedJSON
+import Synchronization
 import Testing
 import TestSupport
 
@@ -106,6 +107,28 @@ struct SinkTests {
         let path = directory.write("alerts.jsonl", #"{"id":"half"#, mode: 0o640)
         #expect(try await FileSink(path: path, layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0).send([record(3)]).isEmpty)
         #expect(try String(contentsOfFile: path, encoding: .utf8) == record(3).payload + "\n")
+    }
+
+    /// Creating and rotating a file make its directory durable too (issue 11, hole 4).
+    @Test func creatingAndRotatingSyncTheDirectory() async throws {
+        let synced = Mutex<[String]>([])
+        let path = directory.file("logs/alerts.jsonl")
+        let recorded = FileSink(path: path, layout: RecordLine(format: .alert), maxSize: 10, maxFiles: 2,
+                                syncDirectory: { directory in synced.withLock { $0.append(directory) }; return FileSink.fsyncDirectory(directory) })
+        #expect(try await recorded.send([record(1)]).isEmpty)
+        // The new directory in its parent, then the new file in the new directory.
+        #expect(synced.withLock { $0 } == [directory.path, directory.file("logs")])
+        // The next batch would pass max_size: rotation, then the new file's directory is synced.
+        #expect(try await recorded.send([record(2)]).isEmpty)
+        #expect(synced.withLock { $0 }.last == directory.file("logs"))
+        #expect(synced.withLock { $0 }.filter { $0 == directory.file("logs") }.count == 2)
+        #expect(FileManager.default.fileExists(atPath: path + ".1"))
+    }
+
+    @Test func aDirectoryThatCannotBeSyncedIsASinkError() async throws {
+        let sink = FileSink(path: directory.file("alerts.jsonl"), layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0,
+                            syncDirectory: { _ in errno = EIO; return -1 })
+        await #expect { try await sink.send([self.record(1)]) } throws: { ($0 as? SinkError)?.description.contains("fsync of the directory") == true }
     }
 
     @Test func aFullDiskIsASinkErrorNotACrash() async throws {

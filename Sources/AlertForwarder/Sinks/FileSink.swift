@@ -17,12 +17,24 @@ public final class FileSink: AlertSink {
     /// Rotated files kept.
     let maxFiles: Int
     private let state = Mutex(State())
+    /// Makes a directory's entries durable (`fsync` of the directory); injectable for tests.
+    let syncDirectory: @Sendable (String) -> Int32
 
-    public init(path: String, layout: RecordLine, maxSize: Int64, maxFiles: Int) {
+    public init(path: String, layout: RecordLine, maxSize: Int64, maxFiles: Int,
+                syncDirectory: @escaping @Sendable (String) -> Int32 = FileSink.fsyncDirectory) {
         self.path = path
         self.layout = layout
         self.maxSize = maxSize
         self.maxFiles = maxFiles
+        self.syncDirectory = syncDirectory
+    }
+
+    /// `fsync` of the directory at `path`: 0, or -1 with `errno` set.
+    public static func fsyncDirectory(_ path: String) -> Int32 {
+        let descriptor = Foundation.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return -1 }
+        defer { close(descriptor) }
+        return fsync(descriptor)
     }
 
     deinit {
@@ -71,6 +83,7 @@ public final class FileSink: AlertSink {
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o750])
+                _ = syncDirectory((directory as NSString).deletingLastPathComponent)
             } catch {
                 throw SinkError("cannot create \(directory): \(error.localizedDescription)", kind: .needsOperator)
             }
@@ -80,6 +93,10 @@ public final class FileSink: AlertSink {
             let code = errno
             throw SinkError("cannot open \(path): \(String(cString: strerror(code)))", kind: Self.kind(of: code))
         }
+        // A new file, and the names a rotation changed, are only durable once the directory
+        // is: without this a power loss could lose a file whose alerts were confirmed. Every
+        // open syncs it (opens are rare: start, rotation, SIGHUP, recovery after a failure).
+        try syncParent(closingOnFailure: descriptor)
         var info = stat()
         fstat(descriptor, &info)
         state.descriptor = descriptor
@@ -108,6 +125,15 @@ public final class FileSink: AlertSink {
             try? manager.removeItem(atPath: path)
         }
         try open(&state)
+    }
+
+    private func syncParent(closingOnFailure descriptor: Int32) throws(SinkError) {
+        let directory = (path as NSString).deletingLastPathComponent
+        guard syncDirectory(directory.isEmpty ? "." : directory) == 0 else {
+            let code = errno
+            close(descriptor)
+            throw SinkError("fsync of the directory \(directory) failed: \(String(cString: strerror(code)))", kind: Self.kind(of: code))
+        }
     }
 
     /// Permissions, a read-only file system or a directory in the way need a person; a full
