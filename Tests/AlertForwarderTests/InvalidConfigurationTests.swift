@@ -81,12 +81,24 @@ struct InvalidConfigurationTests {
         #expect(error.message.contains("does not exist"))
     }
 
+    /// Runs as root (CI) and as anyone else: root gives the file away; another user runs the
+    /// loader as if the daemon were a third user, so that the file's owner is neither.
     @Test func secretOwnedBySomeoneElse() throws {
-        guard geteuid() == 0 else { return }  // only root can give a file away
-        chown(fixture.directory.file("secret"), 4242, 4242)
-        let error = try single(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
-        #expect(error.message.contains("owned by uid 4242"))
-        #expect(error.message.contains("chown root"))
+        let path = fixture.writeConfiguration(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        let owner: uid_t
+        let loader: ConfigurationLoader
+        if geteuid() == 0 {
+            chown(fixture.directory.file("secret"), 4242, 4242)
+            (owner, loader) = (4242, ConfigurationLoader(environment: [:]))
+        } else {
+            (owner, loader) = (geteuid(), ConfigurationLoader(environment: [:], effectiveUserID: geteuid() + 1))
+        }
+        #expect {
+            _ = try loader.load(path: path)
+        } throws: { error in
+            let message = (error as? ConfigurationErrors)?.errors.first?.message ?? ""
+            return message.contains("owned by uid \(owner)") && message.contains("chown root")
+        }
     }
 
     @Test func emptySecretFile() throws {

@@ -9,6 +9,16 @@ struct CommandsTests {
         try DaemonProcess.run(arguments + ["--config", harness.fixture.directory.file("defender-alertd.toml")])
     }
 
+    @Test func aDryRunOnADamagedStateDatabaseSaysSo() throws {
+        let harness = try PipelineHarness()
+        harness.configure()
+        harness.fixture.directory.write("state/state.sqlite", String(repeating: "not a database ", count: 100), mode: 0o600)
+        let dry = try run(harness, ["poll-once", "--dry-run"])
+        #expect(dry.status != 0)
+        #expect(dry.stderr.contains("state.sqlite") && dry.stderr.contains("damaged") || dry.stderr.contains("cannot open the state database"), "\(dry.stderr)")
+        #expect(dry.stdout.isEmpty)
+    }
+
     @Test func pollOnceDryRunStateShowAndReset() throws {
         let harness = try PipelineHarness()
         harness.configure()
@@ -20,6 +30,7 @@ struct CommandsTests {
         #expect(dry.stdout.split(separator: "\n").count == 4)
         #expect(dry.stdout.contains("\"already_forwarded\":false"))
         #expect(harness.delivered().isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: harness.fixture.directory.file("state")), "the dry run created the state directory")
         #expect(try run(harness, ["state", "show"]).stdout.contains("watermark none"))
 
         // One real cycle: polled and delivered.

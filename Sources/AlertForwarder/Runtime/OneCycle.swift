@@ -41,7 +41,18 @@ public enum OneCycle {
 /// no state is changed (dedup keys are only read).
 public enum DryRun {
     public static func run(configuration: Configuration, transport: any HTTPTransport, logger: Logger) async -> Bool {
-        let store = try? StateStore(directory: configuration.service.stateDirectory)
+        // Nothing is created: without a state database every alert would be new. A database
+        // that exists but cannot be opened is an error, never quietly passed over.
+        let directory = configuration.service.stateDirectory
+        var store: StateStore?
+        if FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("state.sqlite")) {
+            do {
+                store = try StateStore(directory: directory)
+            } catch {
+                logger.error("\(error)")
+                return false
+            }
+        }
         var succeeded = true
         for tenant in configuration.tenants {
             do {
