@@ -204,10 +204,29 @@ struct AlertsClientTests {
             #expect(counters.tokensIssued == 2)
             #expect(counters.count("alerts", status: 401) == 1)
 
-            // A token the API keeps refusing: one renewal, then the error.
+            // A token the API keeps refusing with 401: one renewal, then the 401 is the error,
+            // with its fix (issue 11, hole 9: this used to exercise a 403 instead).
+            try await harness.simulator.addFault(Fault(target: .alerts, kind: .status, status: 401, count: 2))
+            let before = await harness.simulator.counterSnapshot
+            await #expect {
+                try await client.probe()
+            } throws: { error in
+                guard case .api(401, _, _, _)? = error as? DefenderAPIError else { return false }
+                return "\(error)".contains("the token was refused")
+            }
+            let after = await harness.simulator.counterSnapshot
+            #expect(after.tokensIssued == before.tokensIssued + 1, "exactly one renewal")
+            #expect(after.count("alerts", status: 401) == before.count("alerts", status: 401) + 2)
+
+            // A token without the permission: 403, no renewal.
             try await harness.simulator.register(RegisteredApp(tenantID: APIHarness.tenant, clientID: APIHarness.client, secrets: [APIHarness.canary], roles: []))
             harness.clock.advance(by: .seconds(3600))
-            await #expect(throws: DefenderAPIError.self) { try await client.probe() }
+            await #expect {
+                try await client.probe()
+            } throws: { error in
+                guard case .api(403, _, _, _)? = error as? DefenderAPIError else { return false }
+                return true
+            }
         }
     }
 
