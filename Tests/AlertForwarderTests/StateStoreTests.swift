@@ -94,11 +94,26 @@ struct StateStoreTests {
 
     @Test func oldDedupKeysArePruned() throws {
         let store = try StateStore(directory: directory.file("state"))
-        let old = Date(timeIntervalSinceNow: -200 * 86_400)
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: [], now: old)
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("b", "2025-03-14T10:00:00Z")], forward: .new, sinks: [])
-        #expect(try store.pruneDedupKeys() == 1)
+        let now = Date()
+        let old = now.addingTimeInterval(-200 * 86_400)
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", Timestamp(old).description)], forward: .new, sinks: [], now: old)
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("b", Timestamp(now).description)], forward: .new, sinks: [], now: now)
+        #expect(try store.pruneDedupKeys(now: now) == 1)
         #expect(try store.tenants().first?.dedupKeys == 1)
+    }
+
+    /// A local clock 200 days ahead at one start pruned every key, and the next poll delivered
+    /// the alerts of the overlap again (issue 11, hole 19). Age counts from the newest alert.
+    @Test func aClockFarAheadDoesNotPruneKeysStillNeeded() throws {
+        let store = try StateStore(directory: directory.file("state"))
+        let now = Date()
+        let tenDaysAgo = now.addingTimeInterval(-10 * 86_400)
+        let a = try makeAlert("a", Timestamp(tenDaysAgo).description)
+        _ = try store.admit(tenant: "t", alerts: [a], forward: .new, sinks: ["x"], now: tenDaysAgo)
+        _ = try store.admit(tenant: "t", alerts: [try makeAlert("b", Timestamp(now).description)], forward: .new, sinks: ["x"], now: now)
+        #expect(try store.pruneDedupKeys(now: now.addingTimeInterval(200 * 86_400)) == 0)
+        #expect(try store.tenants().first?.dedupKeys == 2)
+        #expect(try store.admit(tenant: "t", alerts: [a], forward: .new, sinks: ["x"]).newAlerts == 0)
     }
 
     @Test func aCorruptDatabaseStopsWithAClearMessage() throws {

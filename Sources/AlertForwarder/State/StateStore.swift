@@ -308,12 +308,24 @@ public final class StateStore: Sendable {
 
     /// Deletes dedup keys older than ``dedupRetention``; returns how many. A scan of the whole
     /// table (no index by age: see migration v3), about 70 ms per million keys.
+    ///
+    /// Age is measured per tenant from the earlier of the local clock and the tenant's
+    /// watermark (the newest alert's own `lastUpdateTime`, the server's clock): a local clock
+    /// set 200 days ahead at one start must not prune keys that are still needed, which would
+    /// make the next poll deliver those alerts again.
     @discardableResult
     public func pruneDedupKeys(now: Date = Date()) throws(StateError) -> Int {
-        let cutoff = Int64(now.timeIntervalSince1970) - Self.dedupRetention.components.seconds
+        let localNow = Int64(now.timeIntervalSince1970)
+        let retention = Self.dedupRetention.components.seconds
         return try write { db in
-            try db.execute(sql: "DELETE FROM seen WHERE recorded_at < ?", arguments: [cutoff])
-            return db.changesCount
+            var removed = 0
+            for row in try Row.fetchAll(db, sql: "SELECT tenant, watermark FROM cursor") {
+                let newestAlert = (row["watermark"] as Int64) / 10_000_000
+                try db.execute(sql: "DELETE FROM seen WHERE tenant = ? AND recorded_at < ?",
+                               arguments: [row["tenant"] as String, min(localNow, newestAlert) - retention])
+                removed += db.changesCount
+            }
+            return removed
         }
     }
 
