@@ -34,6 +34,8 @@ public struct AlertBatch: Sendable {
     /// The sub-window these alerts came from.
     public var lower: WindowBound
     public var upper: Timestamp?
+    /// The server's clock when it answered (the response's `Date` header), if it said.
+    public var serverTime: Timestamp?
 }
 
 /// Reads alerts from `GET /api/alerts`.
@@ -161,7 +163,8 @@ public struct AlertsClient: Sendable {
                 let page = try await inFlight.result(current.id)
                 let count = page.alerts.count + page.rejected.count
                 guard count >= settings.pageSize else {
-                    try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: current.low, upper: current.end))
+                    try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: current.low, upper: current.end,
+                                                 serverTime: page.serverTime))
                     if let end = current.end {
                         // Measured from the window's first alert when there are enough of them (a
                         // quiet stretch before a backlog would dilute it); the next window at most
@@ -229,7 +232,8 @@ public struct AlertsClient: Sendable {
         while true {
             let page = try await self.page(filter: "lastUpdateTime eq \(Self.literal(instant))" + extraFilters, skip: skip)
             let fresh = page.alerts.filter { seen.insert($0.id).inserted }
-            try await onBatch(AlertBatch(alerts: fresh, rejected: page.rejected, lower: .inclusive(instant), upper: instant.adding(ticks: 1)))
+            try await onBatch(AlertBatch(alerts: fresh, rejected: page.rejected, lower: .inclusive(instant), upper: instant.adding(ticks: 1),
+                                     serverTime: page.serverTime))
             if page.alerts.count + page.rejected.count < settings.pageSize { return }
             skip += settings.pageSize
         }
@@ -240,6 +244,7 @@ public struct AlertsClient: Sendable {
     struct Page {
         var alerts: [Alert]
         var rejected: [(json: String, reason: String)]
+        var serverTime: Timestamp?
     }
 
     /// `GET /api/alerts?$filter=...&$top=...&$skip=...[&$expand=evidence]` with retries of
@@ -327,7 +332,9 @@ public struct AlertsClient: Sendable {
             } catch {
                 return .failure(.malformedResponse("\(error) (\(bytes.count) bytes; truncated?)"))
             }
-            var page = Page(alerts: [], rejected: [])
+            var page = Page(alerts: [], rejected: [], serverTime: response.header("Date").flatMap(RetryAfter.httpDate).map {
+                Timestamp(Date(timeIntervalSince1970: $0))
+            })
             page.alerts.reserveCapacity(elements.count)
             for element in elements {
                 do throws(DefenderAPIError) {

@@ -9,6 +9,23 @@ struct CommandsTests {
         try DaemonProcess.run(arguments + ["--config", harness.fixture.directory.file("defender-alertd.toml")])
     }
 
+    /// One alert stamped 2030 used to move the watermark to 2030: every later poll asked for
+    /// alerts from 2029 on and never saw a new one (issue 11, hole 11).
+    @Test func anAlertFromTheFutureIsForwardedAndPollingGoesOn() throws {
+        let harness = try PipelineHarness()
+        harness.configure()
+        let untilThen = Int(ISO8601DateFormatter().date(from: "2030-01-01T00:00:00Z")!.timeIntervalSinceNow) + 60  // visible a minute ago
+        try harness.control("POST", "alerts", #"{"visibleAfterSeconds": -\#(untilThen), "alerts": [{"id": "da-future", "severity": "High", "title": "from the future", "lastUpdateTime": "2030-01-01T00:00:00Z"}]}"#)
+        let first = try run(harness, ["poll-once"])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(harness.delivered().map(\.id) == ["da-future"])
+        #expect(first.stderr.contains("stamped in the future"))
+        #expect(!(try run(harness, ["state", "show"]).stdout.contains("watermark 2030")))
+        try harness.control("POST", "alerts", #"{"count": 2}"#)
+        #expect(try run(harness, ["poll-once"]).status == 0)
+        #expect(harness.delivered().count == 3, "\(harness.delivered().map(\.id))")
+    }
+
     @Test func aDryRunOnADamagedStateDatabaseSaysSo() throws {
         let harness = try PipelineHarness()
         harness.configure()

@@ -68,7 +68,16 @@ public final class TenantPoller: Sendable {
                     logger.error("an element of the alerts response cannot be forwarded: \(reason)",
                                  metadata: ["element": "\(json.prefix(2000))"])
                 }
-                let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, forward: tenant.forward, sinks: sinks, now: wallClock())
+                // The watermark never passes the server's present (its Date header, else the
+                // local clock) by more than a small tolerance, well below the overlap.
+                let present = batch.serverTime ?? Timestamp(wallClock())
+                let notAfter = present.adding(ticks: min(Duration.seconds(60), tenant.overlap / 4).totalNanoseconds / 100)
+                for alert in batch.alerts where alert.lastUpdateTime > notAfter {
+                    logger.warning("an alert is stamped in the future (after the server's clock); it is forwarded, and the watermark stays at the present",
+                                   metadata: ["alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)", "server_time": "\(present)"])
+                }
+                let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, forward: tenant.forward, sinks: sinks, now: wallClock(),
+                                                notAfter: notAfter)
                 if admission.queuedForSinks > 0 { queued() }
                 total.newAlerts += admission.newAlerts
                 total.duplicates += admission.duplicates

@@ -244,7 +244,8 @@ public final class StateStore: Sendable {
     /// alert once to the outbox log for its sinks, and moves the watermark to the newest
     /// `lastUpdateTime` of the page (never back). A crash before the commit leaves nothing;
     /// after it, all.
-    public func admit(tenant: String, alerts: [Alert], forward: ForwardMode, sinks: [String], now: Date = Date()) throws(StateError) -> Admission {
+    public func admit(tenant: String, alerts: [Alert], forward: ForwardMode, sinks: [String], now: Date = Date(),
+                      notAfter: Timestamp? = nil) throws(StateError) -> Admission {
         guard !alerts.isEmpty else { return Admission() }
         let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
@@ -273,7 +274,11 @@ public final class StateStore: Sendable {
                 admission.newAlerts += 1
             }
             try self.queue(queued, in: db, undo: &undo)
-            if let newest = alerts.map(\.lastUpdateTime).max() {
+            // An alert stamped after `notAfter` (the server's present) is forwarded, but never
+            // moves the watermark there: every later poll would start in the future and fetch
+            // nothing new again.
+            let present = alerts.map(\.lastUpdateTime).filter { notAfter == nil || $0 <= notAfter! }
+            if let newest = present.max() {
                 try db.execute(sql: """
                     INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (?, ?, ?, ?)
                     ON CONFLICT (tenant) DO UPDATE SET
