@@ -132,4 +132,30 @@ struct TokenProviderTests {
         }
         #expect(!harness.records.fullText.contains("PRIVATE KEY"))
     }
+
+    /// A clock two hours off makes Entra ID refuse the assertion as outside its valid time
+    /// range (AADSTS700024); the fix names the clock, not the certificate (issue 11, hole 2).
+    @Test func aClockHoursOffIsNamedAsTheProblem() async throws {
+        let pair = try TestCertificate()
+        let harness = try APIHarness { configuration in
+            configuration.apps = [RegisteredApp(tenantID: APIHarness.tenant, clientID: APIHarness.client,
+                                                certificates: [try RegisteredCertificate(pem: pair.pem)])]
+        }
+        let credential = try CertificateCredential(certificatePEM: pair.pem, privateKeyPEM: Secret(pair.keyPEM), algorithm: .ps256,
+                                                   now: APIHarness.start.date)
+        try await harness.live { base, transport in
+            let serverClock = harness.simulatorClock
+            let skewed = TokenProvider(
+                configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .certificate(credential),
+                                     endpoints: harness.endpoints(base), version: .v2),
+                transport: transport, clock: harness.clock.clock, wallClock: { serverClock.now().date.addingTimeInterval(-7200) },
+                random: { 0.5 }, logger: harness.records.logger(label: "token"))
+            await #expect {
+                try await skewed.token()
+            } throws: { error in
+                let text = "\(error)"
+                return text.contains("700024") && text.contains("clock") && !text.contains("upload the certificate")
+            }
+        }
+    }
 }

@@ -56,9 +56,9 @@ struct ClientAssertionTests {
     @Test func badAssertionsAreRejected() async throws {
         let other = try _RSA.Signing.PrivateKey(keySize: .bits2048)
         let cases: [(String, String, Int)] = [
-            ("wrong audience", try certificate.assertion(.ps256, audience: "https://login.microsoftonline.com/\(SimulatorHarness.tenant)/oauth2/v2.0/token", clientID: SimulatorHarness.client, issuedAt: now), 700024),
-            ("expired", try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now - 3600), 700027),
-            ("not yet valid", try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now + 3600), 700027),
+            ("wrong audience", try certificate.assertion(.ps256, audience: "https://login.microsoftonline.com/\(SimulatorHarness.tenant)/oauth2/v2.0/token", clientID: SimulatorHarness.client, issuedAt: now), 700023),
+            ("expired", try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now - 3600), 700024),
+            ("not yet valid", try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now + 3600), 700024),
             ("signed by another key", try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, signer: other), 700027),
             ("issuer is not the client", try certificate.assertion(.rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, claims: [("iss", .string("someone-else"))]), 700021),
             ("no jti", try certificate.assertion(.rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, claims: [("jti", .null)]), 50027),

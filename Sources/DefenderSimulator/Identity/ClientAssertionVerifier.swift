@@ -8,7 +8,8 @@ import _CryptoExtras
 /// `x5t#S256` naming a registered certificate, a valid signature, `aud` = the token endpoint,
 /// `iss` = `sub` = the client id, `exp`/`nbf` in force, and a `jti` never seen before.
 struct ClientAssertionVerifier {
-    /// Why an assertion was refused (shown after AADSTS700027 / 700024 / 7000274).
+    /// Why an assertion was refused: AADSTS700027 (signature), 700023 (audience), 700024 (time
+    /// range), 7000274 (replay); codes and texts as Microsoft documents them (Tests/Fixtures/README.md).
     struct Rejection: Error {
         var code: Int
         var message: String
@@ -57,7 +58,7 @@ struct ClientAssertionVerifier {
 
         // Claims.
         guard let audience = payload["aud"]?.stringValue, acceptedAudiences.contains(audience) else {
-            throw Rejection(code: 700024, message: "Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
+            throw Rejection(code: 700023, message: "Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
         }
         guard payload["iss"]?.stringValue?.lowercased() == app.clientID, payload["sub"]?.stringValue?.lowercased() == app.clientID else {
             throw Rejection(code: 700021, message: "Client assertion application identifier doesn't match 'client_id' parameter. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
@@ -67,10 +68,10 @@ struct ClientAssertionVerifier {
             throw Rejection(code: 50027, message: "JWT token is invalid or malformed: no integer 'exp' claim.")
         }
         guard exp + Self.skew > seconds else {
-            throw Rejection(code: 700027, message: "Client assertion is not within its valid time range. Current time: \(now), expiry time of assertion \(exp).")
+            throw Rejection(code: 700024, message: "Client assertion is not within its valid time range. Current time: \(now), expiry time of assertion \(exp).")
         }
         if let nbf = Self.integer(payload["nbf"]), nbf - Self.skew > seconds {
-            throw Rejection(code: 700027, message: "Client assertion is not within its valid time range. Current time: \(now), assertion valid from \(nbf).")
+            throw Rejection(code: 700024, message: "Client assertion is not within its valid time range. Current time: \(now), assertion valid from \(nbf).")
         }
         guard let jti = payload["jti"]?.stringValue, !jti.isEmpty else {
             throw Rejection(code: 50027, message: "JWT token is invalid or malformed: no 'jti' claim.")
