@@ -43,6 +43,24 @@ struct DaemonReloadTests {
         await daemon.shutdown()
     }
 
+    /// state_directory, ca_file and proxy_url are built in at start: a reload that changes one
+    /// is refused by name instead of being silently half-applied (issue 11, hole 8).
+    @Test(arguments: ["state_directory = \"elsewhere\"", "proxy_url = \"http://proxy.example:3128\""])
+    func aChangeThatNeedsARestartIsRefusedByName(line: String) async throws {
+        let (daemon, level) = try makeDaemon()
+        let before = daemon.configuration
+        notifier.reset()
+        fixture.directory.write("defender-alertd.toml", "[service]\nlog_level = \"debug\"\n\(line)\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink,
+                                mode: 0o644)
+        await daemon.reload()
+        #expect(daemon.configuration == before)
+        #expect(level.level == .info, "nothing of the refused file was applied")
+        #expect(notifier.sent.last == .ready)
+        let key = String(line.prefix { $0 != " " })
+        #expect(records.at(.error).contains { $0.message.contains("\(key) changed, which only a restart applies") })
+        await daemon.shutdown()
+    }
+
     @Test func invalidChangeKeepsTheRunningConfiguration() async throws {
         let (daemon, level) = try makeDaemon()
         let before = daemon.configuration

@@ -97,6 +97,21 @@ public final class Daemon: Sendable {
         logger.notice("reloading configuration", metadata: ["config": "\(path)"])
         do {
             let new = try loader.load(path: path)
+            // These are built into the running daemon at start (the state store, the HTTP
+            // client): a change takes effect only at a restart, and is never silently ignored.
+            let running = configuration.service
+            let needsRestart = [
+                ("state_directory", running.stateDirectory != new.service.stateDirectory),
+                ("ca_file", running.caFile != new.service.caFile),
+                ("proxy_url", running.proxyURL != new.service.proxyURL),
+            ].filter(\.1).map(\.0)
+            guard needsRestart.isEmpty else {
+                logger.error("new configuration rejected: \(needsRestart.joined(separator: ", ")) changed, which only a restart applies (systemctl restart defender-alertd); the running configuration stays in force",
+                             metadata: ["config": "\(path)"])
+                await pipeline.reopenSinks()
+                notifier.send(.ready)
+                return
+            }
             current.withLock { $0 = new }
             apply(new)
             pipeline.apply(new)
