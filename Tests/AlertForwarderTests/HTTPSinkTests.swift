@@ -2,6 +2,7 @@
 import DefenderAPI
 import Foundation
 import OrderedJSON
+import Synchronization
 import Testing
 import TestSupport
 
@@ -181,6 +182,20 @@ struct HTTPSinkTests {
         await sink.shutdown()
     }
 
+    @Test func aReceiverThatEchoesTheTokenDoesNotGetItIntoTheReasons() async throws {
+        let siem = FakeSIEM()
+        let echoing = #"{"text":"Invalid data format","code":6,"invalid-event-number":0,"request":"Authorization: Splunk \#(siem.token)"}"#
+        siem.fail(next: [FakeSIEM.Fault(status: 400, body: echoing), FakeSIEM.Fault(status: 503, body: "busy \(siem.token)")])
+        try await siem.serve { base throws in
+            let sink = Self.sink(base, "/services/collector/event", .splunkHEC, token: siem.token)
+            let rejected = try await sink.send([Self.record(1)])
+            #expect(rejected.count == 1 && rejected[0].reason.contains("Authorization: Splunk <redacted>"), "\(rejected)")
+            #expect(!rejected[0].reason.contains(siem.token))
+            await #expect { _ = try await sink.send([Self.record(2)]) } throws: { !"\($0)".contains(siem.token) && "\($0)".contains("busy <redacted>") }
+            await sink.shutdown()
+        }
+    }
+
     @Test func aWrongTokenOrURLNeedsAPersonAndNeverShowsTheToken() async throws {
         let token = "CANARY-wrong-token-77aa"
         let denied = try await failure(token: token)
@@ -204,4 +219,3 @@ struct HTTPSinkTests {
     }
 }
 
-import Synchronization

@@ -75,7 +75,11 @@ public final class HTTPSink: AlertSink {
         } catch {
             throw SinkError("POST \(settings.url) failed: \(error)")
         }
-        return try Self.outcome(of: response, for: records, format: settings.format, url: settings.url)
+        // A receiver (or a proxy) that echoes the request would put the token into the reasons
+        // logged and kept with dead letters: it is masked before the answer is read.
+        var answer = response
+        answer.body = Self.redacting(settings.token, in: response.body)
+        return try Self.outcome(of: answer, for: records, format: settings.format, url: settings.url)
     }
 
     /// Reads a response the way each receiver documents its answers.
@@ -151,6 +155,19 @@ public final class HTTPSink: AlertSink {
     static func integer(_ value: JSONValue) -> Int? {
         guard case .number(let text) = value else { return nil }
         return Int(text)
+    }
+
+    /// `body` with every occurrence of the secret replaced by `<redacted>`.
+    static func redacting(_ secret: Secret?, in body: Data) -> Data {
+        guard let secret, !secret.isEmpty else { return body }
+        let needle = secret.withValue { Data($0.utf8) }
+        var masked = body
+        var start = masked.startIndex
+        while let range = masked.range(of: needle, in: start..<masked.endIndex) {
+            masked.replaceSubrange(range, with: Data("<redacted>".utf8))
+            start = range.lowerBound + "<redacted>".utf8.count
+        }
+        return masked
     }
 
     /// The start of a response body, printable, for messages.
