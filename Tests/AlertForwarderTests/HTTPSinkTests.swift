@@ -171,7 +171,7 @@ struct HTTPSinkTests {
     }
 
     @Test func aReceiverThatIsDownIsRetried() async throws {
-        let port = try RsyslogReceiver.freePort()
+        let port = try LoopbackPort.free()
         let sink = Self.sink("http://127.0.0.1:\(port)", "/services/collector/event", .splunkHEC, token: "t", timeout: .seconds(5))
         await #expect {
             _ = try await sink.send([Self.record(1)])

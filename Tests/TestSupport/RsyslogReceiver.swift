@@ -35,7 +35,7 @@ public final class RsyslogReceiver: @unchecked Sendable {
                 authority: TestCertificateAuthority? = nil, requireClientCertificate: Bool = false) throws {
         self.authority = try authority ?? TestCertificateAuthority()
         var ports: [Input: Int] = [:]
-        for input in Input.allCases { ports[input] = try Self.freePort(udp: input == .udp) }
+        for input in Input.allCases { ports[input] = try LoopbackPort.free(udp: input == .udp) }
         self.ports = ports
         let server = try serverCertificate ?? self.authority.serverCertificate()
         let ca = directory.write("ca.pem", self.authority.pem)
@@ -120,7 +120,7 @@ public final class RsyslogReceiver: @unchecked Sendable {
     }
 
     private var listening: Bool {
-        [Input.tcp, .tls, .relp].allSatisfy { Self.accepts(port: ports[$0]!) }
+        [Input.tcp, .tls, .relp].allSatisfy { LoopbackPort.accepts(ports[$0]!) }
     }
 
     private func checkListening() throws {
@@ -212,30 +212,6 @@ public final class RsyslogReceiver: @unchecked Sendable {
     public func received(_ input: Input) -> [String] {
         let text = (try? String(contentsOfFile: file(input), encoding: .utf8)) ?? ""
         return text.split(separator: "\n").map(String.init)
-    }
-
-    static func accepts(port: Int) -> Bool {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
-                                  sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-    }
-
-    /// A port nothing listens on now (the kernel's pick, released at once).
-    public static func freePort(udp: Bool = false) throws -> Int {
-        let descriptor = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")),
-                                  sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
-        }
-        guard bound else { throw ReceiverError("no free port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     public struct ReceiverError: Error, CustomStringConvertible {

@@ -9,7 +9,7 @@ public final class TinyProxy: @unchecked Sendable {
 
     /// Starts tinyproxy; waits (bounded) until it accepts connections.
     public init() throws {
-        port = try Self.freePort()
+        port = try LoopbackPort.free()
         chmod(directory.path, 0o777)  // tinyproxy drops to nobody and writes its log here
         let log = directory.file("tinyproxy.log")
         let config = directory.write("tinyproxy.conf", """
@@ -29,7 +29,7 @@ public final class TinyProxy: @unchecked Sendable {
         process.standardError = FileHandle.nullDevice
         try process.run()
         let deadline = ContinuousClock.now + .seconds(20)
-        while !Self.accepts(port: port) {
+        while !LoopbackPort.accepts(port) {
             guard ContinuousClock.now < deadline, process.isRunning else {
                 throw TinyProxyError(description: "tinyproxy did not start (is it installed? make deps installs it)")
             }
@@ -49,33 +49,4 @@ public final class TinyProxy: @unchecked Sendable {
     }
 
     public struct TinyProxyError: Error, CustomStringConvertible { public var description: String }
-
-    static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
-            }
-        }
-        guard bound else { throw TinyProxyError(description: "no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    static func accepts(port: Int) -> Bool {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-    }
 }

@@ -386,26 +386,20 @@ private struct Validator {
         let url = reader.string(Keys.url).flatMap { validURL($0, key: Keys.url, reader: reader, base: false) }
         let format: HTTPBodyFormat? = reader.choice(Keys.httpFormat)
         let authorization: HTTPAuthorization? = reader.has(Keys.auth) ? reader.choice(Keys.auth) : nil
-        let authValid = !reader.has(Keys.auth) || authorization != nil
         var token: Secret?
-        var tokenValid = true
         switch (reader.string(Keys.tokenFile), reader.string(Keys.tokenCredential)) {
         case (nil, nil):
             if reader.has(Keys.auth) {
                 reader.fail(Keys.auth, "needs token_file or token_credential")
             } else if format == .splunkHEC {
                 reader.fail(Keys.tokenFile, "splunk-hec needs token_file or token_credential: HEC refuses every request without a token")
-                tokenValid = false
             }
         case (_?, _?):
             reader.fail(Keys.tokenCredential, "set only one of token_file and token_credential")
-            tokenValid = false
         case (let file?, nil):
             token = readSecret(.file(resolve(file)), key: Keys.tokenFile, reader: reader)
-            tokenValid = token != nil
         case (nil, let name?):
             token = credentialLocation(name, key: Keys.tokenCredential, reader: reader).flatMap { readSecret($0, key: Keys.tokenCredential, reader: reader) }
-            tokenValid = token != nil
         }
         let headers = reader.stringTable(Keys.headers) ?? [:]
         let reserved = ["authorization", "content-type", "content-encoding", "host", "content-length", "transfer-encoding"]
@@ -432,9 +426,9 @@ private struct Validator {
         }
         let caFile = reader.string(Keys.caFile).map(resolve)
         if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail(Keys.caFile, problem) }
-        guard let url, let format, authValid, tokenValid, let batchMaxAlerts, let batchMaxBytes, let flushInterval, let timeout, let gzip,
-              let sourcetype, caFile.map({ DefenderHTTPClient.checkCAFile($0) == nil }) ?? true,
-              !headers.keys.contains(where: { reserved.contains($0.lowercased()) }) else { return nil }
+        // Every problem above is already in the report, which refuses the file: only the
+        // values are needed here.
+        guard let url, let format, let batchMaxAlerts, let batchMaxBytes, let flushInterval, let timeout, let gzip, let sourcetype else { return nil }
         return HTTPSinkSettings(url: url, format: format, authorization: authorization, token: token, headers: headers,
                                 batchMaxAlerts: batchMaxAlerts, batchMaxBytes: Int(batchMaxBytes), flushInterval: flushInterval, timeout: timeout,
                                 gzip: gzip, index: index, sourcetype: sourcetype, source: source, host: host, caFile: caFile)

@@ -105,17 +105,15 @@ public final class Daemon: Sendable {
                 ("ca_file", running.caFile != new.service.caFile),
                 ("proxy_url", running.proxyURL != new.service.proxyURL),
             ].filter(\.1).map(\.0)
-            guard needsRestart.isEmpty else {
+            if needsRestart.isEmpty {
+                current.withLock { $0 = new }
+                apply(new)
+                pipeline.apply(new)
+                logger.notice("configuration reloaded", metadata: ["config": "\(path)"])
+            } else {
                 logger.error("new configuration rejected: \(needsRestart.joined(separator: ", ")) changed, which only a restart applies (systemctl restart defender-alertd); the running configuration stays in force",
                              metadata: ["config": "\(path)"])
-                await pipeline.reopenSinks()
-                notifier.send(.ready)
-                return
             }
-            current.withLock { $0 = new }
-            apply(new)
-            pipeline.apply(new)
-            logger.notice("configuration reloaded", metadata: ["config": "\(path)"])
         } catch {
             for problem in error.errors {
                 logger.error("\(problem)", metadata: ["config": "\(path)"])

@@ -23,7 +23,7 @@ public enum OneCycle {
         }
         for sink in configuration.sinks {
             let alertSink = Pipeline.makeSink(sink, in: configuration)
-            let worker = SinkWorker(name: sink.name, sink: alertSink, store: store, logger: logger)
+            let worker = SinkWorker(name: sink.name, sink: alertSink, store: store, batchSize: alertSink.batchSize, logger: logger)
             do {
                 let delivered = try await worker.drain()
                 logger.info("delivered", metadata: ["sink": "\(sink.name)", "alerts": "\(delivered)"])

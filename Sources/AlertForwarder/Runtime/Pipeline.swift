@@ -139,9 +139,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         case .file(let path, let format, let maxSize, let maxFiles):
             return FileSink(path: path, layout: RecordLine(format: format, showsTenant: showsTenant), maxSize: maxSize, maxFiles: maxFiles)
         case .syslog(let settings): return SyslogSink(settings: settings)
-        case .http(let settings):
-            let proxy = ProxySettings.resolve(proxyURL: configuration.service.proxyURL, environment: ProcessInfo.processInfo.environment)
-            return HTTPSink(settings: settings, proxy: proxy)
+        case .http(let settings): return HTTPSink(settings: settings, proxy: configuration.service.httpSettings().proxy)
         }
     }
 
@@ -149,9 +147,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         let sink = Self.makeSink(configuration, in: whole)
         sinks.withLock { $0[configuration.name] = sink }
         let reporter = health.register("sink:\(configuration.name)", allowance: .seconds(60))
-        var (batchSize, linger) = (500, Duration.zero)
-        if case .http(let settings) = configuration.kind { (batchSize, linger) = (max(500, settings.batchMaxAlerts), settings.flushInterval) }
-        return SinkWorker(name: configuration.name, sink: sink, store: store, batchSize: batchSize, linger: linger, clock: clock,
+        return SinkWorker(name: configuration.name, sink: sink, store: store, batchSize: sink.batchSize, linger: sink.linger, clock: clock,
                           progress: { reporter.progress() }, status: status, signal: signal, logger: logger)
     }
 

@@ -49,11 +49,17 @@ public protocol AlertSink: Sendable {
     func reopen() async
     /// Closes connections at shutdown. No-op for most sinks.
     func shutdown() async
+    /// Records handed to one `send` at most (500 unless the sink asks for more).
+    var batchSize: Int { get }
+    /// How long the worker waits, once woken, for more records to fill a batch (`.zero`: none).
+    var linger: Duration { get }
 }
 
 extension AlertSink {
     public func reopen() async {}
     public func shutdown() async {}
+    public var batchSize: Int { 500 }
+    public var linger: Duration { .zero }
 }
 
 /// How `stdout` and `file` sinks write one record: a record format, and whether a summary

@@ -6,14 +6,22 @@ import Timekeeping
 /// in line-based formats a line break between JSON tokens becomes a space (a line break
 /// inside a JSON string is always escaped, so nothing else can be one).
 enum HTTPRequestBody {
+    /// Each record's part of a body (see `entry`), encoded once per `send` and used both to
+    /// size the requests and to build them, also when a request is split again.
+    typealias Entries = [Int64: [UInt8]]
+
+    static func entries(for records: [OutboxRecord], settings: HTTPSinkSettings) -> Entries {
+        Dictionary(records.map { ($0.id, entry(for: $0, settings: settings)) }, uniquingKeysWith: { first, _ in first })
+    }
+
     /// The records split into requests of at most `batchMaxAlerts` alerts and (unless one
     /// alert alone is larger) `batchMaxBytes` bytes of body.
-    static func requests(for records: [OutboxRecord], settings: HTTPSinkSettings) -> [[OutboxRecord]] {
+    static func requests(for records: [OutboxRecord], entries: Entries, settings: HTTPSinkSettings) -> [[OutboxRecord]] {
         var requests: [[OutboxRecord]] = []
         var current: [OutboxRecord] = []
         var size = 2
         for record in records {
-            let added = entry(for: record, settings: settings).count + 1
+            let added = (entries[record.id]?.count ?? 0) + 1
             if !current.isEmpty, current.count >= settings.batchMaxAlerts || size + added > settings.batchMaxBytes {
                 requests.append(current)
                 current = []
@@ -27,22 +35,22 @@ enum HTTPRequestBody {
     }
 
     /// The body for `records`.
-    static func encode(_ records: [OutboxRecord], settings: HTTPSinkSettings) -> [UInt8] {
+    static func encode(_ records: [OutboxRecord], entries: Entries, format: HTTPBodyFormat) -> [UInt8] {
         var body: [UInt8] = []
-        body.reserveCapacity(records.reduce(0) { $0 + $1.payloadBytes.count + 200 })
-        switch settings.format {
+        body.reserveCapacity(records.reduce(2) { $0 + (entries[$1.id]?.count ?? 0) + 1 })
+        switch format {
         case .json:
-            body += records.first?.payloadBytes ?? []
+            body += records.first.flatMap { entries[$0.id] } ?? []
         case .jsonArray:
             body.append(UInt8(ascii: "["))
             for (index, record) in records.enumerated() {
                 if index > 0 { body.append(UInt8(ascii: ",")) }
-                body += record.payloadBytes
+                body += entries[record.id] ?? []
             }
             body.append(UInt8(ascii: "]"))
         case .ndjson, .splunkHEC, .elasticsearchBulk:
             for record in records {
-                body += entry(for: record, settings: settings)
+                body += entries[record.id] ?? []
                 body.append(UInt8(ascii: "\n"))
             }
         }

@@ -40,13 +40,19 @@ public final class HTTPSink: AlertSink {
         await client?.shutdown()
     }
 
+    /// `batch_max_alerts` per request; the worker hands over at least 500, split into requests here.
+    public var batchSize: Int { max(500, settings.batchMaxAlerts) }
+    /// `flush_interval`.
+    public var linger: Duration { settings.flushInterval }
+
     public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
         let transport = try transport.get()
         var rejected: [SinkRejection] = []
-        var pending = HTTPRequestBody.requests(for: records, settings: settings)
+        let entries = HTTPRequestBody.entries(for: records, settings: settings)
+        var pending = HTTPRequestBody.requests(for: records, entries: entries, settings: settings)
         while !pending.isEmpty {
             let chunk = pending.removeFirst()
-            let outcome = try await post(chunk, with: transport)
+            let outcome = try await post(chunk, body: HTTPRequestBody.encode(chunk, entries: entries, format: settings.format), with: transport)
             rejected += outcome.rejected
             pending.insert(contentsOf: outcome.again, at: 0)
         }
@@ -60,8 +66,8 @@ public final class HTTPSink: AlertSink {
         var again: [[OutboxRecord]] = []
     }
 
-    private func post(_ records: [OutboxRecord], with transport: any HTTPTransport) async throws(SinkError) -> Outcome {
-        var body = HTTPRequestBody.encode(records, settings: settings)
+    private func post(_ records: [OutboxRecord], body: [UInt8], with transport: any HTTPTransport) async throws(SinkError) -> Outcome {
+        var body = body
         var headers = [("Content-Type", settings.format.contentType)] + settings.headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         if settings.gzip {
             body = ContentEncoding.gzip(body)
