@@ -52,6 +52,18 @@ for _ in $(seq 1 100); do
 done
 [ -n "$leader" ] || fail "the container did not boot"
 inside() { nsenter -t "$leader" -a "$@"; }
+# Runs a counting command inside the container until it reports at least $1 (30 s at most);
+# prints the last count.
+count_until() {
+    local want=$1 count=0; shift
+    for _ in $(seq 1 150); do
+        count=$(inside sh -c "$1" 2>/dev/null | tail -n 1)
+        count=${count:-0}
+        [ "$count" -ge "$want" ] && break
+        sleep 0.2
+    done
+    echo "${count:-0}"
+}
 # A run that was cut short may have left the package behind.
 inside dpkg -P defender-alertd >/dev/null 2>&1 || true
 
@@ -123,30 +135,18 @@ address = "relp://127.0.0.1:$relp_port"
 TOML
 
 inside systemctl start defender-alertd || fail "systemctl start"
-for _ in $(seq 1 150); do
-    lines=$(inside sh -c 'wc -l < /var/log/defender-alertd/alerts.jsonl' 2>/dev/null || echo 0)
-    [ "$lines" -ge 5000 ] && break
-    sleep 0.2
-done
-[ "${lines:-0}" -ge 5000 ] || fail "expected 5000 alerts in /var/log/defender-alertd/alerts.jsonl, found ${lines:-0}"
+lines=$(count_until 5000 'wc -l < /var/log/defender-alertd/alerts.jsonl')
+[ "$lines" -ge 5000 ] || fail "expected 5000 alerts in /var/log/defender-alertd/alerts.jsonl, found $lines"
 for _ in $(seq 1 50); do
     status=$(inside systemctl show -p StatusText --value defender-alertd)
     echo "$status" | grep -q "contoso: ok" && break
     sleep 0.2
 done
 echo "$status" | grep -q "contoso: ok" || fail "STATUS= is \"$status\""
-for _ in $(seq 1 150); do
-    siem=$(inside sh -c 'grep -c "alertId=" /var/log/defender-siem.log' 2>/dev/null || echo 0)
-    [ "$siem" -ge 5000 ] && break
-    sleep 0.2
-done
-[ "${siem:-0}" -ge 5000 ] || fail "expected 5000 alerts at the container's rsyslog over RELP, found ${siem:-0}"
+siem=$(count_until 5000 'grep -c "alertId=" /var/log/defender-siem.log')
+[ "$siem" -ge 5000 ] || fail "expected 5000 alerts at the container's rsyslog over RELP, found $siem"
 invocation=$(inside systemctl show -p InvocationID --value defender-alertd)
-for _ in $(seq 1 150); do
-    journal=$(inside journalctl --no-pager -o json _SYSTEMD_INVOCATION_ID="$invocation" MESSAGE_ID=b5d1e2c74a0f4e6c9d3a8f1b27c6e950 | wc -l)
-    [ "$journal" -ge 5000 ] && break
-    sleep 0.2
-done
+journal=$(count_until 5000 "journalctl --no-pager -o json _SYSTEMD_INVOCATION_ID=$invocation MESSAGE_ID=b5d1e2c74a0f4e6c9d3a8f1b27c6e950 | wc -l")
 [ "$journal" -eq 5000 ] || fail "expected all 5000 alert entries in the journal under $rate_limit, found $journal"
 inside systemctl reload defender-alertd || fail "systemctl reload"
 [ "$(inside systemctl is-active defender-alertd)" = active ] || fail "not active after reload"
