@@ -4,21 +4,28 @@ import Foundation
 import Testing
 import TestSupport
 
+extension ConfigFixture {
+    /// The tenant and one `[[sink]]` of `type` named `name` with `keys`.
+    static func sink(_ type: String, named name: String, _ keys: String) -> String {
+        tenant + "\n[[sink]]\nname = \"\(name)\"\ntype = \"\(type)\"\n" + keys
+    }
+
+    /// The settings of that sink, taken out of its kind by `extract`.
+    func sinkSettings<Settings>(_ type: String, _ keys: String, environment: [String: String] = [:],
+                                _ extract: (SinkConfiguration.Kind) -> Settings?) throws -> Settings {
+        let configuration = try load(Self.sink(type, named: "s", keys), environment: environment)
+        return try #require(extract(configuration.sinks[0].kind), "not a \(type) sink")
+    }
+}
+
 @Suite("Configuration: syslog sinks")
 struct SyslogConfigurationTests {
     let fixture = ConfigFixture()
 
-    func sink(_ keys: String) -> String {
-        ConfigFixture.tenant + "\n[[sink]]\nname = \"siem\"\ntype = \"syslog\"\n" + keys
-    }
+    func sink(_ keys: String) -> String { ConfigFixture.sink("syslog", named: "siem", keys) }
 
     func settings(_ keys: String, environment: [String: String] = [:]) throws -> SyslogSettings {
-        let configuration = try fixture.load(sink(keys), environment: environment)
-        guard case .syslog(let settings) = configuration.sinks[0].kind else {
-            Issue.record("not a syslog sink")
-            throw CancellationError()
-        }
-        return settings
+        try fixture.sinkSettings("syslog", keys, environment: environment) { if case .syslog(let settings) = $0 { settings } else { nil } }
     }
 
     @Test func defaults() throws {
@@ -115,17 +122,10 @@ struct SyslogConfigurationTests {
 struct HTTPConfigurationTests {
     let fixture = ConfigFixture()
 
-    func sink(_ keys: String) -> String {
-        ConfigFixture.tenant + "\n[[sink]]\nname = \"splunk\"\ntype = \"http\"\n" + keys
-    }
+    func sink(_ keys: String) -> String { ConfigFixture.sink("http", named: "splunk", keys) }
 
     func settings(_ keys: String, environment: [String: String] = [:]) throws -> HTTPSinkSettings {
-        let configuration = try fixture.load(sink(keys), environment: environment)
-        guard case .http(let settings) = configuration.sinks[0].kind else {
-            Issue.record("not an http sink")
-            throw CancellationError()
-        }
-        return settings
+        try fixture.sinkSettings("http", keys, environment: environment) { if case .http(let settings) = $0 { settings } else { nil } }
     }
 
     @Test func defaults() throws {
