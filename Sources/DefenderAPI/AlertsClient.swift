@@ -42,10 +42,9 @@ public struct AlertBatch: Sendable {
 ///
 /// Windows on `lastUpdateTime` are read with `$top = pageSize`, each sized to be expected to
 /// fit one page. A page that comes back full may hide more alerts, so the window is split at a
-/// timestamp taken from that page (server time) and each part is read again, earlier part
-/// first. A window whose full page shows a single timestamp is read as `eq` that instant with
-/// `$skip` paging (no other way exists to read more than `$top` alerts sharing one instant),
-/// then past it.
+/// timestamp taken from that page (server time), never past the middle of the window, and each
+/// part is read again, earlier part first. A window whose full page shows a single timestamp
+/// is read as `eq` that instant, told apart by `alertCreationTime`, then past it.
 /// Only windows whose page was not full are handed to the caller, one batch at a time, so
 /// memory grows with one page, not with the backlog.
 public struct AlertsClient: Sendable {
@@ -195,10 +194,18 @@ public struct AlertsClient: Sendable {
                     continue
                 }
                 // Split where the page suggests the earlier part fits: at 85 % of its alerts (right
-                // when results come in time order); halving when that part came back full too.
+                // when results come in time order); halving when that part came back full too. But
+                // never later than the middle of the window's time range: a page of the newest
+                // alerts (results newest first) suggests a split near the end, which would leave
+                // the earlier part almost as full as the whole. So either the later part holds
+                // fewer alerts by the page's alerts before the split, or both parts are half as
+                // long: progress whatever the order of results.
                 var split = times[min(times.count - 1, Int(Double(times.count) * (current.halve ? 0.5 : 0.85)))]
                 if split == first { split = times.first { $0 > first } ?? last }
-                // Each part holds fewer alerts than the whole, so this ends.
+                let start = current.low.firstTick
+                let end = current.end?.ticks ?? max(Timestamp(now()).ticks, last.ticks + 1)
+                let middle = Timestamp(ticks: start + (end - start) / 2)
+                if middle.ticks > start, middle < split { split = middle }
                 pending.append(.window(.inclusive(split), current.end, halve: false))
                 pending.append(.window(current.low, split, halve: true))
             }
@@ -225,17 +232,69 @@ public struct AlertsClient: Sendable {
         return try await probing.requestPage(query: "$top=1").alerts.count
     }
 
-    /// Every alert at exactly `instant`, paged with `$skip`.
+    /// Every alert at exactly `instant`. More than a page of them share it: they are told apart
+    /// by `alertCreationTime` (filterable, and nearly always different), split at the median of
+    /// each full page's creation times, so that each part holds fewer alerts than the whole by
+    /// half a page whatever the order of results. Only alerts that share the creation time too
+    /// are paged with `$skip`, which is safe only if the API keeps its order between requests
+    /// (it promises none): that is logged as a warning.
     private func readInstant(_ instant: Timestamp, onBatch: (AlertBatch) async throws -> Void) async throws {
-        var skip = 0
+        /// A range of `alertCreationTime`, unbounded where nil; or one creation time, paged.
+        enum Part {
+            case range(WindowBound?, Timestamp?)
+            case paged(Timestamp)
+        }
+        var pending: [Part] = [.range(nil, nil)]
         var seen: Set<String> = []
-        while true {
-            let page = try await self.page(filter: "lastUpdateTime eq \(Self.literal(instant))" + extraFilters, skip: skip)
+        let updated = "lastUpdateTime eq \(Self.literal(instant))"
+        func hand(_ page: Page) async throws {
             let fresh = page.alerts.filter { seen.insert($0.id).inserted }
             try await onBatch(AlertBatch(alerts: fresh, rejected: page.rejected, lower: .inclusive(instant), upper: instant.adding(ticks: 1),
-                                     serverTime: page.serverTime))
-            if page.alerts.count + page.rejected.count < settings.pageSize { return }
-            skip += settings.pageSize
+                                         serverTime: page.serverTime))
+        }
+        while let part = pending.popLast() {
+            switch part {
+            case .paged(let created):
+                logger.warning("more than a page of alerts share one lastUpdateTime and one alertCreationTime: reading them with $skip, which relies on the API returning them in the same order on every request", metadata: [
+                    "last_update_time": "\(instant.writtenWith(7))", "alert_creation_time": "\(created.writtenWith(7))",
+                ])
+                let filter = "\(updated) and alertCreationTime eq \(Self.literal(created))" + extraFilters
+                var skip = 0
+                while true {
+                    let page = try await self.page(filter: filter, skip: skip)
+                    try await hand(page)
+                    if page.alerts.count + page.rejected.count < settings.pageSize { break }
+                    skip += settings.pageSize
+                }
+            case .range(let low, let high):
+                var filter = updated
+                switch low {
+                case .inclusive(let time)?: filter += " and alertCreationTime ge \(Self.literal(time))"
+                case .exclusive(let time)?: filter += " and alertCreationTime gt \(Self.literal(time))"
+                case nil: break
+                }
+                if let high { filter += " and alertCreationTime lt \(Self.literal(high))" }
+                let page = try await self.page(filter: filter + extraFilters, skip: 0)
+                guard page.alerts.count + page.rejected.count >= settings.pageSize else {
+                    try await hand(page)
+                    continue
+                }
+                let created = page.alerts.compactMap(\.alertCreationTime).sorted()
+                guard created.count == page.alerts.count, let first = created.first, let last = created.last else {
+                    throw DefenderAPIError.malformedResponse("more than a page of alerts share lastUpdateTime \(instant.writtenWith(7)) and some have no valid alertCreationTime to tell them apart")
+                }
+                if first == last {
+                    // Later parts first on the stack: the earliest is read first.
+                    pending.append(.range(.exclusive(first), high))
+                    pending.append(.paged(first))
+                    if low != .inclusive(first) { pending.append(.range(low, first)) }
+                    continue
+                }
+                var split = created[created.count / 2]
+                if split == first { split = created.first { $0 > first } ?? last }
+                pending.append(.range(.inclusive(split), high))
+                pending.append(.range(low, split))
+            }
         }
     }
 

@@ -14,6 +14,8 @@ public struct SimulatorConfiguration: Sendable {
     public var rateLimitPerHour = 1500
     public var scenario = Scenario()
     public var faults: [Fault] = []
+    /// The order of results (the real API promises none).
+    public var resultOrder = ResultOrder.creation
 
     /// The tenant of the shared fixtures.
     public static let defaultTenant = SimulatedTenant(
@@ -32,6 +34,7 @@ public actor SimulatedDefender {
     private var player: ScenarioPlayer
     private var limiter: RateLimiter
     private var faults: [Fault]
+    private var resultOrder: ResultOrder
     private var random: SeededRandom
     private var generator: AlertGenerator
     private var counters = SimulatorCounters()
@@ -50,6 +53,7 @@ public actor SimulatedDefender {
         tokens = TokenEndpoint(tenants: configuration.tenants, apps: configuration.apps, tokenLifetime: configuration.tokenLifetime)
         limiter = RateLimiter(perMinute: configuration.rateLimitPerMinute, perHour: configuration.rateLimitPerHour)
         faults = configuration.faults
+        resultOrder = configuration.resultOrder
         random = SeededRandom(seed: configuration.seed)
         generator = AlertGenerator(seed: configuration.seed, tenantID: configuration.tenants.first?.id ?? "")
         player = ScenarioPlayer(scenario: configuration.scenario, start: clock.now(),
@@ -154,7 +158,7 @@ public actor SimulatedDefender {
             return SimulatorOutcome(.apiError(400, code: "ODataError", message: error.message))
         }
         player.advance(to: now, store: &store)
-        let page = store.query(query, now: now)
+        let page = store.query(query, now: now, order: resultOrder, random: &random)
         counters.alertsServed += page.count
         let body = JSONValue.object([("@odata.context", .string("\(request.baseURL)/api/$metadata#Alerts")), ("value", .array(page))])
         return SimulatorOutcome(.json(200, body, contentType: "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8",
@@ -252,6 +256,10 @@ public actor SimulatedDefender {
     public func addFault(_ fault: Fault) throws(SimulatorSetupError) {
         try fault.validate()
         faults.append(fault)
+    }
+
+    public func setResultOrder(_ order: ResultOrder) {
+        resultOrder = order
     }
 
     public func clearFaults() {

@@ -3,7 +3,7 @@ import Foundation
 import OrderedJSON
 
 /// The control API, on the same listener under `/_simulator/` (a path the real API does not
-/// use): add and update alerts, set faults and scenarios, register apps, revoke tokens, move
+/// use): add and update alerts, set faults, scenarios and the order of results, register apps, revoke tokens, move
 /// the clock, and read counters. Bodies are JSON; answers are JSON.
 extension SimulatedDefender {
     /// First path segment of the control API.
@@ -48,6 +48,12 @@ extension SimulatedDefender {
         case ("POST", ["faults"]):
             try addFault(try Self.decode(Fault.self, from: request.body))
             return .json(201, .object([("ok", .bool(true))]))
+        case ("POST", ["order"]):
+            guard let text = body["order"]?.stringValue, let order = ResultOrder(rawValue: text) else {
+                throw SimulatorSetupError("expected {\"order\": \"\(ResultOrder.allCases.map(\.rawValue).joined(separator: "|"))\"}")
+            }
+            setResultOrder(order)
+            return .json(200, .object([("ok", .bool(true))]))
         case ("DELETE", ["faults"]):
             clearFaults()
             return .json(200, .object([("ok", .bool(true))]))

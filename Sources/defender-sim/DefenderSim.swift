@@ -14,7 +14,7 @@ struct DefenderSim: AsyncParsableCommand {
             Listens on loopback only. Endpoints: POST /{tenant}/oauth2/token (v1), POST /{tenant}/oauth2/v2.0/token (v2), \
             GET /{tenant}/v2.0/.well-known/openid-configuration, GET /api/alerts and /api/v1.0/alerts, and the control API \
             under /_simulator/ (GET counters, GET|POST alerts, POST alerts/{id}, POST|DELETE faults, POST tokens/revoke, \
-            POST scenario, POST apps, POST clock/advance).
+            POST scenario, POST apps, POST clock/advance, POST order).
 
             Faults (--fault, repeatable): TARGET:KIND[:key=value,...] with TARGET token|alerts|any and KIND \
             status|rate-limit|delay|stall|truncated|invalid-json|wrong-content-type; keys: status, retryAfter, seconds, \
@@ -49,6 +49,9 @@ struct DefenderSim: AsyncParsableCommand {
     @Option(name: .customLong("late-seconds"), help: "Delay of late alerts, seconds.") var lateSeconds: Double = 0
     @Option(name: .customLong("batch-size"), help: "New alerts per arrival sharing one lastUpdateTime.") var batchSize = 1
     @Option(name: .customLong("fault"), help: "A fault to inject (see above; repeatable).") var faults: [String] = []
+    @Option(name: .customLong("result-order"),
+            help: "Order of results: \(ResultOrder.allCases.map(\.rawValue).joined(separator: "|")) (shuffled: a new order on every request; the API promises none).")
+    var resultOrder: ResultOrder = .creation
     @Flag(help: "Log every request.") var verbose = false
 
     func run() async throws {
@@ -77,6 +80,7 @@ struct DefenderSim: AsyncParsableCommand {
         scenario.batchSize = batchSize
         configuration.scenario = scenario
         configuration.faults = try faults.map(Self.parseFault)
+        configuration.resultOrder = resultOrder
 
         var logger = Logger(label: "defender-sim")
         logger.logLevel = verbose ? .debug : .warning
@@ -120,3 +124,5 @@ struct DefenderSim: AsyncParsableCommand {
         return fault
     }
 }
+
+extension ResultOrder: ExpressibleByArgument {}

@@ -2,6 +2,7 @@ import DefenderSimulator
 import Foundation
 import OrderedJSON
 import Testing
+import Timekeeping
 
 @Suite("Simulated alerts API")
 struct AlertsAPITests {
@@ -29,6 +30,26 @@ struct AlertsAPITests {
         guard case .array(let alerts)? = body["value"] else { Issue.record("no value"); return }
         #expect(alerts.count == 5)
         #expect(!outcome.response.body.contains(Data("@odata.nextLink".utf8)))
+    }
+
+    @Test func resultsComeInTheOrderAskedFor() async throws {
+        let token = try await harness.accessToken()
+        let times = { (alerts: [JSONValue]) in alerts.compactMap { $0["lastUpdateTime"]?.stringValue.flatMap(Timestamp.init(parsing:)) } }
+        let ids = { (alerts: [JSONValue]) in alerts.compactMap { $0["id"]?.stringValue } }
+        let created = try await harness.alerts(query: "", token: token)
+        #expect(created.count == 30)
+        await harness.simulator.setResultOrder(.oldestFirst)
+        #expect(try await times(harness.alerts(query: "", token: token)) == times(created).sorted())
+        await harness.simulator.setResultOrder(.newestFirst)
+        #expect(try await times(harness.alerts(query: "", token: token)) == times(created).sorted(by: >))
+        await harness.simulator.setResultOrder(.shuffled)
+        let first = try await ids(harness.alerts(query: "", token: token))
+        let second = try await ids(harness.alerts(query: "", token: token))
+        #expect(Set(first) == Set(ids(created)))
+        #expect(first != second && first != ids(created), "a new order on every request")
+        // $skip and $top apply after ordering.
+        await harness.simulator.setResultOrder(.newestFirst)
+        #expect(try await ids(harness.alerts(query: "$top=5&$skip=3", token: token)) == Array(ids(harness.alerts(query: "", token: token))[3..<8]))
     }
 
     @Test func alertsHaveEveryDocumentedFieldInOrder() async throws {

@@ -5,8 +5,9 @@ import OrderedJSON
 ///
 /// Each alert becomes queryable at `visibleFrom`, which is its `lastUpdateTime` unless the
 /// alert is "late" (Defender fills alerts in gradually: they can surface minutes after their
-/// timestamp). Results come back in creation order, not sorted by `lastUpdateTime`, so
-/// clients cannot rely on an order the API does not promise.
+/// timestamp). Results come back in creation order by default (not sorted by
+/// `lastUpdateTime`), or in the ``ResultOrder`` asked for: the API promises no order, and a
+/// client must be correct under any of them.
 struct AlertStore {
     struct StoredAlert {
         var object: JSONValue
@@ -40,7 +41,24 @@ struct AlertStore {
         positions[id].map { alerts[$0] }
     }
 
-    /// The alerts visible at `now` that match the query, after `$skip` and `$top`.
+    /// The alerts visible at `now` that match the query, in `order`, after `$skip` and `$top`.
+    func query(_ query: AlertsQuery, now: Timestamp, order: ResultOrder = .creation, random: inout SeededRandom) -> [JSONValue] {
+        guard order != .creation else { return self.query(query, now: now) }
+        var matched = alerts.filter { $0.visibleFrom <= now && (query.filter?.matches($0.object) ?? true) }
+        switch order {
+        case .creation: break
+        case .oldestFirst: matched.sort { $0.lastUpdateTime < $1.lastUpdateTime }
+        case .newestFirst: matched.sort { $0.lastUpdateTime > $1.lastUpdateTime }
+        case .shuffled: matched.shuffle(using: &random)
+        }
+        return matched.dropFirst(query.skip).prefix(query.top ?? AlertsQuery.maximumTop).map { alert in
+            var object = alert.object
+            if !query.expandEvidence { object.set("evidence", .array([])) }
+            return object
+        }
+    }
+
+    /// The alerts visible at `now` that match the query, in creation order, after `$skip` and `$top`.
     func query(_ query: AlertsQuery, now: Timestamp) -> [JSONValue] {
         var matched: [JSONValue] = []
         var skipped = 0
@@ -59,4 +77,16 @@ struct AlertStore {
         }
         return matched
     }
+}
+
+/// The order in which the simulated API returns matching alerts.
+public enum ResultOrder: String, Sendable, CaseIterable {
+    /// The order the alerts were created in (an update keeps an alert's place).
+    case creation
+    /// By `lastUpdateTime`, oldest first.
+    case oldestFirst = "oldest-first"
+    /// By `lastUpdateTime`, newest first.
+    case newestFirst = "newest-first"
+    /// A different random order on every request.
+    case shuffled
 }
