@@ -336,15 +336,18 @@ public struct AlertsClient: Sendable {
 
         var renewed = false
         while true {
-            do { try await budget.acquire() } catch { throw .transport(.timedOut("cancelled while waiting for the rate budget")) }
             let token: AccessToken
             do { token = try await tokens.token() } catch { throw .token(error) }
+            let call: RateBudget.Call
+            do { call = try await budget.acquire() } catch { throw .transport(.timedOut("cancelled while waiting for the rate budget")) }
             let response: HTTPExchangeResponse
             do {
                 response = try await transport.send(
                     HTTPExchangeRequest(method: "GET", url: url, headers: [("Accept", "application/json")], bearer: token.value),
                     deadline: settings.requestDeadline)
+                await budget.answered(call)
             } catch {
+                await budget.answered(call)
                 throw .transport(error)
             }
             switch response.status {

@@ -3,12 +3,30 @@ import Timekeeping
 /// A local budget of API calls per app and tenant, below Defender's limits (100 a minute,
 /// 1,500 an hour), so 429s stay rare: ``acquire()`` waits until a call fits both windows and
 /// any `Retry-After` the API asked for has passed.
+///
+/// The API counts a call at some moment between when it was sent and when its answer came, so
+/// the budget counts each call in its windows until its answer came (a call still on its way
+/// counts until now), plus a margin: however long the network takes, no window of the API's
+/// clock can see more calls than the limit.
+///
+/// One budget belongs to the app and tenant for the life of the daemon: a reload keeps it
+/// (and with it the calls counted and any `Retry-After` in force).
 public actor RateBudget {
-    public let perMinute: Int
-    public let perHour: Int
+    /// A call counted by the budget; ``answered(_:)`` records when its answer came.
+    public struct Call: Sendable {
+        fileprivate let number: Int
+    }
+
+    public private(set) var perMinute: Int
+    public private(set) var perHour: Int
     private let clock: MonotonicClock
-    private var calls: [Duration] = []
+    private var calls: [(number: Int, answered: Duration?)] = []
+    private var numbered = 0
     private var blockedUntil: Duration = .zero
+
+    /// Added to each window: the API's clock and ours may not tick at quite the same rate, and
+    /// a timer fires a little early or late.
+    static let margin: Duration = .milliseconds(500)
 
     public init(perMinute: Int = 100, perHour: Int = 1500, clock: MonotonicClock = .continuous) {
         self.perMinute = max(1, perMinute)
@@ -16,25 +34,44 @@ public actor RateBudget {
         self.clock = clock
     }
 
+    /// New limits (a reload); the calls already counted still count.
+    public func setLimits(perMinute: Int, perHour: Int) {
+        self.perMinute = max(1, perMinute)
+        self.perHour = max(1, perHour)
+    }
+
     /// How long the next call would have to wait now (zero when it may go).
     public func waitTime() -> Duration {
         let now = clock.now()
-        calls.removeAll { $0 <= now - .seconds(3600) }
+        // When each counted call stops counting in a window of `length`.
+        func expiry(_ length: Duration) -> [Duration] { calls.map { ($0.answered ?? now) + length + Self.margin } }
+        calls.removeAll { ($0.answered ?? now) + .seconds(3600) + Self.margin <= now }
         var wait = max(.zero, blockedUntil - now)
-        let lastMinute = calls.filter { $0 > now - .seconds(60) }
-        if lastMinute.count >= perMinute, let oldest = lastMinute.first { wait = max(wait, oldest + .seconds(60) - now) }
-        if calls.count >= perHour, let oldest = calls.first { wait = max(wait, oldest + .seconds(3600) - now) }
+        for (length, limit) in [(Duration.seconds(60), perMinute), (.seconds(3600), perHour)] {
+            let counting = expiry(length).filter { $0 > now }.sorted()
+            // Room for one more once all but limit - 1 of them have stopped counting.
+            if counting.count >= limit { wait = max(wait, counting[counting.count - limit] - now) }
+        }
         return wait
     }
 
-    /// Waits for room, then records the call.
-    public func acquire() async throws {
+    /// Waits for room, then counts the call. Call ``answered(_:)`` when its answer came (or the
+    /// request failed).
+    public func acquire() async throws -> Call {
         while true {
             let wait = waitTime()
             if wait <= .zero { break }
             try await clock.sleep(wait)
         }
-        calls.append(clock.now())
+        numbered += 1
+        calls.append((numbered, nil))
+        return Call(number: numbered)
+    }
+
+    /// The call's answer came: from now on its windows run out.
+    public func answered(_ call: Call) {
+        guard let index = calls.firstIndex(where: { $0.number == call.number }) else { return }
+        calls[index].answered = clock.now()
     }
 
     /// No call before `wait` from now (the API's `Retry-After`).

@@ -2,6 +2,7 @@ import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Testing
+import Synchronization
 import Timekeeping
 import TestSupport
 
@@ -118,13 +119,84 @@ struct DefenderAPIUnitTests {
     @Test func rateBudgetWaitsForRoom() async throws {
         let time = ManualClock()
         let budget = RateBudget(perMinute: 3, perHour: 5, clock: time.clock)
-        for _ in 0..<3 { try await budget.acquire() }
-        #expect(await budget.waitTime() == .seconds(60))
-        try await budget.acquire()  // the virtual clock moves through the wait
-        #expect(time.clock.now() == .seconds(60))
-        try await budget.acquire()
-        #expect(await budget.waitTime() == .seconds(3540))  // 5 an hour
+        for _ in 0..<3 { await budget.answered(try await budget.acquire()) }
+        #expect(await budget.waitTime() == .milliseconds(60_500))  // the window and a margin
+        await budget.answered(try await budget.acquire())  // the virtual clock moves through the wait
+        #expect(time.clock.now() == .milliseconds(60_500))
+        await budget.answered(try await budget.acquire())
+        #expect(await budget.waitTime() == .milliseconds(3540_000))  // 5 an hour
         await budget.pause(for: .seconds(7200))
         #expect(await budget.waitTime() == .seconds(7200))
+    }
+
+    @Test func aCallCountsUntilItsAnswerCame() async throws {
+        let time = ManualClock()
+        let budget = RateBudget(perMinute: 1, perHour: 100, clock: time.clock)
+        let first = try await budget.acquire()
+        time.advance(by: .seconds(100))
+        // The call is still on its way: the API may count it at any moment from now on.
+        #expect(await budget.waitTime() == .milliseconds(60_500))
+        time.advance(by: .seconds(5))
+        await budget.answered(first)
+        #expect(await budget.waitTime() == .milliseconds(60_500))
+        time.advance(by: .seconds(61))
+        #expect(await budget.waitTime() == .zero)
+        // New limits keep the calls counted.
+        await budget.answered(try await budget.acquire())
+        #expect(await budget.waitTime() == .milliseconds(60_500))
+        await budget.setLimits(perMinute: 2, perHour: 100)
+        #expect(await budget.waitTime() == .zero)
+        await budget.answered(try await budget.acquire())
+        await budget.setLimits(perMinute: 1, perHour: 100)
+        #expect(await budget.waitTime() == .milliseconds(60_500))
+    }
+
+    @Test func noMinuteOfTheAPIsClockSeesMoreCallsThanTheLimit() async throws {
+        // The API counts a call when it arrives. Calls whose way to the API takes from 10 ms to
+        // 5 s (the slow one every 37th), 400 of them as fast as the budget lets them go: in no
+        // 60-second window of arrivals may there be more than 100. (Counted from when calls were
+        // sent, a window once held 101.)
+        let time = ManualClock()
+        let api = LatencyAPI(clock: time) { number in number % 37 == 0 ? .seconds(5) : .milliseconds(10) }
+        let endpoints = DefenderEndpoints(cloud: .commercial, apiURL: "https://api.test", loginURL: "https://login.test")
+        let records = LogRecords()
+        let tokens = TokenProvider(configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .secret(Secret(APIHarness.canary)),
+                                                        endpoints: endpoints, version: .v2),
+                                   transport: api, clock: time.clock, logger: records.logger())
+        let client = AlertsClient(endpoints: endpoints, settings: .init(pageSize: 10), tokens: tokens, transport: api,
+                                  budget: RateBudget(perMinute: 100, perHour: 100_000, clock: time.clock), clock: time.clock, logger: records.logger())
+        for _ in 0..<400 { _ = try await client.probe() }
+        let arrivals = api.arrivals
+        #expect(arrivals.count == 400)
+        let busiest = arrivals.indices.map { start in arrivals[start...].prefix { $0 < arrivals[start] + .seconds(60) }.count }.max() ?? 0
+        #expect(busiest <= 100, "\(busiest) calls arrived within one minute")
+        #expect(busiest >= 95, "the budget is not needlessly slow")
+    }
+}
+
+/// The API on a virtual clock: each alerts request takes `latency(n)` to arrive (the clock moves
+/// on), is counted on arrival, and is answered at once with an empty page; tokens are issued
+/// without delay.
+final class LatencyAPI: HTTPTransport {
+    private let clock: ManualClock
+    private let latency: @Sendable (Int) -> Duration
+    private let state = Mutex<[Duration]>([])
+
+    init(clock: ManualClock, latency: @escaping @Sendable (Int) -> Duration) {
+        self.clock = clock
+        self.latency = latency
+    }
+
+    var arrivals: [Duration] { state.withLock { $0 } }
+
+    func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
+        if request.url.contains("/oauth2/") {
+            return HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")],
+                                        body: Data(#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"a.b.c"}"#.utf8))
+        }
+        let number = state.withLock { $0.count }
+        clock.advance(by: latency(number))
+        state.withLock { $0.append(clock.clock.now()) }
+        return HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: Data(#"{"value":[]}"#.utf8))
     }
 }
