@@ -1,36 +1,49 @@
 import DefenderAPI
 import Foundation
 import Logging
+import Synchronization
 import Timekeeping
 
 /// The token provider and alerts client of one tenant, built from its configuration.
 public struct TenantConnection: Sendable {
     public let endpoints: DefenderEndpoints
     public let tokens: TokenProvider
+    /// The API calls of the tenant's app.
+    public let budget: RateBudget
     public let alerts: AlertsClient
 
-    /// Builds the clients; fails only when the certificate credential cannot be loaded.
+    /// Builds the clients, with a new token cache and rate budget unless given ones to share;
+    /// fails only when the certificate credential cannot be loaded.
     public init(tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock = .continuous,
-                logger: Logger) throws(CredentialError) {
+                tokens: TokenProvider? = nil, budget: RateBudget? = nil, logger: Logger) throws(CredentialError) {
         var logger = logger
         logger[metadataKey: "tenant"] = "\(tenant.name)"
-        endpoints = DefenderEndpoints(cloud: tenant.cloud, region: tenant.region, apiURL: tenant.apiURL, loginURL: tenant.loginURL)
+        endpoints = tenant.endpoints
+        if let tokens {
+            self.tokens = tokens
+        } else {
+            self.tokens = try Self.tokenProvider(for: tenant, transport: transport, clock: clock, logger: logger)
+        }
+        self.budget = budget ?? RateBudget(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour, clock: clock)
+        var settings = AlertsClient.Settings(pageSize: tenant.pageSize, expandEvidence: tenant.expandEvidence,
+                                             severities: tenant.severities, statuses: tenant.statuses)
+        settings.attempts = 3
+        alerts = AlertsClient(
+            endpoints: endpoints, settings: settings, tokens: self.tokens, transport: transport,
+            budget: self.budget, clock: clock, logger: logger)
+    }
+
+    static func tokenProvider(for tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock,
+                              logger: Logger) throws(CredentialError) -> TokenProvider {
         let credential: ClientCredential = switch tenant.credential {
         case .clientSecret(let secret, _): .secret(secret)
         case .certificate(_, let pem, let key, _):
             .certificate(try CertificateCredential(certificatePEM: pem, privateKeyPEM: key, algorithm: tenant.certificateAlgorithm))
         }
-        tokens = TokenProvider(
+        return TokenProvider(
             configuration: .init(tenantID: tenant.tenantID, clientID: tenant.clientID, credential: credential,
-                                 endpoints: endpoints, version: tenant.tokenVersion),
+                                 endpoints: tenant.endpoints, version: tenant.tokenVersion),
             transport: transport, clock: clock, logger: logger)
-        var settings = AlertsClient.Settings(pageSize: tenant.pageSize, expandEvidence: tenant.expandEvidence,
-                                             severities: tenant.severities, statuses: tenant.statuses)
-        settings.attempts = 3
-        alerts = AlertsClient(
-            endpoints: endpoints, settings: settings, tokens: tokens, transport: transport,
-            budget: RateBudget(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour, clock: clock),
-            clock: clock, logger: logger)
     }
 }
 
@@ -38,5 +51,97 @@ extension ServiceSettings {
     /// Settings of the shared HTTP client: CA file, and the proxy from `proxy_url` or the environment.
     public func httpSettings(environment: [String: String] = ProcessInfo.processInfo.environment) -> DefenderHTTPClient.Settings {
         DefenderHTTPClient.Settings(caFile: caFile, proxy: ProxySettings.resolve(proxyURL: proxyURL, environment: environment))
+    }
+}
+
+extension TenantConfiguration {
+    /// Where this tenant's tokens and alerts come from.
+    public var endpoints: DefenderEndpoints {
+        DefenderEndpoints(cloud: cloud, region: region, apiURL: apiURL, loginURL: loginURL)
+    }
+}
+
+/// The token caches and rate budgets of the running daemon, kept from one configuration to the
+/// next. Entra ID issues a token to an app in a tenant, and the API limits the calls of an app
+/// in a tenant; neither knows about a reload. So a reload that leaves a tenant's app,
+/// credential and endpoints as they were keeps its cached token, and one that leaves its app
+/// and API keeps its budget (the calls counted and any `Retry-After` in force; new limits
+/// apply to it). Two `[[tenant]]` entries for the same app and tenant share both.
+public final class TenantConnections: Sendable {
+    /// What a token depends on.
+    private struct TokenIdentity: Equatable {
+        var tenantID, clientID: String
+        var credential: TenantCredential
+        var endpoints: DefenderEndpoints
+        var version: TokenEndpointVersion
+        var algorithm: CertificateCredential.Algorithm
+
+        init(_ tenant: TenantConfiguration) {
+            (tenantID, clientID, credential) = (tenant.tenantID, tenant.clientID, tenant.credential)
+            (endpoints, version, algorithm) = (tenant.endpoints, tenant.tokenVersion, tenant.certificateAlgorithm)
+        }
+    }
+
+    /// Whose calls the API counts together.
+    private struct BudgetIdentity: Equatable {
+        var tenantID, clientID, apiBase: String
+
+        init(_ tenant: TenantConfiguration) {
+            (tenantID, clientID, apiBase) = (tenant.tenantID, tenant.clientID, tenant.endpoints.apiBase)
+        }
+    }
+
+    private struct Kept {
+        var tokens: [(identity: TokenIdentity, provider: TokenProvider)] = []
+        var budgets: [(identity: BudgetIdentity, budget: RateBudget)] = []
+    }
+
+    private let kept = Mutex(Kept())
+    private let transport: any HTTPTransport
+    private let clock: MonotonicClock
+    private let logger: Logger
+
+    public init(transport: any HTTPTransport, clock: MonotonicClock = .continuous, logger: Logger) {
+        self.transport = transport
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// The connections of a configuration's tenants, sharing what earlier ones built; what no
+    /// tenant of it uses any more is forgotten. A tenant whose credential cannot be loaded gets
+    /// the error instead.
+    public func connect(_ tenants: [TenantConfiguration]) async -> [Result<TenantConnection, CredentialError>] {
+        let previous = kept.withLock { $0 }
+        var current = Kept()
+        var connections: [Result<TenantConnection, CredentialError>] = []
+        for tenant in tenants {
+            let tokenIdentity = TokenIdentity(tenant)
+            let budgetIdentity = BudgetIdentity(tenant)
+            var tenantLogger = logger
+            tenantLogger[metadataKey: "tenant"] = "\(tenant.name)"
+            do throws(CredentialError) {
+                var tokens: TokenProvider! = (current.tokens + previous.tokens).first { $0.identity == tokenIdentity }?.provider
+                if tokens == nil { tokens = try TenantConnection.tokenProvider(for: tenant, transport: transport, clock: clock, logger: tenantLogger) }
+                let budget: RateBudget
+                if let shared = current.budgets.first(where: { $0.identity == budgetIdentity })?.budget {
+                    // Two entries for one app and tenant: the lower limits hold for both.
+                    budget = shared
+                    await budget.setLimits(perMinute: min(tenant.rateLimitPerMinute, await budget.perMinute),
+                                           perHour: min(tenant.rateLimitPerHour, await budget.perHour))
+                } else {
+                    budget = previous.budgets.first { $0.identity == budgetIdentity }?.budget
+                        ?? RateBudget(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour, clock: clock)
+                    await budget.setLimits(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour)
+                    current.budgets.append((budgetIdentity, budget))
+                }
+                if !current.tokens.contains(where: { $0.identity == tokenIdentity }) { current.tokens.append((tokenIdentity, tokens)) }
+                connections.append(.success(try TenantConnection(tenant: tenant, transport: transport, clock: clock, tokens: tokens,
+                                                                 budget: budget, logger: logger)))
+            } catch {
+                connections.append(.failure(error))
+            }
+        }
+        kept.withLock { $0 = current }
+        return connections
     }
 }

@@ -8,7 +8,7 @@ import Timekeeping
 /// very first run) and admits each fully read page into the state database in one
 /// transaction, which also moves the watermark. The watermark comes from the alerts' own
 /// timestamps, never from the local clock, so clock jumps create no gaps.
-public final class TenantPoller: Sendable {
+public final class TenantPoller: TenantPolling {
     /// The result of one poll.
     public enum Outcome: Sendable, Equatable {
         case completed(newAlerts: Int, duplicates: Int)
@@ -16,7 +16,7 @@ public final class TenantPoller: Sendable {
         case failed(String)
     }
 
-    let tenant: TenantConfiguration
+    public let tenant: TenantConfiguration
     private let connection: TenantConnection
     private let store: StateStore
     private let sinks: [String]
@@ -105,3 +105,11 @@ public final class TenantPoller: Sendable {
     }
 }
 
+
+/// What polls one tenant: a ``TenantPoller``, or (in tests) something around one.
+public protocol TenantPolling: Sendable {
+    var tenant: TenantConfiguration { get }
+    /// One poll cycle; never throws.
+    @discardableResult
+    func pollOnce() async -> TenantPoller.Outcome
+}

@@ -21,3 +21,22 @@ public enum Ticker {
     }
 }
 
+
+extension Ticker {
+    /// The same ticks from `clock`'s sleeps (a test clock moves them): the first after `first`,
+    /// then every `interval`, coalescing while the consumer is busy.
+    public static func ticks(every interval: Duration, first: Duration = .zero, clock: MonotonicClock) -> AsyncStream<Void> {
+        AsyncStream(bufferingPolicy: .bufferingNewest(1)) { continuation in
+            let task = Task {
+                var wait = first
+                while !Task.isCancelled {
+                    do { try await clock.sleep(wait) } catch { break }
+                    continuation.yield()
+                    wait = interval
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}

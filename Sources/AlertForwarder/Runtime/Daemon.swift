@@ -35,6 +35,7 @@ public final class Daemon: Sendable {
         logLevel: LogLevelControl,
         notifier: any Notifier,
         clock: MonotonicClock = .continuous,
+        parts: Pipeline.Parts = .production,
         logger: Logger
     ) throws {
         self.loader = loader
@@ -48,7 +49,7 @@ public final class Daemon: Sendable {
         self.store = try StateStore(directory: configuration.service.stateDirectory)
         self.transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
         self.pipeline = Pipeline(configuration: configuration, store: store, transport: transport, health: health,
-                                 statusLine: status, clock: clock, logger: logger)
+                                 statusLine: status, clock: clock, parts: parts, logger: logger)
         apply(configuration)
     }
 

@@ -1,4 +1,3 @@
-import CMalloc
 import DefenderAPI
 import Foundation
 import Logging
@@ -12,31 +11,53 @@ import Timekeeping
 /// the components from the new configuration; the outbox lives on disk, so nothing queued
 /// is lost (alerts queued for sinks that were removed are dropped, with a warning).
 public final class Pipeline: Service, CustomStringConvertible {
+    /// The parts a pipeline is built from; tests replace some of them.
+    public struct Parts: Sendable {
+        /// The ticks of a tenant's polls (`every`, first one within `jitter`).
+        public var ticks: @Sendable (_ every: Duration, _ jitter: Duration) -> AsyncStream<Void>
+        /// The sink a configuration describes.
+        public var sink: @Sendable (SinkConfiguration, Configuration) -> any AlertSink
+        /// What polls a tenant: its ``TenantPoller``, or something a test puts around it.
+        public var poller: @Sendable (TenantPoller) -> any TenantPolling
+
+        /// A Dispatch timer, the configured sinks, the pollers as they are.
+        public static var production: Parts {
+            Parts(ticks: { Ticker.ticks(every: $0, jitter: $1) }, sink: Pipeline.makeSink, poller: { $0 })
+        }
+
+        /// Production parts, but ticks from `clock` (a test clock moves them).
+        public static func ticking(on clock: MonotonicClock) -> Parts {
+            var parts = Parts.production
+            parts.ticks = { interval, _ in Ticker.ticks(every: interval, clock: clock) }
+            return parts
+        }
+    }
+
     private let store: StateStore
-    private let transport: any HTTPTransport
+    private let connections: TenantConnections
     private let health: HealthMonitor
     private let statusLine: StatusLine
     private let status: PipelineStatus
     private let clock: MonotonicClock
+    private let parts: Parts
     private let logger: Logger
     private let updates: AsyncStream<Configuration>
     private let updatesContinuation: AsyncStream<Configuration>.Continuation
     private let initial: Configuration
     private let sinks = Mutex<[String: any AlertSink]>([:])
-    /// Test-only fault injection: the tenant whose poller hangs (see the README).
-    private let hangingTenant = ProcessInfo.processInfo.environment["DEFENDER_ALERTD_TEST_HANG_POLLER"]
 
     public var description: String { "Pipeline" }
 
     public init(configuration: Configuration, store: StateStore, transport: any HTTPTransport, health: HealthMonitor,
-                statusLine: StatusLine, clock: MonotonicClock = .continuous, logger: Logger) {
+                statusLine: StatusLine, clock: MonotonicClock = .continuous, parts: Parts = .production, logger: Logger) {
         self.initial = configuration
         self.store = store
-        self.transport = transport
+        self.connections = TenantConnections(transport: transport, clock: clock, logger: logger)
         self.health = health
         self.statusLine = statusLine
         self.status = PipelineStatus(clock: clock)
         self.clock = clock
+        self.parts = parts
         self.logger = logger
         (updates, updatesContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -79,41 +100,21 @@ public final class Pipeline: Service, CustomStringConvertible {
         }
         let signals = Dictionary(uniqueKeysWithValues: configuration.sinks.map { ($0.name, OutboxSignal()) })
         let workers = configuration.sinks.map { makeWorker($0, in: configuration, signal: signals[$0.name]!) }
-        let pollers = configuration.tenants.compactMap { makePoller($0, configuration: configuration, signals: signals) }
+        let pollers = await makePollers(configuration, signals: signals)
+        let housekeeping = Housekeeping(store: store, clock: clock, refreshStatus: { self.refreshStatus() }, logger: logger)
 
         let iterator = UncheckedBox(updates)
         let next: Configuration? = await withTaskGroup(of: Configuration?.self) { group in
             for worker in workers {
                 group.addTask { await worker.run(shouldStop: stop); return nil }
             }
-            for (poller, interval) in pollers {
-                group.addTask { await self.runPoller(poller, every: interval, timeout: configuration.service.pollTimeout, stop: stop); return nil }
-            }
-            group.addTask {
-                var sincePrune: Duration = .seconds(3600)
-                var sinceTrim: Duration = .zero
-                while !stop(), !Task.isCancelled {
-                    self.refreshStatus()
-                    if sinceTrim >= .seconds(30) {
-                        // Heap memory freed since (a backlog's pages) goes back to the system.
-                        sinceTrim = .zero
-                        _ = malloc_trim(0)
-                    }
-                    if sincePrune >= .seconds(3600) {
-                        sincePrune = .zero
-                        do {
-                            let pruned = try self.store.pruneDedupKeys()
-                            if pruned > 0 { self.logger.info("pruned old dedup keys", metadata: ["keys": "\(pruned)"]) }
-                        } catch {
-                            self.logger.error("\(error)")
-                        }
-                    }
-                    try? await self.clock.sleep(.seconds(2))
-                    sincePrune += .seconds(2)
-                    sinceTrim += .seconds(2)
+            for poller in pollers {
+                group.addTask {
+                    await self.runPoller(poller, every: configuration.service.pollInterval, timeout: configuration.service.pollTimeout, stop: stop)
+                    return nil
                 }
-                return nil
             }
+            group.addTask { await housekeeping.run(stop: stop); return nil }
             // The control task: a new configuration, or the end of the service.
             let decision = await cancelWhenGracefulShutdownOrNil { await iterator.value.next() }
             stopped.withLock { $0 = true }
@@ -144,41 +145,41 @@ public final class Pipeline: Service, CustomStringConvertible {
     }
 
     private func makeWorker(_ configuration: SinkConfiguration, in whole: Configuration, signal: OutboxSignal) -> SinkWorker {
-        let sink = Self.makeSink(configuration, in: whole)
+        let sink = parts.sink(configuration, whole)
         sinks.withLock { $0[configuration.name] = sink }
         let reporter = health.register("sink:\(configuration.name)", allowance: .seconds(60))
         return SinkWorker(name: configuration.name, sink: sink, store: store, batchSize: sink.batchSize, linger: sink.linger, clock: clock,
                           progress: { reporter.progress() }, status: status, signal: signal, logger: logger)
     }
 
-    private func makePoller(_ tenant: TenantConfiguration, configuration: Configuration, signals: [String: OutboxSignal]) -> (TenantPoller, Duration)? {
-        let connection: TenantConnection
-        do {
-            connection = try TenantConnection(tenant: tenant, transport: transport, clock: clock, logger: logger)
-        } catch {
-            logger.critical("tenant \(tenant.name) cannot be polled: \(error)")
-            status.record(tenant: tenant.name, .failed("\(error)"))
-            return nil
-        }
+    /// A poller for each tenant whose credential loads, on the token caches and rate budgets
+    /// the tenant's app already has (a reload keeps them).
+    private func makePollers(_ configuration: Configuration, signals: [String: OutboxSignal]) async -> [any TenantPolling] {
         let interval = configuration.service.pollInterval
-        let reporter = health.register("poller:\(tenant.name)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
-        let sinks = configuration.sinks(for: tenant).map(\.name)
-        let wake = sinks.compactMap { signals[$0] }
-        let poller = TenantPoller(tenant: tenant, connection: connection, store: store,
-                                  sinks: sinks, maxOutbox: configuration.service.maxOutbox,
-                                  progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } },
-                                  status: status, logger: logger)
-        return (poller, interval)
+        var pollers: [any TenantPolling] = []
+        for (tenant, built) in zip(configuration.tenants, await connections.connect(configuration.tenants)) {
+            let connection: TenantConnection
+            switch built {
+            case .success(let ready): connection = ready
+            case .failure(let error):
+                logger.critical("tenant \(tenant.name) cannot be polled: \(error)")
+                status.record(tenant: tenant.name, .failed("\(error)"))
+                continue
+            }
+            let reporter = health.register("poller:\(tenant.name)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
+            let sinks = configuration.sinks(for: tenant).map(\.name)
+            let wake = sinks.compactMap { signals[$0] }
+            pollers.append(parts.poller(TenantPoller(
+                tenant: tenant, connection: connection, store: store, sinks: sinks, maxOutbox: configuration.service.maxOutbox,
+                progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, logger: logger)))
+        }
+        return pollers
     }
 
-    private func runPoller(_ poller: TenantPoller, every interval: Duration, timeout: Duration, stop: @escaping @Sendable () -> Bool) async {
+    private func runPoller(_ poller: any TenantPolling, every interval: Duration, timeout: Duration, stop: @escaping @Sendable () -> Bool) async {
         let jitter = min(interval / 10, .seconds(5))
-        for await _ in Ticker.ticks(every: interval, jitter: jitter) {
+        for await _ in parts.ticks(interval, jitter) {
             if stop() || Task.isCancelled { return }
-            if hangingTenant == poller.tenant.name {
-                // Fault injection for the watchdog test: a poller that hangs and ignores cancellation.
-                await withUnsafeContinuation { (_: UnsafeContinuation<Void, Never>) in }
-            }
             // The hard deadline: the poll is cancelled when it runs out.
             let deadlinePassed = await withTaskGroup(of: Bool.self) { group in
                 group.addTask { await poller.pollOnce(); return false }
