@@ -368,9 +368,12 @@ public struct AlertsClient: Sendable {
                 throw .rateLimited(retryAfter: wait)
             default:
                 let body = try? JSONValue(parsing: response.body)
-                throw .api(status: response.status, code: body?["error"]?["code"]?.stringValue,
-                           message: body?["error"]?["message"]?.stringValue.map { String($0.prefix(500)) },
-                           correlationID: body?["error"]?["target"]?.stringValue)
+                // Text from the server: masked (it may echo the request) and cut short.
+                func text(_ value: JSONValue?, limit: Int = 500) -> String? {
+                    value?.stringValue.map { String(SecretRedaction.redact($0, also: [token.value]).prefix(limit)) }
+                }
+                throw .api(status: response.status, code: text(body?["error"]?["code"], limit: 100), message: text(body?["error"]?["message"]),
+                           correlationID: text(body?["error"]?["target"], limit: 100))
             }
         }
     }

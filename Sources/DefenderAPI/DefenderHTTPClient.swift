@@ -84,7 +84,7 @@ public final class DefenderHTTPClient: HTTPTransport {
         } catch let error as TransportError {
             throw error
         } catch {
-            throw .connection(String(describing: error))
+            throw .connection(SecretRedaction.redact(String(describing: error)))
         }
     }
 
@@ -125,14 +125,14 @@ public final class DefenderHTTPClient: HTTPTransport {
         } catch let error as HTTPClientError {
             switch error {
             case .deadlineExceeded, .readTimeout, .connectTimeout, .getConnectionFromPoolTimeout:
-                throw .timedOut(String(describing: error))
+                throw .timedOut(SecretRedaction.redact(String(describing: error)))
             default:
-                throw .connection(String(describing: error))
+                throw .connection(SecretRedaction.redact(String(describing: error)))
             }
         } catch is NIOTooManyBytesError {
             throw .bodyTooLarge(settings.maximumBodySize)
         } catch {
-            throw .connection(String(describing: error))
+            throw .connection(SecretRedaction.redact(String(describing: error)))
         }
     }
 

@@ -31,9 +31,10 @@ public struct ProxySettings: Sendable, Equatable {
         guard let components = URLComponents(string: url), components.scheme?.lowercased() == "http" || components.scheme?.lowercased() == "https",
             let host = components.host, !host.isEmpty, (1...65535).contains(components.port ?? 3128)
         else { return nil }
-        return Server(host: host, port: components.port ?? 3128,
-                      username: components.user?.removingPercentEncoding,
-                      password: components.password.flatMap { $0.removingPercentEncoding }.map(Secret.init))
+        let password = components.password.flatMap { $0.removingPercentEncoding }.map(Secret.init)
+        // A password from the environment (HTTPS_PROXY) is masked like any other secret.
+        if let password { SecretRedaction.register(password) }
+        return Server(host: host, port: components.port ?? 3128, username: components.user?.removingPercentEncoding, password: password)
     }
 
     /// Settings from an explicit URL or the environment.

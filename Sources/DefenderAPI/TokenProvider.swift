@@ -144,8 +144,11 @@ public actor TokenProvider {
         case .v2: form.append(("scope", configuration.endpoints.resource + "/.default"))
         }
         let body: Secret
+        /// What this request carries that must never be logged (the secret or the assertion).
+        var sent: [Secret] = []
         switch configuration.credential {
         case .secret(let secret):
+            sent.append(secret)
             body = secret.withValue { Secret(PercentEncoding.form(form + [("client_secret", $0)])) }
         case .certificate(let certificate):
             let assertion: Secret
@@ -154,6 +157,7 @@ public actor TokenProvider {
             } catch {
                 throw TokenError(kind: .permanent, message: error.description)
             }
+            sent.append(assertion)
             body = assertion.withValue {
                 Secret(PercentEncoding.form(form + [("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", $0)]))
             }
@@ -166,14 +170,16 @@ public actor TokenProvider {
                                     body: body),
                 deadline: configuration.requestDeadline)
         } catch {
-            throw TokenError(kind: .transient, message: "\(endpoint): \(error)",
+            throw TokenError(kind: .transient, message: SecretRedaction.redact("\(endpoint): \(error)", also: sent),
                              hint: "check network access to \(configuration.endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
         }
-        return try Self.interpret(response, endpoint: endpoint, now: wallClock().timeIntervalSince1970)
+        return try Self.interpret(response, endpoint: endpoint, now: wallClock().timeIntervalSince1970, sent: sent)
     }
 
-    /// Reads a token endpoint answer: a token, or a classified error.
-    static func interpret(_ response: HTTPExchangeResponse, endpoint: String, now: Double) throws(TokenError) -> AccessToken {
+    /// Reads a token endpoint answer: a token, or a classified error. Text from the answer is
+    /// masked (``SecretRedaction``, and what this request `sent`): an endpoint or a proxy may
+    /// echo the request.
+    static func interpret(_ response: HTTPExchangeResponse, endpoint: String, now: Double, sent: [Secret] = []) throws(TokenError) -> AccessToken {
         let body = try? JSONValue(parsing: response.body)
         if response.status == 200 {
             guard let body, let value = body["access_token"]?.stringValue, !value.isEmpty else {
@@ -191,10 +197,10 @@ public actor TokenProvider {
             }
             return AccessToken(value: Secret(value), lifetime: .milliseconds(Int64(min(seconds, 86_400) * 1000)))
         }
-        let error = body?["error"]?.stringValue
+        let error = body?["error"]?.stringValue.map { SecretRedaction.redact($0, also: sent) }
         var code: Int?
         if case .array(let codes)? = body?["error_codes"], case .number(let text)? = codes.first { code = Int(text) }
-        let description = body?["error_description"]?.stringValue.map { String($0.split(separator: "\r\n").first ?? "") }
+        let description = body?["error_description"]?.stringValue.map { SecretRedaction.redact(String($0.split(separator: "\r\n").first ?? ""), also: sent) }
             ?? "HTTP \(response.status) without an OAuth error body"
         let retryAfter = RetryAfter.parse(response.header("Retry-After"), now: now)?.wait
         let transient = response.status >= 500 || response.status == 429 || error == "temporarily_unavailable"

@@ -21,6 +21,9 @@ public struct Fault: Sendable, Equatable, Codable {
         case invalidJSON = "invalid-json"
         /// A 200 with an HTML content type (as a captive proxy would send).
         case wrongContentType = "wrong-content-type"
+        /// A 400 whose error text echoes the request: its body (token endpoint) or its
+        /// `Authorization` header (alerts), as a misbehaving endpoint or proxy might.
+        case echo
     }
 
     public var target: Target

@@ -93,7 +93,7 @@ public actor SimulatedDefender {
     }
 
     private func token(_ request: SimulatorRequest, tenant: String, version: TokenEndpointVersion) -> SimulatorOutcome {
-        if let injected = injectFault(for: .token) { return injected }
+        if let injected = injectFault(for: .token, request: request) { return injected }
         let response = tokens.handle(request, tenantName: tenant, version: version, now: clock.now())
         if response.status == 200 { counters.tokensIssued += 1 }
         return SimulatorOutcome(response)
@@ -124,7 +124,7 @@ public actor SimulatedDefender {
     }
 
     private func alerts(_ request: SimulatorRequest) -> SimulatorOutcome {
-        if let injected = injectFault(for: .alerts) { return injected }
+        if let injected = injectFault(for: .alerts, request: request) { return injected }
         let now = clock.now()
 
         // Authentication: 401 for a missing, unknown, expired or revoked token.
@@ -166,7 +166,7 @@ public actor SimulatedDefender {
     }
 
     /// The first active fault for `target` that fires, if any (and uses up one of its count).
-    private func injectFault(for target: Fault.Target) -> SimulatorOutcome? {
+    private func injectFault(for target: Fault.Target, request: SimulatorRequest) -> SimulatorOutcome? {
         let now = clock.now()
         if let until = burstRetryAfterUntil[target], until > now { counters.callsIgnoringRetryAfter += 1 }
         for (index, fault) in faults.enumerated() where fault.target == target || fault.target == .any {
@@ -178,12 +178,12 @@ public actor SimulatedDefender {
             if fault.kind == .rateLimit {
                 burstRetryAfterUntil[target] = now.adding(seconds: Double(fault.retryAfter ?? 30))
             }
-            return Self.outcome(of: fault, target: target)
+            return Self.outcome(of: fault, target: target, request: request)
         }
         return nil
     }
 
-    private static func outcome(of fault: Fault, target: Fault.Target) -> SimulatorOutcome {
+    private static func outcome(of fault: Fault, target: Fault.Target, request: SimulatorRequest) -> SimulatorOutcome {
         let ok = SimulatorResponse.json(200, .object([("value", .array([]))]))
         switch fault.kind {
         case .status:
@@ -207,6 +207,16 @@ public actor SimulatedDefender {
             return SimulatorOutcome(SimulatorResponse(status: 200, headers: [("Content-Type", "application/json; charset=utf-8")], body: Data("{\"value\": [{\"id\": \"da1\", ".utf8)))
         case .wrongContentType:
             return SimulatorOutcome(SimulatorResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], body: Data("<html><body>Proxy login required</body></html>".utf8)))
+        case .echo:
+            if target == .token {
+                // No AADSTS code: Entra ID does not do this; a stand-in or a proxy might.
+                return SimulatorOutcome(.json(400, .object([
+                    ("error", .string("invalid_request")),
+                    ("error_description", .string("Could not process the request: \(String(decoding: request.body, as: UTF8.self))")),
+                ])))
+            }
+            return SimulatorOutcome(.apiError(400, code: "BadRequest",
+                                              message: "Bad request: GET \(request.path)?\(request.query) Authorization: \(request.header("Authorization") ?? "")"))
         }
     }
 

@@ -25,11 +25,14 @@ public final class LogLevelControl: Sendable {
 struct LevelControlledLogHandler: LogHandler {
     var base: any LogHandler
     let control: LogLevelControl
+    /// Applied to the message and every metadata value (the logger's own included) first.
+    let redact: @Sendable (String) -> String
     private var ownLevel: Logger.Level?
 
-    init(base: any LogHandler, control: LogLevelControl) {
+    init(base: any LogHandler, control: LogLevelControl, redact: @escaping @Sendable (String) -> String = { $0 }) {
         self.base = base
         self.control = control
+        self.redact = redact
     }
 
     var logLevel: Logger.Level {
@@ -53,6 +56,20 @@ struct LevelControlledLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
+        var event = event
+        event.message = "\(redact(event.message.description))"
+        event.metadata = event.metadata.map { $0.mapValues(redacted) }
+        // The logger's own metadata (tenant=...) is written by the base handler as it is: it
+        // holds names the daemon chose, never text from outside.
         base.log(event: event)
+    }
+
+    private func redacted(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
+        switch value {
+        case .string(let text): .string(redact(text))
+        case .stringConvertible(let convertible): .string(redact(convertible.description))
+        case .array(let values): .array(values.map(redacted))
+        case .dictionary(let values): .dictionary(values.mapValues(redacted))
+        }
     }
 }

@@ -27,20 +27,21 @@ public enum LogTarget: String, Sendable, CaseIterable {
         return UInt64(info.st_dev) == device && UInt64(info.st_ino) == inode
     }
 
-    /// A log handler factory for this target whose level follows `control`.
-    public func makeHandler(control: LogLevelControl) -> @Sendable (String) -> any LogHandler {
+    /// A log handler factory for this target whose level follows `control`; `redact` is applied
+    /// to every message and metadata value before it is written.
+    public func makeHandler(control: LogLevelControl, redact: @escaping @Sendable (String) -> String = { $0 }) -> @Sendable (String) -> any LogHandler {
         switch self {
         case .journal:
             return { label in
                 var handler = JournalLogHandler(label: label)
                 handler.logLevel = .trace  // filtering is the wrapper's job
-                return LevelControlledLogHandler(base: handler, control: control)
+                return LevelControlledLogHandler(base: handler, control: control, redact: redact)
             }
         case .stderr, .auto:
             return { label in
                 var handler = StreamLogHandler.standardError(label: label)
                 handler.logLevel = .trace
-                return LevelControlledLogHandler(base: handler, control: control)
+                return LevelControlledLogHandler(base: handler, control: control, redact: redact)
             }
         }
     }

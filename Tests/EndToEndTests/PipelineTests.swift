@@ -154,6 +154,18 @@ struct CleanStopTests {
         harness.stopDaemon()
     }
 
+    @Test func anEchoingTokenEndpointPutsNoSecretInTheLog() throws {
+        // The endpoint (or a proxy) echoes the request body, client_secret and all, in its
+        // error_description (issue 11, hole 18).
+        let harness = try PipelineHarness(simulatorArguments: ["--fault", "token:echo:count=1"])
+        harness.configure()
+        let daemon = try harness.startDaemon()
+        harness.waitUntil("the echo logged") { daemon.stderr.contains("Could not process the request") }
+        harness.stopDaemon()
+        #expect(daemon.stderr.contains("client_secret=<redacted>"), "\(daemon.stderr.suffix(2000))")
+        #expect(!daemon.stderr.contains(ConfigFixture.canary))
+    }
+
     @Test func sigtermWhileAPollWaitsToRetryLogsNoError() throws {
         let harness = try PipelineHarness()
         harness.configure()

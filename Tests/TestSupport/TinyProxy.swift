@@ -7,8 +7,9 @@ public final class TinyProxy: @unchecked Sendable {
     private let process = Process()
     private let directory = TemporaryDirectory()
 
-    /// Starts tinyproxy; waits (bounded) until it accepts connections.
-    public init() throws {
+    /// Starts tinyproxy, asking for `basicAuth` when given; waits (bounded) until it accepts
+    /// connections.
+    public init(basicAuth: (user: String, password: String)? = nil) throws {
         port = try LoopbackPort.free()
         chmod(directory.path, 0o777)  // tinyproxy drops to nobody and writes its log here
         let log = directory.file("tinyproxy.log")
@@ -22,6 +23,7 @@ public final class TinyProxy: @unchecked Sendable {
             LogLevel Connect
             MaxClients 20
             Allow 127.0.0.1
+            \(basicAuth.map { "BasicAuth \($0.user) \($0.password)" } ?? "")
             """, mode: 0o644)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/tinyproxy")
         process.arguments = ["-d", "-c", config]

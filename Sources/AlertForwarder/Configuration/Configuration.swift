@@ -41,8 +41,11 @@ public struct ServiceSettings: Sendable, Equatable {
     public var pollTimeout: Duration
     /// An extra PEM CA bundle trusted for HTTPS, besides the system's.
     public var caFile: String?
-    /// An HTTP proxy for HTTPS (CONNECT); else `HTTPS_PROXY`/`NO_PROXY` from the environment.
+    /// An HTTP proxy for HTTPS (CONNECT), without a password; else `HTTPS_PROXY`/`NO_PROXY`
+    /// from the environment.
     public var proxyURL: String?
+    /// The proxy user's password, from a file or a systemd credential.
+    public var proxyPassword: Secret?
 }
 
 /// Which alert changes are forwarded.

@@ -148,9 +148,16 @@ extension ConfigurationKey {
             "extra PEM CA bundle trusted for HTTPS besides the system's (checked at load); verification is always on")
         public static let proxyURL = ConfigurationKey(
             .service, "proxy_url", .string, defaultDescription: "`HTTPS_PROXY`/`NO_PROXY`",
-            "HTTP proxy for HTTPS (CONNECT), `http://[user:password@]host:port`")
+            "HTTP proxy for HTTPS (CONNECT), `http://[user@]host:port`; a password never goes here (it is refused), but in `proxy_password_file` or `proxy_password_credential`")
+        public static let proxyPasswordFile = ConfigurationKey(
+            .service, "proxy_password_file", .path,
+            "the proxy user's password in a file, mode `0600` or `0400`, owned by root or the daemon's user")
+        public static let proxyPasswordCredential = ConfigurationKey(
+            .service, "proxy_password_credential", .string,
+            "or the proxy password as a systemd credential name")
 
-        public static let all = [stateDirectory, pollInterval, logLevel, maxOutbox, pollTimeout, caFile, proxyURL]
+        public static let all = [stateDirectory, pollInterval, logLevel, maxOutbox, pollTimeout, caFile, proxyURL, proxyPasswordFile,
+                                 proxyPasswordCredential]
     }
 
     /// The keys of each `[[tenant]]`.

@@ -140,13 +140,34 @@ private struct Validator {
         let caFile = reader.string(Keys.caFile).map(resolve)
         if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail(Keys.caFile, problem) }
         let proxyURL = reader.string(Keys.proxyURL)
-        if let proxyURL, ProxySettings.parse(proxyURL) == nil {
-            reader.fail(Keys.proxyURL, "\"\(proxyURL)\" is not a proxy URL such as http://proxy.example:3128 or http://user:password@proxy.example:3128 (port 1...65535)")
+        let proxy = proxyURL.flatMap(ProxySettings.parse)
+        if let proxyURL {
+            if proxy == nil {
+                reader.fail(Keys.proxyURL, "\"\(SecretRedaction.redact(proxyURL))\" is not a proxy URL such as http://proxy.example:3128 or http://user@proxy.example:3128 (port 1...65535)")
+            } else if proxy?.password != nil {
+                reader.fail(Keys.proxyURL, "\"\(SecretRedaction.redact(proxyURL))\" holds a password, which would sit in plain text in the configuration: write http://user@host:port and put the password in proxy_password_file (mode 0600) or proxy_password_credential")
+            }
+        }
+        var proxyPassword: Secret?
+        switch (reader.string(Keys.proxyPasswordFile), reader.string(Keys.proxyPasswordCredential)) {
+        case (nil, nil): break
+        case (_?, _?):
+            reader.fail(Keys.proxyPasswordCredential, "set only one of proxy_password_file and proxy_password_credential")
+        case (let file?, nil):
+            proxyPassword = readSecret(.file(resolve(file)), key: Keys.proxyPasswordFile, reader: reader)
+        case (nil, let name?):
+            proxyPassword = credentialLocation(name, key: Keys.proxyPasswordCredential, reader: reader).flatMap {
+                readSecret($0, key: Keys.proxyPasswordCredential, reader: reader)
+            }
+        }
+        if proxyPassword != nil, proxy?.username == nil {
+            reader.fail(reader.has(Keys.proxyPasswordFile) ? Keys.proxyPasswordFile : Keys.proxyPasswordCredential,
+                        "a proxy password needs a proxy_url with the user name (http://user@proxy.example:3128)")
         }
         reader.rejectUnknownKeys()
         guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout else { return nil }
         return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
-                               pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL)
+                               pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword)
     }
 
     private func tenant(_ table: TOMLTable, index: Int, sinkNames: Set<String>) -> TenantConfiguration? {

@@ -37,7 +37,8 @@ struct SecretFileReader {
         }
     }
 
-    /// The file's content with surrounding whitespace (a trailing newline) removed.
+    /// The file's content with surrounding whitespace (a trailing newline) removed; masked from
+    /// then on in any text that came from outside (``SecretRedaction``).
     func read(_ path: String) throws(Failure) -> Secret {
         var info = stat()
         guard stat(path, &info) == 0 else {
@@ -53,6 +54,8 @@ struct SecretFileReader {
         guard let text = String(data: data, encoding: .utf8) else { throw .unreadable(path, "not UTF-8 text") }
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty else { throw .empty(path) }
-        return Secret(trimmed)
+        let secret = Secret(trimmed)
+        SecretRedaction.register(secret)
+        return secret
     }
 }

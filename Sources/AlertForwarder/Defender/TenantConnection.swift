@@ -48,9 +48,12 @@ public struct TenantConnection: Sendable {
 }
 
 extension ServiceSettings {
-    /// Settings of the shared HTTP client: CA file, and the proxy from `proxy_url` or the environment.
+    /// Settings of the shared HTTP client: CA file, and the proxy from `proxy_url` (with the
+    /// password from its file or credential) or the environment.
     public func httpSettings(environment: [String: String] = ProcessInfo.processInfo.environment) -> DefenderHTTPClient.Settings {
-        DefenderHTTPClient.Settings(caFile: caFile, proxy: ProxySettings.resolve(proxyURL: proxyURL, environment: environment))
+        var proxy = ProxySettings.resolve(proxyURL: proxyURL, environment: environment)
+        if proxyURL != nil, let proxyPassword { proxy.server?.password = proxyPassword }
+        return DefenderHTTPClient.Settings(caFile: caFile, proxy: proxy)
     }
 }
 

@@ -105,6 +105,7 @@ public final class Daemon: Sendable {
                 ("state_directory", running.stateDirectory != new.service.stateDirectory),
                 ("ca_file", running.caFile != new.service.caFile),
                 ("proxy_url", running.proxyURL != new.service.proxyURL),
+                ("the proxy password", running.proxyPassword != new.service.proxyPassword),
             ].filter(\.1).map(\.0)
             if needsRestart.isEmpty {
                 current.withLock { $0 = new }

@@ -1,0 +1,74 @@
+import Foundation
+import Synchronization
+
+/// The daemon's own secrets (client secrets, private keys, sink tokens, the proxy password),
+/// masked in any text that came from outside before it is logged, stored or shown: a token
+/// endpoint, an API, a receiver or a proxy in between may echo the request back (in an
+/// `error_description`, an error page, a bulk item's reason).
+///
+/// Each registered secret is masked as it is and as it travels: percent-encoded (a form body
+/// or a URL), in base64 (a `Basic` header), JSON-escaped, and, for a PEM key, each line of it.
+/// A URL's password (`scheme://user:password@host`) is masked too, whatever it is.
+public enum SecretRedaction {
+    /// What replaces a secret.
+    public static let mask = "<redacted>"
+
+    /// Known forms of the registered secrets, longest first.
+    private static let forms = Mutex<[String]>([])
+
+    /// Masks `secret` in every text passed to ``redact(_:)`` from now on. Values under 4
+    /// characters are not registered (they would mask ordinary words).
+    public static func register(_ secret: Secret) {
+        let new = secret.withValue(variants)
+        guard !new.isEmpty else { return }
+        forms.withLock { forms in
+            forms = Array(Set(forms).union(new)).sorted { $0.count > $1.count }
+        }
+    }
+
+    /// The text with every registered secret, the secrets in `also` (one request's own, such
+    /// as a client assertion), and any URL's password masked.
+    public static func redact(_ text: String, also: [Secret] = []) -> String {
+        var result = redactURLPasswords(text)
+        let extra = also.flatMap { $0.withValue(variants) }.sorted { $0.count > $1.count }
+        for form in extra + forms.withLock({ $0 }) where result.contains(form) {
+            result = result.replacingOccurrences(of: form, with: mask)
+        }
+        return result
+    }
+
+    private static func variants(_ value: String) -> Set<String> {
+        var values = [value]
+        if value.contains("PRIVATE KEY") {
+            values += value.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.count >= 16 && !$0.hasPrefix("-----") }
+        }
+        var forms: Set<String> = []
+        for value in values where value.count >= 4 {
+            forms.insert(value)
+            forms.insert(PercentEncoding.encode(value))
+            forms.insert(value.replacingOccurrences(of: " ", with: "+").addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=?"))) ?? value)
+            forms.insert(Data(value.utf8).base64EncodedString())
+            forms.insert(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "/", with: "\\/"))
+        }
+        return forms
+    }
+
+    /// `scheme://user:password@host` → `scheme://user:<redacted>@host`, anywhere in the text.
+    static func redactURLPasswords(_ text: String) -> String {
+        guard text.contains("://") else { return text }
+        var result = ""
+        var rest = Substring(text)
+        while let scheme = rest.range(of: "://") {
+            result += rest[..<scheme.upperBound]
+            rest = rest[scheme.upperBound...]
+            // The authority ends at the first /, ?, # or whitespace.
+            let authorityEnd = rest.firstIndex { "/?#\"' \t\r\n<>".contains($0) } ?? rest.endIndex
+            let authority = rest[..<authorityEnd]
+            if let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") {
+                result += authority[...colon] + mask + authority[at...]
+                rest = rest[authorityEnd...]
+            }
+        }
+        return result + rest
+    }
+}
