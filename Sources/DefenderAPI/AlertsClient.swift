@@ -25,12 +25,27 @@ public enum WindowBound: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// An element of a page's `value` that is not an alert the daemon can read: not valid JSON
+/// (the rest of the page is), or without an `id` or a valid `lastUpdateTime`.
+public struct RejectedElement: Sendable, Equatable {
+    /// The element's bytes exactly as they came.
+    public var bytes: Data
+    public var reason: String
+    /// The bytes as text (invalid UTF-8 shown as U+FFFD).
+    public var json: String { String(decoding: bytes, as: UTF8.self) }
+
+    public init(bytes: Data, reason: String) {
+        self.bytes = bytes
+        self.reason = reason
+    }
+}
+
 /// Alerts of one fully read sub-window, in time order of windows.
 public struct AlertBatch: Sendable {
     public var alerts: [Alert]
-    /// Array elements that are not alerts the daemon can key (no id or no lastUpdateTime), kept
-    /// for the caller to report.
-    public var rejected: [(json: String, reason: String)]
+    /// Array elements that are not alerts the daemon can read, kept for the caller to
+    /// quarantine: the rest of the page goes on.
+    public var rejected: [RejectedElement]
     /// The sub-window these alerts came from.
     public var lower: WindowBound
     public var upper: Timestamp?
@@ -302,7 +317,7 @@ public struct AlertsClient: Sendable {
 
     struct Page {
         var alerts: [Alert]
-        var rejected: [(json: String, reason: String)]
+        var rejected: [RejectedElement]
         var serverTime: Timestamp?
     }
 
@@ -403,9 +418,10 @@ public struct AlertsClient: Sendable {
             page.alerts.reserveCapacity(elements.count)
             for element in elements {
                 do throws(DefenderAPIError) {
+                    if let problem = element.problem { throw .malformedResponse("an element of value is not valid JSON: \(problem)") }
                     page.alerts.append(try Alert(element, in: scanner, body: response.body))
                 } catch {
-                    page.rejected.append((String(decoding: UnsafeBufferPointer(rebasing: bytes[element.range]), as: UTF8.self), error.description))
+                    page.rejected.append(RejectedElement(bytes: Data(UnsafeBufferPointer(rebasing: bytes[element.range])), reason: error.description))
                 }
             }
             return .success(page)

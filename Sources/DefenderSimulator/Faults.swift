@@ -24,6 +24,17 @@ public struct Fault: Sendable, Equatable, Codable {
         /// A 400 whose error text echoes the request: its body (token endpoint) or its
         /// `Authorization` header (alerts), as a misbehaving endpoint or proxy might.
         case echo
+        /// One more element at the start of an alerts page (the page is otherwise as usual): an
+        /// alert whose title holds a lone surrogate escape `\udc00` (legal JSON text, to be
+        /// forwarded as it came)...
+        case loneSurrogate = "lone-surrogate"
+        /// ... an alert with invalid UTF-8 in its title (not JSON: to be quarantined) ...
+        case invalidUTF8 = "invalid-utf8"
+        /// ... or an alert with a member nested 600 deep (beyond any parser's limit).
+        case deepNesting = "deep-nesting"
+
+        /// The kinds that add an element to a page instead of replacing the answer.
+        public var addsElement: Bool { [.loneSurrogate, .invalidUTF8, .deepNesting].contains(self) }
     }
 
     public var target: Target

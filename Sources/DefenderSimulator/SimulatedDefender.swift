@@ -161,24 +161,56 @@ public actor SimulatedDefender {
         let page = store.query(query, now: now, order: resultOrder, random: &random)
         counters.alertsServed += page.count
         let body = JSONValue.object([("@odata.context", .string("\(request.baseURL)/api/$metadata#Alerts")), ("value", .array(page))])
-        return SimulatorOutcome(.json(200, body, contentType: "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8",
-                                      headers: [("OData-Version", "4.0")]))
+        var response = SimulatorResponse.json(200, body, contentType: "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8",
+                                              headers: [("OData-Version", "4.0")])
+        if let fault = takeFault(for: .alerts, addingElement: true) {
+            response.body = Self.splice(element(for: fault.kind, now: now), into: response.body)
+        }
+        return SimulatorOutcome(response)
     }
 
-    /// The first active fault for `target` that fires, if any (and uses up one of its count).
+    /// An element for a fault that adds one, with a new id.
+    private func element(for kind: Fault.Kind, now: Timestamp) -> Data {
+        let id = "da\(now.dotNetTicks)_bad\(counters.faultsInjected)"
+        let head = Data(#"{"id":"\#(id)","lastUpdateTime":"\#(now.description)","severity":"High","title":"#.utf8)
+        switch kind {
+        case .loneSurrogate: return head + Data(#""bad \udc00 title","status":"New"}"#.utf8)
+        case .invalidUTF8: return head + Data("\"bad ".utf8) + Data([0xFF, 0xFE, 0xC0, 0x80]) + Data(#" title","status":"New"}"#.utf8)
+        default:
+            return head + Data(#""deep","nested":"#.utf8) + Data(repeating: UInt8(ascii: "["), count: 600)
+                + Data(repeating: UInt8(ascii: "]"), count: 600) + Data("}".utf8)
+        }
+    }
+
+    /// `body` (an alerts page) with `element` first in its `value`.
+    private static func splice(_ element: Data, into body: Data) -> Data {
+        guard let range = body.range(of: Data(#""value":["#.utf8)) else { return body }
+        let rest = body[range.upperBound...]
+        let separator = rest.first == UInt8(ascii: "]") ? Data() : Data(",".utf8)
+        return body[..<range.upperBound] + element + separator + rest
+    }
+
+    /// The answer of the first active fault for `target` that fires, if any.
     private func injectFault(for target: Fault.Target, request: SimulatorRequest) -> SimulatorOutcome? {
         let now = clock.now()
         if let until = burstRetryAfterUntil[target], until > now { counters.callsIgnoringRetryAfter += 1 }
-        for (index, fault) in faults.enumerated() where fault.target == target || fault.target == .any {
+        guard let fault = takeFault(for: target, addingElement: false) else { return nil }
+        if fault.kind == .rateLimit {
+            burstRetryAfterUntil[target] = now.adding(seconds: Double(fault.retryAfter ?? 30))
+        }
+        return Self.outcome(of: fault, target: target, request: request)
+    }
+
+    /// The first active fault for `target` of the kinds that add an element (or of the others)
+    /// that fires, if any; uses up one of its count.
+    private func takeFault(for target: Fault.Target, addingElement: Bool) -> Fault? {
+        for (index, fault) in faults.enumerated() where (fault.target == target || fault.target == .any) && fault.kind.addsElement == addingElement {
             if let probability = fault.probability, !random.chance(probability) { continue }
             if let count = fault.count {
                 if count <= 1 { faults.remove(at: index) } else { faults[index].count = count - 1 }
             }
             counters.faultsInjected += 1
-            if fault.kind == .rateLimit {
-                burstRetryAfterUntil[target] = now.adding(seconds: Double(fault.retryAfter ?? 30))
-            }
-            return Self.outcome(of: fault, target: target, request: request)
+            return fault
         }
         return nil
     }
@@ -217,6 +249,8 @@ public actor SimulatedDefender {
             }
             return SimulatorOutcome(.apiError(400, code: "BadRequest",
                                               message: "Bad request: GET \(request.path)?\(request.query) Authorization: \(request.header("Authorization") ?? "")"))
+        case .loneSurrogate, .invalidUTF8, .deepNesting:
+            return SimulatorOutcome(ok)  // never: these add an element to a real page
         }
     }
 

@@ -20,11 +20,14 @@ public struct JSONScanner {
         /// For each collected member name (same order), the range of its value in the last
         /// occurrence of the name, or `nil`.
         public var members: [Range<Int>?]
+        /// Why the element is not valid JSON (the rest of the document is); `nil` when it is.
+        public var problem: String?
 
-        public init(range: Range<Int>, isObject: Bool, members: [Range<Int>?]) {
+        public init(range: Range<Int>, isObject: Bool, members: [Range<Int>?], problem: String? = nil) {
             self.range = range
             self.isObject = isObject
             self.members = members
+            self.problem = problem
         }
     }
 
@@ -116,7 +119,10 @@ public struct JSONScanner {
             case UInt8(ascii: "u"):
                 var code = hex4(position)
                 position += 4
-                if (0xD800...0xDBFF).contains(code) {
+                // A surrogate pair is one scalar; a lone surrogate (legal JSON text, no Unicode
+                // scalar) decodes as U+FFFD. The bytes themselves are passed on unchanged.
+                if (0xD800...0xDBFF).contains(code), content.count - position >= 6, content[position] == UInt8(ascii: "\\"),
+                    content[position + 1] == UInt8(ascii: "u"), (0xDC00...0xDFFF).contains(hex4(position + 2)) {
                     code = 0x10000 + ((code - 0xD800) << 10) + (hex4(position + 2) - 0xDC00)
                     position += 6
                 }
@@ -254,21 +260,74 @@ public struct JSONScanner {
         }
     }
 
-    /// The array at `index`, element by element.
+    /// The array at `index`, element by element. An element that is not valid JSON (invalid
+    /// UTF-8, nesting deeper than ``maximumDepth``...) but whose end can still be found is
+    /// reported with its ``Element/problem`` and the array goes on; if its end cannot be found
+    /// (a truncated document), the whole document is refused.
     private mutating func array(collecting names: [[UInt8]]) throws(JSONParseError) -> [Element] {
         var elements: [Element] = []
         try array { (scanner: inout JSONScanner) throws(JSONParseError) in
             let start = scanner.index
+            let depth = scanner.depth
             guard start < scanner.bytes.count else { throw scanner.fail("unexpected end of input") }
-            if scanner.bytes[start] == UInt8(ascii: "{") {
-                let members = try scanner.objectMembers(collecting: names)
-                elements.append(Element(range: start..<scanner.index, isObject: true, members: members))
-            } else {
-                try scanner.value()
-                elements.append(Element(range: start..<scanner.index, isObject: false, members: []))
+            do throws(JSONParseError) {
+                if scanner.bytes[start] == UInt8(ascii: "{") {
+                    let members = try scanner.objectMembers(collecting: names)
+                    elements.append(Element(range: start..<scanner.index, isObject: true, members: members))
+                } else {
+                    try scanner.value()
+                    elements.append(Element(range: start..<scanner.index, isObject: false, members: []))
+                }
+            } catch {
+                guard let end = scanner.endOfElement(from: start) else { throw error }
+                scanner.index = end
+                scanner.depth = depth
+                elements.append(Element(range: start..<end, isObject: false, members: [], problem: error.reason))
             }
         }
         return elements
+    }
+
+    /// Where the array element at `start` ends, found without validating it: strings are
+    /// skipped to their closing quote (whatever bytes they hold), brackets counted (no
+    /// recursion, so no depth limit). `nil` when the document ends first.
+    private func endOfElement(from start: Int) -> Int? {
+        var index = start
+        var depth = 0
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "\""):
+                index += 1
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                    index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                guard index < bytes.count else { return nil }
+                index += 1
+                if depth == 0 { return index }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                index += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                // At depth 0 this closes the array the element is in: a scalar ends before it.
+                if depth == 0 { return index > start ? trimmedEnd(start, index) : nil }
+                depth -= 1
+                index += 1
+                if depth == 0 { return index }
+            case UInt8(ascii: ","):
+                if depth == 0 { return index > start ? trimmedEnd(start, index) : nil }
+                index += 1
+            default:
+                index += 1
+            }
+        }
+        return nil
+    }
+
+    /// `end` moved back over whitespace, not before `start + 1`.
+    private func trimmedEnd(_ start: Int, _ end: Int) -> Int {
+        var end = end
+        while end > start + 1, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[end - 1]) { end -= 1 }
+        return end
     }
 
     private mutating func literal(_ word: StaticString) throws(JSONParseError) {
@@ -371,17 +430,10 @@ public struct JSONScanner {
             UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
             index += 2
         case UInt8(ascii: "u"):
+            // Any four hex digits: RFC 8259's grammar allows a lone surrogate (`\udc00`), and
+            // the API may send one; it is passed on as it came.
             index += 2
-            let code = try hex4()
-            if (0xD800...0xDBFF).contains(code) {
-                guard bytes.count - index >= 6, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                    throw fail("unpaired surrogate")
-                }
-                index += 2
-                guard (0xDC00...0xDFFF).contains(try hex4()) else { throw fail("unpaired surrogate") }
-            } else if (0xDC00...0xDFFF).contains(code) {
-                throw fail("unpaired surrogate")
-            }
+            _ = try hex4()
         default:
             throw fail("invalid escape")
         }

@@ -6,12 +6,12 @@ import Foundation
 struct StateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "state",
-        abstract: "Inspect or reset the cursor, dedup keys, outbox and dead letters.",
-        subcommands: [Show.self, Reset.self, DeadLetters.self]
+        abstract: "Inspect or reset the cursor, dedup keys, outbox, dead letters and quarantine.",
+        subcommands: [Show.self, Reset.self, DeadLetters.self, Quarantine.self]
     )
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Watermark and dedup keys per tenant, outbox depth per sink.")
+        static let configuration = CommandConfiguration(abstract: "Watermark, dedup keys and quarantine per tenant, outbox depth and dead letters per sink.")
         @OptionGroup var options: ConfigOption
         @Option(help: "Only this tenant.") var tenant: String?
 
@@ -19,9 +19,10 @@ struct StateCommand: ParsableCommand {
             let configuration = try loadConfiguration(options.config)
             let store = try openStore(configuration)
             let states = try store.tenants()
+            let quarantined = try store.quarantineCounts()
             for name in configuration.tenants.map(\.name) where tenant == nil || tenant == name {
                 let state = states.first { $0.tenant == name }
-                print("tenant \(name): watermark \(state?.watermark ?? "none (first poll fetches lookback)"), \(state?.dedupKeys ?? 0) dedup keys")
+                print("tenant \(name): watermark \(state?.watermark ?? "none (first poll fetches lookback)"), \(state?.dedupKeys ?? 0) dedup keys, \(quarantined[name] ?? 0) quarantined")
             }
             let depth = try store.outboxDepth()
             let deadLetters = try store.deadLetterCounts()
@@ -86,6 +87,45 @@ struct StateCommand: ParsableCommand {
                     print("\(letter.failedAt) sink \(letter.sink) tenant \(letter.tenant) alert \(letter.alertID) (\(letter.event))\(mark): \(letter.reason)")
                 }
                 print("\(letters.count) dead letters (\(scope))")
+            }
+        }
+    }
+}
+
+extension StateCommand {
+    struct Quarantine: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the elements of API answers that could not be read, print one's bytes (--raw ID) or drop them (--purge).",
+            discussion: """
+                An element of an alerts page that is not valid JSON, or has no id or no valid \
+                lastUpdateTime, is kept here with its bytes exactly as they came, once; the rest \
+                of its page is forwarded.
+                """)
+        @OptionGroup var options: ConfigOption
+        @Option(help: "Only this tenant.") var tenant: String?
+        @Option(help: "Write the bytes of this element to standard output, as they came.") var raw: Int64?
+        @Flag(help: "Delete them.") var purge = false
+
+        func run() throws {
+            let configuration = try loadConfiguration(options.config)
+            if let tenant, !configuration.tenants.contains(where: { $0.name == tenant }) {
+                throw ValidationError("no [[tenant]] named \"\(tenant)\"")
+            }
+            let store = try openStore(configuration)
+            let scope = tenant.map { "tenant \($0)" } ?? "all tenants"
+            if purge {
+                print("\(try store.purgeQuarantine(tenant: tenant)) quarantined elements of \(scope) deleted")
+            } else if let raw {
+                guard let element = try store.quarantine(tenant: tenant).first(where: { $0.id == raw }) else {
+                    throw ValidationError("no quarantined element \(raw) (of \(scope))")
+                }
+                FileHandle.standardOutput.write(element.bytes)
+            } else {
+                let elements = try store.quarantine(tenant: tenant)
+                for element in elements {
+                    print("\(element.id) \(element.quarantinedAt) tenant \(element.tenant) (\(element.bytes.count) bytes): \(element.reason)")
+                }
+                print("\(elements.count) quarantined elements (\(scope))")
             }
         }
     }

@@ -140,3 +140,27 @@ struct StateStoreTests {
         }
     }
 }
+
+@Suite("Quarantine")
+struct QuarantineTests {
+    @Test func anElementIsKeptOnceWithItsBytes() throws {
+        let directory = TemporaryDirectory()
+        let store = try StateStore(directory: directory.file("state"))
+        let bad = RejectedElement(bytes: Data([0x7B, 0xFF, 0x7D]), reason: "an element of value is not valid JSON: invalid UTF-8 in a string")
+        let other = RejectedElement(bytes: Data(#"{"id":7}"#.utf8), reason: "an alert has no string id")
+        let first = try store.admit(tenant: "contoso", alerts: [], rejected: [bad, other], forward: .new, sinks: ["s"])
+        #expect(first.quarantined == [bad, other])
+        // The same element re-read by the next poll (the overlap) is not kept or reported again.
+        let again = try store.admit(tenant: "contoso", alerts: [], rejected: [bad], forward: .new, sinks: ["s"])
+        #expect(again.quarantined.isEmpty)
+        // Another tenant's copy is its own.
+        #expect(try store.admit(tenant: "fabrikam", alerts: [], rejected: [bad], forward: .new, sinks: ["s"]).quarantined == [bad])
+        #expect(try store.quarantineCounts() == ["contoso": 2, "fabrikam": 1])
+        let kept = try store.quarantine(tenant: "contoso")
+        #expect(kept.map(\.bytes) == [bad.bytes, other.bytes])
+        #expect(kept.map(\.reason) == [bad.reason, other.reason])
+        #expect(try store.watermark(tenant: "contoso") == nil, "no alert, no watermark")
+        #expect(try store.purgeQuarantine(tenant: "contoso") == 2)
+        #expect(try store.quarantineCounts() == ["fabrikam": 1])
+    }
+}

@@ -49,13 +49,11 @@ struct AlertPageParsingTests {
 
     @Test("a malformed body is a typed error, never a partial page", arguments: [
         #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","lastUp"#,  // truncated
+        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b\"}]}"#,  // a string that never ends
+        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","x":[[[1]]}"#,  // brackets that never close
         #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"}]"#,  // missing }
         #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},]}"#,  // trailing comma
         #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"}]} x"#,  // data after the document
-        #"{"value":[{"id":"a","n":01}]}"#, #"{"value":[{"id":"a","n":1.}]}"#, #"{"value":[{"id":"a","n":-}]}"#,
-        #"{"value":[{"id":"\q"}]}"#, #"{"value":[{"id":"\u12"}]}"#, #"{"value":[{"id":"\ud800"}]}"#, #"{"value":[{"id":"\udc00x"}]}"#,
-        "{\"value\":[{\"id\":\"a\tb\"}]}",  // raw control character
-        #"{"value":[{"id":tru}]}"#, #"{"value":[{"id" "a"}]}"#, #"{"value":[{'id':"a"}]}"#,
         #"{"value":{"id":"a"}}"#,  // value is not an array
         #"{"values":[]}"#,  // no value at all
         "[]", "", "   ", "null",
@@ -64,12 +62,35 @@ struct AlertPageParsingTests {
         #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response(body)) }
     }
 
-    @Test("invalid UTF-8 is an error", arguments: [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xE2, 0x82], [0x80], [0xF4, 0x90, 0x80, 0x80]] as [[UInt8]])
-    func invalidUTF8(_ sequence: [UInt8]) {
-        let body = Data(#"{"value":[{"id":"a"#.utf8) + Data(sequence) + Data(#"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#.utf8)
-        #expect(throws: DefenderAPIError.self) {
-            try AlertsClient.parsePage(HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: body))
-        }
+    /// The bytes of an element that is not valid JSON in an otherwise valid page.
+    static let badElements: [[UInt8]] = [
+        #"{"id":"a","n":01}"#, #"{"id":"a","n":1.}"#, #"{"id":"a","n":-}"#, #"{"id":"\q"}"#, #"{"id":"\u12"}"#,
+        "{\"id\":\"a\tb\"}",  // raw control character
+        #"{"id":tru}"#, #"{"id" "a"}"#, #"{'id':"a"}"#, "tru", "-",
+        #"{"id":"x","deep":"# + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "}",
+    ].map { Array($0.utf8) } + [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xE2, 0x82], [0x80], [0xF4, 0x90, 0x80, 0x80]].map {
+        Array(#"{"id":"a"#.utf8) + $0 + Array(#"","lastUpdateTime":"2026-11-25T10:00:00Z"}"#.utf8)
+    }
+
+    @Test("an element that is not valid JSON is rejected with its bytes; the rest of the page is read", arguments: badElements)
+    func aBadElementDoesNotStallThePage(_ element: [UInt8]) throws {
+        let body = Data(#"{"value":[{"id":"before","lastUpdateTime":"2026-11-25T10:00:00Z"}, "#.utf8) + Data(element)
+            + Data(#" ,{"id":"after","lastUpdateTime":"2026-11-25T10:00:01Z"}]}"#.utf8)
+        let page = try AlertsClient.parsePage(HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: body))
+        #expect(page.alerts.map(\.id) == ["before", "after"])
+        #expect(page.rejected.map(\.bytes) == [Data(element)], "exactly the element's bytes")
+        #expect(page.rejected.first?.reason.contains("not valid JSON") == true, "\(page.rejected)")
+    }
+
+    @Test func aLoneSurrogateIsLegalJSONAndPassesThroughAsItCame() throws {
+        // RFC 8259's grammar allows any \uXXXX; a lone surrogate is no Unicode scalar, so the
+        // decoded title shows U+FFFD, while the alert's bytes keep the escape.
+        let element = #"{"id":"da1","lastUpdateTime":"2026-11-25T10:00:00Z","title":"bad \udc00 and \ud800x and \ud83d\ude00"}"#
+        let page = try AlertsClient.parsePage(response(#"{"value":["# + element + "]}"))
+        #expect(page.rejected.isEmpty)
+        #expect(page.alerts.map(\.json) == [element])
+        #expect(page.alerts[0].title == "bad \u{FFFD} and \u{FFFD}x and 😀")
+        #expect(try JSONValue(parsing: element)["title"]?.stringValue == "bad \u{FFFD} and \u{FFFD}x and 😀")
     }
 
     @Test func eightBytesAtATimeFindTheFirstByteThatMatters() {
@@ -104,16 +125,15 @@ struct AlertPageParsingTests {
             let text = String(repeating: "x", count: length)
             let good = try AlertsClient.parsePage(response(#"{"value":[{"id":""# + text + #"\"é","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
             #expect(good.alerts.first?.id == text + "\"é")
+            // Found wherever it is: the element is rejected (the page itself is read).
             for bad in ["\t", "\u{01}", #"\q"#] {
-                #expect(throws: DefenderAPIError.self) {
-                    try AlertsClient.parsePage(response(#"{"value":[{"id":""# + text + bad + text + #"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
-                }
+                let page = try AlertsClient.parsePage(response(#"{"value":[{"id":""# + text + bad + text + #"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
+                #expect(page.alerts.isEmpty && page.rejected.count == 1, "\(length) \(bad.debugDescription)")
             }
             let invalid = Data(#"{"value":[{"id":""#.utf8) + Data(text.utf8) + Data([0xC0, 0x80]) + Data(text.utf8)
                 + Data(#"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#.utf8)
-            #expect(throws: DefenderAPIError.self) {
-                try AlertsClient.parsePage(HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: invalid))
-            }
+            let page = try AlertsClient.parsePage(HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: invalid))
+            #expect(page.alerts.isEmpty && page.rejected.count == 1, "\(length) invalid UTF-8")
             // Unterminated, the string running to the end of the body.
             #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response(#"{"value":[{"id":""# + text)) }
         }
@@ -121,8 +141,13 @@ struct AlertPageParsingTests {
 
     @Test func deepNestingIsAnErrorNotACrash() throws {
         let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
-        for body in [deep, #"{"value":["# + deep + "]}", #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z","e":"# + deep + "}]}"] {
-            #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response(body)) }
+        #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response(deep)) }
+        // Inside an element, the element is rejected (its end is found by counting brackets,
+        // without recursion) and the page goes on.
+        for element in [deep, #"{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z","e":"# + deep + "}"] {
+            let page = try AlertsClient.parsePage(response(#"{"value":["# + element + #",{"id":"b","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
+            #expect(page.rejected.map(\.json) == [element])
+            #expect(page.alerts.map(\.id) == ["b"])
         }
         // The generic parser, used for error bodies and by the simulator, holds too.
         #expect(throws: JSONParseError.self) { try JSONValue(parsing: deep) }

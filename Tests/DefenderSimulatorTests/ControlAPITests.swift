@@ -95,9 +95,15 @@ struct OrderedJSONTests {
         #expect(value.serialized.contains("1.50"))
     }
 
-    @Test(arguments: ["", "{", "[1,]", "{\"a\":1,}", "01", "1.", "\"\\x\"", "nul", "{\"a\" 1}", "[1] [2]", "\"\u{01}\"", "\"\\ud800\""])
+    @Test(arguments: ["", "{", "[1,]", "{\"a\":1,}", "01", "1.", "\"\\x\"", "nul", "{\"a\" 1}", "[1] [2]", "\"\u{01}\""])
     func malformedInputIsAnError(text: String) {
         #expect(throws: JSONParseError.self) { try JSONValue(parsing: text) }
+    }
+
+    @Test func aLoneSurrogateEscapeIsLegalJSON() throws {
+        // RFC 8259's grammar allows it; it is no Unicode scalar, so it decodes as U+FFFD.
+        #expect(try JSONValue(parsing: #""\ud800""#) == .string("\u{FFFD}"))
+        #expect(try JSONValue(parsing: #""a\udc00b""#) == .string("a\u{FFFD}b"))
     }
 
     @Test func deepNestingIsRefusedNotACrash() {

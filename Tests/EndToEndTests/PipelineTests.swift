@@ -154,6 +154,39 @@ struct CleanStopTests {
         harness.stopDaemon()
     }
 
+    @Test func aBadElementIsQuarantinedAndThePageGoesOn() throws {
+        // Three pages each start with one odd element: an alert whose title holds a lone
+        // surrogate escape (legal JSON: forwarded as it came), one with invalid UTF-8 and one
+        // nested 600 deep (not JSON: quarantined with their bytes). Once, each stalled its
+        // tenant for good (issue 11, hole 12).
+        let harness = try PipelineHarness(simulatorArguments: ["--fault", "alerts:lone-surrogate:count=1", "--fault", "alerts:invalid-utf8:count=1",
+                                                               "--fault", "alerts:deep-nesting:count=1"])
+        try harness.control("POST", "alerts", #"{"count": 5}"#)
+        harness.configure()
+        let daemon = try harness.startDaemon()
+        let status = harness.socket.receive(until: { $0.contains("contoso 2 quarantined") }, timeout: .seconds(60))
+        #expect(status.matched != nil, "\(status.all.suffix(3)) \(daemon.stderr.suffix(3000))")
+        // (Foundation's JSON parser refuses a lone surrogate: the test counts lines.)
+        let lines = { (try? String(contentsOfFile: harness.fixture.directory.file("a.jsonl"), encoding: .utf8))?.split(separator: "\n") ?? [] }
+        harness.waitUntil("the alerts and the lone-surrogate one delivered") { lines().count >= 6 }
+        harness.stopDaemon()
+        #expect(lines().count == 6)
+        #expect(Set(harness.delivered().map(\.id)).count == 5)
+        #expect(lines().filter { $0.contains(#""title":"bad \udc00 title""#) }.count == 1, "the escape reaches the sink as it came")
+        // Reported once each, not on every poll that re-reads the element.
+        #expect(daemon.stderr.components(separatedBy: "it is quarantined and the rest of the page goes on").count - 1 == 2, "\(daemon.stderr.suffix(3000))")
+        let config = harness.fixture.directory.file("defender-alertd.toml")
+        let listed = try DaemonProcess.run(["state", "quarantine", "--config", config])
+        #expect(listed.status == 0 && listed.stdout.contains("2 quarantined elements (all tenants)"), "\(listed)")
+        #expect(listed.stdout.contains("invalid UTF-8") && listed.stdout.contains("nesting deeper than 512"), "\(listed.stdout)")
+        let id = try #require(listed.stdout.split(separator: "\n").first { $0.contains("invalid UTF-8") }?.split(separator: " ").first)
+        let raw = try DaemonProcess(["state", "quarantine", "--config", config, "--raw", String(id)])
+        #expect(raw.waitForExit(timeout: .seconds(60)) == 0)
+        #expect(raw.stdoutBytes.range(of: Data([0xFF, 0xFE, 0xC0, 0x80])) != nil, "the element's bytes as they came")
+        let shown = try DaemonProcess.run(["state", "show", "--config", config])
+        #expect(shown.stdout.contains("2 quarantined"), "\(shown.stdout)")
+    }
+
     @Test func anEchoingTokenEndpointPutsNoSecretInTheLog() throws {
         // The endpoint (or a proxy) echoes the request body, client_secret and all, in its
         // error_description (issue 11, hole 18).

@@ -18,6 +18,7 @@ public final class PipelineStatus: Sendable {
         var tenantOrder: [String] = []
         var failingSinks: [String: String] = [:]
         var deadLetters: [String: Int] = [:]
+        var quarantined: [String: Int] = [:]
         var outbox = 0
     }
 
@@ -45,6 +46,11 @@ public final class PipelineStatus: Sendable {
         state.withLock { $0.deadLetters[name] = count == 0 ? nil : count }
     }
 
+    /// How many elements of each tenant's API answers are in quarantine.
+    public func quarantined(_ counts: [String: Int]) {
+        state.withLock { $0.quarantined = counts.filter { $0.value > 0 } }
+    }
+
     public func outbox(_ depth: Int) {
         state.withLock { $0.outbox = depth }
     }
@@ -60,7 +66,7 @@ public final class PipelineStatus: Sendable {
     }
 
     /// `contoso: ok 12s ago +3; fabrikam: FAILING 40s ago (...); outbox 0; sink archive FAILING;
-    /// sink siem 2 dead letters`.
+    /// sink siem 2 dead letters; fabrikam 1 quarantined`.
     public var line: String {
         let now = clock.now()
         return state.withLock { state in
@@ -78,6 +84,7 @@ public final class PipelineStatus: Sendable {
             parts.append("outbox \(state.outbox)")
             for (sink, _) in state.failingSinks.sorted(by: { $0.key < $1.key }) { parts.append("sink \(sink) FAILING") }
             for (sink, count) in state.deadLetters.sorted(by: { $0.key < $1.key }) { parts.append("sink \(sink) \(count) dead letters") }
+            for tenant in state.tenantOrder { if let count = state.quarantined[tenant] { parts.append("\(tenant) \(count) quarantined") } }
             return parts.joined(separator: "; ")
         }
     }

@@ -64,10 +64,6 @@ public final class TenantPoller: TenantPolling {
             }
             var total = Admission()
             try await connection.alerts.fetch(from: .inclusive(start)) { batch in
-                for (json, reason) in batch.rejected {
-                    logger.error("an element of the alerts response cannot be forwarded: \(reason)",
-                                 metadata: ["element": "\(json.prefix(2000))"])
-                }
                 // The watermark never passes the server's present (its Date header, else the
                 // local clock) by more than a small tolerance, well below the overlap.
                 let present = batch.serverTime ?? Timestamp(wallClock())
@@ -76,8 +72,14 @@ public final class TenantPoller: TenantPolling {
                     logger.warning("an alert is stamped in the future (after the server's clock); it is forwarded, and the watermark stays at the present",
                                    metadata: ["alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)", "server_time": "\(present)"])
                 }
-                let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, forward: tenant.forward, sinks: sinks, now: wallClock(),
-                                                notAfter: notAfter)
+                let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
+                                                sinks: sinks, now: wallClock(), notAfter: notAfter)
+                // Kept with its bytes (`defender-alertd state quarantine`), reported once; the
+                // rest of the page goes on.
+                for element in admission.quarantined {
+                    logger.error("an element of the alerts response cannot be read; it is quarantined and the rest of the page goes on: \(element.reason)",
+                                 metadata: ["element": "\(element.json.prefix(2000))", "bytes": "\(element.bytes.count)"])
+                }
                 if admission.queuedForSinks > 0 { queued() }
                 total.newAlerts += admission.newAlerts
                 total.duplicates += admission.duplicates

@@ -198,6 +198,7 @@ public final class Pipeline: Service, CustomStringConvertible {
 
     private func refreshStatus() {
         if let depth = try? store.outboxDepth().values.reduce(0, +) { status.outbox(depth) }
+        if let quarantined = try? store.quarantineCounts() { status.quarantined(quarantined) }
         statusLine.set("pipeline", status.line)
     }
 }

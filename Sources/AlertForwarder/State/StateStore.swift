@@ -62,6 +62,8 @@ public struct Admission: Sendable, Equatable {
     public var duplicates = 0
     /// Alerts queued, counted once per sink they wait for (what `max_outbox` counts).
     public var queuedForSinks = 0
+    /// Elements quarantined by this admission (not those quarantined before).
+    public var quarantined: [RejectedElement] = []
 }
 
 /// Durable state in `state_directory`: in SQLite (GRDB, `state.sqlite`) per tenant the
@@ -195,6 +197,20 @@ public final class StateStore: Sendable {
                 CREATE INDEX dead_letter_by_sink ON dead_letter (sink, requeue);
                 """)
         }
+        // Elements of an API answer that are not alerts the daemon can read, kept with their
+        // bytes (once: the same element re-read within the overlap is not kept again).
+        migrator.registerMigration("v5") { db in
+            try db.execute(sql: """
+                CREATE TABLE quarantine (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    tenant TEXT NOT NULL,
+                    raw BLOB NOT NULL,
+                    reason TEXT NOT NULL,
+                    quarantined_at TEXT NOT NULL,
+                    UNIQUE (tenant, raw)
+                );
+                """)
+        }
         return migrator
     }
 
@@ -244,13 +260,18 @@ public final class StateStore: Sendable {
     /// alert once to the outbox log for its sinks, and moves the watermark to the newest
     /// `lastUpdateTime` of the page (never back). A crash before the commit leaves nothing;
     /// after it, all.
-    public func admit(tenant: String, alerts: [Alert], forward: ForwardMode, sinks: [String], now: Date = Date(),
-                      notAfter: Timestamp? = nil) throws(StateError) -> Admission {
-        guard !alerts.isEmpty else { return Admission() }
+    public func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement] = [], forward: ForwardMode, sinks: [String],
+                      now: Date = Date(), notAfter: Timestamp? = nil) throws(StateError) -> Admission {
+        guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
         let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
         return try writeQueuing { db, undo in
             var admission = Admission()
+            for element in rejected {
+                try db.execute(sql: "INSERT OR IGNORE INTO quarantine (tenant, raw, reason, quarantined_at) VALUES (?, ?, ?, ?)",
+                               arguments: [tenant, element.bytes, element.reason, receivedAt])
+                if db.changesCount > 0 { admission.quarantined.append(element) }
+            }
             var queued: [OutboxLog.Entry] = []
             // Prepared once per transaction (SQLite parses each statement once, not per alert).
             let remember = try DedupKeyInsert(db)
@@ -518,6 +539,43 @@ public final class StateStore: Sendable {
     public func purgeDeadLetters(sink: String? = nil) throws(StateError) -> Int {
         try write { db in
             try db.execute(sql: "DELETE FROM dead_letter WHERE ?1 IS NULL OR sink = ?1", arguments: [sink])
+            return db.changesCount
+        }
+    }
+
+    /// An element of an API answer kept in quarantine.
+    public struct QuarantinedElement: Sendable, Equatable {
+        public var id: Int64
+        public var tenant: String
+        public var reason: String
+        public var quarantinedAt: String
+        public var bytes: Data
+    }
+
+    /// The quarantined elements, oldest first (of one tenant, or all).
+    public func quarantine(tenant: String? = nil) throws(StateError) -> [QuarantinedElement] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT id, tenant, reason, quarantined_at, raw FROM quarantine WHERE ?1 IS NULL OR tenant = ?1 ORDER BY id",
+                             arguments: [tenant]).map { row in
+                QuarantinedElement(id: row["id"], tenant: row["tenant"], reason: row["reason"], quarantinedAt: row["quarantined_at"], bytes: row["raw"])
+            }
+        }
+    }
+
+    /// Quarantined elements per tenant, for `STATUS=`.
+    public func quarantineCounts() throws(StateError) -> [String: Int] {
+        try read { db in
+            var counts: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT tenant, count(*) AS n FROM quarantine GROUP BY tenant") { counts[row["tenant"]] = row["n"] }
+            return counts
+        }
+    }
+
+    /// Deletes quarantined elements (of one tenant, or all); returns how many.
+    @discardableResult
+    public func purgeQuarantine(tenant: String? = nil) throws(StateError) -> Int {
+        try write { db in
+            try db.execute(sql: "DELETE FROM quarantine WHERE ?1 IS NULL OR tenant = ?1", arguments: [tenant])
             return db.changesCount
         }
     }

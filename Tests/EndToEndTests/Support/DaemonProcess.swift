@@ -40,6 +40,8 @@ final class DaemonProcess: @unchecked Sendable {
     var pid: Int32 { process.processIdentifier }
     var stdout: String { (try? String(contentsOfFile: output.file("stdout"), encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: output.file("stderr"), encoding: .utf8)) ?? "" }
+    /// Standard output as bytes (it may not be UTF-8).
+    var stdoutBytes: Data { FileManager.default.contents(atPath: output.file("stdout")) ?? Data() }
 
     /// Waits (bounded) until stdout has a line starting with `prefix`; returns the rest of it.
     func waitForLine(startingWith prefix: String, timeout: Duration = .seconds(60)) -> String? {
