@@ -119,8 +119,32 @@ public struct AlertsClient: Sendable {
     /// Once the density is known, the next window's request is sent while a page is read and
     /// handed on (two requests in flight at most, batches still strictly in order): the wait
     /// for the server overlaps with parsing and storing instead of adding to it.
+    ///
+    /// An answer larger than the transport accepts (``DefenderHTTPClient/maximumResponseSize``)
+    /// is not retried as it is: the rest of the window is read again with pages half as large
+    /// (down to one alert), from the start of the last batch handed on, with a warning.
     public func fetch(from lower: WindowBound, to upper: Timestamp? = nil, now: @Sendable () -> Date = { Date() },
                       onBatch: (AlertBatch) async throws -> Void) async throws {
+        var client = self
+        var start = lower
+        while true {
+            do {
+                try await client.fetchWindows(from: start, to: upper, now: now) { batch in
+                    try await onBatch(batch)
+                    start = batch.lower
+                }
+                return
+            } catch DefenderAPIError.transport(.bodyTooLarge(let limit)) where client.settings.pageSize > 1 {
+                client.settings.pageSize /= 2
+                logger.warning("an answer was larger than the most accepted; reading on with smaller pages", metadata: [
+                    "limit_bytes": "\(limit)", "page_size": "\(client.settings.pageSize)", "from": "\(start)",
+                ])
+            }
+        }
+    }
+
+    private func fetchWindows(from lower: WindowBound, to upper: Timestamp?, now: @Sendable () -> Date,
+                              onBatch: (AlertBatch) async throws -> Void) async throws {
         enum Work {
             /// A window; `halve` after a full page of its parent that was itself split.
             case window(WindowBound, Timestamp?, halve: Bool)
@@ -367,7 +391,7 @@ public struct AlertsClient: Sendable {
             }
             switch response.status {
             case 200:
-                return try Self.parsePage(response)
+                return try Self.parsePage(response, limit: settings.pageSize)
             case 401 where !renewed:
                 logger.notice("the API refused the access token (401); renewing it once")
                 await tokens.invalidate(token)
@@ -395,7 +419,7 @@ public struct AlertsClient: Sendable {
 
     /// The alerts of a response, from one validating pass over its bytes: nothing is admitted
     /// unless the whole body is valid JSON, and each alert keeps its original bytes.
-    static func parsePage(_ response: HTTPExchangeResponse) throws(DefenderAPIError) -> Page {
+    static func parsePage(_ response: HTTPExchangeResponse, limit: Int = 10_000) throws(DefenderAPIError) -> Page {
         let contentType = response.header("Content-Type") ?? ""
         guard contentType.lowercased().contains("json") else {
             throw .malformedResponse("content type \"\(contentType)\" instead of JSON (a proxy or captive portal answering?)")
@@ -405,7 +429,9 @@ public struct AlertsClient: Sendable {
             var scanner = JSONScanner(bytes)
             let elements: [JSONScanner.Element]
             do {
-                guard let found = try scanner.elements(ofArrayMember: "value", collecting: Alert.decodedMembers) else {
+                // No more than asked for ($top): a body of countless tiny elements is refused
+                // before it costs memory.
+                guard let found = try scanner.elements(ofArrayMember: "value", collecting: Alert.decodedMembers, limit: limit) else {
                     return .failure(.malformedResponse("no \"value\" array in the response"))
                 }
                 elements = found

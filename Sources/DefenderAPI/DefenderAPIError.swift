@@ -15,6 +15,8 @@ public enum DefenderAPIError: Error, Sendable, Equatable, CustomStringConvertibl
     public var isTransient: Bool {
         switch self {
         case .api(let status, _, _, _): status >= 500 || status == 408
+        // An answer too large is as large again: smaller pages are the remedy, not a retry.
+        case .transport(.bodyTooLarge): false
         case .rateLimited, .transport, .malformedResponse: true
         case .token(let error): error.kind == .transient
         }

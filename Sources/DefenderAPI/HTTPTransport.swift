@@ -57,7 +57,7 @@ public enum TransportError: Error, Sendable, Equatable, CustomStringConvertible 
         switch self {
         case .timedOut(let detail): "timed out (\(detail))"
         case .connection(let detail): "connection failed: \(detail)"
-        case .bodyTooLarge(let limit): "response body larger than \(limit) bytes"
+        case .bodyTooLarge(let limit): "response body larger than \(limit / 1_048_576) MiB (\(limit) bytes), the most accepted"
         }
     }
 }

@@ -46,7 +46,10 @@ public struct JSONScanner {
     /// array member `name` (empty when the member is absent; ``JSONParseError`` when it is not
     /// an array). For each element that is an object, the value ranges of the top-level
     /// members named in `collecting` are reported.
-    public mutating func elements(ofArrayMember name: String, collecting names: [String]) throws(JSONParseError) -> [Element]? {
+    ///
+    /// More than `limit` elements is an error, found as soon as the next one starts (so a
+    /// body of millions of tiny elements costs no more than `limit` of them).
+    public mutating func elements(ofArrayMember name: String, collecting names: [String], limit: Int = .max) throws(JSONParseError) -> [Element]? {
         let wanted = Array(name.utf8)
         let collected = names.map { Array($0.utf8) }
         var found: [Element]?
@@ -57,7 +60,7 @@ public struct JSONScanner {
                 guard scanner.index < scanner.bytes.count, scanner.bytes[scanner.index] == UInt8(ascii: "[") else {
                     throw scanner.fail("\"\(name)\" is not an array")
                 }
-                found = try scanner.array(collecting: collected)
+                found = try scanner.array(collecting: collected, limit: limit)
             } else {
                 try scanner.value()
             }
@@ -264,9 +267,10 @@ public struct JSONScanner {
     /// UTF-8, nesting deeper than ``maximumDepth``...) but whose end can still be found is
     /// reported with its ``Element/problem`` and the array goes on; if its end cannot be found
     /// (a truncated document), the whole document is refused.
-    private mutating func array(collecting names: [[UInt8]]) throws(JSONParseError) -> [Element] {
+    private mutating func array(collecting names: [[UInt8]], limit: Int) throws(JSONParseError) -> [Element] {
         var elements: [Element] = []
         try array { (scanner: inout JSONScanner) throws(JSONParseError) in
+            guard elements.count < limit else { throw scanner.fail("more than \(limit) elements") }
             let start = scanner.index
             let depth = scanner.depth
             guard start < scanner.bytes.count else { throw scanner.fail("unexpected end of input") }

@@ -128,3 +128,43 @@ struct ContentDecodingTests {
         }
     }
 }
+
+/// Answers are bounded (issue 11, hole 17): by size, as they arrive, and by element count.
+@Suite("Response size limits")
+struct ResponseSizeTests {
+    @Test func moreElementsThanAskedForAreRefusedEarly() throws {
+        let body = #"{"value":["# + Array(repeating: "1", count: 1001).joined(separator: ",") + "]}"
+        let response = HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: Data(body.utf8))
+        #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response, limit: 1000) }
+        #expect(try AlertsClient.parsePage(response, limit: 1001).rejected.count == 1001)
+    }
+
+    @Test func anAnswerTooLargeIsReadAgainWithSmallerPages() async throws {
+        // Pages of 100 alerts with evidence are about 290 KB; the transport takes at most 64 KB:
+        // the client halves the page size until answers fit, and reads every alert.
+        let harness = try APIHarness { $0.rateLimitPerMinute = 1_000_000 }
+        var expected: [String] = []
+        for index in 0..<300 {
+            expected += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3000 + Double(index) * 10))
+        }
+        let ids = expected
+        try await harness.live(maximumBodySize: 64 * 1024) { base, transport in
+            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport),
+                                              settings: .init(pageSize: 100, expandEvidence: true),
+                                              budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
+            var read: [String] = []
+            try await client.fetch(from: .inclusive(APIHarness.start.adding(seconds: -3600)), now: { APIHarness.start.date }) { batch in
+                read += batch.alerts.map(\.id)
+            }
+            #expect(Set(read) == Set(ids))
+            let warnings = harness.records.at(.warning).filter { $0.message.contains("larger than the most accepted") }
+            #expect(warnings.map { $0.metadata["page_size"]?.description } == ["50", "25", "12"])
+        }
+    }
+
+    @Test func theLimitIsDocumented() {
+        #expect(DefenderHTTPClient.maximumResponseSize == 128 * 1024 * 1024)
+        #expect(DefenderHTTPClient.Settings().maximumBodySize == DefenderHTTPClient.maximumResponseSize)
+        #expect(TransportError.bodyTooLarge(DefenderHTTPClient.maximumResponseSize).description.contains("128 MiB"))
+    }
+}
