@@ -37,7 +37,7 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 # `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would).
 DEMO_SECONDS ?=
 
-.PHONY: deps deps-deb deps-bench bench bench-smoke build test docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: deps deps-deb deps-bench bench bench-smoke fuzz-smoke build test docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
@@ -65,7 +65,7 @@ systemd-test: build deb
 
 ## test: the whole suite (unit files, real systemd, unit and integration tests with a real
 ## journald, end-to-end)
-test: build check-units demo-test bench-smoke install-check systemd-test
+test: build check-units demo-test bench-smoke fuzz-smoke install-check systemd-test
 	scripts/with-journald.sh $(SWIFT) test $(PINNED) $(BUILD_FLAGS)
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
@@ -114,6 +114,13 @@ bench-smoke: build deps-bench
 
 deps-bench:
 	@scripts/apt-install.sh $(BENCH_PACKAGES)
+
+## fuzz-smoke: the libFuzzer targets (scanner and tree parser of API answers; timestamps,
+## durations, Retry-After), built with -sanitize=fuzzer,address and run 30 s each over the
+## corpus in fuzz/corpus (part of make test; `make reliability` runs 10 million each)
+fuzz-smoke: deps
+	scripts/fuzz.sh build
+	scripts/fuzz.sh run 30s
 
 ## install: release build, man pages, completions, units, example configuration (run as root);
 ## then the configuration group (systemd-sysusers) and systemctl daemon-reload

@@ -41,6 +41,8 @@ public struct Fault: Sendable, Equatable, Codable {
     public var kind: Kind
     public var status: Int?
     public var retryAfter: Int?
+    /// With `rate-limit`: `Retry-After` as an HTTP date (IMF-fixdate) instead of seconds.
+    public var retryAfterDate: Bool?
     public var seconds: Double?
     /// How many requests it hits; `nil` until cleared.
     public var count: Int?

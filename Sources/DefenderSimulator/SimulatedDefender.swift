@@ -182,6 +182,19 @@ public actor SimulatedDefender {
         }
     }
 
+    /// A fault's `Retry-After`: seconds, or the HTTP date that many seconds from now (rounded
+    /// up to a whole second, as the format has no fraction).
+    private static func retryAfter(_ fault: Fault, now: Timestamp) -> String {
+        let seconds = fault.retryAfter ?? 30
+        guard fault.retryAfterDate == true else { return String(seconds) }
+        var time = time_t(now.ticks / 10_000_000 + 1 + Int64(seconds))
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"], months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+    }
+
     /// `body` (an alerts page) with `element` first in its `value`.
     private static func splice(_ element: Data, into body: Data) -> Data {
         guard let range = body.range(of: Data(#""value":["#.utf8)) else { return body }
@@ -198,7 +211,7 @@ public actor SimulatedDefender {
         if fault.kind == .rateLimit {
             burstRetryAfterUntil[target] = now.adding(seconds: Double(fault.retryAfter ?? 30))
         }
-        return Self.outcome(of: fault, target: target, request: request)
+        return Self.outcome(of: fault, target: target, request: request, now: now)
     }
 
     /// The first active fault for `target` of the kinds that add an element (or of the others)
@@ -215,20 +228,20 @@ public actor SimulatedDefender {
         return nil
     }
 
-    private static func outcome(of fault: Fault, target: Fault.Target, request: SimulatorRequest) -> SimulatorOutcome {
+    private static func outcome(of fault: Fault, target: Fault.Target, request: SimulatorRequest, now: Timestamp) -> SimulatorOutcome {
         let ok = SimulatorResponse.json(200, .object([("value", .array([]))]))
         switch fault.kind {
         case .status:
             let status = fault.status ?? 503
             if target == .token {
-                return SimulatorOutcome(TokenEndpoint.error(status, "temporarily_unavailable", 50_020 + status % 10, "The service is temporarily unavailable (simulated outage, HTTP \(status)).", now: Timestamp(Date())))
+                return SimulatorOutcome(TokenEndpoint.error(status, "temporarily_unavailable", nil, "The service is temporarily unavailable (simulated outage, HTTP \(status)).", now: Timestamp(Date())))
             }
             // Documented: InternalServerError carries no message.
             return SimulatorOutcome(.apiError(status, code: status >= 500 ? "InternalServerError" : "BadRequest",
                                               message: status >= 500 ? "" : "Simulated failure (HTTP \(status))."))
         case .rateLimit:
             return SimulatorOutcome(.apiError(429, code: "TooManyRequests", message: "Too many requests (simulated burst).",
-                                              headers: [("Retry-After", String(fault.retryAfter ?? 30))]))
+                                              headers: [("Retry-After", retryAfter(fault, now: now))]))
         case .delay:
             return SimulatorOutcome(ok, delivery: .delayed(.milliseconds(Int64((fault.seconds ?? 5) * 1000))))
         case .stall:

@@ -17,7 +17,7 @@ struct DefenderSim: AsyncParsableCommand {
             POST scenario, POST apps, POST clock/advance, POST order).
 
             Faults (--fault, repeatable): TARGET:KIND[:key=value,...] with TARGET token|alerts|any and KIND \
-            status|rate-limit|delay|stall|truncated|invalid-json|wrong-content-type|echo|lone-surrogate|invalid-utf8|deep-nesting; keys: status, retryAfter, seconds, \
+            status|rate-limit|delay|stall|truncated|invalid-json|wrong-content-type|echo|lone-surrogate|invalid-utf8|deep-nesting; keys: status, retryAfter, retryAfterDate (true: an HTTP date), seconds, \
             count (how many requests; default: until cleared), probability (0...1). Examples: \
             alerts:status:status=503,count=2   token:status:status=503,probability=0.3   alerts:stall:count=1   \
             alerts:rate-limit:retryAfter=5,count=3
@@ -114,10 +114,11 @@ struct DefenderSim: AsyncParsableCommand {
             switch pair[0] {
             case "status": fault.status = Int(pair[1])
             case "retryAfter": fault.retryAfter = Int(pair[1])
+            case "retryAfterDate": fault.retryAfterDate = pair[1] == "true"
             case "seconds": fault.seconds = Double(pair[1])
             case "count": fault.count = Int(pair[1])
             case "probability": fault.probability = Double(pair[1])
-            default: throw ValidationError("--fault \(text): unknown key '\(pair[0])' (status, retryAfter, seconds, count, probability)")
+            default: throw ValidationError("--fault \(text): unknown key '\(pair[0])' (status, retryAfter, retryAfterDate, seconds, count, probability)")
             }
         }
         do { try fault.validate() } catch { throw ValidationError("--fault \(text): \(error)") }

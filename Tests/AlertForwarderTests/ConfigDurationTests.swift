@@ -1,5 +1,6 @@
 @testable import AlertForwarder
 import Testing
+import Timekeeping
 
 @Suite("Duration strings")
 struct ConfigDurationTests {
@@ -14,6 +15,13 @@ struct ConfigDurationTests {
     @Test(arguments: ["", "5", "s", "5 s", "-5s", "5sec", "1.5h", "5S", "1h 30m", "99999999999999s"])
     func rejects(text: String) {
         #expect(ConfigDuration.parse(text) == nil)
+    }
+
+    @Test func absurdlyLongDurationsAreRefusedNotATrap() {
+        // Thousands of 12-digit components would overflow Duration's arithmetic.
+        #expect(ConfigDuration.parse(String(repeating: "999999999999d", count: 3000)) == nil)
+        #expect(ConfigDuration.parse("1001000d") == nil)
+        #expect(ConfigDuration.parse("365000d") == .seconds(365_000 * 86400))
     }
 
     @Test func formatsCompactly() {

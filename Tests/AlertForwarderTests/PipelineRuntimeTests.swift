@@ -7,6 +7,7 @@ import Synchronization
 import Systemd
 import Testing
 import TestSupport
+import Timekeeping
 
 /// The running pipeline in process, its ticks, deadlines and health on a stepped clock, against
 /// the simulator on loopback: polls, deadlines and the watchdog fire exactly when the test

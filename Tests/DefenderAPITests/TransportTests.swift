@@ -104,6 +104,10 @@ struct DefenderAPIUnitTests {
         #expect(RetryAfter.parse("Thu, 01 Jan 1970 00:00:10 GMT", now: 40)?.wait == .zero)
         #expect(RetryAfter.parse("-5", now: 0)?.wait == .zero)
         #expect(RetryAfter.parse("soon", now: 0) == nil)
+        // Found by fuzzing (fuzz/corpus/time-text/crash-*): numbers beyond a C int trapped.
+        #expect(RetryAfter.parse("Sun, 66666666606 Nov 1994 GMT:4:3:7 GMT", now: 0) == nil)
+        #expect(RetryAfter.parse("Sun, 06 Nov 99999999999 08:49:37 GMT", now: 0) == nil)
+        #expect(RetryAfter.parse("Sun, 06 Nov 1994 99999999999:49:37 GMT", now: 0) == nil)
         #expect(RetryAfter.parse(nil, now: 0) == nil)
     }
 

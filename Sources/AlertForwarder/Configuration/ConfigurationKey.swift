@@ -1,5 +1,6 @@
 import DefenderAPI
 import Logging
+import Timekeeping
 
 /// One key of `defender-alertd.toml`: the single definition that the loader validates against
 /// (type, range, allowed values, default) and that the configuration reference, the

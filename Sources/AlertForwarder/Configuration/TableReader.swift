@@ -1,4 +1,5 @@
 import TOMLKit
+import Timekeeping
 
 /// Collects the problems of one configuration file while it is validated.
 final class ValidationReport {

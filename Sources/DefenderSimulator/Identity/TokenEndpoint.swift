@@ -143,15 +143,17 @@ struct TokenEndpoint {
     }
 
     /// The Entra ID error shape, with AADSTS code, trace and correlation ids and timestamp.
-    static func error(_ status: Int, _ error: String, _ code: Int, _ message: String, now: Timestamp) -> SimulatorResponse {
+    /// An OAuth error body as Entra ID writes it; `code` nil for a failure without an AADSTS
+    /// code of its own (a simulated outage: no number is invented).
+    static func error(_ status: Int, _ error: String, _ code: Int?, _ message: String, now: Timestamp) -> SimulatorResponse {
         let trace = UUID().uuidString.lowercased()
         let correlation = UUID().uuidString.lowercased()
         let stamp = now.writtenWith(0).description.replacingOccurrences(of: "T", with: " ")
-        let description = "AADSTS\(code): \(message)\r\nTrace ID: \(trace)\r\nCorrelation ID: \(correlation)\r\nTimestamp: \(stamp)"
-        return .json(status, .object([
-            ("error", .string(error)), ("error_description", .string(description)), ("error_codes", .array([.int(code)])),
-            ("timestamp", .string(stamp)), ("trace_id", .string(trace)), ("correlation_id", .string(correlation)),
-            ("error_uri", .string("https://login.microsoftonline.com/error?code=\(code)")),
-        ]), headers: headers)
+        let description = (code.map { "AADSTS\($0): " } ?? "") + "\(message)\r\nTrace ID: \(trace)\r\nCorrelation ID: \(correlation)\r\nTimestamp: \(stamp)"
+        var members: [(String, JSONValue)] = [("error", .string(error)), ("error_description", .string(description))]
+        if let code { members.append(("error_codes", .array([.int(code)]))) }
+        members += [("timestamp", .string(stamp)), ("trace_id", .string(trace)), ("correlation_id", .string(correlation))]
+        if let code { members.append(("error_uri", .string("https://login.microsoftonline.com/error?code=\(code)"))) }
+        return .json(status, .object(members), headers: headers)
     }
 }

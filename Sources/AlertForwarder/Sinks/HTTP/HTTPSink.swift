@@ -1,6 +1,7 @@
 import DefenderAPI
 import Foundation
 import OrderedJSON
+import Timekeeping
 
 /// Alerts POSTed to a webhook, Splunk's HTTP Event Collector or Elasticsearch's bulk API.
 ///

@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 import Synchronization
+import Timekeeping
 
 /// One TCP connection to a syslog receiver, TLS-protected when a context is given: writes,
 /// what the receiver sent back (RELP answers), and whether it is still open. Every wait has a

@@ -1,13 +1,16 @@
 /// Parses the duration strings of the configuration file: a number and a unit (`500ms`,
 /// `30s`, `5m`, `2h`, `1d`), or several in a row (`1h30m`).
-enum ConfigDuration {
+public enum ConfigDuration {
     private static let units: [(suffix: String, duration: Duration)] = [
         ("ms", .milliseconds(1)), ("s", .seconds(1)), ("m", .seconds(60)),
         ("h", .seconds(3600)), ("d", .seconds(86400)),
     ]
 
-    /// The duration, or `nil` when the text is not a duration.
-    static func parse(_ text: String) -> Duration? {
+    /// The longest duration accepted: 1,000 years.
+    public static let longest: Duration = .seconds(1000 * 365 * 86400)
+
+    /// The duration, or `nil` when the text is not a duration (or longer than ``longest``).
+    public static func parse(_ text: String) -> Duration? {
         var rest = Substring(text)
         var total: Duration = .zero
         guard !rest.isEmpty else { return nil }
@@ -21,12 +24,14 @@ enum ConfigDuration {
             else { return nil }
             rest = rest.dropFirst(unit.suffix.count)
             total += unit.duration * value
+            // Far beyond any sensible setting, and long before Duration's arithmetic would trap.
+            guard total <= Self.longest else { return nil }
         }
         return total
     }
 
     /// A short, exact rendering for messages (`90s` -> `1m30s`).
-    static func format(_ duration: Duration) -> String {
+    public static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         var milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
         if milliseconds == 0 { return "0s" }
