@@ -30,6 +30,8 @@ VERSION      = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 ARCH         = $(shell dpkg --print-architecture)
 # Packaging tools for `make deb` (debhelper builds the package, lintian checks it).
 DEB_PACKAGES = debhelper lintian dpkg-dev groff-base
+# Fault injection for the reliability suite: clock jumps and failing fsync.
+RELIABILITY_PACKAGES = libfaketime strace
 # The benchmark driver runs on Debian's Python (matplotlib for the plot, requests for the peer).
 BENCH_PACKAGES = python3-matplotlib python3-requests curl
 # What debhelper leaves in debian/ while it builds the package.
@@ -37,7 +39,7 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 # `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would).
 DEMO_SECONDS ?=
 
-.PHONY: deps deps-deb deps-bench bench bench-smoke fuzz-smoke build test docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: deps deps-deb deps-bench deps-reliability bench bench-smoke fuzz-smoke reliability reliability-smoke build test docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
@@ -65,7 +67,7 @@ systemd-test: build deb
 
 ## test: the whole suite (unit files, real systemd, unit and integration tests with a real
 ## journald, end-to-end)
-test: build check-units demo-test bench-smoke fuzz-smoke install-check systemd-test
+test: build check-units demo-test bench-smoke fuzz-smoke reliability-smoke install-check systemd-test
 	scripts/with-journald.sh $(SWIFT) test $(PINNED) $(BUILD_FLAGS)
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
@@ -114,6 +116,24 @@ bench-smoke: build deps-bench
 
 deps-bench:
 	@scripts/apt-install.sh $(BENCH_PACKAGES)
+
+deps-reliability:
+	@scripts/apt-install.sh $(RELIABILITY_PACKAGES)
+
+## reliability-smoke: the reliability table, short version (reliability/run.py --quick: every
+## fault row with small counts; about 4 minutes; part of make test)
+reliability-smoke: build deps-reliability
+	reliability/run.py --quick --build .build/debug
+
+## reliability: the long version before a release (release build; about an hour): 200 kills,
+## a 100,000-alert backfill, 3-minute outages, the 30-minute soak, and 10 million fuzz
+## executions per target
+reliability: deps deps-reliability
+	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-alertd
+	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-sim
+	scripts/fuzz.sh build
+	scripts/fuzz.sh run 10000000
+	reliability/run.py --build $(RELEASE)
 
 ## fuzz-smoke: the libFuzzer targets (scanner and tree parser of API answers; timestamps,
 ## durations, Retry-After), built with -sanitize=fuzzer,address and run 30 s each over the

@@ -47,3 +47,41 @@ struct BackpressureTests {
         await transport.shutdown()
     }
 }
+
+/// A running poller whose wall clock jumps back and forward by hours reads on without a gap:
+/// the watermark comes from the alerts and the server's clock, never the local one (the
+/// libfaketime row of the reliability suite cannot jump a running daemon back; see README).
+@Suite("Wall clock jumps")
+struct WallClockJumpTests {
+    @Test func pollsReadOnWhateverTheLocalClockSays() async throws {
+        let fixture = ConfigFixture()
+        var simulatorConfiguration = SimulatorConfiguration()
+        simulatorConfiguration.apps = [RegisteredApp(tenantID: SimulatorConfiguration.defaultTenant.id, clientID: "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c", secrets: [ConfigFixture.canary])]
+        let simulator = try SimulatedDefender(configuration: simulatorConfiguration)
+        let offset = Mutex<TimeInterval>(0)
+        let transport = try DefenderHTTPClient(settings: .init())
+        do {
+            try await withLiveSimulator(simulator) { base in
+                let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
+                let tenant = configuration.tenants[0]
+                let store = try StateStore(directory: fixture.directory.file("state"))
+                let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, logger: LogRecords().logger()),
+                                          store: store, sinks: ["journal"], maxOutbox: 1_000_000,
+                                          wallClock: { Date().addingTimeInterval(offset.withLock { $0 }) }, logger: LogRecords().logger())
+                var expected: Set<String> = []
+                for jump in [0, 3 * 3600, -5 * 3600, 26 * 3600, -26 * 3600, 0] as [TimeInterval] {
+                    offset.withLock { $0 = jump }
+                    expected.formUnion(try await simulator.generateAlerts(count: 7))
+                    guard case .completed = await poller.pollOnce() else { Issue.record("a poll failed with the clock at \(jump) s"); return }
+                }
+                let queued = try store.pending(sink: "journal", limit: 1000).records.map(\.alertID)
+                #expect(Set(queued) == expected)
+                #expect(queued.count == expected.count)
+            }
+        } catch {
+            await transport.shutdown()
+            throw error
+        }
+        await transport.shutdown()
+    }
+}
