@@ -42,42 +42,28 @@ struct PipelineRuntimeTests {
     /// Runs a pipeline whose pollers go through `gate`, for `body`; stops it afterwards.
     func withPipeline(_ simulator: SimulatedDefender, gate: PollGate, pollTimeout: String = "5s",
                       _ body: @Sendable (_ pipeline: Pipeline, _ base: String, _ health: HealthMonitor, _ status: StatusLine) async throws -> Void) async throws {
-        let transport = try DefenderHTTPClient(settings: .init())
-        do {
-            try await withLiveSimulator(simulator) { base in
-                let configuration = try configuration(base: base, pollTimeout: pollTimeout)
-                let health = HealthMonitor(clock: time.clock)
-                let status = StatusLine(notifier: notifier)
-                var parts = Pipeline.Parts.ticking(on: time.clock)
-                parts.poller = { GatedPoller(inner: $0, gate: gate) }
-                let pipeline = Pipeline(configuration: configuration, store: try StateStore(directory: configuration.service.stateDirectory),
-                                        transport: transport, health: health, statusLine: status, clock: time.clock, parts: parts,
-                                        logger: records.logger())
-                let running = Task { try await pipeline.run() }
-                do {
-                    try await body(pipeline, base, health, status)
-                } catch {
-                    gate.release()
-                    running.cancel()
-                    _ = await running.result
-                    throw error
-                }
+        try await withLiveSimulatorAndClient(simulator) { base, transport in
+            let configuration = try configuration(base: base, pollTimeout: pollTimeout)
+            let health = HealthMonitor(clock: time.clock)
+            let status = StatusLine(notifier: notifier)
+            var parts = Pipeline.Parts.ticking(on: time.clock)
+            parts.poller = { GatedPoller(inner: $0, gate: gate) }
+            let pipeline = Pipeline(configuration: configuration, store: try StateStore(directory: configuration.service.stateDirectory),
+                                    transport: transport, health: health, statusLine: status, clock: time.clock, parts: parts,
+                                    logger: records.logger())
+            let running = Task { try await pipeline.run() }
+            do {
+                try await body(pipeline, base, health, status)
+            } catch {
                 gate.release()
                 running.cancel()
                 _ = await running.result
+                throw error
             }
-        } catch {
-            await transport.shutdown()
-            throw error
+            gate.release()
+            running.cancel()
+            _ = await running.result
         }
-        await transport.shutdown()
-    }
-
-    static func simulator() throws -> SimulatedDefender {
-        var configuration = SimulatorConfiguration()
-        configuration.apps = [RegisteredApp(tenantID: SimulatorConfiguration.defaultTenant.id, clientID: "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c",
-                                            secrets: [ConfigFixture.canary])]
-        return try SimulatedDefender(configuration: configuration)
     }
 
     @Test func aHungPollerStopsTheWatchdogAndIsNamed() async throws {
@@ -85,7 +71,7 @@ struct PipelineRuntimeTests {
         // interval + poll_timeout + 10 s) has passed, the watchdog withholds its pings and
         // STATUS= names it.
         let gate = PollGate(.hangIgnoringCancellation)
-        try await withPipeline(try Self.simulator(), gate: gate) { _, _, health, status in
+        try await withPipeline(try fixtureSimulator(), gate: gate) { _, _, health, status in
             let watchdog = WatchdogService(settings: WatchdogSettings(timeout: .seconds(60)), monitor: health, notifier: notifier, status: status,
                                            clock: time.clock, logger: records.logger())
             #expect(await eventually { gate.counts.started == 1 })
@@ -103,7 +89,7 @@ struct PipelineRuntimeTests {
 
     @Test func aPollPastItsDeadlineIsCutOffAndReported() async throws {
         let gate = PollGate(.hangUntilCancelled)
-        try await withPipeline(try Self.simulator(), gate: gate) { _, _, _, status in
+        try await withPipeline(try fixtureSimulator(), gate: gate) { _, _, _, status in
             #expect(await eventually { gate.counts.started == 1 && time.pendingSleeps.contains(.seconds(5)) })
             #expect(records.at(.error).isEmpty)
             time.advance(by: .seconds(5))
@@ -123,7 +109,7 @@ struct PipelineRuntimeTests {
         // budget, so none asks Entra ID for a token again or calls the API before the 30 s
         // have passed (once, each reload built a new budget and token cache: 51 tokens, 48
         // calls inside a running Retry-After).
-        let simulator = try Self.simulator()
+        let simulator = try fixtureSimulator()
         try await simulator.generateAlerts(count: 5)
         try await simulator.addFault(Fault(target: .alerts, kind: .rateLimit, retryAfter: 30, count: 1))
         let gate = PollGate(.pass)

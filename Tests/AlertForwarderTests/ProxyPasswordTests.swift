@@ -52,10 +52,7 @@ struct ProxyPasswordTests {
         let proxy = try TinyProxy(basicAuth: ("alice", Self.password))
         fixture.directory.write("proxy-password", Self.password + "\n", mode: 0o600)
         fixture.directory.write("wrong-password", "not-the-password\n", mode: 0o600)
-        var simulatorConfiguration = SimulatorConfiguration()
-        simulatorConfiguration.apps = [RegisteredApp(tenantID: SimulatorConfiguration.defaultTenant.id, clientID: "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c",
-                                                     secrets: [ConfigFixture.canary])]
-        let simulator = try SimulatedDefender(configuration: simulatorConfiguration)
+        let simulator = try fixtureSimulator()
         let tls = try SimulatorTLS.generate()
         let ca = fixture.directory.write("ca.pem", tls.caCertificatePEM, mode: 0o644)
         try await withLiveSimulator(simulator, tls: tls) { base in

@@ -8,27 +8,6 @@ import TestSupport
 
 @Suite("Alerts client against the simulator")
 struct AlertsClientTests {
-    /// Reads a window completely, checking that batches come in time order.
-    func readAll(_ client: AlertsClient, from: Timestamp) async throws -> [Alert] {
-        var alerts: [Alert] = []
-        var previousLower: Timestamp?
-        try await client.fetch(from: .inclusive(from), now: { APIHarness.start.date }) { batch in
-            let lower: Timestamp = switch batch.lower {
-            case .inclusive(let time): time
-            case .exclusive(let time): time.adding(ticks: 1)
-            }
-            // Windows come in time order and hold only their own alerts.
-            if let previousLower { #expect(lower >= previousLower) }
-            for alert in batch.alerts {
-                #expect(alert.lastUpdateTime >= lower)
-                if let upper = batch.upper { #expect(alert.lastUpdateTime < upper) }
-            }
-            previousLower = lower
-            alerts += batch.alerts
-        }
-        return alerts
-    }
-
     /// `count` alerts spread evenly over the hour before the harness's start; their ids.
     func spreadOverTheLastHour(_ count: Int, in harness: APIHarness) async throws -> [String] {
         var ids: [String] = []

@@ -152,10 +152,7 @@ struct ResponseSizeTests {
             let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport),
                                               settings: .init(pageSize: 100, expandEvidence: true),
                                               budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
-            var read: [String] = []
-            try await client.fetch(from: .inclusive(APIHarness.start.adding(seconds: -3600)), now: { APIHarness.start.date }) { batch in
-                read += batch.alerts.map(\.id)
-            }
+            let read = try await readAll(client, from: APIHarness.start.adding(seconds: -3600)).map(\.id)
             #expect(Set(read) == Set(ids))
             let warnings = harness.records.at(.warning).filter { $0.message.contains("larger than the most accepted") }
             #expect(warnings.map { $0.metadata["page_size"]?.description } == ["50", "25", "12"])

@@ -29,18 +29,7 @@ struct ResultOrderTests {
             let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
                                               settings: .init(pageSize: pageSize, expandEvidence: false),
                                               budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
-            var ids: [String] = []
-            var previous: Timestamp?
-            try await client.fetch(from: .inclusive(from), now: { APIHarness.start.date }) { batch in
-                // Batches still come in time order.
-                let lower: Timestamp = switch batch.lower {
-                case .inclusive(let time): time
-                case .exclusive(let time): time.adding(ticks: 1)
-                }
-                if let previous { #expect(lower >= previous) }
-                previous = lower
-                ids += batch.alerts.map(\.id)
-            }
+            let ids = try await readAll(client, from: from).map(\.id)
             result.withLock { $0 = (ids, counting.count) }
         }
         return result.withLock { $0 }
