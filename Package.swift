@@ -143,7 +143,7 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["Systemd", "Timekeeping", "OrderedJSON", "DefenderSimulator", .product(name: "Logging", package: "swift-log"),
+            dependencies: ["Systemd", "Timekeeping", "OrderedJSON", "DefenderAPI", "DefenderSimulator", .product(name: "Logging", package: "swift-log"),
                            .product(name: "_CryptoExtras", package: "swift-crypto"),
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "X509", package: "swift-certificates"),

@@ -15,19 +15,6 @@ func fixtureSimulator() throws -> SimulatedDefender {
     return try SimulatedDefender(configuration: configuration)
 }
 
-/// `simulator` served on loopback and an HTTP client, for `body`; the client is always shut down.
-func withLiveSimulatorAndClient(_ simulator: SimulatedDefender, tls: SimulatorTLS? = nil, settings: DefenderHTTPClient.Settings = .init(),
-                                _ body: @Sendable (_ base: String, _ transport: DefenderHTTPClient) async throws -> Void) async throws {
-    let transport = try DefenderHTTPClient(settings: settings)
-    do {
-        try await withLiveSimulator(simulator, tls: tls) { base in try await body(base, transport) }
-    } catch {
-        await transport.shutdown()
-        throw error
-    }
-    await transport.shutdown()
-}
-
 @Suite("Backpressure")
 struct BackpressureTests {
     @Test func pollingPausesAboveMaxOutboxAndResumes() async throws {

@@ -1,3 +1,4 @@
+import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Logging
@@ -20,4 +21,17 @@ public func withLiveSimulator(
         defer { group.cancelAll() }
         try await body("\(tls == nil ? "http" : "https")://127.0.0.1:\(port)")
     }
+}
+
+/// `simulator` served on loopback and an HTTP client, for `body`; the client is always shut down.
+public func withLiveSimulatorAndClient(_ simulator: SimulatedDefender, tls: SimulatorTLS? = nil, settings: DefenderHTTPClient.Settings = .init(),
+                                _ body: @Sendable (_ base: String, _ transport: DefenderHTTPClient) async throws -> Void) async throws {
+    let transport = try DefenderHTTPClient(settings: settings)
+    do {
+        try await withLiveSimulator(simulator, tls: tls) { base in try await body(base, transport) }
+    } catch {
+        await transport.shutdown()
+        throw error
+    }
+    await transport.shutdown()
 }

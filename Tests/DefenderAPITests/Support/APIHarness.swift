@@ -54,14 +54,7 @@ struct APIHarness: Sendable {
         var settings = DefenderHTTPClient.Settings(caFile: caFile, proxy: proxy)
         if let maximumBodySize { settings.maximumBodySize = maximumBodySize }
         settings.connectTimeout = .seconds(2)  // a refused TLS handshake is retried until then
-        let transport = try DefenderHTTPClient(settings: settings)
-        do {
-            try await withLiveSimulator(simulator, tls: tls) { base in try await body(base, transport) }
-        } catch {
-            await transport.shutdown()
-            throw error
-        }
-        await transport.shutdown()
+        try await withLiveSimulatorAndClient(simulator, tls: tls, settings: settings, body)
     }
 }
 
