@@ -155,6 +155,13 @@ let package = Package(
             path: "Tests/TestSupport",
             swiftSettings: strictSettings
         ),
+        // The configuration loader's fuzz target (scripts/fuzz.sh build-config); plain builds
+        // make a replayer of its corpus.
+        .executableTarget(
+            name: "fuzz-config",
+            dependencies: ["AlertForwarder"],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "SystemdTests",
             dependencies: ["Systemd", "Timekeeping", "TestSupport", .product(name: "Logging", package: "swift-log")],

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Builds the libFuzzer targets (-sanitize=fuzzer,address) and runs each over its corpus.
-#   scripts/fuzz.sh build                 build .build/fuzz/<target>
+#   scripts/fuzz.sh build                 build .build/fuzz/<target> (the light targets: seconds)
+#   scripts/fuzz.sh build-config          also build the configuration loader's target, every
+#                                         module it uses instrumented (SwiftPM; minutes)
 #   scripts/fuzz.sh run SECONDS|RUNS      run every target for that long (a number with s) or
 #                                         that many executions; a crash fails, its input is
 #                                         saved in .build/fuzz/crashes/ and printed
@@ -10,6 +12,7 @@ set -eu
 cd "$(dirname "$0")/.."
 out=.build/fuzz
 targets="json-page time-text"
+[ ! -x "$out/config" ] || targets="$targets config"
 
 sources() {
     case "$1" in
@@ -29,6 +32,21 @@ build() {
     done
 }
 
+# The configuration loader needs the whole AlertForwarder module graph: SwiftPM builds it in a
+# build directory of its own, Swift, C and C++ alike with coverage and AddressSanitizer, and
+# links libFuzzer without its main (Sources/fuzz-config calls LLVMFuzzerRunDriver).
+build_config() {
+    mkdir -p "$out"
+    fuzzer=$(dirname "$(swiftc -print-target-info >/dev/null 2>&1; find /opt/swift /usr -name 'libclang_rt.fuzzer_no_main-x86_64.a' 2>/dev/null | head -1)")/libclang_rt.fuzzer_no_main-x86_64.a
+    test -f "$fuzzer" || { echo "fuzz: libclang_rt.fuzzer_no_main not found in the toolchain" >&2; exit 1; }
+    coverage=edge,trace-cmp,inline-8bit-counters,pc-table
+    swift build --force-resolved-versions --product fuzz-config --build-path .build/fuzz-swiftpm \
+        -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=$coverage -Xswiftc -DFUZZING \
+        -Xcc -fsanitize=address,fuzzer-no-link -Xcxx -fsanitize=address,fuzzer-no-link \
+        -Xlinker "$fuzzer" -Xlinker -lstdc++ 2>&1 | grep -E "error|warning: unable|Compiling fuzz|Build" || true
+    cp .build/fuzz-swiftpm/debug/fuzz-config "$out/config"
+}
+
 run() {
     limit=$1
     case "$limit" in
@@ -40,8 +58,10 @@ run() {
     for target in $targets; do
         mkdir -p "$out/new/$target"
         log="$out/$target.log"
-        # Swift's own crash handler would race ASan's report: ASan alone reports.
-        if SWIFT_BACKTRACE=enable=no "$out/$target" "$option" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+        # Swift's own crash handler would race ASan's report: ASan alone reports. Leak checks
+        # are off: the Swift runtime's one-time caches read as leaks; growth is caught by
+        # -rss_limit_mb.
+        if SWIFT_BACKTRACE=enable=no "$out/$target" "$option" -detect_leaks=0 -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
             -artifact_prefix="$out/crashes/$target-" "$out/new/$target" "fuzz/corpus/$target" >"$log" 2>&1; then
             echo "fuzz $target: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') executions, no crash ($(ls "fuzz/corpus/$target" | wc -l) corpus inputs, $(ls "$out/new/$target" | wc -l) found since)"
         else
@@ -56,6 +76,7 @@ run() {
 
 case "${1:-}" in
     build) build ;;
+    build-config) build; build_config ;;
     run) run "${2:-30s}" ;;
     *) echo "usage: $0 build | run SECONDS|RUNS" >&2; exit 2 ;;
 esac

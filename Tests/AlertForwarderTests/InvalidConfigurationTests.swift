@@ -14,6 +14,15 @@ struct InvalidConfigurationTests {
         return try #require(errors.first)
     }
 
+    @Test(arguments: ["\u{0}", "\u{13}", "\u{7F}", "\u{1B}"])
+    func aControlCharacterIsASyntaxErrorNotACrash(character: String) {
+        // Found by fuzzing: a NUL in a key stopped the process on an assertion of toml++.
+        let errors = fixture.errors("[service]\nlog_level = \"info\"\n[[tenant" + character + "]]\nname = \"x\"\n")
+        #expect(errors.count == 1)
+        #expect(errors.first?.description.contains("defender-alertd.toml:3:") == true, "\(errors)")
+        #expect(errors.first?.description.contains("control character") == true)
+    }
+
     @Test func syntaxError() throws {
         let error = try single("[service]\npoll_interval = \"60s\"\nlog_level = \n")
         #expect(error.path == path)
