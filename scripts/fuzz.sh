@@ -11,7 +11,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 out=.build/fuzz
-targets="json-page time-text"
+light="json-page time-text"
+targets=$light
 [ ! -x "$out/config" ] || targets="$targets config"
 
 sources() {
@@ -23,7 +24,7 @@ sources() {
 
 build() {
     mkdir -p "$out"
-    for target in $targets; do
+    for target in $light; do
         # One module of the target's sources and its harness: coverage in exactly the code fuzzed.
         # shellcheck disable=SC2046
         swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name Fuzzed \
@@ -37,8 +38,8 @@ build() {
 # links libFuzzer without its main (Sources/fuzz-config calls LLVMFuzzerRunDriver).
 build_config() {
     mkdir -p "$out"
-    fuzzer=$(dirname "$(swiftc -print-target-info >/dev/null 2>&1; find /opt/swift /usr -name 'libclang_rt.fuzzer_no_main-x86_64.a' 2>/dev/null | head -1)")/libclang_rt.fuzzer_no_main-x86_64.a
-    test -f "$fuzzer" || { echo "fuzz: libclang_rt.fuzzer_no_main not found in the toolchain" >&2; exit 1; }
+    fuzzer=$(find "$(dirname "$(command -v swiftc)")/../lib" -name "libclang_rt.fuzzer_no_main-$(uname -m).a" | head -1)
+    test -n "$fuzzer" || { echo "fuzz: libclang_rt.fuzzer_no_main not found in the toolchain" >&2; exit 1; }
     coverage=edge,trace-cmp,inline-8bit-counters,pc-table
     swift build --force-resolved-versions --product fuzz-config --build-path .build/fuzz-swiftpm \
         -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=$coverage -Xswiftc -DFUZZING \

@@ -14,6 +14,21 @@ struct InvalidConfigurationTests {
         return try #require(errors.first)
     }
 
+    @Test(arguments: ["[/x]", "[.service]", "[[ @sink]]", "[é]", "[{x]", "[[+tenant]]"])
+    func aTableNameThatCannotBeAKeyIsASyntaxErrorNotACrash(header: String) {
+        // Found by fuzzing: toml++ stopped the process on an assertion for these.
+        let errors = fixture.errors("[service]\nlog_level = \"info\"\n" + header + "\nname = \"x\"\n")
+        #expect(errors.count == 1)
+        #expect(errors.first?.description.contains("defender-alertd.toml:3: TOML syntax error: a table name cannot start with") == true, "\(errors)")
+    }
+
+    @Test func bracketsInsideValuesAreNotTableNames() throws {
+        // A line of a multi-line array, or of a multi-line string, that starts with '[' is no
+        // header: whatever is wrong with this file, it is not a table name.
+        let errors = fixture.errors(ConfigFixture.tenant + "\nseverity = [\n[ +1 ],\n]\nstatus = \"\"\"\n[/x]\n\"\"\"\n" + ConfigFixture.sink)
+        #expect(!errors.isEmpty && !errors.contains { $0.description.contains("table name") }, "\(errors)")
+    }
+
     @Test(arguments: ["\u{0}", "\u{13}", "\u{7F}", "\u{1B}"])
     func aControlCharacterIsASyntaxErrorNotACrash(character: String) {
         // Found by fuzzing: a NUL in a key stopped the process on an assertion of toml++.
