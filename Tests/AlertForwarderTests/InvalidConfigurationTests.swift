@@ -14,12 +14,12 @@ struct InvalidConfigurationTests {
         return try #require(errors.first)
     }
 
-    @Test(arguments: ["[/x]", "[.service]", "[[ @sink]]", "[é]", "[{x]", "[[+tenant]]"])
+    @Test(arguments: ["[/x]", "[.service]", "[[ @sink]]", "[é]", "[{x]", "[[+tenant]]", "[", "[[ "])
     func aTableNameThatCannotBeAKeyIsASyntaxErrorNotACrash(header: String) {
         // Found by fuzzing: toml++ stopped the process on an assertion for these.
         let errors = fixture.errors("[service]\nlog_level = \"info\"\n" + header + "\nname = \"x\"\n")
         #expect(errors.count == 1)
-        #expect(errors.first?.description.contains("defender-alertd.toml:3: TOML syntax error: a table name cannot start with") == true, "\(errors)")
+        #expect(errors.first?.description.contains("defender-alertd.toml:3: TOML syntax error: a table") == true, "\(errors)")
     }
 
     @Test func bracketsInsideValuesAreNotTableNames() throws {

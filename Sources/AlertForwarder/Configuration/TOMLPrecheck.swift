@@ -38,7 +38,10 @@ enum TOMLPrecheck {
                 var name = index + 1
                 if byte(name) == UInt8(ascii: "[") { name += 1 }
                 while byte(name) == UInt8(ascii: " ") || byte(name) == UInt8(ascii: "\t") { name += 1 }
-                if let first = byte(name), !Self.mayStartKey(first) {
+                guard let first = byte(name), first != UInt8(ascii: "\n"), first != UInt8(ascii: "\r") else {
+                    return (line, "a table header is not closed on its line")
+                }
+                if !Self.mayStartKey(first) {
                     return (line, "a table name cannot start with \(first < 0x80 ? "'\(Character(Unicode.Scalar(first)))'" : "a non-ASCII character") (a key starts with a letter, a digit, -, _ or a quote)")
                 }
                 // The rest of the header: to its closing bracket, past quoted names.
@@ -65,8 +68,7 @@ enum TOMLPrecheck {
     private static func mayStartKey(_ byte: UInt8) -> Bool {
         (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
             || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
-            || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "'") || byte == UInt8(ascii: "]") || byte == UInt8(ascii: "\n")
-            || byte == UInt8(ascii: "\r")
+            || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "'") || byte == UInt8(ascii: "]")
     }
 
     /// Past the string starting at `start` (basic or literal, single or multi-line); counts lines.
