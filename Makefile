@@ -137,11 +137,11 @@ reliability: deps deps-reliability
 	reliability/run.py --build $(RELEASE)
 
 ## fuzz-smoke: the libFuzzer targets (scanner and tree parser of API answers; timestamps,
-## durations, Retry-After), built with -sanitize=fuzzer,address and run 30 s each over the
+## durations, Retry-After), built with -sanitize=fuzzer,address and run 20 s each over the
 ## corpus in fuzz/corpus (part of make test; `make reliability` runs 10 million each)
 fuzz-smoke: deps
 	scripts/fuzz.sh build
-	scripts/fuzz.sh run 30s
+	scripts/fuzz.sh run 20s
 
 ## install: release build, man pages, completions, units, example configuration (run as root);
 ## then the configuration group (systemd-sysusers) and systemctl daemon-reload

@@ -281,7 +281,7 @@ def row_token_down(build, quick):
 # ---- Process faults ---------------------------------------------------------------------
 
 def row_kills(build, quick):
-    kills = 20 if quick else 200
+    kills = 12 if quick else 200
     run = Run(build, simulator_args=["--rate", "600"])
     try:
         for _ in range(kills):
@@ -299,7 +299,7 @@ def row_kills(build, quick):
 
 
 def row_sigterm_backfill(build, quick):
-    count = 20_000 if quick else 100_000
+    count = 10_000 if quick else 100_000
     run = Run(build, simulator_args=["--backlog", str(count), "--backlog-span", "80000", "--rate-limit-per-minute", "1000000",
                                      "--rate-limit-per-hour", "1000000"],
               tenant_extra="page_size = 1000\nrate_limit_per_minute = 100")
