@@ -484,8 +484,14 @@ def row_corrupt_database(build, quick):
 
 # ---- Soak -------------------------------------------------------------------------------
 
+# The soak's samples (seconds, RSS and own memory in MB, fds, threads), kept after the run for a closer look.
+SOAK_SAMPLES = ".build/reliability-soak.csv"
+
+
 def row_soak(build, minutes):
     run = Run(build, simulator_args=["--rate", "600"])
+    with open(SOAK_SAMPLES, "w") as handle:
+        handle.write("seconds,rss_mb,anonymous_mb,fds,threads\n")
     try:
         daemon = run.start()
         samples = []
@@ -496,10 +502,12 @@ def row_soak(build, minutes):
             pid = daemon.pid
             with open(f"/proc/{pid}/status") as handle:
                 status = handle.read()
-            rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
-            threads = int(re.search(r"Threads:\s+(\d+)", status).group(1))
+            field = lambda name: int(re.search(name + r":\s+(\d+)", status).group(1))
+            rss, anonymous = field("VmRSS") / 1024, field("RssAnon") / 1024
             fds = len(os.listdir(f"/proc/{pid}/fd"))
-            samples.append((time.monotonic() - started, rss, fds, threads))
+            samples.append((time.monotonic() - started, anonymous, fds, field("Threads"), rss))
+            with open(SOAK_SAMPLES, "a") as handle:
+                handle.write(f"{samples[-1][0]:.0f},{rss:.2f},{anonymous:.2f},{fds},{samples[-1][3]}\n")
             if time.monotonic() > next_fault:
                 run.fault(target="alerts", kind="status", status=503, count=3)
                 run.fault(target="alerts", kind="rate-limit", retryAfter=5, count=1)
@@ -515,11 +523,15 @@ def row_soak(build, minutes):
             xs, ys = [s[0] / 3600 for s in half], [s[index] for s in half]
             mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
             return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / max(1e-9, sum((x - mean_x) ** 2 for x in xs))
-        rss_slope, fd_slope, thread_slope = slope(1), slope(2), slope(3)
-        # Growth is what a leak looks like; memory given back (malloc_trim) is not.
-        flat = rss_slope < 4 and fd_slope < 2 and thread_slope < 2
-        figure = (f"{minutes} min at 10 alerts/s with faults every 2 min: RSS {samples[-1][1]:.1f} MB ({rss_slope:+.2f} MB/h), "
-                  f"fds {samples[-1][2]} ({fd_slope:+.2f}/h), threads {samples[-1][3]} ({thread_slope:+.2f}/h)")
+        anonymous_slope, fd_slope, thread_slope, rss_slope = slope(1), slope(2), slope(3), slope(4)
+        # A leak is the process's own (anonymous) memory growing; memory given back
+        # (malloc_trim) is not. The rest of RSS is clean pages of the binary, read from the page
+        # cache as code paths run for the first time (faults, reloads): bounded by the binary's
+        # size and given back to the system whenever it needs them. Its slope is printed, not judged.
+        flat = anonymous_slope < 4 and fd_slope < 2 and thread_slope < 2
+        last = samples[-1]
+        figure = (f"{minutes:g} min at 10 alerts/s with faults every 2 min: own memory {last[1]:.1f} MB ({anonymous_slope:+.2f} MB/h), "
+                  f"RSS {last[4]:.1f} MB ({rss_slope:+.2f} MB/h), fds {last[2]} ({fd_slope:+.2f}/h), threads {last[3]} ({thread_slope:+.2f}/h)")
         return outcome(run, expected, figure, ok=flat)
     finally:
         run.close()
@@ -552,7 +564,7 @@ def main():
     arguments = parser.parse_args()
     rows = list(ROWS)
     if not arguments.quick:
-        rows.append(("soak", "RSS, fds, threads flat", lambda build, quick: row_soak(build, arguments.soak_minutes)))
+        rows.append(("soak", "own memory, fds, threads flat", lambda build, quick: row_soak(build, arguments.soak_minutes)))
     if arguments.only:
         wanted = arguments.only.split(",")
         rows = [row for row in rows if any(w in row[0] for w in wanted)]

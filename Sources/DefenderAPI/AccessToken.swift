@@ -27,8 +27,8 @@ public struct AccessToken: Sendable, Equatable {
         appID = claims?["appid"]?.stringValue ?? claims?["azp"]?.stringValue
     }
 
-    /// Whether the token carries a role that can read alerts.
-    public var canReadAlerts: Bool {
-        roles.contains("Alert.Read.All") || roles.contains("Alert.ReadWrite.All")
+    /// Whether the token carries a role that can read the alerts of `api`.
+    public func canReadAlerts(of api: AlertsAPI) -> Bool {
+        api.readRoles.contains(where: roles.contains)
     }
 }

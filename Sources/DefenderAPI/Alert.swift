@@ -2,13 +2,17 @@ import Foundation
 import OrderedJSON
 import Timekeeping
 
-/// One alert: the two fields the daemon itself needs (`id`, `lastUpdateTime`), and the whole
-/// object exactly as the API sent it, byte for byte (unknown fields, nulls, number text, escapes
-/// and member order included), which is what sinks receive. Other fields are read from the
-/// bytes when asked for (by tools and tests; the forwarding path never needs them).
+/// One alert: the two fields the daemon itself needs (`id`, and when it last changed:
+/// `lastUpdateTime`, Graph's `lastUpdateDateTime`), and the whole object exactly as the API
+/// sent it, byte for byte (unknown fields, nulls, number text, escapes and member order
+/// included), which is what sinks receive. Other fields are read from the bytes when asked for
+/// (by tools and tests; the forwarding path never needs them).
 public struct Alert: Sendable, Equatable {
     public let id: String
+    /// When the alert last changed (MDE `lastUpdateTime`, Graph `lastUpdateDateTime`).
     public let lastUpdateTime: Timestamp
+    /// The API the alert came from, which names its members.
+    public let api: AlertsAPI
     /// The alert's JSON object exactly as it was in the response (valid UTF-8: the scanner
     /// checked it): a slice of the response body, which the alerts of a page share (no copy;
     /// indices are those of the body).
@@ -16,7 +20,8 @@ public struct Alert: Sendable, Equatable {
     /// The same as text.
     public var json: String { String(decoding: bytes, as: UTF8.self) }
 
-    public var alertCreationTime: Timestamp? { member("alertCreationTime").flatMap { Timestamp(parsing: $0) } }
+    /// When the alert was created (MDE `alertCreationTime`, Graph `createdDateTime`).
+    public var creationTime: Timestamp? { member(api.creationTimeMember).flatMap { Timestamp(parsing: $0) } }
     /// Any string the API sends (not only the documented values).
     public var severity: String? { member("severity") }
     public var status: String? { member("status") }
@@ -26,20 +31,21 @@ public struct Alert: Sendable, Equatable {
     /// A number or a string in the API's answers; its text either way.
     public var incidentId: String? { member("incidentId", orNumber: true) }
 
-    /// The members decoded while a page is read, in the order ``init(_:in:bytes:)`` reads them.
-    static let decodedMembers = ["id", "lastUpdateTime"]
+    /// The members decoded while a page is read, in the order ``init(_:in:body:api:)`` reads them.
+    static func decodedMembers(_ api: AlertsAPI) -> [String] { ["id", api.updateTimeMember] }
 
-    /// Decodes an element of a scanned response (`body`, which `scanner` reads); `id` and
-    /// `lastUpdateTime` are required.
-    init(_ element: JSONScanner.Element, in scanner: JSONScanner, body: Data) throws(DefenderAPIError) {
+    /// Decodes an element of a scanned response (`body`, which `scanner` reads); `id` and the
+    /// update time are required.
+    init(_ element: JSONScanner.Element, in scanner: JSONScanner, body: Data, api: AlertsAPI) throws(DefenderAPIError) {
         guard element.isObject else { throw .malformedResponse("an element of value is not an object") }
         func string(_ slot: Int) -> String? { element.members[slot].flatMap { scanner.string(at: $0) } }
         guard let id = string(0), !id.isEmpty else { throw .malformedResponse("an alert has no string id") }
         guard let text = string(1), let updated = Timestamp(parsing: text) else {
-            throw .malformedResponse("alert \(id) has no valid lastUpdateTime")
+            throw .malformedResponse("alert \(id) has no valid \(api.updateTimeMember)")
         }
         self.id = id
         lastUpdateTime = updated
+        self.api = api
         bytes = body[body.startIndex + element.range.lowerBound ..< body.startIndex + element.range.upperBound]
     }
 
@@ -53,20 +59,20 @@ public struct Alert: Sendable, Equatable {
     }
 
     /// Decodes one alert object given as JSON text (for tests and tools).
-    public init(json: String) throws(DefenderAPIError) {
+    public init(json: String, api: AlertsAPI = .mde) throws(DefenderAPIError) {
         let body = Data(json.utf8)
         let result: Result<Alert, DefenderAPIError> = body.withUnsafeBytes { raw in
             let bytes = raw.bindMemory(to: UInt8.self)
             var scanner = JSONScanner(bytes)
             let members: [Range<Int>?]
             do throws(JSONParseError) {
-                members = try scanner.members(Self.decodedMembers)
+                members = try scanner.members(Self.decodedMembers(api))
             } catch {
                 return .failure(.malformedResponse(error.description))
             }
             let element = JSONScanner.Element(range: 0..<bytes.count, isObject: true, members: members)
             do throws(DefenderAPIError) {
-                return .success(try Alert(element, in: scanner, body: body))
+                return .success(try Alert(element, in: scanner, body: body, api: api))
             } catch {
                 return .failure(error)
             }

@@ -51,34 +51,58 @@ public struct AlertBatch: Sendable {
     public var upper: Timestamp?
     /// The server's clock when it answered (the response's `Date` header), if it said.
     public var serverTime: Timestamp?
+    /// Whether the sub-window is now read completely. A Graph window read over several pages
+    /// (its `@odata.nextLink` chain) is handed on page by page: only its last page completes
+    /// it, so only then may the watermark move past what the earlier pages held.
+    public var complete = true
+
+    public init(alerts: [Alert], rejected: [RejectedElement], lower: WindowBound, upper: Timestamp?, serverTime: Timestamp?, complete: Bool = true) {
+        self.alerts = alerts
+        self.rejected = rejected
+        self.lower = lower
+        self.upper = upper
+        self.serverTime = serverTime
+        self.complete = complete
+    }
 }
 
-/// Reads alerts from `GET /api/alerts`.
+/// Reads alerts from MDE's `GET /api/alerts` or Graph's `GET /v1.0/security/alerts_v2`.
 ///
-/// Windows on `lastUpdateTime` are read with `$top = pageSize`, each sized to be expected to
-/// fit one page. A page that comes back full may hide more alerts, so the window is split at a
-/// timestamp taken from that page (server time), never past the middle of the window, and each
-/// part is read again, earlier part first. A window whose full page shows a single timestamp
-/// is read as `eq` that instant, told apart by `alertCreationTime`, then past it.
-/// Only windows whose page was not full are handed to the caller, one batch at a time, so
-/// memory grows with one page, not with the backlog.
+/// Windows on the update time (`lastUpdateTime`, Graph's `lastUpdateDateTime`) are read with
+/// `$top = pageSize`, each sized to be expected to fit one page.
+///
+/// MDE pages have no `@odata.nextLink`: a page that comes back full may hide more alerts, so
+/// the window is split at a timestamp taken from that page (server time), never past the
+/// middle of the window, and each part is read again, earlier part first. A window whose full
+/// page shows a single timestamp is read as `eq` that instant, told apart by
+/// `alertCreationTime`, then past it.
+///
+/// Graph says when there is more: a page with an `@odata.nextLink` is followed by the pages
+/// of its chain, each link used exactly as given (``readChain(from:lower:upper:onBatch:)``).
+///
+/// Only completely read windows move the caller's watermark; batches come one page at a
+/// time, so memory grows with one page, not with the backlog.
 public struct AlertsClient: Sendable {
     public struct Settings: Sendable {
         public var pageSize: Int
         public var expandEvidence: Bool
         public var severities: [String]?
         public var statuses: [String]?
+        /// Graph only: alerts of these `serviceSource`s.
+        public var serviceSources: [String]?
         /// Deadline of one HTTP request.
         public var requestDeadline: Duration = .seconds(120)
         /// Attempts of one request on transient failures (5xx, timeouts, 429).
         public var attempts = 3
         public var retryBackoff = Backoff(base: .seconds(1), cap: .seconds(30))
 
-        public init(pageSize: Int = 1000, expandEvidence: Bool = true, severities: [String]? = nil, statuses: [String]? = nil) {
+        public init(pageSize: Int = 1000, expandEvidence: Bool = true, severities: [String]? = nil, statuses: [String]? = nil,
+                    serviceSources: [String]? = nil) {
             self.pageSize = pageSize
             self.expandEvidence = expandEvidence
             self.severities = severities
             self.statuses = statuses
+            self.serviceSources = serviceSources
         }
     }
 
@@ -200,18 +224,51 @@ public struct AlertsClient: Sendable {
                 }
                 let page = try await inFlight.result(current.id)
                 let count = page.alerts.count + page.rejected.count
-                guard count >= settings.pageSize else {
+
+                /// A window read completely (`count` alerts) tells the density of alerts.
+                func learnDensity(count: Int, earliest: Int64?) {
+                    guard let end = current.end else { return }
+                    // Measured from the window's first alert when there are enough of them (a
+                    // quiet stretch before a backlog would dilute it); the next window at most
+                    // 4 times as long as this one (an empty one says little).
+                    var start = current.low.firstTick
+                    if count >= 16, let earliest { start = max(start, earliest) }
+                    let length = Double(max(1, end.ticks - start))
+                    density = max(Double(count) / length, Double(target) / (4 * Double(end.ticks - current.low.firstTick)))
+                }
+
+                if endpoints.api == .graph, page.nextLink != nil {
+                    let windowEnd = current.end ?? Timestamp(now())
+                    let length = Double(max(1, windowEnd.ticks - current.low.firstTick))
+                    // A window far larger than a page (the first one of a backlog, sized before
+                    // the density was known) is not followed to the end of a long chain (deep
+                    // offsets, one failure away from starting over): it is carved into windows of
+                    // a page each by the density its `@odata.count` gives.
+                    if let total = page.count, total > Self.longestChain * settings.pageSize {
+                        density = max(density ?? 0, Double(total) / length)
+                        pending.append(.window(current.low, current.end, halve: false))
+                        continue
+                    }
+                    let chain = try await readChain(from: page, lower: current.low, upper: current.end, onBatch: onBatch)
+                    if chain.complete {
+                        learnDensity(count: chain.count, earliest: nil)
+                    } else {
+                        // What was read is stored (read again, it is a duplicate, never sent
+                        // twice); the window is read again in halves, which ends: an instant
+                        // cannot be split and is taken as read.
+                        density = max(density ?? 0, Double(chain.count) / length)
+                        let middle = Timestamp(ticks: current.low.firstTick + (windowEnd.ticks - current.low.firstTick) / 2)
+                        if middle.ticks > current.low.firstTick {
+                            pending.append(.window(.inclusive(middle), current.end, halve: false))
+                            pending.append(.window(current.low, middle, halve: true))
+                        }
+                    }
+                    continue
+                }
+                guard count >= settings.pageSize, endpoints.api == .mde else {
                     try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: current.low, upper: current.end,
                                                  serverTime: page.serverTime))
-                    if let end = current.end {
-                        // Measured from the window's first alert when there are enough of them (a
-                        // quiet stretch before a backlog would dilute it); the next window at most
-                        // 4 times as long as this one (an empty one says little).
-                        var start = current.low.firstTick
-                        if count >= 16, let earliest = page.alerts.lazy.map(\.lastUpdateTime.ticks).min() { start = max(start, earliest) }
-                        let length = Double(max(1, end.ticks - start))
-                        density = max(Double(count) / length, Double(target) / (4 * Double(end.ticks - current.low.firstTick)))
-                    }
+                    learnDensity(count: count, earliest: page.alerts.lazy.map(\.lastUpdateTime.ticks).min())
                     continue
                 }
                 let times = page.alerts.map(\.lastUpdateTime).sorted()
@@ -261,14 +318,80 @@ public struct AlertsClient: Sendable {
         return max(1, Int(min(0.9 * size, max(0.5 * size, size - 2 * size.squareRoot()))))
     }
 
-    /// One `GET /api/alerts?$top=1` without a filter: does the API accept us at all?
-    /// Returns how many alerts came back (0 or 1).
+    /// The most pages of one Graph window followed by `@odata.nextLink`.
+    static let longestChain = 10
+
+    /// Reads the rest of a Graph window whose first page (`first`) has an `@odata.nextLink`,
+    /// following each link exactly as given, on the API's own host only (a link elsewhere
+    /// would carry the access token there). Each page is handed on as it comes; the last one
+    /// completes the window only when the pages held at least as many alerts as the first
+    /// page's `@odata.count` said the window had. (Links page by offset: an alert that changes
+    /// while the chain is read leaves the window, and the alert after it could slip past a
+    /// page boundary unread; it would show as one alert too few.)
+    ///
+    /// Returns whether the window was read completely, and how many elements its pages held.
+    /// A chain longer than ``longestChain`` pages, one whose link the API refuses (400: an
+    /// offset beyond what it pages), or one that came up short is not complete.
+    func readChain(from first: Page, lower: WindowBound, upper: Timestamp?,
+                   onBatch: (AlertBatch) async throws -> Void) async throws -> (complete: Bool, count: Int) {
+        var ids = Set(first.alerts.map(\.id))
+        var rejected = first.rejected.count
+        var page = first
+        var pages = 1
+        while true {
+            var complete = page.nextLink == nil
+            if complete, let expected = first.count, ids.count + rejected < expected {
+                logger.warning("a window read by @odata.nextLink held fewer alerts than its @odata.count; reading it again in smaller parts", metadata: [
+                    "window": "\(lower) and < \(upper.map { "\($0.writtenWith(7))" } ?? "now")", "count": "\(expected)", "read": "\(ids.count + rejected)",
+                ])
+                complete = false
+            }
+            try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: lower, upper: upper,
+                                         serverTime: page.serverTime, complete: complete))
+            guard let link = page.nextLink else { return (complete, ids.count + rejected) }
+            guard pages < Self.longestChain else {
+                logger.notice("a window's @odata.nextLink chain is longer than \(Self.longestChain) pages; reading it in smaller parts instead")
+                return (false, ids.count + rejected)
+            }
+            guard Self.sameOrigin(link, endpoints.alertsURL) else {
+                throw DefenderAPIError.malformedResponse("an @odata.nextLink points to another host than the API (\(Self.origin(of: link) ?? "not a URL")); it is not followed, the access token goes to the API only")
+            }
+            do {
+                page = try await self.page(url: link)
+            } catch {
+                guard case .api(status: 400, let code, let message, _) = error else { throw error }
+                logger.warning("the API refused its own @odata.nextLink; reading the window in smaller parts instead", metadata: [
+                    "code": "\(code ?? "")", "message": "\(message ?? "")",
+                ])
+                return (false, ids.count + rejected)
+            }
+            pages += 1
+            ids.formUnion(page.alerts.lazy.map(\.id))
+            rejected += page.rejected.count
+        }
+    }
+
+    /// `scheme://host:port` of a URL, lowercased, with the scheme's default port.
+    static func origin(of url: String) -> String? {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(), let host = components.host?.lowercased() else {
+            return nil
+        }
+        return "\(scheme)://\(host):\(components.port ?? (scheme == "https" ? 443 : 80))"
+    }
+
+    static func sameOrigin(_ link: String, _ url: String) -> Bool {
+        guard let a = origin(of: link), let b = origin(of: url) else { return false }
+        return a == b
+    }
+
+    /// One `GET /api/alerts?$top=1` (Graph: `alerts_v2?$top=1`) without a filter: does the API
+    /// accept us at all? Returns how many alerts came back (0 or 1).
     public func probe() async throws(DefenderAPIError) -> Int {
         var probing = self
         probing.settings.pageSize = 1
         probing.settings.expandEvidence = false
         probing.settings.attempts = 1
-        return try await probing.requestPage(query: "$top=1").alerts.count
+        return try await probing.requestPage(url: endpoints.alertsURL + "?$top=1").alerts.count
     }
 
     /// Every alert at exactly `instant`. More than a page of them share it: they are told apart
@@ -285,7 +408,7 @@ public struct AlertsClient: Sendable {
         }
         var pending: [Part] = [.range(nil, nil)]
         var seen: Set<String> = []
-        let updated = "lastUpdateTime eq \(Self.literal(instant))"
+        let updated = "\(endpoints.api.updateTimeMember) eq \(Self.literal(instant))"
         func hand(_ page: Page) async throws {
             let fresh = page.alerts.filter { seen.insert($0.id).inserted }
             try await onBatch(AlertBatch(alerts: fresh, rejected: page.rejected, lower: .inclusive(instant), upper: instant.adding(ticks: 1),
@@ -318,7 +441,7 @@ public struct AlertsClient: Sendable {
                     try await hand(page)
                     continue
                 }
-                let created = page.alerts.compactMap(\.alertCreationTime).sorted()
+                let created = page.alerts.compactMap(\.creationTime).sorted()
                 guard created.count == page.alerts.count, let first = created.first, let last = created.last else {
                     throw DefenderAPIError.malformedResponse("more than a page of alerts share lastUpdateTime \(instant.writtenWith(7)) and some have no valid alertCreationTime to tell them apart")
                 }
@@ -343,15 +466,30 @@ public struct AlertsClient: Sendable {
         var alerts: [Alert]
         var rejected: [RejectedElement]
         var serverTime: Timestamp?
+        /// Graph: the link to the next page of the same query, as the API wrote it.
+        var nextLink: String?
+        /// Graph: how many alerts the whole query matches (`@odata.count`), when asked for.
+        var count: Int?
     }
 
-    /// `GET /api/alerts?$filter=...&$top=...&$skip=...[&$expand=evidence]` with retries of
-    /// transient failures and one token renewal after a 401.
+    /// `GET /api/alerts?$filter=...&$top=...&$skip=...[&$expand=evidence]`, or Graph's
+    /// `GET /v1.0/security/alerts_v2?$filter=...&$top=...&$count=true`.
     private func page(filter: String, skip: Int) async throws(DefenderAPIError) -> Page {
+        var query = "$filter=\(PercentEncoding.encode(filter))&$top=\(settings.pageSize)"
+        if skip > 0 { query += "&$skip=\(skip)" }
+        switch endpoints.api {
+        case .mde: if settings.expandEvidence { query += "&$expand=evidence" }
+        case .graph: query += "&$count=true"  // evidence is always there
+        }
+        return try await page(url: endpoints.alertsURL + "?" + query)
+    }
+
+    /// One page, with retries of transient failures and one token renewal after a 401.
+    private func page(url: String) async throws(DefenderAPIError) -> Page {
         var attempt = 0
         while true {
             do {
-                return try await requestPage(filter: filter, skip: skip)
+                return try await requestPage(url: url)
             } catch {
                 attempt += 1
                 guard error.isTransient, attempt < settings.attempts else { throw error }
@@ -363,16 +501,16 @@ public struct AlertsClient: Sendable {
         }
     }
 
-    private func requestPage(filter: String, skip: Int) async throws(DefenderAPIError) -> Page {
-        var query = "$filter=\(PercentEncoding.encode(filter))&$top=\(settings.pageSize)"
-        if skip > 0 { query += "&$skip=\(skip)" }
-        if settings.expandEvidence { query += "&$expand=evidence" }
-        return try await requestPage(query: query)
+    /// The headers of a page request: Graph is asked for enum values newer than the API
+    /// version (a new severity or service arrives as it is, not as `unknownFutureValue`).
+    private var headers: [(String, String)] {
+        switch endpoints.api {
+        case .mde: [("Accept", "application/json")]
+        case .graph: [("Accept", "application/json"), ("Prefer", "include-unknown-enum-members")]
+        }
     }
 
-    private func requestPage(query: String) async throws(DefenderAPIError) -> Page {
-        let url = endpoints.alertsURL + "?" + query
-
+    private func requestPage(url: String) async throws(DefenderAPIError) -> Page {
         var renewed = false
         while true {
             let token: AccessToken
@@ -382,7 +520,7 @@ public struct AlertsClient: Sendable {
             let response: HTTPExchangeResponse
             do {
                 response = try await transport.send(
-                    HTTPExchangeRequest(method: "GET", url: url, headers: [("Accept", "application/json")], bearer: token.value),
+                    HTTPExchangeRequest(method: "GET", url: url, headers: headers, bearer: token.value),
                     deadline: settings.requestDeadline)
                 await budget.answered(call)
             } catch {
@@ -391,7 +529,7 @@ public struct AlertsClient: Sendable {
             }
             switch response.status {
             case 200:
-                return try Self.parsePage(response, limit: settings.pageSize)
+                return try Self.parsePage(response, limit: settings.pageSize, api: endpoints.api)
             case 401 where !renewed:
                 logger.notice("the API refused the access token (401); renewing it once")
                 await tokens.invalidate(token)
@@ -411,15 +549,17 @@ public struct AlertsClient: Sendable {
                 func text(_ value: JSONValue?, limit: Int = 500) -> String? {
                     value?.stringValue.map { String(SecretRedaction.redact($0, also: [token.value]).prefix(limit)) }
                 }
-                throw .api(status: response.status, code: text(body?["error"]?["code"], limit: 100), message: text(body?["error"]?["message"]),
-                           correlationID: text(body?["error"]?["target"], limit: 100))
+                // The request's id for Microsoft support: MDE's `target`, Graph's `innerError`.
+                let error = body?["error"]
+                throw .api(status: response.status, code: text(error?["code"], limit: 100), message: text(error?["message"]),
+                           correlationID: text(error?["innerError"]?["request-id"] ?? error?["target"], limit: 100))
             }
         }
     }
 
     /// The alerts of a response, from one validating pass over its bytes: nothing is admitted
     /// unless the whole body is valid JSON, and each alert keeps its original bytes.
-    static func parsePage(_ response: HTTPExchangeResponse, limit: Int = 10_000) throws(DefenderAPIError) -> Page {
+    static func parsePage(_ response: HTTPExchangeResponse, limit: Int = 10_000, api: AlertsAPI = .mde) throws(DefenderAPIError) -> Page {
         let contentType = response.header("Content-Type") ?? ""
         guard contentType.lowercased().contains("json") else {
             throw .malformedResponse("content type \"\(contentType)\" instead of JSON (a proxy or captive portal answering?)")
@@ -428,12 +568,13 @@ public struct AlertsClient: Sendable {
             let bytes = raw.bindMemory(to: UInt8.self)
             var scanner = JSONScanner(bytes)
             let elements: [JSONScanner.Element]
+            let document: JSONScanner.Document
             do {
                 // No more than asked for ($top): a body of countless tiny elements is refused
                 // before it costs memory.
-                guard let found = try scanner.elements(ofArrayMember: "value", collecting: Alert.decodedMembers, limit: limit) else {
-                    return .failure(.malformedResponse("no \"value\" array in the response"))
-                }
+                document = try scanner.document(arrayMember: "value", collecting: Alert.decodedMembers(api), limit: limit,
+                                                members: ["@odata.nextLink", "@odata.count"])
+                guard let found = document.elements else { return .failure(.malformedResponse("no \"value\" array in the response")) }
                 elements = found
             } catch {
                 return .failure(.malformedResponse("\(error) (\(bytes.count) bytes; truncated?)"))
@@ -441,11 +582,18 @@ public struct AlertsClient: Sendable {
             var page = Page(alerts: [], rejected: [], serverTime: response.header("Date").flatMap(RetryAfter.httpDate).map {
                 Timestamp(Date(timeIntervalSince1970: $0))
             })
+            if api == .graph {
+                page.nextLink = document.members[0].flatMap { scanner.string(at: $0) }
+                page.count = document.members[1].flatMap { scanner.number(at: $0) }.flatMap { Int($0) }
+                if document.members[0] != nil, page.nextLink?.isEmpty ?? true {
+                    return .failure(.malformedResponse("@odata.nextLink is not a link"))
+                }
+            }
             page.alerts.reserveCapacity(elements.count)
             for element in elements {
                 do throws(DefenderAPIError) {
                     if let problem = element.problem { throw .malformedResponse("an element of value is not valid JSON: \(problem)") }
-                    page.alerts.append(try Alert(element, in: scanner, body: response.body))
+                    page.alerts.append(try Alert(element, in: scanner, body: response.body, api: api))
                 } catch {
                     page.rejected.append(RejectedElement(bytes: Data(UnsafeBufferPointer(rebasing: bytes[element.range])), reason: error.description))
                 }
@@ -461,16 +609,16 @@ public struct AlertsClient: Sendable {
     func filter(_ lower: WindowBound, _ upper: Timestamp?) -> String {
         var parts: [String] = []
         switch lower {
-        case .inclusive(let time): parts.append("lastUpdateTime ge \(Self.literal(time))")
-        case .exclusive(let time): parts.append("lastUpdateTime gt \(Self.literal(time))")
+        case .inclusive(let time): parts.append("\(endpoints.api.updateTimeMember) ge \(Self.literal(time))")
+        case .exclusive(let time): parts.append("\(endpoints.api.updateTimeMember) gt \(Self.literal(time))")
         }
-        if let upper { parts.append("lastUpdateTime lt \(Self.literal(upper))") }
+        if let upper { parts.append("\(endpoints.api.updateTimeMember) lt \(Self.literal(upper))") }
         return parts.joined(separator: " and ") + extraFilters
     }
 
     private var extraFilters: String {
         var text = ""
-        for (name, values) in [("severity", settings.severities), ("status", settings.statuses)] {
+        for (name, values) in [("severity", settings.severities), ("status", settings.statuses), ("serviceSource", settings.serviceSources)] {
             guard let values, !values.isEmpty else { continue }
             let alternatives = values.map { "\(name) eq '\($0.replacingOccurrences(of: "'", with: "''"))'" }
             text += " and (" + alternatives.joined(separator: " or ") + ")"

@@ -1,15 +1,20 @@
 /// Where a tenant's tokens and alerts come from: the sign-in base, the API base and the token
-/// audience, per cloud and region (`defender-api.md`, summary 4 and §1.4), or overrides.
+/// audience, per API, cloud and region (`defender-api.md`, summary 4, §1.4 and §6), or overrides.
 public struct DefenderEndpoints: Sendable, Equatable {
+    /// Which alerts API.
+    public var api: AlertsAPI
     /// `https://login.microsoftonline.com` or an override; no trailing slash.
     public var loginBase: String
-    /// `https://api.security.microsoft.com` or a regional/government host or an override.
+    /// `https://api.security.microsoft.com` (or a regional or government host), or
+    /// `https://graph.microsoft.com` (or a government host), or an override.
     public var apiBase: String
     /// The token audience (v1 `resource`; v2 scope is this plus `/.default`).
     public var resource: String
 
-    /// The endpoints of a cloud and optional region, with optional base URL overrides.
-    public init(cloud: Cloud, region: Region? = nil, apiURL: String? = nil, loginURL: String? = nil) {
+    /// The endpoints of an API in a cloud and optional region (MDE only), with optional base
+    /// URL overrides.
+    public init(api: AlertsAPI = .mde, cloud: Cloud, region: Region? = nil, apiURL: String? = nil, loginURL: String? = nil) {
+        self.api = api
         switch cloud {
         case .commercial:
             loginBase = "https://login.microsoftonline.com"
@@ -25,6 +30,15 @@ public struct DefenderEndpoints: Sendable, Equatable {
             apiBase = "https://api-gov.securitycenter.microsoft.us"
             resource = "https://api-gov.securitycenter.microsoft.us"
         }
+        if api == .graph {
+            // Graph: commercial for GCC too; alerts_v2 is not offered in the China cloud [GD].
+            switch cloud {
+            case .commercial, .gcc: apiBase = "https://graph.microsoft.com"
+            case .gccHigh: apiBase = "https://graph.microsoft.us"
+            case .dod: apiBase = "https://dod-graph.microsoft.us"
+            }
+            resource = apiBase
+        }
         if let apiURL { apiBase = Self.trimmed(apiURL) }
         if let loginURL { loginBase = Self.trimmed(loginURL) }
     }
@@ -37,8 +51,13 @@ public struct DefenderEndpoints: Sendable, Equatable {
         }
     }
 
-    /// `GET /api/alerts`.
-    public var alertsURL: String { "\(apiBase)/api/alerts" }
+    /// `GET /api/alerts`, or Graph's `GET /v1.0/security/alerts_v2`.
+    public var alertsURL: String {
+        switch api {
+        case .mde: "\(apiBase)/api/alerts"
+        case .graph: "\(apiBase)/v1.0/security/alerts_v2"
+        }
+    }
 
     private static func trimmed(_ url: String) -> String {
         url.hasSuffix("/") ? String(url.dropLast()) : url

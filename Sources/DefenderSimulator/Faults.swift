@@ -94,7 +94,7 @@ public struct SimulatorOutcome: Sendable {
 
 /// Request counters, for tests and the control API.
 public struct SimulatorCounters: Sendable, Equatable, Codable {
-    /// endpoint -> HTTP status -> count. Endpoints: `token_v1`, `token_v2`, `alerts`, `openid`, `control`, `other`.
+    /// endpoint -> HTTP status -> count. Endpoints: `token_v1`, `token_v2`, `alerts` (MDE), `graph_alerts`, `openid`, `control`, `other`.
     public var requests: [String: [String: Int]] = [:]
     public var tokensIssued = 0
     /// 429 answers from the rate limiter.

@@ -16,6 +16,10 @@ public struct SimulatorConfiguration: Sendable {
     public var faults: [Fault] = []
     /// The order of results (the real API promises none).
     public var resultOrder = ResultOrder.creation
+    /// The order of Graph's results: newest first, as its list page says [GL].
+    public var graphResultOrder = ResultOrder.newestFirst
+    /// Graph's limit for alerts under `/security`: 150 requests a minute per app and tenant [GT].
+    public var graphRateLimitPerMinute = 150
 
     /// The tenant of the shared fixtures.
     public static let defaultTenant = SimulatedTenant(
@@ -33,6 +37,8 @@ public actor SimulatedDefender {
     private var store = AlertStore()
     private var player: ScenarioPlayer
     private var limiter: RateLimiter
+    private var graphLimiter: RateLimiter
+    private var graphResultOrder: ResultOrder
     private var faults: [Fault]
     private var resultOrder: ResultOrder
     private var random: SeededRandom
@@ -54,6 +60,8 @@ public actor SimulatedDefender {
         limiter = RateLimiter(perMinute: configuration.rateLimitPerMinute, perHour: configuration.rateLimitPerHour)
         faults = configuration.faults
         resultOrder = configuration.resultOrder
+        graphResultOrder = configuration.graphResultOrder
+        graphLimiter = RateLimiter(perMinute: configuration.graphRateLimitPerMinute, perHour: 60 * configuration.graphRateLimitPerMinute)
         random = SeededRandom(seed: configuration.seed)
         generator = AlertGenerator(seed: configuration.seed, tenantID: configuration.tenants.first?.id ?? "")
         player = ScenarioPlayer(scenario: configuration.scenario, start: clock.now(),
@@ -81,6 +89,9 @@ public actor SimulatedDefender {
         case ("GET", ["api", "alerts"]), ("GET", ["api", "v1.0", "alerts"]):
             endpoint = "alerts"
             outcome = alerts(request)
+        case ("GET", ["v1.0", "security", "alerts_v2"]), ("GET", ["beta", "security", "alerts_v2"]):
+            endpoint = "graph_alerts"
+            outcome = graphAlerts(request)
         case (_, let s) where s.first == Self.controlPrefix:
             endpoint = "control"
             outcome = SimulatorOutcome(control(request, segments: Array(s.dropFirst())))
@@ -134,6 +145,11 @@ public actor SimulatedDefender {
         else {
             return SimulatorOutcome(.apiError(401, code: "Unauthorized", message: "Unauthorized"))
         }
+        // A token for Microsoft Graph is no token for this API (as the Defender gateway
+        // answers one for another resource: 401, `defender-api.md` §3).
+        guard token.audience != Resource.graph else {
+            return SimulatorOutcome(.apiError(401, code: "Unauthorized", message: "Invalid Authorization payload. AppId: \(token.clientID), Audience: \(token.audience), Issuer: https://sts.windows.net/\(token.tenantID)/"))
+        }
         // Authorization: 403 for the wrong audience or a missing role.
         guard token.audience == Resource.defender else {
             return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The application token has the wrong audience '\(token.audience)'; request a token for \(Resource.defender)."))
@@ -169,10 +185,66 @@ public actor SimulatedDefender {
         return SimulatorOutcome(response)
     }
 
+    /// `GET /v1.0/security/alerts_v2`: the same alerts in Graph's shape, paged by
+    /// `@odata.nextLink`, with Graph's audience, permission, limits and error bodies.
+    private func graphAlerts(_ request: SimulatorRequest) -> SimulatorOutcome {
+        if let injected = injectFault(for: .alerts, request: request) {
+            return SimulatorOutcome(injected.response.graphShaped(), delivery: injected.delivery)
+        }
+        let now = clock.now()
+        let date = now.date
+        guard let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("bearer "),
+            let token = tokens.issued[String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)],
+            !token.revoked, token.expiresAt > now
+        else {
+            return SimulatorOutcome(.graphError(401, code: "InvalidAuthenticationToken", message: "Access token is empty, expired or not valid.", now: date))
+        }
+        // Graph validates the audience before anything else: a token for the MDE API is no token here.
+        guard token.audience == Resource.graph else {
+            return SimulatorOutcome(.graphError(401, code: "InvalidAuthenticationToken", message: "Access token validation failure. Invalid audience.", now: date))
+        }
+        guard token.roles.contains("SecurityAlert.Read.All") || token.roles.contains("SecurityAlert.ReadWrite.All") else {
+            return SimulatorOutcome(.graphError(403, code: "Forbidden", message: "Missing application roles. API required roles: SecurityAlert.Read.All,SecurityAlert.ReadWrite.All. application roles: \(token.roles.joined(separator: ",")).", now: date))
+        }
+        switch graphLimiter.admit(.init(tenantID: token.tenantID, clientID: token.clientID), now: now) {
+        case .allowed:
+            break
+        case .limited(let seconds, let ignored):
+            counters.rateLimited += 1
+            if ignored { counters.callsIgnoringRetryAfter += 1 }
+            return SimulatorOutcome(.graphError(429, code: "TooManyRequests", message: "Too many requests.", headers: [("Retry-After", String(seconds))], now: date))
+        }
+        let query: GraphAlertsQuery
+        do {
+            query = try GraphAlertsQuery(queryString: request.query)
+        } catch {
+            return SimulatorOutcome(.graphError(400, code: "BadRequest", message: error.message, now: date))
+        }
+        player.advance(to: now, store: &store)
+        let (page, total) = store.graphQuery(query, now: now, order: graphResultOrder, random: &random)
+        counters.alertsServed += page.count
+        let base = "\(request.baseURL)/v1.0/security/alerts_v2"
+        var members: [(String, JSONValue)] = [("@odata.context", .string("\(request.baseURL)/v1.0/$metadata#security/alerts_v2"))]
+        if query.count { members.append(("@odata.count", .int(total))) }
+        if query.skip + page.count < total, !page.isEmpty {
+            members.append(("@odata.nextLink", .string(query.nextLink(base: base, served: page.count))))
+        }
+        members.append(("value", .array(page)))
+        let id = UUID().uuidString.lowercased()
+        var response = SimulatorResponse.json(200, .object(members),
+                                              contentType: "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8",
+                                              headers: [("OData-Version", "4.0"), ("request-id", id), ("client-request-id", id)])
+        if let fault = takeFault(for: .alerts, addingElement: true) {
+            response.body = Self.splice(element(for: fault.kind, now: now, api: "graph"), into: response.body)
+        }
+        return SimulatorOutcome(response)
+    }
+
     /// An element for a fault that adds one, with a new id.
-    private func element(for kind: Fault.Kind, now: Timestamp) -> Data {
+    private func element(for kind: Fault.Kind, now: Timestamp, api: String = "mde") -> Data {
         let id = "da\(now.dotNetTicks)_bad\(counters.faultsInjected)"
-        let head = Data(#"{"id":"\#(id)","lastUpdateTime":"\#(now.description)","severity":"High","title":"#.utf8)
+        let updated = api == "graph" ? "lastUpdateDateTime" : "lastUpdateTime"
+        let head = Data(#"{"id":"\#(id)","\#(updated)":"\#(now.description)","severity":"High","title":"#.utf8)
         switch kind {
         case .loneSurrogate: return head + Data(#""bad \udc00 title","status":"New"}"#.utf8)
         case .invalidUTF8: return head + Data("\"bad ".utf8) + Data([0xFF, 0xFE, 0xC0, 0x80]) + Data(#" title","status":"New"}"#.utf8)
@@ -315,8 +387,10 @@ public actor SimulatedDefender {
         faults.append(fault)
     }
 
+    /// The order of results of both APIs.
     public func setResultOrder(_ order: ResultOrder) {
         resultOrder = order
+        graphResultOrder = order
     }
 
     public func clearFaults() {

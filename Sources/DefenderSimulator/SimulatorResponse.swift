@@ -1,5 +1,6 @@
 import Foundation
 import OrderedJSON
+import Timekeeping
 
 /// What the simulator answers, independent of the HTTP server that sends it.
 public struct SimulatorResponse: Sendable {
@@ -24,6 +25,28 @@ public struct SimulatorResponse: Sendable {
         json(status, .object([("error", .object([
             ("code", .string(code)), ("message", .string(message)), ("target", .string(UUID().uuidString.lowercased())),
         ]))]), headers: headers)
+    }
+
+    /// The Microsoft Graph error shape `{"error": {"code", "message", "innerError": {"date",
+    /// "request-id", "client-request-id"}}}` [GE], `defender-api.md` §6.
+    public static func graphError(_ status: Int, code: String, message: String, headers: [(String, String)] = [],
+                                  now: Date = Date()) -> SimulatorResponse {
+        let id = UUID().uuidString.lowercased()
+        return json(status, .object([("error", .object([
+            ("code", .string(code)), ("message", .string(message)),
+            ("innerError", .object([
+                ("date", .string(Timestamp(now).writtenWith(0).description)), ("request-id", .string(id)), ("client-request-id", .string(id)),
+            ])),
+        ]))]), headers: headers + [("request-id", id), ("client-request-id", id)])
+    }
+
+    /// This response with an MDE-shaped error body (``apiError(_:code:message:headers:)``)
+    /// reshaped as Graph's; any other response as it is.
+    func graphShaped() -> SimulatorResponse {
+        guard status >= 400, let body = try? JSONValue(parsing: body), let error = body["error"],
+            let code = error["code"]?.stringValue, let message = error["message"]?.stringValue, error["target"] != nil
+        else { return self }
+        return .graphError(status, code: code, message: message, headers: headers.filter { $0.0.lowercased() != "content-type" })
     }
 
     /// The value of a header (case-insensitive).

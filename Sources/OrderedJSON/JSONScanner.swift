@@ -50,9 +50,25 @@ public struct JSONScanner {
     /// More than `limit` elements is an error, found as soon as the next one starts (so a
     /// body of millions of tiny elements costs no more than `limit` of them).
     public mutating func elements(ofArrayMember name: String, collecting names: [String], limit: Int = .max) throws(JSONParseError) -> [Element]? {
+        try document(arrayMember: name, collecting: names, limit: limit).elements
+    }
+
+    /// What ``document(arrayMember:collecting:limit:members:)`` found.
+    public struct Document {
+        /// The elements of the array member, or `nil` when it is absent.
+        public var elements: [Element]?
+        /// The value ranges of the document's other top-level members asked for (same order).
+        public var members: [Range<Int>?]
+    }
+
+    /// ``elements(ofArrayMember:collecting:limit:)``, and the value ranges of the document's
+    /// top-level members named in `members` (such as `@odata.nextLink`), in one pass.
+    public mutating func document(arrayMember name: String, collecting names: [String], limit: Int = .max,
+                                  members memberNames: [String] = []) throws(JSONParseError) -> Document {
         let wanted = Array(name.utf8)
         let collected = names.map { Array($0.utf8) }
-        var found: [Element]?
+        let others = memberNames.map { Array($0.utf8) }
+        var found = Document(elements: nil, members: [Range<Int>?](repeating: nil, count: others.count))
         skipWhitespace()
         guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { throw fail("the document is not a JSON object") }
         try object { (scanner: inout JSONScanner, key: Range<Int>) throws(JSONParseError) in
@@ -60,9 +76,11 @@ public struct JSONScanner {
                 guard scanner.index < scanner.bytes.count, scanner.bytes[scanner.index] == UInt8(ascii: "[") else {
                     throw scanner.fail("\"\(name)\" is not an array")
                 }
-                found = try scanner.array(collecting: collected, limit: limit)
+                found.elements = try scanner.array(collecting: collected, limit: limit)
             } else {
+                let start = scanner.index
                 try scanner.value()
+                if let slot = others.firstIndex(where: { scanner.equals(key, $0) }) { found.members[slot] = start..<scanner.index }
             }
         }
         skipWhitespace()

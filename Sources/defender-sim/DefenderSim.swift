@@ -36,6 +36,8 @@ struct DefenderSim: AsyncParsableCommand {
     @Option(name: .customLong("client-secret"), help: "A client secret of the app (repeatable). Default: demo-client-secret-not-real.") var clientSecrets: [String] = []
     @Option(name: .customLong("client-certificate"), help: "A PEM certificate registered on the app (repeatable), for client assertions.") var clientCertificates: [String] = []
     @Option(help: "Application roles granted on WindowsDefenderATP (comma-separated; empty for none).") var roles = "Alert.Read.All"
+    @Option(name: .customLong("graph-roles"), help: "Application roles granted on Microsoft Graph (comma-separated; empty for none).")
+    var graphRoles = "SecurityAlert.Read.All"
     @Option(name: .customLong("token-lifetime"), help: "expires_in of issued tokens, seconds.") var tokenLifetime = 3599
     @Option(name: .customLong("rate-limit-per-minute"), help: "API calls allowed per minute per app and tenant.") var perMinute = 100
     @Option(name: .customLong("rate-limit-per-hour"), help: "API calls allowed per hour per app and tenant.") var perHour = 1500
@@ -50,9 +52,13 @@ struct DefenderSim: AsyncParsableCommand {
     @Option(name: .customLong("batch-size"), help: "New alerts per arrival sharing one lastUpdateTime.") var batchSize = 1
     @Option(name: .customLong("fault"), help: "A fault to inject (see above; repeatable).") var faults: [String] = []
     @Option(name: .customLong("result-order"),
-            help: "Order of results: \(ResultOrder.allCases.map(\.rawValue).joined(separator: "|")) (shuffled: a new order on every request; the API promises none).")
-    var resultOrder: ResultOrder = .creation
+            help: "Order of results of both APIs: \(ResultOrder.allCases.map(\.rawValue).joined(separator: "|")) (shuffled: a new order on every request; the API promises none). Default: creation for MDE, newest-first for Graph (as documented).")
+    var resultOrder: ResultOrder?
     @Flag(help: "Log every request.") var verbose = false
+
+    private static func list(_ text: String) -> [String] {
+        text.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
 
     func run() async throws {
         var configuration = SimulatorConfiguration()
@@ -64,7 +70,7 @@ struct DefenderSim: AsyncParsableCommand {
         configuration.apps = [RegisteredApp(
             tenantID: tenantID, clientID: clientID,
             secrets: clientSecrets.isEmpty ? ["demo-client-secret-not-real"] : clientSecrets,
-            certificates: certificates, roles: roles.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+            certificates: certificates, roles: Self.list(roles), graphRoles: Self.list(graphRoles)
         )]
         configuration.tokenLifetime = tokenLifetime
         configuration.rateLimitPerMinute = perMinute
@@ -80,7 +86,7 @@ struct DefenderSim: AsyncParsableCommand {
         scenario.batchSize = batchSize
         configuration.scenario = scenario
         configuration.faults = try faults.map(Self.parseFault)
-        configuration.resultOrder = resultOrder
+        if let resultOrder { (configuration.resultOrder, configuration.graphResultOrder) = (resultOrder, resultOrder) }
 
         var logger = Logger(label: "defender-sim")
         logger.logLevel = verbose ? .debug : .warning

@@ -1,4 +1,5 @@
 @testable import AlertForwarder
+import DefenderAPI
 import Foundation
 import Testing
 import TestSupport
@@ -86,8 +87,7 @@ struct ConfigurationReferenceTests {
             (T.certificateAlgorithm, "\"\(tenant.certificateAlgorithm.rawValue)\""),
             (T.cloud, "\"\(tenant.cloud.rawValue)\""),
             (T.tokenVersion, "\"\(tenant.tokenVersion.rawValue)\""),
-            (T.rateLimitPerMinute, "\(tenant.rateLimitPerMinute)"),
-            (T.rateLimitPerHour, "\(tenant.rateLimitPerHour)"),
+            (T.api, "\"\(tenant.api.rawValue)\""),
             (T.lookback, "\(tenant.lookback == T.lookback.defaultDuration)"),
             (T.overlap, "\(tenant.overlap == T.overlap.defaultDuration)"),
             (T.pageSize, "\(tenant.pageSize)"),
@@ -101,7 +101,10 @@ struct ConfigurationReferenceTests {
                 #expect(key.defaultValue?.toml == value, "\(key.name)")
             }
         }
-        #expect(tenant.region == nil && tenant.severities == nil && tenant.statuses == nil && tenant.sinkNames == nil)
+        #expect(tenant.region == nil && tenant.severities == nil && tenant.statuses == nil && tenant.serviceSources == nil && tenant.sinkNames == nil)
+        // The call limits default to the API's own (MDE here), as their description says.
+        #expect((tenant.rateLimitPerMinute, tenant.rateLimitPerHour) == AlertsAPI.mde.callLimits)
+        #expect(T.rateLimitPerMinute.defaultText.contains("\(AlertsAPI.mde.callLimits.perMinute) (`mde`)") && T.rateLimitPerMinute.defaultText.contains("\(AlertsAPI.graph.callLimits.perMinute) (`graph`)"))
         // The file sink's defaults, read back through the same key table's parsers.
         guard case .string(let format)? = K.format.defaultValue, case .string(let size)? = K.maxSize.defaultValue,
             case .integer(let files)? = K.maxFiles.defaultValue

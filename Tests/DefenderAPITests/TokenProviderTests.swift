@@ -124,7 +124,7 @@ struct TokenProviderTests {
         try await harness.live { base, transport in
             let provider = harness.tokenProvider(base: base, transport: transport, credential: .certificate(credential))
             let token = try await provider.token()
-            #expect(token.canReadAlerts)
+            #expect(token.canReadAlerts(of: .mde))
             // A second request signs a new assertion (fresh jti).
             harness.clock.advance(by: .seconds(3000))
             _ = try await provider.token()

@@ -89,6 +89,8 @@ public struct TenantConfiguration: Sendable, Equatable {
     public var clientID: String
     /// The app's credential.
     public var credential: TenantCredential
+    /// Which alerts API: MDE's own, or Microsoft Graph's alerts_v2.
+    public var api: AlertsAPI
     /// The Microsoft cloud.
     public var cloud: Cloud
     /// Optional regional API host (commercial cloud only).
@@ -101,9 +103,9 @@ public struct TenantConfiguration: Sendable, Equatable {
     public var tokenVersion: TokenEndpointVersion
     /// Signature algorithm of client assertions (certificate credentials).
     public var certificateAlgorithm: CertificateCredential.Algorithm
-    /// Local call budget, at most Defender's 100 a minute.
+    /// Local call budget, at most the API's limit a minute (MDE 100, Graph 150).
     public var rateLimitPerMinute: Int
-    /// Local call budget, at most Defender's 1,500 an hour.
+    /// Local call budget, at most the API's limit an hour (MDE 1,500).
     public var rateLimitPerHour: Int
     /// History fetched on the very first run.
     public var lookback: Duration
@@ -119,6 +121,8 @@ public struct TenantConfiguration: Sendable, Equatable {
     public var severities: [String]?
     /// Only alerts in these statuses, or all when `nil`.
     public var statuses: [String]?
+    /// Graph only: alerts of these services, or all when `nil`.
+    public var serviceSources: [String]?
     /// The sinks this tenant's alerts go to, or all when `nil`.
     public var sinkNames: [String]?
 }
@@ -163,11 +167,6 @@ public struct SinkConfiguration: Sendable, Equatable {
     /// What kind of sink, with its settings.
     public var kind: Kind
 }
-
-/// The severities the Defender API knows (`defender-api.md`, summary 8).
-public let knownSeverities = ["UnSpecified", "Informational", "Low", "Medium", "High"]
-/// The statuses the Defender API knows.
-public let knownStatuses = ["Unknown", "New", "InProgress", "Resolved"]
 
 extension Configuration {
     /// A few lines for `check-config`: each tenant and sink with its main settings, never a secret.

@@ -187,12 +187,15 @@ extension ConfigurationKey {
         public static let certificateAlgorithm = ConfigurationKey(
             .tenant, "certificate_algorithm", .choice(CertificateCredential.Algorithm.allCases.map(\.rawValue)), default: .string("PS256"),
             "client assertion signature: `PS256` (with `x5t#S256`) or `RS256` (with `x5t`)")
+        public static let api = ConfigurationKey(
+            .tenant, "api", .choice(AlertsAPI.allCases.map(\.rawValue)), default: .string("mde"),
+            "where alerts come from: `mde`, Defender for Endpoint's alerts API (Endpoint alerts; permission `Alert.Read.All` on WindowsDefenderATP), or `graph`, Microsoft Graph `security/alerts_v2` (every Defender XDR alert; permission `SecurityAlert.Read.All` on Microsoft Graph)")
         public static let cloud = ConfigurationKey(
             .tenant, "cloud", .choice(Cloud.allCases.map(\.rawValue)), default: .string("commercial"),
             "the Microsoft cloud: `commercial`, `gcc`, `gcc-high`, `dod`")
         public static let region = ConfigurationKey(
             .tenant, "region", .choice(Region.allCases.map(\.rawValue)),
-            "regional API host, commercial cloud only: `us`, `eu`, `uk`, `au`, `swa`, `ina`, `aea`")
+            "regional API host, commercial cloud and `api = \"mde\"` only: `us`, `eu`, `uk`, `au`, `swa`, `ina`, `aea`")
         public static let apiURL = ConfigurationKey(
             .tenant, "api_url", .string, "override of the API base URL; `http://` only for loopback addresses")
         public static let loginURL = ConfigurationKey(
@@ -201,36 +204,39 @@ extension ConfigurationKey {
             .tenant, "token_version", .choice(TokenEndpointVersion.allCases.map(\.rawValue)), default: .string("v2"),
             "Entra ID token endpoint: `v2` (`scope=<resource>/.default`) or `v1` (`resource=`)")
         public static let rateLimitPerMinute = ConfigurationKey(
-            .tenant, "rate_limit_per_minute", .integer(1...100), default: .integer(100),
-            "local budget of API calls a minute for this app and tenant (at most Defender's 100)")
+            .tenant, "rate_limit_per_minute", .integer(1...150), defaultDescription: "100 (`mde`), 150 (`graph`)",
+            "local budget of API calls a minute for this app and tenant (at most the API's limit: MDE 100, Graph 150)")
         public static let rateLimitPerHour = ConfigurationKey(
-            .tenant, "rate_limit_per_hour", .integer(1...1500), default: .integer(1500),
-            "local budget of API calls an hour (at most Defender's 1,500)")
+            .tenant, "rate_limit_per_hour", .integer(1...9000), defaultDescription: "1500 (`mde`), 9000 (`graph`)",
+            "local budget of API calls an hour (at most MDE's 1,500; Graph has no hourly limit, so 150 a minute for an hour)")
         public static let lookback = ConfigurationKey(
             .tenant, "lookback", .duration(minimum: .seconds(1)), default: .string("24h"), "history fetched on the very first run")
         public static let overlap = ConfigurationKey(
             .tenant, "overlap", .duration(minimum: .zero), default: .string("15m"),
             "each poll re-reads this much before the last alert seen, for alerts that become visible late")
         public static let pageSize = ConfigurationKey(
-            .tenant, "page_size", .integer(1...10_000), default: .integer(1000), "`$top` of each request")
+            .tenant, "page_size", .integer(1...10_000), default: .integer(1000), "`$top` of each request (at most 10,000 for MDE, 1,000 for Graph)")
         public static let expandEvidence = ConfigurationKey(
-            .tenant, "expand_evidence", .boolean, default: .boolean(true), "request the alerts' evidence (`$expand=evidence`)")
+            .tenant, "expand_evidence", .boolean, default: .boolean(true), "`api = \"mde\"`: request the alerts' evidence (`$expand=evidence`; Graph always sends it)")
         public static let forward = ConfigurationKey(
             .tenant, "forward", .choice(ForwardMode.allCases.map(\.rawValue)), default: .string("new"),
-            "`new`: each alert once; `updates`: each change (new `lastUpdateTime`) once, labelled `created` or `updated`")
+            "`new`: each alert once; `updates`: each change (new `lastUpdateTime`, Graph `lastUpdateDateTime`) once, labelled `created` or `updated`")
         public static let severity = ConfigurationKey(
-            .tenant, "severity", .list(knownSeverities), defaultDescription: "all",
-            "only these severities, e.g. `[\"Medium\", \"High\"]` (`UnSpecified`, `Informational`, `Low`, `Medium`, `High`)")
+            .tenant, "severity", .list(nil), defaultDescription: "all",
+            "only these severities, in the API's words: MDE `UnSpecified`, `Informational`, `Low`, `Medium`, `High`; Graph `unknown`, `informational`, `low`, `medium`, `high`")
         public static let status = ConfigurationKey(
-            .tenant, "status", .list(knownStatuses), defaultDescription: "all",
-            "only these statuses, e.g. `[\"New\", \"InProgress\"]` (`Unknown`, `New`, `InProgress`, `Resolved`)")
+            .tenant, "status", .list(nil), defaultDescription: "all",
+            "only these statuses: MDE `Unknown`, `New`, `InProgress`, `Resolved`; Graph `unknown`, `new`, `inProgress`, `resolved`")
+        public static let serviceSource = ConfigurationKey(
+            .tenant, "service_source", .list(AlertsAPI.graphServiceSources), defaultDescription: "all",
+            "`api = \"graph\"` only: alerts of these Defender XDR services, e.g. `[\"microsoftDefenderForEndpoint\", \"microsoftDefenderForOffice365\"]`")
         public static let sinks = ConfigurationKey(
             .tenant, "sinks", .list(nil), defaultDescription: "every sink", "names of the `[[sink]]`s this tenant's alerts go to")
 
         public static let all = [
             name, tenantID, clientID, clientSecretFile, clientSecretCredential, certificateFile, privateKeyFile, privateKeyCredential,
-            certificateAlgorithm, cloud, region, apiURL, loginURL, tokenVersion, rateLimitPerMinute, rateLimitPerHour, lookback,
-            overlap, pageSize, expandEvidence, forward, severity, status, sinks,
+            certificateAlgorithm, api, cloud, region, apiURL, loginURL, tokenVersion, rateLimitPerMinute, rateLimitPerHour, lookback,
+            overlap, pageSize, expandEvidence, forward, severity, status, serviceSource, sinks,
         ]
     }
 

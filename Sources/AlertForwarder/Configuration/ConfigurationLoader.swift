@@ -180,24 +180,52 @@ private struct Validator {
         let tenantID = reader.string(Keys.tenantID).flatMap { validTenantID($0, reader: reader) }
         let clientID = reader.string(Keys.clientID).flatMap { validGUID($0, key: Keys.clientID, reader: reader) }
         let credential = credential(reader)
+        let api: AlertsAPI? = reader.choice(Keys.api)
         let cloud: Cloud? = reader.choice(Keys.cloud)
         let region: Region? = reader.choice(Keys.region)
         if region != nil, let cloud, cloud != .commercial {
             reader.fail(Keys.region, "regional hosts exist only in the commercial cloud, not in \(cloud.rawValue)")
+        } else if region != nil, api == .graph {
+            reader.fail(Keys.region, "regional hosts are the MDE API's; Microsoft Graph has one host per cloud (remove region)")
         }
         let apiURL = reader.string(Keys.apiURL).flatMap { validURL($0, key: Keys.apiURL, reader: reader) }
         let loginURL = reader.string(Keys.loginURL).flatMap { validURL($0, key: Keys.loginURL, reader: reader) }
         let tokenVersion: TokenEndpointVersion? = reader.choice(Keys.tokenVersion)
         let algorithm: CertificateCredential.Algorithm? = reader.choice(Keys.certificateAlgorithm)
-        let perMinute = reader.integer(Keys.rateLimitPerMinute)
-        let perHour = reader.integer(Keys.rateLimitPerHour)
+        let limits = (api ?? .mde).callLimits
+        let perMinute = reader.has(Keys.rateLimitPerMinute) ? reader.integer(Keys.rateLimitPerMinute) : limits.perMinute
+        let perHour = reader.has(Keys.rateLimitPerHour) ? reader.integer(Keys.rateLimitPerHour) : limits.perHour
         let lookback = reader.duration(Keys.lookback)
         let overlap = reader.duration(Keys.overlap)
         let pageSize = reader.integer(Keys.pageSize)
         let expandEvidence = reader.bool(Keys.expandEvidence)
         let forward: ForwardMode? = reader.choice(Keys.forward)
-        let severities = reader.stringList(Keys.severity)
-        let statuses = reader.stringList(Keys.status)
+        // Each API's own words; a value of the other API's is named as such.
+        let other: AlertsAPI = api == .graph ? .mde : .graph
+        func note(_ values: KeyPath<AlertsAPI, [String]>, _ what: String) -> (String) -> String? {
+            { text in other[keyPath: values].contains(text) ? "\"\(text)\" is \(other == .mde ? "an MDE" : "a Graph") \(what); with api = \"\((api ?? .mde).rawValue)\" the API spells it differently" : nil }
+        }
+        let severities = reader.stringList(Keys.severity, from: (api ?? .mde).severities, note: note(\.severities, "severity"))
+        let statuses = reader.stringList(Keys.status, from: (api ?? .mde).statuses, note: note(\.statuses, "status"))
+        let serviceSources = reader.stringList(Keys.serviceSource)
+        if let api {
+            let (mostPerMinute, mostPerHour) = api.callLimits
+            if let perMinute, perMinute > mostPerMinute {
+                reader.fail(Keys.rateLimitPerMinute, "\(perMinute) is more than the \(api.rawValue) API allows an app a minute (\(mostPerMinute))")
+            }
+            if let perHour, perHour > mostPerHour {
+                reader.fail(Keys.rateLimitPerHour, "\(perHour) is more than the \(api.rawValue) API allows an app an hour (\(mostPerHour))")
+            }
+            if let pageSize, pageSize > api.maximumPageSize {
+                reader.fail(Keys.pageSize, "\(pageSize) is more than the \(api.rawValue) API returns in a page (\(api.maximumPageSize))")
+            }
+            if api == .graph, reader.has(Keys.expandEvidence) {
+                reader.fail(Keys.expandEvidence, "Microsoft Graph always sends the alerts' evidence; expand_evidence is for api = \"mde\" (remove it)")
+            }
+            if api == .mde, serviceSources != nil {
+                reader.fail(Keys.serviceSource, "the MDE API has Endpoint alerts only; service_source is for api = \"graph\"")
+            }
+        }
         let sinks = reader.stringList(Keys.sinks)
         for sink in sinks ?? [] where !sinkNames.contains(sink) {
             let defined = sinkNames.isEmpty ? "no valid sink is defined" : "defined: " + sinkNames.sorted().joined(separator: ", ")
@@ -207,7 +235,7 @@ private struct Validator {
             "client_secret": "inline secrets are not allowed; put the secret in a file readable only by the daemon (client_secret_file) or in a systemd credential (client_secret_credential)",
             "private_key": "inline keys are not allowed; use private_key_file or private_key_credential",
         ])
-        guard let name, let tenantID, let clientID, let credential, let cloud, let lookback, let overlap,
+        guard let name, let tenantID, let clientID, let credential, let api, let cloud, let lookback, let overlap,
             let pageSize, let expandEvidence, let forward, let tokenVersion, let algorithm, let perMinute, let perHour
         else { return nil }
         if case .certificate(_, let pem, let key, _) = credential {
@@ -219,11 +247,11 @@ private struct Validator {
             }
         }
         return TenantConfiguration(
-            name: name, tenantID: tenantID, clientID: clientID, credential: credential, cloud: cloud,
+            name: name, tenantID: tenantID, clientID: clientID, credential: credential, api: api, cloud: cloud,
             region: region, apiURL: apiURL, loginURL: loginURL, tokenVersion: tokenVersion, certificateAlgorithm: algorithm,
             rateLimitPerMinute: perMinute, rateLimitPerHour: perHour, lookback: lookback, overlap: overlap,
             pageSize: pageSize, expandEvidence: expandEvidence, forward: forward,
-            severities: severities, statuses: statuses, sinkNames: sinks
+            severities: severities, statuses: statuses, serviceSources: serviceSources, sinkNames: sinks
         )
     }
 

@@ -213,7 +213,9 @@ final class TableReader {
     }
 
     /// A non-empty array of distinct strings, each from the key's values when it has any.
-    func stringList(_ key: ConfigurationKey) -> [String]? {
+    /// An array of distinct strings, each one of `allowed` (or the key's values) when given;
+    /// `note` may add to the message for a value that is not allowed.
+    func stringList(_ key: ConfigurationKey, from allowed: [String]? = nil, note: (String) -> String? = { _ in nil }) -> [String]? {
         guard let value = value(key) else { return nil }
         guard let array = value.array else {
             typeMismatch(key, expected: "an array of strings", found: value)
@@ -225,7 +227,7 @@ final class TableReader {
                 typeMismatch(key, expected: "an array of strings", found: element)
                 return nil
             }
-            guard let item = key.values.map({ canonical(text, in: $0, key: key) }) ?? text else { return nil }
+            guard let item = (allowed ?? key.values).map({ canonical(text, in: $0, key: key, note: note(text)) }) ?? text else { return nil }
             if result.contains(item) {
                 fail(key, "\"\(item)\" is listed twice")
                 return nil
@@ -239,9 +241,9 @@ final class TableReader {
         return result
     }
 
-    private func canonical(_ text: String, in allowed: [String], key: ConfigurationKey) -> String? {
+    private func canonical(_ text: String, in allowed: [String], key: ConfigurationKey, note: String? = nil) -> String? {
         if let match = allowed.first(where: { $0.caseInsensitiveCompare(text) }) { return match }
-        fail(key, "\"\(text)\" is not one of: \(allowed.joined(separator: ", "))")
+        fail(key, "\"\(text)\" is not one of: \(allowed.joined(separator: ", "))" + (note.map { " (\($0))" } ?? ""))
         return nil
     }
 

@@ -21,8 +21,9 @@ public enum AuthenticationCheck {
         }
     }
 
-    /// Gets a token, checks its roles, calls `GET /api/alerts?$top=1`. Stops at the first
-    /// failure (later steps depend on earlier ones). Never prints the token.
+    /// Gets a token, checks its roles, calls `GET /api/alerts?$top=1` (Graph:
+    /// `GET /v1.0/security/alerts_v2?$top=1`). Stops at the first failure (later steps depend
+    /// on earlier ones). Never prints the token.
     public static func run(_ connection: TenantConnection) async -> [Step] {
         var steps: [Step] = []
         let token: AccessToken
@@ -38,9 +39,15 @@ public enum AuthenticationCheck {
         }
 
         let roles = token.roles.isEmpty ? "none" : token.roles.joined(separator: ", ")
-        guard token.canReadAlerts else {
-            steps.append(Step(name: "permissions", passed: false, detail: "application roles in the token: \(roles)",
-                              fix: "in Entra ID, App registrations > the app > API permissions > Add a permission > APIs my organization uses > WindowsDefenderATP > Application permissions > Alert.Read.All, then Grant admin consent."))
+        let api = connection.endpoints.api
+        if let audience = token.audience, Self.isOtherAudience(audience, than: connection.endpoints) {
+            steps.append(Step(name: "permissions", passed: false,
+                              detail: "the token is for \(audience), not for \(connection.endpoints.resource) (api = \"\(api.rawValue)\")",
+                              fix: "the token endpoint gave a token for another API: check api, cloud and login_url (a stand-in of Entra ID may ignore the scope)."))
+            return steps
+        }
+        guard token.canReadAlerts(of: api) else {
+            steps.append(Step(name: "permissions", passed: false, detail: "application roles in the token: \(roles)", fix: permissionFix(api)))
             return steps
         }
         steps.append(Step(name: "permissions", passed: true, detail: "application roles: \(roles)"))
@@ -54,10 +61,33 @@ public enum AuthenticationCheck {
         return steps
     }
 
+    /// Where the permission is granted, for each API.
+    static func permissionFix(_ api: AlertsAPI) -> String {
+        switch api {
+        case .mde: "in Entra ID, App registrations > the app > API permissions > Add a permission > APIs my organization uses > WindowsDefenderATP > Application permissions > Alert.Read.All, then Grant admin consent."
+        case .graph: "in Entra ID, App registrations > the app > API permissions > Add a permission > Microsoft Graph > Application permissions > SecurityAlert.Read.All, then Grant admin consent for the tenant."
+        }
+    }
+
+    /// Whether a token's `aud` is one known to belong to another API or cloud than the
+    /// tenant's (an audience this check does not know is left to the API to judge).
+    static func isOtherAudience(_ audience: String, than endpoints: DefenderEndpoints) -> Bool {
+        func normalized(_ text: String) -> String { (text.hasSuffix("/") ? String(text.dropLast()) : text).lowercased() }
+        // The resources of every API and cloud, and the application IDs of WindowsDefenderATP
+        // and Microsoft Graph.
+        var known: [String: AlertsAPI] = ["fc780465-2017-40d4-a0c5-307022471b92": .mde, "00000003-0000-0000-c000-000000000000": .graph]
+        for api in AlertsAPI.allCases {
+            for cloud in Cloud.allCases { known[normalized(DefenderEndpoints(api: api, cloud: cloud).resource)] = api }
+        }
+        let aud = normalized(audience)
+        guard let owner = known[aud] else { return false }
+        return owner != endpoints.api || (aud.hasPrefix("https://") && aud != normalized(endpoints.resource))
+    }
+
     static func fix(for error: DefenderAPIError) -> String {
         switch error {
         case .api(401, _, _, _): "the API refused a fresh token: check that tenant_id is the tenant where Defender for Endpoint runs, and the cloud."
-        case .api(403, _, _, _): "grant Alert.Read.All (application) on WindowsDefenderATP with admin consent, and check cloud: a token for the wrong cloud's audience is refused."
+        case .api(403, _, _, _): "grant Alert.Read.All (application) on WindowsDefenderATP (api = \"mde\") or SecurityAlert.Read.All on Microsoft Graph (api = \"graph\") with admin consent, and check cloud: a token for the wrong cloud's audience is refused."
         case .api(404, _, _, _): "the API host has no alerts endpoint: check api_url, cloud and region."
         case .api: "retry later; if it persists, quote the correlation id to Microsoft support."
         case .rateLimited: "another client is using this app's rate limit; wait or use a separate app registration."

@@ -26,7 +26,7 @@ public struct TenantConnection: Sendable {
         }
         self.budget = budget ?? RateBudget(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour, clock: clock)
         var settings = AlertsClient.Settings(pageSize: tenant.pageSize, expandEvidence: tenant.expandEvidence,
-                                             severities: tenant.severities, statuses: tenant.statuses)
+                                             severities: tenant.severities, statuses: tenant.statuses, serviceSources: tenant.serviceSources)
         settings.attempts = 3
         alerts = AlertsClient(
             endpoints: endpoints, settings: settings, tokens: self.tokens, transport: transport,
@@ -60,7 +60,7 @@ extension ServiceSettings {
 extension TenantConfiguration {
     /// Where this tenant's tokens and alerts come from.
     public var endpoints: DefenderEndpoints {
-        DefenderEndpoints(cloud: cloud, region: region, apiURL: apiURL, loginURL: loginURL)
+        DefenderEndpoints(api: api, cloud: cloud, region: region, apiURL: apiURL, loginURL: loginURL)
     }
 }
 

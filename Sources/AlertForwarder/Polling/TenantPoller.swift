@@ -63,6 +63,9 @@ public final class TenantPoller: TenantPolling {
                 logger.notice("first poll: fetching \(tenant.lookback.components.seconds / 3600)h of history", metadata: ["from": "\(start)"])
             }
             var total = Admission()
+            // The newest update time of a window read over several batches (a Graph
+            // `@odata.nextLink` chain), moving the watermark only once its last page is in.
+            var windowNewest: Timestamp?
             try await connection.alerts.fetch(from: .inclusive(start)) { batch in
                 // The watermark never passes the server's present (its Date header, else the
                 // local clock) by more than a small tolerance, well below the overlap.
@@ -72,8 +75,11 @@ public final class TenantPoller: TenantPolling {
                     logger.warning("an alert is stamped in the future (after the server's clock); it is forwarded, and the watermark stays at the present",
                                    metadata: ["alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)", "server_time": "\(present)"])
                 }
+                windowNewest = [windowNewest, batch.alerts.lazy.map(\.lastUpdateTime).filter { $0 <= notAfter }.max()].compactMap { $0 }.max()
+                let move: StateStore.WatermarkMove = batch.complete ? windowNewest.map { .to($0) } ?? .hold : .hold
+                if batch.complete { windowNewest = nil }
                 let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
-                                                sinks: sinks, now: wallClock(), notAfter: notAfter)
+                                                sinks: sinks, now: wallClock(), watermark: move)
                 // Kept with its bytes (`defender-alertd state quarantine`), reported once; the
                 // rest of the page goes on.
                 for element in admission.quarantined {

@@ -1,30 +1,89 @@
+import Foundation
 import OrderedJSON
 import Timekeeping
 
-/// The few fields of an alert a person reads first, taken from its JSON: what the journal
-/// sink's `MESSAGE` and the `summary` record format show.
+/// The fields of an alert that sinks show (headlines, syslog, CEF), read from its JSON under
+/// MDE's names whichever API it came from: a Graph alert's `lastUpdateDateTime`,
+/// `firstActivityDateTime` and `lastActivityDateTime` stand for `lastUpdateTime`,
+/// `firstEventTime` and `lastEventTime`, and its device evidence's `deviceDnsName` and
+/// `mdeDeviceId` for `computerDnsName` and `machineId`, its first user evidence for
+/// `relatedUser`. The rest (`title`, `severity`, `status`, `category`, `description`,
+/// `detectorId`, `detectionSource`, `incidentId`) have the same names in both.
+struct AlertFields {
+    private(set) var values: [String: String] = [:]
+    /// Graph: the service that raised the alert (`productName`, else `serviceSource`).
+    var product: String?
+
+    subscript(name: String) -> String? { values[name] }
+
+    private static let members = [
+        "id", "severity", "title", "status", "category", "description", "detectorId", "detectionSource", "incidentId",
+        "lastUpdateTime", "firstEventTime", "lastEventTime", "computerDnsName", "machineId", "relatedUser",
+        "lastUpdateDateTime", "firstActivityDateTime", "lastActivityDateTime", "evidence", "productName", "serviceSource",
+    ]
+    private static let graphNames = ["lastUpdateDateTime": "lastUpdateTime", "firstActivityDateTime": "firstEventTime", "lastActivityDateTime": "lastEventTime"]
+
+    init(payload: [UInt8]) {
+        payload.withUnsafeBufferPointer { bytes in
+            var scanner = JSONScanner(bytes)
+            guard let ranges = try? scanner.members(Self.members) else { return }
+            var evidence: Range<Int>?
+            for (name, range) in zip(Self.members, ranges) {
+                guard let range else { continue }
+                switch name {
+                case "relatedUser": values[name] = Self.user(UnsafeBufferPointer(rebasing: bytes[range]), name: "userName")
+                case "evidence": evidence = range
+                case "productName", "serviceSource": product = product ?? scanner.string(at: range)
+                default:
+                    guard let value = scanner.string(at: range) ?? scanner.number(at: range) else { continue }
+                    values[Self.graphNames[name] ?? name] = value
+                }
+            }
+            // A Graph alert names its device and user in typed evidence.
+            if values["computerDnsName"] == nil, ranges[Self.members.firstIndex(of: "lastUpdateDateTime")!] != nil, let evidence,
+                case .array(let items)? = try? JSONValue(parsing: Data(UnsafeBufferPointer(rebasing: bytes[evidence]))) {
+                let device = items.first { $0["@odata.type"]?.stringValue == "#microsoft.graph.security.deviceEvidence" }
+                values["computerDnsName"] = device?["deviceDnsName"]?.stringValue
+                values["machineId"] = device?["mdeDeviceId"]?.stringValue
+                if values["relatedUser"] == nil, let account = items.lazy.compactMap({ $0["userAccount"] }).first,
+                    let name = account["accountName"]?.stringValue, !name.isEmpty {
+                    values["relatedUser"] = account["domainName"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 + "\\" + name } ?? name
+                }
+            }
+        }
+    }
+
+    /// `DOMAIN\\user` (or `user`) of a user object; nil for `null` or no user name.
+    static func user(_ bytes: UnsafeBufferPointer<UInt8>, name: String) -> String? {
+        var scanner = JSONScanner(bytes)
+        guard let ranges = try? scanner.members([name, "domainName"]),
+              let user = ranges[0].flatMap({ scanner.string(at: $0) }), !user.isEmpty else { return nil }
+        guard let domain = ranges[1].flatMap({ scanner.string(at: $0) }), !domain.isEmpty else { return user }
+        return domain + "\\" + user
+    }
+}
+
+/// The few fields of an alert a person reads first, taken from its JSON (either API's): what
+/// the journal sink's `MESSAGE` and the `summary` record format show.
 struct AlertHeadline {
     var severity: String
     var title: String
-    /// The device (`computerDnsName`), when the alert names one.
+    /// The device (`computerDnsName`, Graph's device evidence `deviceDnsName`), when the alert names one.
     var host: String?
     var status: String?
-    /// `lastUpdateTime` as the API wrote it.
+    /// `lastUpdateTime` (Graph `lastUpdateDateTime`) as the API wrote it.
     var lastUpdateTime: String?
 
     init(payload: [UInt8]) {
-        let fields: [String?] = payload.withUnsafeBufferPointer { bytes in
-            var scanner = JSONScanner(bytes)
-            guard let ranges = try? scanner.members(["severity", "title", "computerDnsName", "status", "lastUpdateTime"]) else {
-                return [nil, nil, nil, nil, nil]
-            }
-            return ranges.map { $0.flatMap { scanner.string(at: $0) } }
-        }
-        severity = fields[0] ?? "UnSpecified"
-        title = fields[1] ?? "Defender alert"
-        host = fields[2]
-        status = fields[3]
-        lastUpdateTime = fields[4]
+        self.init(AlertFields(payload: payload))
+    }
+
+    init(_ fields: AlertFields) {
+        severity = fields["severity"] ?? "UnSpecified"
+        title = fields["title"] ?? "Defender alert"
+        host = fields["computerDnsName"]
+        status = fields["status"]
+        lastUpdateTime = fields["lastUpdateTime"]
     }
 
     /// `lastUpdateTime` to the second (`2026-11-25T18:38:22Z`), or `-` when it is missing or

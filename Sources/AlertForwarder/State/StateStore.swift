@@ -261,7 +261,7 @@ public final class StateStore: Sendable {
     /// `lastUpdateTime` of the page (never back). A crash before the commit leaves nothing;
     /// after it, all.
     public func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement] = [], forward: ForwardMode, sinks: [String],
-                      now: Date = Date(), notAfter: Timestamp? = nil) throws(StateError) -> Admission {
+                      now: Date = Date(), notAfter: Timestamp? = nil, watermark: WatermarkMove = .byAlerts) throws(StateError) -> Admission {
         guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
         let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
@@ -298,8 +298,13 @@ public final class StateStore: Sendable {
             // An alert stamped after `notAfter` (the server's present) is forwarded, but never
             // moves the watermark there: every later poll would start in the future and fetch
             // nothing new again.
-            let present = alerts.map(\.lastUpdateTime).filter { notAfter == nil || $0 <= notAfter! }
-            if let newest = present.max() {
+            let newest: Timestamp?
+            switch watermark {
+            case .byAlerts: newest = alerts.map(\.lastUpdateTime).filter { notAfter == nil || $0 <= notAfter! }.max()
+            case .hold: newest = nil
+            case .to(let time): newest = time
+            }
+            if let newest {
                 try db.execute(sql: """
                     INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (?, ?, ?, ?)
                     ON CONFLICT (tenant) DO UPDATE SET
@@ -310,6 +315,16 @@ public final class StateStore: Sendable {
             }
             return admission
         }
+    }
+
+    /// How an admission moves the tenant's watermark (it never moves back).
+    public enum WatermarkMove: Sendable, Equatable {
+        /// To the newest update time among the alerts (not after `notAfter`).
+        case byAlerts
+        /// Not at all: the alerts are part of a window not yet read to its end.
+        case hold
+        /// To this time: the end of a window read over several admissions.
+        case to(Timestamp)
     }
 
     /// The dedup key of an alert.

@@ -58,6 +58,24 @@ struct AlertStore {
         }
     }
 
+    /// The Graph view of the alerts visible at `now` that match a `security/alerts_v2` query,
+    /// in `order`, after `$skip` and `$top`; and how many match in all (`@odata.count`).
+    func graphQuery(_ query: GraphAlertsQuery, now: Timestamp, order: ResultOrder, random: inout SeededRandom) -> (page: [JSONValue], total: Int) {
+        var matched: [(object: JSONValue, updated: Timestamp)] = []
+        for alert in alerts where alert.visibleFrom <= now {
+            let object = GraphAlert.from(alert.object)
+            if query.filter?.matches(object) ?? true { matched.append((object, alert.lastUpdateTime)) }
+        }
+        switch order {
+        case .creation: break
+        case .oldestFirst: matched.sort { $0.updated < $1.updated }
+        case .newestFirst: matched.sort { $0.updated > $1.updated }
+        case .shuffled: matched.shuffle(using: &random)
+        }
+        let page = matched.dropFirst(query.skip).prefix(query.top ?? GraphAlertsQuery.defaultTop).map(\.object)
+        return (Array(page), matched.count)
+    }
+
     /// The alerts visible at `now` that match the query, in creation order, after `$skip` and `$top`.
     func query(_ query: AlertsQuery, now: Timestamp) -> [JSONValue] {
         var matched: [JSONValue] = []

@@ -24,16 +24,29 @@ public indirect enum ODataFilter: Sendable, Equatable {
     /// The kind of value a filterable property holds.
     enum PropertyKind { case dateTime, string, number }
 
-    /// Filterable properties (`defender-api.md` §2), by their canonical spelling.
-    static let properties: [String: PropertyKind] = [
-        "alertCreationTime": .dateTime, "lastUpdateTime": .dateTime, "lastEventTime": .dateTime,
-        "status": .string, "severity": .string, "category": .string, "detectionSource": .string,
-        "id": .string, "assignedTo": .string, "incidentId": .number, "investigationId": .number,
-    ]
+    /// The filterable properties of an API's alerts, by their canonical spelling, and the
+    /// alert's type name (for error messages).
+    public struct Schema: Sendable {
+        let properties: [String: PropertyKind]
+        let typeName: String
+
+        /// MDE `/api/alerts` (`defender-api.md` §2).
+        public static let mde = Schema(properties: [
+            "alertCreationTime": .dateTime, "lastUpdateTime": .dateTime, "lastEventTime": .dateTime,
+            "status": .string, "severity": .string, "category": .string, "detectionSource": .string,
+            "id": .string, "assignedTo": .string, "incidentId": .number, "investigationId": .number,
+        ], typeName: "microsoft.windowsDefenderATP.api.PublicAlert")
+
+        /// Graph `security/alerts_v2`: the properties its list page names (`defender-api.md` §6).
+        public static let graph = Schema(properties: [
+            "assignedTo": .string, "classification": .string, "determination": .string, "createdDateTime": .dateTime,
+            "lastUpdateDateTime": .dateTime, "severity": .string, "serviceSource": .string, "status": .string,
+        ], typeName: "microsoft.graph.security.alert")
+    }
 
     /// Parses `$filter` text; the error message says what is wrong, like the OData library's.
-    public static func parse(_ text: String) throws(ODataError) -> ODataFilter {
-        var parser = FilterParser(tokens: try FilterTokenizer.tokenize(text))
+    public static func parse(_ text: String, schema: Schema = .mde) throws(ODataError) -> ODataFilter {
+        var parser = FilterParser(tokens: try FilterTokenizer.tokenize(text), schema: schema)
         let filter = try parser.parseExpression()
         guard parser.atEnd else { throw ODataError("Syntax error at position \(parser.position) in '\(text)': unexpected '\(parser.peekText)'.") }
         return filter
@@ -133,10 +146,12 @@ private enum FilterTokenizer {
 
 private struct FilterParser {
     let tokens: [(FilterToken, Int)]
+    let schema: ODataFilter.Schema
     var index = 0
 
-    init(tokens: [(FilterToken, Int)]) {
+    init(tokens: [(FilterToken, Int)], schema: ODataFilter.Schema) {
         self.tokens = tokens
+        self.schema = schema
     }
 
     var atEnd: Bool { index >= tokens.count }
@@ -194,8 +209,8 @@ private struct FilterParser {
         guard case .word(let name) = tokens[index].0 else {
             throw ODataError("Syntax error at position \(position): a property name was expected, found '\(peekText)'.")
         }
-        guard let (property, kind) = ODataFilter.properties.first(where: { $0.key.lowercased() == name.lowercased() }) else {
-            throw ODataError("Could not find a property named '\(name)' on type 'microsoft.windowsDefenderATP.api.PublicAlert'.")
+        guard let (property, kind) = schema.properties.first(where: { $0.key.lowercased() == name.lowercased() }) else {
+            throw ODataError("Could not find a property named '\(name)' on type '\(schema.typeName)'.")
         }
         index += 1
         guard !atEnd, case .word(let opText) = tokens[index].0,

@@ -26,23 +26,23 @@ struct APIHarness: Sendable {
         simulator = try SimulatedDefender(configuration: configuration, clock: simulatorClock)
     }
 
-    func endpoints(_ base: String) -> DefenderEndpoints {
-        DefenderEndpoints(cloud: .commercial, apiURL: base, loginURL: base)
+    func endpoints(_ base: String, api: AlertsAPI = .mde) -> DefenderEndpoints {
+        DefenderEndpoints(api: api, cloud: .commercial, apiURL: base, loginURL: base)
     }
 
     func tokenProvider(base: String, transport: any HTTPTransport, credential: ClientCredential? = nil,
-                       version: DefenderAPI.TokenEndpointVersion = .v2, tenant: String = tenant) -> TokenProvider {
+                       version: DefenderAPI.TokenEndpointVersion = .v2, tenant: String = tenant, api: AlertsAPI = .mde) -> TokenProvider {
         let clock = simulatorClock
         return TokenProvider(
             configuration: .init(tenantID: tenant, clientID: Self.client, credential: credential ?? .secret(Secret(Self.canary)),
-                                 endpoints: endpoints(base), version: version),
+                                 endpoints: endpoints(base, api: api), version: version),
             transport: transport, clock: self.clock.clock, wallClock: { clock.now().date }, random: { 0.5 },
             logger: records.logger(label: "token"))
     }
 
     func alertsClient(base: String, transport: any HTTPTransport, tokens: TokenProvider, settings: AlertsClient.Settings = .init(),
-                      budget: RateBudget? = nil) -> AlertsClient {
-        AlertsClient(endpoints: endpoints(base), settings: settings, tokens: tokens, transport: transport,
+                      budget: RateBudget? = nil, api: AlertsAPI = .mde) -> AlertsClient {
+        AlertsClient(endpoints: endpoints(base, api: api), settings: settings, tokens: tokens, transport: transport,
                      budget: budget ?? RateBudget(perMinute: 100, perHour: 1500, clock: clock.clock),
                      clock: clock.clock, random: { 0 }, logger: records.logger(label: "alerts"))
     }

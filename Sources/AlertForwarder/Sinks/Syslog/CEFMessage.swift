@@ -5,6 +5,8 @@ import Timekeeping
 ///
 ///     CEF:0|Microsoft|Defender for Endpoint|1.0|<detectorId or category>|<title>|<0-10>|<extensions>
 ///
+/// (a Graph alert: its `productName` after "Microsoft ", such as `Defender for Office 365`, as
+/// the product; its fields under MDE's names, see ``AlertFields``).
 /// Severity: High 8, Medium 5, Low 3, Informational 1, anything else 0 (ArcSight's bands:
 /// 0–3 low, 4–6 medium, 7–8 high). Extensions, each only when the alert has the field:
 /// `rt` (lastUpdateTime), `start` (firstEventTime), `end` (lastEventTime), all in epoch
@@ -16,27 +18,13 @@ import Timekeeping
 /// Header fields escape `\` and `|`; extension values escape `\`, `=` and line breaks (`\n`,
 /// `\r`), as the CEF specification requires.
 public enum CEFMessage {
-    static let members = ["id", "severity", "title", "lastUpdateTime", "firstEventTime", "lastEventTime", "computerDnsName",
-                          "machineId", "incidentId", "category", "detectorId", "status", "description", "detectionSource", "relatedUser"]
-
     /// The CEF line for `record` (no line end).
     public static func line(for record: OutboxRecord, includeJSON: Bool = false) -> String {
-        let fields: [String: String] = record.payloadBytes.withUnsafeBufferPointer { bytes in
-            var scanner = JSONScanner(bytes)
-            guard let ranges = try? scanner.members(members) else { return [:] }
-            var fields: [String: String] = [:]
-            for (name, range) in zip(members, ranges) {
-                guard let range else { continue }
-                if name == "relatedUser" {
-                    fields[name] = user(UnsafeBufferPointer(rebasing: bytes[range]))
-                } else if let value = scanner.string(at: range) ?? scanner.number(at: range) {
-                    fields[name] = value
-                }
-            }
-            return fields
-        }
+        let fields = AlertFields(payload: record.payloadBytes)
         let signature = fields["detectorId"] ?? fields["category"] ?? "alert"
-        let header = ["CEF:0", "Microsoft", "Defender for Endpoint", "1.0", header(signature), header(fields["title"] ?? "Defender alert"),
+        // A Graph alert names the service that raised it (Defender for Office 365, Identity...).
+        let product = fields.product.map { $0.hasPrefix("Microsoft ") ? String($0.dropFirst(10)) : $0 } ?? "Defender for Endpoint"
+        let header = ["CEF:0", "Microsoft", header(product), "1.0", header(signature), header(fields["title"] ?? "Defender alert"),
                       String(severity(fields["severity"] ?? ""))]
         var extensions: [(String, String)] = []
         for (key, member) in [("rt", "lastUpdateTime"), ("start", "firstEventTime"), ("end", "lastEventTime")] {
@@ -60,15 +48,6 @@ public enum CEFMessage {
             extensions.append((key, value))
         }
         return header.joined(separator: "|") + "|" + extensions.map { "\($0.0)=\(extensionValue($0.1))" }.joined(separator: " ")
-    }
-
-    /// `DOMAIN\\user` (or `user`) of a `relatedUser` object; nil for `null` or no user name.
-    static func user(_ bytes: UnsafeBufferPointer<UInt8>) -> String? {
-        var scanner = JSONScanner(bytes)
-        guard let ranges = try? scanner.members(["userName", "domainName"]),
-              let name = ranges[0].flatMap({ scanner.string(at: $0) }), !name.isEmpty else { return nil }
-        guard let domain = ranges[1].flatMap({ scanner.string(at: $0) }), !domain.isEmpty else { return name }
-        return domain + "\\" + name
     }
 
     /// CEF severity (0-10) of a Defender severity.
