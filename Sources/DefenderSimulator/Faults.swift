@@ -32,9 +32,15 @@ public struct Fault: Sendable, Equatable, Codable {
         case invalidUTF8 = "invalid-utf8"
         /// ... or an alert with a member nested 600 deep (beyond any parser's limit).
         case deepNesting = "deep-nesting"
+        /// Token endpoint: a token for the other API than the one asked for (Microsoft Graph
+        /// for WindowsDefenderATP and the reverse), as a stand-in of Entra ID that ignores the
+        /// scope might issue; the API it is used on refuses it.
+        case wrongAudience = "wrong-audience"
 
         /// The kinds that add an element to a page instead of replacing the answer.
         public var addsElement: Bool { [.loneSurrogate, .invalidUTF8, .deepNesting].contains(self) }
+        /// The kinds that change a normal answer (an element added, another audience) rather than replace it.
+        var changesAnswer: Bool { addsElement || self == .wrongAudience }
     }
 
     public var target: Target

@@ -105,6 +105,8 @@ public actor SimulatedDefender {
 
     private func token(_ request: SimulatorRequest, tenant: String, version: TokenEndpointVersion) -> SimulatorOutcome {
         if let injected = injectFault(for: .token, request: request) { return injected }
+        var request = request
+        if takeFault(for: .token, where: { $0 == .wrongAudience }) != nil { request.body = Self.otherResource(in: request.body) }
         let response = tokens.handle(request, tenantName: tenant, version: version, now: clock.now())
         if response.status == 200 { counters.tokensIssued += 1 }
         return SimulatorOutcome(response)
@@ -179,7 +181,7 @@ public actor SimulatedDefender {
         let body = JSONValue.object([("@odata.context", .string("\(request.baseURL)/api/$metadata#Alerts")), ("value", .array(page))])
         var response = SimulatorResponse.json(200, body, contentType: "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8",
                                               headers: [("OData-Version", "4.0")])
-        if let fault = takeFault(for: .alerts, addingElement: true) {
+        if let fault = takeFault(for: .alerts, where: \.addsElement) {
             response.body = Self.splice(element(for: fault.kind, now: now), into: response.body)
         }
         return SimulatorOutcome(response)
@@ -234,7 +236,7 @@ public actor SimulatedDefender {
         var response = SimulatorResponse.json(200, .object(members),
                                               contentType: "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8",
                                               headers: [("OData-Version", "4.0"), ("request-id", id), ("client-request-id", id)])
-        if let fault = takeFault(for: .alerts, addingElement: true) {
+        if let fault = takeFault(for: .alerts, where: \.addsElement) {
             response.body = Self.splice(element(for: fault.kind, now: now, api: "graph"), into: response.body)
         }
         return SimulatorOutcome(response)
@@ -279,17 +281,32 @@ public actor SimulatedDefender {
     private func injectFault(for target: Fault.Target, request: SimulatorRequest) -> SimulatorOutcome? {
         let now = clock.now()
         if let until = burstRetryAfterUntil[target], until > now { counters.callsIgnoringRetryAfter += 1 }
-        guard let fault = takeFault(for: target, addingElement: false) else { return nil }
+        guard let fault = takeFault(for: target, where: { !$0.changesAnswer }) else { return nil }
         if fault.kind == .rateLimit {
             burstRetryAfterUntil[target] = now.adding(seconds: Double(fault.retryAfter ?? 30))
         }
         return Self.outcome(of: fault, target: target, request: request, now: now)
     }
 
-    /// The first active fault for `target` of the kinds that add an element (or of the others)
-    /// that fires, if any; uses up one of its count.
-    private func takeFault(for target: Fault.Target, addingElement: Bool) -> Fault? {
-        for (index, fault) in faults.enumerated() where (fault.target == target || fault.target == .any) && fault.kind.addsElement == addingElement {
+    /// A token request's form asking for the other API's resource (Graph for WindowsDefenderATP
+    /// and the reverse).
+    private static func otherResource(in body: Data) -> Data {
+        let pairs = String(decoding: body, as: UTF8.self).split(separator: "&").map { pair -> String in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, ["scope", "resource"].contains(parts[0]),
+                let value = parts[1].replacingOccurrences(of: "+", with: " ").removingPercentEncoding else { return String(pair) }
+            let swapped = value.contains(Resource.graph)
+                ? value.replacingOccurrences(of: Resource.graph, with: Resource.defender)
+                : value.replacingOccurrences(of: Resource.defender, with: Resource.graph)
+            return "\(parts[0])=\(swapped.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? swapped)"
+        }
+        return Data(pairs.joined(separator: "&").utf8)
+    }
+
+    /// The first active fault for `target` of the kinds asked for that fires, if any; uses up
+    /// one of its count.
+    private func takeFault(for target: Fault.Target, where kind: (Fault.Kind) -> Bool) -> Fault? {
+        for (index, fault) in faults.enumerated() where (fault.target == target || fault.target == .any) && kind(fault.kind) {
             if let probability = fault.probability, !random.chance(probability) { continue }
             if let count = fault.count {
                 if count <= 1 { faults.remove(at: index) } else { faults[index].count = count - 1 }
@@ -334,8 +351,8 @@ public actor SimulatedDefender {
             }
             return SimulatorOutcome(.apiError(400, code: "BadRequest",
                                               message: "Bad request: GET \(request.path)?\(request.query) Authorization: \(request.header("Authorization") ?? "")"))
-        case .loneSurrogate, .invalidUTF8, .deepNesting:
-            return SimulatorOutcome(ok)  // never: these add an element to a real page
+        case .loneSurrogate, .invalidUTF8, .deepNesting, .wrongAudience:
+            return SimulatorOutcome(ok)  // never: these change a real answer
         }
     }
 

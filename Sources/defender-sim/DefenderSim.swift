@@ -17,7 +17,7 @@ struct DefenderSim: AsyncParsableCommand {
             POST scenario, POST apps, POST clock/advance, POST order).
 
             Faults (--fault, repeatable): TARGET:KIND[:key=value,...] with TARGET token|alerts|any and KIND \
-            status|rate-limit|delay|stall|truncated|invalid-json|wrong-content-type|echo|lone-surrogate|invalid-utf8|deep-nesting; keys: status, retryAfter, retryAfterDate (true: an HTTP date), seconds, \
+            status|rate-limit|delay|stall|truncated|invalid-json|wrong-content-type|echo|lone-surrogate|invalid-utf8|deep-nesting|wrong-audience; keys: status, retryAfter, retryAfterDate (true: an HTTP date), seconds, \
             count (how many requests; default: until cleared), probability (0...1). Examples: \
             alerts:status:status=503,count=2   token:status:status=503,probability=0.3   alerts:stall:count=1   \
             alerts:rate-limit:retryAfter=5,count=3

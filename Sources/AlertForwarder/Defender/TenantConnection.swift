@@ -85,12 +85,13 @@ public final class TenantConnections: Sendable {
         }
     }
 
-    /// Whose calls the API counts together.
+    /// Whose calls an API counts together (MDE and Graph each count their own).
     private struct BudgetIdentity: Equatable {
         var tenantID, clientID, apiBase: String
+        var api: AlertsAPI
 
         init(_ tenant: TenantConfiguration) {
-            (tenantID, clientID, apiBase) = (tenant.tenantID, tenant.clientID, tenant.endpoints.apiBase)
+            (tenantID, clientID, apiBase, api) = (tenant.tenantID, tenant.clientID, tenant.endpoints.apiBase, tenant.api)
         }
     }
 

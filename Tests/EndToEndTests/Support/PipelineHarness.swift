@@ -88,19 +88,37 @@ final class PipelineHarness: @unchecked Sendable {
 
     /// Successful `GET /api/alerts` calls the simulator has answered.
     func alertsCalls() throws -> Int {
-        let object = try JSONSerialization.jsonObject(with: Data(try control("GET", "counters").utf8)) as? [String: Any]
-        return ((object?["requests"] as? [String: Any])?["alerts"] as? [String: Int])?["200"] ?? 0
+        try requests("alerts", status: 200)
     }
 
-    /// The envelope records a file sink holds: (event, id, lastUpdateTime).
-    func delivered(_ sink: String = "a") -> [(event: String, id: String, lastUpdateTime: String)] {
+    /// The envelope records a file sink holds: (event, id, lastUpdateTime, or Graph's
+    /// lastUpdateDateTime, tenant).
+    func delivered(_ sink: String = "a") -> [(event: String, id: String, lastUpdateTime: String, tenant: String)] {
+        deliveredAlerts(sink).map { ($0.event, $0.alert["id"] as? String ?? "",
+                                     $0.alert["lastUpdateTime"] as? String ?? $0.alert["lastUpdateDateTime"] as? String ?? "", $0.tenant) }
+    }
+
+    /// The envelope records a file sink holds, with the alert objects.
+    func deliveredAlerts(_ sink: String = "a") -> [(event: String, tenant: String, alert: [String: Any])] {
         let text = (try? String(contentsOfFile: fixture.directory.file("\(sink).jsonl"), encoding: .utf8)) ?? ""
         return text.split(separator: "\n").compactMap { line in
             guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                 let alert = object["alert"] as? [String: Any]
             else { return nil }
-            return (object["event"] as? String ?? "", alert["id"] as? String ?? "", alert["lastUpdateTime"] as? String ?? "")
+            return (object["event"] as? String ?? "", object["tenant"] as? String ?? "", alert)
         }
+    }
+
+    /// The simulator's counters: requests to `endpoint` answered with `status`.
+    func requests(_ endpoint: String, status: Int) throws -> Int {
+        let object = try JSONSerialization.jsonObject(with: Data(try control("GET", "counters").utf8)) as? [String: Any]
+        return ((object?["requests"] as? [String: Any])?[endpoint] as? [String: Int])?[String(status)] ?? 0
+    }
+
+    /// A counter of the simulator's (`rateLimited`, `callsIgnoringRetryAfter`...).
+    func counter(_ name: String) throws -> Int {
+        let object = try JSONSerialization.jsonObject(with: Data(try control("GET", "counters").utf8)) as? [String: Any]
+        return object?[name] as? Int ?? -1
     }
 
     /// Waits (bounded) until `condition` holds; records an issue when it never does.

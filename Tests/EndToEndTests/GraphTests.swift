@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `api = "graph"` end to end: the daemon process reading Microsoft Graph `security/alerts_v2`
+/// from the simulator process, and `test-auth` diagnosing a Graph tenant.
+@Suite("Graph alerts_v2 end to end")
+struct GraphTests {
+    static let graph = #"api = "graph""#
+
+    @Test func aBackfillOverSeveralNextLinkPagesArrivesWhole() throws {
+        let harness = try PipelineHarness(simulatorArguments: ["--backlog", "450", "--backlog-span", "3600"])
+        harness.configure(tenant: Self.graph + "\npage_size = 100")
+        try harness.startDaemon()
+        harness.waitUntil("450 alerts arrive") { harness.delivered().count >= 450 }
+        harness.stopDaemon()
+        let records = harness.deliveredAlerts()
+        #expect(records.count == 450)
+        #expect(Set(records.compactMap { $0.alert["id"] as? String }) == Set(try harness.simulatorAlerts().map(\.id)))
+        // Graph's objects, as Graph sent them.
+        #expect(records.allSatisfy { $0.alert["@odata.type"] as? String == "#microsoft.graph.security.alert" && $0.alert["lastUpdateDateTime"] != nil })
+        #expect(records.allSatisfy { ($0.alert["evidence"] as? [[String: Any]])?.first?["deviceDnsName"] != nil })
+        // Five pages at least, none from the MDE API.
+        #expect(try harness.requests("graph_alerts", status: 200) >= 5)
+        #expect(try harness.alertsCalls() == 0)
+    }
+
+    @Test func lateAlertsWithinTheOverlapAreDelivered() throws {
+        let harness = try PipelineHarness()
+        harness.configure(tenant: Self.graph)
+        try harness.control("POST", "alerts", #"{"count": 3}"#)
+        try harness.startDaemon()
+        harness.waitUntil("the first alerts arrive") { harness.delivered().count == 3 }
+        let late = PipelineTests.iso(Date(timeIntervalSinceNow: -300))
+        try harness.control("POST", "alerts", #"{"count": 2, "lastUpdateTime": "\#(late)"}"#)
+        harness.waitUntil("the late alerts arrive") { harness.delivered().count == 5 }
+        harness.stopDaemon()
+        #expect(Set(harness.delivered().map(\.id)).count == 5)
+    }
+
+    @Test func updatesAreLabelledByLastUpdateDateTime() throws {
+        let harness = try PipelineHarness()
+        harness.configure(tenant: Self.graph + "\n" + #"forward = "updates""#)
+        let created = try harness.control("POST", "alerts", #"{"count": 1, "lastUpdateTime": "\#(PipelineTests.iso(Date(timeIntervalSinceNow: -30)))"}"#)
+        let id = try #require(created.split(separator: "\"").dropFirst(3).first.map(String.init))
+        try harness.startDaemon()
+        harness.waitUntil("the alert arrives") { harness.delivered().count == 1 }
+        try harness.control("POST", "alerts/\(id)", #"{"changes": {"status": "InProgress"}, "lastUpdateTime": "\#(PipelineTests.iso(Date(timeIntervalSinceNow: -20)))"}"#)
+        harness.waitUntil("the update arrives") { harness.delivered().count == 2 }
+        harness.stopDaemon()
+        let records = harness.deliveredAlerts()
+        #expect(records.map(\.event) == ["created", "updated"])
+        #expect(records.map { $0.alert["status"] as? String } == ["new", "inProgress"])
+        #expect(Set(harness.delivered().map(\.lastUpdateTime)).count == 2)
+    }
+
+    @Test func a429BurstIsHonoured() throws {
+        let harness = try PipelineHarness(simulatorArguments: ["--backlog", "120", "--backlog-span", "3600", "--fault", "alerts:rate-limit:count=3,retryAfter=2"])
+        harness.configure(tenant: Self.graph + "\npage_size = 50")
+        try harness.startDaemon()
+        harness.waitUntil("120 alerts arrive") { harness.delivered().count >= 120 }
+        harness.stopDaemon()
+        #expect(harness.delivered().count == 120)
+        #expect(try harness.requests("graph_alerts", status: 429) == 3)
+        #expect(try harness.counter("callsIgnoringRetryAfter") == 0, "a call came while a Retry-After was running")
+    }
+
+    @Test func oneMDETenantAndOneGraphTenantShareTheSinks() throws {
+        let harness = try PipelineHarness(simulatorArguments: ["--backlog", "40", "--backlog-span", "3600"])
+        let graphTenant = ConfigFixture.tenant.replacingOccurrences(of: #"name = "contoso""#, with: #"name = "contoso-graph""#)
+        harness.configure(tenant: "\n" + graphTenant + "\n" + Self.graph + "\napi_url = \"\(harness.base)\"\nlogin_url = \"\(harness.base)\"\nlookback = \"1d\"")
+        try harness.startDaemon()
+        for sink in ["a", "b"] {
+            harness.waitUntil("80 alerts arrive in \(sink)") { harness.delivered(sink).count >= 80 }
+        }
+        harness.stopDaemon()
+        let ids = Set(try harness.simulatorAlerts().map(\.id))
+        for sink in ["a", "b"] {
+            let records = harness.deliveredAlerts(sink)
+            let mde = records.filter { $0.tenant == "contoso" }, graph = records.filter { $0.tenant == "contoso-graph" }
+            #expect(mde.count == 40 && graph.count == 40, "\(sink): \(mde.count) MDE, \(graph.count) Graph")
+            #expect(Set(mde.compactMap { $0.alert["id"] as? String }) == ids && Set(graph.compactMap { $0.alert["id"] as? String }) == ids)
+            #expect(mde.allSatisfy { $0.alert["lastUpdateTime"] != nil } && graph.allSatisfy { $0.alert["lastUpdateDateTime"] != nil })
+        }
+    }
+}
+
+/// `test-auth` for a Graph tenant.
+@Suite("test-auth with api = \"graph\"")
+struct GraphTestAuthTests {
+    let fixture = ConfigFixture()
+
+    func run(_ simulatorArguments: [String]) throws -> (status: Int32, stdout: String) {
+        let simulator = try DaemonProcess(["--port", "0", "--client-secret", ConfigFixture.canary, "--backlog", "2"] + simulatorArguments,
+                                          executable: "defender-sim")
+        defer {
+            simulator.signal(SIGTERM)
+            _ = simulator.waitForExit(timeout: .seconds(30))
+        }
+        let base = try #require(simulator.waitForLine(startingWith: "listening "), "\(simulator.stderr)")
+        let config = fixture.writeConfiguration(ConfigFixture.tenant + "\napi = \"graph\"\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
+        let result = try DaemonProcess.run(["test-auth", "--config", config])
+        #expect(!(result.stdout + result.stderr).contains(ConfigFixture.canary))
+        return (result.status, result.stdout)
+    }
+
+    @Test func aWorkingGraphTenantPassesEveryStep() throws {
+        let (status, stdout) = try run([])
+        #expect(status == 0, "\(stdout)")
+        #expect(stdout.contains("[ok] permissions: application roles: SecurityAlert.Read.All"), "\(stdout)")
+        #expect(stdout.contains("[ok] alerts API: GET ") && stdout.contains("/v1.0/security/alerts_v2?$top=1 answered 200"), "\(stdout)")
+    }
+
+    @Test func aTokenForTheWrongAudienceIsDiagnosed() throws {
+        let (status, stdout) = try run(["--fault", "token:wrong-audience"])
+        #expect(status == 1)
+        #expect(stdout.contains("[FAIL] permissions: the token is for https://api.securitycenter.microsoft.com, not for https://graph.microsoft.com"), "\(stdout)")
+    }
+
+    @Test func missingGraphConsentNamesTheGraphPermission() throws {
+        let (status, stdout) = try run(["--graph-roles", ""])
+        #expect(status == 1)
+        #expect(stdout.contains("[FAIL] permissions: application roles in the token: none"), "\(stdout)")
+        #expect(stdout.contains("Microsoft Graph > Application permissions > SecurityAlert.Read.All"), "\(stdout)")
+    }
+}
