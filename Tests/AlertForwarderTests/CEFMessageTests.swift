@@ -1,5 +1,8 @@
 @testable import AlertForwarder
+import Foundation
+import OrderedJSON
 import Testing
+import TestSupport
 
 @Suite("CEF lines")
 struct CEFMessageTests {
@@ -16,6 +19,25 @@ struct CEFMessageTests {
             + "rt=1795636316123 start=1795636200000 end=1795636260500 dvchost=ws-hr-0031.corp.contoso.com deviceExternalId=ab12 externalId=da1 "
             + #"act=created msg=a\=b\nc cat=CredentialAccess cs1Label=AlertId cs1=da1 cs2Label=IncidentId cs2=42 cs3Label=Status cs3=New "#
             + "cs4Label=Tenant cs4=contoso cs5Label=DetectionSource cs5=WindowsDefenderAtp")
+    }
+
+    @Test func aGraphAlertWithItsOwnNames() throws {
+        // The first alert of Graph's documented page: its time fields, device and user come
+        // from Graph's names and typed evidence; the product is the service that raised it.
+        let page = try String(contentsOfFile: packageRoot + "/Tests/Fixtures/graph-alerts-v2-page.json", encoding: .utf8)
+        let object = try #require(try JSONValue(parsing: page)["value"].flatMap { if case .array(let items) = $0 { items.first } else { nil } })
+        let line = CEFMessage.line(for: record(object.serialized))
+        #expect(line.hasPrefix("CEF:0|Microsoft|Defender for Endpoint|1.0|6f1c2d8e-0b4a-4c7e-9d35-a2e81f47c0b9|Suspicious access to LSASS service|8|"), "\(line)")
+        #expect(line.contains("rt=1741943645460 start=1741943402551 end=1741943403019 dvchost=ws-fin-0142.corp.contoso.com deviceExternalId=3fa9c81b7e20d45c6a1b09e8f7d2c4a5b6e13d90"), "\(line)")
+        #expect(line.contains(#"duser=CONTOSO\\jdoe"#) && line.contains("cs2=48213 cs3Label=Status cs3=new") && line.contains("cs5=microsoftDefenderForEndpoint"), "\(line)")
+        // Another service's alert names its product.
+        var office = object
+        office.set("productName", .string("Microsoft Defender for Office 365"))
+        #expect(CEFMessage.line(for: record(office.serialized)).hasPrefix("CEF:0|Microsoft|Defender for Office 365|1.0|"))
+        // The headline of the journal and of `summary` lines.
+        let headline = AlertHeadline(payload: Array(object.serialized.utf8))
+        #expect((headline.severity, headline.title, headline.host, headline.status, headline.time)
+            == ("high", "Suspicious access to LSASS service", "ws-fin-0142.corp.contoso.com", "new", "2025-03-14T09:14:05Z"))
     }
 
     @Test func headerFieldsEscapePipesAndBackslashes() {
