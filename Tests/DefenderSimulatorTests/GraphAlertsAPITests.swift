@@ -16,8 +16,11 @@ struct GraphAlertsAPITests {
         harness = try SimulatorHarness { configuration in
             configuration.scenario.backlog = 30
             configuration.scenario.backlogSpanSeconds = 3600
+            configuration.apps.append(RegisteredApp(tenantID: SimulatorHarness.tenant, clientID: Self.noRoles, secrets: ["no-roles"], graphRoles: []))
         }
     }
+
+    static let noRoles = "33333333-3333-3333-3333-333333333333"
 
     func graphToken() async throws -> String {
         let response = await harness.secretToken(["scope": "https://graph.microsoft.com/.default"])
@@ -108,6 +111,27 @@ struct GraphAlertsAPITests {
         #expect(try JSONValue(parsing: graph.response.body)["error"]?["code"] == .string("InvalidAuthenticationToken"))
         let mde = await harness.get("/api/alerts", query: "$top=1", token: try await graphToken())
         #expect(mde.response.status == 401)
+    }
+
+    @Test func errorBodiesHaveTheRecordedShapes() async throws {
+        func body(_ outcome: SimulatorOutcome) throws -> JSONValue { try JSONValue(parsing: outcome.response.body) }
+        func same(_ body: JSONValue, _ fixture: String, messagePrefix: String? = nil) throws {
+            let recorded = try SimulatorHarness.fixture(fixture)
+            #expect(body.keys == recorded.keys && body["error"]?.keys == recorded["error"]?.keys)
+            #expect(body["error"]?["innerError"]?.keys == recorded["error"]?["innerError"]?.keys)
+            #expect(body["error"]?["code"] == recorded["error"]?["code"])
+            let message = recorded["error"]?["message"]?.stringValue ?? ""
+            #expect(body["error"]?["message"]?.stringValue?.hasPrefix(messagePrefix ?? message) == true, "\(body)")
+        }
+        try same(body(await harness.get(Self.path, query: "$top=1", token: try await harness.accessToken())), "graph-error-401-invalid-audience.json")
+        let response = await harness.secretToken(["client_id": Self.noRoles, "client_secret": "no-roles", "scope": "https://graph.microsoft.com/.default"])
+        let token = try #require(try JSONValue(parsing: response.body)["access_token"]?.stringValue)
+        try same(body(await harness.get(Self.path, query: "$top=1", token: token)), "graph-error-403-missing-roles.json",
+                 messagePrefix: "Missing application roles. API required roles: SecurityAlert.Read.All,SecurityAlert.ReadWrite.All. application roles:")
+        let graph = try await graphToken()
+        var limited: SimulatorOutcome?
+        for _ in 0..<151 { limited = await harness.get(Self.path, query: "$top=1", token: graph) }
+        try same(body(try #require(limited)), "graph-error-429.json")
     }
 
     @Test func graphsLimitIs150AMinute() async throws {
