@@ -36,8 +36,10 @@ RELIABILITY_PACKAGES = libfaketime strace
 BENCH_PACKAGES = python3-matplotlib python3-requests curl
 # What debhelper leaves in debian/ while it builds the package.
 DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-build-stamp debian/files debian/*.substvars debian/*.debhelper
-# `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would).
+# `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would);
+# `make demo DEMO_API=graph` reads the alerts through Microsoft Graph security/alerts_v2.
 DEMO_SECONDS ?=
+DEMO_API ?= mde
 
 .PHONY: deps deps-deb deps-bench deps-reliability bench bench-smoke fuzz-smoke reliability reliability-smoke build test docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
@@ -72,7 +74,7 @@ test: build check-units demo-test bench-smoke fuzz-smoke reliability-smoke insta
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
 demo: build
-	@scripts/demo.sh .build/debug $(DEMO_SECONDS)
+	@DEMO_API=$(DEMO_API) scripts/demo.sh .build/debug $(DEMO_SECONDS)
 
 ## demo-test: `make demo DEMO_SECONDS=15` as a person runs it, checked (exit 0, alerts in both
 ## sinks, no error or critical log line)

@@ -3,10 +3,13 @@
 # updates, some late), and the daemon forwarding them to the console (one readable line per
 # alert) and to .demo/alerts.jsonl (full JSON). Ctrl-C stops both.
 # Usage: scripts/demo.sh BUILD-DIR [SECONDS]   with SECONDS, the daemon gets SIGINT after that
-# long, as from Ctrl-C, and the script exits with the daemon's exit status.
+# long, as from Ctrl-C, and the script exits with the daemon's exit status. DEMO_API=graph reads
+# the same alerts through the simulator's Microsoft Graph security/alerts_v2 instead.
 set -euo pipefail
 bin=$(realpath "${1:?usage: demo.sh BUILD-DIR [SECONDS]}")
 seconds=${2:-}
+api=${DEMO_API:-mde}
+case "$api" in mde|graph) ;; *) echo "DEMO_API must be mde or graph, not $api" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 demo=.demo
 
@@ -27,11 +30,12 @@ for _ in $(seq 1 100); do grep -q '^listening ' "$demo/simulator.log" 2>/dev/nul
 base=$(sed -n 's/^listening //p' "$demo/simulator.log")
 [ -n "$base" ] || { echo "the simulator did not start:"; cat "$demo/simulator.log"; exit 1; }
 install -m 0644 /dev/null "$demo/demo.toml"
-sed "s|http://127.0.0.1:8080|$base|g" config/demo.toml > "$demo/demo.toml"
+sed -e "s|http://127.0.0.1:8080|$base|g" -e "s|^api = \"mde\"|api = \"$api\"|" config/demo.toml > "$demo/demo.toml"
 
 "$bin/defender-alertd" check-config --config "$demo/demo.toml"
 echo
-echo "defender-sim on $base: 40 alerts in the last hour, then 20 a minute (25% updates, 20% late)."
+echo "defender-sim on $base: 40 alerts in the last hour, then 20 a minute (25% updates, 20% late),"
+echo "read through $([ "$api" = graph ] && echo "Microsoft Graph security/alerts_v2 (DEMO_API=graph)" || echo "the MDE alerts API (DEMO_API=graph: through Microsoft Graph)")."
 echo "Each alert appears below as one line (time, event, severity, title, device, id) and in"
 echo "$demo/alerts.jsonl as the full JSON Defender returned. Ctrl-C stops both."
 echo
