@@ -27,7 +27,7 @@ struct TestAuthCommand: AsyncParsableCommand {
         let transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
         var failures = 0
         for tenant in tenants {
-            print("tenant \(tenant.name) (\(tenant.tenantID), app \(tenant.clientID), \(tenant.cloud.rawValue) cloud):")
+            print("tenant \(tenant.name) (\(tenant.tenantID), app \(tenant.clientID), \(tenant.cloud.rawValue) cloud, \(tenant.api == .graph ? "Microsoft Graph alerts_v2" : "MDE alerts API")):")
             let steps = await AuthenticationCheck.run(tenant: tenant, transport: transport, logger: logger)
             for step in steps {
                 print("  [\(step.passed ? "ok" : "FAIL")] \(step.name): \(step.detail)")

@@ -178,7 +178,7 @@ extension Configuration {
             case .certificate(let certificate, _, _, let location): "certificate \(certificate), key from \(location.path)"
             }
             let sinkNames = sinks(for: tenant).map(\.name).joined(separator: ", ")
-            lines.append("tenant \(tenant.name): tenant \(tenant.tenantID), client \(tenant.clientID), \(tenant.cloud.rawValue) cloud, \(credential), forward \(tenant.forward.rawValue) -> \(sinkNames)")
+            lines.append("tenant \(tenant.name): tenant \(tenant.tenantID), client \(tenant.clientID), \(tenant.cloud.rawValue) cloud, api \(tenant.api.rawValue), \(credential), forward \(tenant.forward.rawValue) -> \(sinkNames)")
         }
         for sink in sinks {
             let detail = switch sink.kind {
