@@ -141,10 +141,7 @@ public actor SimulatedDefender {
         let now = clock.now()
 
         // Authentication: 401 for a missing, unknown, expired or revoked token.
-        guard let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("bearer "),
-            let token = tokens.issued[String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)],
-            !token.revoked, token.expiresAt > now
-        else {
+        guard let token = bearer(request, now: now) else {
             return SimulatorOutcome(.apiError(401, code: "Unauthorized", message: "Unauthorized"))
         }
         // A token for Microsoft Graph is no token for this API (as the Defender gateway
@@ -159,12 +156,7 @@ public actor SimulatedDefender {
         guard token.roles.contains("Alert.Read.All") || token.roles.contains("Alert.ReadWrite.All") else {
             return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The application does not have any of the required application permissions (Alert.ReadWrite.All, Alert.Read.All) to access the resource."))
         }
-        switch limiter.admit(.init(tenantID: token.tenantID, clientID: token.clientID), now: now) {
-        case .allowed:
-            break
-        case .limited(let seconds, let ignored):
-            counters.rateLimited += 1
-            if ignored { counters.callsIgnoringRetryAfter += 1 }
+        if let seconds = admit(token, to: &limiter, now: now) {
             return SimulatorOutcome(.apiError(429, code: "TooManyRequests",
                 message: "Too many requests. The rate limit for this API is \(limiter.perMinute) calls per minute and \(limiter.perHour) calls per hour.",
                 headers: [("Retry-After", String(seconds))]))
@@ -195,10 +187,7 @@ public actor SimulatedDefender {
         }
         let now = clock.now()
         let date = now.date
-        guard let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("bearer "),
-            let token = tokens.issued[String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)],
-            !token.revoked, token.expiresAt > now
-        else {
+        guard let token = bearer(request, now: now) else {
             return SimulatorOutcome(.graphError(401, code: "InvalidAuthenticationToken", message: "Access token is empty, expired or not valid.", now: date))
         }
         // Graph validates the audience before anything else: a token for the MDE API is no token here.
@@ -208,12 +197,7 @@ public actor SimulatedDefender {
         guard token.roles.contains("SecurityAlert.Read.All") || token.roles.contains("SecurityAlert.ReadWrite.All") else {
             return SimulatorOutcome(.graphError(403, code: "Forbidden", message: "Missing application roles. API required roles: SecurityAlert.Read.All,SecurityAlert.ReadWrite.All. application roles: \(token.roles.joined(separator: ",")).", now: date))
         }
-        switch graphLimiter.admit(.init(tenantID: token.tenantID, clientID: token.clientID), now: now) {
-        case .allowed:
-            break
-        case .limited(let seconds, let ignored):
-            counters.rateLimited += 1
-            if ignored { counters.callsIgnoringRetryAfter += 1 }
+        if let seconds = admit(token, to: &graphLimiter, now: now) {
             return SimulatorOutcome(.graphError(429, code: "TooManyRequests", message: "Too many requests.", headers: [("Retry-After", String(seconds))], now: date))
         }
         let query: GraphAlertsQuery
@@ -240,6 +224,25 @@ public actor SimulatedDefender {
             response.body = Self.splice(element(for: fault.kind, now: now, api: "graph"), into: response.body)
         }
         return SimulatorOutcome(response)
+    }
+
+    /// The valid token a request carries: issued here, neither revoked nor expired.
+    private func bearer(_ request: SimulatorRequest, now: Timestamp) -> IssuedToken? {
+        guard let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("bearer "),
+            let token = tokens.issued[String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)],
+            !token.revoked, token.expiresAt > now
+        else { return nil }
+        return token
+    }
+
+    /// Counts a call of the token's app against `limiter`; the seconds to wait when it is over.
+    private func admit(_ token: IssuedToken, to limiter: inout RateLimiter, now: Timestamp) -> Int? {
+        guard case .limited(let seconds, let ignored) = limiter.admit(.init(tenantID: token.tenantID, clientID: token.clientID), now: now) else {
+            return nil
+        }
+        counters.rateLimited += 1
+        if ignored { counters.callsIgnoringRetryAfter += 1 }
+        return seconds
     }
 
     /// An element for a fault that adds one, with a new id.
