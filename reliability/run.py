@@ -8,7 +8,9 @@ duplicates, and the figure that matters for that fault.
 --quick is the part of `make test` (small counts, short outages); without it, `make
 reliability` runs the long version (200 kills, a 100,000-alert backfill, minutes-long
 outages, the 30-minute soak). Everything listens on 127.0.0.1 only. A row that cannot run
-here says why (SKIP) instead of passing; the exit status is 1 if any row failed.
+here says why (SKIP) instead of passing; the exit status is 1 if any row failed. With
+RELIABILITY_KEEP=1 in the environment each row's directory (configuration, state, sink file,
+daemon and simulator logs) is kept and named.
 """
 import argparse
 import json
@@ -167,8 +169,10 @@ max_size = "0"
         self.simulator.kill()
         self.simulator.wait()
         self.simulator_log.close()
-        if self.owned:
+        if self.owned and not os.environ.get("RELIABILITY_KEEP"):
             shutil.rmtree(self.directory, ignore_errors=True)
+        elif self.owned:
+            print(f"kept {self.directory} (RELIABILITY_KEEP)", file=sys.stderr)
 
 
 def outcome(run, expected, figure, ok=True, note=""):
