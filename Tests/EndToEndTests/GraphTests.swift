@@ -124,3 +124,26 @@ struct GraphTestAuthTests {
         #expect(stdout.contains("Microsoft Graph > Application permissions > SecurityAlert.Read.All"), "\(stdout)")
     }
 }
+
+/// `check-config` for a Graph tenant, as a person runs it.
+@Suite("check-config with api = \"graph\"")
+struct GraphCheckConfigTests {
+    @Test func keysGraphDoesNotTakeAreNamedWithFileAndLine() throws {
+        let fixture = ConfigFixture()
+        let path = fixture.writeConfiguration(ConfigFixture.tenant + """
+
+            api = "graph"
+            expand_evidence = false
+            severity = ["UnSpecified"]
+            page_size = 5000
+
+            """ + ConfigFixture.sink)
+        let result = try DaemonProcess.run(["check-config", "--config", path])
+        #expect(result.status == 78, "\(result.stdout)\(result.stderr)")
+        for (line, text) in [(7, "tenant.expand_evidence: Microsoft Graph always sends the alerts' evidence"),
+                             (8, "tenant.severity: \"UnSpecified\" is not one of: unknown, informational, low, medium, high (\"UnSpecified\" is an MDE severity"),
+                             (9, "tenant.page_size: 5000 is more than the graph API returns in a page (1000)")] {
+            #expect(result.stderr.contains("\(path):\(line): \(text)"), "\(result.stderr)")
+        }
+    }
+}
