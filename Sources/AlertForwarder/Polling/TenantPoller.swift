@@ -63,9 +63,7 @@ public final class TenantPoller: TenantPolling {
                 logger.notice("first poll: fetching \(tenant.lookback.components.seconds / 3600)h of history", metadata: ["from": "\(start)"])
             }
             var total = Admission()
-            // The newest update time of a window read over several batches (a Graph
-            // `@odata.nextLink` chain), moving the watermark only once its last page is in.
-            var windowNewest: Timestamp?
+            var windows = WatermarkProgress()
             try await connection.alerts.fetch(from: .inclusive(start)) { batch in
                 // The watermark never passes the server's present (its Date header, else the
                 // local clock) by more than a small tolerance, well below the overlap.
@@ -75,11 +73,8 @@ public final class TenantPoller: TenantPolling {
                     logger.warning("an alert is stamped in the future (after the server's clock); it is forwarded, and the watermark stays at the present",
                                    metadata: ["alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)", "server_time": "\(present)"])
                 }
-                windowNewest = [windowNewest, batch.alerts.lazy.map(\.lastUpdateTime).filter { $0 <= notAfter }.max()].compactMap { $0 }.max()
-                let move: StateStore.WatermarkMove = batch.complete ? windowNewest.map { .to($0) } ?? .hold : .hold
-                if batch.complete { windowNewest = nil }
                 let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
-                                                sinks: sinks, now: wallClock(), watermark: move)
+                                                sinks: sinks, now: wallClock(), watermark: windows.move(after: batch, notAfter: notAfter))
                 // Kept with its bytes (`defender-alertd state quarantine`), reported once; the
                 // rest of the page goes on.
                 for element in admission.quarantined {
@@ -120,4 +115,23 @@ public protocol TenantPolling: Sendable {
     /// One poll cycle; never throws.
     @discardableResult
     func pollOnce() async -> TenantPoller.Outcome
+}
+
+/// Where the watermark may go after each batch of a poll: to the newest update time (not after
+/// the server's present) of a window once that window is read completely. A window read over
+/// several batches (a Graph `@odata.nextLink` chain) moves it only with its last page; a
+/// chain given up, to be read again in parts, leaves nothing behind (the next batch belongs to
+/// another window), so the watermark never passes a part not yet read.
+struct WatermarkProgress {
+    private var window: (lower: WindowBound, upper: Timestamp?)?
+    private var newest: Timestamp?
+
+    mutating func move(after batch: AlertBatch, notAfter: Timestamp) -> StateStore.WatermarkMove {
+        if let window, window.lower != batch.lower || window.upper != batch.upper { newest = nil }
+        window = (batch.lower, batch.upper)
+        newest = [newest, batch.alerts.lazy.map(\.lastUpdateTime).filter { $0 <= notAfter }.max()].compactMap { $0 }.max()
+        guard batch.complete else { return .hold }
+        defer { (window, newest) = (nil, nil) }
+        return newest.map { .to($0) } ?? .hold
+    }
 }
