@@ -383,11 +383,29 @@ public actor SimulatedDefender {
         return try addAlerts(objects, visibleAfter: visibleAfter)
     }
 
+    /// Generates `count` alerts of another Defender XDR service (`serviceSource`, such as
+    /// `microsoftDefenderForOffice365`), which only Graph lists.
+    @discardableResult
+    public func generateGraphAlerts(count: Int, serviceSource: String, lastUpdateTime: Timestamp? = nil,
+                                    visibleAfter: Double = 0) throws(SimulatorSetupError) -> [String] {
+        guard GraphServiceSources.known.contains(serviceSource), serviceSource != "microsoftDefenderForEndpoint" else {
+            throw SimulatorSetupError("serviceSource must be another Defender XDR service than Endpoint: \(GraphServiceSources.known.filter { $0 != "microsoftDefenderForEndpoint" }.joined(separator: ", "))")
+        }
+        let time = lastUpdateTime ?? clock.now()
+        var ids: [String] = []
+        for _ in 0..<count {
+            ids.append(try store.upsert(generator.makeGraphAlert(serviceSource: serviceSource, lastUpdateTime: time),
+                                        visibleFrom: time.adding(seconds: visibleAfter), graphOnly: true))
+        }
+        return ids
+    }
+
     /// Changes an alert as an analyst would (or sets `changes` exactly); a new `lastUpdateTime`.
     @discardableResult
     public func updateAlert(id: String, changes: [(String, JSONValue)] = [], at time: Timestamp? = nil,
                             visibleAfter: Double = 0) throws(SimulatorSetupError) -> JSONValue {
         guard let stored = store.alert(id: id) else { throw SimulatorSetupError("no alert with id \(id)") }
+        guard !stored.graphOnly else { throw SimulatorSetupError("alert \(id) is a Graph-only alert; updates are for Endpoint alerts") }
         let time = time ?? clock.now()
         var object = changes.isEmpty ? generator.update(stored.object, at: time) : stored.object
         for (name, value) in changes { object.set(name, value) }

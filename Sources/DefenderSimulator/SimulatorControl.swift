@@ -36,7 +36,11 @@ extension SimulatedDefender {
                     guard let time = Timestamp(parsing: text) else { throw SimulatorSetupError("lastUpdateTime \(text) is not ISO 8601") }
                     return time
                 }
-                ids = try generateAlerts(count: count, lastUpdateTime: time, visibleAfter: visibleAfter, severity: body["severity"]?.stringValue)
+                if let service = body["serviceSource"]?.stringValue, service != "microsoftDefenderForEndpoint" {
+                    ids = try generateGraphAlerts(count: count, serviceSource: service, lastUpdateTime: time, visibleAfter: visibleAfter)
+                } else {
+                    ids = try generateAlerts(count: count, lastUpdateTime: time, visibleAfter: visibleAfter, severity: body["severity"]?.stringValue)
+                }
             }
             return .json(201, .object([("ids", .array(ids.map { .string($0) }))]))
         case ("POST", let path) where path.count == 2 && path[0] == "alerts":

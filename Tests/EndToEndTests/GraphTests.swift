@@ -65,6 +65,26 @@ struct GraphTests {
         #expect(try harness.counter("callsIgnoringRetryAfter") == 0, "a call came while a Retry-After was running")
     }
 
+    @Test func otherServicesAlertsComeFromGraphOnlyAndServiceSourceNarrowsThem() throws {
+        let harness = try PipelineHarness()
+        let xdrTenant = ConfigFixture.tenant.replacingOccurrences(of: #"name = "contoso""#, with: #"name = "contoso-xdr""#)
+        // contoso: Graph, Endpoint alerts only; contoso-xdr: Graph, every service.
+        harness.configure(tenant: Self.graph + "\n" + #"service_source = ["microsoftDefenderForEndpoint"]"# + "\n\n" + xdrTenant + "\n" + Self.graph
+                          + "\napi_url = \"\(harness.base)\"\nlogin_url = \"\(harness.base)\"\nlookback = \"1d\"")
+        try harness.control("POST", "alerts", #"{"count": 4}"#)
+        try harness.control("POST", "alerts", #"{"count": 3, "serviceSource": "microsoftDefenderForOffice365"}"#)
+        try harness.control("POST", "alerts", #"{"count": 2, "serviceSource": "microsoftDefenderForIdentity"}"#)
+        try harness.startDaemon()
+        harness.waitUntil("13 alerts arrive") { harness.delivered().count >= 13 }
+        harness.stopDaemon()
+        let records = harness.deliveredAlerts()
+        let sources = { (tenant: String) in records.filter { $0.tenant == tenant }.compactMap { $0.alert["serviceSource"] as? String }.sorted() }
+        #expect(sources("contoso") == Array(repeating: "microsoftDefenderForEndpoint", count: 4))
+        #expect(sources("contoso-xdr") == (Array(repeating: "microsoftDefenderForEndpoint", count: 4) + Array(repeating: "microsoftDefenderForIdentity", count: 2)
+                                          + Array(repeating: "microsoftDefenderForOffice365", count: 3)).sorted())
+        #expect(records.count == 13)
+    }
+
     @Test func oneMDETenantAndOneGraphTenantShareTheSinks() throws {
         let harness = try PipelineHarness(simulatorArguments: ["--backlog", "40", "--backlog-span", "3600"])
         let graphTenant = ConfigFixture.tenant.replacingOccurrences(of: #"name = "contoso""#, with: #"name = "contoso-graph""#)

@@ -108,6 +108,35 @@ public struct AlertGenerator: Sendable {
         return .object(members)
     }
 
+    /// An alert of another Defender XDR service than Endpoint, which only Graph's
+    /// `security/alerts_v2` lists: in Graph's shape, with the service's own fields.
+    public mutating func makeGraphAlert(serviceSource: String, lastUpdateTime updated: Timestamp) -> JSONValue {
+        var alert = GraphAlert.from(makeAlert(lastUpdateTime: updated))
+        let id = random.guid()
+        let tenant = alert["tenantId"]?.stringValue ?? ""
+        let (product, title, category): (String, String, String) = switch serviceSource {
+        case "microsoftDefenderForOffice365": ("Microsoft Defender for Office 365", "Email messages containing malicious URL removed after delivery", "InitialAccess")
+        case "microsoftDefenderForIdentity": ("Microsoft Defender for Identity", "Suspected DCSync attack (replication of directory services)", "CredentialAccess")
+        case "microsoftDefenderForCloudApps": ("Microsoft Defender for Cloud Apps", "Impossible travel activity", "InitialAccess")
+        case "dataLossPrevention": ("Microsoft Purview Data Loss Prevention", "DLP policy match for document containing credit card numbers", "Exfiltration")
+        default: ("Microsoft Defender XDR", "Multi-stage incident involving initial access", "InitialAccess")
+        }
+        for (name, value) in [("id", id), ("providerAlertId", id), ("serviceSource", serviceSource), ("detectionSource", serviceSource),
+                              ("productName", product), ("title", title), ("category", category),
+                              ("alertWebUrl", "https://security.microsoft.com/alerts/\(id)?tid=\(tenant)")] {
+            alert.set(name, .string(value))
+        }
+        // No device: the evidence is the user (and, for mail, the mailbox).
+        alert.set("evidence", .array([.object([
+            ("@odata.type", .string("#microsoft.graph.security.userEvidence")), ("createdDateTime", alert["createdDateTime"] ?? .null),
+            ("verdict", .string("suspicious")), ("remediationStatus", .string("none")), ("remediationStatusDetails", .null),
+            ("roles", .array([])), ("detailedRoles", .array([])), ("tags", .array([])),
+            ("userAccount", .object([("accountName", .string("meganb")), ("domainName", .string("CONTOSO")),
+                                     ("userPrincipalName", .string("meganb@contoso.com")), ("displayName", .string("Megan Bowen"))])),
+        ])]))
+        return alert
+    }
+
     /// A timestamp written with a random number of fraction digits (7 most often).
     public mutating func stamp(_ time: Timestamp) -> Timestamp {
         time.writtenWith(random.pick([7, 7, 7, 7, 0, 1, 2, 3, 6]))

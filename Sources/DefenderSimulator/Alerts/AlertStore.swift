@@ -13,6 +13,11 @@ struct AlertStore {
         var object: JSONValue
         var lastUpdateTime: Timestamp
         var visibleFrom: Timestamp
+        /// An alert of another service than Endpoint: a Graph object, which only Graph lists.
+        var graphOnly = false
+
+        /// The alert as Graph's `security/alerts_v2` shows it.
+        var graphObject: JSONValue { graphOnly ? object : GraphAlert.from(object) }
     }
 
     private(set) var alerts: [StoredAlert] = []
@@ -22,12 +27,13 @@ struct AlertStore {
 
     /// Adds or replaces an alert (by `id`); returns its id.
     @discardableResult
-    mutating func upsert(_ object: JSONValue, visibleFrom: Timestamp? = nil) throws(SimulatorSetupError) -> String {
+    mutating func upsert(_ object: JSONValue, visibleFrom: Timestamp? = nil, graphOnly: Bool = false) throws(SimulatorSetupError) -> String {
         guard let id = object["id"]?.stringValue else { throw SimulatorSetupError("an alert needs a string \"id\"") }
-        guard let text = object["lastUpdateTime"]?.stringValue, let updated = Timestamp(parsing: text) else {
-            throw SimulatorSetupError("alert \(id) needs a \"lastUpdateTime\" in ISO 8601 (UTC, 0-7 fraction digits)")
+        let member = graphOnly ? "lastUpdateDateTime" : "lastUpdateTime"
+        guard let text = object[member]?.stringValue, let updated = Timestamp(parsing: text) else {
+            throw SimulatorSetupError("alert \(id) needs a \"\(member)\" in ISO 8601 (UTC, 0-7 fraction digits)")
         }
-        let stored = StoredAlert(object: object, lastUpdateTime: updated, visibleFrom: visibleFrom ?? updated)
+        let stored = StoredAlert(object: object, lastUpdateTime: updated, visibleFrom: visibleFrom ?? updated, graphOnly: graphOnly)
         if let position = positions[id] {
             alerts[position] = stored
         } else {
@@ -44,7 +50,7 @@ struct AlertStore {
     /// The alerts visible at `now` that match the query, in `order`, after `$skip` and `$top`.
     func query(_ query: AlertsQuery, now: Timestamp, order: ResultOrder = .creation, random: inout SeededRandom) -> [JSONValue] {
         guard order != .creation else { return self.query(query, now: now) }
-        var matched = alerts.filter { $0.visibleFrom <= now && (query.filter?.matches($0.object) ?? true) }
+        var matched = alerts.filter { !$0.graphOnly && $0.visibleFrom <= now && (query.filter?.matches($0.object) ?? true) }
         switch order {
         case .creation: break
         case .oldestFirst: matched.sort { $0.lastUpdateTime < $1.lastUpdateTime }
@@ -63,7 +69,7 @@ struct AlertStore {
     func graphQuery(_ query: GraphAlertsQuery, now: Timestamp, order: ResultOrder, random: inout SeededRandom) -> (page: [JSONValue], total: Int) {
         var matched: [(object: JSONValue, updated: Timestamp)] = []
         for alert in alerts where alert.visibleFrom <= now {
-            let object = GraphAlert.from(alert.object)
+            let object = alert.graphObject
             if query.filter?.matches(object) ?? true { matched.append((object, alert.lastUpdateTime)) }
         }
         switch order {
@@ -82,7 +88,7 @@ struct AlertStore {
         var skipped = 0
         let limit = query.top ?? AlertsQuery.maximumTop
         guard limit > 0 else { return [] }
-        for alert in alerts where alert.visibleFrom <= now {
+        for alert in alerts where !alert.graphOnly && alert.visibleFrom <= now {
             guard query.filter?.matches(alert.object) ?? true else { continue }
             if skipped < query.skip {
                 skipped += 1

@@ -169,3 +169,12 @@ enum GraphAlert {
         }
     }
 }
+
+/// Graph's `serviceSource` values (`microsoft.graph.security.serviceSource`) [GR].
+enum GraphServiceSources {
+    static let known = [
+        "microsoftDefenderForEndpoint", "microsoftDefenderForIdentity", "microsoftDefenderForCloudApps", "microsoftDefenderForOffice365",
+        "microsoft365Defender", "azureAdIdentityProtection", "microsoftAppGovernance", "dataLossPrevention", "microsoftDefenderForCloud",
+        "microsoftSentinel", "microsoftInsiderRiskManagement",
+    ]
+}
