@@ -318,6 +318,9 @@ public struct AlertsClient: Sendable {
         return max(1, Int(min(0.9 * size, max(0.5 * size, size - 2 * size.squareRoot()))))
     }
 
+    /// A wait for the call budget at least this long is logged.
+    static let waitWorthSaying: Duration = .seconds(5)
+
     /// The most pages of one Graph window followed by `@odata.nextLink`.
     static let longestChain = 10
 
@@ -515,6 +518,15 @@ public struct AlertsClient: Sendable {
         while true {
             let token: AccessToken
             do { token = try await tokens.token() } catch { throw .token(error) }
+            // A long wait is said, never silent: with the hourly budget used up, polling stops
+            // for up to an hour.
+            let (wait, limit) = await budget.nextWait()
+            if wait >= Self.waitWorthSaying, let limit {
+                let level: Logger.Level = wait >= .seconds(120) ? .notice : .info
+                logger.log(level: level, "waiting for the call budget before the next alerts request", metadata: [
+                    "limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)",
+                ])
+            }
             let call: RateBudget.Call
             do { call = try await budget.acquire() } catch { throw .transport(.timedOut("cancelled while waiting for the rate budget")) }
             let response: HTTPExchangeResponse

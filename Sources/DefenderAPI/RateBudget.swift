@@ -40,19 +40,47 @@ public actor RateBudget {
         self.perHour = max(1, perHour)
     }
 
+    /// What holds the next call back.
+    public enum Limit: Sendable, Equatable, CustomStringConvertible {
+        /// The API's `Retry-After`.
+        case retryAfter
+        /// The budget's calls a minute (`rate_limit_per_minute`).
+        case perMinute(Int)
+        /// The budget's calls an hour (`rate_limit_per_hour`).
+        case perHour(Int)
+
+        public var description: String {
+            switch self {
+            case .retryAfter: "the API's Retry-After"
+            case .perMinute(let limit): "\(limit) calls a minute (rate_limit_per_minute)"
+            case .perHour(let limit): "\(limit) calls an hour (rate_limit_per_hour)"
+            }
+        }
+    }
+
     /// How long the next call would have to wait now (zero when it may go).
     public func waitTime() -> Duration {
+        nextWait().duration
+    }
+
+    /// How long the next call would have to wait now, and which limit holds it back (`nil`
+    /// when it may go).
+    public func nextWait() -> (duration: Duration, limit: Limit?) {
         let now = clock.now()
         // When each counted call stops counting in a window of `length`.
         func expiry(_ length: Duration) -> [Duration] { calls.map { ($0.answered ?? now) + length + Self.margin } }
         calls.removeAll { ($0.answered ?? now) + .seconds(3600) + Self.margin <= now }
         var wait = max(.zero, blockedUntil - now)
-        for (length, limit) in [(Duration.seconds(60), perMinute), (.seconds(3600), perHour)] {
+        var holding: Limit? = wait > .zero ? .retryAfter : nil
+        for (length, limit, kind) in [(Duration.seconds(60), perMinute, Limit.perMinute(perMinute)), (.seconds(3600), perHour, .perHour(perHour))] {
             let counting = expiry(length).filter { $0 > now }.sorted()
             // Room for one more once all but limit - 1 of them have stopped counting.
-            if counting.count >= limit { wait = max(wait, counting[counting.count - limit] - now) }
+            if counting.count >= limit, counting[counting.count - limit] - now > wait {
+                wait = counting[counting.count - limit] - now
+                holding = kind
+            }
         }
-        return wait
+        return (wait, holding)
     }
 
     /// Waits for room, then counts the call. Call ``answered(_:)`` when its answer came (or the

@@ -414,6 +414,12 @@ public actor SimulatedDefender {
         return object
     }
 
+    /// How many alerts there are, visible or not (the scenario's arrivals so far included).
+    public func alertCount() -> Int {
+        player.advance(to: clock.now(), store: &store)
+        return store.count
+    }
+
     /// Every alert, visible or not, in creation order.
     public func allAlerts() -> [JSONValue] {
         player.advance(to: clock.now(), store: &store)

@@ -24,6 +24,9 @@ extension SimulatedDefender {
             return .json(200, try Self.encode(counterSnapshot))
         case ("GET", ["alerts"]):
             return .json(200, .object([("value", .array(allAlerts()))]))
+        case ("GET", ["alerts", "count"]):
+            // Cheap at any size: the scenario's arrivals so far, without their bodies.
+            return .json(200, .object([("count", .int(alertCount()))]))
         case ("POST", ["alerts"]):
             let visibleAfter = Self.double(body["visibleAfterSeconds"]) ?? 0
             let ids: [String]

@@ -116,6 +116,21 @@ struct GraphAlertsClientTests {
         #expect(harness.records.fullText.contains("fewer alerts than its @odata.count"))
     }
 
+    @Test func aLongWaitForTheCallBudgetIsSaid() async throws {
+        // Two calls an hour: the third waits most of an hour (on the test's clock), and says so
+        // first, naming the limit, instead of polling going quiet.
+        let harness = try harness()
+        try await harness.live { base, transport in
+            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport, api: .graph),
+                                              budget: RateBudget(perMinute: 100, perHour: 2, clock: harness.clock.clock), api: .graph)
+            for _ in 0..<3 { _ = try await client.probe() }
+        }
+        let said = harness.records.all.filter { $0.message == "waiting for the call budget before the next alerts request" }
+        #expect(said.count == 1)
+        #expect(said.first?.level == .notice)
+        #expect(said.first?.metadata["limit"]?.description == "2 calls an hour (rate_limit_per_hour)")
+    }
+
     @Test func aLinkToAnotherHostIsNotFollowed() async throws {
         let page = #"{"@odata.count":2,"@odata.nextLink":"https://collector.example/v1.0/security/alerts_v2?$skiptoken=x","value":[{"id":"a","lastUpdateDateTime":"2025-03-14T09:59:00Z"}]}"#
         let transport = StubTransport { request in

@@ -129,8 +129,10 @@ struct DefenderAPIUnitTests {
         #expect(time.clock.now() == .milliseconds(60_500))
         await budget.answered(try await budget.acquire())
         #expect(await budget.waitTime() == .milliseconds(3540_000))  // 5 an hour
+        #expect(await budget.nextWait().limit == .perHour(5))
         await budget.pause(for: .seconds(7200))
         #expect(await budget.waitTime() == .seconds(7200))
+        #expect(await budget.nextWait().limit == .retryAfter)
     }
 
     @Test func aCallCountsUntilItsAnswerCame() async throws {

@@ -36,6 +36,7 @@ struct ControlAPITests {
         let (_, counters) = try await control("GET", "counters")
         #expect(counters["tokensIssued"] == .int(1))
         #expect(counters["requests"]?["alerts"]?["200"] == .int(1))
+        #expect(try await control("GET", "alerts/count").1["count"] == .int(25))
     }
 
     @Test func fullAlertObjectsAreStoredAsGiven() async throws {
