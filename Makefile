@@ -11,7 +11,10 @@ BINARY       = .build/debug/defender-alertd
 # Exactly the versions in the committed Package.resolved: a stale or missing pin fails the
 # build instead of silently resolving newer code.
 PINNED       = --force-resolved-versions
-RELEASE      = .build/release
+# The release build has a build directory of its own, so that it can compile while the parts of
+# `make test` that need only the debug build run (SwiftPM locks a build directory while it builds).
+RELEASE_SCRATCH = .build-release
+RELEASE      = $(RELEASE_SCRATCH)/release
 # Static Swift runtime (no toolchain on the target); symbols bound at start (full RELRO); no
 # dynamic symbol table for the whole program (the static runtime's link arguments export
 # every symbol, which costs memory at start and is used by nothing here). Linked by lld:
@@ -19,7 +22,7 @@ RELEASE      = .build/release
 # function in its own section, laid out in the order of scripts/symbol-order.txt (the
 # functions a running daemon executes, from `make symbol-order`) so that the code the daemon
 # runs is contiguous and little else of the 30 MB of code is mapped (see README, Measured).
-RELEASE_FLAGS = -c release --static-swift-stdlib \
+RELEASE_FLAGS = -c release --scratch-path $(RELEASE_SCRATCH) --static-swift-stdlib \
 	-Xswiftc -Xfrontend -Xswiftc -function-sections -Xcc -ffunction-sections -Xcxx -ffunction-sections \
 	-Xswiftc -use-ld=lld -Xlinker -z -Xlinker now -Xlinker -z -Xlinker pack-relative-relocs \
 	-Xlinker --no-export-dynamic \
@@ -28,6 +31,7 @@ GENERATED    = .build/generated
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 VERSION      = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 ARCH         = $(shell dpkg --print-architecture)
+DEB          = dist/defender-alertd_$(VERSION)_$(ARCH).deb
 # Packaging tools for `make deb` (debhelper builds the package, lintian checks it).
 DEB_PACKAGES = debhelper lintian dpkg-dev groff-base
 # Fault injection for the reliability suite: clock jumps and failing fsync.
@@ -41,7 +45,7 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 DEMO_SECONDS ?=
 DEMO_API ?= mde
 
-.PHONY: deps deps-deb deps-bench deps-reliability bench bench-smoke fuzz-smoke reliability reliability-smoke build test docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: deps deps-deb deps-bench deps-reliability bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-alongside-release docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
@@ -60,17 +64,28 @@ check-units: build generated
 
 ## install-check: make install and the .deb install the same files
 install-check: deb
-	scripts/install-check.sh dist/defender-alertd_$(VERSION)_$(ARCH).deb
+	scripts/install-check.sh $(DEB)
 
 ## systemd-test: the .deb installed, run, removed and purged under a real systemd booted
 ## with systemd-nspawn
 systemd-test: build deb
-	scripts/systemd-integration.sh dist/defender-alertd_$(VERSION)_$(ARCH).deb .build/debug
+	scripts/systemd-integration.sh $(DEB) .build/debug
 
 ## test: the whole suite (unit files, real systemd, unit and integration tests with a real
-## journald, end-to-end)
-test: build check-units demo-test bench-smoke fuzz-smoke reliability-smoke install-check systemd-test
+## journald, end-to-end). The Debian packages first (apt cannot install two things at once),
+## then the release build for the .deb alongside the parts that need only the debug build
+## (two jobs: those mostly wait on processes, which leaves the CPU to the compiler), then the
+## parts that need the .deb, then the tests.
+test: deps deps-deb deps-bench deps-reliability build
+	$(MAKE) --no-print-directory -j2 --output-sync=target deb test-alongside-release
+	MANPATH=$(CURDIR)/$(GENERATED): scripts/check-units.sh $(BINARY)
+	scripts/install-check.sh $(DEB)
+	scripts/systemd-integration.sh $(DEB) .build/debug
 	scripts/with-journald.sh $(SWIFT) test $(PINNED) $(BUILD_FLAGS)
+
+## test-alongside-release: the demo (both APIs), the benchmark harness, the fuzzers and the
+## short reliability table, on the debug build
+test-alongside-release: demo-test bench-smoke fuzz-smoke reliability-smoke
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
 demo: build
@@ -183,4 +198,4 @@ deps-deb: deps
 	@scripts/apt-install.sh $(DEB_PACKAGES)
 
 clean:
-	rm -rf .build .build-systemd .demo dist $(DEBHELPER_FILES)
+	rm -rf .build $(RELEASE_SCRATCH) .build-systemd .demo dist $(DEBHELPER_FILES)

@@ -14,7 +14,7 @@ minute allow) until it made --idle-polls polls: RSS then, RSS growth, CPU per em
 Scale: --tenants tenants in one daemon, 60 s interval, for --scale-seconds: CPU % and RSS.
 
 Everything runs on loopback. Usage (release build):
-  benchmarks/bench.py [--build .build/release] [--sizes 1000,10000,100000] [--runs 5]
+  benchmarks/bench.py [--build .build-release/release] [--sizes 1000,10000,100000] [--runs 5]
                       [--idle-polls 1000] [--tenants 200] [--scale-seconds 300] [--out DIR]
 `--smoke` runs tiny sizes only (seconds), to check the harness itself."""
 import argparse
@@ -267,7 +267,7 @@ def plot(results, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--build", default=".build/release")
+    parser.add_argument("--build", default=".build-release/release")
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle-polls", type=int, default=1000)
