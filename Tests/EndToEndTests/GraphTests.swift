@@ -25,18 +25,7 @@ struct GraphTests {
         #expect(try harness.alertsCalls() == 0)
     }
 
-    @Test func lateAlertsWithinTheOverlapAreDelivered() throws {
-        let harness = try PipelineHarness()
-        harness.configure(tenant: Self.graph)
-        try harness.control("POST", "alerts", #"{"count": 3}"#)
-        try harness.startDaemon()
-        harness.waitUntil("the first alerts arrive") { harness.delivered().count == 3 }
-        let late = PipelineTests.iso(Date(timeIntervalSinceNow: -300))
-        try harness.control("POST", "alerts", #"{"count": 2, "lastUpdateTime": "\#(late)"}"#)
-        harness.waitUntil("the late alerts arrive") { harness.delivered().count == 5 }
-        harness.stopDaemon()
-        #expect(Set(harness.delivered().map(\.id)).count == 5)
-    }
+    // Late alerts within the overlap: `PipelineTests.lateAlertsWithinTheOverlapAreDelivered(api:)`.
 
     @Test func updatesAreLabelledByLastUpdateDateTime() throws {
         let harness = try PipelineHarness()

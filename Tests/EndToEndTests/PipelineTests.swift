@@ -11,9 +11,10 @@ struct PipelineTests {
         return formatter.string(from: date)
     }
 
-    @Test func lateAlertsWithinTheOverlapAreDelivered() throws {
+    @Test(arguments: ["mde", "graph"])
+    func lateAlertsWithinTheOverlapAreDelivered(api: String) throws {
         let harness = try PipelineHarness()
-        harness.configure()
+        harness.configure(tenant: "api = \"\(api)\"")
         try harness.control("POST", "alerts", #"{"count": 3}"#)
         try harness.startDaemon()
         harness.waitUntil("the first alerts arrive") { harness.delivered().count == 3 }
