@@ -159,9 +159,14 @@ struct ResponseSizeTests {
         }
     }
 
-    @Test func theLimitIsDocumented() {
-        #expect(DefenderHTTPClient.maximumResponseSize == 128 * 1024 * 1024)
-        #expect(DefenderHTTPClient.Settings().maximumBodySize == DefenderHTTPClient.maximumResponseSize)
-        #expect(TransportError.bodyTooLarge(DefenderHTTPClient.maximumResponseSize).description.contains("128 MiB"))
+    @Test func theLimitTheREADMEStatesIsTheOneEnforced() throws {
+        // The README states the figure (and why); the client's default and its error text must
+        // say the same, so that neither drifts from the other.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        let stated = try #require(readme.firstMatch(of: /maximum answer of (\d+) MiB/), "the README no longer states the maximum response size")
+        let mebibytes = try #require(Int(stated.1))
+        #expect(DefenderHTTPClient.Settings().maximumBodySize == mebibytes * 1024 * 1024)
+        #expect(TransportError.bodyTooLarge(DefenderHTTPClient.Settings().maximumBodySize).description.contains("\(mebibytes) MiB"))
     }
 }
