@@ -185,13 +185,18 @@ struct HTTPSinkTests {
     @Test func aReceiverThatEchoesTheTokenDoesNotGetItIntoTheReasons() async throws {
         let siem = FakeSIEM()
         let echoing = #"{"text":"Invalid data format","code":6,"invalid-event-number":0,"request":"Authorization: Splunk \#(siem.token)"}"#
-        siem.fail(next: [FakeSIEM.Fault(status: 400, body: echoing), FakeSIEM.Fault(status: 503, body: "busy \(siem.token)")])
+        // A proxy in between may echo it in another form: base64, as in a Basic header.
+        siem.fail(next: [FakeSIEM.Fault(status: 400, body: echoing), FakeSIEM.Fault(status: 503, body: "busy \(siem.token)"),
+                         FakeSIEM.Fault(status: 400, body: #"{"text":"proxy said: Authorization: Basic \#(Data(siem.token.utf8).base64EncodedString())"}"#)])
         try await siem.serve { base throws in
             let sink = Self.sink(base, "/services/collector/event", .splunkHEC, token: siem.token)
             let rejected = try await sink.send([Self.record(1)])
             #expect(rejected.count == 1 && rejected[0].reason.contains("Authorization: Splunk <redacted>"), "\(rejected)")
             #expect(!rejected[0].reason.contains(siem.token))
             await #expect { _ = try await sink.send([Self.record(2)]) } throws: { !"\($0)".contains(siem.token) && "\($0)".contains("busy <redacted>") }
+            let proxied = try await sink.send([Self.record(3)])
+            #expect(proxied.count == 1 && proxied[0].reason.contains("Basic <redacted>") && !proxied[0].reason.contains(Data(siem.token.utf8).base64EncodedString()),
+                    "\(proxied)")
             await sink.shutdown()
         }
     }

@@ -164,8 +164,12 @@ public final class HTTPSink: AlertSink {
         return Int(text)
     }
 
-    /// `body` with every occurrence of the secret replaced by `<redacted>`.
+    /// `body` with the sink's token and every other secret the daemon read masked, in every
+    /// form they travel (``SecretRedaction``); a body that is not text, the token's own bytes.
     static func redacting(_ secret: Secret?, in body: Data) -> Data {
+        if let text = String(data: body, encoding: .utf8) {
+            return Data(SecretRedaction.redact(text, also: secret.map { [$0] } ?? []).utf8)
+        }
         guard let secret, !secret.isEmpty else { return body }
         let needle = secret.withValue { Data($0.utf8) }
         var masked = body
