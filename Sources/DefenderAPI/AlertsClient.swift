@@ -244,24 +244,28 @@ public struct AlertsClient: Sendable {
                     // the density was known) is not followed to the end of a long chain (deep
                     // offsets, one failure away from starting over): it is carved into windows of
                     // a page each by the density its `@odata.count` gives.
-                    if let total = page.count, total > Self.longestChain * settings.pageSize {
+                    let instant = windowEnd.ticks - current.low.firstTick <= 1
+                    if let total = page.count, total > Self.longestChain * settings.pageSize, !instant {
                         density = max(density ?? 0, Double(total) / length)
                         pending.append(.window(current.low, current.end, halve: false))
                         continue
                     }
-                    let chain = try await readChain(from: page, lower: current.low, upper: current.end, onBatch: onBatch)
+                    // One instant cannot be cut smaller: its chain is followed however long.
+                    let chain = try await readChain(from: page, lower: current.low, upper: current.end, longest: instant ? nil : Self.longestChain,
+                                                    onBatch: onBatch)
                     if chain.complete {
                         learnDensity(count: chain.count, earliest: nil)
                     } else {
                         // What was read is stored (read again, it is a duplicate, never sent
-                        // twice); the window is read again in halves, which ends: an instant
-                        // cannot be split and is taken as read.
+                        // twice); the window is read again in halves. One instant cannot be
+                        // halved: the poll fails, loudly, and the next one reads it again.
                         density = max(density ?? 0, Double(chain.count) / length)
-                        let middle = Timestamp(ticks: current.low.firstTick + (windowEnd.ticks - current.low.firstTick) / 2)
-                        if middle.ticks > current.low.firstTick {
-                            pending.append(.window(.inclusive(middle), current.end, halve: false))
-                            pending.append(.window(current.low, middle, halve: true))
+                        guard !instant else {
+                            throw DefenderAPIError.malformedResponse("the alerts of \(current.low) could not be read completely by @odata.nextLink (fewer than @odata.count, or a link refused); the next poll reads them again")
                         }
+                        let middle = Timestamp(ticks: current.low.firstTick + (windowEnd.ticks - current.low.firstTick) / 2)
+                        pending.append(.window(.inclusive(middle), current.end, halve: false))
+                        pending.append(.window(current.low, middle, halve: true))
                     }
                     continue
                 }
@@ -333,9 +337,10 @@ public struct AlertsClient: Sendable {
     /// page boundary unread; it would show as one alert too few.)
     ///
     /// Returns whether the window was read completely, and how many elements its pages held.
-    /// A chain longer than ``longestChain`` pages, one whose link the API refuses (400: an
-    /// offset beyond what it pages), or one that came up short is not complete.
-    func readChain(from first: Page, lower: WindowBound, upper: Timestamp?,
+    /// A chain longer than `longest` pages (none for one instant, which cannot be cut
+    /// smaller), one whose link the API refuses (400: an offset beyond what it pages), or one
+    /// that came up short is not complete.
+    func readChain(from first: Page, lower: WindowBound, upper: Timestamp?, longest: Int? = longestChain,
                    onBatch: (AlertBatch) async throws -> Void) async throws -> (complete: Bool, count: Int) {
         var ids = Set(first.alerts.map(\.id))
         var rejected = first.rejected.count
@@ -352,8 +357,8 @@ public struct AlertsClient: Sendable {
             try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: lower, upper: upper,
                                          serverTime: page.serverTime, complete: complete))
             guard let link = page.nextLink else { return (complete, ids.count + rejected) }
-            guard pages < Self.longestChain else {
-                logger.notice("a window's @odata.nextLink chain is longer than \(Self.longestChain) pages; reading it in smaller parts instead")
+            if let longest, pages >= longest {
+                logger.notice("a window's @odata.nextLink chain is longer than \(longest) pages; reading it in smaller parts instead")
                 return (false, ids.count + rejected)
             }
             guard Self.sameOrigin(link, endpoints.alertsURL) else {

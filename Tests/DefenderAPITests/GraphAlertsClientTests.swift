@@ -83,6 +83,21 @@ struct GraphAlertsClientTests {
         #expect(links.allSatisfy { link in recorder.requests.contains { $0.url == link } }, "a link was rebuilt instead of followed")
     }
 
+    @Test func moreThanTenPagesOnOneInstantAreReadToTheEnd() async throws {
+        // 1,250 alerts on one 100 ns instant, pages of 100: a window cannot be cut smaller than
+        // an instant, so its chain of 13 pages is followed whole (a window longer than an
+        // instant with as many is cut instead).
+        let harness = try harness()
+        let expected = try await harness.simulator.generateAlerts(count: 1250, lastUpdateTime: APIHarness.start.adding(seconds: -60))
+        let result = Mutex<[Alert]>([])
+        try await harness.live { base, transport in
+            let alerts = try await readAll(client(harness, base: base, transport: transport, tokenTransport: transport, pageSize: 100),
+                                           from: APIHarness.start.adding(seconds: -120))
+            result.withLock { $0 = alerts }
+        }
+        #expect(Set(result.withLock { $0 }.map(\.id)) == Set(expected))
+    }
+
     @Test func anAlertThatChangesWhileAChainIsReadCannotHideAnother() async throws {
         // Links page by offset, newest first. An alert of the first page that changes after it
         // was read leaves the (closed) window: every alert behind it moves up one place, and
