@@ -13,8 +13,15 @@ public final class PipelineStatus: Sendable {
         case failed(String)
     }
 
+    private struct Tenant {
+        /// The last poll that ended (succeeded, paused or failed), and when.
+        var last: (result: PollResult, at: Duration)?
+        /// The poll under way, if one is (alerts so far, window).
+        var polling: (count: Int, window: String)?
+    }
+
     private struct State {
-        var tenants: [String: (result: PollResult, at: Duration)] = [:]
+        var tenants: [String: Tenant] = [:]
         var tenantOrder: [String] = []
         var failingSinks: [String: String] = [:]
         var deadLetters: [String: Int] = [:]
@@ -29,11 +36,20 @@ public final class PipelineStatus: Sendable {
         self.clock = clock
     }
 
+    /// A poll's progress or its end. A poll under way is shown beside the last one that ended,
+    /// never instead of it: a long backfill does not hide that the poll before it failed, and
+    /// "ok" stays readable while the next poll runs.
     public func record(tenant: String, _ result: PollResult) {
         let now = clock.now()
         state.withLock { state in
             if state.tenants[tenant] == nil { state.tenantOrder.append(tenant) }
-            state.tenants[tenant] = (result, now)
+            var entry = state.tenants[tenant] ?? Tenant()
+            if case .polling(let count, let window) = result {
+                entry.polling = (count, window)
+            } else {
+                entry = Tenant(last: (result, now), polling: nil)
+            }
+            state.tenants[tenant] = entry
         }
     }
 
@@ -65,21 +81,27 @@ public final class PipelineStatus: Sendable {
         }
     }
 
-    /// `contoso: ok 12s ago +3; fabrikam: FAILING 40s ago (...); outbox 0; sink archive FAILING;
-    /// sink siem 2 dead letters; fabrikam 1 quarantined`.
+    /// `contoso: ok 12s ago +3; fabrikam: FAILING 40s ago (...), polling (1200 alerts so far,
+    /// window ≥ ...); outbox 0; sink archive FAILING; sink siem 2 dead letters; fabrikam 1
+    /// quarantined`.
     public var line: String {
         let now = clock.now()
         return state.withLock { state in
             var parts: [String] = []
             for tenant in state.tenantOrder {
-                guard let (result, at) = state.tenants[tenant] else { continue }
-                let age = "\((now - at).components.seconds)s ago"
-                switch result {
-                case .polling(let count, let window): parts.append("\(tenant): polling (\(count) alerts so far, window \(window))")
-                case .succeeded(let count): parts.append("\(tenant): ok \(age) +\(count)")
-                case .paused(let outbox): parts.append("\(tenant): PAUSED \(age) (outbox \(outbox) over max_outbox)")
-                case .failed(let reason): parts.append("\(tenant): FAILING \(age) (\(reason.prefix(120)))")
+                guard let entry = state.tenants[tenant] else { continue }
+                var shown: [String] = []
+                if let (result, at) = entry.last {
+                    let age = "\((now - at).components.seconds)s ago"
+                    switch result {
+                    case .succeeded(let count): shown.append("ok \(age) +\(count)")
+                    case .paused(let outbox): shown.append("PAUSED \(age) (outbox \(outbox) over max_outbox)")
+                    case .failed(let reason): shown.append("FAILING \(age) (\(reason.prefix(120)))")
+                    case .polling: break  // never kept as the last result
+                    }
                 }
+                if let (count, window) = entry.polling { shown.append("polling (\(count) alerts so far, window \(window))") }
+                parts.append("\(tenant): " + shown.joined(separator: ", "))
             }
             parts.append("outbox \(state.outbox)")
             for (sink, _) in state.failingSinks.sorted(by: { $0.key < $1.key }) { parts.append("sink \(sink) FAILING") }
