@@ -49,6 +49,15 @@ public enum AlertsAPI: String, Sendable, CaseIterable {
         }
     }
 
+    /// The application ID of the API's service principal (a token's `aud` may be it instead of
+    /// the resource URL): WindowsDefenderATP (`defender-api.md` §1) and Microsoft Graph.
+    public var applicationID: String {
+        switch self {
+        case .mde: "fc780465-2017-40d4-a0c5-307022471b92"
+        case .graph: "00000003-0000-0000-c000-000000000000"
+        }
+    }
+
     /// Severity values, as the API spells them (a filter compares them exactly).
     public var severities: [String] {
         switch self {

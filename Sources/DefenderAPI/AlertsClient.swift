@@ -525,15 +525,17 @@ public struct AlertsClient: Sendable {
             do { token = try await tokens.token() } catch { throw .token(error) }
             // A long wait is said, never silent: with the hourly budget used up, polling stops
             // for up to an hour.
-            let (wait, limit) = await budget.nextWait()
-            if wait >= Self.waitWorthSaying, let limit {
-                let level: Logger.Level = wait >= .seconds(120) ? .notice : .info
-                logger.log(level: level, "waiting for the call budget before the next alerts request", metadata: [
-                    "limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)",
-                ])
-            }
+            let logger = self.logger
             let call: RateBudget.Call
-            do { call = try await budget.acquire() } catch { throw .transport(.timedOut("cancelled while waiting for the rate budget")) }
+            do {
+                call = try await budget.acquire { wait, limit in
+                    guard wait >= Self.waitWorthSaying else { return }
+                    logger.log(level: wait >= .seconds(120) ? .notice : .info, "waiting for the call budget before the next alerts request",
+                               metadata: ["limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)"])
+                }
+            } catch {
+                throw .transport(.timedOut("cancelled while waiting for the rate budget"))
+            }
             let response: HTTPExchangeResponse
             do {
                 response = try await transport.send(

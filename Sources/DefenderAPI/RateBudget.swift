@@ -84,11 +84,15 @@ public actor RateBudget {
     }
 
     /// Waits for room, then counts the call. Call ``answered(_:)`` when its answer came (or the
-    /// request failed).
-    public func acquire() async throws -> Call {
+    /// request failed). `announce` hears of a wait before it starts: how long, and which limit
+    /// holds the call back.
+    public func acquire(announce: @Sendable (Duration, Limit) -> Void = { _, _ in }) async throws -> Call {
+        var announced = false
         while true {
-            let wait = waitTime()
-            if wait <= .zero { break }
+            let (wait, limit) = nextWait()
+            guard wait > .zero, let limit else { break }
+            if !announced { announce(wait, limit) }
+            announced = true
             try await clock.sleep(wait)
         }
         numbered += 1

@@ -221,7 +221,7 @@ public actor SimulatedDefender {
                                               contentType: "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8",
                                               headers: [("OData-Version", "4.0"), ("request-id", id), ("client-request-id", id)])
         if let fault = takeFault(for: .alerts, where: \.addsElement) {
-            response.body = Self.splice(element(for: fault.kind, now: now, api: "graph"), into: response.body)
+            response.body = Self.splice(element(for: fault.kind, now: now, updated: "lastUpdateDateTime"), into: response.body)
         }
         return SimulatorOutcome(response)
     }
@@ -245,10 +245,10 @@ public actor SimulatedDefender {
         return seconds
     }
 
-    /// An element for a fault that adds one, with a new id.
-    private func element(for kind: Fault.Kind, now: Timestamp, api: String = "mde") -> Data {
+    /// An element for a fault that adds one, with a new id; `updated` names its update time
+    /// (Graph calls it `lastUpdateDateTime`).
+    private func element(for kind: Fault.Kind, now: Timestamp, updated: String = "lastUpdateTime") -> Data {
         let id = "da\(now.dotNetTicks)_bad\(counters.faultsInjected)"
-        let updated = api == "graph" ? "lastUpdateDateTime" : "lastUpdateTime"
         let head = Data(#"{"id":"\#(id)","\#(updated)":"\#(now.description)","severity":"High","title":"#.utf8)
         switch kind {
         case .loneSurrogate: return head + Data(#""bad \udc00 title","status":"New"}"#.utf8)

@@ -59,6 +59,11 @@ public struct JSONScanner {
         public var elements: [Element]?
         /// The value ranges of the document's other top-level members asked for (same order).
         public var members: [Range<Int>?]
+
+        public init(elements: [Element]?, members: [Range<Int>?]) {
+            self.elements = elements
+            self.members = members
+        }
     }
 
     /// ``elements(ofArrayMember:collecting:limit:)``, and the value ranges of the document's

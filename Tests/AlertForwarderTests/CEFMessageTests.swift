@@ -40,6 +40,11 @@ struct CEFMessageTests {
             == ("high", "Suspicious access to LSASS service", "ws-fin-0142.corp.contoso.com", "new", "2025-03-14T09:14:05Z"))
     }
 
+    @Test func evidenceThatIsNoArrayLeavesTheOtherFieldsReadable() {
+        let headline = AlertHeadline(payload: Array(#"{"id":"da1","severity":"Low","title":"t","computerDnsName":"ws1","evidence":null}"#.utf8))
+        #expect((headline.severity, headline.title, headline.host) == ("Low", "t", "ws1"))
+    }
+
     @Test func headerFieldsEscapePipesAndBackslashes() {
         let line = CEFMessage.line(for: record(#"{"id":"da1","severity":"Medium","title":"a|b\\c\r\nd","category":"x|y"}"#, event: "updated"))
         #expect(line.hasPrefix(#"CEF:0|Microsoft|Defender for Endpoint|1.0|x\|y|a\|b\\c d|5|externalId=da1 act=updated cat=x|y cs1Label=AlertId"#), "\(line)")

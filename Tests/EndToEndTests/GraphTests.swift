@@ -25,23 +25,7 @@ struct GraphTests {
         #expect(try harness.alertsCalls() == 0)
     }
 
-    // Late alerts within the overlap: `PipelineTests.lateAlertsWithinTheOverlapAreDelivered(api:)`.
-
-    @Test func updatesAreLabelledByLastUpdateDateTime() throws {
-        let harness = try PipelineHarness()
-        harness.configure(tenant: Self.graph + "\n" + #"forward = "updates""#)
-        let created = try harness.control("POST", "alerts", #"{"count": 1, "lastUpdateTime": "\#(PipelineTests.iso(Date(timeIntervalSinceNow: -30)))"}"#)
-        let id = try #require(created.split(separator: "\"").dropFirst(3).first.map(String.init))
-        try harness.startDaemon()
-        harness.waitUntil("the alert arrives") { harness.delivered().count == 1 }
-        try harness.control("POST", "alerts/\(id)", #"{"changes": {"status": "InProgress"}, "lastUpdateTime": "\#(PipelineTests.iso(Date(timeIntervalSinceNow: -20)))"}"#)
-        harness.waitUntil("the update arrives") { harness.delivered().count == 2 }
-        harness.stopDaemon()
-        let records = harness.deliveredAlerts()
-        #expect(records.map(\.event) == ["created", "updated"])
-        #expect(records.map { $0.alert["status"] as? String } == ["new", "inProgress"])
-        #expect(Set(harness.delivered().map(\.lastUpdateTime)).count == 2)
-    }
+    // Late alerts within the overlap and updates labelled: `PipelineTests`, for both APIs.
 
     @Test func a429BurstIsHonoured() throws {
         let harness = try PipelineHarness(simulatorArguments: ["--backlog", "120", "--backlog-span", "3600", "--fault", "alerts:rate-limit:count=3,retryAfter=2"])

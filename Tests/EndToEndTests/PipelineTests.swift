@@ -54,9 +54,10 @@ struct PipelineTests {
         #expect(Set(ids).count == 3000)
     }
 
-    @Test func updatesModeDeliversEveryChangeLabelled() throws {
+    @Test(arguments: ["mde", "graph"])
+    func updatesModeDeliversEveryChangeLabelled(api: String) throws {
         let harness = try PipelineHarness()
-        harness.configure(tenant: #"forward = "updates""#)
+        harness.configure(tenant: "api = \"\(api)\"\n" + #"forward = "updates""#)
         let created = try harness.control("POST", "alerts", #"{"count": 1, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -30)))"}"#)
         let id = try #require(created.split(separator: "\"").dropFirst(3).first.map(String.init))
         try harness.startDaemon()
@@ -69,7 +70,10 @@ struct PipelineTests {
         let records = harness.delivered()
         #expect(records.map(\.event) == ["created", "updated", "updated"])
         #expect(Set(records.map(\.id)) == [id])
+        // Each change is one version (`lastUpdateTime`, Graph `lastUpdateDateTime`), in the API's words.
         #expect(Set(records.map(\.lastUpdateTime)).count == 3)
+        let statuses = api == "graph" ? ["new", "inProgress", "resolved"] : ["New", "InProgress", "Resolved"]
+        #expect(harness.deliveredAlerts().map { $0.alert["status"] as? String } == statuses)
     }
 
     @Test func aSinkThatIsDownCatchesUpAndTheOtherIsUndisturbed() throws {

@@ -192,21 +192,22 @@ private struct Validator {
         let loginURL = reader.string(Keys.loginURL).flatMap { validURL($0, key: Keys.loginURL, reader: reader) }
         let tokenVersion: TokenEndpointVersion? = reader.choice(Keys.tokenVersion)
         let algorithm: CertificateCredential.Algorithm? = reader.choice(Keys.certificateAlgorithm)
-        let limits = (api ?? .mde).callLimits
-        let perMinute = reader.has(Keys.rateLimitPerMinute) ? reader.integer(Keys.rateLimitPerMinute) : limits.perMinute
-        let perHour = reader.has(Keys.rateLimitPerHour) ? reader.integer(Keys.rateLimitPerHour) : limits.perHour
+        // The API's own limits and words (MDE's while `api` itself is invalid).
+        let vocabulary = api ?? .mde
+        let perMinute = reader.has(Keys.rateLimitPerMinute) ? reader.integer(Keys.rateLimitPerMinute) : vocabulary.callLimits.perMinute
+        let perHour = reader.has(Keys.rateLimitPerHour) ? reader.integer(Keys.rateLimitPerHour) : vocabulary.callLimits.perHour
         let lookback = reader.duration(Keys.lookback)
         let overlap = reader.duration(Keys.overlap)
         let pageSize = reader.integer(Keys.pageSize)
         let expandEvidence = reader.bool(Keys.expandEvidence)
         let forward: ForwardMode? = reader.choice(Keys.forward)
-        // Each API's own words; a value of the other API's is named as such.
-        let other: AlertsAPI = api == .graph ? .mde : .graph
+        // A value in the other API's words is named as such.
+        let other: AlertsAPI = vocabulary == .graph ? .mde : .graph
         func note(_ values: KeyPath<AlertsAPI, [String]>, _ what: String) -> (String) -> String? {
-            { text in other[keyPath: values].contains(text) ? "\"\(text)\" is \(other == .mde ? "an MDE" : "a Graph") \(what); with api = \"\((api ?? .mde).rawValue)\" the API spells it differently" : nil }
+            { text in other[keyPath: values].contains(text) ? "\"\(text)\" is \(other == .mde ? "an MDE" : "a Graph") \(what); with api = \"\(vocabulary.rawValue)\" the API spells it differently" : nil }
         }
-        let severities = reader.stringList(Keys.severity, from: (api ?? .mde).severities, note: note(\.severities, "severity"))
-        let statuses = reader.stringList(Keys.status, from: (api ?? .mde).statuses, note: note(\.statuses, "status"))
+        let severities = reader.stringList(Keys.severity, from: vocabulary.severities, note: note(\.severities, "severity"))
+        let statuses = reader.stringList(Keys.status, from: vocabulary.statuses, note: note(\.statuses, "status"))
         let serviceSources = reader.stringList(Keys.serviceSource)
         if let api {
             let (mostPerMinute, mostPerHour) = api.callLimits

@@ -212,9 +212,8 @@ final class TableReader {
         return result
     }
 
-    /// A non-empty array of distinct strings, each from the key's values when it has any.
-    /// An array of distinct strings, each one of `allowed` (or the key's values) when given;
-    /// `note` may add to the message for a value that is not allowed.
+    /// A non-empty array of distinct strings, each one of `allowed` (or the key's values) when
+    /// given; `note` may add to the message for a value that is not allowed.
     func stringList(_ key: ConfigurationKey, from allowed: [String]? = nil, note: (String) -> String? = { _ in nil }) -> [String]? {
         guard let value = value(key) else { return nil }
         guard let array = value.array else {

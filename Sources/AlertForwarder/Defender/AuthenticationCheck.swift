@@ -73,10 +73,10 @@ public enum AuthenticationCheck {
     /// tenant's (an audience this check does not know is left to the API to judge).
     static func isOtherAudience(_ audience: String, than endpoints: DefenderEndpoints) -> Bool {
         func normalized(_ text: String) -> String { (text.hasSuffix("/") ? String(text.dropLast()) : text).lowercased() }
-        // The resources of every API and cloud, and the application IDs of WindowsDefenderATP
-        // and Microsoft Graph.
-        var known: [String: AlertsAPI] = ["fc780465-2017-40d4-a0c5-307022471b92": .mde, "00000003-0000-0000-c000-000000000000": .graph]
+        // The resources of every API and cloud, and each API's application ID.
+        var known: [String: AlertsAPI] = [:]
         for api in AlertsAPI.allCases {
+            known[api.applicationID] = api
             for cloud in Cloud.allCases { known[normalized(DefenderEndpoints(api: api, cloud: cloud).resource)] = api }
         }
         let aud = normalized(audience)

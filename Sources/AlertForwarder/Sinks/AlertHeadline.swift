@@ -1,4 +1,3 @@
-import Foundation
 import OrderedJSON
 import Timekeeping
 
@@ -19,20 +18,26 @@ struct AlertFields {
     private static let members = [
         "id", "severity", "title", "status", "category", "description", "detectorId", "detectionSource", "incidentId",
         "lastUpdateTime", "firstEventTime", "lastEventTime", "computerDnsName", "machineId", "relatedUser",
-        "lastUpdateDateTime", "firstActivityDateTime", "lastActivityDateTime", "evidence", "productName", "serviceSource",
+        "lastUpdateDateTime", "firstActivityDateTime", "lastActivityDateTime", "productName", "serviceSource",
     ]
     private static let graphNames = ["lastUpdateDateTime": "lastUpdateTime", "firstActivityDateTime": "firstEventTime", "lastActivityDateTime": "lastEventTime"]
+    /// The members of each evidence object that name a device or a user.
+    private static let evidenceMembers = ["@odata.type", "deviceDnsName", "mdeDeviceId", "userAccount"]
 
+    /// One pass over the payload (which the API answer's scan already validated), no tree built:
+    /// this runs for every alert a journal, syslog or summary sink writes.
     init(payload: [UInt8]) {
         payload.withUnsafeBufferPointer { bytes in
             var scanner = JSONScanner(bytes)
-            guard let ranges = try? scanner.members(Self.members) else { return }
-            var evidence: Range<Int>?
-            for (name, range) in zip(Self.members, ranges) {
+            // `evidence` that is not an array (`null`) leaves the other fields readable.
+            var plain = JSONScanner(bytes)
+            guard let document = (try? scanner.document(arrayMember: "evidence", collecting: Self.evidenceMembers, members: Self.members))
+                ?? (try? plain.members(Self.members)).map({ JSONScanner.Document(elements: nil, members: $0) })
+            else { return }
+            for (name, range) in zip(Self.members, document.members) {
                 guard let range else { continue }
                 switch name {
                 case "relatedUser": values[name] = Self.user(UnsafeBufferPointer(rebasing: bytes[range]), name: "userName")
-                case "evidence": evidence = range
                 case "productName", "serviceSource": product = product ?? scanner.string(at: range)
                 default:
                     guard let value = scanner.string(at: range) ?? scanner.number(at: range) else { continue }
@@ -40,14 +45,15 @@ struct AlertFields {
                 }
             }
             // A Graph alert names its device and user in typed evidence.
-            if values["computerDnsName"] == nil, ranges[Self.members.firstIndex(of: "lastUpdateDateTime")!] != nil, let evidence,
-                case .array(let items)? = try? JSONValue(parsing: Data(UnsafeBufferPointer(rebasing: bytes[evidence]))) {
-                let device = items.first { $0["@odata.type"]?.stringValue == "#microsoft.graph.security.deviceEvidence" }
-                values["computerDnsName"] = device?["deviceDnsName"]?.stringValue
-                values["machineId"] = device?["mdeDeviceId"]?.stringValue
-                if values["relatedUser"] == nil, let account = items.lazy.compactMap({ $0["userAccount"] }).first,
-                    let name = account["accountName"]?.stringValue, !name.isEmpty {
-                    values["relatedUser"] = account["domainName"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 + "\\" + name } ?? name
+            guard values["computerDnsName"] == nil, document.members[Self.members.firstIndex(of: "lastUpdateDateTime")!] != nil else { return }
+            for evidence in document.elements ?? [] {
+                let member = { (name: String) in evidence.members[Self.evidenceMembers.firstIndex(of: name)!] }
+                if values["computerDnsName"] == nil, member("@odata.type").flatMap({ scanner.string(at: $0) }) == "#microsoft.graph.security.deviceEvidence" {
+                    values["computerDnsName"] = member("deviceDnsName").flatMap { scanner.string(at: $0) }
+                    values["machineId"] = member("mdeDeviceId").flatMap { scanner.string(at: $0) }
+                }
+                if values["relatedUser"] == nil, let account = member("userAccount") {
+                    values["relatedUser"] = Self.user(UnsafeBufferPointer(rebasing: bytes[account]), name: "accountName")
                 }
             }
         }

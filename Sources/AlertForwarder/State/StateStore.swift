@@ -261,7 +261,7 @@ public final class StateStore: Sendable {
     /// `lastUpdateTime` of the page (never back). A crash before the commit leaves nothing;
     /// after it, all.
     public func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement] = [], forward: ForwardMode, sinks: [String],
-                      now: Date = Date(), notAfter: Timestamp? = nil, watermark: WatermarkMove = .byAlerts) throws(StateError) -> Admission {
+                      now: Date = Date(), watermark: WatermarkMove = .byAlerts) throws(StateError) -> Admission {
         guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
         let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
@@ -295,12 +295,11 @@ public final class StateStore: Sendable {
                 admission.newAlerts += 1
             }
             try self.queue(queued, in: db, undo: &undo)
-            // An alert stamped after `notAfter` (the server's present) is forwarded, but never
-            // moves the watermark there: every later poll would start in the future and fetch
-            // nothing new again.
+            // The poller decides (``WatermarkProgress``: complete windows only, never past the
+            // server's present).
             let newest: Timestamp?
             switch watermark {
-            case .byAlerts: newest = alerts.map(\.lastUpdateTime).filter { notAfter == nil || $0 <= notAfter! }.max()
+            case .byAlerts: newest = alerts.map(\.lastUpdateTime).max()
             case .hold: newest = nil
             case .to(let time): newest = time
             }
@@ -319,7 +318,7 @@ public final class StateStore: Sendable {
 
     /// How an admission moves the tenant's watermark (it never moves back).
     public enum WatermarkMove: Sendable, Equatable {
-        /// To the newest update time among the alerts (not after `notAfter`).
+        /// To the newest update time among the alerts.
         case byAlerts
         /// Not at all: the alerts are part of a window not yet read to its end.
         case hold

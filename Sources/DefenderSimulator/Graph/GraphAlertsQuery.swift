@@ -3,7 +3,7 @@ import Foundation
 /// The OData options of one `GET /v1.0/security/alerts_v2` request: the ones its list page
 /// documents (`$count`, `$filter`, `$skip`, `$top`; [GL]) and `$skiptoken`, which only the
 /// simulator's own `@odata.nextLink`s carry. Anything else is refused, as Graph does.
-struct GraphAlertsQuery: Equatable {
+struct GraphAlertsQuery {
     var filter: ODataFilter?
     var top: Int?
     var skip = 0
@@ -17,11 +17,7 @@ struct GraphAlertsQuery: Equatable {
     static let defaultTop = 100
 
     init(queryString: String) throws(ODataError) {
-        for pair in queryString.split(separator: "&", omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = Self.decode(parts[0]), let value = Self.decode(parts.count > 1 ? parts[1] : "") else {
-                throw ODataError("The query string is not valid percent-encoded text.")
-            }
+        for (name, value) in try QueryString.pairs(queryString) {
             switch name.lowercased() {
             case "$filter":
                 filter = try ODataFilter.parse(value, schema: .graph)
@@ -56,14 +52,6 @@ struct GraphAlertsQuery: Equatable {
         let token = Data("skip:\(skip + served)".utf8).base64EncodedString()
         let pairs = rest + [("$skiptoken", token)]
         return base + "?" + pairs.map { "\($0.0)=\(Self.encode($0.1))" }.joined(separator: "&")
-    }
-
-    static func == (lhs: GraphAlertsQuery, rhs: GraphAlertsQuery) -> Bool {
-        lhs.filter == rhs.filter && lhs.top == rhs.top && lhs.skip == rhs.skip && lhs.count == rhs.count
-    }
-
-    private static func decode(_ text: Substring) -> String? {
-        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 
     private static func encode(_ text: String) -> String {

@@ -14,12 +14,7 @@ public struct AlertsQuery: Sendable, Equatable {
         top = nil
         skip = 0
         expandEvidence = false
-        for pair in queryString.split(separator: "&", omittingEmptySubsequences: true) {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = Self.decode(parts[0]) else { throw ODataError("The query string is not valid percent-encoded text.") }
-            guard let value = Self.decode(parts.count > 1 ? parts[1] : "") else {
-                throw ODataError("The query string is not valid percent-encoded text.")
-            }
+        for (name, value) in try QueryString.pairs(queryString) {
             switch name.lowercased() {
             case "$filter":
                 filter = try ODataFilter.parse(value)
@@ -47,6 +42,20 @@ public struct AlertsQuery: Sendable, Equatable {
                     throw ODataError("Query option '\(name)' is not supported by this API.")
                 }
             }
+        }
+    }
+}
+
+/// The name-value pairs of a raw query string (`$filter=...&$top=...`): `+` means space,
+/// `%XX` is decoded.
+enum QueryString {
+    static func pairs(_ text: String) throws(ODataError) -> [(name: String, value: String)] {
+        try text.split(separator: "&", omittingEmptySubsequences: true).map { pair throws(ODataError) in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = decode(parts[0]), let value = decode(parts.count > 1 ? parts[1] : "") else {
+                throw ODataError("The query string is not valid percent-encoded text.")
+            }
+            return (name, value)
         }
     }
 
