@@ -5,8 +5,8 @@ BUILD_FLAGS ?=
 APT_PACKAGES = libsystemd-dev libdeflate-dev pkg-config systemd curl python3 python3-pip tinyproxy libsqlite3-dev debootstrap systemd-container \
 	rsyslog rsyslog-gnutls rsyslog-relp
 # Real third-party clients the simulator is tested against, and independent parsers of what
-# the syslog sink sends.
-PIP_PACKAGES = msal requests pycef syslog-rfc5424-parser
+# the syslog sink sends and the metrics endpoint shows.
+PIP_PACKAGES = msal requests pycef syslog-rfc5424-parser prometheus-client
 BINARY       = .build/debug/defender-alertd
 # Exactly the versions in the committed Package.resolved: a stale or missing pin fails the
 # build instead of silently resolving newer code.
@@ -50,7 +50,7 @@ DEMO_API ?= mde
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
 	@scripts/apt-install.sh $(APT_PACKAGES)
-	@python3 -c "import msal, requests, pycef, syslog_rfc5424_parser" 2>/dev/null || python3 -m pip install --quiet $(PIP_PACKAGES) \
+	@python3 -c "import msal, requests, pycef, syslog_rfc5424_parser, prometheus_client" 2>/dev/null || python3 -m pip install --quiet $(PIP_PACKAGES) \
 		|| python3 -m pip install --quiet --break-system-packages $(PIP_PACKAGES)
 
 ## build: debug build of everything

@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CMalloc"),
@@ -44,6 +46,16 @@ let package = Package(
             name: "Timekeeping",
             swiftSettings: strictSettings
         ),
+        // The daemon's metrics: counted through swift-metrics, shown in the Prometheus formats.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                "Timekeeping",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "Systemd",
             dependencies: [
@@ -59,6 +71,7 @@ let package = Package(
             dependencies: [
                 "CDeflate",
                 "OrderedJSON",
+                "Telemetry",
                 "Timekeeping",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -111,8 +124,11 @@ let package = Package(
             dependencies: [
                 "CMalloc",
                 "Systemd",
+                "Telemetry",
                 "Timekeeping",
                 "DefenderAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -175,7 +191,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AlertForwarderTests",
-            dependencies: ["AlertForwarder", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "Systemd", "Timekeeping", "TestSupport",
+            dependencies: ["AlertForwarder", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "Systemd", "Telemetry", "Timekeeping", "TestSupport",
                            .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),

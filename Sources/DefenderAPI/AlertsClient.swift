@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import OrderedJSON
+import Telemetry
 import Timekeeping
 
 /// A bound of a `lastUpdateTime` window.
@@ -95,6 +96,8 @@ public struct AlertsClient: Sendable {
         /// Attempts of one request on transient failures (5xx, timeouts, 429).
         public var attempts = 3
         public var retryBackoff = Backoff(base: .seconds(1), cap: .seconds(30))
+        /// The priority of the calls in the rate budget (low for a reconciliation sweep).
+        public var priority: RateBudget.Priority = .normal
 
         public init(pageSize: Int = 1000, expandEvidence: Bool = true, severities: [String]? = nil, statuses: [String]? = nil,
                     serviceSources: [String]? = nil) {
@@ -113,11 +116,13 @@ public struct AlertsClient: Sendable {
     private let budget: RateBudget
     private let clock: MonotonicClock
     private let random: @Sendable () -> Double
+    private let metrics: TenantMetrics
     private let logger: Logger
 
     public init(endpoints: DefenderEndpoints, settings: Settings, tokens: TokenProvider, transport: any HTTPTransport,
                 budget: RateBudget, clock: MonotonicClock = .continuous,
-                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, logger: Logger) {
+                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, metrics: TenantMetrics = .unobserved, logger: Logger) {
+        self.metrics = metrics
         self.endpoints = endpoints
         self.settings = settings
         self.tokens = tokens
@@ -147,6 +152,13 @@ public struct AlertsClient: Sendable {
     /// An answer larger than the transport accepts (``DefenderHTTPClient/maximumResponseSize``)
     /// is not retried as it is: the rest of the window is read again with pages half as large
     /// (down to one alert), from the start of the last batch handed on, with a warning.
+    /// The same client, its calls at `priority` in the rate budget.
+    public func with(priority: RateBudget.Priority) -> AlertsClient {
+        var client = self
+        client.settings.priority = priority
+        return client
+    }
+
     public func fetch(from lower: WindowBound, to upper: Timestamp? = nil, now: @Sendable () -> Date = { Date() },
                       onBatch: (AlertBatch) async throws -> Void) async throws {
         var client = self
@@ -505,6 +517,7 @@ public struct AlertsClient: Sendable {
                 if case .rateLimited(let retryAfter) = error { wait = max(wait, retryAfter) }
                 logger.warning("alerts request failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                 do { try await clock.sleep(wait) } catch { throw .transport(.timedOut("cancelled while waiting to retry")) }
+                if case .rateLimited = error, settings.priority == .normal { metrics.waited(forRetryAfter: wait) }
             }
         }
     }
@@ -527,14 +540,20 @@ public struct AlertsClient: Sendable {
             // for up to an hour.
             let logger = self.logger
             let call: RateBudget.Call
+            let priority = settings.priority
             do {
-                call = try await budget.acquire { wait, limit in
-                    guard wait >= Self.waitWorthSaying else { return }
+                call = try await budget.acquire(priority: priority) { wait, limit in
+                    guard wait >= Self.waitWorthSaying, priority == .normal else { return }
                     logger.log(level: wait >= .seconds(120) ? .notice : .info, "waiting for the call budget before the next alerts request",
                                metadata: ["limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)"])
                 }
             } catch {
                 throw .transport(.timedOut("cancelled while waiting for the rate budget"))
+            }
+            // A sweep's waits are its own choice, not a sign of throttling.
+            if priority == .normal {
+                metrics.waited(forRetryAfter: call.waitedForRetryAfter)
+                metrics.waited(forBudget: call.waitedForLimits)
             }
             let response: HTTPExchangeResponse
             do {
@@ -542,8 +561,10 @@ public struct AlertsClient: Sendable {
                     HTTPExchangeRequest(method: "GET", url: url, headers: headers, bearer: token.value),
                     deadline: settings.requestDeadline)
                 await budget.answered(call)
+                metrics.request(endpoint: "alerts", status: response.status)
             } catch {
                 await budget.answered(call)
+                metrics.request(endpoint: "alerts", status: nil)
                 throw .transport(error)
             }
             switch response.status {
@@ -555,6 +576,7 @@ public struct AlertsClient: Sendable {
                 renewed = true
                 continue
             case 429:
+                metrics.throttled()
                 let parsed = RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970)
                 let wait = parsed?.wait ?? .seconds(60)
                 if parsed?.clamped == true {

@@ -15,6 +15,10 @@ public actor RateBudget {
     /// A call counted by the budget; ``answered(_:)`` records when its answer came.
     public struct Call: Sendable {
         fileprivate let number: Int
+        /// How long the call waited before it could go: for the API's `Retry-After`, and for
+        /// the budget's own limits.
+        public var waitedForRetryAfter: Duration = .zero
+        public var waitedForLimits: Duration = .zero
     }
 
     public private(set) var perMinute: Int
@@ -23,6 +27,9 @@ public actor RateBudget {
     private var calls: [(number: Int, answered: Duration?)] = []
     private var numbered = 0
     private var blockedUntil: Duration = .zero
+    /// Normal calls waiting for room (low-priority calls wait for them).
+    private var normalWaiting = 0
+    static let lowPriorityStep: Duration = .seconds(1)
 
     /// Added to each window: the API's clock and ours may not tick at quite the same rate, and
     /// a timer fires a little early or late.
@@ -58,21 +65,33 @@ public actor RateBudget {
         }
     }
 
+    /// Whose call it is.
+    public enum Priority: Sendable {
+        /// The normal polls.
+        case normal
+        /// Background work (a reconciliation sweep): it never takes more than half of either
+        /// window, and never a call while a normal one waits, so normal polls are not starved.
+        case low
+    }
+
     /// How long the next call would have to wait now (zero when it may go).
-    public func waitTime() -> Duration {
-        nextWait().duration
+    public func waitTime(priority: Priority = .normal) -> Duration {
+        nextWait(priority: priority).duration
     }
 
     /// How long the next call would have to wait now, and which limit holds it back (`nil`
     /// when it may go).
-    public func nextWait() -> (duration: Duration, limit: Limit?) {
+    public func nextWait(priority: Priority = .normal) -> (duration: Duration, limit: Limit?) {
         let now = clock.now()
+        if priority == .low, normalWaiting > 0 { return (Self.lowPriorityStep, .perMinute(perMinute)) }
         // When each counted call stops counting in a window of `length`.
         func expiry(_ length: Duration) -> [Duration] { calls.map { ($0.answered ?? now) + length + Self.margin } }
         calls.removeAll { ($0.answered ?? now) + .seconds(3600) + Self.margin <= now }
         var wait = max(.zero, blockedUntil - now)
         var holding: Limit? = wait > .zero ? .retryAfter : nil
-        for (length, limit, kind) in [(Duration.seconds(60), perMinute, Limit.perMinute(perMinute)), (.seconds(3600), perHour, .perHour(perHour))] {
+        let share = priority == .low ? 2 : 1
+        for (length, limit, kind) in [(Duration.seconds(60), max(1, perMinute / share), Limit.perMinute(perMinute)),
+                                      (.seconds(3600), max(1, perHour / share), .perHour(perHour))] {
             let counting = expiry(length).filter { $0 > now }.sorted()
             // Room for one more once all but limit - 1 of them have stopped counting.
             if counting.count >= limit, counting[counting.count - limit] - now > wait {
@@ -86,18 +105,24 @@ public actor RateBudget {
     /// Waits for room, then counts the call. Call ``answered(_:)`` when its answer came (or the
     /// request failed). `announce` hears of a wait before it starts: how long, and which limit
     /// holds the call back.
-    public func acquire(announce: @Sendable (Duration, Limit) -> Void = { _, _ in }) async throws -> Call {
+    public func acquire(priority: Priority = .normal, announce: @Sendable (Duration, Limit) -> Void = { _, _ in }) async throws -> Call {
         var announced = false
+        var waited = (retryAfter: Duration.zero, limits: Duration.zero)
         while true {
-            let (wait, limit) = nextWait()
+            let (wait, limit) = nextWait(priority: priority)
             guard wait > .zero, let limit else { break }
             if !announced { announce(wait, limit) }
             announced = true
-            try await clock.sleep(wait)
+            let start = clock.now()
+            if priority == .normal { normalWaiting += 1 }
+            defer { if priority == .normal { normalWaiting -= 1 } }
+            // A low-priority call looks again after a short step: a normal call may come first.
+            try await clock.sleep(priority == .low ? min(wait, Self.lowPriorityStep) : wait)
+            if limit == .retryAfter { waited.retryAfter += clock.now() - start } else { waited.limits += clock.now() - start }
         }
         numbered += 1
         calls.append((numbered, nil))
-        return Call(number: numbered)
+        return Call(number: numbered, waitedForRetryAfter: waited.retryAfter, waitedForLimits: waited.limits)
     }
 
     /// The call's answer came: from now on its windows run out.

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OrderedJSON
+import Telemetry
 import Timekeeping
 
 /// Gets app-only tokens from Entra ID and caches them.
@@ -46,6 +47,7 @@ public actor TokenProvider {
     private let clock: MonotonicClock
     private let wallClock: @Sendable () -> Date
     private let random: @Sendable () -> Double
+    private let metrics: TenantMetrics
     private let logger: Logger
     private var cached: Cached?
     private var inFlight: Task<AccessToken, any Error>?
@@ -56,8 +58,10 @@ public actor TokenProvider {
 
     public init(configuration: Configuration, transport: any HTTPTransport, clock: MonotonicClock = .continuous,
                 wallClock: @escaping @Sendable () -> Date = { Date() },
-                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, logger: Logger) {
+                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, metrics: TenantMetrics = .unobserved,
+                logger: Logger) {
         self.configuration = configuration
+        self.metrics = metrics
         self.transport = transport
         self.clock = clock
         self.wallClock = wallClock
@@ -120,12 +124,14 @@ public actor TokenProvider {
             cached = Cached(token: token, renewAt: now + lifetime * 0.75, expiresAt: now + lifetime)
             failures = 0
             lastFailure = nil
+            metrics.tokenRequest()
             logger.debug("access token obtained", metadata: ["expires_in_seconds": "\(lifetime.components.seconds)", "roles": "\(token.roles.joined(separator: ","))"])
             return token
         } catch {
             // A cancelled request (the daemon is stopping, a poll ran out of time) says nothing
             // about Entra ID: no back-off for it.
             if Task.isCancelled { throw error }
+            metrics.tokenRequest(failure: .some(error.code))
             let backoff = error.kind == .permanent ? configuration.permanentBackoff : configuration.transientBackoff
             var wait = backoff.delay(attempt: failures, unit: random())
             if let retryAfter = error.retryAfter { wait = max(wait, retryAfter) }
@@ -169,7 +175,9 @@ public actor TokenProvider {
                                     headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
                                     body: body),
                 deadline: configuration.requestDeadline)
+            metrics.request(endpoint: "token", status: response.status)
         } catch {
+            metrics.request(endpoint: "token", status: nil)
             throw TokenError(kind: .transient, message: SecretRedaction.redact("\(endpoint): \(error)", also: sent),
                              hint: "check network access to \(configuration.endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
         }

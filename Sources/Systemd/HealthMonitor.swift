@@ -17,6 +17,10 @@ public final class HealthMonitor: Sendable {
         /// Its allowance.
         public var allowance: Duration
 
+        public init(component: String, silentFor: Duration, allowance: Duration) {
+            (self.component, self.silentFor, self.allowance) = (component, silentFor, allowance)
+        }
+
         public var description: String {
             "\(component) (no progress for \(silentFor.roundedSeconds)s, allowed \(allowance.roundedSeconds)s)"
         }

@@ -1,5 +1,6 @@
 /// Parses the duration strings of the configuration file: a number and a unit (`500ms`,
-/// `30s`, `5m`, `2h`, `1d`), or several in a row (`1h30m`).
+/// `30s`, `5m`, `2h`, `1d`), or several in a row (`1h30m`); `0` alone is zero (where a key
+/// allows it, it turns something off).
 public enum ConfigDuration {
     private static let units: [(suffix: String, duration: Duration)] = [
         ("ms", .milliseconds(1)), ("s", .seconds(1)), ("m", .seconds(60)),
@@ -14,6 +15,7 @@ public enum ConfigDuration {
         var rest = Substring(text)
         var total: Duration = .zero
         guard !rest.isEmpty else { return nil }
+        if text == "0" { return .zero }
         while !rest.isEmpty {
             let digits = rest.prefix { $0.isASCII && $0.isNumber }
             guard !digits.isEmpty, digits.count <= 12, let value = Int64(digits) else { return nil }

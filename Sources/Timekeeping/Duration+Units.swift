@@ -11,6 +11,9 @@ extension Duration {
     /// Whole milliseconds, for log fields.
     public var totalMilliseconds: Int64 { totalNanoseconds / 1_000_000 }
 
+    /// In seconds, with fractions.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+
     /// Whole microseconds, never negative (systemd's `*_USEC` fields).
     public var wholeMicroseconds: UInt64 {
         let (seconds, attoseconds) = components

@@ -6,13 +6,13 @@ import Timekeeping
 struct ConfigDurationTests {
     @Test(arguments: [
         ("500ms", Duration.milliseconds(500)), ("30s", .seconds(30)), ("5m", .seconds(300)),
-        ("2h", .seconds(7200)), ("1d", .seconds(86400)), ("1h30m", .seconds(5400)), ("0s", .zero),
+        ("2h", .seconds(7200)), ("1d", .seconds(86400)), ("1h30m", .seconds(5400)), ("0s", .zero), ("0", .zero),
     ])
     func parses(text: String, expected: Duration) {
         #expect(ConfigDuration.parse(text) == expected)
     }
 
-    @Test(arguments: ["", "5", "s", "5 s", "-5s", "5sec", "1.5h", "5S", "1h 30m", "99999999999999s"])
+    @Test(arguments: ["", "5", "00", "0m0", "s", "5 s", "-5s", "5sec", "1.5h", "5S", "1h 30m", "99999999999999s"])
     func rejects(text: String) {
         #expect(ConfigDuration.parse(text) == nil)
     }

@@ -135,6 +135,35 @@ struct DefenderAPIUnitTests {
         #expect(await budget.nextWait().limit == .retryAfter)
     }
 
+    @Test func lowPriorityCallsTakeHalfOfEachWindowAndNeverGoBeforeAWaitingNormalCall() async throws {
+        let time = ManualClock()
+        let budget = RateBudget(perMinute: 4, perHour: 100, clock: time.clock)
+        // A sweep may use half of the minute...
+        for _ in 0..<2 { await budget.answered(try await budget.acquire(priority: .low)) }
+        #expect(time.clock.now() == .zero)
+        #expect(await budget.waitTime(priority: .low) == .milliseconds(60_500))
+        // ... and the polls the rest, at once.
+        #expect(await budget.waitTime() == .zero)
+        for _ in 0..<2 { await budget.answered(try await budget.acquire()) }
+        #expect(time.clock.now() == .zero)
+        // A low-priority call that waits moves on only once room is there for it.
+        let call = try await budget.acquire(priority: .low)
+        #expect(time.clock.now() >= .milliseconds(60_500))
+        #expect(call.waitedForLimits >= .milliseconds(60_500))
+        #expect(call.waitedForRetryAfter == .zero)
+    }
+
+    @Test func aCallSaysHowLongItWaitedAndForWhat() async throws {
+        let time = ManualClock()
+        let budget = RateBudget(perMinute: 1, perHour: 100, clock: time.clock)
+        await budget.pause(for: .seconds(5))
+        let first = try await budget.acquire()
+        #expect(first.waitedForRetryAfter == .seconds(5) && first.waitedForLimits == .zero)
+        await budget.answered(first)
+        let second = try await budget.acquire()
+        #expect(second.waitedForLimits == .milliseconds(60_500) && second.waitedForRetryAfter == .zero)
+    }
+
     @Test func aCallCountsUntilItsAnswerCame() async throws {
         let time = ManualClock()
         let budget = RateBudget(perMinute: 1, perHour: 100, clock: time.clock)

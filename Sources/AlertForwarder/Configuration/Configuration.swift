@@ -46,6 +46,53 @@ public struct ServiceSettings: Sendable, Equatable {
     public var proxyURL: String?
     /// The proxy user's password, from a file or a systemd credential.
     public var proxyPassword: Secret?
+    /// Where `/metrics` and `/healthz` are served, if anywhere.
+    public var metricsListen: ListenAddress? = nil
+    /// How long a sink or a tenant may keep failing before `/healthz` says unhealthy.
+    public var unhealthyAfter: Duration = .seconds(600)
+}
+
+/// Where the metrics server listens: an address and port, or a Unix socket.
+public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    case tcp(host: String, port: Int)
+    case unix(path: String)
+
+    /// `127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`, `0.0.0.0:9464` or `unix:/absolute/path`;
+    /// nil otherwise. Port 0 picks a free port (the daemon logs which).
+    public init?(parsing text: String) {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            guard path.hasPrefix("/"), path.count > 1, path.utf8.count < 108, !path.contains("\0") else { return nil }
+            self = .unix(path: path)
+            return
+        }
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            host = String(host.dropFirst().dropLast())
+            guard host.contains(":"), host.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else { return nil }
+        } else {
+            let ipv4 = host.split(separator: ".", omittingEmptySubsequences: false)
+            let isIPv4 = ipv4.count == 4 && ipv4.allSatisfy { Int($0).map { (0...255).contains($0) } ?? false }
+            guard isIPv4 || host == "localhost" else { return nil }
+        }
+        self = .tcp(host: host, port: port)
+    }
+
+    /// Whether only this machine can connect.
+    public var isLocal: Bool {
+        switch self {
+        case .unix: true
+        case .tcp(let host, _): host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .unix(let path): "unix:\(path)"
+        case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        }
+    }
 }
 
 /// Which alert changes are forwarded.
@@ -125,9 +172,16 @@ public struct TenantConfiguration: Sendable, Equatable {
     public var serviceSources: [String]?
     /// The sinks this tenant's alerts go to, or all when `nil`.
     public var sinkNames: [String]?
+    /// Time between reconciliation sweeps (zero: none).
+    public var reconcileEvery: Duration = .seconds(3600)
+    /// How far back a sweep reads (zero: no sweeps).
+    public var reconcileWindow: Duration = .seconds(86400)
 }
 
 extension TenantConfiguration {
+    /// Whether reconciliation sweeps run.
+    public var reconciles: Bool { reconcileEvery > .zero && reconcileWindow > overlap }
+
     /// Where the next poll starts: `overlap` before the watermark, or `lookback` before `now`
     /// on the very first poll (the only time the local clock decides).
     public func pollStart(watermark: Timestamp?, now: Date) -> Timestamp {

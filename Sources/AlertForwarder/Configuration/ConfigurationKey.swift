@@ -157,8 +157,15 @@ extension ConfigurationKey {
             .service, "proxy_password_credential", .string,
             "or the proxy password as a systemd credential name")
 
+        public static let metricsListen = ConfigurationKey(
+            .service, "metrics_listen", .string, defaultDescription: "off",
+            "serve Prometheus metrics at `/metrics` and health at `/healthz` over HTTP: `127.0.0.1:9464`, `[::1]:9464`, or `unix:/run/defender-alertd/metrics.sock`; an address other than loopback shows them to the network, without authentication")
+        public static let unhealthyAfter = ConfigurationKey(
+            .service, "unhealthy_after", .duration(minimum: .seconds(1)), default: .string("10m"),
+            "how long a sink may keep failing, or a tenant's polls keep failing, before `/healthz` answers 503 (a stalled component makes it 503 at once)")
+
         public static let all = [stateDirectory, pollInterval, logLevel, maxOutbox, pollTimeout, caFile, proxyURL, proxyPasswordFile,
-                                 proxyPasswordCredential]
+                                 proxyPasswordCredential, metricsListen, unhealthyAfter]
     }
 
     /// The keys of each `[[tenant]]`.
@@ -232,11 +239,17 @@ extension ConfigurationKey {
             "`api = \"graph\"` only: alerts of these Defender XDR services, e.g. `[\"microsoftDefenderForEndpoint\", \"microsoftDefenderForOffice365\"]`")
         public static let sinks = ConfigurationKey(
             .tenant, "sinks", .list(nil), defaultDescription: "every sink", "names of the `[[sink]]`s this tenant's alerts go to")
+        public static let reconcileEvery = ConfigurationKey(
+            .tenant, "reconcile_every", .duration(minimum: .zero), default: .string("1h"),
+            "how often a reconciliation sweep re-reads `reconcile_window` for alerts that became visible later than `overlap` (at low priority in the call budget); `\"0\"` turns sweeps off")
+        public static let reconcileWindow = ConfigurationKey(
+            .tenant, "reconcile_window", .duration(minimum: .zero), default: .string("24h"),
+            "how far back a sweep reads, up to `overlap` before the watermark (what the polls no longer re-read); longer than `overlap`; `\"0\"` turns sweeps off")
 
         public static let all = [
             name, tenantID, clientID, clientSecretFile, clientSecretCredential, certificateFile, privateKeyFile, privateKeyCredential,
             certificateAlgorithm, api, cloud, region, apiURL, loginURL, tokenVersion, rateLimitPerMinute, rateLimitPerHour, lookback,
-            overlap, pageSize, expandEvidence, forward, severity, status, serviceSource, sinks,
+            overlap, pageSize, expandEvidence, forward, severity, status, serviceSource, sinks, reconcileEvery, reconcileWindow,
         ]
     }
 

@@ -1,5 +1,6 @@
 import DefenderAPI
 import Foundation
+import Timekeeping
 import Logging
 import TOMLKit
 
@@ -167,10 +168,17 @@ private struct Validator {
             reader.fail(reader.has(Keys.proxyPasswordFile) ? Keys.proxyPasswordFile : Keys.proxyPasswordCredential,
                         "a proxy password needs a proxy_url with the user name (http://user@proxy.example:3128)")
         }
+        let metricsText = reader.string(Keys.metricsListen)
+        let metricsListen = metricsText.flatMap(ListenAddress.init(parsing:))
+        if let metricsText, metricsListen == nil {
+            reader.fail(Keys.metricsListen, "\"\(metricsText)\" is not a listen address: write an IP address and port (127.0.0.1:9464, [::1]:9464, localhost:9464) or unix:/absolute/path")
+        }
+        let unhealthyAfter = reader.duration(Keys.unhealthyAfter)
         reader.rejectUnknownKeys()
-        guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout else { return nil }
+        guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout, let unhealthyAfter else { return nil }
         return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
-                               pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword)
+                               pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword,
+                               metricsListen: metricsListen, unhealthyAfter: unhealthyAfter)
     }
 
     private func tenant(_ table: TOMLTable, index: Int, sinkNames: Set<String>) -> TenantConfiguration? {
@@ -227,6 +235,11 @@ private struct Validator {
                 reader.fail(Keys.serviceSource, "the MDE API has Endpoint alerts only; service_source is for api = \"graph\"")
             }
         }
+        let reconcileEvery = reader.duration(Keys.reconcileEvery)
+        let reconcileWindow = reader.duration(Keys.reconcileWindow)
+        if let reconcileEvery, let reconcileWindow, let overlap, reconcileEvery > .zero, reconcileWindow > .zero, reconcileWindow <= overlap {
+            reader.fail(Keys.reconcileWindow, "\(ConfigDuration.format(reconcileWindow)) is not longer than overlap (\(ConfigDuration.format(overlap))): a sweep reads what the polls no longer re-read, older than overlap; make it longer, or \"0\" to turn sweeps off")
+        }
         let sinks = reader.stringList(Keys.sinks)
         for sink in sinks ?? [] where !sinkNames.contains(sink) {
             let defined = sinkNames.isEmpty ? "no valid sink is defined" : "defined: " + sinkNames.sorted().joined(separator: ", ")
@@ -237,7 +250,8 @@ private struct Validator {
             "private_key": "inline keys are not allowed; use private_key_file or private_key_credential",
         ])
         guard let name, let tenantID, let clientID, let credential, let api, let cloud, let lookback, let overlap,
-            let pageSize, let expandEvidence, let forward, let tokenVersion, let algorithm, let perMinute, let perHour
+            let pageSize, let expandEvidence, let forward, let tokenVersion, let algorithm, let perMinute, let perHour,
+            let reconcileEvery, let reconcileWindow
         else { return nil }
         if case .certificate(_, let pem, let key, _) = credential {
             do {
@@ -252,7 +266,8 @@ private struct Validator {
             region: region, apiURL: apiURL, loginURL: loginURL, tokenVersion: tokenVersion, certificateAlgorithm: algorithm,
             rateLimitPerMinute: perMinute, rateLimitPerHour: perHour, lookback: lookback, overlap: overlap,
             pageSize: pageSize, expandEvidence: expandEvidence, forward: forward,
-            severities: severities, statuses: statuses, serviceSources: serviceSources, sinkNames: sinks
+            severities: severities, statuses: statuses, serviceSources: serviceSources, sinkNames: sinks,
+            reconcileEvery: reconcileEvery, reconcileWindow: reconcileWindow
         )
     }
 

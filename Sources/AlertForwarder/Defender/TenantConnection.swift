@@ -2,6 +2,7 @@ import DefenderAPI
 import Foundation
 import Logging
 import Synchronization
+import Telemetry
 import Timekeeping
 
 /// The token provider and alerts client of one tenant, built from its configuration.
@@ -15,14 +16,14 @@ public struct TenantConnection: Sendable {
     /// Builds the clients, with a new token cache and rate budget unless given ones to share;
     /// fails only when the certificate credential cannot be loaded.
     public init(tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock = .continuous,
-                tokens: TokenProvider? = nil, budget: RateBudget? = nil, logger: Logger) throws(CredentialError) {
+                tokens: TokenProvider? = nil, budget: RateBudget? = nil, metrics: TenantMetrics = .unobserved, logger: Logger) throws(CredentialError) {
         var logger = logger
         logger[metadataKey: "tenant"] = "\(tenant.name)"
         endpoints = tenant.endpoints
         if let tokens {
             self.tokens = tokens
         } else {
-            self.tokens = try Self.tokenProvider(for: tenant, transport: transport, clock: clock, logger: logger)
+            self.tokens = try Self.tokenProvider(for: tenant, transport: transport, clock: clock, metrics: metrics, logger: logger)
         }
         self.budget = budget ?? RateBudget(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour, clock: clock)
         var settings = AlertsClient.Settings(pageSize: tenant.pageSize, expandEvidence: tenant.expandEvidence,
@@ -30,11 +31,11 @@ public struct TenantConnection: Sendable {
         settings.attempts = 3
         alerts = AlertsClient(
             endpoints: endpoints, settings: settings, tokens: self.tokens, transport: transport,
-            budget: self.budget, clock: clock, logger: logger)
+            budget: self.budget, clock: clock, metrics: metrics, logger: logger)
     }
 
     static func tokenProvider(for tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock,
-                              logger: Logger) throws(CredentialError) -> TokenProvider {
+                              metrics: TenantMetrics, logger: Logger) throws(CredentialError) -> TokenProvider {
         let credential: ClientCredential = switch tenant.credential {
         case .clientSecret(let secret, _): .secret(secret)
         case .certificate(_, let pem, let key, _):
@@ -43,7 +44,7 @@ public struct TenantConnection: Sendable {
         return TokenProvider(
             configuration: .init(tenantID: tenant.tenantID, clientID: tenant.clientID, credential: credential,
                                  endpoints: tenant.endpoints, version: tenant.tokenVersion),
-            transport: transport, clock: clock, logger: logger)
+            transport: transport, clock: clock, metrics: metrics, logger: logger)
     }
 }
 
@@ -103,11 +104,13 @@ public final class TenantConnections: Sendable {
     private let kept = Mutex(Kept())
     private let transport: any HTTPTransport
     private let clock: MonotonicClock
+    private let telemetry: Telemetry
     private let logger: Logger
 
-    public init(transport: any HTTPTransport, clock: MonotonicClock = .continuous, logger: Logger) {
+    public init(transport: any HTTPTransport, clock: MonotonicClock = .continuous, telemetry: Telemetry = Telemetry(), logger: Logger) {
         self.transport = transport
         self.clock = clock
+        self.telemetry = telemetry
         self.logger = logger
     }
 
@@ -123,9 +126,13 @@ public final class TenantConnections: Sendable {
             let budgetIdentity = BudgetIdentity(tenant)
             var tenantLogger = logger
             tenantLogger[metadataKey: "tenant"] = "\(tenant.name)"
+            // A token cache shared by two entries counts its requests under the first one's name.
+            let metrics = TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue)
             do throws(CredentialError) {
                 var tokens: TokenProvider! = (current.tokens + previous.tokens).first { $0.identity == tokenIdentity }?.provider
-                if tokens == nil { tokens = try TenantConnection.tokenProvider(for: tenant, transport: transport, clock: clock, logger: tenantLogger) }
+                if tokens == nil {
+                    tokens = try TenantConnection.tokenProvider(for: tenant, transport: transport, clock: clock, metrics: metrics, logger: tenantLogger)
+                }
                 let budget: RateBudget
                 if let shared = current.budgets.first(where: { $0.identity == budgetIdentity })?.budget {
                     // Two entries for one app and tenant: the lower limits hold for both.
@@ -140,7 +147,7 @@ public final class TenantConnections: Sendable {
                 }
                 if !current.tokens.contains(where: { $0.identity == tokenIdentity }) { current.tokens.append((tokenIdentity, tokens)) }
                 connections.append(.success(try TenantConnection(tenant: tenant, transport: transport, clock: clock, tokens: tokens,
-                                                                 budget: budget, logger: logger)))
+                                                                 budget: budget, metrics: metrics, logger: logger)))
             } catch {
                 connections.append(.failure(error))
             }

@@ -1,6 +1,7 @@
 import DefenderAPI
 import Foundation
 import Logging
+import Telemetry
 import Timekeeping
 
 /// Delivers one sink's outbox: reads the oldest alerts in batches, sends them, and moves the
@@ -21,6 +22,7 @@ public struct SinkWorker: Sendable {
     private let progress: @Sendable () -> Void
     private let status: PipelineStatus?
     private let signal: OutboxSignal
+    private let metrics: SinkMetrics
     private let logger: Logger
     /// How long an idle worker sleeps when no signal wakes it (alerts queued by a poller signal
     /// at once; this bounds the wait for alerts queued another way and keeps reporting progress).
@@ -31,7 +33,8 @@ public struct SinkWorker: Sendable {
                 operatorBackoff: Backoff = Backoff(base: .seconds(60), cap: .seconds(900)), clock: MonotonicClock = .continuous,
                 random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
                 progress: @escaping @Sendable () -> Void = {}, status: PipelineStatus? = nil, signal: OutboxSignal = OutboxSignal(),
-                logger: Logger) {
+                metrics: SinkMetrics = .unobserved, logger: Logger) {
+        self.metrics = metrics
         self.name = name
         self.sink = sink
         self.store = store
@@ -67,6 +70,7 @@ public struct SinkWorker: Sendable {
             }
             if !rejected.isEmpty { reportDeadLetters() }
             delivered += batch.records.count - rejected.count
+            metrics.delivered(batch.records.count - rejected.count, deadLettered: rejected.count)
             progress()
         }
         return delivered
@@ -84,6 +88,7 @@ public struct SinkWorker: Sendable {
                 if failures > 0 {
                     logger.notice("sink recovered", metadata: ["delivered": "\(delivered)"])
                     status?.sink(name, failing: nil)
+                    metrics.failing(false)
                 }
                 failures = 0
                 await signal.wait(timeout: Self.idleInterval, clock: clock)
@@ -94,7 +99,9 @@ public struct SinkWorker: Sendable {
                 let wait = retryDelay(after: error, failures: failures)
                 failures += 1
                 var metadata: Logger.Metadata = ["error": "\(error)", "retry_in_ms": "\(wait.totalMilliseconds)", "failures": "\(failures)"]
-                if let error = error as? SinkError, error.kind == .needsOperator {
+                let needsOperator = (error as? SinkError)?.kind == .needsOperator
+                metrics.failed(kind: needsOperator ? "needs_operator" : "retryable")
+                if needsOperator {
                     metadata["needs"] = "operator"
                     logger.error("the receiver refused the batch; it needs a fix (see error), the alerts stay queued and are retried slowly", metadata: metadata)
                 } else {

@@ -18,12 +18,14 @@ public final class PipelineStatus: Sendable {
         var last: (result: PollResult, at: Duration)?
         /// The poll under way, if one is (alerts so far, window).
         var polling: (count: Int, window: String)?
+        /// Since when its polls have failed, one after the other.
+        var failingSince: Duration?
     }
 
     private struct State {
         var tenants: [String: Tenant] = [:]
         var tenantOrder: [String] = []
-        var failingSinks: [String: String] = [:]
+        var failingSinks: [String: (reason: String, since: Duration)] = [:]
         var deadLetters: [String: Int] = [:]
         var quarantined: [String: Int] = [:]
         var outbox = 0
@@ -44,17 +46,45 @@ public final class PipelineStatus: Sendable {
         state.withLock { state in
             if state.tenants[tenant] == nil { state.tenantOrder.append(tenant) }
             var entry = state.tenants[tenant] ?? Tenant()
-            if case .polling(let count, let window) = result {
-                entry.polling = (count, window)
-            } else {
-                entry = Tenant(last: (result, now), polling: nil)
+            switch result {
+            case .polling(let count, let window): entry.polling = (count, window)
+            case .failed: entry = Tenant(last: (result, now), polling: nil, failingSince: entry.failingSince ?? now)
+            case .succeeded, .paused: entry = Tenant(last: (result, now), polling: nil, failingSince: nil)
             }
             state.tenants[tenant] = entry
         }
     }
 
     public func sink(_ name: String, failing reason: String?) {
-        state.withLock { $0.failingSinks[name] = reason }
+        let now = clock.now()
+        state.withLock { state in
+            guard let reason else { state.failingSinks[name] = nil; return }
+            state.failingSinks[name] = (reason, state.failingSinks[name]?.since ?? now)
+        }
+    }
+
+    /// A tenant whose polls, or a sink whose deliveries, have failed one after the other for a while.
+    public struct Failure: Sendable, Equatable {
+        /// `poller:NAME` or `sink:NAME`, as the health monitor names components.
+        public var component: String
+        public var failingFor: Duration
+        public var reason: String
+    }
+
+    /// The tenants and sinks that have kept failing for longer than `allowance`, by name.
+    public func failures(longerThan allowance: Duration) -> [Failure] {
+        let now = clock.now()
+        return state.withLock { state in
+            var failures: [Failure] = []
+            for (name, tenant) in state.tenants {
+                guard let since = tenant.failingSince, now - since > allowance, case .failed(let reason)? = tenant.last?.result else { continue }
+                failures.append(Failure(component: "poller:\(name)", failingFor: now - since, reason: reason))
+            }
+            for (name, failing) in state.failingSinks where now - failing.since > allowance {
+                failures.append(Failure(component: "sink:\(name)", failingFor: now - failing.since, reason: failing.reason))
+            }
+            return failures.sorted { $0.component < $1.component }
+        }
     }
 
     /// How many of the sink's records wait in the dead-letter table.

@@ -2,6 +2,7 @@ import DefenderAPI
 import Foundation
 import Logging
 import Synchronization
+import Telemetry
 import Timekeeping
 
 /// Polls one tenant: reads `lastUpdateTime ≥ watermark − overlap` (or `now − lookback` on the
@@ -25,13 +26,17 @@ public final class TenantPoller: TenantPolling {
     private let progress: @Sendable () -> Void
     private let queued: @Sendable () -> Void
     private let status: PipelineStatus?
+    private let metrics: TenantMetrics
+    private let clock: MonotonicClock
     private let logger: Logger
 
     /// `queued` is called after a page queued alerts in the outbox (it wakes the sink workers).
     public init(tenant: TenantConfiguration, connection: TenantConnection, store: StateStore, sinks: [String], maxOutbox: Int,
-                wallClock: @escaping @Sendable () -> Date = { Date() },
+                wallClock: @escaping @Sendable () -> Date = { Date() }, clock: MonotonicClock = .continuous,
                 progress: @escaping @Sendable () -> Void = {}, queued: @escaping @Sendable () -> Void = {},
-                status: PipelineStatus? = nil, logger: Logger) {
+                status: PipelineStatus? = nil, metrics: TenantMetrics = .unobserved, logger: Logger) {
+        self.metrics = metrics
+        self.clock = clock
         self.tenant = tenant
         self.connection = connection
         self.store = store
@@ -50,11 +55,15 @@ public final class TenantPoller: TenantPolling {
     @discardableResult
     public func pollOnce() async -> Outcome {
         progress()
+        let started = clock.now()
+        var pages = 0
+        func ended(_ result: String) { metrics.poll(result: result, duration: clock.now() - started, pages: pages, at: wallClock()) }
         do {
             let depth = try store.outboxDepth().values.reduce(0, +)
             guard depth <= maxOutbox else {
                 logger.warning("outbox holds \(depth) queued alerts, more than max_outbox (\(maxOutbox)): polling paused until the sinks catch up")
                 status?.record(tenant: tenant.name, .paused(outbox: depth))
+                ended("paused")
                 return .paused(outbox: depth)
             }
             let watermark = try store.watermark(tenant: tenant.name)
@@ -65,6 +74,7 @@ public final class TenantPoller: TenantPolling {
             var total = Admission()
             var windows = WatermarkProgress()
             try await connection.alerts.fetch(from: .inclusive(start)) { batch in
+                pages += 1
                 // The watermark never passes the server's present (its Date header, else the
                 // local clock) by more than a small tolerance, well below the overlap.
                 let present = batch.serverTime ?? Timestamp(wallClock())
@@ -73,15 +83,8 @@ public final class TenantPoller: TenantPolling {
                     logger.warning("an alert is stamped in the future (after the server's clock); it is forwarded, and the watermark stays at the present",
                                    metadata: ["alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)", "server_time": "\(present)"])
                 }
-                let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
-                                                sinks: sinks, now: wallClock(), watermark: windows.move(after: batch, notAfter: notAfter))
-                // Kept with its bytes (`defender-alertd state quarantine`), reported once; the
-                // rest of the page goes on.
-                for element in admission.quarantined {
-                    logger.error("an element of the alerts response cannot be read; it is quarantined and the rest of the page goes on: \(element.reason)",
-                                 metadata: ["element": "\(element.json.prefix(2000))", "bytes": "\(element.bytes.count)"])
-                }
-                if admission.queuedForSinks > 0 { queued() }
+                // The first poll's history was visible long ago: its lag is not the API's.
+                let admission = try admit(batch, watermark: windows.move(after: batch, notAfter: notAfter), measuresLag: watermark != nil)
                 total.newAlerts += admission.newAlerts
                 total.duplicates += admission.duplicates
                 progress()
@@ -92,6 +95,7 @@ public final class TenantPoller: TenantPolling {
             }
             logger.info("poll complete", metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
             status?.record(tenant: tenant.name, .succeeded(newAlerts: total.newAlerts))
+            ended("ok")
             return .completed(newAlerts: total.newAlerts, duplicates: total.duplicates)
         } catch {
             // A stop, a reload or the poll deadline cancelled it: whatever the error it ended
@@ -103,6 +107,85 @@ public final class TenantPoller: TenantPolling {
             }
             logger.error("poll failed: \(error)")
             status?.record(tenant: tenant.name, .failed("\(error)"))
+            ended("failed")
+            return .failed("\(error)")
+        }
+    }
+
+    /// Admits a batch (one transaction), reports what it quarantined, wakes the sinks and counts
+    /// it, with the visibility lag of each new alert (`measuresLag`): from its update time to the
+    /// server's present when the page was read.
+    private func admit(_ batch: AlertBatch, watermark: StateStore.WatermarkMove, measuresLag: Bool = true) throws -> Admission {
+        let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
+                                        sinks: sinks, now: wallClock(), watermark: watermark)
+        // Kept with its bytes (`defender-alertd state quarantine`), reported once; the rest of
+        // the page goes on.
+        for element in admission.quarantined {
+            logger.error("an element of the alerts response cannot be read; it is quarantined and the rest of the page goes on: \(element.reason)",
+                         metadata: ["element": "\(element.json.prefix(2000))", "bytes": "\(element.bytes.count)"])
+        }
+        if admission.queuedForSinks > 0 { queued() }
+        let present = batch.serverTime ?? Timestamp(wallClock())
+        metrics.admitted(fetched: batch.alerts.count + batch.rejected.count, new: admission.newAlerts, duplicates: admission.duplicates,
+                         quarantined: admission.quarantined.count, lags: measuresLag ? admission.admitted.map { Self.lag(of: $0, at: present) } : [])
+        return admission
+    }
+
+    static func lag(of alert: Alert, at present: Timestamp) -> Duration {
+        .nanoseconds(max(0, present.ticks - alert.lastUpdateTime.ticks) * 100)
+    }
+
+    /// The result of a reconciliation sweep.
+    public enum SweepOutcome: Sendable, Equatable {
+        /// Read to the end; `found` alerts were new (missed by the polls).
+        case completed(found: Int, maximumLag: Duration?)
+        /// Nothing to read yet (no poll has completed, or the window is empty).
+        case skipped
+        case failed(String)
+    }
+
+    /// A reconciliation sweep: re-reads `reconcile_window` back from now, up to `overlap` before
+    /// the watermark, which the polls no longer re-read (an alert there that is not yet admitted
+    /// became visible later than `overlap` and was missed for good). Its calls have low
+    /// priority in the budget; what it finds is admitted (without moving the watermark),
+    /// logged with its lag and counted. `previousFound` (what the last sweep found) decides
+    /// whether to suggest a larger overlap.
+    public func reconcile(previousFound: Int = 0) async -> SweepOutcome {
+        do {
+            guard let watermark = try store.watermark(tenant: tenant.name) else { return .skipped }
+            let upper = watermark.adding(ticks: -tenant.overlap.ticks)
+            let lower = Timestamp(wallClock()).adding(ticks: -tenant.reconcileWindow.ticks)
+            guard lower < upper else { return .skipped }
+            logger.info("reconciliation sweep started", metadata: ["from": "\(lower)", "to": "\(upper)"])
+            var found = 0
+            var maximumLag: Duration?
+            try await connection.alerts.with(priority: .low).fetch(from: .inclusive(lower), to: upper) { batch in
+                let admission = try admit(batch, watermark: .hold)
+                let present = batch.serverTime ?? Timestamp(wallClock())
+                for alert in admission.admitted {
+                    let lag = Self.lag(of: alert, at: present)
+                    maximumLag = max(maximumLag ?? .zero, lag)
+                    logger.warning("a reconciliation sweep found an alert the polls missed: it became visible later than overlap; it is forwarded now", metadata: [
+                        "alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)",
+                        "lag_seconds": "\(lag.components.seconds)", "overlap": "\(ConfigDuration.format(tenant.overlap))",
+                    ])
+                }
+                found += admission.newAlerts
+            }
+            metrics.sweep(result: "ok", found: found)
+            logger.info("reconciliation sweep complete", metadata: ["found": "\(found)"])
+            if found > 0, previousFound > 0, let maximumLag {
+                // The lag seen at the sweep (an upper bound of how late they became visible), and
+                // 5 minutes more, in 5-minute steps.
+                let minutes = (maximumLag.components.seconds + 300 + 299) / 300 * 5
+                logger.warning("two reconciliation sweeps in a row found alerts the polls missed: alerts become visible later than overlap here; consider overlap = \"\(minutes)m\" (each poll re-reads that much, which costs calls)",
+                               metadata: ["overlap": "\(ConfigDuration.format(tenant.overlap))", "found": "\(found)", "previous_found": "\(previousFound)"])
+            }
+            return .completed(found: found, maximumLag: maximumLag)
+        } catch {
+            if error is CancellationError || Task.isCancelled { return .failed("cancelled") }
+            logger.error("reconciliation sweep failed; it is tried again later: \(error)")
+            metrics.sweep(result: "failed", found: 0)
             return .failed("\(error)")
         }
     }

@@ -4,6 +4,8 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import Systemd
+import Telemetry
+import Foundation
 import UnixSignals
 
 /// The running daemon: its current configuration, its health and its services.
@@ -26,6 +28,11 @@ public final class Daemon: Sendable {
     public let store: StateStore
     private let transport: DefenderHTTPClient
     private let pipeline: Pipeline
+    /// The metrics `/metrics` shows.
+    public let telemetry: Telemetry
+    private let startedAt = Date()
+    /// Hears the address the metrics server listens on, once it does.
+    private let onMetricsReady: @Sendable (String) -> Void
 
     /// Creates the daemon for an already validated configuration: opens the state database and
     /// the HTTP client. Call ``run(signals:watchdog:)`` (which shuts the client down) afterwards.
@@ -36,8 +43,10 @@ public final class Daemon: Sendable {
         notifier: any Notifier,
         clock: MonotonicClock = .continuous,
         parts: Pipeline.Parts = .production,
+        onMetricsReady: @escaping @Sendable (String) -> Void = { _ in },
         logger: Logger
     ) throws {
+        self.onMetricsReady = onMetricsReady
         self.loader = loader
         self.current = Mutex(configuration)
         self.logLevel = logLevel
@@ -48,8 +57,9 @@ public final class Daemon: Sendable {
         self.health = HealthMonitor(clock: clock)
         self.store = try StateStore(directory: configuration.service.stateDirectory)
         self.transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
+        self.telemetry = Telemetry()
         self.pipeline = Pipeline(configuration: configuration, store: store, transport: transport, health: health,
-                                 statusLine: status, clock: clock, parts: parts, logger: logger)
+                                 statusLine: status, clock: clock, parts: parts, telemetry: telemetry, logger: logger)
         apply(configuration)
     }
 
@@ -61,13 +71,18 @@ public final class Daemon: Sendable {
     /// Runs every service of the daemon in one group until SIGTERM or SIGINT; SIGHUP (from
     /// `signals`, trapped before readiness) reloads. Shuts the HTTP client down at the end.
     public func run(signals: UnixSignalsSequence, watchdog: WatchdogSettings?) async throws {
-        let services: [any Service] = [
+        var services: [any Service] = [
             WatchdogService(settings: watchdog, monitor: health, notifier: notifier, status: status, clock: clock, logger: logger),
             ReloadService(signals: signals) { [self] in await reload() },
             pipeline,
-            // Last: started after the others, told of a shutdown first.
-            SystemdLifecycleService(notifier: notifier, status: status),
         ]
+        if let address = configuration.service.metricsListen {
+            services.append(MetricsServer(address: address, telemetry: telemetry, beforeScrape: { [self] in refreshMetrics() },
+                                          health: { [self] in healthReport() }, status: status, clock: clock, logger: logger,
+                                          onReady: onMetricsReady))
+        }
+        // Last: started after the others, told of a shutdown first.
+        services.append(SystemdLifecycleService(notifier: notifier, status: status))
         var configuration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -106,6 +121,7 @@ public final class Daemon: Sendable {
                 ("ca_file", running.caFile != new.service.caFile),
                 ("proxy_url", running.proxyURL != new.service.proxyURL),
                 ("the proxy password", running.proxyPassword != new.service.proxyPassword),
+                ("metrics_listen", running.metricsListen != new.service.metricsListen),
             ].filter(\.1).map(\.0)
             if needsRestart.isEmpty {
                 current.withLock { $0 = new }
@@ -126,6 +142,17 @@ public final class Daemon: Sendable {
         // Files are reopened in any case: logrotate sends SIGHUP after moving them.
         await pipeline.reopenSinks()
         notifier.send(.ready)
+    }
+
+    /// What `/healthz` answers now.
+    public func healthReport() -> HealthReport {
+        HealthReport(stalls: health.stalls(), failures: pipeline.failures(longerThan: configuration.service.unhealthyAfter))
+    }
+
+    /// The gauges of a scrape: the pipeline's, the process's, the build.
+    public func refreshMetrics() {
+        pipeline.refreshMetrics()
+        telemetry.recordProcess(version: ProductInfo.version, startedAt: startedAt)
     }
 
     private func apply(_ configuration: Configuration) {

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import Systemd
+import Telemetry
 import Timekeeping
 
 /// The forwarding pipeline as one service: a poller per tenant on a Dispatch timer and a
@@ -45,14 +46,20 @@ public final class Pipeline: Service, CustomStringConvertible {
     private let updatesContinuation: AsyncStream<Configuration>.Continuation
     private let initial: Configuration
     private let sinks = Mutex<[String: any AlertSink]>([:])
+    private let telemetry: Telemetry
+    /// The configuration in force (for the gauges a scrape reads).
+    private let current: Mutex<Configuration>
 
     public var description: String { "Pipeline" }
 
     public init(configuration: Configuration, store: StateStore, transport: any HTTPTransport, health: HealthMonitor,
-                statusLine: StatusLine, clock: MonotonicClock = .continuous, parts: Parts = .production, logger: Logger) {
+                statusLine: StatusLine, clock: MonotonicClock = .continuous, parts: Parts = .production, telemetry: Telemetry = Telemetry(),
+                logger: Logger) {
         self.initial = configuration
+        self.current = Mutex(configuration)
+        self.telemetry = telemetry
         self.store = store
-        self.connections = TenantConnections(transport: transport, clock: clock, logger: logger)
+        self.connections = TenantConnections(transport: transport, clock: clock, telemetry: telemetry, logger: logger)
         self.health = health
         self.statusLine = statusLine
         self.status = PipelineStatus(clock: clock)
@@ -85,6 +92,7 @@ public final class Pipeline: Service, CustomStringConvertible {
     /// Runs the components of one configuration until shutdown (returns nil) or a new
     /// configuration arrives (returns it).
     private func runGeneration(_ configuration: Configuration, updates: inout AsyncStream<Configuration>.AsyncIterator) async -> Configuration? {
+        current.withLock { $0 = configuration }
         let stopped = Mutex(false)
         let stop: @Sendable () -> Bool = { stopped.withLock { $0 } }
         let sinkNames = Set(configuration.sinks.map(\.name))
@@ -108,10 +116,13 @@ public final class Pipeline: Service, CustomStringConvertible {
             for worker in workers {
                 group.addTask { await worker.run(shouldStop: stop); return nil }
             }
-            for poller in pollers {
+            for (polling, poller) in pollers {
                 group.addTask {
-                    await self.runPoller(poller, every: configuration.service.pollInterval, timeout: configuration.service.pollTimeout, stop: stop)
+                    await self.runPoller(polling, every: configuration.service.pollInterval, timeout: configuration.service.pollTimeout, stop: stop)
                     return nil
+                }
+                if poller.tenant.reconciles {
+                    group.addTask { await self.runSweeps(poller, stop: stop); return nil }
                 }
             }
             group.addTask { await housekeeping.run(stop: stop); return nil }
@@ -148,15 +159,18 @@ public final class Pipeline: Service, CustomStringConvertible {
         let sink = parts.sink(configuration, whole)
         sinks.withLock { $0[configuration.name] = sink }
         let reporter = health.register("sink:\(configuration.name)", allowance: .seconds(60))
+        let metrics = SinkMetrics(telemetry: telemetry, sink: configuration.name)
+        metrics.prepare()
         return SinkWorker(name: configuration.name, sink: sink, store: store, batchSize: sink.batchSize, linger: sink.linger, clock: clock,
-                          progress: { reporter.progress() }, status: status, signal: signal, logger: logger)
+                          progress: { reporter.progress() }, status: status, signal: signal, metrics: metrics, logger: logger)
     }
 
     /// A poller for each tenant whose credential loads, on the token caches and rate budgets
-    /// the tenant's app already has (a reload keeps them).
-    private func makePollers(_ configuration: Configuration, signals: [String: OutboxSignal]) async -> [any TenantPolling] {
+    /// the tenant's app already has (a reload keeps them): what polls (the poller, or what the
+    /// parts put around it) and the poller itself (which also sweeps).
+    private func makePollers(_ configuration: Configuration, signals: [String: OutboxSignal]) async -> [(any TenantPolling, TenantPoller)] {
         let interval = configuration.service.pollInterval
-        var pollers: [any TenantPolling] = []
+        var pollers: [(any TenantPolling, TenantPoller)] = []
         for (tenant, built) in zip(configuration.tenants, await connections.connect(configuration.tenants)) {
             let connection: TenantConnection
             switch built {
@@ -169,9 +183,13 @@ public final class Pipeline: Service, CustomStringConvertible {
             let reporter = health.register("poller:\(tenant.name)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
             let sinks = configuration.sinks(for: tenant).map(\.name)
             let wake = sinks.compactMap { signals[$0] }
-            pollers.append(parts.poller(TenantPoller(
-                tenant: tenant, connection: connection, store: store, sinks: sinks, maxOutbox: configuration.service.maxOutbox,
-                progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, logger: logger)))
+            let metrics = TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue)
+            metrics.prepare(pollInterval: interval, overlap: tenant.overlap)
+            let poller = TenantPoller(
+                tenant: tenant, connection: connection, store: store, sinks: sinks, maxOutbox: configuration.service.maxOutbox, clock: clock,
+                progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, metrics: metrics,
+                logger: logger)
+            pollers.append((parts.poller(poller), poller))
         }
         return pollers
     }
@@ -194,6 +212,71 @@ public final class Pipeline: Service, CustomStringConvertible {
                 status.record(tenant: poller.tenant.name, .failed("no answer within poll_timeout \(ConfigDuration.format(timeout))"))
             }
         }
+    }
+
+    /// Runs the tenant's reconciliation sweeps on their schedule, kept in the state database so
+    /// that a restart does not start it again from zero: the first one `reconcile_every` after
+    /// the first start, each next one `reconcile_every` after the last ended (after a failure,
+    /// within 10 minutes). The schedule is wall-clock time; the waits are on the pipeline's clock,
+    /// in steps of at most a minute, so a clock set back or forward is noticed.
+    private func runSweeps(_ poller: TenantPoller, stop: @escaping @Sendable () -> Bool) async {
+        let tenant = poller.tenant
+        let every = tenant.reconcileEvery
+        while !stop(), !Task.isCancelled {
+            let schedule: StateStore.Reconciliation
+            do {
+                if let known = try store.reconciliation(tenant: tenant.name), known.due.timeIntervalSinceNow <= every.inSeconds {
+                    schedule = known
+                } else {
+                    // None yet, or one further away than an interval (the clock was set back).
+                    let due = Date().addingTimeInterval(every.inSeconds)
+                    try store.scheduleReconciliation(tenant: tenant.name, due: due)
+                    schedule = StateStore.Reconciliation(due: due)
+                }
+            } catch {
+                logger.error("reconciliation schedule: \(error)", metadata: ["tenant": "\(tenant.name)"])
+                guard (try? await clock.sleep(.seconds(60))) != nil else { return }
+                continue
+            }
+            let wait = schedule.due.timeIntervalSinceNow
+            if wait > 0 {
+                guard (try? await clock.sleep(.milliseconds(Int64(min(wait, 60) * 1000)))) != nil else { return }
+                continue
+            }
+            let outcome = await poller.reconcile(previousFound: schedule.found ?? 0)
+            if stop() || Task.isCancelled { return }
+            let now = Date()
+            switch outcome {
+            case .completed(let found, _):
+                try? store.scheduleReconciliation(tenant: tenant.name, due: now.addingTimeInterval(every.inSeconds), sweptAt: now, found: found)
+            case .skipped:
+                try? store.scheduleReconciliation(tenant: tenant.name, due: now.addingTimeInterval(every.inSeconds))
+            case .failed:
+                try? store.scheduleReconciliation(tenant: tenant.name, due: now.addingTimeInterval(min(every, .seconds(600)).inSeconds))
+            }
+        }
+    }
+
+    /// Brings the gauges a scrape shows up to date: each tenant's watermark age, each sink's
+    /// queue and the age of its oldest alert.
+    public func refreshMetrics(now: Date = Date()) {
+        let configuration = current.withLock { $0 }
+        for tenant in configuration.tenants {
+            guard let watermark = try? store.watermark(tenant: tenant.name) else { continue }
+            TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue)
+                .watermark(age: .milliseconds(Int64(now.timeIntervalSince(watermark.date) * 1000)))
+        }
+        let depth = (try? store.outboxDepth()) ?? [:]
+        for sink in configuration.sinks {
+            let oldest = (depth[sink.name] ?? 0) > 0 ? try? store.oldestPending(sink: sink.name) : nil
+            SinkMetrics(telemetry: telemetry, sink: sink.name)
+                .outbox(depth: depth[sink.name] ?? 0, oldestAge: oldest.map { .milliseconds(Int64(now.timeIntervalSince($0) * 1000)) })
+        }
+    }
+
+    /// Tenants and sinks that have kept failing for longer than `allowance`.
+    public func failures(longerThan allowance: Duration) -> [PipelineStatus.Failure] {
+        status.failures(longerThan: allowance)
     }
 
     private func refreshStatus() {

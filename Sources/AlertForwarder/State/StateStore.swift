@@ -64,6 +64,8 @@ public struct Admission: Sendable, Equatable {
     public var queuedForSinks = 0
     /// Elements quarantined by this admission (not those quarantined before).
     public var quarantined: [RejectedElement] = []
+    /// The alerts admitted (new), as they came.
+    public var admitted: [Alert] = []
 }
 
 /// Durable state in `state_directory`: in SQLite (GRDB, `state.sqlite`) per tenant the
@@ -211,6 +213,18 @@ public final class StateStore: Sendable {
                 );
                 """)
         }
+        // Each tenant's reconciliation sweeps: when the next is due (a restart keeps the
+        // schedule), when the last ended and how many alerts it found.
+        migrator.registerMigration("v6") { db in
+            try db.execute(sql: """
+                CREATE TABLE reconciliation (
+                    tenant TEXT PRIMARY KEY NOT NULL,
+                    due_at REAL NOT NULL,
+                    swept_at REAL,
+                    found INTEGER
+                );
+                """)
+        }
         return migrator
     }
 
@@ -293,6 +307,7 @@ public final class StateStore: Sendable {
                 }
                 admission.queuedForSinks += sinks.count
                 admission.newAlerts += 1
+                admission.admitted.append(alert)
             }
             try self.queue(queued, in: db, undo: &undo)
             // The poller decides (``WatermarkProgress``: complete windows only, never past the
@@ -343,6 +358,38 @@ public final class StateStore: Sendable {
         try write { db in
             try db.execute(sql: "DELETE FROM cursor WHERE tenant = ?", arguments: [tenant])
             try db.execute(sql: "DELETE FROM seen WHERE tenant = ?", arguments: [tenant])
+            try db.execute(sql: "DELETE FROM reconciliation WHERE tenant = ?", arguments: [tenant])
+        }
+    }
+
+    // MARK: Reconciliation
+
+    /// A tenant's reconciliation schedule: when the next sweep is due, when the last ended and
+    /// how many alerts it found.
+    public struct Reconciliation: Sendable, Equatable {
+        public var due: Date
+        public var sweptAt: Date?
+        public var found: Int?
+    }
+
+    /// The tenant's reconciliation schedule, if one was made.
+    public func reconciliation(tenant: String) throws(StateError) -> Reconciliation? {
+        try read { db in
+            try Row.fetchOne(db, sql: "SELECT due_at, swept_at, found FROM reconciliation WHERE tenant = ?", arguments: [tenant]).map { row in
+                let sweptAt: Double? = row["swept_at"]
+                return Reconciliation(due: Date(timeIntervalSince1970: row["due_at"]), sweptAt: sweptAt.map { Date(timeIntervalSince1970: $0) },
+                                      found: row["found"])
+            }
+        }
+    }
+
+    /// Schedules the tenant's next sweep; after a sweep, also records when it ended and what it found.
+    public func scheduleReconciliation(tenant: String, due: Date, sweptAt: Date? = nil, found: Int? = nil) throws(StateError) {
+        try write { db in
+            try db.execute(sql: """
+                INSERT INTO reconciliation (tenant, due_at, swept_at, found) VALUES (?1, ?2, ?3, ?4)
+                ON CONFLICT (tenant) DO UPDATE SET due_at = ?2, swept_at = coalesce(?3, swept_at), found = coalesce(?4, found)
+                """, arguments: [tenant, due.timeIntervalSince1970, sweptAt?.timeIntervalSince1970, found])
         }
     }
 
@@ -461,6 +508,11 @@ public final class StateStore: Sendable {
             }
             return depth
         }
+    }
+
+    /// When the oldest alert waiting for `sink` was received, if one waits.
+    public func oldestPending(sink: String) throws(StateError) -> Date? {
+        try pending(sink: sink, limit: 1).records.first.flatMap { Timestamp(parsing: $0.receivedAt)?.date }
     }
 
     /// Forgets the sinks no longer configured and what waited for them; returns how many alerts.

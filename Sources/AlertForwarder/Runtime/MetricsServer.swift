@@ -1,0 +1,118 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Systemd
+import Telemetry
+import Timekeeping
+
+/// Serves `GET /metrics` (Prometheus text, or OpenMetrics when `Accept` asks for it) and
+/// `GET /healthz` (200 or 503 with a JSON body, ``HealthReport``) on `metrics_listen`.
+///
+/// An address it cannot listen on (a port in use, a socket path it may not create) is a
+/// runtime error, never a crash and never a reason to stop forwarding: it is logged, shown in
+/// `STATUS=`, and tried again every 30 seconds.
+public struct MetricsServer: Service, CustomStringConvertible {
+    private let address: ListenAddress
+    private let telemetry: Telemetry
+    private let beforeScrape: @Sendable () -> Void
+    private let health: @Sendable () -> HealthReport
+    private let status: StatusLine
+    private let clock: MonotonicClock
+    private let logger: Logger
+    private let onReady: @Sendable (String) -> Void
+
+    static let retryInterval: Duration = .seconds(30)
+
+    /// `beforeScrape` brings the gauges up to date; `onReady` hears the address served (with
+    /// the port chosen when it was 0).
+    public init(address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () -> Void,
+                health: @escaping @Sendable () -> HealthReport, status: StatusLine, clock: MonotonicClock = .continuous, logger: Logger,
+                onReady: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.address = address
+        self.telemetry = telemetry
+        self.beforeScrape = beforeScrape
+        self.health = health
+        self.status = status
+        self.clock = clock
+        self.logger = logger
+        self.onReady = onReady
+    }
+
+    public var description: String { "MetricsServer" }
+
+    public func run() async throws {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                try await serve()
+                return
+            } catch {
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
+                logger.error("cannot serve metrics on metrics_listen \(address): \(error); alerts are forwarded as usual; trying again in \(Self.retryInterval.components.seconds)s",
+                             metadata: ["metrics_listen": "\(address)"])
+                status.set("metrics", "NOT SERVED (\(address): \(String("\(error)".prefix(80))))")
+                do { try await cancelWhenGracefulShutdown { try await clock.sleep(Self.retryInterval) } } catch { return }
+            }
+        }
+    }
+
+    private func serve() async throws {
+        let bind: BindAddress
+        switch address {
+        case .tcp(let host, let port):
+            bind = .hostname(host, port: port)
+        case .unix(let path):
+            // A socket left by an earlier run is replaced; any other file is not touched.
+            var info = stat()
+            if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK { unlink(path) }
+            bind = .unixDomainSocket(path: path)
+        }
+        let (telemetry, beforeScrape, health) = (self.telemetry, self.beforeScrape, self.health)
+        let responder = CallbackResponder<BasicRequestContext> { request, _ in
+            Self.respond(to: request, telemetry: telemetry, beforeScrape: beforeScrape, health: health)
+        }
+        let (address, status, logger, onReady) = (self.address, self.status, self.logger, self.onReady)
+        let app = Application(
+            responder: responder,
+            configuration: .init(address: bind, serverName: "defender-alertd"),
+            onServerRunning: { channel in
+                var served = "\(address)"
+                if case .tcp(let host, _) = address, let port = channel.localAddress?.port {
+                    served = "\(ListenAddress.tcp(host: host, port: port))"
+                }
+                logger.notice("serving metrics at /metrics and health at /healthz", metadata: ["metrics_listen": "\(served)"])
+                status.set("metrics", nil)
+                onReady(served)
+            },
+            logger: logger
+        )
+        try await app.run()
+    }
+
+    static func respond(to request: Request, telemetry: Telemetry, beforeScrape: @Sendable () -> Void,
+                        health: @Sendable () -> HealthReport) -> Response {
+        guard request.method == .get || request.method == .head else {
+            return text(.methodNotAllowed, "only GET\n", contentType: "text/plain; charset=utf-8", extra: [.allow: "GET, HEAD"])
+        }
+        switch request.uri.path {
+        case "/metrics":
+            beforeScrape()
+            let format = ExpositionFormat.negotiate(accept: request.headers[.accept])
+            return text(.ok, telemetry.exposition(format), contentType: format.contentType)
+        case "/healthz":
+            let report = health()
+            return text(report.isHealthy ? .ok : .serviceUnavailable, report.json + "\n", contentType: "application/json")
+        default:
+            return text(.notFound, "not found: try /metrics or /healthz\n", contentType: "text/plain; charset=utf-8")
+        }
+    }
+
+    private static func text(_ status: HTTPResponse.Status, _ body: String, contentType: String, extra: HTTPFields = [:]) -> Response {
+        var headers = extra
+        headers[.contentType] = contentType
+        headers[.cacheControl] = "no-store"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}

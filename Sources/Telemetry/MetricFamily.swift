@@ -1,0 +1,179 @@
+/// One metric the daemon exports: its name (Prometheus conventions: `defender_alertd_` prefix,
+/// the unit in the name, `_total` on counters), type, help text and label names. Every metric
+/// is listed here once (``all``); nothing else names one, so a name can never be registered
+/// with two types.
+public struct MetricFamily: Sendable, Hashable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case counter, gauge, histogram
+    }
+
+    public let name: String
+    public let kind: Kind
+    public let help: String
+    public let labels: [String]
+    /// A histogram's bucket bounds, in its unit (seconds for `_seconds`).
+    public let buckets: [Double]
+
+    init(_ name: String, _ kind: Kind, _ help: String, labels: [String] = [], buckets: [Double] = []) {
+        self.name = name
+        self.kind = kind
+        self.help = help
+        self.labels = labels
+        self.buckets = buckets
+    }
+
+    public var description: String { name }
+
+    /// The family name OpenMetrics uses: a counter's name without `_total`.
+    var openMetricsName: String {
+        kind == .counter && name.hasSuffix("_total") ? String(name.dropLast(6)) : name
+    }
+}
+
+extension MetricFamily {
+    static let tenantAPI = ["tenant", "api"]
+
+    // MARK: Alerts
+
+    public static let alertsFetched = MetricFamily(
+        "defender_alertd_alerts_fetched_total", .counter,
+        "Elements of alerts answers read from the API (alerts and unreadable elements), re-reads of the overlap included.",
+        labels: tenantAPI)
+    public static let alertsAdmitted = MetricFamily(
+        "defender_alertd_alerts_admitted_total", .counter,
+        "Alerts (or, with forward = \"updates\", alert versions) seen for the first time and queued for the sinks.",
+        labels: tenantAPI)
+    public static let alertsDuplicates = MetricFamily(
+        "defender_alertd_alerts_duplicates_total", .counter,
+        "Alerts read again (the overlap, a reconciliation sweep) and skipped because they were already admitted.",
+        labels: tenantAPI)
+    public static let alertsQuarantined = MetricFamily(
+        "defender_alertd_alerts_quarantined_total", .counter,
+        "Elements of alerts answers that are not readable alerts, kept in quarantine (`defender-alertd state quarantine`).",
+        labels: tenantAPI)
+    public static let alertsFoundByReconciliation = MetricFamily(
+        "defender_alertd_alerts_found_by_reconciliation_total", .counter,
+        "Alerts the normal polls missed (visible later than the overlap) and a reconciliation sweep delivered.",
+        labels: tenantAPI)
+    public static let reconciliationSweeps = MetricFamily(
+        "defender_alertd_reconciliation_sweeps_total", .counter,
+        "Reconciliation sweeps that ended, by result (ok, failed).",
+        labels: tenantAPI + ["result"])
+    public static let visibilityLag = MetricFamily(
+        "defender_alertd_visibility_lag_seconds", .histogram,
+        "Time from an alert's lastUpdateTime to the poll that first saw it (by the API server's clock).",
+        labels: tenantAPI, buckets: [1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400])
+
+    // MARK: Polls and the API
+
+    public static let pollDuration = MetricFamily(
+        "defender_alertd_poll_duration_seconds", .histogram,
+        "Duration of polls that ended (completed or failed).",
+        labels: tenantAPI, buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600])
+    public static let pollPages = MetricFamily(
+        "defender_alertd_poll_pages", .histogram,
+        "Pages of alerts read by one poll.",
+        labels: tenantAPI, buckets: [1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000])
+    public static let polls = MetricFamily(
+        "defender_alertd_polls_total", .counter,
+        "Polls that ended, by result (ok, failed, paused: the outbox is over max_outbox).",
+        labels: tenantAPI + ["result"])
+    public static let lastSuccessfulPoll = MetricFamily(
+        "defender_alertd_last_successful_poll_timestamp_seconds", .gauge,
+        "When the tenant's last poll completed (Unix time); 0 before the first one.",
+        labels: tenantAPI)
+    public static let pollInterval = MetricFamily(
+        "defender_alertd_poll_interval_seconds", .gauge,
+        "The configured poll_interval, for alert rules.",
+        labels: tenantAPI)
+    public static let overlap = MetricFamily(
+        "defender_alertd_overlap_seconds", .gauge,
+        "The tenant's configured overlap, for alert rules on the visibility lag.",
+        labels: tenantAPI)
+    public static let watermarkAge = MetricFamily(
+        "defender_alertd_watermark_age_seconds", .gauge,
+        "Age of the tenant's watermark (the newest lastUpdateTime read completely), by the local clock.",
+        labels: tenantAPI)
+    public static let apiRequests = MetricFamily(
+        "defender_alertd_api_requests_total", .counter,
+        "HTTP requests to the alerts API and the token endpoint, by endpoint (alerts, token) and status class (2xx, 4xx, 5xx; error: no answer).",
+        labels: tenantAPI + ["endpoint", "status_class"])
+    public static let apiThrottled = MetricFamily(
+        "defender_alertd_api_throttled_total", .counter,
+        "Answers 429 Too Many Requests from the alerts API.",
+        labels: tenantAPI)
+    public static let retryAfterWait = MetricFamily(
+        "defender_alertd_retry_after_wait_seconds_total", .counter,
+        "Time spent waiting because the API asked for it (Retry-After).",
+        labels: tenantAPI)
+    public static let rateBudgetWait = MetricFamily(
+        "defender_alertd_rate_budget_wait_seconds_total", .counter,
+        "Time spent waiting for the local call budget (rate_limit_per_minute, rate_limit_per_hour).",
+        labels: tenantAPI)
+    public static let tokenRequests = MetricFamily(
+        "defender_alertd_token_requests_total", .counter,
+        "Token requests to Entra ID.",
+        labels: tenantAPI)
+    public static let tokenFailures = MetricFamily(
+        "defender_alertd_token_failures_total", .counter,
+        "Token requests that failed, by AADSTS code (none: no code, as with a network failure).",
+        labels: tenantAPI + ["code"])
+
+    // MARK: Sinks
+
+    public static let alertsDelivered = MetricFamily(
+        "defender_alertd_alerts_delivered_total", .counter,
+        "Alerts the sink confirmed.",
+        labels: ["sink"])
+    public static let alertsDeadLettered = MetricFamily(
+        "defender_alertd_alerts_dead_lettered_total", .counter,
+        "Alerts the sink refused for good, kept as dead letters (`defender-alertd state dead-letters`).",
+        labels: ["sink"])
+    public static let deliveryFailures = MetricFamily(
+        "defender_alertd_delivery_failures_total", .counter,
+        "Batches that failed to be delivered, by kind (retryable: the receiver or network failed; needs_operator: the receiver refused for a reason a person must fix).",
+        labels: ["sink", "kind"])
+    public static let sinkFailing = MetricFamily(
+        "defender_alertd_sink_failing", .gauge,
+        "1 while the sink's last delivery failed, else 0.",
+        labels: ["sink"])
+    public static let outboxDepth = MetricFamily(
+        "defender_alertd_outbox_alerts", .gauge,
+        "Alerts queued for the sink.",
+        labels: ["sink"])
+    public static let outboxOldestAge = MetricFamily(
+        "defender_alertd_outbox_oldest_age_seconds", .gauge,
+        "Age of the oldest alert queued for the sink (0 when none is).",
+        labels: ["sink"])
+
+    // MARK: The process
+
+    public static let residentMemory = MetricFamily(
+        "process_resident_memory_bytes", .gauge, "Resident memory size in bytes.")
+    public static let openFileDescriptors = MetricFamily(
+        "process_open_fds", .gauge, "Number of open file descriptors.")
+    public static let threads = MetricFamily(
+        "process_threads", .gauge, "Number of threads of the process.")
+    public static let startTime = MetricFamily(
+        "process_start_time_seconds", .gauge, "Start time of the process since the Unix epoch in seconds.")
+    public static let buildInfo = MetricFamily(
+        "defender_alertd_build_info", .gauge,
+        "Always 1; the labels say which build runs.",
+        labels: ["version"])
+
+    /// Every metric, in the order of the documentation.
+    public static let all: [MetricFamily] = [
+        alertsFetched, alertsAdmitted, alertsDuplicates, alertsQuarantined, alertsFoundByReconciliation, reconciliationSweeps, visibilityLag,
+        pollDuration, pollPages, polls, lastSuccessfulPoll, pollInterval, overlap, watermarkAge,
+        apiRequests, apiThrottled, retryAfterWait, rateBudgetWait, tokenRequests, tokenFailures,
+        alertsDelivered, alertsDeadLettered, deliveryFailures, sinkFailing, outboxDepth, outboxOldestAge,
+        residentMemory, openFileDescriptors, threads, startTime, buildInfo,
+    ]
+
+    /// The family named `name`.
+    public static func named(_ name: String) -> MetricFamily? {
+        byName[name]
+    }
+
+    private static let byName = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
+}
