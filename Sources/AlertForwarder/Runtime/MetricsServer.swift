@@ -50,9 +50,11 @@ public struct MetricsServer: Service, CustomStringConvertible {
                 return
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { return }
-                logger.error("cannot serve metrics on metrics_listen \(address): \(error); alerts are forwarded as usual; trying again in \(Self.retryInterval.components.seconds)s",
-                             metadata: ["metrics_listen": "\(address)"])
-                status.set("metrics", "NOT SERVED (\(address): \(String("\(error)".prefix(80))))")
+                // NIO says `bind(descriptor:ptr:bytes:): Address already in use (errno: 98)`.
+                let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? String("\(error)".prefix(80))
+                logger.error("cannot serve metrics on metrics_listen \(address): \(reason); alerts are forwarded as usual; trying again in \(Self.retryInterval.components.seconds)s",
+                             metadata: ["metrics_listen": "\(address)", "error": "\(error)"])
+                status.set("metrics", "metrics NOT SERVED (\(address): \(reason))")
                 do { try await cancelWhenGracefulShutdown { try await clock.sleep(Self.retryInterval) } } catch { return }
             }
         }

@@ -18,8 +18,9 @@ final class DaemonProcess: @unchecked Sendable {
     private let output = TemporaryDirectory()
 
     /// Starts the binary with `arguments`; the environment is the given one only (plus PATH).
-    init(_ arguments: [String], environment: [String: String] = [:], executable: String = "defender-alertd") throws {
-        process.executableURL = URL(fileURLWithPath: Self.buildDirectory + "/" + executable)
+    /// `path` runs another program instead (a test's helper).
+    init(_ arguments: [String], environment: [String: String] = [:], executable: String = "defender-alertd", path: String? = nil) throws {
+        process.executableURL = URL(fileURLWithPath: path ?? Self.buildDirectory + "/" + executable)
         process.arguments = arguments
         process.environment = environment.merging(["PATH": "/usr/bin:/bin"]) { mine, _ in mine }
         output.write("stdout", "")
