@@ -99,6 +99,7 @@ fi
 # A SIEM stand-in: the container's own rsyslog (a system service there) takes RELP on a
 # loopback port and writes what it receives to a file.
 relp_port=$((20000 + RANDOM % 20000))
+metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 inside sh -c "cat > /etc/rsyslog.d/defender-siem.conf" <<RSYSLOG
 module(load="imrelp")
 input(type="imrelp" address="127.0.0.1" port="$relp_port" ruleset="defender-siem")
@@ -113,6 +114,7 @@ inside sh -c 'umask 077; printf "integration-secret\n" > /etc/defender-alertd/cl
 inside sh -c "cat > /etc/defender-alertd/defender-alertd.toml" <<TOML
 [service]
 poll_interval = "2s"
+metrics_listen = "127.0.0.1:$metrics_port"
 [[tenant]]
 name = "contoso"
 tenant_id = "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35"
@@ -143,6 +145,11 @@ for _ in $(seq 1 50); do
     sleep 0.2
 done
 echo "$status" | grep -q "contoso: ok" || fail "STATUS= is \"$status\""
+# The hardened unit serves /healthz and /metrics (the container shares the host's network).
+health=$(curl -s --max-time 10 "http://127.0.0.1:$metrics_port/healthz")
+[ "$health" = '{"status":"ok"}' ] || fail "/healthz answered \"$health\""
+archived=$(curl -s --max-time 10 "http://127.0.0.1:$metrics_port/metrics" | sed -n 's/^defender_alertd_alerts_delivered_total{sink="archive"} //p')
+[ "${archived:-0}" -ge 5000 ] || fail "/metrics: defender_alertd_alerts_delivered_total{sink=\"archive\"} is \"$archived\", expected 5000"
 siem=$(count_until 5000 'grep -c "alertId=" /var/log/defender-siem.log')
 [ "$siem" -ge 5000 ] || fail "expected 5000 alerts at the container's rsyslog over RELP, found $siem"
 invocation=$(inside systemctl show -p InvocationID --value defender-alertd)
@@ -179,4 +186,4 @@ done
 [ -z "$left" ] || fail "left after dpkg -P:$left"
 inside dpkg -s defender-alertd >/dev/null 2>&1 && fail "dpkg still knows the package after purge"
 [ "$(inside systemctl show -p LoadState --value defender-alertd)" = not-found ] || fail "systemd still knows the unit after purge"
-echo "systemd-integration: ok: dpkg -i (not started, not enabled, config 640 root:defender-alertd-config, man pages), Type=notify start, $lines alerts in the file sink, $journal journal entries under $rate_limit, $siem at rsyslog over RELP, STATUS=\"$status\", reload, clean stop; state 0700 owned by dynamic uid $uid; no secret in the journal; dpkg -r kept config and state, dpkg -P left nothing"
+echo "systemd-integration: ok: dpkg -i (not started, not enabled, config 640 root:defender-alertd-config, man pages), Type=notify start, $lines alerts in the file sink, $journal journal entries under $rate_limit, $siem at rsyslog over RELP, STATUS=\"$status\", /healthz and /metrics, reload, clean stop; state 0700 owned by dynamic uid $uid; no secret in the journal; dpkg -r kept config and state, dpkg -P left nothing"

@@ -27,7 +27,7 @@ struct PollOnceCommand: AsyncParsableCommand {
         if dryRun {
             succeeded = await DryRun.run(configuration: configuration, transport: transport, logger: logger)
         } else {
-            succeeded = await OneCycle.run(configuration: configuration, store: try openStore(configuration), transport: transport, logger: logger)
+            succeeded = await OneCycle.run(configuration: configuration, store: try openStore(configuration, access: .owner), transport: transport, logger: logger)
         }
         await transport.shutdown()
         if !succeeded { throw ExitCode.failure }

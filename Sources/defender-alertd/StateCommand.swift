@@ -1,6 +1,7 @@
 import AlertForwarder
 import ArgumentParser
 import Foundation
+import Timekeeping
 
 /// `defender-alertd state show|reset`.
 struct StateCommand: ParsableCommand {
@@ -20,9 +21,18 @@ struct StateCommand: ParsableCommand {
             let store = try openStore(configuration)
             let states = try store.tenants()
             let quarantined = try store.quarantineCounts()
-            for name in configuration.tenants.map(\.name) where tenant == nil || tenant == name {
+            for configured in configuration.tenants where tenant == nil || tenant == configured.name {
+                let name = configured.name
                 let state = states.first { $0.tenant == name }
-                print("tenant \(name): watermark \(state?.watermark ?? "none (first poll fetches lookback)"), \(state?.dedupKeys ?? 0) dedup keys, \(quarantined[name] ?? 0) quarantined")
+                var line = "tenant \(name): watermark \(state?.watermark ?? "none (first poll fetches lookback)"), \(state?.dedupKeys ?? 0) dedup keys, \(quarantined[name] ?? 0) quarantined"
+                if !configured.reconciles {
+                    line += ", no reconciliation sweeps"
+                } else if let sweeps = try store.reconciliation(tenant: name) {
+                    let time = { (date: Date) in Timestamp(date).writtenWith(0).description }
+                    line += ", next sweep \(time(sweeps.due))"
+                    if let sweptAt = sweeps.sweptAt { line += " (last \(time(sweptAt)), found \(sweeps.found ?? 0))" }
+                }
+                print(line)
             }
             let depth = try store.outboxDepth()
             let deadLetters = try store.deadLetterCounts()
@@ -47,8 +57,9 @@ struct StateCommand: ParsableCommand {
             guard yes else {
                 throw ValidationError("resetting \(tenant) makes the next poll fetch `lookback` again and re-deliver what it finds; add --yes to confirm")
             }
-            try openStore(configuration).reset(tenant: tenant)
-            print("tenant \(tenant): cursor and dedup keys forgotten; stop the daemon first if it is running")
+            // As the owner: refused while the daemon runs (it would poll on from the old cursor).
+            try openStore(configuration, access: .owner).reset(tenant: tenant)
+            print("tenant \(tenant): cursor and dedup keys forgotten")
         }
     }
 
@@ -131,9 +142,9 @@ extension StateCommand {
     }
 }
 
-func openStore(_ configuration: Configuration) throws -> StateStore {
+func openStore(_ configuration: Configuration, access: StateStore.Access = .inspector) throws -> StateStore {
     do {
-        return try StateStore(directory: configuration.service.stateDirectory)
+        return try StateStore(directory: configuration.service.stateDirectory, access: access)
     } catch {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitCode.failure

@@ -62,7 +62,7 @@ struct DeadLetterTests {
         try await worker.drain()
         #expect(try store.deadLetterCounts() == ["siem": 2])
         // Another process (the CLI) only marks them; the daemon moves them into the outbox.
-        let other = try StateStore(directory: directory.file("state"))
+        let other = try StateStore(directory: directory.file("state"), access: .inspector)
         #expect(try other.requestRequeue(sink: "siem") == 2)
         #expect(try store.deadLetters().allSatisfy(\.requeueRequested))
         #expect(try store.requeueRequested(sink: "elsewhere") == 0)

@@ -162,5 +162,7 @@ struct MetricsConfigurationTests {
         let errors = fixture.errors(ConfigFixture.tenant + "\noverlap = \"30m\"\nreconcile_window = \"20m\"\n" + ConfigFixture.sink)
         #expect(errors.count == 1)
         #expect(errors.first?.description.contains(":7: tenant.reconcile_window: 20m is not longer than overlap (30m)") == true, "\(errors)")
+        let beyond = fixture.errors(ConfigFixture.tenant + "\nreconcile_window = \"200d\"\n" + ConfigFixture.sink)
+        #expect(beyond.first?.description.contains("reaches back beyond the 180 days dedup keys are kept") == true, "\(beyond)")
     }
 }

@@ -157,8 +157,8 @@ struct OutboxLogTests {
         var bytes = try Data(contentsOf: URL(fileURLWithPath: segmentPath(1)))
         bytes[5] ^= 0xff  // the first record's sequence number
         try bytes.write(to: URL(fileURLWithPath: segmentPath(1)))
-        let store = try StateStore(directory: state)
         do {
+            let store = try StateStore(directory: state)
             _ = try store.pending(sink: "x", limit: 10)
             Issue.record("a damaged record was read")
         } catch {

@@ -14,6 +14,38 @@ func makeAlert(_ id: String, _ updated: String, extra: [(String, JSONValue)] = [
 struct StateStoreTests {
     let directory = TemporaryDirectory()
 
+    @Test func aSecondOwnerIsRefusedWithAClearMessage() throws {
+        var first: StateStore? = try StateStore(directory: directory.file("state"))
+        #expect(first != nil)
+        let refused = #expect(throws: StateError.self) { try StateStore(directory: directory.file("state")) }
+        #expect(refused?.description.contains("another process (a running defender-alertd, or poll-once) is using the state directory") == true)
+        // Inspectors (the state commands) may look while the owner runs.
+        _ = try StateStore(directory: directory.file("state"), access: .inspector)
+        first = nil
+        _ = try StateStore(directory: directory.file("state"))
+    }
+
+    @Test func anInspectorNeverCutsTheLogTheOwnerIsAppendingTo() throws {
+        // Found end to end: `state show` while the daemon ran cut the outbox segment back to
+        // the end committed a moment before, under an append; the daemon's next start refused
+        // the log ("holds 0 bytes, fewer than the 9016 committed") and the alerts were lost.
+        let owner = try StateStore(directory: directory.file("state"))
+        _ = try owner.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory.file("state/outbox")).first { $0.hasSuffix(".log") })
+        let path = directory.file("state/outbox/" + segment)
+        // An append on its way: its bytes are written, its commit not yet made.
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(repeating: 0x41, count: 4096))
+        try handle.close()
+        let size = { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1 }
+        let before = size()
+        let inspector = try StateStore(directory: directory.file("state"), access: .inspector)
+        #expect(size() == before, "an inspector cut the log")
+        #expect(try inspector.outboxDepth() == ["x": 1])
+        #expect(try inspector.pending(sink: "x", limit: 10).records.map(\.alertID) == ["a"])
+    }
+
     @Test func admissionDedupsEnqueuesAndMovesTheWatermark() throws {
         let store = try StateStore(directory: directory.file("state"))
         var info = stat()
@@ -23,13 +55,15 @@ struct StateStoreTests {
 
         let first = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
                                     forward: .new, sinks: ["x", "y"])
-        #expect(first == Admission(newAlerts: 2, duplicates: 0, queuedForSinks: 4))
+        #expect(first.newAlerts == 2 && first.duplicates == 0 && first.queuedForSinks == 4)
+        #expect(first.admitted.map(\.id) == ["a", "b"])
         #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:00:05.5Z"))
 
         // The same alerts again (overlap), one updated: "new" mode forwards nothing.
         let second = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:01:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
                                      forward: .new, sinks: ["x", "y"])
         #expect(second == Admission(newAlerts: 0, duplicates: 2, queuedForSinks: 0))
+        #expect(second.admitted.isEmpty)
         #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:01:00Z"))
 
         // An older page never moves the watermark back.

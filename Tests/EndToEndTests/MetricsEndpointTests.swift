@@ -99,6 +99,22 @@ struct MetricsEndpointTests {
         harness.stopDaemon()
     }
 
+    @Test func aUnixSocketServesTheSameAndIsReplacedAtTheNextStart() throws {
+        let harness = try PipelineHarness(simulatorArguments: ["--backlog", "3", "--backlog-span", "600"])
+        let socket = harness.fixture.directory.file("metrics.sock")
+        harness.configure(service: "metrics_listen = \"unix:\(socket)\"")
+        for start in 0..<2 {
+            try harness.startDaemon()
+            #expect(harness.metricsAddress() == "unix:\(socket)")
+            harness.waitUntil("the alerts arrive") { harness.delivered().count == 3 }
+            let curl = { (path: String) in try DaemonProcess.curl(["-s", "--max-time", "10", "--unix-socket", socket, "http://localhost" + path]).stdout }
+            #expect(try curl("/healthz") == "{\"status\":\"ok\"}\n")
+            // Counters start at zero with each process; the alerts came with the first.
+            #expect(try curl("/metrics").contains("defender_alertd_alerts_delivered_total{sink=\"a\"} \(start == 0 ? 3 : 0)\n"))
+            harness.stopDaemon()
+        }
+    }
+
     /// Accepts TCP connections on 127.0.0.1:PORT and reads them to the end.
     static let tcpReceiver = """
         import socketserver, sys
@@ -143,6 +159,23 @@ struct MetricsEndpointTests {
         #expect(try harness.scrape(address, format: .openMetrics)["defender_alertd_alerts_found_by_reconciliation"]?.value(["tenant": "contoso", "api": "mde"]) == 1)
         harness.stopDaemon()
         #expect(harness.delivered().filter { $0.id == id }.count == 1)
+        let shown = try DaemonProcess.run(["state", "show", "--config", harness.fixture.directory.file("defender-alertd.toml")]).stdout
+        #expect(shown.contains(", next sweep 20") && shown.contains("(last 20"), "\(shown)")
+    }
+
+    @Test func aRestartKeepsTheSweepSchedule() throws {
+        let harness = try PipelineHarness(simulatorArguments: ["--backlog", "3", "--backlog-span", "600"])
+        harness.configure(tenant: "reconcile_every = \"1h\"")
+        let show = { try DaemonProcess.run(["state", "show", "--config", harness.fixture.directory.file("defender-alertd.toml")]).stdout }
+        try harness.startDaemon()
+        try harness.waitUntil("a sweep is scheduled") { try show().contains("next sweep") }
+        harness.stopDaemon()
+        let scheduled = try show().firstMatch(of: /next sweep (\S+)/).map { String($0.1) }
+        #expect(scheduled != nil)
+        try harness.startDaemon()
+        harness.waitUntil("a poll after the restart") { harness.daemon?.stderr.contains("poll complete") == true }
+        harness.stopDaemon()
+        #expect(try show().firstMatch(of: /next sweep (\S+)/).map { String($0.1) } == scheduled, "a restart moved the sweep")
     }
 
     @Test func checkConfigNamesBadMetricsAndReconciliationKeysWithFileAndLine() throws {

@@ -239,6 +239,8 @@ private struct Validator {
         let reconcileWindow = reader.duration(Keys.reconcileWindow)
         if let reconcileEvery, let reconcileWindow, let overlap, reconcileEvery > .zero, reconcileWindow > .zero, reconcileWindow <= overlap {
             reader.fail(Keys.reconcileWindow, "\(ConfigDuration.format(reconcileWindow)) is not longer than overlap (\(ConfigDuration.format(overlap))): a sweep reads what the polls no longer re-read, older than overlap; make it longer, or \"0\" to turn sweeps off")
+        } else if let reconcileWindow, reconcileWindow >= StateStore.dedupRetention {
+            reader.fail(Keys.reconcileWindow, "\(ConfigDuration.format(reconcileWindow)) reaches back beyond the \(StateStore.dedupRetention.components.seconds / 86400) days dedup keys are kept: a sweep would deliver alerts again")
         }
         let sinks = reader.stringList(Keys.sinks)
         for sink in sinks ?? [] where !sinkNames.contains(sink) {

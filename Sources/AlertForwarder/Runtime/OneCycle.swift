@@ -47,7 +47,7 @@ public enum DryRun {
         var store: StateStore?
         if FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("state.sqlite")) {
             do {
-                store = try StateStore(directory: directory)
+                store = try StateStore(directory: directory, access: .inspector)
             } catch {
                 logger.error("\(error)")
                 return false

@@ -86,10 +86,26 @@ public final class StateStore: Sendable {
     private let database: DatabasePool
     private let log: OutboxLog
     public let path: String
+    /// The owner's lock on the state directory (`lock`), held open for the store's life.
+    private let lock: Int32?
+
+    /// Who opens the state.
+    public enum Access: Sendable {
+        /// The daemon or `poll-once`: the one writer of the outbox log. It holds the state
+        /// directory's lock for as long as the store lives (a second owner is refused, never
+        /// let in to interleave its appends), and on opening cuts the log back to what was
+        /// committed (an append cut short by a crash).
+        case owner
+        /// The `state` commands and a dry run: they read, and change only the database (which
+        /// SQLite serializes), never the outbox log's files, which a running daemon may be
+        /// appending to at that very moment: its bytes are on disk a moment before the commit
+        /// that counts them, and cutting them off then loses alerts.
+        case inspector
+    }
 
     /// Opens (creating when absent) the state in `directory`, which is created 0700.
     /// `segmentSize` is for tests: how large an outbox segment grows before the next one starts.
-    public init(directory: String, segmentSize: Int64 = 64 << 20) throws(StateError) {
+    public init(directory: String, segmentSize: Int64 = 64 << 20, access: Access = .owner) throws(StateError) {
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
             do {
@@ -102,6 +118,7 @@ public final class StateStore: Sendable {
             throw StateError("state_directory \(directory) exists and is not a directory")
         }
         path = (directory as NSString).appendingPathComponent("state.sqlite")
+        lock = access == .owner ? try Self.lock(directory) : nil
         var configuration = GRDB.Configuration()
         configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
@@ -118,9 +135,30 @@ public final class StateStore: Sendable {
             throw StateError("cannot open the state database \(path): \(error); check permissions and free space; it is never reset automatically")
         }
         log = try OutboxLog(directory: (directory as NSString).appendingPathComponent("outbox"), segmentSize: segmentSize)
+        guard access == .owner else { return }
         let (end, oldest) = try read { db in (try Self.end(db), try Int64.fetchOne(db, sql: "SELECT min(segment) FROM sink_position")) }
         try log.recover(end: end, oldest: oldest ?? end.segment)
         try convertOutboxTable()
+    }
+
+    deinit {
+        if let lock { close(lock) }
+    }
+
+    /// Takes the state directory's lock (`flock` on `lock`, released when the process ends,
+    /// however it ends), or says who has it.
+    private static func lock(_ directory: String) throws(StateError) -> Int32 {
+        let file = (directory as NSString).appendingPathComponent("lock")
+        let descriptor = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw StateError("cannot open \(file): \(String(cString: strerror(errno)))") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let reason = errno == EWOULDBLOCK
+                ? "another process (a running defender-alertd, or poll-once) is using the state directory \(directory); stop it first (`systemctl stop defender-alertd`)"
+                : "cannot lock \(file): \(String(cString: strerror(errno)))"
+            close(descriptor)
+            throw StateError(reason)
+        }
+        return descriptor
     }
 
     private static var migrator: DatabaseMigrator {
