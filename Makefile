@@ -38,6 +38,9 @@ DEB_PACKAGES = debhelper lintian dpkg-dev groff-base
 RELIABILITY_PACKAGES = libfaketime strace
 # The benchmark driver runs on Debian's Python (matplotlib for the plot, requests for the peer).
 BENCH_PACKAGES = python3-matplotlib python3-requests curl
+# promtool, for the alert rules test (deps-promtool).
+PROMTOOL_DIR = .build/tools/prometheus
+PROMTOOL     = $(PROMTOOL_DIR)/root/usr/bin/promtool
 # What debhelper leaves in debian/ while it builds the package.
 DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-build-stamp debian/files debian/*.substvars debian/*.debhelper
 # `make demo DEMO_SECONDS=15` stops the demo with SIGINT after that long (as Ctrl-C would);
@@ -45,7 +48,7 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 DEMO_SECONDS ?=
 DEMO_API ?= mde
 
-.PHONY: deps deps-deb deps-bench deps-reliability bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-alongside-release docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: deps deps-deb deps-bench deps-reliability deps-promtool bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-alongside-release docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
 ## deps: install the Debian packages the build and the tests need, when missing
 deps:
@@ -76,7 +79,7 @@ systemd-test: build deb
 ## then the release build for the .deb alongside the parts that need only the debug build
 ## (two jobs: those mostly wait on processes, which leaves the CPU to the compiler), then the
 ## parts that need the .deb, then the tests.
-test: deps deps-deb deps-bench deps-reliability build
+test: deps deps-deb deps-bench deps-reliability deps-promtool build
 	$(MAKE) --no-print-directory -j2 --output-sync=target deb test-alongside-release
 	MANPATH=$(CURDIR)/$(GENERATED): scripts/check-units.sh $(BINARY)
 	scripts/install-check.sh $(DEB)
@@ -136,6 +139,16 @@ deps-bench:
 
 deps-reliability:
 	@scripts/apt-install.sh $(RELIABILITY_PACKAGES)
+
+## deps-promtool: Prometheus's promtool, which checks and tests the README's alert rules, taken
+## out of Debian's prometheus package into $(PROMTOOL_DIR) (installing the package would start
+## a Prometheus server, and its recommends an exporter)
+deps-promtool: $(PROMTOOL)
+$(PROMTOOL):
+	@rm -rf $(PROMTOOL_DIR) && mkdir -p $(PROMTOOL_DIR)/deb
+	@cd $(PROMTOOL_DIR)/deb && apt-get download prometheus >/dev/null 2>&1 || { $(if $(filter 0,$(shell id -u)),,sudo )apt-get update -qq && apt-get download prometheus; }
+	@dpkg-deb -x $(PROMTOOL_DIR)/deb/prometheus_*.deb $(PROMTOOL_DIR)/root && rm -rf $(PROMTOOL_DIR)/deb
+	@$(PROMTOOL) --version 2>&1 | head -n 1
 
 ## reliability-smoke: the reliability table, short version (reliability/run.py --quick: every
 ## fault row with small counts; about 4 minutes; part of make test)

@@ -204,7 +204,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["TestSupport", "OrderedJSON"],
+            dependencies: ["TestSupport", "OrderedJSON", "Telemetry"],
             swiftSettings: strictSettings
         ),
     ]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The demo as a person runs it, bounded: `make demo DEMO_SECONDS=N` from the repository root,
 # stopped with SIGINT after N seconds. Passes when the daemon exited 0, the console showed
-# one summary line per alert, the file sink holds the same alerts as JSON envelopes, and no
-# log line has the level error or critical. Port 8080 is taken meanwhile. Run twice: as it is
+# one summary line per alert, the file sink holds the same alerts as JSON envelopes, its
+# /healthz answered 200 while it ran, and no log line has the level error or critical. Port 8080 is taken meanwhile. Run twice: as it is
 # (the MDE API) and with DEMO_API=graph (Microsoft Graph security/alerts_v2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +19,20 @@ blocker=$!
 trap 'kill $blocker 2>/dev/null; rm -f "$out" "$err"' EXIT
 
 for api in mde graph; do
+make --no-print-directory demo DEMO_SECONDS="$seconds" DEMO_API="$api" > "$out" 2> "$err" &
+demo=$!
+# While it runs: the health endpoint the demo prints answers 200.
+health=""
+while kill -0 "$demo" 2>/dev/null; do
+    port=$(sed -n 's|^Metrics: curl http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$out")
+    [ -n "$port" ] && health=$(curl -s --max-time 2 "http://127.0.0.1:$port/healthz" || true)
+    [ "$health" = '{"status":"ok"}' ] && break
+    sleep 0.2
+done
 status=0
-make --no-print-directory demo DEMO_SECONDS="$seconds" DEMO_API="$api" > "$out" 2> "$err" || status=$?
+wait "$demo" || status=$?
 [ "$status" = 0 ] || fail "make demo DEMO_API=$api exited $status"
+[ "$health" = '{"status":"ok"}' ] || fail "the demo's /healthz answered \"$health\""
 
 python3 - "$api" "$out" "$err" .demo/alerts.jsonl <<'PY' || fail "see above"
 import json, re, sys
@@ -45,5 +56,5 @@ if any(m.group(3) == "-" for m in console): errors.append("a summary line withou
 for e in errors: print("demo-check:", e)
 sys.exit(1 if errors else 0)
 PY
-echo "demo-check: ok: make demo DEMO_API=$api ran ${seconds}s, stopped by SIGINT, exit 0"
+echo "demo-check: ok: make demo DEMO_API=$api ran ${seconds}s, /healthz 200, stopped by SIGINT, exit 0"
 done

@@ -30,7 +30,9 @@ for _ in $(seq 1 100); do grep -q '^listening ' "$demo/simulator.log" 2>/dev/nul
 base=$(sed -n 's/^listening //p' "$demo/simulator.log")
 [ -n "$base" ] || { echo "the simulator did not start:"; cat "$demo/simulator.log"; exit 1; }
 install -m 0644 /dev/null "$demo/demo.toml"
-sed -e "s|http://127.0.0.1:8080|$base|g" -e "s|^api = \"mde\"|api = \"$api\"|" config/demo.toml > "$demo/demo.toml"
+metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed -e "s|http://127.0.0.1:8080|$base|g" -e "s|^api = \"mde\"|api = \"$api\"|" \
+    -e "s|^metrics_listen = \"127.0.0.1:9464\"|metrics_listen = \"127.0.0.1:$metrics_port\"|" config/demo.toml > "$demo/demo.toml"
 
 "$bin/defender-alertd" check-config --config "$demo/demo.toml"
 echo
@@ -38,6 +40,7 @@ echo "defender-sim on $base: 40 alerts in the last hour, then 20 a minute (25% u
 echo "read through $([ "$api" = graph ] && echo "Microsoft Graph security/alerts_v2 (DEMO_API=graph)" || echo "the MDE alerts API (DEMO_API=graph: through Microsoft Graph)")."
 echo "Each alert appears below as one line (time, event, severity, title, device, id) and in"
 echo "$demo/alerts.jsonl as the full JSON Defender returned. Ctrl-C stops both."
+echo "Metrics: curl http://127.0.0.1:$metrics_port/metrics   health: curl http://127.0.0.1:$metrics_port/healthz"
 echo
 if [ -z "$seconds" ]; then
     "$bin/defender-alertd" run --config "$demo/demo.toml" --log-target stderr

@@ -61,7 +61,7 @@ extension MetricFamily {
         labels: tenantAPI + ["result"])
     public static let visibilityLag = MetricFamily(
         "defender_alertd_visibility_lag_seconds", .histogram,
-        "Time from an alert's lastUpdateTime to the poll that first saw it (by the API server's clock).",
+        "Time from an alert's lastUpdateTime to the poll that first saw it (by the API server's clock); the history of a first poll is not counted.",
         labels: tenantAPI, buckets: [1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400])
 
     // MARK: Polls and the API
