@@ -222,23 +222,23 @@ public final class Pipeline: Service, CustomStringConvertible {
     private func runSweeps(_ poller: TenantPoller, stop: @escaping @Sendable () -> Bool) async {
         let tenant = poller.tenant
         let every = tenant.reconcileEvery
+        // The next sweep as this task knows it: kept even when the database cannot store it,
+        // so a failing write never turns into sweep after sweep.
+        var notBefore = Date.distantPast
         while !stop(), !Task.isCancelled {
-            let schedule: StateStore.Reconciliation
+            var schedule = StateStore.Reconciliation(due: max(notBefore, Date().addingTimeInterval(every.inSeconds)))
             do {
                 if let known = try store.reconciliation(tenant: tenant.name), known.due.timeIntervalSinceNow <= every.inSeconds {
                     schedule = known
                 } else {
                     // None yet, or one further away than an interval (the clock was set back).
-                    let due = Date().addingTimeInterval(every.inSeconds)
-                    try store.scheduleReconciliation(tenant: tenant.name, due: due)
-                    schedule = StateStore.Reconciliation(due: due)
+                    try store.scheduleReconciliation(tenant: tenant.name, due: schedule.due)
                 }
             } catch {
-                logger.error("reconciliation schedule: \(error)", metadata: ["tenant": "\(tenant.name)"])
-                guard (try? await clock.sleep(.seconds(60))) != nil else { return }
-                continue
+                logger.error("the reconciliation schedule cannot be read or stored: \(error)", metadata: ["tenant": "\(tenant.name)"])
             }
-            let wait = schedule.due.timeIntervalSinceNow
+            notBefore = max(notBefore, min(schedule.due, Date().addingTimeInterval(every.inSeconds)))
+            let wait = max(schedule.due, notBefore).timeIntervalSinceNow
             if wait > 0 {
                 guard (try? await clock.sleep(.milliseconds(Int64(min(wait, 60) * 1000)))) != nil else { return }
                 continue
@@ -246,13 +246,20 @@ public final class Pipeline: Service, CustomStringConvertible {
             let outcome = await poller.reconcile(previousFound: schedule.found ?? 0)
             if stop() || Task.isCancelled { return }
             let now = Date()
+            var swept: (at: Date, found: Int)?
             switch outcome {
             case .completed(let found, _):
-                try? store.scheduleReconciliation(tenant: tenant.name, due: now.addingTimeInterval(every.inSeconds), sweptAt: now, found: found)
+                notBefore = now.addingTimeInterval(every.inSeconds)
+                swept = (now, found)
             case .skipped:
-                try? store.scheduleReconciliation(tenant: tenant.name, due: now.addingTimeInterval(every.inSeconds))
+                notBefore = now.addingTimeInterval(every.inSeconds)
             case .failed:
-                try? store.scheduleReconciliation(tenant: tenant.name, due: now.addingTimeInterval(min(every, .seconds(600)).inSeconds))
+                notBefore = now.addingTimeInterval(min(every, .seconds(600)).inSeconds)
+            }
+            do {
+                try store.scheduleReconciliation(tenant: tenant.name, due: notBefore, sweptAt: swept?.at, found: swept?.found)
+            } catch {
+                logger.error("the reconciliation schedule cannot be stored (the next sweep is kept in memory): \(error)", metadata: ["tenant": "\(tenant.name)"])
             }
         }
     }
