@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Prometheus
+import Synchronization
 
 /// The daemon's metrics: counted through swift-metrics (`Counter`, `Meter`, `Timer`,
 /// `Recorder`) on a Prometheus registry of its own (not the process-wide `MetricsSystem`, so
@@ -12,6 +13,33 @@ import Prometheus
 public final class Telemetry: Sendable {
     public let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
+    /// Every series made, by family and label values: made once, and destroyed (no longer
+    /// shown) when its tenant or sink is no longer configured (``retain(_:values:)``).
+    private let handles = Mutex<[SeriesKey: Handle]>([:])
+
+    private struct SeriesKey: Hashable {
+        var family: String
+        var labels: [String]
+    }
+
+    private enum Handle: @unchecked Sendable {
+        // @unchecked: swift-metrics' handles are thread-safe classes.
+        case counter(CoreMetrics.Counter)
+        case fraction(FloatingPointCounter)
+        case gauge(Meter)
+        case timer(CoreMetrics.Timer)
+        case histogram(Recorder)
+
+        func destroy() {
+            switch self {
+            case .counter(let handle): handle.destroy()
+            case .fraction(let handle): handle.destroy()
+            case .gauge(let handle): handle.destroy()
+            case .timer(let handle): handle.destroy()
+            case .histogram(let handle): handle.destroy()
+            }
+        }
+    }
 
     public init() {
         registry = PrometheusCollectorRegistry()
@@ -28,29 +56,70 @@ public final class Telemetry: Sendable {
 
     /// A counter of `family` (kind counter) for these label values, in the family's label order.
     public func counter(_ family: MetricFamily, _ values: [String] = []) -> CoreMetrics.Counter {
-        CoreMetrics.Counter(label: family.name, dimensions: dimensions(family, .counter, values), factory: factory)
+        guard case .counter(let handle) = series(family, .counter, values, {
+            .counter(CoreMetrics.Counter(label: family.name, dimensions: $0, factory: factory))
+        }) else { preconditionFailure("\(family) is made by counter(_:_:)") }
+        return handle
     }
 
     /// A counter of `family` that counts fractions (seconds).
     public func fractionCounter(_ family: MetricFamily, _ values: [String] = []) -> FloatingPointCounter {
-        FloatingPointCounter(label: family.name, dimensions: dimensions(family, .counter, values), factory: factory)
+        guard case .fraction(let handle) = series(family, .counter, values, {
+            .fraction(FloatingPointCounter(label: family.name, dimensions: $0, factory: factory))
+        }) else { preconditionFailure("\(family) is made by fractionCounter(_:_:)") }
+        return handle
     }
 
     /// A gauge of `family`.
     public func gauge(_ family: MetricFamily, _ values: [String] = []) -> Meter {
-        Meter(label: family.name, dimensions: dimensions(family, .gauge, values), factory: factory)
+        guard case .gauge(let handle) = series(family, .gauge, values, {
+            .gauge(Meter(label: family.name, dimensions: $0, factory: factory))
+        }) else { preconditionFailure("\(family) is a gauge") }
+        return handle
     }
 
     /// A histogram of durations (`family` in seconds).
     public func timer(_ family: MetricFamily, _ values: [String] = []) -> CoreMetrics.Timer {
         precondition(family.isDuration, "\(family) is not a histogram of seconds")
-        return CoreMetrics.Timer(label: family.name, dimensions: dimensions(family, .histogram, values), factory: factory)
+        guard case .timer(let handle) = series(family, .histogram, values, {
+            .timer(CoreMetrics.Timer(label: family.name, dimensions: $0, factory: factory))
+        }) else { preconditionFailure("\(family) is a histogram of seconds") }
+        return handle
     }
 
     /// A histogram of values (counts).
     public func histogram(_ family: MetricFamily, _ values: [String] = []) -> Recorder {
         precondition(!family.isDuration, "\(family) is a histogram of seconds: use timer(_:_:)")
-        return Recorder(label: family.name, dimensions: dimensions(family, .histogram, values), aggregate: true, factory: factory)
+        guard case .histogram(let handle) = series(family, .histogram, values, {
+            .histogram(Recorder(label: family.name, dimensions: $0, aggregate: true, factory: factory))
+        }) else { preconditionFailure("\(family) is a histogram of values") }
+        return handle
+    }
+
+    /// Stops showing every series whose label `label` (`tenant`, `sink`) has a value not in
+    /// `values`: a tenant or sink a reload removed leaves no gauge behind for a rule to fire on.
+    public func retain(_ label: String, values: Set<String>) {
+        let forgotten = handles.withLock { handles in
+            let gone = handles.filter { key, _ in
+                guard let family = MetricFamily.named(key.family), let index = family.labels.firstIndex(of: label) else { return false }
+                return !values.contains(key.labels[index])
+            }
+            for key in gone.keys { handles.removeValue(forKey: key) }
+            return Array(gone.values)
+        }
+        for handle in forgotten { handle.destroy() }
+    }
+
+    private func series(_ family: MetricFamily, _ kind: MetricFamily.Kind, _ values: [String],
+                        _ make: ([(String, String)]) -> Handle) -> Handle {
+        let dimensions = dimensions(family, kind, values)
+        return handles.withLock { handles in
+            let key = SeriesKey(family: family.name, labels: values)
+            if let handle = handles[key] { return handle }
+            let handle = make(dimensions)
+            handles[key] = handle
+            return handle
+        }
     }
 
     private func dimensions(_ family: MetricFamily, _ kind: MetricFamily.Kind, _ values: [String]) -> [(String, String)] {

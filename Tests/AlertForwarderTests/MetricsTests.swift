@@ -76,6 +76,24 @@ struct MetricsTests {
         #expect(!other.exposition(.prometheus).contains("siem"))
     }
 
+    @Test func aTenantOrSinkNoLongerConfiguredLeavesNoSeriesBehind() {
+        let telemetry = Telemetry()
+        for sink in ["archive", "siem"] { SinkMetrics(telemetry: telemetry, sink: sink).failed(kind: "retryable") }
+        for tenant in ["contoso", "fabrikam"] {
+            TenantMetrics(telemetry: telemetry, tenant: tenant, api: "mde").poll(result: "ok", duration: .seconds(1), pages: 1, at: Date())
+        }
+        // A reload removed siem and fabrikam: a rule on sink_failing or the last poll must not fire for them.
+        telemetry.retain("sink", values: ["archive"])
+        telemetry.retain("tenant", values: ["contoso"])
+        let text = telemetry.exposition(.prometheus)
+        #expect(text.contains(#"defender_alertd_sink_failing{sink="archive"} 1"#))
+        #expect(!text.contains("siem") && !text.contains("fabrikam"), "\(text)")
+        #expect(text.contains(#"defender_alertd_last_successful_poll_timestamp_seconds{tenant="contoso",api="mde"}"#))
+        // Configured again, they start afresh.
+        SinkMetrics(telemetry: telemetry, sink: "siem").delivered(2, deadLettered: 0)
+        #expect(telemetry.exposition(.prometheus).contains(#"defender_alertd_alerts_delivered_total{sink="siem"} 2"#))
+    }
+
     @Test func theProcessIsReadFromProc() throws {
         let stats = try #require(ProcessStats.current())
         #expect(stats.residentBytes > 1_000_000 && stats.threads >= 1 && stats.openFileDescriptors >= 3)

@@ -103,6 +103,8 @@ public final class Pipeline: Service, CustomStringConvertible {
             logger.error("\(error)")
         }
         status.retain(tenants: Set(configuration.tenants.map(\.name)), sinks: sinkNames)
+        telemetry.retain("tenant", values: Set(configuration.tenants.map(\.name)))
+        telemetry.retain("sink", values: sinkNames)
         for component in health.registeredComponents where component.hasPrefix("poller:") || component.hasPrefix("sink:") {
             health.deregister(component)
         }
