@@ -178,6 +178,17 @@ struct MetricsEndpointTests {
         #expect(try show().firstMatch(of: /next sweep (\S+)/).map { String($0.1) } == scheduled, "a restart moved the sweep")
     }
 
+    @Test func checkConfigSaysWhereMetricsAreServedAndHowEachTenantReconciles() throws {
+        let fixture = ConfigFixture()
+        let path = fixture.writeConfiguration("[service]\nmetrics_listen = \"0.0.0.0:9464\"\n\n" + ConfigFixture.tenant + "\nreconcile_every = \"30m\"\n\n"
+                                              + ConfigFixture.tenant.replacingOccurrences(of: "\"contoso\"", with: "\"fabrikam\"") + "\nreconcile_every = \"0\"\n\n" + ConfigFixture.sink)
+        let result = try DaemonProcess.run(["check-config", "--config", path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("metrics and health at 0.0.0.0:9464 (not loopback: reachable from the network)"), "\(result.stdout)")
+        #expect(result.stdout.contains("-> journal; reconcile every 30m over 1d"), "\(result.stdout)")
+        #expect(result.stdout.contains("-> journal; no reconciliation"), "\(result.stdout)")
+    }
+
     @Test func checkConfigNamesBadMetricsAndReconciliationKeysWithFileAndLine() throws {
         let fixture = ConfigFixture()
         let path = fixture.writeConfiguration("""
