@@ -109,6 +109,11 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var callsIgnoringRetryAfter = 0
     public var alertsServed = 0
     public var faultsInjected = 0
+    /// User context: polls of `/token` with a device code, refresh tokens redeemed, and
+    /// refresh tokens redeemed again after they had been rotated (a client that lost the new one).
+    public var deviceCodePolls = 0
+    public var refreshTokensRedeemed = 0
+    public var refreshTokensReused = 0
 
     /// Total requests to an endpoint.
     public func total(_ endpoint: String) -> Int {

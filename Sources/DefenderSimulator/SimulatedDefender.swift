@@ -20,6 +20,8 @@ public struct SimulatorConfiguration: Sendable {
     public var graphResultOrder = ResultOrder.newestFirst
     /// Graph's limit for alerts under `/security`: 150 requests a minute per app and tenant [GT].
     public var graphRateLimitPerMinute = 150
+    /// Users who can sign in with the device code flow (user context).
+    public var users: [SimulatedUser] = []
 
     /// The tenant of the shared fixtures.
     public static let defaultTenant = SimulatedTenant(
@@ -57,6 +59,7 @@ public actor SimulatedDefender {
         self.clock = clock
         seed = configuration.seed
         tokens = TokenEndpoint(tenants: configuration.tenants, apps: configuration.apps, tokenLifetime: configuration.tokenLifetime)
+        tokens.delegated.users = configuration.users
         limiter = RateLimiter(perMinute: configuration.rateLimitPerMinute, perHour: configuration.rateLimitPerHour)
         faults = configuration.faults
         resultOrder = configuration.resultOrder
@@ -83,6 +86,13 @@ public actor SimulatedDefender {
         case (_, let s) where s.count == 4 && s[1] == "oauth2" && s[2] == "v2.0" && s[3] == "token":
             endpoint = "token_v2"
             outcome = token(request, tenant: s[0], version: .v2)
+        case (_, let s) where s.count == 4 && s[1] == "oauth2" && s[2] == "v2.0" && s[3] == "devicecode":
+            endpoint = "devicecode"
+            if let injected = injectFault(for: .token, request: request) {
+                outcome = injected
+            } else {
+                outcome = SimulatorOutcome(tokens.deviceAuthorization(request, tenantName: s[0], now: clock.now()))
+            }
         case ("GET", let s) where s.count == 4 && s[1] == "v2.0" && s[2] == ".well-known" && s[3] == "openid-configuration":
             endpoint = "openid"
             outcome = SimulatorOutcome(openIDConfiguration(request, tenant: s[0]))
@@ -153,8 +163,15 @@ public actor SimulatedDefender {
         guard token.audience == Resource.defender else {
             return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The application token has the wrong audience '\(token.audience)'; request a token for \(Resource.defender)."))
         }
-        guard token.roles.contains("Alert.Read.All") || token.roles.contains("Alert.ReadWrite.All") else {
-            return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The application does not have any of the required application permissions (Alert.ReadWrite.All, Alert.Read.All) to access the resource."))
+        if token.user != nil {
+            // User context: the delegated permission, and only the device groups the user may see.
+            guard token.scopes.contains("Alert.Read") || token.scopes.contains("Alert.ReadWrite") else {
+                return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The user token does not have any of the required delegated permissions (Alert.ReadWrite, Alert.Read) to access the resource."))
+            }
+        } else {
+            guard token.roles.contains("Alert.Read.All") || token.roles.contains("Alert.ReadWrite.All") else {
+                return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The application does not have any of the required application permissions (Alert.ReadWrite.All, Alert.Read.All) to access the resource."))
+            }
         }
         if let seconds = admit(token, to: &limiter, now: now) {
             return SimulatorOutcome(.apiError(429, code: "TooManyRequests",
@@ -168,7 +185,7 @@ public actor SimulatedDefender {
             return SimulatorOutcome(.apiError(400, code: "ODataError", message: error.message))
         }
         player.advance(to: now, store: &store)
-        let page = store.query(query, now: now, order: resultOrder, random: &random)
+        let page = store.query(query, now: now, order: resultOrder, deviceGroups: token.user?.deviceGroups.map(Set.init), random: &random)
         counters.alertsServed += page.count
         let body = JSONValue.object([("@odata.context", .string("\(request.baseURL)/api/$metadata#Alerts")), ("value", .array(page))])
         var response = SimulatorResponse.json(200, body, contentType: "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8",
@@ -194,7 +211,8 @@ public actor SimulatedDefender {
         guard token.audience == Resource.graph else {
             return SimulatorOutcome(.graphError(401, code: "InvalidAuthenticationToken", message: "Access token validation failure. Invalid audience.", now: date))
         }
-        guard token.roles.contains("SecurityAlert.Read.All") || token.roles.contains("SecurityAlert.ReadWrite.All") else {
+        let permissions = token.user == nil ? token.roles : token.scopes
+        guard permissions.contains("SecurityAlert.Read.All") || permissions.contains("SecurityAlert.ReadWrite.All") else {
             return SimulatorOutcome(.graphError(403, code: "Forbidden", message: "Missing application roles. API required roles: SecurityAlert.Read.All,SecurityAlert.ReadWrite.All. application roles: \(token.roles.joined(separator: ",")).", now: date))
         }
         if let seconds = admit(token, to: &graphLimiter, now: now) {
@@ -207,7 +225,7 @@ public actor SimulatedDefender {
             return SimulatorOutcome(.graphError(400, code: "BadRequest", message: error.message, now: date))
         }
         player.advance(to: now, store: &store)
-        let (page, total) = store.graphQuery(query, now: now, order: graphResultOrder, random: &random)
+        let (page, total) = store.graphQuery(query, now: now, order: graphResultOrder, deviceGroups: token.user?.deviceGroups.map(Set.init), random: &random)
         counters.alertsServed += page.count
         let base = "\(request.baseURL)/v1.0/security/alerts_v2"
         var members: [(String, JSONValue)] = [("@odata.context", .string("\(request.baseURL)/v1.0/$metadata#security/alerts_v2"))]
@@ -446,6 +464,28 @@ public actor SimulatedDefender {
         for key in tokens.issued.keys { tokens.issued[key]?.revoked = true }
     }
 
+    /// Adds (or replaces) a user who can sign in with the device code flow.
+    public func add(_ user: SimulatedUser) throws(SimulatorSetupError) {
+        guard tokens.tenants.contains(where: { $0.id == user.tenantID }) else { throw SimulatorSetupError("unknown tenant \(user.tenantID)") }
+        tokens.delegated.users.removeAll { $0.userPrincipalName == user.userPrincipalName && $0.tenantID == user.tenantID }
+        tokens.delegated.users.append(user)
+    }
+
+    /// Approves the pending sign-in with `userCode` as `user`, or declines it (`user` nil).
+    public func decideDeviceCode(_ userCode: String, user: String?) throws(SimulatorSetupError) {
+        try tokens.decide(userCode: userCode, user: user)
+    }
+
+    /// Revokes every refresh and access token of a user (a password reset, an admin's revocation).
+    public func revokeUser(_ user: String) throws(SimulatorSetupError) {
+        try tokens.revoke(user: user)
+    }
+
+    /// Polls answered `slow_down` when they come sooner than `interval` (RFC 8628 §3.5).
+    public func setDeviceCodeSlowDown(_ on: Bool) {
+        tokens.delegated.slowDown = on
+    }
+
     public func register(_ app: RegisteredApp) throws(SimulatorSetupError) {
         guard tokens.tenants.contains(where: { $0.id == app.tenantID }) else {
             throw SimulatorSetupError("unknown tenant \(app.tenantID)")
@@ -463,5 +503,11 @@ public actor SimulatedDefender {
         player.seedBacklog(into: &store)
     }
 
-    public var counterSnapshot: SimulatorCounters { counters }
+    public var counterSnapshot: SimulatorCounters {
+        var snapshot = counters
+        snapshot.deviceCodePolls = tokens.delegated.polls
+        snapshot.refreshTokensRedeemed = tokens.delegated.redeemed
+        snapshot.refreshTokensReused = tokens.delegated.reused
+        return snapshot
+    }
 }

@@ -82,8 +82,31 @@ extension SimulatedDefender {
                                     certificates: certificates)
             if case .array(let roles)? = body["roles"] { app.roles = roles.compactMap(\.stringValue) }
             if case .array(let roles)? = body["graphRoles"] { app.graphRoles = roles.compactMap(\.stringValue) }
+            if case .bool(let isPublic)? = body["isPublicClient"] { app.isPublicClient = isPublic }
+            if case .array(let scopes)? = body["delegatedScopes"] { app.delegatedScopes = scopes.compactMap(\.stringValue) }
+            if case .array(let scopes)? = body["graphDelegatedScopes"] { app.graphDelegatedScopes = scopes.compactMap(\.stringValue) }
             try register(app)
             return .json(201, .object([("ok", .bool(true))]))
+        case ("POST", ["users"]):
+            guard let upn = body["userPrincipalName"]?.stringValue else { throw SimulatorSetupError("a user needs userPrincipalName") }
+            var groups: [String]?
+            if case .array(let values)? = body["deviceGroups"] { groups = values.compactMap(\.stringValue) }
+            try add(SimulatedUser(tenantID: body["tenantId"]?.stringValue ?? SimulatorConfiguration.defaultTenant.id, userPrincipalName: upn,
+                                  displayName: body["displayName"]?.stringValue, deviceGroups: groups))
+            return .json(201, .object([("ok", .bool(true))]))
+        case ("POST", ["users", "revoke"]):
+            guard let upn = body["userPrincipalName"]?.stringValue else { throw SimulatorSetupError("expected {\"userPrincipalName\": ...}") }
+            try revokeUser(upn)
+            return .json(200, .object([("ok", .bool(true))]))
+        case ("POST", ["devicecode", "approve"]), ("POST", ["devicecode", "decline"]):
+            guard let code = body["userCode"]?.stringValue else { throw SimulatorSetupError("expected {\"userCode\": ...}") }
+            let user = body["userPrincipalName"]?.stringValue
+            if segments[1] == "approve", user == nil { throw SimulatorSetupError("approving needs userPrincipalName") }
+            try decideDeviceCode(code, user: segments[1] == "approve" ? user : nil)
+            return .json(200, .object([("ok", .bool(true))]))
+        case ("POST", ["devicecode", "slow-down"]):
+            setDeviceCodeSlowDown(body["on"] != .bool(false))
+            return .json(200, .object([("ok", .bool(true))]))
         case ("POST", ["clock", "advance"]):
             guard let seconds = Self.double(body["seconds"]), seconds >= 0 else { throw SimulatorSetupError("seconds must be a non-negative number") }
             clock.advance(seconds: seconds)

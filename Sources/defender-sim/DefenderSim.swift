@@ -12,9 +12,10 @@ struct DefenderSim: AsyncParsableCommand {
         abstract: "A local simulator of Entra ID token endpoints and the Defender for Endpoint alerts API, with scenarios and faults.",
         discussion: """
             Listens on loopback only. Endpoints: POST /{tenant}/oauth2/token (v1), POST /{tenant}/oauth2/v2.0/token (v2), \
-            GET /{tenant}/v2.0/.well-known/openid-configuration, GET /api/alerts and /api/v1.0/alerts, and the control API \
-            under /_simulator/ (GET counters, GET|POST alerts, POST alerts/{id}, POST|DELETE faults, POST tokens/revoke, \
-            POST scenario, POST apps, POST clock/advance, POST order).
+            POST /{tenant}/oauth2/v2.0/devicecode, GET /{tenant}/v2.0/.well-known/openid-configuration, GET /api/alerts and \
+            /api/v1.0/alerts, GET /v1.0/security/alerts_v2, and the control API under /_simulator/ (GET counters, GET|POST alerts, \
+            POST alerts/{id}, POST|DELETE faults, POST tokens/revoke, POST scenario, POST apps, POST clock/advance, POST order, \
+            POST users, POST users/revoke, POST devicecode/approve|decline|slow-down).
 
             Faults (--fault, repeatable): TARGET:KIND[:key=value,...] with TARGET token|alerts|any and KIND \
             status|rate-limit|delay|stall|truncated|invalid-json|wrong-content-type|echo|lone-surrogate|invalid-utf8|deep-nesting|wrong-audience; keys: status, retryAfter, retryAfterDate (true: an HTTP date), seconds, \

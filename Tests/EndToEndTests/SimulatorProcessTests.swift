@@ -59,6 +59,38 @@ struct SimulatorProcessTests {
         #expect(simulator.waitForExit(timeout: .seconds(30)) == 0)
     }
 
+    @Test func msalSignsAUserInWithTheDeviceCodeFlowAndRedeemsTheRefreshToken() throws {
+        let ca = directory.file("ca.pem")
+        let (simulator, base) = try startSimulator(["--tls", "--ca-out", ca, "--client-secret", "unused-secret", "--backlog", "0"])
+        let publicClient = "0a6e9f2c-51d4-4c7e-9b8a-3f2e1d0c9b8a"
+        let control = { (path: String, body: String) throws -> String in
+            try DaemonProcess.curl(["-s", "--max-time", "10", "--cacert", ca, "-H", "Content-Type: application/json", "-d", body,
+                                    "\(base)/_simulator/\(path)"]).stdout
+        }
+        _ = try control("apps", #"{"tenantId": "\#(Self.tenant)", "clientId": "\#(publicClient)", "isPublicClient": true}"#)
+        _ = try control("users", #"{"userPrincipalName": "analyst@contoso.com", "displayName": "Ana Lyst"}"#)
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] { environment[name] = nil }
+        let client = try DaemonProcess(["python3", repositoryRoot + "/Tests/Clients/msal_device_flow.py", base, Self.tenant, publicClient, ca],
+                                       environment: environment, path: "/usr/bin/env")
+        let userCode = try #require(client.waitForLine(startingWith: "user_code "), "\(client.stdout) \(client.stderr)")
+        #expect(try control("devicecode/approve", #"{"userCode": "\#(userCode)", "userPrincipalName": "analyst@contoso.com"}"#).contains("ok"))
+        #expect(client.waitForExit(timeout: .seconds(60)) == 0, "\(client.stdout) \(client.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data((client.stdout.split(separator: "\n").last ?? "").utf8)) as? [String: Any]
+        let claims = summary?["claims"] as? [String: Any]
+        #expect(claims?["scp"] as? String == "Alert.Read")
+        #expect(claims?["upn"] as? String == "analyst@contoso.com")
+        #expect(claims?["roles"] == nil)
+        #expect(summary?["username"] as? String == "analyst@contoso.com")  // from the ID token
+        #expect(summary?["renewed"] as? Bool == true)  // the refresh token redeemed
+        let read = try DaemonProcess.curl(["-s", "--max-time", "10", "--cacert", ca, "\(base)/_simulator/counters"]).stdout
+        let counters = try JSONSerialization.jsonObject(with: Data(read.utf8)) as? [String: Any]
+        #expect(counters?["refreshTokensRedeemed"] as? Int == 1)
+        #expect((counters?["deviceCodePolls"] as? Int ?? 0) >= 1)
+        simulator.signal(SIGTERM)
+        #expect(simulator.waitForExit(timeout: .seconds(30)) == 0)
+    }
+
     @Test func stallsAndTruncationHappenOnTheWire() throws {
         let (simulator, base) = try startSimulator(["--fault", "alerts:stall:count=1", "--fault", "alerts:truncated:count=1"])
         // The fault fires before authentication, like a broken gateway in front of the API.

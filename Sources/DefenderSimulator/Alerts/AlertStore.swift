@@ -47,10 +47,15 @@ struct AlertStore {
         positions[id].map { alerts[$0] }
     }
 
-    /// The alerts visible at `now` that match the query, in `order`, after `$skip` and `$top`.
-    func query(_ query: AlertsQuery, now: Timestamp, order: ResultOrder = .creation, random: inout SeededRandom) -> [JSONValue] {
-        guard order != .creation else { return self.query(query, now: now) }
-        var matched = alerts.filter { !$0.graphOnly && $0.visibleFrom <= now && (query.filter?.matches($0.object) ?? true) }
+    /// The alerts visible at `now` that match the query, in `order`, after `$skip` and `$top`;
+    /// with `deviceGroups`, only those of the groups a signed-in user may see (before paging, as
+    /// the API filters them).
+    func query(_ query: AlertsQuery, now: Timestamp, order: ResultOrder = .creation, deviceGroups: Set<String>? = nil,
+               random: inout SeededRandom) -> [JSONValue] {
+        guard order != .creation else { return self.query(query, now: now, deviceGroups: deviceGroups) }
+        var matched = alerts.filter {
+            !$0.graphOnly && $0.visibleFrom <= now && Self.visible($0, to: deviceGroups) && (query.filter?.matches($0.object) ?? true)
+        }
         switch order {
         case .creation: break
         case .oldestFirst: matched.sort { $0.lastUpdateTime < $1.lastUpdateTime }
@@ -66,9 +71,10 @@ struct AlertStore {
 
     /// The Graph view of the alerts visible at `now` that match a `security/alerts_v2` query,
     /// in `order`, after `$skip` and `$top`; and how many match in all (`@odata.count`).
-    func graphQuery(_ query: GraphAlertsQuery, now: Timestamp, order: ResultOrder, random: inout SeededRandom) -> (page: [JSONValue], total: Int) {
+    func graphQuery(_ query: GraphAlertsQuery, now: Timestamp, order: ResultOrder, deviceGroups: Set<String>? = nil,
+                    random: inout SeededRandom) -> (page: [JSONValue], total: Int) {
         var matched: [(object: JSONValue, updated: Timestamp)] = []
-        for alert in alerts where alert.visibleFrom <= now {
+        for alert in alerts where alert.visibleFrom <= now && Self.visible(alert, to: deviceGroups) {
             let object = alert.graphObject
             if query.filter?.matches(object) ?? true { matched.append((object, alert.lastUpdateTime)) }
         }
@@ -82,13 +88,19 @@ struct AlertStore {
         return (Array(page), matched.count)
     }
 
+    /// Whether a user who may see `deviceGroups` (all when nil) sees the alert.
+    static func visible(_ alert: StoredAlert, to deviceGroups: Set<String>?) -> Bool {
+        guard let deviceGroups else { return true }
+        return alert.object["rbacGroupName"]?.stringValue.map(deviceGroups.contains) ?? false
+    }
+
     /// The alerts visible at `now` that match the query, in creation order, after `$skip` and `$top`.
-    func query(_ query: AlertsQuery, now: Timestamp) -> [JSONValue] {
+    func query(_ query: AlertsQuery, now: Timestamp, deviceGroups: Set<String>? = nil) -> [JSONValue] {
         var matched: [JSONValue] = []
         var skipped = 0
         let limit = query.top ?? AlertsQuery.maximumTop
         guard limit > 0 else { return [] }
-        for alert in alerts where !alert.graphOnly && alert.visibleFrom <= now {
+        for alert in alerts where !alert.graphOnly && alert.visibleFrom <= now && Self.visible(alert, to: deviceGroups) {
             guard query.filter?.matches(alert.object) ?? true else { continue }
             if skipped < query.skip {
                 skipped += 1

@@ -59,6 +59,13 @@ public struct RegisteredApp: Sendable {
     public var roles: [String]
     /// Application roles granted on Microsoft Graph.
     public var graphRoles: [String]
+    /// A public client ("Allow public client flows"): it signs users in with the device code
+    /// flow and has no secret to prove at the token endpoint.
+    public var isPublicClient = false
+    /// Delegated permissions consented on WindowsDefenderATP (`Alert.Read`) and on Microsoft
+    /// Graph (`SecurityAlert.Read.All`), for user context.
+    public var delegatedScopes = ["Alert.Read"]
+    public var graphDelegatedScopes = ["SecurityAlert.Read.All"]
 
     public init(tenantID: String, clientID: String, displayName: String = "contoso-mde-forwarder", secrets: [String] = [],
                 certificates: [RegisteredCertificate] = [], roles: [String] = ["Alert.Read.All"],

@@ -7,9 +7,13 @@ struct IssuedToken: Sendable {
     var tenantID: String
     var clientID: String
     var audience: String
+    /// Application permissions (`roles`, app-only tokens).
     var roles: [String]
     var expiresAt: Timestamp
     var revoked = false
+    /// Delegated permissions (`scp`) and the signed-in user, for a token issued to a user.
+    var scopes: [String] = []
+    var user: SimulatedUser? = nil
 }
 
 /// Which token endpoint a request came to.
@@ -17,13 +21,16 @@ public enum TokenEndpointVersion: String, Sendable {
     case v1, v2
 }
 
-/// The simulated Entra ID token endpoint (client credentials grant only).
+/// The simulated Entra ID token endpoint: the client credentials grant (app context), and
+/// the device code and refresh token grants (user context, ``DelegatedGrants``).
 struct TokenEndpoint {
     var tenants: [SimulatedTenant]
     var apps: [RegisteredApp]
     var tokenLifetime: Int
     var issued: [String: IssuedToken] = [:]
     var seenAssertionIDs: Set<String> = []
+    /// User context: the users who may sign in, device codes handed out, refresh tokens issued.
+    var delegated = DelegatedGrants()
 
     static let headers = [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache"), ("Expires", "-1")]
 
@@ -46,8 +53,15 @@ struct TokenEndpoint {
             form["client_secret"] = form["client_secret"] ?? secret
         }
         guard let grant = form["grant_type"] else { return Self.missing("grant_type", now: now) }
-        guard grant == "client_credentials" else {
-            return Self.error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '\(grant)'. This simulator issues app-only tokens (client_credentials).", now: now)
+        switch grant {
+        case "client_credentials": break
+        case DelegatedGrants.deviceCodeGrant, "refresh_token":
+            guard version == .v2 else {
+                return Self.error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '\(grant)' on the v1 endpoint; use /oauth2/v2.0/token.", now: now)
+            }
+            return delegatedGrant(grant, form: form, tenant: tenant, now: now)
+        default:
+            return Self.error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '\(grant)'. This simulator issues tokens for client_credentials, device_code and refresh_token.", now: now)
         }
         guard let clientID = form["client_id"]?.lowercased(), !clientID.isEmpty else { return Self.missing("client_id", now: now) }
 
