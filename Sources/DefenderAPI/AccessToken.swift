@@ -16,15 +16,18 @@ public struct AccessToken: Sendable, Equatable {
     public init(value: Secret, lifetime: Duration) {
         self.value = value
         self.lifetime = lifetime
-        let claims = value.withValue { token -> JSONValue? in
-            let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count == 3, let payload = Base64URL.decode(parts[1]) else { return nil }
-            return try? JSONValue(parsing: payload)
-        }
+        let claims = value.withValue(Self.claims(of:))
         if case .array(let roles)? = claims?["roles"] { self.roles = roles.compactMap(\.stringValue) } else { roles = [] }
         audience = claims?["aud"]?.stringValue
         tenantID = claims?["tid"]?.stringValue
         appID = claims?["appid"]?.stringValue ?? claims?["azp"]?.stringValue
+    }
+
+    /// The claims of a JWT-shaped token (decoded, not verified), or nil.
+    static func claims(of token: String) -> JSONValue? {
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, let payload = Base64URL.decode(parts[1]) else { return nil }
+        return try? JSONValue(parsing: payload)
     }
 
     /// Whether the token carries a role that can read the alerts of `api`.
