@@ -127,6 +127,7 @@ let package = Package(
                 "Telemetry",
                 "Timekeeping",
                 "DefenderAPI",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
