@@ -14,6 +14,20 @@ public struct CredentialError: Error, Sendable, Equatable, CustomStringConvertib
 public enum ClientCredential: Sendable {
     case secret(Secret)
     case certificate(CertificateCredential)
+    /// User context: a public client redeeming the refresh token a person's sign-in left
+    /// (`defender-alertd login`); each answer's rotated token replaces it.
+    case refreshToken(any RefreshTokenKeeper)
+}
+
+/// Where a user-context refresh token lives: read before each renewal, replaced by the one
+/// Entra ID rotates to.
+public protocol RefreshTokenKeeper: Sendable {
+    /// The stored token, or nil when nobody signed in.
+    func load() throws -> Secret?
+    /// Replaces the stored token, atomically.
+    func save(_ token: Secret) throws
+    /// What a person runs to sign in again (`defender-alertd login --tenant contoso`).
+    var signInCommand: String { get }
 }
 
 /// A certificate and its RSA private key, producing client assertions (JWTs) as Entra ID's

@@ -53,6 +53,9 @@ public actor TokenProvider {
     private var inFlight: Task<AccessToken, any Error>?
     private var failures = 0
     private var lastFailure: (error: TokenError, retryAt: Duration)?
+    /// User context: the refresh token Entra ID refused for good. Nothing is asked of Entra ID
+    /// again until another one is stored (a new sign-in), however often a token is wanted.
+    private var refusedRefreshToken: (token: Secret, error: TokenError)?
     /// Token requests made (for tests and status).
     public private(set) var requestCount = 0
 
@@ -143,6 +146,7 @@ public actor TokenProvider {
     }
 
     private func exchange() async throws(TokenError) -> AccessToken {
+        if case .refreshToken(let keeper) = configuration.credential { return try await refresh(keeper) }
         let endpoint = configuration.endpoints.tokenURL(tenant: configuration.tenantID, version: configuration.version)
         var form: [(String, String)] = [("grant_type", "client_credentials"), ("client_id", configuration.clientID)]
         switch configuration.version {
@@ -156,6 +160,8 @@ public actor TokenProvider {
         case .secret(let secret):
             sent.append(secret)
             body = secret.withValue { Secret(PercentEncoding.form(form + [("client_secret", $0)])) }
+        case .refreshToken:
+            preconditionFailure("user context is handled by refresh(_:)")
         case .certificate(let certificate):
             let assertion: Secret
             do {
@@ -182,6 +188,55 @@ public actor TokenProvider {
                              hint: "check network access to \(configuration.endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
         }
         return try Self.interpret(response, endpoint: endpoint, now: wallClock().timeIntervalSince1970, sent: sent)
+    }
+
+    /// User context: redeems the stored refresh token (v2 endpoint, the delegated permission
+    /// of the API), stores the rotated one before the access token is used, and turns a refusal
+    /// of the grant into a permanent error that names the command to sign in again.
+    private func refresh(_ keeper: any RefreshTokenKeeper) async throws(TokenError) -> AccessToken {
+        let stored: Secret?
+        do { stored = try keeper.load() } catch { throw TokenError(kind: .permanent, message: "\(error)") }
+        guard let stored else {
+            throw TokenError(kind: .permanent, message: "nobody has signed in for this tenant yet", hint: "run `\(keeper.signInCommand)`.")
+        }
+        if let refused = refusedRefreshToken, refused.token == stored { throw refused.error }
+        let endpoint = configuration.endpoints.tokenURL(tenant: configuration.tenantID, version: .v2)
+        let scope = "\(configuration.endpoints.resource)/\(configuration.endpoints.api.delegatedPermission) offline_access openid profile"
+        let body = stored.withValue {
+            Secret(PercentEncoding.form([("grant_type", "refresh_token"), ("client_id", configuration.clientID), ("refresh_token", $0), ("scope", scope)]))
+        }
+        let response: HTTPExchangeResponse
+        do {
+            response = try await transport.send(
+                HTTPExchangeRequest(method: "POST", url: endpoint,
+                                    headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
+                                    body: body),
+                deadline: configuration.requestDeadline)
+            metrics.request(endpoint: "token", status: response.status)
+        } catch {
+            metrics.request(endpoint: "token", status: nil)
+            throw TokenError(kind: .transient, message: SecretRedaction.redact("\(endpoint): \(error)", also: [stored]),
+                             hint: "check network access to \(configuration.endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
+        }
+        let tokens: DeviceCodeLogin.Tokens
+        do {
+            tokens = try DeviceCodeLogin.tokens(from: response, endpoint: endpoint)
+        } catch where error.error == "invalid_grant" {
+            // Revoked, expired after inactivity, a password reset, consent withdrawn: a person
+            // must sign in again. Said once, never asked again with this token.
+            let refusal = TokenError(kind: .permanent, status: error.status, error: error.error, code: error.code,
+                                     message: "the signed-in user's refresh token was refused (\(error.message))",
+                                     hint: "the sign-in is no longer valid (revoked, expired after inactivity, password reset or consent withdrawn): run `\(keeper.signInCommand)`.")
+            refusedRefreshToken = (stored, refusal)
+            throw refusal
+        }
+        do {
+            try keeper.save(tokens.refreshToken)
+        } catch {
+            // The token just used stays valid at Entra ID: the next renewal uses it again.
+            logger.error("the rotated refresh token cannot be stored; the one stored before stays in use: \(error)")
+        }
+        return tokens.accessToken
     }
 
     /// Reads a token endpoint answer: a token, or a classified error. Text from the answer is

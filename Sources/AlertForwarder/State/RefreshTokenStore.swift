@@ -134,3 +134,7 @@ public struct RefreshTokenStore: Sendable {
         close(descriptor)
     }
 }
+
+extension RefreshTokenStore: RefreshTokenKeeper {
+    public var signInCommand: String { "defender-alertd login --tenant \(tenant)" }
+}
