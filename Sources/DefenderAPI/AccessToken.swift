@@ -12,6 +12,10 @@ public struct AccessToken: Sendable, Equatable {
     public let audience: String?
     public let tenantID: String?
     public let appID: String?
+    /// `scp`: delegated permissions, in a token issued to a signed-in user.
+    public let scopes: [String]
+    /// The signed-in user (`upn`, else `preferred_username` or `unique_name`); nil in an app token.
+    public let user: String?
 
     public init(value: Secret, lifetime: Duration) {
         self.value = value
@@ -21,6 +25,8 @@ public struct AccessToken: Sendable, Equatable {
         audience = claims?["aud"]?.stringValue
         tenantID = claims?["tid"]?.stringValue
         appID = claims?["appid"]?.stringValue ?? claims?["azp"]?.stringValue
+        scopes = claims?["scp"]?.stringValue?.split(separator: " ").map(String.init) ?? []
+        user = claims?["upn"]?.stringValue ?? claims?["preferred_username"]?.stringValue ?? claims?["unique_name"]?.stringValue
     }
 
     /// The claims of a JWT-shaped token (decoded, not verified), or nil.
@@ -30,8 +36,10 @@ public struct AccessToken: Sendable, Equatable {
         return try? JSONValue(parsing: payload)
     }
 
-    /// Whether the token carries a role that can read the alerts of `api`.
+    /// Whether the token carries a role (app token) or a delegated permission (user token) that
+    /// can read the alerts of `api`.
     public func canReadAlerts(of api: AlertsAPI) -> Bool {
-        api.readRoles.contains(where: roles.contains)
+        guard user != nil else { return api.readRoles.contains(where: roles.contains) }
+        return api.delegatedReadPermissions.contains(where: scopes.contains)
     }
 }

@@ -7,7 +7,7 @@ import _CryptoExtras
 /// Why a certificate credential cannot be used; each message says what to fix.
 public struct CredentialError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// How the app proves its identity to Entra ID.

@@ -165,4 +165,12 @@ extension AlertsAPI {
         case .graph: "SecurityAlert.Read.All"
         }
     }
+
+    /// The delegated permissions that can read alerts (read, or read and write).
+    public var delegatedReadPermissions: [String] {
+        switch self {
+        case .mde: ["Alert.Read", "Alert.ReadWrite"]
+        case .graph: ["SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"]
+        }
+    }
 }

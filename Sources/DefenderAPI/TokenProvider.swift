@@ -97,7 +97,9 @@ public actor TokenProvider {
         if let inFlight {
             return try await Self.value(of: inFlight)
         }
-        if let lastFailure, clock.now() < lastFailure.retryAt {
+        // A new sign-in stored after a refused one is tried at once: a person who just ran
+        // `login` does not wait out the back-off.
+        if let lastFailure, clock.now() < lastFailure.retryAt, !newSignInStored() {
             throw lastFailure.error
         }
         let task = Task { try await self.request() }
@@ -190,6 +192,14 @@ public actor TokenProvider {
         return try Self.interpret(response, endpoint: endpoint, now: wallClock().timeIntervalSince1970, sent: sent)
     }
 
+    /// Whether another refresh token was stored since Entra ID refused the last one.
+    private func newSignInStored() -> Bool {
+        guard case .refreshToken(let keeper) = configuration.credential, let refused = refusedRefreshToken,
+            let stored = try? keeper.load()
+        else { return false }
+        return stored != refused.token
+    }
+
     /// User context: redeems the stored refresh token (v2 endpoint, the delegated permission
     /// of the API), stores the rotated one before the access token is used, and turns a refusal
     /// of the grant into a permanent error that names the command to sign in again.
@@ -225,7 +235,7 @@ public actor TokenProvider {
             // Revoked, expired after inactivity, a password reset, consent withdrawn: a person
             // must sign in again. Said once, never asked again with this token.
             let refusal = TokenError(kind: .permanent, status: error.status, error: error.error, code: error.code,
-                                     message: "the signed-in user's refresh token was refused (\(error.message))",
+                                     message: "sign-in needed, run `\(keeper.signInCommand)`: the signed-in user's refresh token was refused (\(error.message))",
                                      hint: "the sign-in is no longer valid (revoked, expired after inactivity, password reset or consent withdrawn): run `\(keeper.signInCommand)`.")
             refusedRefreshToken = (stored, refusal)
             throw refusal

@@ -25,7 +25,7 @@ struct DefenderAlertd: AsyncParsableCommand {
             Exit codes: 0 clean stop, 78 invalid configuration or unsafe secret file, 1 any other fatal error.
             """,
         version: ProductInfo.version,
-        subcommands: [RunCommand.self, CheckConfigCommand.self, TestAuthCommand.self, PollOnceCommand.self, StateCommand.self, ReloadCommand.self,
+        subcommands: [RunCommand.self, CheckConfigCommand.self, TestAuthCommand.self, LoginCommand.self, LogoutCommand.self, PollOnceCommand.self, StateCommand.self, ReloadCommand.self,
                       ConfigReferenceCommand.self],
         defaultSubcommand: RunCommand.self
     )

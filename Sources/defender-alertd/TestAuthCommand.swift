@@ -28,7 +28,7 @@ struct TestAuthCommand: AsyncParsableCommand {
         var failures = 0
         for tenant in tenants {
             print("tenant \(tenant.name) (\(tenant.tenantID), app \(tenant.clientID), \(tenant.cloud.rawValue) cloud, \(tenant.api == .graph ? "Microsoft Graph alerts_v2" : "MDE alerts API")):")
-            let steps = await AuthenticationCheck.run(tenant: tenant, transport: transport, logger: logger)
+            let steps = await AuthenticationCheck.run(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens, logger: logger)
             for step in steps {
                 print("  [\(step.passed ? "ok" : "FAIL")] \(step.name): \(step.detail)")
                 if let fix = step.fix { print("         fix: \(fix)") }

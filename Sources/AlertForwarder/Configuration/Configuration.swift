@@ -46,6 +46,8 @@ public struct ServiceSettings: Sendable, Equatable {
     public var proxyURL: String?
     /// The proxy user's password, from a file or a systemd credential.
     public var proxyPassword: Secret?
+    /// The key that seals the signed-in users' refresh tokens at rest, if one is configured.
+    public var tokenKey: Secret? = nil
     /// Where `/metrics` and `/healthz` are served, if anywhere.
     public var metricsListen: ListenAddress? = nil
     /// How long a sink or a tenant may keep failing before `/healthz` says unhealthy.
@@ -124,6 +126,9 @@ public enum TenantCredential: Sendable, Equatable {
     case clientSecret(Secret, from: SecretLocation)
     /// A certificate (public, PEM) and its private key (secret, PEM), checked to belong together.
     case certificate(certificateFile: String, certificatePEM: String, privateKey: Secret, from: SecretLocation)
+    /// A person's sign-in (`auth = "delegated"`): the refresh token `defender-alertd login`
+    /// stored in the state directory.
+    case signedInUser
 }
 
 /// One `[[tenant]]`: a Defender tenant and the app registration used to read its alerts.
@@ -232,6 +237,7 @@ extension Configuration {
             let credential = switch tenant.credential {
             case .clientSecret(_, let location): "client secret from \(location.path)"
             case .certificate(let certificate, _, _, let location): "certificate \(certificate), key from \(location.path)"
+            case .signedInUser: "a signed-in user (defender-alertd login), refresh token \(service.tokenKey == nil ? "not sealed (no token_key_credential)" : "sealed")"
             }
             let sinkNames = sinks(for: tenant).map(\.name).joined(separator: ", ")
             let sweeps = tenant.reconciles

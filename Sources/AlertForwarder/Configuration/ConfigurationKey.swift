@@ -157,6 +157,12 @@ extension ConfigurationKey {
             .service, "proxy_password_credential", .string,
             "or the proxy password as a systemd credential name")
 
+        public static let tokenKeyFile = ConfigurationKey(
+            .service, "token_key_file", .path,
+            "`auth = \"delegated\"`: a key (any text, e.g. 32 random bytes in base64) in a file with the secret file rules, with which the signed-in users' refresh tokens are sealed (AES-256-GCM) in the state directory")
+        public static let tokenKeyCredential = ConfigurationKey(
+            .service, "token_key_credential", .string,
+            "or that key as a systemd credential name (`LoadCredentialEncrypted=` with a file from `systemd-creds encrypt`)")
         public static let metricsListen = ConfigurationKey(
             .service, "metrics_listen", .string, defaultDescription: "off",
             "serve Prometheus metrics at `/metrics` and health at `/healthz` over HTTP: `127.0.0.1:9464`, `[::1]:9464`, or `unix:/run/defender-alertd/metrics.sock`; an address other than loopback shows them to the network, without authentication")
@@ -165,7 +171,7 @@ extension ConfigurationKey {
             "how long a sink may keep failing, or a tenant's polls keep failing, before `/healthz` answers 503 (a stalled component makes it 503 at once)")
 
         public static let all = [stateDirectory, pollInterval, logLevel, maxOutbox, pollTimeout, caFile, proxyURL, proxyPasswordFile,
-                                 proxyPasswordCredential, metricsListen, unhealthyAfter]
+                                 proxyPasswordCredential, tokenKeyFile, tokenKeyCredential, metricsListen, unhealthyAfter]
     }
 
     /// The keys of each `[[tenant]]`.
@@ -178,6 +184,9 @@ extension ConfigurationKey {
             "directory (tenant) ID: a GUID or a verified domain such as `contoso.onmicrosoft.com`")
         public static let clientID = ConfigurationKey(
             .tenant, "client_id", .string, required: true, "application (client) ID of the app registration, a GUID")
+        public static let auth = ConfigurationKey(
+            .tenant, "auth", .choice(["application", "delegated"]), default: .string("application"),
+            "`application`: the app's own permissions (client credentials: a secret or a certificate); `delegated`: a person's, signed in once with `defender-alertd login --tenant NAME` (device code flow; a public client app with the delegated permission `Alert.Read`, or `SecurityAlert.Read.All` on Graph; no secret or certificate)")
         public static let clientSecretFile = ConfigurationKey(
             .tenant, "client_secret_file", .path,
             "credential: a file holding the client secret, mode `0600` or `0400`, owned by root or the daemon's user")
@@ -247,7 +256,7 @@ extension ConfigurationKey {
             "how far back a sweep reads, up to `overlap` before the watermark (what the polls no longer re-read); longer than `overlap`; `\"0\"` turns sweeps off")
 
         public static let all = [
-            name, tenantID, clientID, clientSecretFile, clientSecretCredential, certificateFile, privateKeyFile, privateKeyCredential,
+            name, tenantID, clientID, auth, clientSecretFile, clientSecretCredential, certificateFile, privateKeyFile, privateKeyCredential,
             certificateAlgorithm, api, cloud, region, apiURL, loginURL, tokenVersion, rateLimitPerMinute, rateLimitPerHour, lookback,
             overlap, pageSize, expandEvidence, forward, severity, status, serviceSource, sinks, reconcileEvery, reconcileWindow,
         ]

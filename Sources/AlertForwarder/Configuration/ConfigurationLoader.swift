@@ -168,6 +168,18 @@ private struct Validator {
             reader.fail(reader.has(Keys.proxyPasswordFile) ? Keys.proxyPasswordFile : Keys.proxyPasswordCredential,
                         "a proxy password needs a proxy_url with the user name (http://user@proxy.example:3128)")
         }
+        var tokenKey: Secret?
+        switch (reader.string(Keys.tokenKeyFile), reader.string(Keys.tokenKeyCredential)) {
+        case (nil, nil): break
+        case (_?, _?):
+            reader.fail(Keys.tokenKeyCredential, "set only one of token_key_file and token_key_credential")
+        case (let file?, nil):
+            tokenKey = readSecret(.file(resolve(file)), key: Keys.tokenKeyFile, reader: reader)
+        case (nil, let name?):
+            tokenKey = credentialLocation(name, key: Keys.tokenKeyCredential, reader: reader).flatMap {
+                readSecret($0, key: Keys.tokenKeyCredential, reader: reader)
+            }
+        }
         let metricsText = reader.string(Keys.metricsListen)
         let metricsListen = metricsText.flatMap(ListenAddress.init(parsing:))
         if let metricsText, metricsListen == nil {
@@ -178,7 +190,7 @@ private struct Validator {
         guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout, let unhealthyAfter else { return nil }
         return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
                                pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword,
-                               metricsListen: metricsListen, unhealthyAfter: unhealthyAfter)
+                               tokenKey: tokenKey, metricsListen: metricsListen, unhealthyAfter: unhealthyAfter)
     }
 
     private func tenant(_ table: TOMLTable, index: Int, sinkNames: Set<String>) -> TenantConfiguration? {
@@ -187,7 +199,8 @@ private struct Validator {
         let name = reader.string(Keys.name).flatMap { validName($0, key: Keys.name, reader: reader) }
         let tenantID = reader.string(Keys.tenantID).flatMap { validTenantID($0, reader: reader) }
         let clientID = reader.string(Keys.clientID).flatMap { validGUID($0, key: Keys.clientID, reader: reader) }
-        let credential = credential(reader)
+        let delegated = reader.choice(Keys.auth) == "delegated"
+        let credential = delegated ? signedInUser(reader) : credential(reader)
         let api: AlertsAPI? = reader.choice(Keys.api)
         let cloud: Cloud? = reader.choice(Keys.cloud)
         let region: Region? = reader.choice(Keys.region)
@@ -271,6 +284,23 @@ private struct Validator {
             severities: severities, statuses: statuses, serviceSources: serviceSources, sinkNames: sinks,
             reconcileEvery: reconcileEvery, reconcileWindow: reconcileWindow
         )
+    }
+
+    /// `auth = "delegated"`: the token comes from a person's sign-in, so the app proves nothing
+    /// itself; the sign-in is v2 only.
+    private func signedInUser(_ reader: TableReader) -> TenantCredential? {
+        typealias Keys = ConfigurationKey.Tenant
+        var valid = true
+        for key in [Keys.clientSecretFile, Keys.clientSecretCredential, Keys.certificateFile, Keys.privateKeyFile, Keys.privateKeyCredential,
+                    Keys.certificateAlgorithm] where reader.has(key) {
+            reader.fail(key, "with auth = \"delegated\" the token comes from a person's sign-in (defender-alertd login); the app is a public client with no secret or certificate: remove \(key.name)")
+            valid = false
+        }
+        if reader.has(Keys.tokenVersion), reader.string(Keys.tokenVersion)?.lowercased() == "v1" {
+            reader.fail(Keys.tokenVersion, "the sign-in of auth = \"delegated\" (device code flow) exists on the v2 endpoint only")
+            valid = false
+        }
+        return valid ? .signedInUser : nil
     }
 
     private func credential(_ reader: TableReader) -> TenantCredential? {

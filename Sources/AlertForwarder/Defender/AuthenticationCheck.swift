@@ -12,9 +12,10 @@ public enum AuthenticationCheck {
     }
 
     /// Checks a tenant from its configuration (the credential first).
-    public static func run(tenant: TenantConfiguration, transport: any HTTPTransport, logger: Logger) async -> [Step] {
+    public static func run(tenant: TenantConfiguration, transport: any HTTPTransport, userTokens: UserTokenStorage? = nil,
+                           logger: Logger) async -> [Step] {
         do {
-            return await run(try TenantConnection(tenant: tenant, transport: transport, logger: logger))
+            return await run(try TenantConnection(tenant: tenant, transport: transport, userTokens: userTokens, logger: logger))
         } catch {
             return [Step(name: "credential", passed: false, detail: error.description,
                          fix: "use the certificate that is registered on the app, with its own private key.")]
@@ -46,11 +47,23 @@ public enum AuthenticationCheck {
                               fix: "the token endpoint gave a token for another API: check api, cloud and login_url (a stand-in of Entra ID may ignore the scope)."))
             return steps
         }
-        guard token.canReadAlerts(of: api) else {
-            steps.append(Step(name: "permissions", passed: false, detail: "application roles in the token: \(roles)", fix: permissionFix(api)))
-            return steps
+        if let user = token.user {
+            // User context: the person's delegated permissions, and what they may see.
+            let scopes = token.scopes.isEmpty ? "none" : token.scopes.joined(separator: ", ")
+            guard token.canReadAlerts(of: api) else {
+                steps.append(Step(name: "permissions", passed: false, detail: "signed in as \(user); delegated permissions in the token: \(scopes)",
+                                  fix: delegatedPermissionFix(api)))
+                return steps
+            }
+            steps.append(Step(name: "permissions", passed: true,
+                              detail: "signed in as \(user); delegated permissions: \(scopes); alerts are those of the device groups this user may see, no more"))
+        } else {
+            guard token.canReadAlerts(of: api) else {
+                steps.append(Step(name: "permissions", passed: false, detail: "application roles in the token: \(roles)", fix: permissionFix(api)))
+                return steps
+            }
+            steps.append(Step(name: "permissions", passed: true, detail: "application roles: \(roles)"))
         }
-        steps.append(Step(name: "permissions", passed: true, detail: "application roles: \(roles)"))
 
         switch await capture({ () async throws(DefenderAPIError) in try await connection.alerts.probe() }) {
         case .success(let count):
@@ -67,6 +80,15 @@ public enum AuthenticationCheck {
         case .mde: "in Entra ID, App registrations > the app > API permissions > Add a permission > APIs my organization uses > WindowsDefenderATP > Application permissions > Alert.Read.All, then Grant admin consent."
         case .graph: "in Entra ID, App registrations > the app > API permissions > Add a permission > Microsoft Graph > Application permissions > SecurityAlert.Read.All, then Grant admin consent for the tenant."
         }
+    }
+
+    /// Where the delegated permission is granted (user context), for each API.
+    static func delegatedPermissionFix(_ api: AlertsAPI) -> String {
+        let permission = switch api {
+        case .mde: "APIs my organization uses > WindowsDefenderATP > Delegated permissions > Alert.Read"
+        case .graph: "Microsoft Graph > Delegated permissions > SecurityAlert.Read.All"
+        }
+        return "in Entra ID, App registrations > the app > API permissions > Add a permission > \(permission), grant consent, then sign in again (defender-alertd login)."
     }
 
     /// Whether a token's `aud` is one known to belong to another API or cloud than the

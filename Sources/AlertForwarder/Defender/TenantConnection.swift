@@ -16,14 +16,15 @@ public struct TenantConnection: Sendable {
     /// Builds the clients, with a new token cache and rate budget unless given ones to share;
     /// fails only when the certificate credential cannot be loaded.
     public init(tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock = .continuous,
-                tokens: TokenProvider? = nil, budget: RateBudget? = nil, metrics: TenantMetrics = .unobserved, logger: Logger) throws(CredentialError) {
+                tokens: TokenProvider? = nil, budget: RateBudget? = nil, userTokens: UserTokenStorage? = nil, metrics: TenantMetrics = .unobserved,
+                logger: Logger) throws(CredentialError) {
         var logger = logger
         logger[metadataKey: "tenant"] = "\(tenant.name)"
         endpoints = tenant.endpoints
         if let tokens {
             self.tokens = tokens
         } else {
-            self.tokens = try Self.tokenProvider(for: tenant, transport: transport, clock: clock, metrics: metrics, logger: logger)
+            self.tokens = try Self.tokenProvider(for: tenant, transport: transport, clock: clock, userTokens: userTokens, metrics: metrics, logger: logger)
         }
         self.budget = budget ?? RateBudget(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour, clock: clock)
         var settings = AlertsClient.Settings(pageSize: tenant.pageSize, expandEvidence: tenant.expandEvidence,
@@ -35,16 +36,43 @@ public struct TenantConnection: Sendable {
     }
 
     static func tokenProvider(for tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock,
-                              metrics: TenantMetrics, logger: Logger) throws(CredentialError) -> TokenProvider {
-        let credential: ClientCredential = switch tenant.credential {
-        case .clientSecret(let secret, _): .secret(secret)
+                              userTokens: UserTokenStorage?, metrics: TenantMetrics, logger: Logger) throws(CredentialError) -> TokenProvider {
+        let credential: ClientCredential
+        switch tenant.credential {
+        case .clientSecret(let secret, _): credential = .secret(secret)
         case .certificate(_, let pem, let key, _):
-            .certificate(try CertificateCredential(certificatePEM: pem, privateKeyPEM: key, algorithm: tenant.certificateAlgorithm))
+            credential = .certificate(try CertificateCredential(certificatePEM: pem, privateKeyPEM: key, algorithm: tenant.certificateAlgorithm))
+        case .signedInUser:
+            guard let userTokens else { throw CredentialError("auth = \"delegated\" keeps the signed-in user's token in the state directory, which is not open here") }
+            credential = .refreshToken(userTokens.store(for: tenant))
         }
         return TokenProvider(
             configuration: .init(tenantID: tenant.tenantID, clientID: tenant.clientID, credential: credential,
                                  endpoints: tenant.endpoints, version: tenant.tokenVersion),
             transport: transport, clock: clock, metrics: metrics, logger: logger)
+    }
+}
+
+/// Where the signed-in users' refresh tokens are kept (`auth = "delegated"`): the state
+/// directory, sealed with the token key when one is configured.
+public struct UserTokenStorage: Sendable {
+    public var stateDirectory: String
+    public var key: Secret?
+
+    public init(stateDirectory: String, key: Secret?) {
+        self.stateDirectory = stateDirectory
+        self.key = key
+    }
+
+    public func store(for tenant: TenantConfiguration) -> RefreshTokenStore {
+        RefreshTokenStore(stateDirectory: stateDirectory, tenant: tenant.name, clientID: tenant.clientID, key: key)
+    }
+}
+
+extension ServiceSettings {
+    /// Where this configuration keeps the signed-in users' refresh tokens.
+    public var userTokens: UserTokenStorage {
+        UserTokenStorage(stateDirectory: stateDirectory, key: tokenKey)
     }
 }
 
@@ -105,9 +133,12 @@ public final class TenantConnections: Sendable {
     private let transport: any HTTPTransport
     private let clock: MonotonicClock
     private let telemetry: Telemetry
+    private let userTokens: UserTokenStorage?
     private let logger: Logger
 
-    public init(transport: any HTTPTransport, clock: MonotonicClock = .continuous, telemetry: Telemetry = Telemetry(), logger: Logger) {
+    public init(transport: any HTTPTransport, clock: MonotonicClock = .continuous, telemetry: Telemetry = Telemetry(),
+                userTokens: UserTokenStorage? = nil, logger: Logger) {
+        self.userTokens = userTokens
         self.transport = transport
         self.clock = clock
         self.telemetry = telemetry
@@ -131,7 +162,8 @@ public final class TenantConnections: Sendable {
             do throws(CredentialError) {
                 var tokens: TokenProvider! = (current.tokens + previous.tokens).first { $0.identity == tokenIdentity }?.provider
                 if tokens == nil {
-                    tokens = try TenantConnection.tokenProvider(for: tenant, transport: transport, clock: clock, metrics: metrics, logger: tenantLogger)
+                    tokens = try TenantConnection.tokenProvider(for: tenant, transport: transport, clock: clock, userTokens: userTokens,
+                                                                metrics: metrics, logger: tenantLogger)
                 }
                 let budget: RateBudget
                 if let shared = current.budgets.first(where: { $0.identity == budgetIdentity })?.budget {

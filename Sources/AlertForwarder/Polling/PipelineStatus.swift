@@ -126,7 +126,7 @@ public final class PipelineStatus: Sendable {
                     switch result {
                     case .succeeded(let count): shown.append("ok \(age) +\(count)")
                     case .paused(let outbox): shown.append("PAUSED \(age) (outbox \(outbox) over max_outbox)")
-                    case .failed(let reason): shown.append("FAILING \(age) (\(reason.prefix(120)))")
+                    case .failed(let reason): shown.append("FAILING \(age) (\(reason.prefix(200)))")
                     case .polling: break  // never kept as the last result
                     }
                 }

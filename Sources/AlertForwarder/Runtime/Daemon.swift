@@ -122,6 +122,7 @@ public final class Daemon: Sendable {
                 ("proxy_url", running.proxyURL != new.service.proxyURL),
                 ("the proxy password", running.proxyPassword != new.service.proxyPassword),
                 ("metrics_listen", running.metricsListen != new.service.metricsListen),
+                ("the token key", running.tokenKey != new.service.tokenKey),
             ].filter(\.1).map(\.0)
             if needsRestart.isEmpty {
                 current.withLock { $0 = new }

@@ -11,7 +11,8 @@ public enum OneCycle {
         var succeeded = true
         for tenant in configuration.tenants {
             do {
-                let connection = try TenantConnection(tenant: tenant, transport: transport, logger: logger)
+                let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens,
+                                                      logger: logger)
                 let poller = TenantPoller(tenant: tenant, connection: connection, store: store,
                                           sinks: configuration.sinks(for: tenant).map(\.name), maxOutbox: configuration.service.maxOutbox,
                                           logger: logger)
@@ -56,7 +57,8 @@ public enum DryRun {
         var succeeded = true
         for tenant in configuration.tenants {
             do {
-                let connection = try TenantConnection(tenant: tenant, transport: transport, logger: logger)
+                let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens,
+                                                      logger: logger)
                 let start = tenant.pollStart(watermark: try store?.watermark(tenant: tenant.name), now: Date())
                 try await connection.alerts.fetch(from: .inclusive(start)) { batch in
                     for alert in batch.alerts {

@@ -59,7 +59,8 @@ public final class Pipeline: Service, CustomStringConvertible {
         self.current = Mutex(configuration)
         self.telemetry = telemetry
         self.store = store
-        self.connections = TenantConnections(transport: transport, clock: clock, telemetry: telemetry, logger: logger)
+        self.connections = TenantConnections(transport: transport, clock: clock, telemetry: telemetry,
+                                             userTokens: configuration.service.userTokens, logger: logger)
         self.health = health
         self.statusLine = statusLine
         self.status = PipelineStatus(clock: clock)

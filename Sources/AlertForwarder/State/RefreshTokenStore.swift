@@ -14,7 +14,7 @@ import Foundation
 public struct RefreshTokenStore: Sendable {
     public struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
         public var description: String
-        init(_ description: String) { self.description = description }
+        public init(_ description: String) { self.description = description }
     }
 
     private let directory: String
