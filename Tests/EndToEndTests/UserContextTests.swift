@@ -103,6 +103,30 @@ struct UserContextTests {
         #expect(!daemon.stderr.contains("CANARY-token-key-7c1d"))
     }
 
+    @Test func killedDuringRotationsItAlwaysKeepsAUsableToken() throws {
+        let harness = try Self.harness(backlog: 0)
+        _ = try Self.login(harness)
+        var generator = SystemRandomNumberGenerator()
+        for round in 1...8 {
+            let daemon = try harness.startDaemon()
+            try harness.control("POST", "tokens/revoke")  // the next poll renews: a rotation
+            try harness.control("POST", "alerts", #"{"count": 1}"#)
+            // kill -9 somewhere in or around the renewal and its store.
+            Thread.sleep(forTimeInterval: Double.random(in: 0.9...1.6, using: &generator))  // a moment in the poll cycle, not a timing assumption
+            daemon.signal(SIGKILL)
+            _ = daemon.waitForExit(timeout: .seconds(30))
+            harness.daemon = nil
+            #expect(!daemon.stderr.contains("sign-in needed"), "round \(round): \(daemon.stderr.suffix(1500))")
+        }
+        // Whatever moment each kill hit, the token stored is usable.
+        let redeemed = try harness.counter("refreshTokensRedeemed")
+        let daemon = try harness.startDaemon()
+        try harness.waitUntil("a renewal after the kills") { try harness.counter("refreshTokensRedeemed") > redeemed }
+        harness.waitUntil("a poll completes") { daemon.stderr.contains("poll complete") }
+        #expect(!daemon.stderr.contains("sign-in needed"))
+        harness.stopDaemon()
+    }
+
     @Test func logoutDeletesTheTokenAndLoginRefusesAnApplicationTenant() throws {
         let harness = try Self.harness(backlog: 0)
         _ = try Self.login(harness)
