@@ -73,7 +73,7 @@ public struct DeviceCodeLogin: Sendable {
                 case "slow_down":
                     interval += .seconds(5)
                     logger.info("Entra ID asked to poll more slowly", metadata: ["interval_seconds": "\(interval.components.seconds)"])
-                case "authorization_declined":
+                case "authorization_declined", "access_denied":  // Entra ID's name, and RFC 8628's
                     throw TokenError(kind: .permanent, status: error.status, error: error.error, code: error.code,
                                      message: "the sign-in was declined", hint: "run the login again and accept the request.")
                 case "expired_token", "bad_verification_code":

@@ -142,6 +142,29 @@ struct DeviceCodeTests {
         #expect(garbage.body["error_codes"] == .array([.int(9002313)]))
     }
 
+    @Test func throughGraphTooAUserSeesOnlyTheirDeviceGroups() async throws {
+        _ = try await harness.simulator.generateAlerts(count: 40)
+        let authorization = try await deviceCode(scope: "https://graph.microsoft.com/SecurityAlert.Read.All offline_access")
+        let code = try #require(authorization["device_code"]?.stringValue)
+        #expect(await control("devicecode/approve", #"{"userCode": "\#(authorization["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
+        let (status, tokens) = try await poll(code)
+        #expect(status == 200 && tokens["scope"] == .string("SecurityAlert.Read.All"))
+        let access = try #require(tokens["access_token"]?.stringValue)
+        #expect(try SimulatorHarness.claims(access)["aud"] == .string("https://graph.microsoft.com"))
+        let outcome = await harness.get("/v1.0/security/alerts_v2", query: "$count=true", token: access)
+        #expect(outcome.response.status == 200)
+        let body = try JSONValue(parsing: outcome.response.body)
+        guard case .array(let values)? = body["value"] else { Issue.record("no value"); return }
+        let groups = values.compactMap { value -> String? in
+            guard case .array(let evidence)? = value["evidence"] else { return nil }
+            return evidence.compactMap { $0["rbacGroupName"]?.stringValue }.first
+        }
+        #expect(!values.isEmpty && groups.count == values.count && groups.allSatisfy { $0 == "Servers-Tier0" })
+        #expect(body["@odata.count"] == .int(values.count))
+        // The MDE API refuses a Graph token, whoever holds it.
+        #expect(await harness.get(token: access).response.status == 401)
+    }
+
     @Test func aUserSeesOnlyTheAlertsOfTheirDeviceGroups() async throws {
         _ = try await harness.simulator.generateAlerts(count: 60)
         let all = try await harness.alerts(query: "", token: try await harness.accessToken())
