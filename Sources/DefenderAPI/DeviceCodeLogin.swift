@@ -139,14 +139,20 @@ public struct DeviceCodeLogin: Sendable {
 
     private func post(_ url: String, _ form: [(String, String)]) async throws(TokenError) -> HTTPExchangeResponse {
         do {
-            return try await transport.send(
-                HTTPExchangeRequest(method: "POST", url: url,
-                                    headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
-                                    body: Secret(PercentEncoding.form(form))),
-                deadline: requestDeadline)
+            return try await TokenEndpointForm.post(Secret(PercentEncoding.form(form)), to: url, transport: transport, deadline: requestDeadline)
         } catch {
             throw TokenError(kind: .transient, message: "\(url): \(error)", hint: "check network access to \(endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
         }
+    }
+}
+
+/// A form POSTed to Entra ID's endpoints (`/token`, `/devicecode`); its body may hold secrets.
+enum TokenEndpointForm {
+    static func post(_ body: Secret, to url: String, transport: any HTTPTransport, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
+        try await transport.send(
+            HTTPExchangeRequest(method: "POST", url: url, headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
+                                body: body),
+            deadline: deadline)
     }
 }
 

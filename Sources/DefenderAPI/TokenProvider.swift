@@ -176,20 +176,22 @@ public actor TokenProvider {
                 Secret(PercentEncoding.form(form + [("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", $0)]))
             }
         }
-        let response: HTTPExchangeResponse
+        let response = try await post(body, to: endpoint, sent: sent)
+        return try Self.interpret(response, endpoint: endpoint, now: wallClock().timeIntervalSince1970, sent: sent)
+    }
+
+    /// POSTs a form to the token endpoint, counted; a request that got no answer is a transient
+    /// error whose text masks what it `sent`.
+    private func post(_ body: Secret, to endpoint: String, sent: [Secret]) async throws(TokenError) -> HTTPExchangeResponse {
         do {
-            response = try await transport.send(
-                HTTPExchangeRequest(method: "POST", url: endpoint,
-                                    headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
-                                    body: body),
-                deadline: configuration.requestDeadline)
+            let response = try await TokenEndpointForm.post(body, to: endpoint, transport: transport, deadline: configuration.requestDeadline)
             metrics.request(endpoint: "token", status: response.status)
+            return response
         } catch {
             metrics.request(endpoint: "token", status: nil)
             throw TokenError(kind: .transient, message: SecretRedaction.redact("\(endpoint): \(error)", also: sent),
                              hint: "check network access to \(configuration.endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
         }
-        return try Self.interpret(response, endpoint: endpoint, now: wallClock().timeIntervalSince1970, sent: sent)
     }
 
     /// Whether another refresh token was stored since Entra ID refused the last one.
@@ -215,19 +217,7 @@ public actor TokenProvider {
         let body = stored.withValue {
             Secret(PercentEncoding.form([("grant_type", "refresh_token"), ("client_id", configuration.clientID), ("refresh_token", $0), ("scope", scope)]))
         }
-        let response: HTTPExchangeResponse
-        do {
-            response = try await transport.send(
-                HTTPExchangeRequest(method: "POST", url: endpoint,
-                                    headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
-                                    body: body),
-                deadline: configuration.requestDeadline)
-            metrics.request(endpoint: "token", status: response.status)
-        } catch {
-            metrics.request(endpoint: "token", status: nil)
-            throw TokenError(kind: .transient, message: SecretRedaction.redact("\(endpoint): \(error)", also: [stored]),
-                             hint: "check network access to \(configuration.endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
-        }
+        let response = try await post(body, to: endpoint, sent: [stored])
         let tokens: DeviceCodeLogin.Tokens
         do {
             tokens = try DeviceCodeLogin.tokens(from: response, endpoint: endpoint)

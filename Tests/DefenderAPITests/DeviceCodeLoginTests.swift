@@ -9,16 +9,11 @@ import TestSupport
 /// on a manual clock.
 @Suite("Device code sign-in")
 struct DeviceCodeLoginTests {
-    static let publicClient = "0a6e9f2c-51d4-4c7e-9b8a-3f2e1d0c9b8a"
+    static let publicClient = APIHarness.publicClient
     let harness: APIHarness
 
     init() throws {
-        harness = try APIHarness { configuration in
-            var app = RegisteredApp(tenantID: APIHarness.tenant, clientID: Self.publicClient, displayName: "alertd-user-context")
-            app.isPublicClient = true
-            configuration.apps.append(app)
-            configuration.users = [SimulatedUser(userPrincipalName: "analyst@contoso.com", displayName: "Ana Lyst")]
-        }
+        harness = try APIHarness.withPublicClient()
     }
 
     func login(_ base: String, _ transport: any HTTPTransport, api: AlertsAPI = .mde) -> DeviceCodeLogin {

@@ -11,16 +11,11 @@ import TestSupport
 /// new sign-in is stored.
 @Suite("Tokens in user context")
 struct UserContextTokenTests {
-    static let publicClient = DeviceCodeLoginTests.publicClient
+    static let publicClient = APIHarness.publicClient
     let harness: APIHarness
 
     init() throws {
-        harness = try APIHarness { configuration in
-            var app = RegisteredApp(tenantID: APIHarness.tenant, clientID: Self.publicClient, displayName: "alertd-user-context")
-            app.isPublicClient = true
-            configuration.apps.append(app)
-            configuration.users = [SimulatedUser(userPrincipalName: "analyst@contoso.com", displayName: "Ana Lyst")]
-        }
+        harness = try APIHarness.withPublicClient()
     }
 
     /// Keeps the token in memory and remembers every one stored.

@@ -152,34 +152,12 @@ private struct Validator {
                 reader.fail(Keys.proxyURL, "\"\(SecretRedaction.redact(proxyURL))\" holds a password, which would sit in plain text in the configuration: write http://user@host:port and put the password in proxy_password_file (mode 0600) or proxy_password_credential")
             }
         }
-        var proxyPassword: Secret?
-        switch (reader.string(Keys.proxyPasswordFile), reader.string(Keys.proxyPasswordCredential)) {
-        case (nil, nil): break
-        case (_?, _?):
-            reader.fail(Keys.proxyPasswordCredential, "set only one of proxy_password_file and proxy_password_credential")
-        case (let file?, nil):
-            proxyPassword = readSecret(.file(resolve(file)), key: Keys.proxyPasswordFile, reader: reader)
-        case (nil, let name?):
-            proxyPassword = credentialLocation(name, key: Keys.proxyPasswordCredential, reader: reader).flatMap {
-                readSecret($0, key: Keys.proxyPasswordCredential, reader: reader)
-            }
-        }
+        let proxyPassword = optionalSecret(file: Keys.proxyPasswordFile, credential: Keys.proxyPasswordCredential, reader: reader)
         if proxyPassword != nil, proxy?.username == nil {
             reader.fail(reader.has(Keys.proxyPasswordFile) ? Keys.proxyPasswordFile : Keys.proxyPasswordCredential,
                         "a proxy password needs a proxy_url with the user name (http://user@proxy.example:3128)")
         }
-        var tokenKey: Secret?
-        switch (reader.string(Keys.tokenKeyFile), reader.string(Keys.tokenKeyCredential)) {
-        case (nil, nil): break
-        case (_?, _?):
-            reader.fail(Keys.tokenKeyCredential, "set only one of token_key_file and token_key_credential")
-        case (let file?, nil):
-            tokenKey = readSecret(.file(resolve(file)), key: Keys.tokenKeyFile, reader: reader)
-        case (nil, let name?):
-            tokenKey = credentialLocation(name, key: Keys.tokenKeyCredential, reader: reader).flatMap {
-                readSecret($0, key: Keys.tokenKeyCredential, reader: reader)
-            }
-        }
+        let tokenKey = optionalSecret(file: Keys.tokenKeyFile, credential: Keys.tokenKeyCredential, reader: reader)
         let metricsText = reader.string(Keys.metricsListen)
         let metricsListen = metricsText.flatMap(ListenAddress.init(parsing:))
         if let metricsText, metricsListen == nil {
@@ -293,6 +271,7 @@ private struct Validator {
         var valid = true
         for key in [Keys.clientSecretFile, Keys.clientSecretCredential, Keys.certificateFile, Keys.privateKeyFile, Keys.privateKeyCredential,
                     Keys.certificateAlgorithm] where reader.has(key) {
+            _ = reader.string(key)  // read, so that it is not also reported as unknown
             reader.fail(key, "with auth = \"delegated\" the token comes from a person's sign-in (defender-alertd login); the app is a public client with no secret or certificate: remove \(key.name)")
             valid = false
         }
@@ -358,6 +337,20 @@ private struct Validator {
             return nil
         }
         return .certificate(certificateFile: certificatePath, certificatePEM: certificatePEM, privateKey: key, from: keyLocation)
+    }
+
+    /// An optional secret given by one of two keys: a file, or a systemd credential.
+    private func optionalSecret(file fileKey: ConfigurationKey, credential credentialKey: ConfigurationKey, reader: TableReader) -> Secret? {
+        switch (reader.string(fileKey), reader.string(credentialKey)) {
+        case (nil, nil): return nil
+        case (_?, _?):
+            reader.fail(credentialKey, "set only one of \(fileKey.name) and \(credentialKey.name)")
+            return nil
+        case (let file?, nil):
+            return readSecret(.file(resolve(file)), key: fileKey, reader: reader)
+        case (nil, let name?):
+            return credentialLocation(name, key: credentialKey, reader: reader).flatMap { readSecret($0, key: credentialKey, reader: reader) }
+        }
     }
 
     private func readSecret(_ location: SecretLocation, key: ConfigurationKey, reader: TableReader) -> Secret? {

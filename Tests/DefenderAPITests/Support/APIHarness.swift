@@ -26,6 +26,18 @@ struct APIHarness: Sendable {
         simulator = try SimulatedDefender(configuration: configuration, clock: simulatorClock)
     }
 
+    /// The public client app of user context, and a user who may sign in with it.
+    static let publicClient = "0a6e9f2c-51d4-4c7e-9b8a-3f2e1d0c9b8a"
+
+    static func withPublicClient() throws -> APIHarness {
+        try APIHarness { configuration in
+            var app = RegisteredApp(tenantID: tenant, clientID: publicClient, displayName: "alertd-user-context")
+            app.isPublicClient = true
+            configuration.apps.append(app)
+            configuration.users = [SimulatedUser(userPrincipalName: "analyst@contoso.com", displayName: "Ana Lyst")]
+        }
+    }
+
     func endpoints(_ base: String, api: AlertsAPI = .mde) -> DefenderEndpoints {
         DefenderEndpoints(api: api, cloud: .commercial, apiURL: base, loginURL: base)
     }
