@@ -19,9 +19,11 @@ struct CheckConfigCommand: ParsableCommand {
 }
 
 /// Loads the configuration or prints every problem to stderr and exits 78.
-func loadConfiguration(_ path: String) throws -> Configuration {
+func loadConfiguration(_ path: String, tokenKeyOptionalOutsideService: Bool = false) throws -> Configuration {
     do {
-        return try ConfigurationLoader().load(path: path)
+        var loader = ConfigurationLoader()
+        loader.tokenKeyOptionalOutsideService = tokenKeyOptionalOutsideService
+        return try loader.load(path: path)
     } catch {
         FileHandle.standardError.write(Data((error.description + "\n").utf8))
         let count = error.errors.count

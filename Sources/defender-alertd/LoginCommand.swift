@@ -17,7 +17,7 @@ struct LoginCommand: AsyncParsableCommand {
     @Option(help: "The [[tenant]] to sign in for.") var tenant: String
 
     func run() async throws {
-        let configuration = try loadConfiguration(options.config)
+        let configuration = try loadConfiguration(options.config, tokenKeyOptionalOutsideService: true)
         let tenant = try delegatedTenant(self.tenant, in: configuration)
         var logger = Logger(label: "login") { _ in SwiftLogNoOpLogHandler() }
         logger.logLevel = .critical
@@ -45,9 +45,10 @@ struct LoginCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("signed in, but the refresh token cannot be stored: \(error)\n".utf8))
             throw ExitCode.failure
         }
-        let sealed = configuration.service.tokenKey == nil
-            ? "not sealed: readable by the daemon's user alone; set token_key_credential to seal it"
-            : "sealed with the token key"
+        let sealed = configuration.service.tokenKey != nil ? "sealed with the token key"
+            : configuration.service.tokenKeyOutsideService
+            ? "not sealed yet, readable by the daemon's user alone: the token key is a credential of the service, and the daemon seals the token at its first renewal"
+            : "not sealed: readable by the daemon's user alone; set token_key_credential to seal it"
         print("Signed in as \(tokens.user ?? "an unnamed user") with \(tokens.scopes.joined(separator: " ")).")
         print("The refresh token is stored in \(store.path) (\(sealed)); the daemon uses it from its next token renewal, no restart needed.")
     }
@@ -65,7 +66,7 @@ struct LogoutCommand: ParsableCommand {
     @Option(help: "The [[tenant]] to sign out.") var tenant: String
 
     func run() throws {
-        let configuration = try loadConfiguration(options.config)
+        let configuration = try loadConfiguration(options.config, tokenKeyOptionalOutsideService: true)
         let tenant = try delegatedTenant(self.tenant, in: configuration)
         let store = configuration.service.userTokens.store(for: tenant)
         do {

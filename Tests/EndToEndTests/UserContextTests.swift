@@ -127,6 +127,25 @@ struct UserContextTests {
         harness.stopDaemon()
     }
 
+    @Test func aLoginOutsideTheServiceIsSealedByTheDaemonWithItsCredential() throws {
+        let harness = try Self.harness(backlog: 2)
+        // The key as a systemd credential: present for the service, absent for the administrator's login.
+        let config = harness.fixture.directory.file("defender-alertd.toml")
+        let text = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: #"token_key_file = "token-key""#, with: #"token_key_credential = "token-key""#)
+        harness.fixture.writeConfiguration(text)
+        harness.fixture.directory.write("credentials/token-key", "CANARY-token-key-7c1d", mode: 0o600)
+        let login = try Self.login(harness)
+        #expect(login.stdout.contains("not sealed yet"), "\(login.stdout)")
+        let stored = harness.fixture.directory.file("state/user-tokens/contoso.token")
+        #expect(String(decoding: FileManager.default.contents(atPath: stored) ?? Data(), as: UTF8.self).hasPrefix("DAT-PLAIN-1"))
+        let daemon = try harness.startDaemon(environment: ["CREDENTIALS_DIRECTORY": harness.fixture.directory.file("credentials")])
+        harness.waitUntil("the token is sealed at the first renewal") {
+            String(decoding: FileManager.default.contents(atPath: stored) ?? Data(), as: UTF8.self).hasPrefix("DAT-SEALED-1")
+        }
+        harness.stopDaemon()
+        #expect(!daemon.stderr.contains(Self.refreshTokenPrefix))
+    }
+
     @Test func logoutDeletesTheTokenAndLoginRefusesAnApplicationTenant() throws {
         let harness = try Self.harness(backlog: 0)
         _ = try Self.login(harness)

@@ -48,6 +48,8 @@ public struct ServiceSettings: Sendable, Equatable {
     public var proxyPassword: Secret?
     /// The key that seals the signed-in users' refresh tokens at rest, if one is configured.
     public var tokenKey: Secret? = nil
+    /// The token key is a credential of the service, not available here (`login` outside the unit).
+    public var tokenKeyOutsideService = false
     /// Where `/metrics` and `/healthz` are served, if anywhere.
     public var metricsListen: ListenAddress? = nil
     /// How long a sink or a tenant may keep failing before `/healthz` says unhealthy.

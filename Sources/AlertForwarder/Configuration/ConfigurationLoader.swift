@@ -18,6 +18,10 @@ public struct ConfigurationLoader: Sendable {
     public var environment: [String: String]
     /// The user the daemon runs as (for secret file ownership).
     public var effectiveUserID: uid_t
+    /// Outside the service (`login` run by an administrator), the token key's systemd
+    /// credential does not exist: it is then left out (the token is stored unsealed, and the
+    /// daemon seals it at its first renewal) instead of being an error.
+    public var tokenKeyOptionalOutsideService = false
 
     /// Creates a loader for this process.
     public init(environment: [String: String] = ProcessInfo.processInfo.environment, effectiveUserID: uid_t = geteuid()) {
@@ -71,7 +75,7 @@ public struct ConfigurationLoader: Sendable {
         let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         let validator = Validator(
             report: report, baseDirectory: baseDirectory, environment: environment,
-            secrets: SecretFileReader(effectiveUserID: effectiveUserID)
+            secrets: SecretFileReader(effectiveUserID: effectiveUserID), tokenKeyOptionalOutsideService: tokenKeyOptionalOutsideService
         )
         let configuration = validator.validate(root, path: path)
         guard report.errors.isEmpty, let configuration else {
@@ -87,6 +91,7 @@ private struct Validator {
     let baseDirectory: String
     let environment: [String: String]
     let secrets: SecretFileReader
+    let tokenKeyOptionalOutsideService: Bool
 
     private static let namePattern = "letters, digits, - and _ (at most 64)"
 
@@ -157,7 +162,9 @@ private struct Validator {
             reader.fail(reader.has(Keys.proxyPasswordFile) ? Keys.proxyPasswordFile : Keys.proxyPasswordCredential,
                         "a proxy password needs a proxy_url with the user name (http://user@proxy.example:3128)")
         }
-        let tokenKey = optionalSecret(file: Keys.tokenKeyFile, credential: Keys.tokenKeyCredential, reader: reader)
+        let outsideService = tokenKeyOptionalOutsideService && (environment["CREDENTIALS_DIRECTORY"] ?? "").isEmpty && reader.has(Keys.tokenKeyCredential)
+        if outsideService { _ = reader.string(Keys.tokenKeyCredential) }
+        let tokenKey = outsideService ? nil : optionalSecret(file: Keys.tokenKeyFile, credential: Keys.tokenKeyCredential, reader: reader)
         let metricsText = reader.string(Keys.metricsListen)
         let metricsListen = metricsText.flatMap(ListenAddress.init(parsing:))
         if let metricsText, metricsListen == nil {
@@ -168,7 +175,8 @@ private struct Validator {
         guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout, let unhealthyAfter else { return nil }
         return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
                                pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword,
-                               tokenKey: tokenKey, metricsListen: metricsListen, unhealthyAfter: unhealthyAfter)
+                               tokenKey: tokenKey, tokenKeyOutsideService: outsideService, metricsListen: metricsListen,
+                               unhealthyAfter: unhealthyAfter)
     }
 
     private func tenant(_ table: TOMLTable, index: Int, sinkNames: Set<String>) -> TenantConfiguration? {
