@@ -58,8 +58,9 @@ struct TestAuthTests {
         simulator.signal(SIGTERM)
         _ = simulator.waitForExit(timeout: .seconds(30))
 
-        // The simulator is gone: nothing listens on its port any more.
-        result = try DaemonProcess.run(["test-auth", "--config", config(base: base)])
+        // Nothing listens (port 9, discard, is closed here; the simulator's freed port may be
+        // taken at once by another test's server while tests run side by side).
+        result = try DaemonProcess.run(["test-auth", "--config", config(base: "http://127.0.0.1:9")])
         #expect(result.status == 1)
         #expect(result.stdout.contains("[FAIL] token"))
         #expect(result.stdout.contains("proxy_url"))
