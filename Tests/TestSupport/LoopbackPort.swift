@@ -2,18 +2,29 @@ import Foundation
 
 /// Ports on 127.0.0.1 for the real servers the tests start (tinyproxy, rsyslog).
 public enum LoopbackPort {
-    /// A port nothing listens on now (the kernel's pick, released at once).
+    /// A port nothing listens on now, for a server a test starts a moment later (and may
+    /// restart on the same port). Picked at random below the kernel's ephemeral range
+    /// (`ip_local_port_range`, 32768 and up here): a port the kernel hands to a `bind(0)` server
+    /// or to an outgoing connection of another test meanwhile never collides with it (seen:
+    /// rsyslog's port taken by a metrics server on port 0 while the suite ran side by side).
     public static func free(udp: Bool = false) throws -> Int {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<32_768, using: &generator)
+            if canBind(port, udp: udp) { return port }
+        }
+        throw PortError(description: "no free port between 20000 and 32767")
+    }
+
+    /// Whether `port` on 127.0.0.1 can be bound now (then released).
+    static func canBind(_ port: Int, udp: Bool) -> Bool {
         let descriptor = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }
-        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")),
-                                  sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
+                                  sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
-        guard bound else { throw PortError(description: "no free port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// Whether something accepts TCP connections on `port`.
