@@ -52,9 +52,7 @@ public struct DeviceCodeLogin: Sendable {
 
     /// The delegated permission asked for: `Alert.Read` on WindowsDefenderATP, or
     /// `SecurityAlert.Read.All` on Microsoft Graph; with a refresh token and the user's name.
-    public var scope: String {
-        "\(endpoints.resource)/\(endpoints.api.delegatedPermission) offline_access openid profile"
-    }
+    public var scope: String { endpoints.userScope }
 
     /// Runs the whole sign-in; `show` hears the prompt once, before polling starts.
     public func run(show: @Sendable (Prompt) async -> Void) async throws(TokenError) -> Tokens {
@@ -93,7 +91,8 @@ public struct DeviceCodeLogin: Sendable {
         let url = endpoints.deviceCodeURL(tenant: tenantID)
         let response = try await post(url, [("client_id", clientID), ("scope", scope)])
         guard response.status == 200 else {
-            do { _ = try TokenProvider.interpret(response, endpoint: url, now: Date().timeIntervalSince1970) } catch { throw error }
+            // Entra ID's error, classified (`interpret` throws for any status but 200).
+            _ = try TokenProvider.interpret(response, endpoint: url, now: Date().timeIntervalSince1970)
             throw TokenError(kind: .transient, status: response.status, message: "the device code endpoint answered \(response.status)")
         }
         guard let body = try? JSONValue(parsing: response.body), let userCode = body["user_code"]?.stringValue,
@@ -119,12 +118,13 @@ public struct DeviceCodeLogin: Sendable {
         let url = endpoints.tokenURL(tenant: tenantID, version: .v2)
         let code = deviceCode.withValue { $0 }
         let response = try await post(url, [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("client_id", clientID), ("device_code", code)])
-        return try Self.tokens(from: response, endpoint: url)
+        return try Self.tokens(from: response, endpoint: url, sent: [deviceCode])
     }
 
-    /// The tokens of a successful answer (of the device code or the refresh token grant).
-    static func tokens(from response: HTTPExchangeResponse, endpoint: String) throws(TokenError) -> Tokens {
-        let access = try TokenProvider.interpret(response, endpoint: endpoint, now: Date().timeIntervalSince1970)
+    /// The tokens of a successful answer (of the device code or the refresh token grant); an
+    /// error's text masks what the request `sent` (an endpoint or a proxy may echo it).
+    static func tokens(from response: HTTPExchangeResponse, endpoint: String, sent: [Secret]) throws(TokenError) -> Tokens {
+        let access = try TokenProvider.interpret(response, endpoint: endpoint, now: Date().timeIntervalSince1970, sent: sent)
         let body = try? JSONValue(parsing: response.body)
         guard let refresh = body?["refresh_token"]?.stringValue, !refresh.isEmpty else {
             throw TokenError(kind: .permanent, status: 200, message: "the sign-in brought no refresh token",
@@ -157,6 +157,12 @@ enum TokenEndpointForm {
 }
 
 extension DefenderEndpoints {
+    /// What a user-context token is asked for: the API's delegated permission (`Alert.Read` on
+    /// WindowsDefenderATP, `SecurityAlert.Read.All` on Graph), a refresh token, the user's name.
+    public var userScope: String {
+        "\(resource)/\(api.delegatedPermission) offline_access openid profile"
+    }
+
     /// `/{tenant}/oauth2/v2.0/devicecode`: where a user-context sign-in starts.
     public func deviceCodeURL(tenant: String) -> String {
         "\(loginBase)/\(tenant)/oauth2/v2.0/devicecode"

@@ -213,14 +213,14 @@ public actor TokenProvider {
         }
         if let refused = refusedRefreshToken, refused.token == stored { throw refused.error }
         let endpoint = configuration.endpoints.tokenURL(tenant: configuration.tenantID, version: .v2)
-        let scope = "\(configuration.endpoints.resource)/\(configuration.endpoints.api.delegatedPermission) offline_access openid profile"
         let body = stored.withValue {
-            Secret(PercentEncoding.form([("grant_type", "refresh_token"), ("client_id", configuration.clientID), ("refresh_token", $0), ("scope", scope)]))
+            Secret(PercentEncoding.form([("grant_type", "refresh_token"), ("client_id", configuration.clientID), ("refresh_token", $0),
+                                         ("scope", configuration.endpoints.userScope)]))
         }
         let response = try await post(body, to: endpoint, sent: [stored])
         let tokens: DeviceCodeLogin.Tokens
         do {
-            tokens = try DeviceCodeLogin.tokens(from: response, endpoint: endpoint)
+            tokens = try DeviceCodeLogin.tokens(from: response, endpoint: endpoint, sent: [stored])
         } catch where error.error == "invalid_grant" {
             // Revoked, expired after inactivity, a password reset, consent withdrawn: a person
             // must sign in again. Said once, never asked again with this token.

@@ -110,22 +110,18 @@ public final class Telemetry: Sendable {
         for handle in forgotten { handle.destroy() }
     }
 
+    /// The series of `family` with these label values: the one made before, or a new one (its
+    /// kind and labels checked once, when it is made; families exist only in the catalogue).
     private func series(_ family: MetricFamily, _ kind: MetricFamily.Kind, _ values: [String],
                         _ make: ([(String, String)]) -> Handle) -> Handle {
-        let dimensions = dimensions(family, kind, values)
-        return handles.withLock { handles in
+        handles.withLock { handles in
             let key = SeriesKey(family: family.name, labels: values)
             if let handle = handles[key] { return handle }
-            let handle = make(dimensions)
+            precondition(family.kind == kind && values.count == family.labels.count, "\(family) is not a \(kind) with labels \(family.labels)")
+            let handle = make(Array(zip(family.labels, values)))
             handles[key] = handle
             return handle
         }
-    }
-
-    private func dimensions(_ family: MetricFamily, _ kind: MetricFamily.Kind, _ values: [String]) -> [(String, String)] {
-        precondition(family.kind == kind && values.count == family.labels.count && MetricFamily.named(family.name) == family,
-                     "\(family) is not a \(kind) with labels \(family.labels)")
-        return Array(zip(family.labels, values))
     }
 }
 

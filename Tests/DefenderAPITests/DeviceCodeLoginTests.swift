@@ -9,7 +9,6 @@ import TestSupport
 /// on a manual clock.
 @Suite("Device code sign-in")
 struct DeviceCodeLoginTests {
-    static let publicClient = APIHarness.publicClient
     let harness: APIHarness
 
     init() throws {
@@ -17,8 +16,7 @@ struct DeviceCodeLoginTests {
     }
 
     func login(_ base: String, _ transport: any HTTPTransport, api: AlertsAPI = .mde) -> DeviceCodeLogin {
-        DeviceCodeLogin(endpoints: harness.endpoints(base, api: api), tenantID: APIHarness.tenant, clientID: Self.publicClient,
-                        transport: transport, clock: harness.clock.clock, logger: harness.records.logger(label: "login"))
+        harness.deviceCodeLogin(base: base, transport: transport, api: api)
     }
 
     /// Approves the sign-in once the simulator has answered `polls` polls.

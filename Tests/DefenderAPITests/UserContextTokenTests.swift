@@ -1,6 +1,7 @@
 import DefenderAPI
 import DefenderSimulator
 import Foundation
+import OrderedJSON
 import Synchronization
 import Testing
 import Timekeeping
@@ -11,7 +12,6 @@ import TestSupport
 /// new sign-in is stored.
 @Suite("Tokens in user context")
 struct UserContextTokenTests {
-    static let publicClient = APIHarness.publicClient
     let harness: APIHarness
 
     init() throws {
@@ -26,17 +26,28 @@ struct UserContextTokenTests {
         var signInCommand: String { "defender-alertd login --tenant contoso" }
     }
 
-    /// Signs the analyst in; the refresh token it brought.
     func signIn(_ base: String, _ transport: any HTTPTransport) async throws -> Secret {
-        let simulator = harness.simulator
-        return try await DeviceCodeLogin(endpoints: harness.endpoints(base), tenantID: APIHarness.tenant, clientID: Self.publicClient,
-                                         transport: transport, clock: harness.clock.clock, logger: harness.records.logger())
-            .run { prompt in try? await simulator.decideDeviceCode(prompt.userCode, user: "analyst@contoso.com") }.refreshToken
+        try await harness.signIn(base: base, transport: transport).refreshToken
+    }
+
+    /// A refresh token got by talking to the simulator directly, not through the client.
+    func rawRefreshToken() async throws -> Secret {
+        func post(_ path: String, _ form: String) async throws -> JSONValue {
+            let response = await harness.simulator.handle(SimulatorRequest(
+                method: "POST", path: "/\(APIHarness.tenant)/oauth2/v2.0/\(path)", headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                body: Data(form.utf8), baseURL: "http://127.0.0.1")).response
+            return try JSONValue(parsing: response.body)
+        }
+        let authorization = try await post("devicecode", "client_id=\(APIHarness.publicClient)&scope=https%3A%2F%2Fapi.securitycenter.microsoft.com%2FAlert.Read%20offline_access")
+        try await harness.simulator.decideDeviceCode(authorization["user_code"]?.stringValue ?? "", user: "analyst@contoso.com")
+        let code = authorization["device_code"]?.stringValue ?? ""
+        let tokens = try await post("token", "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=\(APIHarness.publicClient)&device_code=\(code)")
+        return Secret(try #require(tokens["refresh_token"]?.stringValue))
     }
 
     func provider(_ base: String, _ transport: any HTTPTransport, keeper: Keeper) -> TokenProvider {
         let clock = harness.simulatorClock
-        return TokenProvider(configuration: .init(tenantID: APIHarness.tenant, clientID: Self.publicClient, credential: .refreshToken(keeper),
+        return TokenProvider(configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.publicClient, credential: .refreshToken(keeper),
                                                   endpoints: harness.endpoints(base)),
                              transport: transport, clock: harness.clock.clock, wallClock: { clock.now().date }, random: { 0.5 },
                              logger: harness.records.logger(label: "token"))
@@ -86,6 +97,22 @@ struct UserContextTokenTests {
             try keeper.save(try await signIn(base, transport))
             // At once: the back-off after the refusal does not hold a new sign-in back.
             #expect(try await tokens.token().audience == "https://api.securitycenter.microsoft.com")
+        }
+    }
+
+    @Test func anEndpointEchoingTheRequestNeverPutsTheRefreshTokenInAnError() async throws {
+        try await harness.live { base, transport in
+            let keeper = Keeper()
+            // Straight from the simulator: a token this process never registered for masking
+            // (the sign-in and the store register theirs), so only the request's own mask can hide it.
+            let token = try await rawRefreshToken()
+            try keeper.save(token)
+            try await harness.simulator.addFault(Fault(target: .token, kind: .echo, count: 1))
+            let echoed = await capture { () async throws(TokenError) in try await provider(base, transport, keeper: keeper).token() }
+            guard case .failure(let error) = echoed else { Issue.record("an echoing endpoint gave a token"); return }
+            #expect(error.description.contains("refresh_token="), "the echo is the request body: \(error)")
+            #expect(!error.description.contains(token.withValue { $0 }), "\(error)")
+            #expect(!harness.records.all.contains { "\($0.message) \($0.metadata)".contains(token.withValue { $0 }) })
         }
     }
 

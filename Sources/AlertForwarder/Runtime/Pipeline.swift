@@ -220,50 +220,49 @@ public final class Pipeline: Service, CustomStringConvertible {
     /// Runs the tenant's reconciliation sweeps on their schedule, kept in the state database so
     /// that a restart does not start it again from zero: the first one `reconcile_every` after
     /// the first start, each next one `reconcile_every` after the last ended (after a failure,
-    /// within 10 minutes). The schedule is wall-clock time; the waits are on the pipeline's clock,
-    /// in steps of at most a minute, so a clock set back or forward is noticed.
+    /// within 10 minutes). The schedule is read once; from then on this task keeps it (a write
+    /// that fails never turns into sweep after sweep) and stores each change. It is wall-clock
+    /// time, waited for on the pipeline's clock in steps of at most a minute, and never more
+    /// than an interval away (a clock set back).
     private func runSweeps(_ poller: TenantPoller, stop: @escaping @Sendable () -> Bool) async {
         let tenant = poller.tenant
-        let every = tenant.reconcileEvery
-        // The next sweep as this task knows it: kept even when the database cannot store it,
-        // so a failing write never turns into sweep after sweep.
-        var notBefore = Date.distantPast
+        let every = tenant.reconcileEvery.inSeconds
+        var stored: StateStore.Reconciliation?
+        do { stored = try store.reconciliation(tenant: tenant.name) } catch {
+            logger.error("the reconciliation schedule cannot be read; sweeps start from now: \(error)", metadata: ["tenant": "\(tenant.name)"])
+        }
+        var due = stored?.due ?? Date().addingTimeInterval(every)
+        var lastFound = stored?.found ?? 0
+        if stored == nil { recordSweep(of: tenant, due: due) }
         while !stop(), !Task.isCancelled {
-            var schedule = StateStore.Reconciliation(due: max(notBefore, Date().addingTimeInterval(every.inSeconds)))
-            do {
-                if let known = try store.reconciliation(tenant: tenant.name), known.due.timeIntervalSinceNow <= every.inSeconds {
-                    schedule = known
-                } else {
-                    // None yet, or one further away than an interval (the clock was set back).
-                    try store.scheduleReconciliation(tenant: tenant.name, due: schedule.due)
-                }
-            } catch {
-                logger.error("the reconciliation schedule cannot be read or stored: \(error)", metadata: ["tenant": "\(tenant.name)"])
-            }
-            notBefore = max(notBefore, min(schedule.due, Date().addingTimeInterval(every.inSeconds)))
-            let wait = max(schedule.due, notBefore).timeIntervalSinceNow
+            due = min(due, Date().addingTimeInterval(every))
+            let wait = due.timeIntervalSinceNow
             if wait > 0 {
                 guard (try? await clock.sleep(.milliseconds(Int64(min(wait, 60) * 1000)))) != nil else { return }
                 continue
             }
-            let outcome = await poller.reconcile(previousFound: schedule.found ?? 0)
+            let outcome = await poller.reconcile(previousFound: lastFound)
             if stop() || Task.isCancelled { return }
             let now = Date()
-            var swept: (at: Date, found: Int)?
             switch outcome {
             case .completed(let found, _):
-                notBefore = now.addingTimeInterval(every.inSeconds)
-                swept = (now, found)
+                (due, lastFound) = (now.addingTimeInterval(every), found)
+                recordSweep(of: tenant, due: due, sweptAt: now, found: found)
             case .skipped:
-                notBefore = now.addingTimeInterval(every.inSeconds)
+                due = now.addingTimeInterval(every)
+                recordSweep(of: tenant, due: due)
             case .failed:
-                notBefore = now.addingTimeInterval(min(every, .seconds(600)).inSeconds)
+                due = now.addingTimeInterval(min(every, 600))
+                recordSweep(of: tenant, due: due)
             }
-            do {
-                try store.scheduleReconciliation(tenant: tenant.name, due: notBefore, sweptAt: swept?.at, found: swept?.found)
-            } catch {
-                logger.error("the reconciliation schedule cannot be stored (the next sweep is kept in memory): \(error)", metadata: ["tenant": "\(tenant.name)"])
-            }
+        }
+    }
+
+    private func recordSweep(of tenant: TenantConfiguration, due: Date, sweptAt: Date? = nil, found: Int? = nil) {
+        do {
+            try store.scheduleReconciliation(tenant: tenant.name, due: due, sweptAt: sweptAt, found: found)
+        } catch {
+            logger.error("the reconciliation schedule cannot be stored (this run keeps it in memory): \(error)", metadata: ["tenant": "\(tenant.name)"])
         }
     }
 

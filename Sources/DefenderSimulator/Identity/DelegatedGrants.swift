@@ -27,10 +27,10 @@ public struct SimulatedUser: Sendable, Equatable {
 /// tokens. A refresh token is rotated at each use; the one used stays valid (as Entra's do)
 /// until the user's tokens are revoked, so a client that crashed before storing the new one can
 /// still go on, and a client that never stores the new one shows in ``reused``.
-public struct DelegatedGrants: Sendable {
+struct DelegatedGrants: Sendable {
     static let deviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code"
     /// How every refresh token the simulator issues begins.
-    public static let refreshTokenPrefix = "0.SIMRT."
+    static let refreshTokenPrefix = "0.SIMRT."
     static let verificationURI = "https://microsoft.com/devicelogin"
     /// Scopes of OpenID Connect, not of a resource.
     static let openIDScopes: Set<String> = ["openid", "profile", "email", "offline_access"]

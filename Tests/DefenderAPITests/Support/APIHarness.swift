@@ -38,6 +38,19 @@ struct APIHarness: Sendable {
         }
     }
 
+    /// The device code sign-in of the public client, its waits on the manual clock.
+    func deviceCodeLogin(base: String, transport: any HTTPTransport, api: AlertsAPI = .mde) -> DeviceCodeLogin {
+        DeviceCodeLogin(endpoints: endpoints(base, api: api), tenantID: Self.tenant, clientID: Self.publicClient,
+                        transport: transport, clock: clock.clock, logger: records.logger(label: "login"))
+    }
+
+    /// Signs the analyst in at once (approved as the prompt is shown): the tokens it brought.
+    func signIn(base: String, transport: any HTTPTransport) async throws -> DeviceCodeLogin.Tokens {
+        let simulator = self.simulator
+        return try await deviceCodeLogin(base: base, transport: transport)
+            .run { prompt in try? await simulator.decideDeviceCode(prompt.userCode, user: "analyst@contoso.com") }
+    }
+
     func endpoints(_ base: String, api: AlertsAPI = .mde) -> DefenderEndpoints {
         DefenderEndpoints(api: api, cloud: .commercial, apiURL: base, loginURL: base)
     }

@@ -1,0 +1,93 @@
+import DefenderAPI
+import Foundation
+import Logging
+
+/// `login` and `logout` of a tenant with `auth = "delegated"`: a person signs in (device code
+/// flow) and the refresh token is stored where the daemon takes it from, or deleted.
+public struct UserSignIn: Sendable {
+    /// Why a sign-in or sign-out did not happen; each says what to do.
+    public enum Failure: Error, Sendable, CustomStringConvertible {
+        /// The tenant uses the app's own permissions.
+        case notDelegated(String)
+        case signIn(TokenError)
+        case storage(RefreshTokenStore.Failure)
+
+        public var description: String {
+            switch self {
+            case .notDelegated(let tenant): "tenant \(tenant) uses the app's own permissions (auth = \"application\"); login is for auth = \"delegated\""
+            case .signIn(let error): "sign-in failed: \(error)"
+            case .storage(let error): "signed in, but the refresh token cannot be stored: \(error)"
+            }
+        }
+    }
+
+    /// How the stored token is protected.
+    public enum Sealing: Sendable, Equatable, CustomStringConvertible {
+        case sealed
+        /// The token key is a credential of the service: the daemon seals the token at its
+        /// first renewal.
+        case atFirstRenewal
+        case notSealed
+
+        public var description: String {
+            switch self {
+            case .sealed: "sealed with the token key"
+            case .atFirstRenewal: "not sealed yet, readable by the daemon's user alone: the token key is a credential of the service, and the daemon seals the token at its first renewal"
+            case .notSealed: "not sealed: readable by the daemon's user alone; set token_key_credential to seal it"
+            }
+        }
+    }
+
+    /// A completed sign-in.
+    public struct Outcome: Sendable {
+        public var user: String?
+        public var scopes: [String]
+        public var path: String
+        public var sealing: Sealing
+    }
+
+    public let tenant: TenantConfiguration
+    private let service: ServiceSettings
+    private var store: RefreshTokenStore { service.userTokens.store(for: tenant) }
+
+    public init(tenant: TenantConfiguration, service: ServiceSettings) throws(Failure) {
+        guard case .signedInUser = tenant.credential else { throw .notDelegated(tenant.name) }
+        self.tenant = tenant
+        self.service = service
+    }
+
+    /// Signs the person in (`show` hears Entra ID's instructions) and stores the refresh token,
+    /// handed to the state directory's owner when run as root.
+    public func signIn(transport: any HTTPTransport, logger: Logger,
+                       show: @Sendable (DeviceCodeLogin.Prompt) async -> Void) async throws(Failure) -> Outcome {
+        let login = DeviceCodeLogin(endpoints: tenant.endpoints, tenantID: tenant.tenantID, clientID: tenant.clientID, transport: transport, logger: logger)
+        let tokens: DeviceCodeLogin.Tokens
+        do { tokens = try await login.run(show: show) } catch { throw .signIn(error) }
+        let store = self.store
+        do {
+            try store.save(tokens.refreshToken)
+            try Self.handOver(store.path, to: service.stateDirectory)
+        } catch {
+            throw .storage(error)
+        }
+        let sealing: Sealing = service.tokenKey != nil ? .sealed : service.tokenKeyOutsideService ? .atFirstRenewal : .notSealed
+        return Outcome(user: tokens.user, scopes: tokens.scopes, path: store.path, sealing: sealing)
+    }
+
+    /// Deletes the stored token; true when there was one.
+    public func signOut() throws(Failure) -> (deleted: Bool, path: String) {
+        let store = self.store
+        do { return (try store.delete(), store.path) } catch { throw .storage(error) }
+    }
+
+    /// Run as root (as an administrator does), the token file and its directory go to the owner
+    /// of the state directory: the daemon's (dynamic) user, who alone may read them.
+    static func handOver(_ path: String, to stateDirectory: String) throws(RefreshTokenStore.Failure) {
+        guard geteuid() == 0 else { return }
+        var info = stat()
+        guard stat(stateDirectory, &info) == 0, info.st_uid != 0 else { return }
+        for file in [(path as NSString).deletingLastPathComponent, path] where chown(file, info.st_uid, info.st_gid) != 0 {
+            throw RefreshTokenStore.Failure("cannot hand \(file) to the state directory's owner (uid \(info.st_uid)): \(String(cString: strerror(errno)))")
+        }
+    }
+}
