@@ -29,12 +29,19 @@ public struct ProxySettings: Sendable, Equatable {
     /// A proxy URL such as `http://user:pass@proxy.example:3128`, or `nil` when it is not one.
     public static func parse(_ url: String) -> Server? {
         guard let components = URLComponents(string: url), components.scheme?.lowercased() == "http" || components.scheme?.lowercased() == "https",
-            let host = components.host, !host.isEmpty, (1...65535).contains(components.port ?? 3128)
+            let host = components.host, !host.isEmpty
         else { return nil }
+        // A port Foundation cannot hold comes back as none at all (and would mean 3128).
+        let port: Int
+        switch URLAuthority.port(of: url) {
+        case .absent: port = 3128
+        case .valid(let value): port = value
+        case .invalid: return nil
+        }
         let password = components.password.flatMap { $0.removingPercentEncoding }.map(Secret.init)
         // A password from the environment (HTTPS_PROXY) is masked like any other secret.
         if let password { SecretRedaction.register(password) }
-        return Server(host: host, port: components.port ?? 3128, username: components.user?.removingPercentEncoding, password: password)
+        return Server(host: host, port: port, username: components.user?.removingPercentEncoding, password: password)
     }
 
     /// Settings from an explicit URL or the environment.

@@ -29,13 +29,61 @@ public enum SecretRedaction {
     /// The text with every registered secret, the secrets in `also` (one request's own, such
     /// as a client assertion), and any URL's password masked.
     public static func redact(_ text: String, also: [Secret] = []) -> String {
-        var result = redactURLPasswords(text)
+        var result = redactAuthorizationHeaders(redactURLPasswords(text))
         let extra = also.flatMap { $0.withValue(variants) }.sorted { $0.count > $1.count }
         for form in extra + forms.withLock({ $0 }) where result.contains(form) {
             result = result.replacingOccurrences(of: form, with: mask)
         }
         return result
     }
+
+    /// `text` as it may leave the process (a log line, `STATUS=`, `/healthz`, a dead letter's
+    /// reason, a command's output): every secret masked (``redact(_:also:)``), then every
+    /// control character written as a visible escape and the length bounded
+    /// (``PrintableText``).
+    public static func shown(_ text: String, also: [Secret] = [], limit: Int? = nil) -> String {
+        PrintableText.escaped(redact(text, also: also), limit: limit)
+    }
+
+    /// Bytes from outside (a receiver's answer) with every registered secret, those in `also`,
+    /// and every `Authorization:` value masked, whatever the encoding of the rest: an answer
+    /// that is not valid UTF-8 is masked byte for byte, never skipped.
+    public static func redact(bytes: Data, also: [Secret] = []) -> Data {
+        if let text = String(data: bytes, encoding: .utf8) {
+            return Data(redact(text, also: also).utf8)
+        }
+        let extra = also.flatMap { $0.withValue(variants) }.sorted { $0.count > $1.count }
+        var masked = bytes
+        for form in extra + forms.withLock({ $0 }) {
+            let needle = Data(form.utf8)
+            var start = masked.startIndex
+            while let range = masked.range(of: needle, in: start..<masked.endIndex) {
+                masked.replaceSubrange(range, with: Data(mask.utf8))
+                start = range.lowerBound + mask.utf8.count
+            }
+        }
+        // The rest is ASCII-compatible: the header masking reads it as Latin-1, byte for byte.
+        guard let latin1 = String(data: masked, encoding: .isoLatin1),
+              let back = redactAuthorizationHeaders(latin1).data(using: .isoLatin1) else { return masked }
+        return back
+    }
+
+    /// `Authorization: Basic dXNlcjpwYXNz` (and `Proxy-Authorization`, `X-Api-Key`, `Cookie`),
+    /// as a receiver or a proxy that echoes the request shows it: the value masked, whether or
+    /// not it is a registered secret (a token the daemon never read as such, a form the
+    /// variants above do not foresee).
+    static func redactAuthorizationHeaders(_ text: String) -> String {
+        let lowered = text.lowercased()
+        guard ["authorization", "api-key", "apikey", "cookie"].contains(where: { lowered.contains($0) }) else { return text }
+        let range = NSRange(text.startIndex..., in: text)
+        return headerPattern.stringByReplacingMatches(in: text, range: range, withTemplate: "$1$2" + mask)
+    }
+
+    /// A header name that carries a credential, its separator (`:`, `=`, or `":"` in JSON),
+    /// and a scheme word; the value after it is what is masked.
+    private static let headerPattern = try! NSRegularExpression(
+        pattern: #"((?:proxy-)?authorization|x-api-key|api-key|apikey|cookie)(["']?\s*[:=]\s*["']?(?:(?:basic|bearer|splunk|apikey|negotiate|digest|ntlm)\s+)?)[^\s"',;&\\]+"#,
+        options: [.caseInsensitive])
 
     private static func variants(_ value: String) -> Set<String> {
         var values = [value]
@@ -54,7 +102,7 @@ public enum SecretRedaction {
     }
 
     /// `scheme://user:password@host` → `scheme://user:<redacted>@host`, anywhere in the text.
-    static func redactURLPasswords(_ text: String) -> String {
+    public static func redactURLPasswords(_ text: String) -> String {
         guard text.contains("://") else { return text }
         var result = ""
         var rest = Substring(text)

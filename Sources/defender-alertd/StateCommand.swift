@@ -1,5 +1,6 @@
 import AlertForwarder
 import ArgumentParser
+import DefenderAPI
 import Foundation
 import Timekeeping
 
@@ -95,7 +96,7 @@ struct StateCommand: ParsableCommand {
                 let letters = try store.deadLetters(sink: sink)
                 for letter in letters {
                     let mark = letter.requeueRequested ? " (re-queue requested)" : ""
-                    print("\(letter.failedAt) sink \(letter.sink) tenant \(letter.tenant) alert \(letter.alertID) (\(letter.event))\(mark): \(letter.reason)")
+                    print("\(letter.failedAt) sink \(letter.sink) tenant \(letter.tenant) alert \(letter.alertID) (\(letter.event))\(mark): \(SecretRedaction.shown(letter.reason))")
                 }
                 print("\(letters.count) dead letters (\(scope))")
             }

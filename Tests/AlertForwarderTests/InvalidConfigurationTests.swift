@@ -1,4 +1,5 @@
 import AlertForwarder
+import DefenderAPI
 import Foundation
 import Testing
 import TestSupport
@@ -281,7 +282,9 @@ struct InvalidConfigurationTests {
 
     @Test(arguments: ["http://127.0.0.1:8080", "http://127.9.8.7", "http://[::1]:8080", "http://localhost:8080"])
     func plainHTTPToLoopbackIsAccepted(url: String) throws {
-        _ = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(url)\"\nlogin_url = \"\(url)\"\n" + ConfigFixture.sink)
+        let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(url)\"\nlogin_url = \"\(url)\"\n" + ConfigFixture.sink)
+        #expect(configuration.tenants.map(\.apiURL) == [url])
+        #expect(configuration.tenants.map(\.loginURL) == [url])
     }
 
     /// A port past 65535 used to wrap around (99999999 connected to 57599; hole 18).
@@ -289,7 +292,53 @@ struct InvalidConfigurationTests {
         let errors = fixture.errors("[service]\nproxy_url = \"http://proxy.example:99999999\"\n" + ConfigFixture.tenant
                                     + "\napi_url = \"https://api.example:70000\"\n" + ConfigFixture.sink)
         #expect(errors.map(\.key) == ["service.proxy_url", "tenant.api_url"], "\(errors)")
-        #expect(errors.last?.message.contains("port 70000") == true)
+        #expect(errors.last?.message.contains("port \"70000\"") == true, "\(errors)")
+    }
+
+    /// A port that does not fit a 64-bit integer was read by Foundation as no port at all: the
+    /// proxy's default 3128, or port 80 for a sink (issue 23, item 6).
+    @Test(arguments: ["99999999999999999999", "18446744073709551616", "0", "-1", "", "80a", "+80"])
+    func portsThatOverflowOrAreNoNumberAreRefused(port: String) throws {
+        let errors = fixture.errors("[service]\nproxy_url = \"http://proxy.example:\(port)\"\n" + ConfigFixture.tenant
+                                    + "\napi_url = \"https://api.example:\(port)/\"\n[[sink]]\nname = \"siem\"\ntype = \"http\"\nurl = \"http://127.0.0.1:\(port)/hook\"\n")
+        #expect(errors.map(\.key) == ["service.proxy_url", "tenant.api_url", "sink.url"], "\(errors)")
+        #expect(errors.map(\.line) == [2, 8, 12], "\(errors)")
+        #expect(ProxySettings.parse("http://proxy.example:\(port)") == nil)
+    }
+
+    @Test func portsInTheirRangeAreTaken() {
+        #expect(URLAuthority.port(of: "http://h:65535/x") == .valid(65535))
+        #expect(URLAuthority.port(of: "http://u:p@[::1]:8080?q") == .valid(8080))
+        #expect(URLAuthority.port(of: "http://[::1]/x") == .absent)
+        #expect(URLAuthority.port(of: "https://h") == .absent)
+        #expect(URLAuthority.port(of: "https://h:65536") == .invalid("65536"))
+        #expect(ProxySettings.parse("http://proxy.example")?.port == 3128)
+    }
+
+    /// Credentials in a URL or a header of the plain configuration file are refused, and the
+    /// message does not repeat them (issue 23, item 16).
+    @Test func credentialsInURLsAndHeadersAreRefusedWithoutBeingRepeated() throws {
+        let canary = "CANARY-in-url-7c1"
+        let cases: [(String, String)] = [
+            ("url = \"https://alice:\(canary)@siem.example/hook\"", "holds a user name or password"),
+            ("url = \"https://siem.example/hook?token=\(canary)\"", "credential in its query (token=)"),
+            ("url = \"https://siem.example/hook?a=1&api_key=\(canary)\"", "credential in its query (api_key=)"),
+            ("url = \"https://siem.example/hook\"\nheaders = { \"X-Api-Key\" = \"\(canary)\" }", "carries a credential"),
+            ("url = \"https://siem.example/hook\"\nheaders = { \"Cookie\" = \"s=\(canary)\" }", "carries a credential"),
+            ("url = \"https://siem.example/hook\"\nheaders = { \"Proxy-Authorization\" = \"Basic \(canary)\" }", "carries a credential"),
+            ("url = \"https://siem.example/hook\"\nheaders = { \"X-Tag\" = \"a\\r\\nX-Injected: \(canary)\" }", "line break"),
+        ]
+        for (line, problem) in cases {
+            let errors = fixture.errors(ConfigFixture.tenant + "\n[[sink]]\nname = \"siem\"\ntype = \"http\"\n" + line + "\n")
+            #expect(errors.count == 1 && errors[0].message.contains(problem), "\(line): \(errors)")
+            // The line-break case shows the value escaped, so the canary may appear there; never raw.
+            if problem != "line break" {
+                #expect(!errors.description.contains(canary), "\(errors)")
+            }
+        }
+        // A plain header is fine.
+        let configuration = try fixture.load(ConfigFixture.tenant + "\n[[sink]]\nname = \"siem\"\ntype = \"http\"\nurl = \"https://siem.example/hook?tenant=a\"\nheaders = { \"X-Tag\" = \"defender\" }\n")
+        #expect(configuration.sinks.count == 1)
     }
 
     /// A file sink that would destroy data or leak it is refused (issue 11, hole 16): a sink at

@@ -504,10 +504,18 @@ private struct Validator {
         }
         let headers = reader.stringTable(Keys.headers) ?? [:]
         let reserved = ["authorization", "content-type", "content-encoding", "host", "content-length", "transfer-encoding"]
-        for name in headers.keys where reserved.contains(name.lowercased()) || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
-            reader.fail(Keys.headers, reserved.contains(name.lowercased())
-                ? "\"\(name)\" is set by the sink (a token goes in token_file or token_credential, never in the configuration)"
-                : "\"\(name)\" is not a header name (letters, digits, - and _)")
+        for (name, value) in headers.sorted(by: { $0.key < $1.key }) {
+            let shownName = PrintableText.escaped(name, limit: 80)
+            if reserved.contains(name.lowercased()) {
+                reader.fail(Keys.headers, "\"\(shownName)\" is set by the sink (a token goes in token_file or token_credential, never in the configuration)")
+            } else if !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+                reader.fail(Keys.headers, "\"\(shownName)\" is not a header name (letters, digits, - and _)")
+            } else if Self.isCredentialName(name) {
+                reader.fail(Keys.headers, "\"\(shownName)\" carries a credential, which would sit in plain text in the configuration: put the token in token_file or token_credential (auth = \"bearer\", \"basic\", \"apikey\" or \"splunk\")")
+            } else if value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F || !$0.isASCII }) {
+                // CR LF would end the header (and every request would fail, as if the receiver were down).
+                reader.fail(Keys.headers, "the value of \"\(shownName)\" holds a line break, a control character or a character outside ASCII: \"\(PrintableText.escaped(value, limit: 80))\"")
+            }
         }
         let batchMaxAlerts = reader.integer(Keys.batchMaxAlerts)
         let batchMaxBytes = reader.byteSize(Keys.batchMaxBytes)
@@ -616,15 +624,26 @@ private struct Validator {
 
     /// An http(s) URL; a base URL (`base`) has no query and loses a trailing `/`.
     private func validURL(_ text: String, key: ConfigurationKey, reader: TableReader, base: Bool = true) -> String? {
+        // The URL is named in messages, `check-config` and logs: a password or a credential in
+        // its query is never repeated, and is refused (it would sit in plain text here).
+        let shown = Self.displayed(url: text)
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
             let host = components.host, !host.isEmpty, ["http", "https"].contains(scheme),
-            !base || components.query == nil, components.fragment == nil, components.user == nil, components.password == nil
+            !base || components.query == nil, components.fragment == nil
         else {
-            reader.fail(key, "\"\(text)\" is not an http(s) \(base ? "base URL" : "URL") such as https://host[:port]/path (no user or password in it)")
+            reader.fail(key, "\"\(shown)\" is not an http(s) \(base ? "base URL" : "URL") such as https://host[:port]/path")
             return nil
         }
-        if let port = components.port, !(1...65535).contains(port) {
-            reader.fail(key, "port \(port) in \"\(text)\" is out of range; allowed: 1...65535")
+        if components.user != nil || components.password != nil {
+            reader.fail(key, "\"\(shown)\" holds a user name or password: credentials never go in a URL in the configuration (for a sink: token_file or token_credential, with auth = \"basic\" for user:password)")
+            return nil
+        }
+        if let name = components.queryItems?.map(\.name).first(where: Self.isCredentialName) {
+            reader.fail(key, "\"\(shown)\" carries a credential in its query (\(name)=): it would sit in plain text in the configuration and in every message naming the URL; put it in token_file or token_credential")
+            return nil
+        }
+        if case .invalid(let port) = URLAuthority.port(of: text) {
+            reader.fail(key, "port \"\(port)\" in \"\(shown)\" is not a port; allowed: 1...65535")
             return nil
         }
         guard scheme == "https" || Loopback.isLoopback(host: host) else {
@@ -632,6 +651,25 @@ private struct Validator {
             return nil
         }
         return base && text.hasSuffix("/") ? String(text.dropLast()) : text
+    }
+
+    /// `url` as messages may show it: a password in its authority and the values of its query
+    /// masked.
+    static func displayed(url: String) -> String {
+        let masked = SecretRedaction.redactURLPasswords(url)
+        guard let question = masked.firstIndex(of: "?") else { return masked }
+        let end = masked[question...].firstIndex(of: "#") ?? masked.endIndex
+        let query = masked[masked.index(after: question)..<end].split(separator: "&", omittingEmptySubsequences: false).map { item in
+            item.split(separator: "=", maxSplits: 1).count == 2 ? item.prefix { $0 != "=" } + "=" + SecretRedaction.mask : item
+        }
+        return masked[...question] + query.joined(separator: "&") + masked[end...]
+    }
+
+    /// Query parameter and header names that carry credentials (`?token=`, `X-Api-Key`, `Cookie`).
+    static func isCredentialName(_ name: String) -> Bool {
+        let lowered = name.lowercased().replacingOccurrences(of: "_", with: "-")
+        let exact: Set<String> = ["cookie", "set-cookie", "proxy-authorization", "authorization", "code", "sig", "signature", "key", "auth"]
+        return exact.contains(lowered) || ["token", "secret", "password", "passwd", "api-key", "apikey", "access-key", "session", "credential"].contains { lowered.contains($0) }
     }
 
     /// A file sink must not write where it destroys data or leaks it: inside the state

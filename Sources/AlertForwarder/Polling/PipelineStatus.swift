@@ -1,3 +1,4 @@
+import DefenderAPI
 import Foundation
 import Synchronization
 import Systemd
@@ -43,6 +44,8 @@ public final class PipelineStatus: Sendable {
     /// "ok" stays readable while the next poll runs.
     public func record(tenant: String, _ result: PollResult) {
         let now = clock.now()
+        // A reason is shown in `STATUS=` and `/healthz`: masked and printable from here on.
+        let result = if case .failed(let reason) = result { PollResult.failed(SecretRedaction.shown(reason, limit: 500)) } else { result }
         state.withLock { state in
             if state.tenants[tenant] == nil { state.tenantOrder.append(tenant) }
             var entry = state.tenants[tenant] ?? Tenant()
@@ -59,7 +62,7 @@ public final class PipelineStatus: Sendable {
         let now = clock.now()
         state.withLock { state in
             guard let reason else { state.failingSinks[name] = nil; return }
-            state.failingSinks[name] = (reason, state.failingSinks[name]?.since ?? now)
+            state.failingSinks[name] = (SecretRedaction.shown(reason, limit: 500), state.failingSinks[name]?.since ?? now)
         }
     }
 

@@ -1,3 +1,4 @@
+import DefenderAPI
 import OrderedJSON
 import Systemd
 import Timekeeping
@@ -27,7 +28,7 @@ public struct HealthReport: Sendable, Equatable {
         }
         let failing = failures.map { failure in
             JSONValue.object([("component", .string(failure.component)), ("failing_seconds", .int(Int(failure.failingFor.components.seconds))),
-                              ("error", .string(String(failure.reason.prefix(500))))])
+                              ("error", .string(SecretRedaction.shown(failure.reason, limit: 500)))])
         }
         return JSONValue.object([("status", .string("unhealthy")), ("stalled", .array(stalled)), ("failing", .array(failing))]).serialized
     }

@@ -1,3 +1,4 @@
+import DefenderAPI
 import OrderedJSON
 
 /// Why a sink did not take a batch. Its alerts stay in the outbox and are sent again.
@@ -18,8 +19,10 @@ public struct SinkError: Error, Sendable, CustomStringConvertible {
     /// The receiver asked to wait this long (HTTP `Retry-After`) before the next attempt.
     public var retryAfter: Duration?
 
+    /// `description` is shown in the log, `STATUS=`, `/healthz` and dead letters: it is masked
+    /// and made printable here, once, whatever part of it came from a receiver.
     public init(_ description: String, kind: Kind = .retryable, retryAfter: Duration? = nil) {
-        self.description = description
+        self.description = SecretRedaction.shown(description, limit: 2000)
         self.kind = kind
         self.retryAfter = retryAfter
     }
@@ -33,9 +36,11 @@ public struct SinkRejection: Sendable, Equatable {
     public var recordID: Int64
     public var reason: String
 
+    /// `reason` is kept with the dead letter and shown by `state dead-letters`: masked and
+    /// made printable here.
     public init(recordID: Int64, reason: String) {
         self.recordID = recordID
-        self.reason = reason
+        self.reason = SecretRedaction.shown(reason, limit: 2000)
     }
 }
 

@@ -85,7 +85,7 @@ public final class HTTPSink: AlertSink {
         // A receiver (or a proxy) that echoes the request would put the token into the reasons
         // logged and kept with dead letters: it is masked before the answer is read.
         var answer = response
-        answer.body = Self.redacting(settings.token, in: response.body)
+        answer.body = SecretRedaction.redact(bytes: response.body, also: settings.token.map { [$0] } ?? [])
         return try Self.outcome(of: answer, for: records, format: settings.format, url: settings.url)
     }
 
@@ -96,6 +96,12 @@ public final class HTTPSink: AlertSink {
         switch status {
         case 200..<300:
             return format == .elasticsearchBulk ? try bulkOutcome(response.body, for: records) : Outcome()
+        case 300..<400:
+            // A receiver's redirect is a URL that moved or is wrong (http:// to https://, a
+            // load balancer's login page): the alerts are not at fault, and a POST is not
+            // followed to wherever the answer points.
+            let location = response.header("Location").map { " to \(PrintableText.escaped($0, limit: 200))" } ?? ""
+            throw SinkError("\(url) redirects (\(reason))\(location); set url to the receiver's own endpoint", kind: .needsOperator)
         case 408, 429, 500..<600:
             let retryAfter = RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970)?.wait
             throw SinkError("\(url) is busy or failing (\(reason)); the batch is sent again", retryAfter: retryAfter)
@@ -106,7 +112,11 @@ public final class HTTPSink: AlertSink {
         case 404:
             throw SinkError("\(url) does not exist (\(reason)); check url (Splunk: .../services/collector/event; Elasticsearch: .../_bulk)", kind: .needsOperator)
         default:
-            if format == .splunkHEC, let index = invalidEventNumber(response.body), index < records.count {
+            if format == .splunkHEC, let problem = hecConfigurationProblem(response.body) {
+                throw SinkError("\(url) refused the request (\(reason)): \(problem)", kind: .needsOperator)
+            }
+            // HEC's index is outside data: -1 ("none in particular"), or past the batch, names no event.
+            if format == .splunkHEC, let index = invalidEventNumber(response.body), records.indices.contains(index) {
                 // The event HEC names is refused for good. Whether HEC kept the events before
                 // it is not something its answer says: they are sent again with the rest (a
                 // possible duplicate, never a possible loss).
@@ -115,7 +125,7 @@ public final class HTTPSink: AlertSink {
                 return outcome
             }
             guard records.count > 1 else {
-                return Outcome(rejected: [SinkRejection(recordID: records[0].id, reason: "\(url) refused it: \(reason)")])
+                return Outcome(rejected: records.map { SinkRejection(recordID: $0.id, reason: "\(url) refused it: \(reason)") })
             }
             let half = records.count / 2
             return Outcome(again: [Array(records[..<half]), Array(records[half...])])
@@ -142,6 +152,12 @@ public final class HTTPSink: AlertSink {
             switch status {
             case 200..<300: continue
             case 429, 500..<600: busy += 1
+            case 401, 403, 404:
+                // The API key may not write to that index, or the index does not exist and may
+                // not be created: every other document would be refused alike. The batch waits
+                // for a person (Elasticsearch's security_exception, index_not_found_exception).
+                let type = action["error"]?["type"]?.stringValue ?? "error"
+                throw SinkError("Elasticsearch refused to index (\(status) \(type): \(excerpt(Data((action["error"]?["reason"]?.stringValue ?? "").utf8)))); check the API key's index privileges and the index name", kind: .needsOperator)
             default:
                 let error = action["error"]
                 let type = error?["type"]?.stringValue ?? "error"
@@ -154,6 +170,22 @@ public final class HTTPSink: AlertSink {
         return outcome
     }
 
+    /// HEC's answer codes that mean a configuration a person must fix, not a bad event
+    /// (Splunk, "Troubleshoot HTTP Event Collector", the table of status codes:
+    /// https://docs.splunk.com/Documentation/Splunk/latest/Data/TroubleshootHTTPEventCollector):
+    /// 1 token disabled, 2 token required, 3 invalid authorization, 4 invalid token, 7 incorrect
+    /// index, 10 data channel missing, 11 invalid data channel, 14 ACK disabled, 16 query string
+    /// authorization not enabled.
+    static func hecConfigurationProblem(_ body: Data) -> String? {
+        guard let answer = try? JSONValue(parsing: body), let code = answer["code"].flatMap(integer) else { return nil }
+        return switch code {
+        case 1, 2, 3, 4, 16: "HEC code \(code): the token is missing, disabled or wrong; check token_file or token_credential"
+        case 7: "HEC code 7: the index is not one this token may write to; check index (or the token's allowed indexes)"
+        case 10, 11, 14: "HEC code \(code): the collector wants a data channel or acknowledgements that this sink does not use; turn indexer acknowledgement off for the token"
+        default: nil
+        }
+    }
+
     static func invalidEventNumber(_ body: Data) -> Int? {
         guard let answer = try? JSONValue(parsing: body) else { return nil }
         return answer["invalid-event-number"].flatMap(integer)
@@ -164,26 +196,8 @@ public final class HTTPSink: AlertSink {
         return Int(text)
     }
 
-    /// `body` with the sink's token and every other secret the daemon read masked, in every
-    /// form they travel (``SecretRedaction``); a body that is not text, the token's own bytes.
-    static func redacting(_ secret: Secret?, in body: Data) -> Data {
-        if let text = String(data: body, encoding: .utf8) {
-            return Data(SecretRedaction.redact(text, also: secret.map { [$0] } ?? []).utf8)
-        }
-        guard let secret, !secret.isEmpty else { return body }
-        let needle = secret.withValue { Data($0.utf8) }
-        var masked = body
-        var start = masked.startIndex
-        while let range = masked.range(of: needle, in: start..<masked.endIndex) {
-            masked.replaceSubrange(range, with: Data("<redacted>".utf8))
-            start = range.lowerBound + "<redacted>".utf8.count
-        }
-        return masked
-    }
-
     /// The start of a response body, printable, for messages.
     static func excerpt(_ body: Data) -> String {
-        let text = String(decoding: body.prefix(300), as: UTF8.self)
-        return String(text.map { $0.isNewline ? " " : $0 }) + (body.count > 300 ? "…" : "")
+        PrintableText.escaped(bytes: body, limit: 300)
     }
 }

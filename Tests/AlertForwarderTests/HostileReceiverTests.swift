@@ -1,0 +1,132 @@
+@testable import AlertForwarder
+import DefenderAPI
+import Foundation
+import Synchronization
+import Testing
+
+/// Receivers that answer what no documentation promises: the HTTP sink reads each answer as
+/// outside data, never crashes on it, never leaks a credential through it, and tells a
+/// misconfiguration (a person must fix it) from a refused alert (a dead letter).
+@Suite("HTTP sink: hostile receivers")
+struct HostileReceiverTests {
+    /// Answers every request with the next scripted response (the last one again when they run
+    /// out), and keeps what was sent.
+    final class ScriptedReceiver: HTTPTransport {
+        private let state: Mutex<(answers: [HTTPExchangeResponse], requests: [HTTPExchangeRequest])>
+
+        init(_ answers: [HTTPExchangeResponse]) {
+            state = Mutex((answers, []))
+        }
+
+        var requests: [HTTPExchangeRequest] { state.withLock { $0.requests } }
+
+        func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
+            state.withLock { state in
+                state.requests.append(request)
+                return state.answers.count > 1 ? state.answers.removeFirst() : state.answers[0]
+            }
+        }
+    }
+
+    static func sink(_ format: HTTPBodyFormat, _ answers: [HTTPExchangeResponse], token: String = "hec-token-1234",
+                     authorization: HTTPAuthorization? = nil) -> (HTTPSink, ScriptedReceiver) {
+        let receiver = ScriptedReceiver(answers)
+        let settings = HTTPSinkSettings(url: "http://127.0.0.1:9/in", format: format, authorization: authorization, token: Secret(token))
+        return (HTTPSink(settings: settings, transport: receiver), receiver)
+    }
+
+    static func json(_ status: Int, _ body: String) -> HTTPExchangeResponse {
+        HTTPExchangeResponse(status: status, body: Data(body.utf8))
+    }
+
+    @Test(arguments: [-1, -2, 5, 3, Int.min, Int.max])
+    func aHECEventNumberOutsideTheBatchNamesNoEvent(number: Int) async throws {
+        // Splunk answers -1 when the whole request is unreadable: it once crashed the daemon.
+        let (sink, receiver) = Self.sink(.splunkHEC, [Self.json(400, #"{"text":"Invalid data format","code":6,"invalid-event-number":\#(number)}"#)])
+        let records = (1...3).map { HTTPSinkTests.record($0) }
+        let rejected = try await sink.send(records)
+        // Narrowed down by halves like any refusal that names no record: each one refused alone.
+        #expect(rejected.map(\.recordID).sorted() == [1, 2, 3])
+        #expect(receiver.requests.count == 5)
+    }
+
+    @Test func anEmptyRefusedBatchIsNoCrash() throws {
+        let outcome = try HTTPSink.outcome(of: Self.json(400, "no"), for: [], format: .json, url: "http://127.0.0.1:9/in")
+        #expect(outcome.rejected.isEmpty && outcome.again.isEmpty)
+    }
+
+    @Test func aBasicCredentialEchoedInBytesThatAreNotUTF8IsMaskedEverywhere() async throws {
+        let token = "alice:CANARY-basic-pass-5Qx"
+        let header = "Basic " + Data(token.utf8).base64EncodedString()
+        // The echo of the request headers, after a byte that makes the body invalid UTF-8.
+        var body = Data([0xFF, 0xFE, 0x80]) + Data("request: Authorization: \(header)\r\nX-Api-Key: unregistered-key-998\r\n".utf8)
+        body.append(contentsOf: [0xC3, 0x28])
+        #expect(String(data: body, encoding: .utf8) == nil)
+        for status in [400, 500] {
+            let (sink, _) = Self.sink(.ndjson, [HTTPExchangeResponse(status: status, body: body)], token: token, authorization: .basic)
+            var texts: [String] = []
+            do {
+                texts += try await sink.send([HTTPSinkTests.record(1)]).map(\.reason)
+            } catch {
+                texts.append(error.description)
+            }
+            #expect(!texts.isEmpty)
+            for text in texts {
+                #expect(!text.contains(Data(token.utf8).base64EncodedString()), "\(text)")
+                #expect(!text.contains("CANARY-basic-pass") && !text.contains("unregistered-key-998"), "\(text)")
+                #expect(text.contains("Authorization: Basic <redacted>"), "\(text)")
+                #expect(!text.contains("\r") && !text.contains("\n"), "\(text)")
+            }
+        }
+    }
+
+    @Test func whatLeavesTheProcessIsMaskedAndPrintable() throws {
+        let status = PipelineStatus(clock: .continuous)
+        status.sink("siem", failing: "HTTP 500: Authorization: Bearer eyJ.unregistered\u{1B}]8;;http://evil\u{07}click\u{1B}]8;;\u{07}\nforged line")
+        let failure = try #require(status.failures(longerThan: .seconds(-1)).first)
+        #expect(failure.reason.contains("Bearer <redacted>") && !failure.reason.contains("eyJ.unregistered"), "\(failure.reason)")
+        #expect(!failure.reason.contains("\u{1B}") && !failure.reason.contains("\n") && !failure.reason.contains("\u{07}"), "\(failure.reason)")
+        let report = HealthReport(stalls: [], failures: [failure])
+        #expect(!report.json.contains("eyJ.unregistered"))
+        let rejection = SinkRejection(recordID: 1, reason: "refused \u{85}\u{2028}\u{202E}txt.exe")
+        #expect(rejection.reason == "refused \\u{85}\\u{2028}\\u{202E}txt.exe")
+    }
+
+    @Test func aRedirectNeedsAPersonAndIsNotADeadLetter() async throws {
+        for status in [301, 302, 307, 308] {
+            let (sink, receiver) = Self.sink(.splunkHEC, [HTTPExchangeResponse(status: status, headers: [("Location", "https://splunk.example/login")])])
+            await #expect {
+                _ = try await sink.send((1...6).map { HTTPSinkTests.record($0) })
+            } throws: { error in
+                let error = error as? SinkError
+                return error?.kind == .needsOperator && error?.description.contains("redirects") == true
+                    && error?.description.contains("https://splunk.example/login") == true
+            }
+            // Once: a redirect is not narrowed down by halves.
+            #expect(receiver.requests.count == 1)
+        }
+    }
+
+    @Test(arguments: [1, 2, 3, 4, 7, 10, 11, 14, 16])
+    func aHECCodeOfConfigurationHoldsTheQueue(code: Int) async throws {
+        let (sink, receiver) = Self.sink(.splunkHEC, [Self.json(400, #"{"text":"Incorrect index","code":\#(code),"invalid-event-number":1}"#)])
+        await #expect {
+            _ = try await sink.send((1...200).map { HTTPSinkTests.record($0) })
+        } throws: { error in
+            (error as? SinkError)?.kind == .needsOperator && "\(error)".contains("HEC code \(code)")
+        }
+        #expect(receiver.requests.count == 1)
+    }
+
+    @Test(arguments: [(401, "security_exception"), (403, "security_exception"), (404, "index_not_found_exception")])
+    func anElasticsearchItemRefusedForLackOfRightsHoldsTheQueue(status: Int, type: String) async throws {
+        let item = #"{"index":{"_index":"defender-alerts","status":\#(status),"error":{"type":"\#(type)","reason":"action [indices:data/write/bulk[s]] is unauthorized"}}}"#
+        let body = #"{"errors":true,"items":[\#(Array(repeating: item, count: 3).joined(separator: ","))]}"#
+        let (sink, _) = Self.sink(.elasticsearchBulk, [Self.json(200, body)])
+        await #expect {
+            _ = try await sink.send((1...3).map { HTTPSinkTests.record($0) })
+        } throws: { error in
+            (error as? SinkError)?.kind == .needsOperator && "\(error)".contains(type)
+        }
+    }
+}
