@@ -2,7 +2,10 @@
 SWIFT       ?= swift
 PREFIX      ?= /usr
 BUILD_FLAGS ?=
-APT_PACKAGES = libsystemd-dev libdeflate-dev pkg-config systemd curl python3 python3-pip tinyproxy libsqlite3-dev debootstrap systemd-container \
+# What building and running the daemon needs (all that `make demo` installs), and what the
+# tests need besides.
+BUILD_PACKAGES = libsystemd-dev libdeflate-dev pkg-config libsqlite3-dev python3
+APT_PACKAGES = $(BUILD_PACKAGES) systemd curl python3-pip tinyproxy debootstrap systemd-container \
 	rsyslog rsyslog-gnutls rsyslog-relp
 # Real third-party clients the simulator is tested against, and independent parsers of what
 # the syslog sink sends and the metrics endpoint shows.
@@ -48,10 +51,14 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 DEMO_SECONDS ?=
 DEMO_API ?= mde
 
-.PHONY: deps deps-deb deps-bench deps-reliability deps-promtool bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-alongside-release docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-alongside-release docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+
+## deps-build: install the Debian packages the build needs, when missing (all the demo needs)
+deps-build:
+	@scripts/apt-install.sh $(BUILD_PACKAGES)
 
 ## deps: install the Debian packages the build and the tests need, when missing
-deps:
+deps: deps-build
 	@scripts/apt-install.sh $(APT_PACKAGES)
 	@python3 -c "import msal, requests, pycef, syslog_rfc5424_parser, prometheus_client" 2>/dev/null || python3 -m pip install --quiet $(PIP_PACKAGES) \
 		|| python3 -m pip install --quiet --break-system-packages $(PIP_PACKAGES)
@@ -91,7 +98,8 @@ test: deps deps-deb deps-bench deps-reliability deps-promtool build
 test-alongside-release: demo-test bench-smoke fuzz-smoke reliability-smoke
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
-demo: build
+demo: deps-build
+	$(SWIFT) build $(PINNED) $(BUILD_FLAGS)
 	@DEMO_API=$(DEMO_API) scripts/demo.sh .build/debug $(DEMO_SECONDS)
 
 ## demo-test: `make demo DEMO_SECONDS=15` as a person runs it, checked (exit 0, alerts in both

@@ -8,13 +8,16 @@ import CMalloc
 struct DefenderAlertd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: ProductInfo.name,
-        abstract: "Forwards Microsoft Defender for Endpoint alerts to the journal, files and other sinks.",
+        abstract: "Forwards Microsoft Defender alerts (Defender for Endpoint's API or Microsoft Graph) to the journal, files, syslog and HTTP receivers.",
         discussion: """
-            Reads the alerts of Microsoft Defender for Endpoint tenants and delivers each new or updated alert \
-            to the configured sinks (the systemd journal, JSON Lines files, standard output). Alerts are queued \
-            on disk (an append-only outbox log and a SQLite database) before delivery, so none is lost across \
-            crashes, reboots or outages, and none is sent twice. It runs as the systemd service \
-            defender-alertd.service (Type=notify, watchdog, STATUS= line).
+            Reads the alerts of Microsoft Defender tenants, from Defender for Endpoint's alerts API or from \
+            Microsoft Graph security/alerts_v2 (every Defender XDR product), in app context or with a person's \
+            sign-in, and delivers each new or updated alert to the configured sinks: the systemd journal, \
+            JSON Lines files, standard output, syslog (UDP, TCP, TLS or RELP; JSON or CEF) and HTTP receivers \
+            (Splunk HEC, Elasticsearch bulk, webhooks). Alerts are queued on disk (an append-only outbox log \
+            and a SQLite database) before delivery, so none is lost across crashes, reboots or outages; an \
+            alert already delivered is not sent again, except that a crash may repeat the last batch. It runs \
+            as the systemd service defender-alertd.service (Type=notify, watchdog, STATUS= line).
 
             Configuration: /etc/defender-alertd/defender-alertd.toml, described in defender-alertd.toml(5) \
             and printed by `defender-alertd config-reference`. State: /var/lib/defender-alertd.

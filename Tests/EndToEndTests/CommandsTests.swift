@@ -9,6 +9,19 @@ struct CommandsTests {
         try DaemonProcess.run(arguments + ["--config", harness.fixture.directory.file("defender-alertd.toml")])
     }
 
+    /// `--help` names every source and every kind of sink (it once named Defender for Endpoint
+    /// and the journal, files and stdout only), and promises no more than the daemon keeps.
+    @Test func helpNamesEverySourceAndSink() throws {
+        let help = try DaemonProcess.run(["--help"])
+        #expect(help.status == 0)
+        // Wrapped to the terminal's width: compared with single spaces.
+        let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        for word in ["Defender for Endpoint", "Microsoft Graph", "journal", "JSON Lines", "standard output", "syslog", "RELP", "CEF", "Splunk HEC", "Elasticsearch", "webhooks"] {
+            #expect(text.contains(word), "--help does not name \(word)")
+        }
+        #expect(!text.contains("none is sent twice"))
+    }
+
     /// One alert stamped 2030 used to move the watermark to 2030: every later poll asked for
     /// alerts from 2029 on and never saw a new one (issue 11, hole 11).
     @Test func anAlertFromTheFutureIsForwardedAndPollingGoesOn() throws {

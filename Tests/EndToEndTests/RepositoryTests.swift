@@ -23,6 +23,19 @@ struct RepositoryTests {
         #expect(makefile.contains("--force-resolved-versions"), "the build must refuse to resolve versions other than the pinned ones")
     }
 
+    /// `make demo` on a fresh machine once installed the whole test toolchain (rsyslog,
+    /// debootstrap, pip packages) and upgraded the host's systemd: it installs only what the
+    /// build needs.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/make"), "needs make"))
+    func theDemoInstallsOnlyWhatTheBuildNeeds() throws {
+        let plan = try runToCompletion("/usr/bin/make", ["-n", "-C", repositoryRoot, "demo"])
+        #expect(plan.status == 0, "\(plan.stderr)")
+        let installs = plan.stdout.split(separator: "\n").filter { $0.contains("apt-install") || $0.contains("pip") || $0.contains("apt-get") }
+        #expect(installs.count == 1, "\(plan.stdout)")
+        let packages = Set(installs.first.map { $0.split(separator: " ").dropFirst().map(String.init) } ?? [])
+        #expect(packages == ["libsystemd-dev", "libdeflate-dev", "pkg-config", "libsqlite3-dev", "python3"], "\(installs)")
+    }
+
     @Test func trackedScriptsAreExecutable() throws {
         let entries = try git("ls-files", "-s", "scripts", "benchmarks", ".ci", "debian/rules").split(separator: "\n")
         let scripts = entries.filter { $0.hasSuffix(".sh") || $0.hasSuffix(".py") || $0.hasSuffix("/run") || $0.hasSuffix("debian/rules") }

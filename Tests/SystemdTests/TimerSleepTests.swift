@@ -4,8 +4,14 @@ import Timekeeping
 /// The real clock's sleep: it ends, and a cancelled one ends at once (its timer goes with it).
 @Suite("Timer sleep")
 struct TimerSleepTests {
-    @Test func aShortSleepEnds() async throws {
-        try await TimerSleep.sleep(for: .milliseconds(1))
+    // A regression that never wakes fails within the limit instead of hanging the suite.
+    @Test(.timeLimit(.minutes(1)))
+    func aShortSleepEnds() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await TimerSleep.sleep(for: .milliseconds(20))
+        // Never early (a lower bound only: how late it may be is a benchmark's business).
+        #expect(clock.now - start >= .milliseconds(20))
         try await TimerSleep.sleep(for: .zero)
         try await TimerSleep.sleep(for: .seconds(-1))
     }
@@ -26,15 +32,28 @@ struct TimerSleepTests {
         await #expect(throws: CancellationError.self) { try await sleeper.value }
     }
 
-    @Test func manySleepsRacedAndCancelledAllEnd() async throws {
+    @Test(.timeLimit(.minutes(1)))
+    func manySleepsRacedAndCancelledAllEnd() async throws {
         // The pattern of a deadline race: work that finishes first, the deadline cancelled.
+        // Each 600-second sleep must end by cancellation, with the error that says so.
+        var cancelled = 0
         for _ in 0..<200 {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {}
-                group.addTask { try? await TimerSleep.sleep(for: .seconds(600)) }
-                await group.next()
+            cancelled += await withTaskGroup(of: Int.self) { group in
+                group.addTask { 0 }
+                group.addTask {
+                    do {
+                        try await TimerSleep.sleep(for: .seconds(600))
+                        return 0
+                    } catch {
+                        return error is CancellationError ? 1 : 0
+                    }
+                }
+                var total = await group.next() ?? 0
                 group.cancelAll()
+                while let next = await group.next() { total += next }
+                return total
             }
         }
+        #expect(cancelled == 200)
     }
 }
