@@ -24,6 +24,14 @@ public struct DeviceCodeLogin: Sendable {
         /// sign-in host this login talks to (``isMicrosoftVerificationURI(_:loginBase:)``).
         public var verificationURIIsMicrosofts: Bool
 
+        public init(userCode: String, verificationURI: String, message: String, expiresIn: Duration, verificationURIIsMicrosofts: Bool) {
+            self.userCode = userCode
+            self.verificationURI = verificationURI
+            self.message = message
+            self.expiresIn = expiresIn
+            self.verificationURIIsMicrosofts = verificationURIIsMicrosofts
+        }
+
         /// The longest instruction shown, in characters (Entra ID's is about 130).
         public static let messageLimit = 1_000
 

@@ -212,12 +212,13 @@ public actor TokenProvider {
         }
     }
 
-    /// Whether another refresh token was stored since Entra ID refused the last one.
+    /// Whether someone signed in since the last failure said a sign-in was needed: another
+    /// refresh token than the one Entra ID refused is stored, or one is stored where there was
+    /// none (the first `login` is used at once too, not after the back-off).
     private func newSignInStored() -> Bool {
-        guard case .refreshToken(let keeper) = configuration.credential, let refused = refusedRefreshToken,
-            let stored = try? keeper.load()
-        else { return false }
-        return stored != refused.token
+        guard case .refreshToken(let keeper) = configuration.credential, let stored = try? keeper.load() else { return false }
+        if let refused = refusedRefreshToken { return stored != refused.token }
+        return lastFailure?.error.needsSignIn == true
     }
 
     /// User context: redeems the stored refresh token (v2 endpoint, the delegated permission

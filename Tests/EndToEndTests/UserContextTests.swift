@@ -86,9 +86,15 @@ struct UserContextTests {
         #expect(status.matched != nil, "\(status.all.suffix(2))")
         // And Entra ID is not asked again with the refused token, poll after poll.
         let asked = try harness.requests("token_v2", status: 400)
+        // Logged when it starts, then at most hourly: the later polls say it at debug level only
+        // ("poll failed again: sign-in still needed"); before issue 23, an error line a poll.
+        harness.waitUntil("the poll's failure is logged") { daemon.stderr.contains("poll failed: ") }
+        let said = daemon.stderr.components(separatedBy: "sign-in needed, run").count
         let polls = daemon.stderr.components(separatedBy: "poll failed").count
         harness.waitUntil("three more polls") { daemon.stderr.components(separatedBy: "poll failed").count >= polls + 3 }
         #expect(try harness.requests("token_v2", status: 400) == asked)
+        #expect(daemon.stderr.components(separatedBy: "sign-in needed, run").count == said, "\(daemon.stderr.suffix(2000))")
+        #expect(daemon.stderr.contains("sign-in still needed"))
 
         // A new sign-in is picked up without a restart, at once (no back-off to wait out).
         try harness.control("POST", "users", #"{"userPrincipalName": "analyst@contoso.com", "deviceGroups": ["Servers-Tier0"]}"#)
@@ -97,6 +103,7 @@ struct UserContextTests {
         try harness.waitUntil("the new sign-in is used", timeout: .seconds(20)) { try harness.counter("refreshTokensRedeemed") > redeemed }
         try harness.control("POST", "alerts", #"{"count": 12}"#)
         try harness.waitUntil("polling resumes: every alert of Servers-Tier0 arrives") { harness.delivered().count == (try Self.serverAlerts(harness)) }
+        #expect(daemon.stderr.contains("signed in again"))
         harness.stopDaemon()
         // No refresh token anywhere: the daemon's and login's output, the state directory.
         #expect(!daemon.stderr.contains(Self.refreshTokenPrefix) && !login.stdout.contains(Self.refreshTokenPrefix))
