@@ -110,6 +110,31 @@ struct UserContextTests {
         #expect(!daemon.stderr.contains("CANARY-token-key-7c1d"))
     }
 
+    /// `login` against a hostile device code answer (the simulator told through its control
+    /// API): terminal escapes, a disguised hyperlink, a right-to-left override, a page that is not
+    /// Microsoft's. What it prints is printable, bounded, and warns about the page; before issue 23
+    /// the message went to the terminal raw.
+    @Test func loginShowsAHostileAnswerAsPrintableTextAndWarnsAboutAForeignPage() throws {
+        let harness = try Self.harness(backlog: 0)
+        // (A 2 MB message is tested in-process: a command-line argument is limited to 128 KiB.)
+        let message = "To sign in, open \u{1B}]8;;https://evil.example/\u{07}https://microsoft.com/devicelogin\u{1B}]8;;\u{07} and enter {code}.\u{1B}[2J"
+            + String(repeating: "\u{202E}padding", count: 5_000)
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: ["message": message, "verificationUri": "https://microsoft.com.evil.example/devicelogin"]),
+                          as: UTF8.self)
+        try harness.control("POST", "devicecode/answer", body)
+        let login = try DaemonProcess(["login", "--tenant", "contoso", "--config", harness.fixture.directory.file("defender-alertd.toml")])
+        #expect(login.waitForLine(startingWith: "Warning: the sign-in page in this answer, https://microsoft.com.evil.example/devicelogin, is not Microsoft's") != nil,
+                "\(login.stdout.prefix(600)) \(login.stderr)")
+        let restated = try #require(login.waitForLine(startingWith: "Sign-in page: "), "\(login.stdout.prefix(2000))")
+        let code = try #require(restated.firstMatch(of: /Code: (\S+)/).map { String($0.1) })
+        try harness.control("POST", "devicecode/approve", #"{"userCode": "\#(code)", "userPrincipalName": "analyst@contoso.com"}"#)
+        #expect(login.waitForExit(timeout: .seconds(60)) == 0, "\(login.stdout.prefix(2000)) \(login.stderr)")
+        let output = login.stdout
+        #expect(!output.unicodeScalars.contains("\u{1B}") && !output.unicodeScalars.contains("\u{202E}") && !output.unicodeScalars.contains("\u{07}"))
+        #expect(output.utf8.count < 4_000, "\(output.utf8.count) bytes")
+        #expect(output.components(separatedBy: "Signed in as").count == 2)
+    }
+
     @Test func killedDuringRotationsItAlwaysKeepsAUsableToken() throws {
         let harness = try Self.harness(backlog: 0)
         _ = try Self.login(harness)
