@@ -12,13 +12,74 @@ import Timekeeping
 /// The refresh token it brings back is a secret: it is handed to the caller wrapped, and
 /// registered for masking, never logged.
 public struct DeviceCodeLogin: Sendable {
-    /// What the person must do, as Entra ID wrote it.
+    /// What the person must do, as Entra ID wrote it. Every field came from outside: print
+    /// ``instructions``, never the fields themselves.
     public struct Prompt: Sendable, Equatable {
         public var userCode: String
         public var verificationURI: String
         /// Entra ID's own instruction ("To sign in, use a web browser to open the page ...").
         public var message: String
         public var expiresIn: Duration
+        /// Whether `verificationURI` is one of Microsoft's device sign-in pages, or a page of the
+        /// sign-in host this login talks to (``isMicrosoftVerificationURI(_:loginBase:)``).
+        public var verificationURIIsMicrosofts: Bool
+
+        public init(userCode: String, verificationURI: String, message: String, expiresIn: Duration, verificationURIIsMicrosofts: Bool) {
+            self.userCode = userCode
+            self.verificationURI = verificationURI
+            self.message = message
+            self.expiresIn = expiresIn
+            self.verificationURIIsMicrosofts = verificationURIIsMicrosofts
+        }
+
+        /// The longest instruction shown, in characters (Entra ID's is about 130).
+        public static let messageLimit = 1_000
+
+        /// What to show the person, as printable text (``PrintableText``): a warning first when
+        /// the page is not Microsoft's; Entra ID's instruction, at most ``messageLimit``
+        /// characters; and the page and code again when the instruction does not name both as
+        /// they are (a disguised or cut-off one). Ends with a line break.
+        public var instructions: String {
+            let uri = PrintableText.escaped(verificationURI, limit: 300)
+            let code = PrintableText.escaped(userCode, limit: 100)
+            var lines: [String] = []
+            if !verificationURIIsMicrosofts {
+                lines.append("Warning: the sign-in page in this answer, \(uri), is not Microsoft's (\(DeviceCodeLogin.microsoftVerificationPages.joined(separator: ", "))). Do not enter the code there unless you know why: an answer from a proxy or a wrong login_url may be trying to capture the sign-in.")
+            }
+            lines.append(PrintableText.escaped(message, limit: Self.messageLimit))
+            let plain = PrintableText.isPrintable(message, limit: Self.messageLimit)
+            if !plain || !message.contains(verificationURI) || !message.contains(userCode) {
+                lines.append("Sign-in page: \(uri)  Code: \(code)")
+            }
+            return lines.joined(separator: "\n") + "\n"
+        }
+    }
+
+    /// Microsoft's device sign-in pages: `microsoft.com/devicelogin` (Microsoft's device code
+    /// documentation, https://learn.microsoft.com/entra/identity-platform/v2-oauth2-device-code ,
+    /// and MSAL's), `login.microsoft.com/device` (what Entra ID answers today), and
+    /// `microsoft.com/deviceloginus` (US Government clouds, as MSAL's tests expect).
+    public static let microsoftVerificationPages = ["https://microsoft.com/devicelogin", "https://login.microsoft.com/device",
+                                                    "https://microsoft.com/deviceloginus"]
+
+    /// Whether `uri` is one of ``microsoftVerificationPages`` (`www.` or a trailing slash
+    /// allowed), or any page of the sign-in host this login talks to (`loginBase`, which is
+    /// `login_url` when one is configured: the simulator on loopback). A URI with a user name
+    /// (`https://microsoft.com@elsewhere/`), another scheme or port is not.
+    public static func isMicrosoftVerificationURI(_ uri: String, loginBase: String) -> Bool {
+        guard let components = URLComponents(string: uri), components.user == nil, components.password == nil,
+            let host = components.host?.lowercased(), !host.isEmpty
+        else { return false }
+        if let login = URLComponents(string: loginBase), let loginHost = login.host?.lowercased(),
+            host == loginHost, components.scheme?.lowercased() == login.scheme?.lowercased(), components.port == login.port
+        {
+            return true
+        }
+        guard components.scheme?.lowercased() == "https", components.port == nil || components.port == 443 else { return false }
+        var path = components.path.lowercased()
+        if path.hasSuffix("/") { path.removeLast() }
+        let page = "https://" + (host.hasPrefix("www.") ? String(host.dropFirst(4)) : host) + path
+        return microsoftVerificationPages.contains(page)
     }
 
     /// The tokens of a completed sign-in.
@@ -109,7 +170,8 @@ public struct DeviceCodeLogin: Sendable {
         }
         let prompt = Prompt(userCode: userCode, verificationURI: uri,
                             message: body["message"]?.stringValue ?? "To sign in, open \(uri) and enter the code \(userCode).",
-                            expiresIn: .seconds(number("expires_in", 900)))
+                            expiresIn: .seconds(number("expires_in", 900)),
+                            verificationURIIsMicrosofts: Self.isMicrosoftVerificationURI(uri, loginBase: endpoints.loginBase))
         return (prompt, Secret(deviceCode), .seconds(number("interval", 5)))
     }
 

@@ -40,9 +40,9 @@ public enum SecretRedaction {
     /// `text` as it may leave the process (a log line, `STATUS=`, `/healthz`, a dead letter's
     /// reason, a command's output): every secret masked (``redact(_:also:)``), then every
     /// control character written as a visible escape and the length bounded
-    /// (``PrintableText``).
-    public static func shown(_ text: String, also: [Secret] = [], limit: Int? = nil) -> String {
-        PrintableText.escaped(redact(text, also: also), limit: limit)
+    /// (``PrintableText``). Showing a text already shown changes nothing.
+    public static func shown(_ text: String, also: [Secret] = [], limit: Int = 4000) -> String {
+        PrintableText.escaped(redact(text, also: also), limit: limit, escapingBackslash: false)
     }
 
     /// Bytes from outside (a receiver's answer) with every registered secret, those in `also`,

@@ -56,6 +56,9 @@ public actor TokenProvider {
     /// User context: the refresh token Entra ID refused for good. Nothing is asked of Entra ID
     /// again until another one is stored (a new sign-in), however often a token is wanted.
     private var refusedRefreshToken: (token: Secret, error: TokenError)?
+    /// User context: a sign-in needed is logged when it starts, then at most hourly, and once
+    /// when it ends.
+    private var signInLog = PersistentFailureLog()
     /// Token requests made (for tests and status).
     public private(set) var requestCount = 0
 
@@ -80,8 +83,10 @@ public actor TokenProvider {
             return try await renew()
         } catch {
             if let cached, clock.now() < cached.expiresAt - .seconds(30) {
-                logger.warning("renewing the access token failed; the current one stays in use until it expires",
-                               metadata: ["error": "\(error)"])
+                // A sign-in needed is logged (at most hourly) where it was met, not at each call.
+                logger.log(level: error.needsSignIn ? .debug : .warning,
+                           "renewing the access token failed; the current one stays in use until it expires",
+                           metadata: ["error": "\(error)"])
                 return cached.token
             }
             throw error
@@ -129,6 +134,9 @@ public actor TokenProvider {
             cached = Cached(token: token, renewAt: now + lifetime * 0.75, expiresAt: now + lifetime)
             failures = 0
             lastFailure = nil
+            if signInLog.ended() {
+                logger.notice("signed in again: the access token was renewed with the new sign-in")
+            }
             metrics.tokenRequest()
             logger.debug("access token obtained", metadata: ["expires_in_seconds": "\(lifetime.components.seconds)", "roles": "\(token.roles.joined(separator: ","))"])
             return token
@@ -142,7 +150,17 @@ public actor TokenProvider {
             if let retryAfter = error.retryAfter { wait = max(wait, retryAfter) }
             failures += 1
             lastFailure = (error, clock.now() + wait)
-            logger.error("\(error)", metadata: ["next_attempt_in_ms": "\(wait.totalMilliseconds)"])
+            if error.needsSignIn {
+                // It lasts until a person signs in: when it starts, then at most hourly.
+                switch signInLog.failed(at: clock.now()) {
+                case .write(let suppressed):
+                    logger.error("\(error)", metadata: ["next_attempt_in_ms": "\(wait.totalMilliseconds)", "repeats_not_logged": "\(suppressed)"])
+                case .suppress:
+                    logger.debug("sign-in still needed", metadata: ["command": "\(error.signInCommand ?? "")"])
+                }
+            } else {
+                logger.error("\(error)", metadata: ["next_attempt_in_ms": "\(wait.totalMilliseconds)"])
+            }
             throw error
         }
     }
@@ -194,12 +212,13 @@ public actor TokenProvider {
         }
     }
 
-    /// Whether another refresh token was stored since Entra ID refused the last one.
+    /// Whether someone signed in since the last failure said a sign-in was needed: another
+    /// refresh token than the one Entra ID refused is stored, or one is stored where there was
+    /// none (the first `login` is used at once too, not after the back-off).
     private func newSignInStored() -> Bool {
-        guard case .refreshToken(let keeper) = configuration.credential, let refused = refusedRefreshToken,
-            let stored = try? keeper.load()
-        else { return false }
-        return stored != refused.token
+        guard case .refreshToken(let keeper) = configuration.credential, let stored = try? keeper.load() else { return false }
+        if let refused = refusedRefreshToken { return stored != refused.token }
+        return lastFailure?.error.needsSignIn == true
     }
 
     /// User context: redeems the stored refresh token (v2 endpoint, the delegated permission
@@ -209,7 +228,8 @@ public actor TokenProvider {
         let stored: Secret?
         do { stored = try keeper.load() } catch { throw TokenError(kind: .permanent, message: "\(error)") }
         guard let stored else {
-            throw TokenError(kind: .permanent, message: "nobody has signed in for this tenant yet", hint: "run `\(keeper.signInCommand)`.")
+            throw TokenError(kind: .permanent, message: "nobody has signed in for this tenant yet", hint: "run `\(keeper.signInCommand)`.",
+                             signInCommand: keeper.signInCommand)
         }
         if let refused = refusedRefreshToken, refused.token == stored { throw refused.error }
         let endpoint = configuration.endpoints.tokenURL(tenant: configuration.tenantID, version: .v2)
@@ -221,12 +241,13 @@ public actor TokenProvider {
         let tokens: DeviceCodeLogin.Tokens
         do {
             tokens = try DeviceCodeLogin.tokens(from: response, endpoint: endpoint, sent: [stored])
-        } catch where error.error == "invalid_grant" {
-            // Revoked, expired after inactivity, a password reset, consent withdrawn: a person
-            // must sign in again. Said once, never asked again with this token.
+        } catch where Self.refusalNeedsSignIn(error) {
+            // Revoked, expired after 90 days unused, a password reset, consent withdrawn, MFA or
+            // Conditional Access now required: a person must sign in again. Never asked again
+            // with this token.
             let refusal = TokenError(kind: .permanent, status: error.status, error: error.error, code: error.code,
                                      message: "sign-in needed, run `\(keeper.signInCommand)`: the signed-in user's refresh token was refused (\(error.message))",
-                                     hint: "the sign-in is no longer valid (revoked, expired after inactivity, password reset or consent withdrawn): run `\(keeper.signInCommand)`.")
+                                     hint: Self.signInHint(code: error.code, command: keeper.signInCommand), signInCommand: keeper.signInCommand)
             refusedRefreshToken = (stored, refusal)
             throw refusal
         }
@@ -237,6 +258,39 @@ public actor TokenProvider {
             logger.error("the rotated refresh token cannot be stored; the one stored before stays in use: \(error)")
         }
         return tokens.accessToken
+    }
+
+    /// AADSTS codes of a refused refresh that only a new sign-in mends, whatever the `error`
+    /// beside them (https://learn.microsoft.com/entra/identity-platform/reference-error-codes):
+    /// 50076 UserStrongAuthClientAuthNRequired and 50079 UserStrongAuthEnrollmentRequired (MFA now
+    /// required), 50158 ExternalSecurityChallenge, 53003 BlockedByConditionalAccess, 50173
+    /// FreshTokenNeeded (revoked), 70008 and 700082 ExpiredOrRevokedGrant (unused too long), 70043
+    /// BadTokenDueToSignInFrequency, 65001 DelegationDoesNotExist (consent withdrawn).
+    static let signInCodes: Set<Int> = [50076, 50079, 50158, 53003, 50173, 70008, 700082, 70043, 65001]
+
+    /// Whether Entra ID's answer to a refresh means a person must sign in again: the OAuth errors
+    /// `invalid_grant` (the refresh token is unusable) and `interaction_required` ("the request
+    /// requires user interaction", the error table of the page above), or one of
+    /// ``signInCodes``. A server error or throttling is not: waiting mends those.
+    static func refusalNeedsSignIn(_ error: TokenError) -> Bool {
+        guard error.kind == .permanent else { return false }
+        return error.error == "invalid_grant" || error.error == "interaction_required" || error.code.map { signInCodes.contains($0) } == true
+    }
+
+    /// What to tell the person, by the AADSTS code of the refusal.
+    static func signInHint(code: Int?, command: String) -> String {
+        switch code {
+        case 50076, 50079, 50158:
+            "Entra ID now requires multi-factor authentication (or another challenge) for this user, which only an interactive sign-in satisfies: run `\(command)` and complete it."
+        case 53003:
+            "a Conditional Access policy now blocks this user's tokens: an administrator must allow the sign-in (Entra admin center, Sign-in logs, the failure's Conditional Access tab), then run `\(command)`."
+        case 70008, 700082:
+            "the sign-in expired after going unused too long (90 days by default): run `\(command)`."
+        case 70043:
+            "Conditional Access sign-in frequency requires a new sign-in: run `\(command)`."
+        default:
+            "the sign-in is no longer valid (revoked, expired after inactivity, password reset or consent withdrawn): run `\(command)`."
+        }
     }
 
     /// Reads a token endpoint answer: a token, or a classified error. Text from the answer is
@@ -266,8 +320,12 @@ public actor TokenProvider {
         let description = body?["error_description"]?.stringValue.map { SecretRedaction.redact(String($0.split(separator: "\r\n").first ?? ""), also: sent) }
             ?? "HTTP \(response.status) without an OAuth error body"
         let retryAfter = RetryAfter.parse(response.header("Retry-After"), now: now)?.wait
+        // Transient: what waiting mends. 50196 LoopDetected ("too many of the same request in too
+        // short a period", https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
+        // 7000274 is not: Microsoft.Identity.Web lists it among certificate errors (see
+        // TokenError.hint(for:error:)).
         let transient = response.status >= 500 || response.status == 429 || error == "temporarily_unavailable"
-            || code == 50196 || code == 7000274 || body == nil
+            || code == 50196 || body == nil
         throw TokenError(kind: transient ? .transient : .permanent, status: response.status, error: error, code: code,
                          message: description, hint: TokenError.hint(for: code, error: error), retryAfter: retryAfter)
     }

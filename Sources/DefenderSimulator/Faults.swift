@@ -114,6 +114,9 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var deviceCodePolls = 0
     public var refreshTokensRedeemed = 0
     public var refreshTokensReused = 0
+    /// Client assertions whose `jti` had been used before (accepted: how Entra ID answers one is
+    /// not documented); a client that makes a fresh assertion per request keeps this at 0.
+    public var clientAssertionsReused = 0
 
     /// Total requests to an endpoint.
     public func total(_ endpoint: String) -> Int {

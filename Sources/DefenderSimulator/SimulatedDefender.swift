@@ -124,7 +124,7 @@ public actor SimulatedDefender {
 
     private func openIDConfiguration(_ request: SimulatorRequest, tenant: String) -> SimulatorResponse {
         guard let known = tokens.tenants.first(where: { $0.answers(to: tenant) }) else {
-            return TokenEndpoint.error(400, "invalid_tenant", 90002, "Tenant '\(tenant)' not found.", now: clock.now())
+            return TokenEndpoint.error(400, "invalid_tenant", .tenantNotFound, "Tenant '\(tenant)' not found.", now: clock.now())
         }
         let base = "\(request.baseURL)/\(tenant)"
         return .json(200, .object([
@@ -486,6 +486,20 @@ public actor SimulatedDefender {
         tokens.delegated.slowDown = on
     }
 
+    /// Refuses every refresh of the user's tokens with `code` (50076, 50079, 50158, 53003,
+    /// 700082 or 50173) and `error` (by default the one that code comes with) until the user
+    /// signs in again; `code` nil: refreshes work again.
+    public func refuseRefreshes(of user: String, code: EntraErrorCode?, error: String? = nil) throws(SimulatorSetupError) {
+        try tokens.refuseRefreshes(user: user, code: code, error: error)
+    }
+
+    /// The `message` (`{code}` stands for the user code) and `verification_uri` of the device
+    /// code answers from now on; nil: Entra ID's own.
+    public func setDeviceCodeAnswer(message: String?, verificationURI: String?) {
+        tokens.delegated.answerMessage = message
+        tokens.delegated.answerVerificationURI = verificationURI
+    }
+
     public func register(_ app: RegisteredApp) throws(SimulatorSetupError) {
         guard tokens.tenants.contains(where: { $0.id == app.tenantID }) else {
             throw SimulatorSetupError("unknown tenant \(app.tenantID)")
@@ -508,6 +522,7 @@ public actor SimulatedDefender {
         snapshot.deviceCodePolls = tokens.delegated.polls
         snapshot.refreshTokensRedeemed = tokens.delegated.redeemed
         snapshot.refreshTokensReused = tokens.delegated.reused
+        snapshot.clientAssertionsReused = tokens.reusedAssertions
         return snapshot
     }
 }

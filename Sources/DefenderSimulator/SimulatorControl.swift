@@ -107,6 +107,20 @@ extension SimulatedDefender {
         case ("POST", ["devicecode", "slow-down"]):
             setDeviceCodeSlowDown(body["on"] != .bool(false))
             return .json(200, .object([("ok", .bool(true))]))
+        case ("POST", ["devicecode", "answer"]):
+            // {"message": "...", "verificationUri": "..."}; either left out: Entra ID's own.
+            setDeviceCodeAnswer(message: body["message"]?.stringValue, verificationURI: body["verificationUri"]?.stringValue)
+            return .json(200, .object([("ok", .bool(true))]))
+        case ("POST", ["users", "refresh-failure"]):
+            // {"userPrincipalName": ..., "code": 50076, "error": "interaction_required"}; no code: refreshes work again.
+            guard let upn = body["userPrincipalName"]?.stringValue else { throw SimulatorSetupError("expected {\"userPrincipalName\": ..., \"code\": ...}") }
+            var code: EntraErrorCode?
+            if let number = Self.double(body["code"]) {
+                guard let value = Int(exactly: number), let known = EntraErrorCode(rawValue: value) else { throw SimulatorSetupError("code \(number) is not a code the simulator sends") }
+                code = known
+            }
+            try refuseRefreshes(of: upn, code: code, error: body["error"]?.stringValue)
+            return .json(200, .object([("ok", .bool(true))]))
         case ("POST", ["clock", "advance"]):
             guard let seconds = Self.double(body["seconds"]), seconds >= 0 else { throw SimulatorSetupError("seconds must be a non-negative number") }
             clock.advance(seconds: seconds)

@@ -24,17 +24,19 @@ struct LoginCommand: AsyncParsableCommand {
         let outcome: UserSignIn.Outcome
         do {
             outcome = try await signIn.signIn(transport: transport, logger: logger) { prompt in
-                // Written at once (a person or a script waits for the code).
-                FileHandle.standardOutput.write(Data("\(prompt.message)\nWaiting for the sign-in (the code expires in \(prompt.expiresIn.components.seconds / 60) minutes; Ctrl-C gives up)...\n".utf8))
+                // Written at once (a person or a script waits for the code). Entra ID's text is
+                // printed as printable text, bounded, with a warning before a page that is not
+                // Microsoft's (DeviceCodeLogin.Prompt.instructions).
+                FileHandle.standardOutput.write(Data("\(prompt.instructions)Waiting for the sign-in (the code expires in \(prompt.expiresIn.components.seconds / 60) minutes; Ctrl-C gives up)...\n".utf8))
             }
         } catch {
             await transport.shutdown()
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            // The error may quote Entra ID's (or a proxy's) answer.
+            FileHandle.standardError.write(Data("\(PrintableText.escaped("\(error)", limit: 4_000))\n".utf8))
             throw ExitCode.failure
         }
         await transport.shutdown()
-        print("Signed in as \(outcome.user ?? "an unnamed user") with \(outcome.scopes.joined(separator: " ")).")
-        print("The refresh token is stored in \(outcome.path) (\(outcome.sealing)); the daemon uses it from its next token renewal, no restart needed.")
+        FileHandle.standardOutput.write(Data(outcome.summary.utf8))
     }
 }
 

@@ -49,6 +49,41 @@ struct DeviceCodeLoginTests {
         }
     }
 
+    /// A hostile device code answer (the simulator told through its control API): a 2 MB
+    /// message with terminal escapes and a disguised hyperlink, a page that is not Microsoft's.
+    /// What `login` shows is printable, bounded, and warns about the page.
+    @Test func aHostileAnswerIsShownAsPrintableBoundedTextWithAWarning() async throws {
+        let message = "To sign in, open \u{1B}]8;;https://evil.example/\u{07}https://microsoft.com/devicelogin\u{1B}]8;;\u{07} and enter {code}.\u{1B}[2J"
+            + String(repeating: "\u{202E}padding\u{85}", count: 200_000)
+        await harness.simulator.setDeviceCodeAnswer(message: message, verificationURI: "https://microsoft.com.evil.example/devicelogin")
+        try await harness.live { base, transport in
+            let shown = LockedBox<DeviceCodeLogin.Prompt?>(nil)
+            _ = try await login(base, transport).run { prompt in
+                shown.value = prompt
+                approve(prompt, after: 1)
+            }
+            let prompt = try #require(shown.value)
+            #expect(prompt.message.utf8.count > 2_000_000, "the answer came as sent")
+            #expect(!prompt.verificationURIIsMicrosofts)
+            let text = prompt.instructions
+            #expect(text.hasPrefix("Warning: the sign-in page in this answer, https://microsoft.com.evil.example/devicelogin, is not Microsoft's"), "\(text.prefix(300))")
+            #expect(!text.unicodeScalars.contains { PrintableText.needsEscaping($0) && $0 != "\n" }, "nothing a terminal acts on")
+            #expect(text.count < 1_600, "\(text.count)")
+            #expect(text.contains("Code: \(prompt.userCode)"))
+        }
+        // Entra ID's own answer again: no warning.
+        await harness.simulator.setDeviceCodeAnswer(message: nil, verificationURI: nil)
+        try await harness.live { base, transport in
+            let shown = LockedBox<DeviceCodeLogin.Prompt?>(nil)
+            _ = try await login(base, transport).run { prompt in
+                shown.value = prompt
+                approve(prompt, after: 1)
+            }
+            let prompt = try #require(shown.value)
+            #expect(prompt.verificationURIIsMicrosofts && prompt.instructions == prompt.message + "\n")
+        }
+    }
+
     @Test func slowDownLengthensTheInterval() async throws {
         await harness.simulator.setDeviceCodeSlowDown(true)
         try await harness.live { base, transport in

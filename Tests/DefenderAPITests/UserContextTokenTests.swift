@@ -116,11 +116,90 @@ struct UserContextTokenTests {
         }
     }
 
+    /// MFA or Conditional Access now required, or the sign-in expired: Entra ID refuses the
+    /// refresh (`interaction_required` or `invalid_grant`), and the error says to sign in again,
+    /// as for a revocation. Before issue 23 an `interaction_required` refusal was an ordinary
+    /// permanent error, asked again after each back-off, with no command to run.
+    @Test(arguments: [(EntraErrorCode.strongAuthRequired, String?.none), (.strongAuthEnrollmentRequired, nil), (.externalSecurityChallenge, nil),
+                      (.blockedByConditionalAccess, nil), (.refreshTokenInactive, nil), (.strongAuthRequired, "invalid_grant")])
+    func aRefreshRefusedForMFAConditionalAccessOrExpiryNeedsASignIn(code: EntraErrorCode, error: String?) async throws {
+        try await harness.live { base, transport in
+            let keeper = Keeper()
+            try keeper.save(try await signIn(base, transport))
+            let tokens = provider(base, transport, keeper: keeper)
+            await tokens.invalidate(try await tokens.token())
+            try await harness.simulator.refuseRefreshes(of: "analyst@contoso.com", code: code, error: error)
+            let refused = await capture { () async throws(TokenError) in try await tokens.token() }
+            guard case .failure(let refusal) = refused else { Issue.record("a refused refresh gave a token"); return }
+            #expect(refusal.kind == .permanent && refusal.code == code.rawValue, "\(refusal)")
+            #expect(refusal.signInCommand == "defender-alertd login --tenant contoso")
+            #expect(refusal.description.contains("sign-in needed, run `defender-alertd login --tenant contoso`"), "\(refusal)")
+            // Not asked again with the refused token, however long the daemon goes on.
+            let before = await harness.simulator.counterSnapshot.total("token_v2")
+            harness.clock.advance(by: .seconds(3600))
+            _ = await capture { () async throws(TokenError) in try await tokens.token() }
+            #expect(await harness.simulator.counterSnapshot.total("token_v2") == before)
+            // The person signs in again (meeting the challenge): tokens come at once.
+            try keeper.save(try await signIn(base, transport))
+            #expect(try await tokens.token().audience == "https://api.securitycenter.microsoft.com")
+        }
+    }
+
+    /// A refresh token unused for 90 days is refused with AADSTS700082 by the simulator itself.
+    @Test func aSignInUnusedFor90DaysNeedsASignIn() async throws {
+        try await harness.live { base, transport in
+            let keeper = Keeper()
+            try keeper.save(try await signIn(base, transport))
+            let tokens = provider(base, transport, keeper: keeper)
+            await tokens.invalidate(try await tokens.token())
+            harness.simulatorClock.advance(seconds: 91 * 86_400)
+            let refused = await capture { () async throws(TokenError) in try await tokens.token() }
+            guard case .failure(let refusal) = refused else { Issue.record("an expired refresh token gave a token"); return }
+            #expect(refusal.code == 700082 && refusal.error == "invalid_grant" && refusal.needsSignIn, "\(refusal)")
+            #expect(refusal.hint?.contains("unused too long") == true, "\(refusal)")
+        }
+    }
+
+    /// The sign-in needed is logged when it starts, then at most hourly while it lasts (the
+    /// provider asks itself again after each back-off), and once when it ends. Before issue 23
+    /// it was logged at each attempt.
+    @Test func aSignInNeededIsLoggedWhenItStartsThenHourlyAndWhenItEnds() async throws {
+        try await harness.live { base, transport in
+            let keeper = Keeper()
+            try keeper.save(try await signIn(base, transport))
+            let tokens = provider(base, transport, keeper: keeper)
+            await tokens.invalidate(try await tokens.token())
+            try await harness.simulator.refuseRefreshes(of: "analyst@contoso.com", code: .strongAuthRequired)
+            func errorLines() -> Int {
+                harness.records.at(.error).filter { $0.message.contains("sign-in needed") }.count
+            }
+            _ = await capture { () async throws(TokenError) in try await tokens.token() }
+            #expect(errorLines() == 1)
+            // Attempts after each back-off (at most 900 s) within the hour: not written again.
+            for _ in 0..<3 {
+                harness.clock.advance(by: .seconds(1000))
+                _ = await capture { () async throws(TokenError) in try await tokens.token() }
+            }
+            #expect(errorLines() == 1, "\(harness.records.at(.error).map(\.message))")
+            #expect(harness.records.at(.debug).contains { $0.message.contains("sign-in still needed") })
+            // An hour after the first: written again, with the count of those left out.
+            harness.clock.advance(by: .seconds(1000))
+            _ = await capture { () async throws(TokenError) in try await tokens.token() }
+            #expect(errorLines() == 2)
+            #expect(harness.records.at(.error).last?.metadata["repeats_not_logged"] == "3")
+            // A new sign-in: one line says it ended.
+            try keeper.save(try await signIn(base, transport))
+            _ = try await tokens.token()
+            #expect(harness.records.at(.notice).filter { $0.message.contains("signed in again") }.count == 1)
+        }
+    }
+
     @Test func nobodySignedInSaysWhatToRun() async throws {
         try await harness.live { base, transport in
             let refused = await capture { () async throws(TokenError) in try await provider(base, transport, keeper: Keeper()).token() }
             guard case .failure(let error) = refused else { Issue.record("a token without a sign-in"); return }
             #expect(error.description.contains("nobody has signed in") && error.description.contains("defender-alertd login --tenant contoso"))
+            #expect(error.signInCommand == "defender-alertd login --tenant contoso")
         }
     }
 }

@@ -142,6 +142,57 @@ struct DeviceCodeTests {
         #expect(garbage.body["error_codes"] == .array([.int(9002313)]))
     }
 
+    /// The control API makes a user's refreshes fail as Entra ID's do when MFA or Conditional
+    /// Access becomes required or the sign-in expired, until the user signs in again; a refresh
+    /// token unused for 90 days is refused by itself (AADSTS700082).
+    @Test func refreshesRefusedOnRequestUntilANewSignInAndAfter90DaysUnused() async throws {
+        func refresh(_ token: String) async throws -> (status: Int, body: JSONValue) {
+            let response = await harness.token(fields: ["grant_type": "refresh_token", "client_id": Self.publicClient, "refresh_token": token])
+            return (response.status, try JSONValue(parsing: response.body))
+        }
+        let cases: [(code: Int, error: String?, expected: String)] = [
+            (50076, nil, "interaction_required"), (50079, nil, "interaction_required"), (50158, nil, "interaction_required"),
+            (53003, nil, "interaction_required"), (700082, nil, "invalid_grant"), (50173, nil, "invalid_grant"), (50076, "invalid_grant", "invalid_grant"),
+        ]
+        for (code, error, expected) in cases {
+            let token = try #require(try await signIn()["refresh_token"]?.stringValue)
+            let errorMember = error.map { #", "error": "\#($0)""# } ?? ""
+            #expect(await control("users/refresh-failure", #"{"userPrincipalName": "analyst@contoso.com", "code": \#(code)\#(errorMember)}"#) == 200)
+            let refused = try await refresh(token)
+            #expect(refused.status == 400 && refused.body["error"] == .string(expected) && refused.body["error_codes"] == .array([.int(code)]), "\(code)")
+            #expect(refused.body["error_description"]?.stringValue?.hasPrefix("AADSTS\(code): ") == true)
+            // Until the user signs in again (the challenge met interactively).
+            #expect(try await refresh(token).status == 400)
+            let renewed = try #require(try await signIn()["refresh_token"]?.stringValue)
+            #expect(try await refresh(renewed).status == 200, "\(code)")
+        }
+        // Only the codes of a refused refresh; and the refusal can be lifted.
+        #expect(await control("users/refresh-failure", #"{"userPrincipalName": "analyst@contoso.com", "code": 7000215}"#) == 400)
+        #expect(await control("users/refresh-failure", #"{"userPrincipalName": "analyst@contoso.com", "code": 1e300}"#) == 400)
+        #expect(await control("users/refresh-failure", #"{"userPrincipalName": "nobody@contoso.com", "code": 50076}"#) == 400)
+        let token = try #require(try await signIn()["refresh_token"]?.stringValue)
+        #expect(await control("users/refresh-failure", #"{"userPrincipalName": "analyst@contoso.com", "code": 53003}"#) == 200)
+        #expect(await control("users/refresh-failure", #"{"userPrincipalName": "analyst@contoso.com"}"#) == 200)
+        #expect(try await refresh(token).status == 200)
+        // 90 days unused.
+        let idle = try #require(try await signIn()["refresh_token"]?.stringValue)
+        harness.clock.advance(seconds: 90 * 86_400 + 1)
+        let expired = try await refresh(idle)
+        #expect(expired.body["error"] == .string("invalid_grant") && expired.body["error_codes"] == .array([.int(700082)]))
+    }
+
+    /// The control API can make the device code answer hostile (a message and a page of its own).
+    @Test func theDeviceCodeAnswerCanBeMadeHostile() async throws {
+        #expect(await control("devicecode/answer", #"{"message": "\u001b]8;;https://evil.example/\u0007enter {code}\u001b]8;;\u0007", "verificationUri": "https://evil.example/devicelogin"}"#) == 200)
+        let hostile = try await deviceCode()
+        let code = try #require(hostile["user_code"]?.stringValue)
+        #expect(hostile["verification_uri"] == .string("https://evil.example/devicelogin"))
+        #expect(hostile["message"] == .string("\u{1B}]8;;https://evil.example/\u{07}enter \(code)\u{1B}]8;;\u{07}"))
+        #expect(await control("devicecode/answer", "{}") == 200)
+        let plain = try await deviceCode()
+        #expect(plain["verification_uri"] == .string("https://microsoft.com/devicelogin"))
+    }
+
     @Test func throughGraphTooAUserSeesOnlyTheirDeviceGroups() async throws {
         _ = try await harness.simulator.generateAlerts(count: 40)
         let authorization = try await deviceCode(scope: "https://graph.microsoft.com/SecurityAlert.Read.All offline_access")

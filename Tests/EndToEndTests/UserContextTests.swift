@@ -86,9 +86,15 @@ struct UserContextTests {
         #expect(status.matched != nil, "\(status.all.suffix(2))")
         // And Entra ID is not asked again with the refused token, poll after poll.
         let asked = try harness.requests("token_v2", status: 400)
+        // Logged when it starts, then at most hourly: the later polls say it at debug level only
+        // ("poll failed again: sign-in still needed"); before issue 23, an error line a poll.
+        harness.waitUntil("the poll's failure is logged") { daemon.stderr.contains("poll failed: ") }
+        let said = daemon.stderr.components(separatedBy: "sign-in needed, run").count
         let polls = daemon.stderr.components(separatedBy: "poll failed").count
         harness.waitUntil("three more polls") { daemon.stderr.components(separatedBy: "poll failed").count >= polls + 3 }
         #expect(try harness.requests("token_v2", status: 400) == asked)
+        #expect(daemon.stderr.components(separatedBy: "sign-in needed, run").count == said, "\(daemon.stderr.suffix(2000))")
+        #expect(daemon.stderr.contains("sign-in still needed"))
 
         // A new sign-in is picked up without a restart, at once (no back-off to wait out).
         try harness.control("POST", "users", #"{"userPrincipalName": "analyst@contoso.com", "deviceGroups": ["Servers-Tier0"]}"#)
@@ -97,10 +103,36 @@ struct UserContextTests {
         try harness.waitUntil("the new sign-in is used", timeout: .seconds(20)) { try harness.counter("refreshTokensRedeemed") > redeemed }
         try harness.control("POST", "alerts", #"{"count": 12}"#)
         try harness.waitUntil("polling resumes: every alert of Servers-Tier0 arrives") { harness.delivered().count == (try Self.serverAlerts(harness)) }
+        #expect(daemon.stderr.contains("signed in again"))
         harness.stopDaemon()
         // No refresh token anywhere: the daemon's and login's output, the state directory.
         #expect(!daemon.stderr.contains(Self.refreshTokenPrefix) && !login.stdout.contains(Self.refreshTokenPrefix))
         #expect(!daemon.stderr.contains("CANARY-token-key-7c1d"))
+    }
+
+    /// `login` against a hostile device code answer (the simulator told through its control
+    /// API): terminal escapes, a disguised hyperlink, a right-to-left override, a page that is not
+    /// Microsoft's. What it prints is printable, bounded, and warns about the page; before issue 23
+    /// the message went to the terminal raw.
+    @Test func loginShowsAHostileAnswerAsPrintableTextAndWarnsAboutAForeignPage() throws {
+        let harness = try Self.harness(backlog: 0)
+        // (A 2 MB message is tested in-process: a command-line argument is limited to 128 KiB.)
+        let message = "To sign in, open \u{1B}]8;;https://evil.example/\u{07}https://microsoft.com/devicelogin\u{1B}]8;;\u{07} and enter {code}.\u{1B}[2J"
+            + String(repeating: "\u{202E}padding", count: 5_000)
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: ["message": message, "verificationUri": "https://microsoft.com.evil.example/devicelogin"]),
+                          as: UTF8.self)
+        try harness.control("POST", "devicecode/answer", body)
+        let login = try DaemonProcess(["login", "--tenant", "contoso", "--config", harness.fixture.directory.file("defender-alertd.toml")])
+        #expect(login.waitForLine(startingWith: "Warning: the sign-in page in this answer, https://microsoft.com.evil.example/devicelogin, is not Microsoft's") != nil,
+                "\(login.stdout.prefix(600)) \(login.stderr)")
+        let restated = try #require(login.waitForLine(startingWith: "Sign-in page: "), "\(login.stdout.prefix(2000))")
+        let code = try #require(restated.firstMatch(of: /Code: (\S+)/).map { String($0.1) })
+        try harness.control("POST", "devicecode/approve", #"{"userCode": "\#(code)", "userPrincipalName": "analyst@contoso.com"}"#)
+        #expect(login.waitForExit(timeout: .seconds(60)) == 0, "\(login.stdout.prefix(2000)) \(login.stderr)")
+        let output = login.stdout
+        #expect(!output.unicodeScalars.contains("\u{1B}") && !output.unicodeScalars.contains("\u{202E}") && !output.unicodeScalars.contains("\u{07}"))
+        #expect(output.utf8.count < 4_000, "\(output.utf8.count) bytes")
+        #expect(output.components(separatedBy: "Signed in as").count == 2)
     }
 
     @Test func killedDuringRotationsItAlwaysKeepsAUsableToken() throws {

@@ -40,10 +40,22 @@ public struct UserSignIn: Sendable {
 
     /// A completed sign-in.
     public struct Outcome: Sendable {
+        /// The user's name and the scopes granted, as Entra ID's answer gave them: print
+        /// ``summary``, never these.
         public var user: String?
         public var scopes: [String]
         public var path: String
         public var sealing: Sealing
+
+        /// What `login` prints: who signed in with which permissions, where the token is. The
+        /// user name and scopes come from Entra ID's answer and are escaped (``PrintableText``):
+        /// a name holding a line break cannot add a line of its own.
+        public var summary: String {
+            let name = user.map { PrintableText.escaped($0, limit: 256) } ?? "an unnamed user"
+            let granted = PrintableText.escaped(scopes.joined(separator: " "), limit: 1_000)
+            return "Signed in as \(name) with \(granted).\n"
+                + "The refresh token is stored in \(path) (\(sealing)); the daemon uses it from its next token renewal, no restart needed.\n"
+        }
     }
 
     public let tenant: TenantConfiguration

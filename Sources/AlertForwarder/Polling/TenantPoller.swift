@@ -29,6 +29,8 @@ public final class TenantPoller: TenantPolling {
     private let metrics: TenantMetrics
     private let clock: MonotonicClock
     private let logger: Logger
+    /// A sign-in needed (user context) is logged when it starts, then at most hourly.
+    private let signInLog = Mutex(PersistentFailureLog())
 
     /// `queued` is called after a page queued alerts in the outbox (it wakes the sink workers).
     public init(tenant: TenantConfiguration, connection: TenantConnection, store: StateStore, sinks: [String], maxOutbox: Int,
@@ -93,6 +95,7 @@ public final class TenantPoller: TenantPolling {
                     logger.info("backfill progress", metadata: ["alerts_so_far": "\(total.newAlerts)", "window": "\(batch.lower)"])
                 }
             }
+            if signInLog.withLock({ $0.ended() }) { logger.notice("signed in again: polling resumes") }
             logger.info("poll complete", metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
             status?.record(tenant: tenant.name, .succeeded(newAlerts: total.newAlerts))
             ended("ok")
@@ -105,7 +108,7 @@ public final class TenantPoller: TenantPolling {
                 logger.debug("poll cancelled", metadata: ["error": "\(error)"])
                 return .failed("cancelled")
             }
-            logger.error("poll failed: \(error)")
+            logFailure("poll failed", error)
             status?.record(tenant: tenant.name, .failed("\(error)"))
             ended("failed")
             return .failed("\(error)")
@@ -129,6 +132,19 @@ public final class TenantPoller: TenantPolling {
         metrics.admitted(fetched: batch.alerts.count + batch.rejected.count, new: admission.newAlerts, duplicates: admission.duplicates,
                          quarantined: admission.quarantined.count, lags: measuresLag ? admission.admitted.map { Self.lag(of: $0, at: present) } : [])
         return admission
+    }
+
+    /// Logs a failed poll or sweep; a sign-in needed when it starts and then at most hourly
+    /// (debug level in between), as it lasts until a person signs in.
+    private func logFailure(_ what: String, _ error: any Error) {
+        guard let apiError = error as? DefenderAPIError, case .token(let tokenError) = apiError, tokenError.needsSignIn else {
+            logger.error("\(what): \(error)")
+            return
+        }
+        switch signInLog.withLock({ $0.failed(at: clock.now()) }) {
+        case .write(let suppressed): logger.error("\(what): \(error)", metadata: ["repeats_not_logged": "\(suppressed)"])
+        case .suppress: logger.debug("\(what) again: sign-in still needed (logged at most hourly)")
+        }
     }
 
     static func lag(of alert: Alert, at present: Timestamp) -> Duration {
@@ -184,7 +200,7 @@ public final class TenantPoller: TenantPolling {
             return .completed(found: found, maximumLag: maximumLag)
         } catch {
             if error is CancellationError || Task.isCancelled { return .failed("cancelled") }
-            logger.error("reconciliation sweep failed; it is tried again later: \(error)")
+            logFailure("reconciliation sweep failed; it is tried again later", error)
             metrics.sweep(result: "failed", found: 0)
             return .failed("\(error)")
         }

@@ -58,8 +58,47 @@ struct DelegatedGrants: Sendable {
         var clientID: String
         var user: SimulatedUser
         var scopes: RequestedScopes
+        var issuedAt: Timestamp
         var redeemed = false
         var revoked = false
+    }
+
+    /// How every refresh of a user's tokens is refused until the user signs in again (the control
+    /// API's `POST /_simulator/users/refresh-failure`): MFA or Conditional Access now required,
+    /// the sign-in expired... An AADSTS code and the OAuth `error` beside it.
+    struct RefreshRefusal: Equatable {
+        var code: EntraErrorCode
+        var error: String
+    }
+
+    /// The refusals a user's refresh can be given, with the OAuth `error` each comes with unless
+    /// told otherwise: `interaction_required` ("the request requires user interaction, for
+    /// example an additional authentication step", the error table of
+    /// https://learn.microsoft.com/entra/identity-platform/reference-error-codes) for MFA and
+    /// Conditional Access, `invalid_grant` for a refresh token that is no longer valid.
+    static let refreshRefusalErrors: [EntraErrorCode: String] = [
+        .strongAuthRequired: "interaction_required", .strongAuthEnrollmentRequired: "interaction_required",
+        .externalSecurityChallenge: "interaction_required", .blockedByConditionalAccess: "interaction_required",
+        .refreshTokenInactive: "invalid_grant", .freshTokenNeeded: "invalid_grant",
+    ]
+
+    /// The `error_description` text of a refused refresh (after the `AADSTSnnnn: `), after the
+    /// wording of Microsoft's reference.
+    static func refusalText(_ code: EntraErrorCode, resource: String, issuedAt: Timestamp) -> String {
+        switch code {
+        case .strongAuthRequired:
+            "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '\(resource)'."
+        case .strongAuthEnrollmentRequired:
+            "Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication to access '\(resource)'."
+        case .externalSecurityChallenge:
+            "External security challenge not satisfied."
+        case .blockedByConditionalAccess:
+            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance."
+        case .refreshTokenInactive:
+            "The refresh token has expired due to inactivity. The token was issued on \(issuedAt) and was inactive for 90.00:00:00."
+        default:
+            "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password."
+        }
     }
 
     var users: [SimulatedUser] = []
@@ -77,6 +116,16 @@ struct DelegatedGrants: Sendable {
     /// Answers a poll sooner than `interval` after the last with RFC 8628's `slow_down` (and
     /// adds 5 s to the interval), which Entra ID's documentation does not list.
     var slowDown = false
+    /// User principal name -> how that user's refreshes are refused, until the user signs in again.
+    var refreshRefusals: [String: RefreshRefusal] = [:]
+    /// A refresh token unused this long (seconds) is refused with AADSTS700082: 90 days, the
+    /// default lifetime of refresh tokens outside single-page apps
+    /// (https://learn.microsoft.com/entra/identity-platform/refresh-tokens).
+    var refreshTokenInactivity: Int64 = 90 * 86_400
+    /// A device code answer's `message` and `verification_uri` as told through the control API
+    /// (`POST /_simulator/devicecode/answer`): to play a hostile or foreign answer to `login`.
+    var answerMessage: String?
+    var answerVerificationURI: String?
 }
 
 /// The scopes a user-context request asks for: OpenID Connect's, and the permissions of one
@@ -131,30 +180,31 @@ extension TokenEndpoint {
     /// `POST /{tenant}/oauth2/v2.0/devicecode` (form `client_id`, `scope`).
     mutating func deviceAuthorization(_ request: SimulatorRequest, tenantName: String, now: Timestamp) -> SimulatorResponse {
         guard request.method == "POST" else {
-            return Self.error(405, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a \(request.method) request.", now: now)
+            return Self.error(405, "invalid_request", .methodNotAllowed, "The endpoint only accepts POST requests. Received a \(request.method) request.", now: now)
         }
         guard let tenant = tenants.first(where: { $0.answers(to: tenantName) }) else {
-            return Self.error(400, "invalid_request", 90002, "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", now: now)
+            return Self.error(400, "invalid_request", .tenantNotFound, "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", now: now)
         }
         let form = request.form
         guard let clientID = form["client_id"]?.lowercased(), !clientID.isEmpty else { return Self.missing("client_id", now: now) }
         guard apps.contains(where: { $0.tenantID == tenant.id && $0.clientID == clientID }) else {
-            return Self.error(400, "unauthorized_client", 700016, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'.", now: now)
+            return Self.error(400, "unauthorized_client", .applicationNotFound, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'.", now: now)
         }
         guard let text = form["scope"], !text.isEmpty else { return Self.missing("scope", now: now) }
         guard let scopes = RequestedScopes(text) else {
-            return Self.error(400, "invalid_scope", 70011, "The provided value for the input parameter 'scope' is not valid. The scope \(text) is not valid: name the permissions of one resource.", now: now)
+            return Self.error(400, "invalid_scope", .invalidScope, "The provided value for the input parameter 'scope' is not valid. The scope \(text) is not valid: name the permissions of one resource.", now: now)
         }
         let deviceCode = Self.randomCode(bytes: 48)
         let userCode = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(9)).uppercased()
         delegated.codes[deviceCode] = DelegatedGrants.DeviceAuthorization(
             tenantID: tenant.id, clientID: clientID, scopes: scopes, userCode: userCode,
             expiresAt: now.adding(ticks: Int64(delegated.codeLifetime) * 10_000_000), interval: delegated.interval, lastPoll: nil, state: .pending)
-        let uri = DelegatedGrants.verificationURI
+        let uri = delegated.answerVerificationURI ?? DelegatedGrants.verificationURI
         return .json(200, .object([
             ("user_code", .string(userCode)), ("device_code", .string(deviceCode)), ("verification_uri", .string(uri)),
             ("expires_in", .int(delegated.codeLifetime)), ("interval", .int(delegated.interval)),
-            ("message", .string("To sign in, use a web browser to open the page \(uri) and enter the code \(userCode) to authenticate.")),
+            ("message", .string(delegated.answerMessage?.replacingOccurrences(of: "{code}", with: userCode)
+                ?? "To sign in, use a web browser to open the page \(uri) and enter the code \(userCode) to authenticate.")),
         ]), headers: Self.headers)
     }
 
@@ -162,15 +212,15 @@ extension TokenEndpoint {
     mutating func delegatedGrant(_ grant: String, form: [String: String], tenant: SimulatedTenant, now: Timestamp) -> SimulatorResponse {
         guard let clientID = form["client_id"]?.lowercased(), !clientID.isEmpty else { return Self.missing("client_id", now: now) }
         guard let app = apps.first(where: { $0.tenantID == tenant.id && $0.clientID == clientID }) else {
-            return Self.error(400, "unauthorized_client", 700016, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'.", now: now)
+            return Self.error(400, "unauthorized_client", .applicationNotFound, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'.", now: now)
         }
         // A confidential client proves itself here too; a public one has nothing to prove.
         if !app.isPublicClient {
             guard let secret = form["client_secret"] else {
-                return Self.error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
+                return Self.error(401, "invalid_client", .credentialMissing, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
             }
             guard app.secrets.contains(secret) else {
-                return Self.error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.", now: now)
+                return Self.error(401, "invalid_client", .invalidClientSecret, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.", now: now)
             }
         }
         if grant == DelegatedGrants.deviceCodeGrant {
@@ -185,11 +235,11 @@ extension TokenEndpoint {
         guard var authorization = delegated.codes[code], authorization.clientID == app.clientID, authorization.tenantID == tenant.id,
             authorization.state != .redeemed
         else {
-            return Self.error(400, "bad_verification_code", 70018, "The device_code was not recognized.", now: now)
+            return Self.error(400, "bad_verification_code", .badVerificationCode, "The device_code was not recognized.", now: now)
         }
         defer { delegated.codes[code] = authorization }
         guard now < authorization.expiresAt else {
-            return Self.error(400, "expired_token", 70019, "Verification code expired.", now: now)
+            return Self.error(400, "expired_token", .codeExpired, "Verification code expired.", now: now)
         }
         switch authorization.state {
         case .pending:
@@ -199,11 +249,11 @@ extension TokenEndpoint {
                 return Self.error(400, "slow_down", nil, "Polling too fast: wait at least \(authorization.interval) seconds between requests.", now: now)
             }
             authorization.lastPoll = now
-            return Self.error(400, "authorization_pending", 70016, "The provided request has not yet been authorized by the user. The user must input their code.", now: now)
+            return Self.error(400, "authorization_pending", .authorizationPending, "The provided request has not yet been authorized by the user. The user must input their code.", now: now)
         case .declined:
             return Self.error(400, "authorization_declined", nil, "The end user denied the authorization request.", now: now)
         case .redeemed:
-            return Self.error(400, "bad_verification_code", 70018, "The device_code was not recognized.", now: now)
+            return Self.error(400, "bad_verification_code", .badVerificationCode, "The device_code was not recognized.", now: now)
         case .approved(let user):
             authorization.state = .redeemed
             return userTokens(app: app, tenant: tenant, user: user, scopes: authorization.scopes, now: now)
@@ -213,10 +263,18 @@ extension TokenEndpoint {
     private mutating func redeemRefreshToken(_ form: [String: String], app: RegisteredApp, tenant: SimulatedTenant, now: Timestamp) -> SimulatorResponse {
         guard let token = form["refresh_token"], !token.isEmpty else { return Self.missing("refresh_token", now: now) }
         guard let grant = delegated.refreshTokens[token], grant.clientID == app.clientID, grant.tenantID == tenant.id else {
-            return Self.error(400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.", now: now)
+            return Self.error(400, "invalid_grant", .malformedRequest, "Invalid request. Request is malformed or invalid.", now: now)
         }
         guard !grant.revoked else {
-            return Self.error(400, "invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", now: now)
+            return Self.error(400, "invalid_grant", .freshTokenNeeded, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", now: now)
+        }
+        if let refusal = delegated.refreshRefusals[grant.user.userPrincipalName] {
+            return Self.error(400, refusal.error, refusal.code,
+                              DelegatedGrants.refusalText(refusal.code, resource: grant.scopes.resource, issuedAt: grant.issuedAt), now: now)
+        }
+        guard now < grant.issuedAt.adding(ticks: delegated.refreshTokenInactivity * 10_000_000) else {
+            return Self.error(400, "invalid_grant", .refreshTokenInactive,
+                              DelegatedGrants.refusalText(.refreshTokenInactive, resource: grant.scopes.resource, issuedAt: grant.issuedAt), now: now)
         }
         delegated.redeemed += 1
         if grant.redeemed { delegated.reused += 1 }
@@ -224,7 +282,7 @@ extension TokenEndpoint {
         var scopes = grant.scopes
         if let text = form["scope"] {
             guard let asked = RequestedScopes(text) else {
-                return Self.error(400, "invalid_scope", 70011, "The provided value for the input parameter 'scope' is not valid. The scope \(text) is not valid.", now: now)
+                return Self.error(400, "invalid_scope", .invalidScope, "The provided value for the input parameter 'scope' is not valid. The scope \(text) is not valid.", now: now)
             }
             scopes = asked
         }
@@ -235,7 +293,7 @@ extension TokenEndpoint {
     /// `offline_access` was asked for, an ID token when `openid` was.
     private mutating func userTokens(app: RegisteredApp, tenant: SimulatedTenant, user: SimulatedUser, scopes: RequestedScopes, now: Timestamp) -> SimulatorResponse {
         guard let granted = scopes.granted(by: app) else {
-            return Self.error(400, "invalid_grant", 65001, "The user or administrator has not consented to use the application with ID '\(app.clientID)' named '\(app.displayName)'. Send an interactive authorization request for this user and resource.", now: now)
+            return Self.error(400, "invalid_grant", .delegationDoesNotExist, "The user or administrator has not consented to use the application with ID '\(app.clientID)' named '\(app.displayName)'. Send an interactive authorization request for this user and resource.", now: now)
         }
         let issuedAt = now.ticks / 10_000_000
         let expiresAt = issuedAt + Int64(tokenLifetime)
@@ -258,7 +316,8 @@ extension TokenEndpoint {
         if scopes.openID.contains("offline_access") {
             // Recognisable, as Entra's ("0.A...") are: tests look for it in every output.
             let refresh = DelegatedGrants.refreshTokenPrefix + Self.randomCode(bytes: 64)
-            delegated.refreshTokens[refresh] = DelegatedGrants.RefreshGrant(tenantID: tenant.id, clientID: app.clientID, user: user, scopes: scopes)
+            delegated.refreshTokens[refresh] = DelegatedGrants.RefreshGrant(tenantID: tenant.id, clientID: app.clientID, user: user, scopes: scopes,
+                                                                                  issuedAt: now)
             members.append(("refresh_token", .string(refresh)))
         }
         if scopes.openID.contains("openid") {
@@ -298,6 +357,24 @@ extension TokenEndpoint {
             throw SimulatorSetupError("no user \(user) in tenant \(authorization.tenantID): add one with POST /_simulator/users")
         }
         delegated.codes[code]?.state = .approved(known)
+        // The person signed in interactively: the challenge that refused their refreshes is met.
+        delegated.refreshRefusals[known.userPrincipalName] = nil
+    }
+
+    /// Refuses every refresh of the user's tokens with `code` (and `error`, or the one that code
+    /// comes with) until the user signs in again; nil: refreshes work again.
+    mutating func refuseRefreshes(user: String, code: EntraErrorCode?, error: String?) throws(SimulatorSetupError) {
+        let upn = user.lowercased()
+        guard delegated.users.contains(where: { $0.userPrincipalName == upn }) else { throw SimulatorSetupError("no user \(user)") }
+        guard let code else {
+            delegated.refreshRefusals[upn] = nil
+            return
+        }
+        guard let usual = DelegatedGrants.refreshRefusalErrors[code] else {
+            let known = DelegatedGrants.refreshRefusalErrors.keys.map { String($0.rawValue) }.sorted().joined(separator: ", ")
+            throw SimulatorSetupError("a refresh is refused with one of \(known), not \(code.rawValue)")
+        }
+        delegated.refreshRefusals[upn] = DelegatedGrants.RefreshRefusal(code: code, error: error ?? usual)
     }
 
     /// Revokes every refresh and access token of the user (as a password reset does).

@@ -29,6 +29,8 @@ struct TokenEndpoint {
     var tokenLifetime: Int
     var issued: [String: IssuedToken] = [:]
     var seenAssertionIDs: Set<String> = []
+    /// Client assertions accepted although their `jti` had been seen before.
+    var reusedAssertions = 0
     /// User context: the users who may sign in, device codes handed out, refresh tokens issued.
     var delegated = DelegatedGrants()
 
@@ -36,10 +38,10 @@ struct TokenEndpoint {
 
     mutating func handle(_ request: SimulatorRequest, tenantName: String, version: TokenEndpointVersion, now: Timestamp) -> SimulatorResponse {
         guard request.method == "POST" else {
-            return Self.error(405, "invalid_request", 900561, "The endpoint only accepts POST requests. Received a \(request.method) request.", now: now)
+            return Self.error(405, "invalid_request", .methodNotAllowed, "The endpoint only accepts POST requests. Received a \(request.method) request.", now: now)
         }
         guard let tenant = tenants.first(where: { $0.answers(to: tenantName) }) else {
-            return Self.error(400, "invalid_request", 90002, "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.", now: now)
+            return Self.error(400, "invalid_request", .tenantNotFound, "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.", now: now)
         }
         var form = request.form
         if let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("basic "),
@@ -57,11 +59,11 @@ struct TokenEndpoint {
         case "client_credentials": break
         case DelegatedGrants.deviceCodeGrant, "refresh_token":
             guard version == .v2 else {
-                return Self.error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '\(grant)' on the v1 endpoint; use /oauth2/v2.0/token.", now: now)
+                return Self.error(400, "unsupported_grant_type", .unsupportedGrantType, "The app requested an unsupported grant type '\(grant)' on the v1 endpoint; use /oauth2/v2.0/token.", now: now)
             }
             return delegatedGrant(grant, form: form, tenant: tenant, now: now)
         default:
-            return Self.error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type '\(grant)'. This simulator issues tokens for client_credentials, device_code and refresh_token.", now: now)
+            return Self.error(400, "unsupported_grant_type", .unsupportedGrantType, "The app requested an unsupported grant type '\(grant)'. This simulator issues tokens for client_credentials, device_code and refresh_token.", now: now)
         }
         guard let clientID = form["client_id"]?.lowercased(), !clientID.isEmpty else { return Self.missing("client_id", now: now) }
 
@@ -72,40 +74,42 @@ struct TokenEndpoint {
             requestedResource = resource
         case .v2:
             if form["resource"] != nil {
-                return Self.error(400, "invalid_request", 901002, "The 'resource' request parameter is not supported.", now: now)
+                return Self.error(400, "invalid_request", .resourceParameterNotSupported, "The 'resource' request parameter is not supported.", now: now)
             }
             guard let scope = form["scope"], !scope.isEmpty else { return Self.missing("scope", now: now) }
             let scopes = scope.split(separator: " ").map(String.init)
             guard scopes.count == 1, let only = scopes.first, only.hasSuffix("/.default") else {
-                return Self.error(400, "invalid_scope", 70011, "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope \(scope) is not valid. The client credentials flow accepts exactly one scope of the form <resource>/.default.", now: now)
+                return Self.error(400, "invalid_scope", .invalidScope, "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope \(scope) is not valid. The client credentials flow accepts exactly one scope of the form <resource>/.default.", now: now)
             }
             requestedResource = String(only.dropLast("/.default".count))
         }
         guard let audience = Resource.audience(for: requestedResource) else {
-            return Self.error(400, "invalid_resource", 500011, "The resource principal named \(requestedResource) was not found in the tenant named \(tenant.displayName). This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", now: now)
+            return Self.error(400, "invalid_resource", .resourceNotFound, "The resource principal named \(requestedResource) was not found in the tenant named \(tenant.displayName). This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", now: now)
         }
         guard let app = apps.first(where: { $0.tenantID == tenant.id && $0.clientID == clientID }) else {
-            return Self.error(400, "unauthorized_client", 700016, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", now: now)
+            return Self.error(400, "unauthorized_client", .applicationNotFound, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", now: now)
         }
 
         if let secret = form["client_secret"] {
             guard app.secrets.contains(secret) else {
-                return Self.error(401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.", now: now)
+                return Self.error(401, "invalid_client", .invalidClientSecret, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.", now: now)
             }
         } else if let assertion = form["client_assertion"] {
             guard form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" else {
-                return Self.error(400, "invalid_request", 50027, "Invalid client_assertion_type: expected 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.", now: now)
+                return Self.error(400, "invalid_request", .invalidJWT, "Invalid client_assertion_type: expected 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.", now: now)
             }
             let audiences = ([tenantName] + [tenant.id] + tenant.domains).flatMap { name in
                 ["\(request.baseURL)/\(name)/oauth2/v2.0/token", "\(request.baseURL)/\(name)/oauth2/token", "\(request.baseURL)/\(name)/v2.0"]
             }
             do {
-                try ClientAssertionVerifier().verify(assertion, app: app, acceptedAudiences: audiences, now: now, seenIDs: &seenAssertionIDs)
+                var reused = false
+                try ClientAssertionVerifier().verify(assertion, app: app, acceptedAudiences: audiences, now: now, seenIDs: &seenAssertionIDs, reused: &reused)
+                if reused { reusedAssertions += 1 }
             } catch {
                 return Self.error(401, "invalid_client", error.code, error.message, now: now)
             }
         } else {
-            return Self.error(401, "invalid_client", 7000218, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
+            return Self.error(401, "invalid_client", .credentialMissing, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
         }
 
         let roles = audience == Resource.graph ? app.graphRoles : app.roles
@@ -153,13 +157,14 @@ struct TokenEndpoint {
     }
 
     static func missing(_ parameter: String, now: Timestamp) -> SimulatorResponse {
-        error(400, "invalid_request", 900144, "The request body must contain the following parameter: '\(parameter)'.", now: now)
+        error(400, "invalid_request", .missingParameter, "The request body must contain the following parameter: '\(parameter)'.", now: now)
     }
 
     /// The Entra ID error shape, with AADSTS code, trace and correlation ids and timestamp.
     /// An OAuth error body as Entra ID writes it; `code` nil for a failure without an AADSTS
     /// code of its own (a simulated outage: no number is invented).
-    static func error(_ status: Int, _ error: String, _ code: Int?, _ message: String, now: Timestamp) -> SimulatorResponse {
+    static func error(_ status: Int, _ error: String, _ code: EntraErrorCode?, _ message: String, now: Timestamp) -> SimulatorResponse {
+        let code = code?.rawValue
         let trace = UUID().uuidString.lowercased()
         let correlation = UUID().uuidString.lowercased()
         let stamp = now.writtenWith(0).description.replacingOccurrences(of: "T", with: " ")
