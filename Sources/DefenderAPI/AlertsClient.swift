@@ -539,33 +539,49 @@ public struct AlertsClient: Sendable {
             // A long wait is said, never silent: with the hourly budget used up, polling stops
             // for up to an hour.
             let logger = self.logger
-            let call: RateBudget.Call
             let priority = settings.priority
-            do {
-                call = try await budget.acquire(priority: priority) { wait, limit in
-                    guard wait >= Self.waitWorthSaying, priority == .normal else { return }
-                    logger.log(level: wait >= .seconds(120) ? .notice : .info, "waiting for the call budget before the next alerts request",
-                               metadata: ["limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)"])
+            let budget = self.budget
+            func acquire() async throws(DefenderAPIError) -> RateBudget.Call {
+                do {
+                    return try await budget.acquire(priority: priority) { wait, limit in
+                        guard wait >= Self.waitWorthSaying, priority == .normal else { return }
+                        logger.log(level: wait >= .seconds(120) ? .notice : .info, "waiting for the call budget before the next alerts request",
+                                   metadata: ["limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)"])
+                    }
+                } catch {
+                    throw .transport(.timedOut("cancelled while waiting for the rate budget"))
                 }
-            } catch {
-                throw .transport(.timedOut("cancelled while waiting for the rate budget"))
             }
-            // A sweep's waits are its own choice, not a sign of throttling.
-            if priority == .normal {
-                metrics.waited(forRetryAfter: call.waitedForRetryAfter)
-                metrics.waited(forBudget: call.waitedForLimits)
+            var call = try await acquire()
+            var waited = (retryAfter: call.waitedForRetryAfter, limits: call.waitedForLimits)
+            // A 429 read by another request of this app and tenant after this call was counted:
+            // it is not sent before that Retry-After has run out. The check and the send below
+            // have nothing awaited between them (a 429 is recorded the moment it is read).
+            while budget.retryAfterRemaining() > .zero {
+                await budget.withdraw(call)
+                call = try await acquire()
+                waited.retryAfter += call.waitedForRetryAfter
+                waited.limits += call.waitedForLimits
             }
             let response: HTTPExchangeResponse
             do {
                 response = try await transport.send(
                     HTTPExchangeRequest(method: "GET", url: url, headers: headers, bearer: token.value),
                     deadline: settings.requestDeadline)
-                await budget.answered(call)
-                metrics.request(endpoint: "alerts", status: response.status)
             } catch {
                 await budget.answered(call)
                 metrics.request(endpoint: "alerts", status: nil)
                 throw .transport(error)
+            }
+            // Before anything else: no other request of this app and tenant goes out from now on.
+            let retryAfter = response.status == 429 ? RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970) : nil
+            if response.status == 429 { budget.pause(for: retryAfter?.wait ?? .seconds(60)) }
+            await budget.answered(call)
+            metrics.request(endpoint: "alerts", status: response.status)
+            // A sweep's waits are its own choice, not a sign of throttling.
+            if priority == .normal {
+                metrics.waited(forRetryAfter: waited.retryAfter)
+                metrics.waited(forBudget: waited.limits)
             }
             switch response.status {
             case 200:
@@ -577,12 +593,10 @@ public struct AlertsClient: Sendable {
                 continue
             case 429:
                 metrics.throttled()
-                let parsed = RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970)
-                let wait = parsed?.wait ?? .seconds(60)
-                if parsed?.clamped == true {
+                let wait = retryAfter?.wait ?? .seconds(60)
+                if retryAfter?.clamped == true {
                     logger.warning("Retry-After clamped", metadata: ["retry_after": "\(response.header("Retry-After") ?? "")", "used_seconds": "\(wait.components.seconds)"])
                 }
-                await budget.pause(for: wait)
                 throw .rateLimited(retryAfter: wait)
             default:
                 let body = try? JSONValue(parsing: response.body)

@@ -107,6 +107,12 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var rateLimited = 0
     /// Calls that came while an earlier `Retry-After` was still running.
     public var callsIgnoringRetryAfter = 0
+    /// Alerts requests (MDE or Graph) that came after a 429 of the same API had been answered
+    /// and before its `Retry-After` ran out: sent after the client could know it had to wait.
+    /// (``callsIgnoringRetryAfter`` also counts a request that was already on its way when the
+    /// 429 went out.) Counted from when the request arrived (its head read), against when the
+    /// 429 was answered (whichever of the rate limiter or a `rate-limit` fault sent it).
+    public var sentInsideRetryAfter = 0
     public var alertsServed = 0
     public var faultsInjected = 0
     /// User context: polls of `/token` with a device code, refresh tokens redeemed, and

@@ -49,6 +49,9 @@ public actor SimulatedDefender {
     private let seed: UInt64
     /// Until when a simulated 429 burst asked clients to wait.
     private var burstRetryAfterUntil: [Fault.Target: Timestamp] = [:]
+    /// Per alerts API (`alerts`, `graph_alerts`): when its latest 429 was answered, and until
+    /// when that 429's `Retry-After` runs.
+    private var retryAfterWindows: [String: (answered: Timestamp, until: Timestamp)] = [:]
 
     public init(configuration: SimulatorConfiguration, clock: SimulatorClock = .system()) throws(SimulatorSetupError) {
         try configuration.scenario.validate()
@@ -110,7 +113,24 @@ public actor SimulatedDefender {
             outcome = SimulatorOutcome(.apiError(404, code: "ResourceNotFound", message: "Resource \(request.path) was not found."))
         }
         counters.requests[endpoint, default: [:]][String(outcome.response.status), default: 0] += 1
+        if endpoint == "alerts" || endpoint == "graph_alerts" { noteRetryAfter(endpoint, request: request, outcome: outcome) }
         return outcome
+    }
+
+    /// Counts a request of an alerts API sent inside the `Retry-After` of an earlier 429 of that
+    /// API (``SimulatorCounters/sentInsideRetryAfter``); remembers the window of a 429 answered now.
+    private func noteRetryAfter(_ endpoint: String, request: SimulatorRequest, outcome: SimulatorOutcome) {
+        let now = clock.now()
+        let arrived = request.arrivedAt ?? now
+        if let window = retryAfterWindows[endpoint], arrived > window.answered, arrived < window.until {
+            counters.sentInsideRetryAfter += 1
+        }
+        guard outcome.response.status == 429, let header = outcome.response.header("Retry-After"),
+            let wait = RetryAfter.parse(header, now: Double(now.ticks) / 10_000_000)?.wait
+        else { return }
+        let until = now.adding(seconds: wait.inSeconds)
+        if let window = retryAfterWindows[endpoint], window.until > until { return }
+        retryAfterWindows[endpoint] = (now, until)
     }
 
     private func token(_ request: SimulatorRequest, tenant: String, version: TokenEndpointVersion) -> SimulatorOutcome {
