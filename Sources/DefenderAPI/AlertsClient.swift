@@ -199,6 +199,8 @@ public struct AlertsClient: Sendable {
         // A stack: the earliest work is on top, so batches come in time order.
         var pending: [Work] = [.window(lower, upper, halve: false)]
         var density: Double?
+        /// Answers with more elements than `$top` met so far.
+        var overfull = 0
 
         /// Sends the request for a window, first carved to the expected size (the rest goes on
         /// top of `pending`); the earlier part of a split (`halve`) is sized by the split already.
@@ -234,7 +236,27 @@ public struct AlertsClient: Sendable {
                     let ahead = request(low, high, halve: halve)
                     pending.append(.requested(ahead))
                 }
-                let page = try await inFlight.result(current.id)
+                let page: Page
+                do {
+                    page = try await inFlight.result(current.id)
+                } catch let error as DefenderAPIError where Self.isOverfull(error) {
+                    // More elements than `$top` (the API ignored it): the same request would bring
+                    // the same answer. The window is read again in halves, which hold fewer
+                    // alerts whatever the API does with `$top`; an instant cannot be cut smaller,
+                    // and a fetch that keeps meeting such answers gives up (the poll fails).
+                    overfull += 1
+                    let windowEnd = current.end ?? Timestamp(now())
+                    let length = windowEnd.ticks - current.low.firstTick
+                    guard overfull <= Self.mostOverfullAnswers, length > 1 else { throw error }
+                    density = max(density ?? 0, Double(settings.pageSize + 1) / Double(length))
+                    let middle = Timestamp(ticks: current.low.firstTick + length / 2)
+                    logger.warning("the API answered with more alerts than $top asked for; reading the window in halves", metadata: [
+                        "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")", "page_size": "\(settings.pageSize)",
+                    ])
+                    pending.append(.window(.inclusive(middle), current.end, halve: false))
+                    pending.append(.window(current.low, middle, halve: true))
+                    continue
+                }
                 let count = page.alerts.count + page.rejected.count
 
                 /// A window read completely (`count` alerts) tells the density of alerts.
@@ -340,6 +362,20 @@ public struct AlertsClient: Sendable {
     /// The most pages of one Graph window followed by `@odata.nextLink`.
     static let longestChain = 10
 
+    /// The most answers with more elements than `$top` one fetch reads its windows in halves
+    /// for, before it gives up (an API that ignores `$top` and the filter alike).
+    static let mostOverfullAnswers = 16
+
+    /// The start of the message of an answer with more elements than `$top` asked for.
+    static let overfullMessage = "more alerts than $top asked for"
+
+    /// Whether the error is an answer with more elements than `$top` (a request not worth
+    /// sending again as it was).
+    static func isOverfull(_ error: DefenderAPIError) -> Bool {
+        if case .malformedResponse(let text) = error { return text.hasPrefix(overfullMessage) }
+        return false
+    }
+
     /// Reads the rest of a Graph window whose first page (`first`) has an `@odata.nextLink`,
     /// following each link exactly as given, on the API's own host only (a link elsewhere
     /// would carry the access token there). Each page is handed on as it comes; the last one
@@ -358,6 +394,8 @@ public struct AlertsClient: Sendable {
         var rejected = first.rejected.count
         var page = first
         var pages = 1
+        /// Every link followed: one that comes again is a loop, never followed twice.
+        var followed: Set<String> = []
         while true {
             var complete = page.nextLink == nil
             if complete, let expected = first.count, ids.count + rejected < expected {
@@ -376,9 +414,18 @@ public struct AlertsClient: Sendable {
             guard Self.sameOrigin(link, endpoints.alertsURL) else {
                 throw DefenderAPIError.malformedResponse("an @odata.nextLink points to another host than the API (\(Self.origin(of: link) ?? "not a URL")); it is not followed, the access token goes to the API only")
             }
+            // A link that points at itself (or back into its chain) would be followed for ever:
+            // the window fails at once, like a malformed answer, and the next poll reads it again.
+            guard followed.insert(link).inserted else {
+                throw DefenderAPIError.malformedResponse("an @odata.nextLink repeats a link already followed in the same chain (a loop, after \(pages) pages); it is not followed again")
+            }
             do {
                 page = try await self.page(url: link)
             } catch {
+                if Self.isOverfull(error) {
+                    logger.warning("a page of an @odata.nextLink chain held more alerts than $top asked for; reading the window in smaller parts instead")
+                    return (false, ids.count + rejected)
+                }
                 guard case .api(status: 400, let code, let message, _) = error else { throw error }
                 logger.warning("the API refused its own @odata.nextLink; reading the window in smaller parts instead", metadata: [
                     "code": "\(code ?? "")", "message": "\(message ?? "")",
@@ -512,7 +559,8 @@ public struct AlertsClient: Sendable {
                 return try await requestPage(url: url)
             } catch {
                 attempt += 1
-                guard error.isTransient, attempt < settings.attempts else { throw error }
+                // An answer with more elements than `$top` would come again: not retried as it was.
+                guard error.isTransient, !Self.isOverfull(error), attempt < settings.attempts else { throw error }
                 var wait = settings.retryBackoff.delay(attempt: attempt - 1, unit: random())
                 if case .rateLimited(let retryAfter) = error { wait = max(wait, retryAfter) }
                 logger.warning("alerts request failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
@@ -624,7 +672,7 @@ public struct AlertsClient: Sendable {
             var scanner = JSONScanner(bytes)
             let elements: [JSONScanner.Element]
             let document: JSONScanner.Document
-            do {
+            do throws(JSONParseError) {
                 // No more than asked for ($top): a body of countless tiny elements is refused
                 // before it costs memory.
                 document = try scanner.document(arrayMember: "value", collecting: Alert.decodedMembers(api), limit: limit,
@@ -632,6 +680,9 @@ public struct AlertsClient: Sendable {
                 guard let found = document.elements else { return .failure(.malformedResponse("no \"value\" array in the response")) }
                 elements = found
             } catch {
+                if error.reason == "more than \(limit) elements" {
+                    return .failure(.malformedResponse("\(Self.overfullMessage) (\(limit); \(bytes.count) bytes)"))
+                }
                 return .failure(.malformedResponse("\(error) (\(bytes.count) bytes; truncated?)"))
             }
             var page = Page(alerts: [], rejected: [], serverTime: response.header("Date").flatMap(RetryAfter.httpDate).map {

@@ -36,11 +36,17 @@ public struct Fault: Sendable, Equatable, Codable {
         /// for WindowsDefenderATP and the reverse), as a stand-in of Entra ID that ignores the
         /// scope might issue; the API it is used on refuses it.
         case wrongAudience = "wrong-audience"
+        /// Alerts: a page holds every alert its filter matches, whatever `$top` asked for (an
+        /// API that ignores it: more elements than asked).
+        case ignoreTop = "ignore-top"
+        /// Graph: the page's `@odata.nextLink` is the request's own URL (a chain that never ends).
+        case nextLinkLoop = "next-link-loop"
 
         /// The kinds that add an element to a page instead of replacing the answer.
         public var addsElement: Bool { [.loneSurrogate, .invalidUTF8, .deepNesting].contains(self) }
-        /// The kinds that change a normal answer (an element added, another audience) rather than replace it.
-        var changesAnswer: Bool { addsElement || self == .wrongAudience }
+        /// The kinds that change a normal answer (an element added, another audience, `$top`
+        /// ignored, a link to itself) rather than replace it.
+        var changesAnswer: Bool { addsElement || [.wrongAudience, .ignoreTop, .nextLinkLoop].contains(self) }
     }
 
     public var target: Target

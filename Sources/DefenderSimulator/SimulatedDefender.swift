@@ -198,12 +198,13 @@ public actor SimulatedDefender {
                 message: "Too many requests. The rate limit for this API is \(limiter.perMinute) calls per minute and \(limiter.perHour) calls per hour.",
                 headers: [("Retry-After", String(seconds))]))
         }
-        let query: AlertsQuery
+        var query: AlertsQuery
         do {
             query = try AlertsQuery(queryString: request.query)
         } catch {
             return SimulatorOutcome(.apiError(400, code: "ODataError", message: error.message))
         }
+        if takeFault(for: .alerts, where: { $0 == .ignoreTop }) != nil { query.top = nil }
         player.advance(to: now, store: &store)
         let page = store.query(query, now: now, order: resultOrder, deviceGroups: token.user?.deviceGroups.map(Set.init), random: &random)
         counters.alertsServed += page.count
@@ -238,19 +239,23 @@ public actor SimulatedDefender {
         if let seconds = admit(token, to: &graphLimiter, now: now) {
             return SimulatorOutcome(.graphError(429, code: "TooManyRequests", message: "Too many requests.", headers: [("Retry-After", String(seconds))], now: date))
         }
-        let query: GraphAlertsQuery
+        var query: GraphAlertsQuery
         do {
             query = try GraphAlertsQuery(queryString: request.query)
         } catch {
             return SimulatorOutcome(.graphError(400, code: "BadRequest", message: error.message, now: date))
         }
+        if takeFault(for: .alerts, where: { $0 == .ignoreTop }) != nil { query.top = .max }
+        let loops = takeFault(for: .alerts, where: { $0 == .nextLinkLoop }) != nil
         player.advance(to: now, store: &store)
         let (page, total) = store.graphQuery(query, now: now, order: graphResultOrder, deviceGroups: token.user?.deviceGroups.map(Set.init), random: &random)
         counters.alertsServed += page.count
         let base = "\(request.baseURL)/v1.0/security/alerts_v2"
         var members: [(String, JSONValue)] = [("@odata.context", .string("\(request.baseURL)/v1.0/$metadata#security/alerts_v2"))]
         if query.count { members.append(("@odata.count", .int(total))) }
-        if query.skip + page.count < total, !page.isEmpty {
+        if loops {
+            members.append(("@odata.nextLink", .string("\(base)?\(request.query)")))
+        } else if query.skip + page.count < total, !page.isEmpty {
             members.append(("@odata.nextLink", .string(query.nextLink(base: base, served: page.count))))
         }
         members.append(("value", .array(page)))
@@ -392,7 +397,7 @@ public actor SimulatedDefender {
             }
             return SimulatorOutcome(.apiError(400, code: "BadRequest",
                                               message: "Bad request: GET \(request.path)?\(request.query) Authorization: \(request.header("Authorization") ?? "")"))
-        case .loneSurrogate, .invalidUTF8, .deepNesting, .wrongAudience:
+        case .loneSurrogate, .invalidUTF8, .deepNesting, .wrongAudience, .ignoreTop, .nextLinkLoop:
             return SimulatorOutcome(ok)  // never: these change a real answer
         }
     }
