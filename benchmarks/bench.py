@@ -13,15 +13,25 @@ Idle: the daemon (`run`, one tenant, no alerts, polling as fast as Defender's 10
 minute allow) until it made --idle-polls polls: RSS then, RSS growth, CPU per empty poll.
 Scale: --tenants tenants in one daemon, 60 s interval, for --scale-seconds: CPU % and RSS.
 
+Orders: the daemon's API calls per full page of a backfill (--order-sizes alerts, page_size
+1000) for each order of results the simulator offers (creation, oldest-first, newest-first,
+shuffled: the APIs promise none), through MDE's /api/alerts and Graph's alerts_v2.
+
+The tables and the plot go into README.md between its `bench:begin` and `bench:end` markers,
+with the date and the commit (`--readme`; --smoke writes a copy under --out instead).
+
 Everything runs on loopback. Usage (release build):
   benchmarks/bench.py [--build .build-release/release] [--sizes 1000,10000,100000] [--runs 5]
-                      [--idle-polls 1000] [--tenants 200] [--scale-seconds 300] [--out DIR]
+                      [--idle-polls 1000] [--tenants 200] [--scale-seconds 300] [--order-sizes 20000]
+                      [--out DIR] [--readme README.md]
 `--smoke` runs tiny sizes only (seconds), to check the harness itself."""
 import argparse
 import collections
 import contextlib
+import datetime
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,6 +45,11 @@ SECRET = "benchmark-secret"
 TENANT = "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35"
 CLIENT = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
 PAGE = 1000
+ORDERS = ("creation", "oldest-first", "newest-first", "shuffled")
+# What the counters call each API's alerts requests.
+ENDPOINTS = {"mde": "alerts", "graph": "graph_alerts"}
+# The goal of calls per full page, in every order (issue 23).
+CALLS_PER_PAGE_GOAL = 1.3
 
 
 def start_simulator(build, backlog, extra=()):
@@ -49,14 +64,14 @@ def start_simulator(build, backlog, extra=()):
     return sim, line.split()[-1]
 
 
-def alerts_calls(base):
+def alerts_calls(base, api="mde"):
     counters = json.load(urllib.request.urlopen(f"{base}/_simulator/counters"))
-    return sum(counters["requests"].get("alerts", {}).values())
+    return sum(counters["requests"].get(ENDPOINTS[api], {}).values())
 
 
-def measure(argv, cwd, base, env=None):
+def measure(argv, cwd, base, env=None, api="mde"):
     """Runs a process to its end; returns CPU seconds, wall seconds, peak RSS (MiB), API calls."""
-    before = alerts_calls(base)
+    before = alerts_calls(base, api)
     start = time.monotonic()
     process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(process.pid, 0)
@@ -65,7 +80,7 @@ def measure(argv, cwd, base, env=None):
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{argv[0]} failed ({os.waitstatus_to_exitcode(status)}): {stderr[-2000:]}")
     return {"cpu": usage.ru_utime + usage.ru_stime, "wall": wall, "rss": usage.ru_maxrss / 1024,
-            "calls": alerts_calls(base) - before}
+            "calls": alerts_calls(base, api) - before}
 
 
 def write_secret(work):
@@ -75,13 +90,13 @@ def write_secret(work):
     return path
 
 
-def write_config(work, base, tenants=1, interval="60s", lookback="2d", sink=True):
+def write_config(work, base, tenants=1, interval="60s", lookback="2d", sink=True, api="mde"):
     lines = ['[service]', 'state_directory = "state"', 'log_level = "warning"', f'poll_interval = "{interval}"']
     for index in range(tenants):
         tenant_id = TENANT if tenants == 1 else f"t{index}.bench.example"
         lines += ['[[tenant]]', f'name = "bench{index}"', f'tenant_id = "{tenant_id}"', f'client_id = "{CLIENT}"',
                   'client_secret_file = "secret"', f'api_url = "{base}"', f'login_url = "{base}"',
-                  f'lookback = "{lookback}"', f'page_size = {PAGE}']
+                  f'lookback = "{lookback}"', f'page_size = {PAGE}', f'api = "{api}"']
     lines += ['[[sink]]', 'name = "archive"', 'type = "file"', 'path = "alerts.jsonl"']
     path = os.path.join(work, "bench.toml")
     with open(path, "w") as f:
@@ -243,6 +258,113 @@ def scale(build, tenants, seconds):
     return result
 
 
+def orders(build, sizes):
+    """API calls per full page of a backfill, for each order of results and each API: one
+    `poll-once` each (fresh state) against a simulator answering in that order."""
+    results = {}
+    for api in ("mde", "graph"):
+        for alerts in sizes:
+            for order in ORDERS:
+                sim, base = start_simulator(build, alerts, ["--result-order", order])
+                work = tempfile.mkdtemp(prefix="defender-alertd-bench-order-")
+                try:
+                    write_secret(work)
+                    config = write_config(work, base, api=api)
+                    sample = measure([f"{build}/defender-alertd", "poll-once", "--config", config], work, base, api=api)
+                    delivered = sum(1 for _ in open(os.path.join(work, "alerts.jsonl"), "rb"))
+                    if delivered < alerts:
+                        sys.exit(f"orders: {api} {order}: {delivered} of {alerts} alerts delivered")
+                    full_pages = alerts / PAGE
+                    results.setdefault(api, {}).setdefault(alerts, {})[order] = {
+                        "calls": sample["calls"], "calls_per_full_page": sample["calls"] / full_pages, "wall": sample["wall"]}
+                finally:
+                    sim.terminate()
+                    sim.wait()
+                    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nAPI calls per full page (page_size {PAGE}), by order of results; goal at most {CALLS_PER_PAGE_GOAL}")
+    for line in orders_table(results):
+        print(line)
+    return results
+
+
+def orders_table(results):
+    sizes = sorted({alerts for by_size in results.values() for alerts in by_size})
+    lines = ["| API | alerts | " + " | ".join(ORDERS) + " |", "| --- | --- | " + " | ".join("---" for _ in ORDERS) + " |"]
+    for api in ("mde", "graph"):
+        for alerts in sizes:
+            row = results.get(api, {}).get(alerts)
+            if not row:
+                continue
+            cells = []
+            for order in ORDERS:
+                figure = row[order]["calls_per_full_page"]
+                mark = "" if figure <= CALLS_PER_PAGE_GOAL else " **over the goal**"
+                cells.append(f"{figure:.2f} ({row[order]['calls']} calls){mark}")
+            lines.append(f"| {'MDE' if api == 'mde' else 'Graph'} | {alerts:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def backfill_table(results):
+    """The side-by-side table in Markdown."""
+    lines = ["| alerts | | daemon | Python | curl | daemon / Python | daemon / curl |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for alerts in sorted(results):
+        medians = results[alerts]
+        daemon, python, curl = medians["daemon"], medians["python"], medians["curl"]
+        ratio = lambda a, b: f"{a / b:.2f}×" if b else ""
+        for index, (key, label, unit, digits) in enumerate((("cpu", "CPU", " s", 2), ("wall", "wall", " s", 2), ("rss", "peak RSS", " MiB", 1),
+                                                            ("calls", "API calls", "", 0))):
+            first = f"{alerts:,}" if index == 0 else ""
+            values = [f"{m[key]:.{digits}f}{unit}" for m in (daemon, python, curl)]
+            to_curl = ratio(daemon[key], curl[key]) if key in ("cpu", "wall") else ""
+            lines.append(f"| {first} | {label} | {' | '.join(values)} | {ratio(daemon[key], python[key])} | {to_curl} |")
+    return lines
+
+
+def commit():
+    """The short commit of the tree measured, `-dirty` when it has changes."""
+    def git(*arguments):
+        try:
+            return subprocess.run(["git", "-C", os.path.dirname(HERE), *arguments], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return ""
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def write_readme(path, report, runs, plot_path, started, seconds):
+    """Replaces what is between the README's bench markers with this run's tables."""
+    begin = "<!-- bench:begin (written by benchmarks/bench.py; do not edit) -->"
+    end = "<!-- bench:end -->"
+    with open(path) as handle:
+        text = handle.read()
+    if begin not in text or end not in text:
+        sys.exit(f"{path} has no {begin} ... {end} markers")
+    machine = f"{os.uname().machine}, {os.cpu_count()} cores, Linux {os.uname().release}"
+    lines = [begin, "", f"Run of {started:%Y-%m-%d, %H:%M} UTC at commit {commit()} ({seconds / 60:.1f} minutes; {machine}):", ""]
+    if "backfill" in report:
+        lines += [f"Backfill, medians of {runs} alternating runs:", ""] + backfill_table(report["backfill"]) + [""]
+        if plot_path:
+            lines += [f"![CPU and peak RSS against the number of alerts]({plot_path})", ""]
+    if "orders" in report:
+        lines += [f"API calls per full page of {PAGE} alerts, for each order of results (the APIs promise none); "
+                  f"the goal is at most {CALLS_PER_PAGE_GOAL} in every order:", ""] + orders_table(report["orders"]) + [""]
+    if "idle" in report:
+        idle = report["idle"]
+        lines += [f"Idle: {idle['polls']} empty polls, {idle['cpu_ms_per_poll']:.2f} ms CPU each; RSS {idle['rss_after_10_mib']:.1f} MiB "
+                  f"after 10, {idle['rss_mib']:.1f} MiB at the end (anonymous {idle['anon_after_10_mib']:.1f} and {idle['anon_mib']:.1f} MiB); "
+                  f"{idle['threads']} threads.", ""]
+    if "scale" in report:
+        scale = report["scale"]
+        lines += [f"Scale: {scale['tenants']} tenants, 60 s interval, {scale['seconds']:.0f} s ({scale['polls']} polls): "
+                  f"{scale['cpu_percent']:.2f} % of one core, RSS {scale['rss_mib']:.1f} MiB (peak {scale['peak_rss_mib']:.1f}, "
+                  f"anonymous {scale['anon_mib']:.1f}), {scale['threads']} threads.", ""]
+    lines.append(end)
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: "\n".join(lines), text, count=1, flags=re.S)
+    with open(path, "w") as handle:
+        handle.write(text)
+    print(f"README: {path}")
+
+
 def plot(results, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -273,20 +395,33 @@ def main():
     parser.add_argument("--idle-polls", type=int, default=1000)
     parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--scale-seconds", type=int, default=300)
+    parser.add_argument("--order-sizes", default="20000", help="backlogs read in each order of results, for calls per full page")
     parser.add_argument("--out", default=".build/bench")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: backfill, idle, scale")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness")
+    parser.add_argument("--readme", default=os.path.join(os.path.dirname(HERE), "README.md"),
+                        help="README to write the tables into (between its bench markers)")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: backfill, idle, scale, orders")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness (the README written is a copy under --out)")
     args = parser.parse_args()
     if args.smoke:
-        args.sizes, args.runs, args.idle_polls, args.tenants, args.scale_seconds = "300,1500", 1, 10, 3, 5
+        args.sizes, args.runs, args.idle_polls, args.tenants, args.scale_seconds, args.order_sizes = "300,1500", 1, 10, 3, 5, "3000"
     args.build = os.path.abspath(args.build)
     skip = set(filter(None, args.skip.split(",")))
     os.makedirs(args.out, exist_ok=True)
-    print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, {os.uname().release}; build: {args.build}")
+    started, clock = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
+    print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, {os.uname().release}; build: {args.build}; commit {commit()}")
     report = {}
+    plot_path = None
     if "backfill" not in skip:
         report["backfill"] = backfill(args.build, [int(n) for n in args.sizes.split(",")], args.runs)
         plot(report["backfill"], os.path.join(args.out, "backfill.png"))
+        if not args.smoke:
+            # Kept beside the README that shows it, named by the day of the run.
+            plot_path = f"benchmarks/results/backfill-{started:%Y-%m-%d}.png"
+            shutil.copy(os.path.join(args.out, "backfill.png"), os.path.join(os.path.dirname(HERE), plot_path))
+        else:
+            plot_path = "backfill.png"
+    if "orders" not in skip:
+        report["orders"] = orders(args.build, [int(n) for n in args.order_sizes.split(",")])
     if "idle" not in skip:
         report["idle"] = idle(args.build, args.idle_polls)
     if "scale" not in skip:
@@ -294,6 +429,16 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(report, f, indent=2)
     print(f"results: {os.path.join(args.out, 'results.json')}")
+    readme = args.readme
+    if args.smoke:
+        # The writer is exercised on a copy: tiny sizes never reach the real README.
+        readme = os.path.join(args.out, "README.md")
+        shutil.copy(args.readme, readme)
+    write_readme(readme, report, args.runs, plot_path, started, time.monotonic() - clock)
+    over = [(api, alerts, order) for api, by_size in report.get("orders", {}).items() for alerts, by_order in by_size.items()
+            for order, figure in by_order.items() if figure["calls_per_full_page"] > CALLS_PER_PAGE_GOAL]
+    if over and not args.smoke:
+        print(f"over the goal of {CALLS_PER_PAGE_GOAL} calls per full page: " + ", ".join(f"{a} {n} {o}" for a, n, o in over), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -195,7 +195,9 @@ def error_lines(log):
 
 # ---- API faults -------------------------------------------------------------------------
 
-def api_fault(build, quick, faults, name_of_figure, figure_of, count=300, tenant_extra="page_size = 100", service_extra="", timeout=90):
+def api_fault(build, quick, faults, name_of_figure, figure_of, check, count=300, tenant_extra="page_size = 100", service_extra="", timeout=90):
+    """One API fault. `figure_of(counters, seconds)` is the row's figure and `check(counters,
+    seconds)` its verdict: the row fails on its own figure, not only on a loss."""
     run = Run(build, tenant_extra=tenant_extra, service_extra=service_extra)
     try:
         run.add_alerts(count)
@@ -208,35 +210,57 @@ def api_fault(build, quick, faults, name_of_figure, figure_of, count=300, tenant
         seconds = time.monotonic() - started
         counters = run.counters()
         run.stop()
-        return outcome(run, expected, f"{name_of_figure} {figure_of(counters, seconds)}")
+        return outcome(run, expected, f"{name_of_figure} {figure_of(counters, seconds)}", ok=check(counters, seconds))
     finally:
         run.close()
 
 
+def alerts_answered(counters, status):
+    return counters["requests"].get("alerts", {}).get(str(status), 0)
+
+
 def row_5xx(build, quick):
+    # Every 503 injected was answered (and retried: nothing is lost).
     return api_fault(build, quick, [{"target": "alerts", "kind": "status", "status": 503, "count": 8}],
-                     "503s answered:", lambda c, s: f"{c['requests']['alerts'].get('503', 0)}, all delivered after {s:.1f} s")
+                     "503s answered:", lambda c, s: f"{alerts_answered(c, 503)}, all delivered after {s:.1f} s",
+                     lambda c, s: alerts_answered(c, 503) == 8)
+
+
+def inside_retry_after(c, s):
+    # Requests sent once a 429 had been answered and before its Retry-After ran out (the
+    # simulator's `sentInsideRetryAfter`); `callsIgnoringRetryAfter` also counts one already on
+    # its way when the 429 went out.
+    return f"{c['sentInsideRetryAfter']} (429s: {alerts_answered(c, 429)}, arrivals inside it: {c['callsIgnoringRetryAfter']})"
+
+
+def no_call_inside_retry_after(c, s):
+    return c["sentInsideRetryAfter"] == 0 and alerts_answered(c, 429) == 2
 
 
 def row_429_seconds(build, quick):
     return api_fault(build, quick, [{"target": "alerts", "kind": "rate-limit", "retryAfter": 3, "count": 2}],
-                     "calls inside Retry-After:", lambda c, s: f"{c['callsIgnoringRetryAfter']} (429s: {c['requests']['alerts'].get('429', 0)})")
+                     "sent inside Retry-After:", inside_retry_after, no_call_inside_retry_after)
 
 
 def row_429_date(build, quick):
     return api_fault(build, quick, [{"target": "alerts", "kind": "rate-limit", "retryAfter": 3, "retryAfterDate": True, "count": 2}],
-                     "calls inside Retry-After:", lambda c, s: f"{c['callsIgnoringRetryAfter']} (429s: {c['requests']['alerts'].get('429', 0)})")
+                     "sent inside Retry-After:", inside_retry_after, no_call_inside_retry_after)
 
 
 def row_stall(build, quick):
+    # Both stalls cut off by poll_timeout (3 s each): without it a request waits for its own
+    # 120 s deadline.
     return api_fault(build, quick, [{"target": "alerts", "kind": "stall", "count": 2}], "delivered after",
-                     lambda c, s: f"{s:.1f} s (poll_timeout 3s)", service_extra='poll_timeout = "3s"')
+                     lambda c, s: f"{s:.1f} s (poll_timeout 3s, {c['faultsInjected']} stalls)",
+                     lambda c, s: c["faultsInjected"] == 2 and s < 30, service_extra='poll_timeout = "3s"')
 
 
 def row_bodies(build, quick):
+    # Each bad answer was served (and its page refused and read again: nothing is lost).
     return api_fault(build, quick, [{"target": "alerts", "kind": "truncated", "count": 2}, {"target": "alerts", "kind": "invalid-json", "count": 2},
                                     {"target": "alerts", "kind": "wrong-content-type", "count": 1}],
-                     "bad answers retried:", lambda c, s: f"{c['faultsInjected']}, all delivered after {s:.1f} s")
+                     "bad answers retried:", lambda c, s: f"{c['faultsInjected']}, all delivered after {s:.1f} s",
+                     lambda c, s: c["faultsInjected"] == 5)
 
 
 def row_revoked(build, quick):
@@ -277,9 +301,11 @@ def row_token_down(build, quick):
         counters = run.counters()
         run.stop()
         failed = counters["requests"].get("token_v2", {}).get("503", 0)
-        # A figure, not a verdict (these machines are noisy): the verdict is that nothing is
-        # lost once the endpoint is back.
-        return outcome(run, expected, f"{outage} s outage, {failed} token requests during it, delivered {seconds:.1f} s after it ended")
+        # The outage was seen, and backed off from: no tight loop against Entra ID (fewer than
+        # one token request every 2 s; 180 s took 11). How soon after it ended the alerts came
+        # is a figure, not a verdict (these machines are noisy).
+        return outcome(run, expected, f"{outage} s outage, {failed} token requests during it, delivered {seconds:.1f} s after it ended",
+                       ok=0 < failed <= outage // 2 + 5)
     finally:
         run.close()
 
@@ -322,8 +348,9 @@ def row_sigterm_backfill(build, quick):
         run.start()
         run.wait_delivered(expected, 600)
         run.stop()
+        # Within the units' TimeoutStopSec=30s with room to spare.
         return outcome(run, expected, f"stopped in {stop_seconds:.2f} s (exit {status}) with {before} delivered; the rest after a restart",
-                       ok=status == 0)
+                       ok=status == 0 and stop_seconds < 10)
     finally:
         run.close()
 
@@ -347,8 +374,8 @@ def row_sighup_burst(build, quick):
         run.wait_delivered(expected, 120)
         counters = run.counters()
         status = run.stop()
-        tokens, inside = counters["tokensIssued"], counters["callsIgnoringRetryAfter"]
-        return outcome(run, expected, f"tokens issued: {tokens}, calls inside Retry-After: {inside}, 429s: {counters['rateLimited'] + 1}",
+        tokens, inside = counters["tokensIssued"], counters["sentInsideRetryAfter"]
+        return outcome(run, expected, f"tokens issued: {tokens}, sent inside Retry-After: {inside}, 429s: {counters['rateLimited'] + 1}",
                        ok=tokens == 1 and inside == 0 and status == 0)
     finally:
         run.close()

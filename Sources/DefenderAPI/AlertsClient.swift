@@ -199,6 +199,8 @@ public struct AlertsClient: Sendable {
         // A stack: the earliest work is on top, so batches come in time order.
         var pending: [Work] = [.window(lower, upper, halve: false)]
         var density: Double?
+        /// Answers with more elements than `$top` met so far.
+        var overfull = 0
 
         /// Sends the request for a window, first carved to the expected size (the rest goes on
         /// top of `pending`); the earlier part of a split (`halve`) is sized by the split already.
@@ -234,7 +236,27 @@ public struct AlertsClient: Sendable {
                     let ahead = request(low, high, halve: halve)
                     pending.append(.requested(ahead))
                 }
-                let page = try await inFlight.result(current.id)
+                let page: Page
+                do {
+                    page = try await inFlight.result(current.id)
+                } catch let error as DefenderAPIError where Self.isOverfull(error) {
+                    // More elements than `$top` (the API ignored it): the same request would bring
+                    // the same answer. The window is read again in halves, which hold fewer
+                    // alerts whatever the API does with `$top`; an instant cannot be cut smaller,
+                    // and a fetch that keeps meeting such answers gives up (the poll fails).
+                    overfull += 1
+                    let windowEnd = current.end ?? Timestamp(now())
+                    let length = windowEnd.ticks - current.low.firstTick
+                    guard overfull <= Self.mostOverfullAnswers, length > 1 else { throw error }
+                    density = max(density ?? 0, Double(settings.pageSize + 1) / Double(length))
+                    let middle = Timestamp(ticks: current.low.firstTick + length / 2)
+                    logger.warning("the API answered with more alerts than $top asked for; reading the window in halves", metadata: [
+                        "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")", "page_size": "\(settings.pageSize)",
+                    ])
+                    pending.append(.window(.inclusive(middle), current.end, halve: false))
+                    pending.append(.window(current.low, middle, halve: true))
+                    continue
+                }
                 let count = page.alerts.count + page.rejected.count
 
                 /// A window read completely (`count` alerts) tells the density of alerts.
@@ -340,6 +362,20 @@ public struct AlertsClient: Sendable {
     /// The most pages of one Graph window followed by `@odata.nextLink`.
     static let longestChain = 10
 
+    /// The most answers with more elements than `$top` one fetch reads its windows in halves
+    /// for, before it gives up (an API that ignores `$top` and the filter alike).
+    static let mostOverfullAnswers = 16
+
+    /// The start of the message of an answer with more elements than `$top` asked for.
+    static let overfullMessage = "more alerts than $top asked for"
+
+    /// Whether the error is an answer with more elements than `$top` (a request not worth
+    /// sending again as it was).
+    static func isOverfull(_ error: DefenderAPIError) -> Bool {
+        if case .malformedResponse(let text) = error { return text.hasPrefix(overfullMessage) }
+        return false
+    }
+
     /// Reads the rest of a Graph window whose first page (`first`) has an `@odata.nextLink`,
     /// following each link exactly as given, on the API's own host only (a link elsewhere
     /// would carry the access token there). Each page is handed on as it comes; the last one
@@ -358,6 +394,8 @@ public struct AlertsClient: Sendable {
         var rejected = first.rejected.count
         var page = first
         var pages = 1
+        /// Every link followed: one that comes again is a loop, never followed twice.
+        var followed: Set<String> = []
         while true {
             var complete = page.nextLink == nil
             if complete, let expected = first.count, ids.count + rejected < expected {
@@ -376,9 +414,18 @@ public struct AlertsClient: Sendable {
             guard Self.sameOrigin(link, endpoints.alertsURL) else {
                 throw DefenderAPIError.malformedResponse("an @odata.nextLink points to another host than the API (\(Self.origin(of: link) ?? "not a URL")); it is not followed, the access token goes to the API only")
             }
+            // A link that points at itself (or back into its chain) would be followed for ever:
+            // the window fails at once, like a malformed answer, and the next poll reads it again.
+            guard followed.insert(link).inserted else {
+                throw DefenderAPIError.malformedResponse("an @odata.nextLink repeats a link already followed in the same chain (a loop, after \(pages) pages); it is not followed again")
+            }
             do {
                 page = try await self.page(url: link)
             } catch {
+                if Self.isOverfull(error) {
+                    logger.warning("a page of an @odata.nextLink chain held more alerts than $top asked for; reading the window in smaller parts instead")
+                    return (false, ids.count + rejected)
+                }
                 guard case .api(status: 400, let code, let message, _) = error else { throw error }
                 logger.warning("the API refused its own @odata.nextLink; reading the window in smaller parts instead", metadata: [
                     "code": "\(code ?? "")", "message": "\(message ?? "")",
@@ -512,7 +559,8 @@ public struct AlertsClient: Sendable {
                 return try await requestPage(url: url)
             } catch {
                 attempt += 1
-                guard error.isTransient, attempt < settings.attempts else { throw error }
+                // An answer with more elements than `$top` would come again: not retried as it was.
+                guard error.isTransient, !Self.isOverfull(error), attempt < settings.attempts else { throw error }
                 var wait = settings.retryBackoff.delay(attempt: attempt - 1, unit: random())
                 if case .rateLimited(let retryAfter) = error { wait = max(wait, retryAfter) }
                 logger.warning("alerts request failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
@@ -539,33 +587,49 @@ public struct AlertsClient: Sendable {
             // A long wait is said, never silent: with the hourly budget used up, polling stops
             // for up to an hour.
             let logger = self.logger
-            let call: RateBudget.Call
             let priority = settings.priority
-            do {
-                call = try await budget.acquire(priority: priority) { wait, limit in
-                    guard wait >= Self.waitWorthSaying, priority == .normal else { return }
-                    logger.log(level: wait >= .seconds(120) ? .notice : .info, "waiting for the call budget before the next alerts request",
-                               metadata: ["limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)"])
+            let budget = self.budget
+            func acquire() async throws(DefenderAPIError) -> RateBudget.Call {
+                do {
+                    return try await budget.acquire(priority: priority) { wait, limit in
+                        guard wait >= Self.waitWorthSaying, priority == .normal else { return }
+                        logger.log(level: wait >= .seconds(120) ? .notice : .info, "waiting for the call budget before the next alerts request",
+                                   metadata: ["limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)"])
+                    }
+                } catch {
+                    throw .transport(.timedOut("cancelled while waiting for the rate budget"))
                 }
-            } catch {
-                throw .transport(.timedOut("cancelled while waiting for the rate budget"))
             }
-            // A sweep's waits are its own choice, not a sign of throttling.
-            if priority == .normal {
-                metrics.waited(forRetryAfter: call.waitedForRetryAfter)
-                metrics.waited(forBudget: call.waitedForLimits)
+            var call = try await acquire()
+            var waited = (retryAfter: call.waitedForRetryAfter, limits: call.waitedForLimits)
+            // A 429 read by another request of this app and tenant after this call was counted:
+            // it is not sent before that Retry-After has run out. The check and the send below
+            // have nothing awaited between them (a 429 is recorded the moment it is read).
+            while budget.retryAfterRemaining() > .zero {
+                await budget.withdraw(call)
+                call = try await acquire()
+                waited.retryAfter += call.waitedForRetryAfter
+                waited.limits += call.waitedForLimits
             }
             let response: HTTPExchangeResponse
             do {
                 response = try await transport.send(
                     HTTPExchangeRequest(method: "GET", url: url, headers: headers, bearer: token.value),
                     deadline: settings.requestDeadline)
-                await budget.answered(call)
-                metrics.request(endpoint: "alerts", status: response.status)
             } catch {
                 await budget.answered(call)
                 metrics.request(endpoint: "alerts", status: nil)
                 throw .transport(error)
+            }
+            // Before anything else: no other request of this app and tenant goes out from now on.
+            let retryAfter = response.status == 429 ? RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970) : nil
+            if response.status == 429 { budget.pause(for: retryAfter?.wait ?? .seconds(60)) }
+            await budget.answered(call)
+            metrics.request(endpoint: "alerts", status: response.status)
+            // A sweep's waits are its own choice, not a sign of throttling.
+            if priority == .normal {
+                metrics.waited(forRetryAfter: waited.retryAfter)
+                metrics.waited(forBudget: waited.limits)
             }
             switch response.status {
             case 200:
@@ -577,12 +641,10 @@ public struct AlertsClient: Sendable {
                 continue
             case 429:
                 metrics.throttled()
-                let parsed = RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970)
-                let wait = parsed?.wait ?? .seconds(60)
-                if parsed?.clamped == true {
+                let wait = retryAfter?.wait ?? .seconds(60)
+                if retryAfter?.clamped == true {
                     logger.warning("Retry-After clamped", metadata: ["retry_after": "\(response.header("Retry-After") ?? "")", "used_seconds": "\(wait.components.seconds)"])
                 }
-                await budget.pause(for: wait)
                 throw .rateLimited(retryAfter: wait)
             default:
                 let body = try? JSONValue(parsing: response.body)
@@ -610,7 +672,7 @@ public struct AlertsClient: Sendable {
             var scanner = JSONScanner(bytes)
             let elements: [JSONScanner.Element]
             let document: JSONScanner.Document
-            do {
+            do throws(JSONParseError) {
                 // No more than asked for ($top): a body of countless tiny elements is refused
                 // before it costs memory.
                 document = try scanner.document(arrayMember: "value", collecting: Alert.decodedMembers(api), limit: limit,
@@ -618,6 +680,9 @@ public struct AlertsClient: Sendable {
                 guard let found = document.elements else { return .failure(.malformedResponse("no \"value\" array in the response")) }
                 elements = found
             } catch {
+                if error.reason == "more than \(limit) elements" {
+                    return .failure(.malformedResponse("\(Self.overfullMessage) (\(limit); \(bytes.count) bytes)"))
+                }
                 return .failure(.malformedResponse("\(error) (\(bytes.count) bytes; truncated?)"))
             }
             var page = Page(alerts: [], rejected: [], serverTime: response.header("Date").flatMap(RetryAfter.httpDate).map {

@@ -1,3 +1,4 @@
+import Synchronization
 import Timekeeping
 
 /// A local budget of API calls per app and tenant, below Defender's limits (100 a minute,
@@ -8,6 +9,12 @@ import Timekeeping
 /// the budget counts each call in its windows until its answer came (a call still on its way
 /// counts until now), plus a margin: however long the network takes, no window of the API's
 /// clock can see more calls than the limit.
+///
+/// A `Retry-After` holds back every call of the app and tenant, whichever task sends it: it is
+/// kept behind a lock (not in the actor), recorded by ``pause(for:)`` the moment a 429 is read
+/// and checked by ``retryAfterRemaining()`` right before a request is handed to the transport,
+/// in the same synchronous stretch as the send. A call counted by ``acquire(priority:announce:)``
+/// before a 429 came, but not yet sent, is stopped there: ``withdraw(_:)`` it and acquire again.
 ///
 /// One budget belongs to the app and tenant for the life of the daemon: a reload keeps it
 /// (and with it the calls counted and any `Retry-After` in force).
@@ -23,10 +30,14 @@ public actor RateBudget {
 
     public private(set) var perMinute: Int
     public private(set) var perHour: Int
-    private let clock: MonotonicClock
+    private nonisolated let clock: MonotonicClock
     private var calls: [(number: Int, answered: Duration?)] = []
     private var numbered = 0
-    private var blockedUntil: Duration = .zero
+    /// Until when the API's `Retry-After` holds every call back (on `clock`).
+    private final class RetryAfterGate: Sendable {
+        let until = Mutex<Duration>(.zero)
+    }
+    private nonisolated let gate = RetryAfterGate()
     /// Normal calls waiting for room (low-priority calls wait for them).
     private var normalWaiting = 0
     static let lowPriorityStep: Duration = .seconds(1)
@@ -87,7 +98,7 @@ public actor RateBudget {
         // When each counted call stops counting in a window of `length`.
         func expiry(_ length: Duration) -> [Duration] { calls.map { ($0.answered ?? now) + length + Self.margin } }
         calls.removeAll { ($0.answered ?? now) + .seconds(3600) + Self.margin <= now }
-        var wait = max(.zero, blockedUntil - now)
+        var wait = max(.zero, gate.until.withLock { $0 } - now)
         var holding: Limit? = wait > .zero ? .retryAfter : nil
         let share = priority == .low ? 2 : 1
         for (length, limit, kind) in [(Duration.seconds(60), max(1, perMinute / share), Limit.perMinute(perMinute)),
@@ -131,8 +142,23 @@ public actor RateBudget {
         calls[index].answered = clock.now()
     }
 
-    /// No call before `wait` from now (the API's `Retry-After`).
-    public func pause(for wait: Duration) {
-        blockedUntil = max(blockedUntil, clock.now() + wait)
+    /// A counted call that was not sent (``retryAfterRemaining()`` held it back): it stops counting.
+    public func withdraw(_ call: Call) {
+        calls.removeAll { $0.number == call.number }
+    }
+
+    /// No call before `wait` from now (the API's `Retry-After`). Synchronous, so that a 429 is
+    /// recorded before anything else runs after it was read.
+    public nonisolated func pause(for wait: Duration) {
+        let now = clock.now()
+        gate.until.withLock { $0 = max($0, now + wait) }
+    }
+
+    /// How long a `Retry-After` still holds every call back (zero when none does). Checked right
+    /// before a request is sent, with nothing awaited between the check and the send: a call
+    /// counted before a 429 came is not sent inside its `Retry-After`.
+    public nonisolated func retryAfterRemaining() -> Duration {
+        let now = clock.now()
+        return max(.zero, gate.until.withLock { $0 } - now)
     }
 }

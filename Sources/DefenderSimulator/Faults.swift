@@ -36,11 +36,17 @@ public struct Fault: Sendable, Equatable, Codable {
         /// for WindowsDefenderATP and the reverse), as a stand-in of Entra ID that ignores the
         /// scope might issue; the API it is used on refuses it.
         case wrongAudience = "wrong-audience"
+        /// Alerts: a page holds every alert its filter matches, whatever `$top` asked for (an
+        /// API that ignores it: more elements than asked).
+        case ignoreTop = "ignore-top"
+        /// Graph: the page's `@odata.nextLink` is the request's own URL (a chain that never ends).
+        case nextLinkLoop = "next-link-loop"
 
         /// The kinds that add an element to a page instead of replacing the answer.
         public var addsElement: Bool { [.loneSurrogate, .invalidUTF8, .deepNesting].contains(self) }
-        /// The kinds that change a normal answer (an element added, another audience) rather than replace it.
-        var changesAnswer: Bool { addsElement || self == .wrongAudience }
+        /// The kinds that change a normal answer (an element added, another audience, `$top`
+        /// ignored, a link to itself) rather than replace it.
+        var changesAnswer: Bool { addsElement || [.wrongAudience, .ignoreTop, .nextLinkLoop].contains(self) }
     }
 
     public var target: Target
@@ -107,6 +113,12 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     public var rateLimited = 0
     /// Calls that came while an earlier `Retry-After` was still running.
     public var callsIgnoringRetryAfter = 0
+    /// Alerts requests (MDE or Graph) that came after a 429 of the same API had been answered
+    /// and before its `Retry-After` ran out: sent after the client could know it had to wait.
+    /// (``callsIgnoringRetryAfter`` also counts a request that was already on its way when the
+    /// 429 went out.) Counted from when the request arrived (its head read), against when the
+    /// 429 was answered (whichever of the rate limiter or a `rate-limit` fault sent it).
+    public var sentInsideRetryAfter = 0
     public var alertsServed = 0
     public var faultsInjected = 0
     /// User context: polls of `/token` with a device code, refresh tokens redeemed, and

@@ -49,6 +49,9 @@ public actor SimulatedDefender {
     private let seed: UInt64
     /// Until when a simulated 429 burst asked clients to wait.
     private var burstRetryAfterUntil: [Fault.Target: Timestamp] = [:]
+    /// Per alerts API (`alerts`, `graph_alerts`): when its latest 429 was answered, and until
+    /// when that 429's `Retry-After` runs.
+    private var retryAfterWindows: [String: (answered: Timestamp, until: Timestamp)] = [:]
 
     public init(configuration: SimulatorConfiguration, clock: SimulatorClock = .system()) throws(SimulatorSetupError) {
         try configuration.scenario.validate()
@@ -110,7 +113,24 @@ public actor SimulatedDefender {
             outcome = SimulatorOutcome(.apiError(404, code: "ResourceNotFound", message: "Resource \(request.path) was not found."))
         }
         counters.requests[endpoint, default: [:]][String(outcome.response.status), default: 0] += 1
+        if endpoint == "alerts" || endpoint == "graph_alerts" { noteRetryAfter(endpoint, request: request, outcome: outcome) }
         return outcome
+    }
+
+    /// Counts a request of an alerts API sent inside the `Retry-After` of an earlier 429 of that
+    /// API (``SimulatorCounters/sentInsideRetryAfter``); remembers the window of a 429 answered now.
+    private func noteRetryAfter(_ endpoint: String, request: SimulatorRequest, outcome: SimulatorOutcome) {
+        let now = clock.now()
+        let arrived = request.arrivedAt ?? now
+        if let window = retryAfterWindows[endpoint], arrived > window.answered, arrived < window.until {
+            counters.sentInsideRetryAfter += 1
+        }
+        guard outcome.response.status == 429, let header = outcome.response.header("Retry-After"),
+            let wait = RetryAfter.parse(header, now: Double(now.ticks) / 10_000_000)?.wait
+        else { return }
+        let until = now.adding(seconds: wait.inSeconds)
+        if let window = retryAfterWindows[endpoint], window.until > until { return }
+        retryAfterWindows[endpoint] = (now, until)
     }
 
     private func token(_ request: SimulatorRequest, tenant: String, version: TokenEndpointVersion) -> SimulatorOutcome {
@@ -178,12 +198,13 @@ public actor SimulatedDefender {
                 message: "Too many requests. The rate limit for this API is \(limiter.perMinute) calls per minute and \(limiter.perHour) calls per hour.",
                 headers: [("Retry-After", String(seconds))]))
         }
-        let query: AlertsQuery
+        var query: AlertsQuery
         do {
             query = try AlertsQuery(queryString: request.query)
         } catch {
             return SimulatorOutcome(.apiError(400, code: "ODataError", message: error.message))
         }
+        if takeFault(for: .alerts, where: { $0 == .ignoreTop }) != nil { query.top = nil }
         player.advance(to: now, store: &store)
         let page = store.query(query, now: now, order: resultOrder, deviceGroups: token.user?.deviceGroups.map(Set.init), random: &random)
         counters.alertsServed += page.count
@@ -218,19 +239,23 @@ public actor SimulatedDefender {
         if let seconds = admit(token, to: &graphLimiter, now: now) {
             return SimulatorOutcome(.graphError(429, code: "TooManyRequests", message: "Too many requests.", headers: [("Retry-After", String(seconds))], now: date))
         }
-        let query: GraphAlertsQuery
+        var query: GraphAlertsQuery
         do {
             query = try GraphAlertsQuery(queryString: request.query)
         } catch {
             return SimulatorOutcome(.graphError(400, code: "BadRequest", message: error.message, now: date))
         }
+        if takeFault(for: .alerts, where: { $0 == .ignoreTop }) != nil { query.top = .max }
+        let loops = takeFault(for: .alerts, where: { $0 == .nextLinkLoop }) != nil
         player.advance(to: now, store: &store)
         let (page, total) = store.graphQuery(query, now: now, order: graphResultOrder, deviceGroups: token.user?.deviceGroups.map(Set.init), random: &random)
         counters.alertsServed += page.count
         let base = "\(request.baseURL)/v1.0/security/alerts_v2"
         var members: [(String, JSONValue)] = [("@odata.context", .string("\(request.baseURL)/v1.0/$metadata#security/alerts_v2"))]
         if query.count { members.append(("@odata.count", .int(total))) }
-        if query.skip + page.count < total, !page.isEmpty {
+        if loops {
+            members.append(("@odata.nextLink", .string("\(base)?\(request.query)")))
+        } else if query.skip + page.count < total, !page.isEmpty {
             members.append(("@odata.nextLink", .string(query.nextLink(base: base, served: page.count))))
         }
         members.append(("value", .array(page)))
@@ -372,7 +397,7 @@ public actor SimulatedDefender {
             }
             return SimulatorOutcome(.apiError(400, code: "BadRequest",
                                               message: "Bad request: GET \(request.path)?\(request.query) Authorization: \(request.header("Authorization") ?? "")"))
-        case .loneSurrogate, .invalidUTF8, .deepNesting, .wrongAudience:
+        case .loneSurrogate, .invalidUTF8, .deepNesting, .wrongAudience, .ignoreTop, .nextLinkLoop:
             return SimulatorOutcome(ok)  // never: these change a real answer
         }
     }

@@ -66,14 +66,19 @@ public struct SimulatorRequest: Sendable {
     public var body: Data
     /// `scheme://host[:port]` as the client addressed the simulator.
     public var baseURL: String
+    /// When the request arrived (its head was read), on the simulator's clock; `nil`: when it
+    /// is handled.
+    public var arrivedAt: Timestamp?
 
-    public init(method: String, path: String, query: String = "", headers: [(String, String)] = [], body: Data = Data(), baseURL: String) {
+    public init(method: String, path: String, query: String = "", headers: [(String, String)] = [], body: Data = Data(), baseURL: String,
+                arrivedAt: Timestamp? = nil) {
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
         self.baseURL = baseURL
+        self.arrivedAt = arrivedAt
     }
 
     public func header(_ name: String) -> String? {

@@ -130,7 +130,7 @@ struct DefenderAPIUnitTests {
         await budget.answered(try await budget.acquire())
         #expect(await budget.waitTime() == .milliseconds(3540_000))  // 5 an hour
         #expect(await budget.nextWait().limit == .perHour(5))
-        await budget.pause(for: .seconds(7200))
+        budget.pause(for: .seconds(7200))
         #expect(await budget.waitTime() == .seconds(7200))
         #expect(await budget.nextWait().limit == .retryAfter)
     }
@@ -156,7 +156,7 @@ struct DefenderAPIUnitTests {
     @Test func aCallSaysHowLongItWaitedAndForWhat() async throws {
         let time = ManualClock()
         let budget = RateBudget(perMinute: 1, perHour: 100, clock: time.clock)
-        await budget.pause(for: .seconds(5))
+        budget.pause(for: .seconds(5))
         let first = try await budget.acquire()
         #expect(first.waitedForRetryAfter == .seconds(5) && first.waitedForLimits == .zero)
         await budget.answered(first)

@@ -203,5 +203,37 @@ struct FaultTests {
         harness.clock.advance(seconds: 5)
         #expect(await harness.get(token: token).response.status == 200)
         #expect(await harness.simulator.counterSnapshot.callsIgnoringRetryAfter == 1)
+        #expect(await harness.simulator.counterSnapshot.sentInsideRetryAfter == 1)
+    }
+
+    @Test func aRequestSentAfterA429WasAnsweredIsCountedOneOnItsWayIsNot() async throws {
+        let harness = try SimulatorHarness {
+            $0.faults = [Fault(target: .alerts, kind: .rateLimit, retryAfter: 2, count: 1)]
+            $0.rateLimitPerMinute = 3
+        }
+        let token = try await harness.accessToken()
+        let sent = harness.clock.now()
+        harness.clock.advance(seconds: 0.001)
+        #expect(await harness.get(token: token).response.status == 429)
+        // Arrived (its head read) before the 429 went out, handled after: on its way, not counted.
+        let onItsWay = SimulatorRequest(method: "GET", path: "/api/alerts", headers: [("Authorization", "Bearer \(token)")],
+                                        baseURL: SimulatorHarness.base, arrivedAt: sent)
+        #expect(await harness.simulator.handle(onItsWay).response.status == 200)
+        var counters = await harness.simulator.counterSnapshot
+        #expect(counters.callsIgnoringRetryAfter == 1 && counters.sentInsideRetryAfter == 0)
+        // Sent once the 429 had been answered, inside its 2 seconds: counted.
+        harness.clock.advance(seconds: 1)
+        #expect(await harness.get(token: token).response.status == 200)
+        counters = await harness.simulator.counterSnapshot
+        #expect(counters.sentInsideRetryAfter == 1)
+        // After it: not counted.
+        harness.clock.advance(seconds: 1.5)
+        #expect(await harness.get(token: token).response.status == 200)
+        // The rate limiter's own 429 (3 a minute; the fault's 429 was not counted): counted the same way.
+        #expect(await harness.get(token: token).response.status == 429)
+        harness.clock.advance(seconds: 1)
+        #expect(await harness.get(token: token).response.status == 429)
+        counters = await harness.simulator.counterSnapshot
+        #expect(counters.sentInsideRetryAfter == 2)
     }
 }

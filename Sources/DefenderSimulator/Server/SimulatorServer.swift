@@ -34,12 +34,14 @@ public struct SimulatorServer: Service {
         let scheme = tls == nil ? "http" : "https"
         let simulator = self.simulator
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
+            // Before the body: a request counts from when it came, not from when it was read whole.
+            let arrived = simulator.clock.now()
             let body = try await request.body.collect(upTo: 16 * 1024 * 1024)
             let hostHeader = request.head.authority ?? "127.0.0.1"
             let simulated = SimulatorRequest(
                 method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "",
                 headers: request.headers.map { ($0.name.rawName, $0.value) }, body: Data(buffer: body),
-                baseURL: "\(scheme)://\(hostHeader)"
+                baseURL: "\(scheme)://\(hostHeader)", arrivedAt: arrived
             )
             let outcome = await simulator.handle(simulated)
             return Self.response(outcome, acceptEncoding: request.headers[.acceptEncoding])
