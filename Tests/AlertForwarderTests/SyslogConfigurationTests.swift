@@ -179,7 +179,7 @@ struct HTTPConfigurationTests {
     @Test(arguments: [
         ("url = \"ftp://splunk.example\"", "sink.url", "http(s) URL"),
         ("url = \"http://splunk.example/services/collector/event\"", "sink.url", "loopback"),
-        ("url = \"https://user:pw@splunk.example/x\"", "sink.url", "no user or password"),
+        ("url = \"https://user:pw@splunk.example/x\"", "sink.url", "holds a user name or password"),
         ("format = \"splunk-hec\"", "sink.url", "required key is missing"),
         ("url = \"https://s.example\"\nformat = \"hec\"", "sink.format", "splunk-hec"),
         ("url = \"https://s.example\"\nauth = \"bearer\"", "sink.auth", "needs token_file or token_credential"),
