@@ -688,3 +688,14 @@ private struct Validator {
         path.hasPrefix("/") ? path : URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: baseDirectory + "/")).standardizedFileURL.path
     }
 }
+
+extension Configuration {
+    /// What loads but deserves a word to the operator (`check-config` prints each, the daemon
+    /// logs each at start and reload): a syslog sink that sends in clear text to another host.
+    public var warnings: [String] {
+        sinks.compactMap { sink in
+            guard case .syslog(let settings) = sink.kind, let warning = settings.plaintextWarning else { return nil }
+            return "sink \(sink.name): \(warning)"
+        }
+    }
+}
