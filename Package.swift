@@ -150,6 +150,7 @@ let package = Package(
                 "AlertForwarder",
                 "CMalloc",
                 "DefenderAPI",
+                "OrderedJSON",
                 "Systemd",
                 "Timekeeping",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

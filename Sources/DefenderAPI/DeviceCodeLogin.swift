@@ -40,13 +40,13 @@ public struct DeviceCodeLogin: Sendable {
         /// characters; and the page and code again when the instruction does not name both as
         /// they are (a disguised or cut-off one). Ends with a line break.
         public var instructions: String {
-            let uri = PrintableText.escaped(verificationURI, limit: 300)
-            let code = PrintableText.escaped(userCode, limit: 100)
+            let uri = PrintableText.shown(verificationURI, limit: 300)
+            let code = PrintableText.shown(userCode, limit: 100)
             var lines: [String] = []
             if !verificationURIIsMicrosofts {
                 lines.append("Warning: the sign-in page in this answer, \(uri), is not Microsoft's (\(DeviceCodeLogin.microsoftVerificationPages.joined(separator: ", "))). Do not enter the code there unless you know why: an answer from a proxy or a wrong login_url may be trying to capture the sign-in.")
             }
-            lines.append(PrintableText.escaped(message, limit: Self.messageLimit))
+            lines.append(PrintableText.shown(message, limit: Self.messageLimit))
             let plain = PrintableText.isPrintable(message, limit: Self.messageLimit)
             if !plain || !message.contains(verificationURI) || !message.contains(userCode) {
                 lines.append("Sign-in page: \(uri)  Code: \(code)")

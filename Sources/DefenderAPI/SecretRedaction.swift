@@ -1,4 +1,5 @@
 import Foundation
+import OrderedJSON
 import Synchronization
 
 /// The daemon's own secrets (client secrets, private keys, sink tokens, the proxy password),
@@ -42,7 +43,7 @@ public enum SecretRedaction {
     /// control character written as a visible escape and the length bounded
     /// (``PrintableText``). Showing a text already shown changes nothing.
     public static func shown(_ text: String, also: [Secret] = [], limit: Int = 4000) -> String {
-        PrintableText.escaped(redact(text, also: also), limit: limit, escapingBackslash: false)
+        PrintableText.shown(redact(text, also: also), limit: limit, escapingBackslash: false)
     }
 
     /// Bytes from outside (a receiver's answer) with every registered secret, those in `also`,

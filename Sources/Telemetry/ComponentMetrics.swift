@@ -115,6 +115,7 @@ public struct SinkMetrics: Sendable {
         telemetry.counter(.alertsDelivered, [sink]).increment(by: 0)
         telemetry.counter(.alertsDeadLettered, [sink]).increment(by: 0)
         for kind in Self.failureKinds { telemetry.counter(.deliveryFailures, [sink, kind]).increment(by: 0) }
+        telemetry.counter(.connectionLosses, [sink]).increment(by: 0)
         failing(false)
         outbox(depth: 0, oldestAge: nil)
     }
@@ -128,6 +129,9 @@ public struct SinkMetrics: Sendable {
         telemetry.counter(.deliveryFailures, [sink, kind]).increment()
         failing(true)
     }
+
+    /// The receiver closed or reset the connection.
+    public func connectionLost() { telemetry.counter(.connectionLosses, [sink]).increment() }
 
     public func failing(_ failing: Bool) { telemetry.gauge(.sinkFailing, [sink]).set(failing ? 1 : 0) }
 

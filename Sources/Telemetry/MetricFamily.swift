@@ -133,6 +133,10 @@ extension MetricFamily {
         "defender_alertd_delivery_failures_total", .counter,
         "Batches that failed to be delivered, by kind (retryable: the receiver or network failed; needs_operator: the receiver refused for a reason a person must fix).",
         labels: ["sink", "kind"])
+    public static let connectionLosses = MetricFamily(
+        "defender_alertd_connection_losses_total", .counter,
+        "Connections the receiver closed or reset while alerts were sent, or reset after a batch was confirmed (syslog over TCP, TLS, RELP); over TCP and TLS such a later reset loses what it had not read, up to a whole batch.",
+        labels: ["sink"])
     public static let sinkFailing = MetricFamily(
         "defender_alertd_sink_failing", .gauge,
         "1 while the sink's last delivery failed, else 0.",
@@ -166,7 +170,7 @@ extension MetricFamily {
         alertsFetched, alertsAdmitted, alertsDuplicates, alertsQuarantined, alertsFoundByReconciliation, reconciliationSweeps, visibilityLag,
         pollDuration, pollPages, polls, lastSuccessfulPoll, pollInterval, overlap, watermarkAge,
         apiRequests, apiThrottled, retryAfterWait, rateBudgetWait, tokenRequests, tokenFailures,
-        alertsDelivered, alertsDeadLettered, deliveryFailures, sinkFailing, outboxDepth, outboxOldestAge,
+        alertsDelivered, alertsDeadLettered, deliveryFailures, connectionLosses, sinkFailing, outboxDepth, outboxOldestAge,
         residentMemory, openFileDescriptors, threads, startTime, buildInfo,
     ]
 

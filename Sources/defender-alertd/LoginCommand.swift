@@ -2,6 +2,7 @@ import AlertForwarder
 import ArgumentParser
 import DefenderAPI
 import Foundation
+import OrderedJSON
 import Logging
 
 /// `defender-alertd login --tenant NAME`: a person signs in for a tenant with
@@ -32,7 +33,7 @@ struct LoginCommand: AsyncParsableCommand {
         } catch {
             await transport.shutdown()
             // The error may quote Entra ID's (or a proxy's) answer.
-            FileHandle.standardError.write(Data("\(PrintableText.escaped("\(error)", limit: 4_000))\n".utf8))
+            FileHandle.standardError.write(Data("\(PrintableText.shown("\(error)", limit: 4_000))\n".utf8))
             throw ExitCode.failure
         }
         await transport.shutdown()

@@ -1,6 +1,7 @@
 @testable import AlertForwarder
 import DefenderAPI
 import Foundation
+import OrderedJSON
 import Synchronization
 import Testing
 

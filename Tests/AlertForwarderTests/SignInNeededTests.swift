@@ -2,6 +2,7 @@
 import DefenderAPI
 import DefenderSimulator
 import Foundation
+import OrderedJSON
 import Synchronization
 import Testing
 import Timekeeping
@@ -107,7 +108,7 @@ struct LoginOutputTests {
         #expect(summary.split(separator: "\n").count == 2, "\(summary)")
         #expect(summary.hasPrefix(#"Signed in as ana@contoso.com\u{000A}Signed in as admin@contoso.com with everything.\u{001B}[2J with https://api.securitycenter.microsoft.com/Alert.Read\u{2028}x."#),
                 "\(summary)")
-        #expect(!summary.unicodeScalars.contains { PrintableText.needsEscaping($0) && $0 != "\n" })
+        #expect(!summary.unicodeScalars.contains { PrintableText.isUnsafe($0) && $0 != "\n" })
         let plain = UserSignIn.Outcome(user: "analyst@contoso.com", scopes: ["https://api.securitycenter.microsoft.com/Alert.Read", "openid"],
                                        path: "/p", sealing: .sealed).summary
         #expect(plain.hasPrefix("Signed in as analyst@contoso.com with https://api.securitycenter.microsoft.com/Alert.Read openid.\n"))

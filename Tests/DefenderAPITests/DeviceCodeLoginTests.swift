@@ -1,6 +1,7 @@
 import DefenderAPI
 import DefenderSimulator
 import Foundation
+import OrderedJSON
 import Testing
 import Timekeeping
 import TestSupport
@@ -67,7 +68,7 @@ struct DeviceCodeLoginTests {
             #expect(!prompt.verificationURIIsMicrosofts)
             let text = prompt.instructions
             #expect(text.hasPrefix("Warning: the sign-in page in this answer, https://microsoft.com.evil.example/devicelogin, is not Microsoft's"), "\(text.prefix(300))")
-            #expect(!text.unicodeScalars.contains { PrintableText.needsEscaping($0) && $0 != "\n" }, "nothing a terminal acts on")
+            #expect(!text.unicodeScalars.contains { PrintableText.isUnsafe($0) && $0 != "\n" }, "nothing a terminal acts on")
             #expect(text.count < 1_600, "\(text.count)")
             #expect(text.contains("Code: \(prompt.userCode)"))
         }

@@ -1,31 +1,32 @@
 import DefenderAPI
 import Foundation
+import OrderedJSON
 import Testing
 
 @Suite("Printable text and the device code prompt")
 struct PrintableTextTests {
     @Test func controlsSeparatorsAndBidiAreEscapedVisibly() {
         let hostile = "a\u{1B}]8;;https://evil.example\u{07}link\u{1B}]8;;\u{07}\u{0}\u{7F}\u{85}\u{9B}\u{2028}\u{2029}\u{202E}\u{2066}\u{200F}\r\nb\tc"
-        let shown = PrintableText.escaped(hostile)
+        let shown = PrintableText.shown(hostile)
         #expect(shown == #"a\u{001B}]8;;https://evil.example\u{0007}link\u{001B}]8;;\u{0007}\u{0000}\u{007F}\u{0085}\u{009B}\u{2028}\u{2029}\u{202E}\u{2066}\u{200F}\u{000D}\u{000A}b\u{0009}c"#)
-        #expect(!shown.unicodeScalars.contains { PrintableText.needsEscaping($0) })
+        #expect(!shown.unicodeScalars.contains { PrintableText.isUnsafe($0) })
     }
 
     @Test func ordinaryTextIsKeptAndABackslashCannotForgeAnEscape() {
-        #expect(PrintableText.escaped("Ana Lyst <ana@contoso.com> ünïcødé ✓ 😀") == "Ana Lyst <ana@contoso.com> ünïcødé ✓ 😀")
-        #expect(PrintableText.escaped(#"x\u{1B}"#) == #"x\\u{1B}"#)
+        #expect(PrintableText.shown("Ana Lyst <ana@contoso.com> ünïcødé ✓ 😀") == "Ana Lyst <ana@contoso.com> ünïcødé ✓ 😀")
+        #expect(PrintableText.shown(#"x\u{1B}"#) == #"x\\u{1B}"#)
         #expect(PrintableText.isPrintable("To sign in, open https://microsoft.com/devicelogin"))
         #expect(!PrintableText.isPrintable("a\u{1B}[2J"))
     }
 
     @Test func lengthIsBounded() {
         let long = String(repeating: "x", count: 2_000_000)
-        let shown = PrintableText.escaped(long, limit: 1_000)
+        let shown = PrintableText.shown(long, limit: 1_000)
         #expect(shown.unicodeScalars.count == 1_001 && shown.hasSuffix("…"))
         // An escape is never cut in the middle.
-        let escapes = PrintableText.escaped(String(repeating: "\u{1B}", count: 500), limit: 20)
+        let escapes = PrintableText.shown(String(repeating: "\u{1B}", count: 500), limit: 20)
         #expect(escapes == #"\u{001B}\u{001B}"# + "…")
-        #expect(PrintableText.escaped("exactly", limit: 7) == "exactly")
+        #expect(PrintableText.shown("exactly", limit: 7) == "exactly")
     }
 
     @Test func microsoftsDeviceLoginPagesAreKnownOthersAreNot() {

@@ -1,5 +1,6 @@
 import DefenderAPI
 import Foundation
+import OrderedJSON
 import Timekeeping
 import Logging
 import TOMLKit
@@ -505,7 +506,7 @@ private struct Validator {
         let headers = reader.stringTable(Keys.headers) ?? [:]
         let reserved = ["authorization", "content-type", "content-encoding", "host", "content-length", "transfer-encoding"]
         for (name, value) in headers.sorted(by: { $0.key < $1.key }) {
-            let shownName = PrintableText.escaped(name, limit: 80)
+            let shownName = PrintableText.shown(name, limit: 80)
             if reserved.contains(name.lowercased()) {
                 reader.fail(Keys.headers, "\"\(shownName)\" is set by the sink (a token goes in token_file or token_credential, never in the configuration)")
             } else if !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
@@ -514,7 +515,7 @@ private struct Validator {
                 reader.fail(Keys.headers, "\"\(shownName)\" carries a credential, which would sit in plain text in the configuration: put the token in token_file or token_credential (auth = \"bearer\", \"basic\", \"apikey\" or \"splunk\")")
             } else if value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F || !$0.isASCII }) {
                 // CR LF would end the header (and every request would fail, as if the receiver were down).
-                reader.fail(Keys.headers, "the value of \"\(shownName)\" holds a line break, a control character or a character outside ASCII: \"\(PrintableText.escaped(value, limit: 80))\"")
+                reader.fail(Keys.headers, "the value of \"\(shownName)\" holds a line break, a control character or a character outside ASCII: \"\(PrintableText.shown(value, limit: 80))\"")
             }
         }
         let batchMaxAlerts = reader.integer(Keys.batchMaxAlerts)
@@ -724,5 +725,16 @@ private struct Validator {
 
     private func resolve(_ path: String) -> String {
         path.hasPrefix("/") ? path : URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: baseDirectory + "/")).standardizedFileURL.path
+    }
+}
+
+extension Configuration {
+    /// What loads but deserves a word to the operator (`check-config` prints each, the daemon
+    /// logs each at start and reload): a syslog sink that sends in clear text to another host.
+    public var warnings: [String] {
+        sinks.compactMap { sink in
+            guard case .syslog(let settings) = sink.kind, let warning = settings.plaintextWarning else { return nil }
+            return "sink \(sink.name): \(warning)"
+        }
     }
 }

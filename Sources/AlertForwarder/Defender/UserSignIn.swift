@@ -1,5 +1,6 @@
 import DefenderAPI
 import Foundation
+import OrderedJSON
 import Logging
 
 /// `login` and `logout` of a tenant with `auth = "delegated"`: a person signs in (device code
@@ -51,8 +52,8 @@ public struct UserSignIn: Sendable {
         /// user name and scopes come from Entra ID's answer and are escaped (``PrintableText``):
         /// a name holding a line break cannot add a line of its own.
         public var summary: String {
-            let name = user.map { PrintableText.escaped($0, limit: 256) } ?? "an unnamed user"
-            let granted = PrintableText.escaped(scopes.joined(separator: " "), limit: 1_000)
+            let name = user.map { PrintableText.shown($0, limit: 256) } ?? "an unnamed user"
+            let granted = PrintableText.shown(scopes.joined(separator: " "), limit: 1_000)
             return "Signed in as \(name) with \(granted).\n"
                 + "The refresh token is stored in \(path) (\(sealing)); the daemon uses it from its next token renewal, no restart needed.\n"
         }

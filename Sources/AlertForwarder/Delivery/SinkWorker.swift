@@ -61,19 +61,52 @@ public struct SinkWorker: Sendable {
         while !shouldStop() {
             let batch = try store.pending(sink: name, limit: batchSize)
             guard batch.advances else { break }
-            let rejected = batch.records.isEmpty ? [] : try await sink.send(batch.records)
-            try store.confirm(batch, rejected: rejected)
-            for rejection in rejected {
-                let record = batch.records.first { $0.id == rejection.recordID }
-                logger.error("the sink refused an alert for good; it is kept as a dead letter and the alerts behind it go on (`defender-alertd state dead-letters --sink \(name)`)",
-                             metadata: ["alert_id": "\(record?.alertID ?? "?")", "tenant": "\(record?.tenant ?? "?")", "reason": "\(rejection.reason)"])
+            let rejected: [SinkRejection]
+            do throws(SinkError) {
+                rejected = batch.records.isEmpty ? [] : try await sink.send(batch.records)
+            } catch {
+                if error.connectionLost { metrics.connectionLost() }
+                if error.confirmedPrefix > 0 { try confirmPrefix(of: batch, before: error) }
+                throw error
             }
-            if !rejected.isEmpty { reportDeadLetters() }
+            try store.confirm(batch, rejected: rejected)
+            recorded(batch.records, rejected: rejected)
             delivered += batch.records.count - rejected.count
-            metrics.delivered(batch.records.count - rejected.count, deadLettered: rejected.count)
-            progress()
         }
         return delivered
+    }
+
+    /// Moves the sink past the records at the front of `batch` that the receiver took before
+    /// `error` (and makes dead letters of those it refused for good among them), so that only
+    /// the rest is sent again: one refusal or a session dropped mid-batch never re-sends what
+    /// was acknowledged.
+    private func confirmPrefix(of batch: OutboxBatch, before error: SinkError) throws {
+        let count = min(error.confirmedPrefix, batch.records.count)
+        // The first `count` records from the same place: the log only grows at its end, so they
+        // are the batch's own; anything else (never expected) is left to the next attempt.
+        let prefix = try store.pending(sink: name, limit: count)
+        guard prefix.records.map(\.id) == batch.records.prefix(count).map(\.id) else {
+            logger.warning("the part of the batch the receiver confirmed could not be told apart; it is sent again", metadata: ["confirmed": "\(count)"])
+            return
+        }
+        let ids = Set(prefix.records.map(\.id))
+        let rejected = error.rejectedInPrefix.filter { ids.contains($0.recordID) }
+        try store.confirm(prefix, rejected: rejected)
+        recorded(prefix.records, rejected: rejected)
+        logger.notice("the receiver confirmed the first alerts of the batch before it failed; only the rest is sent again",
+                      metadata: ["confirmed": "\(count - rejected.count)", "dead_lettered": "\(rejected.count)", "remaining": "\(batch.records.count - count)"])
+    }
+
+    /// Logs, reports and counts a confirmed run of records.
+    private func recorded(_ records: [OutboxRecord], rejected: [SinkRejection]) {
+        for rejection in rejected {
+            let record = records.first { $0.id == rejection.recordID }
+            logger.error("the sink refused an alert for good; it is kept as a dead letter and the alerts behind it go on (`defender-alertd state dead-letters --sink \(name)`)",
+                         metadata: ["alert_id": "\(record?.alertID ?? "?")", "tenant": "\(record?.tenant ?? "?")", "reason": "\(rejection.reason)"])
+        }
+        if !rejected.isEmpty { reportDeadLetters() }
+        metrics.delivered(records.count - rejected.count, deadLettered: rejected.count)
+        progress()
     }
 
     /// Runs until `shouldStop` (graceful shutdown) or cancellation: drains, waits, backs off.
@@ -100,6 +133,7 @@ public struct SinkWorker: Sendable {
                 failures += 1
                 var metadata: Logger.Metadata = ["error": "\(error)", "retry_in_ms": "\(wait.totalMilliseconds)", "failures": "\(failures)"]
                 let needsOperator = (error as? SinkError)?.kind == .needsOperator
+                if (error as? SinkError)?.connectionLost == true { metadata["connection"] = "lost" }
                 metrics.failed(kind: needsOperator ? "needs_operator" : "retryable")
                 if needsOperator {
                     metadata["needs"] = "operator"

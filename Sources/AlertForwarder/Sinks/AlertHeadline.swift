@@ -127,14 +127,18 @@ enum SummaryLine {
     }
 
     /// A title as a JSON string literal: quotes, backslashes and every control character are
-    /// escaped, so a line break in a title cannot start a forged line.
+    /// escaped (C0 by JSON's rules; DEL, C1 such as NEL, U+2028/U+2029 and the bidirectional
+    /// controls as `\uXXXX`, see ``PrintableText``), so a line break in a title cannot start
+    /// a forged line and an escape sequence cannot act on the reader's terminal.
     static func quoted(_ text: String) -> String {
-        JSONValue.string(text).serialized
+        // JSON writes those others raw; `\uXXXX` inside the literal stands for the same text.
+        PrintableText.escaped(JSONValue.string(text).serialized)
     }
 
-    /// A single field: no spaces or control characters inside (they would shift the columns).
+    /// A single field: no spaces, quotes or unsafe characters inside (they would shift the
+    /// columns or act on the terminal); else quoted.
     static func printable(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: { $0 == " " || $0.properties.generalCategory == .control || $0 == "\"" }) || text.isEmpty else {
+        guard text.isEmpty || text.unicodeScalars.contains(where: { $0 == " " || $0 == "\"" || PrintableText.isUnsafe($0) }) else {
             return text
         }
         return quoted(text)

@@ -18,13 +18,26 @@ public struct SinkError: Error, Sendable, CustomStringConvertible {
     public var kind: Kind
     /// The receiver asked to wait this long (HTTP `Retry-After`) before the next attempt.
     public var retryAfter: Duration?
+    /// How many records at the front of the batch the receiver confirmed before the failure
+    /// (RELP acknowledges each message): the worker counts them as delivered, moves the sink
+    /// past them and sends only the rest again. 0: nothing of the batch counts.
+    public var confirmedPrefix: Int
+    /// Records among that prefix the receiver refused for good: dead letters.
+    public var rejectedInPrefix: [SinkRejection]
+    /// The receiver closed or reset the connection (counted per sink in
+    /// `defender_alertd_connection_losses_total`).
+    public var connectionLost: Bool
 
     /// `description` is shown in the log, `STATUS=`, `/healthz` and dead letters: it is masked
     /// and made printable here, once, whatever part of it came from a receiver.
-    public init(_ description: String, kind: Kind = .retryable, retryAfter: Duration? = nil) {
+    public init(_ description: String, kind: Kind = .retryable, retryAfter: Duration? = nil, confirmedPrefix: Int = 0,
+                rejectedInPrefix: [SinkRejection] = [], connectionLost: Bool = false) {
         self.description = SecretRedaction.shown(description, limit: 2000)
         self.kind = kind
         self.retryAfter = retryAfter
+        self.confirmedPrefix = confirmedPrefix
+        self.rejectedInPrefix = rejectedInPrefix
+        self.connectionLost = connectionLost
     }
 }
 
@@ -48,7 +61,8 @@ public struct SinkRejection: Sendable, Equatable {
 public protocol AlertSink: Sendable {
     /// Delivers the records; returns only when they are safely stored (for a file: fsync'd)
     /// or refused for good, each refused record with its reason. Throws when the batch as a
-    /// whole was not delivered: then nothing of it counts as delivered.
+    /// whole was not delivered: then nothing of it counts as delivered, except the records the
+    /// error's `confirmedPrefix` says the receiver took first.
     func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection]
     /// Reopens files (SIGHUP, after logrotate moved them). No-op for most sinks.
     func reopen() async

@@ -100,7 +100,7 @@ public final class HTTPSink: AlertSink {
             // A receiver's redirect is a URL that moved or is wrong (http:// to https://, a
             // load balancer's login page): the alerts are not at fault, and a POST is not
             // followed to wherever the answer points.
-            let location = response.header("Location").map { " to \(PrintableText.escaped($0, limit: 200))" } ?? ""
+            let location = response.header("Location").map { " to \(PrintableText.shown($0, limit: 200))" } ?? ""
             throw SinkError("\(url) redirects (\(reason))\(location); set url to the receiver's own endpoint", kind: .needsOperator)
         case 408, 429, 500..<600:
             let retryAfter = RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970)?.wait
@@ -198,6 +198,6 @@ public final class HTTPSink: AlertSink {
 
     /// The start of a response body, printable, for messages.
     static func excerpt(_ body: Data) -> String {
-        PrintableText.escaped(bytes: body, limit: 300)
+        PrintableText.shown(bytes: body, limit: 300)
     }
 }

@@ -16,7 +16,9 @@ import Timekeeping
 /// `duser` (relatedUser as `DOMAIN\user`); with `includeJSON`, `cs6` AlertJson is the whole
 /// alert as Defender returned it.
 /// Header fields escape `\` and `|`; extension values escape `\`, `=` and line breaks (`\n`,
-/// `\r`), as the CEF specification requires.
+/// `\r`), as the CEF specification requires; in both, any other control character, line
+/// separator or bidirectional control is written `\uXXXX` (``PrintableText``), so none
+/// reaches a SIEM's parser or an analyst's terminal raw.
 public enum CEFMessage {
     /// The CEF line for `record` (no line end).
     public static func line(for record: OutboxRecord, includeJSON: Bool = false) -> String {
@@ -61,7 +63,9 @@ public enum CEFMessage {
         }
     }
 
-    /// A header field: `\` and `|` escaped; a line break would end the event, so it is a space.
+    /// A header field: `\` and `|` escaped; a line break would end the event, so it is a
+    /// space; other control characters, line separators and bidirectional controls (see
+    /// ``PrintableText``) are written `\uXXXX`.
     static func header(_ value: String) -> String {
         var escaped = ""
         for character in value {
@@ -69,13 +73,15 @@ public enum CEFMessage {
             case "\\": escaped += "\\\\"
             case "|": escaped += "\\|"
             case "\n", "\r", "\r\n": escaped += " "
-            default: escaped.append(character)
+            default: escaped += PrintableText.escaped(String(character))
             }
         }
         return escaped
     }
 
-    /// An extension value: `\`, `=` and line breaks escaped.
+    /// An extension value: `\`, `=` and line breaks escaped (`\n`, `\r`) as the CEF
+    /// specification says; other control characters, line separators and bidirectional
+    /// controls (see ``PrintableText``) written `\uXXXX`, which a CEF reader keeps as text.
     static func extensionValue(_ value: String) -> String {
         var escaped = ""
         for scalar in value.unicodeScalars {
@@ -84,7 +90,12 @@ public enum CEFMessage {
             case "=": escaped += "\\="
             case "\n": escaped += "\\n"
             case "\r": escaped += "\\r"
-            default: escaped.unicodeScalars.append(scalar)
+            default:
+                if PrintableText.isUnsafe(scalar) {
+                    escaped += PrintableText.unicodeEscape(scalar)
+                } else {
+                    escaped.unicodeScalars.append(scalar)
+                }
             }
         }
         return escaped

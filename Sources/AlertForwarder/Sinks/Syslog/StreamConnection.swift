@@ -10,21 +10,23 @@ import Timekeeping
 /// what the receiver sent back (RELP answers), and whether it is still open. Every wait has a
 /// deadline: when it passes, the connection is closed and the wait fails.
 actor StreamConnection {
-    /// Set by a deadline that passed (on the event loop, hence shared).
-    private final class Flag: Sendable {
-        let value = Mutex(false)
-    }
-
     private let channel: Channel
     private var inbound: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
-    private let timedOut = Flag()
+    /// Set by a deadline that passed (on the event loop, hence shared).
+    private let timedOut = ConnectionFlag()
+    /// Set when this side closed the connection.
+    private let closedHere = ConnectionFlag()
+    /// Set when the receiver reset the connection (`ECONNRESET`, `EPIPE`): it threw away what
+    /// it had not read.
+    private let reset: ConnectionFlag
     let timeout: Duration
     /// `host:port`, for messages.
     nonisolated let peer: String
 
-    private init(channel: Channel, inbound: AsyncThrowingStream<ByteBuffer, any Error>, timeout: Duration, peer: String) {
+    private init(channel: Channel, inbound: AsyncThrowingStream<ByteBuffer, any Error>, reset: ConnectionFlag, timeout: Duration, peer: String) {
         self.channel = channel
         self.inbound = inbound.makeAsyncIterator()
+        self.reset = reset
         self.timeout = timeout
         self.peer = peer
     }
@@ -57,7 +59,7 @@ actor StreamConnection {
             throw SinkError("cannot connect to \(peer): \(Self.describe(error))")
         }
         let handler = handlers.withLock { $0[ObjectIdentifier(channel)]! }
-        let connection = StreamConnection(channel: channel, inbound: handler.stream, timeout: timeout, peer: peer)
+        let connection = StreamConnection(channel: channel, inbound: handler.stream, reset: handler.reset, timeout: timeout, peer: peer)
         do {
             try await connection.withDeadline("the TLS handshake") { try await handler.handshake.futureResult.get() }
         } catch {
@@ -74,7 +76,28 @@ actor StreamConnection {
     }
 
     /// Still connected: the receiver has not closed it, no error or deadline broke it.
-    nonisolated var isOpen: Bool { channel.isActive && !timedOut.value.withLock { $0 } }
+    nonisolated var isOpen: Bool { channel.isActive && !timedOut.isSet }
+
+    /// The receiver ended the connection (closed or reset it), not a deadline or this side.
+    nonisolated var endedByReceiver: Bool { !channel.isActive && !timedOut.isSet && !closedHere.isSet }
+
+    /// The receiver reset the connection: what it had not read yet is gone.
+    nonisolated var wasReset: Bool { reset.isSet }
+
+    /// Whether the connection ends (the receiver closes or resets it, or it breaks) within
+    /// `interval`; returns as soon as it does, or `false` once `interval` passed with the
+    /// connection still open. Nothing is read or written meanwhile.
+    func ends(within interval: Duration) async -> Bool {
+        guard isOpen else { return true }
+        let channel = self.channel
+        let promise = channel.eventLoop.makePromise(of: Bool.self)
+        // Both complete the promise on the channel's event loop; the first one wins.
+        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(interval.totalNanoseconds)) { promise.succeed(false) }
+        channel.closeFuture.whenComplete { _ in promise.succeed(true) }
+        let ended = (try? await promise.futureResult.get()) ?? true
+        timer.cancel()
+        return ended || !isOpen
+    }
 
     /// Writes `bytes`; returns when the kernel has taken them all.
     func write(_ bytes: [UInt8]) async throws(SinkError) {
@@ -93,6 +116,7 @@ actor StreamConnection {
     }
 
     func close() async {
+        closedHere.set()
         try? await channel.close().get()
     }
 
@@ -100,18 +124,25 @@ actor StreamConnection {
     private func withDeadline<T: Sendable>(_ what: String, _ body: () async throws -> T) async throws(SinkError) -> T {
         let (channel, timedOut) = (self.channel, self.timedOut)
         let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(timeout.totalNanoseconds)) {
-            timedOut.value.withLock { $0 = true }
+            timedOut.set()
             channel.close(promise: nil)
         }
         defer { deadline.cancel() }
         do {
             return try await body()
         } catch {
-            if timedOut.value.withLock({ $0 }) {
+            if Self.isReset(error) { reset.set() }
+            if timedOut.isSet {
                 throw SinkError("\(what) to \(peer) timed out after \(ConfigDuration.format(timeout))")
             }
             throw SinkError("\(what) to \(peer) failed: \(Self.describe(error))", kind: Self.kind(of: error))
         }
+    }
+
+    /// Whether `error` says the receiver reset the connection.
+    static func isReset(_ error: any Error) -> Bool {
+        guard let error = error as? IOError else { return false }
+        return error.errnoCode == ECONNRESET || error.errnoCode == EPIPE
     }
 
     /// A certificate the receiver's or ours cannot be trusted needs a person; the rest may pass.
@@ -150,6 +181,14 @@ actor StreamConnection {
     }
 }
 
+/// A flag set on the event loop and read from the connection's actor.
+final class ConnectionFlag: Sendable {
+    private let value = Mutex(false)
+
+    var isSet: Bool { value.withLock { $0 } }
+    func set() { value.withLock { $0 = true } }
+}
+
 /// Hands what the receiver sends to the connection's stream; completes the handshake promise
 /// when TLS is up (at once without TLS) and fails it when the connection breaks first or the
 /// channel goes away without ever connecting.
@@ -159,6 +198,8 @@ private final class InboundHandler: ChannelInboundHandler, Sendable {
     let stream: AsyncThrowingStream<ByteBuffer, any Error>
     private let continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
     let handshake: EventLoopPromise<Void>
+    /// Set when a read failed because the receiver reset the connection.
+    let reset = ConnectionFlag()
     private let needsTLS: Bool
 
     init(handshake: EventLoopPromise<Void>, needsTLS: Bool) {
@@ -182,6 +223,7 @@ private final class InboundHandler: ChannelInboundHandler, Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if StreamConnection.isReset(error) { reset.set() }
         handshake.fail(error)
         continuation.finish(throwing: error)
         context.close(promise: nil)

@@ -1,3 +1,4 @@
+import OrderedJSON
 import Timekeeping
 
 /// syslog facilities (RFC 5424 §6.2.1), by the names syslog.conf uses; the code is the
@@ -26,7 +27,8 @@ public enum SyslogProtocol: String, CaseIterable, Sendable {
 /// RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME - EVENT [defender@N alertId="…" tenant="…"
 /// severity="…" event="…"] MSG`. Header fields are printable ASCII without spaces (others
 /// become `_`) and cut to their maximum lengths (§6); parameter values escape `"`, `\` and `]`
-/// (§6.3.3); fractions of seconds are cut to six digits (§6.2.3). RFC 3164: `<PRI>Mmm dd
+/// (§6.3.3) and write control characters as `\uXXXX`; fractions of seconds are cut to six
+/// digits (§6.2.3). RFC 3164: `<PRI>Mmm dd
 /// hh:mm:ss HOSTNAME APP-NAME: MSG`, the time in UTC (the format has no zone).
 public struct SyslogMessage: Sendable, Equatable {
     public var syslogProtocol: SyslogProtocol
@@ -73,12 +75,22 @@ public struct SyslogMessage: Sendable, Equatable {
         return printable.isEmpty ? "-" : String(printable)
     }
 
-    /// A structured-data parameter value (RFC 5424 §6.3.3): `"`, `\` and `]` escaped.
+    /// A structured-data parameter value (RFC 5424 §6.3.3): `"`, `\` and `]` escaped with a
+    /// backslash; control characters, line separators and bidirectional controls (see
+    /// ``PrintableText``) as `\uXXXX`, which the RFC's reader keeps as those six characters
+    /// (a backslash before anything else is not an escape) and cannot take for a literal `\u`
+    /// (that is written `\\u`).
     static func parameterValue(_ value: String) -> String {
         var escaped = ""
-        for character in value {
-            if character == "\"" || character == "\\" || character == "]" { escaped.append("\\") }
-            escaped.append(character)
+        for scalar in value.unicodeScalars {
+            if scalar == "\"" || scalar == "\\" || scalar == "]" {
+                escaped.unicodeScalars.append("\\")
+                escaped.unicodeScalars.append(scalar)
+            } else if PrintableText.isUnsafe(scalar) {
+                escaped += PrintableText.unicodeEscape(scalar)
+            } else {
+                escaped.unicodeScalars.append(scalar)
+            }
         }
         return escaped
     }

@@ -1,4 +1,6 @@
+import DefenderAPI
 import Foundation
+import OrderedJSON
 
 /// What the MSG part of a syslog message holds.
 public enum SyslogBodyFormat: String, Sendable, CaseIterable {
@@ -24,6 +26,10 @@ public struct SyslogSettings: Sendable, Equatable {
     public var timeout: Duration
     /// `tls://` only.
     public var tls: SyslogTLS?
+    /// `tcp://` and `tls://`: how long the connection must stay open after alerts were written
+    /// before they count as delivered (a receiver that resets it meanwhile gets them again).
+    /// Not a configuration key: tests shorten or lengthen it.
+    public var settle: Duration = .milliseconds(100)
 
     public init(address: SyslogAddress, message: SyslogMessage, format: SyslogBodyFormat = .json, cefAlertJSON: Bool = false,
                 framing: SyslogFraming = .octetCounting, maxMessageSize: Int = 65_536, timeout: Duration = .seconds(30), tls: SyslogTLS? = nil) {
@@ -35,6 +41,15 @@ public struct SyslogSettings: Sendable, Equatable {
         self.maxMessageSize = maxMessageSize
         self.timeout = timeout
         self.tls = tls
+    }
+
+    /// What to tell the operator when the alerts would cross the network in clear text:
+    /// `udp://`, `tcp://` or `relp://` (which this sink speaks without TLS) to a host that is not
+    /// this machine; nil for `tls://` and for loopback (decided by address, see `Loopback`).
+    public var plaintextWarning: String? {
+        guard address.transport != .tls, !Loopback.isLoopback(host: address.host) else { return nil }
+        return "\(address) is not this machine and \(address.transport.rawValue):// carries the alerts in clear text: anyone on the path can read "
+            + "them (devices, users, titles) and forge or drop messages; use tls:// unless the network between is trusted"
     }
 
     /// The largest UDP payload over IPv4 (65,535 − 8 bytes of UDP header − 20 of IP header).
@@ -59,8 +74,9 @@ public final class SyslogSink: AlertSink {
         let address = settings.address
         transport = switch address.transport {
         case .udp: DatagramTransport(host: address.host, port: address.port)
-        case .tcp: StreamTransport(address: address, framing: settings.framing, tls: nil, timeout: settings.timeout)
-        case .tls: StreamTransport(address: address, framing: settings.framing, tls: settings.tls ?? SyslogTLS(), timeout: settings.timeout)
+        case .tcp: StreamTransport(address: address, framing: settings.framing, tls: nil, timeout: settings.timeout, settle: settings.settle)
+        case .tls: StreamTransport(address: address, framing: settings.framing, tls: settings.tls ?? SyslogTLS(), timeout: settings.timeout,
+                                   settle: settings.settle)
         case .relp: RELPTransport(address: address, tls: nil, timeout: settings.timeout)
         }
     }
@@ -68,9 +84,12 @@ public final class SyslogSink: AlertSink {
     public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
         var messages: [[UInt8]] = []
         messages.reserveCapacity(records.count)
+        // The index in `records` of each message.
+        var sent: [Int] = []
+        sent.reserveCapacity(records.count)
         var rejected: [SinkRejection] = []
         let limit = settings.messageLimit
-        for record in records {
+        for (index, record) in records.enumerated() {
             let message = message(for: record)
             guard message.count <= limit else {
                 let rule = settings.address.transport == .udp && limit < settings.maxMessageSize
@@ -79,15 +98,45 @@ public final class SyslogSink: AlertSink {
                 continue
             }
             messages.append(message)
+            sent.append(index)
         }
-        if !messages.isEmpty { try await transport.send(messages) }
-        return rejected
+        guard !messages.isEmpty else { return rejected }
+        let refused: [Int: String]
+        do throws(SyslogSendFailure) {
+            refused = try await transport.send(messages)
+        } catch {
+            // What the receiver took or refused before the failure, and the over-size records
+            // among and right after it, are settled: the worker confirms them.
+            let settled = sent.indices.contains(error.answered) ? sent[error.answered] : records.count
+            var sinkError = error.error
+            sinkError.confirmedPrefix = settled
+            let prefix = Set(records[..<settled].map(\.id))
+            sinkError.rejectedInPrefix = rejected.filter { prefix.contains($0.recordID) } + refusals(error.refused, records: records, sent: sent)
+            throw sinkError
+        }
+        if refused.count == messages.count, messages.count > 1 {
+            // Every message of a batch: the receiver refuses the sink, not these alerts (a
+            // command it disabled, a full queue); the alerts wait for a person to look.
+            let first = refused[0] ?? ""
+            throw SinkError("the receiver at \(settings.address) refused every message of the batch (first answer: \(first)); it is refusing this sender, not the alerts: check its configuration",
+                            kind: .needsOperator)
+        }
+        return rejected + refusals(refused, records: records, sent: sent)
+    }
+
+    /// The receiver's refusals (by message index) as rejections of the records.
+    private func refusals(_ refused: [Int: String], records: [OutboxRecord], sent: [Int]) -> [SinkRejection] {
+        refused.sorted { $0.key < $1.key }.compactMap { refusal in
+            guard sent.indices.contains(refusal.key) else { return nil }
+            return SinkRejection(recordID: records[sent[refusal.key]].id, reason: "the syslog receiver refused the message: \(refusal.value)")
+        }
     }
 
     /// The whole syslog message (header, structured data, MSG) for one alert.
     func message(for record: OutboxRecord) -> [UInt8] {
         let body: [UInt8] = switch settings.format {
-        case .json: record.payloadBytes
+        // Unsafe characters inside the JSON's strings written `\uXXXX`: the same JSON value.
+        case .json: PrintableText.escapedJSON(record.payloadBytes)
         case .cef: Array(CEFMessage.line(for: record, includeJSON: settings.cefAlertJSON).utf8)
         }
         return settings.message.bytes(for: record, body: body)
