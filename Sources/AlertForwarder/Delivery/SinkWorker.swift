@@ -4,9 +4,10 @@ import Logging
 import Telemetry
 import Timekeeping
 
-/// Delivers one sink's outbox: reads the oldest alerts in batches, sends them, and moves the
-/// sink's position past them only after the sink confirmed. A failure keeps them queued and
-/// backs off with full jitter up to a cap; other sinks have their own workers and carry on.
+/// Delivers one sink's outbox: reads the oldest alerts in batches (dead letters re-queued by
+/// `state dead-letters --requeue` first), sends them, and moves the sink's position past them
+/// only after the sink confirmed. A failure keeps them queued and backs off with full jitter
+/// up to a cap; other sinks have their own workers and carry on.
 public struct SinkWorker: Sendable {
     public let name: String
     private let sink: any AlertSink
@@ -68,7 +69,12 @@ public struct SinkWorker: Sendable {
                 logger.error("the sink refused an alert for good; it is kept as a dead letter and the alerts behind it go on (`defender-alertd state dead-letters --sink \(name)`)",
                              metadata: ["alert_id": "\(record?.alertID ?? "?")", "tenant": "\(record?.tenant ?? "?")", "reason": "\(rejection.reason)"])
             }
-            if !rejected.isEmpty { reportDeadLetters() }
+            if batch.requeued {
+                logger.notice("re-queued dead letters sent ahead of the outbox", metadata: [
+                    "delivered": "\(batch.records.count - rejected.count)", "refused_again": "\(rejected.count)",
+                ])
+            }
+            if !rejected.isEmpty || batch.requeued { reportDeadLetters() }
             delivered += batch.records.count - rejected.count
             metrics.delivered(batch.records.count - rejected.count, deadLettered: rejected.count)
             progress()
@@ -83,7 +89,6 @@ public struct SinkWorker: Sendable {
         while !shouldStop(), !Task.isCancelled {
             progress()
             do {
-                if try store.requeueRequested(sink: name) > 0 { reportDeadLetters() }
                 let delivered = try await drain(stopWhen: shouldStop)
                 if failures > 0 {
                     logger.notice("sink recovered", metadata: ["delivered": "\(delivered)"])
