@@ -72,7 +72,7 @@ public final class Daemon: Sendable {
     /// `signals`, trapped before readiness) reloads. Shuts the HTTP client down at the end.
     public func run(signals: UnixSignalsSequence, watchdog: WatchdogSettings?) async throws {
         // Room for the pipeline's descriptors whatever the metrics server's clients do (it
-        // holds 64 connections at most).
+        // holds about 64 connections at most).
         if let limit = DescriptorLimit.raiseSoftLimit() {
             if limit.after > limit.before {
                 logger.info("limit of open descriptors raised to the hard limit", metadata: ["from": "\(limit.before)", "to": "\(limit.after)"])

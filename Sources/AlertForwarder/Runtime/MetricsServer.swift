@@ -17,7 +17,8 @@ import Timekeeping
 /// `STATUS=`, and tried again every 30 seconds.
 ///
 /// Whoever can reach the address cannot take the descriptors the pipeline needs (``Limits``):
-/// at most 64 connections are open at once (more wait in the kernel's listen queue, which
+/// at most 64 connections are open at once (swift-nio accepts up to 4 per read of the
+/// listening socket, so 3 more at worst; further ones wait in the kernel's listen queue, which
 /// holds no descriptor of this process, until one closes); a connection that sends no
 /// complete request head for 10 seconds (after it opened, or after its last answer) is
 /// closed, and any connection is closed 30 seconds after it opened, whatever it is doing (a
