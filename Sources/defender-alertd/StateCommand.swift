@@ -69,8 +69,10 @@ struct StateCommand: ParsableCommand {
             commandName: "dead-letters",
             abstract: "List the alerts a sink refused for good, send them again (--requeue) or drop them (--purge).",
             discussion: """
-                A running daemon queues re-queued alerts within seconds, at the end of the sink's \
-                outbox; a stopped one when it starts.
+                Re-queued alerts go ahead of the alerts queued for the sink: a running daemon \
+                sends them with the sink's next batch (within seconds), a stopped one when it \
+                starts (or poll-once). Each stays a dead letter until the sink took it; refused \
+                again, it stays one with the new reason.
                 """)
         @OptionGroup var options: ConfigOption
         @Option(help: "Only this sink.") var sink: String?
@@ -89,7 +91,7 @@ struct StateCommand: ParsableCommand {
             let store = try openStore(configuration)
             let scope = sink.map { "sink \($0)" } ?? "all sinks"
             if requeue {
-                print("\(try store.requestRequeue(sink: sink)) dead letters of \(scope) marked to be sent again; the daemon queues them within seconds (or when it starts)")
+                print("\(try store.requestRequeue(sink: sink)) dead letters of \(scope) marked to be sent again, ahead of the alerts queued; the daemon sends them with its next batch for the sink (within seconds, or when it starts)")
             } else if purge {
                 print("\(try store.purgeDeadLetters(sink: sink)) dead letters of \(scope) deleted")
             } else {

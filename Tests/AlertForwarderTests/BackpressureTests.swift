@@ -5,14 +5,26 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
+import Timekeeping
 import TestSupport
 
 /// The simulator with the app of ``ConfigFixture/tenant`` registered (its canary secret).
-func fixtureSimulator() throws -> SimulatedDefender {
+func fixtureSimulator(_ configure: (inout SimulatorConfiguration) -> Void = { _ in }) throws -> SimulatedDefender {
     var configuration = SimulatorConfiguration()
     configuration.apps = [RegisteredApp(tenantID: SimulatorConfiguration.defaultTenant.id, clientID: "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c",
                                         secrets: [ConfigFixture.canary])]
+    configure(&configuration)
     return try SimulatedDefender(configuration: configuration)
+}
+
+/// A sink that keeps the alert ids it was sent, in order.
+private final class RecordingSink: AlertSink {
+    let received = Mutex<[String]>([])
+
+    func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
+        received.withLock { $0 += records.map(\.alertID) }
+        return []
+    }
 }
 
 @Suite("Backpressure")
@@ -31,7 +43,8 @@ struct BackpressureTests {
             let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, logger: records.logger()),
                                       store: store, sinks: ["journal"], maxOutbox: 5, queued: { wakeUps.withLock { $0 += 1 } },
                                       logger: records.logger())
-            #expect(await poller.pollOnce() == .completed(newAlerts: 8, duplicates: 0))
+            // The page that took the outbox above max_outbox is kept, and is the last one read.
+            #expect(await poller.pollOnce() == .paused(outbox: 8))
             #expect(wakeUps.withLock { $0 } == 1)
             try await simulator.generateAlerts(count: 2)
             #expect(await poller.pollOnce() == .paused(outbox: 8))
@@ -43,6 +56,73 @@ struct BackpressureTests {
             #expect(wakeUps.withLock { $0 } == 2)
             #expect(await poller.pollOnce() == .completed(newAlerts: 0, duplicates: 10))
             #expect(wakeUps.withLock { $0 } == 2, "a poll that queued nothing woke the workers")
+        }
+    }
+}
+
+/// A backlog far above `max_outbox` with the sink down: a poll stops reading after the page
+/// that took the outbox over the bound (before, one poll took in the whole backlog), and the
+/// watermark stays where the next polls read the rest: once the sink is back, every alert is
+/// delivered exactly once.
+@Suite("Backpressure within a poll")
+struct BackpressureWithinAPollTests {
+    @Test func aPollStopsAtThePageThatFillsTheOutboxAndTheRestComesLaterExactlyOnce() async throws {
+        let fixture = ConfigFixture()
+        // The simulator's call limits (and the budget's, below) out of the way: this is about
+        // the outbox, and a backlog read 100 at a time takes more calls than a minute allows.
+        let simulator = try fixtureSimulator { $0.rateLimitPerMinute = 1_000_000; $0.rateLimitPerHour = 10_000_000 }
+        // 5,000 alerts over 100 minutes of the last two hours (5 every 6 seconds).
+        let start = Timestamp(Date()).adding(seconds: -7200)
+        var expected: Set<String> = []
+        for step in 0..<1000 {
+            expected.formUnion(try await simulator.generateAlerts(count: 5, lastUpdateTime: start.adding(seconds: Double(step * 6))))
+        }
+        #expect(expected.count == 5000)
+        let generated = expected
+        let records = LogRecords()
+        try await withLiveSimulatorAndClient(simulator) { base, transport in
+            let configuration = try fixture.load(ConfigFixture.tenant + """
+
+                api_url = "\(base)"
+                login_url = "\(base)"
+                page_size = 100
+                overlap = "1m"
+                """ + "\n" + ConfigFixture.sink)
+            let tenant = configuration.tenants[0]
+            let store = try StateStore(directory: fixture.directory.file("state"))
+            let connection = try TenantConnection(tenant: tenant, transport: transport, budget: RateBudget(perMinute: 1_000_000, perHour: 10_000_000),
+                                                  logger: records.logger())
+            let poller = TenantPoller(tenant: tenant, connection: connection, store: store, sinks: ["journal"], maxOutbox: 500,
+                                      logger: records.logger())
+            // The sink is down (nothing drains): each poll stops at the page that crossed 500.
+            for _ in 0..<3 {
+                guard case .paused(let outbox) = await poller.pollOnce() else {
+                    Issue.record("a poll with the outbox over max_outbox did not pause")
+                    return
+                }
+                #expect(outbox > 500 && outbox <= 500 + 100)
+                #expect(try store.outboxDepth()["journal", default: 0] <= 500 + 100)
+            }
+            #expect(records.at(.warning).contains { $0.message.contains("this poll stops reading here") })
+            // The sink is back: drain and poll until a poll reads to the end.
+            let sink = RecordingSink()
+            let worker = SinkWorker(name: "journal", sink: sink, store: store, logger: records.logger())
+            var polls = 0
+            while true {
+                try await worker.drain()
+                let outcome = await poller.pollOnce()
+                polls += 1
+                #expect(try store.outboxDepth()["journal", default: 0] <= 500 + 100)
+                if case .completed = outcome { break }
+                guard case .paused = outcome, polls < 100 else {
+                    Issue.record("poll \(polls) ended \(outcome)")
+                    return
+                }
+            }
+            try await worker.drain()
+            let delivered = sink.received.withLock { $0 }
+            #expect(delivered.count == 5000, "every alert exactly once")
+            #expect(Set(delivered) == generated)
         }
     }
 }

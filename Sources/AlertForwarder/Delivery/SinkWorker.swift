@@ -4,9 +4,10 @@ import Logging
 import Telemetry
 import Timekeeping
 
-/// Delivers one sink's outbox: reads the oldest alerts in batches, sends them, and moves the
-/// sink's position past them only after the sink confirmed. A failure keeps them queued and
-/// backs off with full jitter up to a cap; other sinks have their own workers and carry on.
+/// Delivers one sink's outbox: reads the oldest alerts in batches (dead letters re-queued by
+/// `state dead-letters --requeue` first), sends them, and moves the sink's position past them
+/// only after the sink confirmed. A failure keeps them queued and backs off with full jitter
+/// up to a cap; other sinks have their own workers and carry on.
 public struct SinkWorker: Sendable {
     public let name: String
     private let sink: any AlertSink
@@ -71,6 +72,12 @@ public struct SinkWorker: Sendable {
             }
             try store.confirm(batch, rejected: rejected)
             recorded(batch.records, rejected: rejected)
+            if batch.requeued {
+                logger.notice("re-queued dead letters sent ahead of the outbox", metadata: [
+                    "delivered": "\(batch.records.count - rejected.count)", "refused_again": "\(rejected.count)",
+                ])
+                reportDeadLetters()
+            }
             delivered += batch.records.count - rejected.count
         }
         return delivered
@@ -99,14 +106,46 @@ public struct SinkWorker: Sendable {
 
     /// Logs, reports and counts a confirmed run of records.
     private func recorded(_ records: [OutboxRecord], rejected: [SinkRejection]) {
-        for rejection in rejected {
-            let record = records.first { $0.id == rejection.recordID }
-            logger.error("the sink refused an alert for good; it is kept as a dead letter and the alerts behind it go on (`defender-alertd state dead-letters --sink \(name)`)",
-                         metadata: ["alert_id": "\(record?.alertID ?? "?")", "tenant": "\(record?.tenant ?? "?")", "reason": "\(rejection.reason)"])
+        if !rejected.isEmpty {
+            logger.error(deadLetterMessage(rejected.count), metadata: Self.deadLetterMetadata(rejected, of: records))
+            reportDeadLetters()
         }
-        if !rejected.isEmpty { reportDeadLetters() }
         metrics.delivered(records.count - rejected.count, deadLettered: rejected.count)
         progress()
+    }
+
+    private func deadLetterMessage(_ count: Int) -> Logger.Message {
+        count == 1
+            ? "the sink refused an alert for good; it is kept as a dead letter and the alerts behind it go on (`defender-alertd state dead-letters --sink \(name)`)"
+            : "the sink refused \(count) alerts of a batch for good; they are kept as dead letters and the alerts behind them go on (`defender-alertd state dead-letters --sink \(name)`)"
+    }
+
+    /// How many alert ids one dead-letter line names; the rest are counted (every one is listed
+    /// by `state dead-letters`).
+    static let alertIDsPerLine = 10
+
+    /// One line per batch, however many of its alerts were refused: a receiver that refuses
+    /// everything must not write a line per alert (10,000 alerts made 18,500 lines). The line
+    /// names the first alerts (`alert_id` when there is one, as the journal's
+    /// `DEFENDER_ALERT_ID`), their tenants and the distinct reasons.
+    static func deadLetterMetadata(_ rejected: [SinkRejection], of records: [OutboxRecord]) -> Logger.Metadata {
+        let byID = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let named = rejected.prefix(alertIDsPerLine).map { byID[$0.recordID] }
+        var reasons: [String] = []
+        for rejection in rejected where !reasons.contains(rejection.reason) {
+            reasons.append(rejection.reason)
+            if reasons.count == 3 { break }
+        }
+        let tenants = Set(rejected.compactMap { byID[$0.recordID]?.tenant }).sorted()
+        var metadata: Logger.Metadata = ["dead_letters": "\(rejected.count)", "tenant": "\(tenants.joined(separator: ","))",
+                                         "reason": "\(reasons.joined(separator: " | "))"]
+        if rejected.count == 1 {
+            metadata["alert_id"] = "\(named.first??.alertID ?? "?")"
+        } else {
+            let ids = named.map { $0?.alertID ?? "?" }.joined(separator: ",")
+            metadata["alert_ids"] = "\(ids)\(rejected.count > alertIDsPerLine ? ",… (\(rejected.count - alertIDsPerLine) more)" : "")"
+        }
+        return metadata
     }
 
     /// Runs until `shouldStop` (graceful shutdown) or cancellation: drains, waits, backs off.
@@ -116,7 +155,6 @@ public struct SinkWorker: Sendable {
         while !shouldStop(), !Task.isCancelled {
             progress()
             do {
-                if try store.requeueRequested(sink: name) > 0 { reportDeadLetters() }
                 let delivered = try await drain(stopWhen: shouldStop)
                 if failures > 0 {
                     logger.notice("sink recovered", metadata: ["delivered": "\(delivered)"])

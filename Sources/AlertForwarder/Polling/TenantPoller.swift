@@ -60,6 +60,7 @@ public final class TenantPoller: TenantPolling {
         let started = clock.now()
         var pages = 0
         func ended(_ result: String) { metrics.poll(result: result, duration: clock.now() - started, pages: pages, at: wallClock()) }
+        var total = Admission()
         do {
             let depth = try store.outboxDepth().values.reduce(0, +)
             guard depth <= maxOutbox else {
@@ -73,7 +74,6 @@ public final class TenantPoller: TenantPolling {
             if watermark == nil {
                 logger.notice("first poll: fetching \(tenant.lookback.components.seconds / 3600)h of history", metadata: ["from": "\(start)"])
             }
-            var total = Admission()
             var windows = WatermarkProgress()
             try await connection.alerts.fetch(from: .inclusive(start)) { batch in
                 pages += 1
@@ -94,12 +94,26 @@ public final class TenantPoller: TenantPolling {
                 if total.newAlerts + total.duplicates >= 1000 {
                     logger.info("backfill progress", metadata: ["alerts_so_far": "\(total.newAlerts)", "window": "\(batch.lower)"])
                 }
+                // The page that takes the outbox above max_outbox is the last one read: the
+                // fetch ends here, its request sent ahead is cancelled. The watermark moved only
+                // over the windows admitted (each in its own transaction, as a failed poll
+                // leaves it), so the next poll reads the rest from there; Defender keeps it.
+                if admission.queuedForSinks > 0 {
+                    let depth = try store.outboxDepth().values.reduce(0, +)
+                    if depth > maxOutbox { throw OutboxFull(depth: depth) }
+                }
             }
             if signInLog.withLock({ $0.ended() }) { logger.notice("signed in again: polling resumes") }
             logger.info("poll complete", metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
             status?.record(tenant: tenant.name, .succeeded(newAlerts: total.newAlerts))
             ended("ok")
             return .completed(newAlerts: total.newAlerts, duplicates: total.duplicates)
+        } catch let full as OutboxFull {
+            logger.warning("outbox holds \(full.depth) queued alerts, more than max_outbox (\(maxOutbox)): this poll stops reading here and polling pauses until the sinks catch up; the rest stays in Defender and is read then",
+                           metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
+            status?.record(tenant: tenant.name, .paused(outbox: full.depth))
+            ended("paused")
+            return .paused(outbox: full.depth)
         } catch {
             // A stop, a reload or the poll deadline cancelled it: whatever the error it ended
             // with (a request cut short, a retry wait interrupted), it is not a failure of the
@@ -207,6 +221,12 @@ public final class TenantPoller: TenantPolling {
     }
 }
 
+
+/// Ends a poll's fetch from its batch handler: the page just admitted took the outbox above
+/// `max_outbox` (`depth` alerts queued, counted once per sink).
+private struct OutboxFull: Error {
+    let depth: Int
+}
 
 /// What polls one tenant: a ``TenantPoller``, or (in tests) something around one.
 public protocol TenantPolling: Sendable {

@@ -71,6 +71,17 @@ public final class Daemon: Sendable {
     /// Runs every service of the daemon in one group until SIGTERM or SIGINT; SIGHUP (from
     /// `signals`, trapped before readiness) reloads. Shuts the HTTP client down at the end.
     public func run(signals: UnixSignalsSequence, watchdog: WatchdogSettings?) async throws {
+        // Room for the pipeline's descriptors whatever the metrics server's clients do (it
+        // holds about 64 connections at most).
+        if let limit = DescriptorLimit.raiseSoftLimit() {
+            if limit.after > limit.before {
+                logger.info("limit of open descriptors raised to the hard limit", metadata: ["from": "\(limit.before)", "to": "\(limit.after)"])
+            }
+            if limit.after < Self.fewestDescriptors {
+                logger.warning("the limit of open descriptors is \(limit.after), below \(Self.fewestDescriptors): with many sinks and tenants the daemon may run out (LimitNOFILE= in the unit, ulimit -n otherwise)",
+                               metadata: ["limit": "\(limit.after)"])
+            }
+        }
         var services: [any Service] = [
             WatchdogService(settings: watchdog, monitor: health, notifier: notifier, status: status, clock: clock, logger: logger),
             ReloadService(signals: signals) { [self] in await reload() },
@@ -99,6 +110,9 @@ public final class Daemon: Sendable {
         }
         await shutdown()
     }
+
+    /// Below this limit of open descriptors the daemon warns at start.
+    static let fewestDescriptors: UInt64 = 1024
 
     /// Closes the HTTP client; ``run(signals:watchdog:)`` does it when it ends.
     public func shutdown() async {

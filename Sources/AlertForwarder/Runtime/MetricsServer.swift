@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -14,6 +15,14 @@ import Timekeeping
 /// An address it cannot listen on (a port in use, a socket path it may not create) is a
 /// runtime error, never a crash and never a reason to stop forwarding: it is logged, shown in
 /// `STATUS=`, and tried again every 30 seconds.
+///
+/// Whoever can reach the address cannot take the descriptors the pipeline needs (``Limits``):
+/// at most 64 connections are open at once (swift-nio accepts up to 4 per read of the
+/// listening socket, so 3 more at worst; further ones wait in the kernel's listen queue, which
+/// holds no descriptor of this process, until one closes); a connection that sends no
+/// complete request head for 10 seconds (after it opened, or after its last answer) is
+/// closed, and any connection is closed 30 seconds after it opened, whatever it is doing (a
+/// body or an answer trickling a byte at a time).
 public struct MetricsServer: Service, CustomStringConvertible {
     private let address: ListenAddress
     private let telemetry: Telemetry
@@ -21,22 +30,47 @@ public struct MetricsServer: Service, CustomStringConvertible {
     private let health: @Sendable () -> HealthReport
     private let status: StatusLine
     private let clock: MonotonicClock
+    private let limits: Limits
     private let logger: Logger
     private let onReady: @Sendable (String) -> Void
 
     static let retryInterval: Duration = .seconds(30)
+
+    /// How much of the process one client of the endpoint can hold. A scrape is one short
+    /// request (Prometheus's default `scrape_timeout` is 10 s), so the bounds are far above
+    /// what scrapers need and far below the descriptors the daemon has (``DescriptorLimit``).
+    struct Limits: Sendable {
+        /// Connections open at once; further ones are not accepted until one closes.
+        var connections = 64
+        /// A connection that has not sent a complete request head this long after it opened
+        /// (or after its last answer) is closed.
+        var idleTimeout: Duration = .seconds(10)
+        /// A connection is closed this long after it opened, whatever it is doing.
+        var lifetime: Duration = .seconds(30)
+        /// Connections the kernel queues (handshake done) while `connections` are open.
+        var backlog = 128
+    }
 
     /// `beforeScrape` brings the gauges up to date; `onReady` hears the address served (with
     /// the port chosen when it was 0).
     public init(address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () -> Void,
                 health: @escaping @Sendable () -> HealthReport, status: StatusLine, clock: MonotonicClock = .continuous, logger: Logger,
                 onReady: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.init(address: address, telemetry: telemetry, beforeScrape: beforeScrape, health: health, status: status, clock: clock,
+                  limits: Limits(), logger: logger, onReady: onReady)
+    }
+
+    /// The same with other ``Limits`` (tests: short timeouts, a small cap).
+    init(address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () -> Void,
+         health: @escaping @Sendable () -> HealthReport, status: StatusLine, clock: MonotonicClock = .continuous, limits: Limits, logger: Logger,
+         onReady: @escaping @Sendable (String) -> Void = { _ in }) {
         self.address = address
         self.telemetry = telemetry
         self.beforeScrape = beforeScrape
         self.health = health
         self.status = status
         self.clock = clock
+        self.limits = limits
         self.logger = logger
         self.onReady = onReady
     }
@@ -76,9 +110,19 @@ public struct MetricsServer: Service, CustomStringConvertible {
             Self.respond(to: request, telemetry: telemetry, beforeScrape: beforeScrape, health: health)
         }
         let (address, status, logger, onReady) = (self.address, self.status, self.logger, self.onReady)
+        let lifetime = TimeAmount(limits.lifetime)
         let app = Application(
             responder: responder,
-            configuration: .init(address: bind, serverName: "defender-alertd"),
+            // Hummingbird's idle timeout counts from the connection's start and from each
+            // answer until a complete request part arrives (bytes of a head that never ends
+            // do not count); the lifetime handler bounds the rest.
+            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionLifetimeHandler(lifetime: lifetime)],
+                                                idleTimeout: TimeAmount(limits.idleTimeout))),
+            // Over the cap, the listening socket is not read (accept(2) is not called) until a
+            // connection closes: a waiting client holds a slot of the kernel's queue, not a
+            // descriptor of ours.
+            configuration: .init(address: bind, serverName: "defender-alertd", backlog: limits.backlog,
+                                 availableConnectionsDelegate: MaximumAvailableConnections(limits.connections, logger: logger)),
             onServerRunning: { channel in
                 var served = "\(address)"
                 if case .tcp(let host, _) = address, let port = channel.localAddress?.port {
@@ -118,3 +162,49 @@ public struct MetricsServer: Service, CustomStringConvertible {
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }
+
+/// Closes a connection of the metrics server `lifetime` after it became active, whatever it is
+/// doing: the idle timeout does not end a request whose body trickles in, nor an answer the
+/// client reads a byte at a time. It passes everything on untouched.
+final class ConnectionLifetimeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    private let lifetime: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(lifetime: TimeAmount) {
+        self.lifetime = lifetime
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { start(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stop()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stop()
+    }
+
+    private func start(_ context: ChannelHandlerContext) {
+        guard deadline == nil else { return }
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: lifetime) { channel.close(promise: nil) }
+    }
+
+    private func stop() {
+        deadline?.cancel()
+        deadline = nil
+    }
+}
+
+@available(*, unavailable)
+extension ConnectionLifetimeHandler: Sendable {}

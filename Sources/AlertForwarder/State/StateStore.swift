@@ -51,9 +51,21 @@ public struct OutboxBatch: Sendable {
     public let records: [OutboxRecord]
     let start: LogPosition
     let next: LogPosition
+    /// Whether the records are dead letters re-queued (`state dead-letters --requeue`), read
+    /// from the dead-letter table ahead of the log (their ids are the dead letters' ids); the
+    /// log position does not move when they are confirmed.
+    public let requeued: Bool
+
+    init(sink: String, records: [OutboxRecord], start: LogPosition, next: LogPosition, requeued: Bool = false) {
+        self.sink = sink
+        self.records = records
+        self.start = start
+        self.next = next
+        self.requeued = requeued
+    }
 
     /// Whether confirming moves the sink on: it read records, or passed records of other sinks.
-    public var advances: Bool { next.sequence > start.sequence }
+    public var advances: Bool { requeued ? !records.isEmpty : next.sequence > start.sequence }
 }
 
 /// What one admission did.
@@ -219,7 +231,7 @@ public final class StateStore: Sendable {
             try db.execute(sql: "DROP INDEX IF EXISTS seen_by_alert; DROP INDEX IF EXISTS seen_by_age")
         }
         // Records a sink refused for good, with the receiver's reason; `requeue` is set by
-        // `state dead-letters --requeue` and acted on by the daemon (the only writer of the log).
+        // `state dead-letters --requeue`, and a marked record is sent ahead of the log.
         migrator.registerMigration("v4") { db in
             try db.execute(sql: """
                 CREATE TABLE dead_letter (
@@ -495,11 +507,23 @@ public final class StateStore: Sendable {
         try db.execute(sql: "UPDATE outbox_end SET segment = ?, byte_offset = ?, sequence = ?", arguments: [newEnd.segment, newEnd.offset, newEnd.sequence])
     }
 
-    /// The oldest `limit` alerts waiting for `sink`.
+    /// The next `limit` alerts for `sink`: dead letters re-queued for it first (a front lane:
+    /// they do not wait behind the backlog), oldest first; else the oldest in the outbox log.
     public func pending(sink: String, limit: Int) throws(StateError) -> OutboxBatch {
-        let (position, end) = try read { db in
+        let (requeued, position, end) = try read { db in
+            // The dead-letter index (sink, requeue) finds them; nearly always none.
+            let letters = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT id, tenant, alert_id, event, received_at, payload FROM dead_letter WHERE sink = ? AND requeue = 1 ORDER BY id LIMIT ?
+                """), arguments: [sink, max(1, limit)]).map { row in
+                OutboxRecord(id: row["id"], sink: sink, tenant: row["tenant"], alertID: row["alert_id"], event: row["event"],
+                             receivedAt: row["received_at"], payloadBytes: [UInt8](row["payload"] as Data))
+            }
             let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT segment, byte_offset, sequence FROM sink_position WHERE sink = ?"), arguments: [sink])
-            return (row.map(Self.position), try Self.end(db))
+            return (letters, row.map(Self.position), try Self.end(db))
+        }
+        if !requeued.isEmpty {
+            let here = position ?? end
+            return OutboxBatch(sink: sink, records: requeued, start: here, next: here, requeued: true)
         }
         guard let position else { return OutboxBatch(sink: sink, records: [], start: end, next: end) }
         let (records, next) = try log.read(sink: sink, from: position, to: end, limit: limit)
@@ -507,9 +531,15 @@ public final class StateStore: Sendable {
     }
 
     /// Moves the sink past a batch it delivered (a batch read before is confirmed once); the
-    /// records it refused for good become dead letters in the same transaction.
+    /// records it refused for good become dead letters in the same transaction. A batch of
+    /// re-queued dead letters: those delivered are deleted, those refused again stay dead
+    /// letters (no longer marked) with the new reason.
     public func confirm(_ batch: OutboxBatch, rejected: [SinkRejection] = [], now: Date = Date()) throws(StateError) {
         guard batch.advances else { return }
+        if batch.requeued {
+            try confirmRequeued(batch, rejected: rejected, now: now)
+            return
+        }
         try write { db in
             try db.execute(sql: """
                 UPDATE sink_position SET segment = ?, byte_offset = ?, sequence = ?, pending = max(0, pending - ?)
@@ -527,6 +557,23 @@ public final class StateStore: Sendable {
             }
         }
         if batch.next.segment != batch.start.segment { try removeDeliveredSegments() }
+    }
+
+    /// Confirms a batch of re-queued dead letters. Rows purged meanwhile are simply gone.
+    private func confirmRequeued(_ batch: OutboxBatch, rejected: [SinkRejection], now: Date) throws(StateError) {
+        let refused = Dictionary(rejected.map { ($0.recordID, $0.reason) }, uniquingKeysWith: { first, _ in first })
+        let failedAt = Timestamp(now).description
+        try write { db in
+            let delete = try db.cachedStatement(sql: "DELETE FROM dead_letter WHERE id = ? AND sink = ? AND requeue = 1")
+            let again = try db.cachedStatement(sql: "UPDATE dead_letter SET requeue = 0, reason = ?, failed_at = ? WHERE id = ? AND sink = ? AND requeue = 1")
+            for record in batch.records {
+                if let reason = refused[record.id] {
+                    try again.execute(arguments: [reason, failedAt, record.id, batch.sink])
+                } else {
+                    try delete.execute(arguments: [record.id, batch.sink])
+                }
+            }
+        }
     }
 
     /// Deletes the log segments every sink has passed.
@@ -604,37 +651,15 @@ public final class StateStore: Sendable {
         }
     }
 
-    /// Marks dead letters to be sent again; the daemon queues them (`requeueRequested`). Safe
-    /// while the daemon runs: only the daemon appends to the outbox log. Returns how many.
+    /// Marks dead letters to be sent again. Safe while the daemon runs (a change of the
+    /// database only): its sink workers read marked dead letters ahead of the outbox log
+    /// (``pending(sink:limit:)``), with their next batch, and delete each once delivered.
+    /// Returns how many are marked.
     @discardableResult
     public func requestRequeue(sink: String? = nil) throws(StateError) -> Int {
         try write { db in
             try db.execute(sql: "UPDATE dead_letter SET requeue = 1 WHERE (?1 IS NULL OR sink = ?1) AND requeue = 0", arguments: [sink])
             return try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letter WHERE (?1 IS NULL OR sink = ?1) AND requeue = 1", arguments: [sink]) ?? 0
-        }
-    }
-
-    /// Moves the dead letters marked for requeueing back into `sink`'s outbox (at its end, in
-    /// their order); returns how many.
-    @discardableResult
-    public func requeueRequested(sink: String) throws(StateError) -> Int {
-        // A read first: this runs every few seconds and almost never finds anything.
-        let marked = try read { db in
-            try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM dead_letter WHERE sink = ? AND requeue = 1)"), arguments: [sink]) ?? false
-        }
-        guard marked else { return 0 }
-        return try writeQueuing { db, undo in
-            let rows = try Row.fetchAll(db, sql: """
-                SELECT id, tenant, alert_id, event, received_at, payload FROM dead_letter WHERE sink = ? AND requeue = 1 ORDER BY id
-                """, arguments: [sink])
-            guard !rows.isEmpty else { return 0 }
-            let entries = rows.map { row in
-                OutboxLog.Entry(tenant: row["tenant"], alertID: row["alert_id"], event: row["event"], receivedAt: row["received_at"],
-                                payload: row["payload"], sinks: [sink])
-            }
-            try self.queue(entries, in: db, undo: &undo)
-            try db.execute(sql: "DELETE FROM dead_letter WHERE sink = ? AND requeue = 1", arguments: [sink])
-            return rows.count
         }
     }
 
