@@ -8,14 +8,22 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     /// How many fraction digits to write (0...7); trailing digits are truncated, never rounded.
     public var fractionDigits: Int
 
+    /// The range an instant is kept in: years 0 to 9999 (all ISO 8601 writes with four
+    /// digits), with room to spare. An instant from outside (a damaged state database, an
+    /// infinite date) is clamped into it, so that no arithmetic or formatting on a timestamp
+    /// can overflow.
+    public static let representable: ClosedRange<Int64> = -700_000_000_000_000_000...2_600_000_000_000_000_000
+
     public init(ticks: Int64, fractionDigits: Int = 7) {
-        self.ticks = ticks
+        self.ticks = min(max(ticks, Self.representable.lowerBound), Self.representable.upperBound)
         self.fractionDigits = max(0, min(7, fractionDigits))
     }
 
     /// The instant of a `Date`.
     public init(_ date: Date, fractionDigits: Int = 7) {
-        self.init(ticks: Int64((date.timeIntervalSince1970 * 10_000_000).rounded(.down)), fractionDigits: fractionDigits)
+        // A date from outside (a stored schedule, a header) may be infinite or NaN: clamped.
+        let ticks = (date.timeIntervalSince1970 * 10_000_000).rounded(.down)
+        self.init(ticks: Int64(exactly: ticks) ?? (ticks > 0 ? Int64.max / 2 : ticks < 0 ? Int64.min / 2 : 0), fractionDigits: fractionDigits)
     }
 
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.ticks < rhs.ticks }
@@ -34,12 +42,15 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// Moves by whole seconds (may be negative).
     public func adding(seconds: Double) -> Timestamp {
-        Timestamp(ticks: ticks + Int64(seconds * 10_000_000), fractionDigits: fractionDigits)
+        let delta = (seconds * 10_000_000).rounded(.towardZero)
+        return adding(ticks: Int64(exactly: delta) ?? (delta > 0 ? Int64.max : Int64.min))
     }
 
-    /// Moves by 100 ns units.
+    /// Moves by 100 ns units; saturates at the ends of Int64 instead of trapping (a damaged
+    /// state database may hold any watermark).
     public func adding(ticks: Int64) -> Timestamp {
-        Timestamp(ticks: self.ticks + ticks, fractionDigits: fractionDigits)
+        let (sum, overflow) = self.ticks.addingReportingOverflow(ticks)
+        return Timestamp(ticks: overflow ? (ticks > 0 ? Int64.max : Int64.min) : sum, fractionDigits: fractionDigits)
     }
 
     public var date: Date { Date(timeIntervalSince1970: Double(ticks) / 10_000_000) }

@@ -90,7 +90,7 @@ struct HostileReceiverTests {
         let report = HealthReport(stalls: [], failures: [failure])
         #expect(!report.json.contains("eyJ.unregistered"))
         let rejection = SinkRejection(recordID: 1, reason: "refused \u{85}\u{2028}\u{202E}txt.exe")
-        #expect(rejection.reason == "refused \\u{0085}\\u{2028}\\u{202E}txt.exe")
+        #expect(rejection.reason == "refused \\u0085\\u2028\\u202etxt.exe")
     }
 
     @Test func aRedirectNeedsAPersonAndIsNotADeadLetter() async throws {

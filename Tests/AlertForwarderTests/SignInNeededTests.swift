@@ -106,7 +106,7 @@ struct LoginOutputTests {
                                          sealing: .sealed)
         let summary = outcome.summary
         #expect(summary.split(separator: "\n").count == 2, "\(summary)")
-        #expect(summary.hasPrefix(#"Signed in as ana@contoso.com\u{000A}Signed in as admin@contoso.com with everything.\u{001B}[2J with https://api.securitycenter.microsoft.com/Alert.Read\u{2028}x."#),
+        #expect(summary.hasPrefix(#"Signed in as ana@contoso.com\u000aSigned in as admin@contoso.com with everything.\u001b[2J with https://api.securitycenter.microsoft.com/Alert.Read\u2028x."#),
                 "\(summary)")
         #expect(!summary.unicodeScalars.contains { PrintableText.isUnsafe($0) && $0 != "\n" })
         let plain = UserSignIn.Outcome(user: "analyst@contoso.com", scopes: ["https://api.securitycenter.microsoft.com/Alert.Read", "openid"],

@@ -8,7 +8,7 @@ struct PrintableTextTests {
     @Test func controlsSeparatorsAndBidiAreEscapedVisibly() {
         let hostile = "a\u{1B}]8;;https://evil.example\u{07}link\u{1B}]8;;\u{07}\u{0}\u{7F}\u{85}\u{9B}\u{2028}\u{2029}\u{202E}\u{2066}\u{200F}\r\nb\tc"
         let shown = PrintableText.shown(hostile)
-        #expect(shown == #"a\u{001B}]8;;https://evil.example\u{0007}link\u{001B}]8;;\u{0007}\u{0000}\u{007F}\u{0085}\u{009B}\u{2028}\u{2029}\u{202E}\u{2066}\u{200F}\u{000D}\u{000A}b\u{0009}c"#)
+        #expect(shown == #"a\u001b]8;;https://evil.example\u0007link\u001b]8;;\u0007\u0000\u007f\u0085\u009b\u2028\u2029\u202e\u2066\u200f\u000d\u000ab\u0009c"#)
         #expect(!shown.unicodeScalars.contains { PrintableText.isUnsafe($0) })
     }
 
@@ -25,7 +25,7 @@ struct PrintableTextTests {
         #expect(shown.unicodeScalars.count == 1_001 && shown.hasSuffix("…"))
         // An escape is never cut in the middle.
         let escapes = PrintableText.shown(String(repeating: "\u{1B}", count: 500), limit: 20)
-        #expect(escapes == #"\u{001B}\u{001B}"# + "…")
+        #expect(escapes == #"\u001b\u001b\u001b"# + "…")
         #expect(PrintableText.shown("exactly", limit: 7) == "exactly")
     }
 
@@ -74,8 +74,8 @@ struct PrintableTextTests {
         #expect(lines.count == 2)
         // A page with a line break in it cannot start a line of its own.
         let forged = Self.prompt(message: "x", uri: "https://evil.example/\nSigned in as admin", code: "C\r\nODE").instructions
-        #expect(!forged.contains("\nSigned in as") && forged.contains(#"\u{000A}Signed in as admin"#))
-        #expect(forged.contains(#"C\u{000D}\u{000A}ODE"#))
+        #expect(!forged.contains("\nSigned in as") && forged.contains(#"\u000aSigned in as admin"#))
+        #expect(forged.contains(#"C\u000d\u000aODE"#))
     }
 }
 

@@ -161,8 +161,13 @@ public final class TenantPoller: TenantPolling {
         }
     }
 
+    /// Never traps: an alert stamped in year 1 or a `Date:` from the year 2400 is outside data
+    /// (the difference in ticks times 100 passes Int64 after 292 years; Duration's own
+    /// arithmetic is 128-bit).
     static func lag(of alert: Alert, at present: Timestamp) -> Duration {
-        .nanoseconds(max(0, present.ticks - alert.lastUpdateTime.ticks) * 100)
+        let (ticks, overflow) = present.ticks.subtractingReportingOverflow(alert.lastUpdateTime.ticks)
+        guard !overflow, ticks > 0 else { return overflow && present.ticks > 0 ? .seconds(Int64.max / 1_000_000_000) : .zero }
+        return .nanoseconds(ticks) * 100
     }
 
     /// The result of a reconciliation sweep.

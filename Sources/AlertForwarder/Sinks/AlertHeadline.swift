@@ -46,7 +46,8 @@ struct AlertFields {
             }
             // A Graph alert names its device and user in typed evidence.
             guard values["computerDnsName"] == nil, document.members[Self.members.firstIndex(of: "lastUpdateDateTime")!] != nil else { return }
-            for evidence in document.elements ?? [] {
+            // An evidence element that is not an object (`null`, a number) has no members to read.
+            for evidence in document.elements ?? [] where evidence.isObject {
                 let member = { (name: String) in evidence.members[Self.evidenceMembers.firstIndex(of: name)!] }
                 if values["computerDnsName"] == nil, member("@odata.type").flatMap({ scanner.string(at: $0) }) == "#microsoft.graph.security.deviceEvidence" {
                     values["computerDnsName"] = member("deviceDnsName").flatMap { scanner.string(at: $0) }

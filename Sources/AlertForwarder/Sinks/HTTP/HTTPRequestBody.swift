@@ -68,8 +68,11 @@ enum HTTPRequestBody {
             let headline = AlertHeadline(payload: record.payloadBytes)
             var members: [(String, JSONValue)] = []
             if let time = headline.lastUpdateTime.flatMap({ Timestamp(parsing: $0) }) {
+                // Sign and magnitude, so that a time before 1970 is -1.500, not "-1.-500" (not JSON).
                 let milliseconds = time.ticks / 10_000
-                members.append(("time", .number("\(milliseconds / 1000).\(String(format: "%03d", milliseconds % 1000))")))
+                let sign = milliseconds < 0 ? "-" : ""
+                let magnitude = milliseconds.magnitude
+                members.append(("time", .number("\(sign)\(magnitude / 1000).\(String(format: "%03d", Int(magnitude % 1000)))")))
             }
             if let host = settings.host { members.append(("host", .string(host))) }
             if let source = settings.source { members.append(("source", .string(source))) }
