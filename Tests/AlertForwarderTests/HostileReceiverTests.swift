@@ -30,10 +30,54 @@ struct HostileReceiverTests {
     }
 
     static func sink(_ format: HTTPBodyFormat, _ answers: [HTTPExchangeResponse], token: String = "hec-token-1234",
-                     authorization: HTTPAuthorization? = nil) -> (HTTPSink, ScriptedReceiver) {
+                     authorization: HTTPAuthorization? = nil, waits: Waits = Waits()) -> (HTTPSink, ScriptedReceiver) {
         let receiver = ScriptedReceiver(answers)
         let settings = HTTPSinkSettings(url: "http://127.0.0.1:9/in", format: format, authorization: authorization, token: Secret(token))
-        return (HTTPSink(settings: settings, transport: receiver), receiver)
+        return (HTTPSink(settings: settings, transport: receiver, sleep: { waits.record($0) }), receiver)
+    }
+
+    /// The sink's waits, kept instead of slept.
+    final class Waits: Sendable {
+        private let waits = Mutex<[Duration]>([])
+        var all: [Duration] { waits.withLock { $0 } }
+        func record(_ wait: Duration) { waits.withLock { $0.append(wait) } }
+    }
+
+    static func bulkAnswer(_ statuses: [Int]) -> HTTPExchangeResponse {
+        let items = statuses.map { #"{"index":{"_index":"defender-alerts","status":\#($0)}}"# }
+        return json(200, #"{"errors":\#(statuses.contains { $0 >= 300 }),"items":[\#(items.joined(separator: ","))]}"#)
+    }
+
+    /// The alert ids of a bulk request's documents.
+    static func bulkIDs(_ request: HTTPExchangeRequest) -> [String] {
+        let lines = (request.bytes ?? []).split(separator: UInt8(ascii: "\n"))
+        return stride(from: 1, to: lines.count, by: 2).compactMap { (try? JSONValue(parsing: Data(lines[$0])))?["id"]?.stringValue }
+    }
+
+    @Test func onlyTheItemsElasticsearchWasTooBusyForAreSentAgain() async throws {
+        let waits = Waits()
+        let (sink, receiver) = Self.sink(.elasticsearchBulk, [Self.bulkAnswer([201, 429, 201, 503]), Self.bulkAnswer([201, 201])], waits: waits)
+        let rejected = try await sink.send((1...4).map { HTTPSinkTests.record($0) })
+        #expect(rejected.isEmpty)
+        #expect(receiver.requests.map(Self.bulkIDs) == [["da1", "da2", "da3", "da4"], ["da2", "da4"]])
+        #expect(waits.all == [.seconds(1)])
+    }
+
+    @Test func itemsStillBusyFailTheDeliveryAndWhatWasIndexedAtTheFrontIsConfirmed() async throws {
+        let waits = Waits()
+        let (sink, receiver) = Self.sink(.elasticsearchBulk, [Self.bulkAnswer([201, 400, 429, 201]), Self.bulkAnswer([429])], waits: waits)
+        do {
+            _ = try await sink.send((1...4).map { HTTPSinkTests.record($0) })
+            Issue.record("a delivery with items still busy succeeded")
+        } catch {
+            // da1 indexed, da2 refused for good (a dead letter), da3 busy: the worker moves past
+            // the first two and sends da3 and da4 again.
+            #expect(error.confirmedPrefix == 2)
+            #expect(error.rejectedInPrefix.map(\.recordID) == [2])
+            #expect(error.kind == .retryable)
+        }
+        #expect(receiver.requests.map(Self.bulkIDs) == [["da1", "da2", "da3", "da4"], ["da3"], ["da3"], ["da3"]])
+        #expect(waits.all == HTTPSink.busyRetryWaits)
     }
 
     static func json(_ status: Int, _ body: String) -> HTTPExchangeResponse {

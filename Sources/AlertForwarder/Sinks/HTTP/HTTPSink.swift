@@ -17,9 +17,19 @@ public final class HTTPSink: AlertSink {
     public let settings: HTTPSinkSettings
     private let transport: Result<any HTTPTransport, SinkError>
     private let client: DefenderHTTPClient?
+    /// Waits before the items Elasticsearch was too busy to take are sent again (tests: no wait).
+    private let sleep: @Sendable (Duration) async throws -> Void
+
+    /// The waits before each new try of the items of a bulk that Elasticsearch answered 429 or
+    /// 5xx, within one delivery: only those items are sent again, with a doubling back-off, as
+    /// Elastic's own clients' bulk helpers do (`streaming_bulk`'s `max_retries` and
+    /// `initial_backoff`, https://elasticsearch-py.readthedocs.io/en/stable/helpers.html). After
+    /// the last, the delivery fails and the worker's back-off takes over.
+    static let busyRetryWaits: [Duration] = [.seconds(1), .seconds(2), .seconds(4)]
 
     public init(settings: HTTPSinkSettings, proxy: ProxySettings) {
         self.settings = settings
+        sleep = { try await Task.sleep(for: $0) }
         do {
             let client = try DefenderHTTPClient(settings: .init(caFile: settings.caFile, proxy: proxy))
             self.client = client
@@ -31,9 +41,10 @@ public final class HTTPSink: AlertSink {
     }
 
     /// With a given transport (tests).
-    init(settings: HTTPSinkSettings, transport: any HTTPTransport) {
+    init(settings: HTTPSinkSettings, transport: any HTTPTransport, sleep: @escaping @Sendable (Duration) async throws -> Void = { _ in }) {
         self.settings = settings
         self.transport = .success(transport)
+        self.sleep = sleep
         client = nil
     }
 
@@ -49,22 +60,54 @@ public final class HTTPSink: AlertSink {
     public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
         let transport = try transport.get()
         var rejected: [SinkRejection] = []
+        // Records the receiver took or refused for good: when the delivery fails later, the
+        // worker moves past those at the front of the batch and sends only the rest again.
+        var settled: Set<Int64> = []
         let entries = HTTPRequestBody.entries(for: records, settings: settings)
         var pending = HTTPRequestBody.requests(for: records, entries: entries, settings: settings)
-        while !pending.isEmpty {
-            let chunk = pending.removeFirst()
-            let outcome = try await post(chunk, body: HTTPRequestBody.encode(chunk, entries: entries, format: settings.format), with: transport)
-            rejected += outcome.rejected
-            pending.insert(contentsOf: outcome.again, at: 0)
+        var busy: [OutboxRecord] = []
+        var busyTries = 0
+        do throws(SinkError) {
+            while !pending.isEmpty || !busy.isEmpty {
+                if pending.isEmpty {
+                    guard busyTries < Self.busyRetryWaits.count else {
+                        throw SinkError("Elasticsearch did not take \(busy.count) of \(records.count) documents after \(busyTries + 1) tries (busy: 429 or 5xx); they are sent again")
+                    }
+                    do {
+                        try await sleep(Self.busyRetryWaits[busyTries])
+                    } catch {
+                        throw SinkError("stopped while Elasticsearch was busy; \(busy.count) documents are sent again")
+                    }
+                    busyTries += 1
+                    pending = HTTPRequestBody.requests(for: busy, entries: entries, settings: settings)
+                    busy = []
+                }
+                let chunk = pending.removeFirst()
+                let outcome = try await post(chunk, body: HTTPRequestBody.encode(chunk, entries: entries, format: settings.format), with: transport)
+                rejected += outcome.rejected
+                pending.insert(contentsOf: outcome.again, at: 0)
+                busy += outcome.busy
+                let open = Set((outcome.again.joined() + outcome.busy).map(\.id))
+                settled.formUnion(chunk.lazy.map(\.id).filter { !open.contains($0) })
+            }
+        } catch {
+            var error = error
+            let prefix = records.prefix { settled.contains($0.id) }
+            let ids = Set(prefix.map(\.id))
+            error.confirmedPrefix = prefix.count
+            error.rejectedInPrefix = rejected.filter { ids.contains($0.recordID) }
+            throw error
         }
         return rejected
     }
 
-    /// What became of one request's records: those refused for good, and those to send again
-    /// (in order) because the receiver did not get to them.
+    /// What became of one request's records: those refused for good, those to send again at
+    /// once (in order) because the receiver did not get to them, and those it was too busy to
+    /// take (an Elasticsearch bulk item's 429 or 5xx), sent again after a wait.
     struct Outcome {
         var rejected: [SinkRejection] = []
         var again: [[OutboxRecord]] = []
+        var busy: [OutboxRecord] = []
     }
 
     private func post(_ records: [OutboxRecord], body: [UInt8], with transport: any HTTPTransport) async throws(SinkError) -> Outcome {
@@ -143,7 +186,6 @@ public final class HTTPSink: AlertSink {
             throw SinkError("the bulk answer does not list one item per alert (\(excerpt(body))); the batch is sent again")
         }
         var outcome = Outcome()
-        var busy = 0
         for (record, item) in zip(records, items) {
             guard case .object(let members) = item, let action = members.first?.1,
                   let status = action["status"].flatMap(Self.integer) else {
@@ -151,7 +193,7 @@ public final class HTTPSink: AlertSink {
             }
             switch status {
             case 200..<300: continue
-            case 429, 500..<600: busy += 1
+            case 429, 500..<600: outcome.busy.append(record)
             case 401, 403, 404:
                 // The API key may not write to that index, or the index does not exist and may
                 // not be created: every other document would be refused alike. The batch waits
@@ -165,8 +207,6 @@ public final class HTTPSink: AlertSink {
                 outcome.rejected.append(SinkRejection(recordID: record.id, reason: "Elasticsearch refused the document (\(status) \(type): \(text))"))
             }
         }
-        // Documents are written by id: sending the whole batch again repeats nothing.
-        if busy > 0 { throw SinkError("Elasticsearch did not take \(busy) of \(records.count) documents (busy: 429 or 5xx); the batch is sent again") }
         return outcome
     }
 
