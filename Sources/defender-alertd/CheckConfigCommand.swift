@@ -15,6 +15,9 @@ struct CheckConfigCommand: ParsableCommand {
         let configuration = try loadConfiguration(options.config)
         print("\(configuration.path): configuration is valid")
         print(configuration.overview)
+        for warning in configuration.warnings {
+            FileHandle.standardError.write(Data("\(configuration.path): warning: \(warning)\n".utf8))
+        }
     }
 }
 

@@ -33,6 +33,7 @@ struct RunCommand: AsyncParsableCommand {
         let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
         logger.notice("\(ProductInfo.name) \(ProductInfo.version) starting: \(Daemon.summary(of: configuration))",
                       metadata: ["config": "\(configuration.path)", "log_target": "\(target.rawValue)"])
+        for warning in configuration.warnings { logger.warning("\(warning)", metadata: ["config": "\(configuration.path)"]) }
         do {
             let daemon = try Daemon(
                 configuration: configuration, loader: ConfigurationLoader(), logLevel: logLevel,

@@ -110,6 +110,29 @@ struct SyslogPipelineTests {
         #expect(Self.ids(receiver, .tcp).filter { $0 == "da-poison" }.count == 1)
     }
 
+    /// Plain syslog to another host loads, with a warning from check-config and the daemon
+    /// (issue 23, item 11), as plain http:// to another host is refused.
+    @Test func plainSyslogToAnotherHostIsWarnedAbout() throws {
+        let harness = try PipelineHarness()
+        harness.configure(sinks: """
+            [[sink]]
+            name = "siem"
+            type = "syslog"
+            address = "udp://192.0.2.10:514"
+
+            [[sink]]
+            name = "local"
+            type = "syslog"
+            address = "tcp://127.0.0.1:514"
+            """)
+        let config = harness.fixture.directory.file("defender-alertd.toml")
+        let result = try DaemonProcess.run(["check-config", "--config", config])
+        #expect(result.status == 0, "\(result.stderr)")
+        let warnings = result.stderr.split(separator: "\n").filter { $0.contains(": warning: ") }
+        #expect(warnings.count == 1, "\(result.stderr)")
+        #expect(warnings.first?.contains("sink siem: udp://192.0.2.10:514 is not this machine") == true, "\(result.stderr)")
+    }
+
     @Test func checkConfigNamesTheBadSyslogKeys() throws {
         let harness = try PipelineHarness()
         harness.configure(sinks: """

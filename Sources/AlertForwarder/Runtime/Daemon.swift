@@ -143,6 +143,7 @@ public final class Daemon: Sendable {
                 apply(new)
                 pipeline.apply(new)
                 logger.notice("configuration reloaded", metadata: ["config": "\(path)"])
+                for warning in new.warnings { logger.warning("\(warning)", metadata: ["config": "\(path)"]) }
             } else {
                 logger.error("new configuration rejected: \(needsRestart.joined(separator: ", ")) changed, which only a restart applies (systemctl restart defender-alertd); the running configuration stays in force",
                              metadata: ["config": "\(path)"])
