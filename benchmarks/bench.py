@@ -97,7 +97,8 @@ def write_config(work, base, tenants=1, interval="60s", lookback="2d", sink=True
         lines += ['[[tenant]]', f'name = "bench{index}"', f'tenant_id = "{tenant_id}"', f'client_id = "{CLIENT}"',
                   'client_secret_file = "secret"', f'api_url = "{base}"', f'login_url = "{base}"',
                   f'lookback = "{lookback}"', f'page_size = {PAGE}', f'api = "{api}"']
-    lines += ['[[sink]]', 'name = "archive"', 'type = "file"', 'path = "alerts.jsonl"']
+    # One file, never rotated: the alerts delivered are counted by its lines.
+    lines += ['[[sink]]', 'name = "archive"', 'type = "file"', 'path = "alerts.jsonl"', 'max_size = "0"']
     path = os.path.join(work, "bench.toml")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

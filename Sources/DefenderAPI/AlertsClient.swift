@@ -199,11 +199,15 @@ public struct AlertsClient: Sendable {
         // A stack: the earliest work is on top, so batches come in time order.
         var pending: [Work] = [.window(lower, upper, halve: false)]
         var density: Double?
+        /// Whether `density` was measured (a window read completely, or a page of alerts in
+        /// time order), not guessed: only then is the next window requested ahead.
+        var densityMeasured = false
         /// Answers with more elements than `$top` met so far.
         var overfull = 0
 
         /// Sends the request for a window, first carved to the expected size (the rest goes on
-        /// top of `pending`); the earlier part of a split (`halve`) is sized by the split already.
+        /// top of `pending`); the earlier part of a split (`halve`) is sized by the split
+        /// already.
         func request(_ low: WindowBound, _ high: Timestamp?, halve: Bool) -> Request {
             var end = high
             if let density, !halve {
@@ -214,6 +218,8 @@ public struct AlertsClient: Sendable {
                 }
             }
             let filter = filter(low, end)
+            logger.trace("requesting a window", metadata: ["window": "\(low) and < \(end.map { "\($0.writtenWith(7))" } ?? "now")",
+                                                          "density_per_hour": "\(density.map { Int($0 * 36_000_000_000) } ?? -1)"])
             return Request(low: low, end: end, halve: halve, id: inFlight.start { try await self.page(filter: filter, skip: 0) })
         }
 
@@ -230,8 +236,8 @@ public struct AlertsClient: Sendable {
                 case .window(let low, let high, let halve):
                     current = request(low, high, halve: halve)
                 }
-                // Before the density is known the next window would most likely come back full.
-                if density != nil, case .window(let low, let high, let halve)? = pending.last {
+                // Before the density is measured the next window would most likely come back full.
+                if densityMeasured, case .window(let low, let high, let halve)? = pending.last {
                     pending.removeLast()
                     let ahead = request(low, high, halve: halve)
                     pending.append(.requested(ahead))
@@ -268,7 +274,20 @@ public struct AlertsClient: Sendable {
                     var start = current.low.firstTick
                     if count >= 16, let earliest { start = max(start, earliest) }
                     let length = Double(max(1, end.ticks - start))
-                    density = max(Double(count) / length, Double(target) / (4 * Double(end.ticks - current.low.firstTick)))
+                    let found = Double(count) / length
+                    let bound = Double(target) / (4 * Double(end.ticks - current.low.firstTick))
+                    if count >= 16 {
+                        density = max(found, bound)
+                        densityMeasured = true
+                    } else if densityMeasured, let measured = density {
+                        // A handful of alerts, or none, bounds the density more than it measures
+                        // it: a quiet part of a split (the time before a backlog) leaves the
+                        // measured density as it is; after a window carved by it, the next
+                        // window is at most 4 times as long (the rate fell).
+                        density = current.halve ? measured : max(found, measured / 4)
+                    } else {
+                        density = max(found, bound)
+                    }
                 }
 
                 if endpoints.api == .graph, page.nextLink != nil {
@@ -280,8 +299,28 @@ public struct AlertsClient: Sendable {
                     // a page each by the density its `@odata.count` gives.
                     let instant = windowEnd.ticks - current.low.firstTick <= 1
                     if let total = page.count, total > Self.longestChain * settings.pageSize, !instant {
-                        density = max(density ?? 0, Double(total) / length)
-                        pending.append(.window(current.low, current.end, halve: false))
+                        // Where the window's alerts begin, as the first page suggests (a cost,
+                        // never a loss: the part before is read too, in one request): at its
+                        // earliest alert when it holds the oldest ones or a sample of all of
+                        // them; when it holds the newest, as far back as `@odata.count` alerts
+                        // reach at the density they show.
+                        let inPageOrder = page.alerts.map(\.lastUpdateTime.ticks)
+                        let times = inPageOrder.sorted()
+                        var begin = times.first ?? current.low.firstTick
+                        if let first = times.first, let last = times.last, last > first, inPageOrder.reversed().elementsEqual(times) {
+                            let run = Double(times.count) / Double(last - first)
+                            begin = last - Int64(min(Double(last - current.low.firstTick), Double(total) / run))
+                        }
+                        if begin > current.low.firstTick, begin < windowEnd.ticks {
+                            let start = Timestamp(ticks: begin)
+                            density = Double(total) / Double(max(1, windowEnd.ticks - begin))
+                            densityMeasured = true
+                            pending.append(.window(.inclusive(start), current.end, halve: false))
+                            pending.append(.window(current.low, start, halve: true))
+                        } else {
+                            density = max(density ?? 0, Double(total) / length)
+                            pending.append(.window(current.low, current.end, halve: false))
+                        }
                         continue
                     }
                     // One instant cannot be cut smaller: its chain is followed however long.
@@ -309,16 +348,25 @@ public struct AlertsClient: Sendable {
                     learnDensity(count: count, earliest: page.alerts.lazy.map(\.lastUpdateTime.ticks).min())
                     continue
                 }
-                let times = page.alerts.map(\.lastUpdateTime).sorted()
+                let inPageOrder = page.alerts.map(\.lastUpdateTime)
+                let times = inPageOrder.sorted()
                 guard let first = times.first, let last = times.last else {
                     throw DefenderAPIError.malformedResponse("a full page without a single usable alert")
                 }
-                // A first guess of the density, until a complete window gives a real one: right
-                // when results come in time order, too low otherwise (then a window sized with it
-                // may come back full and be split: a cost, never a loss).
-                if density == nil, last > first { density = Double(times.count) / Double(last.ticks - first.ticks) }
+                // How the API ordered the page decides only what the next request costs, never
+                // which alerts are read (only a short page proves a window read). In time order,
+                // oldest or newest first, the page is a run of the window's alerts whose density
+                // it measures; in any other order it is a sample of the window's alerts, whose
+                // spread it shows but not their number.
+                let ascending = inPageOrder.elementsEqual(times)
+                let descending = !ascending && inPageOrder.reversed().elementsEqual(times)
+                if ascending || descending, last > first {
+                    density = Double(times.count) / Double(last.ticks - first.ticks)
+                    densityMeasured = true
+                }
                 logger.debug("full page: splitting the window", metadata: [
                     "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")", "alerts": "\(times.count)",
+                    "order": "\(ascending ? "oldest first" : descending ? "newest first" : "unordered")",
                 ])
                 // The parts go on top of a request sent ahead: they come before it.
                 if first == last {
@@ -327,19 +375,24 @@ public struct AlertsClient: Sendable {
                     if current.low != .inclusive(first) { pending.append(.window(current.low, first, halve: false)) }
                     continue
                 }
-                // Split where the page suggests the earlier part fits: at 85 % of its alerts (right
-                // when results come in time order); halving when that part came back full too. But
-                // never later than the middle of the window's time range: a page of the newest
-                // alerts (results newest first) suggests a split near the end, which would leave
-                // the earlier part almost as full as the whole. So either the later part holds
-                // fewer alerts by the page's alerts before the split, or both parts are half as
-                // long: progress whatever the order of results.
-                var split = times[min(times.count - 1, Int(Double(times.count) * (current.halve ? 0.5 : 0.85)))]
-                if split == first { split = times.first { $0 > first } ?? last }
                 let start = current.low.firstTick
                 let end = current.end?.ticks ?? max(Timestamp(now()).ticks, last.ticks + 1)
+                // Split where the page suggests the earlier part fits: oldest first, at 85 % of
+                // its alerts (halving when that part came back full too); in no order, at the
+                // 32nd part of its alerts: that part is then read completely (its density
+                // measured) unless the window holds 32 pages or more, in which case it is 32
+                // times smaller. Unless oldest first, never later than the middle of the
+                // window's time range: a page of the newest alerts would leave the earlier part
+                // almost as full as the whole; newest first, the later half is then carved by
+                // the density the page measured, and the earlier half read whole (often the
+                // quiet time before a backlog: one request). Both parts are smaller than the
+                // window (the split is after its first alert and at most its last): progress
+                // whatever the order.
+                let fraction = ascending ? (current.halve ? 0.5 : 0.85) : 1.0 / 32
+                var split = times[min(times.count - 1, Int(Double(times.count) * fraction))]
+                if split == first { split = times.first { $0 > first } ?? last }
                 let middle = Timestamp(ticks: start + (end - start) / 2)
-                if middle.ticks > start, middle < split { split = middle }
+                if !ascending, middle.ticks > start, middle < split { split = middle }
                 pending.append(.window(.inclusive(split), current.end, halve: false))
                 pending.append(.window(current.low, split, halve: true))
             }
