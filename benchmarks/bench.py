@@ -344,6 +344,13 @@ def write_readme(path, report, runs, plot_path, started, seconds):
     lines = [begin, "", f"Run of {started:%Y-%m-%d, %H:%M} UTC at commit {commit()} ({seconds / 60:.1f} minutes; {machine}):", ""]
     if "backfill" in report:
         lines += [f"Backfill, medians of {runs} alternating runs:", ""] + backfill_table(report["backfill"]) + [""]
+        sizes = sorted(report["backfill"])
+        largest, smaller = report["backfill"][sizes[-1]], report["backfill"][sizes[-2]] if len(sizes) > 1 else None
+        per_alert = ", ".join(f"{name} {largest[key]['cpu'] / sizes[-1] * 1e6:.0f} µs" for name, key in
+                              (("the daemon", "daemon"), ("the script", "python"), ("curl", "curl")))
+        lines += [f"CPU per alert at {sizes[-1]:,}: {per_alert}."
+                  + (f" The daemon's peak RSS at {sizes[-1]:,} is {largest['daemon']['rss'] / smaller['daemon']['rss']:.2f}× "
+                     f"the figure at {sizes[-2]:,} (memory follows one page, not the backlog)." if smaller else ""), ""]
         if plot_path:
             lines += [f"![CPU and peak RSS against the number of alerts]({plot_path})", ""]
     if "orders" in report:
@@ -396,7 +403,7 @@ def main():
     parser.add_argument("--idle-polls", type=int, default=1000)
     parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--scale-seconds", type=int, default=300)
-    parser.add_argument("--order-sizes", default="20000", help="backlogs read in each order of results, for calls per full page")
+    parser.add_argument("--order-sizes", default="20000,100000", help="backlogs read in each order of results, for calls per full page")
     parser.add_argument("--out", default=".build/bench")
     parser.add_argument("--readme", default=os.path.join(os.path.dirname(HERE), "README.md"),
                         help="README to write the tables into (between its bench markers)")

@@ -13,7 +13,7 @@ import TestSupport
 @Suite("Metrics server limits")
 struct MetricsServerLimitsTests {
     @Test func idleConnectionsOverTheCapHoldNoDescriptorAreClosedAndScrapesAreAnswered() async throws {
-        let limits = MetricsServer.Limits(connections: 4, idleTimeout: .milliseconds(300), lifetime: .seconds(60), backlog: 128)
+        let limits = MetricsServer.Limits(connections: 4, idleTimeout: .seconds(1), lifetime: .seconds(60), backlog: 128)
         try await withMetricsServer(limits) { port in
             let idle = try await offThePool { try (0..<40).map { _ in try Client.dial(port: port) } }
             defer { idle.forEach { $0.hangUp() } }
@@ -28,9 +28,14 @@ struct MetricsServerLimitsTests {
             #expect(most >= 1 && most <= limits.connections + 3, "\(most) connections accepted at once")
             // A scrape waits behind them; each is closed after the idle timeout, then the next
             // ones are accepted, and the scrape is answered.
-            let scrape = try await offThePool { try Client.dial(port: port) }
+            // The request is written as soon as the connection is made, before the server
+            // accepts it (a busy machine must not delay it past the idle timeout).
+            let scrape = try await offThePool {
+                let client = try Client.dial(port: port)
+                client.say("GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                return client
+            }
             defer { scrape.hangUp() }
-            scrape.say("GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             let answer = try await offThePool { scrape.readUntilClosed(timeout: .seconds(60)) }
             let text = String(decoding: answer.bytes, as: UTF8.self)
             #expect(text.hasPrefix("HTTP/1.1 200"), "\(text.prefix(200))")
