@@ -219,7 +219,7 @@ public struct AlertsClient: Sendable {
             }
             let filter = filter(low, end)
             logger.trace("requesting a window", metadata: ["window": "\(low) and < \(end.map { "\($0.writtenWith(7))" } ?? "now")",
-                                                          "density_per_hour": "\(density.map { Int($0 * 36_000_000_000) } ?? -1)"])
+                                                          "density_per_hour": "\(density.map { $0 * 36_000_000_000 } ?? -1)"])
             return Request(low: low, end: end, halve: halve, id: inFlight.start { try await self.page(filter: filter, skip: 0) })
         }
 
@@ -393,6 +393,12 @@ public struct AlertsClient: Sendable {
                 if split == first { split = times.first { $0 > first } ?? last }
                 let middle = Timestamp(ticks: start + (end - start) / 2)
                 if !ascending, middle.ticks > start, middle < split { split = middle }
+                // An answer whose alerts lie outside the window asked for (an API that ignored
+                // the filter) must not put the split outside it: the parts would not shrink.
+                if split.ticks <= start || split.ticks >= end { split = middle }
+                guard middle.ticks > start else {
+                    throw DefenderAPIError.malformedResponse("a full page for a window too short to split (\(current.low) to \(Timestamp(ticks: end))): the alerts answered lie outside the filter asked for")
+                }
                 pending.append(.window(.inclusive(split), current.end, halve: false))
                 pending.append(.window(current.low, split, halve: true))
             }

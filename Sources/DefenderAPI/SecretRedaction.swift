@@ -50,6 +50,9 @@ public enum SecretRedaction {
     /// and every `Authorization:` value masked, whatever the encoding of the rest: an answer
     /// that is not valid UTF-8 is masked byte for byte, never skipped.
     public static func redact(bytes: Data, also: [Secret] = []) -> Data {
+        // Text in UTF-16 (an echo from a Windows service) holds a NUL beside each ASCII
+        // character, which no form matches: the NULs go first.
+        let bytes = bytes.contains(0) ? Data(bytes.lazy.filter { $0 != 0 }) : bytes
         if let text = String(data: bytes, encoding: .utf8) {
             return Data(redact(text, also: also).utf8)
         }
@@ -83,7 +86,7 @@ public enum SecretRedaction {
     /// A header name that carries a credential, its separator (`:`, `=`, or `":"` in JSON),
     /// and a scheme word; the value after it is what is masked.
     private static let headerPattern = try! NSRegularExpression(
-        pattern: #"((?:proxy-)?authorization|x-api-key|api-key|apikey|cookie)(["']?\s*[:=]\s*["']?(?:(?:basic|bearer|splunk|apikey|negotiate|digest|ntlm)\s+)?)[^\s"',;&\\]+"#,
+        pattern: #"((?:proxy-)?authorization|x-api-key|api-key|apikey|cookie)(["']?\s*[:=]\s*["']?(?:(?:basic|bearer|splunk|apikey|negotiate|digest|ntlm)\s+)?)(?:[^\s"',;&\\]|\\.)+"#,
         options: [.caseInsensitive])
 
     private static func variants(_ value: String) -> Set<String> {
@@ -96,7 +99,11 @@ public enum SecretRedaction {
             forms.insert(value)
             forms.insert(PercentEncoding.encode(value))
             forms.insert(value.replacingOccurrences(of: " ", with: "+").addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=?"))) ?? value)
-            forms.insert(Data(value.utf8).base64EncodedString())
+            let base64 = Data(value.utf8).base64EncodedString()
+            forms.insert(base64)
+            // As JSON writers that escape / (PHP) and form or URL encoders write it.
+            forms.insert(base64.replacingOccurrences(of: "/", with: "\\/"))
+            forms.insert(PercentEncoding.encode(base64))
             forms.insert(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "/", with: "\\/"))
         }
         return forms
@@ -110,12 +117,14 @@ public enum SecretRedaction {
         while let scheme = rest.range(of: "://") {
             result += rest[..<scheme.upperBound]
             rest = rest[scheme.upperBound...]
-            // The authority ends at the first /, ?, # or whitespace.
-            let authorityEnd = rest.firstIndex { "/?#\"' \t\r\n<>".contains($0) } ?? rest.endIndex
-            let authority = rest[..<authorityEnd]
-            if let at = authority.lastIndex(of: "@"), let colon = authority[..<at].firstIndex(of: ":") {
-                result += authority[...colon] + mask + authority[at...]
-                rest = rest[authorityEnd...]
+            // The user information ends at the last @ before whitespace or a quote, not at the
+            // first / ? or #: a password may hold them (a URL that then fails to parse is still
+            // shown in the message that says so). A path's @ may mask more: never less.
+            let end = rest.firstIndex { "\"' \t\r\n<>".contains($0) } ?? rest.endIndex
+            let candidate = rest[..<end]
+            if let at = candidate.lastIndex(of: "@"), let colon = candidate[..<at].firstIndex(of: ":") {
+                result += candidate[...colon] + mask
+                rest = rest[at...]
             }
         }
         return result + rest

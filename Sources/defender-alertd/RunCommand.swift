@@ -26,7 +26,7 @@ struct RunCommand: AsyncParsableCommand {
         let configuration = try loadConfiguration(options.config)
         let logLevel = LogLevelControl(configuration.service.logLevel)
         let target = logTarget.resolved()
-        LoggingSystem.bootstrap(target.makeHandler(control: logLevel, redact: { SecretRedaction.redact($0) }))
+        LoggingSystem.bootstrap(target.makeHandler(control: logLevel, redact: { SecretRedaction.shown($0, limit: 16_000) }))
         let logger = Logger(label: ProductInfo.name)
 
         // Trap SIGHUP before telling systemd we are ready, so an early reload cannot kill us.

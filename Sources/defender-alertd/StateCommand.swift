@@ -98,7 +98,8 @@ struct StateCommand: ParsableCommand {
                 let letters = try store.deadLetters(sink: sink)
                 for letter in letters {
                     let mark = letter.requeueRequested ? " (re-queue requested)" : ""
-                    print("\(letter.failedAt) sink \(letter.sink) tenant \(letter.tenant) alert \(letter.alertID) (\(letter.event))\(mark): \(SecretRedaction.shown(letter.reason))")
+                    // The alert id came from the API: shown like the reason, printable.
+                    print("\(letter.failedAt) sink \(letter.sink) tenant \(letter.tenant) alert \(SecretRedaction.shown(letter.alertID, limit: 200)) (\(letter.event))\(mark): \(SecretRedaction.shown(letter.reason))")
                 }
                 print("\(letters.count) dead letters (\(scope))")
             }
@@ -137,7 +138,7 @@ extension StateCommand {
             } else {
                 let elements = try store.quarantine(tenant: tenant)
                 for element in elements {
-                    print("\(element.id) \(element.quarantinedAt) tenant \(element.tenant) (\(element.bytes.count) bytes): \(element.reason)")
+                    print("\(element.id) \(element.quarantinedAt) tenant \(element.tenant) (\(element.bytes.count) bytes): \(SecretRedaction.shown(element.reason))")
                 }
                 print("\(elements.count) quarantined elements (\(scope))")
             }

@@ -65,6 +65,25 @@ struct DeadLetterTests {
         #expect(status.line.contains("sink siem 1 dead letters"))
     }
 
+    /// A receiver that refuses everything once wrote a line per alert (10,000 alerts, 18,500
+    /// lines): one line per batch, naming the first ten alerts and the count (issue 23, item 13).
+    @Test func aBatchOfRefusedAlertsIsOneLogLine() async throws {
+        let store = try StateStore(directory: directory.file("state"))
+        try queue((1...1200).map { "poison-\($0)" }, in: store)
+        let records = LogRecords()
+        let worker = SinkWorker(name: "siem", sink: ScriptedSink(), store: store, batchSize: 500, logger: records.logger())
+        #expect(try await worker.drain() == 0)
+        #expect(try store.deadLetters().count == 1200)
+        let lines = records.at(.error).filter { $0.message.contains("dead letter") }
+        #expect(lines.count == 3, "\(lines.count) lines for 3 batches")
+        #expect(lines.map { $0.metadata["dead_letters"] } == ["500", "500", "200"])
+        for line in lines {
+            let ids = line.metadata["alert_ids"]?.split(separator: ",") ?? []
+            #expect(ids.count == 11 && ids.last?.hasPrefix("… (") == true, "\(ids)")
+            #expect(line.metadata["reason"] == "mapper_parsing_exception: failed to parse field [title]")
+        }
+    }
+
     @Test func requeueSendsDeadLettersAgainAndPurgeDropsThem() async throws {
         let store = try StateStore(directory: directory.file("state"))
         try queue(["poison-1", "poison-2", "c"], in: store)

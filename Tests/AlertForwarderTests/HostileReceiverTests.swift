@@ -125,6 +125,26 @@ struct HostileReceiverTests {
         }
     }
 
+    @Test func echoesInUTF16OrWithEscapedSlashesAreMasked() async throws {
+        let token = "bob:CANARY/pass?word#1"
+        let basic = Data(token.utf8).base64EncodedString()
+        // UTF-16LE without a byte-order mark (valid UTF-8, a NUL beside each character), and
+        // JSON that escapes / in the base64 (PHP does).
+        let utf16 = Data("Authorization: Basic \(basic)".utf16.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] })
+        let escaped = Data(#"{"echo":"Authorization: Basic \#(basic.replacingOccurrences(of: "/", with: "\\/"))"}"#.utf8)
+        for body in [utf16, escaped] {
+            let (sink, _) = Self.sink(.ndjson, [HTTPExchangeResponse(status: 400, body: body)], token: token, authorization: .basic)
+            let reasons = try await sink.send([HTTPSinkTests.record(1)]).map(\.reason)
+            #expect(reasons.count == 1)
+            for reason in reasons {
+                #expect(!reason.contains("CANARY") && !reason.contains(String(basic.prefix(12))) && !reason.contains(String(basic.suffix(12))), "\(reason)")
+            }
+        }
+        // A password holding / ? # in a URL is masked whole.
+        let shown = SecretRedaction.redact("bad proxy_url \"http://u:pa/ss?x#y@proxy:3128\"")
+        #expect(!shown.contains("pa/ss") && shown.contains("http://u:<redacted>@proxy:3128"), "\(shown)")
+    }
+
     @Test func whatLeavesTheProcessIsMaskedAndPrintable() throws {
         let status = PipelineStatus(clock: .continuous)
         status.sink("siem", failing: "HTTP 500: Authorization: Bearer eyJ.unregistered\u{1B}]8;;http://evil\u{07}click\u{1B}]8;;\u{07}\nforged line")

@@ -143,6 +143,26 @@ struct SyslogDeliveryFaultTests {
         await sink.shutdown()
     }
 
+    /// Alerts trickling in one at a time to a receiver that refuses everything: the first is a
+    /// dead letter (a batch of one cannot tell), every later one waits for a person.
+    @Test func aRELPReceiverThatRefusesEverythingHoldsBatchesOfOneToo() async throws {
+        let received = Received()
+        let server = try Self.relpReceiver(received) { _, _ in "500 queue full" }
+        defer { server.stop() }
+        let sink = Self.sink(.relp, port: server.port)
+        let record = { (id: Int) in OutboxRecord(id: Int64(id), sink: "siem", tenant: "t", alertID: "a\(id)", event: "created",
+                                                 receivedAt: "2026-11-25T19:52:03Z", payload: #"{"id":"a\#(id)"}"#) }
+        #expect(try await sink.send([record(1)]).map(\.recordID) == [1])
+        for id in 2...4 {
+            await #expect {
+                try await sink.send([record(id)])
+            } throws: { error in
+                (error as? SinkError)?.kind == .needsOperator
+            }
+        }
+        await sink.shutdown()
+    }
+
     /// A syslog receiver over TCP that resets the connection as soon as it has read
     /// `resetEvery` messages on it (what it had read counts as received).
     static func resettingReceiver(_ received: Received, resetEvery: Int) throws -> LoopbackStreamServer {

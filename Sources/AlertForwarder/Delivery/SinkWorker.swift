@@ -92,7 +92,9 @@ public struct SinkWorker: Sendable {
         // The first `count` records from the same place: the log only grows at its end, so they
         // are the batch's own; anything else (never expected) is left to the next attempt.
         let prefix = try store.pending(sink: name, limit: count)
-        guard prefix.records.map(\.id) == batch.records.prefix(count).map(\.id) else {
+        // Dead letters sent again and log records have ids of their own counters: they are
+        // compared only with their own kind.
+        guard prefix.requeued == batch.requeued, prefix.records.map(\.id) == batch.records.prefix(count).map(\.id) else {
             logger.warning("the part of the batch the receiver confirmed could not be told apart; it is sent again", metadata: ["confirmed": "\(count)"])
             return
         }

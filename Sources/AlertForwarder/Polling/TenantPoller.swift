@@ -109,6 +109,7 @@ public final class TenantPoller: TenantPolling {
             ended("ok")
             return .completed(newAlerts: total.newAlerts, duplicates: total.duplicates)
         } catch let full as OutboxFull {
+            if signInLog.withLock({ $0.ended() }) { logger.notice("signed in again: polling resumes") }
             logger.warning("outbox holds \(full.depth) queued alerts, more than max_outbox (\(maxOutbox)): this poll stops reading here and polling pauses until the sinks catch up; the rest stays in Defender and is read then",
                            metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
             status?.record(tenant: tenant.name, .paused(outbox: full.depth))

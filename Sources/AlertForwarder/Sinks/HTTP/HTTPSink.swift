@@ -27,11 +27,23 @@ public final class HTTPSink: AlertSink {
     /// the last, the delivery fails and the worker's back-off takes over.
     static let busyRetryWaits: [Duration] = [.seconds(1), .seconds(2), .seconds(4)]
 
+    /// The largest answer a receiver may give (an Elasticsearch bulk's items for 10,000
+    /// documents take about 2 MB).
+    static let maximumAnswerSize = 16 * 1024 * 1024
+
+    /// How much of a refusal's body is read (masked, then quoted in the reason): its start is
+    /// what says why; masking a hostile 16 MB page would only cost time.
+    static let refusalBodyRead = 64 * 1024
+
     public init(settings: HTTPSinkSettings, proxy: ProxySettings) {
         self.settings = settings
         sleep = { try await Task.sleep(for: $0) }
         do {
-            let client = try DefenderHTTPClient(settings: .init(caFile: settings.caFile, proxy: proxy))
+            var clientSettings = DefenderHTTPClient.Settings(caFile: settings.caFile, proxy: proxy)
+            // A receiver's answer is a status, an error page or a bulk's items: never the 128
+            // MiB a page of alerts may take.
+            clientSettings.maximumBodySize = Self.maximumAnswerSize
+            let client = try DefenderHTTPClient(settings: clientSettings)
             self.client = client
             transport = .success(client)
         } catch {
@@ -128,7 +140,8 @@ public final class HTTPSink: AlertSink {
         // A receiver (or a proxy) that echoes the request would put the token into the reasons
         // logged and kept with dead letters: it is masked before the answer is read.
         var answer = response
-        answer.body = SecretRedaction.redact(bytes: response.body, also: settings.token.map { [$0] } ?? [])
+        let body = (200..<300).contains(response.status) ? response.body : response.body.prefix(Self.refusalBodyRead)
+        answer.body = SecretRedaction.redact(bytes: body, also: settings.token.map { [$0] } ?? [])
         return try Self.outcome(of: answer, for: records, format: settings.format, url: settings.url)
     }
 

@@ -22,6 +22,10 @@ actor StreamConnection {
     let timeout: Duration
     /// `host:port`, for messages.
     nonisolated let peer: String
+    /// The promise of the wait of ``ends(within:)`` under way, completed by the connection's
+    /// one close callback: a callback added at every batch would stay until the connection
+    /// closes (days, with a receiver that keeps it open).
+    private let closeWatch = Mutex<EventLoopPromise<Bool>?>(nil)
 
     private init(channel: Channel, inbound: AsyncThrowingStream<ByteBuffer, any Error>, reset: ConnectionFlag, timeout: Duration, peer: String) {
         self.channel = channel
@@ -29,6 +33,9 @@ actor StreamConnection {
         self.reset = reset
         self.timeout = timeout
         self.peer = peer
+        channel.closeFuture.whenComplete { [closeWatch] _ in
+            closeWatch.withLock { $0.take() }?.succeed(true)
+        }
     }
 
     /// Connects (and, with `tls`, completes the handshake, the receiver's certificate verified)
@@ -93,9 +100,12 @@ actor StreamConnection {
         let promise = channel.eventLoop.makePromise(of: Bool.self)
         // Both complete the promise on the channel's event loop; the first one wins.
         let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(interval.totalNanoseconds)) { promise.succeed(false) }
-        channel.closeFuture.whenComplete { _ in promise.succeed(true) }
+        closeWatch.withLock { $0 = promise }
+        // Closed before the watch was set: the callback found no promise.
+        if !channel.isActive { promise.succeed(true) }
         let ended = (try? await promise.futureResult.get()) ?? true
         timer.cancel()
+        closeWatch.withLock { $0 = nil }
         return ended || !isOpen
     }
 
