@@ -126,7 +126,7 @@ struct HostileReceiverTests {
     }
 
     @Test func echoesInUTF16OrWithEscapedSlashesAreMasked() async throws {
-        let token = "bob:CANARY/pass?word#1"
+        let token = "bob:CANARY???x"  // its base64 holds a /
         let basic = Data(token.utf8).base64EncodedString()
         // UTF-16LE without a byte-order mark (valid UTF-8, a NUL beside each character), and
         // JSON that escapes / in the base64 (PHP does).
