@@ -78,7 +78,7 @@ struct DeadLetterTests {
         #expect(lines.count == 3, "\(lines.count) lines for 3 batches")
         #expect(lines.map { $0.metadata["dead_letters"] } == ["500", "500", "200"])
         for line in lines {
-            let ids = line.metadata["alert_ids"]?.split(separator: ",") ?? []
+            let ids = line.metadata["alert_ids"]?.description.split(separator: ",") ?? []
             #expect(ids.count == 11 && ids.last?.hasPrefix("… (") == true, "\(ids)")
             #expect(line.metadata["reason"] == "mapper_parsing_exception: failed to parse field [title]")
         }

@@ -105,8 +105,8 @@ struct HostileReceiverTests {
         #expect(try await sink.send((1...4).map { HTTPSinkTests.record($0) }).map(\.recordID) == [2, 4])
         // Then it refuses everything: a batch of one is held too, after a batch refused whole.
         let (refusing, _) = Self.sink(.json, [Self.json(400, "schema changed")])
-        await #expect { _ = try await refusing.send((1...2).map { HTTPSinkTests.record($0) }) } throws: { (error as? SinkError)?.kind == .needsOperator }
-        await #expect { _ = try await refusing.send([HTTPSinkTests.record(3)]) } throws: { (error as? SinkError)?.kind == .needsOperator }
+        await #expect { _ = try await refusing.send((1...2).map { HTTPSinkTests.record($0) }) } throws: { ($0 as? SinkError)?.kind == .needsOperator }
+        await #expect { _ = try await refusing.send([HTTPSinkTests.record(3)]) } throws: { ($0 as? SinkError)?.kind == .needsOperator }
     }
 
     @Test func anEmptyRefusedBatchIsNoCrash() throws {

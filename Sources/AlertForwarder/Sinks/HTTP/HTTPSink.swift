@@ -106,6 +106,8 @@ public final class HTTPSink: AlertSink {
                 settled.formUnion(chunk.lazy.map(\.id).filter { !open.contains($0) })
             }
         } catch {
+            // Not an answer about the alerts: a run of refusals is broken.
+            refusedLastBatch.withLock { $0 = false }
             var error = error
             let prefix = records.prefix { settled.contains($0.id) }
             let ids = Set(prefix.map(\.id))
@@ -154,8 +156,8 @@ public final class HTTPSink: AlertSink {
         // A receiver (or a proxy) that echoes the request would put the token into the reasons
         // logged and kept with dead letters: it is masked before the answer is read.
         var answer = response
-        let body = (200..<300).contains(response.status) ? response.body : response.body.prefix(Self.refusalBodyRead)
-        answer.body = SecretRedaction.redact(bytes: body, also: settings.token.map { [$0] } ?? [])
+        let read = (200..<300).contains(response.status) ? response.body : response.body.prefix(Self.refusalBodyRead)
+        answer.body = SecretRedaction.redact(bytes: read, also: settings.token.map { [$0] } ?? [])
         return try Self.outcome(of: answer, for: records, format: settings.format, url: settings.url)
     }
 

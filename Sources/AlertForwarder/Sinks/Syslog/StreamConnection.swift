@@ -25,7 +25,7 @@ actor StreamConnection {
     /// The promise of the wait of ``ends(within:)`` under way, completed by the connection's
     /// one close callback: a callback added at every batch would stay until the connection
     /// closes (days, with a receiver that keeps it open).
-    private let closeWatch = Mutex<EventLoopPromise<Bool>?>(nil)
+    private let closeWatch = CloseWatch()
 
     private init(channel: Channel, inbound: AsyncThrowingStream<ByteBuffer, any Error>, reset: ConnectionFlag, timeout: Duration, peer: String) {
         self.channel = channel
@@ -34,7 +34,7 @@ actor StreamConnection {
         self.timeout = timeout
         self.peer = peer
         channel.closeFuture.whenComplete { [closeWatch] _ in
-            closeWatch.withLock { $0.take() }?.succeed(true)
+            closeWatch.promise.withLock { $0.take() }?.succeed(true)
         }
     }
 
@@ -100,12 +100,12 @@ actor StreamConnection {
         let promise = channel.eventLoop.makePromise(of: Bool.self)
         // Both complete the promise on the channel's event loop; the first one wins.
         let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(interval.totalNanoseconds)) { promise.succeed(false) }
-        closeWatch.withLock { $0 = promise }
+        closeWatch.promise.withLock { $0 = promise }
         // Closed before the watch was set: the callback found no promise.
         if !channel.isActive { promise.succeed(true) }
         let ended = (try? await promise.futureResult.get()) ?? true
         timer.cancel()
-        closeWatch.withLock { $0 = nil }
+        closeWatch.promise.withLock { $0 = nil }
         return ended || !isOpen
     }
 
@@ -249,4 +249,9 @@ private final class InboundHandler: ChannelInboundHandler, Sendable {
         handshake.fail(ChannelError.eof)
         continuation.finish()
     }
+}
+
+/// The promise a connection's one close callback completes (see `StreamConnection.ends(within:)`).
+private final class CloseWatch: Sendable {
+    let promise = Mutex<EventLoopPromise<Bool>?>(nil)
 }
