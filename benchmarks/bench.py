@@ -332,7 +332,7 @@ def commit():
     return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def write_readme(path, report, runs, plot_path, started, seconds):
+def write_readme(path, report, runs, plot_path, started, seconds, measured):
     """Replaces what is between the README's bench markers with this run's tables."""
     begin = "<!-- bench:begin (written by benchmarks/bench.py; do not edit) -->"
     end = "<!-- bench:end -->"
@@ -341,7 +341,7 @@ def write_readme(path, report, runs, plot_path, started, seconds):
     if begin not in text or end not in text:
         sys.exit(f"{path} has no {begin} ... {end} markers")
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, Linux {os.uname().release}"
-    lines = [begin, "", f"Run of {started:%Y-%m-%d, %H:%M} UTC at commit {commit()} ({seconds / 60:.1f} minutes; {machine}):", ""]
+    lines = [begin, "", f"Run of {started:%Y-%m-%d, %H:%M} UTC at commit {measured} ({seconds / 60:.1f} minutes; {machine}):", ""]
     if "backfill" in report:
         lines += [f"Backfill, medians of {runs} alternating runs:", ""] + backfill_table(report["backfill"]) + [""]
         sizes = sorted(report["backfill"])
@@ -416,7 +416,10 @@ def main():
     skip = set(filter(None, args.skip.split(",")))
     os.makedirs(args.out, exist_ok=True)
     started, clock = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
-    print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, {os.uname().release}; build: {args.build}; commit {commit()}")
+    # The commit measured is the one the run starts at (the binaries were built from it),
+    # whatever is committed while it runs.
+    measured = commit()
+    print(f"machine: {os.uname().machine}, {os.cpu_count()} cores, {os.uname().release}; build: {args.build}; commit {measured}")
     report = {}
     plot_path = None
     if "backfill" not in skip:
@@ -442,7 +445,7 @@ def main():
         # The writer is exercised on a copy: tiny sizes never reach the real README.
         readme = os.path.join(args.out, "README.md")
         shutil.copy(args.readme, readme)
-    write_readme(readme, report, args.runs, plot_path, started, time.monotonic() - clock)
+    write_readme(readme, report, args.runs, plot_path, started, time.monotonic() - clock, measured)
     over = [(api, alerts, order) for api, by_size in report.get("orders", {}).items() for alerts, by_order in by_size.items()
             for order, figure in by_order.items() if figure["calls_per_full_page"] > CALLS_PER_PAGE_GOAL]
     if over and not args.smoke:
