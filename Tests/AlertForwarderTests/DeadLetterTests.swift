@@ -69,19 +69,52 @@ struct DeadLetterTests {
     /// lines): one line per batch, naming the first ten alerts and the count (issue 23, item 13).
     @Test func aBatchOfRefusedAlertsIsOneLogLine() async throws {
         let store = try StateStore(directory: directory.file("state"))
-        try queue((1...1200).map { "poison-\($0)" }, in: store)
+        // One alert in a hundred is taken (a batch refused whole is held instead: below).
+        try queue((1...1200).map { $0 % 100 == 0 ? "good-\($0)" : "poison-\($0)" }, in: store)
         let records = LogRecords()
         let worker = SinkWorker(name: "siem", sink: ScriptedSink(), store: store, batchSize: 500, logger: records.logger())
-        #expect(try await worker.drain() == 0)
-        #expect(try store.deadLetters().count == 1200)
+        #expect(try await worker.drain() == 12)
+        #expect(try store.deadLetters().count == 1188)
         let lines = records.at(.error).filter { $0.message.contains("dead letter") }
         #expect(lines.count == 3, "\(lines.count) lines for 3 batches")
-        #expect(lines.map { $0.metadata["dead_letters"] } == ["500", "500", "200"])
+        #expect(lines.map { $0.metadata["dead_letters"] } == ["495", "495", "198"])
         for line in lines {
             let ids = line.metadata["alert_ids"]?.description.split(separator: ",") ?? []
             #expect(ids.count == 11 && ids.last?.hasPrefix("… (") == true, "\(ids)")
             #expect(line.metadata["reason"] == "mapper_parsing_exception: failed to parse field [title]")
         }
+    }
+
+    /// A receiver that refuses every alert refuses the sender, not the alerts (issue 23, items
+    /// 4 and 9): a batch refused whole, and a batch of one right after it, wait for a person;
+    /// a poison among good alerts is still a dead letter. One rule in the worker for every sink.
+    @Test func aBatchRefusedWholeIsHeldNotDeadLettered() async throws {
+        let store = try StateStore(directory: directory.file("state"))
+        try queue(["poison-1", "poison-2", "poison-3"], in: store)
+        let worker = SinkWorker(name: "siem", sink: ScriptedSink(), store: store, logger: LogRecords().logger())
+        await #expect { try await worker.drain() } throws: { ($0 as? SinkError)?.kind == .needsOperator && "\($0)".contains("refused every alert") }
+        #expect(try store.deadLetters().isEmpty)
+        #expect(try store.outboxDepth() == ["siem": 3])
+    }
+
+    @Test func aBatchOfOneRightAfterABatchRefusedWholeIsHeldAndAnAcceptedAlertEndsTheRun() async throws {
+        let store = try StateStore(directory: directory.file("state"))
+        let worker = SinkWorker(name: "siem", sink: ScriptedSink(), store: store, batchSize: 1, logger: LogRecords().logger())
+        // Alone, a refused alert cannot tell: a dead letter.
+        try queue(["poison-1"], in: store)
+        #expect(try await worker.drain() == 0)
+        #expect(try store.deadLetters().map(\.alertID) == ["poison-1"])
+        // Right after it, the next refused alone is held.
+        try queue(["poison-2"], in: store)
+        await #expect { try await worker.drain() } throws: { ($0 as? SinkError)?.kind == .needsOperator }
+        #expect(try store.outboxDepth() == ["siem": 1])
+        // A batch taken ends the run (what was held goes once the receiver takes alerts: here
+        // the scripted sink still refuses poison, so it becomes a dead letter after a good one).
+        let mixed = try StateStore(directory: directory.file("mixed"))
+        let other = SinkWorker(name: "siem", sink: ScriptedSink(), store: mixed, batchSize: 1, logger: LogRecords().logger())
+        try queue(["poison-a", "good", "poison-b"], in: mixed)
+        #expect(try await other.drain() == 1)
+        #expect(try mixed.deadLetters().map(\.alertID) == ["poison-a", "poison-b"])
     }
 
     @Test func requeueSendsDeadLettersAgainAndPurgeDropsThem() async throws {

@@ -1,6 +1,7 @@
 import DefenderAPI
 import Foundation
 import Logging
+import Synchronization
 import Telemetry
 import Timekeeping
 
@@ -25,6 +26,8 @@ public struct SinkWorker: Sendable {
     private let signal: OutboxSignal
     private let metrics: SinkMetrics
     private let logger: Logger
+    /// Whether the sink refused every alert of the last batch it answered.
+    private let refusedLastBatch = RefusalRun()
     /// How long an idle worker sleeps when no signal wakes it (alerts queued by a poller signal
     /// at once; this bounds the wait for alerts queued another way and keeps reporting progress).
     public static let idleInterval: Duration = .seconds(5)
@@ -66,10 +69,12 @@ public struct SinkWorker: Sendable {
             do throws(SinkError) {
                 rejected = batch.records.isEmpty ? [] : try await sink.send(batch.records)
             } catch {
+                refusedLastBatch.last.withLock { $0 = false }
                 if error.connectionLost { metrics.connectionLost() }
                 if error.confirmedPrefix > 0 { try confirmPrefix(of: batch, before: error) }
                 throw error
             }
+            try holdIfEverythingIsRefused(batch, rejected: rejected)
             try store.confirm(batch, rejected: rejected)
             recorded(batch.records, rejected: rejected)
             if batch.requeued {
@@ -81,6 +86,23 @@ public struct SinkWorker: Sendable {
             delivered += batch.records.count - rejected.count
         }
         return delivered
+    }
+
+    /// Every alert of a batch refused one by one: the receiver refuses this sender (a schema it
+    /// changed, a command it disabled, a format it no longer takes), not these alerts. They
+    /// stay queued for a person (`needs=operator`) instead of all becoming dead letters; so
+    /// does a batch of one right after such a batch (alerts trickling in one at a time). A
+    /// batch with any alert taken, or a failure, ends the run. Dead letters sent again are
+    /// exempt: they were refused alone before.
+    private func holdIfEverythingIsRefused(_ batch: OutboxBatch, rejected: [SinkRejection]) throws(SinkError) {
+        let refusedAll = !batch.requeued && !batch.records.isEmpty && rejected.count == batch.records.count
+        let refusedBefore = refusedLastBatch.last.withLock { last in
+            defer { last = refusedAll }
+            return last
+        }
+        guard refusedAll, batch.records.count > 1 || refusedBefore else { return }
+        throw SinkError("the receiver refused every alert of the batch (\(rejected[0].reason)); it is refusing this sender, not the alerts: check the receiver and the sink's configuration",
+                        kind: .needsOperator)
     }
 
     /// Moves the sink past the records at the front of `batch` that the receiver took before
@@ -207,4 +229,9 @@ public struct SinkWorker: Sendable {
         guard let status, let count = try? store.deadLetterCounts()[name] ?? 0 else { return }
         status.sink(name, deadLetters: count)
     }
+}
+
+/// The state of ``SinkWorker``'s rule on batches refused whole, kept across its drains.
+private final class RefusalRun: Sendable {
+    let last = Mutex(false)
 }

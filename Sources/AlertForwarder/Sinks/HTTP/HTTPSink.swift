@@ -1,7 +1,6 @@
 import DefenderAPI
 import Foundation
 import OrderedJSON
-import Synchronization
 import Timekeeping
 
 /// Alerts POSTed to a webhook, Splunk's HTTP Event Collector or Elasticsearch's bulk API.
@@ -20,8 +19,6 @@ public final class HTTPSink: AlertSink {
     private let client: DefenderHTTPClient?
     /// Waits before the items Elasticsearch was too busy to take are sent again (tests: no wait).
     private let sleep: @Sendable (Duration) async throws -> Void
-    /// Whether the receiver refused every alert of the last batch (see ``send(_:)``).
-    private let refusedLastBatch = Mutex(false)
 
     /// The waits before each new try of the items of a bulk that Elasticsearch answered 429 or
     /// 5xx, within one delivery: only those items are sent again, with a doubling back-off, as
@@ -106,25 +103,12 @@ public final class HTTPSink: AlertSink {
                 settled.formUnion(chunk.lazy.map(\.id).filter { !open.contains($0) })
             }
         } catch {
-            // Not an answer about the alerts: a run of refusals is broken.
-            refusedLastBatch.withLock { $0 = false }
             var error = error
             let prefix = records.prefix { settled.contains($0.id) }
             let ids = Set(prefix.map(\.id))
             error.confirmedPrefix = prefix.count
             error.rejectedInPrefix = rejected.filter { ids.contains($0.recordID) }
             throw error
-        }
-        // Every alert of a batch refused, one by one: the receiver refuses this sender (a schema
-        // it changed, a format it no longer takes), not these alerts. They wait for a person
-        // instead of all becoming dead letters; so does a batch of one after such a batch.
-        let refusedAll = !records.isEmpty && rejected.count == records.count
-        let refusedBefore = refusedLastBatch.withLock { last in
-            defer { last = refusedAll }
-            return last
-        }
-        if refusedAll, records.count > 1 || refusedBefore {
-            throw SinkError("\(settings.url) refused every alert of the batch (\(rejected.first?.reason ?? "")); it is refusing this sender, not the alerts: check the receiver and the sink's format", kind: .needsOperator)
         }
         return rejected
     }

@@ -1,6 +1,5 @@
 import DefenderAPI
 import Foundation
-import Synchronization
 import OrderedJSON
 
 /// What the MSG part of a syslog message holds.
@@ -69,10 +68,6 @@ public struct SyslogSettings: Sendable, Equatable {
 public final class SyslogSink: AlertSink {
     public let settings: SyslogSettings
     private let transport: any SyslogTransport
-    /// Whether the receiver refused every message of the last batch it answered: a batch of
-    /// one alert refused after that is held too (alerts trickling in one by one would
-    /// otherwise each become a dead letter while the receiver refuses everything).
-    private let refusedLastBatch = Mutex(false)
 
     public init(settings: SyslogSettings) {
         self.settings = settings
@@ -118,18 +113,6 @@ public final class SyslogSink: AlertSink {
             let prefix = Set(records[..<settled].map(\.id))
             sinkError.rejectedInPrefix = rejected.filter { prefix.contains($0.recordID) } + refusals(error.refused, records: records, sent: sent)
             throw sinkError
-        }
-        let refusedAll = refused.count == messages.count
-        let refusedBefore = refusedLastBatch.withLock { last in
-            defer { last = refusedAll }
-            return last
-        }
-        if refusedAll, messages.count > 1 || refusedBefore {
-            // Every message of a batch: the receiver refuses the sink, not these alerts (a
-            // command it disabled, a full queue); the alerts wait for a person to look.
-            let first = refused[0] ?? ""
-            throw SinkError("the receiver at \(settings.address) refused every message of the batch (first answer: \(first)); it is refusing this sender, not the alerts: check its configuration",
-                            kind: .needsOperator)
         }
         return rejected + refusals(refused, records: records, sent: sent)
     }
