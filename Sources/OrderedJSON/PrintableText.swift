@@ -55,6 +55,14 @@ public enum PrintableText {
     /// passes through several messages is not doubled at each): for the daemon's own messages,
     /// which only need to be printable and on one line.
     public static func shown(_ text: some StringProtocol, limit: Int = 1_000, escapingBackslash: Bool = true) -> String {
+        // Every log line passes here: the common text, printable and short, is not rebuilt.
+        var scalars = 0
+        if !text.unicodeScalars.contains(where: { scalar in
+            scalars += 1
+            return scalars > limit || isUnsafe(scalar) || escapingBackslash && scalar == "\\"
+        }) {
+            return String(text)
+        }
         var output = ""
         var length = 0
         for scalar in text.unicodeScalars {

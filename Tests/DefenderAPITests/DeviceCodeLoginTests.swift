@@ -21,6 +21,16 @@ struct DeviceCodeLoginTests {
     }
 
     /// Approves the sign-in once the simulator has answered `polls` polls.
+    /// Signs in (approved at the first poll) and returns the prompt the user was shown.
+    func signedInPrompt(_ base: String, _ transport: any HTTPTransport) async throws -> DeviceCodeLogin.Prompt {
+        let shown = LockedBox<DeviceCodeLogin.Prompt?>(nil)
+        _ = try await login(base, transport).run { prompt in
+            shown.value = prompt
+            approve(prompt, after: 1)
+        }
+        return try #require(shown.value)
+    }
+
     func approve(_ prompt: DeviceCodeLogin.Prompt, after polls: Int) {
         let simulator = harness.simulator
         Task {
@@ -58,12 +68,7 @@ struct DeviceCodeLoginTests {
             + String(repeating: "\u{202E}padding\u{85}", count: 200_000)
         await harness.simulator.setDeviceCodeAnswer(message: message, verificationURI: "https://microsoft.com.evil.example/devicelogin")
         try await harness.live { base, transport in
-            let shown = LockedBox<DeviceCodeLogin.Prompt?>(nil)
-            _ = try await login(base, transport).run { prompt in
-                shown.value = prompt
-                approve(prompt, after: 1)
-            }
-            let prompt = try #require(shown.value)
+            let prompt = try await signedInPrompt(base, transport)
             #expect(prompt.message.utf8.count > 2_000_000, "the answer came as sent")
             #expect(!prompt.verificationURIIsMicrosofts)
             let text = prompt.instructions
@@ -75,12 +80,7 @@ struct DeviceCodeLoginTests {
         // Entra ID's own answer again: no warning.
         await harness.simulator.setDeviceCodeAnswer(message: nil, verificationURI: nil)
         try await harness.live { base, transport in
-            let shown = LockedBox<DeviceCodeLogin.Prompt?>(nil)
-            _ = try await login(base, transport).run { prompt in
-                shown.value = prompt
-                approve(prompt, after: 1)
-            }
-            let prompt = try #require(shown.value)
+            let prompt = try await signedInPrompt(base, transport)
             #expect(prompt.verificationURIIsMicrosofts && prompt.instructions == prompt.message + "\n")
         }
     }

@@ -18,14 +18,7 @@ import TestSupport
         // that 429 was read, and must not go before the virtual clock has passed its end.
         let time = ManualClock()
         let api = ThrottlingAPI(clock: time, every: 5, retryAfterSeconds: 2)
-        let endpoints = DefenderEndpoints(cloud: .commercial, apiURL: "https://api.test", loginURL: "https://login.test")
-        let records = LogRecords()
-        let tokens = TokenProvider(configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .secret(Secret(APIHarness.canary)),
-                                                        endpoints: endpoints, version: .v2),
-                                   transport: api, clock: time.clock, logger: records.logger())
-        let client = AlertsClient(endpoints: endpoints, settings: .init(pageSize: 10), tokens: tokens, transport: api,
-                                  budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: time.clock), clock: time.clock,
-                                  logger: records.logger())
+        let client = fakeAPIClient(api, clock: time, budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: time.clock))
         await withTaskExecutorPreference(OneThreadExecutor()) {
             await withTaskGroup(of: Void.self) { group in
                 for _ in 0..<8 {

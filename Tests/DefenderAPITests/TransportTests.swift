@@ -193,13 +193,7 @@ struct DefenderAPIUnitTests {
         // sent, a window once held 101.)
         let time = ManualClock()
         let api = LatencyAPI(clock: time) { number in number % 37 == 0 ? .seconds(5) : .milliseconds(10) }
-        let endpoints = DefenderEndpoints(cloud: .commercial, apiURL: "https://api.test", loginURL: "https://login.test")
-        let records = LogRecords()
-        let tokens = TokenProvider(configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .secret(Secret(APIHarness.canary)),
-                                                        endpoints: endpoints, version: .v2),
-                                   transport: api, clock: time.clock, logger: records.logger())
-        let client = AlertsClient(endpoints: endpoints, settings: .init(pageSize: 10), tokens: tokens, transport: api,
-                                  budget: RateBudget(perMinute: 100, perHour: 100_000, clock: time.clock), clock: time.clock, logger: records.logger())
+        let client = fakeAPIClient(api, clock: time, budget: RateBudget(perMinute: 100, perHour: 100_000, clock: time.clock))
         for _ in 0..<400 { _ = try await client.probe() }
         let arrivals = api.arrivals
         #expect(arrivals.count == 400)

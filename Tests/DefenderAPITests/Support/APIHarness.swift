@@ -179,3 +179,15 @@ func readAll(_ client: AlertsClient, from: Timestamp) async throws -> [Alert] {
     }
     return alerts
 }
+
+/// An alerts client, with its own token provider, talking to a fake API (`transport`) on a
+/// manual clock: for tests that count what reaches the API and when.
+func fakeAPIClient(_ transport: any HTTPTransport, clock time: ManualClock, budget: RateBudget) -> AlertsClient {
+    let records = LogRecords()
+    let endpoints = DefenderEndpoints(cloud: .commercial, apiURL: "https://api.test", loginURL: "https://login.test")
+    let tokens = TokenProvider(configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .secret(Secret(APIHarness.canary)),
+                                                    endpoints: endpoints, version: .v2),
+                               transport: transport, clock: time.clock, logger: records.logger())
+    return AlertsClient(endpoints: endpoints, settings: .init(pageSize: 10), tokens: tokens, transport: transport, budget: budget,
+                        clock: time.clock, logger: records.logger())
+}
