@@ -12,45 +12,45 @@ struct StateCommand: ParsableCommand {
         subcommands: [Show.self, Reset.self, DeadLetters.self, Quarantine.self]
     )
 
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Watermark, dedup keys and quarantine per tenant, outbox depth and dead letters per sink.")
         @OptionGroup var options: ConfigOption
         @Option(help: "Only this tenant.") var tenant: String?
 
-        func run() throws {
+        func run() async throws {
             let configuration = try loadConfiguration(options.config)
             let store = try openStore(configuration)
-            let states = try store.tenants()
-            let quarantined = try store.quarantineCounts()
+            let states = try await store.admission.tenants()
+            let quarantined = try await store.quarantine.counts()
             for configured in configuration.tenants where tenant == nil || tenant == configured.name {
                 let name = configured.name
                 let state = states.first { $0.tenant == name }
                 var line = "tenant \(name): watermark \(state?.watermark ?? "none (first poll fetches lookback)"), \(state?.dedupKeys ?? 0) dedup keys, \(quarantined[name] ?? 0) quarantined"
                 if !configured.reconciles {
                     line += ", no reconciliation sweeps"
-                } else if let sweeps = try store.reconciliation(tenant: name) {
+                } else if let sweeps = try await store.schedules.reconciliation(tenant: name) {
                     let time = { (date: Date) in Timestamp(date).writtenWith(0).description }
                     line += ", next sweep \(time(sweeps.due))"
                     if let sweptAt = sweeps.sweptAt { line += " (last \(time(sweptAt)), found \(sweeps.found ?? 0))" }
                 }
                 print(line)
             }
-            let depth = try store.outboxDepth()
-            let deadLetters = try store.deadLetterCounts()
+            let depth = try await store.outbox.depth()
+            let deadLetters = try await store.deadLetters.counts()
             for sink in configuration.sinks {
                 print("sink \(sink.name): \(depth[sink.name] ?? 0) alerts queued, \(deadLetters[sink.name] ?? 0) dead letters")
             }
         }
     }
 
-    struct Reset: ParsableCommand {
+    struct Reset: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Forget a tenant's cursor and dedup keys: the next poll starts from lookback and may deliver alerts again.")
         @OptionGroup var options: ConfigOption
         @Option(help: "The tenant to reset.") var tenant: String
         @Flag(help: "Confirm.") var yes = false
 
-        func run() throws {
+        func run() async throws {
             let configuration = try loadConfiguration(options.config)
             guard configuration.tenants.contains(where: { $0.name == tenant }) else {
                 throw ValidationError("no [[tenant]] named \"\(tenant)\"")
@@ -59,12 +59,12 @@ struct StateCommand: ParsableCommand {
                 throw ValidationError("resetting \(tenant) makes the next poll fetch `lookback` again and re-deliver what it finds; add --yes to confirm")
             }
             // As the owner: refused while the daemon runs (it would poll on from the old cursor).
-            try openStore(configuration, access: .owner).reset(tenant: tenant)
+            try await openStore(configuration, access: .owner).admission.reset(tenant: tenant)
             print("tenant \(tenant): cursor and dedup keys forgotten")
         }
     }
 
-    struct DeadLetters: ParsableCommand {
+    struct DeadLetters: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "dead-letters",
             abstract: "List the alerts a sink refused for good, send them again (--requeue) or drop them (--purge).",
@@ -83,7 +83,7 @@ struct StateCommand: ParsableCommand {
             if requeue && purge { throw ValidationError("--requeue and --purge exclude each other") }
         }
 
-        func run() throws {
+        func run() async throws {
             let configuration = try loadConfiguration(options.config)
             if let sink, !configuration.sinks.contains(where: { $0.name == sink }) {
                 throw ValidationError("no [[sink]] named \"\(sink)\"")
@@ -91,11 +91,11 @@ struct StateCommand: ParsableCommand {
             let store = try openStore(configuration)
             let scope = sink.map { "sink \($0)" } ?? "all sinks"
             if requeue {
-                print("\(try store.requestRequeue(sink: sink)) dead letters of \(scope) marked to be sent again, ahead of the alerts queued; the daemon sends them with its next batch for the sink (within seconds, or when it starts)")
+                print("\(try await store.deadLetters.requestRequeue(sink: sink)) dead letters of \(scope) marked to be sent again, ahead of the alerts queued; the daemon sends them with its next batch for the sink (within seconds, or when it starts)")
             } else if purge {
-                print("\(try store.purgeDeadLetters(sink: sink)) dead letters of \(scope) deleted")
+                print("\(try await store.deadLetters.purge(sink: sink)) dead letters of \(scope) deleted")
             } else {
-                let letters = try store.deadLetters(sink: sink)
+                let letters = try await store.deadLetters.deadLetters(sink: sink)
                 for letter in letters {
                     let mark = letter.requeueRequested ? " (re-queue requested)" : ""
                     // The alert id came from the API: shown like the reason, printable.
@@ -108,7 +108,7 @@ struct StateCommand: ParsableCommand {
 }
 
 extension StateCommand {
-    struct Quarantine: ParsableCommand {
+    struct Quarantine: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List the elements of API answers that could not be read, print one's bytes (--raw ID) or drop them (--purge).",
             discussion: """
@@ -121,7 +121,7 @@ extension StateCommand {
         @Option(help: "Write the bytes of this element to standard output, as they came.") var raw: Int64?
         @Flag(help: "Delete them.") var purge = false
 
-        func run() throws {
+        func run() async throws {
             let configuration = try loadConfiguration(options.config)
             if let tenant, !configuration.tenants.contains(where: { $0.name == tenant }) {
                 throw ValidationError("no [[tenant]] named \"\(tenant)\"")
@@ -129,14 +129,14 @@ extension StateCommand {
             let store = try openStore(configuration)
             let scope = tenant.map { "tenant \($0)" } ?? "all tenants"
             if purge {
-                print("\(try store.purgeQuarantine(tenant: tenant)) quarantined elements of \(scope) deleted")
+                print("\(try await store.quarantine.purge(tenant: tenant)) quarantined elements of \(scope) deleted")
             } else if let raw {
-                guard let element = try store.quarantine(tenant: tenant).first(where: { $0.id == raw }) else {
+                guard let element = try await store.quarantine.elements(tenant: tenant).first(where: { $0.id == raw }) else {
                     throw ValidationError("no quarantined element \(raw) (of \(scope))")
                 }
                 FileHandle.standardOutput.write(element.bytes)
             } else {
-                let elements = try store.quarantine(tenant: tenant)
+                let elements = try await store.quarantine.elements(tenant: tenant)
                 for element in elements {
                     print("\(element.id) \(element.quarantinedAt) tenant \(element.tenant) (\(element.bytes.count) bytes): \(SecretRedaction.shown(element.reason))")
                 }
@@ -148,7 +148,7 @@ extension StateCommand {
 
 func openStore(_ configuration: Configuration, access: StateStore.Access = .inspector) throws -> StateStore {
     do {
-        return try StateStore(directory: configuration.service.stateDirectory, access: access)
+        return try StateStore.embedded(directory: configuration.service.stateDirectory, access: access)
     } catch {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitCode.failure

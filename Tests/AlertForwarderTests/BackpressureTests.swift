@@ -37,7 +37,7 @@ struct BackpressureTests {
         try await withLiveSimulatorAndClient(simulator) { base, transport in
             let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
             let tenant = configuration.tenants[0]
-            let store = try StateStore(directory: fixture.directory.file("state"))
+            let store = try StateStore.embedded(directory: fixture.directory.file("state"))
             // Sink workers are woken only when a poll queued alerts for them.
             let wakeUps = Mutex(0)
             let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, logger: records.logger()),
@@ -51,7 +51,7 @@ struct BackpressureTests {
             #expect(wakeUps.withLock { $0 } == 1)
             #expect(records.at(.warning).contains { $0.message.contains("polling paused") })
             // The sink catches up: polling resumes by itself, nothing was dropped.
-            try store.confirm(store.pending(sink: "journal", limit: 100))
+            try await store.outbox.confirm(store.outbox.pending(sink: "journal", limit: 100))
             #expect(await poller.pollOnce() == .completed(newAlerts: 2, duplicates: 8))
             #expect(wakeUps.withLock { $0 } == 2)
             #expect(await poller.pollOnce() == .completed(newAlerts: 0, duplicates: 10))
@@ -89,7 +89,7 @@ struct BackpressureWithinAPollTests {
                 overlap = "1m"
                 """ + "\n" + ConfigFixture.sink)
             let tenant = configuration.tenants[0]
-            let store = try StateStore(directory: fixture.directory.file("state"))
+            let store = try StateStore.embedded(directory: fixture.directory.file("state"))
             let connection = try TenantConnection(tenant: tenant, transport: transport, budget: RateBudget(perMinute: 1_000_000, perHour: 10_000_000),
                                                   logger: records.logger())
             let poller = TenantPoller(tenant: tenant, connection: connection, store: store, sinks: ["journal"], maxOutbox: 500,
@@ -101,7 +101,7 @@ struct BackpressureWithinAPollTests {
                     return
                 }
                 #expect(outbox > 500 && outbox <= 500 + 100)
-                #expect(try store.outboxDepth()["journal", default: 0] <= 500 + 100)
+                #expect(try await store.outbox.depth()["journal", default: 0] <= 500 + 100)
             }
             #expect(records.at(.warning).contains { $0.message.contains("this poll stops reading here") })
             // The sink is back: drain and poll until a poll reads to the end.
@@ -112,7 +112,7 @@ struct BackpressureWithinAPollTests {
                 try await worker.drain()
                 let outcome = await poller.pollOnce()
                 polls += 1
-                #expect(try store.outboxDepth()["journal", default: 0] <= 500 + 100)
+                #expect(try await store.outbox.depth()["journal", default: 0] <= 500 + 100)
                 if case .completed = outcome { break }
                 guard case .paused = outcome, polls < 100 else {
                     Issue.record("poll \(polls) ended \(outcome)")
@@ -139,7 +139,7 @@ struct WallClockJumpTests {
         try await withLiveSimulatorAndClient(simulator) { base, transport in
             let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
             let tenant = configuration.tenants[0]
-            let store = try StateStore(directory: fixture.directory.file("state"))
+            let store = try StateStore.embedded(directory: fixture.directory.file("state"))
             let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, logger: LogRecords().logger()),
                                       store: store, sinks: ["journal"], maxOutbox: 1_000_000,
                                       wallClock: { Date().addingTimeInterval(offset.withLock { $0 }) }, logger: LogRecords().logger())
@@ -149,7 +149,7 @@ struct WallClockJumpTests {
                 expected.formUnion(try await simulator.generateAlerts(count: 7))
                 guard case .completed = await poller.pollOnce() else { Issue.record("a poll failed with the clock at \(jump) s"); return }
             }
-            let queued = try store.pending(sink: "journal", limit: 1000).records.map(\.alertID)
+            let queued = try await store.outbox.pending(sink: "journal", limit: 1000).records.map(\.alertID)
             #expect(Set(queued) == expected)
             #expect(queued.count == expected.count)
         }

@@ -48,7 +48,7 @@ struct PipelineRuntimeTests {
             let status = StatusLine(notifier: notifier)
             var parts = Pipeline.Parts.ticking(on: time.clock)
             parts.poller = { GatedPoller(inner: $0, gate: gate) }
-            let pipeline = Pipeline(configuration: configuration, store: try StateStore(directory: configuration.service.stateDirectory),
+            let pipeline = Pipeline(configuration: configuration, store: try StateStore.embedded(directory: configuration.service.stateDirectory),
                                     transport: transport, health: health, statusLine: status, clock: time.clock, parts: parts,
                                     logger: records.logger())
             let running = Task { try await pipeline.run() }

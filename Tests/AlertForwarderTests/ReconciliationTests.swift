@@ -21,7 +21,7 @@ struct ReconciliationTests {
             let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\noverlap = \"15m\"\n"
                                                  + ConfigFixture.sink)
             let tenant = configuration.tenants[0]
-            let store = try StateStore(directory: fixture.directory.file("state"))
+            let store = try StateStore.embedded(directory: fixture.directory.file("state"))
             let metrics = TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: "mde")
             let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, metrics: metrics,
                                                                                        logger: records.logger()),
@@ -46,7 +46,7 @@ struct ReconciliationTests {
             #expect(found == 1)
             // By the server's clock (its Date header, whole seconds).
             #expect(lag >= .seconds(1799) && lag < .seconds(1900))
-            #expect(try store.pending(sink: "journal", limit: 100).records.map(\.alertID).sorted() == (onTime + late).sorted())
+            #expect(try await store.outbox.pending(sink: "journal", limit: 100).records.map(\.alertID).sorted() == (onTime + late).sorted())
             let warning = try #require(records.at(.warning).first { $0.message.contains("reconciliation sweep found an alert the polls missed") })
             #expect(warning.metadata["alert_id"]?.description == late[0])
             #expect(Int(warning.metadata["lag_seconds"]?.description ?? "") ?? 0 >= 1799)
@@ -90,21 +90,21 @@ struct ReconciliationTests {
         }
     }
 
-    @Test func theScheduleSurvivesARestart() throws {
+    @Test func theScheduleSurvivesARestart() async throws {
         let directory = fixture.directory.file("state")
         let due = Date(timeIntervalSince1970: 1_800_000_000)
         do {
-            let store = try StateStore(directory: directory)
-            #expect(try store.reconciliation(tenant: "contoso") == nil)
-            try store.scheduleReconciliation(tenant: "contoso", due: due)
-            try store.scheduleReconciliation(tenant: "contoso", due: due.addingTimeInterval(3600), sweptAt: due, found: 4)
+            let store = try StateStore.embedded(directory: directory)
+            #expect(try await store.schedules.reconciliation(tenant: "contoso") == nil)
+            try await store.schedules.scheduleReconciliation(tenant: "contoso", due: due)
+            try await store.schedules.scheduleReconciliation(tenant: "contoso", due: due.addingTimeInterval(3600), sweptAt: due, found: 4)
         }
-        let reopened = try StateStore(directory: directory)
-        #expect(try reopened.reconciliation(tenant: "contoso") == StateStore.Reconciliation(due: due.addingTimeInterval(3600), sweptAt: due, found: 4))
+        let reopened = try StateStore.embedded(directory: directory)
+        #expect(try await reopened.schedules.reconciliation(tenant: "contoso") == Reconciliation(due: due.addingTimeInterval(3600), sweptAt: due, found: 4))
         // A schedule without a sweep keeps what the last sweep found.
-        try reopened.scheduleReconciliation(tenant: "contoso", due: due.addingTimeInterval(7200))
-        #expect(try reopened.reconciliation(tenant: "contoso")?.found == 4)
-        try reopened.reset(tenant: "contoso")
-        #expect(try reopened.reconciliation(tenant: "contoso") == nil)
+        try await reopened.schedules.scheduleReconciliation(tenant: "contoso", due: due.addingTimeInterval(7200))
+        #expect(try await reopened.schedules.reconciliation(tenant: "contoso")?.found == 4)
+        try await reopened.admission.reset(tenant: "contoso")
+        #expect(try await reopened.schedules.reconciliation(tenant: "contoso") == nil)
     }
 }

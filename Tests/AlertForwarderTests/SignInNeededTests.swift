@@ -42,7 +42,7 @@ struct SignInNeededTests {
             let poller = TenantPoller(tenant: tenant,
                                       connection: try TenantConnection(tenant: tenant, transport: transport, clock: manual.clock, tokens: tokens,
                                                                        logger: LogRecords().logger()),
-                                      store: try StateStore(directory: fixture.directory.file("state")), sinks: ["journal"], maxOutbox: 1_000,
+                                      store: try StateStore.embedded(directory: fixture.directory.file("state")), sinks: ["journal"], maxOutbox: 1_000,
                                       clock: manual.clock, logger: records.logger())
             func errorLines() -> Int { records.at(.error).filter { $0.message.hasPrefix("poll failed") }.count }
 
@@ -85,7 +85,7 @@ struct SignInNeededTests {
             let tenant = configuration.tenants[0]
             let poller = TenantPoller(tenant: tenant,
                                       connection: try TenantConnection(tenant: tenant, transport: transport, clock: manual.clock, logger: LogRecords().logger()),
-                                      store: try StateStore(directory: fixture.directory.file("state")), sinks: ["journal"], maxOutbox: 1_000,
+                                      store: try StateStore.embedded(directory: fixture.directory.file("state")), sinks: ["journal"], maxOutbox: 1_000,
                                       clock: manual.clock, logger: records.logger())
             for _ in 0..<3 {
                 _ = await poller.pollOnce()

@@ -46,11 +46,11 @@ struct SinkTests {
         // Text a serializer would normalise: spacing, \/ and \u escapes, number text, non-ASCII.
         let original = "{ \"id\" : \"da\\u0031\", \"lastUpdateTime\":\"2026-11-25T10:00:00.10Z\", \"title\":\"caf\\u00e9 \\/ ünï 😀\","
             + " \"n\": 1.50, \"big\": 12345678901234567890, \"e\": -0.0E+00, \"x\": null, \"future\": {\"a\": [ ]} }"
-        let store = try StateStore(directory: directory.file("state"))
-        _ = try store.admit(tenant: "contoso", alerts: [try Alert(json: original)], forward: .new, sinks: ["a", "e"])
+        let store = try StateStore.embedded(directory: directory.file("state"))
+        _ = try await store.admission.admit(tenant: "contoso", alerts: [try Alert(json: original)], forward: .new, sinks: ["a", "e"])
         let plain = directory.file("plain.jsonl"), envelope = directory.file("envelope.jsonl")
-        #expect(try await FileSink(path: plain, layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0).send(try store.pending(sink: "a", limit: 10).records).isEmpty)
-        #expect(try await FileSink(path: envelope, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send(try store.pending(sink: "e", limit: 10).records).isEmpty)
+        #expect(try await FileSink(path: plain, layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0).send(try await store.outbox.pending(sink: "a", limit: 10).records).isEmpty)
+        #expect(try await FileSink(path: envelope, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send(try await store.outbox.pending(sink: "e", limit: 10).records).isEmpty)
         #expect(try Data(contentsOf: URL(fileURLWithPath: plain)) == Data((original + "\n").utf8))
         let wrapped = try String(contentsOfFile: envelope, encoding: .utf8)
         #expect(wrapped.hasSuffix(",\"alert\":" + original + "}\n"))
@@ -80,7 +80,7 @@ struct SinkTests {
         #expect(!line.contains("\n"))
     }
 
-    @Test func summaryNamesTheTenantOnlyWhenSeveralShareTheSink() throws {
+    @Test func summaryNamesTheTenantOnlyWhenSeveralShareTheSink() async throws {
         let fixture = ConfigFixture()
         let second = ConfigFixture.tenant.replacingOccurrences(of: "contoso", with: "fabrikam")
         let shared = try ConfigurationLoader().load(path: fixture.writeConfiguration(

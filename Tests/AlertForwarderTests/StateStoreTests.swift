@@ -14,23 +14,23 @@ func makeAlert(_ id: String, _ updated: String, extra: [(String, JSONValue)] = [
 struct StateStoreTests {
     let directory = TemporaryDirectory()
 
-    @Test func aSecondOwnerIsRefusedWithAClearMessage() throws {
-        var first: StateStore? = try StateStore(directory: directory.file("state"))
+    @Test func aSecondOwnerIsRefusedWithAClearMessage() async throws {
+        var first: StateStore? = try StateStore.embedded(directory: directory.file("state"))
         #expect(first != nil)
-        let refused = #expect(throws: StateError.self) { try StateStore(directory: directory.file("state")) }
+        let refused = #expect(throws: StateError.self) { try StateStore.embedded(directory: directory.file("state")) }
         #expect(refused?.description.contains("another process (a running defender-alertd, or poll-once) is using the state directory") == true)
         // Inspectors (the state commands) may look while the owner runs.
-        _ = try StateStore(directory: directory.file("state"), access: .inspector)
+        _ = try StateStore.embedded(directory: directory.file("state"), access: .inspector)
         first = nil
-        _ = try StateStore(directory: directory.file("state"))
+        _ = try StateStore.embedded(directory: directory.file("state"))
     }
 
-    @Test func anInspectorNeverCutsTheLogTheOwnerIsAppendingTo() throws {
+    @Test func anInspectorNeverCutsTheLogTheOwnerIsAppendingTo() async throws {
         // Found end to end: `state show` while the daemon ran cut the outbox segment back to
         // the end committed a moment before, under an append; the daemon's next start refused
         // the log ("holds 0 bytes, fewer than the 9016 committed") and the alerts were lost.
-        let owner = try StateStore(directory: directory.file("state"))
-        _ = try owner.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
+        let owner = try StateStore.embedded(directory: directory.file("state"))
+        _ = try await owner.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
         let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory.file("state/outbox")).first { $0.hasSuffix(".log") })
         let path = directory.file("state/outbox/" + segment)
         // An append on its way: its bytes are written, its commit not yet made.
@@ -40,122 +40,125 @@ struct StateStoreTests {
         try handle.close()
         let size = { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1 }
         let before = size()
-        let inspector = try StateStore(directory: directory.file("state"), access: .inspector)
+        let inspector = try StateStore.embedded(directory: directory.file("state"), access: .inspector)
         #expect(size() == before, "an inspector cut the log")
-        #expect(try inspector.outboxDepth() == ["x": 1])
-        #expect(try inspector.pending(sink: "x", limit: 10).records.map(\.alertID) == ["a"])
+        #expect(try await inspector.outbox.depth() == ["x": 1])
+        #expect(try await inspector.outbox.pending(sink: "x", limit: 10).records.map(\.alertID) == ["a"])
     }
 
-    @Test func admissionDedupsEnqueuesAndMovesTheWatermark() throws {
-        let store = try StateStore(directory: directory.file("state"))
+    @Test func admissionDedupsEnqueuesAndMovesTheWatermark() async throws {
+        let store = try StateStore.embedded(directory: directory.file("state"))
         var info = stat()
         stat(directory.file("state"), &info)
         #expect(info.st_mode & 0o777 == 0o700)
-        #expect(try store.watermark(tenant: "t") == nil)
+        #expect(try await store.admission.watermark(tenant: "t") == nil)
 
-        let first = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
+        let first = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
                                     forward: .new, sinks: ["x", "y"])
         #expect(first.newAlerts == 2 && first.duplicates == 0 && first.queuedForSinks == 4)
         #expect(first.admitted.map(\.id) == ["a", "b"])
-        #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:00:05.5Z"))
+        #expect(try await store.admission.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:00:05.5Z"))
 
         // The same alerts again (overlap), one updated: "new" mode forwards nothing.
-        let second = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:01:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
+        let second = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:01:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
                                      forward: .new, sinks: ["x", "y"])
         #expect(second == Admission(newAlerts: 0, duplicates: 2, queuedForSinks: 0))
         #expect(second.admitted.isEmpty)
-        #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:01:00Z"))
+        #expect(try await store.admission.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:01:00Z"))
 
         // An older page never moves the watermark back.
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("c", "2025-03-14T09:00:00Z")], forward: .new, sinks: ["x"])
-        #expect(try store.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:01:00Z"))
-        #expect(try store.outboxDepth() == ["x": 3, "y": 2])
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("c", "2025-03-14T09:00:00Z")], forward: .new, sinks: ["x"])
+        #expect(try await store.admission.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:01:00Z"))
+        #expect(try await store.outbox.depth() == ["x": 3, "y": 2])
     }
 
-    @Test func updatesModeLabelsCreatedAndUpdated() throws {
-        let store = try StateStore(directory: directory.file("state"))
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("a", "2025-03-14T10:05:00Z")], forward: .updates, sinks: ["x"])
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:09:00Z")], forward: .updates, sinks: ["x"])
-        let records = try store.pending(sink: "x", limit: 10).records
+    @Test func updatesModeLabelsCreatedAndUpdated() async throws {
+        let store = try StateStore.embedded(directory: directory.file("state"))
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("a", "2025-03-14T10:05:00Z")], forward: .updates, sinks: ["x"])
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:09:00Z")], forward: .updates, sinks: ["x"])
+        let records = try await store.outbox.pending(sink: "x", limit: 10).records
         #expect(records.map(\.event) == ["created", "updated", "updated"])
         #expect(records.map(\.alertID) == ["a", "a", "a"])
     }
 
-    @Test func onlyTheSameAlertCountsAsAnEarlierVersion() throws {
+    @Test func onlyTheSameAlertCountsAsAnEarlierVersion() async throws {
         // Ids that start with another id ("ab", "a0", "a|b") are other alerts; a key remembered
         // while forward was "new" is an earlier version of the same alert.
-        let store = try StateStore(directory: directory.file("state"))
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a|b", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("c", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
-        _ = try store.admit(tenant: "t", alerts: ["ab", "a0", "cd"].map { try makeAlert($0, "2025-03-14T10:01:00Z") }, forward: .updates, sinks: ["x"])
-        _ = try store.admit(tenant: "t", alerts: ["a", "c", "a|b"].map { try makeAlert($0, "2025-03-14T10:02:00Z") }, forward: .updates, sinks: ["x"])
-        let records = try store.pending(sink: "x", limit: 20).records
+        let store = try StateStore.embedded(directory: directory.file("state"))
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a|b", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("c", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
+        let alerts = try ["ab", "a0", "cd"].map { try makeAlert($0, "2025-03-14T10:01:00Z") }
+        _ = try await store.admission.admit(tenant: "t", alerts: alerts, forward: .updates, sinks: ["x"])
+        let later = try ["a", "c", "a|b"].map { try makeAlert($0, "2025-03-14T10:02:00Z") }
+        _ = try await store.admission.admit(tenant: "t", alerts: later, forward: .updates, sinks: ["x"])
+        let records = try await store.outbox.pending(sink: "x", limit: 20).records
         #expect(records.map(\.alertID) == ["a|b", "a", "c", "ab", "a0", "cd", "a", "c", "a|b"])
         #expect(records.map(\.event) == ["created", "created", "created", "created", "created", "created", "updated", "updated", "updated"])
     }
 
-    @Test func outboxIsReadInOrderAndConfirmedRowsGo() throws {
-        let store = try StateStore(directory: directory.file("state"))
+    @Test func outboxIsReadInOrderAndConfirmedRowsGo() async throws {
+        let store = try StateStore.embedded(directory: directory.file("state"))
         let raw = JSONValue.object([("id", .string("a")), ("lastUpdateTime", .string("2025-03-14T10:00:00Z")), ("n", .number("1.50")), ("u", .null)])
-        _ = try store.admit(tenant: "t", alerts: [try Alert(json: raw.serialized)] + (1...5).map { try makeAlert("a\($0)", "2025-03-14T10:00:0\($0)Z") }, forward: .new, sinks: ["x"])
-        let batch = try store.pending(sink: "x", limit: 4)
+        let alerts = try [try Alert(json: raw.serialized)] + (1...5).map { try makeAlert("a\($0)", "2025-03-14T10:00:0\($0)Z") }
+        _ = try await store.admission.admit(tenant: "t", alerts: alerts, forward: .new, sinks: ["x"])
+        let batch = try await store.outbox.pending(sink: "x", limit: 4)
         #expect(batch.records.count == 4)
         #expect(batch.records[0].payload == raw.serialized)
-        try store.confirm(batch)
-        try store.confirm(batch)  // a second confirmation of the same batch changes nothing
-        #expect(try store.outboxDepth() == ["x": 2])
-        #expect(try store.pending(sink: "x", limit: 10).records.map(\.alertID) == ["a4", "a5"])
-        #expect(try store.dropOutbox(except: ["y"]) == 2)
-        #expect(try store.outboxDepth().isEmpty)
+        try await store.outbox.confirm(batch)
+        try await store.outbox.confirm(batch)  // a second confirmation of the same batch changes nothing
+        #expect(try await store.outbox.depth() == ["x": 2])
+        #expect(try await store.outbox.pending(sink: "x", limit: 10).records.map(\.alertID) == ["a4", "a5"])
+        #expect(try await store.outbox.drop(except: ["y"]) == 2)
+        #expect(try await store.outbox.depth().isEmpty)
     }
 
-    @Test func stateSurvivesReopeningAndResetForgetsATenant() throws {
+    @Test func stateSurvivesReopeningAndResetForgetsATenant() async throws {
         do {
-            let store = try StateStore(directory: directory.file("state"))
-            _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
-            _ = try store.admit(tenant: "u", alerts: [try makeAlert("b", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
+            let store = try StateStore.embedded(directory: directory.file("state"))
+            _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
+            _ = try await store.admission.admit(tenant: "u", alerts: [try makeAlert("b", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"])
         }
-        let store = try StateStore(directory: directory.file("state"))
-        #expect(try store.watermark(tenant: "t") != nil)
-        #expect(try store.pending(sink: "x", limit: 10).records.count == 2)
-        try store.reset(tenant: "t")
-        #expect(try store.watermark(tenant: "t") == nil)
-        #expect(try store.tenants().map(\.tenant) == ["u"])
-        #expect(try store.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"]).newAlerts == 1)
+        let store = try StateStore.embedded(directory: directory.file("state"))
+        #expect(try await store.admission.watermark(tenant: "t") != nil)
+        #expect(try await store.outbox.pending(sink: "x", limit: 10).records.count == 2)
+        try await store.admission.reset(tenant: "t")
+        #expect(try await store.admission.watermark(tenant: "t") == nil)
+        #expect(try await store.admission.tenants().map(\.tenant) == ["u"])
+        #expect(try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"]).newAlerts == 1)
     }
 
-    @Test func oldDedupKeysArePruned() throws {
-        let store = try StateStore(directory: directory.file("state"))
+    @Test func oldDedupKeysArePruned() async throws {
+        let store = try StateStore.embedded(directory: directory.file("state"))
         let now = Date()
         let old = now.addingTimeInterval(-200 * 86_400)
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("a", Timestamp(old).description)], forward: .new, sinks: [], now: old)
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("b", Timestamp(now).description)], forward: .new, sinks: [], now: now)
-        #expect(try store.pruneDedupKeys(now: now) == 1)
-        #expect(try store.tenants().first?.dedupKeys == 1)
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", Timestamp(old).description)], forward: .new, sinks: [], now: old)
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("b", Timestamp(now).description)], forward: .new, sinks: [], now: now)
+        #expect(try await store.admission.pruneDedupKeys(now: now) == 1)
+        #expect(try await store.admission.tenants().first?.dedupKeys == 1)
     }
 
     /// A local clock 200 days ahead at one start pruned every key, and the next poll delivered
     /// the alerts of the overlap again (issue 11, hole 19). Age counts from the newest alert.
-    @Test func aClockFarAheadDoesNotPruneKeysStillNeeded() throws {
-        let store = try StateStore(directory: directory.file("state"))
+    @Test func aClockFarAheadDoesNotPruneKeysStillNeeded() async throws {
+        let store = try StateStore.embedded(directory: directory.file("state"))
         let now = Date()
         let tenDaysAgo = now.addingTimeInterval(-10 * 86_400)
         let a = try makeAlert("a", Timestamp(tenDaysAgo).description)
-        _ = try store.admit(tenant: "t", alerts: [a], forward: .new, sinks: ["x"], now: tenDaysAgo)
-        _ = try store.admit(tenant: "t", alerts: [try makeAlert("b", Timestamp(now).description)], forward: .new, sinks: ["x"], now: now)
-        #expect(try store.pruneDedupKeys(now: now.addingTimeInterval(200 * 86_400)) == 0)
-        #expect(try store.tenants().first?.dedupKeys == 2)
-        #expect(try store.admit(tenant: "t", alerts: [a], forward: .new, sinks: ["x"]).newAlerts == 0)
+        _ = try await store.admission.admit(tenant: "t", alerts: [a], forward: .new, sinks: ["x"], now: tenDaysAgo)
+        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("b", Timestamp(now).description)], forward: .new, sinks: ["x"], now: now)
+        #expect(try await store.admission.pruneDedupKeys(now: now.addingTimeInterval(200 * 86_400)) == 0)
+        #expect(try await store.admission.tenants().first?.dedupKeys == 2)
+        #expect(try await store.admission.admit(tenant: "t", alerts: [a], forward: .new, sinks: ["x"]).newAlerts == 0)
     }
 
-    @Test func aCorruptDatabaseStopsWithAClearMessage() throws {
+    @Test func aCorruptDatabaseStopsWithAClearMessage() async throws {
         let path = directory.file("state")
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         directory.write("state/state.sqlite", String(repeating: "this is not a database ", count: 500))
         do {
-            _ = try StateStore(directory: path)
+            _ = try StateStore.embedded(directory: path)
             Issue.record("a corrupt database was accepted")
         } catch {
             #expect(error.description.contains(path + "/state.sqlite"))
@@ -166,9 +169,9 @@ struct StateStoreTests {
     }
 
     /// /proc takes no new directory, not even from root (CI runs as root).
-    @Test func anUnwritableDirectoryIsAClearError() throws {
+    @Test func anUnwritableDirectoryIsAClearError() async throws {
         #expect {
-            try StateStore(directory: "/proc/defender-alertd-state")
+            try StateStore.embedded(directory: "/proc/defender-alertd-state")
         } throws: { error in
             (error as? StateError)?.description.contains("/proc/defender-alertd-state") == true
         }
@@ -177,24 +180,24 @@ struct StateStoreTests {
 
 @Suite("Quarantine")
 struct QuarantineTests {
-    @Test func anElementIsKeptOnceWithItsBytes() throws {
+    @Test func anElementIsKeptOnceWithItsBytes() async throws {
         let directory = TemporaryDirectory()
-        let store = try StateStore(directory: directory.file("state"))
+        let store = try StateStore.embedded(directory: directory.file("state"))
         let bad = RejectedElement(bytes: Data([0x7B, 0xFF, 0x7D]), reason: "an element of value is not valid JSON: invalid UTF-8 in a string")
         let other = RejectedElement(bytes: Data(#"{"id":7}"#.utf8), reason: "an alert has no string id")
-        let first = try store.admit(tenant: "contoso", alerts: [], rejected: [bad, other], forward: .new, sinks: ["s"])
+        let first = try await store.admission.admit(tenant: "contoso", alerts: [], rejected: [bad, other], forward: .new, sinks: ["s"])
         #expect(first.quarantined == [bad, other])
         // The same element re-read by the next poll (the overlap) is not kept or reported again.
-        let again = try store.admit(tenant: "contoso", alerts: [], rejected: [bad], forward: .new, sinks: ["s"])
+        let again = try await store.admission.admit(tenant: "contoso", alerts: [], rejected: [bad], forward: .new, sinks: ["s"])
         #expect(again.quarantined.isEmpty)
         // Another tenant's copy is its own.
-        #expect(try store.admit(tenant: "fabrikam", alerts: [], rejected: [bad], forward: .new, sinks: ["s"]).quarantined == [bad])
-        #expect(try store.quarantineCounts() == ["contoso": 2, "fabrikam": 1])
-        let kept = try store.quarantine(tenant: "contoso")
+        #expect(try await store.admission.admit(tenant: "fabrikam", alerts: [], rejected: [bad], forward: .new, sinks: ["s"]).quarantined == [bad])
+        #expect(try await store.quarantine.counts() == ["contoso": 2, "fabrikam": 1])
+        let kept = try await store.quarantine.elements(tenant: "contoso")
         #expect(kept.map(\.bytes) == [bad.bytes, other.bytes])
         #expect(kept.map(\.reason) == [bad.reason, other.reason])
-        #expect(try store.watermark(tenant: "contoso") == nil, "no alert, no watermark")
-        #expect(try store.purgeQuarantine(tenant: "contoso") == 2)
-        #expect(try store.quarantineCounts() == ["fabrikam": 1])
+        #expect(try await store.admission.watermark(tenant: "contoso") == nil, "no alert, no watermark")
+        #expect(try await store.quarantine.purge(tenant: "contoso") == 2)
+        #expect(try await store.quarantine.counts() == ["fabrikam": 1])
     }
 }

@@ -29,9 +29,10 @@ struct SyslogDeliveryFaultTests {
         range.map { $0 == poison ? "poison-\($0)" : "a\($0)" }
     }
 
-    func store(queueing ids: [String]) throws -> StateStore {
-        let store = try StateStore(directory: directory.file("state"))
-        _ = try store.admit(tenant: "t", alerts: ids.map { try makeAlert($0, "2025-03-14T10:00:00Z") }, forward: .new, sinks: ["siem"])
+    func store(queueing ids: [String]) async throws -> StateStore {
+        let store = try StateStore.embedded(directory: directory.file("state"))
+        let alerts = try ids.map { try makeAlert($0, "2025-03-14T10:00:00Z") }
+        _ = try await store.admission.admit(tenant: "t", alerts: alerts, forward: .new, sinks: ["siem"])
         return store
     }
 
@@ -49,19 +50,19 @@ struct SyslogDeliveryFaultTests {
         for _ in 0..<attempts {
             do {
                 try await worker.drain()
-                if try store.outboxDepth().isEmpty { return failures }
+                if try await store.outbox.depth().isEmpty { return failures }
             } catch is SinkError {
                 failures += 1
             }
         }
-        let depth = try store.outboxDepth()
+        let depth = try await store.outbox.depth()
         Issue.record("the outbox did not empty in \(attempts) attempts: \(depth)")
         return failures
     }
 
     /// A RELP receiver: answers `open`, `close`, and each `syslog` as `answer` says (nil: drop
     /// the session without answering).
-    static func relpReceiver(_ received: Received, answer: @escaping @Sendable (_ message: String, _ inSession: Int) -> String?) throws -> LoopbackStreamServer {
+    static func relpReceiver(_ received: Received, answer: @escaping @Sendable (_ message: String, _ inSession: Int) -> String?) async throws -> LoopbackStreamServer {
         try LoopbackStreamServer { connection in
             var inSession = 0
             while let frame = connection.nextRELPFrame() {
@@ -85,10 +86,10 @@ struct SyslogDeliveryFaultTests {
 
     @Test func relpDeadLettersTheOneMessageRefusedAndConfirmsEveryOtherOnce() async throws {
         let received = Received()
-        let server = try Self.relpReceiver(received) { message, _ in message.contains("poison") ? "500 error: cannot parse message" : "200 OK" }
+        let server = try await Self.relpReceiver(received) { message, _ in message.contains("poison") ? "500 error: cannot parse message" : "200 OK" }
         defer { server.stop() }
         let ids = Self.ids(1...600, poison: 300)
-        let store = try store(queueing: ids)
+        let store = try await store(queueing: ids)
         let sink = Self.sink(.relp, port: server.port)
         let telemetry = Telemetry()
         let worker = SinkWorker(name: "siem", sink: sink, store: store, metrics: SinkMetrics(telemetry: telemetry, sink: "siem"), logger: LogRecords().logger())
@@ -96,7 +97,7 @@ struct SyslogDeliveryFaultTests {
         await sink.shutdown()
         // Every other alert arrived exactly once; the refused one is a dead letter with the answer.
         for id in ids where id != "poison-300" { #expect(received.count(of: id) == 1, "\(id)") }
-        let letters = try store.deadLetters()
+        let letters = try await store.deadLetters.all()
         #expect(letters.map(\.alertID) == ["poison-300"])
         #expect(letters.first?.reason.contains("500 error: cannot parse message") == true)
         let metrics = telemetry.exposition(.prometheus)
@@ -108,13 +109,13 @@ struct SyslogDeliveryFaultTests {
         let received = Received()
         let sessions = Mutex(0)
         // The first session acknowledges 150 messages, then drops; later ones take everything.
-        let server = try Self.relpReceiver(received) { _, inSession in
+        let server = try await Self.relpReceiver(received) { _, inSession in
             if inSession == 1 { sessions.withLock { $0 += 1 } }
             return sessions.withLock { $0 } == 1 && inSession > 150 ? nil : "200 OK"
         }
         defer { server.stop() }
         let ids = Self.ids(1...600)
-        let store = try store(queueing: ids)
+        let store = try await store(queueing: ids)
         let sink = Self.sink(.relp, port: server.port)
         let telemetry = Telemetry()
         let records = LogRecords()
@@ -131,7 +132,7 @@ struct SyslogDeliveryFaultTests {
         // Each message answered 500: each a refusal of its own (the worker holds a batch
         // refused whole for a person: DeadLetterTests), and the session goes on.
         let received = Received()
-        let server = try Self.relpReceiver(received) { _, _ in "500 queue full" }
+        let server = try await Self.relpReceiver(received) { _, _ in "500 queue full" }
         defer { server.stop() }
         let sink = Self.sink(.relp, port: server.port)
         let records = (1...3).map { OutboxRecord(id: Int64($0), sink: "siem", tenant: "t", alertID: "a\($0)", event: "created",
@@ -144,7 +145,7 @@ struct SyslogDeliveryFaultTests {
 
     /// A syslog receiver over TCP that resets the connection as soon as it has read
     /// `resetEvery` messages on it (what it had read counts as received).
-    static func resettingReceiver(_ received: Received, resetEvery: Int) throws -> LoopbackStreamServer {
+    static func resettingReceiver(_ received: Received, resetEvery: Int) async throws -> LoopbackStreamServer {
         try LoopbackStreamServer { connection in
             var count = 0
             while let message = connection.nextOctetCountedMessage() {
@@ -160,10 +161,10 @@ struct SyslogDeliveryFaultTests {
 
     @Test func plainTCPLosesNothingConfirmedToAReceiverThatResetsEveryFewMessages() async throws {
         let received = Received()
-        let server = try Self.resettingReceiver(received, resetEvery: 4)
+        let server = try await Self.resettingReceiver(received, resetEvery: 4)
         defer { server.stop() }
         let ids = Self.ids(1...12)
-        let store = try store(queueing: ids)
+        let store = try await store(queueing: ids)
         // A reset is seen within a few milliseconds on loopback; the settle time is generous so
         // that a busy machine (the whole suite on 2 cores, 500 ms were seen to be too short)
         // does not turn a late reset into a false loss.

@@ -63,7 +63,7 @@ public struct SinkWorker: Sendable {
     public func drain(stopWhen shouldStop: @Sendable () -> Bool = { false }) async throws -> Int {
         var delivered = 0
         while !shouldStop() {
-            let batch = try store.pending(sink: name, limit: batchSize)
+            let batch = try await store.outbox.pending(sink: name, limit: batchSize)
             guard batch.advances else { break }
             let rejected: [SinkRejection]
             do throws(SinkError) {
@@ -71,17 +71,17 @@ public struct SinkWorker: Sendable {
             } catch {
                 refusedLastBatch.last.withLock { $0 = false }
                 if error.connectionLost { metrics.connectionLost() }
-                if error.confirmedPrefix > 0 { try confirmPrefix(of: batch, before: error) }
+                if error.confirmedPrefix > 0 { try await confirmPrefix(of: batch, before: error) }
                 throw error
             }
             try holdIfEverythingIsRefused(batch, rejected: rejected)
-            try store.confirm(batch, rejected: rejected)
-            recorded(batch.records, rejected: rejected)
+            try await store.outbox.confirm(batch, rejected: rejected)
+            await recorded(batch.records, rejected: rejected)
             if batch.requeued {
                 logger.notice("re-queued dead letters sent ahead of the outbox", metadata: [
                     "delivered": "\(batch.records.count - rejected.count)", "refused_again": "\(rejected.count)",
                 ])
-                reportDeadLetters()
+                await reportDeadLetters()
             }
             delivered += batch.records.count - rejected.count
         }
@@ -109,11 +109,11 @@ public struct SinkWorker: Sendable {
     /// `error` (and makes dead letters of those it refused for good among them), so that only
     /// the rest is sent again: one refusal or a session dropped mid-batch never re-sends what
     /// was acknowledged.
-    private func confirmPrefix(of batch: OutboxBatch, before error: SinkError) throws {
+    private func confirmPrefix(of batch: OutboxBatch, before error: SinkError) async throws {
         let count = min(error.confirmedPrefix, batch.records.count)
         // The first `count` records from the same place: the log only grows at its end, so they
         // are the batch's own; anything else (never expected) is left to the next attempt.
-        let prefix = try store.pending(sink: name, limit: count)
+        let prefix = try await store.outbox.pending(sink: name, limit: count)
         // Dead letters sent again and log records have ids of their own counters: they are
         // compared only with their own kind.
         guard prefix.requeued == batch.requeued, prefix.records.map(\.id) == batch.records.prefix(count).map(\.id) else {
@@ -122,17 +122,17 @@ public struct SinkWorker: Sendable {
         }
         let ids = Set(prefix.records.map(\.id))
         let rejected = error.rejectedInPrefix.filter { ids.contains($0.recordID) }
-        try store.confirm(prefix, rejected: rejected)
-        recorded(prefix.records, rejected: rejected)
+        try await store.outbox.confirm(prefix, rejected: rejected)
+        await recorded(prefix.records, rejected: rejected)
         logger.notice("the receiver confirmed the first alerts of the batch before it failed; only the rest is sent again",
                       metadata: ["confirmed": "\(count - rejected.count)", "dead_lettered": "\(rejected.count)", "remaining": "\(batch.records.count - count)"])
     }
 
     /// Logs, reports and counts a confirmed run of records.
-    private func recorded(_ records: [OutboxRecord], rejected: [SinkRejection]) {
+    private func recorded(_ records: [OutboxRecord], rejected: [SinkRejection]) async {
         if !rejected.isEmpty {
             logger.error(deadLetterMessage(rejected.count), metadata: Self.deadLetterMetadata(rejected, of: records))
-            reportDeadLetters()
+            await reportDeadLetters()
         }
         metrics.delivered(records.count - rejected.count, deadLettered: rejected.count)
         progress()
@@ -175,7 +175,7 @@ public struct SinkWorker: Sendable {
     /// Runs until `shouldStop` (graceful shutdown) or cancellation: drains, waits, backs off.
     public func run(shouldStop: @Sendable @escaping () -> Bool) async {
         var failures = 0
-        reportDeadLetters()
+        await reportDeadLetters()
         while !shouldStop(), !Task.isCancelled {
             progress()
             do {
@@ -197,7 +197,10 @@ public struct SinkWorker: Sendable {
                 let needsOperator = (error as? SinkError)?.kind == .needsOperator
                 if (error as? SinkError)?.connectionLost == true { metadata["connection"] = "lost" }
                 metrics.failed(kind: needsOperator ? "needs_operator" : "retryable")
-                if needsOperator {
+                if let stateError = error as? StateError {
+                    metadata["state"] = "\(stateError.kind)"
+                    logger.error("the outbox cannot be read or confirmed; the alerts stay queued and delivery resumes when the state can be used again", metadata: metadata)
+                } else if needsOperator {
                     metadata["needs"] = "operator"
                     logger.error("the receiver refused the batch; it needs a fix (see error), the alerts stay queued and are retried slowly", metadata: metadata)
                 } else {
@@ -225,8 +228,8 @@ public struct SinkWorker: Sendable {
         return policy.delay(attempt: failures, unit: random())
     }
 
-    private func reportDeadLetters() {
-        guard let status, let count = try? store.deadLetterCounts()[name] ?? 0 else { return }
+    private func reportDeadLetters() async {
+        guard let status, let count = try? await store.deadLetters.counts()[name] ?? 0 else { return }
         status.sink(name, deadLetters: count)
     }
 }

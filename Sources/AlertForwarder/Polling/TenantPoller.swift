@@ -62,14 +62,14 @@ public final class TenantPoller: TenantPolling {
         func ended(_ result: String) { metrics.poll(result: result, duration: clock.now() - started, pages: pages, at: wallClock()) }
         var total = Admission()
         do {
-            let depth = try store.outboxDepth().values.reduce(0, +)
+            let depth = try await store.outbox.depth().values.reduce(0, +)
             guard depth <= maxOutbox else {
                 logger.warning("outbox holds \(depth) queued alerts, more than max_outbox (\(maxOutbox)): polling paused until the sinks catch up")
                 status?.record(tenant: tenant.name, .paused(outbox: depth))
                 ended("paused")
                 return .paused(outbox: depth)
             }
-            let watermark = try store.watermark(tenant: tenant.name)
+            let watermark = try await store.admission.watermark(tenant: tenant.name)
             let start = tenant.pollStart(watermark: watermark, now: wallClock())
             if watermark == nil {
                 logger.notice("first poll: fetching \(tenant.lookback.components.seconds / 3600)h of history", metadata: ["from": "\(start)"])
@@ -86,7 +86,7 @@ public final class TenantPoller: TenantPolling {
                                    metadata: ["alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)", "server_time": "\(present)"])
                 }
                 // The first poll's history was visible long ago: its lag is not the API's.
-                let admission = try admit(batch, watermark: windows.move(after: batch, notAfter: notAfter), measuresLag: watermark != nil)
+                let admission = try await admit(batch, watermark: windows.move(after: batch, notAfter: notAfter), measuresLag: watermark != nil)
                 total.newAlerts += admission.newAlerts
                 total.duplicates += admission.duplicates
                 progress()
@@ -99,7 +99,7 @@ public final class TenantPoller: TenantPolling {
                 // over the windows admitted (each in its own transaction, as a failed poll
                 // leaves it), so the next poll reads the rest from there; Defender keeps it.
                 if admission.queuedForSinks > 0 {
-                    let depth = try store.outboxDepth().values.reduce(0, +)
+                    let depth = try await store.outbox.depth().values.reduce(0, +)
                     if depth > maxOutbox { throw OutboxFull(depth: depth) }
                 }
             }
@@ -133,8 +133,8 @@ public final class TenantPoller: TenantPolling {
     /// Admits a batch (one transaction), reports what it quarantined, wakes the sinks and counts
     /// it, with the visibility lag of each new alert (`measuresLag`): from its update time to the
     /// server's present when the page was read.
-    private func admit(_ batch: AlertBatch, watermark: StateStore.WatermarkMove, measuresLag: Bool = true) throws -> Admission {
-        let admission = try store.admit(tenant: tenant.name, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
+    private func admit(_ batch: AlertBatch, watermark: WatermarkMove, measuresLag: Bool = true) async throws -> Admission {
+        let admission = try await store.admission.admit(tenant: tenant.name, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
                                         sinks: sinks, now: wallClock(), watermark: watermark)
         // Kept with its bytes (`defender-alertd state quarantine`), reported once; the rest of
         // the page goes on.
@@ -188,7 +188,7 @@ public final class TenantPoller: TenantPolling {
     /// whether to suggest a larger overlap.
     public func reconcile(previousFound: Int = 0) async -> SweepOutcome {
         do {
-            guard let watermark = try store.watermark(tenant: tenant.name) else { return .skipped }
+            guard let watermark = try await store.admission.watermark(tenant: tenant.name) else { return .skipped }
             let upper = watermark.adding(ticks: -tenant.overlap.ticks)
             let lower = Timestamp(wallClock()).adding(ticks: -tenant.reconcileWindow.ticks)
             guard lower < upper else { return .skipped }
@@ -196,7 +196,7 @@ public final class TenantPoller: TenantPolling {
             var found = 0
             var maximumLag: Duration?
             try await connection.alerts.with(priority: .low).fetch(from: .inclusive(lower), to: upper) { batch in
-                let admission = try admit(batch, watermark: .hold)
+                let admission = try await admit(batch, watermark: .hold)
                 let present = batch.serverTime ?? Timestamp(wallClock())
                 for alert in admission.admitted {
                     let lag = Self.lag(of: alert, at: present)
@@ -251,7 +251,7 @@ struct WatermarkProgress {
     private var window: (lower: WindowBound, upper: Timestamp?)?
     private var newest: Timestamp?
 
-    mutating func move(after batch: AlertBatch, notAfter: Timestamp) -> StateStore.WatermarkMove {
+    mutating func move(after batch: AlertBatch, notAfter: Timestamp) -> WatermarkMove {
         if let window, window.lower != batch.lower || window.upper != batch.upper { newest = nil }
         window = (batch.lower, batch.upper)
         newest = [newest, batch.alerts.lazy.map(\.lastUpdateTime).filter { $0 <= notAfter }.max()].compactMap { $0 }.max()

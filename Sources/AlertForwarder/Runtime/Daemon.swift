@@ -55,7 +55,7 @@ public final class Daemon: Sendable {
         self.logger = logger
         self.status = StatusLine(notifier: notifier)
         self.health = HealthMonitor(clock: clock)
-        self.store = try StateStore(directory: configuration.service.stateDirectory)
+        self.store = try StateStore.embedded(directory: configuration.service.stateDirectory)
         self.transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
         self.telemetry = Telemetry()
         self.pipeline = Pipeline(configuration: configuration, store: store, transport: transport, health: health,
@@ -88,7 +88,7 @@ public final class Daemon: Sendable {
             pipeline,
         ]
         if let address = configuration.service.metricsListen {
-            services.append(MetricsServer(address: address, telemetry: telemetry, beforeScrape: { [self] in refreshMetrics() },
+            services.append(MetricsServer(address: address, telemetry: telemetry, beforeScrape: { [self] in await refreshMetrics() },
                                           health: { [self] in healthReport() }, status: status, clock: clock, logger: logger,
                                           onReady: onMetricsReady))
         }
@@ -166,8 +166,8 @@ public final class Daemon: Sendable {
     }
 
     /// The gauges of a scrape: the pipeline's, the process's, the build.
-    public func refreshMetrics() {
-        pipeline.refreshMetrics()
+    public func refreshMetrics() async {
+        await pipeline.refreshMetrics()
         telemetry.recordProcess(version: ProductInfo.version, startedAt: startedAt)
     }
 

@@ -7,7 +7,7 @@ import Timekeeping
 struct Housekeeping: Sendable {
     let store: StateStore
     let clock: MonotonicClock
-    let refreshStatus: @Sendable () -> Void
+    let refreshStatus: @Sendable () async -> Void
     let logger: Logger
 
     static let statusInterval: Duration = .seconds(2)
@@ -19,14 +19,14 @@ struct Housekeeping: Sendable {
         var sincePrune = Self.pruneInterval
         var sinceTrim: Duration = .zero
         while !stop(), !Task.isCancelled {
-            refreshStatus()
+            await refreshStatus()
             if sinceTrim >= Self.trimInterval {
                 sinceTrim = .zero
                 _ = malloc_trim(0)
             }
             if sincePrune >= Self.pruneInterval {
                 sincePrune = .zero
-                prune()
+                await prune()
             }
             guard (try? await clock.sleep(Self.statusInterval)) != nil else { return }
             sincePrune += Self.statusInterval
@@ -34,9 +34,9 @@ struct Housekeeping: Sendable {
         }
     }
 
-    func prune() {
+    func prune() async {
         do {
-            let pruned = try store.pruneDedupKeys()
+            let pruned = try await store.admission.pruneDedupKeys()
             if pruned > 0 { logger.info("pruned old dedup keys", metadata: ["keys": "\(pruned)"]) }
         } catch {
             logger.error("\(error)")

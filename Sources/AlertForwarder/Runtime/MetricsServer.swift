@@ -26,7 +26,7 @@ import Timekeeping
 public struct MetricsServer: Service, CustomStringConvertible {
     private let address: ListenAddress
     private let telemetry: Telemetry
-    private let beforeScrape: @Sendable () -> Void
+    private let beforeScrape: @Sendable () async -> Void
     private let health: @Sendable () -> HealthReport
     private let status: StatusLine
     private let clock: MonotonicClock
@@ -53,7 +53,7 @@ public struct MetricsServer: Service, CustomStringConvertible {
 
     /// `beforeScrape` brings the gauges up to date; `onReady` hears the address served (with
     /// the port chosen when it was 0).
-    public init(address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () -> Void,
+    public init(address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () async -> Void,
                 health: @escaping @Sendable () -> HealthReport, status: StatusLine, clock: MonotonicClock = .continuous, logger: Logger,
                 onReady: @escaping @Sendable (String) -> Void = { _ in }) {
         self.init(address: address, telemetry: telemetry, beforeScrape: beforeScrape, health: health, status: status, clock: clock,
@@ -61,7 +61,7 @@ public struct MetricsServer: Service, CustomStringConvertible {
     }
 
     /// The same with other ``Limits`` (tests: short timeouts, a small cap).
-    init(address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () -> Void,
+    init(address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () async -> Void,
          health: @escaping @Sendable () -> HealthReport, status: StatusLine, clock: MonotonicClock = .continuous, limits: Limits, logger: Logger,
          onReady: @escaping @Sendable (String) -> Void = { _ in }) {
         self.address = address
@@ -107,7 +107,7 @@ public struct MetricsServer: Service, CustomStringConvertible {
         }
         let (telemetry, beforeScrape, health) = (self.telemetry, self.beforeScrape, self.health)
         let responder = CallbackResponder<BasicRequestContext> { request, _ in
-            Self.respond(to: request, telemetry: telemetry, beforeScrape: beforeScrape, health: health)
+            await Self.respond(to: request, telemetry: telemetry, beforeScrape: beforeScrape, health: health)
         }
         let (address, status, logger, onReady) = (self.address, self.status, self.logger, self.onReady)
         let lifetime = TimeAmount(limits.lifetime)
@@ -137,14 +137,14 @@ public struct MetricsServer: Service, CustomStringConvertible {
         try await app.run()
     }
 
-    static func respond(to request: Request, telemetry: Telemetry, beforeScrape: @Sendable () -> Void,
-                        health: @Sendable () -> HealthReport) -> Response {
+    static func respond(to request: Request, telemetry: Telemetry, beforeScrape: @Sendable () async -> Void,
+                        health: @Sendable () -> HealthReport) async -> Response {
         guard request.method == .get || request.method == .head else {
             return text(.methodNotAllowed, "only GET\n", contentType: "text/plain; charset=utf-8", extra: [.allow: "GET, HEAD"])
         }
         switch request.uri.path {
         case "/metrics":
-            beforeScrape()
+            await beforeScrape()
             let format = ExpositionFormat.negotiate(accept: request.headers[.accept])
             return text(.ok, telemetry.exposition(format), contentType: format.contentType)
         case "/healthz":

@@ -48,7 +48,7 @@ public enum DryRun {
         var store: StateStore?
         if FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("state.sqlite")) {
             do {
-                store = try StateStore(directory: directory, access: .inspector)
+                store = try StateStore.embedded(directory: directory, access: .inspector)
             } catch {
                 logger.error("\(error)")
                 return false
@@ -59,10 +59,10 @@ public enum DryRun {
             do {
                 let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens,
                                                       logger: logger)
-                let start = tenant.pollStart(watermark: try store?.watermark(tenant: tenant.name), now: Date())
+                let start = tenant.pollStart(watermark: try await store?.admission.watermark(tenant: tenant.name), now: Date())
                 try await connection.alerts.fetch(from: .inclusive(start)) { batch in
                     for alert in batch.alerts {
-                        let known = try store?.isKnown(tenant: tenant.name, alert: alert, forward: tenant.forward) ?? false
+                        let known = try await store?.admission.isKnown(tenant: tenant.name, alert: alert, forward: tenant.forward) ?? false
                         let line = "{\"tenant\":\(JSONValue.string(tenant.name).serialized),\"already_forwarded\":\(known),\"alert\":\(alert.json)}\n"
                         FileHandle.standardOutput.write(Data(line.utf8))
                     }

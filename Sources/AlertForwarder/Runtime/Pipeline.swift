@@ -98,7 +98,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         let stop: @Sendable () -> Bool = { stopped.withLock { $0 } }
         let sinkNames = Set(configuration.sinks.map(\.name))
         do {
-            let dropped = try store.dropOutbox(except: sinkNames)
+            let dropped = try await store.outbox.drop(except: sinkNames)
             if dropped > 0 { logger.warning("dropped \(dropped) alerts queued for sinks that are no longer configured") }
         } catch {
             logger.error("\(error)")
@@ -112,7 +112,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         let signals = Dictionary(uniqueKeysWithValues: configuration.sinks.map { ($0.name, OutboxSignal()) })
         let workers = configuration.sinks.map { makeWorker($0, in: configuration, signal: signals[$0.name]!) }
         let pollers = await makePollers(configuration, signals: signals)
-        let housekeeping = Housekeeping(store: store, clock: clock, refreshStatus: { self.refreshStatus() }, logger: logger)
+        let housekeeping = Housekeeping(store: store, clock: clock, refreshStatus: { await self.refreshStatus() }, logger: logger)
 
         let iterator = UncheckedBox(updates)
         let next: Configuration? = await withTaskGroup(of: Configuration?.self) { group in
@@ -141,7 +141,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         updates = iterator.value
         // Connections of this generation's sinks close (a RELP session says goodbye).
         for sink in sinks.withLock({ sinks in defer { sinks.removeAll() }; return Array(sinks.values) }) { await sink.shutdown() }
-        refreshStatus()
+        await refreshStatus()
         return next
     }
 
@@ -227,13 +227,13 @@ public final class Pipeline: Service, CustomStringConvertible {
     private func runSweeps(_ poller: TenantPoller, stop: @escaping @Sendable () -> Bool) async {
         let tenant = poller.tenant
         let every = tenant.reconcileEvery.inSeconds
-        var stored: StateStore.Reconciliation?
-        do { stored = try store.reconciliation(tenant: tenant.name) } catch {
+        var stored: Reconciliation?
+        do { stored = try await store.schedules.reconciliation(tenant: tenant.name) } catch {
             logger.error("the reconciliation schedule cannot be read; sweeps start from now: \(error)", metadata: ["tenant": "\(tenant.name)"])
         }
         var due = stored?.due ?? Date().addingTimeInterval(every)
         var lastFound = stored?.found ?? 0
-        if stored == nil { recordSweep(of: tenant, due: due) }
+        if stored == nil { await recordSweep(of: tenant, due: due) }
         while !stop(), !Task.isCancelled {
             due = min(due, Date().addingTimeInterval(every))
             let wait = due.timeIntervalSinceNow
@@ -247,20 +247,20 @@ public final class Pipeline: Service, CustomStringConvertible {
             switch outcome {
             case .completed(let found, _):
                 (due, lastFound) = (now.addingTimeInterval(every), found)
-                recordSweep(of: tenant, due: due, sweptAt: now, found: found)
+                await recordSweep(of: tenant, due: due, sweptAt: now, found: found)
             case .skipped:
                 due = now.addingTimeInterval(every)
-                recordSweep(of: tenant, due: due)
+                await recordSweep(of: tenant, due: due)
             case .failed:
                 due = now.addingTimeInterval(min(every, 600))
-                recordSweep(of: tenant, due: due)
+                await recordSweep(of: tenant, due: due)
             }
         }
     }
 
-    private func recordSweep(of tenant: TenantConfiguration, due: Date, sweptAt: Date? = nil, found: Int? = nil) {
+    private func recordSweep(of tenant: TenantConfiguration, due: Date, sweptAt: Date? = nil, found: Int? = nil) async {
         do {
-            try store.scheduleReconciliation(tenant: tenant.name, due: due, sweptAt: sweptAt, found: found)
+            try await store.schedules.scheduleReconciliation(tenant: tenant.name, due: due, sweptAt: sweptAt, found: found)
         } catch {
             logger.error("the reconciliation schedule cannot be stored (this run keeps it in memory): \(error)", metadata: ["tenant": "\(tenant.name)"])
         }
@@ -268,16 +268,16 @@ public final class Pipeline: Service, CustomStringConvertible {
 
     /// Brings the gauges a scrape shows up to date: each tenant's watermark age, each sink's
     /// queue and the age of its oldest alert.
-    public func refreshMetrics(now: Date = Date()) {
+    public func refreshMetrics(now: Date = Date()) async {
         let configuration = current.withLock { $0 }
         for tenant in configuration.tenants {
-            guard let watermark = try? store.watermark(tenant: tenant.name) else { continue }
+            guard let watermark = try? await store.admission.watermark(tenant: tenant.name) else { continue }
             TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue)
                 .watermark(age: .milliseconds(Int64(now.timeIntervalSince(watermark.date) * 1000)))
         }
-        let depth = (try? store.outboxDepth()) ?? [:]
+        let depth = (try? await store.outbox.depth()) ?? [:]
         for sink in configuration.sinks {
-            let oldest = (depth[sink.name] ?? 0) > 0 ? try? store.oldestPending(sink: sink.name) : nil
+            let oldest = (depth[sink.name] ?? 0) > 0 ? try? await store.outbox.oldestPending(sink: sink.name) : nil
             SinkMetrics(telemetry: telemetry, sink: sink.name)
                 .outbox(depth: depth[sink.name] ?? 0, oldestAge: oldest.map { .milliseconds(Int64(now.timeIntervalSince($0) * 1000)) })
         }
@@ -288,9 +288,9 @@ public final class Pipeline: Service, CustomStringConvertible {
         status.failures(longerThan: allowance)
     }
 
-    private func refreshStatus() {
-        if let depth = try? store.outboxDepth().values.reduce(0, +) { status.outbox(depth) }
-        if let quarantined = try? store.quarantineCounts() { status.quarantined(quarantined) }
+    private func refreshStatus() async {
+        if let depth = try? await store.outbox.depth().values.reduce(0, +) { status.outbox(depth) }
+        if let quarantined = try? await store.quarantine.counts() { status.quarantined(quarantined) }
         statusLine.set("pipeline", status.line)
     }
 }

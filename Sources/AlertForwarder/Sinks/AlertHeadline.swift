@@ -1,3 +1,4 @@
+import Foundation
 import OrderedJSON
 import Timekeeping
 
@@ -25,9 +26,17 @@ struct AlertFields {
     private static let evidenceMembers = ["@odata.type", "deviceDnsName", "mdeDeviceId", "userAccount"]
 
     /// One pass over the payload (which the API answer's scan already validated), no tree built:
-    /// this runs for every alert a journal, syslog or summary sink writes.
+    /// this runs for every alert admitted (its headline), and for every alert a CEF sink writes.
     init(payload: [UInt8]) {
-        payload.withUnsafeBufferPointer { bytes in
+        self = payload.withUnsafeBufferPointer { AlertFields(bytes: $0) }
+    }
+
+    init(payload: Data) {
+        self = payload.withUnsafeBytes { AlertFields(bytes: $0.assumingMemoryBound(to: UInt8.self)) }
+    }
+
+    private init(bytes: UnsafeBufferPointer<UInt8>) {
+        do {
             var scanner = JSONScanner(bytes)
             // `evidence` that is not an array (`null`) leaves the other fields readable.
             var plain = JSONScanner(bytes)
@@ -70,24 +79,38 @@ struct AlertFields {
     }
 }
 
-/// The few fields of an alert a person reads first, taken from its JSON (either API's): what
-/// the journal sink's `MESSAGE` and the `summary` record format show.
-struct AlertHeadline {
-    var severity: String
-    var title: String
+/// The few fields of an alert every sink shows, taken from its JSON (either API's) once, at
+/// admission, and stored with the outbox record: the journal sink's `MESSAGE` and `PRIORITY`,
+/// the syslog PRI and time, the `summary` record format, HEC's `time`.
+public struct AlertHeadline: Sendable, Equatable {
+    /// `severity` and `title` as the alert has them (nil when it has none).
+    var givenSeverity: String?
+    var givenTitle: String?
     /// The device (`computerDnsName`, Graph's device evidence `deviceDnsName`), when the alert names one.
-    var host: String?
-    var status: String?
+    public var host: String?
+    public var status: String?
     /// `lastUpdateTime` (Graph `lastUpdateDateTime`) as the API wrote it.
-    var lastUpdateTime: String?
+    public var lastUpdateTime: String?
+
+    /// The alert's severity, `UnSpecified` when it has none.
+    public var severity: String { givenSeverity ?? "UnSpecified" }
+    /// The alert's title, `Defender alert` when it has none.
+    public var title: String { givenTitle ?? "Defender alert" }
+
+    /// An alert that names none of them.
+    init() {}
 
     init(payload: [UInt8]) {
         self.init(AlertFields(payload: payload))
     }
 
+    init(payload: Data) {
+        self.init(AlertFields(payload: payload))
+    }
+
     init(_ fields: AlertFields) {
-        severity = fields["severity"] ?? "UnSpecified"
-        title = fields["title"] ?? "Defender alert"
+        givenSeverity = fields["severity"]
+        givenTitle = fields["title"]
         host = fields["computerDnsName"]
         status = fields["status"]
         lastUpdateTime = fields["lastUpdateTime"]
@@ -120,7 +143,7 @@ struct AlertHeadline {
 /// `2026-11-25T18:38:22Z [tenant] created High "Suspicious access to LSASS service" ws-hr-0031 da6393…`
 enum SummaryLine {
     static func line(for record: OutboxRecord, showsTenant: Bool) -> String {
-        let headline = AlertHeadline(payload: record.payloadBytes)
+        let headline = record.headline
         var fields = [headline.time]
         if showsTenant { fields.append(printable(record.tenant)) }
         fields += [record.event, printable(headline.severity), quoted(headline.title), printable(headline.host ?? "-"), printable(record.alertID)]

@@ -41,8 +41,14 @@ public final class FileSink: AlertSink {
         state.withLock { if $0.descriptor >= 0 { close($0.descriptor) } }
     }
 
+    /// The write and its `fsync` run off the cooperative pool (``Blocking``).
     public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
         let bytes = layout.lines(for: records)
+        try await Blocking.run { () throws(SinkError) in try self.append(bytes) }
+        return []
+    }
+
+    private func append(_ bytes: [UInt8]) throws(SinkError) {
         try state.withLock { (state: inout State) throws(SinkError) in
             if state.descriptor < 0 { try open(&state) }
             if maxSize > 0, state.size > 0, state.size + Int64(bytes.count) > maxSize {
@@ -67,7 +73,6 @@ public final class FileSink: AlertSink {
             }
             state.size += Int64(bytes.count)
         }
-        return []
     }
 
     public func reopen() async {

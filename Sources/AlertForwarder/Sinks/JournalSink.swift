@@ -14,7 +14,7 @@ public struct JournalSink: AlertSink {
         }
         var rejected: [SinkRejection] = []
         for record in records {
-            let headline = AlertHeadline(payload: record.payloadBytes)
+            let headline = record.headline
             let fields = [
                 "MESSAGE=[\(headline.severity)] \(headline.title) on \(headline.host ?? "unknown host") (\(record.alertID))",
                 "MESSAGE_ID=\(Self.messageID)",

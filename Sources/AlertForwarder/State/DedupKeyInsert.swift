@@ -11,11 +11,11 @@ struct DedupKeyInsert {
     private static let transient = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
 
     init(_ db: Database) throws(StateError) {
-        guard let connection = db.sqliteConnection else { throw StateError("the state database is closed") }
+        guard let connection = db.sqliteConnection else { throw StateError(.unavailable, "the state database is closed") }
         var statement: OpaquePointer?
         let sql = "INSERT OR IGNORE INTO seen (tenant, key, alert_id, recorded_at) VALUES (?, ?, ?, ?)"
         guard sqlite3_prepare_v2(connection, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
-            throw StateError("cannot prepare the dedup key insert: \(String(cString: sqlite3_errmsg(connection)))")
+            throw StateError(.unavailable, "cannot prepare the dedup key insert: \(String(cString: sqlite3_errmsg(connection)))")
         }
         self.connection = connection
         self.statement = statement
@@ -28,8 +28,10 @@ struct DedupKeyInsert {
         bind(key, at: 2)
         bind(alertID, at: 3)
         sqlite3_bind_int64(statement, 4, recordedAt)
-        guard sqlite3_step(statement) == SQLITE_DONE else {
-            throw StateError("cannot record the dedup key of alert \(alertID): \(String(cString: sqlite3_errmsg(connection)))")
+        let result = sqlite3_step(statement)
+        guard result == SQLITE_DONE else {
+            let kind: StateError.Kind = result == SQLITE_FULL ? .full : result == SQLITE_CORRUPT || result == SQLITE_NOTADB ? .corrupt : .unavailable
+            throw StateError(kind, "cannot record the dedup key of alert \(alertID): \(String(cString: sqlite3_errmsg(connection)))")
         }
         return sqlite3_changes(connection) > 0
     }

@@ -17,9 +17,12 @@ public struct LogPosition: Sendable, Equatable {
 /// when the log is opened, so a reader never sees an alert that was not admitted. Segments
 /// before every sink's position are deleted.
 ///
-/// A record (integers little-endian): u32 length of what follows, u64 sequence number, u8 event
-/// (0 created, 1 updated), u16 number of sinks then per sink u16 length and name, u32 length
-/// and tenant, u32 length and alert id, u32 length and time received, then the alert's bytes.
+/// A record (integers little-endian): u32 length of what follows, u64 sequence number, u8 flags
+/// (bit 0: the event is `updated`, else `created`; bit 1: a headline follows the time
+/// received), u16 number of sinks then per sink u16 length and name, u32 length and tenant,
+/// u32 length and alert id, u32 length and time received, [the headline: u8 number of fields,
+/// then per field u8 tag (``HeadlineTag``), u32 length and text], then the alert's bytes.
+/// Records written before the headline was stored have none: it is read from their bytes.
 struct OutboxLog: Sendable {
     let directory: String
     /// A segment is closed once it holds this much; the next append starts a new file.
@@ -35,7 +38,7 @@ struct OutboxLog: Sendable {
         self.directory = directory
         self.segmentSize = segmentSize
         if mkdir(directory, 0o700) != 0, errno != EEXIST {
-            throw StateError("cannot create the outbox directory \(directory): \(String(cString: strerror(errno)))")
+            throw StateError.system("cannot create the outbox directory \(directory)", errno: errno)
         }
         try Self.syncDirectory((directory as NSString).deletingLastPathComponent)
     }
@@ -49,7 +52,7 @@ struct OutboxLog: Sendable {
     func segments() throws(StateError) -> [Int64] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-            throw StateError("cannot list the outbox directory \(directory): \(error.localizedDescription)")
+            throw StateError(.unavailable, "cannot list the outbox directory \(directory): \(error.localizedDescription)")
         }
         return names.compactMap { name in
             guard name.hasSuffix(".log"), name.count == 24 else { return nil }
@@ -68,14 +71,14 @@ struct OutboxLog: Sendable {
         var info = stat()
         if stat(current, &info) != 0 {
             guard end.offset == 0 else {
-                throw StateError("the outbox segment \(current) is missing; \(end.sequence - 1) alerts were committed up to it")
+                throw StateError(.corrupt, "the outbox segment \(current) is missing; \(end.sequence - 1) alerts were committed up to it")
             }
         } else if info.st_size < end.offset {
-            throw StateError("the outbox segment \(current) holds \(info.st_size) bytes, fewer than the \(end.offset) committed")
+            throw StateError(.corrupt, "the outbox segment \(current) holds \(info.st_size) bytes, fewer than the \(end.offset) committed")
         } else if info.st_size > end.offset {
             try withDescriptor(current, flags: O_WRONLY) { fd throws(StateError) in
                 guard ftruncate(fd, off_t(end.offset)) == 0, fsync(fd) == 0 else {
-                    throw StateError("cannot cut the outbox segment \(current) back to its committed end: \(String(cString: strerror(errno)))")
+                    throw StateError.system("cannot cut the outbox segment \(current) back to its committed end", errno: errno)
                 }
             }
         }
@@ -83,14 +86,24 @@ struct OutboxLog: Sendable {
     }
 
     /// One alert to append: what a record holds besides its sequence number.
-    struct Entry {
+    struct Entry: Sendable {
         var tenant: String
         var alertID: String
         var event: String
         var receivedAt: String
+        /// What sinks show, decoded at admission (nil: a record as versions before wrote it).
+        var headline: AlertHeadline?
         var payload: Data
         var sinks: [String]
     }
+
+    /// The fields of a stored headline.
+    private enum HeadlineTag: UInt8 {
+        case severity = 1, title, host, status, lastUpdateTime
+    }
+
+    private static let updatedFlag: UInt8 = 1
+    private static let headlineFlag: UInt8 = 2
 
     /// Appends records for `entries` (numbered from `end.sequence`) after the committed `end`,
     /// on disk when it returns; returns the new end. On failure nothing past `end` remains.
@@ -102,19 +115,20 @@ struct OutboxLog: Sendable {
         let created = start.offset == 0
         // A new segment starts empty (a file left by an append that failed is overwritten).
         let fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC | (created ? O_TRUNC : 0), 0o600)
-        guard fd >= 0 else { throw StateError("cannot open the outbox segment \(file): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StateError.system("cannot open the outbox segment \(file)", errno: errno) }
         defer { close(fd) }
         var offset = start.offset
         var buffer: [UInt8] = []
         buffer.reserveCapacity(Self.writeSize + (entries.first?.payload.count ?? 0) + 256)
-        func flush() -> String? {
-            let failure: String? = buffer.withUnsafeBytes { bytes in
+        /// Writes the buffer; the errno of a failure.
+        func flush() -> Int32? {
+            let failure: Int32? = buffer.withUnsafeBytes { bytes in
                 var written = 0
                 while written < bytes.count {
                     let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
                     if n < 0 {
                         if errno == EINTR { continue }
-                        return String(cString: strerror(errno))
+                        return errno
                     }
                     written += n
                 }
@@ -124,16 +138,16 @@ struct OutboxLog: Sendable {
             buffer.removeAll(keepingCapacity: true)
             return failure
         }
-        var failure: String?
+        var failure: Int32?
         for (index, entry) in entries.enumerated() where failure == nil {
             Self.encode(sequence: start.sequence + Int64(index), entry, into: &buffer)
             if buffer.count >= Self.writeSize { failure = flush() }
         }
         if failure == nil { failure = flush() }
-        if failure == nil, fdatasync(fd) != 0 { failure = String(cString: strerror(errno)) }
+        if failure == nil, fdatasync(fd) != 0 { failure = errno }
         if let failure {
             if created { unlink(file) } else { _ = ftruncate(fd, off_t(start.offset)) }
-            throw StateError("cannot write the outbox segment \(file): \(failure)")
+            throw StateError.system("cannot write the outbox segment \(file)", errno: failure)
         }
         if created { try Self.syncDirectory(directory) }
         return LogPosition(segment: start.segment, offset: offset, sequence: start.sequence + Int64(entries.count))
@@ -202,7 +216,7 @@ struct OutboxLog: Sendable {
         let lengthAt = bytes.count
         append(UInt32(0), to: &bytes)
         append(UInt64(bitPattern: sequence), to: &bytes)
-        append(UInt8(entry.event == "updated" ? 1 : 0), to: &bytes)
+        append((entry.event == "updated" ? updatedFlag : 0) | (entry.headline == nil ? 0 : headlineFlag), to: &bytes)
         append(UInt16(entry.sinks.count), to: &bytes)
         for sink in entry.sinks {
             append(UInt16(sink.utf8.count), to: &bytes)
@@ -211,6 +225,15 @@ struct OutboxLog: Sendable {
         appendText(entry.tenant, to: &bytes)
         appendText(entry.alertID, to: &bytes)
         appendText(entry.receivedAt, to: &bytes)
+        if let headline = entry.headline {
+            let fields: [(HeadlineTag, String?)] = [(.severity, headline.givenSeverity), (.title, headline.givenTitle), (.host, headline.host),
+                                                    (.status, headline.status), (.lastUpdateTime, headline.lastUpdateTime)]
+            append(UInt8(fields.count(where: { $0.1 != nil })), to: &bytes)
+            for case let (tag, text?) in fields {
+                append(tag.rawValue, to: &bytes)
+                appendText(text, to: &bytes)
+            }
+        }
         entry.payload.withUnsafeBytes { bytes.append(contentsOf: $0) }
         let length = UInt32(bytes.count - lengthAt - 4)
         bytes.withUnsafeMutableBytes { $0.storeBytes(of: length.littleEndian, toByteOffset: lengthAt, as: UInt32.self) }
@@ -249,7 +272,7 @@ struct OutboxLog: Sendable {
     private static func decode(_ record: ArraySlice<UInt8>, sequence: Int64, sink: String, wanted: [UInt8]) throws(StateError) -> OutboxRecord? {
         var index = record.startIndex + 4
         func need(_ count: Int) throws(StateError) {
-            guard record.endIndex - index >= count else { throw StateError("an outbox record is cut short (sequence \(sequence))") }
+            guard record.endIndex - index >= count else { throw StateError(.corrupt, "an outbox record is cut short (sequence \(sequence))") }
         }
         func take(_ count: Int) throws(StateError) -> UInt64 {
             try need(count)
@@ -262,8 +285,9 @@ struct OutboxLog: Sendable {
             defer { index += count }
             return String(decoding: record[index..<index + count], as: UTF8.self)
         }
-        guard Int64(bitPattern: try take(8)) == sequence else { throw StateError("an outbox record is out of sequence (expected \(sequence))") }
-        let event = try take(1) == 1 ? "updated" : "created"
+        guard Int64(bitPattern: try take(8)) == sequence else { throw StateError(.corrupt, "an outbox record is out of sequence (expected \(sequence))") }
+        let flags = UInt8(try take(1))
+        let event = flags & updatedFlag != 0 ? "updated" : "created"
         var targeted = false
         for _ in 0..<Int(try take(2)) {
             let count = Int(try take(2))
@@ -275,19 +299,36 @@ struct OutboxLog: Sendable {
         let alertID = try text()
         let receivedAt = try text()
         guard targeted else { return nil }
+        guard flags & headlineFlag != 0 else {
+            return OutboxRecord(id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
+                                payloadBytes: Array(record[index...]))
+        }
+        var headline = AlertHeadline()
+        for _ in 0..<Int(try take(1)) {
+            let tag = HeadlineTag(rawValue: UInt8(try take(1)))
+            let value = try text()
+            switch tag {
+            case .severity: headline.givenSeverity = value
+            case .title: headline.givenTitle = value
+            case .host: headline.host = value
+            case .status: headline.status = value
+            case .lastUpdateTime: headline.lastUpdateTime = value
+            case nil: continue  // a field of a later version
+            }
+        }
         return OutboxRecord(id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
-                            payloadBytes: Array(record[index...]))
+                            headline: headline, payloadBytes: Array(record[index...]))
     }
 
     // MARK: Files
 
     private func damaged(_ file: String, at offset: Int64, _ what: String) -> StateError {
-        StateError("the outbox segment \(file) is damaged at byte \(offset): \(what)")
+        StateError(.corrupt, "the outbox segment \(file) is damaged at byte \(offset): \(what)")
     }
 
     private func size(of file: String) throws(StateError) -> Int64 {
         var info = stat()
-        guard stat(file, &info) == 0 else { throw StateError("the outbox segment \(file) is missing: \(String(cString: strerror(errno)))") }
+        guard stat(file, &info) == 0 else { throw StateError(.corrupt, "the outbox segment \(file) is missing: \(String(cString: strerror(errno)))") }
         return Int64(info.st_size)
     }
 
@@ -305,14 +346,14 @@ struct OutboxLog: Sendable {
                     initialized += n
                 }
             }
-            guard failure == 0 else { throw StateError("cannot read the outbox segment \(file): \(String(cString: strerror(failure)))") }
+            guard failure == 0 else { throw StateError.system("cannot read the outbox segment \(file)", errno: failure) }
             return bytes
         }
     }
 
     private func withDescriptor<T>(_ file: String, flags: Int32, _ body: (Int32) throws(StateError) -> T) throws(StateError) -> T {
         let fd = open(file, flags | O_CLOEXEC)
-        guard fd >= 0 else { throw StateError("cannot open the outbox segment \(file): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StateError.system("cannot open the outbox segment \(file)", errno: errno) }
         defer { close(fd) }
         return try body(fd)
     }
@@ -321,9 +362,9 @@ struct OutboxLog: Sendable {
     static func syncDirectory(_ directory: String) throws(StateError) {
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0, fsync(fd) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let code = errno
             if fd >= 0 { close(fd) }
-            throw StateError("cannot sync the directory \(directory): \(reason)")
+            throw StateError.system("cannot sync the directory \(directory)", errno: code)
         }
         close(fd)
     }

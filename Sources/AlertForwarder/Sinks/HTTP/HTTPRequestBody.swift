@@ -65,7 +65,7 @@ enum HTTPRequestBody {
         case .ndjson:
             return oneLine(record.payloadBytes)
         case .splunkHEC:
-            let headline = AlertHeadline(payload: record.payloadBytes)
+            let headline = record.headline
             var members: [(String, JSONValue)] = []
             if let time = headline.lastUpdateTime.flatMap({ Timestamp(parsing: $0) }) {
                 // Sign and magnitude, so that a time before 1970 is -1.500, not "-1.-500" (not JSON).
@@ -85,7 +85,7 @@ enum HTTPRequestBody {
             bytes.append(UInt8(ascii: "}"))
             return bytes
         case .elasticsearchBulk:
-            let headline = AlertHeadline(payload: record.payloadBytes)
+            let headline = record.headline
             let id = record.alertID + "_" + (headline.lastUpdateTime ?? record.receivedAt)
             let action = JSONValue.object([("index", .object([("_index", .string(settings.index ?? "defender-alerts")), ("_id", .string(id))]))])
             return Array(action.serialized.utf8) + [UInt8(ascii: "\n")] + oneLine(record.payloadBytes)

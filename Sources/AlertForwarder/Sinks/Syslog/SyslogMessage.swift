@@ -50,7 +50,7 @@ public struct SyslogMessage: Sendable, Equatable {
 
     /// The message for `record`, with `body` as MSG.
     public func bytes(for record: OutboxRecord, body: [UInt8]) -> [UInt8] {
-        let headline = AlertHeadline(payload: record.payloadBytes)
+        let headline = record.headline
         let priority = facility.code * 8 + headline.syslogSeverity
         let time = headline.lastUpdateTime.flatMap { Timestamp(parsing: $0) } ?? Timestamp(parsing: record.receivedAt)
         var text: String
