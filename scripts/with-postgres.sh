@@ -69,12 +69,13 @@ stop_server() {
     [ -n "$started" ] || return 0
     started=""
     # A test may have stopped the server already (then pg_ctl says so, and that is fine) or left
-    # it stopped with SIGSTOP (then a fast stop times out and the postmaster is killed).
+    # it stopped with SIGSTOP (then it is continued first; a server that still does not stop
+    # within 30 s is killed).
+    pid=""
+    [ -f "$data/postmaster.pid" ] && pid=$(head -n 1 "$data/postmaster.pid")
+    case "$pid" in ''|*[!0-9]*) pid="" ;; *) kill -CONT "$pid" 2>/dev/null ;; esac
     (cd / && "${as_owner[@]}" "$bin/pg_ctl" -D "$data" -m fast -w -t 30 stop) >/dev/null 2>&1 && return 0
-    if [ -f "$data/postmaster.pid" ]; then
-        pid=$(head -n 1 "$data/postmaster.pid")
-        case "$pid" in ''|*[!0-9]*) ;; *) kill -KILL "$pid" 2>/dev/null; sleep 0.5 ;; esac
-    fi
+    if [ -n "$pid" ] && [ -f "$data/postmaster.pid" ]; then kill -KILL "$pid" 2>/dev/null; sleep 0.5; fi
 }
 cleanup() {
     stop_server
