@@ -356,12 +356,12 @@ private final class ProxiedConnection {
     func interest() -> (client: Int16, upstream: Int16) {
         let readable = Int16(POLLIN), writable = Int16(POLLOUT)
         if connecting { return (0, writable) }
-        var client: Int16 = 0, upstream: Int16 = 0
-        if !toTarget.ended && !toTarget.hasPending { client |= readable }
-        if toTarget.hasPending { upstream |= writable }
-        if !toClient.ended && !toClient.hasPending { upstream |= readable }
-        if toClient.hasPending { client |= writable }
-        return (client, upstream)
+        var onClient: Int16 = 0, onUpstream: Int16 = 0
+        if !toTarget.ended && !toTarget.hasPending { onClient |= readable }
+        if toTarget.hasPending { onUpstream |= writable }
+        if !toClient.ended && !toClient.hasPending { onUpstream |= readable }
+        if toClient.hasPending { onClient |= writable }
+        return (onClient, onUpstream)
     }
 
     /// Moves what it can after poll(2) reported events; returns the bytes written each way.
@@ -401,8 +401,10 @@ private final class ProxiedConnection {
     private static func pump(_ flow: inout Flow, from source: Int32, ready: Bool, to destination: Int32) -> Int? {
         if ready && !flow.ended && !flow.hasPending {
             var count = 0
+            var failure: Int32 = 0
             let bytes = [UInt8](unsafeUninitializedCapacity: 65_536) { buffer, initialized in
                 count = recv(source, buffer.baseAddress, buffer.count, 0)
+                failure = errno
                 initialized = max(count, 0)
             }
             if count > 0 {
@@ -410,22 +412,23 @@ private final class ProxiedConnection {
                 flow.written = 0
             } else if count == 0 {
                 flow.ended = true
-            } else if !wouldBlock(errno) {
+            } else if !wouldBlock(failure) {
                 return nil
             }
         }
         var sent = 0
         if flow.hasPending {
             let offset = flow.written
-            let count = flow.pending.withUnsafeBytes { all in
+            let (count, failure) = flow.pending.withUnsafeBytes { all in
                 let rest = UnsafeRawBufferPointer(rebasing: all[offset...])
-                return send(destination, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL))
+                let count = send(destination, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL))
+                return (count, errno)
             }
             if count > 0 {
                 flow.written += count
                 sent = count
                 if !flow.hasPending { flow.pending = [] }
-            } else if count < 0 && !wouldBlock(errno) {
+            } else if count < 0 && !wouldBlock(failure) {
                 return nil
             }
         }
