@@ -421,8 +421,8 @@ private final class ProxiedConnection {
             let offset = flow.written
             let (count, failure) = flow.pending.withUnsafeBytes { all in
                 let rest = UnsafeRawBufferPointer(rebasing: all[offset...])
-                let count = send(destination, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL))
-                return (count, errno)
+                let written = send(destination, rest.baseAddress, rest.count, Int32(MSG_NOSIGNAL))
+                return (written, errno)
             }
             if count > 0 {
                 flow.written += count
