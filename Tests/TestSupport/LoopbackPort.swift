@@ -38,5 +38,8 @@ public enum LoopbackPort {
         }
     }
 
-    public struct PortError: Error, CustomStringConvertible { public var description: String }
+    public struct PortError: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
+    }
 }
