@@ -6,7 +6,7 @@ BUILD_FLAGS ?=
 # tests need besides.
 BUILD_PACKAGES = libsystemd-dev libdeflate-dev pkg-config libsqlite3-dev python3
 APT_PACKAGES = $(BUILD_PACKAGES) systemd curl python3-pip tinyproxy debootstrap systemd-container \
-	rsyslog rsyslog-gnutls rsyslog-relp
+	rsyslog rsyslog-gnutls rsyslog-relp postgresql
 # Real third-party clients the simulator is tested against, and independent parsers of what
 # the syslog sink sends and the metrics endpoint shows.
 PIP_PACKAGES = msal requests pycef syslog-rfc5424-parser prometheus-client
@@ -94,7 +94,8 @@ test: deps deps-deb deps-bench deps-reliability deps-promtool build
 	MANPATH=$(CURDIR)/$(GENERATED): scripts/check-units.sh $(BINARY)
 	scripts/install-check.sh $(DEB)
 	scripts/systemd-integration.sh $(DEB) .build/debug
-	scripts/with-journald.sh $(SWIFT) test $(PINNED) $(BUILD_FLAGS) --skip SyslogDeliveryFaultTests
+	# With a journald, and a PostgreSQL server of its own (initdb on loopback) for the state tests.
+	scripts/with-journald.sh scripts/with-postgres.sh $(SWIFT) test $(PINNED) $(BUILD_FLAGS) --skip SyslogDeliveryFaultTests
 	$(SWIFT) test $(PINNED) $(BUILD_FLAGS) --no-parallel --filter SyslogDeliveryFaultTests
 
 ## test-alongside-release: the demo (both APIs), the benchmark harness, the fuzzers and the

@@ -200,7 +200,8 @@ let package = Package(
         .testTarget(
             name: "AlertForwarderTests",
             dependencies: ["AlertForwarder", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "Systemd", "Telemetry", "Timekeeping", "TestSupport",
-                           .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: strictSettings
         ),
         .testTarget(

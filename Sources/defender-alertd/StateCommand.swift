@@ -148,7 +148,7 @@ extension StateCommand {
 
 func openStore(_ configuration: Configuration, access: StateStore.Access = .inspector) throws -> StateStore {
     do {
-        return try StateStore.embedded(directory: configuration.service.stateDirectory, access: access)
+        return try StateStore.open(configuration.service, access: access)
     } catch {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitCode.failure

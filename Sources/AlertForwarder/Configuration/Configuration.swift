@@ -54,6 +54,8 @@ public struct ServiceSettings: Sendable, Equatable {
     public var metricsListen: ListenAddress? = nil
     /// How long a sink or a tenant may keep failing before `/healthz` says unhealthy.
     public var unhealthyAfter: Duration = .seconds(600)
+    /// The state in PostgreSQL, shared by a group of daemons; nil: in `stateDirectory`.
+    public var stateDatabase: StateDatabaseSettings? = nil
 }
 
 /// Where the metrics server listens: an address and port, or a Unix socket.

@@ -170,8 +170,25 @@ extension ConfigurationKey {
             .service, "unhealthy_after", .duration(minimum: .seconds(1)), default: .string("10m"),
             "how long a sink may keep failing, or a tenant's polls keep failing, before `/healthz` answers 503 (a stalled component makes it 503 at once)")
 
+        public static let stateDatabase = ConfigurationKey(
+            .service, "state_database", .string, defaultDescription: "none: the state is in `state_directory`",
+            "not run yet (see [State in PostgreSQL](#state-in-postgresql-not-run-yet)): the state in PostgreSQL, for a group of daemons with the same configuration: `postgresql://USER@HOST:PORT/DB`, with `?sslmode=` as libpq names it (`disable`, `require`, `verify-ca`, `verify-full`; default `verify-full`, `disable` on loopback); never a password")
+        public static let stateDatabaseCAFile = ConfigurationKey(
+            .service, "state_database_ca_file", .path, defaultDescription: "`ca_file`, else the system's",
+            "the PEM CA bundle that signed the PostgreSQL server's certificate")
+        public static let stateDatabasePasswordFile = ConfigurationKey(
+            .service, "state_database_password_file", .path,
+            "the PostgreSQL user's password in a file, mode `0600` or `0400`, owned by root or the daemon's user")
+        public static let stateDatabasePasswordCredential = ConfigurationKey(
+            .service, "state_database_password_credential", .string,
+            "or that password as a systemd credential name")
+        public static let leaseTTL = ConfigurationKey(
+            .service, "lease_ttl", .duration(minimum: .seconds(3)), default: .string("30s"),
+            "with `state_database` (not run yet): how long a daemon's hold on a tenant will last unless renewed")
+
         public static let all = [stateDirectory, pollInterval, logLevel, maxOutbox, pollTimeout, caFile, proxyURL, proxyPasswordFile,
-                                 proxyPasswordCredential, tokenKeyFile, tokenKeyCredential, metricsListen, unhealthyAfter]
+                                 proxyPasswordCredential, tokenKeyFile, tokenKeyCredential, metricsListen, unhealthyAfter,
+                                 stateDatabase, stateDatabaseCAFile, stateDatabasePasswordFile, stateDatabasePasswordCredential, leaseTTL]
     }
 
     /// The keys of each `[[tenant]]`.

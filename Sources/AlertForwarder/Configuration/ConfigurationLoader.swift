@@ -172,12 +172,39 @@ private struct Validator {
             reader.fail(Keys.metricsListen, "\"\(metricsText)\" is not a listen address: write an IP address and port (127.0.0.1:9464, [::1]:9464, localhost:9464) or unix:/absolute/path")
         }
         let unhealthyAfter = reader.duration(Keys.unhealthyAfter)
+        let stateDatabase = stateDatabase(reader, caFile: caFile)
         reader.rejectUnknownKeys()
         guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout, let unhealthyAfter else { return nil }
         return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
                                pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword,
                                tokenKey: tokenKey, tokenKeyOutsideService: outsideService, metricsListen: metricsListen,
-                               unhealthyAfter: unhealthyAfter)
+                               unhealthyAfter: unhealthyAfter, stateDatabase: stateDatabase)
+    }
+
+    /// `state_database` and the keys that go with it; nil when absent (or wrong: reported).
+    private func stateDatabase(_ reader: TableReader, caFile: String?) -> StateDatabaseSettings? {
+        typealias Keys = ConfigurationKey.Service
+        let ownCAFile = reader.string(Keys.stateDatabaseCAFile).map(resolve)
+        if let ownCAFile, let problem = DefenderHTTPClient.checkCAFile(ownCAFile) { reader.fail(Keys.stateDatabaseCAFile, problem) }
+        let password = optionalSecret(file: Keys.stateDatabasePasswordFile, credential: Keys.stateDatabasePasswordCredential, reader: reader)
+        let leaseTTL = reader.duration(Keys.leaseTTL)
+        guard let text = reader.string(Keys.stateDatabase) else {
+            for key in [Keys.stateDatabaseCAFile, Keys.stateDatabasePasswordFile, Keys.stateDatabasePasswordCredential] where reader.has(key) {
+                reader.fail(key, "is set, but state_database is not: the state is in state_directory")
+            }
+            return nil
+        }
+        switch StateDatabaseSettings.parse(text) {
+        case .failure(let error):
+            reader.fail(Keys.stateDatabase, error.message)
+            return nil
+        case .success(let parts):
+            guard let leaseTTL else { return nil }
+            let loopback = Loopback.isLoopback(host: parts.host)
+            let tls = parts.tls ?? (loopback ? .disable : .verifyFull)
+            return StateDatabaseSettings(host: parts.host, port: parts.port, user: parts.user, database: parts.database, tls: tls,
+                                         caFile: ownCAFile ?? caFile, password: password, leaseTTL: leaseTTL)
+        }
     }
 
     private func tenant(_ table: TOMLTable, index: Int, sinkNames: Set<String>) -> TenantConfiguration? {
@@ -732,7 +759,7 @@ extension Configuration {
     /// What loads but deserves a word to the operator (`check-config` prints each, the daemon
     /// logs each at start and reload): a syslog sink that sends in clear text to another host.
     public var warnings: [String] {
-        sinks.compactMap { sink in
+        [service.stateDatabase?.weakTLSWarning].compactMap { $0 } + sinks.compactMap { sink in
             guard case .syslog(let settings) = sink.kind, let warning = settings.plaintextWarning else { return nil }
             return "sink \(sink.name): \(warning)"
         }

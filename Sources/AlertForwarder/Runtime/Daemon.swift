@@ -55,7 +55,7 @@ public final class Daemon: Sendable {
         self.logger = logger
         self.status = StatusLine(notifier: notifier)
         self.health = HealthMonitor(clock: clock)
-        self.store = try StateStore.embedded(directory: configuration.service.stateDirectory)
+        self.store = try StateStore.open(configuration.service)
         self.transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
         self.telemetry = Telemetry()
         self.pipeline = Pipeline(configuration: configuration, store: store, transport: transport, health: health,

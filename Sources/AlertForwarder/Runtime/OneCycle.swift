@@ -45,6 +45,10 @@ public enum DryRun {
         // Nothing is created: without a state database every alert would be new. A database
         // that exists but cannot be opened is an error, never quietly passed over.
         let directory = configuration.service.stateDirectory
+        if configuration.service.stateDatabase != nil {
+            logger.error("\(StateStore.groupNotYetRunnable)")
+            return false
+        }
         var store: StateStore?
         if FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("state.sqlite")) {
             do {

@@ -95,6 +95,8 @@ public struct OutboxBatch: Sendable {
         /// Dead letters re-queued (`state dead-letters --requeue`), read ahead of the outbox
         /// (their ids are the dead letters' ids): confirming deletes them, moving nothing.
         case requeued
+        /// Read from PostgreSQL: confirming deletes the sink's rows of these records.
+        case rows
     }
 
     init(sink: String, records: [OutboxRecord], receipt: Receipt) {
@@ -109,7 +111,7 @@ public struct OutboxBatch: Sendable {
     /// Whether confirming moves the sink on: it read records, or passed records of other sinks.
     public var advances: Bool {
         switch receipt {
-        case .requeued: !records.isEmpty
+        case .requeued, .rows: !records.isEmpty
         case .log(let start, let next): next.sequence > start.sequence
         }
     }

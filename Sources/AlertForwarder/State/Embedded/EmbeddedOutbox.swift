@@ -108,6 +108,8 @@ struct EmbeddedOutbox: OutboxStore {
         switch batch.receipt {
         case .requeued:
             try await confirmRequeued(batch, rejected: rejected, failedAt: failedAt)
+        case .rows:
+            throw StateError(.incompatible, "a batch read from PostgreSQL cannot be confirmed in the embedded state")
         case .log(let start, let next):
             try await database.write { db in
                 try db.execute(sql: """

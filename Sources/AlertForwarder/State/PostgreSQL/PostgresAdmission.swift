@@ -1,0 +1,160 @@
+import Crypto
+import DefenderAPI
+import Foundation
+import NIOCore
+import PostgresNIO
+import Timekeeping
+
+/// Admission in PostgreSQL: one transaction per page, as embedded, with the page's keys,
+/// alerts and queue rows each written by one statement (arrays bound whole), not a round
+/// trip per alert.
+struct PostgresAdmission: AdmissionStore {
+    let database: StateDatabase
+
+    func watermark(tenant: String) async throws(StateError) -> Timestamp? {
+        let rows = try await database.query("watermark read", "SELECT watermark FROM cursor WHERE tenant = \(tenant)")
+        return try decodeFirst(rows, as: Int64.self).map { Timestamp(ticks: $0) }
+    }
+
+    func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String],
+               now: Date, watermark: WatermarkMove) async throws(StateError) -> Admission {
+        guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
+        let receivedAt = Timestamp(now).writtenWith(0).description
+        let recordedAt = Int64(now.timeIntervalSince1970)
+        let logger = database.logger
+        return try await database.transaction("admission") { connection in
+            var admission = Admission()
+            for element in rejected {
+                let digest = ByteBuffer(bytes: SHA256.hash(data: element.bytes))
+                let inserted = try await connection.query("""
+                    INSERT INTO quarantine (tenant, raw, raw_digest, reason, quarantined_at)
+                    VALUES (\(tenant), \(ByteBuffer(data: element.bytes)), \(digest), \(element.reason), \(receivedAt))
+                    ON CONFLICT DO NOTHING RETURNING id
+                    """, logger: logger).collect()
+                if !inserted.isEmpty { admission.quarantined.append(element) }
+            }
+            guard !alerts.isEmpty else { return admission }
+            let keys = alerts.map { dedupKey(of: $0, forward: forward) }
+            var inserted = Set<String>()
+            for try await key in try await connection.query("""
+                INSERT INTO seen (tenant, key, alert_id, recorded_at)
+                SELECT \(tenant), k, a, \(recordedAt) FROM unnest(\(keys)::text[], \(alerts.map(\.id))::text[]) AS t(k, a)
+                ON CONFLICT DO NOTHING RETURNING key
+                """, logger: logger).decode(String.self) {
+                inserted.insert(key)
+            }
+            // With `forward = "updates"`, an alert with another version recorded before is
+            // `updated`: keys "id" and "id|ticks" are a range of the primary key ('|' < '}').
+            var earlier = Set<String>()
+            if forward == .updates, !inserted.isEmpty {
+                let ids = Array(Set(alerts.filter { inserted.contains(dedupKey(of: $0, forward: forward)) }.map(\.id)))
+                for try await id in try await connection.query("""
+                    SELECT DISTINCT s.alert_id FROM unnest(\(ids)::text[]) AS a(id)
+                    JOIN seen s ON s.tenant = \(tenant) AND s.key >= a.id AND s.key < a.id || '}' AND s.alert_id = a.id
+                    WHERE NOT (s.key = ANY(\(Array(inserted))::text[]))
+                    """, logger: logger).decode(String.self) {
+                    earlier.insert(id)
+                }
+            }
+            var fresh = inserted
+            var queued: [(alert: Alert, event: String)] = []
+            for alert in alerts {
+                let key = dedupKey(of: alert, forward: forward)
+                guard fresh.remove(key) != nil else {
+                    admission.duplicates += 1
+                    continue
+                }
+                let updated = forward == .updates && earlier.contains(alert.id)
+                earlier.insert(alert.id)  // a later version in the same page is an update
+                queued.append((alert, updated ? "updated" : "created"))
+                admission.queuedForSinks += sinks.count
+                admission.newAlerts += 1
+                admission.admitted.append(alert)
+            }
+            if !queued.isEmpty, !sinks.isEmpty {
+                try await Self.queue(queued, tenant: tenant, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(), on: connection, logger: logger)
+            }
+            if let newest = watermark.newest(of: alerts) {
+                try await connection.query("""
+                    INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (\(tenant), \(newest.ticks), \(newest.writtenWith(7).description), \(receivedAt))
+                    ON CONFLICT (tenant) DO UPDATE SET
+                        watermark = greatest(cursor.watermark, excluded.watermark),
+                        watermark_text = CASE WHEN excluded.watermark > cursor.watermark THEN excluded.watermark_text ELSE cursor.watermark_text END,
+                        updated_at = excluded.updated_at
+                    """, logger: logger)
+            }
+            return admission
+        }
+    }
+
+    /// Writes each alert once, with its headline decoded here, and a row per sink.
+    private static func queue(_ queued: [(alert: Alert, event: String)], tenant: String, receivedAt: String, sinks: [String],
+                              on connection: PostgresConnection, logger: Logger) async throws {
+        let headlines = queued.map { AlertHeadline(payload: $0.alert.bytes) }
+        // Arrays of text hold no NULL here: "" stands for a field the alert does not have.
+        func column(_ field: (AlertHeadline) -> String?) -> [String] { headlines.map { field($0) ?? "" } }
+        try await connection.query("""
+            WITH added AS (
+                INSERT INTO outbox (tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
+                SELECT \(tenant), a, e, \(receivedAt), nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
+                FROM unnest(\(queued.map(\.alert.id))::text[], \(queued.map(\.event))::text[], \(column(\.givenSeverity))::text[],
+                            \(column(\.givenTitle))::text[], \(column(\.host))::text[], \(column(\.status))::text[],
+                            \(column(\.lastUpdateTime))::text[], \(queued.map { ByteBuffer(data: $0.alert.bytes) })::bytea[])
+                    WITH ORDINALITY AS t(a, e, sv, ti, ho, st, lu, p, n)
+                ORDER BY n
+                RETURNING id)
+            INSERT INTO outbox_pending (sink, id, tenant) SELECT s, added.id, \(tenant) FROM added CROSS JOIN unnest(\(sinks)::text[]) AS s
+            """, logger: logger)
+    }
+
+    func isKnown(tenant: String, alert: Alert, forward: ForwardMode) async throws(StateError) -> Bool {
+        let key = dedupKey(of: alert, forward: forward)
+        return try await !database.query("dedup key read", "SELECT 1 FROM seen WHERE tenant = \(tenant) AND key = \(key)").isEmpty
+    }
+
+    func reset(tenant: String) async throws(StateError) {
+        let logger = database.logger
+        try await database.transaction("reset") { connection in
+            try await connection.query("DELETE FROM cursor WHERE tenant = \(tenant)", logger: logger)
+            try await connection.query("DELETE FROM seen WHERE tenant = \(tenant)", logger: logger)
+            try await connection.query("DELETE FROM reconciliation WHERE tenant = \(tenant)", logger: logger)
+        }
+    }
+
+    func pruneDedupKeys(now: Date) async throws(StateError) -> Int {
+        let localNow = Int64(now.timeIntervalSince1970)
+        let retention = StateStore.dedupRetention.components.seconds
+        let rows = try await database.query("dedup key pruning", """
+            WITH removed AS (
+                DELETE FROM seen USING cursor
+                WHERE seen.tenant = cursor.tenant AND seen.recorded_at < least(\(localNow), cursor.watermark / 10000000) - \(retention)
+                RETURNING 1)
+            SELECT count(*) FROM removed
+            """)
+        return Int(try decodeFirst(rows, as: Int64.self) ?? 0)
+    }
+
+    func tenants() async throws(StateError) -> [TenantState] {
+        let rows = try await database.query("tenant summary", """
+            SELECT coalesce(c.tenant, k.tenant), c.watermark_text, coalesce(k.n, 0)
+            FROM cursor c FULL JOIN (SELECT tenant, count(*) AS n FROM seen GROUP BY tenant) k ON k.tenant = c.tenant
+            ORDER BY 1
+            """)
+        do {
+            return try rows.map { row in
+                let (tenant, watermark, keys) = try row.decode((String, String?, Int64).self)
+                return TenantState(tenant: tenant, watermark: watermark, dedupKeys: Int(keys))
+            }
+        } catch {
+            throw StateDatabase.stateError(error, doing: "tenant summary")
+        }
+    }
+}
+
+/// The first column of the first row, if there is a row.
+func decodeFirst<T: PostgresDecodable>(_ rows: [PostgresRow], as type: T.Type) throws(StateError) -> T? {
+    guard let row = rows.first else { return nil }
+    do { return try row.decode(T.self) } catch {
+        throw StateError(.incompatible, "PostgreSQL answered a value of another type than expected (\(T.self)): the schema is not this version's")
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import NIOCore
+import PostgresNIO
+import Timekeeping
+
+/// The outbox in PostgreSQL: each alert once (`outbox`, with its headline), a row per sink
+/// that has yet to take it (`outbox_pending`), read in the order admitted.
+struct PostgresOutbox: OutboxStore {
+    let database: StateDatabase
+
+    func pending(sink: String, limit: Int) async throws(StateError) -> OutboxBatch {
+        let requeued = try await database.query("dead letter read", """
+            SELECT id, tenant, alert_id, event, received_at, payload FROM dead_letter
+            WHERE sink = \(sink) AND requeue ORDER BY id LIMIT \(max(1, limit))
+            """)
+        if !requeued.isEmpty {
+            let records = try decode("dead letter read") {
+                try requeued.map { row in
+                    let (id, tenant, alertID, event, receivedAt, payload) = try row.decode((Int64, String, String, String, String, ByteBuffer).self)
+                    return OutboxRecord(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
+                                        payloadBytes: Array(payload.readableBytesView))
+                }
+            }
+            return OutboxBatch(sink: sink, records: records, receipt: .requeued)
+        }
+        let rows = try await database.query("outbox read", """
+            SELECT o.id, o.tenant, o.alert_id, o.event, o.received_at, o.severity, o.title, o.host, o.status, o.last_update_time, o.payload
+            FROM outbox_pending p JOIN outbox o ON o.id = p.id
+            WHERE p.sink = \(sink) ORDER BY p.id LIMIT \(max(1, limit))
+            """)
+        let records = try decode("outbox read") {
+            try rows.map { row in
+                let (id, tenant, alertID, event, receivedAt, severity, title, host, status, lastUpdateTime, payload) =
+                    try row.decode((Int64, String, String, String, String, String?, String?, String?, String?, String?, ByteBuffer).self)
+                var headline = AlertHeadline()
+                (headline.givenSeverity, headline.givenTitle, headline.host, headline.status, headline.lastUpdateTime) = (severity, title, host, status, lastUpdateTime)
+                return OutboxRecord(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: headline,
+                                    payloadBytes: Array(payload.readableBytesView))
+            }
+        }
+        return OutboxBatch(sink: sink, records: records, receipt: .rows)
+    }
+
+    func confirm(_ batch: OutboxBatch, rejected: [SinkRejection], now: Date) async throws(StateError) {
+        guard batch.advances else { return }
+        let failedAt = Timestamp(now).description
+        let logger = database.logger
+        let sink = batch.sink
+        let ids = batch.records.map(\.id)
+        let refused = Dictionary(rejected.map { ($0.recordID, $0.reason) }, uniquingKeysWith: { first, _ in first })
+        switch batch.receipt {
+        case .log:
+            throw StateError(.incompatible, "a batch read from the embedded outbox cannot be confirmed in PostgreSQL")
+        case .requeued:
+            try await database.transaction("dead letter confirmation") { connection in
+                let again = batch.records.filter { refused[$0.id] != nil }
+                try await connection.query("DELETE FROM dead_letter WHERE sink = \(sink) AND requeue AND id = ANY(\(ids.filter { refused[$0] == nil })::bigint[])", logger: logger)
+                if !again.isEmpty {
+                    try await connection.query("""
+                        UPDATE dead_letter SET requeue = false, failed_at = \(failedAt), reason = r.reason
+                        FROM unnest(\(again.map(\.id))::bigint[], \(again.map { refused[$0.id] ?? "" })::text[]) AS r(id, reason)
+                        WHERE dead_letter.id = r.id AND dead_letter.sink = \(sink) AND dead_letter.requeue
+                        """, logger: logger)
+                }
+            }
+        case .rows:
+            try await database.transaction("outbox confirmation") { connection in
+                // Only the rows still there count (a batch confirmed twice moves nothing twice).
+                var taken = Set<Int64>()
+                for try await id in try await connection.query("""
+                    DELETE FROM outbox_pending WHERE sink = \(sink) AND id = ANY(\(ids)::bigint[]) RETURNING id
+                    """, logger: logger).decode(Int64.self) {
+                    taken.insert(id)
+                }
+                let letters = batch.records.filter { taken.contains($0.id) && refused[$0.id] != nil }
+                if !letters.isEmpty {
+                    try await connection.query("""
+                        INSERT INTO dead_letter (sink, tenant, alert_id, event, received_at, payload, reason, failed_at)
+                        SELECT \(sink), t, a, e, r, p, why, \(failedAt)
+                        FROM unnest(\(letters.map(\.tenant))::text[], \(letters.map(\.alertID))::text[], \(letters.map(\.event))::text[],
+                                    \(letters.map(\.receivedAt))::text[], \(letters.map { ByteBuffer(bytes: $0.payloadBytes) })::bytea[],
+                                    \(letters.map { refused[$0.id] ?? "" })::text[]) WITH ORDINALITY AS l(t, a, e, r, p, why, n)
+                        ORDER BY n
+                        """, logger: logger)
+                }
+                // An alert every sink has taken is gone.
+                try await connection.query("""
+                    DELETE FROM outbox o WHERE o.id = ANY(\(Array(taken))::bigint[]) AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)
+                    """, logger: logger)
+            }
+        }
+    }
+
+    func depth() async throws(StateError) -> [String: Int] {
+        let rows = try await database.query("outbox depth", "SELECT sink, count(*) FROM outbox_pending GROUP BY sink")
+        return try decode("outbox depth") {
+            Dictionary(uniqueKeysWithValues: try rows.map { row in
+                let (sink, count) = try row.decode((String, Int64).self)
+                return (sink, Int(count))
+            })
+        }
+    }
+
+    func oldestPending(sink: String) async throws(StateError) -> Date? {
+        try await pending(sink: sink, limit: 1).records.first.flatMap { Timestamp(parsing: $0.receivedAt)?.date }
+    }
+
+    func drop(except sinks: Set<String>) async throws(StateError) -> Int {
+        let logger = database.logger
+        return try await database.transaction("outbox drop") { connection in
+            var dropped = 0
+            for try await count in try await connection.query("""
+                WITH removed AS (DELETE FROM outbox_pending WHERE NOT (sink = ANY(\(Array(sinks))::text[])) RETURNING id)
+                SELECT count(*) FROM removed
+                """, logger: logger).decode(Int64.self) {
+                dropped = Int(count)
+            }
+            try await connection.query("DELETE FROM outbox o WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)", logger: logger)
+            return dropped
+        }
+    }
+}
+
+/// Rows decoded, a decoding failure told as what it is.
+func decode<T>(_ what: String, _ body: () throws -> T) throws(StateError) -> T {
+    do { return try body() } catch {
+        throw StateError(.incompatible, "PostgreSQL \(what): a row is not what this version expects (\(type(of: error)))")
+    }
+}
