@@ -17,6 +17,8 @@ public enum DefenderAPIError: Error, Sendable, Equatable, CustomStringConvertibl
         case .api(let status, _, _, _): status >= 500 || status == 408
         // An answer too large is as large again: smaller pages are the remedy, not a retry.
         case .transport(.bodyTooLarge): false
+        // Withheld by the caller's own rule: sending it again would be withheld again.
+        case .transport(.withheld): false
         case .rateLimited, .transport, .malformedResponse: true
         case .token(let error): error.kind == .transient
         }

@@ -21,6 +21,9 @@ public final class DefenderHTTPClient: HTTPTransport {
         public var readTimeout: Duration = .seconds(60)
         /// Largest response body accepted (after decompression): ``maximumResponseSize``.
         public var maximumBodySize = DefenderHTTPClient.maximumResponseSize
+        /// In a group: this daemon's name, added to `User-Agent` so that a server's log tells
+        /// the members apart.
+        public var instance: String?
 
         public init(caFile: String? = nil, proxy: ProxySettings = ProxySettings(server: nil)) {
             self.caFile = caFile
@@ -96,7 +99,7 @@ public final class DefenderHTTPClient: HTTPTransport {
     private func perform(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
         var outgoing = HTTPClientRequest(url: request.url)
         outgoing.method = HTTPMethod(rawValue: request.method)
-        outgoing.headers.add(name: "User-Agent", value: Self.userAgent)
+        outgoing.headers.add(name: "User-Agent", value: settings.instance.map { "\(Self.userAgent) (member \($0))" } ?? Self.userAgent)
         outgoing.headers.add(name: "Accept-Encoding", value: "gzip, deflate")
         for (name, value) in request.headers { outgoing.headers.add(name: name, value: value) }
         if let bearer = request.bearer {

@@ -52,12 +52,15 @@ public enum TransportError: Error, Sendable, Equatable, CustomStringConvertible 
     case connection(String)
     /// The body was larger than the limit.
     case bodyTooLarge(Int)
+    /// Not sent: the caller may not send it now (the daemon no longer holds the tenant).
+    case withheld(String)
 
     public var description: String {
         switch self {
         case .timedOut(let detail): "timed out (\(detail))"
         case .connection(let detail): "connection failed: \(detail)"
         case .bodyTooLarge(let limit): "response body larger than \(limit / 1_048_576) MiB (\(limit) bytes), the most accepted"
+        case .withheld(let reason): "not sent: \(reason)"
         }
     }
 }

@@ -105,6 +105,21 @@ public struct SimulatorOutcome: Sendable {
 }
 
 /// Request counters, for tests and the control API.
+/// Alerts requests in a row from one member of a group (`GET /_simulator/pollers`).
+public struct PollerRun: Sendable, Equatable, Codable {
+    /// The member named in `User-Agent` (`defender-alertd/1.0 (member NAME)`), "" for none.
+    public var member: String
+    public var requests: Int
+    /// When the first and the last request of the run arrived (ISO 8601).
+    public var first: String
+    public var last: String
+
+    static func member(userAgent: String?) -> String {
+        guard let userAgent, let start = userAgent.range(of: "(member "), let end = userAgent[start.upperBound...].firstIndex(of: ")") else { return "" }
+        return String(userAgent[start.upperBound..<end])
+    }
+}
+
 public struct SimulatorCounters: Sendable, Equatable, Codable {
     /// endpoint -> HTTP status -> count. Endpoints: `token_v1`, `token_v2`, `alerts` (MDE), `graph_alerts`, `openid`, `control`, `other`.
     public var requests: [String: [String: Int]] = [:]

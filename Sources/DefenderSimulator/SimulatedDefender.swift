@@ -46,6 +46,10 @@ public actor SimulatedDefender {
     private var random: SeededRandom
     private var generator: AlertGenerator
     private var counters = SimulatorCounters()
+    /// Who sent the alerts requests, in the order they came: runs of one member (the name a
+    /// daemon of a group puts in `User-Agent`, "" for none). Two daemons polling at the same
+    /// time show as runs that alternate.
+    private var pollerRuns: [PollerRun] = []
     private let seed: UInt64
     /// Until when a simulated 429 burst asked clients to wait.
     private var burstRetryAfterUntil: [Fault.Target: Timestamp] = [:]
@@ -113,9 +117,27 @@ public actor SimulatedDefender {
             outcome = SimulatorOutcome(.apiError(404, code: "ResourceNotFound", message: "Resource \(request.path) was not found."))
         }
         counters.requests[endpoint, default: [:]][String(outcome.response.status), default: 0] += 1
-        if endpoint == "alerts" || endpoint == "graph_alerts" { noteRetryAfter(endpoint, request: request, outcome: outcome) }
+        if endpoint == "alerts" || endpoint == "graph_alerts" {
+            noteRetryAfter(endpoint, request: request, outcome: outcome)
+            notePoller(request)
+        }
         return outcome
     }
+
+    /// Extends the run of the member that sent `request`, or starts a new one.
+    private func notePoller(_ request: SimulatorRequest) {
+        let member = PollerRun.member(userAgent: request.header("User-Agent"))
+        let at = request.arrivedAt ?? clock.now()
+        if let last = pollerRuns.last, last.member == member {
+            pollerRuns[pollerRuns.count - 1].requests += 1
+            pollerRuns[pollerRuns.count - 1].last = at.description
+        } else if pollerRuns.count < 100_000 {
+            pollerRuns.append(PollerRun(member: member, requests: 1, first: at.description, last: at.description))
+        }
+    }
+
+    /// The runs of alerts requests by member, oldest first.
+    public var pollers: [PollerRun] { pollerRuns }
 
     /// Counts a request of an alerts API sent inside the `Retry-After` of an earlier 429 of that
     /// API (``SimulatorCounters/sentInsideRetryAfter``); remembers the window of a 429 answered now.

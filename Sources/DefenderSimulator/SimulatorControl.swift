@@ -22,6 +22,8 @@ extension SimulatedDefender {
         switch (request.method, segments) {
         case ("GET", ["counters"]):
             return .json(200, try Self.encode(counterSnapshot))
+        case ("GET", ["pollers"]):
+            return .json(200, .object([("runs", try Self.encode(pollers))]))
         case ("GET", ["alerts"]):
             return .json(200, .object([("value", .array(allAlerts()))]))
         case ("GET", ["alerts", "count"]):

@@ -153,3 +153,36 @@ extension Telemetry {
         gauge(.buildInfo, [version]).set(1)
     }
 }
+
+/// The metrics of this daemon's part in a group on PostgreSQL.
+public struct GroupMetrics: Sendable {
+    public let telemetry: Telemetry
+
+    public init(telemetry: Telemetry) {
+        self.telemetry = telemetry
+    }
+
+    /// The kinds of lease change (label `change`).
+    public static let changes = ["acquired", "released", "lost"]
+
+    /// Shows the series at zero before the first event.
+    public func prepare(tenants: [String]) {
+        for change in Self.changes { telemetry.counter(.leaseChanges, [change]).increment(by: 0) }
+        for tenant in tenants { telemetry.gauge(.leaseHeld, [tenant]).set(0) }
+        _ = telemetry.gauge(.groupMembers)
+        _ = telemetry.timer(.stateDatabaseRound)
+    }
+
+    /// A renewal round ended: how long it took, how many members it saw, which tenants are held.
+    public func round(duration: Duration, members: Int, held: Set<String>, tenants: [String]) {
+        telemetry.timer(.stateDatabaseRound).recordNanoseconds(duration.totalNanoseconds)
+        telemetry.gauge(.groupMembers).set(Double(members))
+        for tenant in tenants { telemetry.gauge(.leaseHeld, [tenant]).set(held.contains(tenant) ? 1 : 0) }
+    }
+
+    public func leases(_ change: String, count: Int) {
+        if count > 0 { telemetry.counter(.leaseChanges, [change]).increment(by: count) }
+    }
+
+    public func failed(kind: String) { telemetry.counter(.stateDatabaseErrors, [kind]).increment() }
+}

@@ -150,6 +150,28 @@ extension MetricFamily {
         "Age of the oldest alert queued for the sink (0 when none is).",
         labels: ["sink"])
 
+    // MARK: A group on PostgreSQL
+
+    public static let leaseHeld = MetricFamily(
+        "defender_alertd_lease_held", .gauge,
+        "1 while this daemon holds the tenant's lease (polls it and delivers its alerts), else 0.",
+        labels: ["tenant"])
+    public static let groupMembers = MetricFamily(
+        "defender_alertd_group_members", .gauge,
+        "Daemons of the group alive at this daemon's last renewal, itself included.")
+    public static let leaseChanges = MetricFamily(
+        "defender_alertd_lease_changes_total", .counter,
+        "Leases this daemon acquired, released to rebalance, or lost (not renewed in time).",
+        labels: ["change"])
+    public static let stateDatabaseErrors = MetricFamily(
+        "defender_alertd_state_database_errors_total", .counter,
+        "Failed renewals of the group's leases, by kind of state error.",
+        labels: ["kind"])
+    public static let stateDatabaseRound = MetricFamily(
+        "defender_alertd_state_database_round_seconds", .histogram,
+        "Time of one renewal of the group's membership and leases in PostgreSQL (its latency).",
+        buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10])
+
     // MARK: The process
 
     public static let residentMemory = MetricFamily(
@@ -171,8 +193,12 @@ extension MetricFamily {
         pollDuration, pollPages, polls, lastSuccessfulPoll, pollInterval, overlap, watermarkAge,
         apiRequests, apiThrottled, retryAfterWait, rateBudgetWait, tokenRequests, tokenFailures,
         alertsDelivered, alertsDeadLettered, deliveryFailures, connectionLosses, sinkFailing, outboxDepth, outboxOldestAge,
+        leaseHeld, groupMembers, leaseChanges, stateDatabaseErrors, stateDatabaseRound,
         residentMemory, openFileDescriptors, threads, startTime, buildInfo,
     ]
+
+    /// The families only a member of a group on PostgreSQL (`state_database`) shows.
+    public static let group: Set<MetricFamily> = [leaseHeld, groupMembers, leaseChanges, stateDatabaseErrors, stateDatabaseRound]
 
     /// The family named `name`.
     public static func named(_ name: String) -> MetricFamily? {

@@ -27,7 +27,12 @@ struct PollOnceCommand: AsyncParsableCommand {
         if dryRun {
             succeeded = await DryRun.run(configuration: configuration, transport: transport, logger: logger)
         } else {
-            succeeded = await OneCycle.run(configuration: configuration, store: try openStore(configuration, access: .owner), transport: transport, logger: logger)
+            let store: StateStore
+            do { store = try StateStore.open(configuration.service, access: .owner) } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                throw ExitCode.failure
+            }
+            succeeded = await OneCycle.run(configuration: configuration, store: store, transport: transport, logger: logger)
         }
         await transport.shutdown()
         if !succeeded { throw ExitCode.failure }

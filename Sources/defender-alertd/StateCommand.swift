@@ -2,6 +2,7 @@ import AlertForwarder
 import ArgumentParser
 import DefenderAPI
 import Foundation
+import Logging
 import Timekeeping
 
 /// `defender-alertd state show|reset`.
@@ -19,7 +20,10 @@ struct StateCommand: ParsableCommand {
 
         func run() async throws {
             let configuration = try loadConfiguration(options.config)
-            let store = try openStore(configuration)
+            try await withStore(configuration) { store in try await show(configuration, store) }
+        }
+
+        private func show(_ configuration: Configuration, _ store: StateStore) async throws {
             let states = try await store.admission.tenants()
             let quarantined = try await store.quarantine.counts()
             for configured in configuration.tenants where tenant == nil || tenant == configured.name {
@@ -59,7 +63,7 @@ struct StateCommand: ParsableCommand {
                 throw ValidationError("resetting \(tenant) makes the next poll fetch `lookback` again and re-deliver what it finds; add --yes to confirm")
             }
             // As the owner: refused while the daemon runs (it would poll on from the old cursor).
-            try await openStore(configuration, access: .owner).admission.reset(tenant: tenant)
+            try await withStore(configuration, access: .owner) { store in try await store.admission.reset(tenant: tenant) }
             print("tenant \(tenant): cursor and dedup keys forgotten")
         }
     }
@@ -88,7 +92,10 @@ struct StateCommand: ParsableCommand {
             if let sink, !configuration.sinks.contains(where: { $0.name == sink }) {
                 throw ValidationError("no [[sink]] named \"\(sink)\"")
             }
-            let store = try openStore(configuration)
+            try await withStore(configuration) { store in try await run(store) }
+        }
+
+        private func run(_ store: StateStore) async throws {
             let scope = sink.map { "sink \($0)" } ?? "all sinks"
             if requeue {
                 print("\(try await store.deadLetters.requestRequeue(sink: sink)) dead letters of \(scope) marked to be sent again, ahead of the alerts queued; the daemon sends them with its next batch for the sink (within seconds, or when it starts)")
@@ -126,7 +133,10 @@ extension StateCommand {
             if let tenant, !configuration.tenants.contains(where: { $0.name == tenant }) {
                 throw ValidationError("no [[tenant]] named \"\(tenant)\"")
             }
-            let store = try openStore(configuration)
+            try await withStore(configuration) { store in try await run(store) }
+        }
+
+        private func run(_ store: StateStore) async throws {
             let scope = tenant.map { "tenant \($0)" } ?? "all tenants"
             if purge {
                 print("\(try await store.quarantine.purge(tenant: tenant)) quarantined elements of \(scope) deleted")
@@ -146,10 +156,25 @@ extension StateCommand {
     }
 }
 
-func openStore(_ configuration: Configuration, access: StateStore.Access = .inspector) throws -> StateStore {
+/// Runs `body` with the configured state: the embedded one, or PostgreSQL (its client runs
+/// while `body` does; a group's daemons may run meanwhile: these commands take no lease).
+func withStore(_ configuration: Configuration, access: StateStore.Access = .inspector,
+               _ body: @escaping @Sendable (StateStore) async throws -> Void) async throws {
     do {
-        return try StateStore.open(configuration.service, access: access)
-    } catch {
+        guard let settings = configuration.service.stateDatabase else {
+            try await body(try StateStore.open(configuration.service, access: access))
+            return
+        }
+        let database = try StateDatabase(settings: settings, logger: Logger(label: "defender-alertd"))
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await database.run(); return false }
+            group.addTask { try await body(StateStore.postgres(database)); return true }
+            defer { group.cancelAll() }
+            while let done = try await group.next() {
+                if done { return }
+            }
+        }
+    } catch let error as StateError {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitCode.failure
     }

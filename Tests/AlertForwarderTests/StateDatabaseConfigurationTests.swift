@@ -29,10 +29,10 @@ struct StateDatabaseConfigurationTests {
         let weak = try fixture.load(service("state_database = \"postgresql://alertd@db.example/alerts?sslmode=require\""))
         #expect(weak.warnings.contains { $0.contains("sslmode=require") && $0.contains("verify-full") }, "\(weak.warnings)")
         #expect(try fixture.load(ConfigFixture.tenant + "\n" + ConfigFixture.sink).service.stateDatabase == nil)
-        // Not run by the daemon yet (no tenant leases): refused with the reason, never ignored.
+        // poll-once is for a daemon alone: refused with the reason, never ignored.
         let refused = #expect(throws: StateError.self) { try StateStore.open(remote.service) }
         #expect(refused?.kind == .incompatible)
-        #expect(refused?.description.contains("leases") == true)
+        #expect(refused?.description.contains("a group on PostgreSQL polls with its daemons") == true)
     }
 
     @Test func whatIsRefusedAndWhy() {

@@ -56,6 +56,8 @@ public struct ServiceSettings: Sendable, Equatable {
     public var unhealthyAfter: Duration = .seconds(600)
     /// The state in PostgreSQL, shared by a group of daemons; nil: in `stateDirectory`.
     public var stateDatabase: StateDatabaseSettings? = nil
+    /// This daemon's name in the group; nil: the host name and the process id.
+    public var memberName: String? = nil
 }
 
 /// Where the metrics server listens: an address and port, or a Unix socket.

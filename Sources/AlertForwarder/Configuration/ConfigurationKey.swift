@@ -172,7 +172,7 @@ extension ConfigurationKey {
 
         public static let stateDatabase = ConfigurationKey(
             .service, "state_database", .string, defaultDescription: "none: the state is in `state_directory`",
-            "not run yet (see [State in PostgreSQL](#state-in-postgresql-not-run-yet)): the state in PostgreSQL, for a group of daemons with the same configuration: `postgresql://USER@HOST:PORT/DB`, with `?sslmode=` as libpq names it (`disable`, `require`, `verify-ca`, `verify-full`; default `verify-full`, `disable` on loopback); never a password")
+            "the state in PostgreSQL instead, shared by a group of daemons with the same configuration (see [Running a group](#running-a-group)): `postgresql://USER@HOST:PORT/DB`, with `?sslmode=` as libpq names it (`disable`, `require`, `verify-ca`, `verify-full`; default `verify-full`, `disable` on loopback); never a password")
         public static let stateDatabaseCAFile = ConfigurationKey(
             .service, "state_database_ca_file", .path, defaultDescription: "`ca_file`, else the system's",
             "the PEM CA bundle that signed the PostgreSQL server's certificate")
@@ -184,11 +184,15 @@ extension ConfigurationKey {
             "or that password as a systemd credential name")
         public static let leaseTTL = ConfigurationKey(
             .service, "lease_ttl", .duration(minimum: .seconds(3)), default: .string("30s"),
-            "with `state_database` (not run yet): how long a daemon's hold on a tenant will last unless renewed")
+            "with `state_database`: how long a daemon's hold on a tenant lasts unless renewed (every third of it); a daemon killed, stopped or cut off loses its tenants to the others within this time")
+
+        public static let memberName = ConfigurationKey(
+            .service, "member_name", .string, defaultDescription: "the host name and the process id",
+            "with `state_database`: this daemon's name in the group (its leases, logs, `User-Agent`); unique in the group")
 
         public static let all = [stateDirectory, pollInterval, logLevel, maxOutbox, pollTimeout, caFile, proxyURL, proxyPasswordFile,
                                  proxyPasswordCredential, tokenKeyFile, tokenKeyCredential, metricsListen, unhealthyAfter,
-                                 stateDatabase, stateDatabaseCAFile, stateDatabasePasswordFile, stateDatabasePasswordCredential, leaseTTL]
+                                 stateDatabase, stateDatabaseCAFile, stateDatabasePasswordFile, stateDatabasePasswordCredential, leaseTTL, memberName]
     }
 
     /// The keys of each `[[tenant]]`.

@@ -173,12 +173,16 @@ private struct Validator {
         }
         let unhealthyAfter = reader.duration(Keys.unhealthyAfter)
         let stateDatabase = stateDatabase(reader, caFile: caFile)
+        let memberName = reader.string(Keys.memberName).flatMap { validName($0, key: Keys.memberName, reader: reader) }
+        if memberName != nil, stateDatabase == nil, !reader.has(Keys.stateDatabase) {
+            reader.fail(Keys.memberName, "is set, but state_database is not: a name in a group needs the group's database")
+        }
         reader.rejectUnknownKeys()
         guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout, let unhealthyAfter else { return nil }
         return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
                                pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword,
                                tokenKey: tokenKey, tokenKeyOutsideService: outsideService, metricsListen: metricsListen,
-                               unhealthyAfter: unhealthyAfter, stateDatabase: stateDatabase)
+                               unhealthyAfter: unhealthyAfter, stateDatabase: stateDatabase, memberName: memberName)
     }
 
     /// `state_database` and the keys that go with it; nil when absent (or wrong: reported).

@@ -134,11 +134,15 @@ public final class TenantConnections: Sendable {
     private let clock: MonotonicClock
     private let telemetry: Telemetry
     private let userTokens: UserTokenStorage?
+    /// In a group: the tenants this daemon holds; each tenant's alerts requests are sent only
+    /// while it holds that tenant (``LeaseGatedTransport``).
+    private let leases: TenantLeases?
     private let logger: Logger
 
     public init(transport: any HTTPTransport, clock: MonotonicClock = .continuous, telemetry: Telemetry = Telemetry(),
-                userTokens: UserTokenStorage? = nil, logger: Logger) {
+                userTokens: UserTokenStorage? = nil, leases: TenantLeases? = nil, logger: Logger) {
         self.userTokens = userTokens
+        self.leases = leases
         self.transport = transport
         self.clock = clock
         self.telemetry = telemetry
@@ -178,7 +182,8 @@ public final class TenantConnections: Sendable {
                     current.budgets.append((budgetIdentity, budget))
                 }
                 if !current.tokens.contains(where: { $0.identity == tokenIdentity }) { current.tokens.append((tokenIdentity, tokens)) }
-                connections.append(.success(try TenantConnection(tenant: tenant, transport: transport, clock: clock, tokens: tokens,
+                let alertsTransport: any HTTPTransport = leases.map { LeaseGatedTransport(inner: transport, tenant: tenant.name, leases: $0) } ?? transport
+                connections.append(.success(try TenantConnection(tenant: tenant, transport: alertsTransport, clock: clock, tokens: tokens,
                                                                  budget: budget, metrics: metrics, logger: logger)))
             } catch {
                 connections.append(.failure(error))

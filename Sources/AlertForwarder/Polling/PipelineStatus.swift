@@ -12,6 +12,8 @@ public final class PipelineStatus: Sendable {
         case succeeded(newAlerts: Int)
         case paused(outbox: Int)
         case failed(String)
+        /// In a group: another member holds the tenant's lease and polls it.
+        case standby
     }
 
     private struct Tenant {
@@ -52,7 +54,7 @@ public final class PipelineStatus: Sendable {
             switch result {
             case .polling(let count, let window): entry.polling = (count, window)
             case .failed: entry = Tenant(last: (result, now), polling: nil, failingSince: entry.failingSince ?? now)
-            case .succeeded, .paused: entry = Tenant(last: (result, now), polling: nil, failingSince: nil)
+            case .succeeded, .paused, .standby: entry = Tenant(last: (result, now), polling: nil, failingSince: nil)
             }
             state.tenants[tenant] = entry
         }
@@ -130,6 +132,7 @@ public final class PipelineStatus: Sendable {
                     case .succeeded(let count): shown.append("ok \(age) +\(count)")
                     case .paused(let outbox): shown.append("PAUSED \(age) (outbox \(outbox) over max_outbox)")
                     case .failed(let reason): shown.append("FAILING \(age) (\(reason.prefix(200)))")
+                    case .standby: shown.append("standby (another member of the group polls it)")
                     case .polling: break  // never kept as the last result
                     }
                 }

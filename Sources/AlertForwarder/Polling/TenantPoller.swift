@@ -15,6 +15,8 @@ public final class TenantPoller: TenantPolling {
         case completed(newAlerts: Int, duplicates: Int)
         case paused(outbox: Int)
         case failed(String)
+        /// In a group: another member holds the tenant's lease; this daemon did not poll.
+        case standby
     }
 
     public let tenant: TenantConfiguration
@@ -31,13 +33,16 @@ public final class TenantPoller: TenantPolling {
     private let logger: Logger
     /// A sign-in needed (user context) is logged when it starts, then at most hourly.
     private let signInLog = Mutex(PersistentFailureLog())
+    /// In a group: the tenant is polled only while this daemon holds its lease.
+    private let leases: TenantLeases?
 
     /// `queued` is called after a page queued alerts in the outbox (it wakes the sink workers).
     public init(tenant: TenantConfiguration, connection: TenantConnection, store: StateStore, sinks: [String], maxOutbox: Int,
                 wallClock: @escaping @Sendable () -> Date = { Date() }, clock: MonotonicClock = .continuous,
                 progress: @escaping @Sendable () -> Void = {}, queued: @escaping @Sendable () -> Void = {},
-                status: PipelineStatus? = nil, metrics: TenantMetrics = .unobserved, logger: Logger) {
+                status: PipelineStatus? = nil, metrics: TenantMetrics = .unobserved, leases: TenantLeases? = nil, logger: Logger) {
         self.metrics = metrics
+        self.leases = leases
         self.clock = clock
         self.tenant = tenant
         self.connection = connection
@@ -57,6 +62,13 @@ public final class TenantPoller: TenantPolling {
     @discardableResult
     public func pollOnce() async -> Outcome {
         progress()
+        if let leases {
+            guard leases.begin(tenant.name) else {
+                status?.record(tenant: tenant.name, .standby)
+                return .standby
+            }
+        }
+        defer { leases?.end(tenant.name) }
         let started = clock.now()
         var pages = 0
         func ended(_ result: String) { metrics.poll(result: result, duration: clock.now() - started, pages: pages, at: wallClock()) }
@@ -152,6 +164,10 @@ public final class TenantPoller: TenantPolling {
     /// Logs a failed poll or sweep; a sign-in needed when it starts and then at most hourly
     /// (debug level in between), as it lasts until a person signs in.
     private func logFailure(_ what: String, _ error: any Error) {
+        if (error as? StateError)?.kind == .leaseLost || Self.isWithheld(error) {
+            logger.notice("\(what): the tenant's lease moved to another member of the group, which goes on from the shared watermark", metadata: ["error": "\(error)"])
+            return
+        }
         guard let apiError = error as? DefenderAPIError, case .token(let tokenError) = apiError, tokenError.needsSignIn else {
             logger.error("\(what): \(error)")
             return
@@ -160,6 +176,12 @@ public final class TenantPoller: TenantPolling {
         case .write(let suppressed): logger.error("\(what): \(error)", metadata: ["repeats_not_logged": "\(suppressed)"])
         case .suppress: logger.debug("\(what) again: sign-in still needed (logged at most hourly)")
         }
+    }
+
+    /// A request the lease gate did not send.
+    private static func isWithheld(_ error: any Error) -> Bool {
+        guard case .transport(.withheld)? = error as? DefenderAPIError else { return false }
+        return true
     }
 
     /// Never traps: an alert stamped in year 1 or a `Date:` from the year 2400 is outside data
@@ -187,6 +209,10 @@ public final class TenantPoller: TenantPolling {
     /// logged with its lag and counted. `previousFound` (what the last sweep found) decides
     /// whether to suggest a larger overlap.
     public func reconcile(previousFound: Int = 0) async -> SweepOutcome {
+        if let leases {
+            guard leases.begin(tenant.name) else { return .skipped }
+        }
+        defer { leases?.end(tenant.name) }
         do {
             guard let watermark = try await store.admission.watermark(tenant: tenant.name) else { return .skipped }
             let upper = watermark.adding(ticks: -tenant.overlap.ticks)

@@ -26,6 +26,8 @@ public final class Daemon: Sendable {
     private let clock: MonotonicClock
     /// The state database.
     public let store: StateStore
+    /// In a group on PostgreSQL (`state_database`): the database and this daemon's membership.
+    private let group: (database: StateDatabase, coordinator: GroupCoordinator)?
     private let transport: DefenderHTTPClient
     private let pipeline: Pipeline
     /// The metrics `/metrics` shows.
@@ -55,11 +57,25 @@ public final class Daemon: Sendable {
         self.logger = logger
         self.status = StatusLine(notifier: notifier)
         self.health = HealthMonitor(clock: clock)
-        self.store = try StateStore.open(configuration.service)
-        self.transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
         self.telemetry = Telemetry()
+        var leases: TenantLeases?
+        if let settings = configuration.service.stateDatabase {
+            let member = configuration.service.memberName ?? GroupCoordinator.defaultMemberName()
+            let database = try StateDatabase(settings: settings, member: member, logger: logger)
+            let held = TenantLeases(clock: clock)
+            self.store = StateStore.postgres(database, fence: GroupFence(member: member, leases: held))
+            self.group = (database, GroupCoordinator(member: member, database: database, leases: held, ttl: settings.leaseTTL,
+                                                     metrics: GroupMetrics(telemetry: telemetry), status: status, logger: logger))
+            leases = held
+        } else {
+            self.store = try StateStore.open(configuration.service)
+            self.group = nil
+        }
+        var httpSettings = configuration.service.httpSettings()
+        httpSettings.instance = group?.coordinator.member
+        self.transport = try DefenderHTTPClient(settings: httpSettings)
         self.pipeline = Pipeline(configuration: configuration, store: store, transport: transport, health: health,
-                                 statusLine: status, clock: clock, parts: parts, telemetry: telemetry, logger: logger)
+                                 statusLine: status, clock: clock, parts: parts, telemetry: telemetry, leases: leases, logger: logger)
         apply(configuration)
     }
 
@@ -82,7 +98,10 @@ public final class Daemon: Sendable {
                                metadata: ["limit": "\(limit.after)"])
             }
         }
-        var services: [any Service] = [
+        // The database first, then this daemon's membership: told of a shutdown last, after
+        // the pipeline (which stops polling), so the leases are released when nothing polls.
+        var services: [any Service] = group.map { [$0.database, $0.coordinator] } ?? []
+        services += [
             WatchdogService(settings: watchdog, monitor: health, notifier: notifier, status: status, clock: clock, logger: logger),
             ReloadService(signals: signals) { [self] in await reload() },
             pipeline,
@@ -132,6 +151,8 @@ public final class Daemon: Sendable {
             let running = configuration.service
             let needsRestart = [
                 ("state_directory", running.stateDirectory != new.service.stateDirectory),
+                ("state_database", running.stateDatabase != new.service.stateDatabase),
+                ("member_name", running.memberName != new.service.memberName),
                 ("ca_file", running.caFile != new.service.caFile),
                 ("proxy_url", running.proxyURL != new.service.proxyURL),
                 ("the proxy password", running.proxyPassword != new.service.proxyPassword),
@@ -173,6 +194,7 @@ public final class Daemon: Sendable {
 
     private func apply(_ configuration: Configuration) {
         logLevel.level = configuration.service.logLevel
+        group?.coordinator.setTenants(configuration.tenants.map(\.name))
         status.set("config", Self.summary(of: configuration))
     }
 

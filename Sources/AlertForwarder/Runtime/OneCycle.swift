@@ -46,7 +46,7 @@ public enum DryRun {
         // that exists but cannot be opened is an error, never quietly passed over.
         let directory = configuration.service.stateDirectory
         if configuration.service.stateDatabase != nil {
-            logger.error("\(StateStore.groupNotYetRunnable)")
+            logger.error("state_database: a dry run reads the state of a daemon alone; a group on PostgreSQL polls with its daemons")
             return false
         }
         var store: StateStore?

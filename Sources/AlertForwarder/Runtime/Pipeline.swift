@@ -52,15 +52,19 @@ public final class Pipeline: Service, CustomStringConvertible {
 
     public var description: String { "Pipeline" }
 
+    /// In a group on PostgreSQL: the tenants this daemon holds (it polls only those).
+    private let leases: TenantLeases?
+
     public init(configuration: Configuration, store: StateStore, transport: any HTTPTransport, health: HealthMonitor,
                 statusLine: StatusLine, clock: MonotonicClock = .continuous, parts: Parts = .production, telemetry: Telemetry = Telemetry(),
-                logger: Logger) {
+                leases: TenantLeases? = nil, logger: Logger) {
+        self.leases = leases
         self.initial = configuration
         self.current = Mutex(configuration)
         self.telemetry = telemetry
         self.store = store
         self.connections = TenantConnections(transport: transport, clock: clock, telemetry: telemetry,
-                                             userTokens: configuration.service.userTokens, logger: logger)
+                                             userTokens: configuration.service.userTokens, leases: leases, logger: logger)
         self.health = health
         self.statusLine = statusLine
         self.status = PipelineStatus(clock: clock)
@@ -191,7 +195,7 @@ public final class Pipeline: Service, CustomStringConvertible {
             let poller = TenantPoller(
                 tenant: tenant, connection: connection, store: store, sinks: sinks, maxOutbox: configuration.service.maxOutbox, clock: clock,
                 progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, metrics: metrics,
-                logger: logger)
+                leases: leases, logger: logger)
             pollers.append((parts.poller(poller), poller))
         }
         return pollers

@@ -43,22 +43,21 @@ public struct StateStore: Sendable {
 }
 
 extension StateStore {
-    /// Opens the configured state as `access`: in `state_directory`. A `state_database` is
-    /// refused for now (see ``groupNotYetRunnable``).
+    /// The embedded state of `service` (`state_directory`), opened as `access`. With
+    /// `state_database` the daemon and the `state` commands open PostgreSQL instead;
+    /// `poll-once` and dry runs are for a daemon alone, and refuse it.
     public static func open(_ service: ServiceSettings, access: Access = .owner) throws(StateError) -> StateStore {
-        if service.stateDatabase != nil { throw StateError(.incompatible, groupNotYetRunnable) }
+        if service.stateDatabase != nil {
+            throw StateError(.incompatible, "state_database: poll-once and --dry-run work on the state of a daemon alone; a group on PostgreSQL polls with its daemons (systemctl start defender-alertd on each member)")
+        }
         return try embedded(directory: service.stateDirectory, access: access)
     }
 
-    /// Why `state_database` does not run yet: its stores are here and tested against a real
-    /// server, but without the tenant leases two daemons sharing it would both poll every
-    /// tenant and deliver every alert twice.
-    public static let groupNotYetRunnable = "state_database: this version keeps the state in PostgreSQL only in its tests; the daemon and the state commands do not run on it yet, because the tenant leases that stop two daemons of a group from polling one tenant (and delivering every alert twice) are not in this version; remove state_database to keep the state in state_directory"
-
     /// The state in PostgreSQL (`state_database`). `database` must run (it is a service) for
     /// any call to be answered.
-    public static func postgres(_ database: StateDatabase) -> StateStore {
-        StateStore(admission: PostgresAdmission(database: database), outbox: PostgresOutbox(database: database),
+    /// `fence`: in a group, the leases that decide which tenants this daemon admits and delivers.
+    public static func postgres(_ database: StateDatabase, fence: GroupFence? = nil) -> StateStore {
+        StateStore(admission: PostgresAdmission(database: database, fence: fence), outbox: PostgresOutbox(database: database, fence: fence),
                    deadLetters: PostgresDeadLetters(database: database), quarantine: PostgresQuarantine(database: database),
                    schedules: PostgresSchedules(database: database), location: database.settings.url)
     }

@@ -10,6 +10,8 @@ import Timekeeping
 /// trip per alert.
 struct PostgresAdmission: AdmissionStore {
     let database: StateDatabase
+    /// In a group: admission of a tenant needs its lease, at the epoch held.
+    let fence: GroupFence?
 
     func watermark(tenant: String) async throws(StateError) -> Timestamp? {
         let rows = try await database.query("watermark read", "SELECT watermark FROM cursor WHERE tenant = \(tenant)")
@@ -22,7 +24,21 @@ struct PostgresAdmission: AdmissionStore {
         let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
         let logger = database.logger
+        let fence = self.fence
+        let epoch = fence?.leases.epoch(of: tenant)
+        if fence != nil, epoch == nil {
+            throw StateError(.leaseLost, "tenant \(tenant): this daemon no longer holds its lease; nothing of this page is admitted (the member that holds it reads it)")
+        }
         return try await database.transaction("admission") { connection in
+            if let fence, let epoch {
+                // The lease row is locked until the commit: a new holder cannot take it in between.
+                let current = try await connection.query("""
+                    SELECT 1 FROM lease WHERE tenant = \(tenant) AND holder = \(fence.member) AND epoch = \(epoch) AND expires_at > now() FOR SHARE
+                    """, logger: logger).collect()
+                guard !current.isEmpty else {
+                    throw StateError(.leaseLost, "tenant \(tenant): the lease of epoch \(epoch) is no longer this daemon's; nothing of this page is admitted (the member that holds it reads it)")
+                }
+            }
             var admission = Admission()
             for element in rejected {
                 let digest = ByteBuffer(bytes: SHA256.hash(data: element.bytes))

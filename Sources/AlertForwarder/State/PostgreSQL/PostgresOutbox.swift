@@ -7,11 +7,19 @@ import Timekeeping
 /// that has yet to take it (`outbox_pending`), read in the order admitted.
 struct PostgresOutbox: OutboxStore {
     let database: StateDatabase
+    /// In a group: a daemon delivers the alerts of the tenants it holds, so that each sink
+    /// sees a tenant's alerts in order, from one daemon at a time.
+    let fence: GroupFence?
 
     func pending(sink: String, limit: Int) async throws(StateError) -> OutboxBatch {
+        // In a group, the tenants whose lease the database says this daemon holds now (its
+        // own memory may be stale: a daemon paused past its lease delivers nothing more).
+        let member = fence?.member
         let requeued = try await database.query("dead letter read", """
             SELECT id, tenant, alert_id, event, received_at, payload FROM dead_letter
-            WHERE sink = \(sink) AND requeue ORDER BY id LIMIT \(max(1, limit))
+            WHERE sink = \(sink) AND requeue
+                AND (\(member)::text IS NULL OR tenant IN (SELECT tenant FROM lease WHERE holder = \(member) AND expires_at > now()))
+            ORDER BY id LIMIT \(max(1, limit))
             """)
         if !requeued.isEmpty {
             let records = try decode("dead letter read") {
@@ -26,7 +34,9 @@ struct PostgresOutbox: OutboxStore {
         let rows = try await database.query("outbox read", """
             SELECT o.id, o.tenant, o.alert_id, o.event, o.received_at, o.severity, o.title, o.host, o.status, o.last_update_time, o.payload
             FROM outbox_pending p JOIN outbox o ON o.id = p.id
-            WHERE p.sink = \(sink) ORDER BY p.id LIMIT \(max(1, limit))
+            WHERE p.sink = \(sink)
+                AND (\(member)::text IS NULL OR p.tenant IN (SELECT tenant FROM lease WHERE holder = \(member) AND expires_at > now()))
+            ORDER BY p.id LIMIT \(max(1, limit))
             """)
         let records = try decode("outbox read") {
             try rows.map { row in

@@ -89,6 +89,28 @@ enum PostgresSchema {
             )
             """,
         ]),
+        (2, "v2-group", [
+            // The daemons of the group, each renewing its row every third of lease_ttl.
+            """
+            CREATE TABLE member (
+                id text PRIMARY KEY,
+                started_at timestamptz NOT NULL,
+                renewed_at timestamptz NOT NULL,
+                expires_at timestamptz NOT NULL
+            )
+            """,
+            // Who polls each tenant, until when (the database's clock), and the fencing token:
+            // one more at every change of holder; every write of a poller names it.
+            """
+            CREATE TABLE lease (
+                tenant text PRIMARY KEY,
+                holder text,
+                epoch bigint NOT NULL,
+                expires_at timestamptz NOT NULL,
+                acquired_at timestamptz NOT NULL
+            )
+            """,
+        ]),
     ]
 
     static func migrate(_ database: StateDatabase) async throws {

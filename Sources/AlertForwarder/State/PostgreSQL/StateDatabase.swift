@@ -14,14 +14,19 @@ import Synchronization
 public final class StateDatabase: Service, Sendable {
     let client: PostgresClient
     let settings: StateDatabaseSettings
+    /// For the check at start: one connection made directly, whose failure says why (the
+    /// pool only says that it has none).
+    private let checkConfiguration: PostgresConnection.Configuration
     let logger: Logger
     /// Set once the schema is migrated (or failed to be).
     private let ready = Gate()
 
-    public init(settings: StateDatabaseSettings, logger: Logger) throws(StateError) {
+    /// `member`: this daemon's name in a group, shown in the server's `pg_stat_activity`.
+    public init(settings: StateDatabaseSettings, member: String? = nil, logger: Logger) throws(StateError) {
         self.settings = settings
         self.logger = logger
         var tls: PostgresClient.Configuration.TLS = .disable
+        var checkTLS: PostgresConnection.Configuration.TLS = .disable
         if settings.tls != .disable {
             var configuration = TLSConfiguration.makeClientConfiguration()
             configuration.minimumTLSVersion = .tlsv12
@@ -32,7 +37,7 @@ public final class StateDatabase: Service, Sendable {
             case .require, .disable: .none
             }
             // The client keeps its TLS context (or its failure) for its life: checked here.
-            do { _ = try NIOSSLContext(configuration: configuration) } catch {
+            do { checkTLS = .require(try NIOSSLContext(configuration: configuration)) } catch {
                 throw StateError(.incompatible, "state_database: TLS cannot be set up (\(error)); check state_database_ca_file")
             }
             tls = .require(configuration)
@@ -46,48 +51,90 @@ public final class StateDatabase: Service, Sendable {
         // A statement or a lock that hangs (a server overloaded, a lock held by a daemon cut
         // off) fails instead of holding a poll or a sink forever; the work is retried.
         configuration.options.additionalStartupParameters = [
-            ("application_name", "defender-alertd"),
+            ("application_name", member.map { "defender-alertd \($0)".prefix(63) }.map(String.init) ?? "defender-alertd"),
             ("statement_timeout", "30000"),
             ("lock_timeout", "10000"),
             ("idle_in_transaction_session_timeout", "60000"),
         ]
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        var check = PostgresConnection.Configuration(host: settings.host, port: settings.port, username: settings.user,
+                                                     password: settings.password?.withValue { $0 }, database: settings.database, tls: checkTLS)
+        check.options.connectTimeout = .seconds(10)
+        checkConfiguration = check
     }
 
-    /// Runs the pool, migrates the schema, then serves until cancelled or shut down gracefully.
+    /// Runs the pool, checks the connection and migrates the schema, then serves until
+    /// cancelled or shut down gracefully. While the server cannot be reached, the check is
+    /// tried again (every 1 s, up to every 30 s) and every call of the state fails at once
+    /// with `unavailable` (the pipeline waits and retries); a refusal that waiting cannot end
+    /// (a wrong password, no such database, a newer schema) stops the daemon with its reason.
+    ///
+    /// It is the last service of the daemon to stop, when nothing else queries: postgres-nio's
+    /// pool, stopped while a transaction is on one of its connections (a stop during the
+    /// migration at start), was seen not to finish stopping; systemd's stop timeout ends that.
     public func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await self.client.run() }
-            do {
-                try await PostgresSchema.migrate(self)
-                ready.open(nil)
-            } catch {
-                ready.open(error)
-                group.cancelAll()
-                throw error
+            var wait: Duration = .seconds(1)
+            var reported: String?
+            while !Task.isCancelled {
+                do {
+                    try await check()
+                    try await PostgresSchema.migrate(self)
+                    ready.open()
+                    if reported != nil { logger.notice("PostgreSQL can be reached again; the state is in use", metadata: ["database": "\(settings.url)"]) }
+                    break
+                } catch {
+                    let failure = Self.stateError(error, doing: "connection")
+                    guard failure.isTransient else {
+                        ready.fail(failure)
+                        group.cancelAll()
+                        throw failure
+                    }
+                    ready.unavailable(failure)
+                    if reported != failure.description {
+                        logger.error("PostgreSQL cannot be used yet; polling and delivery wait for it", metadata: ["error": "\(failure)", "database": "\(settings.url)"])
+                        reported = failure.description
+                    }
+                    try? await Task.sleep(for: wait)
+                    wait = min(wait * 2, .seconds(30))
+                }
             }
             try await group.waitForAll()
         }
     }
 
+    /// Connects once, directly, and disconnects: the server's own refusal if there is one
+    /// (postgres-nio's pool only reports, after a minute, that it has no connection).
+    private func check() async throws {
+        let connection = try await PostgresConnection.connect(configuration: checkConfiguration, id: 0, logger: logger)
+        try? await connection.close()
+    }
+
     /// Waits for the schema, then runs `body` in one transaction, mapping its failure.
-    func transaction<T: Sendable>(_ what: String, _ body: (PostgresConnection) async throws -> T) async throws(StateError) -> T {
+    func transaction<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
         try await ready.wait()
-        do {
-            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-        } catch {
-            throw Self.stateError(error, doing: what)
-        }
+        let (client, logger) = (self.client, self.logger)
+        return try await Self.uncancelled(what) { try await client.withTransaction(logger: logger) { connection in try await body(connection) } }
     }
 
     /// Waits for the schema, then runs one statement, its rows collected.
     func query(_ what: String, _ query: PostgresQuery) async throws(StateError) -> [PostgresRow] {
         try await ready.wait()
-        do {
-            return try await client.query(query, logger: logger).collect()
-        } catch {
-            throw Self.stateError(error, doing: what)
-        }
+        let (client, logger) = (self.client, self.logger)
+        return try await Self.uncancelled(what) { try await client.query(query, logger: logger).collect() }
+    }
+
+    /// Runs `work` to its end whatever happens to the caller's task (as the embedded state's
+    /// ``Blocking`` does): a transaction is committed or rolled back, never abandoned between
+    /// two statements, where it would keep its rows locked (a tenant's lease row among them)
+    /// until the server's idle timeout; postgres-nio ends a row iteration on cancellation. An
+    /// unstructured task, awaited at once: the caller's cancellation does not reach it.
+    private static func uncancelled<T: Sendable>(_ what: String, _ work: @escaping @Sendable () async throws -> T) async throws(StateError) -> T {
+        let result = await Task { () async -> Result<T, StateError> in
+            do { return .success(try await work()) } catch { return .failure(stateError(error, doing: what)) }
+        }.value
+        return try result.get()
     }
 
     /// Runs `body` on one connection without waiting for the schema (migrations).
@@ -123,22 +170,31 @@ public final class StateDatabase: Service, Sendable {
     }
 }
 
-/// Opened once, with nil or the error every waiter then gets; a waiting task that is
-/// cancelled stops waiting.
+/// Whether the state's calls may go ahead: they wait for the first check of the server;
+/// then go ahead (open), or fail at once with why (unavailable, for as long as it lasts; or a
+/// failure for good). A waiting task that is cancelled stops waiting.
 private final class Gate: Sendable {
+    private enum Phase {
+        case starting
+        case unavailable(StateError)
+        case open
+        case failed(StateError)
+    }
+
     private struct State {
-        var opened = false
-        var error: StateError?
+        var phase = Phase.starting
         var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
         var nextWaiter = 0
     }
     private let state = Mutex(State())
 
-    func open(_ error: (any Error)?) {
-        let failure = error.map { StateDatabase.stateError($0, doing: "schema migration") }
+    func open() { settle(.open) }
+    func fail(_ error: StateError) { settle(.failed(error)) }
+    func unavailable(_ error: StateError) { settle(.unavailable(error)) }
+
+    private func settle(_ phase: Phase) {
         let waiters = state.withLock { state in
-            state.opened = true
-            state.error = failure
+            state.phase = phase
             defer { state.waiters = [:] }
             return Array(state.waiters.values)
         }
@@ -153,7 +209,7 @@ private final class Gate: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { state in
-                    guard !state.opened, !Task.isCancelled else { return true }
+                    guard case .starting = state.phase, !Task.isCancelled else { return true }
                     state.waiters[id] = continuation
                     return false
                 }
@@ -162,8 +218,10 @@ private final class Gate: Sendable {
         } onCancel: {
             state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
         }
-        let (opened, error) = state.withLock { ($0.opened, $0.error) }
-        if let error { throw error }
-        if !opened { throw StateError(.unavailable, "stopped while waiting for the PostgreSQL schema") }
+        switch state.withLock({ $0.phase }) {
+        case .open: return
+        case .unavailable(let error), .failed(let error): throw error
+        case .starting: throw StateError(.unavailable, "stopped while waiting for PostgreSQL")
+        }
     }
 }

@@ -1,0 +1,230 @@
+import Foundation
+import OrderedJSON
+import Testing
+import TestSupport
+
+/// Daemons of a group on a real PostgreSQL (`make test` starts one), each a real process, with
+/// one simulator per tenant (a simulator is one tenant): every alert is delivered; each tenant
+/// is polled by one daemon at a time (each simulator records, from `User-Agent`, which daemon
+/// sent each alerts request); the tenants spread evenly and rebalance when one joins or leaves.
+@Suite("A group of daemons on PostgreSQL", .serialized,
+       .enabled(if: GroupHarness.postgres != nil, "no PostgreSQL server: run the tests through `make test` (scripts/with-postgres.sh)"))
+struct GroupEndToEndTests {
+    @Test func threeDaemonsShareTheTenantsAndAFourthJoiningAndOneLeavingRebalance() async throws {
+        let siem = FakeSIEM()
+        let group = try GroupHarness(tenants: 6)
+        try await siem.serve { base throws in
+            group.configure(sink: """
+                [[sink]]
+                name = "hook"
+                type = "http"
+                url = "\(base)/hook"
+                format = "ndjson"
+                token_file = "token"
+                flush_interval = "200ms"
+                """, token: siem.token)
+            var daemons = [try group.start(), try group.start(), try group.start()]
+            let expected = try group.simulatorAlertIDs()
+            func delivered() -> [String] {
+                siem.hookBodies.flatMap { String(decoding: $0, as: UTF8.self).split(separator: "\n") }
+                    .compactMap { try? JSONValue(parsing: String($0))["id"]?.stringValue }
+            }
+            group.waitUntil("every backlog alert delivered by three daemons", daemons: daemons) { Set(delivered()).isSuperset(of: expected) }
+            group.waitUntil("the tenants spread over three daemons", daemons: daemons) { try group.currentPollers().count == 3 }
+            var spread = try group.currentPollers()
+            #expect(spread.values.sorted() == [2, 2, 2], "\(spread)")
+            #expect(Set(spread.keys) == Set(daemons.map { group.member(of: $0) }))
+
+            // A fourth joins: 2, 2, 1, 1.
+            daemons.append(try group.start())
+            group.waitUntil("four daemons polling", daemons: daemons) { try group.currentPollers().count == 4 }
+            spread = try group.currentPollers()
+            #expect(spread.values.sorted() == [1, 1, 2, 2], "\(spread)")
+            // One leaves (stopped gracefully): 2, 2, 2 again, at once (it released its leases).
+            let leaving = daemons.remove(at: 1)
+            leaving.signal(SIGTERM)
+            #expect(leaving.waitForExit(timeout: .seconds(60)) == 0, "\(leaving.stderr.suffix(2000))")
+            #expect(leaving.stderr.contains("left the group"))
+            group.waitUntil("three daemons polling again", daemons: daemons) {
+                let now = try group.currentPollers()
+                return now.count == 3 && now[group.member(of: leaving)] == nil
+            }
+            #expect(try group.currentPollers().values.sorted() == [2, 2, 2])
+
+            // New alerts go on arriving; all of them come out.
+            let later = try group.addAlerts(5)
+            group.waitUntil("the alerts added later delivered", daemons: daemons) { Set(delivered()).isSuperset(of: later) }
+            let all = delivered()
+            let duplicates = all.count - Set(all).count
+            // Handed over between polls, no alert was in flight: nothing twice.
+            #expect(duplicates == 0, "\(duplicates) alerts delivered twice")
+            // At no moment two daemons polling one tenant: two would alternate at every poll
+            // (a run of requests each); here a tenant changes hands at most once per change of
+            // membership (two joins, a third, one leaving).
+            for (tenant, runs) in try group.pollerRuns() {
+                let members = runs.map(\.member)
+                #expect(!members.contains(""), "tenant \(tenant): a request without a member name")
+                #expect(runs.count <= 5, "tenant \(tenant) changed hands \(runs.count - 1) times: \(members)")
+            }
+            for daemon in daemons {
+                daemon.signal(SIGTERM)
+                #expect(daemon.waitForExit(timeout: .seconds(60)) == 0, "\(daemon.stderr.suffix(2000))")
+                #expect(!daemon.stderr.contains(ConfigFixture.canary))
+                #expect(!daemon.stderr.contains(GroupHarness.postgres?.password ?? "-"))
+            }
+        }
+    }
+}
+
+/// A group's daemons, its PostgreSQL database (a new one per harness) and one simulator per
+/// tenant, all real processes on loopback.
+final class GroupHarness: @unchecked Sendable {
+    // @unchecked: each test owns its harness and uses it from one task.
+    struct Server {
+        var url: String
+        var password: String
+        var passwordFile: String
+        var bin: String
+    }
+
+    /// The test server `scripts/with-postgres.sh` started, if any.
+    static let postgres: Server? = {
+        let environment = ProcessInfo.processInfo.environment
+        guard let url = environment["DEFENDER_TEST_POSTGRES_URL"], let file = environment["DEFENDER_TEST_POSTGRES_PASSWORD_FILE"],
+              let bin = environment["DEFENDER_TEST_POSTGRES_BIN"],
+              let password = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) else { return nil }
+        return Server(url: url, password: password, passwordFile: file, bin: bin)
+    }()
+
+    let fixture = ConfigFixture()
+    let simulators: [(name: String, process: DaemonProcess, base: String)]
+    let database: String
+
+    init(tenants: Int) throws {
+        let server = try #require(Self.postgres)
+        database = "g_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
+        let created = try runToCompletion(server.bin + "/psql", [server.url, "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE \(database)"],
+                                                   environment: ["PGPASSWORD": server.password, "PATH": "/usr/bin:/bin"])
+        #expect(created.status == 0, "\(created.stderr)")
+        simulators = try (1...tenants).map { index in
+            let process = try DaemonProcess(["--port", "0", "--client-secret", ConfigFixture.canary, "--seed", "\(index)", "--backlog", "20",
+                                             "--backlog-span", "3600", "--rate-limit-per-minute", "100000", "--rate-limit-per-hour", "10000000"],
+                                            executable: "defender-sim")
+            let base = try #require(process.waitForLine(startingWith: "listening "), "\(process.stderr)")
+            return ("t\(index)", process, base)
+        }
+    }
+
+    deinit {
+        for simulator in simulators { simulator.process.signal(SIGKILL) }
+        if let server = Self.postgres {
+            _ = try? runToCompletion(server.bin + "/psql", [server.url, "-c", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)"],
+                                              environment: ["PGPASSWORD": server.password, "PATH": "/usr/bin:/bin"])
+        }
+    }
+
+    /// One configuration for every daemon: the tenants, the group's database, `sink`.
+    func configure(sink: String, token: String) {
+        let server = Self.postgres!
+        let url = String(server.url[..<server.url.lastIndex(of: "/")!]) + "/\(database)"
+        fixture.directory.write("token", token + "\n", mode: 0o600)
+        fixture.directory.write("pg-password", server.password + "\n", mode: 0o600)
+        let tenants = simulators.map { simulator in
+            ConfigFixture.tenant.replacingOccurrences(of: "name = \"contoso\"", with: "name = \"\(simulator.name)\"") + """
+
+                api_url = "\(simulator.base)"
+                login_url = "\(simulator.base)"
+                lookback = "1d"
+                overlap = "10m"
+                """
+        }.joined(separator: "\n\n")
+        fixture.writeConfiguration("""
+            [service]
+            poll_interval = "1s"
+            lease_ttl = "3s"
+            state_database = "\(url)"
+            state_database_password_file = "pg-password"
+
+            \(tenants)
+
+            \(sink)
+            """)
+    }
+
+    /// Starts one more daemon of the group; waits for READY=1. Its notify socket is closed
+    /// then: a socket nobody reads fills up, and `sd_notify` blocks on a full one.
+    func start() throws -> DaemonProcess {
+        let socket = NotifySocket()
+        let daemon = try DaemonProcess(["run", "--config", fixture.directory.file("defender-alertd.toml"), "--log-target", "stderr"],
+                                       environment: ["NOTIFY_SOCKET": socket.address])
+        let ready = socket.receive(until: { $0.contains("READY=1") }, timeout: .seconds(60))
+        #expect(ready.matched != nil, "no READY=1: \(daemon.stderr)")
+        return daemon
+    }
+
+    /// The member name a daemon has by default: the host name and its process id.
+    func member(of daemon: DaemonProcess) -> String {
+        "\(ProcessInfo.processInfo.hostName)-\(daemon.pid)"
+    }
+
+    /// Every alert id the simulators hold.
+    func simulatorAlertIDs() throws -> Set<String> {
+        var ids = Set<String>()
+        for simulator in simulators {
+            let body = try DaemonProcess.curl(["-s", "--max-time", "30", "\(simulator.base)/_simulator/alerts"]).stdout
+            guard case .array(let alerts)? = try JSONValue(parsing: body)["value"] else { continue }
+            for alert in alerts { if let id = alert["id"]?.stringValue { ids.insert(id) } }
+        }
+        return ids
+    }
+
+    /// Adds `count` alerts to each simulator; their ids.
+    func addAlerts(_ count: Int) throws -> Set<String> {
+        var ids = Set<String>()
+        for simulator in simulators {
+            let body = try DaemonProcess.curl(["-s", "--max-time", "30", "-X", "POST", "-H", "Content-Type: application/json",
+                                               "-d", #"{"count": \#(count)}"#, "\(simulator.base)/_simulator/alerts"]).stdout
+            guard case .array(let added)? = try JSONValue(parsing: body)["ids"] else { continue }
+            for id in added { if let id = id.stringValue { ids.insert(id) } }
+        }
+        return ids
+    }
+
+    struct Run: Decodable {
+        var member: String
+        var requests: Int
+    }
+
+    /// Per tenant, the runs of alerts requests by member, oldest first.
+    func pollerRuns() throws -> [String: [Run]] {
+        var runs: [String: [Run]] = [:]
+        for simulator in simulators {
+            let body = try DaemonProcess.curl(["-s", "--max-time", "30", "\(simulator.base)/_simulator/pollers"]).stdout
+            struct Answer: Decodable { var runs: [Run] }
+            runs[simulator.name] = try JSONDecoder().decode(Answer.self, from: Data(body.utf8)).runs
+        }
+        return runs
+    }
+
+    /// Member → how many tenants it polls now (the member of each tenant's latest run, once
+    /// that run has at least two requests: a member that polls, not one that just lost it).
+    func currentPollers() throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for (_, runs) in try pollerRuns() {
+            guard let last = runs.last, last.requests >= 2 else { continue }
+            counts[last.member, default: 0] += 1
+        }
+        return counts.values.reduce(0, +) == simulators.count ? counts : [:]
+    }
+
+    /// Waits (bounded) until `condition` holds; records an issue with the daemons' logs when it never does.
+    func waitUntil(_ what: String, daemons: [DaemonProcess], timeout: Duration = .seconds(90), _ condition: () throws -> Bool,
+                   sourceLocation: SourceLocation = #_sourceLocation) {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if (try? condition()) == true { return }
+            Thread.sleep(forTimeInterval: 0.2)  // waiting for other processes, not a timing assumption
+        }
+        Issue.record("timed out waiting until \(what); logs: \(daemons.map { $0.stderr.suffix(1500) })", sourceLocation: sourceLocation)
+    }
+}
