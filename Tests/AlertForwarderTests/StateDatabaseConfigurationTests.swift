@@ -35,6 +35,22 @@ struct StateDatabaseConfigurationTests {
         #expect(refused?.description.contains("a group on PostgreSQL polls with its daemons") == true)
     }
 
+    /// A signed-in user's refresh token is one daemon's, and each use rotates it.
+    @Test func aDelegatedTenantIsRefusedInAGroup() {
+        let text = fixture.errors("""
+            [service]
+            state_database = "postgresql://alertd@127.0.0.1/alerts"
+
+            [[tenant]]
+            name = "contoso"
+            tenant_id = "4F8E2C1A-7B3D-4E59-9A6C-2D1F0E8B7C35"
+            client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
+            auth = "delegated"
+
+            """ + ConfigFixture.sink).map(\.description).joined(separator: "\n")
+        #expect(text.contains("tenant.auth") && text.contains("cannot be used by a group"), "\(text)")
+    }
+
     @Test func whatIsRefusedAndWhy() {
         let cases: [(String, String)] = [
             ("state_database = \"postgresql://alertd:\(Self.password)@db.example/alerts\"", "state_database_password_file"),
@@ -45,6 +61,8 @@ struct StateDatabaseConfigurationTests {
             ("state_database = \"postgresql://alertd@db.example:70000/alerts\"", "is not 1...65535"),
             ("state_database = \"mysql://alertd@db.example/alerts\"", "is not a PostgreSQL URL"),
             ("state_database_password_file = \"pg-password\"", "state_database is not"),
+            ("member_name = \"alertd-1\"", "state_database is not"),
+            ("state_database = \"postgresql://alertd@db.example/alerts\"\nmember_name = \"a b\"", "is not a valid name"),
             ("state_database = \"postgresql://alertd@db.example/alerts\"\nlease_ttl = \"1s\"", "lease_ttl"),
         ]
         fixture.directory.write("pg-password", Self.password, mode: 0o600)

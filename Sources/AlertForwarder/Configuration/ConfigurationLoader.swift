@@ -111,6 +111,15 @@ private struct Validator {
         rejectDuplicates(tenantTables.map { $0["name"]?.string }, tables: "tenant")
         rejectDuplicates(sinkTables.map { $0["name"]?.string }, tables: "sink")
         if let service { rejectDestructivePaths(sinks, stateDirectory: service.stateDirectory, configuration: path) }
+        // A signed-in user's refresh token lives in one member's state directory, and Entra ID
+        // rotates it at each use: the members of a group would take it from each other.
+        if service?.stateDatabase != nil {
+            for (index, tenant) in tenants.enumerated() {
+                guard let tenant, case .signedInUser = tenant.credential else { continue }
+                TableReader(tenantTables[index], location: "tenant[\(index)]", displayName: "tenant", report: report)
+                    .fail(ConfigurationKey.Tenant.auth, "auth = \"delegated\" cannot be used by a group on state_database yet (the signed-in user's refresh token is kept by one daemon, and each use rotates it); poll this tenant from a daemon of its own with state_directory")
+            }
+        }
 
         guard report.errors.isEmpty, let service else { return nil }
         return Configuration(path: path, service: service, tenants: tenants.compactMap { $0 }, sinks: sinks.compactMap { $0 })

@@ -84,11 +84,11 @@ public final class GroupCoordinator: Service, Sendable {
         let seconds = ttl.inSeconds
         let (member, logger) = (self.member, self.logger)
         let (renewed, members, holders) = try await database.transaction("lease renewal") { connection in
-            try await connection.query("""
+            try await connection.run("""
                 INSERT INTO member (id, started_at, renewed_at, expires_at) VALUES (\(member), now(), now(), now() + make_interval(secs => \(seconds)))
                 ON CONFLICT (id) DO UPDATE SET renewed_at = now(), expires_at = excluded.expires_at
                 """, logger: logger)
-            try await connection.query("DELETE FROM member WHERE expires_at < now() - interval '1 day'", logger: logger)
+            try await connection.run("DELETE FROM member WHERE expires_at < now() - interval '1 day'", logger: logger)
             var renewed: [String: Int64] = [:]
             for try await (tenant, epoch) in try await connection.query("""
                 UPDATE lease SET expires_at = now() + make_interval(secs => \(seconds))
@@ -126,7 +126,7 @@ public final class GroupCoordinator: Service, Sendable {
         if !released.isEmpty {
             try await database.transaction("lease release") { [released] connection in
                 for (tenant, epoch) in released {
-                    try await connection.query("""
+                    try await connection.run("""
                         UPDATE lease SET holder = NULL, expires_at = now() WHERE tenant = \(tenant) AND holder = \(member) AND epoch = \(epoch)
                         """, logger: logger)
                 }
@@ -173,8 +173,8 @@ public final class GroupCoordinator: Service, Sendable {
         let (member, logger) = (self.member, self.logger)
         do {
             try await database.transaction("leaving the group") { connection in
-                try await connection.query("UPDATE lease SET holder = NULL, expires_at = now() WHERE holder = \(member)", logger: logger)
-                try await connection.query("DELETE FROM member WHERE id = \(member)", logger: logger)
+                try await connection.run("UPDATE lease SET holder = NULL, expires_at = now() WHERE holder = \(member)", logger: logger)
+                try await connection.run("DELETE FROM member WHERE id = \(member)", logger: logger)
             }
             logger.notice("left the group; its tenants are free for the others", metadata: ["tenants": "\(held.count)"])
         } catch {

@@ -91,7 +91,7 @@ struct PostgresAdmission: AdmissionStore {
                 try await Self.queue(queued, tenant: tenant, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(), on: connection, logger: logger)
             }
             if let newest = watermark.newest(of: alerts) {
-                try await connection.query("""
+                try await connection.run("""
                     INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (\(tenant), \(newest.ticks), \(newest.writtenWith(7).description), \(receivedAt))
                     ON CONFLICT (tenant) DO UPDATE SET
                         watermark = greatest(cursor.watermark, excluded.watermark),
@@ -109,7 +109,7 @@ struct PostgresAdmission: AdmissionStore {
         let headlines = queued.map { AlertHeadline(payload: $0.alert.bytes) }
         // Arrays of text hold no NULL here: "" stands for a field the alert does not have.
         func column(_ field: (AlertHeadline) -> String?) -> [String] { headlines.map { field($0) ?? "" } }
-        try await connection.query("""
+        try await connection.run("""
             WITH added AS (
                 INSERT INTO outbox (tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
                 SELECT \(tenant), a, e, \(receivedAt), nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
@@ -131,9 +131,9 @@ struct PostgresAdmission: AdmissionStore {
     func reset(tenant: String) async throws(StateError) {
         let logger = database.logger
         try await database.transaction("reset") { connection in
-            try await connection.query("DELETE FROM cursor WHERE tenant = \(tenant)", logger: logger)
-            try await connection.query("DELETE FROM seen WHERE tenant = \(tenant)", logger: logger)
-            try await connection.query("DELETE FROM reconciliation WHERE tenant = \(tenant)", logger: logger)
+            try await connection.run("DELETE FROM cursor WHERE tenant = \(tenant)", logger: logger)
+            try await connection.run("DELETE FROM seen WHERE tenant = \(tenant)", logger: logger)
+            try await connection.run("DELETE FROM reconciliation WHERE tenant = \(tenant)", logger: logger)
         }
     }
 

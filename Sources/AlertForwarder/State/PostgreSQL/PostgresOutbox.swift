@@ -64,9 +64,9 @@ struct PostgresOutbox: OutboxStore {
         case .requeued:
             try await database.transaction("dead letter confirmation") { connection in
                 let again = batch.records.filter { refused[$0.id] != nil }
-                try await connection.query("DELETE FROM dead_letter WHERE sink = \(sink) AND requeue AND id = ANY(\(ids.filter { refused[$0] == nil })::bigint[])", logger: logger)
+                try await connection.run("DELETE FROM dead_letter WHERE sink = \(sink) AND requeue AND id = ANY(\(ids.filter { refused[$0] == nil })::bigint[])", logger: logger)
                 if !again.isEmpty {
-                    try await connection.query("""
+                    try await connection.run("""
                         UPDATE dead_letter SET requeue = false, failed_at = \(failedAt), reason = r.reason
                         FROM unnest(\(again.map(\.id))::bigint[], \(again.map { refused[$0.id] ?? "" })::text[]) AS r(id, reason)
                         WHERE dead_letter.id = r.id AND dead_letter.sink = \(sink) AND dead_letter.requeue
@@ -84,7 +84,7 @@ struct PostgresOutbox: OutboxStore {
                 }
                 let letters = batch.records.filter { taken.contains($0.id) && refused[$0.id] != nil }
                 if !letters.isEmpty {
-                    try await connection.query("""
+                    try await connection.run("""
                         INSERT INTO dead_letter (sink, tenant, alert_id, event, received_at, payload, reason, failed_at)
                         SELECT \(sink), t, a, e, r, p, why, \(failedAt)
                         FROM unnest(\(letters.map(\.tenant))::text[], \(letters.map(\.alertID))::text[], \(letters.map(\.event))::text[],
@@ -94,7 +94,7 @@ struct PostgresOutbox: OutboxStore {
                         """, logger: logger)
                 }
                 // An alert every sink has taken is gone.
-                try await connection.query("""
+                try await connection.run("""
                     DELETE FROM outbox o WHERE o.id = ANY(\(Array(taken))::bigint[]) AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)
                     """, logger: logger)
             }
@@ -125,7 +125,7 @@ struct PostgresOutbox: OutboxStore {
                 """, logger: logger).decode(Int64.self) {
                 dropped = Int(count)
             }
-            try await connection.query("DELETE FROM outbox o WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)", logger: logger)
+            try await connection.run("DELETE FROM outbox o WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)", logger: logger)
             return dropped
         }
     }

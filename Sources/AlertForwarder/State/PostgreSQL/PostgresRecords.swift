@@ -27,7 +27,7 @@ struct PostgresDeadLetters: DeadLetterStore {
     func requestRequeue(sink: String?) async throws(StateError) -> Int {
         let logger = database.logger
         return try await database.transaction("dead letter re-queue") { connection in
-            try await connection.query("UPDATE dead_letter SET requeue = true WHERE (\(sink)::text IS NULL OR sink = \(sink)) AND NOT requeue", logger: logger)
+            try await connection.run("UPDATE dead_letter SET requeue = true WHERE (\(sink)::text IS NULL OR sink = \(sink)) AND NOT requeue", logger: logger)
             var marked = 0
             for try await count in try await connection.query("SELECT count(*) FROM dead_letter WHERE (\(sink)::text IS NULL OR sink = \(sink)) AND requeue",
                                                               logger: logger).decode(Int64.self) {

@@ -117,8 +117,11 @@ enum PostgresSchema {
         let logger = database.logger
         try await database.withConnection { connection in
             try await connection.withTransaction(logger: logger) { connection in
-                try await connection.query("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
-                try await connection.query("""
+                // Members starting together wait for each other's migration, longer than the
+                // lock_timeout that bounds the daemon's other waits.
+                try await connection.run("SET LOCAL lock_timeout = '120s'", logger: logger)
+                try await connection.run("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
+                try await connection.run("""
                     CREATE TABLE IF NOT EXISTS defender_alertd_schema (
                         version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
                     """, logger: logger)
@@ -134,9 +137,9 @@ enum PostgresSchema {
                 }
                 for migration in migrations where applied[migration.version] == nil {
                     for statement in migration.sql {
-                        try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                        try await connection.run(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
-                    try await connection.query("INSERT INTO defender_alertd_schema (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                    try await connection.run("INSERT INTO defender_alertd_schema (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
                     logger.notice("PostgreSQL state schema migrated", metadata: ["version": "\(migration.version)", "name": "\(migration.name)"])
                 }
             }

@@ -225,3 +225,13 @@ private final class Gate: Sendable {
         }
     }
 }
+
+extension PostgresConnection {
+    /// Runs a statement whose rows are not wanted, to its end: an error the server sends after
+    /// the row description (a lock timeout, a constraint) is thrown here, not left in rows
+    /// nobody reads, where the transaction would go on aborted and its COMMIT end quietly as
+    /// a rollback.
+    func run(_ query: PostgresQuery, logger: Logger) async throws {
+        for try await _ in try await self.query(query, logger: logger) {}
+    }
+}
