@@ -14,45 +14,34 @@ struct GroupEndToEndTests {
         let siem = FakeSIEM()
         let group = try GroupHarness(tenants: 6)
         try await siem.serve { base throws in
-            group.configure(sink: """
-                [[sink]]
-                name = "hook"
-                type = "http"
-                url = "\(base)/hook"
-                format = "ndjson"
-                token_file = "token"
-                flush_interval = "200ms"
-                """, token: siem.token)
+            group.configure(sink: GroupHarness.hookSink(base), token: siem.token)
             var daemons = [try group.start(), try group.start(), try group.start()]
             let expected = try group.simulatorAlertIDs()
-            func delivered() -> [String] {
-                siem.hookBodies.flatMap { String(decoding: $0, as: UTF8.self).split(separator: "\n") }
-                    .compactMap { try? JSONValue(parsing: String($0))["id"]?.stringValue }
-            }
-            group.waitUntil("every backlog alert delivered by three daemons", daemons: daemons) { Set(delivered()).isSuperset(of: expected) }
-            group.waitUntil("the tenants spread over three daemons, two each", daemons: daemons) {
+            let delivered = { GroupHarness.delivered(siem) }
+            await group.waitUntil("every backlog alert delivered by three daemons", daemons: daemons) { Set(delivered()).isSuperset(of: expected) }
+            await group.waitUntil("the tenants spread over three daemons, two each", daemons: daemons) {
                 try group.currentPollers().values.sorted() == [2, 2, 2]
             }
             #expect(Set(try group.currentPollers().keys) == Set(daemons.map { group.member(of: $0) }))
 
             // A fourth joins: 2, 2, 1, 1.
             daemons.append(try group.start())
-            group.waitUntil("four daemons polling, 2, 2, 1 and 1 tenants", daemons: daemons) {
+            await group.waitUntil("four daemons polling, 2, 2, 1 and 1 tenants", daemons: daemons) {
                 try group.currentPollers().values.sorted() == [1, 1, 2, 2]
             }
             // One leaves (stopped gracefully): 2, 2, 2 again, at once (it released its leases).
             let leaving = daemons.remove(at: 1)
             leaving.signal(SIGTERM)
-            #expect(leaving.waitForExit(timeout: .seconds(60)) == 0, "\(leaving.stderr.suffix(2000))")
+            #expect(await group.exitStatus(of: leaving, timeout: .seconds(60)) == 0, "\(leaving.stderr.suffix(2000))")
             #expect(leaving.stderr.contains("left the group"))
-            group.waitUntil("three daemons polling two tenants each again", daemons: daemons) {
+            await group.waitUntil("three daemons polling two tenants each again", daemons: daemons) {
                 let now = try group.currentPollers()
                 return now[group.member(of: leaving)] == nil && now.values.sorted() == [2, 2, 2]
             }
 
             // New alerts go on arriving; all of them come out.
             let later = try group.addAlerts(5)
-            group.waitUntil("the alerts added later delivered", daemons: daemons) { Set(delivered()).isSuperset(of: later) }
+            await group.waitUntil("the alerts added later delivered", daemons: daemons) { Set(delivered()).isSuperset(of: later) }
             let all = delivered()
             let duplicates = all.count - Set(all).count
             // Handed over between polls, no alert was in flight: nothing twice.
@@ -67,7 +56,7 @@ struct GroupEndToEndTests {
             }
             for daemon in daemons {
                 daemon.signal(SIGTERM)
-                #expect(daemon.waitForExit(timeout: .seconds(60)) == 0, "\(daemon.stderr.suffix(2000))")
+                #expect(await group.exitStatus(of: daemon, timeout: .seconds(60)) == 0, "\(daemon.stderr.suffix(2000))")
                 #expect(!daemon.stderr.contains(ConfigFixture.canary))
                 #expect(!daemon.stderr.contains(GroupHarness.postgres?.password ?? "-"))
             }
@@ -84,42 +73,31 @@ extension GroupEndToEndTests {
         let siem = FakeSIEM()
         let group = try GroupHarness(tenants: 6, rate: 60)
         try await siem.serve { base throws in
-            group.configure(sink: """
-                [[sink]]
-                name = "hook"
-                type = "http"
-                url = "\(base)/hook"
-                format = "ndjson"
-                token_file = "token"
-                flush_interval = "200ms"
-                """, token: siem.token)
-            func delivered() -> [String] {
-                siem.hookBodies.flatMap { String(decoding: $0, as: UTF8.self).split(separator: "\n") }
-                    .compactMap { try? JSONValue(parsing: String($0))["id"]?.stringValue }
-            }
+            group.configure(sink: GroupHarness.hookSink(base), token: siem.token)
+            let delivered = { GroupHarness.delivered(siem) }
             var daemons = [try group.start(), try group.start(), try group.start()]
-            group.waitUntil("the tenants spread over three daemons", daemons: daemons) { try group.currentPollers().count == 3 }
+            await group.waitUntil("the tenants spread over three daemons", daemons: daemons) { try group.currentPollers().count == 3 }
 
             let killed = daemons.removeFirst()
             killed.signal(SIGKILL)
-            _ = killed.waitForExit(timeout: .seconds(10))
-            group.waitUntil("the killed daemon's tenants taken by the others", daemons: daemons) {
+            _ = await group.exitStatus(of: killed, timeout: .seconds(10))
+            await group.waitUntil("the killed daemon's tenants taken by the others", daemons: daemons) {
                 let now = try group.currentPollers()
                 return now.count == 2 && now[group.member(of: killed)] == nil
             }
 
             let stopped = daemons[0]
             stopped.signal(SIGSTOP)
-            group.waitUntil("the stopped daemon's tenants taken over", daemons: daemons) {
+            await group.waitUntil("the stopped daemon's tenants taken over", daemons: daemons) {
                 let now = try group.currentPollers()
                 return now.count == 1 && now[group.member(of: daemons[1])] == 6
             }
             stopped.signal(SIGCONT)
-            group.waitUntil("the continued daemon back with a share", daemons: daemons) { try group.currentPollers().count == 2 }
+            await group.waitUntil("the continued daemon back with a share", daemons: daemons) { try group.currentPollers().count == 2 }
             #expect(stopped.stderr.contains("leases lost"), "\(stopped.stderr.suffix(3000))")
 
             let expected = try group.simulatorAlertIDs()
-            group.waitUntil("every alert delivered", daemons: daemons) { Set(delivered()).isSuperset(of: expected) }
+            await group.waitUntil("every alert delivered", daemons: daemons) { Set(delivered()).isSuperset(of: expected) }
             let all = delivered()
             // Only what was in flight at a cut can come twice: a batch of one sink.
             #expect(all.count - Set(all).count <= 500, "\(all.count - Set(all).count) alerts delivered twice")
@@ -130,19 +108,19 @@ extension GroupEndToEndTests {
             }
             for daemon in daemons {
                 daemon.signal(SIGTERM)
-                #expect(daemon.waitForExit(timeout: .seconds(60)) == 0, "\(daemon.stderr.suffix(2000))")
+                #expect(await group.exitStatus(of: daemon, timeout: .seconds(60)) == 0, "\(daemon.stderr.suffix(2000))")
             }
         }
     }
 
     /// A wrong password is not "the server cannot be reached" for a minute: the daemon stops
     /// at once with the server's reason, and never shows the password.
-    @Test func aWrongPasswordStopsTheDaemonWithTheServersReason() throws {
+    @Test func aWrongPasswordStopsTheDaemonWithTheServersReason() async throws {
         let group = try GroupHarness(tenants: 1)
         group.configure(sink: ConfigFixture.sink, token: "unused")
         group.fixture.directory.write("pg-password", "not-the-password-7f3e\n", mode: 0o600)
         let daemon = try DaemonProcess(["run", "--config", group.fixture.directory.file("defender-alertd.toml"), "--log-target", "stderr"])
-        let status = daemon.waitForExit(timeout: .seconds(30))
+        let status = await group.exitStatus(of: daemon, timeout: .seconds(30))
         #expect(status != nil && status != 0, "\(daemon.stderr.suffix(2000))")
         #expect(daemon.stderr.contains("password authentication failed"), "\(daemon.stderr.suffix(2000))")
         #expect(!daemon.stderr.contains("not-the-password-7f3e"))
@@ -153,16 +131,9 @@ extension GroupEndToEndTests {
         let siem = FakeSIEM()
         let group = try GroupHarness(tenants: 2)
         try await siem.serve { base throws in
-            group.configure(sink: """
-                [[sink]]
-                name = "hook"
-                type = "http"
-                url = "\(base)/hook"
-                format = "ndjson"
-                token_file = "token"
-                """, token: siem.token)
+            group.configure(sink: GroupHarness.hookSink(base), token: siem.token)
             let daemon = try group.start()
-            group.waitUntil("the backlog delivered", daemons: [daemon]) {
+            await group.waitUntil("the backlog delivered", daemons: [daemon]) {
                 siem.hookBodies.reduce(0) { $0 + $1.split(separator: UInt8(ascii: "\n")).count } >= 40
             }
             let shown = try DaemonProcess.run(["state", "show", "--config", group.fixture.directory.file("defender-alertd.toml")])
@@ -170,7 +141,7 @@ extension GroupEndToEndTests {
             #expect(shown.stdout.contains("tenant t1: watermark 20") && shown.stdout.contains("tenant t2: watermark 20"), "\(shown.stdout)")
             #expect(shown.stdout.contains("20 dedup keys"), "\(shown.stdout)")
             daemon.signal(SIGTERM)
-            #expect(daemon.waitForExit(timeout: .seconds(60)) == 0)
+            #expect(await group.exitStatus(of: daemon, timeout: .seconds(60)) == 0)
         }
     }
 }
@@ -198,6 +169,25 @@ final class GroupHarness: @unchecked Sendable {
     let fixture = ConfigFixture()
     let simulators: [(name: String, process: DaemonProcess, base: String)]
     let database: String
+
+    /// An ndjson sink to the fake SIEM's webhook at `base`.
+    static func hookSink(_ base: String) -> String {
+        """
+        [[sink]]
+        name = "hook"
+        type = "http"
+        url = "\(base)/hook"
+        format = "ndjson"
+        token_file = "token"
+        flush_interval = "200ms"
+        """
+    }
+
+    /// The ids of the alerts the webhook received, repeats included.
+    static func delivered(_ siem: FakeSIEM) -> [String] {
+        siem.hookBodies.flatMap { String(decoding: $0, as: UTF8.self).split(separator: "\n") }
+            .compactMap { try? JSONValue(parsing: String($0))["id"]?.stringValue }
+    }
 
     init(tenants: Int, rate: Int = 0) throws {
         let server = try #require(Self.postgres)
@@ -317,14 +307,25 @@ final class GroupHarness: @unchecked Sendable {
         return counts.values.reduce(0, +) == simulators.count ? counts : [:]
     }
 
-    /// Waits (bounded) until `condition` holds; records an issue with the daemons' logs when it never does.
+    /// Waits (bounded) until `condition` holds; records an issue with the daemons' logs when it
+    /// never does. It sleeps as a task, never blocking a thread of the pool the other tests
+    /// (and the fake SIEM) run on.
     func waitUntil(_ what: String, daemons: [DaemonProcess], timeout: Duration = .seconds(90), _ condition: () throws -> Bool,
-                   sourceLocation: SourceLocation = #_sourceLocation) {
+                   sourceLocation: SourceLocation = #_sourceLocation) async {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if (try? condition()) == true { return }
-            Thread.sleep(forTimeInterval: 0.2)  // waiting for other processes, not a timing assumption
+            try? await Task.sleep(for: .milliseconds(200))  // waiting for other processes, not a timing assumption
         }
         Issue.record("timed out waiting until \(what); logs: \(daemons.map { $0.stderr.suffix(1500) })", sourceLocation: sourceLocation)
+    }
+
+    /// The daemon's exit status once it ended, or nil after `timeout`; as a task.
+    func exitStatus(of daemon: DaemonProcess, timeout: Duration = .seconds(60)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while daemon.process.isRunning, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return daemon.process.isRunning ? nil : daemon.process.terminationStatus
     }
 }
