@@ -10,7 +10,7 @@ struct StateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "state",
         abstract: "Inspect or reset the cursor, dedup keys, outbox, dead letters and quarantine.",
-        subcommands: [Show.self, Reset.self, DeadLetters.self, Quarantine.self]
+        subcommands: [Show.self, Reset.self, DeadLetters.self, Quarantine.self, Migrate.self]
     )
 
     struct Show: AsyncParsableCommand {
@@ -115,6 +115,52 @@ struct StateCommand: ParsableCommand {
 }
 
 extension StateCommand {
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move the state of state_directory into the PostgreSQL database of state_database, for a group.",
+            discussion: """
+                Stop the daemon, set state_database (and its password) in the configuration, \
+                then run this once: watermarks, dedup keys, queued alerts with the sinks still \
+                waiting for them, dead letters, quarantine and sweep schedules move in one \
+                transaction into an empty database. Nothing is lost or delivered again; the \
+                directory is then marked moved, and no daemon uses it any more.
+                """)
+        @OptionGroup var options: ConfigOption
+        @Option(help: ArgumentHelp("The state directory to move (default: state_directory of the configuration).", valueName: "path"))
+        var from: String?
+
+        func run() async throws {
+            let configuration = try loadConfiguration(options.config)
+            guard let settings = configuration.service.stateDatabase else {
+                throw ValidationError("the configuration has no state_database to move the state into: set state_database (and state_database_password_file) first")
+            }
+            let directory = from ?? configuration.service.stateDirectory
+            guard FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("state.sqlite")) else {
+                throw ValidationError("\(directory) holds no state (no state.sqlite)")
+            }
+            let database: StateDatabase
+            do { database = try StateDatabase(settings: settings, logger: Logger(label: "defender-alertd")) } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                throw ExitCode.failure
+            }
+            let summary: StateMigration.Summary = try await withThrowingTaskGroup(of: StateMigration.Summary?.self) { group in
+                group.addTask { try await database.run(); return nil }
+                group.addTask { try await StateMigration.embeddedToPostgres(directory: directory, database: database) }
+                defer { group.cancelAll() }
+                do {
+                    while let done = try await group.next() {
+                        if let summary = done { return summary }
+                    }
+                } catch {
+                    FileHandle.standardError.write(Data("\(error)\n".utf8))
+                    throw ExitCode.failure
+                }
+                throw ExitCode.failure
+            }
+            print("moved \(summary) from \(directory) to \(settings.url); \(directory) is marked moved")
+        }
+    }
+
     struct Quarantine: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List the elements of API answers that could not be read, print one's bytes (--raw ID) or drop them (--purge).",

@@ -126,6 +126,46 @@ extension GroupEndToEndTests {
         #expect(!daemon.stderr.contains("not-the-password-7f3e"))
     }
 
+    /// A daemon alone moves its state into PostgreSQL (`state migrate`) and a group goes on
+    /// from it: what was delivered is not delivered again, what was queued is delivered, and
+    /// the old directory is refused to a daemon.
+    @Test func aStateMovedIntoPostgreSQLIsWhereTheGroupGoesOnFrom() async throws {
+        let siem = FakeSIEM()
+        let group = try GroupHarness(tenants: 2)
+        try await siem.serve { base throws in
+            group.configure(sink: GroupHarness.hookSink(base), token: siem.token, group: false)
+            let alone = try group.start()
+            let backlog = try group.simulatorAlertIDs()
+            await group.waitUntil("the backlog delivered by a daemon alone", daemons: [alone]) {
+                Set(GroupHarness.delivered(siem)).isSuperset(of: backlog)
+            }
+            alone.signal(SIGTERM)
+            #expect(await group.exitStatus(of: alone) == 0)
+            group.configure(sink: GroupHarness.hookSink(base), token: siem.token)
+            let config = group.fixture.directory.file("defender-alertd.toml")
+            let moved = try DaemonProcess.run(["state", "migrate", "--config", config])
+            #expect(moved.status == 0, "\(moved.stderr)")
+            #expect(moved.stdout.contains("moved 2 tenants' watermarks, 40 dedup keys"), "\(moved.stdout)")
+            let later = try group.addAlerts(3)
+            let daemons = [try group.start(), try group.start()]
+            await group.waitUntil("the alerts added later delivered by the group", daemons: daemons) {
+                Set(GroupHarness.delivered(siem)).isSuperset(of: later)
+            }
+            let all = GroupHarness.delivered(siem)
+            #expect(all.count == Set(all).count, "\(all.count - Set(all).count) alerts delivered twice")
+            #expect(Set(all) == backlog.union(later))
+            for daemon in daemons {
+                daemon.signal(SIGTERM)
+                #expect(await group.exitStatus(of: daemon) == 0)
+            }
+            // The directory moved is refused to a daemon alone.
+            group.configure(sink: GroupHarness.hookSink(base), token: siem.token, group: false)
+            let stale = try DaemonProcess(["run", "--config", config, "--log-target", "stderr"])
+            #expect(await group.exitStatus(of: stale, timeout: .seconds(30)) != 0)
+            #expect(stale.stderr.contains("MOVED-TO-POSTGRESQL"), "\(stale.stderr.suffix(2000))")
+        }
+    }
+
     /// `state show` reads the group's state in PostgreSQL, beside running daemons.
     @Test func stateShowReadsTheGroupsState() async throws {
         let siem = FakeSIEM()
@@ -213,8 +253,9 @@ final class GroupHarness: @unchecked Sendable {
         }
     }
 
-    /// One configuration for every daemon: the tenants, the group's database, `sink`.
-    func configure(sink: String, token: String) {
+    /// One configuration for every daemon: the tenants, the group's database (unless
+    /// `group` is false: then the state is in `state_directory`), `sink`.
+    func configure(sink: String, token: String, group: Bool = true) {
         let server = Self.postgres!
         let url = String(server.url[..<server.url.lastIndex(of: "/")!]) + "/\(database)"
         fixture.directory.write("token", token + "\n", mode: 0o600)
@@ -231,9 +272,8 @@ final class GroupHarness: @unchecked Sendable {
         fixture.writeConfiguration("""
             [service]
             poll_interval = "1s"
-            lease_ttl = "3s"
-            state_database = "\(url)"
-            state_database_password_file = "pg-password"
+            state_directory = "state"
+            \(group ? "lease_ttl = \"3s\"\nstate_database = \"\(url)\"\nstate_database_password_file = \"pg-password\"" : "")
 
             \(tenants)
 

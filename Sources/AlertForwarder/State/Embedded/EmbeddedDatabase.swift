@@ -37,6 +37,10 @@ final class EmbeddedDatabase: Sendable {
             throw StateError(.incompatible, "state_directory \(directory) exists and is not a directory")
         }
         path = (directory as NSString).appendingPathComponent("state.sqlite")
+        let moved = (directory as NSString).appendingPathComponent(StateMigration.movedMarker)
+        if access == .owner, let text = try? String(contentsOfFile: moved, encoding: .utf8) {
+            throw StateError(.incompatible, "the state in \(directory) was \(text.trimmingCharacters(in: .whitespacesAndNewlines)); set state_database in the configuration (a daemon here would deliver its queued alerts a second time), or delete \(moved) to use this state again")
+        }
         lock = access == .owner ? try DirectoryLock(directory: directory) : nil
         var configuration = GRDB.Configuration()
         configuration.busyMode = .timeout(10)

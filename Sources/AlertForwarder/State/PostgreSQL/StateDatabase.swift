@@ -77,7 +77,7 @@ public final class StateDatabase: Service, Sendable {
             group.addTask { await self.client.run() }
             var wait: Duration = .seconds(1)
             var reported: String?
-            while !Task.isCancelled {
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
                 do {
                     try await check()
                     try await PostgresSchema.migrate(self)
@@ -96,10 +96,13 @@ public final class StateDatabase: Service, Sendable {
                         logger.error("PostgreSQL cannot be used yet; polling and delivery wait for it", metadata: ["error": "\(failure)", "database": "\(settings.url)"])
                         reported = failure.description
                     }
-                    try? await Task.sleep(for: wait)
+                    // A stop ends the wait (and the retries) at once.
+                    _ = await cancelWhenGracefulShutdown { [wait] in try? await Task.sleep(for: wait) }
                     wait = min(wait * 2, .seconds(30))
                 }
             }
+            // Stopped before the server could be used: nobody waits for it any more.
+            ready.stopIfStarting(StateError(.unavailable, "the daemon is stopping"))
             try await group.waitForAll()
         }
     }
@@ -191,6 +194,15 @@ private final class Gate: Sendable {
     func open() { settle(.open) }
     func fail(_ error: StateError) { settle(.failed(error)) }
     func unavailable(_ error: StateError) { settle(.unavailable(error)) }
+
+    /// Lets the waiters go with `error`, unless the gate has opened or failed already.
+    func stopIfStarting(_ error: StateError) {
+        let starting = state.withLock { state in
+            if case .starting = state.phase { return true }
+            return false
+        }
+        if starting { settle(.unavailable(error)) }
+    }
 
     private func settle(_ phase: Phase) {
         let waiters = state.withLock { state in

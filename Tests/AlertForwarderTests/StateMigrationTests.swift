@@ -1,0 +1,87 @@
+@testable import AlertForwarder
+import DefenderAPI
+import Foundation
+import OrderedJSON
+import Testing
+import Timekeeping
+import TestSupport
+
+/// `state migrate`: an embedded state moves into an empty PostgreSQL state whole, in order,
+/// and is then marked moved.
+@Suite("State migration to PostgreSQL", .enabled(if: TestPostgres.isAvailable, TestPostgres.reason))
+struct StateMigrationTests {
+    struct Snapshot: Equatable {
+        var tenants: [TenantState]
+        var watermarks: [Timestamp?]
+        var pending: [String: [OutboxRecord]]
+        var depth: [String: Int]
+        var deadLetters: [String]
+        var quarantined: [Data]
+        var schedule: Reconciliation?
+    }
+
+    static func snapshot(_ store: StateStore) async throws -> Snapshot {
+        var pending: [String: [OutboxRecord]] = [:]
+        for sink in ["x", "y"] {
+            // Re-queued dead letters come first; the outbox after them is what is compared here.
+            pending[sink] = try await store.outbox.pending(sink: sink, limit: 1000).records
+        }
+        return Snapshot(tenants: try await store.admission.tenants(),
+                        watermarks: [try await store.admission.watermark(tenant: "t"), try await store.admission.watermark(tenant: "u")],
+                        pending: pending, depth: try await store.outbox.depth(),
+                        deadLetters: try await store.deadLetters.all().map { "\($0.sink) \($0.alertID) \($0.reason) \($0.requeueRequested)" },
+                        quarantined: try await store.quarantine.all().map(\.bytes),
+                        schedule: try await store.schedules.reconciliation(tenant: "t"))
+    }
+
+    @Test func everythingMovesInOrderAndNothingIsDeliveredAgain() async throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("state")
+        let before: Snapshot
+        do {
+            // Small segments: the queued alerts span several of them.
+            let embedded = try StateStore.embedded(directory: path, segmentSize: 4096)
+            let alerts = try (1...30).map { try makeAlert("a\($0)", "2025-03-14T10:00:\(String(format: "%02d", $0))Z", extra: [("title", .string("Alert \($0)"))]) }
+            _ = try await embedded.admission.admit(tenant: "t", alerts: Array(alerts[..<20]), forward: .new, sinks: ["x", "y"])
+            _ = try await embedded.admission.admit(tenant: "t", alerts: Array(alerts[20...]),
+                                                   rejected: [RejectedElement(bytes: Data(#"{"id":1}"#.utf8), reason: "no lastUpdateTime")],
+                                                   forward: .new, sinks: ["x", "y"])
+            _ = try await embedded.admission.admit(tenant: "u", alerts: try (1...5).map { try makeAlert("b\($0)", "2025-03-14T11:00:00Z") },
+                                                   forward: .updates, sinks: ["y"])
+            let first = try await embedded.outbox.pending(sink: "x", limit: 10)
+            try await embedded.outbox.confirm(first, rejected: [SinkRejection(recordID: first.records[3].id, reason: "too large")])
+            try await embedded.outbox.confirm(try await embedded.outbox.pending(sink: "y", limit: 3))
+            try await embedded.schedules.scheduleReconciliation(tenant: "t", due: Date(timeIntervalSince1970: 1_800_000_000))
+            before = try await Self.snapshot(embedded)
+            _ = try await embedded.deadLetters.requestRequeue(sink: "x")
+        }
+        #expect(before.pending["x"]?.count == 20 && before.pending["y"]?.count == 32)
+
+        try await TestPostgres.withState { store, database in
+            let summary = try await StateMigration.embeddedToPostgres(directory: path, database: database)
+            #expect(summary.tenants == 2 && summary.dedupKeys == 35 && summary.queuedAlerts == 32 && summary.queuedForSinks == 52)
+            #expect(summary.deadLetters == 1 && summary.quarantined == 1)
+            // The re-queued dead letter comes first for x, as it would have embedded.
+            let requeued = try await store.outbox.pending(sink: "x", limit: 10)
+            #expect(requeued.requeued && requeued.records.map(\.alertID) == ["a4"])
+            try await store.outbox.confirm(requeued, rejected: [SinkRejection(recordID: requeued.records[0].id, reason: "too large")])
+            var after = try await Self.snapshot(store)
+            #expect(after == before)
+            after.pending = [:]
+            // Nothing is delivered again: the alerts moved are known, the next are new and
+            // come after every alert moved, for each sink.
+            let again = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a1", "2025-03-14T10:00:01Z"), try makeAlert("a31", "2025-03-14T10:01:00Z")],
+                                                        forward: .new, sinks: ["x", "y"])
+            #expect(again.duplicates == 1 && again.newAlerts == 1)
+            #expect(try await store.outbox.pending(sink: "x", limit: 100).records.last?.alertID == "a31")
+            #expect(try await store.outbox.pending(sink: "y", limit: 100).records.last?.alertID == "a31")
+            // A second migration, into a state that is no longer empty, is refused.
+            let twice = await #expect(throws: StateError.self) { _ = try await StateMigration.embeddedToPostgres(directory: path, database: database) }
+            #expect(twice?.kind == .incompatible || twice?.kind == .conflict)
+        }
+        // The moved directory is refused to a daemon, with what to do.
+        let refused = #expect(throws: StateError.self) { try StateStore.embedded(directory: path) }
+        #expect(refused?.description.contains("moved to postgresql://") == true, "\(refused?.description ?? "")")
+        #expect(refused?.description.contains("MOVED-TO-POSTGRESQL") == true)
+    }
+}
