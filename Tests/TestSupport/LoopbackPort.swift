@@ -28,6 +28,28 @@ public enum LoopbackPort {
     }
 
     /// Whether something accepts TCP connections on `port`.
+    /// A TCP socket listening on 127.0.0.1, on a port the kernel picks; `type` may add
+    /// `SOCK_NONBLOCK` or `SOCK_CLOEXEC` to `SOCK_STREAM`.
+    public static func listener(type: Int32 = Int32(SOCK_STREAM.rawValue), backlog: Int32 = 16) throws -> (descriptor: Int32, port: Int) {
+        let descriptor = socket(AF_INET, type, 0)
+        guard descriptor >= 0 else { throw PortError(description: "socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")),
+                                  sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(descriptor, backlog) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(descriptor)
+            throw PortError(description: "bind/listen on 127.0.0.1: \(reason)")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
     public static func accepts(_ port: Int) -> Bool {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }

@@ -18,24 +18,8 @@ public final class LoopbackStreamServer: Sendable {
     /// Starts listening and serving; `handler` runs once per accepted connection, on the
     /// server's thread, and the connection is closed when it returns.
     public init(handler: @escaping @Sendable (Connection) -> Void) throws {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw LoopbackPort.PortError(description: "socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")),
-                                  sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(descriptor, 16) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(descriptor)
-            throw LoopbackPort.PortError(description: "bind/listen on 127.0.0.1: \(reason)")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        port = Int(UInt16(bigEndian: address.sin_port))
-        listener = descriptor
+        let (descriptor, port) = try LoopbackPort.listener()
+        (listener, self.port) = (descriptor, port)
         let current = self.current
         let thread = Thread {
             while true {

@@ -40,7 +40,7 @@ public final class PartitionProxy: Sendable {
     public init(target port: Int) throws {
         guard (1...65_535).contains(port) else { throw LoopbackPort.PortError(description: "target port \(port) out of range") }
         let targetPort = port
-        let listener = try Self.openListener()
+        let listener = try LoopbackPort.listener(type: Self.streamType, backlog: 128)
         var ends: [Int32] = [-1, -1]
         guard pipe(&ends) == 0 else {
             let reason = String(cString: strerror(errno))
@@ -124,28 +124,6 @@ public final class PartitionProxy: Sendable {
         applied.wait()
     }
 
-    /// A listening socket on 127.0.0.1, port picked by the kernel.
-    private static func openListener() throws -> (descriptor: Int32, port: Int) {
-        let descriptor = socket(AF_INET, streamType, 0)
-        guard descriptor >= 0 else { throw LoopbackPort.PortError(description: "socket: \(String(cString: strerror(errno)))") }
-        var address = loopbackAddress(port: 0)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(descriptor, 128) == 0 else {
-            let reason = String(cString: strerror(errno))
-            close(descriptor)
-            throw LoopbackPort.PortError(description: "bind/listen on 127.0.0.1: \(reason)")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
-    }
-
-    /// TCP, non-blocking and close-on-exec from the start: a daemon a test spawns meanwhile
-    /// must not inherit a socket and keep a connection alive past a cut.
     fileprivate static let streamType = Int32(bitPattern: SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
 
     fileprivate static func loopbackAddress(port: Int) -> sockaddr_in {

@@ -144,13 +144,13 @@ public enum StateMigration {
         for start in stride(from: 0, to: queued.count, by: 1_000) {
             let chunk = queued[start..<min(start + 1_000, queued.count)]
             let records = chunk.map(\.value.record)
-            func column(_ field: (AlertHeadline) -> String?) -> [String] { records.map { field($0.headline) ?? "" } }
+            let headlines = HeadlineColumns(records.map(\.headline))
             try await connection.run("""
                 INSERT INTO outbox (id, tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
                 SELECT i, t, a, e, r, nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
                 FROM unnest(\(records.map(\.id))::bigint[], \(records.map(\.tenant))::text[], \(records.map(\.alertID))::text[],
-                            \(records.map(\.event))::text[], \(records.map(\.receivedAt))::text[], \(column(\.givenSeverity))::text[],
-                            \(column(\.givenTitle))::text[], \(column(\.host))::text[], \(column(\.status))::text[], \(column(\.lastUpdateTime))::text[],
+                            \(records.map(\.event))::text[], \(records.map(\.receivedAt))::text[], \(headlines.severity)::text[],
+                            \(headlines.title)::text[], \(headlines.host)::text[], \(headlines.status)::text[], \(headlines.lastUpdateTime)::text[],
                             \(records.map { ByteBuffer(bytes: $0.payloadBytes) })::bytea[]) AS q(i, t, a, e, r, sv, ti, ho, st, lu, p)
                 """, logger: logger)
             let pending = chunk.flatMap { entry in entry.value.sinks.map { (sink: $0, id: entry.key, tenant: entry.value.record.tenant) } }

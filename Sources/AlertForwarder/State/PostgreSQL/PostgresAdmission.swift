@@ -106,16 +106,14 @@ struct PostgresAdmission: AdmissionStore {
     /// Writes each alert once, with its headline decoded here, and a row per sink.
     private static func queue(_ queued: [(alert: Alert, event: String)], tenant: String, receivedAt: String, sinks: [String],
                               on connection: PostgresConnection, logger: Logger) async throws {
-        let headlines = queued.map { AlertHeadline(payload: $0.alert.bytes) }
-        // Arrays of text hold no NULL here: "" stands for a field the alert does not have.
-        func column(_ field: (AlertHeadline) -> String?) -> [String] { headlines.map { field($0) ?? "" } }
+        let headlines = HeadlineColumns(queued.map { AlertHeadline(payload: $0.alert.bytes) })
         try await connection.run("""
             WITH added AS (
                 INSERT INTO outbox (tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
                 SELECT \(tenant), a, e, \(receivedAt), nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
-                FROM unnest(\(queued.map(\.alert.id))::text[], \(queued.map(\.event))::text[], \(column(\.givenSeverity))::text[],
-                            \(column(\.givenTitle))::text[], \(column(\.host))::text[], \(column(\.status))::text[],
-                            \(column(\.lastUpdateTime))::text[], \(queued.map { ByteBuffer(data: $0.alert.bytes) })::bytea[])
+                FROM unnest(\(queued.map(\.alert.id))::text[], \(queued.map(\.event))::text[], \(headlines.severity)::text[],
+                            \(headlines.title)::text[], \(headlines.host)::text[], \(headlines.status)::text[],
+                            \(headlines.lastUpdateTime)::text[], \(queued.map { ByteBuffer(data: $0.alert.bytes) })::bytea[])
                     WITH ORDINALITY AS t(a, e, sv, ti, ho, st, lu, p, n)
                 ORDER BY n
                 RETURNING id)

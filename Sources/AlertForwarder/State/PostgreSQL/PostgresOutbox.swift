@@ -102,13 +102,7 @@ struct PostgresOutbox: OutboxStore {
     }
 
     func depth() async throws(StateError) -> [String: Int] {
-        let rows = try await database.query("outbox depth", "SELECT sink, count(*) FROM outbox_pending GROUP BY sink")
-        return try decode("outbox depth") {
-            Dictionary(uniqueKeysWithValues: try rows.map { row in
-                let (sink, count) = try row.decode((String, Int64).self)
-                return (sink, Int(count))
-            })
-        }
+        try await countsByName(database, "outbox depth", "SELECT sink, count(*) FROM outbox_pending GROUP BY sink")
     }
 
     func oldestPending(sink: String) async throws(StateError) -> Date? {
@@ -128,6 +122,18 @@ struct PostgresOutbox: OutboxStore {
             try await connection.run("DELETE FROM outbox o WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)", logger: logger)
             return dropped
         }
+    }
+}
+
+/// The headline fields of many records as the arrays a statement binds (`unnest`); "" stands
+/// for a field the alert does not have (arrays of text hold no NULL here; `nullif` reads it).
+struct HeadlineColumns {
+    let severity, title, host, status, lastUpdateTime: [String]
+
+    init(_ headlines: [AlertHeadline]) {
+        func column(_ field: (AlertHeadline) -> String?) -> [String] { headlines.map { field($0) ?? "" } }
+        (severity, title, host, status) = (column(\.givenSeverity), column(\.givenTitle), column(\.host), column(\.status))
+        lastUpdateTime = column(\.lastUpdateTime)
     }
 }
 

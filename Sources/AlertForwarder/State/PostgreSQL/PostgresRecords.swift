@@ -91,7 +91,7 @@ struct PostgresSchedules: ScheduleStore {
 }
 
 /// `name → n` from a `SELECT name, count(*) ... GROUP BY name`.
-private func countsByName(_ database: StateDatabase, _ what: String, _ query: PostgresQuery) async throws(StateError) -> [String: Int] {
+func countsByName(_ database: StateDatabase, _ what: String, _ query: PostgresQuery) async throws(StateError) -> [String: Int] {
     let rows = try await database.query(what, query)
     return try decode(what) {
         Dictionary(uniqueKeysWithValues: try rows.map { row in
