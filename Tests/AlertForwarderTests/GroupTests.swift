@@ -62,10 +62,11 @@ struct GroupLeaseTests {
 
         init(_ name: String, database: StateDatabase, ttl: Duration = .seconds(30)) {
             leases = TenantLeases(clock: clock.clock)
-            coordinator = GroupCoordinator(member: name, database: database, leases: leases, ttl: ttl,
+            let fence = GroupFence(member: name, leases: leases)
+            coordinator = GroupCoordinator(fence: fence, database: database, ttl: ttl,
                                            metrics: GroupMetrics(telemetry: Telemetry()), logger: Logger(label: name))
             coordinator.setTenants(GroupLeaseTests.tenants)
-            store = StateStore.postgres(database, fence: GroupFence(member: name, leases: leases))
+            store = StateStore.postgres(database, fence: fence)
         }
     }
 
@@ -153,6 +154,43 @@ struct GroupLeaseTests {
             #expect(try await a.store.outbox.pending(sink: "s", limit: 10).records.isEmpty, "a delivers only what it holds")
             try await a.coordinator.round()
             #expect(a.leases.held.isEmpty)
+        }
+    }
+
+    /// A name is one running daemon: a second one started with the same `member_name` is
+    /// refused while the first renews; once the first's row expired (killed, or paused), a
+    /// new run under the name frees what the old run held and takes it again with a new
+    /// epoch, so the old run, if it wakes, can neither write nor deliver.
+    @Test func aMemberNameIsOneRunningDaemonAtATime() async throws {
+        try await TestPostgres.withState { _, database in
+            let first = Member("a", database: database), second = Member("a", database: database)
+            try await first.coordinator.round()
+            #expect(first.leases.held == GroupLeaseTests.tenants)
+            let refused = await #expect(throws: StateError.self) { try await second.coordinator.round() }
+            #expect(refused?.kind == .conflict)
+            #expect(refused?.description.contains("member_name must be unique") == true)
+            #expect(second.leases.held.isEmpty)
+            #expect(try await first.store.outbox.pending(sink: "s", limit: 10).records.isEmpty)
+            _ = try await first.store.admission.admit(tenant: "t1", alerts: [try makeAlert("x", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["s"])
+            #expect(try await second.store.outbox.pending(sink: "s", limit: 10).records.isEmpty, "the second run delivers nothing of the first's")
+            let oldEpoch = try #require(first.leases.epoch(of: "t1"))
+
+            // The first run stops renewing (paused): its row and leases expire; the second takes the name.
+            _ = try await database.query("test", "UPDATE lease SET expires_at = now() - interval '1 second'")
+            _ = try await database.query("test", "UPDATE member SET expires_at = now() - interval '1 second'")
+            try await second.coordinator.round()
+            #expect(second.leases.held == GroupLeaseTests.tenants)
+            #expect(try #require(second.leases.epoch(of: "t1")) > oldEpoch)
+            #expect(try await second.store.outbox.pending(sink: "s", limit: 10).records.map(\.alertID) == ["x"])
+            // The first wakes: its memory still holds t1 under the old epoch; nothing it writes or reads passes.
+            #expect(first.leases.holds("t1"))
+            let fenced = await #expect(throws: StateError.self) {
+                _ = try await first.store.admission.admit(tenant: "t1", alerts: [try makeAlert("y", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["s"])
+            }
+            #expect(fenced?.kind == .leaseLost)
+            #expect(try await first.store.outbox.pending(sink: "s", limit: 10).records.isEmpty)
+            let renewal = await #expect(throws: StateError.self) { try await first.coordinator.round() }
+            #expect(renewal?.kind == .conflict)
         }
     }
 }

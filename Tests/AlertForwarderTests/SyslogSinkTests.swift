@@ -235,7 +235,8 @@ struct SyslogSinkTests {
         let receiver = try RsyslogReceiver()
         try await receiver.start()
         defer { receiver.stop() }
-        // rsyslog listens on 127.0.0.1: "localhost" may resolve to ::1 first, which is tried too.
+        // rsyslog listens on 127.0.0.1: "localhost" may resolve to ::1 first, which is tried too
+        // (the receiver holds its port on ::1, where the connection is refused at once).
         let sink = SyslogSink(settings: Self.settings(receiver, .tls, host: "localhost"))
         #expect(try await sink.send([Self.record(1)]).isEmpty)
         #expect(await receiver.waitForMessages(.tls, count: 1).count == 1)

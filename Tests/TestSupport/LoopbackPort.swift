@@ -27,7 +27,6 @@ public enum LoopbackPort {
         }
     }
 
-    /// Whether something accepts TCP connections on `port`.
     /// A TCP socket listening on 127.0.0.1, on a port the kernel picks; `type` may add
     /// `SOCK_NONBLOCK` or `SOCK_CLOEXEC` to `SOCK_STREAM`.
     public static func listener(type: Int32 = Int32(SOCK_STREAM.rawValue), backlog: Int32 = 16) throws -> (descriptor: Int32, port: Int) {
@@ -50,6 +49,33 @@ public enum LoopbackPort {
         return (descriptor, Int(UInt16(bigEndian: address.sin_port)))
     }
 
+    /// Holds TCP `port` on ::1 without listening (a socket bound, never listening): a client
+    /// that connects to `localhost`, which resolves to ::1 as well as 127.0.0.1, is refused
+    /// there at once and goes on to 127.0.0.1, instead of reaching whatever server of another
+    /// test might listen on ::1 with the same port number (seen: a TLS handshake to `localhost`
+    /// failing on another test's certificate). Returns the descriptor to close, or nil when
+    /// this host has no IPv6 loopback (then ::1 cannot be reached either); throws when the port
+    /// is taken on ::1.
+    public static func holdOnIPv6Loopback(_ port: Int) throws -> Int32? {
+        let descriptor = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return nil }
+        var address = sockaddr_in6()
+        address.sin6_family = sa_family_t(AF_INET6)
+        address.sin6_port = in_port_t(UInt16(port).bigEndian)
+        address.sin6_addr = in6addr_loopback
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+        guard bound == 0 else {
+            let error = errno
+            close(descriptor)
+            if error == EADDRINUSE { throw PortError(description: "port \(port) is taken on ::1") }
+            return nil
+        }
+        return descriptor
+    }
+
+    /// Whether something accepts TCP connections on `port`.
     public static func accepts(_ port: Int) -> Bool {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }

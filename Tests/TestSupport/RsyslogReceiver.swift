@@ -26,6 +26,9 @@ public final class RsyslogReceiver: @unchecked Sendable {
     public let ports: [Input: Int]
     public let authority: TestCertificateAuthority
     private var pid: pid_t?
+    /// The TCP inputs' ports held on ::1 (``LoopbackPort/holdOnIPv6Loopback(_:)``), for a sink
+    /// that connects to `localhost`.
+    private let heldOnIPv6: [Int32]
 
     /// Picks free loopback ports and writes the configuration; `start()` runs it. The server
     /// certificate is for `localhost` and 127.0.0.1, or `serverCertificate` when given.
@@ -35,8 +38,21 @@ public final class RsyslogReceiver: @unchecked Sendable {
                 authority: TestCertificateAuthority? = nil, requireClientCertificate: Bool = false) throws {
         self.authority = try authority ?? TestCertificateAuthority()
         var ports: [Input: Int] = [:]
-        for input in Input.allCases { ports[input] = try LoopbackPort.free(udp: input == .udp) }
+        var held: [Int32] = []
+        for input in Input.allCases {
+            for attempt in 1... {
+                let port = try LoopbackPort.free(udp: input == .udp)
+                do {
+                    if input != .udp, let descriptor = try LoopbackPort.holdOnIPv6Loopback(port) { held.append(descriptor) }
+                    ports[input] = port
+                    break
+                } catch where attempt < 20 {
+                    continue
+                }
+            }
+        }
         self.ports = ports
+        self.heldOnIPv6 = held
         let server = try serverCertificate ?? self.authority.serverCertificate()
         let ca = directory.write("ca.pem", self.authority.pem)
         let certificate = directory.write("server.pem", server.certificate)
@@ -70,6 +86,7 @@ public final class RsyslogReceiver: @unchecked Sendable {
 
     deinit {
         forceStop()
+        for descriptor in heldOnIPv6 { close(descriptor) }
     }
 
     /// The file where `input` writes what it received.

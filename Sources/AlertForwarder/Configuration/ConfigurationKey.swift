@@ -188,7 +188,7 @@ extension ConfigurationKey {
 
         public static let memberName = ConfigurationKey(
             .service, "member_name", .string, defaultDescription: "the host name and the process id",
-            "with `state_database`: this daemon's name in the group (its leases, logs, `User-Agent`); unique in the group")
+            "with `state_database`: this daemon's name in the group (its leases, logs, `User-Agent`); unique in the group: a second daemon with a name in use is refused until the first stops")
 
         public static let all = [stateDirectory, pollInterval, logLevel, maxOutbox, pollTimeout, caFile, proxyURL, proxyPasswordFile,
                                  proxyPasswordCredential, tokenKeyFile, tokenKeyCredential, metricsListen, unhealthyAfter,

@@ -63,8 +63,9 @@ public final class Daemon: Sendable {
             let member = configuration.service.memberName ?? GroupCoordinator.defaultMemberName()
             let database = try StateDatabase(settings: settings, member: member, logger: logger)
             let held = TenantLeases(clock: clock)
-            self.store = StateStore.postgres(database, fence: GroupFence(member: member, leases: held))
-            self.group = (database, GroupCoordinator(member: member, database: database, leases: held, ttl: settings.leaseTTL,
+            let fence = GroupFence(member: member, leases: held)
+            self.store = StateStore.postgres(database, fence: fence)
+            self.group = (database, GroupCoordinator(fence: fence, database: database, ttl: settings.leaseTTL,
                                                      metrics: GroupMetrics(telemetry: telemetry), status: status, logger: logger))
             leases = held
         } else {

@@ -17,8 +17,14 @@ import Timekeeping
 /// member joined) only when no poll of it runs: it first stops starting polls, and the
 /// database learns of the release in a later round. A daemon that stops gracefully releases
 /// its leases at once; one killed, paused or cut off loses them when they expire.
+///
+/// A member name is one running daemon at a time: a second one started with the same
+/// `member_name` is refused while the first renews its row, and a daemon restarted under its
+/// old name first frees what its previous run held, so that each lease it takes again has a
+/// new epoch (the previous run, if only paused, can then write nothing).
 public final class GroupCoordinator: Service, Sendable {
     public let member: String
+    let incarnation: String
     let database: StateDatabase
     let leases: TenantLeases
     /// The configured tenants (``setTenants(_:)``: a reload changes them).
@@ -29,16 +35,17 @@ public final class GroupCoordinator: Service, Sendable {
     let status: StatusLine?
     let logger: Logger
 
-    public init(member: String, database: StateDatabase, leases: TenantLeases, ttl: Duration, metrics: GroupMetrics,
+    public init(fence: GroupFence, database: StateDatabase, ttl: Duration, metrics: GroupMetrics,
                 status: StatusLine? = nil, logger: Logger) {
-        self.member = member
+        self.member = fence.member
+        self.incarnation = fence.incarnation
         self.database = database
-        self.leases = leases
+        self.leases = fence.leases
         self.ttl = ttl
         self.metrics = metrics
         self.status = status
         var logger = logger
-        logger[metadataKey: "member"] = "\(member)"
+        logger[metadataKey: "member"] = "\(fence.member)"
         self.logger = logger
     }
 
@@ -82,17 +89,14 @@ public final class GroupCoordinator: Service, Sendable {
     func round() async throws(StateError) {
         let sentAt = leases.clock.now()
         let seconds = ttl.inSeconds
-        let (member, logger) = (self.member, self.logger)
+        let (member, incarnation, logger) = (self.member, self.incarnation, self.logger)
         let (renewed, members, holders) = try await database.transaction("lease renewal") { connection in
-            try await connection.run("""
-                INSERT INTO member (id, started_at, renewed_at, expires_at) VALUES (\(member), now(), now(), now() + make_interval(secs => \(seconds)))
-                ON CONFLICT (id) DO UPDATE SET renewed_at = now(), expires_at = excluded.expires_at
-                """, logger: logger)
+            try await Self.renewMembership(member, incarnation: incarnation, seconds: seconds, connection: connection, logger: logger)
             try await connection.run("DELETE FROM member WHERE expires_at < now() - interval '1 day'", logger: logger)
             var renewed: [String: Int64] = [:]
             for try await (tenant, epoch) in try await connection.query("""
                 UPDATE lease SET expires_at = now() + make_interval(secs => \(seconds))
-                WHERE holder = \(member) AND expires_at > now() RETURNING tenant, epoch
+                WHERE holder = \(member) AND holder_incarnation = \(incarnation) AND expires_at > now() RETURNING tenant, epoch
                 """, logger: logger).decode((String, Int64).self) {
                 renewed[tenant] = epoch
             }
@@ -127,7 +131,8 @@ public final class GroupCoordinator: Service, Sendable {
             try await database.transaction("lease release") { [released] connection in
                 for (tenant, epoch) in released {
                     try await connection.run("""
-                        UPDATE lease SET holder = NULL, expires_at = now() WHERE tenant = \(tenant) AND holder = \(member) AND epoch = \(epoch)
+                        UPDATE lease SET holder = NULL, holder_incarnation = NULL, expires_at = now()
+                        WHERE tenant = \(tenant) AND holder = \(member) AND holder_incarnation = \(incarnation) AND epoch = \(epoch)
                         """, logger: logger)
                 }
             }
@@ -142,9 +147,10 @@ public final class GroupCoordinator: Service, Sendable {
                 var acquired: [String: Int64] = [:]
                 for tenant in wanted {
                     for try await epoch in try await connection.query("""
-                        INSERT INTO lease (tenant, holder, epoch, expires_at, acquired_at)
-                        VALUES (\(tenant), \(member), 1, now() + make_interval(secs => \(seconds)), now())
-                        ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder, epoch = lease.epoch + 1,
+                        INSERT INTO lease (tenant, holder, holder_incarnation, epoch, expires_at, acquired_at)
+                        VALUES (\(tenant), \(member), \(incarnation), 1, now() + make_interval(secs => \(seconds)), now())
+                        ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder, holder_incarnation = excluded.holder_incarnation,
+                            epoch = lease.epoch + 1,
                             expires_at = excluded.expires_at, acquired_at = now()
                         WHERE lease.holder IS NULL OR lease.expires_at <= now()
                         RETURNING epoch
@@ -165,16 +171,51 @@ public final class GroupCoordinator: Service, Sendable {
         metrics.round(duration: leases.clock.now() - sentAt, members: members.count, held: Set(held.keys), tenants: configured)
     }
 
+    /// Renews this daemon's member row, or takes the name: new, or left expired by an earlier
+    /// run (whose leases are then freed, so that taking one again moves its epoch on). Refused
+    /// while another running daemon renews the name.
+    private static func renewMembership(_ member: String, incarnation: String, seconds: Double, connection: PostgresConnection,
+                                        logger: Logger) async throws {
+        var current: (incarnation: String, alive: Bool, startedAt: String)?
+        for try await row in try await connection.query("""
+            SELECT incarnation, expires_at > now(), to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            FROM member WHERE id = \(member) FOR UPDATE
+            """, logger: logger).decode((String, Bool, String).self) {
+            current = row
+        }
+        if let current, current.incarnation == incarnation {
+            try await connection.run("""
+                UPDATE member SET renewed_at = now(), expires_at = now() + make_interval(secs => \(seconds)) WHERE id = \(member)
+                """, logger: logger)
+            return
+        }
+        if let current, current.alive {
+            throw StateError(.conflict, "another running daemon has the member name '\(member)' (started at \(current.startedAt)): member_name must be unique in the group; this daemon polls nothing until that one stops")
+        }
+        try await connection.run("""
+            INSERT INTO member (id, incarnation, started_at, renewed_at, expires_at)
+            VALUES (\(member), \(incarnation), now(), now(), now() + make_interval(secs => \(seconds)))
+            ON CONFLICT (id) DO UPDATE SET incarnation = excluded.incarnation, started_at = now(), renewed_at = now(),
+                expires_at = excluded.expires_at
+            """, logger: logger)
+        try await connection.run("""
+            UPDATE lease SET holder = NULL, holder_incarnation = NULL, expires_at = now() WHERE holder = \(member)
+            """, logger: logger)
+    }
+
     /// Leaves the group at a graceful stop: its leases free at once, its member row gone, so
     /// that the others take its tenants in their next round instead of after `lease_ttl`.
     private func leaveGroup() async {
         let held = leases.held
         leases.dropAll()
-        let (member, logger) = (self.member, self.logger)
+        let (member, incarnation, logger) = (self.member, self.incarnation, self.logger)
         do {
             try await database.transaction("leaving the group") { connection in
-                try await connection.run("UPDATE lease SET holder = NULL, expires_at = now() WHERE holder = \(member)", logger: logger)
-                try await connection.run("DELETE FROM member WHERE id = \(member)", logger: logger)
+                try await connection.run("""
+                    UPDATE lease SET holder = NULL, holder_incarnation = NULL, expires_at = now()
+                    WHERE holder = \(member) AND holder_incarnation = \(incarnation)
+                    """, logger: logger)
+                try await connection.run("DELETE FROM member WHERE id = \(member) AND incarnation = \(incarnation)", logger: logger)
             }
             logger.notice("left the group; its tenants are free for the others", metadata: ["tenants": "\(held.count)"])
         } catch {

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import Timekeeping
 
@@ -105,14 +106,20 @@ public final class TenantLeases: Sendable {
     }
 }
 
-/// What a poller's writes carry in a group: who writes, and the leases that say for which
-/// tenants it may (``PostgresAdmission`` checks the epoch in the transaction that writes).
+/// Who this daemon is in a group, and the leases that say for which tenants its pollers may
+/// write (``PostgresAdmission`` checks the epoch in the transaction that writes).
 public struct GroupFence: Sendable {
+    /// The member's name (`member_name`, or the host's name and the process id).
     public let member: String
+    /// This run of the process, random at each start: a name belongs to one running daemon
+    /// at a time, and a lease to the run that took it (a second daemon started with the same
+    /// `member_name`, or a restarted one, renews nothing of another's).
+    public let incarnation: String
     public let leases: TenantLeases
 
-    public init(member: String, leases: TenantLeases) {
+    public init(member: String, incarnation: String = UUID().uuidString, leases: TenantLeases) {
         self.member = member
+        self.incarnation = incarnation
         self.leases = leases
     }
 }

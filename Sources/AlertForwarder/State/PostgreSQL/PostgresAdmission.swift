@@ -33,7 +33,8 @@ struct PostgresAdmission: AdmissionStore {
             if let fence, let epoch {
                 // The lease row is locked until the commit: a new holder cannot take it in between.
                 let current = try await connection.query("""
-                    SELECT 1 FROM lease WHERE tenant = \(tenant) AND holder = \(fence.member) AND epoch = \(epoch) AND expires_at > now() FOR SHARE
+                    SELECT 1 FROM lease WHERE tenant = \(tenant) AND holder = \(fence.member) AND holder_incarnation = \(fence.incarnation)
+                        AND epoch = \(epoch) AND expires_at > now() FOR SHARE
                     """, logger: logger).collect()
                 guard !current.isEmpty else {
                     throw StateError(.leaseLost, "tenant \(tenant): the lease of epoch \(epoch) is no longer this daemon's; nothing of this page is admitted (the member that holds it reads it)")

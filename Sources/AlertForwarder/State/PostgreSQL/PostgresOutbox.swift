@@ -14,11 +14,12 @@ struct PostgresOutbox: OutboxStore {
     func pending(sink: String, limit: Int) async throws(StateError) -> OutboxBatch {
         // In a group, the tenants whose lease the database says this daemon holds now (its
         // own memory may be stale: a daemon paused past its lease delivers nothing more).
-        let member = fence?.member
+        let (member, incarnation) = (fence?.member, fence?.incarnation ?? "")
         let requeued = try await database.query("dead letter read", """
             SELECT id, tenant, alert_id, event, received_at, payload FROM dead_letter
             WHERE sink = \(sink) AND requeue
-                AND (\(member)::text IS NULL OR tenant IN (SELECT tenant FROM lease WHERE holder = \(member) AND expires_at > now()))
+                AND (\(member)::text IS NULL OR tenant IN (
+                    SELECT tenant FROM lease WHERE holder = \(member) AND holder_incarnation = \(incarnation) AND expires_at > now()))
             ORDER BY id LIMIT \(max(1, limit))
             """)
         if !requeued.isEmpty {
@@ -35,7 +36,8 @@ struct PostgresOutbox: OutboxStore {
             SELECT o.id, o.tenant, o.alert_id, o.event, o.received_at, o.severity, o.title, o.host, o.status, o.last_update_time, o.payload
             FROM outbox_pending p JOIN outbox o ON o.id = p.id
             WHERE p.sink = \(sink)
-                AND (\(member)::text IS NULL OR p.tenant IN (SELECT tenant FROM lease WHERE holder = \(member) AND expires_at > now()))
+                AND (\(member)::text IS NULL OR p.tenant IN (
+                    SELECT tenant FROM lease WHERE holder = \(member) AND holder_incarnation = \(incarnation) AND expires_at > now()))
             ORDER BY p.id LIMIT \(max(1, limit))
             """)
         let records = try decode("outbox read") {

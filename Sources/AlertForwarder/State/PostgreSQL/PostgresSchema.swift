@@ -90,10 +90,12 @@ enum PostgresSchema {
             """,
         ]),
         (2, "v2-group", [
-            // The daemons of the group, each renewing its row every third of lease_ttl.
+            // The daemons of the group, each renewing its row every third of lease_ttl. A
+            // name is one running process at a time: its incarnation is random at each start.
             """
             CREATE TABLE member (
                 id text PRIMARY KEY,
+                incarnation text NOT NULL,
                 started_at timestamptz NOT NULL,
                 renewed_at timestamptz NOT NULL,
                 expires_at timestamptz NOT NULL
@@ -105,6 +107,7 @@ enum PostgresSchema {
             CREATE TABLE lease (
                 tenant text PRIMARY KEY,
                 holder text,
+                holder_incarnation text,
                 epoch bigint NOT NULL,
                 expires_at timestamptz NOT NULL,
                 acquired_at timestamptz NOT NULL
