@@ -14,7 +14,7 @@ struct StateCommand: ParsableCommand {
     )
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Watermark, dedup keys and quarantine per tenant, outbox depth and dead letters per sink.")
+        static let configuration = CommandConfiguration(abstract: "Watermark, dedup keys and quarantine per tenant, outbox depth and dead letters per sink, the room each part of the state takes.")
         @OptionGroup var options: ConfigOption
         @Option(help: "Only this tenant.") var tenant: String?
 
@@ -43,6 +43,12 @@ struct StateCommand: ParsableCommand {
             let deadLetters = try await store.deadLetters.counts()
             for sink in configuration.sinks {
                 print("sink \(sink.name): \(depth[sink.name] ?? 0) alerts queued, \(deadLetters[sink.name] ?? 0) dead letters")
+            }
+            guard tenant == nil else { return }
+            for use in try await store.storage.storage() {
+                let rows = use.rows.map { "\($0) rows" }
+                let bytes = use.bytes.map { "\($0) bytes (\(ByteCountFormatter.string(fromByteCount: $0, countStyle: .binary)))" }
+                print("storage \(use.name): \([rows, bytes].compactMap { $0 }.joined(separator: ", "))")
             }
         }
     }

@@ -149,6 +149,24 @@ enum StateContract {
             #expect(try await store.admission.tenants().first?.dedupKeys == 1)
         }
     }
+
+    /// `state show`'s room per part: the dedup keys and what is queued are counted, and grow
+    /// with what is admitted.
+    static func storageCountsWhatIsKeptAndGrowsWithIt(_ backend: Backend) async throws {
+        try await Self.withState(backend) { store in
+            let empty = Dictionary(uniqueKeysWithValues: try await store.storage.storage().map { ($0.name, $0) })
+            #expect(empty["seen"]?.rows == 0)
+            let alerts = try (0..<200).map { try makeAlert("a\($0)", "2025-03-14T10:00:00Z", extra: [("title", .string((0..<14).map { _ in UUID().uuidString }.joined()))]) }
+            _ = try await store.admission.admit(tenant: "t", alerts: alerts, forward: .new, sinks: ["x"])
+            let full = Dictionary(uniqueKeysWithValues: try await store.storage.storage().map { ($0.name, $0) })
+            #expect(full["seen"]?.rows == 200)
+            #expect(full["cursor"]?.rows == 1)
+            // Where the queued alerts' bytes are: the outbox log, or the outbox table.
+            let queued = backend == .embedded ? "outbox log" : "outbox"
+            #expect((full[queued]?.bytes ?? 0) > (empty[queued]?.bytes ?? 0) + 200 * 500)
+            if backend == .postgresql { #expect(full["outbox_pending"]?.rows == 200) }
+        }
+    }
 }
 
 @Suite("State backends: embedded")
@@ -159,6 +177,7 @@ struct EmbeddedStateContractTests {
     @Test func refusedRecordsBecomeDeadLettersThatCanBeSentAgain() async throws { try await StateContract.refusedRecordsBecomeDeadLettersThatCanBeSentAgain(.embedded) }
     @Test func quarantineKeepsAnElementOnceAndSchedulesSurvive() async throws { try await StateContract.quarantineKeepsAnElementOnceAndSchedulesSurvive(.embedded) }
     @Test func oldDedupKeysArePrunedByTheEarlierOfBothClocks() async throws { try await StateContract.oldDedupKeysArePrunedByTheEarlierOfBothClocks(.embedded) }
+    @Test func storageCountsWhatIsKeptAndGrowsWithIt() async throws { try await StateContract.storageCountsWhatIsKeptAndGrowsWithIt(.embedded) }
 }
 
 @Suite("State backends: PostgreSQL", .enabled(if: TestPostgres.isAvailable, TestPostgres.reason))
@@ -169,4 +188,5 @@ struct PostgresStateContractTests {
     @Test func refusedRecordsBecomeDeadLettersThatCanBeSentAgain() async throws { try await StateContract.refusedRecordsBecomeDeadLettersThatCanBeSentAgain(.postgresql) }
     @Test func quarantineKeepsAnElementOnceAndSchedulesSurvive() async throws { try await StateContract.quarantineKeepsAnElementOnceAndSchedulesSurvive(.postgresql) }
     @Test func oldDedupKeysArePrunedByTheEarlierOfBothClocks() async throws { try await StateContract.oldDedupKeysArePrunedByTheEarlierOfBothClocks(.postgresql) }
+    @Test func storageCountsWhatIsKeptAndGrowsWithIt() async throws { try await StateContract.storageCountsWhatIsKeptAndGrowsWithIt(.postgresql) }
 }

@@ -180,6 +180,7 @@ extension GroupEndToEndTests {
             #expect(shown.status == 0, "\(shown.stderr)")
             #expect(shown.stdout.contains("tenant t1: watermark 20") && shown.stdout.contains("tenant t2: watermark 20"), "\(shown.stdout)")
             #expect(shown.stdout.contains("20 dedup keys"), "\(shown.stdout)")
+            #expect(shown.stdout.contains("storage seen: 40 rows, "), "\(shown.stdout)")
             daemon.signal(SIGTERM)
             #expect(await group.exitStatus(of: daemon, timeout: .seconds(60)) == 0)
         }

@@ -1,7 +1,8 @@
 import Foundation
 
 /// The daemon's durable state, by concern, each part behind its own protocol: admission
-/// (watermarks and dedup keys), the outbox, dead letters, quarantine and sweep schedules.
+/// (watermarks and dedup keys), the outbox, dead letters, quarantine, sweep schedules, and
+/// what room all of it takes.
 /// ``embedded(directory:segmentSize:access:)`` keeps them in `state_directory` (SQLite and
 /// the outbox log), as every release has.
 public struct StateStore: Sendable {
@@ -10,6 +11,7 @@ public struct StateStore: Sendable {
     public let deadLetters: any DeadLetterStore
     public let quarantine: any QuarantineStore
     public let schedules: any ScheduleStore
+    public let storage: any StorageStore
     /// Where the state is, for messages (the database file's path).
     public let location: String
 
@@ -38,7 +40,8 @@ public struct StateStore: Sendable {
         let database = try EmbeddedDatabase(directory: directory, segmentSize: segmentSize, access: access)
         return StateStore(admission: EmbeddedAdmission(database: database), outbox: EmbeddedOutbox(database: database),
                           deadLetters: EmbeddedDeadLetters(database: database), quarantine: EmbeddedQuarantine(database: database),
-                          schedules: EmbeddedSchedules(database: database), location: database.path)
+                          schedules: EmbeddedSchedules(database: database), storage: EmbeddedStorage(database: database),
+                          location: database.path)
     }
 }
 
@@ -59,6 +62,7 @@ extension StateStore {
     public static func postgres(_ database: StateDatabase, fence: GroupFence? = nil) -> StateStore {
         StateStore(admission: PostgresAdmission(database: database, fence: fence), outbox: PostgresOutbox(database: database, fence: fence),
                    deadLetters: PostgresDeadLetters(database: database), quarantine: PostgresQuarantine(database: database),
-                   schedules: PostgresSchedules(database: database), location: database.settings.url)
+                   schedules: PostgresSchedules(database: database), storage: PostgresStorage(database: database),
+                   location: database.settings.url)
     }
 }

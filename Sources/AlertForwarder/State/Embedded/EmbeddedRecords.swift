@@ -91,3 +91,35 @@ private func countsByName(_ db: Database, sql: String) throws -> [String: Int] {
     for row in try Row.fetchAll(db, sql: sql) { counts[row[0]] = row["n"] }
     return counts
 }
+
+/// The room the embedded state takes: each table's rows, and its pages with its indexes
+/// (SQLite's `dbstat`, when the library has it), then the outbox log's segment files.
+struct EmbeddedStorage: StorageStore {
+    let database: EmbeddedDatabase
+
+    func storage() async throws(StateError) -> [StorageUse] {
+        var uses = try await database.read { db in
+            let tables = ["cursor", "seen", "sink_position", "dead_letter", "quarantine", "reconciliation"]
+            let bytes = (try? Dictionary(Row.fetchAll(db, sql: """
+                SELECT s.tbl_name AS name, sum(d.pgsize) AS bytes FROM dbstat d JOIN sqlite_schema s ON s.name = d.name GROUP BY s.tbl_name
+                """).map { ($0["name"] as String, $0["bytes"] as Int64) }) { first, _ in first }) ?? [:]
+            return try tables.map { table in
+                StorageUse(name: table, rows: try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0, bytes: bytes[table])
+            }
+        }
+        let log = database.log
+        let segments = try await Blocking.run { () throws(StateError) -> Int64 in
+            try log.segments().reduce(Int64(0)) { total, segment in
+                var info = stat()
+                return total + (stat(log.path(of: segment), &info) == 0 ? Int64(info.st_size) : 0)
+            }
+        }
+        uses.append(StorageUse(name: "outbox log", rows: nil, bytes: segments))
+        let files = [database.path, database.path + "-wal"].reduce(Int64(0)) { total, path in
+            var info = stat()
+            return total + (stat(path, &info) == 0 ? Int64(info.st_size) : 0)
+        }
+        uses.append(StorageUse(name: "state.sqlite and its WAL", rows: nil, bytes: files))
+        return uses
+    }
+}

@@ -105,3 +105,22 @@ func countsByName(_ database: StateDatabase, _ what: String, _ query: PostgresQu
 private func countDeleted(_ database: StateDatabase, _ what: String, _ query: PostgresQuery) async throws(StateError) -> Int {
     Int(try decodeFirst(try await database.query(what, query), as: Int64.self) ?? 0)
 }
+
+/// The room the PostgreSQL state takes: each table's rows and its size with its indexes and
+/// TOAST (`pg_total_relation_size`).
+struct PostgresStorage: StorageStore {
+    let database: StateDatabase
+
+    static let tables = ["cursor", "seen", "outbox", "outbox_pending", "dead_letter", "quarantine", "reconciliation", "member", "lease"]
+
+    func storage() async throws(StateError) -> [StorageUse] {
+        var uses: [StorageUse] = []
+        for table in Self.tables {
+            // The table names are this file's constants, never input.
+            let rows = try await database.query("storage", PostgresQuery(unsafeSQL: "SELECT count(*), pg_total_relation_size('\(table)') FROM \(table)"))
+            let (count, bytes) = try decode("storage") { try rows.first?.decode((Int64, Int64).self) } ?? (Int64(0), Int64(0))
+            uses.append(StorageUse(name: table, rows: Int(count), bytes: bytes))
+        }
+        return uses
+    }
+}
