@@ -137,15 +137,17 @@ generated: release
 	scripts/generate-docs.sh $(RELEASE) $(GENERATED)
 
 ## bench: the daemon against a naive Python poller and curl, N = 1k, 10k, 100k; idle and 200
-## tenants (release build; about 30 minutes; never part of make test)
+## tenants; the PostgreSQL state against the embedded one, and 600 tenants over 1, 2 and 3
+## daemons of a group, on a PostgreSQL server of its own (release build; about 50 minutes;
+## never part of make test)
 bench: deps-bench
 	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-alertd
 	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-sim
-	benchmarks/bench.py --build $(RELEASE)
+	scripts/with-postgres.sh benchmarks/bench.py --build $(RELEASE)
 
 ## bench-smoke: the benchmark harness on tiny sizes with the debug build (part of make test)
 bench-smoke: build deps-bench
-	benchmarks/bench.py --smoke --build .build/debug --out .build/bench-smoke
+	scripts/with-postgres.sh benchmarks/bench.py --smoke --build .build/debug --out .build/bench-smoke
 
 deps-bench:
 	@scripts/apt-install.sh $(BENCH_PACKAGES)

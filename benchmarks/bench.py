@@ -17,6 +17,12 @@ Orders: the daemon's API calls per full page of a backfill (--order-sizes alerts
 1000) for each order of results the simulator offers (creation, oldest-first, newest-first,
 shuffled: the APIs promise none), through MDE's /api/alerts and Graph's alerts_v2.
 
+PostgreSQL (when run through scripts/with-postgres.sh, as `make bench` does): the same backfill
+by `defender-alertd run` on the embedded state and on PostgreSQL, alternating (the daemon's CPU,
+the server's CPU, wall, alerts a second), then the room the state takes per 1,000 alerts (from
+`state show`); and --group-tenants tenants over 1, 2 and 3 daemons of a group (CPU and RSS per
+daemon, how the tenants spread).
+
 The tables and the plot go into README.md between its `bench:begin` and `bench:end` markers,
 with the date and the commit (`--readme`; --smoke writes a copy under --out instead).
 
@@ -33,11 +39,13 @@ import json
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -321,6 +329,298 @@ def backfill_table(results):
     return lines
 
 
+# ---- PostgreSQL -------------------------------------------------------------------------
+
+class Postgres:
+    """The server scripts/with-postgres.sh started: a database of the bench's own, made again
+    for each run, the password from its file (never on a command line)."""
+
+    def __init__(self, work):
+        self.url = os.environ["DEFENDER_TEST_POSTGRES_URL"]
+        self.password_file = os.environ["DEFENDER_TEST_POSTGRES_PASSWORD_FILE"]
+        self.psql = os.path.join(os.environ["DEFENDER_TEST_POSTGRES_BIN"], "psql")
+        superuser = urllib.parse.urlsplit(os.environ["DEFENDER_TEST_POSTGRES_SUPERUSER_URL"])
+        self.host, self.port = superuser.hostname, superuser.port
+        self.passfile = os.path.join(work, "pgpass")
+        with open(os.environ["DEFENDER_TEST_POSTGRES_SUPERUSER_PASSWORD_FILE"]) as handle:
+            password = handle.read().strip()
+        with open(os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+            handle.write(f"{self.host}:{self.port}:*:postgres:{password}\n")
+        data = os.environ["DEFENDER_TEST_POSTGRES_DATA"]
+        with open(os.path.join(data, "postmaster.pid")) as handle:
+            self.postmaster = int(handle.readline())
+
+    def admin(self, sql, database="postgres", check=True):
+        result = subprocess.run([self.psql, "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-p", str(self.port),
+                                 "-U", "postgres", "-d", database, "-c", sql],
+                                env={**os.environ, "PGPASSFILE": self.passfile}, capture_output=True, text=True)
+        if result.returncode != 0 and check:
+            sys.exit(f"psql failed: {result.stderr.strip()}")
+        return result.stdout if result.returncode == 0 else ""
+
+    def fresh(self, name="bench"):
+        """An empty database `name` owned by the daemons' role; its URL."""
+        self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.admin(f"CREATE DATABASE {name} OWNER alertd_test")
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
+    def cpu(self):
+        """CPU seconds of the server: the postmaster, the backends it reaped, those alive."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in [self.postmaster] + children(self.postmaster):
+            try:
+                with open(f"/proc/{pid}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # a backend that ended meanwhile: counted in the postmaster's cutime
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            if pid == self.postmaster:
+                total += (int(fields[13]) + int(fields[14])) / ticks
+        return total
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+
+
+def group_config(work, base, database, tenants, interval="60s", lookback="2d", sink='path = "alerts.jsonl"', sink_type="file"):
+    """The configuration of a daemon on `database` (None: the embedded state)."""
+    lines = ['[service]', 'state_directory = "state"', 'log_level = "warning"', f'poll_interval = "{interval}"']
+    if database:
+        lines += [f'state_database = "{database}"', f'state_database_password_file = "{os.environ["DEFENDER_TEST_POSTGRES_PASSWORD_FILE"]}"']
+    for index in range(tenants):
+        tenant_id = TENANT if tenants == 1 else f"t{index}.bench.example"
+        lines += ['[[tenant]]', f'name = "bench{index}"', f'tenant_id = "{tenant_id}"', f'client_id = "{CLIENT}"',
+                  'client_secret_file = "secret"', f'api_url = "{base}"', f'login_url = "{base}"',
+                  f'lookback = "{lookback}"', f'page_size = {PAGE}']
+    lines += ['[[sink]]', 'name = "archive"', f'type = "{sink_type}"', sink]
+    if sink_type == "file":
+        lines.append('max_size = "0"')
+    path = os.path.join(work, "postgres.toml" if database else "embedded.toml")
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o644)
+    return path
+
+
+def lines_in(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def run_until_delivered(build, config, work, alerts, server=None, timeout=1800):
+    """`defender-alertd run` until the file sink holds `alerts` lines, then SIGTERM: the
+    daemon's CPU and peak RSS (wait4), wall to the last alert, the server's CPU meanwhile."""
+    sink = os.path.join(work, "alerts.jsonl")
+    server_before = server.cpu() if server else 0.0
+    start = time.monotonic()
+    daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"], cwd=work,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while lines_in(sink) < alerts:
+        if daemon.poll() is not None:
+            sys.exit(f"the daemon stopped during the backfill: {daemon.stderr.read().decode(errors='replace')[-2000:]}")
+        if time.monotonic() - start > timeout:
+            daemon.kill()
+            sys.exit(f"the backfill did not finish in {timeout} s")
+        time.sleep(0.05)
+    wall = time.monotonic() - start
+    daemon.terminate()
+    _, status, usage = os.wait4(daemon.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"the daemon exited with {os.waitstatus_to_exitcode(status)}: {daemon.stderr.read().decode(errors='replace')[-2000:]}")
+    return {"cpu": usage.ru_utime + usage.ru_stime, "server_cpu": (server.cpu() - server_before) if server else 0.0,
+            "wall": wall, "rss": usage.ru_maxrss / 1024, "rate": alerts / wall}
+
+
+def storage(build, config, work):
+    """What `state show` says of the room the state takes: {part: (rows, bytes)}."""
+    shown = subprocess.run([f"{build}/defender-alertd", "state", "show", "--config", config], cwd=work, capture_output=True, text=True)
+    if shown.returncode != 0:
+        sys.exit(f"state show failed: {shown.stderr[-2000:]}")
+    parts = {}
+    for line in shown.stdout.splitlines():
+        match = re.match(r"storage (.+?): (?:(\d+) rows)?(?:, )?(?:(\d+) bytes)?", line)
+        if match:
+            parts[match.group(1)] = (int(match.group(2) or 0), int(match.group(3) or 0))
+    return parts
+
+
+def postgres_backfill(build, sizes, runs):
+    """The backfill by `run` on the embedded state and on PostgreSQL, alternating; then the
+    room per 1,000 alerts: kept (dedup keys) after delivery, and queued (a sink that refuses)."""
+    results = {}
+    work = tempfile.mkdtemp(prefix="defender-alertd-bench-pg-")
+    server = Postgres(work)
+    try:
+        write_secret(work)
+        for alerts in sizes:
+            sim, base = start_simulator(build, alerts)
+            try:
+                samples = {"embedded": [], "postgresql": []}
+                order = list(samples)
+                kept = {}
+                for round in range(runs + 1):  # round 0 is the warm-up
+                    for name in order:
+                        shutil.rmtree(os.path.join(work, "state"), ignore_errors=True)
+                        with contextlib.suppress(FileNotFoundError):
+                            os.remove(os.path.join(work, "alerts.jsonl"))
+                        database = server.fresh() if name == "postgresql" else None
+                        config = group_config(work, base, database, 1)
+                        sample = run_until_delivered(build, config, work, alerts, server if database else None)
+                        if round > 0:
+                            samples[name].append(sample)
+                        kept[name] = storage(build, config, work)
+                    order = order[1:] + order[:1]
+                results[alerts] = {name: {key: statistics.median(s[key] for s in runs_) for key in runs_[0]} for name, runs_ in samples.items()}
+                results[alerts]["kept"] = kept
+            finally:
+                sim.terminate()
+                sim.wait()
+            report_postgres(alerts, results[alerts], runs)
+        # Queued: the smallest backlog admitted with a sink that refuses every connection.
+        alerts = min(sizes)
+        sim, base = start_simulator(build, alerts)
+        try:
+            queued = {}
+            for name in ("embedded", "postgresql"):
+                shutil.rmtree(os.path.join(work, "state"), ignore_errors=True)
+                database = server.fresh() if name == "postgresql" else None
+                closed = socket.socket()
+                closed.bind(("127.0.0.1", 0))  # bound, never listening: every connection refused
+                config = group_config(work, base, database, 1, sink=f'url = "http://127.0.0.1:{closed.getsockname()[1]}/"', sink_type="http")
+                daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"], cwd=work,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    deadline = time.monotonic() + 600
+                    while True:
+                        shown = subprocess.run([f"{build}/defender-alertd", "state", "show", "--config", config], cwd=work,
+                                               capture_output=True, text=True).stdout
+                        if f"sink archive: {alerts} alerts queued" in shown or time.monotonic() > deadline:
+                            break
+                        time.sleep(1)
+                    queued[name] = storage(build, config, work)
+                finally:
+                    daemon.terminate()
+                    daemon.wait()
+                    closed.close()
+            results["queued"] = {"alerts": alerts, **queued}
+        finally:
+            sim.terminate()
+            sim.wait()
+    finally:
+        with contextlib.suppress(SystemExit):
+            server.admin("DROP DATABASE IF EXISTS bench WITH (FORCE)")
+        shutil.rmtree(work, ignore_errors=True)
+    for line in sizing_table(results):
+        print(line)
+    return results
+
+
+def report_postgres(alerts, medians, runs):
+    print(f"\nbackfill of {alerts:,} alerts by `run`, embedded state against PostgreSQL: medians of {runs} alternating runs")
+    for line in postgres_table({alerts: medians}):
+        print(line)
+
+
+def postgres_table(results):
+    lines = ["| alerts | | embedded | PostgreSQL | PostgreSQL / embedded |", "| --- | --- | --- | --- | --- |"]
+    for alerts in sorted(key for key in results if isinstance(key, int)):
+        embedded, postgres = results[alerts]["embedded"], results[alerts]["postgresql"]
+        both = postgres["cpu"] + postgres["server_cpu"]
+        rows = (("daemon CPU", f"{embedded['cpu']:.2f} s", f"{postgres['cpu']:.2f} s", f"{postgres['cpu'] / embedded['cpu']:.2f}×"),
+                ("daemon + server CPU", f"{embedded['cpu']:.2f} s", f"{both:.2f} s ({postgres['server_cpu']:.2f} s server)", f"{both / embedded['cpu']:.2f}×"),
+                ("wall", f"{embedded['wall']:.2f} s", f"{postgres['wall']:.2f} s", f"{postgres['wall'] / embedded['wall']:.2f}×"),
+                ("alerts a second", f"{embedded['rate']:,.0f}", f"{postgres['rate']:,.0f}", f"{postgres['rate'] / embedded['rate']:.2f}×"),
+                ("peak RSS", f"{embedded['rss']:.1f} MiB", f"{postgres['rss']:.1f} MiB", f"{postgres['rss'] / embedded['rss']:.2f}×"))
+        for index, row in enumerate(rows):
+            lines.append(f"| {f'{alerts:,}' if index == 0 else ''} | {' | '.join(row)} |")
+    return lines
+
+
+def sizing_table(results):
+    """Rows and bytes per 1,000 alerts: kept after delivery (the largest backlog), and queued."""
+    largest = max(key for key in results if isinstance(key, int))
+    kept, queued = results[largest]["kept"], results["queued"]
+    per = lambda value, alerts: value * 1000 / alerts
+    kib = lambda parts, names, alerts: sum(parts.get(name, (0, 0))[1] for name in names) / 1024 * 1000 / alerts
+    lines = ["| per 1,000 alerts | embedded | PostgreSQL |", "| --- | --- | --- |",
+             f"| dedup keys kept 180 days (`seen`, rows and KiB with indexes) | {per(kept['embedded'].get('seen', (0, 0))[0], largest):.0f} rows, "
+             f"{kib(kept['embedded'], ['seen'], largest):.0f} KiB | {per(kept['postgresql'].get('seen', (0, 0))[0], largest):.0f} rows, "
+             f"{kib(kept['postgresql'], ['seen'], largest):.0f} KiB |",
+             f"| queued until every sink has them (KiB) | {kib(queued['embedded'], ['outbox log'], queued['alerts']):.0f} (outbox log) | "
+             f"{kib(queued['postgresql'], ['outbox', 'outbox_pending'], queued['alerts']):.0f} (`outbox` and `outbox_pending`, one sink) |"]
+    return lines
+
+
+def group_scale(build, tenants, members, seconds):
+    """`tenants` tenants over 1, 2, 3... daemons of a group on one PostgreSQL: once every
+    tenant is held and the spread settled, each daemon's CPU and RSS over `seconds`."""
+    results = {}
+    work = tempfile.mkdtemp(prefix="defender-alertd-bench-group-")
+    server = Postgres(work)
+    domains = [arg for index in range(tenants) for arg in ("--tenant-domain", f"t{index}.bench.example")]
+    sim, base = start_simulator(build, 0, domains)
+    try:
+        write_secret(work)
+        for count in members:
+            database = server.fresh()
+            config = group_config(work, base, database, tenants, lookback="1h")
+            daemons = [subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"], cwd=work,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(count)]
+            try:
+                deadline = time.monotonic() + 300
+                while True:
+                    if any(daemon.poll() is not None for daemon in daemons):
+                        sys.exit("a daemon of the group stopped")
+                    # (No table yet: the first daemon has not migrated the schema.)
+                    rows = server.admin("SELECT holder, count(*) FROM lease WHERE holder IS NOT NULL AND expires_at > now() GROUP BY holder",
+                                        database="bench", check=False).split()
+                    spread = sorted(int(row.split("|")[1]) for row in rows)
+                    if (len(spread) == count and sum(spread) == tenants and spread[-1] - spread[0] <= 1) or time.monotonic() > deadline:
+                        break
+                    time.sleep(1)
+                settled = time.monotonic()
+                first = [proc_sample(daemon.pid) for daemon in daemons]
+                calls0 = alerts_calls(base)
+                time.sleep(seconds)
+                last = [proc_sample(daemon.pid) for daemon in daemons]
+                elapsed = time.monotonic() - settled
+                results[count] = {"seconds": elapsed, "polls": alerts_calls(base) - calls0, "spread": spread,
+                                  "cpu_percent": [(b.cpu - a.cpu) * 100 / elapsed for a, b in zip(first, last)],
+                                  "rss_mib": [b.rss for b in last]}
+            finally:
+                for daemon in daemons:
+                    daemon.terminate()
+                for daemon in daemons:
+                    daemon.wait()
+            print(f"\ngroup: {tenants} tenants over {count} daemons, spread {spread}: CPU "
+                  + ", ".join(f"{c:.2f} %" for c in results[count]["cpu_percent"]) + "; RSS "
+                  + ", ".join(f"{r:.1f} MiB" for r in results[count]["rss_mib"]))
+    finally:
+        sim.terminate()
+        sim.wait()
+        with contextlib.suppress(SystemExit):
+            server.admin("DROP DATABASE IF EXISTS bench WITH (FORCE)")
+        shutil.rmtree(work, ignore_errors=True)
+    return {"tenants": tenants, "members": results}
+
+
+def group_table(report):
+    lines = ["| daemons | tenants each | CPU per daemon (% of one core) | RSS per daemon | polls in the window |", "| --- | --- | --- | --- | --- |"]
+    for count, row in sorted(report["members"].items(), key=lambda item: int(item[0])):
+        lines.append(f"| {count} | {' / '.join(str(n) for n in row['spread'])} | {' / '.join(f'{c:.2f}' for c in row['cpu_percent'])} | "
+                     f"{' / '.join(f'{r:.1f} MiB' for r in row['rss_mib'])} | {row['polls']} in {row['seconds']:.0f} s |")
+    return lines
+
+
 def commit():
     """The short commit of the tree measured, `-dirty` when it has changes."""
     def git(*arguments):
@@ -366,6 +666,15 @@ def write_readme(path, report, runs, plot_path, started, seconds, measured):
         lines += [f"Scale: {scale['tenants']} tenants, 60 s interval, {scale['seconds']:.0f} s ({scale['polls']} polls): "
                   f"{scale['cpu_percent']:.2f} % of one core, RSS {scale['rss_mib']:.1f} MiB (peak {scale['peak_rss_mib']:.1f}, "
                   f"anonymous {scale['anon_mib']:.1f}), {scale['threads']} threads.", ""]
+    if "postgres" in report:
+        postgres = report["postgres"]
+        lines += [f"PostgreSQL state against the embedded state: the same backfill by `defender-alertd run` (to the last alert in "
+                  f"the file sink), medians of {runs} alternating runs; the server's CPU is its postmaster and backends:", ""]
+        lines += postgres_table(postgres) + [""]
+        lines += ["Room the state takes, from `state show`:", ""] + sizing_table(postgres) + [""]
+    if "group" in report:
+        lines += [f"A group: {report['group']['tenants']} tenants (60 s interval, no alerts) over 1, 2 and 3 daemons on one PostgreSQL, "
+                  f"measured once the leases settled:", ""] + group_table(report["group"]) + [""]
     lines.append(end)
     text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: "\n".join(lines), text, count=1, flags=re.S)
     with open(path, "w") as handle:
@@ -404,14 +713,18 @@ def main():
     parser.add_argument("--tenants", type=int, default=200)
     parser.add_argument("--scale-seconds", type=int, default=300)
     parser.add_argument("--order-sizes", default="20000,100000", help="backlogs read in each order of results, for calls per full page")
+    parser.add_argument("--pg-sizes", default="10000,100000", help="backlogs of the PostgreSQL against embedded backfill")
+    parser.add_argument("--group-tenants", type=int, default=600)
+    parser.add_argument("--group-seconds", type=int, default=180)
     parser.add_argument("--out", default=".build/bench")
     parser.add_argument("--readme", default=os.path.join(os.path.dirname(HERE), "README.md"),
                         help="README to write the tables into (between its bench markers)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: backfill, idle, scale, orders")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: backfill, idle, scale, orders, postgres, group")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness (the README written is a copy under --out)")
     args = parser.parse_args()
     if args.smoke:
         args.sizes, args.runs, args.idle_polls, args.tenants, args.scale_seconds, args.order_sizes = "300,1500", 1, 10, 3, 5, "3000"
+        args.pg_sizes, args.group_tenants, args.group_seconds = "300,600", 6, 3
     args.build = os.path.abspath(args.build)
     skip = set(filter(None, args.skip.split(",")))
     os.makedirs(args.out, exist_ok=True)
@@ -437,6 +750,13 @@ def main():
         report["idle"] = idle(args.build, args.idle_polls)
     if "scale" not in skip:
         report["scale"] = scale(args.build, args.tenants, args.scale_seconds)
+    postgres = "DEFENDER_TEST_POSTGRES_URL" in os.environ
+    if not postgres and not {"postgres", "group"} <= skip:
+        print("postgres, group: skipped, no PostgreSQL server (run through scripts/with-postgres.sh, as make bench does)", file=sys.stderr)
+    if postgres and "postgres" not in skip:
+        report["postgres"] = postgres_backfill(args.build, [int(n) for n in args.pg_sizes.split(",")], args.runs)
+    if postgres and "group" not in skip:
+        report["group"] = group_scale(args.build, args.group_tenants, (1, 2, 3), args.group_seconds)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(report, f, indent=2)
     print(f"results: {os.path.join(args.out, 'results.json')}")
