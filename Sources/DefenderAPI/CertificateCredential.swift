@@ -23,9 +23,9 @@ public enum ClientCredential: Sendable {
 /// Entra ID rotates to.
 public protocol RefreshTokenKeeper: Sendable {
     /// The stored token, or nil when nobody signed in.
-    func load() throws -> Secret?
+    func load() async throws -> Secret?
     /// Replaces the stored token, atomically.
-    func save(_ token: Secret) throws
+    func save(_ token: Secret) async throws
     /// What a person runs to sign in again (`defender-alertd login --tenant contoso`).
     var signInCommand: String { get }
 }

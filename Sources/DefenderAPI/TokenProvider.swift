@@ -104,8 +104,10 @@ public actor TokenProvider {
         }
         // A new sign-in stored after a refused one is tried at once: a person who just ran
         // `login` does not wait out the back-off.
-        if let lastFailure, clock.now() < lastFailure.retryAt, !newSignInStored() {
-            throw lastFailure.error
+        if let lastFailure, clock.now() < lastFailure.retryAt {
+            guard await newSignInStored() else { throw lastFailure.error }
+            // Another caller may have started a request while the token was read.
+            if let inFlight { return try await Self.value(of: inFlight) }
         }
         let task = Task { try await self.request() }
         inFlight = task
@@ -215,8 +217,8 @@ public actor TokenProvider {
     /// Whether someone signed in since the last failure said a sign-in was needed: another
     /// refresh token than the one Entra ID refused is stored, or one is stored where there was
     /// none (the first `login` is used at once too, not after the back-off).
-    private func newSignInStored() -> Bool {
-        guard case .refreshToken(let keeper) = configuration.credential, let stored = try? keeper.load() else { return false }
+    private func newSignInStored() async -> Bool {
+        guard case .refreshToken(let keeper) = configuration.credential, let stored = try? await keeper.load() else { return false }
         if let refused = refusedRefreshToken { return stored != refused.token }
         return lastFailure?.error.needsSignIn == true
     }
@@ -226,7 +228,7 @@ public actor TokenProvider {
     /// of the grant into a permanent error that names the command to sign in again.
     private func refresh(_ keeper: any RefreshTokenKeeper) async throws(TokenError) -> AccessToken {
         let stored: Secret?
-        do { stored = try keeper.load() } catch { throw TokenError(kind: .permanent, message: "\(error)") }
+        do { stored = try await keeper.load() } catch { throw TokenError(kind: .permanent, message: "\(error)") }
         guard let stored else {
             throw TokenError(kind: .permanent, message: "nobody has signed in for this tenant yet", hint: "run `\(keeper.signInCommand)`.",
                              signInCommand: keeper.signInCommand)
@@ -252,7 +254,7 @@ public actor TokenProvider {
             throw refusal
         }
         do {
-            try keeper.save(tokens.refreshToken)
+            try await keeper.save(tokens.refreshToken)
         } catch {
             // The token just used stays valid at Entra ID: the next renewal uses it again.
             logger.error("the rotated refresh token cannot be stored; the one stored before stays in use: \(error)")

@@ -18,7 +18,12 @@ struct LoginCommand: AsyncParsableCommand {
     @Option(help: "The [[tenant]] to sign in for.") var tenant: String
 
     func run() async throws {
-        let (signIn, configuration) = try userSignIn(tenant, config: options.config)
+        let configuration = try loginConfiguration(options.config)
+        try await withUserTokens(configuration) { storage in try await signIn(configuration, storage) }
+    }
+
+    private func signIn(_ configuration: Configuration, _ storage: UserTokenStorage) async throws {
+        let signIn = try userSignIn(tenant, configuration, storage)
         var logger = Logger(label: "login") { _ in SwiftLogNoOpLogHandler() }
         logger.logLevel = .critical
         let transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
@@ -42,7 +47,7 @@ struct LoginCommand: AsyncParsableCommand {
 }
 
 /// `defender-alertd logout --tenant NAME`: deletes the stored refresh token.
-struct LogoutCommand: ParsableCommand {
+struct LogoutCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logout",
         abstract: "Delete the refresh token stored for a tenant with auth = \"delegated\"; the daemon stops reading its alerts until the next login."
@@ -52,10 +57,15 @@ struct LogoutCommand: ParsableCommand {
 
     @Option(help: "The [[tenant]] to sign out.") var tenant: String
 
-    func run() throws {
-        let (signIn, _) = try userSignIn(tenant, config: options.config)
+    func run() async throws {
+        let configuration = try loginConfiguration(options.config)
+        try await withUserTokens(configuration) { [tenant] storage in try await Self.signOut(tenant, configuration, storage) }
+    }
+
+    private static func signOut(_ tenant: String, _ configuration: Configuration, _ storage: UserTokenStorage) async throws {
+        let signIn = try userSignIn(tenant, configuration, storage)
         do {
-            let (deleted, path) = try signIn.signOut()
+            let (deleted, path) = try await signIn.signOut()
             print(deleted ? "The refresh token of \(tenant) is deleted (\(path))." : "No refresh token is stored for \(tenant).")
         } catch {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
@@ -64,16 +74,20 @@ struct LogoutCommand: ParsableCommand {
     }
 }
 
-/// The sign-in of the tenant named `name`, which must use `auth = "delegated"`. The token key
-/// may be a credential that exists only inside the service.
-private func userSignIn(_ name: String, config: String) throws -> (UserSignIn, Configuration) {
-    let configuration = try loadConfiguration(config, tokenKeyOptionalOutsideService: true)
+/// The configuration of `login` and `logout`: the token key may be a credential that exists
+/// only inside the service.
+private func loginConfiguration(_ path: String) throws -> Configuration {
+    try loadConfiguration(path, tokenKeyOptionalOutsideService: true)
+}
+
+/// The sign-in of the tenant named `name`, which must use `auth = "delegated"`.
+private func userSignIn(_ name: String, _ configuration: Configuration, _ storage: UserTokenStorage) throws -> UserSignIn {
     guard let tenant = configuration.tenants.first(where: { $0.name == name }) else {
         FileHandle.standardError.write(Data("no [[tenant]] named \"\(name)\"; configured: \(configuration.tenants.map(\.name).joined(separator: ", "))\n".utf8))
         throw ExitStatus.configuration
     }
     do {
-        return (try UserSignIn(tenant: tenant, service: configuration.service), configuration)
+        return try UserSignIn(tenant: tenant, service: configuration.service, storage: storage)
     } catch {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitStatus.configuration

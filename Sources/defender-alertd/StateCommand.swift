@@ -128,7 +128,8 @@ extension StateCommand {
                 Stop the daemon, set state_database (and its password) in the configuration, \
                 then run this once: watermarks, dedup keys, queued alerts with the sinks still \
                 waiting for them, dead letters, quarantine and sweep schedules move in one \
-                transaction into an empty database. Nothing is lost or delivered again; the \
+                transaction into an empty database, and the signed-in users' refresh tokens \
+                (sealed with the token key). Nothing is lost or delivered again; the \
                 directory is then marked moved, and no daemon uses it any more.
                 """)
         @OptionGroup var options: ConfigOption
@@ -151,7 +152,11 @@ extension StateCommand {
             }
             let summary: StateMigration.Summary = try await withThrowingTaskGroup(of: StateMigration.Summary?.self) { group in
                 group.addTask { try await database.run(); return nil }
-                group.addTask { try await StateMigration.embeddedToPostgres(directory: directory, database: database) }
+                let seals = configuration.tenants.compactMap { tenant -> RefreshTokenSeal? in
+                    guard case .signedInUser = tenant.credential else { return nil }
+                    return RefreshTokenSeal(tenant: tenant.name, clientID: tenant.clientID, key: configuration.service.tokenKey)
+                }
+                group.addTask { try await StateMigration.embeddedToPostgres(directory: directory, database: database, userTokens: seals) }
                 defer { group.cancelAll() }
                 do {
                     while let done = try await group.next() {
@@ -217,17 +222,37 @@ func withStore(_ configuration: Configuration, access: StateStore.Access = .insp
             try await body(try StateStore.open(configuration.service, access: access))
             return
         }
-        let database = try StateDatabase(settings: settings, logger: Logger(label: "defender-alertd"))
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask { try await database.run(); return false }
-            group.addTask { try await body(StateStore.postgres(database)); return true }
-            defer { group.cancelAll() }
-            while let done = try await group.next() {
-                if done { return }
-            }
-        }
+        try await withStateDatabase(settings) { database in try await body(StateStore.postgres(database)) }
     } catch let error as StateError {
         FileHandle.standardError.write(Data("\(error)\n".utf8))
         throw ExitCode.failure
+    }
+}
+
+/// Runs `body` with where the signed-in users' refresh tokens are: the state directory, or
+/// PostgreSQL (its client running while `body` does).
+func withUserTokens(_ configuration: Configuration, _ body: @escaping @Sendable (UserTokenStorage) async throws -> Void) async throws {
+    guard let settings = configuration.service.stateDatabase else {
+        try await body(configuration.service.userTokens())
+        return
+    }
+    do {
+        try await withStateDatabase(settings) { database in try await body(configuration.service.userTokens(in: database)) }
+    } catch let error as StateError {
+        FileHandle.standardError.write(Data("\(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+/// Runs `body` while a client of the PostgreSQL state runs (it ends when `body` does).
+private func withStateDatabase(_ settings: StateDatabaseSettings, _ body: @escaping @Sendable (StateDatabase) async throws -> Void) async throws {
+    let database = try StateDatabase(settings: settings, logger: Logger(label: "defender-alertd"))
+    try await withThrowingTaskGroup(of: Bool.self) { group in
+        group.addTask { try await database.run(); return false }
+        group.addTask { try await body(database); return true }
+        defer { group.cancelAll() }
+        while let done = try await group.next() {
+            if done { return }
+        }
     }
 }

@@ -17,6 +17,10 @@ struct TestAuthCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try loadConfiguration(options.config)
+        try await withUserTokens(configuration) { storage in try await check(configuration, storage) }
+    }
+
+    private func check(_ configuration: Configuration, _ userTokens: UserTokenStorage) async throws {
         let tenants = configuration.tenants.filter { tenant == nil || $0.name == tenant }
         guard !tenants.isEmpty else {
             FileHandle.standardError.write(Data("no [[tenant]] named \"\(tenant ?? "")\"; configured: \(configuration.tenants.map(\.name).joined(separator: ", "))\n".utf8))
@@ -28,7 +32,7 @@ struct TestAuthCommand: AsyncParsableCommand {
         var failures = 0
         for tenant in tenants {
             print("tenant \(tenant.name) (\(tenant.tenantID), app \(tenant.clientID), \(tenant.cloud.rawValue) cloud, \(tenant.api == .graph ? "Microsoft Graph alerts_v2" : "MDE alerts API")):")
-            let steps = await AuthenticationCheck.run(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens, logger: logger)
+            let steps = await AuthenticationCheck.run(tenant: tenant, transport: transport, userTokens: userTokens, logger: logger)
             for step in steps {
                 print("  [\(step.passed ? "ok" : "FAIL")] \(step.name): \(step.detail)")
                 if let fix = step.fix { print("         fix: \(fix)") }

@@ -35,20 +35,23 @@ struct StateDatabaseConfigurationTests {
         #expect(refused?.description.contains("a group on PostgreSQL polls with its daemons") == true)
     }
 
-    /// A signed-in user's refresh token is one daemon's, and each use rotates it.
-    @Test func aDelegatedTenantIsRefusedInAGroup() {
-        let text = fixture.errors("""
-            [service]
-            state_database = "postgresql://alertd@127.0.0.1/alerts"
-
+    /// In a group a signed-in user's refresh token is kept in PostgreSQL, sealed only: a
+    /// delegated tenant needs the token key, and is accepted with one.
+    @Test func aDelegatedTenantInAGroupNeedsTheTokenKey() throws {
+        let delegated = """
             [[tenant]]
             name = "contoso"
             tenant_id = "4F8E2C1A-7B3D-4E59-9A6C-2D1F0E8B7C35"
             client_id = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
             auth = "delegated"
 
-            """ + ConfigFixture.sink).map(\.description).joined(separator: "\n")
-        #expect(text.contains("tenant.auth") && text.contains("cannot be used by a group"), "\(text)")
+            """ + ConfigFixture.sink
+        let text = fixture.errors("[service]\nstate_database = \"postgresql://alertd@127.0.0.1/alerts\"\n" + delegated)
+            .map(\.description).joined(separator: "\n")
+        #expect(text.contains("tenant.auth") && text.contains("needs token_key_credential"), "\(text)")
+        fixture.directory.write("token-key", "a key of 32 bytes or more, any text", mode: 0o600)
+        let keyed = try fixture.load("[service]\nstate_database = \"postgresql://alertd@127.0.0.1/alerts\"\ntoken_key_file = \"token-key\"\n" + delegated)
+        #expect(keyed.service.tokenKey != nil)
     }
 
     @Test func whatIsRefusedAndWhy() {

@@ -84,4 +84,33 @@ struct StateMigrationTests {
         #expect(refused?.description.contains("moved to postgresql://") == true, "\(refused?.description ?? "")")
         #expect(refused?.description.contains("MOVED-TO-POSTGRESQL") == true)
     }
+
+    /// The signed-in users' refresh tokens move sealed: a sealed file as it is, a plain one
+    /// sealed on the way; the group's members open them with the token key, and one sealed
+    /// with another key is refused.
+    @Test func refreshTokensMoveSealed() async throws {
+        let directory = TemporaryDirectory()
+        let path = directory.file("state")
+        let key = Secret("CANARY-migration-token-key")
+        let client = "0a6e9f2c-51d4-4c7e-9b8a-3f2e1d0c9b8a"
+        _ = try StateStore.embedded(directory: path)
+        try RefreshTokenStore(stateDirectory: path, tenant: "sealed", clientID: client, key: key).save(Secret("0.SIMRT.sealed-token"))
+        try RefreshTokenStore(stateDirectory: path, tenant: "plain", clientID: client, key: nil).save(Secret("0.SIMRT.plain-token"))
+        let seals = ["sealed", "plain", "never-signed-in"].map { RefreshTokenSeal(tenant: $0, clientID: client, key: key) }
+        try await TestPostgres.withState { _, database in
+            let summary = try await StateMigration.embeddedToPostgres(directory: path, database: database, userTokens: seals)
+            #expect(summary.userTokens == 2)
+            let raw = try await database.query("test", "SELECT encode(sealed, 'escape') FROM user_token ORDER BY tenant")
+            let texts = try raw.map { try $0.decode(String.self) }
+            #expect(texts.count == 2 && texts.allSatisfy { $0.hasPrefix("DAT-SEALED-1") && !$0.contains("0.SIMRT.") }, "\(texts)")
+            let token = { (tenant: String, key: Secret?) in PostgresUserToken(database: database, seal: RefreshTokenSeal(tenant: tenant, clientID: client, key: key)) }
+            #expect(try await token("sealed", key).load()?.withValue { $0 } == "0.SIMRT.sealed-token")
+            #expect(try await token("plain", key).load()?.withValue { $0 } == "0.SIMRT.plain-token")
+            #expect(try await token("never-signed-in", key).load() == nil)
+            await #expect(throws: RefreshTokenStore.Failure.self) { _ = try await token("sealed", Secret("another key")).load() }
+            // Without a key nothing goes into the database in plain text.
+            await #expect(throws: RefreshTokenStore.Failure.self) { try await token("plain", nil).save(Secret("0.SIMRT.x")) }
+            #expect(try await token("plain", key).load()?.withValue { $0 } == "0.SIMRT.plain-token")
+        }
+    }
 }

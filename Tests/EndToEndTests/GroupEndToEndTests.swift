@@ -189,6 +189,71 @@ extension GroupEndToEndTests {
 
 /// A group's daemons, its PostgreSQL database (a new one per harness) and one simulator per
 /// tenant, all real processes on loopback.
+extension GroupEndToEndTests {
+    /// A signed-in user's tenant in a group: `login` stores the refresh token in PostgreSQL,
+    /// sealed; the member holding the tenant redeems it and stores each rotated one there, so
+    /// a member taking over after a `kill -9` goes on with the latest (no rotated token is
+    /// redeemed twice) and nobody has to sign in again.
+    @Test func aSignedInUsersTenantMovesWithItsRefreshToken() async throws {
+        let siem = FakeSIEM()
+        let group = try GroupHarness(tenants: 1, rate: 60)
+        let simulator = group.simulators[0]
+        let client = "0a6e9f2c-51d4-4c7e-9b8a-3f2e1d0c9b8a"
+        @Sendable func control(_ method: String, _ path: String, _ body: String? = nil) throws -> String {
+            try DaemonProcess.curl(["-s", "--max-time", "30", "-X", method, "-H", "Content-Type: application/json"] + (body.map { ["-d", $0] } ?? [])
+                                   + ["\(simulator.base)/_simulator/\(path)"]).stdout
+        }
+        @Sendable func counter(_ name: String) throws -> Int {
+            (try JSONSerialization.jsonObject(with: Data(try control("GET", "counters").utf8)) as? [String: Any])?[name] as? Int ?? -1
+        }
+        _ = try control("POST", "apps", #"{"tenantId": "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35", "clientId": "\#(client)", "isPublicClient": true}"#)
+        _ = try control("POST", "users", #"{"userPrincipalName": "analyst@contoso.com", "deviceGroups": ["Servers-Tier0", "Finance-Workstations"]}"#)
+        try await siem.serve { base throws in
+            group.configure(sink: GroupHarness.hookSink(base), token: siem.token, delegatedClient: client)
+            let config = group.fixture.directory.file("defender-alertd.toml")
+            let login = try DaemonProcess(["login", "--tenant", "t1", "--config", config])
+            let prompt = try #require(login.waitForLine(startingWith: "To sign in, use a web browser"), "\(login.stdout) \(login.stderr)")
+            let code = try #require(prompt.firstMatch(of: /enter the code (\S+) to authenticate/).map { String($0.1) })
+            _ = try control("POST", "devicecode/approve", #"{"userCode": "\#(code)", "userPrincipalName": "analyst@contoso.com"}"#)
+            #expect(await group.exitStatus(of: login) == 0, "\(login.stdout) \(login.stderr)")
+            #expect(login.stdout.contains("stored in PostgreSQL (user_token, tenant t1) (sealed with the token key)"), "\(login.stdout)")
+            // In the database: sealed, never the token itself.
+            let stored = try group.psql("SELECT encode(sealed, 'escape') FROM user_token WHERE tenant = 't1'")
+            #expect(stored.contains("DAT-SEALED-1") && !stored.contains(UserContextTests.refreshTokenPrefix), "\(stored)")
+
+            let first = try group.start()
+            await group.waitUntil("the first member polls as the user", daemons: [first]) { first.stderr.contains("poll complete") }
+            let redeemed = try counter("refreshTokensRedeemed")
+            _ = try control("POST", "tokens/revoke")  // its next poll renews: a rotation, stored in PostgreSQL
+            await group.waitUntil("a renewal by the first member", daemons: [first]) { try counter("refreshTokensRedeemed") > redeemed }
+            first.signal(SIGKILL)
+            _ = await group.exitStatus(of: first)
+
+            let second = try group.start()
+            let before = try counter("refreshTokensRedeemed")
+            _ = try control("POST", "tokens/revoke")
+            await group.waitUntil("a renewal by the member that took over", daemons: [second]) { try counter("refreshTokensRedeemed") > before }
+            // Everything the user may see so far (the backlog and what arrived since) is delivered.
+            let visible = try group.visibleAlertIDs(deviceGroups: ["Servers-Tier0", "Finance-Workstations"])
+            #expect(!visible.isEmpty)
+            await group.waitUntil("the user's alerts delivered after the takeover", daemons: [second]) {
+                Set(GroupHarness.delivered(siem)).isSuperset(of: visible)
+            }
+            #expect(try counter("refreshTokensReused") == 0, "a rotated refresh token was redeemed again")
+            #expect(!second.stderr.contains("sign-in needed"), "\(second.stderr.suffix(2000))")
+            second.signal(SIGTERM)
+            #expect(await group.exitStatus(of: second) == 0)
+            for output in [first.stderr, second.stderr, login.stdout, login.stderr] {
+                #expect(!output.contains(UserContextTests.refreshTokenPrefix) && !output.contains("CANARY-group-token-key-41ab"))
+            }
+            // logout deletes it from the database.
+            let logout = try DaemonProcess.run(["logout", "--tenant", "t1", "--config", config])
+            #expect(logout.status == 0 && logout.stdout.contains("is deleted"), "\(logout.stdout) \(logout.stderr)")
+            #expect(try group.psql("SELECT count(*) FROM user_token").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        }
+    }
+}
+
 final class GroupHarness: @unchecked Sendable {
     // @unchecked: each test owns its harness and uses it from one task.
     struct Server {
@@ -256,13 +321,21 @@ final class GroupHarness: @unchecked Sendable {
 
     /// One configuration for every daemon: the tenants, the group's database (unless
     /// `group` is false: then the state is in `state_directory`), `sink`.
-    func configure(sink: String, token: String, group: Bool = true) {
+    /// With `delegatedClient`, every tenant signs in as a person through that public client
+    /// (`auth = "delegated"`), its refresh token sealed with `token-key`.
+    func configure(sink: String, token: String, group: Bool = true, delegatedClient: String? = nil) {
         let server = Self.postgres!
         let url = String(server.url[..<server.url.lastIndex(of: "/")!]) + "/\(database)"
         fixture.directory.write("token", token + "\n", mode: 0o600)
         fixture.directory.write("pg-password", server.password + "\n", mode: 0o600)
+        fixture.directory.write("token-key", "CANARY-group-token-key-41ab", mode: 0o600)
         let tenants = simulators.map { simulator in
-            ConfigFixture.tenant.replacingOccurrences(of: "name = \"contoso\"", with: "name = \"\(simulator.name)\"") + """
+            var tenant = ConfigFixture.tenant.replacingOccurrences(of: "name = \"contoso\"", with: "name = \"\(simulator.name)\"")
+            if let delegatedClient {
+                tenant = tenant.replacingOccurrences(of: "client_id = \"9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c\"\nclient_secret_file = \"secret\"",
+                                                     with: "client_id = \"\(delegatedClient)\"\nauth = \"delegated\"")
+            }
+            return tenant + """
 
                 api_url = "\(simulator.base)"
                 login_url = "\(simulator.base)"
@@ -274,6 +347,7 @@ final class GroupHarness: @unchecked Sendable {
             [service]
             poll_interval = "1s"
             state_directory = "state"
+            token_key_file = "token-key"
             \(group ? "lease_ttl = \"3s\"\nstate_database = \"\(url)\"\nstate_database_password_file = \"pg-password\"" : "")
 
             \(tenants)
@@ -296,6 +370,30 @@ final class GroupHarness: @unchecked Sendable {
     /// The member name a daemon has by default: the host name and its process id.
     func member(of daemon: DaemonProcess) -> String {
         "\(ProcessInfo.processInfo.hostName)-\(daemon.pid)"
+    }
+
+    /// One statement on the group's database, its rows as psql prints them unaligned.
+    func psql(_ sql: String) throws -> String {
+        let server = try #require(Self.postgres)
+        let url = String(server.url[..<server.url.lastIndex(of: "/")!]) + "/\(database)"
+        let result = try runToCompletion(server.bin + "/psql", [url, "-X", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                                         environment: ["PGPASSWORD": server.password, "PATH": "/usr/bin:/bin"])
+        #expect(result.status == 0, "\(result.stderr)")
+        return result.stdout
+    }
+
+    /// The ids of the simulators' alerts in `deviceGroups` (what a signed-in user limited to
+    /// them sees).
+    func visibleAlertIDs(deviceGroups: Set<String>) throws -> Set<String> {
+        var ids = Set<String>()
+        for simulator in simulators {
+            let body = try DaemonProcess.curl(["-s", "--max-time", "30", "\(simulator.base)/_simulator/alerts"]).stdout
+            guard case .array(let alerts)? = try JSONValue(parsing: body)["value"] else { continue }
+            for alert in alerts where deviceGroups.contains(alert["rbacGroupName"]?.stringValue ?? "") {
+                if let id = alert["id"]?.stringValue { ids.insert(id) }
+            }
+        }
+        return ids
     }
 
     /// Every alert id the simulators hold.

@@ -159,7 +159,7 @@ extension ConfigurationKey {
 
         public static let tokenKeyFile = ConfigurationKey(
             .service, "token_key_file", .path,
-            "`auth = \"delegated\"`: a key (any text, e.g. 32 random bytes in base64) in a file with the secret file rules, with which the signed-in users' refresh tokens are sealed (AES-256-GCM) in the state directory")
+            "`auth = \"delegated\"`: a key (any text, e.g. 32 random bytes in base64) in a file with the secret file rules, with which the signed-in users' refresh tokens are sealed (AES-256-GCM) in the state directory, or in PostgreSQL (required there)")
         public static let tokenKeyCredential = ConfigurationKey(
             .service, "token_key_credential", .string,
             "or that key as a systemd credential name (`LoadCredentialEncrypted=` with a file from `systemd-creds encrypt`)")

@@ -111,13 +111,13 @@ private struct Validator {
         rejectDuplicates(tenantTables.map { $0["name"]?.string }, tables: "tenant")
         rejectDuplicates(sinkTables.map { $0["name"]?.string }, tables: "sink")
         if let service { rejectDestructivePaths(sinks, stateDirectory: service.stateDirectory, configuration: path) }
-        // A signed-in user's refresh token lives in one member's state directory, and Entra ID
-        // rotates it at each use: the members of a group would take it from each other.
-        if service?.stateDatabase != nil {
+        // In a group a signed-in user's refresh token is kept in the shared database, sealed
+        // only: every member needs the token key.
+        if let service, service.stateDatabase != nil, service.tokenKey == nil, !service.tokenKeyOutsideService {
             for (index, tenant) in tenants.enumerated() {
                 guard let tenant, case .signedInUser = tenant.credential else { continue }
                 TableReader(tenantTables[index], location: "tenant[\(index)]", displayName: "tenant", report: report)
-                    .fail(ConfigurationKey.Tenant.auth, "auth = \"delegated\" cannot be used by a group on state_database yet (the signed-in user's refresh token is kept by one daemon, and each use rotates it); poll this tenant from a daemon of its own with state_directory")
+                    .fail(ConfigurationKey.Tenant.auth, "auth = \"delegated\" in a group on state_database needs token_key_credential (or token_key_file): the signed-in user's refresh token is kept in PostgreSQL sealed with it, never in plain text, and every member reads it")
             }
         }
 

@@ -54,25 +54,32 @@ public struct TenantConnection: Sendable {
 }
 
 /// Where the signed-in users' refresh tokens are kept (`auth = "delegated"`): the state
-/// directory, sealed with the token key when one is configured.
+/// directory, sealed with the token key when one is configured; or, for a group, PostgreSQL,
+/// always sealed.
 public struct UserTokenStorage: Sendable {
     public var stateDirectory: String
     public var key: Secret?
+    /// The group's database (`state_database`), when the state is there.
+    public var database: StateDatabase?
 
-    public init(stateDirectory: String, key: Secret?) {
+    public init(stateDirectory: String, key: Secret?, database: StateDatabase? = nil) {
         self.stateDirectory = stateDirectory
         self.key = key
+        self.database = database
     }
 
-    public func store(for tenant: TenantConfiguration) -> RefreshTokenStore {
-        RefreshTokenStore(stateDirectory: stateDirectory, tenant: tenant.name, clientID: tenant.clientID, key: key)
+    public func store(for tenant: TenantConfiguration) -> any UserTokenStore {
+        let seal = RefreshTokenSeal(tenant: tenant.name, clientID: tenant.clientID, key: key)
+        if let database { return PostgresUserToken(database: database, seal: seal) }
+        return RefreshTokenStore(stateDirectory: stateDirectory, tenant: tenant.name, clientID: tenant.clientID, key: key)
     }
 }
 
 extension ServiceSettings {
-    /// Where this configuration keeps the signed-in users' refresh tokens.
-    public var userTokens: UserTokenStorage {
-        UserTokenStorage(stateDirectory: stateDirectory, key: tokenKey)
+    /// Where this configuration keeps the signed-in users' refresh tokens: `database` is the
+    /// running client of `state_database`, when it is set.
+    public func userTokens(in database: StateDatabase? = nil) -> UserTokenStorage {
+        UserTokenStorage(stateDirectory: stateDirectory, key: tokenKey, database: database)
     }
 }
 

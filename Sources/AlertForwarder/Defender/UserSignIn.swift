@@ -11,7 +11,7 @@ public struct UserSignIn: Sendable {
         /// The tenant uses the app's own permissions.
         case notDelegated(String)
         case signIn(TokenError)
-        case storage(RefreshTokenStore.Failure)
+        case storage(any Error)
 
         public var description: String {
             switch self {
@@ -61,12 +61,15 @@ public struct UserSignIn: Sendable {
 
     public let tenant: TenantConfiguration
     private let service: ServiceSettings
-    private var store: RefreshTokenStore { service.userTokens.store(for: tenant) }
+    private let storage: UserTokenStorage
+    private var store: any UserTokenStore { storage.store(for: tenant) }
 
-    public init(tenant: TenantConfiguration, service: ServiceSettings) throws(Failure) {
+    /// `storage`: where the token goes (``ServiceSettings/userTokens(in:)``).
+    public init(tenant: TenantConfiguration, service: ServiceSettings, storage: UserTokenStorage) throws(Failure) {
         guard case .signedInUser = tenant.credential else { throw .notDelegated(tenant.name) }
         self.tenant = tenant
         self.service = service
+        self.storage = storage
     }
 
     /// Signs the person in (`show` hears Entra ID's instructions) and stores the refresh token,
@@ -78,19 +81,19 @@ public struct UserSignIn: Sendable {
         do { tokens = try await login.run(show: show) } catch { throw .signIn(error) }
         let store = self.store
         do {
-            try store.save(tokens.refreshToken)
-            try Self.handOver(store.path, to: service.stateDirectory)
+            try await store.save(tokens.refreshToken)
+            if let file = store as? RefreshTokenStore { try Self.handOver(file.path, to: service.stateDirectory) }
         } catch {
             throw .storage(error)
         }
         let sealing: Sealing = service.tokenKey != nil ? .sealed : service.tokenKeyOutsideService ? .atFirstRenewal : .notSealed
-        return Outcome(user: tokens.user, scopes: tokens.scopes, path: store.path, sealing: sealing)
+        return Outcome(user: tokens.user, scopes: tokens.scopes, path: store.location, sealing: sealing)
     }
 
     /// Deletes the stored token; true when there was one.
-    public func signOut() throws(Failure) -> (deleted: Bool, path: String) {
+    public func signOut() async throws(Failure) -> (deleted: Bool, path: String) {
         let store = self.store
-        do { return (try store.delete(), store.path) } catch { throw .storage(error) }
+        do { return (try await store.delete(), store.location) } catch { throw .storage(error) }
     }
 
     /// Run as root (as an administrator does), the token file and its directory go to the owner

@@ -76,7 +76,8 @@ public final class Daemon: Sendable {
         httpSettings.instance = group?.coordinator.member
         self.transport = try DefenderHTTPClient(settings: httpSettings)
         self.pipeline = Pipeline(configuration: configuration, store: store, transport: transport, health: health,
-                                 statusLine: status, clock: clock, parts: parts, telemetry: telemetry, leases: leases, logger: logger)
+                                 statusLine: status, clock: clock, parts: parts, telemetry: telemetry, leases: leases,
+                                 userTokens: configuration.service.userTokens(in: group?.database), logger: logger)
         apply(configuration)
     }
 

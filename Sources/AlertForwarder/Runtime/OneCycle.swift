@@ -11,7 +11,7 @@ public enum OneCycle {
         var succeeded = true
         for tenant in configuration.tenants {
             do {
-                let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens,
+                let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens(),
                                                       logger: logger)
                 let poller = TenantPoller(tenant: tenant, connection: connection, store: store,
                                           sinks: configuration.sinks(for: tenant).map(\.name), maxOutbox: configuration.service.maxOutbox,
@@ -61,7 +61,7 @@ public enum DryRun {
         var succeeded = true
         for tenant in configuration.tenants {
             do {
-                let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens,
+                let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens(),
                                                       logger: logger)
                 let start = tenant.pollStart(watermark: try await store?.admission.watermark(tenant: tenant.name), now: Date())
                 try await connection.alerts.fetch(from: .inclusive(start)) { batch in

@@ -57,14 +57,14 @@ public final class Pipeline: Service, CustomStringConvertible {
 
     public init(configuration: Configuration, store: StateStore, transport: any HTTPTransport, health: HealthMonitor,
                 statusLine: StatusLine, clock: MonotonicClock = .continuous, parts: Parts = .production, telemetry: Telemetry = Telemetry(),
-                leases: TenantLeases? = nil, logger: Logger) {
+                leases: TenantLeases? = nil, userTokens: UserTokenStorage? = nil, logger: Logger) {
         self.leases = leases
         self.initial = configuration
         self.current = Mutex(configuration)
         self.telemetry = telemetry
         self.store = store
         self.connections = TenantConnections(transport: transport, clock: clock, telemetry: telemetry,
-                                             userTokens: configuration.service.userTokens, leases: leases, logger: logger)
+                                             userTokens: userTokens ?? configuration.service.userTokens(), leases: leases, logger: logger)
         self.health = health
         self.statusLine = statusLine
         self.status = PipelineStatus(clock: clock)

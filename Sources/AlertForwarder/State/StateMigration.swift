@@ -9,7 +9,8 @@ import Timekeeping
 /// `defender-alertd state migrate`: moves an embedded state (`state_directory`) into an empty
 /// PostgreSQL state, in one transaction: watermarks, dedup keys, every alert still queued with
 /// the sinks still waiting for it (in order, its sequence number kept as its id), dead letters
-/// (re-queue marks kept), quarantine and sweep schedules. Nothing is lost and nothing is
+/// (re-queue marks kept), quarantine, sweep schedules and the signed-in users' refresh tokens
+/// (sealed: as they are, or sealed on the way with the token key). Nothing is lost and nothing is
 /// delivered again. The embedded state is then marked moved, and a daemon refuses to use it
 /// (a daemon still configured for it would deliver its queued alerts a second time).
 public enum StateMigration {
@@ -21,9 +22,10 @@ public enum StateMigration {
         public var queuedForSinks = 0
         public var deadLetters = 0
         public var quarantined = 0
+        public var userTokens = 0
 
         public var description: String {
-            "\(tenants) tenants' watermarks, \(dedupKeys) dedup keys, \(queuedAlerts) queued alerts (\(queuedForSinks) deliveries still to make), \(deadLetters) dead letters, \(quarantined) quarantined elements"
+            "\(tenants) tenants' watermarks, \(dedupKeys) dedup keys, \(queuedAlerts) queued alerts (\(queuedForSinks) deliveries still to make), \(deadLetters) dead letters, \(quarantined) quarantined elements, \(userTokens) signed-in users' refresh tokens"
         }
     }
 
@@ -32,9 +34,14 @@ public enum StateMigration {
 
     /// Moves the embedded state in `directory` into `database` (running, its schema migrated),
     /// which must hold no state yet. The daemon must be stopped (the directory is locked).
-    public static func embeddedToPostgres(directory: String, database: StateDatabase) async throws(StateError) -> Summary {
+    /// `userTokens`: the delegated tenants' seals (their tenant, app and the token key): each
+    /// one's refresh token in `user-tokens/` moves too, sealed.
+    public static func embeddedToPostgres(directory: String, database: StateDatabase,
+                                          userTokens: [RefreshTokenSeal] = []) async throws(StateError) -> Summary {
         let embedded = try EmbeddedDatabase(directory: directory, segmentSize: 64 << 20, access: .owner)
-        let source = try await read(embedded)
+        var source = try await read(embedded)
+        source.tokens = try sealedTokens(in: directory, userTokens)
+        source.summary.userTokens = source.tokens.count
         let existing = try await database.query("migration check", """
             SELECT (SELECT count(*) FROM cursor) + (SELECT count(*) FROM seen) + (SELECT count(*) FROM outbox) + (SELECT count(*) FROM dead_letter)
             """)
@@ -42,7 +49,7 @@ public enum StateMigration {
             throw StateError(.conflict, "the PostgreSQL database already holds a state (watermarks, dedup keys, queued alerts or dead letters); migrate into an empty database")
         }
         let logger = database.logger
-        try await database.transaction("migration") { connection in try await write(source, on: connection, logger: logger) }
+        try await database.transaction("migration") { [source] connection in try await write(source, on: connection, logger: logger) }
         let marker = (directory as NSString).appendingPathComponent(movedMarker)
         let text = "moved to \(database.settings.url) on \(Timestamp(Date()).writtenWith(0)) by `defender-alertd state migrate`\n"
         guard FileManager.default.createFile(atPath: marker, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
@@ -60,7 +67,32 @@ public enum StateMigration {
         var deadLetters: [(sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payload: Data, reason: String, failedAt: String, requeue: Bool)] = []
         /// By sequence number: the record and the sinks still waiting for it.
         var queued: [Int64: (record: OutboxRecord, sinks: [String])] = [:]
+        /// Sealed refresh tokens by tenant.
+        var tokens: [(tenant: String, sealed: Data)] = []
         var summary = Summary()
+    }
+
+    /// The refresh tokens stored for `seals`' tenants, sealed: a sealed file as it is (the same
+    /// form, bound to the same tenant and app), a plain one sealed now with the token key.
+    private static func sealedTokens(in directory: String, _ seals: [RefreshTokenSeal]) throws(StateError) -> [(tenant: String, sealed: Data)] {
+        var tokens: [(tenant: String, sealed: Data)] = []
+        for seal in seals {
+            let path = RefreshTokenStore(directory: directory, seal: seal).path
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            if data.starts(with: RefreshTokenSeal.sealedMagic) {
+                tokens.append((seal.tenant, data))
+                continue
+            }
+            guard seal.hasKey else {
+                throw StateError(.incompatible, "\(path) is not sealed and no token key is configured: a refresh token goes into PostgreSQL sealed only; set token_key_credential (or token_key_file) and migrate again")
+            }
+            do {
+                tokens.append((seal.tenant, try seal.seal(try seal.open(data, at: path))))
+            } catch {
+                throw StateError(.incompatible, "\(error)")
+            }
+        }
+        return tokens
     }
 
     private static func read(_ embedded: EmbeddedDatabase) async throws(StateError) -> Source {
@@ -106,6 +138,11 @@ public enum StateMigration {
     }
 
     private static func write(_ source: Source, on connection: PostgresConnection, logger: Logger) async throws {
+        for token in source.tokens {
+            try await connection.run("""
+                INSERT INTO user_token (tenant, sealed, updated_at) VALUES (\(token.tenant), \(ByteBuffer(data: token.sealed)), now())
+                """, logger: logger)
+        }
         let cursors = source.cursors
         try await connection.run("""
             INSERT INTO cursor (tenant, watermark, watermark_text, updated_at)

@@ -114,6 +114,17 @@ enum PostgresSchema {
             )
             """,
         ]),
+        (3, "v3-user-tokens", [
+            // A signed-in user's refresh token per tenant (auth = "delegated"), always sealed
+            // (the token key): the holder of the tenant's lease replaces it at each rotation.
+            """
+            CREATE TABLE user_token (
+                tenant text PRIMARY KEY,
+                sealed bytea NOT NULL,
+                updated_at timestamptz NOT NULL
+            )
+            """,
+        ]),
     ]
 
     static func migrate(_ database: StateDatabase) async throws {
