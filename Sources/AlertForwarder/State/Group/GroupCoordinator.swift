@@ -115,7 +115,7 @@ public final class GroupCoordinator: Service, Sendable {
         let before = leases.confirmedTenants
         let lost = before.subtracting(renewed.keys)
         if !lost.isEmpty {
-            logger.warning("leases lost: not renewed in time (this daemon was paused or cut off); another member polls these tenants now",
+            logger.warning("leases lost: not renewed in time (this daemon was paused, or cut off from PostgreSQL); the group gives these tenants to a member that can renew them",
                            metadata: ["tenants": "\(lost.sorted().joined(separator: ","))"])
             metrics.leases("lost", count: lost.count)
         }

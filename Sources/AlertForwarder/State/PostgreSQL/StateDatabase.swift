@@ -18,13 +18,30 @@ public final class StateDatabase: Service, Sendable {
     /// pool only says that it has none).
     private let checkConfiguration: PostgresConnection.Configuration
     let logger: Logger
-    /// Set once the schema is migrated (or failed to be).
+    /// Set once the schema is migrated (or failed to be); unavailable while an outage lasts.
     private let ready = Gate()
+    /// Calls that met the server unreachable (a connection broke, or none came in time): the
+    /// service checks it again.
+    private let outages: AsyncStream<Void>.Continuation
+    private let outageReports: AsyncStream<Void>
+    /// How long a call waits for a connection of the pool before it fails as unavailable
+    /// (postgres-nio's pool lets a request wait a minute while it cannot connect).
+    let connectionWait: Duration
+    /// How long a call may run on its connection before the connection is closed under it (the
+    /// server ends the transaction): a server that stopped answering (a partition that drops
+    /// nothing, a host stopped) would hold it forever. Longer than `statement_timeout`.
+    let callDeadline: Duration
 
     /// `member`: this daemon's name in a group, shown in the server's `pg_stat_activity`.
-    public init(settings: StateDatabaseSettings, member: String? = nil, logger: Logger) throws(StateError) {
+    /// `connectionWait`: how long a call waits for a connection before it fails as unavailable;
+    /// `callDeadline`: how long it may run on it.
+    public init(settings: StateDatabaseSettings, member: String? = nil, connectionWait: Duration = .seconds(5),
+                callDeadline: Duration = .seconds(45), logger: Logger) throws(StateError) {
         self.settings = settings
         self.logger = logger
+        self.connectionWait = connectionWait
+        self.callDeadline = callDeadline
+        (outageReports, outages) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         var tls: PostgresClient.Configuration.TLS = .disable
         var checkTLS: PostgresConnection.Configuration.TLS = .disable
         if settings.tls != .disable {
@@ -68,6 +85,8 @@ public final class StateDatabase: Service, Sendable {
     /// tried again (every 1 s, up to every 30 s) and every call of the state fails at once
     /// with `unavailable` (the pipeline waits and retries); a refusal that waiting cannot end
     /// (a wrong password, no such database, a newer schema) stops the daemon with its reason.
+    /// Once in use, a call that finds the server unreachable has it checked again at once: an
+    /// outage is logged (once) and closes the gate until the server answers again.
     ///
     /// It is the last service of the daemon to stop, when nothing else queries: postgres-nio's
     /// pool, stopped while a transaction is on one of its connections (a stop during the
@@ -77,13 +96,23 @@ public final class StateDatabase: Service, Sendable {
             group.addTask { await self.client.run() }
             var wait: Duration = .seconds(1)
             var reported: String?
+            var migrated = false
             while !Task.isCancelled, !Task.isShuttingDownGracefully {
                 do {
                     try await check()
-                    try await PostgresSchema.migrate(self)
+                    if !migrated { try await PostgresSchema.migrate(self) }
+                    migrated = true
                     ready.open()
                     if reported != nil { logger.notice("PostgreSQL can be reached again; the state is in use", metadata: ["database": "\(settings.url)"]) }
-                    break
+                    reported = nil
+                    wait = .seconds(1)
+                    // In use until a call meets the server unreachable (or the daemon stops).
+                    let outage = await cancelWhenGracefulShutdown { [outageReports] in
+                        for await _ in outageReports { return true }
+                        return false
+                    }
+                    if outage != true { break }
+                    continue
                 } catch {
                     let failure = Self.stateError(error, doing: "connection")
                     guard failure.isTransient else {
@@ -93,7 +122,9 @@ public final class StateDatabase: Service, Sendable {
                     }
                     ready.unavailable(failure)
                     if reported != failure.description {
-                        logger.error("PostgreSQL cannot be used yet; polling and delivery wait for it", metadata: ["error": "\(failure)", "database": "\(settings.url)"])
+                        logger.error(migrated ? "PostgreSQL cannot be reached; admission, delivery and the group's leases wait for it"
+                                              : "PostgreSQL cannot be used yet; polling and delivery wait for it",
+                                     metadata: ["error": "\(failure)", "database": "\(settings.url)"])
                         reported = failure.description
                     }
                     // A stop ends the wait (and the retries) at once.
@@ -103,6 +134,7 @@ public final class StateDatabase: Service, Sendable {
             }
             // Stopped before the server could be used: nobody waits for it any more.
             ready.stopIfStarting(StateError(.unavailable, "the daemon is stopping"))
+            outages.finish()
             try await group.waitForAll()
         }
     }
@@ -116,33 +148,121 @@ public final class StateDatabase: Service, Sendable {
 
     /// Waits for the schema, then runs `body` in one transaction, mapping its failure.
     func transaction<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
-        try await ready.wait()
-        let (client, logger) = (self.client, self.logger)
-        return try await Self.uncancelled(what) { try await client.withTransaction(logger: logger) { connection in try await body(connection) } }
+        let logger = self.logger
+        return try await onConnection(what) { connection in try await connection.withTransaction(logger: logger) { try await body($0) } }
     }
 
     /// Waits for the schema, then runs one statement, its rows collected.
     func query(_ what: String, _ query: PostgresQuery) async throws(StateError) -> [PostgresRow] {
-        try await ready.wait()
-        let (client, logger) = (self.client, self.logger)
-        return try await Self.uncancelled(what) { try await client.query(query, logger: logger).collect() }
+        let logger = self.logger
+        return try await onConnection(what) { connection in try await connection.query(query, logger: logger).collect() }
     }
 
-    /// Runs `work` to its end whatever happens to the caller's task (as the embedded state's
-    /// ``Blocking`` does): a transaction is committed or rolled back, never abandoned between
-    /// two statements, where it would keep its rows locked (a tenant's lease row among them)
-    /// until the server's idle timeout; postgres-nio ends a row iteration on cancellation. An
-    /// unstructured task, awaited at once: the caller's cancellation does not reach it.
-    private static func uncancelled<T: Sendable>(_ what: String, _ work: @escaping @Sendable () async throws -> T) async throws(StateError) -> T {
-        let result = await Task { () async -> Result<T, StateError> in
-            do { return .success(try await work()) } catch { return .failure(stateError(error, doing: what)) }
-        }.value
+    /// Waits for the schema, then runs `work` on a connection of the pool, to its end whatever
+    /// happens to the caller's task (as the embedded state's ``Blocking`` does): a transaction
+    /// is committed or rolled back, never abandoned between two statements, where it would keep
+    /// its rows locked (a tenant's lease row among them) until the server's idle timeout;
+    /// postgres-nio ends a row iteration on cancellation. An unstructured task, awaited at
+    /// once: the caller's cancellation does not reach it. The wait for a connection is bounded
+    /// (``connectionWait``): a request still waiting then is withdrawn (nothing ran), and the
+    /// call fails as unavailable. So is the work (``callDeadline``): past it the connection is
+    /// closed, which ends the transaction without a commit. A call that met the server
+    /// unreachable reports an outage, and the service checks the server.
+    private func onConnection<T: Sendable>(_ what: String, _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
+        try await ready.wait()
+        let client = self.client
+        let lease = LeaseWait()
+        let task = Task { () async -> (Result<T, StateError>, outage: Bool) in
+            do {
+                return (.success(try await client.withConnection { connection in
+                    guard lease.start(on: connection) else { throw CancellationError() }
+                    defer { lease.finish() }
+                    return try await work(connection)
+                }), false)
+            } catch {
+                return (.failure(Self.stateError(error, doing: what)), Self.isOutage(error))
+            }
+        }
+        let timer = Task { [connectionWait, callDeadline] in
+            try await Task.sleep(for: connectionWait)
+            if lease.abandon() {
+                task.cancel()
+                return
+            }
+            try await Task.sleep(for: callDeadline - connectionWait)
+            if let connection = lease.overrun() { try? await connection.close() }
+        }
+        let (result, outage) = await task.value
+        timer.cancel()
+        switch lease.outcome {
+        case .abandoned:
+            outages.yield()
+            throw StateError(.unavailable, "PostgreSQL \(what) failed: no connection to the server within \(connectionWait.inSeconds.formatted()) s; waiting for it")
+        case .overran:
+            outages.yield()
+            throw StateError(.unavailable, "PostgreSQL \(what) failed: no answer from the server within \(callDeadline.inSeconds.formatted()) s; the connection was closed (nothing of it committed) and the call is retried")
+        default:
+            break
+        }
+        if outage { outages.yield() }
         return try result.get()
+    }
+
+    /// A call's wait for a connection and its work on it: it starts, or is abandoned first
+    /// (never both); once started, it finishes, or overruns its deadline first.
+    private final class LeaseWait: Sendable {
+        enum Phase: Equatable { case waiting, started, abandoned, finished, overran }
+        private let state = Mutex<(phase: Phase, connection: PostgresConnection?)>((.waiting, nil))
+
+        /// The connection came: true if the work may start (it was not abandoned).
+        func start(on connection: PostgresConnection) -> Bool {
+            state.withLock { state in
+                guard state.phase == .waiting else { return false }
+                state = (.started, connection)
+                return true
+            }
+        }
+
+        /// The wait is over: true if no work started (the request is withdrawn).
+        func abandon() -> Bool {
+            state.withLock { state in
+                guard state.phase == .waiting else { return false }
+                state.phase = .abandoned
+                return true
+            }
+        }
+
+        func finish() {
+            state.withLock { state in
+                if state.phase == .started { state = (.finished, nil) }
+            }
+        }
+
+        /// The deadline passed: the connection to close if the work still runs.
+        func overrun() -> PostgresConnection? {
+            state.withLock { state in
+                guard state.phase == .started, let connection = state.connection else { return nil }
+                state = (.overran, nil)
+                return connection
+            }
+        }
+
+        var outcome: Phase { state.withLock { $0.phase } }
     }
 
     /// Runs `body` on one connection without waiting for the schema (migrations).
     func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await client.withConnection { connection in try await body(connection) }
+    }
+
+    /// Whether `error` is the connection's (broken, or none to be had), not a statement's.
+    static func isOutage(_ error: any Error) -> Bool {
+        if let error = error as? PostgresTransactionError, let inner = error.closureError ?? error.commitError ?? error.beginError {
+            return isOutage(inner)
+        }
+        if error is ConnectionPoolError { return true }
+        guard let error = error as? PSQLError else { return false }
+        return error.code != .server
     }
 
     /// What a failure of PostgreSQL means for the pipeline, in words that hold no value of a row.

@@ -1,0 +1,67 @@
+@testable import AlertForwarder
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+import TestSupport
+
+/// PostgreSQL lost while the state is in use, through a loopback proxy the test cuts: a call
+/// fails as unavailable instead of waiting (postgres-nio's pool would let it wait a minute,
+/// and a connection whose server went silent forever); the outage is logged once, later calls
+/// fail at once, and the state is in use again by itself once the server answers.
+@Suite("State database outages", .serialized, .enabled(if: TestPostgres.isAvailable, TestPostgres.reason))
+struct StateDatabaseOutageTests {
+    /// Waits (bounded) until a call succeeds; false if none did.
+    static func answersAgain(_ database: StateDatabase) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(90)
+        while ContinuousClock.now < deadline {
+            if (try? await database.query("test", "SELECT 1")) != nil { return true }
+            try? await Task.sleep(for: .milliseconds(200))  // waiting for the service's check, not a timing assumption
+        }
+        return false
+    }
+
+    @Test func anOutageFailsCallsAsUnavailableIsLoggedOnceAndEndsByItself() async throws {
+        let name = "o_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
+        try await TestPostgres.administer("CREATE DATABASE \(name)")
+        var settings = try TestPostgres.settings(database: String(name))
+        let proxy = try PartitionProxy(target: settings.port)
+        defer { proxy.stop() }
+        settings.port = proxy.port
+        let records = LogRecords()
+        let database = try StateDatabase(settings: settings, connectionWait: .seconds(1), callDeadline: .seconds(3), logger: records.logger())
+        try await TestPostgres.run(database) {
+            #expect(try await database.query("test", "SELECT 1").count == 1)
+
+            // Cut: every connection reset, new ones too.
+            proxy.cut()
+            let cut = await #expect(throws: StateError.self) { _ = try await database.query("test", "SELECT 1") }
+            #expect(cut?.kind == .unavailable)
+            // The service checks, finds the server unreachable, and says so once; calls then
+            // fail at once with why.
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !records.fullText.contains("PostgreSQL cannot be reached"), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))  // waiting for the service's check, not a timing assumption
+            }
+            #expect(records.at(.error).filter { $0.message.contains("PostgreSQL cannot be reached") }.count == 1, "\(records.fullText)")
+            let refused = await #expect(throws: StateError.self) { _ = try await database.query("test", "SELECT 1") }
+            #expect(refused?.kind == .unavailable)
+            // The check's own failure: the call did not wait for a connection.
+            #expect(refused?.description.hasPrefix("PostgreSQL connection failed") == true, "\(refused?.description ?? "")")
+            proxy.restore()
+            #expect(await Self.answersAgain(database))
+            #expect(records.fullText.contains("PostgreSQL can be reached again"))
+
+            // Blackhole: the connections stay open and nothing comes back. The call's
+            // connection is closed at its deadline instead of holding the call forever.
+            proxy.blackhole()
+            let silent = await #expect(throws: StateError.self) { _ = try await database.query("test", "SELECT pg_sleep(0)") }
+            #expect(silent?.kind == .unavailable)
+            #expect(silent?.description.contains("no answer from the server") == true || silent?.description.contains("no connection") == true,
+                    "\(silent?.description ?? "")")
+            proxy.restore()
+            #expect(await Self.answersAgain(database))
+        }
+        try await TestPostgres.administer("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+}
