@@ -945,8 +945,9 @@ def double_pollers(runs_by_tenant, lease_ttl):
     released it or Y's lease expired; Y releases a tenant in a lease round after the one that
     acquired it, and rounds are at least lease_ttl / 3 apart (a lease lapses a whole lease_ttl
     after its renewal). So a legitimate X, Y, X has X's requests at least lease_ttl / 3 apart.
-    (One exception, which no row makes: a member stopped gracefully releases its leases at
-    once; every row ends its daemons with SIGKILL, SIGSTOP or cut connections until the end.)
+    (One exception, which no row makes: a member stopping gracefully releases its leases at
+    once, so the next holder may hand a tenant on sooner; the rows stop daemons gracefully only
+    at the end, one after the other, and a stopped daemon never sends again.)
     Returns [(tenant, X, Y, seconds between X's requests)]."""
     found = []
     for tenant, runs in runs_by_tenant.items():
