@@ -166,12 +166,14 @@ $(PROMTOOL):
 	@$(PROMTOOL) --version 2>&1 | head -n 1
 
 ## reliability-smoke: the reliability table, short version (reliability/run.py --quick: every
-## fault row with small counts; about 4 minutes; part of make test)
+## fault row with small counts, the group's rows on a PostgreSQL server of their own started by
+## scripts/with-postgres.sh; about 6 minutes; part of make test)
 reliability-smoke: build deps-reliability
-	reliability/run.py --quick --build .build/debug
+	scripts/with-postgres.sh reliability/run.py --quick --build .build/debug
 
-## reliability: the long version before a release (release build; about 1.5 hours): 200
-## kills, a 100,000-alert backfill, 3-minute outages, the 30-minute soak, and 10 million fuzz
+## reliability: the long version before a release (release build; about 2.5 hours): 200
+## kills, a 100,000-alert backfill, 3-minute outages, the 30-minute soak, the group's rows on
+## PostgreSQL (100 kills over three daemons, about 45 minutes), and 10 million fuzz
 ## executions per target, the configuration loader's included (its instrumented build of
 ## the whole module graph takes about 6 minutes)
 reliability: deps deps-reliability
@@ -179,7 +181,7 @@ reliability: deps deps-reliability
 	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-sim
 	scripts/fuzz.sh build-config
 	scripts/fuzz.sh run 10000000
-	reliability/run.py --build $(RELEASE)
+	scripts/with-postgres.sh reliability/run.py --build $(RELEASE)
 
 ## fuzz-smoke: the libFuzzer targets (scanner and tree parser of API answers; timestamps,
 ## durations, Retry-After), built with -sanitize=fuzzer,address and run 20 s each over the
