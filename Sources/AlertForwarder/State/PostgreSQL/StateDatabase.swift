@@ -164,48 +164,62 @@ public final class StateDatabase: Service, Sendable {
     /// its rows locked (a tenant's lease row among them) until the server's idle timeout;
     /// postgres-nio ends a row iteration on cancellation. An unstructured task, awaited at
     /// once: the caller's cancellation does not reach it. The wait for a connection is bounded
-    /// (``connectionWait``): a request still waiting then is withdrawn (nothing ran), and the
-    /// call fails as unavailable. So is the work (``callDeadline``): past it the connection is
+    /// (``connectionWait``): a request still waiting then is abandoned (nothing runs on the
+    /// connection it gets later), and the call fails as unavailable. So is the work (``callDeadline``): past it the connection is
     /// closed, which ends the transaction without a commit. A call that met the server
     /// unreachable reports an outage, and the service checks the server.
     private func onConnection<T: Sendable>(_ what: String, _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
         try await ready.wait()
-        let client = self.client
+        let (client, connectionWait, callDeadline) = (self.client, self.connectionWait, self.callDeadline)
         let lease = LeaseWait()
-        let task = Task { () async -> (Result<T, StateError>, outage: Bool) in
-            do {
-                return (.success(try await client.withConnection { connection in
-                    guard lease.start(on: connection) else { throw CancellationError() }
-                    defer { lease.finish() }
-                    return try await work(connection)
-                }), false)
-            } catch {
-                return (.failure(Self.stateError(error, doing: what)), Self.isOutage(error))
+        let (result, outage): (Result<T, StateError>, outage: Bool) = await withCheckedContinuation { continuation in
+            let answer = OneAnswer(continuation)
+            let timer = Task {
+                try await Task.sleep(for: connectionWait)
+                // The request stays in the pool's queue (cancelling a request there was seen to
+                // leave the pool unable to stop): when a connection comes, nothing runs on it.
+                if lease.abandon() {
+                    answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no connection to the server within \(connectionWait.inSeconds.formatted()) s; waiting for it")), true))
+                    return
+                }
+                try await Task.sleep(for: callDeadline - connectionWait)
+                if let connection = lease.overrun() { try? await connection.close() }
             }
-        }
-        let timer = Task { [connectionWait, callDeadline] in
-            try await Task.sleep(for: connectionWait)
-            if lease.abandon() {
-                task.cancel()
-                return
+            Task {
+                let outcome: (Result<T, StateError>, outage: Bool)
+                do {
+                    outcome = (.success(try await client.withConnection { connection in
+                        guard lease.start(on: connection) else { throw CancellationError() }
+                        defer { lease.finish() }
+                        return try await work(connection)
+                    }), false)
+                } catch {
+                    outcome = lease.outcome == .overran
+                        ? (.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no answer from the server within \(callDeadline.inSeconds.formatted()) s; the connection was closed (nothing of it committed) and the call is retried")), true)
+                        : (.failure(Self.stateError(error, doing: what)), Self.isOutage(error))
+                }
+                timer.cancel()
+                answer.give(outcome)
             }
-            try await Task.sleep(for: callDeadline - connectionWait)
-            if let connection = lease.overrun() { try? await connection.close() }
-        }
-        let (result, outage) = await task.value
-        timer.cancel()
-        switch lease.outcome {
-        case .abandoned:
-            outages.yield()
-            throw StateError(.unavailable, "PostgreSQL \(what) failed: no connection to the server within \(connectionWait.inSeconds.formatted()) s; waiting for it")
-        case .overran:
-            outages.yield()
-            throw StateError(.unavailable, "PostgreSQL \(what) failed: no answer from the server within \(callDeadline.inSeconds.formatted()) s; the connection was closed (nothing of it committed) and the call is retried")
-        default:
-            break
         }
         if outage { outages.yield() }
         return try result.get()
+    }
+
+    /// The first of two answers to a call, given once.
+    private final class OneAnswer<T: Sendable>: Sendable {
+        private let continuation: Mutex<CheckedContinuation<T, Never>?>
+
+        init(_ continuation: CheckedContinuation<T, Never>) {
+            self.continuation = Mutex(continuation)
+        }
+
+        func give(_ value: T) {
+            continuation.withLock { continuation in
+                defer { continuation = nil }
+                return continuation
+            }?.resume(returning: value)
+        }
     }
 
     /// A call's wait for a connection and its work on it: it starts, or is abandoned first
