@@ -135,11 +135,21 @@ extension StateCommand {
         @OptionGroup var options: ConfigOption
         @Option(help: ArgumentHelp("The state directory to move (default: state_directory of the configuration).", valueName: "path"))
         var from: String?
+        @Option(help: ArgumentHelp("The PostgreSQL database to move it into, as a check: it must be state_database of the configuration, which the group's members use.",
+                                   valueName: "postgresql://user@host/db"))
+        var to: String?
 
         func run() async throws {
             let configuration = try loadConfiguration(options.config)
             guard let settings = configuration.service.stateDatabase else {
-                throw ValidationError("the configuration has no state_database to move the state into: set state_database (and state_database_password_file) first")
+                throw ValidationError("the configuration has no state_database to move the state into: set state_database (and state_database_password_file) first; the group's members read it from there")
+            }
+            if let to {
+                switch settings.isNamed(by: to) {
+                case .failure(let error): throw ValidationError("--to: \(error.description)")
+                case .success(false): throw ValidationError("--to names another database than state_database (\(settings.url)): the state must go where the group's members will read it")
+                case .success(true): break
+                }
             }
             let directory = from ?? configuration.service.stateDirectory
             guard FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("state.sqlite")) else {

@@ -143,7 +143,12 @@ extension GroupEndToEndTests {
             #expect(await group.exitStatus(of: alone) == 0)
             group.configure(sink: GroupHarness.hookSink(base), token: siem.token)
             let config = group.fixture.directory.file("defender-alertd.toml")
-            let moved = try DaemonProcess.run(["state", "migrate", "--config", config])
+            // --to is a check: another database than state_database is refused, nothing moved.
+            let elsewhere = try DaemonProcess.run(["state", "migrate", "--config", config, "--to", "postgresql://alertd@db.example/other"])
+            #expect(elsewhere.status != 0 && elsewhere.stderr.contains("--to names another database than state_database"), "\(elsewhere.stderr)")
+            let server = try #require(GroupHarness.postgres)
+            let target = String(server.url[..<server.url.lastIndex(of: "/")!]) + "/\(group.database)"
+            let moved = try DaemonProcess.run(["state", "migrate", "--config", config, "--to", target])
             #expect(moved.status == 0, "\(moved.stderr)")
             #expect(moved.stdout.contains("moved 2 tenants' watermarks, 40 dedup keys"), "\(moved.stdout)")
             let later = try group.addAlerts(3)

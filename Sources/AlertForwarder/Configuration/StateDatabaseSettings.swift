@@ -35,6 +35,16 @@ public struct StateDatabaseSettings: Sendable, Equatable {
         return "postgresql://\(user)@\(bracketed):\(port)/\(database)?sslmode=\(tls.rawValue)"
     }
 
+    /// Whether `text`, a PostgreSQL URL, names this database (user, host, port and database;
+    /// `sslmode` aside), or why `text` is not a PostgreSQL URL.
+    public func isNamed(by text: String) -> Result<Bool, StateError> {
+        switch Self.parse(text) {
+        case .failure(let error): return .failure(StateError(.incompatible, error.message))
+        case .success(let parts):
+            return .success(parts.user == user && parts.host.lowercased() == host.lowercased() && parts.port == port && parts.database == database)
+        }
+    }
+
     /// Whether the server is this machine.
     public var isLoopback: Bool { Loopback.isLoopback(host: host) }
 

@@ -35,7 +35,7 @@ struct AlertFields {
         self = payload.withUnsafeBytes { AlertFields(bytes: $0.assumingMemoryBound(to: UInt8.self)) }
     }
 
-    private init(bytes: UnsafeBufferPointer<UInt8>) {
+    fileprivate init(bytes: UnsafeBufferPointer<UInt8>) {
         do {
             var scanner = JSONScanner(bytes)
             // `evidence` that is not an array (`null`) leaves the other fields readable.
@@ -100,12 +100,31 @@ public struct AlertHeadline: Sendable, Equatable {
     /// An alert that names none of them.
     init() {}
 
+    /// Read at admission for every alert: one pass over its top-level members, no other value
+    /// decoded (the evidence is skipped, not collected); only a Graph alert without a top-level
+    /// device, which names it in its evidence, is read whole (``AlertFields``).
     init(payload: [UInt8]) {
-        self.init(AlertFields(payload: payload))
+        self = payload.withUnsafeBufferPointer { AlertHeadline(bytes: $0) }
     }
 
     init(payload: Data) {
-        self.init(AlertFields(payload: payload))
+        self = payload.withUnsafeBytes { AlertHeadline(bytes: $0.assumingMemoryBound(to: UInt8.self)) }
+    }
+
+    private static let members = ["severity", "title", "computerDnsName", "status", "lastUpdateTime", "lastUpdateDateTime"]
+
+    private init(bytes: UnsafeBufferPointer<UInt8>) {
+        var scanner = JSONScanner(bytes)
+        guard let ranges = try? scanner.members(Self.members) else { return }
+        let values = ranges.map { range in range.flatMap { scanner.string(at: $0) } }
+        givenSeverity = values[0]
+        givenTitle = values[1]
+        host = values[2]
+        status = values[3]
+        lastUpdateTime = values[4] ?? values[5]
+        if host == nil, ranges[5] != nil {
+            host = AlertFields(bytes: bytes)["computerDnsName"]
+        }
     }
 
     init(_ fields: AlertFields) {
