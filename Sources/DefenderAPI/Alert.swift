@@ -13,6 +13,8 @@ public struct Alert: Sendable, Equatable {
     public let lastUpdateTime: Timestamp
     /// The API the alert came from, which names its members.
     public let api: AlertsAPI
+    /// The few members every sink shows, read in the same pass as `id` (see ``Headline``).
+    public let headline: Headline
     /// The alert's JSON object exactly as it was in the response (valid UTF-8: the scanner
     /// checked it): a slice of the response body, which the alerts of a page share (no copy;
     /// indices are those of the body).
@@ -31,8 +33,20 @@ public struct Alert: Sendable, Equatable {
     /// A number or a string in the API's answers; its text either way.
     public var incidentId: String? { member("incidentId", orNumber: true) }
 
+    /// The top-level members a sink shows, as the alert has them (either API names them so),
+    /// taken while the page is read: no second pass over the alert. A Graph alert names its
+    /// device in its evidence instead; that is read from ``bytes`` when a sink needs it.
+    public struct Headline: Sendable, Equatable {
+        public var severity: String?
+        public var title: String?
+        public var computerDnsName: String?
+        public var status: String?
+        /// `lastUpdateTime` (`lastUpdateDateTime`) as the API wrote it.
+        public var lastUpdateTime: String
+    }
+
     /// The members decoded while a page is read, in the order ``init(_:in:body:api:)`` reads them.
-    static func decodedMembers(_ api: AlertsAPI) -> [String] { ["id", api.updateTimeMember] }
+    static func decodedMembers(_ api: AlertsAPI) -> [String] { ["id", api.updateTimeMember, "severity", "title", "computerDnsName", "status"] }
 
     /// Decodes an element of a scanned response (`body`, which `scanner` reads); `id` and the
     /// update time are required.
@@ -45,6 +59,7 @@ public struct Alert: Sendable, Equatable {
         }
         self.id = id
         lastUpdateTime = updated
+        headline = Headline(severity: string(2), title: string(3), computerDnsName: string(4), status: string(5), lastUpdateTime: text)
         self.api = api
         bytes = body[body.startIndex + element.range.lowerBound ..< body.startIndex + element.range.upperBound]
     }

@@ -1,3 +1,4 @@
+import DefenderAPI
 import Foundation
 import OrderedJSON
 import Timekeeping
@@ -109,6 +110,19 @@ public struct AlertHeadline: Sendable, Equatable {
 
     init(payload: Data) {
         self = payload.withUnsafeBytes { AlertHeadline(bytes: $0.assumingMemoryBound(to: UInt8.self)) }
+    }
+
+    /// Taken at admission from what the page's scan read (``Alert/headline``); a Graph alert
+    /// without a top-level device is read whole for its device evidence.
+    init(_ alert: Alert) {
+        givenSeverity = alert.headline.severity
+        givenTitle = alert.headline.title
+        host = alert.headline.computerDnsName
+        status = alert.headline.status
+        lastUpdateTime = alert.headline.lastUpdateTime
+        if host == nil, alert.api == .graph {
+            host = alert.bytes.withUnsafeBytes { AlertFields(bytes: $0.assumingMemoryBound(to: UInt8.self)) }["computerDnsName"]
+        }
     }
 
     private static let members = ["severity", "title", "computerDnsName", "status", "lastUpdateTime", "lastUpdateDateTime"]

@@ -46,7 +46,7 @@ struct EmbeddedAdmission: AdmissionStore {
                 if !sinks.isEmpty {
                     // Decoded once here, read by every sink.
                     queued.append(OutboxLog.Entry(tenant: tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
-                                                  headline: AlertHeadline(payload: alert.bytes), payload: alert.bytes, sinks: sinks))
+                                                  headline: AlertHeadline(alert), payload: alert.bytes, sinks: sinks))
                 }
                 admission.queuedForSinks += sinks.count
                 admission.newAlerts += 1

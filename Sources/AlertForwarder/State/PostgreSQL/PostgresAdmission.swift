@@ -107,7 +107,7 @@ struct PostgresAdmission: AdmissionStore {
     /// Writes each alert once, with its headline decoded here, and a row per sink.
     private static func queue(_ queued: [(alert: Alert, event: String)], tenant: String, receivedAt: String, sinks: [String],
                               on connection: PostgresConnection, logger: Logger) async throws {
-        let headlines = HeadlineColumns(queued.map { AlertHeadline(payload: $0.alert.bytes) })
+        let headlines = HeadlineColumns(queued.map { AlertHeadline($0.alert) })
         try await connection.run("""
             WITH added AS (
                 INSERT INTO outbox (tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
