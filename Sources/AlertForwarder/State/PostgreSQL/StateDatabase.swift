@@ -82,7 +82,7 @@ public final class StateDatabase: Service, Sendable {
 
     /// Runs the pool, checks the connection and migrates the schema, then serves until
     /// cancelled or shut down gracefully. While the server cannot be reached, the check is
-    /// tried again (every 1 s, up to every 30 s) and every call of the state fails at once
+    /// tried again (after 1 s, 2 s, 4 s, then every 5 s) and every call of the state fails at once
     /// with `unavailable` (the pipeline waits and retries); a refusal that waiting cannot end
     /// (a wrong password, no such database, a newer schema) stops the daemon with its reason.
     /// Once in use, a call that finds the server unreachable has it checked again at once: an
@@ -129,7 +129,9 @@ public final class StateDatabase: Service, Sendable {
                     }
                     // A stop ends the wait (and the retries) at once.
                     _ = await cancelWhenGracefulShutdown { [wait] in try? await Task.sleep(for: wait) }
-                    wait = min(wait * 2, .seconds(30))
+                    // One connection attempt: cheap enough to make every 5 s, so that an
+                    // outage ends for the daemon within seconds of the server's return.
+                    wait = min(wait * 2, .seconds(5))
                 }
             }
             // Stopped before the server could be used: nobody waits for it any more.
