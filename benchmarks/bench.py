@@ -422,11 +422,15 @@ def run_until_delivered(build, config, work, alerts, server=None, timeout=1800):
     sink = os.path.join(work, "alerts.jsonl")
     server_before = server.cpu() if server else 0.0
     start = time.monotonic()
+    # The log goes to a file: a pipe nobody reads until the end fills up and blocks the daemon's writes.
+    log = open(os.path.join(work, "daemon.log"), "wb")
     daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"], cwd=work,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
+    tail = lambda: open(os.path.join(work, "daemon.log"), "rb").read()[-2000:].decode(errors="replace")
     while lines_in(sink) < alerts:
         if daemon.poll() is not None:
-            sys.exit(f"the daemon stopped during the backfill: {daemon.stderr.read().decode(errors='replace')[-2000:]}")
+            sys.exit(f"the daemon stopped during the backfill: {tail()}")
         if time.monotonic() - start > timeout:
             daemon.kill()
             sys.exit(f"the backfill did not finish in {timeout} s")
@@ -435,7 +439,7 @@ def run_until_delivered(build, config, work, alerts, server=None, timeout=1800):
     daemon.terminate()
     _, status, usage = os.wait4(daemon.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"the daemon exited with {os.waitstatus_to_exitcode(status)}: {daemon.stderr.read().decode(errors='replace')[-2000:]}")
+        sys.exit(f"the daemon exited with {os.waitstatus_to_exitcode(status)}: {tail()}")
     return {"cpu": usage.ru_utime + usage.ru_stime, "server_cpu": (server.cpu() - server_before) if server else 0.0,
             "wall": wall, "rss": usage.ru_maxrss / 1024, "rate": alerts / wall}
 
