@@ -38,6 +38,35 @@ CLIENT_ID = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
+def read_delivered(path, offset, ids):
+    """Appends to `ids` the alert id of each complete line of the file sink `path` after
+    `offset` (a 100,000-alert sink file is 300 MB: each call reads on from the last); returns
+    the offset to read on from."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return offset
+    complete = data.rfind(b"\n") + 1
+    for line in data[:complete].splitlines():
+        match = re.search(rb'"alert":\{"id":"([^"]+)"', line) or re.search(rb'"id":"([^"]+)"', line)
+        if match:
+            ids.append(match.group(1).decode())
+    return offset + complete
+
+
+def wait_for_ids(delivered, expected, timeout, pause):
+    """Whether `delivered()` came to hold every id of `expected` within `timeout` seconds,
+    calling `pause()` between looks."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if expected <= set(delivered()):
+            return True
+        pause()
+    return expected <= set(delivered())
+
+
 class Skip(Exception):
     """The row cannot run on this machine; the message says why."""
 
@@ -150,27 +179,11 @@ max_size = "0"
         stopped: a 100,000-alert sink file is 300 MB)."""
         if not hasattr(self, "_ids"):
             self._ids, self._offset = [], 0
-        try:
-            with open(self.sink, "rb") as handle:
-                handle.seek(self._offset)
-                data = handle.read()
-        except FileNotFoundError:
-            return list(self._ids)
-        complete = data.rfind(b"\n") + 1
-        for line in data[:complete].splitlines():
-            match = re.search(rb'"alert":\{"id":"([^"]+)"', line) or re.search(rb'"id":"([^"]+)"', line)
-            if match:
-                self._ids.append(match.group(1).decode())
-        self._offset += complete
+        self._offset = read_delivered(self.sink, self._offset, self._ids)
         return list(self._ids)
 
     def wait_delivered(self, expected, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if expected <= set(self.delivered()):
-                return True
-            time.sleep(0.2)
-        return expected <= set(self.delivered())
+        return wait_for_ids(self.delivered, expected, timeout, lambda: time.sleep(0.2))
 
     def close(self):
         self.stop(signal.SIGKILL)
@@ -875,27 +888,12 @@ max_size = "0"
         """Every alert id the three sink files hold, once per line (read on from where the
         last call stopped)."""
         for index, path in enumerate(self.sinks):
-            try:
-                with open(path, "rb") as handle:
-                    handle.seek(self.offsets[index])
-                    data = handle.read()
-            except FileNotFoundError:
-                continue
-            complete = data.rfind(b"\n") + 1
-            for line in data[:complete].splitlines():
-                match = re.search(rb'"alert":\{"id":"([^"]+)"', line) or re.search(rb'"id":"([^"]+)"', line)
-                if match:
-                    self.ids.append(match.group(1).decode())
-            self.offsets[index] += complete
+            self.offsets[index] = read_delivered(path, self.offsets[index], self.ids)
         return list(self.ids)
 
     def wait_delivered(self, expected, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if expected <= set(self.delivered()):
-                return True
-            self.tick(0.5)
-        return expected <= set(self.delivered())
+        # The simulators' clocks tick meanwhile (their alerts arrive on time).
+        return wait_for_ids(self.delivered, expected, timeout, lambda: self.tick(0.5))
 
     def log(self):
         text = []

@@ -160,22 +160,14 @@ extension StateCommand {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))
                 throw ExitCode.failure
             }
-            let summary: StateMigration.Summary = try await withThrowingTaskGroup(of: StateMigration.Summary?.self) { group in
-                group.addTask { try await database.run(); return nil }
-                let seals = configuration.tenants.compactMap { tenant -> RefreshTokenSeal? in
-                    guard case .signedInUser = tenant.credential else { return nil }
-                    return RefreshTokenSeal(tenant: tenant.name, clientID: tenant.clientID, key: configuration.service.tokenKey)
+            let seals = configuration.userTokenSeals
+            let summary: StateMigration.Summary
+            do {
+                summary = try await database.whileRunning {
+                    try await StateMigration.embeddedToPostgres(directory: directory, database: database, userTokens: seals)
                 }
-                group.addTask { try await StateMigration.embeddedToPostgres(directory: directory, database: database, userTokens: seals) }
-                defer { group.cancelAll() }
-                do {
-                    while let done = try await group.next() {
-                        if let summary = done { return summary }
-                    }
-                } catch {
-                    FileHandle.standardError.write(Data("\(error)\n".utf8))
-                    throw ExitCode.failure
-                }
+            } catch {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
                 throw ExitCode.failure
             }
             print("moved \(summary) from \(directory) to \(settings.url); \(directory) is marked moved")
@@ -257,12 +249,5 @@ func withUserTokens(_ configuration: Configuration, _ body: @escaping @Sendable 
 /// Runs `body` while a client of the PostgreSQL state runs (it ends when `body` does).
 private func withStateDatabase(_ settings: StateDatabaseSettings, _ body: @escaping @Sendable (StateDatabase) async throws -> Void) async throws {
     let database = try StateDatabase(settings: settings, logger: Logger(label: "defender-alertd"))
-    try await withThrowingTaskGroup(of: Bool.self) { group in
-        group.addTask { try await database.run(); return false }
-        group.addTask { try await body(database); return true }
-        defer { group.cancelAll() }
-        while let done = try await group.next() {
-            if done { return }
-        }
-    }
+    try await database.whileRunning { try await body(database) }
 }

@@ -263,3 +263,14 @@ extension Configuration {
         return lines.joined(separator: "\n")
     }
 }
+
+extension Configuration {
+    /// The seal of each signed-in user's tenant (`auth = "delegated"`): tenant, app and the
+    /// token key, for moving their refresh tokens (`state migrate`).
+    public var userTokenSeals: [RefreshTokenSeal] {
+        tenants.compactMap { tenant in
+            guard case .signedInUser = tenant.credential else { return nil }
+            return RefreshTokenSeal(tenant: tenant.name, clientID: tenant.clientID, key: service.tokenKey)
+        }
+    }
+}

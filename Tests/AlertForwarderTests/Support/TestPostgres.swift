@@ -56,14 +56,6 @@ enum TestPostgres {
 
     /// Runs `body` while `database` runs (its pool, its migrations).
     static func run<T: Sendable>(_ database: StateDatabase, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await database.run(); return nil }
-            group.addTask { try await body() }
-            defer { group.cancelAll() }
-            while let next = try await group.next() {
-                if let value = next { return value }
-            }
-            throw StateError(.unavailable, "the database stopped")
-        }
+        try await database.whileRunning(body)
     }
 }

@@ -141,6 +141,20 @@ public final class StateDatabase: Service, Sendable {
         }
     }
 
+    /// Runs `body` while this client runs (its pool, the check and the migrations; for a
+    /// command or a test, where no service group does), and ends the client once `body` has.
+    public func whileRunning<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await self.run(); return nil }
+            group.addTask { try await body() }
+            defer { group.cancelAll() }
+            while let next = try await group.next() {
+                if let value = next { return value }
+            }
+            throw StateError(.unavailable, "the PostgreSQL client stopped")
+        }
+    }
+
     /// Connects once, directly, and disconnects: the server's own refusal if there is one
     /// (postgres-nio's pool only reports, after a minute, that it has no connection).
     private func check() async throws {
