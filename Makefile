@@ -95,7 +95,9 @@ test: deps deps-deb deps-bench deps-reliability deps-promtool build
 	scripts/install-check.sh $(DEB)
 	scripts/systemd-integration.sh $(DEB) .build/debug
 	# With a journald, and a PostgreSQL server of its own (initdb on loopback) for the state tests.
-	scripts/with-journald.sh scripts/with-postgres.sh $(SWIFT) test $(PINNED) $(BUILD_FLAGS) --skip SyslogDeliveryFaultTests
+	# The end-to-end tests in a process of their own, beside the others (scripts/run-tests.sh says why).
+	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --build-tests
+	scripts/with-journald.sh scripts/with-postgres.sh scripts/run-tests.sh .build/debug
 	$(SWIFT) test $(PINNED) $(BUILD_FLAGS) --no-parallel --filter SyslogDeliveryFaultTests
 
 ## test-alongside-release: the demo (both APIs), the benchmark harness, the fuzzers and the

@@ -132,8 +132,10 @@ enum PostgresSchema {
         try await database.withConnection { connection in
             try await connection.withTransaction(logger: logger) { connection in
                 // Members starting together wait for each other's migration, longer than the
-                // lock_timeout that bounds the daemon's other waits.
+                // lock_timeout and statement_timeout that bound the daemon's other waits (a
+                // wait for the advisory lock is a statement: 30 s would cut it first).
                 try await connection.run("SET LOCAL lock_timeout = '120s'", logger: logger)
+                try await connection.run("SET LOCAL statement_timeout = '130s'", logger: logger)
                 try await connection.run("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
                 try await connection.run("""
                     CREATE TABLE IF NOT EXISTS defender_alertd_schema (
