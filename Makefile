@@ -18,6 +18,10 @@ PINNED       = --force-resolved-versions
 # `make test` that need only the debug build run (SwiftPM locks a build directory while it builds).
 RELEASE_SCRATCH = .build-release
 RELEASE      = $(RELEASE_SCRATCH)/release
+# The build whose daemon is packaged and installed: the release build; make test packages a
+# debug build linked with the Swift runtime in it instead (package-debug).
+PACKAGED     ?= $(RELEASE)
+PACKAGE_DEBUG = .build/package-debug
 # Static Swift runtime (no toolchain on the target); symbols bound at start (full RELRO); no
 # dynamic symbol table for the whole program (the static runtime's link arguments export
 # every symbol, which costs memory at start and is used by nothing here). Linked by lld:
@@ -51,7 +55,7 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 DEMO_SECONDS ?=
 DEMO_API ?= mde
 
-.PHONY: deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-alongside-release docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-package test-suite package-debug docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
 ## deps-build: install the Debian packages the build needs, when missing (all the demo needs)
 deps-build:
@@ -82,27 +86,46 @@ systemd-test: build deb
 	scripts/systemd-integration.sh $(DEB) .build/debug
 
 ## test: the whole suite (unit files, real systemd, unit and integration tests with a real
-## journald, end-to-end). The Debian packages first (apt cannot install two things at once),
-## then the release build for the .deb alongside the parts that need only the debug build
-## (two jobs: those mostly wait on processes, which leaves the CPU to the compiler), then the
-## parts that need the .deb, then the tests. The syslog socket tests that time a receiver's
-## reset against the sink's settle time run last, alone and one at a time: in the middle of
-## the whole suite on 2 cores a receiver's thread was seen starved for longer than any settle
-## time a test can wait.
-test: deps deps-deb deps-bench deps-reliability deps-promtool build
-	$(MAKE) --no-print-directory -j2 --output-sync=target deb test-alongside-release
+## journald and PostgreSQL, end-to-end), within 15 minutes on 2 cores. The Debian packages
+## first (apt cannot install two things at once); one debug build, tests included; its daemon
+## linked again with the Swift runtime in it (package-debug) for the .deb: the release build
+## would take 11 more minutes, so `make deb`, `make bench` and `make reliability` build it,
+## and make test does not. Then three lanes side by side (most of their time is waiting on
+## processes and timers): the package (lintian, units, install check, systemd, the demo, the
+## benchmark harness), the tests (scripts/run-tests.sh) and the fuzzers, and the short
+## reliability table. The syslog socket tests that time a receiver's reset against the sink's
+## settle time run last, alone and one at a time: in the middle of the whole suite on 2 cores
+## a receiver's thread was seen starved for longer than any settle time a test can wait.
+test: deps deps-deb deps-bench deps-reliability deps-promtool
+	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --build-tests
+	$(MAKE) --no-print-directory package-debug
+	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) test-package test-suite reliability-smoke
+	$(SWIFT) test $(PINNED) $(BUILD_FLAGS) --no-parallel --filter SyslogDeliveryFaultTests
+
+## test-package: the .deb (of PACKAGED), its units, the install check, the .deb under a real
+## systemd, the demo (both APIs) and the benchmark harness
+test-package: deb
 	MANPATH=$(CURDIR)/$(GENERATED): scripts/check-units.sh $(BINARY)
 	scripts/install-check.sh $(DEB)
 	scripts/systemd-integration.sh $(DEB) .build/debug
-	# With a journald, and a PostgreSQL server of its own (initdb on loopback) for the state tests.
-	# The end-to-end tests in a process of their own, beside the others (scripts/run-tests.sh says why).
-	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --build-tests
-	scripts/with-journald.sh scripts/with-postgres.sh scripts/run-tests.sh .build/debug
-	$(SWIFT) test $(PINNED) $(BUILD_FLAGS) --no-parallel --filter SyslogDeliveryFaultTests
+	$(MAKE) --no-print-directory demo-test bench-smoke
 
-## test-alongside-release: the demo (both APIs), the benchmark harness, the fuzzers and the
-## short reliability table, on the debug build
-test-alongside-release: demo-test bench-smoke fuzz-smoke reliability-smoke
+## test-suite: the tests, with a journald and a PostgreSQL server of their own (the
+## end-to-end tests in a process of their own beside the others: scripts/run-tests.sh says
+## why), then the fuzzers
+test-suite: deps
+	scripts/with-journald.sh scripts/with-postgres.sh scripts/run-tests.sh .build/debug
+	$(MAKE) --no-print-directory fuzz-smoke
+
+## package-debug: the debug build's daemon linked with the Swift runtime in it (it runs where
+## no toolchain is, as the release binary does) and the man page generator, in
+## $(PACKAGE_DEBUG), for make test's .deb; then the debug build as the tests use it again
+package-debug: build
+	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --static-swift-stdlib --product defender-alertd
+	mkdir -p $(PACKAGE_DEBUG) && cp .build/debug/defender-alertd $(PACKAGE_DEBUG)/
+	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --product generate-manual
+	cp .build/debug/generate-manual $(PACKAGE_DEBUG)/
+	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --build-tests
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
 demo: deps-build
@@ -134,9 +157,13 @@ symbol-order: deps
 	rm -f $(RELEASE)/defender-alertd
 	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-alertd
 
-## generated: man pages and shell completions, generated from the release binary
-generated: release
-	scripts/generate-docs.sh $(RELEASE) $(GENERATED)
+## generated: man pages and shell completions, generated from the packaged binary (the
+## release build's; make test's is package-debug's)
+generated: $(if $(filter $(RELEASE),$(PACKAGED)),release,$(PACKAGED)/defender-alertd)
+	scripts/generate-docs.sh $(PACKAGED) $(GENERATED)
+
+$(PACKAGE_DEBUG)/defender-alertd:
+	$(MAKE) --no-print-directory package-debug
 
 ## bench: the daemon against a naive Python poller and curl, N = 1k, 10k, 100k; idle and 200
 ## tenants; the PostgreSQL state against the embedded one, and 600 tenants over 1, 2 and 3
@@ -169,9 +196,9 @@ $(PROMTOOL):
 
 ## reliability-smoke: the reliability table, short version (reliability/run.py --quick: every
 ## fault row with small counts, the group's rows on a PostgreSQL server of their own started by
-## scripts/with-postgres.sh; about 6 minutes; part of make test)
+## scripts/with-postgres.sh, in a lane beside the others; about 4 minutes; part of make test)
 reliability-smoke: build deps-reliability
-	scripts/with-postgres.sh reliability/run.py --quick --build .build/debug
+	scripts/with-postgres.sh reliability/run.py --quick --lanes 2 --build .build/debug
 
 ## reliability: the long version before a release (release build; about 2.5 hours): 200
 ## kills, a 100,000-alert backfill, 3-minute outages, the 30-minute soak, the group's rows on
@@ -205,7 +232,7 @@ install: generated
 
 ## install-files: copy what `generated` made into DESTDIR (debian/rules uses it too)
 install-files:
-	install -D -s -m 0755 $(RELEASE)/defender-alertd $(DESTDIR)$(PREFIX)/bin/defender-alertd
+	install -D -s -m 0755 $(PACKAGED)/defender-alertd $(DESTDIR)$(PREFIX)/bin/defender-alertd
 	install -D -m 0644 systemd/defender-alertd.service $(DESTDIR)$(UNITDIR)/defender-alertd.service
 	install -D -m 0644 systemd/defender-alertd@.service $(DESTDIR)$(UNITDIR)/defender-alertd@.service
 	install -D -m 0644 systemd/defender-alertd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/defender-alertd.conf

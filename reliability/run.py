@@ -3,13 +3,14 @@
 per row, and one table: the fault, what must happen, alerts sent, delivered, lost (must be 0),
 duplicates, and the figure that matters for that fault.
 
-    reliability/run.py [--quick] [--build DIR] [--only NAME,...] [--soak-minutes N]
+    reliability/run.py [--quick] [--lanes 1|2] [--build DIR] [--only NAME,...] [--soak-minutes N]
 
 --quick is the part of `make test` (small counts, short outages); without it, `make
 reliability` runs the long version (200 kills, a 100,000-alert backfill, minutes-long
 outages, the 30-minute soak). The rows named "group: ..." run three daemons sharing six
 tenants in a PostgreSQL database of their own, on the server scripts/with-postgres.sh
 starts (`scripts/with-postgres.sh reliability/run.py ...`; without it they say SKIP).
+`--lanes 2` runs them in a lane of their own beside the single daemon's rows (`make test`).
 Everything listens on 127.0.0.1 only. A row that cannot run here says why (SKIP) instead of
 passing; the exit status is 1 if any row failed. With RELIABILITY_KEEP=1 in the environment
 each row's directory (configuration, state, sink file, daemon and simulator logs; for a group
@@ -18,6 +19,7 @@ is kept and named.
 """
 import argparse
 import calendar
+import concurrent.futures
 import json
 import os
 import random
@@ -1209,6 +1211,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="the short version (part of make test)")
     parser.add_argument("--build", default=".build/debug", help="directory with defender-alertd and defender-sim")
     parser.add_argument("--only", default="", help="comma-separated row names (substrings)")
+    parser.add_argument("--lanes", type=int, choices=(1, 2), default=1,
+                        help="2: the group's rows in a lane beside the others' (make test's short version)")
     parser.add_argument("--soak-minutes", type=float, default=30, help="length of the soak (not run with --quick)")
     arguments = parser.parse_args()
     rows = list(ROWS)
@@ -1217,19 +1221,33 @@ def main():
     if arguments.only:
         wanted = arguments.only.split(",")
         rows = [row for row in rows if any(w in row[0] for w in wanted)]
-    results = []
-    for name, expected, function in rows:
+    build = os.path.abspath(arguments.build)
+
+    def run_row(row):
+        name, expected, function = row
         started = time.monotonic()
         try:
-            result = function(os.path.abspath(arguments.build), arguments.quick)
+            result = function(build, arguments.quick)
         except Skip as skip:
             result = {"sent": "-", "delivered": "-", "lost": "-", "duplicates": "-", "figure": f"SKIP: {skip}", "ok": None}
         except Exception as error:  # a broken row is a failed row, with its reason
             result = {"sent": "-", "delivered": "-", "lost": "-", "duplicates": "-", "figure": f"ERROR: {error!r}", "ok": False}
         result["seconds"] = time.monotonic() - started
-        results.append((name, expected, result))
         verdict = {True: "PASS", False: "FAIL", None: "SKIP"}[result["ok"]]
         print(f"{verdict} {name}: {result['figure']} ({result['seconds']:.0f} s)", file=sys.stderr, flush=True)
+        return name, expected, result
+
+    def run_lane(lane):
+        return [run_row(row) for row in lane]
+
+    # Two lanes side by side: the group's rows (which restart and stop their PostgreSQL
+    # server, so they run one at a time) beside the single daemon's. Each row has its own
+    # simulator, ports and directories; most of a row is waiting for processes and timers.
+    lanes = [rows] if arguments.lanes == 1 else [[row for row in rows if not row[0].startswith("group:")],
+                                                 [row for row in rows if row[0].startswith("group:")]]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+        finished = {name: (name, expected, result) for lane in pool.map(run_lane, lanes) for name, expected, result in lane}
+    results = [finished[name] for name, _, _ in rows]
     print()
     print("| fault | expected | sent | delivered | lost | duplicates | figure | result |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
