@@ -55,7 +55,7 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 DEMO_SECONDS ?=
 DEMO_API ?= mde
 
-.PHONY: deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-package test-suite package-debug docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-package test-suite test-reliability package-debug build-tests systemd-rootfs docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
 ## deps-build: install the Debian packages the build needs, when missing (all the demo needs)
 deps-build:
@@ -87,45 +87,57 @@ systemd-test: build deb
 
 ## test: the whole suite (unit files, real systemd, unit and integration tests with a real
 ## journald and PostgreSQL, end-to-end), within 15 minutes on 2 cores. The Debian packages
-## first (apt cannot install two things at once); one debug build, tests included; its daemon
+## first (apt cannot install two things at once); one debug build, tests included (beside it,
+## debootstrap of the systemd test's rootfs); its daemon
 ## linked again with the Swift runtime in it (package-debug) for the .deb: the release build
 ## would take 11 more minutes, so `make deb`, `make bench` and `make reliability` build it,
 ## and make test does not. Then three lanes side by side (most of their time is waiting on
-## processes and timers): the package (lintian, units, install check, systemd, the demo, the
-## benchmark harness), the tests (scripts/run-tests.sh) and the fuzzers, and the short
-## reliability table. The syslog socket tests that time a receiver's reset against the sink's
+## processes and timers): the package (lintian, units, install check, systemd, the demo), the
+## tests (scripts/run-tests.sh) and the benchmark harness, the short reliability table and
+## the fuzzers. The syslog socket tests that time a receiver's reset against the sink's
 ## settle time run last, alone and one at a time: in the middle of the whole suite on 2 cores
 ## a receiver's thread was seen starved for longer than any settle time a test can wait.
 test: deps deps-deb deps-bench deps-reliability deps-promtool
-	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --build-tests
+	$(MAKE) --no-print-directory -j2 --output-sync=target build-tests systemd-rootfs
 	$(MAKE) --no-print-directory package-debug
-	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) test-package test-suite reliability-smoke
+	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) test-package test-suite test-reliability
 	$(SWIFT) test $(PINNED) $(BUILD_FLAGS) --no-parallel --filter SyslogDeliveryFaultTests
 
 ## test-package: the .deb (of PACKAGED), its units, the install check, the .deb under a real
-## systemd, the demo (both APIs) and the benchmark harness
+## systemd, the demo (both APIs)
 test-package: deb
 	MANPATH=$(CURDIR)/$(GENERATED): scripts/check-units.sh $(BINARY)
 	scripts/install-check.sh $(DEB)
 	scripts/systemd-integration.sh $(DEB) .build/debug
-	$(MAKE) --no-print-directory demo-test bench-smoke
+	$(MAKE) --no-print-directory demo-test
 
 ## test-suite: the tests, with a journald and a PostgreSQL server of their own (the
 ## end-to-end tests in a process of their own beside the others: scripts/run-tests.sh says
-## why), then the fuzzers
+## why), then the benchmark harness
 test-suite: deps
 	scripts/with-journald.sh scripts/with-postgres.sh scripts/run-tests.sh .build/debug
+	$(MAKE) --no-print-directory bench-smoke
+
+## test-reliability: the short reliability table, then the fuzzers
+test-reliability: reliability-smoke
 	$(MAKE) --no-print-directory fuzz-smoke
 
-## package-debug: the debug build's daemon linked with the Swift runtime in it (it runs where
-## no toolchain is, as the release binary does) and the man page generator, in
-## $(PACKAGE_DEBUG), for make test's .deb; then the debug build as the tests use it again
+## build-tests: the debug build with the tests
+build-tests: deps
+	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --build-tests
+
+## systemd-rootfs: the Debian rootfs the systemd test boots (debootstrap, cached in
+## .build-systemd/; make test makes it beside the build)
+systemd-rootfs: deps-deb
+	scripts/systemd-integration.sh --rootfs
+
+## package-debug: the debug build's daemon linked once more with the Swift runtime in it (it
+## runs where no toolchain is, as the release binary does; scripts/link-static.py) and the man
+## page generator, in $(PACKAGE_DEBUG), for make test's .deb
 package-debug: build
-	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --static-swift-stdlib --product defender-alertd
-	mkdir -p $(PACKAGE_DEBUG) && cp .build/debug/defender-alertd $(PACKAGE_DEBUG)/
+	scripts/link-static.py defender-alertd $(PACKAGE_DEBUG)/defender-alertd
 	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --product generate-manual
 	cp .build/debug/generate-manual $(PACKAGE_DEBUG)/
-	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --build-tests
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
 demo: deps-build

@@ -193,9 +193,10 @@ def proc_sample(pid):
 
 
 @contextlib.contextmanager
-def running_daemon(build, tenants=1, interval="60s", simulator_arguments=()):
-    """A simulator with no alerts and a daemon (`run`) polling it; yields (daemon, base URL)."""
-    sim, base = start_simulator(build, 0, simulator_arguments)
+def running_daemon(build, tenants=1, interval="60s", simulator_arguments=(), sim_build=None):
+    """A simulator with no alerts and a daemon (`run`) polling it; yields (daemon, base URL).
+    `sim_build`: where defender-sim is, when not beside the daemon."""
+    sim, base = start_simulator(sim_build or build, 0, simulator_arguments)
     work = tempfile.mkdtemp(prefix="defender-alertd-run-")
     try:
         write_secret(work)

@@ -7,9 +7,11 @@
 # defender-sim runs on the host's loopback (the container shares the host's network).
 # Usage: scripts/systemd-integration.sh DEB BUILD_DIR   (BUILD_DIR holds defender-sim; needs
 # root, debootstrap, systemd-container)
+#        scripts/systemd-integration.sh --rootfs   (only makes the rootfs, cached in
+#        .build-systemd/: make test does it beside the build)
 set -euo pipefail
-deb=$(realpath "${1:?usage: systemd-integration.sh DEB BUILD_DIR}")
-build=$(realpath "${2:?usage: systemd-integration.sh DEB BUILD_DIR}")
+[ "${1:-}" = "--rootfs" ] || deb=$(realpath "${1:?usage: systemd-integration.sh DEB BUILD_DIR}")
+[ "${1:-}" = "--rootfs" ] || build=$(realpath "${2:?usage: systemd-integration.sh DEB BUILD_DIR}")
 cd "$(dirname "$0")/.."
 root=$(pwd)/.build-systemd/rootfs
 mirror=$(grep -hm1 '^URIs' /etc/apt/sources.list.d/debian.sources 2>/dev/null | awk '{print $2}')
@@ -24,6 +26,7 @@ if [ ! -x "$root/lib/systemd/systemd" ] || [ "$(cat "$root/.defender-alertd-incl
     debootstrap --variant=minbase --include="$include" bookworm "$root" "$mirror" >/dev/null
     echo "$include" > "$root/.defender-alertd-include"
 fi
+[ "${1:-}" = "--rootfs" ] && { echo "systemd-integration: rootfs ready in $root"; exit 0; }
 
 leader=""
 fail() { echo "systemd-integration: FAILED: $*"; [ -n "$leader" ] && nsenter -t "$leader" -a journalctl -u defender-alertd --no-pager -n 40 || true; exit 1; }

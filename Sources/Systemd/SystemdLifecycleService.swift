@@ -8,11 +8,14 @@ import ServiceLifecycle
 public struct SystemdLifecycleService: Service, CustomStringConvertible {
     private let notifier: any Notifier
     private let status: StatusLine
+    private let onStopping: @Sendable () -> Void
 
-    /// Creates the service; `STATUS=` changes go through `status`.
-    public init(notifier: any Notifier, status: StatusLine) {
+    /// Creates the service; `STATUS=` changes go through `status`. `onStopping` runs once the
+    /// group begins to shut down, right after `STOPPING=1`.
+    public init(notifier: any Notifier, status: StatusLine, onStopping: @escaping @Sendable () -> Void = {}) {
         self.notifier = notifier
         self.status = status
+        self.onStopping = onStopping
     }
 
     public func run() async throws {
@@ -21,6 +24,7 @@ public struct SystemdLifecycleService: Service, CustomStringConvertible {
         try? await gracefulShutdown()
         notifier.send(.stopping)
         status.set("lifecycle", "stopping")
+        onStopping()
     }
 
     public var description: String { "SystemdLifecycleService" }

@@ -39,7 +39,8 @@ struct RunCommand: AsyncParsableCommand {
                 configuration: configuration, loader: ConfigurationLoader(), logLevel: logLevel,
                 notifier: SystemdNotifier(), logger: logger
             )
-            try await daemon.run(signals: reloadSignals, watchdog: WatchdogSettings.fromEnvironment())
+            let deadline = StopDeadline(after: .seconds(25), logger: logger) { daemon.stopReport }
+            try await daemon.run(signals: reloadSignals, watchdog: WatchdogSettings.fromEnvironment(), onStopping: { deadline.arm() })
         } catch {
             logger.critical("fatal: \(error)")
             throw ExitCode.failure

@@ -33,6 +33,8 @@ public final class Daemon: Sendable {
     /// The metrics `/metrics` shows.
     public let telemetry: Telemetry
     private let startedAt = Date()
+    /// The step of a stop after the services ended.
+    private let stopping = Mutex<String?>(nil)
     /// Hears the address the metrics server listens on, once it does.
     private let onMetricsReady: @Sendable (String) -> Void
 
@@ -88,7 +90,8 @@ public final class Daemon: Sendable {
 
     /// Runs every service of the daemon in one group until SIGTERM or SIGINT; SIGHUP (from
     /// `signals`, trapped before readiness) reloads. Shuts the HTTP client down at the end.
-    public func run(signals: UnixSignalsSequence, watchdog: WatchdogSettings?) async throws {
+    /// `onStopping` runs when the daemon begins to stop (the executable arms its stop deadline).
+    public func run(signals: UnixSignalsSequence, watchdog: WatchdogSettings?, onStopping: @escaping @Sendable () -> Void = {}) async throws {
         // Room for the pipeline's descriptors whatever the metrics server's clients do (it
         // holds about 64 connections at most).
         if let limit = DescriptorLimit.raiseSoftLimit() {
@@ -114,7 +117,7 @@ public final class Daemon: Sendable {
                                           onReady: onMetricsReady))
         }
         // Last: started after the others, told of a shutdown first.
-        services.append(SystemdLifecycleService(notifier: notifier, status: status))
+        services.append(SystemdLifecycleService(notifier: notifier, status: status, onStopping: onStopping))
         var configuration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -126,10 +129,19 @@ public final class Daemon: Sendable {
         do {
             try await ServiceGroup(configuration: configuration).run()
         } catch {
+            stopping.withLock { $0 = "closing the HTTP client" }
             await shutdown()
             throw error
         }
+        stopping.withLock { $0 = "closing the HTTP client" }
         await shutdown()
+    }
+
+    /// What a stop still waits for: the pipeline's parts still running, or the step after them.
+    public var stopReport: String {
+        if let step = stopping.withLock({ $0 }) { return step }
+        let running = pipeline.running
+        return running.isEmpty ? "the services other than the pipeline" : "the pipeline's " + running.joined(separator: ", ")
     }
 
     /// Below this limit of open descriptors the daemon warns at start.

@@ -46,6 +46,8 @@ public final class Pipeline: Service, CustomStringConvertible {
     private let updatesContinuation: AsyncStream<Configuration>.Continuation
     private let initial: Configuration
     private let sinks = Mutex<[String: any AlertSink]>([:])
+    /// How many tasks of each named part run now (see ``running``).
+    private let runningParts = Mutex<[String: Int]>([:])
     private let telemetry: Telemetry
     /// The configuration in force (for the gauges a scrape reads).
     private let current: Mutex<Configuration>
@@ -121,18 +123,20 @@ public final class Pipeline: Service, CustomStringConvertible {
         let iterator = UncheckedBox(updates)
         let next: Configuration? = await withTaskGroup(of: Configuration?.self) { group in
             for worker in workers {
-                group.addTask { await worker.run(shouldStop: stop); return nil }
+                group.addTask { await self.tracked("sink \(worker.name)") { await worker.run(shouldStop: stop) }; return nil }
             }
             for (polling, poller) in pollers {
                 group.addTask {
-                    await self.runPoller(polling, every: configuration.service.pollInterval, timeout: configuration.service.pollTimeout, stop: stop)
+                    await self.tracked("poller \(poller.tenant.name)") {
+                        await self.runPoller(polling, every: configuration.service.pollInterval, timeout: configuration.service.pollTimeout, stop: stop)
+                    }
                     return nil
                 }
                 if poller.tenant.reconciles {
-                    group.addTask { await self.runSweeps(poller, stop: stop); return nil }
+                    group.addTask { await self.tracked("sweeps \(poller.tenant.name)") { await self.runSweeps(poller, stop: stop) }; return nil }
                 }
             }
-            group.addTask { await housekeeping.run(stop: stop); return nil }
+            group.addTask { await self.tracked("housekeeping") { await housekeeping.run(stop: stop) }; return nil }
             // The control task: a new configuration, or the end of the service.
             let decision = await cancelWhenGracefulShutdownOrNil { await iterator.value.next() }
             stopped.withLock { $0 = true }
@@ -147,6 +151,18 @@ public final class Pipeline: Service, CustomStringConvertible {
         for sink in sinks.withLock({ sinks in defer { sinks.removeAll() }; return Array(sinks.values) }) { await sink.shutdown() }
         await refreshStatus()
         return next
+    }
+
+    /// The parts of the pipeline running now (sinks, pollers, sweeps, housekeeping), by name:
+    /// what a stop that does not end waits for.
+    public var running: [String] {
+        runningParts.withLock { $0.filter { $0.value > 0 }.keys.sorted() }
+    }
+
+    private func tracked(_ name: String, _ body: () async -> Void) async {
+        runningParts.withLock { $0[name, default: 0] += 1 }
+        defer { runningParts.withLock { $0[name, default: 1] -= 1 } }
+        await body()
     }
 
     /// The sink `sink` of `configuration` describes.
