@@ -22,6 +22,8 @@ RELEASE      = $(RELEASE_SCRATCH)/release
 # debug build linked with the Swift runtime in it instead (package-debug).
 PACKAGED     ?= $(RELEASE)
 PACKAGE_DEBUG = .build/package-debug
+TOOLS_SCRATCH = .build-tools
+GENERATE_MANUAL = $(TOOLS_SCRATCH)/debug/generate-manual
 # Static Swift runtime (no toolchain on the target); symbols bound at start (full RELRO); no
 # dynamic symbol table for the whole program (the static runtime's link arguments export
 # every symbol, which costs memory at start and is used by nothing here). Linked by lld:
@@ -98,7 +100,7 @@ systemd-test: build deb
 ## settle time run last, alone and one at a time: in the middle of the whole suite on 2 cores
 ## a receiver's thread was seen starved for longer than any settle time a test can wait.
 test: deps deps-deb deps-bench deps-reliability deps-promtool
-	$(MAKE) --no-print-directory -j2 --output-sync=target build-tests systemd-rootfs
+	$(MAKE) --no-print-directory -j2 --output-sync=target build-tests systemd-rootfs $(GENERATE_MANUAL)
 	$(MAKE) --no-print-directory package-debug
 	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) test-package test-suite test-reliability
 	$(SWIFT) test $(PINNED) $(BUILD_FLAGS) --no-parallel --filter SyslogDeliveryFaultTests
@@ -134,10 +136,15 @@ systemd-rootfs: deps-deb
 ## package-debug: the debug build's daemon linked once more with the Swift runtime in it (it
 ## runs where no toolchain is, as the release binary does; scripts/link-static.py) and the man
 ## page generator, in $(PACKAGE_DEBUG), for make test's .deb
-package-debug: build
+package-debug: build $(GENERATE_MANUAL)
 	scripts/link-static.py defender-alertd $(PACKAGE_DEBUG)/defender-alertd
-	$(SWIFT) build $(PINNED) $(BUILD_FLAGS) --product generate-manual
-	cp .build/debug/generate-manual $(PACKAGE_DEBUG)/
+	cp $(GENERATE_MANUAL) $(PACKAGE_DEBUG)/
+
+## ArgumentParser's man page generator, in a build directory of its own: a build of one
+## product in .build changes that build's plan, and the next build of everything there
+## compiles modules again (45 s, relinking binaries other jobs were running)
+$(GENERATE_MANUAL):
+	$(SWIFT) build $(PINNED) --scratch-path $(TOOLS_SCRATCH) --product generate-manual
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
 demo: deps-build
@@ -269,4 +276,4 @@ deps-deb: deps
 	@scripts/apt-install.sh $(DEB_PACKAGES)
 
 clean:
-	rm -rf .build $(RELEASE_SCRATCH) .build-systemd .demo dist $(DEBHELPER_FILES)
+	rm -rf .build $(RELEASE_SCRATCH) .build-systemd $(TOOLS_SCRATCH) .demo dist $(DEBHELPER_FILES)

@@ -39,7 +39,10 @@ struct RunCommand: AsyncParsableCommand {
                 configuration: configuration, loader: ConfigurationLoader(), logLevel: logLevel,
                 notifier: SystemdNotifier(), logger: logger
             )
-            let deadline = StopDeadline(after: .seconds(25), logger: logger) { daemon.stopReport }
+            // Weak: an armed deadline must not keep the daemon (and its state database, which
+            // closes, checkpointing its log, when the daemon goes) alive once it has stopped.
+            let deadline = StopDeadline(after: .seconds(25), logger: logger) { [weak daemon] in daemon?.stopReport ?? "the end of the process" }
+            defer { deadline.disarm() }
             try await daemon.run(signals: reloadSignals, watchdog: WatchdogSettings.fromEnvironment(), onStopping: { deadline.arm() })
         } catch {
             logger.critical("fatal: \(error)")

@@ -46,4 +46,12 @@ public final class StopDeadline: Sendable {
             timer = source
         }
     }
+
+    /// Stops the countdown: the stop ended.
+    public func disarm() {
+        timer.withLock { timer in
+            timer?.cancel()
+            timer = nil
+        }
+    }
 }
