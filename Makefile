@@ -22,6 +22,10 @@ RELEASE      = $(RELEASE_SCRATCH)/release
 # debug build linked with the Swift runtime in it instead (package-debug).
 PACKAGED     ?= $(RELEASE)
 PACKAGE_DEBUG = .build/package-debug
+# make test's parts build as the tests do: `swift build` and `swift build --build-tests` plan
+# some modules differently, and each after the other compiles them again (45 s, relinking
+# binaries that other jobs were running).
+WITH_TESTS    = BUILD_FLAGS="$(BUILD_FLAGS) --build-tests"
 TOOLS_SCRATCH = .build-tools
 GENERATE_MANUAL = $(TOOLS_SCRATCH)/debug/generate-manual
 # Static Swift runtime (no toolchain on the target); symbols bound at start (full RELRO); no
@@ -101,8 +105,8 @@ systemd-test: build deb
 ## a receiver's thread was seen starved for longer than any settle time a test can wait.
 test: deps deps-deb deps-bench deps-reliability deps-promtool
 	$(MAKE) --no-print-directory -j2 --output-sync=target build-tests systemd-rootfs $(GENERATE_MANUAL)
-	$(MAKE) --no-print-directory package-debug
-	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) test-package test-suite test-reliability
+	$(MAKE) --no-print-directory package-debug $(WITH_TESTS)
+	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) $(WITH_TESTS) test-package test-suite test-reliability
 	$(SWIFT) test $(PINNED) $(BUILD_FLAGS) --no-parallel --filter SyslogDeliveryFaultTests
 
 ## test-package: the .deb (of PACKAGED), its units, the install check, the .deb under a real
@@ -142,7 +146,7 @@ package-debug: build $(GENERATE_MANUAL)
 
 ## ArgumentParser's man page generator, in a build directory of its own: a build of one
 ## product in .build changes that build's plan, and the next build of everything there
-## compiles modules again (45 s, relinking binaries other jobs were running)
+## compiles modules again
 $(GENERATE_MANUAL):
 	$(SWIFT) build $(PINNED) --scratch-path $(TOOLS_SCRATCH) --product generate-manual
 
