@@ -22,10 +22,10 @@ RELEASE      = $(RELEASE_SCRATCH)/release
 # debug build linked with the Swift runtime in it instead (package-debug).
 PACKAGED     ?= $(RELEASE)
 PACKAGE_DEBUG = .build/package-debug
-# make test's parts build as the tests do: `swift build` and `swift build --build-tests` plan
-# some modules differently, and each after the other compiles them again (45 s, relinking
-# binaries that other jobs were running).
-WITH_TESTS    = BUILD_FLAGS="$(BUILD_FLAGS) --build-tests"
+# make test's parts run on the debug build it made first (BUILT=1): no `swift build` while
+# they run. In a fresh clone every later `swift build` there compiled Hummingbird's modules
+# again (30-45 s) and relinked the simulator and the test bundle that other lanes were running.
+SWIFT_BUILD   = $(if $(BUILT),@echo "make: the debug build is made already (BUILT)",$(SWIFT) build $(PINNED) $(BUILD_FLAGS))
 TOOLS_SCRATCH = .build-tools
 GENERATE_MANUAL = $(TOOLS_SCRATCH)/debug/generate-manual
 # Static Swift runtime (no toolchain on the target); symbols bound at start (full RELRO); no
@@ -75,7 +75,7 @@ deps: deps-build
 
 ## build: debug build of everything
 build: deps
-	$(SWIFT) build $(PINNED) $(BUILD_FLAGS)
+	$(SWIFT_BUILD)
 
 ## check-units: systemd-analyze verify + security (exposure <= 1.5) on the unit files (their
 ## Documentation= man pages are the generated ones)
@@ -105,9 +105,9 @@ systemd-test: build deb
 ## a receiver's thread was seen starved for longer than any settle time a test can wait.
 test: deps deps-deb deps-bench deps-reliability deps-promtool
 	$(MAKE) --no-print-directory -j2 --output-sync=target build-tests systemd-rootfs $(GENERATE_MANUAL)
-	$(MAKE) --no-print-directory package-debug $(WITH_TESTS)
-	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) $(WITH_TESTS) test-package test-suite test-reliability
-	$(SWIFT) test $(PINNED) $(BUILD_FLAGS) --no-parallel --filter SyslogDeliveryFaultTests
+	$(MAKE) --no-print-directory package-debug BUILT=1
+	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) BUILT=1 test-package test-suite test-reliability
+	NO_COLOR=1 .build/debug/defender-alertdPackageTests.xctest --testing-library swift-testing --no-parallel --filter SyslogDeliveryFaultTests
 
 ## test-package: the .deb (of PACKAGED), its units, the install check, the .deb under a real
 ## systemd, the demo (both APIs)
@@ -152,7 +152,7 @@ $(GENERATE_MANUAL):
 
 ## demo: run the daemon in the foreground with config/demo.toml (Ctrl-C stops it)
 demo: deps-build
-	$(SWIFT) build $(PINNED) $(BUILD_FLAGS)
+	$(SWIFT_BUILD)
 	@DEMO_API=$(DEMO_API) scripts/demo.sh .build/debug $(DEMO_SECONDS)
 
 ## demo-test: `make demo DEMO_SECONDS=15` as a person runs it, checked (exit 0, alerts in both

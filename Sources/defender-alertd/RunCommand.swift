@@ -37,7 +37,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             let daemon = try Daemon(
                 configuration: configuration, loader: ConfigurationLoader(), logLevel: logLevel,
-                notifier: SystemdNotifier(), logger: logger
+                notifier: QueuedNotifier(SystemdNotifier()), logger: logger
             )
             // Weak: an armed deadline must not keep the daemon (and its state database, which
             // closes, checkpointing its log, when the daemon goes) alive once it has stopped.
