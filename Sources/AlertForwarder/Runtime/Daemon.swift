@@ -129,12 +129,18 @@ public final class Daemon: Sendable {
         do {
             try await ServiceGroup(configuration: configuration).run()
         } catch {
-            stopping.withLock { $0 = "closing the HTTP client" }
-            await shutdown()
+            await finish()
             throw error
         }
+        await finish()
+    }
+
+    /// The end of a run: the HTTP client, then the state store.
+    private func finish() async {
         stopping.withLock { $0 = "closing the HTTP client" }
         await shutdown()
+        stopping.withLock { $0 = "closing the state database" }
+        await store.close()
     }
 
     /// What a stop still waits for: the pipeline's parts still running, or the step after them.

@@ -14,9 +14,16 @@ public struct StateStore: Sendable {
     public let storage: any StorageStore
     /// Where the state is, for messages (the database file's path).
     public let location: String
+    /// Ends the store's use at the end of a run: the embedded database writes its log back
+    /// into the database file and closes, whatever may still hold the store (a task that
+    /// outlives the stop). PostgreSQL's client ends as a service of its own.
+    var finish: @Sendable () async -> Void = {}
 
     /// Dedup keys are kept this long (Defender keeps alerts about 180 days; an alert updated
     /// within that time must not be mistaken for a new one).
+    /// Ends the store's use (see ``finish``); later calls fail.
+    public func close() async { await finish() }
+
     public static let dedupRetention: Duration = .seconds(180 * 86_400)
 
     /// Who opens the state.
@@ -41,7 +48,7 @@ public struct StateStore: Sendable {
         return StateStore(admission: EmbeddedAdmission(database: database), outbox: EmbeddedOutbox(database: database),
                           deadLetters: EmbeddedDeadLetters(database: database), quarantine: EmbeddedQuarantine(database: database),
                           schedules: EmbeddedSchedules(database: database), storage: EmbeddedStorage(database: database),
-                          location: database.path)
+                          location: database.path, finish: { await database.close() })
     }
 }
 

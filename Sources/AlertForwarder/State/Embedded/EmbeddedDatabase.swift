@@ -65,6 +65,20 @@ final class EmbeddedDatabase: Sendable {
         try EmbeddedOutbox.convertOutboxTable(of: self)
     }
 
+    /// Writes the write-ahead log back into the database file and closes every connection (at
+    /// the end of a run). A failure is left to the next start, which reads the log as SQLite
+    /// always does.
+    func close() async {
+        _ = try? await blocking { () throws(StateError) in
+            do {
+                try self.pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+                try self.pool.close()
+            } catch {
+                throw Self.stateError(error, doing: "close")
+            }
+        }
+    }
+
     // MARK: Off the cooperative pool
 
     /// Runs `body` off the cooperative pool (``Blocking``), uninterrupted by cancellation.
