@@ -11,7 +11,7 @@ import Synchronization
 /// on (seen in `make test`, whose notify socket is read only now and then). Here the callers
 /// only queue. While a send waits, a newer `STATUS=` replaces the one queued, and a queued
 /// `WATCHDOG=1` is not queued twice, so what waits stays a handful of messages; every other
-/// message (`READY=1`, `RELOADING=1`, `STOPPING=1`...) is kept, in order.
+/// message (`READY=1`, `RELOADING=1`, `STOPPING=1`...) is kept, in order, up to 64 batches.
 public final class QueuedNotifier: Notifier {
     private let base: any Notifier
     private let queue = DispatchQueue(label: "defender-alertd.notify")
@@ -30,12 +30,18 @@ public final class QueuedNotifier: Notifier {
                 pending.batches.removeAll { Self.replaceable($0) == kind }
             }
             pending.batches.append(messages)
+            // A manager that never reads, and reload after reload (RELOADING=1, READY=1): the
+            // oldest go first, past what any manager still cares about.
+            if pending.batches.count > Self.limit { pending.batches.removeFirst(pending.batches.count - Self.limit) }
             defer { pending.draining = true }
             return !pending.draining
         }
         if start { queue.async { self.drain() } }
         return true
     }
+
+    /// At most this many batches wait.
+    static let limit = 64
 
     /// Messages waiting to be sent (for tests).
     var waiting: [[NotifyMessage]] { pending.withLock { $0.batches } }

@@ -50,4 +50,15 @@ struct QueuedNotifierTests {
         #expect(delivered == [[.status("first")], [.ready], [.watchdog], [.stopping], [.status("last")]])
         #expect(notifier.waiting.isEmpty)
     }
+
+    @Test func whatWaitsIsBoundedWhateverIsSent() async {
+        let manager = StuckManager()
+        let notifier = QueuedNotifier(manager)
+        notifier.send(.stopping)
+        var entered = manager.entered.makeAsyncIterator()
+        await entered.next()
+        for _ in 0..<1000 { notifier.send(.reloading(monotonicMicroseconds: 1), .ready) }
+        #expect(notifier.waiting.count == QueuedNotifier.limit)
+        manager.release.signal()
+    }
 }
