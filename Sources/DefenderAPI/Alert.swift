@@ -13,8 +13,9 @@ public struct Alert: Sendable, Equatable {
     public let lastUpdateTime: Timestamp
     /// The API the alert came from, which names its members.
     public let api: AlertsAPI
-    /// The few members every sink shows, read in the same pass as `id` (see ``Headline``).
-    public let headline: Headline
+    /// Where the members of ``headline`` are in ``bytes`` (offsets from its start), found in
+    /// the same pass as `id`.
+    private let headlineRanges: HeadlineRanges
     /// The alert's JSON object exactly as it was in the response (valid UTF-8: the scanner
     /// checked it): a slice of the response body, which the alerts of a page share (no copy;
     /// indices are those of the body).
@@ -33,9 +34,11 @@ public struct Alert: Sendable, Equatable {
     /// A number or a string in the API's answers; its text either way.
     public var incidentId: String? { member("incidentId", orNumber: true) }
 
-    /// The top-level members a sink shows, as the alert has them (either API names them so),
-    /// taken while the page is read: no second pass over the alert. A Graph alert names its
-    /// device in its evidence instead; that is read from ``bytes`` when a sink needs it.
+    /// The top-level members a sink shows, as the alert has them (either API names them so).
+    /// The page's scan only notes where they are: their text is made when asked for (a sink
+    /// that writes the alert's bytes as they came never pays for it), with no second pass over
+    /// the alert. A Graph alert names its device in its evidence instead; that is read from
+    /// ``bytes`` when a sink needs it.
     public struct Headline: Sendable, Equatable {
         public var severity: String?
         public var title: String?
@@ -45,6 +48,23 @@ public struct Alert: Sendable, Equatable {
         public var lastUpdateTime: String
     }
 
+    /// The headline's members, decoded from ``bytes``.
+    public var headline: Headline {
+        bytes.withUnsafeBytes { raw in
+            let scanner = JSONScanner(raw.bindMemory(to: UInt8.self))
+            func text(_ range: Range<Int>?) -> String? { range.flatMap { scanner.string(at: $0) } }
+            let ranges = headlineRanges
+            return Headline(severity: text(ranges.severity), title: text(ranges.title), computerDnsName: text(ranges.computerDnsName),
+                            status: text(ranges.status), lastUpdateTime: text(ranges.lastUpdateTime) ?? "")
+        }
+    }
+
+    /// Where each member of ``Headline`` is in ``bytes`` (nil: the alert has none).
+    private struct HeadlineRanges: Sendable, Equatable {
+        var severity, title, computerDnsName, status: Range<Int>?
+        var lastUpdateTime: Range<Int>
+    }
+
     /// The members decoded while a page is read, in the order ``init(_:in:body:api:)`` reads them.
     static func decodedMembers(_ api: AlertsAPI) -> [String] { ["id", api.updateTimeMember, "severity", "title", "computerDnsName", "status"] }
 
@@ -52,14 +72,18 @@ public struct Alert: Sendable, Equatable {
     /// update time are required.
     init(_ element: JSONScanner.Element, in scanner: JSONScanner, body: Data, api: AlertsAPI) throws(DefenderAPIError) {
         guard element.isObject else { throw .malformedResponse("an element of value is not an object") }
-        func string(_ slot: Int) -> String? { element.members[slot].flatMap { scanner.string(at: $0) } }
-        guard let id = string(0), !id.isEmpty else { throw .malformedResponse("an alert has no string id") }
-        guard let text = string(1), let updated = Timestamp(parsing: text) else {
+        guard let id = element.members[0].flatMap({ scanner.string(at: $0) }), !id.isEmpty else { throw .malformedResponse("an alert has no string id") }
+        guard let updatedRange = element.members[1], let text = scanner.string(at: updatedRange), let updated = Timestamp(parsing: text) else {
             throw .malformedResponse("alert \(id) has no valid \(api.updateTimeMember)")
         }
         self.id = id
         lastUpdateTime = updated
-        headline = Headline(severity: string(2), title: string(3), computerDnsName: string(4), status: string(5), lastUpdateTime: text)
+        // Offsets in the alert's own bytes, where the page's scan gave them in the body.
+        let start = element.range.lowerBound
+        func local(_ range: Range<Int>) -> Range<Int> { (range.lowerBound - start)..<(range.upperBound - start) }
+        headlineRanges = HeadlineRanges(severity: element.members[2].map(local), title: element.members[3].map(local),
+                                        computerDnsName: element.members[4].map(local), status: element.members[5].map(local),
+                                        lastUpdateTime: local(updatedRange))
         self.api = api
         bytes = body[body.startIndex + element.range.lowerBound ..< body.startIndex + element.range.upperBound]
     }

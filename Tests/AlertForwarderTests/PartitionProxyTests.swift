@@ -99,6 +99,7 @@ struct PartitionProxyTests {
         #expect(client.nextRead() == .reset)
         #expect(proxy.targetFailures == 1)
         #expect(proxy.connectionsAccepted == 1)
+        #expect(proxy.acceptFailure == nil)
     }
 
     @Test func stopResetsConnectionsAndClosesThePort() throws {
@@ -119,7 +120,7 @@ struct PartitionProxyTests {
     }
 }
 
-/// A blocking TCP client of 127.0.0.1 with a 10 s receive timeout (a proxy that holds what it
+/// A blocking TCP client of 127.0.0.1 with a 30 s receive timeout (a proxy that holds what it
 /// should forward or reset fails the test instead of hanging it); writes never raise SIGPIPE.
 private final class ProxyClient {
     enum Read: Equatable {
@@ -144,7 +145,7 @@ private final class ProxyClient {
     static func dial(port: Int) throws -> ProxyClient {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw LoopbackPort.PortError(description: "socket: \(String(cString: strerror(errno)))") }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
                                   sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
@@ -182,7 +183,7 @@ private final class ProxyClient {
         }
     }
 
-    /// One read: what came, the end of the stream, a reset, or nothing within 10 s.
+    /// One read: what came, the end of the stream, a reset, or nothing within 30 s.
     func nextRead() -> Read {
         var chunk = [UInt8](repeating: 0, count: 4096)
         let count = recv(descriptor, &chunk, chunk.count, 0)

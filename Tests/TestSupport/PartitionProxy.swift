@@ -102,6 +102,10 @@ public final class PartitionProxy: Sendable {
     public var connectionsCut: Int { shared.control.withLock { $0.connectionsCut } }
     /// Connections the target refused or reset before they were set up (the client got a reset).
     public var targetFailures: Int { shared.control.withLock { $0.targetFailures } }
+    /// The last error accept(2) gave (out of descriptors, say), nil when none: the proxy then
+    /// leaves the listener alone for 50 ms rather than trying again and again, and connections
+    /// wait in the backlog meanwhile.
+    public var acceptFailure: String? { shared.control.withLock { $0.acceptFailure } }
     /// Connections open now (forwarding or held by a blackhole).
     public var openConnections: Int { shared.control.withLock { $0.openConnections } }
     /// Bytes written to the target so far.
@@ -151,6 +155,7 @@ private struct ProxyControl {
     var connectionsRejected = 0
     var connectionsCut = 0
     var targetFailures = 0
+    var acceptFailure: String?
     var openConnections = 0
     var bytesToTarget = 0
     var bytesFromTarget = 0
@@ -196,6 +201,9 @@ private final class ProxyLoop {
     private let target: Int
     private var pairs: [ProxiedConnection] = []
     private var appliedCuts = 0
+    /// accept(2) failed other than for want of a connection: the next poll leaves the
+    /// listener out and waits at most 50 ms.
+    private var acceptPaused = false
 
     init(shared: Shared, listener: Int32, wakeReader: Int32, target: Int) {
         self.shared = shared
@@ -239,8 +247,12 @@ private final class ProxyLoop {
     /// Waits for the next event and handles it: control changes, new connections, bytes to move.
     private func serveOnce(_ mode: PartitionProxy.Mode) {
         var descriptors = [pollfd(fd: wakeReader, events: Self.readable, revents: 0)]
-        // Blackholed: nothing but the wake pipe is watched; new connections wait in the backlog.
-        if mode != .blackholed { descriptors.append(pollfd(fd: listener, events: Self.readable, revents: 0)) }
+        // Blackholed: nothing but the wake pipe is watched; new connections wait in the backlog
+        // (as they do for the pause after accept(2) failed).
+        let accepting = mode != .blackholed && !acceptPaused
+        descriptors.append(pollfd(fd: accepting ? listener : -1, events: Self.readable, revents: 0))
+        let timeout: Int32 = acceptPaused ? 50 : -1
+        acceptPaused = false
         let watched = mode == .forwarding ? pairs : []
         for pair in watched {
             let interest = pair.interest()
@@ -249,9 +261,9 @@ private final class ProxyLoop {
             descriptors.append(pollfd(fd: interest.client == 0 ? -1 : pair.client, events: interest.client, revents: 0))
             descriptors.append(pollfd(fd: interest.upstream == 0 ? -1 : pair.upstream, events: interest.upstream, revents: 0))
         }
-        guard poll(&descriptors, nfds_t(descriptors.count), -1) > 0 else { return }  // EINTR: look again
+        guard poll(&descriptors, nfds_t(descriptors.count), timeout) > 0 else { return }  // EINTR or the pause's end: look again
         if descriptors[0].revents != 0 { drainWakePipe() }
-        if mode != .blackholed, descriptors[1].revents != 0 { acceptWaiting(resetting: mode == .cut) }
+        if accepting, descriptors[1].revents != 0 { acceptWaiting(resetting: mode == .cut) }
         var toTarget = 0, fromTarget = 0
         for (index, pair) in watched.enumerated() {
             let moved = pair.handle(clientEvents: descriptors[2 + 2 * index].revents, upstreamEvents: descriptors[3 + 2 * index].revents,
@@ -278,7 +290,12 @@ private final class ProxyLoop {
         while true {
             let client = accept(listener, nil, nil)
             if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
+                let failure = errno
+                if failure == EINTR || failure == ECONNABORTED { continue }
+                if failure != EAGAIN && failure != EWOULDBLOCK {
+                    shared.control.withLock { $0.acceptFailure = String(cString: strerror(failure)) }
+                    acceptPaused = true
+                }
                 return  // EAGAIN: none left
             }
             PartitionProxy.prepare(client)

@@ -32,7 +32,7 @@ extension OutboxStore {
     }
 }
 
-/// One alert waiting for one sink, with the fields every sink shows, decoded once at admission.
+/// One alert waiting for one sink, with the fields every sink shows.
 public struct OutboxRecord: Sendable, Equatable {
     /// The record's sequence number in the outbox (delivery order), or a re-queued dead
     /// letter's id.
@@ -44,12 +44,19 @@ public struct OutboxRecord: Sendable, Equatable {
     public var event: String
     /// When the daemon stored it (ISO 8601, UTC).
     public var receivedAt: String
-    /// Severity, title, device, status and update time, as the alert's JSON has them.
-    public var headline: AlertHeadline
+    /// Severity, title, device, status and update time, as the alert's JSON has them: as the
+    /// state stored them (PostgreSQL's columns), else read from the payload when a sink asks
+    /// (a sink that writes the payload as it came never pays for them). A sink reads it once
+    /// per record.
+    public var headline: AlertHeadline {
+        get { storedHeadline ?? AlertHeadline(payload: payloadBytes) }
+        set { storedHeadline = newValue }
+    }
+    private var storedHeadline: AlertHeadline?
     /// The alert exactly as the API returned it, byte for byte (changing it reads the
-    /// headline again).
+    /// headline from it again).
     public var payloadBytes: [UInt8] {
-        didSet { headline = AlertHeadline(payload: payloadBytes) }
+        didSet { storedHeadline = nil }
     }
 
     /// The same as text.
@@ -58,7 +65,8 @@ public struct OutboxRecord: Sendable, Equatable {
         set { payloadBytes = Array(newValue.utf8) }
     }
 
-    public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, headline: AlertHeadline,
+    /// A record with the headline the state stored (nil: read from the payload when asked).
+    public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, headline: AlertHeadline? = nil,
                 payloadBytes: [UInt8]) {
         self.id = id
         self.sink = sink
@@ -66,18 +74,18 @@ public struct OutboxRecord: Sendable, Equatable {
         self.alertID = alertID
         self.event = event
         self.receivedAt = receivedAt
-        self.headline = headline
+        self.storedHeadline = headline
         self.payloadBytes = payloadBytes
-    }
-
-    /// A record whose headline is read from its payload.
-    public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payloadBytes: [UInt8]) {
-        self.init(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
-                  headline: AlertHeadline(payload: payloadBytes), payloadBytes: payloadBytes)
     }
 
     public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payload: String) {
         self.init(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, payloadBytes: Array(payload.utf8))
+    }
+
+    /// The same fields and the same headline, whether stored or read from the payload.
+    public static func == (left: OutboxRecord, right: OutboxRecord) -> Bool {
+        (left.id, left.sink, left.tenant, left.alertID, left.event, left.receivedAt) == (right.id, right.sink, right.tenant, right.alertID, right.event, right.receivedAt)
+            && left.payloadBytes == right.payloadBytes && left.headline == right.headline
     }
 }
 

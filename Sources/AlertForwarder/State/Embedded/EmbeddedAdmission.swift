@@ -44,9 +44,8 @@ struct EmbeddedAdmission: AdmissionStore {
                 let updated = try forward == .updates
                     && (Bool.fetchOne(seenBefore, arguments: [tenant, alert.id, alert.id + "}", alert.id, key]) ?? false)
                 if !sinks.isEmpty {
-                    // Decoded once here, read by every sink.
                     queued.append(OutboxLog.Entry(tenant: tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
-                                                  headline: AlertHeadline(alert), payload: alert.bytes, sinks: sinks))
+                                                  payload: alert.bytes, sinks: sinks))
                 }
                 admission.queuedForSinks += sinks.count
                 admission.newAlerts += 1

@@ -63,7 +63,7 @@ struct EmbeddedOutbox: OutboxStore {
                 for row in rows {
                     let payload = Data((row["payload"] as String).utf8)
                     let entry = OutboxLog.Entry(tenant: row["tenant"], alertID: row["alert_id"], event: row["event"], receivedAt: row["received_at"],
-                                                headline: AlertHeadline(payload: payload), payload: payload, sinks: [row["sink"]])
+                                                payload: payload, sinks: [row["sink"]])
                     if let last = entries.last, last.tenant == entry.tenant, last.alertID == entry.alertID, last.event == entry.event,
                        last.receivedAt == entry.receivedAt, last.payload == entry.payload, !last.sinks.contains(entry.sinks[0]) {
                         entries[entries.count - 1].sinks += entry.sinks
