@@ -88,6 +88,19 @@ enum StateContract {
         }
     }
 
+    /// No sink shows the headline: none is stored, and a record gives the payload's if asked.
+    static func aHeadlineNotStoredIsReadFromThePayload(_ backend: Backend) async throws {
+        try await Self.withState(backend) { store in
+            let titled = try makeAlert("a", "2025-03-14T10:00:00Z", extra: [("title", .string("Suspicious LSASS access")), ("computerDnsName", .string("ws-1"))])
+            _ = try await store.admission.admit(tenant: "t", alerts: [titled, try makeAlert("b", "2025-03-14T10:00:01Z")], forward: .new, sinks: ["x"],
+                                                storesHeadline: false)
+            let records = try await store.outbox.pending(sink: "x", limit: 3).records
+            #expect(records.map(\.headline) == [AlertHeadline(titled), AlertHeadline(try makeAlert("b", "2025-03-14T10:00:01Z"))])
+            #expect(records[0].headline.title == "Suspicious LSASS access")
+            #expect(records[1].headline.title == "Defender alert")
+        }
+    }
+
     static func refusedRecordsBecomeDeadLettersThatCanBeSentAgain(_ backend: Backend) async throws {
         try await Self.withState(backend) { store in
             _ = try await store.admission.admit(tenant: "t", alerts: try ["a", "b", "c"].map { try makeAlert($0, "2025-03-14T10:00:00Z") },
@@ -174,6 +187,7 @@ struct EmbeddedStateContractTests {
     @Test func admissionDedupsQueuesAndMovesTheWatermark() async throws { try await StateContract.admissionDedupsQueuesAndMovesTheWatermark(.embedded) }
     @Test func updatesAreLabelledAndAVersionTwiceInOnePageIsOneUpdate() async throws { try await StateContract.updatesAreLabelledAndAVersionTwiceInOnePageIsOneUpdate(.embedded) }
     @Test func eachSinkReadsInOrderWithTheHeadlineAndConfirmsOnce() async throws { try await StateContract.eachSinkReadsInOrderWithTheHeadlineAndConfirmsOnce(.embedded) }
+    @Test func aHeadlineNotStoredIsReadFromThePayload() async throws { try await StateContract.aHeadlineNotStoredIsReadFromThePayload(.embedded) }
     @Test func refusedRecordsBecomeDeadLettersThatCanBeSentAgain() async throws { try await StateContract.refusedRecordsBecomeDeadLettersThatCanBeSentAgain(.embedded) }
     @Test func quarantineKeepsAnElementOnceAndSchedulesSurvive() async throws { try await StateContract.quarantineKeepsAnElementOnceAndSchedulesSurvive(.embedded) }
     @Test func oldDedupKeysArePrunedByTheEarlierOfBothClocks() async throws { try await StateContract.oldDedupKeysArePrunedByTheEarlierOfBothClocks(.embedded) }
@@ -185,6 +199,7 @@ struct PostgresStateContractTests {
     @Test func admissionDedupsQueuesAndMovesTheWatermark() async throws { try await StateContract.admissionDedupsQueuesAndMovesTheWatermark(.postgresql) }
     @Test func updatesAreLabelledAndAVersionTwiceInOnePageIsOneUpdate() async throws { try await StateContract.updatesAreLabelledAndAVersionTwiceInOnePageIsOneUpdate(.postgresql) }
     @Test func eachSinkReadsInOrderWithTheHeadlineAndConfirmsOnce() async throws { try await StateContract.eachSinkReadsInOrderWithTheHeadlineAndConfirmsOnce(.postgresql) }
+    @Test func aHeadlineNotStoredIsReadFromThePayload() async throws { try await StateContract.aHeadlineNotStoredIsReadFromThePayload(.postgresql) }
     @Test func refusedRecordsBecomeDeadLettersThatCanBeSentAgain() async throws { try await StateContract.refusedRecordsBecomeDeadLettersThatCanBeSentAgain(.postgresql) }
     @Test func quarantineKeepsAnElementOnceAndSchedulesSurvive() async throws { try await StateContract.quarantineKeepsAnElementOnceAndSchedulesSurvive(.postgresql) }
     @Test func oldDedupKeysArePrunedByTheEarlierOfBothClocks() async throws { try await StateContract.oldDedupKeysArePrunedByTheEarlierOfBothClocks(.postgresql) }

@@ -81,60 +81,32 @@ struct StateKindsTests {
         #expect(try await store.outbox.pending(sink: "x", limit: 10).records.isEmpty)
     }
 
-    @Test func theHeadlineIsReadFromThePayloadWhenASinkAsks() async throws {
+    @Test func theHeadlineIsDecodedAtAdmissionAndStoredWithTheRecord() async throws {
         let store = try StateStore.embedded(directory: state)
         let alert = try makeAlert("a", "2025-03-14T10:00:00Z", extra: [("title", .string("Suspicious LSASS access")), ("computerDnsName", .string("ws-1")),
                                                                       ("status", .string("New"))])
         _ = try await store.admission.admit(tenant: "t", alerts: [alert], forward: .new, sinks: ["x"])
-        // Nothing but the alert's bytes is stored: its title is in the log once.
+        // The bytes of the alert in the log change after admission: the stored headline is
+        // what is read, not the payload again.
         let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: state + "/outbox").first)
-        let stored = try String(decoding: Data(contentsOf: URL(fileURLWithPath: state + "/outbox/" + segment)), as: UTF8.self)
-        #expect(stored.components(separatedBy: "Suspicious LSASS access").count == 2)
+        let url = URL(fileURLWithPath: state + "/outbox/" + segment)
+        let bytes = try Data(contentsOf: url)
+        let changed = Data(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\"title\":\"Suspicious LSASS access\"", with: "\"title\":\"Suspicious LSASS accesX\"").utf8)
+        #expect(changed.count == bytes.count)
+        try changed.write(to: url)
         let record = try #require(try await store.outbox.pending(sink: "x", limit: 1).records.first)
-        #expect(record.headline == AlertHeadline(alert))
         #expect(record.headline.title == "Suspicious LSASS access")
         #expect(record.headline.severity == "High")
         #expect(record.headline.host == "ws-1")
         #expect(record.headline.status == "New")
         #expect(record.headline.lastUpdateTime == "2025-03-14T10:00:00Z")
-        // Changing the payload changes the headline read from it.
-        var changed = record
-        changed.payload = record.payload.replacingOccurrences(of: "Suspicious LSASS access", with: "Changed")
-        #expect(changed.headline.title == "Changed")
-    }
-
-    /// A record that the builds which stored the headline wrote: its stored headline is what
-    /// is read (here it differs from the payload's, to tell them apart).
-    @Test func aRecordWrittenWithItsHeadlineIsReadWithIt() throws {
-        let log = try OutboxLog(directory: directory.file("outbox"))
-        let payload = Array(#"{"id":"a","lastUpdateTime":"2025-03-14T10:00:00Z","severity":"Low","title":"In the payload"}"#.utf8)
-        func integer<Integer: FixedWidthInteger>(_ value: Integer) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
-        func text(_ value: String) -> [UInt8] { integer(UInt32(value.utf8.count)) + Array(value.utf8) }
-        // Sequence 1, flags updated | headline, one sink "x", tenant, alert id, time received,
-        // two headline fields (title 2, host 3), the payload.
-        var body = integer(Int64(1)) + [1 | 2] + integer(UInt16(1)) + integer(UInt16(1)) + Array("x".utf8)
-        body += text("t") + text("a") + text("2025-03-14T10:00:01Z")
-        body += [2] + [2] + text("Stored title") + [3] + text("ws-stored") + payload
-        let record = integer(UInt32(body.count)) + body
-        // A record appended as this build writes it, then its file rewritten as those builds did.
-        _ = try log.append([OutboxLog.Entry(tenant: "t", alertID: "a", event: "created", receivedAt: "2025-03-14T10:00:01Z",
-                                            payload: Data(payload), sinks: ["x"])], after: OutboxLog.first)
-        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory.file("outbox")).first)
-        try Data(record).write(to: URL(fileURLWithPath: directory.file("outbox") + "/" + name))
-        let end = LogPosition(segment: OutboxLog.first.segment, offset: Int64(record.count), sequence: 2)
-        let (records, _) = try log.read(sink: "x", from: OutboxLog.first, to: end, limit: 10)
-        let read = try #require(records.first)
-        #expect(read.event == "updated")
-        #expect(read.headline.title == "Stored title")
-        #expect(read.headline.host == "ws-stored")
-        #expect(read.headline.severity == "UnSpecified")
-        #expect(read.payloadBytes == payload)
+        #expect(record.payload.contains("accesX"))
     }
 
     @Test func aRecordWithoutAStoredHeadlineHasItReadFromItsBytes() throws {
         let log = try OutboxLog(directory: directory.file("outbox"))
         let payload = Data(#"{"id":"a","lastUpdateTime":"2025-03-14T10:00:00Z","severity":"Low","title":"Old record"}"#.utf8)
-        let end = try log.append([OutboxLog.Entry(tenant: "t", alertID: "a", event: "updated", receivedAt: "2025-03-14T10:00:01Z",
+        let end = try log.append([OutboxLog.Entry(tenant: "t", alertID: "a", event: "updated", receivedAt: "2025-03-14T10:00:01Z", headline: nil,
                                                   payload: payload, sinks: ["x"])], after: OutboxLog.first)
         let (records, _) = try log.read(sink: "x", from: OutboxLog.first, to: end, limit: 10)
         let record = try #require(records.first)
@@ -142,5 +114,31 @@ struct StateKindsTests {
         #expect(record.headline.title == "Old record")
         #expect(record.headline.severity == "Low")
         #expect(record.payloadBytes == [UInt8](payload))
+    }
+
+    @Test func noSinkShowsTheHeadlineSoNoneIsStoredAndOneIsReadFromThePayloadIfAsked() async throws {
+        let store = try StateStore.embedded(directory: state)
+        let alert = try makeAlert("a", "2025-03-14T10:00:00Z", extra: [("title", .string("Suspicious LSASS access")), ("computerDnsName", .string("ws-1"))])
+        _ = try await store.admission.admit(tenant: "t", alerts: [alert], forward: .new, sinks: ["x"], storesHeadline: false)
+        // Nothing but the alert's bytes: its title is in the log once.
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: state + "/outbox").first)
+        let stored = try String(decoding: Data(contentsOf: URL(fileURLWithPath: state + "/outbox/" + segment)), as: UTF8.self)
+        #expect(stored.components(separatedBy: "Suspicious LSASS access").count == 2)
+        let record = try #require(try await store.outbox.pending(sink: "x", limit: 1).records.first)
+        #expect(record.headline == AlertHeadline(alert))
+        #expect(record.headline.host == "ws-1")
+        // A payload changed is a headline changed.
+        var changed = record
+        changed.payload = record.payload.replacingOccurrences(of: "Suspicious LSASS access", with: "Changed")
+        #expect(changed.headline.title == "Changed")
+    }
+
+    @Test func sinksThatShowTheHeadline() {
+        func sink(_ kind: SinkConfiguration.Kind) -> SinkConfiguration { SinkConfiguration(name: "s", kind: kind) }
+        #expect(sink(.journal).showsHeadline)
+        #expect(sink(.stdout(format: .summary)).showsHeadline)
+        #expect(!sink(.stdout(format: .alert)).showsHeadline)
+        #expect(!sink(.file(path: "/x", format: .envelope, maxSize: 0, maxFiles: 1)).showsHeadline)
+        #expect(sink(.file(path: "/x", format: .summary, maxSize: 0, maxFiles: 1)).showsHeadline)
     }
 }

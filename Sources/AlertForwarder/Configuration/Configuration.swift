@@ -231,6 +231,19 @@ public struct SinkConfiguration: Sendable, Equatable {
     public var name: String
     /// What kind of sink, with its settings.
     public var kind: Kind
+
+    /// Whether the sink shows an alert's headline (severity, title, device, status, update
+    /// time: a journal entry's `MESSAGE` and `PRIORITY`, a syslog PRI, a summary line, HEC's
+    /// `time`, a bulk `_id`). An alert queued for such a sink has it decoded at admission and
+    /// stored with it; for the others (the alert's bytes as they came) nobody pays for it. A
+    /// sink that shows it without saying so here still gets it, read from the bytes.
+    public var showsHeadline: Bool {
+        switch kind {
+        case .journal, .syslog: true
+        case .stdout(let format), .file(_, let format, _, _): format == .summary
+        case .http(let settings): settings.format == .splunkHEC || settings.format == .elasticsearchBulk
+        }
+    }
 }
 
 extension Configuration {

@@ -23,6 +23,8 @@ public final class TenantPoller: TenantPolling {
     private let connection: TenantConnection
     private let store: StateStore
     private let sinks: [String]
+    /// One of the sinks shows the alerts' headline: it is decoded at admission.
+    private let storesHeadline: Bool
     private let maxOutbox: Int
     private let wallClock: @Sendable () -> Date
     private let progress: @Sendable () -> Void
@@ -36,8 +38,9 @@ public final class TenantPoller: TenantPolling {
     /// In a group: the tenant is polled only while this daemon holds its lease.
     private let leases: TenantLeases?
 
-    /// `queued` is called after a page queued alerts in the outbox (it wakes the sink workers).
-    public init(tenant: TenantConfiguration, connection: TenantConnection, store: StateStore, sinks: [String], maxOutbox: Int,
+    /// `queued` is called after a page queued alerts in the outbox (it wakes the sink workers);
+    /// `storesHeadline`: one of `sinks` shows the alerts' headline (``SinkConfiguration/showsHeadline``).
+    public init(tenant: TenantConfiguration, connection: TenantConnection, store: StateStore, sinks: [String], storesHeadline: Bool = true, maxOutbox: Int,
                 wallClock: @escaping @Sendable () -> Date = { Date() }, clock: MonotonicClock = .continuous,
                 progress: @escaping @Sendable () -> Void = {}, queued: @escaping @Sendable () -> Void = {},
                 status: PipelineStatus? = nil, metrics: TenantMetrics = .unobserved, leases: TenantLeases? = nil, logger: Logger) {
@@ -48,6 +51,7 @@ public final class TenantPoller: TenantPolling {
         self.connection = connection
         self.store = store
         self.sinks = sinks
+        self.storesHeadline = storesHeadline
         self.maxOutbox = maxOutbox
         self.wallClock = wallClock
         self.progress = progress
@@ -147,7 +151,7 @@ public final class TenantPoller: TenantPolling {
     /// server's present when the page was read.
     private func admit(_ batch: AlertBatch, watermark: WatermarkMove, measuresLag: Bool = true) async throws -> Admission {
         let admission = try await store.admission.admit(tenant: tenant.name, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
-                                        sinks: sinks, now: wallClock(), watermark: watermark)
+                                        sinks: sinks, storesHeadline: storesHeadline, now: wallClock(), watermark: watermark)
         // Kept with its bytes (`defender-alertd state quarantine`), reported once; the rest of
         // the page goes on.
         for element in admission.quarantined {

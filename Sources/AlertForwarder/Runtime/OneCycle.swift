@@ -13,8 +13,9 @@ public enum OneCycle {
             do {
                 let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens(),
                                                       logger: logger)
-                let poller = TenantPoller(tenant: tenant, connection: connection, store: store,
-                                          sinks: configuration.sinks(for: tenant).map(\.name), maxOutbox: configuration.service.maxOutbox,
+                let sinks = configuration.sinks(for: tenant)
+                let poller = TenantPoller(tenant: tenant, connection: connection, store: store, sinks: sinks.map(\.name),
+                                          storesHeadline: sinks.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox,
                                           logger: logger)
                 if case .completed = await poller.pollOnce() {} else { succeeded = false }
             } catch {

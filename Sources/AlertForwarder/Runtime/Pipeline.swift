@@ -204,12 +204,14 @@ public final class Pipeline: Service, CustomStringConvertible {
                 continue
             }
             let reporter = health.register("poller:\(tenant.name)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
-            let sinks = configuration.sinks(for: tenant).map(\.name)
+            let sinkConfigurations = configuration.sinks(for: tenant)
+            let sinks = sinkConfigurations.map(\.name)
             let wake = sinks.compactMap { signals[$0] }
             let metrics = TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue)
             metrics.prepare(pollInterval: interval, overlap: tenant.overlap)
             let poller = TenantPoller(
-                tenant: tenant, connection: connection, store: store, sinks: sinks, maxOutbox: configuration.service.maxOutbox, clock: clock,
+                tenant: tenant, connection: connection, store: store, sinks: sinks,
+                storesHeadline: sinkConfigurations.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox, clock: clock,
                 progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, metrics: metrics,
                 leases: leases, logger: logger)
             pollers.append((parts.poller(poller), poller))

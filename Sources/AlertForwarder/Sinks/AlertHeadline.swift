@@ -101,6 +101,11 @@ public struct AlertHeadline: Sendable, Equatable {
     /// An alert that names none of them.
     init() {}
 
+    /// The fields as a state stored them.
+    init(givenSeverity: String?, givenTitle: String?, host: String?, status: String?, lastUpdateTime: String?) {
+        (self.givenSeverity, self.givenTitle, self.host, self.status, self.lastUpdateTime) = (givenSeverity, givenTitle, host, status, lastUpdateTime)
+    }
+
     /// Read at admission for every alert: one pass over its top-level members, no other value
     /// decoded (the evidence is skipped, not collected); only a Graph alert without a top-level
     /// device, which names it in its evidence, is read whole (``AlertFields``).

@@ -11,8 +11,10 @@ public protocol AdmissionStore: Sendable {
 
     /// Admits one page in one transaction: skips known keys, records new ones, queues each new
     /// alert once for its sinks, and moves the watermark as `watermark` says (never back). A
-    /// crash before the commit leaves nothing; after it, all.
-    func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String],
+    /// crash before the commit leaves nothing; after it, all. `storesHeadline`: one of the
+    /// sinks shows the alert's headline (``SinkConfiguration/showsHeadline``), which is then
+    /// decoded here and stored with the alert; else a sink that asks reads it from the bytes.
+    func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
                now: Date, watermark: WatermarkMove) async throws(StateError) -> Admission
 
     /// Whether an alert was already forwarded (read only: for dry runs).
@@ -32,8 +34,9 @@ public protocol AdmissionStore: Sendable {
 
 extension AdmissionStore {
     public func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement] = [], forward: ForwardMode, sinks: [String],
-                      now: Date = Date(), watermark: WatermarkMove = .byAlerts) async throws(StateError) -> Admission {
-        try await admit(tenant: tenant, alerts: alerts, rejected: rejected, forward: forward, sinks: sinks, now: now, watermark: watermark)
+                      storesHeadline: Bool = true, now: Date = Date(), watermark: WatermarkMove = .byAlerts) async throws(StateError) -> Admission {
+        try await admit(tenant: tenant, alerts: alerts, rejected: rejected, forward: forward, sinks: sinks, storesHeadline: storesHeadline,
+                        now: now, watermark: watermark)
     }
 
     @discardableResult

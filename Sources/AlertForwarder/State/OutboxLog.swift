@@ -22,10 +22,9 @@ public struct LogPosition: Sendable, Equatable {
 /// received), u16 number of sinks then per sink u16 length and name, u32 length and tenant,
 /// u32 length and alert id, u32 length and time received, [the headline: u8 number of fields,
 /// then per field u8 tag (``HeadlineTag``), u32 length and text], then the alert's bytes.
-/// Records are written without a headline: a sink that shows one reads it from the alert's
-/// bytes (``OutboxRecord/headline``), which costs less than writing and reading it for every
-/// alert when most sinks write the bytes as they came. A record that an earlier build wrote
-/// with its headline is read with it.
+/// A record has its headline when one of its sinks shows it (decoded at admission); else a
+/// sink that asks reads it from the alert's bytes (``OutboxRecord/headline``), and a sink
+/// that writes the bytes as they came pays nothing for it.
 struct OutboxLog: Sendable {
     let directory: String
     /// A segment is closed once it holds this much; the next append starts a new file.
@@ -94,6 +93,8 @@ struct OutboxLog: Sendable {
         var alertID: String
         var event: String
         var receivedAt: String
+        /// What sinks show, decoded at admission (nil: read from the payload if a sink asks).
+        var headline: AlertHeadline?
         var payload: Data
         var sinks: [String]
     }
@@ -217,7 +218,7 @@ struct OutboxLog: Sendable {
         let lengthAt = bytes.count
         append(UInt32(0), to: &bytes)
         append(UInt64(bitPattern: sequence), to: &bytes)
-        append(entry.event == "updated" ? updatedFlag : 0, to: &bytes)
+        append((entry.event == "updated" ? updatedFlag : 0) | (entry.headline == nil ? 0 : headlineFlag), to: &bytes)
         append(UInt16(entry.sinks.count), to: &bytes)
         for sink in entry.sinks {
             append(UInt16(sink.utf8.count), to: &bytes)
@@ -226,6 +227,15 @@ struct OutboxLog: Sendable {
         appendText(entry.tenant, to: &bytes)
         appendText(entry.alertID, to: &bytes)
         appendText(entry.receivedAt, to: &bytes)
+        if let headline = entry.headline {
+            let fields: [(HeadlineTag, String?)] = [(.severity, headline.givenSeverity), (.title, headline.givenTitle), (.host, headline.host),
+                                                    (.status, headline.status), (.lastUpdateTime, headline.lastUpdateTime)]
+            append(UInt8(fields.count(where: { $0.1 != nil })), to: &bytes)
+            for case let (tag, text?) in fields {
+                append(tag.rawValue, to: &bytes)
+                appendText(text, to: &bytes)
+            }
+        }
         entry.payload.withUnsafeBytes { bytes.append(contentsOf: $0) }
         let length = UInt32(bytes.count - lengthAt - 4)
         bytes.withUnsafeMutableBytes { $0.storeBytes(of: length.littleEndian, toByteOffset: lengthAt, as: UInt32.self) }

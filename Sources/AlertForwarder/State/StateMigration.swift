@@ -181,7 +181,7 @@ public enum StateMigration {
         for start in stride(from: 0, to: queued.count, by: 1_000) {
             let chunk = queued[start..<min(start + 1_000, queued.count)]
             let records = chunk.map(\.value.record)
-            let headlines = HeadlineColumns(records.map(\.headline))
+            let headlines = HeadlineColumns(records.map(\.headline), count: records.count)
             try await connection.run("""
                 INSERT INTO outbox (id, tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
                 SELECT i, t, a, e, r, nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p

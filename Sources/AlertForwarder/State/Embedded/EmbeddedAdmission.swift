@@ -15,7 +15,7 @@ struct EmbeddedAdmission: AdmissionStore {
         }
     }
 
-    func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String],
+    func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
                now: Date, watermark: WatermarkMove) async throws(StateError) -> Admission {
         guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
         let receivedAt = Timestamp(now).writtenWith(0).description
@@ -45,7 +45,7 @@ struct EmbeddedAdmission: AdmissionStore {
                     && (Bool.fetchOne(seenBefore, arguments: [tenant, alert.id, alert.id + "}", alert.id, key]) ?? false)
                 if !sinks.isEmpty {
                     queued.append(OutboxLog.Entry(tenant: tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
-                                                  payload: alert.bytes, sinks: sinks))
+                                                  headline: storesHeadline ? AlertHeadline(alert) : nil, payload: alert.bytes, sinks: sinks))
                 }
                 admission.queuedForSinks += sinks.count
                 admission.newAlerts += 1

@@ -18,7 +18,7 @@ struct PostgresAdmission: AdmissionStore {
         return try decodeFirst(rows, as: Int64.self).map { Timestamp(ticks: $0) }
     }
 
-    func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String],
+    func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
                now: Date, watermark: WatermarkMove) async throws(StateError) -> Admission {
         guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
         let receivedAt = Timestamp(now).writtenWith(0).description
@@ -89,7 +89,8 @@ struct PostgresAdmission: AdmissionStore {
                 admission.admitted.append(alert)
             }
             if !queued.isEmpty, !sinks.isEmpty {
-                try await Self.queue(queued, tenant: tenant, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(), on: connection, logger: logger)
+                try await Self.queue(queued, tenant: tenant, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(), storesHeadline: storesHeadline,
+                                         on: connection, logger: logger)
             }
             if let newest = watermark.newest(of: alerts) {
                 try await connection.run("""
@@ -104,10 +105,11 @@ struct PostgresAdmission: AdmissionStore {
         }
     }
 
-    /// Writes each alert once, with its headline decoded here, and a row per sink.
-    private static func queue(_ queued: [(alert: Alert, event: String)], tenant: String, receivedAt: String, sinks: [String],
+    /// Writes each alert once, with its headline decoded here when a sink shows it (else its
+    /// columns stay NULL), and a row per sink.
+    private static func queue(_ queued: [(alert: Alert, event: String)], tenant: String, receivedAt: String, sinks: [String], storesHeadline: Bool,
                               on connection: PostgresConnection, logger: Logger) async throws {
-        let headlines = HeadlineColumns(queued.map { AlertHeadline($0.alert) })
+        let headlines = HeadlineColumns(storesHeadline ? queued.map { AlertHeadline($0.alert) } : [], count: queued.count)
         try await connection.run("""
             WITH added AS (
                 INSERT INTO outbox (tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)

@@ -3,7 +3,7 @@ import NIOCore
 import PostgresNIO
 import Timekeeping
 
-/// The outbox in PostgreSQL: each alert once (`outbox`, with its headline), a row per sink
+/// The outbox in PostgreSQL: each alert once (`outbox`, with its headline when a sink shows it), a row per sink
 /// that has yet to take it (`outbox_pending`), read in the order admitted.
 struct PostgresOutbox: OutboxStore {
     let database: StateDatabase
@@ -44,8 +44,10 @@ struct PostgresOutbox: OutboxStore {
             try rows.map { row in
                 let (id, tenant, alertID, event, receivedAt, severity, title, host, status, lastUpdateTime, payload) =
                     try row.decode((Int64, String, String, String, String, String?, String?, String?, String?, String?, ByteBuffer).self)
-                var headline = AlertHeadline()
-                (headline.givenSeverity, headline.givenTitle, headline.host, headline.status, headline.lastUpdateTime) = (severity, title, host, status, lastUpdateTime)
+                // Stored without a headline (no sink showed it then): read from the payload if asked.
+                let headline = lastUpdateTime.map {
+                    AlertHeadline(givenSeverity: severity, givenTitle: title, host: host, status: status, lastUpdateTime: $0)
+                }
                 return OutboxRecord(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: headline,
                                     payloadBytes: Array(payload.readableBytesView))
             }
@@ -129,11 +131,16 @@ struct PostgresOutbox: OutboxStore {
 
 /// The headline fields of many records as the arrays a statement binds (`unnest`); "" stands
 /// for a field the alert does not have (arrays of text hold no NULL here; `nullif` reads it).
+/// Records stored without a headline have every field "": a NULL `last_update_time`, which
+/// every stored headline has, tells them apart when they are read.
 struct HeadlineColumns {
     let severity, title, host, status, lastUpdateTime: [String]
 
-    init(_ headlines: [AlertHeadline]) {
-        func column(_ field: (AlertHeadline) -> String?) -> [String] { headlines.map { field($0) ?? "" } }
+    /// `headlines` for all `count` records, or none (empty).
+    init(_ headlines: [AlertHeadline], count: Int) {
+        func column(_ field: (AlertHeadline) -> String?) -> [String] {
+            headlines.isEmpty ? Array(repeating: "", count: count) : headlines.map { field($0) ?? "" }
+        }
         (severity, title, host, status) = (column(\.givenSeverity), column(\.givenTitle), column(\.host), column(\.status))
         lastUpdateTime = column(\.lastUpdateTime)
     }
