@@ -88,6 +88,28 @@ enum StateContract {
         }
     }
 
+    /// Two sinks that confirm the same alerts at the same moment: once both have, the alerts
+    /// are gone (in PostgreSQL, each confirmation in one transaction saw the other sink's rows
+    /// still there, and neither deleted the alert: it stayed, taking room, until a restart).
+    static func sinksConfirmingTheSameAlertsAtOnceLeaveNothingBehind(_ backend: Backend) async throws {
+        try await Self.withState(backend) { store in
+            for round in 0..<20 {
+                let alerts = try (0..<50).map { try makeAlert("r\(round)-\($0)", "2025-03-14T10:00:00Z") }
+                _ = try await store.admission.admit(tenant: "t", alerts: alerts, forward: .new, sinks: ["x", "y"])
+                let (x, y) = try await (store.outbox.pending(sink: "x", limit: 100), store.outbox.pending(sink: "y", limit: 100))
+                #expect(x.records.count == 50 && y.records.count == 50)
+                async let confirmedX: Void = store.outbox.confirm(x)
+                async let confirmedY: Void = store.outbox.confirm(y)
+                _ = try await (confirmedX, confirmedY)
+            }
+            #expect(try await store.outbox.depth() == [:])
+            if backend == .postgresql {
+                let outbox = try await store.storage.storage().first { $0.name == "outbox" }
+                #expect(outbox?.rows == 0, "alerts every sink confirmed are still stored")
+            }
+        }
+    }
+
     /// No sink shows the headline: none is stored, and a record gives the payload's if asked.
     static func aHeadlineNotStoredIsReadFromThePayload(_ backend: Backend) async throws {
         try await Self.withState(backend) { store in
@@ -188,6 +210,7 @@ struct EmbeddedStateContractTests {
     @Test func updatesAreLabelledAndAVersionTwiceInOnePageIsOneUpdate() async throws { try await StateContract.updatesAreLabelledAndAVersionTwiceInOnePageIsOneUpdate(.embedded) }
     @Test func eachSinkReadsInOrderWithTheHeadlineAndConfirmsOnce() async throws { try await StateContract.eachSinkReadsInOrderWithTheHeadlineAndConfirmsOnce(.embedded) }
     @Test func aHeadlineNotStoredIsReadFromThePayload() async throws { try await StateContract.aHeadlineNotStoredIsReadFromThePayload(.embedded) }
+    @Test func sinksConfirmingTheSameAlertsAtOnceLeaveNothingBehind() async throws { try await StateContract.sinksConfirmingTheSameAlertsAtOnceLeaveNothingBehind(.embedded) }
     @Test func refusedRecordsBecomeDeadLettersThatCanBeSentAgain() async throws { try await StateContract.refusedRecordsBecomeDeadLettersThatCanBeSentAgain(.embedded) }
     @Test func quarantineKeepsAnElementOnceAndSchedulesSurvive() async throws { try await StateContract.quarantineKeepsAnElementOnceAndSchedulesSurvive(.embedded) }
     @Test func oldDedupKeysArePrunedByTheEarlierOfBothClocks() async throws { try await StateContract.oldDedupKeysArePrunedByTheEarlierOfBothClocks(.embedded) }
@@ -200,6 +223,7 @@ struct PostgresStateContractTests {
     @Test func updatesAreLabelledAndAVersionTwiceInOnePageIsOneUpdate() async throws { try await StateContract.updatesAreLabelledAndAVersionTwiceInOnePageIsOneUpdate(.postgresql) }
     @Test func eachSinkReadsInOrderWithTheHeadlineAndConfirmsOnce() async throws { try await StateContract.eachSinkReadsInOrderWithTheHeadlineAndConfirmsOnce(.postgresql) }
     @Test func aHeadlineNotStoredIsReadFromThePayload() async throws { try await StateContract.aHeadlineNotStoredIsReadFromThePayload(.postgresql) }
+    @Test func sinksConfirmingTheSameAlertsAtOnceLeaveNothingBehind() async throws { try await StateContract.sinksConfirmingTheSameAlertsAtOnceLeaveNothingBehind(.postgresql) }
     @Test func refusedRecordsBecomeDeadLettersThatCanBeSentAgain() async throws { try await StateContract.refusedRecordsBecomeDeadLettersThatCanBeSentAgain(.postgresql) }
     @Test func quarantineKeepsAnElementOnceAndSchedulesSurvive() async throws { try await StateContract.quarantineKeepsAnElementOnceAndSchedulesSurvive(.postgresql) }
     @Test func oldDedupKeysArePrunedByTheEarlierOfBothClocks() async throws { try await StateContract.oldDedupKeysArePrunedByTheEarlierOfBothClocks(.postgresql) }

@@ -116,7 +116,7 @@ struct PostgresAdmission: AdmissionStore {
                 SELECT \(tenant), a, e, \(receivedAt), nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
                 FROM unnest(\(queued.map(\.alert.id))::text[], \(queued.map(\.event))::text[], \(headlines.severity)::text[],
                             \(headlines.title)::text[], \(headlines.host)::text[], \(headlines.status)::text[],
-                            \(headlines.lastUpdateTime)::text[], \(queued.map { ByteBuffer(data: $0.alert.bytes) })::bytea[])
+                            \(headlines.lastUpdateTime)::text[], \(queued.map { Bytea($0.alert.bytes) })::bytea[])
                     WITH ORDINALITY AS t(a, e, sv, ti, ho, st, lu, p, n)
                 ORDER BY n
                 RETURNING id)
