@@ -6,6 +6,8 @@ a file sink. Prints wall time, alerts per second, API calls and the daemon's pea
 Usage: benchmarks/backfill.py [BUILD_DIR] [ALERTS] [PAGE_SIZE]   (loopback only)"""
 import json, os, subprocess, sys, tempfile, time, urllib.request
 
+import bench  # beside this file
+
 build = sys.argv[1] if len(sys.argv) > 1 else ".build/debug"
 alerts = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
 page = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
@@ -41,7 +43,7 @@ path = "alerts.jsonl"
     start = time.monotonic()
     daemon = subprocess.Popen([f"{build}/defender-alertd", "poll-once", "--config", f"{work}/bench.toml"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(daemon.pid, 0)
+    status, usage, rss = bench.wait_measuring(daemon.pid)
     elapsed = time.monotonic() - start
     stderr = daemon.stderr.read()
     assert os.waitstatus_to_exitcode(status) == 0, stderr
@@ -51,7 +53,7 @@ path = "alerts.jsonl"
     calls = sum(counters["requests"].get("alerts", {}).values())
     print(f"alerts: {alerts}, page_size: {page}, delivered: {delivered}")
     print(f"wall: {elapsed:.2f} s, {delivered / elapsed:.0f} alerts/s, alerts API calls: {calls}")
-    print(f"peak RSS of defender-alertd: {usage.ru_maxrss / 1024:.0f} MB")
+    print(f"peak RSS of defender-alertd: {rss:.0f} MiB")
 finally:
     sim.terminate()
     sim.wait()

@@ -3,8 +3,8 @@ import NIOCore
 import PostgresNIO
 import Timekeeping
 
-/// The outbox in PostgreSQL: each alert once (`outbox`, with its headline when a sink shows it), a row per sink
-/// that has yet to take it (`outbox_pending`), read in the order admitted.
+/// The outbox in PostgreSQL: each alert once (`outbox`, with its headline when a sink shows
+/// it), a row per sink that has yet to take it (`outbox_pending`), read in the order admitted.
 struct PostgresOutbox: OutboxStore {
     let database: StateDatabase
     /// In a group: a daemon delivers the alerts of the tenants it holds, so that each sink
