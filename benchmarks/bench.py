@@ -6,8 +6,8 @@ page_size 1000, alternating run by run after a warm-up:
   daemon  `defender-alertd poll-once`, fresh state, a file sink (state and file fsync'd)
   python  benchmarks/naive_poller.py, Microsoft's documented sample with $top/$skip paging
   curl    one curl process fetching the same pages ($top/$skip) into a file: the I/O floor
-CPU (user + sys) and peak RSS come from wait4 of each process, API calls from the simulator's
-counters. Medians and ratios for each N.
+CPU (user + sys) comes from wait4 of each process, peak RSS from its VmHWM (read every 10 ms),
+API calls from the simulator's counters. Medians and ratios for each N.
 
 Idle: the daemon (`run`, one tenant, no alerts, polling as fast as Defender's 100 calls a
 minute allow) until it made --idle-polls polls: RSS then, RSS growth, CPU per empty poll.
