@@ -21,18 +21,22 @@ public final class LoopbackStreamServer: Sendable {
         let (descriptor, port) = try LoopbackPort.listener()
         (listener, self.port) = (descriptor, port)
         let current = self.current
-        let thread = Thread {
-            while true {
-                let client = accept(descriptor, nil, nil)
-                guard client >= 0 else { return }
-                current.descriptor.withLock { $0 = client }
-                let connection = Connection(descriptor: client)
-                handler(connection)
-                connection.hangUp()
-                current.descriptor.withLock { $0 = -1 }
+        do {
+            try DedicatedThread.start {
+                while true {
+                    let client = accept(descriptor, nil, nil)
+                    guard client >= 0 else { return }
+                    current.descriptor.withLock { $0 = client }
+                    let connection = Connection(descriptor: client)
+                    handler(connection)
+                    connection.hangUp()
+                    current.descriptor.withLock { $0 = -1 }
+                }
             }
+        } catch {
+            close(descriptor)
+            throw error
         }
-        thread.start()
     }
 
     /// Stops accepting and ends the connection being served.

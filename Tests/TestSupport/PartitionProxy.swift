@@ -18,9 +18,10 @@ import Synchronization
 ///   once a partition heals; a client only learns of the partition by its own timeouts.
 /// - ``restore()`` forwards again; ``stop()`` closes everything and ends the proxy's thread.
 ///
-/// Plain non-blocking sockets and poll(2) on one thread of its own, independent of the
-/// daemon's SwiftNIO code. `cut()`, `blackhole()` and `restore()` return once the thread has
-/// applied them: after `cut()` returns, the resets have been sent.
+/// Plain non-blocking sockets and poll(2) on one thread of its own (running when `init`
+/// returns), independent of the daemon's SwiftNIO code. `cut()`, `blackhole()` and
+/// `restore()` return once the thread has applied them: after `cut()` returns, the resets
+/// have been sent.
 public final class PartitionProxy: Sendable {
     /// What the proxy does with traffic.
     public enum Mode: Sendable, Equatable {
@@ -52,9 +53,14 @@ public final class PartitionProxy: Sendable {
         let shared = Shared(wakeWriter: ends[1])
         self.shared = shared
         let listening = listener.descriptor, wakeReader = ends[0]
-        Thread {
-            ProxyLoop(shared: shared, listener: listening, wakeReader: wakeReader, target: targetPort).run()
-        }.start()
+        do {
+            try DedicatedThread.start {
+                ProxyLoop(shared: shared, listener: listening, wakeReader: wakeReader, target: targetPort).run()
+            }
+        } catch {
+            for descriptor in [listening, wakeReader, ends[1]] { close(descriptor) }
+            throw error
+        }
     }
 
     deinit {

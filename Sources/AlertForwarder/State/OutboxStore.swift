@@ -82,6 +82,12 @@ public struct OutboxRecord: Sendable, Equatable {
         self.init(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, payloadBytes: Array(payload.utf8))
     }
 
+    /// The same record with these bytes, and the headline the state stored with it, if any.
+    func with(payloadBytes: [UInt8]) -> OutboxRecord {
+        OutboxRecord(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: storedHeadline,
+                     payloadBytes: payloadBytes)
+    }
+
     /// The same fields and the same headline, whether stored or read from the payload.
     public static func == (left: OutboxRecord, right: OutboxRecord) -> Bool {
         (left.id, left.sink, left.tenant, left.alertID, left.event, left.receivedAt) == (right.id, right.sink, right.tenant, right.alertID, right.event, right.receivedAt)

@@ -67,9 +67,11 @@ extension StateStore {
     /// any call to be answered.
     /// `fence`: in a group, the leases that decide which tenants this daemon admits and delivers.
     public static func postgres(_ database: StateDatabase, fence: GroupFence? = nil) -> StateStore {
-        StateStore(admission: PostgresAdmission(database: database, fence: fence), outbox: PostgresOutbox(database: database, fence: fence),
-                   deadLetters: PostgresDeadLetters(database: database), quarantine: PostgresQuarantine(database: database),
-                   schedules: PostgresSchedules(database: database), storage: PostgresStorage(database: database),
-                   location: database.settings.url)
+        let recent = RecentPayloads()
+        return StateStore(admission: PostgresAdmission(database: database, fence: fence, recent: recent),
+                          outbox: PostgresOutbox(database: database, fence: fence, recent: recent),
+                          deadLetters: PostgresDeadLetters(database: database), quarantine: PostgresQuarantine(database: database),
+                          schedules: PostgresSchedules(database: database), storage: PostgresStorage(database: database),
+                          location: database.settings.url)
     }
 }

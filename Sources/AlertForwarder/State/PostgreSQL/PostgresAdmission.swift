@@ -12,6 +12,8 @@ struct PostgresAdmission: AdmissionStore {
     let database: StateDatabase
     /// In a group: admission of a tenant needs its lease, at the epoch held.
     let fence: GroupFence?
+    /// Where the bytes of the alerts admitted go once committed, for this daemon's sinks.
+    let recent: RecentPayloads
 
     func watermark(tenant: String) async throws(StateError) -> Timestamp? {
         let rows = try await database.query("watermark read", "SELECT watermark FROM cursor WHERE tenant = \(tenant)")
@@ -29,7 +31,7 @@ struct PostgresAdmission: AdmissionStore {
         if fence != nil, epoch == nil {
             throw StateError(.leaseLost, "tenant \(tenant): this daemon no longer holds its lease; nothing of this page is admitted (the member that holds it reads it)")
         }
-        return try await database.transaction("admission") { connection in
+        let (admission, added) = try await database.transaction("admission") { connection in
             if let fence, let epoch {
                 // The lease row is locked until the commit: a new holder cannot take it in between.
                 let current = try await connection.query("""
@@ -41,6 +43,7 @@ struct PostgresAdmission: AdmissionStore {
                 }
             }
             var admission = Admission()
+            var added: [(id: Int64, payload: [UInt8])] = []
             for element in rejected {
                 let digest = ByteBuffer(bytes: SHA256.hash(data: element.bytes))
                 let inserted = try await connection.query("""
@@ -50,7 +53,7 @@ struct PostgresAdmission: AdmissionStore {
                     """, logger: logger).collect()
                 if !inserted.isEmpty { admission.quarantined.append(element) }
             }
-            guard !alerts.isEmpty else { return admission }
+            guard !alerts.isEmpty else { return (admission, added) }
             let keys = alerts.map { dedupKey(of: $0, forward: forward) }
             var inserted = Set<String>()
             for try await key in try await connection.query("""
@@ -89,8 +92,9 @@ struct PostgresAdmission: AdmissionStore {
                 admission.admitted.append(alert)
             }
             if !queued.isEmpty, !sinks.isEmpty {
-                try await Self.queue(queued, tenant: tenant, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(), storesHeadline: storesHeadline,
-                                         on: connection, logger: logger)
+                let ids = try await Self.queue(queued, tenant: tenant, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(),
+                                               storesHeadline: storesHeadline, on: connection, logger: logger)
+                added = zip(ids, queued).map { ($0, [UInt8]($1.alert.bytes)) }
             }
             if let newest = watermark.newest(of: alerts) {
                 try await connection.run("""
@@ -101,27 +105,40 @@ struct PostgresAdmission: AdmissionStore {
                         updated_at = excluded.updated_at
                     """, logger: logger)
             }
-            return admission
+            return (admission, added)
         }
+        // Committed: the sinks may take them from memory.
+        recent.add(added)
+        return admission
     }
 
     /// Writes each alert once, with its headline decoded here when a sink shows it (else its
-    /// columns stay NULL), and a row per sink.
+    /// columns stay NULL), and a row per sink; returns the alerts' outbox ids, in order (taken
+    /// from the sequence in the order of the page, so that sinks read them in that order).
     private static func queue(_ queued: [(alert: Alert, event: String)], tenant: String, receivedAt: String, sinks: [String], storesHeadline: Bool,
-                              on connection: PostgresConnection, logger: Logger) async throws {
+                              on connection: PostgresConnection, logger: Logger) async throws -> [Int64] {
         let headlines = HeadlineColumns(storesHeadline ? queued.map { AlertHeadline($0.alert) } : [], count: queued.count)
-        try await connection.run("""
-            WITH added AS (
-                INSERT INTO outbox (tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
-                SELECT \(tenant), a, e, \(receivedAt), nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
+        var ids: [Int64] = []
+        ids.reserveCapacity(queued.count)
+        for try await id in try await connection.query("""
+            WITH numbered AS MATERIALIZED (
+                SELECT nextval('outbox_id_seq') AS id, a, e, sv, ti, ho, st, lu, p, n
                 FROM unnest(\(queued.map(\.alert.id))::text[], \(queued.map(\.event))::text[], \(headlines.severity)::text[],
                             \(headlines.title)::text[], \(headlines.host)::text[], \(headlines.status)::text[],
                             \(headlines.lastUpdateTime)::text[], \(queued.map { Bytea($0.alert.bytes) })::bytea[])
-                    WITH ORDINALITY AS t(a, e, sv, ti, ho, st, lu, p, n)
-                ORDER BY n
-                RETURNING id)
-            INSERT INTO outbox_pending (sink, id, tenant) SELECT s, added.id, \(tenant) FROM added CROSS JOIN unnest(\(sinks)::text[]) AS s
-            """, logger: logger)
+                    WITH ORDINALITY AS t(a, e, sv, ti, ho, st, lu, p, n)),
+            added AS (
+                INSERT INTO outbox (id, tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
+                SELECT id, \(tenant), a, e, \(receivedAt), nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
+                FROM numbered
+                RETURNING id),
+            pending AS (
+                INSERT INTO outbox_pending (sink, id, tenant) SELECT s, added.id, \(tenant) FROM added CROSS JOIN unnest(\(sinks)::text[]) AS s)
+            SELECT id FROM numbered ORDER BY n
+            """, logger: logger).decode(Int64.self) {
+            ids.append(id)
+        }
+        return ids
     }
 
     func isKnown(tenant: String, alert: Alert, forward: ForwardMode) async throws(StateError) -> Bool {

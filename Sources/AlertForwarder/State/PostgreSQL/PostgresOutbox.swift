@@ -10,10 +10,13 @@ struct PostgresOutbox: OutboxStore {
     /// In a group: a daemon delivers the alerts of the tenants it holds, so that each sink
     /// sees a tenant's alerts in order, from one daemon at a time.
     let fence: GroupFence?
+    /// The alerts this daemon admitted lately: their bytes are not read back from the server.
+    let recent: RecentPayloads
 
     /// Dead letters a person re-queued come first; then the outbox. One statement either way
     /// (the requeued letters, or when there are none the outbox's next records: a round trip
-    /// per batch less than asking for each in turn).
+    /// per batch less than asking for each in turn). An outbox record's bytes come from
+    /// ``recent`` when it holds them; the others are read by a second statement.
     func pending(sink: String, limit: Int) async throws(StateError) -> OutboxBatch {
         // In a group, the tenants whose lease the database says this daemon holds now (its
         // own memory may be stale: a daemon paused past its lease delivers nothing more).
@@ -31,7 +34,7 @@ struct PostgresOutbox: OutboxStore {
                     NULL::text AS host, NULL::text AS status, NULL::text AS last_update_time, payload
                 FROM requeued
                 UNION ALL
-                (SELECT false, o.id, o.tenant, o.alert_id, o.event, o.received_at, o.severity, o.title, o.host, o.status, o.last_update_time, o.payload
+                (SELECT false, o.id, o.tenant, o.alert_id, o.event, o.received_at, o.severity, o.title, o.host, o.status, o.last_update_time, NULL
                 FROM outbox_pending p JOIN outbox o ON o.id = p.id
                 WHERE NOT EXISTS (SELECT 1 FROM requeued) AND p.sink = \(sink)
                     AND (\(member)::text IS NULL OR p.tenant IN (SELECT tenant FROM held))
@@ -39,7 +42,7 @@ struct PostgresOutbox: OutboxStore {
             ORDER BY id
             """)
         var requeued = false
-        let records = try decode("outbox read") {
+        var records = try decode("outbox read") {
             try rows.map { row in
                 var columns = RowColumns(row)
                 requeued = try columns.next(Bool.self)
@@ -52,10 +55,29 @@ struct PostgresOutbox: OutboxStore {
                     AlertHeadline(givenSeverity: severity, givenTitle: title, host: host, status: status, lastUpdateTime: $0)
                 }
                 return OutboxRecord(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: headline,
-                                    payloadBytes: try columns.bytes())
+                                    payloadBytes: try columns.bytes(orNull: requeued ? nil : []))
             }
         }
+        if !requeued, !records.isEmpty { records = try await withPayloads(records) }
         return OutboxBatch(sink: sink, records: records, receipt: requeued ? .requeued : .rows)
+    }
+
+    /// The records with their bytes: from ``recent``, else read from `outbox`. A record whose
+    /// alert is no longer there was taken meanwhile by every sink (this sink included: by
+    /// another member of the group, whose lease it was), and is left out.
+    private func withPayloads(_ records: [OutboxRecord]) async throws(StateError) -> [OutboxRecord] {
+        var payloads = recent.payloads(records.map(\.id))
+        let missing = records.map(\.id).filter { payloads[$0] == nil }
+        if !missing.isEmpty {
+            let rows = try await database.query("outbox read", "SELECT id, payload FROM outbox WHERE id = ANY(\(missing)::bigint[])")
+            try decode("outbox read") {
+                for row in rows {
+                    var columns = RowColumns(row)
+                    payloads[try columns.next(Int64.self)] = try columns.bytes()
+                }
+            }
+        }
+        return records.compactMap { record in payloads[record.id].map { record.with(payloadBytes: $0) } }
     }
 
     func confirm(_ batch: OutboxBatch, rejected: [SinkRejection], now: Date) async throws(StateError) {
@@ -112,9 +134,14 @@ struct PostgresOutbox: OutboxStore {
                             """, logger: logger)
                     }
                 }
-                try await connection.run("""
+                var gone: [Int64] = []
+                for try await id in try await connection.query("""
                     DELETE FROM outbox o WHERE o.id = ANY(\(ids)::bigint[]) AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)
-                    """, logger: logger)
+                    RETURNING o.id
+                    """, logger: logger).decode(Int64.self) {
+                    gone.append(id)
+                }
+                recent.remove(gone)
             }
         }
     }
@@ -191,9 +218,12 @@ struct RowColumns {
         try cell().decode(T.self, context: .default)
     }
 
-    /// A `bytea` column's bytes, copied once.
-    mutating func bytes() throws -> [UInt8] {
-        guard var bytes = try cell().bytes else { throw PostgresDecodingError.Code.missingData }
+    /// A `bytea` column's bytes, copied once; `null` when it is NULL (a NULL is an error when nil).
+    mutating func bytes(orNull null: [UInt8]? = nil) throws -> [UInt8] {
+        guard var bytes = try cell().bytes else {
+            guard let null else { throw PostgresDecodingError.Code.missingData }
+            return null
+        }
         return bytes.readBytes(length: bytes.readableBytes) ?? []
     }
 
