@@ -55,14 +55,13 @@ struct PostgresAdmission: AdmissionStore {
             }
             guard !alerts.isEmpty else { return (admission, added) }
             let keys = alerts.map { dedupKey(of: $0, forward: forward) }
-            var inserted = Set<String>()
-            for try await key in try await connection.query("""
-                INSERT INTO seen (tenant, key, alert_id, recorded_at)
-                SELECT \(tenant), k, a, \(recordedAt) FROM unnest(\(keys)::text[], \(alerts.map(\.id))::text[]) AS t(k, a)
-                ON CONFLICT DO NOTHING RETURNING key
-                """, logger: logger).decode(String.self) {
-                inserted.insert(key)
-            }
+            let inserted = Set(try await connection.array(of: String.self, """
+                WITH added AS (
+                    INSERT INTO seen (tenant, key, alert_id, recorded_at)
+                    SELECT \(tenant), k, a, \(recordedAt) FROM unnest(\(keys)::text[], \(alerts.map(\.id))::text[]) AS t(k, a)
+                    ON CONFLICT DO NOTHING RETURNING key)
+                SELECT array_agg(key) FROM added
+                """, logger: logger))
             // With `forward = "updates"`, an alert with another version recorded before is
             // `updated`: keys "id" and "id|ticks" are a range of the primary key ('|' < '}').
             var earlier = Set<String>()
@@ -118,9 +117,7 @@ struct PostgresAdmission: AdmissionStore {
     private static func queue(_ queued: [(alert: Alert, event: String)], tenant: String, receivedAt: String, sinks: [String], storesHeadline: Bool,
                               on connection: PostgresConnection, logger: Logger) async throws -> [Int64] {
         let headlines = HeadlineColumns(storesHeadline ? queued.map { AlertHeadline($0.alert) } : [], count: queued.count)
-        var ids: [Int64] = []
-        ids.reserveCapacity(queued.count)
-        for try await id in try await connection.query("""
+        return try await connection.array(of: Int64.self, """
             WITH numbered AS MATERIALIZED (
                 SELECT nextval('outbox_id_seq') AS id, a, e, sv, ti, ho, st, lu, p, n
                 FROM unnest(\(queued.map(\.alert.id))::text[], \(queued.map(\.event))::text[], \(headlines.severity)::text[],
@@ -134,11 +131,8 @@ struct PostgresAdmission: AdmissionStore {
                 RETURNING id),
             pending AS (
                 INSERT INTO outbox_pending (sink, id, tenant) SELECT s, added.id, \(tenant) FROM added CROSS JOIN unnest(\(sinks)::text[]) AS s)
-            SELECT id FROM numbered ORDER BY n
-            """, logger: logger).decode(Int64.self) {
-            ids.append(id)
-        }
-        return ids
+            SELECT array_agg(id ORDER BY n) FROM numbered
+            """, logger: logger)
     }
 
     func isKnown(tenant: String, alert: Alert, forward: ForwardMode) async throws(StateError) -> Bool {

@@ -134,14 +134,12 @@ struct PostgresOutbox: OutboxStore {
                             """, logger: logger)
                     }
                 }
-                var gone: [Int64] = []
-                for try await id in try await connection.query("""
-                    DELETE FROM outbox o WHERE o.id = ANY(\(ids)::bigint[]) AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)
-                    RETURNING o.id
-                    """, logger: logger).decode(Int64.self) {
-                    gone.append(id)
-                }
-                recent.remove(gone)
+                recent.remove(try await connection.array(of: Int64.self, """
+                    WITH gone AS (
+                        DELETE FROM outbox o WHERE o.id = ANY(\(ids)::bigint[]) AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)
+                        RETURNING o.id)
+                    SELECT array_agg(id) FROM gone
+                    """, logger: logger))
             }
         }
     }

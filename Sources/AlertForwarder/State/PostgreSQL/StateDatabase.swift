@@ -396,6 +396,18 @@ private final class Gate: Sendable {
 }
 
 extension PostgresConnection {
+    /// The one array a statement answers (`SELECT array_agg(...)`; empty for NULL): one row
+    /// instead of a row per value, each of which postgres-nio's state machine handles on its
+    /// own (a page's dedup keys and outbox ids came back as 2,000 rows).
+    func array<Element: PostgresArrayDecodable & Sendable>(of _: Element.Type, _ query: PostgresQuery, logger: Logger) async throws -> [Element]
+    where Element._DecodableType == Element {
+        var values: [Element] = []
+        for try await array in try await self.query(query, logger: logger).decode([Element]?.self) {
+            values += array ?? []
+        }
+        return values
+    }
+
     /// Runs a statement whose rows are not wanted, to its end: an error the server sends after
     /// the row description (a lock timeout, a constraint) is thrown here, not left in rows
     /// nobody reads, where the transaction would go on aborted and its COMMIT end quietly as
