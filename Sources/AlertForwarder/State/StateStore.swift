@@ -19,11 +19,11 @@ public struct StateStore: Sendable {
     /// outlives the stop). PostgreSQL's client ends as a service of its own.
     var finish: @Sendable () async -> Void = {}
 
-    /// Dedup keys are kept this long (Defender keeps alerts about 180 days; an alert updated
-    /// within that time must not be mistaken for a new one).
     /// Ends the store's use (see ``finish``); later calls fail.
     public func close() async { await finish() }
 
+    /// Dedup keys are kept this long (Defender keeps alerts about 180 days; an alert updated
+    /// within that time must not be mistaken for a new one).
     public static let dedupRetention: Duration = .seconds(180 * 86_400)
 
     /// Who opens the state.
