@@ -8,7 +8,10 @@ public enum DedicatedThread {
     /// `make test`, a partition proxy started with Foundation's `Thread` was seen not to accept
     /// a connection for 30 s: whatever the delay, a helper whose init returned is now serving.
     public static func start(_ body: @escaping @Sendable () -> Void) throws {
-        let context = Unmanaged.passRetained(Start(body)).toOpaque()
+        // The caller's own reference: the thread releases the one it was given when `body`
+        // returns, which may be before the wait below.
+        let start = Start(body)
+        let context = Unmanaged.passRetained(start).toOpaque()
         var thread = pthread_t()
         let result = pthread_create(&thread, nil, { context in
             let start = Unmanaged<Start>.fromOpaque(context!).takeRetainedValue()
@@ -21,7 +24,7 @@ public enum DedicatedThread {
             throw LoopbackPort.PortError(description: "pthread_create: \(String(cString: strerror(result)))")
         }
         pthread_detach(thread)
-        Unmanaged<Start>.fromOpaque(context).takeUnretainedValue().running.wait()
+        start.running.wait()
     }
 
     private final class Start: Sendable {
