@@ -54,8 +54,17 @@ struct StateDatabaseOutageTests {
 
             // Blackhole: the connections stay open and nothing comes back. The call's
             // connection is closed at its deadline instead of holding the call forever.
+            // While it hangs, a stop that does not end can say where it is.
             proxy.blackhole()
-            let silent = await #expect(throws: StateError.self) { _ = try await database.query("test", "SELECT pg_sleep(0)") }
+            let hanging = Task { try await database.query("silent", "SELECT pg_sleep(0)") }
+            let shown = ContinuousClock.now + .seconds(60)
+            while database.callsUnderWay.isEmpty, ContinuousClock.now < shown {
+                try await Task.sleep(for: .milliseconds(20))  // waiting for the call to begin, not a timing assumption
+            }
+            let underWay = database.callsUnderWay
+            #expect(underWay.count == 1 && underWay.allSatisfy { $0.hasPrefix("silent: ") && $0.hasSuffix(" s") }, "\(underWay)")
+            let silent = await #expect(throws: StateError.self) { _ = try await hanging.value }
+            #expect(database.callsUnderWay.isEmpty)
             #expect(silent?.kind == .unavailable)
             #expect(silent?.description.contains("no answer from the server") == true || silent?.description.contains("no connection") == true,
                     "\(silent?.description ?? "")")
@@ -63,5 +72,62 @@ struct StateDatabaseOutageTests {
             #expect(await Self.answersAgain(database))
         }
         try await TestPostgres.administer("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+
+    private struct BodyFailed: Error {}
+
+    /// A connection that closes under a call (a server restarted, a reset): postgres-nio never
+    /// answers a statement sent on it afterwards, a `ROLLBACK` after a failure among them. The
+    /// call ends as unavailable at once, long before its deadline (60 s here), and the next
+    /// call works on another connection.
+    @Test func aConnectionClosedUnderACallEndsItWithoutWaitingForItsDeadline() async throws {
+        let database = try StateDatabase(settings: try TestPostgres.settings(database: TestPostgres.defaultDatabase),
+                                         connectionWait: .seconds(5), callDeadline: .seconds(60), logger: Logger(label: "test"))
+        try await TestPostgres.run(database) {
+            // A statement after the close.
+            let closed = await #expect(throws: StateError.self) {
+                _ = try await database.onConnection("closed under") { connection in
+                    try await connection.close()
+                    return try await connection.query("SELECT 1", logger: Logger(label: "test")).collect().count
+                }
+            }
+            #expect(closed?.kind == .unavailable)
+            #expect(closed?.description.contains("no answer from the server") == false, "\(closed?.description ?? "")")
+            // A transaction whose body failed after its connection closed: no ROLLBACK is sent,
+            // the body's own failure comes back.
+            let failed = await #expect(throws: StateError.self) {
+                try await database.transaction("closed in a transaction") { connection in
+                    try await connection.close()
+                    throw BodyFailed()
+                }
+            }
+            #expect(failed?.description.contains("BodyFailed") == true, "\(failed?.description ?? "")")
+            #expect(database.callsUnderWay.isEmpty)
+            let again = try await database.query("test", "SELECT 1")
+            #expect(again.count == 1)
+        }
+    }
+
+    /// A stop (the caller cancelled) waits no longer than ``StateDatabase/stopGrace`` for a
+    /// server that stopped answering, not the call's whole deadline (60 s here).
+    @Test func aCancelledCallEndsWithinTheStopGrace() async throws {
+        var settings = try TestPostgres.settings(database: TestPostgres.defaultDatabase)
+        let proxy = try PartitionProxy(target: settings.port)
+        defer { proxy.stop() }
+        settings.port = proxy.port
+        let database = try StateDatabase(settings: settings, connectionWait: .seconds(5), callDeadline: .seconds(60), logger: Logger(label: "test"))
+        try await TestPostgres.run(database) {
+            #expect(try await database.query("test", "SELECT 1").count == 1)
+            proxy.blackhole()
+            defer { proxy.restore() }
+            let call = Task { try await database.query("silent", "SELECT 1") }
+            let shown = ContinuousClock.now + .seconds(60)
+            while !database.callsUnderWay.contains(where: { $0.hasPrefix("silent: on its connection") }), ContinuousClock.now < shown {
+                try await Task.sleep(for: .milliseconds(20))  // waiting for the call to begin, not a timing assumption
+            }
+            call.cancel()
+            let stopped = await #expect(throws: StateError.self) { _ = try await call.value }
+            #expect(stopped?.description.contains("of the stop") == true, "\(stopped?.description ?? "")")
+        }
     }
 }

@@ -147,7 +147,9 @@ public final class Daemon: Sendable {
     public var stopReport: String {
         if let step = stopping.withLock({ $0 }) { return step }
         let running = pipeline.running
-        return running.isEmpty ? "the services other than the pipeline" : "the pipeline's " + running.joined(separator: ", ")
+        let parts = running.isEmpty ? "the services other than the pipeline" : "the pipeline's " + running.joined(separator: ", ")
+        guard let calls = group?.database.callsUnderWay, !calls.isEmpty else { return parts }
+        return parts + "; PostgreSQL calls under way: " + calls.joined(separator: ", ")
     }
 
     /// Below this limit of open descriptors the daemon warns at start.

@@ -210,7 +210,9 @@ public final class GroupCoordinator: Service, Sendable {
         leases.dropAll()
         let (member, incarnation, logger) = (self.member, self.incarnation, self.logger)
         do {
-            try await database.transaction("leaving the group") { connection in
+            // Soon or never: the leases expire by themselves, and a stop must not wait for a
+            // server that does not answer.
+            try await database.transaction("leaving the group", deadline: .seconds(5)) { connection in
                 try await connection.run("""
                     UPDATE lease SET holder = NULL, holder_incarnation = NULL, expires_at = now()
                     WHERE holder = \(member) AND holder_incarnation = \(incarnation)

@@ -114,7 +114,7 @@ struct PostgresOutbox: OutboxStore {
                 if rejected.isEmpty {
                     try await connection.run("DELETE FROM outbox_pending WHERE sink = \(sink) AND id = ANY(\(ids)::bigint[])", logger: logger)
                 } else {
-                    try await connection.withTransaction(logger: logger) { connection in
+                    try await connection.transaction(logger: logger) { connection in
                         // Only the rows still there count (a batch confirmed twice moves nothing twice).
                         var taken = Set<Int64>()
                         for try await id in try await connection.query("""

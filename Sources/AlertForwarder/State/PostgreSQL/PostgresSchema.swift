@@ -129,8 +129,9 @@ enum PostgresSchema {
 
     static func migrate(_ database: StateDatabase) async throws {
         let logger = database.logger
-        try await database.withConnection { connection in
-            try await connection.withTransaction(logger: logger) { connection in
+        // Bounded as every call, longer than the lock wait below.
+        try await database.bounded("schema migration", deadline: .seconds(150)) { connection in
+            try await connection.transaction(logger: logger) { connection in
                 // Members starting together wait for each other's migration, longer than the
                 // lock_timeout and statement_timeout that bound the daemon's other waits (a
                 // wait for the advisory lock is a statement: 30 s would cut it first).

@@ -31,6 +31,9 @@ public final class StateDatabase: Service, Sendable {
     /// server ends the transaction): a server that stopped answering (a partition that drops
     /// nothing, a host stopped) would hold it forever. Longer than `statement_timeout`.
     let callDeadline: Duration
+    /// The calls under way (what each does, since when, how far), for a stop that does not end
+    /// to say where they are (``callsUnderWay``).
+    private let calls = Mutex<(next: Int, running: [Int: (what: String, since: ContinuousClock.Instant, lease: LeaseWait)])>((0, [:]))
 
     /// `member`: this daemon's name in a group, shown in the server's `pg_stat_activity`.
     /// `connectionWait`: how long a call waits for a connection before it fails as unavailable;
@@ -162,10 +165,12 @@ public final class StateDatabase: Service, Sendable {
         try? await connection.close()
     }
 
-    /// Waits for the schema, then runs `body` in one transaction, mapping its failure.
-    func transaction<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
+    /// Waits for the schema, then runs `body` in one transaction, mapping its failure; within
+    /// `deadline` if given (else ``callDeadline``).
+    func transaction<T: Sendable>(_ what: String, deadline: Duration? = nil,
+                                  _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
         let logger = self.logger
-        return try await onConnection(what) { connection in try await connection.withTransaction(logger: logger) { try await body($0) } }
+        return try await onConnection(what, deadline: deadline) { connection in try await connection.transaction(logger: logger) { try await body($0) } }
     }
 
     /// Waits for the schema, then runs one statement, its rows collected.
@@ -174,57 +179,102 @@ public final class StateDatabase: Service, Sendable {
         return try await onConnection(what) { connection in try await connection.query(query, logger: logger).collect() }
     }
 
-    /// Waits for the schema, then runs `work` on a connection of the pool, to its end whatever
-    /// happens to the caller's task (as the embedded state's ``Blocking`` does): a transaction
-    /// is committed or rolled back, never abandoned between two statements, where it would keep
-    /// its rows locked (a tenant's lease row among them) until the server's idle timeout;
-    /// postgres-nio ends a row iteration on cancellation. An unstructured task, awaited at
-    /// once: the caller's cancellation does not reach it. The wait for a connection is bounded
-    /// (``connectionWait``): a request still waiting then is abandoned (nothing runs on the
-    /// connection it gets later), and the call fails as unavailable. So is the work (``callDeadline``): past it the connection is
-    /// closed, which ends the transaction without a commit. A call that met the server
-    /// unreachable reports an outage, and the service checks the server.
-    ///
-    /// (The two bounds were tried as timers of an event loop, taken off its heap when the call
-    /// ends, which saved 6 % of the daemon's CPU in a backfill; twice under a loaded `make
-    /// test` a call then never ended across a PostgreSQL restart or outage. Back to a task of
-    /// their own until that is understood.)
-    func onConnection<T: Sendable>(_ what: String, _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
+    /// Waits for the schema, then runs `work` on a connection of the pool
+    /// (``bounded(_:deadline:_:)``, within `deadline` if given, else ``callDeadline``).
+    func onConnection<T: Sendable>(_ what: String, deadline: Duration? = nil,
+                                   _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
         try await ready.wait()
-        let (client, connectionWait, callDeadline) = (self.client, self.connectionWait, self.callDeadline)
+        return try await bounded(what, deadline: deadline ?? callDeadline, work)
+    }
+
+    /// Runs `work` on a connection of the pool, to its end whatever happens to the caller's task
+    /// (as the embedded state's ``Blocking`` does): a transaction is committed or rolled back,
+    /// never abandoned between two statements, where it would keep its rows locked (a tenant's
+    /// lease row among them) until the server's idle timeout; postgres-nio ends a row iteration
+    /// on cancellation. An unstructured task, awaited at once: the caller's cancellation does
+    /// not reach it. Three bounds end the call sooner, as unavailable, with an outage reported
+    /// (the service checks the server):
+    /// - the wait for a connection (``connectionWait``): a request still waiting then is
+    ///   abandoned (nothing runs on the connection it gets later; cancelling a request in the
+    ///   pool's queue was seen to leave the pool unable to stop);
+    /// - the work (`deadline`; ``stopGrace`` once the caller is cancelled, as at a stop): past
+    ///   it the connection is closed, which ends the transaction without a commit;
+    /// - the connection closing under the work (the server restarted, a reset): postgres-nio
+    ///   never answers a statement sent on a connection closed before it (the `ROLLBACK` of its
+    ///   own `withTransaction` after a failure was one; a connection the pool handed out as it
+    ///   closed, another), so a call still on a closed connection a moment later is answered
+    ///   here. Its task stays behind, waiting for good: a little memory, once per connection lost.
+    ///
+    /// The bounds are checked on a task of their own, every second at most (a call that ends
+    /// sooner, most of them, cancels it before its first check).
+    func bounded<T: Sendable>(_ what: String, deadline: Duration, _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
+        let (client, connectionWait) = (self.client, self.connectionWait)
         let lease = LeaseWait()
-        let (result, outage): (Result<T, StateError>, outage: Bool) = await withCheckedContinuation { continuation in
-            let answer = OneAnswer(continuation)
-            let timer = Task {
-                try await Task.sleep(for: connectionWait)
-                // The request stays in the pool's queue (cancelling a request there was seen to
-                // leave the pool unable to stop): when a connection comes, nothing runs on it.
-                if lease.abandon() {
-                    answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no connection to the server within \(connectionWait.inSeconds.formatted()) s; waiting for it")), true))
-                    return
+        let call = calls.withLock { calls in
+            defer { calls.next += 1 }
+            calls.running[calls.next] = (what, .now, lease)
+            return calls.next
+        }
+        defer { calls.withLock { _ = $0.running.removeValue(forKey: call) } }
+        let (result, outage): (Result<T, StateError>, outage: Bool) = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let answer = OneAnswer(continuation)
+                let bounds = Task {
+                    let step = min(.seconds(1), connectionWait / 4)
+                    while true {
+                        try await Task.sleep(for: step)
+                        switch lease.check(connectionWait: connectionWait, deadline: deadline) {
+                        case .wait:
+                            continue
+                        case .done:
+                            return
+                        case .abandoned:
+                            answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no connection to the server within \(connectionWait.inSeconds.formatted()) s; waiting for it")), true))
+                            return
+                        case .closedUnder:
+                            answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: the connection to the server closed under it (nothing of it committed unless the server had confirmed it); retried")), true))
+                            return
+                        case .overran(let connection, let stopping):
+                            let bound = stopping ? "within \(Self.stopGrace.inSeconds.formatted()) s of the stop" : "within \(deadline.inSeconds.formatted()) s"
+                            answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no answer from the server \(bound); the connection was closed (nothing of it committed) and the call is retried")), true))
+                            try? await connection.close()
+                            return
+                        }
+                    }
                 }
-                try await Task.sleep(for: callDeadline - connectionWait)
-                if let connection = lease.overrun() { try? await connection.close() }
-            }
-            Task {
-                let outcome: (Result<T, StateError>, outage: Bool)
-                do {
-                    outcome = (.success(try await client.withConnection { connection in
-                        guard lease.start(on: connection) else { throw CancellationError() }
-                        defer { lease.finish() }
-                        return try await work(connection)
-                    }), false)
-                } catch {
-                    outcome = lease.outcome == .overran
-                        ? (.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no answer from the server within \(callDeadline.inSeconds.formatted()) s; the connection was closed (nothing of it committed) and the call is retried")), true)
-                        : (.failure(Self.stateError(error, doing: what)), Self.isOutage(error))
+                Task {
+                    let outcome: (Result<T, StateError>, outage: Bool)
+                    do {
+                        outcome = (.success(try await client.withConnection { connection in
+                            guard lease.start(on: connection) else { throw CancellationError() }
+                            defer { lease.finish() }
+                            return try await work(connection)
+                        }), false)
+                    } catch {
+                        outcome = (.failure(Self.stateError(error, doing: what)), Self.isOutage(error))
+                    }
+                    bounds.cancel()
+                    answer.give(outcome)
                 }
-                timer.cancel()
-                answer.give(outcome)
             }
+        } onCancel: {
+            lease.stopping(grace: Self.stopGrace)
         }
         if outage { outages.yield() }
         return try result.get()
+    }
+
+    /// How long a call still runs once its caller is cancelled (a stop): a stop waits no longer
+    /// for a server that does not answer.
+    static let stopGrace: Duration = .seconds(3)
+
+    /// The calls under way, oldest first: what each does, how far it is and for how long
+    /// (`admission: on its connection for 52 s`).
+    public var callsUnderWay: [String] {
+        let now = ContinuousClock.now
+        return calls.withLock { $0.running.values.sorted { $0.since < $1.since } }.map { call in
+            "\(call.what): \(call.lease.phase) for \((now - call.since).inSeconds.formatted(.number.precision(.fractionLength(1)))) s"
+        }
     }
 
     /// The first of two answers to a call, given once.
@@ -244,57 +294,91 @@ public final class StateDatabase: Service, Sendable {
     }
 
     /// A call's wait for a connection and its work on it: it starts, or is abandoned first
-    /// (never both); once started, it finishes, or overruns its deadline first.
+    /// (never both); once started, it finishes, or overruns its deadline or loses its
+    /// connection first.
     private final class LeaseWait: Sendable {
-        enum Phase: Equatable { case waiting, started, abandoned, finished, overran }
-        private let state = Mutex<(phase: Phase, connection: PostgresConnection?)>((.waiting, nil))
+        private enum Phase { case waiting, started, abandoned, finished, overran, closedUnder }
+        private struct State {
+            var phase = Phase.waiting
+            var connection: PostgresConnection?
+            /// The connection was seen closed at the last check (the work gets until the next).
+            var closedSeen = false
+            /// The caller was cancelled: the work ends by then.
+            var stopBy: ContinuousClock.Instant?
+        }
+        private let state = Mutex(State())
+        private let began = ContinuousClock.now
+
+        /// What the bounds' check found.
+        enum Verdict { case wait, done, abandoned, closedUnder, overran(PostgresConnection, stopping: Bool) }
 
         /// The connection came: true if the work may start (it was not abandoned).
         func start(on connection: PostgresConnection) -> Bool {
             state.withLock { state in
                 guard state.phase == .waiting else { return false }
-                state = (.started, connection)
-                return true
-            }
-        }
-
-        /// The wait is over: true if no work started (the request is withdrawn).
-        func abandon() -> Bool {
-            state.withLock { state in
-                guard state.phase == .waiting else { return false }
-                state.phase = .abandoned
+                state.phase = .started
+                state.connection = connection
                 return true
             }
         }
 
         func finish() {
             state.withLock { state in
-                if state.phase == .started { state = (.finished, nil) }
+                if state.phase == .started { state = State(phase: .finished) }
             }
         }
 
-        /// The deadline passed: the connection to close if the work still runs.
-        func overrun() -> PostgresConnection? {
+        /// The caller was cancelled: the work has `grace` more.
+        func stopping(grace: Duration) {
             state.withLock { state in
-                guard state.phase == .started, let connection = state.connection else { return nil }
-                state = (.overran, nil)
-                return connection
+                if state.stopBy == nil { state.stopBy = .now + grace }
             }
         }
 
-        var outcome: Phase { state.withLock { $0.phase } }
-    }
+        /// Whether a bound has passed (and the phase the call ends in).
+        func check(connectionWait: Duration, deadline: Duration) -> Verdict {
+            let now = ContinuousClock.now
+            return state.withLock { state in
+                switch state.phase {
+                case .waiting:
+                    guard now - began >= connectionWait else { return .wait }
+                    state.phase = .abandoned
+                    return .abandoned
+                case .started:
+                    guard let connection = state.connection else { return .done }
+                    let stopping = state.stopBy.map { now >= $0 } ?? false
+                    if stopping || now - began >= deadline {
+                        state = State(phase: .overran)
+                        return .overran(connection, stopping: stopping)
+                    }
+                    guard connection.isClosed else { return .wait }
+                    guard state.closedSeen else {
+                        state.closedSeen = true
+                        return .wait
+                    }
+                    state = State(phase: .closedUnder)
+                    return .closedUnder
+                case .abandoned, .finished, .overran, .closedUnder:
+                    return .done
+                }
+            }
+        }
 
-    /// Runs `body` on one connection without waiting for the schema (migrations).
-    func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in try await body(connection) }
+        /// The phase in words (for ``callsUnderWay``).
+        var phase: String {
+            switch state.withLock({ $0.phase }) {
+            case .waiting: "waiting for a connection"
+            case .started: "on its connection"
+            case .abandoned: "abandoned while waiting for a connection"
+            case .finished: "finished on its connection"
+            case .overran: "past its deadline, its connection closed"
+            case .closedUnder: "its connection closed under it"
+            }
+        }
     }
 
     /// Whether `error` is the connection's (broken, or none to be had), not a statement's.
     static func isOutage(_ error: any Error) -> Bool {
-        if let error = error as? PostgresTransactionError, let inner = error.closureError ?? error.commitError ?? error.beginError {
-            return isOutage(inner)
-        }
         if error is ConnectionPoolError { return true }
         guard let error = error as? PSQLError else { return false }
         return error.code != .server
@@ -303,9 +387,6 @@ public final class StateDatabase: Service, Sendable {
     /// What a failure of PostgreSQL means for the pipeline, in words that hold no value of a row.
     static func stateError(_ error: any Error, doing what: String) -> StateError {
         if let error = error as? StateError { return error }
-        if let error = error as? PostgresTransactionError, let inner = error.closureError ?? error.commitError ?? error.beginError {
-            return stateError(inner, doing: what)
-        }
         if let error = error as? ConnectionPoolError {
             return StateError(.unavailable, "PostgreSQL \(what) failed: the server cannot be reached (\(error == .connectionCreationCircuitBreakerTripped ? "no connection for 60 s" : "\(error)")); waiting for it")
         }
@@ -404,6 +485,22 @@ extension PostgresConnection {
             values += array ?? []
         }
         return values
+    }
+
+    /// `BEGIN`, `body`, `COMMIT`; after a failure of `body`, `ROLLBACK`, unless the connection
+    /// is closed (postgres-nio's own `withTransaction` sends it anyway, and a statement sent on
+    /// a closed connection is never answered). Its failure is thrown as it is.
+    func transaction<T: Sendable>(logger: Logger, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await run("BEGIN", logger: logger)
+        let value: T
+        do {
+            value = try await body(self)
+        } catch {
+            if !isClosed { try? await run("ROLLBACK", logger: logger) }
+            throw error
+        }
+        try await run("COMMIT", logger: logger)
+        return value
     }
 
     /// Runs a statement whose rows are not wanted, to its end: an error the server sends after
