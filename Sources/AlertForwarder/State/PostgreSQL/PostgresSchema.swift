@@ -129,8 +129,9 @@ enum PostgresSchema {
 
     static func migrate(_ database: StateDatabase) async throws {
         let logger = database.logger
-        // Bounded as every call, longer than the lock wait below.
-        try await database.bounded("schema migration", deadline: .seconds(150)) { connection in
+        // Bounded as every call, longer than the lock wait below; the pool's first connection
+        // may take longer than a call's wait for one (the server was reached just before).
+        try await database.bounded("schema migration", connectionWait: .seconds(30), deadline: .seconds(150)) { connection in
             try await connection.transaction(logger: logger) { connection in
                 // Members starting together wait for each other's migration, longer than the
                 // lock_timeout and statement_timeout that bound the daemon's other waits (a

@@ -2,6 +2,8 @@ import _ConnectionPoolModule
 import DefenderAPI
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import NIOSSL
 import PostgresNIO
 import ServiceLifecycle
@@ -194,7 +196,8 @@ public final class StateDatabase: Service, Sendable {
     /// on cancellation. An unstructured task, awaited at once: the caller's cancellation does
     /// not reach it. Three bounds end the call sooner, as unavailable, with an outage reported
     /// (the service checks the server):
-    /// - the wait for a connection (``connectionWait``): a request still waiting then is
+    /// - the wait for a connection (`connectionWait`, else ``connectionWait``; ``stopGrace``
+    ///   once the caller is cancelled): a request still waiting then is
     ///   abandoned (nothing runs on the connection it gets later; cancelling a request in the
     ///   pool's queue was seen to leave the pool unable to stop);
     /// - the work (`deadline`; ``stopGrace`` once the caller is cancelled, as at a stop): past
@@ -205,11 +208,17 @@ public final class StateDatabase: Service, Sendable {
     ///   closed, another), so a call still on a closed connection a moment later is answered
     ///   here. Its task stays behind, waiting for good: a little memory, once per connection lost.
     ///
-    /// The bounds are checked on a task of their own, every second at most (a call that ends
-    /// sooner, most of them, cancels it before its first check).
-    func bounded<T: Sendable>(_ what: String, deadline: Duration, _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
-        let (client, connectionWait) = (self.client, self.connectionWait)
+    /// The bounds are checked by a timer of an event loop, every second at most, taken off its
+    /// heap when the call ends (most calls end before its first check). A sleeping task per
+    /// call kept a Dispatch timer until it would have fired, ended or not: 6 % of the daemon's
+    /// CPU in a backfill, when it slept until the deadline. (The hang once blamed on these
+    /// timers was the closed connection above: they fired, and closing a closed connection
+    /// did nothing.)
+    func bounded<T: Sendable>(_ what: String, connectionWait: Duration? = nil, deadline: Duration,
+                              _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
+        let (client, connectionWait) = (self.client, connectionWait ?? self.connectionWait)
         let lease = LeaseWait()
+        let timers = MultiThreadedEventLoopGroup.singleton.any()
         let call = calls.withLock { calls in
             defer { calls.next += 1 }
             calls.running[calls.next] = (what, .now, lease)
@@ -219,28 +228,25 @@ public final class StateDatabase: Service, Sendable {
         let (result, outage): (Result<T, StateError>, outage: Bool) = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let answer = OneAnswer(continuation)
-                let bounds = Task {
-                    let step = min(.seconds(1), connectionWait / 4)
-                    while true {
-                        try await Task.sleep(for: step)
-                        switch lease.check(connectionWait: connectionWait, deadline: deadline) {
-                        case .wait:
-                            continue
-                        case .done:
-                            return
-                        case .abandoned:
-                            answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no connection to the server within \(connectionWait.inSeconds.formatted()) s; waiting for it")), true))
-                            return
-                        case .closedUnder:
-                            answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: the connection to the server closed under it (nothing of it committed unless the server had confirmed it); retried")), true))
-                            return
-                        case .overran(let connection, let stopping):
-                            let bound = stopping ? "within \(Self.stopGrace.inSeconds.formatted()) s of the stop" : "within \(deadline.inSeconds.formatted()) s"
-                            answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no answer from the server \(bound); the connection was closed (nothing of it committed) and the call is retried")), true))
-                            try? await connection.close()
-                            return
-                        }
+                let step = TimeAmount(min(.seconds(1), connectionWait / 4))
+                let bounds = timers.scheduleRepeatedTask(initialDelay: step, delay: step) { bounds in
+                    let verdict = lease.check(connectionWait: connectionWait, deadline: deadline)
+                    switch verdict {
+                    case .wait:
+                        return
+                    case .done:
+                        break
+                    case .abandoned(let stopping):
+                        let bound = stopping ? "within \(Self.stopGrace.inSeconds.formatted()) s of the stop" : "within \(connectionWait.inSeconds.formatted()) s"
+                        answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no connection to the server \(bound); waiting for it")), true))
+                    case .closedUnder:
+                        answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: the connection to the server closed under it (nothing of it committed unless the server had confirmed it); retried")), true))
+                    case .overran(let connection, let stopping):
+                        let bound = stopping ? "within \(Self.stopGrace.inSeconds.formatted()) s of the stop" : "within \(deadline.inSeconds.formatted()) s"
+                        answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no answer from the server \(bound); the connection was closed (nothing of it committed) and the call is retried")), true))
+                        connection.close().whenComplete { _ in }
                     }
+                    bounds.cancel()
                 }
                 Task {
                     let outcome: (Result<T, StateError>, outage: Bool)
@@ -310,7 +316,7 @@ public final class StateDatabase: Service, Sendable {
         private let began = ContinuousClock.now
 
         /// What the bounds' check found.
-        enum Verdict { case wait, done, abandoned, closedUnder, overran(PostgresConnection, stopping: Bool) }
+        enum Verdict { case wait, done, abandoned(stopping: Bool), closedUnder, overran(PostgresConnection, stopping: Bool) }
 
         /// The connection came: true if the work may start (it was not abandoned).
         func start(on connection: PostgresConnection) -> Bool {
@@ -341,9 +347,10 @@ public final class StateDatabase: Service, Sendable {
             return state.withLock { state in
                 switch state.phase {
                 case .waiting:
-                    guard now - began >= connectionWait else { return .wait }
+                    let stopping = state.stopBy.map { now >= $0 } ?? false
+                    guard stopping || now - began >= connectionWait else { return .wait }
                     state.phase = .abandoned
-                    return .abandoned
+                    return .abandoned(stopping: stopping)
                 case .started:
                     guard let connection = state.connection else { return .done }
                     let stopping = state.stopBy.map { now >= $0 } ?? false
