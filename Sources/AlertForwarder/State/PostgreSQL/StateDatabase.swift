@@ -182,7 +182,7 @@ public final class StateDatabase: Service, Sendable {
     }
 
     /// Waits for the schema, then runs `work` on a connection of the pool
-    /// (``bounded(_:deadline:_:)``, within `deadline` if given, else ``callDeadline``).
+    /// (``bounded(_:connectionWait:deadline:_:)``, within `deadline` if given, else ``callDeadline``).
     func onConnection<T: Sendable>(_ what: String, deadline: Duration? = nil,
                                    _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
         try await ready.wait()
