@@ -7,30 +7,42 @@ import Synchronization
 /// the daemon's SwiftNIO code; connections are served one after the other.
 public final class LoopbackStreamServer: Sendable {
     public let port: Int
-    private let listener: Int32
-    /// The connection being served (-1: none), shared with the server's thread.
-    private final class Current: Sendable {
+    /// The connection being served (-1: none) and the listener (-1: closed), shared with the
+    /// server's thread.
+    fileprivate final class Current: Sendable {
         let descriptor = Mutex<Int32>(-1)
+        let listener: Mutex<Int32>
+        init(listener: Int32) { self.listener = Mutex(listener) }
     }
 
-    private let current = Current()
+    private let current: Current
 
     /// Starts listening and serving; `handler` runs once per accepted connection, on the
     /// server's thread, and the connection is closed when it returns.
     public init(handler: @escaping @Sendable (Connection) -> Void) throws {
         let (descriptor, port) = try LoopbackPort.listener()
-        (listener, self.port) = (descriptor, port)
-        let current = self.current
+        self.port = port
+        let current = Current(listener: descriptor)
+        self.current = current
         do {
             try DedicatedThread.start {
+                // Descriptors are closed here only, never by stop() on another thread: a number
+                // closed there while this thread still used it could be another test's socket
+                // by then (a listener of another server, accepting its connections here).
                 while true {
                     let client = accept(descriptor, nil, nil)
-                    guard client >= 0 else { return }
+                    if client < 0, errno == EINTR { continue }
+                    guard client >= 0 else {
+                        current.listener.withLock { listener in
+                            close(listener)
+                            listener = -1
+                        }
+                        return
+                    }
                     current.descriptor.withLock { $0 = client }
-                    let connection = Connection(descriptor: client)
+                    let connection = Connection(descriptor: client, current: current)
                     handler(connection)
                     connection.hangUp()
-                    current.descriptor.withLock { $0 = -1 }
                 }
             }
         } catch {
@@ -39,10 +51,10 @@ public final class LoopbackStreamServer: Sendable {
         }
     }
 
-    /// Stops accepting and ends the connection being served.
+    /// Stops accepting and ends the connection being served (the server's thread then closes
+    /// them: shutdown(2) wakes its accept(2) and its reads).
     public func stop() {
-        shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
+        current.listener.withLock { if $0 >= 0 { _ = shutdown($0, Int32(SHUT_RDWR)) } }
         current.descriptor.withLock { if $0 >= 0 { _ = shutdown($0, Int32(SHUT_RDWR)) } }
     }
 
@@ -52,8 +64,13 @@ public final class LoopbackStreamServer: Sendable {
         private var buffer: [UInt8] = []
         private var open = true
 
-        init(descriptor: Int32) {
+        /// Where the server shares it with stop(), which shuts it down: it is closed there, under
+        /// the same lock.
+        private let current: Current
+
+        fileprivate init(descriptor: Int32, current: Current) {
             self.descriptor = descriptor
+            self.current = current
         }
 
         /// Reads what arrived; false when the client closed the connection or it broke.
@@ -132,7 +149,10 @@ public final class LoopbackStreamServer: Sendable {
         public func hangUp() {
             guard open else { return }
             open = false
-            close(descriptor)
+            current.descriptor.withLock { shared in
+                close(descriptor)
+                shared = -1
+            }
         }
     }
 }
