@@ -93,6 +93,10 @@ struct PostgresAdmission: AdmissionStore {
             if !queued.isEmpty, !sinks.isEmpty {
                 let ids = try await Self.queue(queued, tenant: tenant, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(),
                                                storesHeadline: storesHeadline, on: connection, logger: logger)
+                // One id per alert, or the ids cannot be matched to the bytes kept in memory.
+                guard ids.count == queued.count else {
+                    throw StateError(.incompatible, "PostgreSQL answered \(ids.count) outbox ids for \(queued.count) alerts queued: the schema is not this version's; nothing of this page is admitted")
+                }
                 added = zip(ids, queued).map { ($0, [UInt8]($1.alert.bytes)) }
             }
             if let newest = watermark.newest(of: alerts) {

@@ -196,8 +196,8 @@ public final class StateDatabase: Service, Sendable {
     /// on cancellation. An unstructured task, awaited at once: the caller's cancellation does
     /// not reach it. Three bounds end the call sooner, as unavailable, with an outage reported
     /// (the service checks the server):
-    /// - the wait for a connection (`connectionWait`, else ``connectionWait``; ``stopGrace``
-    ///   once the caller is cancelled): a request still waiting then is
+    /// - the wait for a connection (the `connectionWait` given, else the database's
+    ///   ``connectionWait``; ``stopGrace`` once the caller is cancelled): a request still waiting then is
     ///   abandoned (nothing runs on the connection it gets later; cancelling a request in the
     ///   pool's queue was seen to leave the pool unable to stop);
     /// - the work (`deadline`; ``stopGrace`` once the caller is cancelled, as at a stop): past
@@ -303,12 +303,15 @@ public final class StateDatabase: Service, Sendable {
     /// (never both); once started, it finishes, or overruns its deadline or loses its
     /// connection first.
     private final class LeaseWait: Sendable {
-        private enum Phase { case waiting, started, abandoned, finished, overran, closedUnder }
+        private enum Phase {
+            case waiting
+            /// `closedSeen`: the connection was seen closed at the last check (the work gets
+            /// until the next).
+            case started(PostgresConnection, closedSeen: Bool)
+            case abandoned, finished, overran, closedUnder
+        }
         private struct State {
             var phase = Phase.waiting
-            var connection: PostgresConnection?
-            /// The connection was seen closed at the last check (the work gets until the next).
-            var closedSeen = false
             /// The caller was cancelled: the work ends by then.
             var stopBy: ContinuousClock.Instant?
         }
@@ -321,16 +324,15 @@ public final class StateDatabase: Service, Sendable {
         /// The connection came: true if the work may start (it was not abandoned).
         func start(on connection: PostgresConnection) -> Bool {
             state.withLock { state in
-                guard state.phase == .waiting else { return false }
-                state.phase = .started
-                state.connection = connection
+                guard case .waiting = state.phase else { return false }
+                state.phase = .started(connection, closedSeen: false)
                 return true
             }
         }
 
         func finish() {
             state.withLock { state in
-                if state.phase == .started { state = State(phase: .finished) }
+                if case .started = state.phase { state.phase = .finished }
             }
         }
 
@@ -351,19 +353,18 @@ public final class StateDatabase: Service, Sendable {
                     guard stopping || now - began >= connectionWait else { return .wait }
                     state.phase = .abandoned
                     return .abandoned(stopping: stopping)
-                case .started:
-                    guard let connection = state.connection else { return .done }
+                case .started(let connection, let closedSeen):
                     let stopping = state.stopBy.map { now >= $0 } ?? false
                     if stopping || now - began >= deadline {
-                        state = State(phase: .overran)
+                        state.phase = .overran
                         return .overran(connection, stopping: stopping)
                     }
                     guard connection.isClosed else { return .wait }
-                    guard state.closedSeen else {
-                        state.closedSeen = true
+                    guard closedSeen else {
+                        state.phase = .started(connection, closedSeen: true)
                         return .wait
                     }
-                    state = State(phase: .closedUnder)
+                    state.phase = .closedUnder
                     return .closedUnder
                 case .abandoned, .finished, .overran, .closedUnder:
                     return .done
