@@ -157,6 +157,64 @@ struct GroupLeaseTests {
         }
     }
 
+    /// A member paused in the middle of an admission (SIGSTOP) keeps its lease row locked on
+    /// a connection that stays open, after its leases and membership expired. The others'
+    /// rounds skip that row instead of waiting for the lock (10 s, then the whole round failed,
+    /// renewals included: a CI run saw no take-over for the 15 s the member was stopped); they
+    /// take it once the transaction ended.
+    @Test func aLeaseLockedByAMemberPausedInATransactionHoldsUpNoRound() async throws {
+        try await TestPostgres.withState { _, database in
+            let a = Member("a", database: database), b = Member("b", database: database)
+            try await a.coordinator.round()
+            #expect(a.leases.held == GroupLeaseTests.tenants)
+            _ = try await database.query("test", "UPDATE lease SET expires_at = now() - interval '1 second'")
+            _ = try await database.query("test", "UPDATE member SET expires_at = now() - interval '1 second' WHERE id = 'a'")
+            let (locked, lock) = AsyncStream.makeStream(of: Void.self)
+            let (resume, resumer) = AsyncStream.makeStream(of: Void.self)
+            let paused = Task {
+                try await database.transaction("paused admission") { connection in
+                    try await connection.run("SELECT 1 FROM lease WHERE tenant = 't1' FOR SHARE", logger: Logger(label: "a"))
+                    lock.yield()
+                    for await _ in resume { break }
+                }
+            }
+            for await _ in locked { break }
+            try await b.coordinator.round()
+            #expect(b.leases.held == ["t2", "t3"], "the locked lease is skipped, the others taken")
+            resumer.finish()
+            try await paused.value
+            try await b.coordinator.round()
+            #expect(b.leases.held == GroupLeaseTests.tenants)
+        }
+    }
+
+    /// In a group the server ends a transaction left idle for half of lease_ttl (a member
+    /// paused in it), with its locks, long before the call's own deadline (60 s here).
+    @Test func aTransactionLeftIdleInAGroupIsEndedByTheServerWithinHalfTheLeaseTTL() async throws {
+        try await TestPostgres.withState { _, database in
+            let name = try #require(try await database.query("test", "SELECT current_database()").first?.decode(String.self))
+            let member = try StateDatabase(settings: TestPostgres.settings(database: name, leaseTTL: .seconds(3)), member: "a",
+                                           callDeadline: .seconds(60), logger: Logger(label: "a"))
+            try await TestPostgres.run(member) {
+                let limit = try await member.query("test", "SHOW idle_in_transaction_session_timeout").first?.decode(String.self)
+                #expect(limit == "1500ms")
+                let (resume, resumer) = AsyncStream.makeStream(of: Void.self)
+                defer { resumer.finish() }
+                let ended = await #expect(throws: StateError.self) {
+                    try await member.transaction("paused") { connection in
+                        try await connection.run("SELECT pg_advisory_xact_lock(42)", logger: Logger(label: "a"))
+                        for await _ in resume { break }
+                        throw CancellationError()  // sends nothing on the closed connection
+                    }
+                }
+                #expect(ended?.kind == .unavailable)
+                #expect(ended?.description.contains("closed under it") == true, "\(ended?.description ?? "")")
+                let free = try await database.query("test", "SELECT pg_try_advisory_lock(42)").first?.decode(Bool.self)
+                #expect(free == true, "the paused transaction's lock went with it")
+            }
+        }
+    }
+
     /// A name is one running daemon: a second one started with the same `member_name` is
     /// refused while the first renews; once the first's row expired (killed, or paused), a
     /// new run under the name frees what the old run held and takes it again with a new

@@ -120,6 +120,8 @@ public final class GroupCoordinator: Service, Sendable {
             metrics.leases("lost", count: lost.count)
         }
         var held = renewed
+        // Confirmed at once: what follows may fail, and these are renewed whatever it does.
+        leases.confirmed(held, sentAt: sentAt, ttl: ttl)
         let configured = tenants()
         let target = TenantAssignment.assign(tenants: configured, members: members)
         // Hand over what is no longer this daemon's (or no longer configured), once idle.
@@ -137,6 +139,7 @@ public final class GroupCoordinator: Service, Sendable {
                 }
             }
             for tenant in released.keys { held[tenant] = nil }
+            leases.confirmed(held, sentAt: sentAt, ttl: ttl)
             logger.notice("tenants handed over to rebalance the group", metadata: ["tenants": "\(released.keys.sorted().joined(separator: ","))"])
             metrics.leases("released", count: released.count)
         }
@@ -144,8 +147,22 @@ public final class GroupCoordinator: Service, Sendable {
         let wanted = configured.filter { target[$0] == member && held[$0] == nil && holders[$0] == nil }
         if !wanted.isEmpty {
             let acquired = try await database.transaction("lease acquisition") { connection in
+                // A free lease row another transaction holds is skipped, not waited for: that
+                // of a member paused in the middle of one (an admission locks its lease row),
+                // which the server ends after half of lease_ttl (``StateDatabase``). A later
+                // round takes it; waiting would hold up this whole round, renewals included.
+                var existing = Set<String>(), lockable = Set<String>()
+                for try await tenant in try await connection.query("SELECT tenant FROM lease WHERE tenant = ANY(\(wanted))", logger: logger)
+                    .decode(String.self) {
+                    existing.insert(tenant)
+                }
+                for try await tenant in try await connection.query("""
+                    SELECT tenant FROM lease WHERE tenant = ANY(\(wanted)) AND (holder IS NULL OR expires_at <= now()) FOR UPDATE SKIP LOCKED
+                    """, logger: logger).decode(String.self) {
+                    lockable.insert(tenant)
+                }
                 var acquired: [String: Int64] = [:]
-                for tenant in wanted {
+                for tenant in wanted where lockable.contains(tenant) || !existing.contains(tenant) {
                     for try await epoch in try await connection.query("""
                         INSERT INTO lease (tenant, holder, holder_incarnation, epoch, expires_at, acquired_at)
                         VALUES (\(tenant), \(member), \(incarnation), 1, now() + make_interval(secs => \(seconds)), now())
