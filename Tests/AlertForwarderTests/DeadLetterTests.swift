@@ -215,6 +215,9 @@ struct DeadLetterTests {
         #expect(worker.retryDelay(after: SinkError("bad token", kind: .needsOperator), failures: 9) <= .seconds(900))
         #expect(worker.retryDelay(after: SinkError("busy", retryAfter: .seconds(42)), failures: 5) == .seconds(42))
         #expect(worker.retryDelay(after: SinkError("busy", retryAfter: .seconds(86_400)), failures: 0) == .seconds(900))
+        // The state unavailable (PostgreSQL down): retried within seconds however long it lasts.
+        #expect(worker.retryDelay(after: StateError(.unavailable, "down"), failures: 9) == SinkWorker.stateRetryCap)
+        #expect(worker.retryDelay(after: StateError(.full, "disk full"), failures: 9) > .seconds(200))
     }
 
     @Test func fileSinkErrorsSayWhetherAPersonMustAct() async throws {

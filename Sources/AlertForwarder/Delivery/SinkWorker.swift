@@ -220,13 +220,21 @@ public struct SinkWorker: Sendable {
     }
 
     /// How long to wait after a failed batch: the receiver's `Retry-After` when it gave one
-    /// (never beyond the long back-off's cap), else the back-off for the kind of failure.
+    /// (never beyond the long back-off's cap), else the back-off for the kind of failure; at
+    /// most ``stateRetryCap`` while the state is unavailable.
     func retryDelay(after error: any Error, failures: Int) -> Duration {
         let sinkError = error as? SinkError
         if let retryAfter = sinkError?.retryAfter { return min(retryAfter, operatorBackoff.cap) }
         let policy = sinkError?.kind == .needsOperator ? operatorBackoff : backoff
-        return policy.delay(attempt: failures, unit: random())
+        let delay = policy.delay(attempt: failures, unit: random())
+        return (error as? StateError)?.kind == .unavailable ? min(delay, Self.stateRetryCap) : delay
     }
+
+    /// The longest wait after the state was unavailable (PostgreSQL down): a call fails at once
+    /// while the state checks the server again (every 5 s), so trying often costs nothing, and
+    /// delivery resumes within seconds of the server's return, not after a back-off that grew
+    /// through the outage (a 10 s outage had reached 16 s of it).
+    static let stateRetryCap: Duration = .seconds(5)
 
     private func reportDeadLetters() async {
         guard let status, let count = try? await store.deadLetters.counts()[name] ?? 0 else { return }
