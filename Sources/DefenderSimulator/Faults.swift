@@ -135,6 +135,8 @@ public struct SimulatorCounters: Sendable, Equatable, Codable {
     /// 429 was answered (whichever of the rate limiter or a `rate-limit` fault sent it).
     public var sentInsideRetryAfter = 0
     public var alertsServed = 0
+    /// Incidents served by Graph's `security/incidents`.
+    public var incidentsServed = 0
     public var faultsInjected = 0
     /// User context: polls of `/token` with a device code, refresh tokens redeemed, and
     /// refresh tokens redeemed again after they had been rotated (a client that lost the new one).

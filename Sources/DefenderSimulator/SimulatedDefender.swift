@@ -36,16 +36,16 @@ public struct SimulatorConfiguration: Sendable {
 public actor SimulatedDefender {
     public let clock: SimulatorClock
     private var tokens: TokenEndpoint
-    private var store = AlertStore()
-    private var player: ScenarioPlayer
+    var store = AlertStore()
+    var player: ScenarioPlayer
     private var limiter: RateLimiter
-    private var graphLimiter: RateLimiter
-    private var graphResultOrder: ResultOrder
+    var graphLimiter: RateLimiter
+    var graphResultOrder: ResultOrder
     private var faults: [Fault]
     private var resultOrder: ResultOrder
-    private var random: SeededRandom
+    var random: SeededRandom
     private var generator: AlertGenerator
-    private var counters = SimulatorCounters()
+    var counters = SimulatorCounters()
     /// Who sent the alerts requests, in the order they came: runs of one member (the name a
     /// daemon of a group puts in `User-Agent`, "" for none). Two daemons polling at the same
     /// time show as runs that alternate.
@@ -53,7 +53,7 @@ public actor SimulatedDefender {
     private let seed: UInt64
     /// Until when a simulated 429 burst asked clients to wait.
     private var burstRetryAfterUntil: [Fault.Target: Timestamp] = [:]
-    /// Per alerts API (`alerts`, `graph_alerts`): when its latest 429 was answered, and until
+    /// Per API (`alerts`: MDE; `graph`: its alerts and incidents): when its latest 429 was answered, and until
     /// when that 429's `Retry-After` runs.
     private var retryAfterWindows: [String: (answered: Timestamp, until: Timestamp)] = [:]
 
@@ -108,7 +108,10 @@ public actor SimulatedDefender {
             outcome = alerts(request)
         case ("GET", ["v1.0", "security", "alerts_v2"]), ("GET", ["beta", "security", "alerts_v2"]):
             endpoint = "graph_alerts"
-            outcome = graphAlerts(request)
+            outcome = graphList(request, .alerts)
+        case ("GET", ["v1.0", "security", "incidents"]), ("GET", ["beta", "security", "incidents"]):
+            endpoint = "graph_incidents"
+            outcome = graphList(request, .incidents)
         case (_, let s) where s.first == Self.controlPrefix:
             endpoint = "control"
             outcome = SimulatorOutcome(control(request, segments: Array(s.dropFirst())))
@@ -117,8 +120,9 @@ public actor SimulatedDefender {
             outcome = SimulatorOutcome(.apiError(404, code: "ResourceNotFound", message: "Resource \(request.path) was not found."))
         }
         counters.requests[endpoint, default: [:]][String(outcome.response.status), default: 0] += 1
-        if endpoint == "alerts" || endpoint == "graph_alerts" {
-            noteRetryAfter(endpoint, request: request, outcome: outcome)
+        if ["alerts", "graph_alerts", "graph_incidents"].contains(endpoint) {
+            // Graph's two lists share one rate limit, so one Retry-After.
+            noteRetryAfter(endpoint == "alerts" ? "alerts" : "graph", request: request, outcome: outcome)
             notePoller(request)
         }
         return outcome
@@ -239,60 +243,8 @@ public actor SimulatedDefender {
         return SimulatorOutcome(response)
     }
 
-    /// `GET /v1.0/security/alerts_v2`: the same alerts in Graph's shape, paged by
-    /// `@odata.nextLink`, with Graph's audience, permission, limits and error bodies.
-    private func graphAlerts(_ request: SimulatorRequest) -> SimulatorOutcome {
-        if let injected = injectFault(for: .alerts, request: request) {
-            return SimulatorOutcome(injected.response.graphShaped(), delivery: injected.delivery)
-        }
-        let now = clock.now()
-        let date = now.date
-        guard let token = bearer(request, now: now) else {
-            return SimulatorOutcome(.graphError(401, code: "InvalidAuthenticationToken", message: "Access token is empty, expired or not valid.", now: date))
-        }
-        // Graph validates the audience before anything else: a token for the MDE API is no token here.
-        guard token.audience == Resource.graph else {
-            return SimulatorOutcome(.graphError(401, code: "InvalidAuthenticationToken", message: "Access token validation failure. Invalid audience.", now: date))
-        }
-        let permissions = token.user == nil ? token.roles : token.scopes
-        guard permissions.contains("SecurityAlert.Read.All") || permissions.contains("SecurityAlert.ReadWrite.All") else {
-            return SimulatorOutcome(.graphError(403, code: "Forbidden", message: "Missing application roles. API required roles: SecurityAlert.Read.All,SecurityAlert.ReadWrite.All. application roles: \(token.roles.joined(separator: ",")).", now: date))
-        }
-        if let seconds = admit(token, to: &graphLimiter, now: now) {
-            return SimulatorOutcome(.graphError(429, code: "TooManyRequests", message: "Too many requests.", headers: [("Retry-After", String(seconds))], now: date))
-        }
-        var query: GraphAlertsQuery
-        do {
-            query = try GraphAlertsQuery(queryString: request.query)
-        } catch {
-            return SimulatorOutcome(.graphError(400, code: "BadRequest", message: error.message, now: date))
-        }
-        if takeFault(for: .alerts, where: { $0 == .ignoreTop }) != nil { query.top = .max }
-        let loops = takeFault(for: .alerts, where: { $0 == .nextLinkLoop }) != nil
-        player.advance(to: now, store: &store)
-        let (page, total) = store.graphQuery(query, now: now, order: graphResultOrder, deviceGroups: token.user?.deviceGroups.map(Set.init), random: &random)
-        counters.alertsServed += page.count
-        let base = "\(request.baseURL)/v1.0/security/alerts_v2"
-        var members: [(String, JSONValue)] = [("@odata.context", .string("\(request.baseURL)/v1.0/$metadata#security/alerts_v2"))]
-        if query.count { members.append(("@odata.count", .int(total))) }
-        if loops {
-            members.append(("@odata.nextLink", .string("\(base)?\(request.query)")))
-        } else if query.skip + page.count < total, !page.isEmpty {
-            members.append(("@odata.nextLink", .string(query.nextLink(base: base, served: page.count))))
-        }
-        members.append(("value", .array(page)))
-        let id = UUID().uuidString.lowercased()
-        var response = SimulatorResponse.json(200, .object(members),
-                                              contentType: "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8",
-                                              headers: [("OData-Version", "4.0"), ("request-id", id), ("client-request-id", id)])
-        if let fault = takeFault(for: .alerts, where: \.addsElement) {
-            response.body = Self.splice(element(for: fault.kind, now: now, updated: "lastUpdateDateTime"), into: response.body)
-        }
-        return SimulatorOutcome(response)
-    }
-
     /// The valid token a request carries: issued here, neither revoked nor expired.
-    private func bearer(_ request: SimulatorRequest, now: Timestamp) -> IssuedToken? {
+    func bearer(_ request: SimulatorRequest, now: Timestamp) -> IssuedToken? {
         guard let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("bearer "),
             let token = tokens.issued[String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)],
             !token.revoked, token.expiresAt > now
@@ -301,7 +253,7 @@ public actor SimulatedDefender {
     }
 
     /// Counts a call of the token's app against `limiter`; the seconds to wait when it is over.
-    private func admit(_ token: IssuedToken, to limiter: inout RateLimiter, now: Timestamp) -> Int? {
+    func admit(_ token: IssuedToken, to limiter: inout RateLimiter, now: Timestamp) -> Int? {
         guard case .limited(let seconds, let ignored) = limiter.admit(.init(tenantID: token.tenantID, clientID: token.clientID), now: now) else {
             return nil
         }
@@ -312,7 +264,7 @@ public actor SimulatedDefender {
 
     /// An element for a fault that adds one, with a new id; `updated` names its update time
     /// (Graph calls it `lastUpdateDateTime`).
-    private func element(for kind: Fault.Kind, now: Timestamp, updated: String = "lastUpdateTime") -> Data {
+    func element(for kind: Fault.Kind, now: Timestamp, updated: String = "lastUpdateTime") -> Data {
         let id = "da\(now.dotNetTicks)_bad\(counters.faultsInjected)"
         let head = Data(#"{"id":"\#(id)","\#(updated)":"\#(now.description)","severity":"High","title":"#.utf8)
         switch kind {
@@ -338,7 +290,7 @@ public actor SimulatedDefender {
     }
 
     /// `body` (an alerts page) with `element` first in its `value`.
-    private static func splice(_ element: Data, into body: Data) -> Data {
+    static func splice(_ element: Data, into body: Data) -> Data {
         guard let range = body.range(of: Data(#""value":["#.utf8)) else { return body }
         let rest = body[range.upperBound...]
         let separator = rest.first == UInt8(ascii: "]") ? Data() : Data(",".utf8)
@@ -346,7 +298,7 @@ public actor SimulatedDefender {
     }
 
     /// The answer of the first active fault for `target` that fires, if any.
-    private func injectFault(for target: Fault.Target, request: SimulatorRequest) -> SimulatorOutcome? {
+    func injectFault(for target: Fault.Target, request: SimulatorRequest) -> SimulatorOutcome? {
         let now = clock.now()
         if let until = burstRetryAfterUntil[target], until > now { counters.callsIgnoringRetryAfter += 1 }
         guard let fault = takeFault(for: target, where: { !$0.changesAnswer }) else { return nil }
@@ -373,7 +325,7 @@ public actor SimulatedDefender {
 
     /// The first active fault for `target` of the kinds asked for that fires, if any; uses up
     /// one of its count.
-    private func takeFault(for target: Fault.Target, where kind: (Fault.Kind) -> Bool) -> Fault? {
+    func takeFault(for target: Fault.Target, where kind: (Fault.Kind) -> Bool) -> Fault? {
         for (index, fault) in faults.enumerated() where (fault.target == target || fault.target == .any) && kind(fault.kind) {
             if let probability = fault.probability, !random.chance(probability) { continue }
             if let count = fault.count {

@@ -38,7 +38,7 @@ struct DefenderSim: AsyncParsableCommand {
     @Option(name: .customLong("client-certificate"), help: "A PEM certificate registered on the app (repeatable), for client assertions.") var clientCertificates: [String] = []
     @Option(help: "Application roles granted on WindowsDefenderATP (comma-separated; empty for none).") var roles = "Alert.Read.All"
     @Option(name: .customLong("graph-roles"), help: "Application roles granted on Microsoft Graph (comma-separated; empty for none).")
-    var graphRoles = "SecurityAlert.Read.All"
+    var graphRoles = "SecurityAlert.Read.All,SecurityIncident.Read.All"
     @Option(name: .customLong("token-lifetime"), help: "expires_in of issued tokens, seconds.") var tokenLifetime = 3599
     @Option(name: .customLong("rate-limit-per-minute"), help: "API calls allowed per minute per app and tenant.") var perMinute = 100
     @Option(name: .customLong("rate-limit-per-hour"), help: "API calls allowed per hour per app and tenant.") var perHour = 1500

@@ -56,7 +56,7 @@ struct TokenEndpointTests {
         let token = try #require(try JSONValue(parsing: response.body)["access_token"]?.stringValue)
         let claims = try SimulatorHarness.claims(token)
         #expect(claims["aud"] == .string("https://graph.microsoft.com"))
-        #expect(claims["roles"] == .array([.string("SecurityAlert.Read.All")]))
+        #expect(claims["roles"] == .array([.string("SecurityAlert.Read.All"), .string("SecurityIncident.Read.All")]))
     }
 
     @Test func basicAuthenticationIsAccepted() async throws {

@@ -10,6 +10,9 @@ public struct AlertGenerator: Sendable {
     private var random: SeededRandom
     /// The tenant the alerts belong to (`aadTenantId`).
     public let tenantID: String
+    /// The incident and device of the alert made last: an attack raises several alerts on one
+    /// device, which Defender correlates into one incident.
+    private var lastIncident: (id: Int, host: String)?
 
     public init(seed: UInt64, tenantID: String) {
         random = SeededRandom(seed: seed)
@@ -54,6 +57,17 @@ public struct AlertGenerator: Sendable {
     private static let users = [("jdoe", "CONTOSO"), ("meganb", "CONTOSO"), ("alexw", "CONTOSO"), ("svc_backup", "CONTOSO"), ("admin", "WS-DEV-0420")]
     private static let groups = ["Finance-Workstations", "Servers-Tier0", "Sales-Laptops", nil]
 
+    /// A device's id: 40 hex digits, the same for every alert of the device (FNV-1a of its name).
+    static func machineID(of host: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        var digits = ""
+        while digits.count < 40 {
+            for byte in (host + digits).utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            digits += String(hash, radix: 16).leftPadded(to: 16)
+        }
+        return String(digits.prefix(40))
+    }
+
     /// A new alert last updated at `updated`, created shortly before.
     public mutating func makeAlert(lastUpdateTime updated: Timestamp, severity: String? = nil, status: String = "New") -> JSONValue {
         let template = random.pick(Self.templates)
@@ -62,7 +76,14 @@ public struct AlertGenerator: Sendable {
         let lastEvent = stamp(firstEvent.adding(seconds: Double(Int.random(in: 0...120, using: &random))))
         let prefix = template.detectionSource == "AutomatedInvestigation" ? "ar" : "da"
         let id = "\(prefix)\(created.dotNetTicks)_\(Int32.random(in: .min ... .max, using: &random))"
-        let host = random.pick(Self.hosts)
+        let incident: Int
+        let host: String
+        if let last = lastIncident, random.chance(0.4) {
+            (incident, host) = last
+        } else {
+            (incident, host) = (Int.random(in: 10_000...99_999, using: &random), random.pick(Self.hosts))
+        }
+        lastIncident = (incident, host)
         let user = random.pick(Self.users)
         let fqdn = random.chance(0.7) ? "\(host).corp.contoso.com" : host
         let investigationState = random.pick(["Queued", "Running", "PendingApproval", "Benign", "SuccessfullyRemediated", "UnsupportedAlertType"])
@@ -70,7 +91,7 @@ public struct AlertGenerator: Sendable {
 
         var members: [(String, JSONValue)] = [
             ("id", .string(id)),
-            ("incidentId", .int(Int.random(in: 10_000...99_999, using: &random))),
+            ("incidentId", .int(incident)),
             ("investigationId", random.chance(0.8) ? .int(Int.random(in: 10_000...99_999, using: &random)) : .null),
             ("assignedTo", random.chance(0.2) ? .string("secops-tier1@contoso.com") : .null),
             ("severity", .string(severity)),
@@ -89,7 +110,7 @@ public struct AlertGenerator: Sendable {
             ("lastEventTime", .string(lastEvent.description)),
             ("lastUpdateTime", .string(updated.description)),
             ("resolvedTime", .null),
-            ("machineId", .string(random.hex(40))),
+            ("machineId", .string(Self.machineID(of: host))),
             ("computerDnsName", .string(fqdn)),
             ("rbacGroupName", random.pick(Self.groups).map { .string($0) } ?? .null),
             ("aadTenantId", .string(tenantID)),
@@ -217,5 +238,11 @@ public struct AlertGenerator: Sendable {
         }
         alert.set("lastUpdateTime", .string(updated.description))
         return alert
+    }
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

@@ -71,7 +71,7 @@ struct AlertStore {
 
     /// The Graph view of the alerts visible at `now` that match a `security/alerts_v2` query,
     /// in `order`, after `$skip` and `$top`; and how many match in all (`@odata.count`).
-    func graphQuery(_ query: GraphAlertsQuery, now: Timestamp, order: ResultOrder, deviceGroups: Set<String>? = nil,
+    func graphQuery(_ query: GraphQuery, now: Timestamp, order: ResultOrder, deviceGroups: Set<String>? = nil,
                     random: inout SeededRandom) -> (page: [JSONValue], total: Int) {
         var matched: [(object: JSONValue, updated: Timestamp)] = []
         for alert in alerts where alert.visibleFrom <= now && Self.visible(alert, to: deviceGroups) {
@@ -84,8 +84,35 @@ struct AlertStore {
         case .newestFirst: matched.sort { $0.updated > $1.updated }
         case .shuffled: matched.shuffle(using: &random)
         }
-        let page = matched.dropFirst(query.skip).prefix(query.top ?? GraphAlertsQuery.defaultTop).map(\.object)
+        let page = matched.dropFirst(query.skip).prefix(query.pageSize).map(\.object)
         return (Array(page), matched.count)
+    }
+
+    /// Graph's `security/incidents` at `now`: one incident per `incidentId` of the visible
+    /// alerts, made of them as they are now (``GraphIncident``), matching the query, in its
+    /// `$orderby` or else newest first ("the most recent incidents are displayed at the top of
+    /// the list": by creation), after `$skip` and `$top`; and how many match in all.
+    func incidentQuery(_ query: GraphQuery, now: Timestamp, deviceGroups: Set<String>? = nil) -> (page: [JSONValue], total: Int) {
+        var grouped: [String: [JSONValue]] = [:]
+        var ids: [String] = []
+        for alert in alerts where alert.visibleFrom <= now && Self.visible(alert, to: deviceGroups) {
+            let object = alert.graphObject
+            guard let id = object["incidentId"]?.stringValue else { continue }
+            if grouped[id] == nil { ids.append(id) }
+            grouped[id, default: []].append(object)
+        }
+        var matched: [(object: JSONValue, key: Timestamp)] = []
+        let order = query.order ?? GraphQuery.Order(property: "createdDateTime", descending: true)
+        for id in ids {
+            let incident = GraphIncident.make(id: id, alerts: grouped[id] ?? [], expand: query.expand)
+            guard query.filter?.matches(incident) ?? true else { continue }
+            matched.append((incident, incident[order.property]?.stringValue.flatMap { Timestamp(parsing: $0) } ?? Timestamp(ticks: 0)))
+        }
+        // Stable: incidents of one time keep the order of their first alerts.
+        matched = matched.enumerated().sorted { lhs, rhs in
+            lhs.element.key != rhs.element.key ? (lhs.element.key < rhs.element.key) != order.descending : lhs.offset < rhs.offset
+        }.map(\.element)
+        return (Array(matched.dropFirst(query.skip).prefix(query.pageSize).map(\.object)), matched.count)
     }
 
     /// Whether a user who may see `deviceGroups` (all when nil) sees the alert.

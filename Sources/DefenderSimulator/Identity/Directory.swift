@@ -63,13 +63,13 @@ public struct RegisteredApp: Sendable {
     /// flow and has no secret to prove at the token endpoint.
     public var isPublicClient = false
     /// Delegated permissions consented on WindowsDefenderATP (`Alert.Read`) and on Microsoft
-    /// Graph (`SecurityAlert.Read.All`), for user context.
+    /// Graph (`SecurityAlert.Read.All`, `SecurityIncident.Read.All`), for user context.
     public var delegatedScopes = ["Alert.Read"]
-    public var graphDelegatedScopes = ["SecurityAlert.Read.All"]
+    public var graphDelegatedScopes = ["SecurityAlert.Read.All", "SecurityIncident.Read.All"]
 
     public init(tenantID: String, clientID: String, displayName: String = "contoso-mde-forwarder", secrets: [String] = [],
                 certificates: [RegisteredCertificate] = [], roles: [String] = ["Alert.Read.All"],
-                graphRoles: [String] = ["SecurityAlert.Read.All"]) {
+                graphRoles: [String] = ["SecurityAlert.Read.All", "SecurityIncident.Read.All"]) {
         self.tenantID = tenantID.lowercased()
         self.clientID = clientID.lowercased()
         self.displayName = displayName

@@ -42,6 +42,14 @@ public indirect enum ODataFilter: Sendable, Equatable {
             "assignedTo": .string, "classification": .string, "determination": .string, "createdDateTime": .dateTime,
             "lastUpdateDateTime": .dateTime, "severity": .string, "serviceSource": .string, "status": .string,
         ], typeName: "microsoft.graph.security.alert")
+
+        /// Graph `security/incidents`: the properties its list page names (Microsoft Graph,
+        /// "List incidents": assignedTo, classification, createdDateTime, determination,
+        /// lastUpdateDateTime, severity, status).
+        public static let graphIncident = Schema(properties: [
+            "assignedTo": .string, "classification": .string, "createdDateTime": .dateTime, "determination": .string,
+            "lastUpdateDateTime": .dateTime, "severity": .string, "status": .string,
+        ], typeName: "microsoft.graph.security.incident")
     }
 
     /// Parses `$filter` text; the error message says what is wrong, like the OData library's.
