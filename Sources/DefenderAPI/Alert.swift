@@ -13,6 +13,9 @@ public struct Alert: Sendable, Equatable {
     public let lastUpdateTime: Timestamp
     /// The API the alert came from, which names its members.
     public let api: AlertsAPI
+    /// An alert, or an incident of Graph's `security/incidents` (its `id`, update time and
+    /// headline read the same way; its title is `displayName`).
+    public let kind: RecordKind
     /// Where the members of ``headline`` are in ``bytes`` (offsets from its start), found in
     /// the same pass as `id`.
     private let headlineRanges: HeadlineRanges
@@ -28,7 +31,7 @@ public struct Alert: Sendable, Equatable {
     /// Any string the API sends (not only the documented values).
     public var severity: String? { member("severity") }
     public var status: String? { member("status") }
-    public var title: String? { member("title") }
+    public var title: String? { member(kind.titleMember) }
     public var computerDnsName: String? { member("computerDnsName") }
     public var machineId: String? { member("machineId") }
     /// A number or a string in the API's answers; its text either way.
@@ -66,11 +69,13 @@ public struct Alert: Sendable, Equatable {
     }
 
     /// The members decoded while a page is read, in the order ``init(_:in:body:api:)`` reads them.
-    static func decodedMembers(_ api: AlertsAPI) -> [String] { ["id", api.updateTimeMember, "severity", "title", "computerDnsName", "status"] }
+    static func decodedMembers(_ api: AlertsAPI, _ kind: RecordKind = .alert) -> [String] {
+        ["id", api.updateTimeMember, "severity", kind.titleMember, "computerDnsName", "status"]
+    }
 
     /// Decodes an element of a scanned response (`body`, which `scanner` reads); `id` and the
     /// update time are required.
-    init(_ element: JSONScanner.Element, in scanner: JSONScanner, body: Data, api: AlertsAPI) throws(DefenderAPIError) {
+    init(_ element: JSONScanner.Element, in scanner: JSONScanner, body: Data, api: AlertsAPI, kind: RecordKind = .alert) throws(DefenderAPIError) {
         guard element.isObject else { throw .malformedResponse("an element of value is not an object") }
         guard let id = element.members[0].flatMap({ scanner.string(at: $0) }), !id.isEmpty else { throw .malformedResponse("an alert has no string id") }
         guard let updatedRange = element.members[1], let text = scanner.string(at: updatedRange), let updated = Timestamp(parsing: text) else {
@@ -85,6 +90,7 @@ public struct Alert: Sendable, Equatable {
                                         computerDnsName: element.members[4].map(local), status: element.members[5].map(local),
                                         lastUpdateTime: local(updatedRange))
         self.api = api
+        self.kind = kind
         bytes = body[body.startIndex + element.range.lowerBound ..< body.startIndex + element.range.upperBound]
     }
 
@@ -98,20 +104,20 @@ public struct Alert: Sendable, Equatable {
     }
 
     /// Decodes one alert object given as JSON text (for tests and tools).
-    public init(json: String, api: AlertsAPI = .mde) throws(DefenderAPIError) {
+    public init(json: String, api: AlertsAPI = .mde, kind: RecordKind = .alert) throws(DefenderAPIError) {
         let body = Data(json.utf8)
         let result: Result<Alert, DefenderAPIError> = body.withUnsafeBytes { raw in
             let bytes = raw.bindMemory(to: UInt8.self)
             var scanner = JSONScanner(bytes)
             let members: [Range<Int>?]
             do throws(JSONParseError) {
-                members = try scanner.members(Self.decodedMembers(api))
+                members = try scanner.members(Self.decodedMembers(api, kind))
             } catch {
                 return .failure(.malformedResponse(error.description))
             }
             let element = JSONScanner.Element(range: 0..<bytes.count, isObject: true, members: members)
             do throws(DefenderAPIError) {
-                return .success(try Alert(element, in: scanner, body: body, api: api))
+                return .success(try Alert(element, in: scanner, body: body, api: api, kind: kind))
             } catch {
                 return .failure(error)
             }

@@ -98,6 +98,9 @@ public struct AlertsClient: Sendable {
         public var retryBackoff = Backoff(base: .seconds(1), cap: .seconds(30))
         /// The priority of the calls in the rate budget (low for a reconciliation sweep).
         public var priority: RateBudget.Priority = .normal
+        /// Alerts, or Graph's incidents (each with its alerts: `$expand=alerts`). The
+        /// severity, status and service filters are the alerts'.
+        public var kind: RecordKind = .alert
 
         public init(pageSize: Int = 1000, expandEvidence: Bool = true, severities: [String]? = nil, statuses: [String]? = nil,
                     serviceSources: [String]? = nil) {
@@ -156,6 +159,14 @@ public struct AlertsClient: Sendable {
     public func with(priority: RateBudget.Priority) -> AlertsClient {
         var client = self
         client.settings.priority = priority
+        return client
+    }
+
+    /// The same client reading records of `kind`, in pages no larger than the API gives them.
+    public func with(kind: RecordKind) -> AlertsClient {
+        var client = self
+        client.settings.kind = kind
+        client.settings.pageSize = min(settings.pageSize, kind.maximumPageSize(endpoints.api))
         return client
     }
 
@@ -470,7 +481,7 @@ public struct AlertsClient: Sendable {
                 logger.notice("a window's @odata.nextLink chain is longer than \(longest) pages; reading it in smaller parts instead")
                 return (false, ids.count + rejected)
             }
-            guard Self.sameOrigin(link, endpoints.alertsURL) else {
+            guard Self.sameOrigin(link, endpoints.listURL(settings.kind)) else {
                 throw DefenderAPIError.malformedResponse("an @odata.nextLink points to another host than the API (\(Self.origin(of: link) ?? "not a URL")); it is not followed, the access token goes to the API only")
             }
             // A link that points at itself (or back into its chain) would be followed for ever:
@@ -517,7 +528,7 @@ public struct AlertsClient: Sendable {
         probing.settings.pageSize = 1
         probing.settings.expandEvidence = false
         probing.settings.attempts = 1
-        return try await probing.requestPage(url: endpoints.alertsURL + "?$top=1").alerts.count
+        return try await probing.requestPage(url: endpoints.listURL(settings.kind) + "?$top=1").alerts.count
     }
 
     /// Every alert at exactly `instant`. More than a page of them share it: they are told apart
@@ -607,7 +618,8 @@ public struct AlertsClient: Sendable {
         case .mde: if settings.expandEvidence { query += "&$expand=evidence" }
         case .graph: query += "&$count=true"  // evidence is always there
         }
-        return try await page(url: endpoints.alertsURL + "?" + query)
+        if settings.kind == .incident { query += "&$expand=alerts" }
+        return try await page(url: endpoints.listURL(settings.kind) + "?" + query)
     }
 
     /// One page, with retries of transient failures and one token renewal after a 401.
@@ -692,7 +704,7 @@ public struct AlertsClient: Sendable {
             }
             switch response.status {
             case 200:
-                return try Self.parsePage(response, limit: settings.pageSize, api: endpoints.api)
+                return try Self.parsePage(response, limit: settings.pageSize, api: endpoints.api, kind: settings.kind)
             case 401 where !renewed:
                 logger.notice("the API refused the access token (401); renewing it once")
                 await tokens.invalidate(token)
@@ -721,7 +733,8 @@ public struct AlertsClient: Sendable {
 
     /// The alerts of a response, from one validating pass over its bytes: nothing is admitted
     /// unless the whole body is valid JSON, and each alert keeps its original bytes.
-    static func parsePage(_ response: HTTPExchangeResponse, limit: Int = 10_000, api: AlertsAPI = .mde) throws(DefenderAPIError) -> Page {
+    static func parsePage(_ response: HTTPExchangeResponse, limit: Int = 10_000, api: AlertsAPI = .mde,
+                          kind: RecordKind = .alert) throws(DefenderAPIError) -> Page {
         let contentType = response.header("Content-Type") ?? ""
         guard contentType.lowercased().contains("json") else {
             throw .malformedResponse("content type \"\(contentType)\" instead of JSON (a proxy or captive portal answering?)")
@@ -734,7 +747,7 @@ public struct AlertsClient: Sendable {
             do throws(JSONParseError) {
                 // No more than asked for ($top): a body of countless tiny elements is refused
                 // before it costs memory.
-                document = try scanner.document(arrayMember: "value", collecting: Alert.decodedMembers(api), limit: limit,
+                document = try scanner.document(arrayMember: "value", collecting: Alert.decodedMembers(api, kind), limit: limit,
                                                 members: ["@odata.nextLink", "@odata.count"])
                 guard let found = document.elements else { return .failure(.malformedResponse("no \"value\" array in the response")) }
                 elements = found
@@ -758,7 +771,7 @@ public struct AlertsClient: Sendable {
             for element in elements {
                 do throws(DefenderAPIError) {
                     if let problem = element.problem { throw .malformedResponse("an element of value is not valid JSON: \(problem)") }
-                    page.alerts.append(try Alert(element, in: scanner, body: response.body, api: api))
+                    page.alerts.append(try Alert(element, in: scanner, body: response.body, api: api, kind: kind))
                 } catch {
                     page.rejected.append(RejectedElement(bytes: Data(UnsafeBufferPointer(rebasing: bytes[element.range])), reason: error.description))
                 }
@@ -783,6 +796,7 @@ public struct AlertsClient: Sendable {
 
     private var extraFilters: String {
         var text = ""
+        guard settings.kind == .alert else { return text }
         for (name, values) in [("severity", settings.severities), ("status", settings.statuses), ("serviceSource", settings.serviceSources)] {
             guard let values, !values.isEmpty else { continue }
             let alternatives = values.map { "\(name) eq '\($0.replacingOccurrences(of: "'", with: "''"))'" }

@@ -59,6 +59,15 @@ public struct DefenderEndpoints: Sendable, Equatable {
         }
     }
 
+    /// Where records of `kind` are listed: ``alertsURL``, or Graph's
+    /// `GET /v1.0/security/incidents` (which only Graph has).
+    public func listURL(_ kind: RecordKind) -> String {
+        switch kind {
+        case .alert: alertsURL
+        case .incident: "\(apiBase)/v1.0/security/incidents"
+        }
+    }
+
     private static func trimmed(_ url: String) -> String {
         url.hasSuffix("/") ? String(url.dropLast()) : url
     }

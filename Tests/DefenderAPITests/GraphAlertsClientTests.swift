@@ -83,6 +83,45 @@ struct GraphAlertsClientTests {
         #expect(links.allSatisfy { link in recorder.requests.contains { $0.url == link } }, "a link was rebuilt instead of followed")
     }
 
+    /// Incidents are read as alerts are, from `security/incidents` with their alerts, in pages
+    /// of at most 50, windows on their `lastUpdateDateTime`.
+    @Test func incidentsAreReadWithTheirAlertsInPagesOfFifty() async throws {
+        let harness = try harness()
+        let alertIDs = try await backlog(harness)
+        let expected = Set(try await harness.simulator.allAlerts().compactMap { $0["incidentId"].flatMap { value -> String? in
+            if case .number(let text) = value { return text }
+            return value.stringValue
+        } })
+        let recorder = RecordingTransport()
+        let result = Mutex<(incidents: [Alert], base: String)>(([], ""))
+        try await harness.live { base, transport in
+            recorder.base = transport
+            var client = harness.alertsClient(base: base, transport: recorder,
+                                              tokens: harness.tokenProvider(base: base, transport: transport, api: .graph),
+                                              settings: .init(pageSize: 50), budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock),
+                                              api: .graph)
+            client = client.with(kind: .incident)
+            let incidents = try await readAll(client, from: APIHarness.start.adding(seconds: -86_401))
+            result.withLock { $0 = (incidents, base) }
+        }
+        let (incidents, base) = result.withLock { $0 }
+        #expect(Set(incidents.map(\.id)) == expected && incidents.count == expected.count)
+        #expect(expected.count < alertIDs.count, "alerts grouped into fewer incidents")
+        #expect(incidents.allSatisfy { $0.kind == .incident && $0.title?.isEmpty == false })
+        var carried = Set<String>()
+        for incident in incidents {
+            guard case .array(let alerts)? = try JSONValue(parsing: incident.json)["alerts"] else { Issue.record("no alerts"); continue }
+            carried.formUnion(alerts.compactMap { $0["id"]?.stringValue })
+        }
+        #expect(carried == Set(alertIDs), "every alert in the incidents read")
+        for request in recorder.requests {
+            #expect(request.url.hasPrefix(base + "/v1.0/security/incidents?"))
+            if !request.url.contains("$skiptoken") {
+                #expect(request.url.contains("$expand=alerts") && request.url.contains("$top=50") && request.url.contains("lastUpdateDateTime"))
+            }
+        }
+    }
+
     @Test func moreThanTenPagesOnOneInstantAreReadToTheEnd() async throws {
         // 1,250 alerts on one 100 ns instant, pages of 100: a window cannot be cut smaller than
         // an instant, so its chain of 13 pages is followed whole (a window longer than an
