@@ -4,6 +4,11 @@ public enum RecordKind: String, Sendable, CaseIterable {
     case alert
     case incident
 
+    /// The kind a state stored: an alert for anything else (what was stored before incidents).
+    public init(stored: String) {
+        self = RecordKind(rawValue: stored) ?? .alert
+    }
+
     /// As the configuration names them (`records = ["alerts", "incidents"]`).
     public var plural: String { rawValue + "s" }
 

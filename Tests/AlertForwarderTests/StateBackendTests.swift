@@ -154,6 +154,35 @@ enum StateContract {
         }
     }
 
+    /// A tenant's incidents have a watermark and dedup keys of their own (an incident and an
+    /// alert may share an id), and are queued, confirmed and dead-lettered as what they are.
+    static func incidentsAreAStreamOfTheirOwnAndStayIncidents(_ backend: Backend) async throws {
+        try await Self.withState(backend) { store in
+            let incidents = RecordStream(tenant: "t", kind: .incident)
+            _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("7", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["siem"])
+            let admitted = try await store.admission.admit(stream: incidents, alerts: try ["7", "8"].map { try makeIncident($0, "2025-03-14T09:00:00Z") },
+                                                           forward: .new, sinks: ["siem"])
+            #expect(admitted.newAlerts == 2 && admitted.duplicates == 0, "an incident's id is not an alert's")
+            #expect(try await store.admission.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:00:00Z"))
+            #expect(try await store.admission.watermark(of: incidents) == Timestamp(parsing: "2025-03-14T09:00:00Z"))
+            #expect(try await store.admission.isKnown(tenant: "t", alert: try makeIncident("8", "2025-03-14T09:00:00Z"), forward: .new))
+            #expect(try await !store.admission.isKnown(tenant: "t", alert: try makeAlert("8", "2025-03-14T09:00:00Z"), forward: .new))
+            let again = try await store.admission.admit(stream: incidents, alerts: [try makeIncident("8", "2025-03-14T09:00:00Z")], forward: .new, sinks: ["siem"])
+            #expect(again.duplicates == 1)
+            let batch = try await store.outbox.pending(sink: "siem", limit: 10)
+            #expect(batch.records.map(\.kind) == [.alert, .incident, .incident])
+            #expect(batch.records.map(\.tenant) == ["t", "t", "t"] && batch.records.map(\.alertID) == ["7", "7", "8"])
+            try await store.outbox.confirm(batch, rejected: [SinkRejection(recordID: batch.records[2].id, reason: "refused")])
+            #expect(try await store.deadLetters.requestRequeue(sink: "siem") == 1)
+            let requeued = try await store.outbox.pending(sink: "siem", limit: 10)
+            #expect(requeued.requeued && requeued.records.map(\.kind) == [.incident], "a dead letter stays an incident")
+            try await store.admission.reset(tenant: "t")
+            #expect(try await store.admission.watermark(of: incidents) == nil)
+            #expect(try await store.admission.watermark(tenant: "t") == nil)
+            #expect(try await !store.admission.isKnown(tenant: "t", alert: try makeIncident("8", "2025-03-14T09:00:00Z"), forward: .new))
+        }
+    }
+
     static func quarantineKeepsAnElementOnceAndSchedulesSurvive(_ backend: Backend) async throws {
         try await Self.withState(backend) { store in
             let element = RejectedElement(bytes: Data(#"{"id":7}"#.utf8), reason: "no lastUpdateTime")
@@ -213,6 +242,7 @@ struct EmbeddedStateContractTests {
     @Test func sinksConfirmingTheSameAlertsAtOnceLeaveNothingBehind() async throws { try await StateContract.sinksConfirmingTheSameAlertsAtOnceLeaveNothingBehind(.embedded) }
     @Test func refusedRecordsBecomeDeadLettersThatCanBeSentAgain() async throws { try await StateContract.refusedRecordsBecomeDeadLettersThatCanBeSentAgain(.embedded) }
     @Test func quarantineKeepsAnElementOnceAndSchedulesSurvive() async throws { try await StateContract.quarantineKeepsAnElementOnceAndSchedulesSurvive(.embedded) }
+    @Test func incidentsAreAStreamOfTheirOwnAndStayIncidents() async throws { try await StateContract.incidentsAreAStreamOfTheirOwnAndStayIncidents(.embedded) }
     @Test func oldDedupKeysArePrunedByTheEarlierOfBothClocks() async throws { try await StateContract.oldDedupKeysArePrunedByTheEarlierOfBothClocks(.embedded) }
     @Test func storageCountsWhatIsKeptAndGrowsWithIt() async throws { try await StateContract.storageCountsWhatIsKeptAndGrowsWithIt(.embedded) }
 }
@@ -226,6 +256,7 @@ struct PostgresStateContractTests {
     @Test func sinksConfirmingTheSameAlertsAtOnceLeaveNothingBehind() async throws { try await StateContract.sinksConfirmingTheSameAlertsAtOnceLeaveNothingBehind(.postgresql) }
     @Test func refusedRecordsBecomeDeadLettersThatCanBeSentAgain() async throws { try await StateContract.refusedRecordsBecomeDeadLettersThatCanBeSentAgain(.postgresql) }
     @Test func quarantineKeepsAnElementOnceAndSchedulesSurvive() async throws { try await StateContract.quarantineKeepsAnElementOnceAndSchedulesSurvive(.postgresql) }
+    @Test func incidentsAreAStreamOfTheirOwnAndStayIncidents() async throws { try await StateContract.incidentsAreAStreamOfTheirOwnAndStayIncidents(.postgresql) }
     @Test func oldDedupKeysArePrunedByTheEarlierOfBothClocks() async throws { try await StateContract.oldDedupKeysArePrunedByTheEarlierOfBothClocks(.postgresql) }
     @Test func storageCountsWhatIsKeptAndGrowsWithIt() async throws { try await StateContract.storageCountsWhatIsKeptAndGrowsWithIt(.postgresql) }
 }

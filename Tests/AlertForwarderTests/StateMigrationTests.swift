@@ -48,6 +48,9 @@ struct StateMigrationTests {
                                                    forward: .new, sinks: ["x", "y"])
             _ = try await embedded.admission.admit(tenant: "u", alerts: try (1...5).map { try makeAlert("b\($0)", "2025-03-14T11:00:00Z") },
                                                    forward: .updates, sinks: ["y"])
+            // An incident: its own cursor and key, and it stays an incident.
+            _ = try await embedded.admission.admit(stream: RecordStream(tenant: "u", kind: .incident), alerts: [try makeIncident("b1", "2025-03-14T11:30:00Z")],
+                                                   forward: .new, sinks: ["y"])
             let first = try await embedded.outbox.pending(sink: "x", limit: 10)
             try await embedded.outbox.confirm(first, rejected: [SinkRejection(recordID: first.records[3].id, reason: "too large")])
             try await embedded.outbox.confirm(try await embedded.outbox.pending(sink: "y", limit: 3))
@@ -55,11 +58,12 @@ struct StateMigrationTests {
             before = try await Self.snapshot(embedded)
             _ = try await embedded.deadLetters.requestRequeue(sink: "x")
         }
-        #expect(before.pending["x"]?.count == 20 && before.pending["y"]?.count == 32)
+        #expect(before.pending["x"]?.count == 20 && before.pending["y"]?.count == 33)
+        #expect(before.pending["y"]?.last?.kind == .incident)
 
         try await TestPostgres.withState { store, database in
             let summary = try await StateMigration.embeddedToPostgres(directory: path, database: database)
-            #expect(summary.tenants == 2 && summary.dedupKeys == 35 && summary.queuedAlerts == 32 && summary.queuedForSinks == 52)
+            #expect(summary.tenants == 3 && summary.dedupKeys == 36 && summary.queuedAlerts == 33 && summary.queuedForSinks == 53)
             #expect(summary.deadLetters == 1 && summary.quarantined == 1)
             // The re-queued dead letter comes first for x, as it would have embedded.
             let requeued = try await store.outbox.pending(sink: "x", limit: 10)
@@ -67,6 +71,7 @@ struct StateMigrationTests {
             try await store.outbox.confirm(requeued, rejected: [SinkRejection(recordID: requeued.records[0].id, reason: "too large")])
             var after = try await Self.snapshot(store)
             #expect(after == before)
+            #expect(try await store.admission.watermark(of: RecordStream(tenant: "u", kind: .incident)) == Timestamp(parsing: "2025-03-14T11:30:00Z"))
             after.pending = [:]
             // Nothing is delivered again: the alerts moved are known, the next are new and
             // come after every alert moved, for each sink.

@@ -10,6 +10,13 @@ func makeAlert(_ id: String, _ updated: String, extra: [(String, JSONValue)] = [
     try Alert(json: JSONValue.object([("id", .string(id)), ("lastUpdateTime", .string(updated)), ("severity", .string("High"))] + extra).serialized)
 }
 
+/// A Graph incident, as `security/incidents` lists it (its few members that matter here).
+func makeIncident(_ id: String, _ updated: String) throws -> Alert {
+    try Alert(json: JSONValue.object([("id", .string(id)), ("displayName", .string("Multi-stage incident")), ("lastUpdateDateTime", .string(updated)),
+                                      ("severity", .string("high")), ("status", .string("active"))]).serialized,
+              api: .graph, kind: .incident)
+}
+
 @Suite("State store")
 struct StateStoreTests {
     let directory = TemporaryDirectory()

@@ -1,3 +1,4 @@
+import DefenderAPI
 import Foundation
 
 /// A place in the outbox log: the segment file (named after the sequence number of its first
@@ -19,7 +20,7 @@ public struct LogPosition: Sendable, Equatable {
 ///
 /// A record (integers little-endian): u32 length of what follows, u64 sequence number, u8 flags
 /// (bit 0: the event is `updated`, else `created`; bit 1: a headline follows the time
-/// received), u16 number of sinks then per sink u16 length and name, u32 length and tenant,
+/// received; bit 2: the record is an incident, else an alert), u16 number of sinks then per sink u16 length and name, u32 length and tenant,
 /// u32 length and alert id, u32 length and time received, [the headline: u8 number of fields,
 /// then per field u8 tag (``HeadlineTag``), u32 length and text], then the alert's bytes.
 /// A record has its headline when one of its sinks shows it (decoded at admission); else a
@@ -97,6 +98,7 @@ struct OutboxLog: Sendable {
         var headline: AlertHeadline?
         var payload: Data
         var sinks: [String]
+        var kind: RecordKind = .alert
     }
 
     /// The fields of a stored headline.
@@ -106,6 +108,7 @@ struct OutboxLog: Sendable {
 
     private static let updatedFlag: UInt8 = 1
     private static let headlineFlag: UInt8 = 2
+    private static let incidentFlag: UInt8 = 4
 
     /// Appends records for `entries` (numbered from `end.sequence`) after the committed `end`,
     /// on disk when it returns; returns the new end. On failure nothing past `end` remains.
@@ -218,7 +221,8 @@ struct OutboxLog: Sendable {
         let lengthAt = bytes.count
         append(UInt32(0), to: &bytes)
         append(UInt64(bitPattern: sequence), to: &bytes)
-        append((entry.event == "updated" ? updatedFlag : 0) | (entry.headline == nil ? 0 : headlineFlag), to: &bytes)
+        append((entry.event == "updated" ? updatedFlag : 0) | (entry.headline == nil ? 0 : headlineFlag) | (entry.kind == .incident ? incidentFlag : 0),
+               to: &bytes)
         append(UInt16(entry.sinks.count), to: &bytes)
         for sink in entry.sinks {
             append(UInt16(sink.utf8.count), to: &bytes)
@@ -290,6 +294,7 @@ struct OutboxLog: Sendable {
         guard Int64(bitPattern: try take(8)) == sequence else { throw StateError(.corrupt, "an outbox record is out of sequence (expected \(sequence))") }
         let flags = UInt8(try take(1))
         let event = flags & updatedFlag != 0 ? "updated" : "created"
+        let kind: RecordKind = flags & incidentFlag != 0 ? .incident : .alert
         var targeted = false
         for _ in 0..<Int(try take(2)) {
             let count = Int(try take(2))
@@ -303,7 +308,7 @@ struct OutboxLog: Sendable {
         guard targeted else { return nil }
         guard flags & headlineFlag != 0 else {
             return OutboxRecord(id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
-                                payloadBytes: Array(record[index...]))
+                                payloadBytes: Array(record[index...]), kind: kind)
         }
         var headline = AlertHeadline()
         for _ in 0..<Int(try take(1)) {
@@ -319,7 +324,7 @@ struct OutboxLog: Sendable {
             }
         }
         return OutboxRecord(id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
-                            headline: headline, payloadBytes: Array(record[index...]))
+                            headline: headline, payloadBytes: Array(record[index...]), kind: kind)
     }
 
     // MARK: Files

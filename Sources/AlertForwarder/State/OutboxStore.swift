@@ -1,3 +1,4 @@
+import DefenderAPI
 import Foundation
 import Timekeeping
 
@@ -42,6 +43,8 @@ public struct OutboxRecord: Sendable, Equatable {
     public var alertID: String
     /// `created` or `updated`.
     public var event: String
+    /// An alert, or an incident (`alertID` is then the incident's id).
+    public var kind: RecordKind
     /// When the daemon stored it (ISO 8601, UTC).
     public var receivedAt: String
     /// Severity, title, device, status and update time, as the alert's JSON has them: as the
@@ -67,8 +70,9 @@ public struct OutboxRecord: Sendable, Equatable {
 
     /// A record with the headline the state stored (nil: read from the payload when asked).
     public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, headline: AlertHeadline? = nil,
-                payloadBytes: [UInt8]) {
+                payloadBytes: [UInt8], kind: RecordKind = .alert) {
         self.id = id
+        self.kind = kind
         self.sink = sink
         self.tenant = tenant
         self.alertID = alertID
@@ -78,20 +82,22 @@ public struct OutboxRecord: Sendable, Equatable {
         self.payloadBytes = payloadBytes
     }
 
-    public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payload: String) {
-        self.init(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, payloadBytes: Array(payload.utf8))
+    public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payload: String,
+                kind: RecordKind = .alert) {
+        self.init(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, payloadBytes: Array(payload.utf8),
+                  kind: kind)
     }
 
     /// The same record with these bytes, and the headline the state stored with it, if any.
     func with(payloadBytes: [UInt8]) -> OutboxRecord {
         OutboxRecord(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: storedHeadline,
-                     payloadBytes: payloadBytes)
+                     payloadBytes: payloadBytes, kind: kind)
     }
 
     /// The same fields and the same headline, whether stored or read from the payload.
     public static func == (left: OutboxRecord, right: OutboxRecord) -> Bool {
         (left.id, left.sink, left.tenant, left.alertID, left.event, left.receivedAt) == (right.id, right.sink, right.tenant, right.alertID, right.event, right.receivedAt)
-            && left.payloadBytes == right.payloadBytes && left.headline == right.headline
+            && left.kind == right.kind && left.payloadBytes == right.payloadBytes && left.headline == right.headline
     }
 }
 

@@ -64,7 +64,7 @@ public enum StateMigration {
         var keys: [(tenant: String, key: String, alertID: String, recordedAt: Int64)] = []
         var schedules: [(tenant: String, due: Double, sweptAt: Double?, found: Int64?)] = []
         var quarantine: [(tenant: String, raw: Data, reason: String, at: String)] = []
-        var deadLetters: [(sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payload: Data, reason: String, failedAt: String, requeue: Bool)] = []
+        var deadLetters: [(sink: String, tenant: String, kind: String, alertID: String, event: String, receivedAt: String, payload: Data, reason: String, failedAt: String, requeue: Bool)] = []
         /// By sequence number: the record and the sinks still waiting for it.
         var queued: [Int64: (record: OutboxRecord, sinks: [String])] = [:]
         /// Sealed refresh tokens by tenant.
@@ -112,9 +112,9 @@ public enum StateMigration {
                 source.quarantine.append((row["tenant"], row["raw"], row["reason"], row["quarantined_at"]))
             }
             for row in try Row.fetchAll(db, sql: """
-                SELECT sink, tenant, alert_id, event, received_at, payload, reason, failed_at, requeue FROM dead_letter ORDER BY id
+                SELECT sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at, requeue FROM dead_letter ORDER BY id
                 """) {
-                source.deadLetters.append((row["sink"], row["tenant"], row["alert_id"], row["event"], row["received_at"], row["payload"],
+                source.deadLetters.append((row["sink"], row["tenant"], row["kind"], row["alert_id"], row["event"], row["received_at"], row["payload"],
                                            row["reason"], row["failed_at"], (row["requeue"] as Int64) != 0))
             }
             let end = try EmbeddedOutbox.end(db)
@@ -171,8 +171,8 @@ public enum StateMigration {
         }
         for letter in source.deadLetters {
             try await connection.run("""
-                INSERT INTO dead_letter (sink, tenant, alert_id, event, received_at, payload, reason, failed_at, requeue)
-                VALUES (\(letter.sink), \(letter.tenant), \(letter.alertID), \(letter.event), \(letter.receivedAt), \(ByteBuffer(data: letter.payload)),
+                INSERT INTO dead_letter (sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at, requeue)
+                VALUES (\(letter.sink), \(letter.tenant), \(letter.kind), \(letter.alertID), \(letter.event), \(letter.receivedAt), \(ByteBuffer(data: letter.payload)),
                         \(letter.reason), \(letter.failedAt), \(letter.requeue))
                 """, logger: logger)
         }
@@ -183,12 +183,13 @@ public enum StateMigration {
             let records = chunk.map(\.value.record)
             let headlines = HeadlineColumns(records.map(\.headline), count: records.count)
             try await connection.run("""
-                INSERT INTO outbox (id, tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
-                SELECT i, t, a, e, r, nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
-                FROM unnest(\(records.map(\.id))::bigint[], \(records.map(\.tenant))::text[], \(records.map(\.alertID))::text[],
+                INSERT INTO outbox (id, tenant, kind, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
+                SELECT i, t, k, a, e, r, nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
+                FROM unnest(\(records.map(\.id))::bigint[], \(records.map(\.tenant))::text[], \(records.map(\.kind.rawValue))::text[],
+                            \(records.map(\.alertID))::text[],
                             \(records.map(\.event))::text[], \(records.map(\.receivedAt))::text[], \(headlines.severity)::text[],
                             \(headlines.title)::text[], \(headlines.host)::text[], \(headlines.status)::text[], \(headlines.lastUpdateTime)::text[],
-                            \(records.map { ByteBuffer(bytes: $0.payloadBytes) })::bytea[]) AS q(i, t, a, e, r, sv, ti, ho, st, lu, p)
+                            \(records.map { ByteBuffer(bytes: $0.payloadBytes) })::bytea[]) AS q(i, t, k, a, e, r, sv, ti, ho, st, lu, p)
                 """, logger: logger)
             let pending = chunk.flatMap { entry in entry.value.sinks.map { (sink: $0, id: entry.key, tenant: entry.value.record.tenant) } }
             try await connection.run("""

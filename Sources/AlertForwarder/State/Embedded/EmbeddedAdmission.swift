@@ -9,23 +9,25 @@ import Timekeeping
 struct EmbeddedAdmission: AdmissionStore {
     let database: EmbeddedDatabase
 
-    func watermark(tenant: String) async throws(StateError) -> Timestamp? {
+    func watermark(of stream: RecordStream) async throws(StateError) -> Timestamp? {
         try await database.read { db in
-            try Int64.fetchOne(db, sql: "SELECT watermark FROM cursor WHERE tenant = ?", arguments: [tenant]).map { Timestamp(ticks: $0) }
+            try Int64.fetchOne(db, sql: "SELECT watermark FROM cursor WHERE tenant = ?", arguments: [stream.key]).map { Timestamp(ticks: $0) }
         }
     }
 
-    func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
+    func admit(stream: RecordStream, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
                now: Date, watermark: WatermarkMove) async throws(StateError) -> Admission {
         guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
         let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
         let log = database.log
+        // The watermark and keys are the stream's; the outbox and the quarantine the tenant's.
+        let tenant = stream.key
         return try await database.writeQueuing { db, undo in
             var admission = Admission()
             for element in rejected {
                 try db.execute(sql: "INSERT OR IGNORE INTO quarantine (tenant, raw, reason, quarantined_at) VALUES (?, ?, ?, ?)",
-                               arguments: [tenant, element.bytes, element.reason, receivedAt])
+                               arguments: [stream.tenant, element.bytes, element.reason, receivedAt])
                 if db.changesCount > 0 { admission.quarantined.append(element) }
             }
             var queued: [OutboxLog.Entry] = []
@@ -44,8 +46,9 @@ struct EmbeddedAdmission: AdmissionStore {
                 let updated = try forward == .updates
                     && (Bool.fetchOne(seenBefore, arguments: [tenant, alert.id, alert.id + "}", alert.id, key]) ?? false)
                 if !sinks.isEmpty {
-                    queued.append(OutboxLog.Entry(tenant: tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
-                                                  headline: storesHeadline ? AlertHeadline(alert) : nil, payload: alert.bytes, sinks: sinks))
+                    queued.append(OutboxLog.Entry(tenant: stream.tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
+                                                  headline: storesHeadline ? AlertHeadline(alert) : nil, payload: alert.bytes, sinks: sinks,
+                                                  kind: stream.kind))
                 }
                 admission.queuedForSinks += sinks.count
                 admission.newAlerts += 1
@@ -69,15 +72,18 @@ struct EmbeddedAdmission: AdmissionStore {
 
     func isKnown(tenant: String, alert: Alert, forward: ForwardMode) async throws(StateError) -> Bool {
         try await database.read { db in
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM seen WHERE tenant = ? AND key = ?", arguments: [tenant, dedupKey(of: alert, forward: forward)]) ?? false
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM seen WHERE tenant = ? AND key = ?",
+                              arguments: [RecordStream(tenant: tenant, kind: alert.kind).key, dedupKey(of: alert, forward: forward)]) ?? false
         }
     }
 
     func reset(tenant: String) async throws(StateError) {
         try await database.write { db in
-            try db.execute(sql: "DELETE FROM cursor WHERE tenant = ?", arguments: [tenant])
-            try db.execute(sql: "DELETE FROM seen WHERE tenant = ?", arguments: [tenant])
-            try db.execute(sql: "DELETE FROM reconciliation WHERE tenant = ?", arguments: [tenant])
+            for key in RecordStream.keys(of: tenant) {
+                try db.execute(sql: "DELETE FROM cursor WHERE tenant = ?", arguments: [key])
+                try db.execute(sql: "DELETE FROM seen WHERE tenant = ?", arguments: [key])
+                try db.execute(sql: "DELETE FROM reconciliation WHERE tenant = ?", arguments: [key])
+            }
         }
     }
 

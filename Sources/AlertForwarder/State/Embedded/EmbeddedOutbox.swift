@@ -1,3 +1,4 @@
+import DefenderAPI
 import Foundation
 import GRDB
 import Timekeeping
@@ -85,10 +86,10 @@ struct EmbeddedOutbox: OutboxStore {
         return try await database.read { db in
             // The dead-letter index (sink, requeue) finds them; nearly always none.
             let requeued = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT id, tenant, alert_id, event, received_at, payload FROM dead_letter WHERE sink = ? AND requeue = 1 ORDER BY id LIMIT ?
+                SELECT id, tenant, kind, alert_id, event, received_at, payload FROM dead_letter WHERE sink = ? AND requeue = 1 ORDER BY id LIMIT ?
                 """), arguments: [sink, max(1, limit)]).map { row in
                 OutboxRecord(id: row["id"], sink: sink, tenant: row["tenant"], alertID: row["alert_id"], event: row["event"],
-                             receivedAt: row["received_at"], payloadBytes: [UInt8](row["payload"] as Data))
+                             receivedAt: row["received_at"], payloadBytes: [UInt8](row["payload"] as Data), kind: RecordKind(stored: row["kind"]))
             }
             if !requeued.isEmpty { return OutboxBatch(sink: sink, records: requeued, receipt: .requeued) }
             let end = try Self.end(db)
@@ -118,11 +119,11 @@ struct EmbeddedOutbox: OutboxStore {
                     """, arguments: [next.segment, next.offset, next.sequence, batch.records.count, batch.sink, start.sequence])
                 guard db.changesCount > 0, !rejected.isEmpty else { return }
                 let insert = try db.cachedStatement(sql: """
-                    INSERT INTO dead_letter (sink, tenant, alert_id, event, received_at, payload, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO dead_letter (sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
                 for rejection in rejected {
                     guard let record = batch.records.first(where: { $0.id == rejection.recordID }) else { continue }
-                    try insert.execute(arguments: [batch.sink, record.tenant, record.alertID, record.event, record.receivedAt,
+                    try insert.execute(arguments: [batch.sink, record.tenant, record.kind.rawValue, record.alertID, record.event, record.receivedAt,
                                                    Data(record.payloadBytes), rejection.reason, failedAt])
                 }
             }

@@ -114,6 +114,11 @@ enum EmbeddedSchema {
                 );
                 """)
         }
+        // What a dead letter is: an alert, or an incident (the outbox log says it of each
+        // record; the cursor and keys of a tenant's incidents are kept under "NAME/incidents").
+        migrator.registerMigration("v7") { db in
+            try db.execute(sql: "ALTER TABLE dead_letter ADD COLUMN kind TEXT NOT NULL DEFAULT 'alert'")
+        }
         return migrator
     }
 }

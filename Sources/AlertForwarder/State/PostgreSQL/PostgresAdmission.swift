@@ -15,14 +15,16 @@ struct PostgresAdmission: AdmissionStore {
     /// Where the bytes of the alerts admitted go once committed, for this daemon's sinks.
     let recent: RecentPayloads
 
-    func watermark(tenant: String) async throws(StateError) -> Timestamp? {
-        let rows = try await database.query("watermark read", "SELECT watermark FROM cursor WHERE tenant = \(tenant)")
+    func watermark(of stream: RecordStream) async throws(StateError) -> Timestamp? {
+        let rows = try await database.query("watermark read", "SELECT watermark FROM cursor WHERE tenant = \(stream.key)")
         return try decodeFirst(rows, as: Int64.self).map { Timestamp(ticks: $0) }
     }
 
-    func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
+    func admit(stream: RecordStream, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
                now: Date, watermark: WatermarkMove) async throws(StateError) -> Admission {
         guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
+        // The lease, the outbox and the quarantine are the tenant's; the watermark and keys the stream's.
+        let (tenant, key) = (stream.tenant, stream.key)
         let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
         let logger = database.logger
@@ -58,7 +60,7 @@ struct PostgresAdmission: AdmissionStore {
             let inserted = Set(try await connection.array(of: String.self, """
                 WITH added AS (
                     INSERT INTO seen (tenant, key, alert_id, recorded_at)
-                    SELECT \(tenant), k, a, \(recordedAt) FROM unnest(\(keys)::text[], \(alerts.map(\.id))::text[]) AS t(k, a)
+                    SELECT \(key), k, a, \(recordedAt) FROM unnest(\(keys)::text[], \(alerts.map(\.id))::text[]) AS t(k, a)
                     ON CONFLICT DO NOTHING RETURNING key)
                 SELECT array_agg(key) FROM added
                 """, logger: logger))
@@ -69,7 +71,7 @@ struct PostgresAdmission: AdmissionStore {
                 let ids = Array(Set(alerts.filter { inserted.contains(dedupKey(of: $0, forward: forward)) }.map(\.id)))
                 for try await id in try await connection.query("""
                     SELECT DISTINCT s.alert_id FROM unnest(\(ids)::text[]) AS a(id)
-                    JOIN seen s ON s.tenant = \(tenant) AND s.key >= a.id AND s.key < a.id || '}' AND s.alert_id = a.id
+                    JOIN seen s ON s.tenant = \(key) AND s.key >= a.id AND s.key < a.id || '}' AND s.alert_id = a.id
                     WHERE NOT (s.key = ANY(\(Array(inserted))::text[]))
                     """, logger: logger).decode(String.self) {
                     earlier.insert(id)
@@ -91,7 +93,7 @@ struct PostgresAdmission: AdmissionStore {
                 admission.admitted.append(alert)
             }
             if !queued.isEmpty, !sinks.isEmpty {
-                let ids = try await Self.queue(queued, tenant: tenant, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(),
+                let ids = try await Self.queue(queued, stream: stream, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(),
                                                storesHeadline: storesHeadline, on: connection, logger: logger)
                 // One id per alert, or the ids cannot be matched to the bytes kept in memory.
                 guard ids.count == queued.count else {
@@ -101,7 +103,7 @@ struct PostgresAdmission: AdmissionStore {
             }
             if let newest = watermark.newest(of: alerts) {
                 try await connection.run("""
-                    INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (\(tenant), \(newest.ticks), \(newest.writtenWith(7).description), \(receivedAt))
+                    INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (\(key), \(newest.ticks), \(newest.writtenWith(7).description), \(receivedAt))
                     ON CONFLICT (tenant) DO UPDATE SET
                         watermark = greatest(cursor.watermark, excluded.watermark),
                         watermark_text = CASE WHEN excluded.watermark > cursor.watermark THEN excluded.watermark_text ELSE cursor.watermark_text END,
@@ -118,8 +120,9 @@ struct PostgresAdmission: AdmissionStore {
     /// Writes each alert once, with its headline decoded here when a sink shows it (else its
     /// columns stay NULL), and a row per sink; returns the alerts' outbox ids, in order (taken
     /// from the sequence in the order of the page, so that sinks read them in that order).
-    private static func queue(_ queued: [(alert: Alert, event: String)], tenant: String, receivedAt: String, sinks: [String], storesHeadline: Bool,
+    private static func queue(_ queued: [(alert: Alert, event: String)], stream: RecordStream, receivedAt: String, sinks: [String], storesHeadline: Bool,
                               on connection: PostgresConnection, logger: Logger) async throws -> [Int64] {
+        let (tenant, kind) = (stream.tenant, stream.kind.rawValue)
         let headlines = HeadlineColumns(storesHeadline ? queued.map { AlertHeadline($0.alert) } : [], count: queued.count)
         return try await connection.array(of: Int64.self, """
             WITH numbered AS MATERIALIZED (
@@ -129,8 +132,8 @@ struct PostgresAdmission: AdmissionStore {
                             \(headlines.lastUpdateTime)::text[], \(queued.map { Bytea($0.alert.bytes) })::bytea[])
                     WITH ORDINALITY AS t(a, e, sv, ti, ho, st, lu, p, n)),
             added AS (
-                INSERT INTO outbox (id, tenant, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
-                SELECT id, \(tenant), a, e, \(receivedAt), nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
+                INSERT INTO outbox (id, tenant, kind, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
+                SELECT id, \(tenant), \(kind), a, e, \(receivedAt), nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
                 FROM numbered
                 RETURNING id),
             pending AS (
@@ -141,15 +144,17 @@ struct PostgresAdmission: AdmissionStore {
 
     func isKnown(tenant: String, alert: Alert, forward: ForwardMode) async throws(StateError) -> Bool {
         let key = dedupKey(of: alert, forward: forward)
-        return try await !database.query("dedup key read", "SELECT 1 FROM seen WHERE tenant = \(tenant) AND key = \(key)").isEmpty
+        let stream = RecordStream(tenant: tenant, kind: alert.kind).key
+        return try await !database.query("dedup key read", "SELECT 1 FROM seen WHERE tenant = \(stream) AND key = \(key)").isEmpty
     }
 
     func reset(tenant: String) async throws(StateError) {
         let logger = database.logger
         try await database.transaction("reset") { connection in
-            try await connection.run("DELETE FROM cursor WHERE tenant = \(tenant)", logger: logger)
-            try await connection.run("DELETE FROM seen WHERE tenant = \(tenant)", logger: logger)
-            try await connection.run("DELETE FROM reconciliation WHERE tenant = \(tenant)", logger: logger)
+            let keys = RecordStream.keys(of: tenant)
+            try await connection.run("DELETE FROM cursor WHERE tenant = ANY(\(keys))", logger: logger)
+            try await connection.run("DELETE FROM seen WHERE tenant = ANY(\(keys))", logger: logger)
+            try await connection.run("DELETE FROM reconciliation WHERE tenant = ANY(\(keys))", logger: logger)
         }
     }
 

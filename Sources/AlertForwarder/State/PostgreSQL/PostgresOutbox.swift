@@ -1,3 +1,4 @@
+import DefenderAPI
 import Foundation
 import NIOCore
 import PostgresNIO
@@ -26,15 +27,15 @@ struct PostgresOutbox: OutboxStore {
             WITH held AS MATERIALIZED (
                 SELECT tenant FROM lease WHERE holder = \(member) AND holder_incarnation = \(incarnation) AND expires_at > now()),
             requeued AS MATERIALIZED (
-                SELECT id, tenant, alert_id, event, received_at, payload FROM dead_letter
+                SELECT id, tenant, kind, alert_id, event, received_at, payload FROM dead_letter
                 WHERE sink = \(sink) AND requeue AND (\(member)::text IS NULL OR tenant IN (SELECT tenant FROM held))
                 ORDER BY id LIMIT \(limit))
             SELECT * FROM (
-                SELECT true AS requeued, id, tenant, alert_id, event, received_at, NULL::text AS severity, NULL::text AS title,
+                SELECT true AS requeued, id, tenant, kind, alert_id, event, received_at, NULL::text AS severity, NULL::text AS title,
                     NULL::text AS host, NULL::text AS status, NULL::text AS last_update_time, payload
                 FROM requeued
                 UNION ALL
-                (SELECT false, o.id, o.tenant, o.alert_id, o.event, o.received_at, o.severity, o.title, o.host, o.status, o.last_update_time, NULL
+                (SELECT false, o.id, o.tenant, o.kind, o.alert_id, o.event, o.received_at, o.severity, o.title, o.host, o.status, o.last_update_time, NULL
                 FROM outbox_pending p JOIN outbox o ON o.id = p.id
                 WHERE NOT EXISTS (SELECT 1 FROM requeued) AND p.sink = \(sink)
                     AND (\(member)::text IS NULL OR p.tenant IN (SELECT tenant FROM held))
@@ -46,8 +47,8 @@ struct PostgresOutbox: OutboxStore {
             try rows.map { row in
                 var columns = RowColumns(row)
                 requeued = try columns.next(Bool.self)
-                let (id, tenant, alertID, event, receivedAt) = try (columns.next(Int64.self), columns.next(String.self), columns.next(String.self),
-                                                                    columns.next(String.self), columns.next(String.self))
+                let (id, tenant, kind) = try (columns.next(Int64.self), columns.next(String.self), columns.next(String.self))
+                let (alertID, event, receivedAt) = try (columns.next(String.self), columns.next(String.self), columns.next(String.self))
                 let (severity, title, host, status, lastUpdateTime) = try (columns.next(String?.self), columns.next(String?.self), columns.next(String?.self),
                                                                            columns.next(String?.self), columns.next(String?.self))
                 // Stored without a headline (no sink showed it then): read from the payload if asked.
@@ -55,7 +56,7 @@ struct PostgresOutbox: OutboxStore {
                     AlertHeadline(givenSeverity: severity, givenTitle: title, host: host, status: status, lastUpdateTime: $0)
                 }
                 return OutboxRecord(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: headline,
-                                    payloadBytes: try columns.bytes(orNull: requeued ? nil : []))
+                                    payloadBytes: try columns.bytes(orNull: requeued ? nil : []), kind: RecordKind(stored: kind))
             }
         }
         if !requeued, !records.isEmpty { records = try await withPayloads(records) }
@@ -125,11 +126,12 @@ struct PostgresOutbox: OutboxStore {
                         let letters = batch.records.filter { taken.contains($0.id) && refused[$0.id] != nil }
                         guard !letters.isEmpty else { return }
                         try await connection.run("""
-                            INSERT INTO dead_letter (sink, tenant, alert_id, event, received_at, payload, reason, failed_at)
-                            SELECT \(sink), t, a, e, r, p, why, \(failedAt)
-                            FROM unnest(\(letters.map(\.tenant))::text[], \(letters.map(\.alertID))::text[], \(letters.map(\.event))::text[],
-                                        \(letters.map(\.receivedAt))::text[], \(letters.map { ByteBuffer(bytes: $0.payloadBytes) })::bytea[],
-                                        \(letters.map { refused[$0.id] ?? "" })::text[]) WITH ORDINALITY AS l(t, a, e, r, p, why, n)
+                            INSERT INTO dead_letter (sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at)
+                            SELECT \(sink), t, k, a, e, r, p, why, \(failedAt)
+                            FROM unnest(\(letters.map(\.tenant))::text[], \(letters.map(\.kind.rawValue))::text[], \(letters.map(\.alertID))::text[],
+                                        \(letters.map(\.event))::text[], \(letters.map(\.receivedAt))::text[],
+                                        \(letters.map { ByteBuffer(bytes: $0.payloadBytes) })::bytea[],
+                                        \(letters.map { refused[$0.id] ?? "" })::text[]) WITH ORDINALITY AS l(t, k, a, e, r, p, why, n)
                             ORDER BY n
                             """, logger: logger)
                     }

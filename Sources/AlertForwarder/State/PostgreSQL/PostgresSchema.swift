@@ -125,6 +125,12 @@ enum PostgresSchema {
             )
             """,
         ]),
+        (4, "v4-incidents", [
+            // What a queued or dead record is: an alert, or an incident. (The cursor and keys of
+            // a tenant's incidents are kept under "NAME/incidents".)
+            "ALTER TABLE outbox ADD COLUMN kind text NOT NULL DEFAULT 'alert'",
+            "ALTER TABLE dead_letter ADD COLUMN kind text NOT NULL DEFAULT 'alert'",
+        ]),
     ]
 
     static func migrate(_ database: StateDatabase) async throws {
