@@ -196,6 +196,7 @@ struct GatedPoller: TenantPolling {
     let gate: PollGate
 
     var tenant: TenantConfiguration { inner.tenant }
+    var stream: RecordStream { inner.stream }
 
     func pollOnce() async -> TenantPoller.Outcome {
         gate.count { $0.started += 1 }

@@ -37,9 +37,17 @@ struct SinkTests {
         #expect(try await FileSink(path: path, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send([record(7, event: "updated")]).isEmpty)
         let line = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .newlines)
         let value = try JSONValue(parsing: line)
-        #expect(value.keys == ["tenant", "event", "received_at", "alert"])
-        #expect(value["event"] == .string("updated"))
+        #expect(value.keys == ["tenant", "kind", "event", "received_at", "alert"])
+        #expect(value["kind"] == .string("alert") && value["event"] == .string("updated"))
         #expect(value["alert"]?.serialized == record(7).payload)
+        // An incident says so, and is under its own name.
+        var incident = record(8)
+        incident.kind = .incident
+        #expect(try await FileSink(path: path, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send([incident]).isEmpty)
+        let last = try #require(try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").last)
+        let other = try JSONValue(parsing: String(last))
+        #expect(other.keys == ["tenant", "kind", "event", "received_at", "incident"] && other["kind"] == .string("incident"))
+        #expect(other["incident"]?.serialized == record(8).payload)
     }
 
     @Test func sinksWriteTheAPIsBytesUnchanged() async throws {

@@ -25,6 +25,36 @@ struct GraphTests {
         #expect(try harness.alertsCalls() == 0)
     }
 
+    /// `records = ["alerts", "incidents"]`: every alert and every incident (with its alerts) is
+    /// delivered once, each labelled with its kind; an incident one of whose alerts changes is
+    /// delivered again, as an update (`forward = "updates"`).
+    @Test func incidentsArriveBesideTheAlertsOnceEachAndAgainWhenTheyChange() throws {
+        let harness = try PipelineHarness(simulatorArguments: ["--backlog", "60", "--backlog-span", "3600"])
+        harness.configure(tenant: Self.graph + "\n" + #"records = ["alerts", "incidents"]"# + "\n" + #"forward = "updates""#)
+        let incidents = try harness.simulatorIncidentIDs()
+        #expect(incidents.count > 1 && incidents.count < 60, "the simulator groups alerts into incidents")
+        try harness.startDaemon()
+        harness.waitUntil("every alert and incident arrives") { harness.delivered().count >= 60 && harness.deliveredIncidents().count >= incidents.count }
+        let first = harness.deliveredIncidents()
+        #expect(Set(first.compactMap { $0.incident["id"] as? String }) == incidents && first.count == incidents.count)
+        #expect(first.allSatisfy { $0.event == "created" })
+        for (_, incident) in first {
+            let alerts = incident["alerts"] as? [[String: Any]] ?? []
+            #expect(!alerts.isEmpty && alerts.allSatisfy { $0["incidentId"] as? String == incident["id"] as? String })
+        }
+        // One alert of an incident changes: the incident is delivered again, once.
+        let changed = try #require(first.first?.incident["alerts"] as? [[String: Any]]).first?["id"] as? String ?? ""
+        let now = ISO8601DateFormatter().string(from: Date())
+        try harness.control("POST", "alerts/\(changed)", #"{"changes": {"status": "InProgress"}, "lastUpdateTime": "\#(now)"}"#)
+        harness.waitUntil("the changed incident arrives again") { harness.deliveredIncidents().count == incidents.count + 1 }
+        harness.stopDaemon()
+        let all = harness.deliveredIncidents()
+        #expect(all.count == incidents.count + 1)
+        #expect(all.last?.event == "updated" && all.last?.incident["id"] as? String == first.first?.incident["id"] as? String)
+        #expect(harness.delivered().count == 61, "the alert's change arrives too, as an update")
+        #expect(try harness.requests("graph_incidents", status: 200) >= 1)
+    }
+
     // Late alerts within the overlap and updates labelled: `PipelineTests`, for both APIs.
 
     @Test func a429BurstIsHonoured() throws {
@@ -138,5 +168,15 @@ struct GraphCheckConfigTests {
                              (9, "tenant.page_size: 5000 is more than the graph API returns in a page (1000)")] {
             #expect(result.stderr.contains("\(path):\(line): \(text)"), "\(result.stderr)")
         }
+    }
+
+    /// An MDE tenant asking for incidents is told where they are and what permission they need.
+    @Test func incidentsWithTheMDEAPIAreRefusedWithWhatTheyNeed() throws {
+        let fixture = ConfigFixture()
+        let path = fixture.writeConfiguration(ConfigFixture.tenant + "\n" + #"records = ["alerts", "incidents"]"# + "\n\n" + ConfigFixture.sink)
+        let result = try DaemonProcess.run(["check-config", "--config", path])
+        #expect(result.status == 78, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("tenant.records: the MDE API has no incidents") && result.stderr.contains("SecurityIncident.Read.All"),
+                "\(result.stderr)")
     }
 }

@@ -181,6 +181,8 @@ public struct TenantConfiguration: Sendable, Equatable {
     public var statuses: [String]?
     /// Graph only: alerts of these services, or all when `nil`.
     public var serviceSources: [String]?
+    /// What is read: alerts, and (Graph only) incidents.
+    public var records: [RecordKind] = [.alert]
     /// The sinks this tenant's alerts go to, or all when `nil`.
     public var sinkNames: [String]?
     /// Time between reconciliation sweeps (zero: none).

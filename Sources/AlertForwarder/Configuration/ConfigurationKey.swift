@@ -267,6 +267,9 @@ extension ConfigurationKey {
         public static let serviceSource = ConfigurationKey(
             .tenant, "service_source", .list(AlertsAPI.graphServiceSources), defaultDescription: "all",
             "`api = \"graph\"` only: alerts of these Defender XDR services, e.g. `[\"microsoftDefenderForEndpoint\", \"microsoftDefenderForOffice365\"]`")
+        public static let records = ConfigurationKey(
+            .tenant, "records", .list(RecordKind.allCases.map(\.plural)), defaultDescription: "`[\"alerts\"]`",
+            "what is read: `alerts`, and with `api = \"graph\"` `incidents` (Microsoft Graph `security/incidents`, each incident with its alerts; permission `SecurityIncident.Read.All`); each has its own watermark and dedup keys; `severity`, `status` and `service_source` filter the alerts")
         public static let sinks = ConfigurationKey(
             .tenant, "sinks", .list(nil), defaultDescription: "every sink", "names of the `[[sink]]`s this tenant's alerts go to")
         public static let reconcileEvery = ConfigurationKey(
@@ -279,7 +282,7 @@ extension ConfigurationKey {
         public static let all = [
             name, tenantID, clientID, auth, clientSecretFile, clientSecretCredential, certificateFile, privateKeyFile, privateKeyCredential,
             certificateAlgorithm, api, cloud, region, apiURL, loginURL, tokenVersion, rateLimitPerMinute, rateLimitPerHour, lookback,
-            overlap, pageSize, expandEvidence, forward, severity, status, serviceSource, sinks, reconcileEvery, reconcileWindow,
+            overlap, pageSize, expandEvidence, forward, severity, status, serviceSource, records, sinks, reconcileEvery, reconcileWindow,
         ]
     }
 
@@ -295,7 +298,7 @@ extension ConfigurationKey {
             "the file, created `0640`; every batch is `fsync`'d before it counts as delivered; SIGHUP reopens it (logrotate); refused inside the state directory, on the configuration or a secret file, or shared with another sink (after resolving `..` and symbolic links)")
         public static let format = ConfigurationKey(
             .sink, "format", .choice(RecordFormat.allCases.map(\.rawValue)), default: .string("alert"), sinkTypes: ["stdout", "file"],
-            "`alert`: each line is the alert exactly as Defender returned it; `envelope`: `{\"tenant\", \"event\", \"received_at\", \"alert\"}`; `summary`: one line for a person (time, event, severity, title, device, id)")
+            "`alert`: each line is the alert exactly as Defender returned it; `envelope`: `{\"tenant\", \"kind\", \"event\", \"received_at\", \"alert\"}` (an incident: `\"kind\": \"incident\"` and `\"incident\"`); `summary`: one line for a person (time, event, severity, title, device, id)")
         public static let maxSize = ConfigurationKey(
             .sink, "max_size", .size, default: .string("100MB"), sinkTypes: ["file"],
             "rotate when the file would pass this size (B, KB, MB, GB, KiB, MiB, GiB; `\"0\"`: never)")

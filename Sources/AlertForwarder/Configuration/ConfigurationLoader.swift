@@ -257,6 +257,7 @@ private struct Validator {
         let severities = reader.stringList(Keys.severity, from: vocabulary.severities, note: note(\.severities, "severity"))
         let statuses = reader.stringList(Keys.status, from: vocabulary.statuses, note: note(\.statuses, "status"))
         let serviceSources = reader.stringList(Keys.serviceSource)
+        let records = reader.stringList(Keys.records).map { $0.compactMap { name in RecordKind.allCases.first { $0.plural == name } } }
         if let api {
             let (mostPerMinute, mostPerHour) = api.callLimits
             if let perMinute, perMinute > mostPerMinute {
@@ -273,6 +274,9 @@ private struct Validator {
             }
             if api == .mde, serviceSources != nil {
                 reader.fail(Keys.serviceSource, "the MDE API has Endpoint alerts only; service_source is for api = \"graph\"")
+            }
+            if api == .mde, records?.contains(.incident) == true {
+                reader.fail(Keys.records, "the MDE API has no incidents: Defender's incidents are read from Microsoft Graph security/incidents, with api = \"graph\" and the application permission SecurityIncident.Read.All on Microsoft Graph (beside SecurityAlert.Read.All for the alerts)")
             }
         }
         let reconcileEvery = reader.duration(Keys.reconcileEvery)
@@ -308,7 +312,7 @@ private struct Validator {
             region: region, apiURL: apiURL, loginURL: loginURL, tokenVersion: tokenVersion, certificateAlgorithm: algorithm,
             rateLimitPerMinute: perMinute, rateLimitPerHour: perHour, lookback: lookback, overlap: overlap,
             pageSize: pageSize, expandEvidence: expandEvidence, forward: forward,
-            severities: severities, statuses: statuses, serviceSources: serviceSources, sinkNames: sinks,
+            severities: severities, statuses: statuses, serviceSources: serviceSources, records: records ?? [.alert], sinkNames: sinks,
             reconcileEvery: reconcileEvery, reconcileWindow: reconcileWindow
         )
     }

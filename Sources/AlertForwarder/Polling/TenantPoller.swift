@@ -5,9 +5,9 @@ import Synchronization
 import Telemetry
 import Timekeeping
 
-/// Polls one tenant: reads `lastUpdateTime ≥ watermark − overlap` (or `now − lookback` on the
-/// very first run) and admits each fully read page into the state database in one
-/// transaction, which also moves the watermark. The watermark comes from the alerts' own
+/// Polls one tenant's alerts, or its incidents (``stream``): reads `lastUpdateTime ≥ watermark −
+/// overlap` (or `now − lookback` on the very first run) and admits each fully read page into
+/// the state database in one transaction, which also moves the stream's watermark. The watermark comes from the alerts' own
 /// timestamps, never from the local clock, so clock jumps create no gaps.
 public final class TenantPoller: TenantPolling {
     /// The result of one poll.
@@ -20,7 +20,10 @@ public final class TenantPoller: TenantPolling {
     }
 
     public let tenant: TenantConfiguration
-    private let connection: TenantConnection
+    /// The tenant's alerts or its incidents: their watermark, keys and name in `STATUS=`.
+    public let stream: RecordStream
+    /// The tenant's client, reading the stream's kind.
+    private let client: AlertsClient
     private let store: StateStore
     private let sinks: [String]
     /// One of the sinks shows the alerts' headline: it is decoded at admission.
@@ -40,7 +43,8 @@ public final class TenantPoller: TenantPolling {
 
     /// `queued` is called after a page queued alerts in the outbox (it wakes the sink workers);
     /// `storesHeadline`: one of `sinks` shows the alerts' headline (``SinkConfiguration/showsHeadline``).
-    public init(tenant: TenantConfiguration, connection: TenantConnection, store: StateStore, sinks: [String], storesHeadline: Bool = true, maxOutbox: Int,
+    public init(tenant: TenantConfiguration, kind: RecordKind = .alert, connection: TenantConnection, store: StateStore, sinks: [String],
+                storesHeadline: Bool = true, maxOutbox: Int,
                 wallClock: @escaping @Sendable () -> Date = { Date() }, clock: MonotonicClock = .continuous,
                 progress: @escaping @Sendable () -> Void = {}, queued: @escaping @Sendable () -> Void = {},
                 status: PipelineStatus? = nil, metrics: TenantMetrics = .unobserved, leases: TenantLeases? = nil, logger: Logger) {
@@ -48,7 +52,8 @@ public final class TenantPoller: TenantPolling {
         self.leases = leases
         self.clock = clock
         self.tenant = tenant
-        self.connection = connection
+        stream = RecordStream(tenant: tenant.name, kind: kind)
+        client = connection.alerts.with(kind: kind)
         self.store = store
         self.sinks = sinks
         self.storesHeadline = storesHeadline
@@ -59,6 +64,7 @@ public final class TenantPoller: TenantPolling {
         self.status = status
         var logger = logger
         logger[metadataKey: "tenant"] = "\(tenant.name)"
+        if kind != .alert { logger[metadataKey: "records"] = "\(kind.plural)" }
         self.logger = logger
     }
 
@@ -68,7 +74,7 @@ public final class TenantPoller: TenantPolling {
         progress()
         if let leases {
             guard leases.begin(tenant.name) else {
-                status?.record(tenant: tenant.name, .standby)
+                status?.record(tenant: stream.key, .standby)
                 return .standby
             }
         }
@@ -81,17 +87,17 @@ public final class TenantPoller: TenantPolling {
             let depth = try await store.outbox.depth().values.reduce(0, +)
             guard depth <= maxOutbox else {
                 logger.warning("outbox holds \(depth) queued alerts, more than max_outbox (\(maxOutbox)): polling paused until the sinks catch up")
-                status?.record(tenant: tenant.name, .paused(outbox: depth))
+                status?.record(tenant: stream.key, .paused(outbox: depth))
                 ended("paused")
                 return .paused(outbox: depth)
             }
-            let watermark = try await store.admission.watermark(tenant: tenant.name)
+            let watermark = try await store.admission.watermark(of: stream)
             let start = tenant.pollStart(watermark: watermark, now: wallClock())
             if watermark == nil {
                 logger.notice("first poll: fetching \(tenant.lookback.components.seconds / 3600)h of history", metadata: ["from": "\(start)"])
             }
             var windows = WatermarkProgress()
-            try await connection.alerts.fetch(from: .inclusive(start)) { batch in
+            try await client.fetch(from: .inclusive(start)) { batch in
                 pages += 1
                 // The watermark never passes the server's present (its Date header, else the
                 // local clock) by more than a small tolerance, well below the overlap.
@@ -106,7 +112,7 @@ public final class TenantPoller: TenantPolling {
                 total.newAlerts += admission.newAlerts
                 total.duplicates += admission.duplicates
                 progress()
-                status?.record(tenant: tenant.name, .polling(alertsSoFar: total.newAlerts, window: "\(batch.lower)"))
+                status?.record(tenant: stream.key, .polling(alertsSoFar: total.newAlerts, window: "\(batch.lower)"))
                 if total.newAlerts + total.duplicates >= 1000 {
                     logger.info("backfill progress", metadata: ["alerts_so_far": "\(total.newAlerts)", "window": "\(batch.lower)"])
                 }
@@ -121,14 +127,14 @@ public final class TenantPoller: TenantPolling {
             }
             if signInLog.withLock({ $0.ended() }) { logger.notice("signed in again: polling resumes") }
             logger.info("poll complete", metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
-            status?.record(tenant: tenant.name, .succeeded(newAlerts: total.newAlerts))
+            status?.record(tenant: stream.key, .succeeded(newAlerts: total.newAlerts))
             ended("ok")
             return .completed(newAlerts: total.newAlerts, duplicates: total.duplicates)
         } catch let full as OutboxFull {
             if signInLog.withLock({ $0.ended() }) { logger.notice("signed in again: polling resumes") }
             logger.warning("outbox holds \(full.depth) queued alerts, more than max_outbox (\(maxOutbox)): this poll stops reading here and polling pauses until the sinks catch up; the rest stays in Defender and is read then",
                            metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
-            status?.record(tenant: tenant.name, .paused(outbox: full.depth))
+            status?.record(tenant: stream.key, .paused(outbox: full.depth))
             ended("paused")
             return .paused(outbox: full.depth)
         } catch {
@@ -140,7 +146,7 @@ public final class TenantPoller: TenantPolling {
                 return .failed("cancelled")
             }
             logFailure("poll failed", error)
-            status?.record(tenant: tenant.name, .failed("\(error)"))
+            status?.record(tenant: stream.key, .failed("\(error)"))
             ended("failed")
             return .failed("\(error)")
         }
@@ -150,7 +156,7 @@ public final class TenantPoller: TenantPolling {
     /// it, with the visibility lag of each new alert (`measuresLag`): from its update time to the
     /// server's present when the page was read.
     private func admit(_ batch: AlertBatch, watermark: WatermarkMove, measuresLag: Bool = true) async throws -> Admission {
-        let admission = try await store.admission.admit(tenant: tenant.name, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
+        let admission = try await store.admission.admit(stream: stream, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
                                         sinks: sinks, storesHeadline: storesHeadline, now: wallClock(), watermark: watermark)
         // Kept with its bytes (`defender-alertd state quarantine`), reported once; the rest of
         // the page goes on.
@@ -218,14 +224,14 @@ public final class TenantPoller: TenantPolling {
         }
         defer { leases?.end(tenant.name) }
         do {
-            guard let watermark = try await store.admission.watermark(tenant: tenant.name) else { return .skipped }
+            guard let watermark = try await store.admission.watermark(of: stream) else { return .skipped }
             let upper = watermark.adding(ticks: -tenant.overlap.ticks)
             let lower = Timestamp(wallClock()).adding(ticks: -tenant.reconcileWindow.ticks)
             guard lower < upper else { return .skipped }
             logger.info("reconciliation sweep started", metadata: ["from": "\(lower)", "to": "\(upper)"])
             var found = 0
             var maximumLag: Duration?
-            try await connection.alerts.with(priority: .low).fetch(from: .inclusive(lower), to: upper) { batch in
+            try await client.with(priority: .low).fetch(from: .inclusive(lower), to: upper) { batch in
                 let admission = try await admit(batch, watermark: .hold)
                 let present = batch.serverTime ?? Timestamp(wallClock())
                 for alert in admission.admitted {
@@ -267,6 +273,8 @@ private struct OutboxFull: Error {
 /// What polls one tenant: a ``TenantPoller``, or (in tests) something around one.
 public protocol TenantPolling: Sendable {
     var tenant: TenantConfiguration { get }
+    /// What it polls: the tenant's alerts, or its incidents.
+    var stream: RecordStream { get }
     /// One poll cycle; never throws.
     @discardableResult
     func pollOnce() async -> TenantPoller.Outcome

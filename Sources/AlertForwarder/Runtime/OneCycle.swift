@@ -4,7 +4,8 @@ import Logging
 import OrderedJSON
 import Timekeeping
 
-/// `poll-once`: every tenant polled once, then every sink drained once.
+/// `poll-once`: every tenant polled once (its alerts, and its incidents when it reads them),
+/// then every sink drained once.
 public enum OneCycle {
     /// Returns whether everything succeeded.
     public static func run(configuration: Configuration, store: StateStore, transport: any HTTPTransport, logger: Logger) async -> Bool {
@@ -14,10 +15,12 @@ public enum OneCycle {
                 let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens(),
                                                       logger: logger)
                 let sinks = configuration.sinks(for: tenant)
-                let poller = TenantPoller(tenant: tenant, connection: connection, store: store, sinks: sinks.map(\.name),
-                                          storesHeadline: sinks.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox,
-                                          logger: logger)
-                if case .completed = await poller.pollOnce() {} else { succeeded = false }
+                for kind in tenant.records {
+                    let poller = TenantPoller(tenant: tenant, kind: kind, connection: connection, store: store, sinks: sinks.map(\.name),
+                                              storesHeadline: sinks.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox,
+                                              logger: logger)
+                    if case .completed = await poller.pollOnce() {} else { succeeded = false }
+                }
             } catch {
                 logger.error("tenant \(tenant.name) cannot be polled: \(error)")
                 succeeded = false
@@ -64,12 +67,15 @@ public enum DryRun {
             do {
                 let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens(),
                                                       logger: logger)
-                let start = tenant.pollStart(watermark: try await store?.admission.watermark(tenant: tenant.name), now: Date())
-                try await connection.alerts.fetch(from: .inclusive(start)) { batch in
-                    for alert in batch.alerts {
-                        let known = try await store?.admission.isKnown(tenant: tenant.name, alert: alert, forward: tenant.forward) ?? false
-                        let line = "{\"tenant\":\(JSONValue.string(tenant.name).serialized),\"already_forwarded\":\(known),\"alert\":\(alert.json)}\n"
-                        FileHandle.standardOutput.write(Data(line.utf8))
+                for kind in tenant.records {
+                    let stream = RecordStream(tenant: tenant.name, kind: kind)
+                    let start = tenant.pollStart(watermark: try await store?.admission.watermark(of: stream), now: Date())
+                    try await connection.alerts.with(kind: kind).fetch(from: .inclusive(start)) { batch in
+                        for alert in batch.alerts {
+                            let known = try await store?.admission.isKnown(tenant: tenant.name, alert: alert, forward: tenant.forward) ?? false
+                            let line = "{\"tenant\":\(JSONValue.string(tenant.name).serialized),\"kind\":\"\(kind.rawValue)\",\"already_forwarded\":\(known),\"\(kind.rawValue)\":\(alert.json)}\n"
+                            FileHandle.standardOutput.write(Data(line.utf8))
+                        }
                     }
                 }
             } catch {

@@ -109,7 +109,8 @@ public final class Pipeline: Service, CustomStringConvertible {
         } catch {
             logger.error("\(error)")
         }
-        status.retain(tenants: Set(configuration.tenants.map(\.name)), sinks: sinkNames)
+        status.retain(tenants: Set(configuration.tenants.flatMap { tenant in tenant.records.map { RecordStream(tenant: tenant.name, kind: $0).key } }),
+                      sinks: sinkNames)
         telemetry.retain("tenant", values: Set(configuration.tenants.map(\.name)))
         telemetry.retain("sink", values: sinkNames)
         for component in health.registeredComponents where component.hasPrefix("poller:") || component.hasPrefix("sink:") {
@@ -127,13 +128,13 @@ public final class Pipeline: Service, CustomStringConvertible {
             }
             for (polling, poller) in pollers {
                 group.addTask {
-                    await self.tracked("poller \(poller.tenant.name)") {
+                    await self.tracked("poller \(poller.stream.key)") {
                         await self.runPoller(polling, every: configuration.service.pollInterval, timeout: configuration.service.pollTimeout, stop: stop)
                     }
                     return nil
                 }
                 if poller.tenant.reconciles {
-                    group.addTask { await self.tracked("sweeps \(poller.tenant.name)") { await self.runSweeps(poller, stop: stop) }; return nil }
+                    group.addTask { await self.tracked("sweeps \(poller.stream.key)") { await self.runSweeps(poller, stop: stop) }; return nil }
                 }
             }
             group.addTask { await self.tracked("housekeeping") { await housekeeping.run(stop: stop) }; return nil }
@@ -203,18 +204,23 @@ public final class Pipeline: Service, CustomStringConvertible {
                 status.record(tenant: tenant.name, .failed("\(error)"))
                 continue
             }
-            let reporter = health.register("poller:\(tenant.name)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
             let sinkConfigurations = configuration.sinks(for: tenant)
             let sinks = sinkConfigurations.map(\.name)
             let wake = sinks.compactMap { signals[$0] }
             let metrics = TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue)
             metrics.prepare(pollInterval: interval, overlap: tenant.overlap)
-            let poller = TenantPoller(
-                tenant: tenant, connection: connection, store: store, sinks: sinks,
-                storesHeadline: sinkConfigurations.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox, clock: clock,
-                progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, metrics: metrics,
-                leases: leases, logger: logger)
-            pollers.append((parts.poller(poller), poller))
+            // A poller for each kind of record read (alerts, incidents), on the tenant's one
+            // client and call budget.
+            for kind in tenant.records {
+                let stream = RecordStream(tenant: tenant.name, kind: kind)
+                let reporter = health.register("poller:\(stream.key)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
+                let poller = TenantPoller(
+                    tenant: tenant, kind: kind, connection: connection, store: store, sinks: sinks,
+                    storesHeadline: sinkConfigurations.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox, clock: clock,
+                    progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, metrics: metrics,
+                    leases: leases, logger: logger)
+                pollers.append((parts.poller(poller), poller))
+            }
         }
         return pollers
     }
@@ -233,8 +239,9 @@ public final class Pipeline: Service, CustomStringConvertible {
             }
             if deadlinePassed, !stop(), !Task.isCancelled {
                 logger.error("poll did not finish within poll_timeout; the pages read are kept and the next poll goes on from there",
-                             metadata: ["tenant": "\(poller.tenant.name)", "poll_timeout": "\(ConfigDuration.format(timeout))"])
-                status.record(tenant: poller.tenant.name, .failed("no answer within poll_timeout \(ConfigDuration.format(timeout))"))
+                             metadata: ["tenant": "\(poller.tenant.name)", "records": "\(poller.stream.kind.plural)",
+                                        "poll_timeout": "\(ConfigDuration.format(timeout))"])
+                status.record(tenant: poller.stream.key, .failed("no answer within poll_timeout \(ConfigDuration.format(timeout))"))
             }
         }
     }
@@ -247,15 +254,15 @@ public final class Pipeline: Service, CustomStringConvertible {
     /// time, waited for on the pipeline's clock in steps of at most a minute, and never more
     /// than an interval away (a clock set back).
     private func runSweeps(_ poller: TenantPoller, stop: @escaping @Sendable () -> Bool) async {
-        let tenant = poller.tenant
+        let (tenant, stream) = (poller.tenant, poller.stream)
         let every = tenant.reconcileEvery.inSeconds
         var stored: Reconciliation?
-        do { stored = try await store.schedules.reconciliation(tenant: tenant.name) } catch {
-            logger.error("the reconciliation schedule cannot be read; sweeps start from now: \(error)", metadata: ["tenant": "\(tenant.name)"])
+        do { stored = try await store.schedules.reconciliation(tenant: stream.key) } catch {
+            logger.error("the reconciliation schedule cannot be read; sweeps start from now: \(error)", metadata: ["tenant": "\(stream.key)"])
         }
         var due = stored?.due ?? Date().addingTimeInterval(every)
         var lastFound = stored?.found ?? 0
-        if stored == nil { await recordSweep(of: tenant, due: due) }
+        if stored == nil { await recordSweep(of: stream, due: due) }
         while !stop(), !Task.isCancelled {
             due = min(due, Date().addingTimeInterval(every))
             let wait = due.timeIntervalSinceNow
@@ -269,22 +276,23 @@ public final class Pipeline: Service, CustomStringConvertible {
             switch outcome {
             case .completed(let found, _):
                 (due, lastFound) = (now.addingTimeInterval(every), found)
-                await recordSweep(of: tenant, due: due, sweptAt: now, found: found)
+                await recordSweep(of: stream, due: due, sweptAt: now, found: found)
             case .skipped:
                 due = now.addingTimeInterval(every)
-                await recordSweep(of: tenant, due: due)
+                await recordSweep(of: stream, due: due)
             case .failed:
                 due = now.addingTimeInterval(min(every, 600))
-                await recordSweep(of: tenant, due: due)
+                await recordSweep(of: stream, due: due)
             }
         }
     }
 
-    private func recordSweep(of tenant: TenantConfiguration, due: Date, sweptAt: Date? = nil, found: Int? = nil) async {
+    /// Stores the sweep schedule of `stream` (the tenant's name for its alerts, as before incidents came).
+    private func recordSweep(of stream: RecordStream, due: Date, sweptAt: Date? = nil, found: Int? = nil) async {
         do {
-            try await store.schedules.scheduleReconciliation(tenant: tenant.name, due: due, sweptAt: sweptAt, found: found)
+            try await store.schedules.scheduleReconciliation(tenant: stream.key, due: due, sweptAt: sweptAt, found: found)
         } catch {
-            logger.error("the reconciliation schedule cannot be stored (this run keeps it in memory): \(error)", metadata: ["tenant": "\(tenant.name)"])
+            logger.error("the reconciliation schedule cannot be stored (this run keeps it in memory): \(error)", metadata: ["tenant": "\(stream.key)"])
         }
     }
 

@@ -115,12 +115,13 @@ public struct RecordLine: Sendable, Equatable {
         case .alert:
             bytes += record.payloadBytes
         case .envelope:
-            // The alert is embedded verbatim: its text is already compact JSON.
+            // The record is embedded verbatim: its text is already compact JSON.
             let prefix = JSONValue.object([
-                ("tenant", .string(record.tenant)), ("event", .string(record.event)), ("received_at", .string(record.receivedAt)),
+                ("tenant", .string(record.tenant)), ("kind", .string(record.kind.rawValue)), ("event", .string(record.event)),
+                ("received_at", .string(record.receivedAt)),
             ]).serialized
             bytes += prefix.utf8.dropLast()
-            bytes += ",\"alert\":".utf8
+            bytes += ",\"\(record.kind.rawValue)\":".utf8
             bytes += record.payloadBytes
             bytes.append(UInt8(ascii: "}"))
         }

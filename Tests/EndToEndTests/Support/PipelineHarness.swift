@@ -109,6 +109,23 @@ final class PipelineHarness: @unchecked Sendable {
         }
     }
 
+    /// The incidents a file sink holds (envelope records of kind `incident`): (event, incident).
+    func deliveredIncidents(_ sink: String = "a") -> [(event: String, incident: [String: Any])] {
+        let text = (try? String(contentsOfFile: fixture.directory.file("\(sink).jsonl"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], object["kind"] as? String == "incident",
+                let incident = object["incident"] as? [String: Any]
+            else { return nil }
+            return (object["event"] as? String ?? "", incident)
+        }
+    }
+
+    /// The simulator's alerts' incident ids.
+    func simulatorIncidentIDs() throws -> Set<String> {
+        let object = try JSONSerialization.jsonObject(with: Data(try control("GET", "alerts").utf8)) as? [String: Any]
+        return Set((object?["value"] as? [[String: Any]] ?? []).compactMap { ($0["incidentId"] as? NSNumber)?.stringValue })
+    }
+
     /// The simulator's counters: requests to `endpoint` answered with `status`.
     func requests(_ endpoint: String, status: Int) throws -> Int {
         let object = try JSONSerialization.jsonObject(with: Data(try control("GET", "counters").utf8)) as? [String: Any]
