@@ -144,6 +144,10 @@ enum PostgresSchema {
                 // wait for the advisory lock is a statement: 30 s would cut it first).
                 try await connection.run("SET LOCAL lock_timeout = '120s'", logger: logger)
                 try await connection.run("SET LOCAL statement_timeout = '130s'", logger: logger)
+                // A group member's sessions end a transaction idle for half of lease_ttl; the
+                // migration holds no lease, and a host loaded at start may pause between its
+                // statements longer than that.
+                try await connection.run("SET LOCAL idle_in_transaction_session_timeout = '130s'", logger: logger)
                 try await connection.run("SELECT pg_advisory_xact_lock(\(lockKey))", logger: logger)
                 try await connection.run("""
                     CREATE TABLE IF NOT EXISTS defender_alertd_schema (

@@ -38,9 +38,10 @@ public final class StateDatabase: Service, Sendable {
     private let calls = Mutex<(next: Int, running: [Int: (what: String, since: ContinuousClock.Instant, lease: LeaseWait)])>((0, [:]))
 
     /// `member`: this daemon's name in a group, shown in the server's `pg_stat_activity`; in a
-    /// group, the server ends a transaction left idle for half of `lease_ttl` (a daemon paused
-    /// in the middle of one, SIGSTOP or a partition that drops nothing): its locks (an
-    /// admission's on its lease row) must not outlast its leases. Else after 60 s.
+    /// group, the server ends a transaction left idle for half of `lease_ttl`, 5 s at least (a
+    /// daemon paused in the middle of one, SIGSTOP or a partition that drops nothing): its
+    /// locks (an admission's on its lease row) must not outlast its leases by more than a
+    /// round, yet a daemon slowed down by a loaded host must keep its transactions. Else 60 s.
     /// `connectionWait`: how long a call waits for a connection before it fails as unavailable;
     /// `callDeadline`: how long it may run on it.
     public init(settings: StateDatabaseSettings, member: String? = nil, connectionWait: Duration = .seconds(5),
@@ -79,7 +80,7 @@ public final class StateDatabase: Service, Sendable {
             ("application_name", member.map { "defender-alertd \($0)".prefix(63) }.map(String.init) ?? "defender-alertd"),
             ("statement_timeout", "30000"),
             ("lock_timeout", "10000"),
-            ("idle_in_transaction_session_timeout", "\(member == nil ? 60000 : max(1, Int((settings.leaseTTL / 2).inSeconds * 1000)))"),
+            ("idle_in_transaction_session_timeout", "\(member == nil ? 60000 : Int(max(settings.leaseTTL / 2, .seconds(5)).inSeconds * 1000))"),
         ]
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         var check = PostgresConnection.Configuration(host: settings.host, port: settings.port, username: settings.user,
