@@ -124,6 +124,9 @@ public final class GroupCoordinator: Service, Sendable {
         leases.confirmed(held, sentAt: sentAt, ttl: ttl)
         let configured = tenants()
         let target = TenantAssignment.assign(tenants: configured, members: members)
+        // Keep what is this daemon's again: a hand-over begun while a poll ran, then undone by
+        // the assignment (members came and went), must not leave the tenant unpolled for good.
+        leases.stopReleasing(held.keys.filter { target[$0] == member })
         // Hand over what is no longer this daemon's (or no longer configured), once idle.
         var released: [String: Int64] = [:]
         for (tenant, epoch) in held where target[tenant] != member && leases.startReleasing(tenant) {

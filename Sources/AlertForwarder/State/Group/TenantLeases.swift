@@ -97,6 +97,12 @@ public final class TenantLeases: Sendable {
         }
     }
 
+    /// Stops handing over `tenants`: the assignment gave them back to this daemon before they
+    /// could be released (a poll was running), and their polls start again.
+    func stopReleasing(_ tenants: some Sequence<String>) {
+        state.withLock { $0.releasing.subtract(tenants) }
+    }
+
     /// Forgets every lease (the database cannot be reached, or the daemon stops).
     func dropAll() {
         state.withLock { state in
