@@ -45,7 +45,7 @@ public enum AlertsAPI: String, Sendable, CaseIterable {
     public var readRoles: [String] {
         switch self {
         case .mde: ["Alert.Read.All", "Alert.ReadWrite.All"]
-        case .graph: ["SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"]
+        case .graph: RecordKind.alert.graphReadRoles
         }
     }
 

@@ -80,6 +80,19 @@ struct GroupLeaseTests {
         return holders
     }
 
+    /// a holds every tenant, b joins; a begins handing b's share over while a poll of one of
+    /// those tenants (`moving`) runs on a, so that it sends nothing more for it but keeps it.
+    static func handOverDuringAPoll(_ database: StateDatabase) async throws -> (a: Member, b: Member, moving: String) {
+        let a = Member("a", database: database), b = Member("b", database: database)
+        try await a.coordinator.round()
+        try await b.coordinator.round()
+        let moving = try #require(TenantAssignment.assign(tenants: tenants, members: ["a", "b"]).first { $0.value == "b" }?.key)
+        #expect(a.leases.begin(moving))  // a poll of it runs on a
+        try await a.coordinator.round()
+        #expect(!a.leases.holds(moving), "no new request once the hand-over began")
+        return (a, b, moving)
+    }
+
     @Test func aJoiningMemberGetsItsShareAndEachTenantHasOneHolder() async throws {
         try await TestPostgres.withState { _, database in
             let a = Member("a", database: database), b = Member("b", database: database)
@@ -101,13 +114,7 @@ struct GroupLeaseTests {
 
     @Test func aPollBeingHandedOverKeepsItsLeaseUntilItEnds() async throws {
         try await TestPostgres.withState { _, database in
-            let a = Member("a", database: database), b = Member("b", database: database)
-            try await a.coordinator.round()
-            try await b.coordinator.round()
-            let moving = try #require(TenantAssignment.assign(tenants: GroupLeaseTests.tenants, members: ["a", "b"]).first { $0.value == "b" }?.key)
-            #expect(a.leases.begin(moving))  // a poll of it runs on a
-            try await a.coordinator.round()
-            #expect(!a.leases.holds(moving), "no new request once the hand-over began")
+            let (a, b, moving) = try await Self.handOverDuringAPoll(database)
             #expect(try await GroupLeaseTests.holders(database)[moving] == "a", "the lease stays while the poll runs")
             try await b.coordinator.round()
             #expect(!b.leases.held.contains(moving))
@@ -124,13 +131,7 @@ struct GroupLeaseTests {
     /// one tenant in the kill -9 row.)
     @Test func aHandOverUndoneByTheAssignmentLeavesTheTenantPolled() async throws {
         try await TestPostgres.withState { _, database in
-            let a = Member("a", database: database), b = Member("b", database: database)
-            try await a.coordinator.round()
-            try await b.coordinator.round()
-            let moving = try #require(TenantAssignment.assign(tenants: GroupLeaseTests.tenants, members: ["a", "b"]).first { $0.value == "b" }?.key)
-            #expect(a.leases.begin(moving))  // a poll of it runs on a
-            try await a.coordinator.round()
-            #expect(!a.leases.holds(moving), "being handed over")
+            let (a, _, moving) = try await Self.handOverDuringAPoll(database)
             // b leaves before the poll ends: the tenant is a's again.
             _ = try await database.query("test", "UPDATE member SET expires_at = now() - interval '1 second' WHERE id = 'b'")
             try await a.coordinator.round()

@@ -192,6 +192,9 @@ public struct TenantConfiguration: Sendable, Equatable {
 }
 
 extension TenantConfiguration {
+    /// What it reads: its alerts, and its incidents when `records` says so.
+    public var streams: [RecordStream] { records.map { RecordStream(tenant: name, kind: $0) } }
+
     /// Whether reconciliation sweeps run.
     public var reconciles: Bool { reconcileEvery > .zero && reconcileWindow > overlap }
 

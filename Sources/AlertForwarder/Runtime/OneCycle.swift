@@ -67,8 +67,8 @@ public enum DryRun {
             do {
                 let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens(),
                                                       logger: logger)
-                for kind in tenant.records {
-                    let stream = RecordStream(tenant: tenant.name, kind: kind)
+                for stream in tenant.streams {
+                    let kind = stream.kind
                     let start = tenant.pollStart(watermark: try await store?.admission.watermark(of: stream), now: Date())
                     try await connection.alerts.with(kind: kind).fetch(from: .inclusive(start)) { batch in
                         for alert in batch.alerts {

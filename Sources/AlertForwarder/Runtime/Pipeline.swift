@@ -109,8 +109,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         } catch {
             logger.error("\(error)")
         }
-        status.retain(tenants: Set(configuration.tenants.flatMap { tenant in tenant.records.map { RecordStream(tenant: tenant.name, kind: $0).key } }),
-                      sinks: sinkNames)
+        status.retain(tenants: Set(configuration.tenants.flatMap(\.streams).map(\.key)), sinks: sinkNames)
         telemetry.retain("tenant", values: Set(configuration.tenants.map(\.name)))
         telemetry.retain("sink", values: sinkNames)
         for component in health.registeredComponents where component.hasPrefix("poller:") || component.hasPrefix("sink:") {
@@ -211,11 +210,10 @@ public final class Pipeline: Service, CustomStringConvertible {
             metrics.prepare(pollInterval: interval, overlap: tenant.overlap)
             // A poller for each kind of record read (alerts, incidents), on the tenant's one
             // client and call budget.
-            for kind in tenant.records {
-                let stream = RecordStream(tenant: tenant.name, kind: kind)
+            for stream in tenant.streams {
                 let reporter = health.register("poller:\(stream.key)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
                 let poller = TenantPoller(
-                    tenant: tenant, kind: kind, connection: connection, store: store, sinks: sinks,
+                    tenant: tenant, kind: stream.kind, connection: connection, store: store, sinks: sinks,
                     storesHeadline: sinkConfigurations.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox, clock: clock,
                     progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, metrics: metrics,
                     leases: leases, logger: logger)

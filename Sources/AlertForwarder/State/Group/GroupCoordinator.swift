@@ -154,16 +154,12 @@ public final class GroupCoordinator: Service, Sendable {
                 // of a member paused in the middle of one (an admission locks its lease row),
                 // which the server ends after half of lease_ttl (``StateDatabase``). A later
                 // round takes it; waiting would hold up this whole round, renewals included.
-                var existing = Set<String>(), lockable = Set<String>()
-                for try await tenant in try await connection.query("SELECT tenant FROM lease WHERE tenant = ANY(\(wanted))", logger: logger)
-                    .decode(String.self) {
-                    existing.insert(tenant)
-                }
-                for try await tenant in try await connection.query("""
-                    SELECT tenant FROM lease WHERE tenant = ANY(\(wanted)) AND (holder IS NULL OR expires_at <= now()) FOR UPDATE SKIP LOCKED
-                    """, logger: logger).decode(String.self) {
-                    lockable.insert(tenant)
-                }
+                let existing = Set(try await connection.array(of: String.self, "SELECT array_agg(tenant) FROM lease WHERE tenant = ANY(\(wanted))",
+                                                              logger: logger))
+                let lockable = Set(try await connection.array(of: String.self, """
+                    SELECT array_agg(tenant) FROM (SELECT tenant FROM lease
+                        WHERE tenant = ANY(\(wanted)) AND (holder IS NULL OR expires_at <= now()) FOR UPDATE SKIP LOCKED) AS free
+                    """, logger: logger))
                 var acquired: [String: Int64] = [:]
                 for tenant in wanted where lockable.contains(tenant) || !existing.contains(tenant) {
                     for try await epoch in try await connection.query("""
