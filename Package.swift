@@ -90,6 +90,12 @@ let package = Package(
             name: "OrderedJSON",
             swiftSettings: strictSettings
         ),
+        // Defender records in the SIEM schemas (ECS, OCSF): pure mappings of JSON to JSON.
+        .target(
+            name: "SIEMSchemas",
+            dependencies: ["OrderedJSON", "Timekeeping"],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "DefenderSimulator",
             dependencies: [
@@ -128,6 +134,7 @@ let package = Package(
                 "Telemetry",
                 "Timekeeping",
                 "DefenderAPI",
+                "SIEMSchemas",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 // The metrics server's connection cap and HTTP/1 settings.
@@ -199,7 +206,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AlertForwarderTests",
-            dependencies: ["AlertForwarder", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "Systemd", "Telemetry", "Timekeeping", "TestSupport",
+            dependencies: ["AlertForwarder", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "SIEMSchemas", "Systemd", "Telemetry", "Timekeeping", "TestSupport",
                            .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
                            .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: strictSettings
