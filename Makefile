@@ -8,8 +8,9 @@ BUILD_PACKAGES = libsystemd-dev libdeflate-dev pkg-config libsqlite3-dev python3
 APT_PACKAGES = $(BUILD_PACKAGES) systemd curl python3-pip tinyproxy debootstrap systemd-container \
 	rsyslog rsyslog-gnutls rsyslog-relp postgresql
 # Real third-party clients the simulator is tested against, and independent parsers of what
-# the syslog sink sends and the metrics endpoint shows.
-PIP_PACKAGES = msal requests pycef syslog-rfc5424-parser prometheus-client
+# the syslog sink sends and the metrics endpoint shows; PyYAML and py-ocsf-models for the
+# schema checks of ECS and OCSF output (Tests/Clients/validate_schemas.py).
+PIP_PACKAGES = msal requests pycef syslog-rfc5424-parser prometheus-client pyyaml py-ocsf-models==0.10.0
 BINARY       = .build/debug/defender-alertd
 # Exactly the versions in the committed Package.resolved: a stale or missing pin fails the
 # build instead of silently resolving newer code.
@@ -70,7 +71,7 @@ deps-build:
 ## deps: install the Debian packages the build and the tests need, when missing
 deps: deps-build
 	@scripts/apt-install.sh $(APT_PACKAGES)
-	@python3 -c "import msal, requests, pycef, syslog_rfc5424_parser, prometheus_client" 2>/dev/null || python3 -m pip install --quiet $(PIP_PACKAGES) \
+	@python3 -c "import msal, requests, pycef, syslog_rfc5424_parser, prometheus_client, yaml, py_ocsf_models" 2>/dev/null || python3 -m pip install --quiet $(PIP_PACKAGES) \
 		|| python3 -m pip install --quiet --break-system-packages $(PIP_PACKAGES)
 
 ## build: debug build of everything
