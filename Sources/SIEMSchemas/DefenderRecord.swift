@@ -86,7 +86,7 @@ extension JSONValue {
     }
 
     /// The member at a dotted path of objects.
-    func at(_ path: String) -> JSONValue? {
+    public func at(_ path: String) -> JSONValue? {
         var value: JSONValue? = self
         for name in path.split(separator: ".") { value = value?[String(name)] }
         return value
@@ -117,4 +117,18 @@ func epochMilliseconds(_ text: String?) -> Int64? {
     guard let text, let time = Timestamp(parsing: text) else { return nil }
     let ticks = time.ticks
     return ticks >= 0 ? ticks / 10_000 : -((-ticks + 9_999) / 10_000)
+}
+
+/// `evidence = "split"` in Defender's own shape: the alert once per evidence entity, its
+/// `evidence` array holding that entity alone; an alert with no evidence (and an incident)
+/// stays one record.
+public enum NativeEvidenceSplit {
+    public static func documents(for record: DefenderRecord) -> [JSONValue] {
+        guard record.kind == .alert, case .array(let elements) = record.document["evidence"], !elements.isEmpty else { return [record.document] }
+        return elements.map { element in
+            var document = record.document
+            document.set("evidence", .array([element]))
+            return document
+        }
+    }
 }

@@ -36,7 +36,7 @@ struct HTTPSinkTests {
                 #expect(event["sourcetype"] == .string("ms:defender:atp:alerts"))
                 #expect(event["host"] == .string("collector-1"))
                 #expect(event["time"] == .number("1795636316.123"))
-                #expect(event["fields"] == .object([("tenant", .string("contoso")), ("event", .string("created"))]))
+                #expect(event["fields"] == .object([("tenant", .string("contoso")), ("event", .string("created")), ("kind", .string("alert"))]))
                 #expect(event["index"] == nil)
             }
             #expect(siem.requests.map(\.headers["content-encoding"]) == [gzip ? "gzip" : nil])

@@ -50,7 +50,7 @@ struct OutsideDataTests {
         let record = OutboxRecord(id: 1, sink: "siem", tenant: "contoso", alertID: "da1", event: "created",
                                   receivedAt: "2026-11-25T19:52:03Z", payload: payload)
         let settings = HTTPSinkSettings(url: "http://127.0.0.1:9/x", format: .splunkHEC)
-        let entry = HTTPRequestBody.entry(for: record, settings: settings)
+        let entry = try #require(HTTPRequestBody.entry(for: record, settings: settings)).bytes
         let event = try JSONValue(parsing: Data(entry))
         #expect(event["time"] == .number("-1.500"), "\(String(decoding: entry, as: UTF8.self))")
     }

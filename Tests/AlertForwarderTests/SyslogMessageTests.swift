@@ -19,15 +19,24 @@ struct SyslogMessageTests {
         let message = SyslogMessage(hostname: "collector01")
         // local0 (16) * 8 + High (2 crit) = 130; six fraction digits at most.
         #expect(text(message, record()) == "<130>1 2026-11-25T19:51:56.123456Z collector01 defender-alertd - created "
-            + #"[defender@32473 alertId="da638394803045614062_-1227924097" tenant="contoso" severity="High" event="created"] "#
+            + #"[defender@32473 alertId="da638394803045614062_-1227924097" tenant="contoso" severity="High" event="created" kind="alert"] "#
             + Self.alert)
+    }
+
+    /// An incident has a MSGID and parameters of its own, so that a receiver routes it apart.
+    @Test func anIncidentSaysSo() {
+        var incident = record(event: "updated")
+        incident.kind = .incident
+        incident.alertID = "29"
+        let line = text(SyslogMessage(hostname: "h"), incident)
+        #expect(line.contains(#" defender-alertd - incident-updated [defender@32473 incidentId="29" tenant="contoso" severity="High" event="updated" kind="incident"] "#), "\(line)")
     }
 
     @Test func structuredDataEscapesQuotesBackslashesAndBrackets() {
         let message = SyslogMessage(facility: .auth, hostname: "h", enterpriseNumber: 99999)
         let line = text(message, record(tenant: #"a"b\c]d é"#, event: "updated"))
         // auth (4) * 8 + High (2) = 34.
-        #expect(line.contains(#"[defender@99999 alertId="da638394803045614062_-1227924097" tenant="a\"b\\c\]d é" severity="High" event="updated"]"#))
+        #expect(line.contains(#"[defender@99999 alertId="da638394803045614062_-1227924097" tenant="a\"b\\c\]d é" severity="High" event="updated" kind="alert"]"#))
         #expect(line.hasPrefix("<34>1 "))
     }
 

@@ -99,7 +99,8 @@ struct SyslogSinkTests {
             #expect(syslog["msgid"] as? String == "created")
             #expect(syslog["timestamp"] as? String == "2026-11-25T19:51:56.123456Z")
             let data = (syslog["sd"] as? [String: [String: String]])?["defender@99999"]
-            #expect(data == ["alertId": SyslogMessage.parameterValue(record.alertID), "tenant": "contoso", "severity": ["High", "Medium", "Informational"][index % 3], "event": "created"])
+            #expect(data == ["alertId": SyslogMessage.parameterValue(record.alertID), "tenant": "contoso", "severity": ["High", "Medium", "Informational"][index % 3], "event": "created",
+                             "kind": "alert"])
             if index < 3 {
                 #expect(syslog["msg"] as? String == record.payload)
             } else {

@@ -16,7 +16,8 @@ import Synchronization
 ///   for another; 200 `{"text":"Success","code":0}`; a poison event: 400 `{"text":"Invalid data
 ///   format","code":6,"invalid-event-number":N}`, nothing of that request indexed.
 /// - `POST /_bulk`: `Authorization: ApiKey <token>`; 401 with a `security_exception`; 200 with
-///   one item per action, a poison document `400 mapper_parsing_exception`, `errors: true`.
+///   one item per `index` or `create` action, a poison document `400 mapper_parsing_exception`,
+///   a `create` of an id the index holds `409 version_conflict_engine_exception`, `errors: true`.
 /// - `POST /hook`: `Authorization: Bearer <token>`; 200; 400 when the body holds a poison alert.
 /// - Any path: 413 for a body over `maxBody`; the scripted faults first (`fail(next:)`).
 public final class FakeSIEM: Sendable {
@@ -38,6 +39,7 @@ public final class FakeSIEM: Sendable {
         var faults: [Fault] = []
         var hecEvents: [JSONValue] = []
         var bulkDocuments: [(id: String, index: String, document: JSONValue)] = []
+        var bulkActions: [(operation: String, index: String, id: String, pipeline: String?)] = []
         var hookBodies: [Data] = []
         var requests: [(path: String, status: Int, headers: [String: String])] = []
     }
@@ -58,6 +60,8 @@ public final class FakeSIEM: Sendable {
 
     public var hecEvents: [JSONValue] { state.withLock { $0.hecEvents } }
     public var bulkDocuments: [(id: String, index: String, document: JSONValue)] { state.withLock { $0.bulkDocuments } }
+    /// Every bulk action received, in order (documents sent again included).
+    public var bulkActions: [(operation: String, index: String, id: String, pipeline: String?)] { state.withLock { $0.bulkActions } }
     public var hookBodies: [Data] { state.withLock { $0.hookBodies } }
     /// Every request: path, answer status and headers (names lower-cased).
     public var requests: [(path: String, status: Int, headers: [String: String])] { state.withLock { $0.requests } }
@@ -119,21 +123,30 @@ public final class FakeSIEM: Sendable {
             var errors = false
             var index = 0
             while index + 1 < lines.count {
-                guard let action = lines[index]?["index"], let id = action["_id"]?.stringValue, let document = lines[index + 1] else {
+                guard case .object(let members)? = lines[index], let (operation, action) = members.first, ["index", "create"].contains(operation),
+                      let id = action["_id"]?.stringValue, let document = lines[index + 1] else {
                     return (400, [], #"{"error":{"type":"illegal_argument_exception","reason":"Malformed action/metadata line"},"status":400}"#, .zero)
                 }
                 let target = action["_index"]?.stringValue ?? ""
+                state.withLock { $0.bulkActions.append((operation, target, id, action["pipeline"]?.stringValue)) }
                 if Self.isPoison(document) {
                     errors = true
-                    items.append(#"{"index":{"_index":"\#(target)","_id":"\#(id)","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [title] of type [date] in document with id '\#(id)'"}}}"#)
+                    items.append(#"{"\#(operation)":{"_index":"\#(target)","_id":"\#(id)","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [title] of type [date] in document with id '\#(id)'"}}}"#)
                 } else {
-                    let created = state.withLock { state in
+                    // `create` (what a data stream takes) refuses an id it holds: 409, the document kept.
+                    let result = state.withLock { state -> Int in
                         let known = state.bulkDocuments.contains { $0.id == id && $0.index == target }
+                        if known && operation == "create" { return 409 }
                         state.bulkDocuments.removeAll { $0.id == id && $0.index == target }
                         state.bulkDocuments.append((id, target, document))
-                        return !known
+                        return known ? 200 : 201
                     }
-                    items.append(#"{"index":{"_index":"\#(target)","_id":"\#(id)","result":"\#(created ? "created" : "updated")","status":\#(created ? 201 : 200)}}"#)
+                    if result == 409 {
+                        errors = true
+                        items.append(#"{"create":{"_index":"\#(target)","_id":"\#(id)","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[\#(id)]: version conflict, document already exists"}}}"#)
+                    } else {
+                        items.append(#"{"\#(operation)":{"_index":"\#(target)","_id":"\#(id)","result":"\#(result == 201 ? "created" : "updated")","status":\#(result)}}"#)
+                    }
                 }
                 index += 2
             }
@@ -152,7 +165,8 @@ public final class FakeSIEM: Sendable {
         String(decoding: body, as: UTF8.self).split(separator: "\n").map { try? JSONValue(parsing: String($0)) }
     }
 
+    /// An alert whose title holds "poison", as Defender's JSON or an ECS document (`rule.name`).
     private static func isPoison(_ document: JSONValue?) -> Bool {
-        document?["title"]?.stringValue?.contains("poison") == true
+        (document?["title"]?.stringValue ?? document?["rule"]?["name"]?.stringValue)?.contains("poison") == true
     }
 }

@@ -236,6 +236,15 @@ public struct SinkConfiguration: Sendable, Equatable {
     public var name: String
     /// What kind of sink, with its settings.
     public var kind: Kind
+    /// The shape records are written in (`schema`, `evidence`, `include_original`); a journal
+    /// sink's is always native.
+    public var shape: RecordShape
+
+    public init(name: String, kind: Kind, shape: RecordShape = .native) {
+        self.name = name
+        self.kind = kind
+        self.shape = shape
+    }
 
     /// Whether the sink shows an alert's headline (severity, title, device, status, update
     /// time: a journal entry's `MESSAGE` and `PRIORITY`, a syslog PRI, a summary line, HEC's

@@ -386,11 +386,32 @@ extension ConfigurationKey {
             .sink, "gzip", .boolean, default: .boolean(false), sinkTypes: ["http"],
             "compress request bodies (`Content-Encoding: gzip`)")
         public static let index = ConfigurationKey(
-            .sink, "index", .string, defaultDescription: "splunk-hec: the token's default index; elasticsearch-bulk: `defender-alerts`", sinkTypes: ["http"],
-            "splunk-hec and elasticsearch-bulk: the index")
+            .sink, "index", .string, defaultDescription: "splunk-hec: the token's default index; elasticsearch-bulk: `defender-alerts` (`data_stream = true`: `logs-defender_alertd.alert-default`)", sinkTypes: ["http"],
+            "splunk-hec and elasticsearch-bulk: where alerts go")
         public static let sourcetype = ConfigurationKey(
-            .sink, "sourcetype", .string, default: .string("ms:defender:atp:alerts"), sinkTypes: ["http"],
-            "splunk-hec: the events' sourcetype")
+            .sink, "sourcetype", .string, defaultDescription: "`ms:defender:atp:alerts` (Splunk's add-on for Microsoft Security); with `schema = \"ecs\"` or `\"ocsf\"`, `defender:alert:ecs` or `defender:alert:ocsf`", sinkTypes: ["http"],
+            "splunk-hec: the sourcetype of alerts")
+        public static let incidentSourcetype = ConfigurationKey(
+            .sink, "incident_sourcetype", .string, defaultDescription: "`ms365:defender:incident` (Splunk's add-on for Microsoft Security); with `schema = \"ecs\"` or `\"ocsf\"`, `defender:incident:ecs` or `defender:incident:ocsf`", sinkTypes: ["http"],
+            "splunk-hec: the sourcetype of incidents")
+        public static let incidentIndex = ConfigurationKey(
+            .sink, "incident_index", .string, defaultDescription: "splunk-hec: `index`; elasticsearch-bulk: `defender-incidents` (`data_stream = true`: `logs-defender_alertd.incident-default`)", sinkTypes: ["http"],
+            "splunk-hec and elasticsearch-bulk: where incidents go")
+        public static let dataStream = ConfigurationKey(
+            .sink, "data_stream", .boolean, default: .boolean(false), sinkTypes: ["http"],
+            "elasticsearch-bulk: write to data streams (`create` actions; a record sent again is refused as already there, which counts as delivered); `index` and `incident_index` then default to `logs-defender_alertd.alert-default` and `logs-defender_alertd.incident-default`")
+        public static let pipeline = ConfigurationKey(
+            .sink, "pipeline", .string, sinkTypes: ["http"],
+            "elasticsearch-bulk: the ingest pipeline every document goes through (none: the index's default pipeline)")
+        public static let schema = ConfigurationKey(
+            .sink, "schema", .choice(RecordShape.Schema.allCases.map(\.rawValue)), default: .string("native"), sinkTypes: ["stdout", "file", "syslog", "http"],
+            "`native` (the record exactly as Defender returned it), `ecs` (Elastic Common Schema documents) or `ocsf` (OCSF Detection Finding and Incident Finding events), see Schemas; stdout and file: with `format = \"alert\"`; syslog: with `format = \"json\"`")
+        public static let evidence = ConfigurationKey(
+            .sink, "evidence", .choice(RecordShape.Evidence.allCases.map(\.rawValue)), default: .string("inline"), sinkTypes: ["stdout", "file", "syslog", "http"],
+            "`inline` (one record per alert) or `split` (one record per evidence entity, each with the alert's id and summary, delivered together: all or nothing for the alert)")
+        public static let includeOriginal = ConfigurationKey(
+            .sink, "include_original", .boolean, default: .boolean(false), sinkTypes: ["stdout", "file", "syslog", "http"],
+            "`schema = \"ecs\"` or `\"ocsf\"` only: also carry the record's JSON as Defender returned it (`event.original`, `raw_data`)")
         public static let source = ConfigurationKey(
             .sink, "source", .string, sinkTypes: ["http"], "splunk-hec: the events' source (none: HEC's default)")
         public static let host = ConfigurationKey(
@@ -399,6 +420,7 @@ extension ConfigurationKey {
         public static let all = [name, type, path, format, maxSize, maxFiles, address, syslogProtocol, syslogFormat, cefAlertJSON, framing,
                                  facility, appName, hostname, enterpriseNumber, maxMessageSize, timeout, caFile, clientCertificateFile,
                                  clientKeyFile, clientKeyCredential, serverName, url, httpFormat, auth, tokenFile, tokenCredential, headers,
-                                 batchMaxAlerts, batchMaxBytes, flushInterval, gzip, index, sourcetype, source, host]
+                                 batchMaxAlerts, batchMaxBytes, flushInterval, gzip, index, incidentIndex, sourcetype, incidentSourcetype, source, host,
+                                 dataStream, pipeline, schema, evidence, includeOriginal]
     }
 }

@@ -449,18 +449,22 @@ private struct Validator {
         guard let type = reader.choice(Keys.type) else { return nil }
         // Only the keys that apply to this type are read; any other is reported as unknown.
         let kind: SinkConfiguration.Kind?
+        let shape = type == "journal" ? .native : recordShape(reader)
         switch type {
         case "journal":
             kind = .journal
         case "stdout":
-            kind = reader.choice(Keys.format).map { .stdout(format: $0) }
+            let format: RecordFormat? = reader.choice(Keys.format)
+            if let format, format != .alert { requireNative(shape, reader, for: "format = \"\(format.rawValue)\"; use format = \"alert\"") }
+            kind = format.map { .stdout(format: $0) }
         case "syslog":
-            kind = syslogSettings(reader).map { .syslog($0) }
+            kind = syslogSettings(reader, shape: shape).map { .syslog($0) }
         case "http":
-            kind = httpSettings(reader).map { .http($0) }
+            kind = httpSettings(reader, shape: shape).map { .http($0) }
         default:
             let path = reader.string(Keys.path).map(resolve)
             let format: RecordFormat? = reader.choice(Keys.format)
+            if let format, format != .alert { requireNative(shape, reader, for: "format = \"\(format.rawValue)\"; use format = \"alert\"") }
             let maxSize = reader.byteSize(Keys.maxSize)
             let maxFiles = reader.integer(Keys.maxFiles)
             if let path, let format, let maxSize, let maxFiles {
@@ -470,11 +474,32 @@ private struct Validator {
             }
         }
         reader.rejectUnknownKeys()
-        guard let name, let kind else { return nil }
-        return SinkConfiguration(name: name, kind: kind)
+        guard let name, let kind, let shape else { return nil }
+        return SinkConfiguration(name: name, kind: kind, shape: shape)
     }
 
-    private func syslogSettings(_ reader: TableReader) -> SyslogSettings? {
+    /// `schema`, `evidence` and `include_original`.
+    private func recordShape(_ reader: TableReader) -> RecordShape? {
+        typealias Keys = ConfigurationKey.Sink
+        let schema: RecordShape.Schema? = reader.choice(Keys.schema)
+        let evidence: RecordShape.Evidence? = reader.choice(Keys.evidence)
+        let includeOriginal = reader.bool(Keys.includeOriginal)
+        if includeOriginal == true, schema == .native {
+            reader.fail(Keys.includeOriginal, "applies to schema = \"ecs\" or \"ocsf\" only (a native record is Defender's JSON already)")
+        }
+        guard let schema, let evidence, let includeOriginal else { return nil }
+        return RecordShape(schema: schema, evidence: evidence, includeOriginal: includeOriginal)
+    }
+
+    /// Refuses a schema or a split evidence that the sink's other settings (`setting`) cannot carry.
+    private func requireNative(_ shape: RecordShape?, _ reader: TableReader, for setting: String) {
+        typealias Keys = ConfigurationKey.Sink
+        guard let shape else { return }
+        if shape.schema != .native { reader.fail(Keys.schema, "\"\(shape.schema.rawValue)\" cannot be written with \(setting)") }
+        if shape.evidence == .split { reader.fail(Keys.evidence, "\"split\" cannot be written with \(setting)") }
+    }
+
+    private func syslogSettings(_ reader: TableReader, shape: RecordShape?) -> SyslogSettings? {
         typealias Keys = ConfigurationKey.Sink
         var address: SyslogAddress?
         if let text = reader.string(Keys.address) {
@@ -485,6 +510,7 @@ private struct Validator {
         }
         let syslogProtocol: SyslogProtocol? = reader.choice(Keys.syslogProtocol)
         let format: SyslogBodyFormat? = reader.choice(Keys.syslogFormat)
+        if format == .cef { requireNative(shape, reader, for: "format = \"cef\" (a CEF line is a schema of its own); use format = \"json\"") }
         let cefAlertJSON = reader.bool(Keys.cefAlertJSON)
         if cefAlertJSON == true, format == .json { reader.fail(Keys.cefAlertJSON, "applies to format = \"cef\" only (with json the message is the alert JSON already)") }
         let framing: SyslogFraming? = reader.choice(Keys.framing)
@@ -523,11 +549,13 @@ private struct Validator {
               let enterpriseNumber, let maxMessageSize, let timeout, address.transport != .tls || tls != nil else { return nil }
         let message = SyslogMessage(syslogProtocol: syslogProtocol, facility: facility, hostname: hostname, appName: appName,
                                     enterpriseNumber: enterpriseNumber)
-        return SyslogSettings(address: address, message: message, format: format, cefAlertJSON: cefAlertJSON, framing: framing,
-                              maxMessageSize: Int(maxMessageSize), timeout: timeout, tls: tls)
+        var settings = SyslogSettings(address: address, message: message, format: format, cefAlertJSON: cefAlertJSON, framing: framing,
+                                      maxMessageSize: Int(maxMessageSize), timeout: timeout, tls: tls)
+        settings.shape = shape ?? .native
+        return settings
     }
 
-    private func httpSettings(_ reader: TableReader) -> HTTPSinkSettings? {
+    private func httpSettings(_ reader: TableReader, shape: RecordShape?) -> HTTPSinkSettings? {
         typealias Keys = ConfigurationKey.Sink
         let url = reader.string(Keys.url).flatMap { validURL($0, key: Keys.url, reader: reader, base: false) }
         let format: HTTPBodyFormat? = reader.choice(Keys.httpFormat)
@@ -569,23 +597,37 @@ private struct Validator {
         let timeout = reader.duration(Keys.timeout)
         let gzip = reader.bool(Keys.gzip)
         let index = reader.string(Keys.index)
+        let incidentIndex = reader.string(Keys.incidentIndex)
         let sourcetype = reader.string(Keys.sourcetype)
+        let incidentSourcetype = reader.string(Keys.incidentSourcetype)
         let source = reader.string(Keys.source)
         let host = reader.string(Keys.host)
+        let dataStream = reader.bool(Keys.dataStream)
+        let pipeline = reader.string(Keys.pipeline)
         if let format, format != .splunkHEC {
-            for key in [Keys.sourcetype, Keys.source, Keys.host] where reader.has(key) {
+            for key in [Keys.sourcetype, Keys.incidentSourcetype, Keys.source, Keys.host] where reader.has(key) {
                 reader.fail(key, "applies to format = \"splunk-hec\" only")
             }
-            if format != .elasticsearchBulk, reader.has(Keys.index) { reader.fail(Keys.index, "applies to splunk-hec and elasticsearch-bulk only") }
+            if format != .elasticsearchBulk {
+                for key in [Keys.index, Keys.incidentIndex] where reader.has(key) { reader.fail(key, "applies to splunk-hec and elasticsearch-bulk only") }
+            }
+        }
+        if let format, format != .elasticsearchBulk {
+            if dataStream == true { reader.fail(Keys.dataStream, "applies to format = \"elasticsearch-bulk\" only") }
+            if pipeline != nil { reader.fail(Keys.pipeline, "applies to format = \"elasticsearch-bulk\" only") }
+        }
+        if format == .json, shape?.evidence == .split {
+            reader.fail(Keys.evidence, "\"split\" makes several documents of one alert, which format = \"json\" (one document per request) cannot carry; use json-array, ndjson, splunk-hec or elasticsearch-bulk")
         }
         let caFile = reader.string(Keys.caFile).map(resolve)
         if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail(Keys.caFile, problem) }
         // Every problem above is already in the report, which refuses the file: only the
         // values are needed here.
-        guard let url, let format, let batchMaxAlerts, let batchMaxBytes, let flushInterval, let timeout, let gzip, let sourcetype else { return nil }
+        guard let url, let format, let batchMaxAlerts, let batchMaxBytes, let flushInterval, let timeout, let gzip, let dataStream else { return nil }
         return HTTPSinkSettings(url: url, format: format, authorization: authorization, token: token, headers: headers,
                                 batchMaxAlerts: batchMaxAlerts, batchMaxBytes: Int(batchMaxBytes), flushInterval: flushInterval, timeout: timeout,
-                                gzip: gzip, index: index, sourcetype: sourcetype, source: source, host: host, caFile: caFile)
+                                gzip: gzip, index: index, incidentIndex: incidentIndex, sourcetype: sourcetype, incidentSourcetype: incidentSourcetype,
+                                source: source, host: host, caFile: caFile, shape: shape ?? .native, dataStream: dataStream, pipeline: pipeline)
     }
 
     /// The TLS keys of a `tls://` syslog sink, every file checked now: a CA bundle that holds

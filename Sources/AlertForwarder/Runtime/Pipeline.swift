@@ -170,9 +170,9 @@ public final class Pipeline: Service, CustomStringConvertible {
         let showsTenant = configuration.tenantCount(sendingTo: sink.name) > 1
         switch sink.kind {
         case .journal: return JournalSink()
-        case .stdout(let format): return StdoutSink(layout: RecordLine(format: format, showsTenant: showsTenant))
+        case .stdout(let format): return StdoutSink(layout: RecordLine(format: format, showsTenant: showsTenant, shape: sink.shape))
         case .file(let path, let format, let maxSize, let maxFiles):
-            return FileSink(path: path, layout: RecordLine(format: format, showsTenant: showsTenant), maxSize: maxSize, maxFiles: maxFiles)
+            return FileSink(path: path, layout: RecordLine(format: format, showsTenant: showsTenant, shape: sink.shape), maxSize: maxSize, maxFiles: maxFiles)
         case .syslog(let settings): return SyslogSink(settings: settings)
         case .http(let settings): return HTTPSink(settings: settings, proxy: configuration.service.httpSettings().proxy)
         }

@@ -20,7 +20,7 @@ struct AlertFields {
     private static let members = [
         "id", "severity", "title", "status", "category", "description", "detectorId", "detectionSource", "incidentId",
         "lastUpdateTime", "firstEventTime", "lastEventTime", "computerDnsName", "machineId", "relatedUser",
-        "lastUpdateDateTime", "firstActivityDateTime", "lastActivityDateTime", "productName", "serviceSource",
+        "lastUpdateDateTime", "firstActivityDateTime", "lastActivityDateTime", "productName", "serviceSource", "displayName",
     ]
     private static let graphNames = ["lastUpdateDateTime": "lastUpdateTime", "firstActivityDateTime": "firstEventTime", "lastActivityDateTime": "lastEventTime"]
     /// The members of each evidence object that name a device or a user.
@@ -130,14 +130,16 @@ public struct AlertHeadline: Sendable, Equatable {
         }
     }
 
-    private static let members = ["severity", "title", "computerDnsName", "status", "lastUpdateTime", "lastUpdateDateTime"]
+    /// An incident's title is its `displayName` (a state that stored no headline, a dead letter
+    /// sent again, reads it from here).
+    private static let members = ["severity", "title", "computerDnsName", "status", "lastUpdateTime", "lastUpdateDateTime", "displayName"]
 
     private init(bytes: UnsafeBufferPointer<UInt8>) {
         var scanner = JSONScanner(bytes)
         guard let ranges = try? scanner.members(Self.members) else { return }
         let values = ranges.map { range in range.flatMap { scanner.string(at: $0) } }
         givenSeverity = values[0]
-        givenTitle = values[1]
+        givenTitle = values[1] ?? values[6]
         host = values[2]
         status = values[3]
         lastUpdateTime = values[4] ?? values[5]
@@ -148,7 +150,7 @@ public struct AlertHeadline: Sendable, Equatable {
 
     init(_ fields: AlertFields) {
         givenSeverity = fields["severity"]
-        givenTitle = fields["title"]
+        givenTitle = fields["title"] ?? fields["displayName"]
         host = fields["computerDnsName"]
         status = fields["status"]
         lastUpdateTime = fields["lastUpdateTime"]

@@ -81,39 +81,49 @@ extension AlertSink {
     public var linger: Duration { .zero }
 }
 
-/// How `stdout` and `file` sinks write one record: a record format, and whether a summary
-/// line names the tenant (it does when several tenants share the sink).
+/// How `stdout` and `file` sinks write one record: a record format, the shape of the record
+/// (`alert` only: ECS, OCSF, evidence split), and whether a summary line names the tenant (it
+/// does when several tenants share the sink).
 public struct RecordLine: Sendable, Equatable {
     public var format: RecordFormat
     public var showsTenant: Bool
+    public var shape: RecordShape
 
-    public init(format: RecordFormat, showsTenant: Bool = false) {
+    public init(format: RecordFormat, showsTenant: Bool = false, shape: RecordShape = .native) {
         self.format = format
         self.showsTenant = showsTenant
+        self.shape = shape
     }
 
-    /// One line, without the newline.
+    /// One line, without the newline (the first document's, for a split record).
     func line(for record: OutboxRecord) -> String {
         var bytes: [UInt8] = []
-        append(record, to: &bytes)
-        bytes.removeLast()
-        return String(decoding: bytes, as: UTF8.self)
+        _ = append(record, to: &bytes)
+        guard let end = bytes.firstIndex(of: UInt8(ascii: "\n")) else { return String(decoding: bytes, as: UTF8.self) }
+        return String(decoding: bytes[..<end], as: UTF8.self)
     }
 
-    /// The records as lines, each ending with a newline, in one buffer.
-    func lines(for records: [OutboxRecord]) -> [UInt8] {
+    /// The records as lines, each ending with a newline, in one buffer (a split record: one
+    /// line per evidence entity), and the records that cannot be written in the sink's shape.
+    func lines(for records: [OutboxRecord]) -> (bytes: [UInt8], rejected: [SinkRejection]) {
         var bytes: [UInt8] = []
+        var rejected: [SinkRejection] = []
         bytes.reserveCapacity(records.reduce(0) { $0 + $1.payloadBytes.count + 160 })
-        for record in records { append(record, to: &bytes) }
-        return bytes
+        for record in records where !append(record, to: &bytes) { rejected.append(shape.refusal(of: record)) }
+        return (bytes, rejected)
     }
 
-    private func append(_ record: OutboxRecord, to bytes: inout [UInt8]) {
+    /// Appends the record's lines; false when it cannot be shaped (nothing appended).
+    private func append(_ record: OutboxRecord, to bytes: inout [UInt8]) -> Bool {
         switch format {
         case .summary:
             bytes += SummaryLine.line(for: record, showsTenant: showsTenant).utf8
         case .alert:
-            bytes += record.payloadBytes
+            guard let documents = shape.documents(for: record) else { return false }
+            for (index, document) in documents.enumerated() {
+                if index > 0 { bytes.append(UInt8(ascii: "\n")) }
+                bytes += document
+            }
         case .envelope:
             // The record is embedded verbatim: its text is already compact JSON.
             let prefix = JSONValue.object([
@@ -126,5 +136,6 @@ public struct RecordLine: Sendable, Equatable {
             bytes.append(UInt8(ascii: "}"))
         }
         bytes.append(UInt8(ascii: "\n"))
+        return true
     }
 }

@@ -43,9 +43,9 @@ public final class FileSink: AlertSink {
 
     /// The write and its `fsync` run off the cooperative pool (``Blocking``).
     public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
-        let bytes = layout.lines(for: records)
+        let (bytes, rejected) = layout.lines(for: records)
         try await Blocking.run { () throws(SinkError) in try self.append(bytes) }
-        return []
+        return rejected
     }
 
     private func append(_ bytes: [UInt8]) throws(SinkError) {

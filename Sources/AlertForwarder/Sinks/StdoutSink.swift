@@ -9,11 +9,12 @@ public struct StdoutSink: AlertSink {
     }
 
     public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
+        let (bytes, rejected) = layout.lines(for: records)
         do {
-            try FileHandle.standardOutput.write(contentsOf: Data(layout.lines(for: records)))
+            try FileHandle.standardOutput.write(contentsOf: Data(bytes))
         } catch {
             throw SinkError("writing to standard output failed: \(error.localizedDescription)")
         }
-        return []
+        return rejected
     }
 }

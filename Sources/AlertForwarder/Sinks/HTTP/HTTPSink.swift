@@ -76,7 +76,12 @@ public final class HTTPSink: AlertSink {
         // worker moves past those at the front of the batch and sends only the rest again.
         var settled: Set<Int64> = []
         let entries = HTTPRequestBody.entries(for: records, settings: settings)
-        var pending = HTTPRequestBody.requests(for: records, entries: entries, settings: settings)
+        // A record that cannot be written in the sink's shape (not JSON) is a dead letter at once.
+        for record in records where entries[record.id] == nil {
+            rejected.append(settings.shape.refusal(of: record))
+            settled.insert(record.id)
+        }
+        var pending = HTTPRequestBody.requests(for: records.filter { entries[$0.id] != nil }, entries: entries, settings: settings)
         var busy: [OutboxRecord] = []
         var busyTries = 0
         do throws(SinkError) {
@@ -95,7 +100,8 @@ public final class HTTPSink: AlertSink {
                     busy = []
                 }
                 let chunk = pending.removeFirst()
-                let outcome = try await post(chunk, body: HTTPRequestBody.encode(chunk, entries: entries, format: settings.format), with: transport)
+                let outcome = try await post(chunk, body: HTTPRequestBody.encode(chunk, entries: entries, format: settings.format),
+                                             documents: chunk.map { entries[$0.id]?.documents ?? 1 }, with: transport)
                 rejected += outcome.rejected
                 pending.insert(contentsOf: outcome.again, at: 0)
                 busy += outcome.busy
@@ -122,7 +128,8 @@ public final class HTTPSink: AlertSink {
         var busy: [OutboxRecord] = []
     }
 
-    private func post(_ records: [OutboxRecord], body: [UInt8], with transport: any HTTPTransport) async throws(SinkError) -> Outcome {
+    /// Posts one request; `documents`: how many documents each record put in the body.
+    private func post(_ records: [OutboxRecord], body: [UInt8], documents: [Int], with transport: any HTTPTransport) async throws(SinkError) -> Outcome {
         var body = body
         var headers = [("Content-Type", settings.format.contentType)] + settings.headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         if settings.gzip {
@@ -142,16 +149,19 @@ public final class HTTPSink: AlertSink {
         var answer = response
         let read = (200..<300).contains(response.status) ? response.body : response.body.prefix(Self.refusalBodyRead)
         answer.body = SecretRedaction.redact(bytes: read, also: settings.token.map { [$0] } ?? [])
-        return try Self.outcome(of: answer, for: records, format: settings.format, url: settings.url)
+        return try Self.outcome(of: answer, for: records, documents: documents, format: settings.format, url: settings.url)
     }
 
-    /// Reads a response the way each receiver documents its answers.
-    static func outcome(of response: HTTPExchangeResponse, for records: [OutboxRecord], format: HTTPBodyFormat, url: String) throws(SinkError) -> Outcome {
+    /// Reads a response the way each receiver documents its answers. `documents`: how many
+    /// documents (bulk items, HEC events) each record put in the request (nil: one each).
+    static func outcome(of response: HTTPExchangeResponse, for records: [OutboxRecord], documents: [Int]? = nil, format: HTTPBodyFormat,
+                        url: String) throws(SinkError) -> Outcome {
+        let documents = documents ?? Array(repeating: 1, count: records.count)
         let status = response.status
         let reason = "HTTP \(status)" + (response.body.isEmpty ? "" : ": " + excerpt(response.body))
         switch status {
         case 200..<300:
-            return format == .elasticsearchBulk ? try bulkOutcome(response.body, for: records) : Outcome()
+            return format == .elasticsearchBulk ? try bulkOutcome(response.body, for: records, documents: documents) : Outcome()
         case 300..<400:
             // A receiver's redirect is a URL that moved or is wrong (http:// to https://, a
             // load balancer's login page): the alerts are not at fault, and a POST is not
@@ -172,7 +182,7 @@ public final class HTTPSink: AlertSink {
                 throw SinkError("\(url) refused the request (\(reason)): \(problem)", kind: .needsOperator)
             }
             // HEC's index is outside data: -1 ("none in particular"), or past the batch, names no event.
-            if format == .splunkHEC, let index = invalidEventNumber(response.body), records.indices.contains(index) {
+            if format == .splunkHEC, let event = invalidEventNumber(response.body), let index = record(holding: event, documents: documents) {
                 // The event HEC names is refused for good. Whether HEC kept the events before
                 // it is not something its answer says: they are sent again with the rest (a
                 // possible duplicate, never a possible loss).
@@ -188,36 +198,63 @@ public final class HTTPSink: AlertSink {
         }
     }
 
+    /// The index of the record whose documents include the `document`-th of the request.
+    static func record(holding document: Int, documents: [Int]) -> Int? {
+        guard document >= 0 else { return nil }
+        var end = 0
+        for (index, count) in documents.enumerated() {
+            end += count
+            if document < end { return index }
+        }
+        return nil
+    }
+
     /// An Elasticsearch bulk answer: `{"errors": bool, "items": [{"index": {"status", "error": {"type", "reason"}}}]}`,
-    /// one item per action, in order.
-    static func bulkOutcome(_ body: Data, for records: [OutboxRecord]) throws(SinkError) -> Outcome {
+    /// one item per action, in order; `documents` says how many actions each record made (its
+    /// evidence split): a record counts as delivered when all of its items are, is sent again
+    /// when one was too busy, and is refused when one was refused.
+    static func bulkOutcome(_ body: Data, for records: [OutboxRecord], documents: [Int]? = nil) throws(SinkError) -> Outcome {
+        let documents = documents ?? Array(repeating: 1, count: records.count)
         guard let answer = try? JSONValue(parsing: body) else {
             throw SinkError("the bulk answer is not JSON (\(excerpt(body))); the batch is sent again")
         }
         if answer["errors"] == .bool(false) { return Outcome() }
-        guard case .array(let items)? = answer["items"], items.count == records.count else {
-            throw SinkError("the bulk answer does not list one item per alert (\(excerpt(body))); the batch is sent again")
+        guard case .array(let items)? = answer["items"], items.count == documents.reduce(0, +) else {
+            throw SinkError("the bulk answer does not list one item per document (\(excerpt(body))); the batch is sent again")
         }
         var outcome = Outcome()
-        for (record, item) in zip(records, items) {
-            guard case .object(let members) = item, let action = members.first?.1,
-                  let status = action["status"].flatMap(Self.integer) else {
-                throw SinkError("a bulk item has no status (\(excerpt(body))); the batch is sent again")
+        var next = 0
+        for (record, count) in zip(records, documents) {
+            var busy = false
+            var refusal: String?
+            for item in items[next..<(next + count)] {
+                guard case .object(let members) = item, let (operation, action) = members.first,
+                      let status = action["status"].flatMap(Self.integer) else {
+                    throw SinkError("a bulk item has no status (\(excerpt(body))); the batch is sent again")
+                }
+                switch status {
+                case 200..<300: continue
+                // `create` (a data stream) refuses a document it has already: it was delivered before.
+                case 409 where operation == "create": continue
+                case 429, 500..<600: busy = true
+                case 401, 403, 404:
+                    // The API key may not write to that index, or the index does not exist and may
+                    // not be created: every other document would be refused alike. The batch waits
+                    // for a person (Elasticsearch's security_exception, index_not_found_exception).
+                    let type = action["error"]?["type"]?.stringValue ?? "error"
+                    throw SinkError("Elasticsearch refused to index (\(status) \(type): \(excerpt(Data((action["error"]?["reason"]?.stringValue ?? "").utf8)))); check the API key's index privileges and the index name", kind: .needsOperator)
+                default:
+                    let error = action["error"]
+                    let type = error?["type"]?.stringValue ?? "error"
+                    let text = error?["reason"]?.stringValue ?? error.map { $0.serialized } ?? ""
+                    refusal = refusal ?? "Elasticsearch refused the document (\(status) \(type): \(text))"
+                }
             }
-            switch status {
-            case 200..<300: continue
-            case 429, 500..<600: outcome.busy.append(record)
-            case 401, 403, 404:
-                // The API key may not write to that index, or the index does not exist and may
-                // not be created: every other document would be refused alike. The batch waits
-                // for a person (Elasticsearch's security_exception, index_not_found_exception).
-                let type = action["error"]?["type"]?.stringValue ?? "error"
-                throw SinkError("Elasticsearch refused to index (\(status) \(type): \(excerpt(Data((action["error"]?["reason"]?.stringValue ?? "").utf8)))); check the API key's index privileges and the index name", kind: .needsOperator)
-            default:
-                let error = action["error"]
-                let type = error?["type"]?.stringValue ?? "error"
-                let text = error?["reason"]?.stringValue ?? error.map { $0.serialized } ?? ""
-                outcome.rejected.append(SinkRejection(recordID: record.id, reason: "Elasticsearch refused the document (\(status) \(type): \(text))"))
+            next += count
+            if let refusal {
+                outcome.rejected.append(SinkRejection(recordID: record.id, reason: refusal))
+            } else if busy {
+                outcome.busy.append(record)
             }
         }
         return outcome

@@ -14,7 +14,8 @@ import Timekeeping
 /// (id), `act` (created or updated), `msg` (description), `cat` (category), and the labelled
 /// `cs1` AlertId, `cs2` IncidentId, `cs3` Status, `cs4` Tenant, `cs5` DetectionSource;
 /// `duser` (relatedUser as `DOMAIN\user`); with `includeJSON`, `cs6` AlertJson is the whole
-/// alert as Defender returned it.
+/// alert as Defender returned it. An incident: product `Defender XDR`, device event class
+/// `incident`, name its `displayName`, its id in `cs2` IncidentId (no `cs1`).
 /// Header fields escape `\` and `|`; extension values escape `\`, `=` and line breaks (`\n`,
 /// `\r`), as the CEF specification requires; in both, any other control character, line
 /// separator or bidirectional control is written `\uXXXX` (``PrintableText``), so none
@@ -23,10 +24,13 @@ public enum CEFMessage {
     /// The CEF line for `record` (no line end).
     public static func line(for record: OutboxRecord, includeJSON: Bool = false) -> String {
         let fields = AlertFields(payload: record.payloadBytes)
-        let signature = fields["detectorId"] ?? fields["category"] ?? "alert"
+        let isIncident = record.kind == .incident
+        // An incident's device event class is `incident`: a SIEM tells the kinds apart by it.
+        let signature = isIncident ? "incident" : fields["detectorId"] ?? fields["category"] ?? "alert"
         // A Graph alert names the service that raised it (Defender for Office 365, Identity...).
-        let product = fields.product.map { $0.hasPrefix("Microsoft ") ? String($0.dropFirst(10)) : $0 } ?? "Defender for Endpoint"
-        let header = ["CEF:0", "Microsoft", header(product), "1.0", header(signature), header(fields["title"] ?? "Defender alert"),
+        let product = isIncident ? "Defender XDR" : fields.product.map { $0.hasPrefix("Microsoft ") ? String($0.dropFirst(10)) : $0 } ?? "Defender for Endpoint"
+        let name = isIncident ? fields["displayName"] ?? "Defender incident" : fields["title"] ?? "Defender alert"
+        let header = ["CEF:0", "Microsoft", header(product), "1.0", header(signature), header(name),
                       String(severity(fields["severity"] ?? ""))]
         var extensions: [(String, String)] = []
         for (key, member) in [("rt", "lastUpdateTime"), ("start", "firstEventTime"), ("end", "lastEventTime")] {
@@ -40,7 +44,8 @@ public enum CEFMessage {
             if let value = fields[member] { extensions.append((key, value)) }
         }
         let labelled: [(String, String, String?)] = [
-            ("cs1", "AlertId", record.alertID), ("cs2", "IncidentId", fields["incidentId"]), ("cs3", "Status", fields["status"]),
+            ("cs1", "AlertId", isIncident ? nil : record.alertID), ("cs2", "IncidentId", isIncident ? record.alertID : fields["incidentId"]),
+            ("cs3", "Status", fields["status"]),
             ("cs4", "Tenant", record.tenant), ("cs5", "DetectionSource", fields["detectionSource"]),
             ("cs6", "AlertJson", includeJSON ? record.payload : nil),
         ]

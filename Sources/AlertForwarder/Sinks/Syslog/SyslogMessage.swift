@@ -24,8 +24,10 @@ public enum SyslogProtocol: String, CaseIterable, Sendable {
 /// the journal's `PRIORITY`), the time its `lastUpdateTime` (the time it was stored when the
 /// alert has none), MSG the body given (the alert's JSON, or a CEF line).
 ///
-/// RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME - EVENT [defender@N alertId="…" tenant="…"
-/// severity="…" event="…"] MSG`. Header fields are printable ASCII without spaces (others
+/// RFC 5424: `<PRI>1 TIMESTAMP HOSTNAME APP-NAME - MSGID [defender@N alertId="…" tenant="…"
+/// severity="…" event="…" kind="alert"] MSG`, MSGID the event (`created`, `updated`); an
+/// incident's MSGID is `incident-created` or `incident-updated` and its parameters name
+/// `incidentId` and `kind="incident"`. Header fields are printable ASCII without spaces (others
 /// become `_`) and cut to their maximum lengths (§6); parameter values escape `"`, `\` and `]`
 /// (§6.3.3) and write control characters as `\uXXXX`; fractions of seconds are cut to six
 /// digits (§6.2.3). RFC 3164: `<PRI>Mmm dd
@@ -57,9 +59,11 @@ public struct SyslogMessage: Sendable, Equatable {
         switch syslogProtocol {
         case .rfc5424:
             let stamp = time.map { $0.writtenWith(min($0.fractionDigits, 6)).description } ?? "-"
-            text = "<\(priority)>1 \(stamp) \(Self.header(hostname, 255)) \(Self.header(appName, 48)) - \(Self.header(record.event, 32)) "
+            text = "<\(priority)>1 \(stamp) \(Self.header(hostname, 255)) \(Self.header(appName, 48)) - \(Self.header(Self.messageID(for: record), 32)) "
             text += "[defender@\(enterpriseNumber)"
-            for (name, value) in [("alertId", record.alertID), ("tenant", record.tenant), ("severity", headline.severity), ("event", record.event)] {
+            let id = record.kind == .incident ? "incidentId" : "alertId"
+            for (name, value) in [(id, record.alertID), ("tenant", record.tenant), ("severity", headline.severity), ("event", record.event),
+                                  ("kind", record.kind.rawValue)] {
                 text += " \(name)=\"\(Self.parameterValue(value))\""
             }
             text += "] "
@@ -67,6 +71,12 @@ public struct SyslogMessage: Sendable, Equatable {
             text = "<\(priority)>\(Self.bsdTime(time ?? Timestamp(ticks: 0))) \(Self.header(hostname, 255)) \(Self.header(appName, 32)): "
         }
         return Array(text.utf8) + body
+    }
+
+    /// MSGID: an alert's event (`created`, `updated`), an incident's after `incident-`
+    /// (`incident-created`, `incident-updated`), so that a receiver can route them apart.
+    static func messageID(for record: OutboxRecord) -> String {
+        record.kind == .incident ? "incident-" + record.event : record.event
     }
 
     /// A header field: printable ASCII without spaces, at most `limit` characters, `-` when empty.

@@ -30,6 +30,9 @@ public struct SyslogSettings: Sendable, Equatable {
     /// before they count as delivered (a receiver that resets it meanwhile gets them again).
     /// Not a configuration key: tests shorten or lengthen it.
     public var settle: Duration = .milliseconds(100)
+    /// `format = "json"`: the record's shape (ECS, OCSF, evidence split); one message per
+    /// document.
+    public var shape: RecordShape = .native
 
     public init(address: SyslogAddress, message: SyslogMessage, format: SyslogBodyFormat = .json, cefAlertJSON: Bool = false,
                 framing: SyslogFraming = .octetCounting, maxMessageSize: Int = 65_536, timeout: Duration = .seconds(30), tls: SyslogTLS? = nil) {
@@ -84,21 +87,25 @@ public final class SyslogSink: AlertSink {
     public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
         var messages: [[UInt8]] = []
         messages.reserveCapacity(records.count)
-        // The index in `records` of each message.
+        // The index in `records` of each message (a split record has several).
         var sent: [Int] = []
         sent.reserveCapacity(records.count)
         var rejected: [SinkRejection] = []
         let limit = settings.messageLimit
         for (index, record) in records.enumerated() {
-            let message = message(for: record)
-            guard message.count <= limit else {
-                let rule = settings.address.transport == .udp && limit < settings.maxMessageSize
-                    ? "the most a UDP datagram holds" : "max_message_size"
-                rejected.append(SinkRejection(recordID: record.id, reason: "the syslog message is \(message.count) bytes, over \(rule) (\(limit) bytes); it is not cut"))
+            guard let recordMessages = self.messages(for: record) else {
+                rejected.append(settings.shape.refusal(of: record))
                 continue
             }
-            messages.append(message)
-            sent.append(index)
+            // A record is sent whole or not at all: one message over the limit refuses it.
+            if let longest = recordMessages.map(\.count).max(), longest > limit {
+                let rule = settings.address.transport == .udp && limit < settings.maxMessageSize
+                    ? "the most a UDP datagram holds" : "max_message_size"
+                rejected.append(SinkRejection(recordID: record.id, reason: "the syslog message is \(longest) bytes, over \(rule) (\(limit) bytes); it is not cut"))
+                continue
+            }
+            messages += recordMessages
+            sent += Array(repeating: index, count: recordMessages.count)
         }
         guard !messages.isEmpty else { return rejected }
         let refused: [Int: String]
@@ -106,33 +113,45 @@ public final class SyslogSink: AlertSink {
             refused = try await transport.send(messages)
         } catch {
             // What the receiver took or refused before the failure, and the over-size records
-            // among and right after it, are settled: the worker confirms them.
+            // among and right after it, are settled: the worker confirms them. The record of the
+            // first message not answered is not, even if some of its messages were: it is sent
+            // again whole.
             let settled = sent.indices.contains(error.answered) ? sent[error.answered] : records.count
             var sinkError = error.error
             sinkError.confirmedPrefix = settled
             let prefix = Set(records[..<settled].map(\.id))
-            sinkError.rejectedInPrefix = rejected.filter { prefix.contains($0.recordID) } + refusals(error.refused, records: records, sent: sent)
+            sinkError.rejectedInPrefix = rejected.filter { prefix.contains($0.recordID) }
+                + refusals(error.refused, records: records, sent: sent).filter { prefix.contains($0.recordID) }
             throw sinkError
         }
         return rejected + refusals(refused, records: records, sent: sent)
     }
 
-    /// The receiver's refusals (by message index) as rejections of the records.
+    /// The receiver's refusals (by message index) as rejections of the records, one per record.
     private func refusals(_ refused: [Int: String], records: [OutboxRecord], sent: [Int]) -> [SinkRejection] {
-        refused.sorted { $0.key < $1.key }.compactMap { refusal in
-            guard sent.indices.contains(refusal.key) else { return nil }
+        var seen = Set<Int>()
+        return refused.sorted { $0.key < $1.key }.compactMap { refusal in
+            guard sent.indices.contains(refusal.key), seen.insert(sent[refusal.key]).inserted else { return nil }
             return SinkRejection(recordID: records[sent[refusal.key]].id, reason: "the syslog receiver refused the message: \(refusal.value)")
         }
     }
 
-    /// The whole syslog message (header, structured data, MSG) for one alert.
+    /// The whole syslog message (header, structured data, MSG) for one alert, in the native
+    /// shape (what `cef` and the tests read).
     func message(for record: OutboxRecord) -> [UInt8] {
-        let body: [UInt8] = switch settings.format {
-        // Unsafe characters inside the JSON's strings written `\uXXXX`: the same JSON value.
-        case .json: PrintableText.escapedJSON(record.payloadBytes)
-        case .cef: Array(CEFMessage.line(for: record, includeJSON: settings.cefAlertJSON).utf8)
+        messages(for: record)?.first ?? []
+    }
+
+    /// The record's messages: one, or one per evidence entity with `evidence = "split"`; nil
+    /// when it cannot be shaped (not JSON).
+    func messages(for record: OutboxRecord) -> [[UInt8]]? {
+        switch settings.format {
+        case .cef:
+            return [settings.message.bytes(for: record, body: Array(CEFMessage.line(for: record, includeJSON: settings.cefAlertJSON).utf8))]
+        case .json:
+            // Unsafe characters inside the JSON's strings written `\uXXXX`: the same JSON value.
+            return settings.shape.documents(for: record)?.map { settings.message.bytes(for: record, body: PrintableText.escapedJSON($0)) }
         }
-        return settings.message.bytes(for: record, body: body)
     }
 
     public func shutdown() async {
