@@ -34,6 +34,13 @@ public indirect enum JSONValue: Sendable, Equatable {
         return members.first { $0.0 == name }?.1
     }
 
+    /// The member at a dotted path of objects (`event.severity`).
+    public func at(_ path: String) -> JSONValue? {
+        var value: JSONValue? = self
+        for name in path.split(separator: ".") { value = value?[String(name)] }
+        return value
+    }
+
     /// Member names of an object, in order (empty for other values).
     public var keys: [String] {
         if case .object(let members) = self { return members.map(\.0) }

@@ -85,13 +85,6 @@ extension JSONValue {
         }
     }
 
-    /// The member at a dotted path of objects.
-    public func at(_ path: String) -> JSONValue? {
-        var value: JSONValue? = self
-        for name in path.split(separator: ".") { value = value?[String(name)] }
-        return value
-    }
-
     /// Copy for a custom namespace: member names Elasticsearch or a columnar store cannot take
     /// as they are (`@odata.type`: a leading `@` dropped, dots become `_`), and `null` members
     /// left out, at every depth.
