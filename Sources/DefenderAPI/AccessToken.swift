@@ -42,4 +42,10 @@ public struct AccessToken: Sendable, Equatable {
         guard user != nil else { return api.readRoles.contains(where: roles.contains) }
         return api.delegatedReadPermissions.contains(where: scopes.contains)
     }
+
+    /// Whether the token may read Microsoft Graph's incidents: `SecurityIncident.Read.All` (or
+    /// `.ReadWrite.All`), an application role or, signed in, a delegated permission of that name.
+    public var canReadIncidents: Bool {
+        RecordKind.incident.graphReadRoles.contains(where: (user == nil ? roles : scopes).contains)
+    }
 }

@@ -113,7 +113,7 @@ struct GraphTests {
 struct GraphTestAuthTests {
     let fixture = ConfigFixture()
 
-    func run(_ simulatorArguments: [String]) throws -> (status: Int32, stdout: String) {
+    func run(_ simulatorArguments: [String], tenant extra: String = "") throws -> (status: Int32, stdout: String) {
         let simulator = try DaemonProcess(["--port", "0", "--client-secret", ConfigFixture.canary, "--backlog", "2"] + simulatorArguments,
                                           executable: "defender-sim")
         defer {
@@ -121,7 +121,7 @@ struct GraphTestAuthTests {
             _ = simulator.waitForExit(timeout: .seconds(30))
         }
         let base = try #require(simulator.waitForLine(startingWith: "listening "), "\(simulator.stderr)")
-        let config = fixture.writeConfiguration(ConfigFixture.tenant + "\napi = \"graph\"\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
+        let config = fixture.writeConfiguration(ConfigFixture.tenant + "\napi = \"graph\"\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + extra + "\n" + ConfigFixture.sink)
         let result = try DaemonProcess.run(["test-auth", "--config", config])
         #expect(!(result.stdout + result.stderr).contains(ConfigFixture.canary))
         return (result.status, result.stdout)
@@ -132,6 +132,22 @@ struct GraphTestAuthTests {
         #expect(status == 0, "\(stdout)")
         #expect(stdout.contains("[ok] permissions: application roles: SecurityAlert.Read.All"), "\(stdout)")
         #expect(stdout.contains("[ok] alerts API: GET ") && stdout.contains("/v1.0/security/alerts_v2?$top=1 answered 200"), "\(stdout)")
+    }
+
+    @Test func incidentsAreCheckedWhenTheTenantAsksForThem() throws {
+        let records = #"records = ["alerts", "incidents"]"#
+        let (status, stdout) = try run([], tenant: records)
+        #expect(status == 0, "\(stdout)")
+        #expect(stdout.contains("[ok] incident permissions: SecurityIncident.Read.All granted"), "\(stdout)")
+        #expect(stdout.contains("[ok] incidents API: GET ") && stdout.contains("/v1.0/security/incidents?$top=1 answered 200"), "\(stdout)")
+        // Without the incident permission: the alerts pass, the incidents are named with the fix.
+        let (refused, refusal) = try run(["--graph-roles", "SecurityAlert.Read.All"], tenant: records)
+        #expect(refused == 1)
+        #expect(refusal.contains("[ok] alerts API") && refusal.contains("[FAIL] incident permissions: application roles in the token: SecurityAlert.Read.All"), "\(refusal)")
+        #expect(refusal.contains("Microsoft Graph > Application permissions > SecurityIncident.Read.All"), "\(refusal)")
+        // A tenant that does not ask for incidents is not checked for them.
+        let (_, alertsOnly) = try run(["--graph-roles", "SecurityAlert.Read.All"])
+        #expect(!alertsOnly.contains("incident"), "\(alertsOnly)")
     }
 
     @Test func aTokenForTheWrongAudienceIsDiagnosed() throws {

@@ -15,7 +15,8 @@ public enum AuthenticationCheck {
     public static func run(tenant: TenantConfiguration, transport: any HTTPTransport, userTokens: UserTokenStorage? = nil,
                            logger: Logger) async -> [Step] {
         do {
-            return await run(try TenantConnection(tenant: tenant, transport: transport, userTokens: userTokens, logger: logger))
+            return await run(try TenantConnection(tenant: tenant, transport: transport, userTokens: userTokens, logger: logger),
+                             incidents: tenant.records.contains(.incident))
         } catch {
             return [Step(name: "credential", passed: false, detail: error.description,
                          fix: "use the certificate that is registered on the app, with its own private key.")]
@@ -23,9 +24,10 @@ public enum AuthenticationCheck {
     }
 
     /// Gets a token, checks its roles, calls `GET /api/alerts?$top=1` (Graph:
-    /// `GET /v1.0/security/alerts_v2?$top=1`). Stops at the first failure (later steps depend
-    /// on earlier ones). Never prints the token.
-    public static func run(_ connection: TenantConnection) async -> [Step] {
+    /// `GET /v1.0/security/alerts_v2?$top=1`); with `incidents` (`records` names them), checks
+    /// the incident permission and calls `GET /v1.0/security/incidents?$top=1`. Stops at the
+    /// first failure (later steps depend on earlier ones). Never prints the token.
+    public static func run(_ connection: TenantConnection, incidents: Bool = false) async -> [Step] {
         var steps: [Step] = []
         let token: AccessToken
         switch await capture({ () async throws(TokenError) in try await connection.tokens.token() }) {
@@ -70,8 +72,32 @@ public enum AuthenticationCheck {
             steps.append(Step(name: "alerts API", passed: true, detail: "GET \(connection.endpoints.alertsURL)?$top=1 answered 200 (\(count) alert\(count == 1 ? "" : "s"))"))
         case .failure(let error):
             steps.append(Step(name: "alerts API", passed: false, detail: error.description, fix: fix(for: error)))
+            return steps
+        }
+        guard incidents else { return steps }
+        guard token.canReadIncidents else {
+            let granted = token.user == nil ? "application roles in the token: \(roles)"
+                : "delegated permissions in the token: \(token.scopes.isEmpty ? "none" : token.scopes.joined(separator: ", "))"
+            steps.append(Step(name: "incident permissions", passed: false, detail: granted, fix: incidentPermissionFix(delegated: token.user != nil)))
+            return steps
+        }
+        steps.append(Step(name: "incident permissions", passed: true, detail: "SecurityIncident.Read.All granted"))
+        let incidentsURL = connection.endpoints.listURL(.incident)
+        switch await capture({ () async throws(DefenderAPIError) in try await connection.alerts.with(kind: .incident).probe() }) {
+        case .success(let count):
+            steps.append(Step(name: "incidents API", passed: true, detail: "GET \(incidentsURL)?$top=1 answered 200 (\(count) incident\(count == 1 ? "" : "s"))"))
+        case .failure(let error):
+            let fix = if case .api(403, _, _, _) = error { incidentPermissionFix(delegated: token.user != nil) } else { fix(for: error) }
+            steps.append(Step(name: "incidents API", passed: false, detail: error.description, fix: fix))
         }
         return steps
+    }
+
+    /// Where the incident permission is granted.
+    static func incidentPermissionFix(delegated: Bool) -> String {
+        delegated
+            ? "in Entra ID, App registrations > the app > API permissions > Add a permission > Microsoft Graph > Delegated permissions > SecurityIncident.Read.All, grant consent, then sign in again (defender-alertd login)."
+            : "in Entra ID, App registrations > the app > API permissions > Add a permission > Microsoft Graph > Application permissions > SecurityIncident.Read.All, then Grant admin consent for the tenant; or remove \"incidents\" from records."
     }
 
     /// Where the permission is granted, for each API.
