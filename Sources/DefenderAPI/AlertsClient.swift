@@ -689,14 +689,14 @@ public struct AlertsClient: Sendable {
                     deadline: settings.requestDeadline)
             } catch {
                 await budget.answered(call)
-                metrics.request(endpoint: "alerts", status: nil)
+                metrics.request(endpoint: settings.kind.plural, status: nil)
                 throw .transport(error)
             }
             // Before anything else: no other request of this app and tenant goes out from now on.
             let retryAfter = response.status == 429 ? RetryAfter.parse(response.header("Retry-After"), now: Date().timeIntervalSince1970) : nil
             if response.status == 429 { budget.pause(for: retryAfter?.wait ?? .seconds(60)) }
             await budget.answered(call)
-            metrics.request(endpoint: "alerts", status: response.status)
+            metrics.request(endpoint: settings.kind.plural, status: response.status)
             // A sweep's waits are its own choice, not a sign of throttling.
             if priority == .normal {
                 metrics.waited(forRetryAfter: waited.retryAfter)

@@ -3,40 +3,53 @@ import Timekeeping
 import Foundation
 
 /// The metrics of one tenant (labels `tenant`, `api`): what its polls, its API calls and its
-/// token requests did. Made once per tenant and configuration; cheap to copy.
+/// token requests did; the series of its polls also name the record stream (`records`:
+/// `alerts` or `incidents`), each polled on its own. Made once per tenant and configuration;
+/// cheap to copy.
 public struct TenantMetrics: Sendable {
     public let telemetry: Telemetry
     public let tenant: String
     public let api: String
+    /// `alerts` or `incidents`: the stream the poll series are of.
+    public let records: String
 
-    public init(telemetry: Telemetry, tenant: String, api: String) {
+    public init(telemetry: Telemetry, tenant: String, api: String, records: String = "alerts") {
         self.telemetry = telemetry
         self.tenant = tenant
         self.api = api
+        self.records = records
+    }
+
+    /// The same tenant's metrics for the stream `records`.
+    public func stream(_ records: String) -> TenantMetrics {
+        TenantMetrics(telemetry: telemetry, tenant: tenant, api: api, records: records)
     }
 
     /// Counts into a registry nobody reads (clients made without metrics, as in tests).
     public static var unobserved: TenantMetrics { TenantMetrics(telemetry: Telemetry(), tenant: "", api: "") }
 
+    /// The tenant's API calls and tokens (shared by its streams).
     private var labels: [String] { [tenant, api] }
+    /// The stream's polls.
+    private var streamLabels: [String] { [tenant, api, records] }
 
-    /// Shows every series of the tenant with no labels beyond its own at zero, so that a rule on
-    /// it works before the first event (and a scrape lists them all).
+    /// Shows every series of the tenant's stream with no labels beyond its own at zero, so that
+    /// a rule on it works before the first event (and a scrape lists them all).
     public func prepare(pollInterval: Duration, overlap: Duration) {
-        for family in [MetricFamily.alertsFetched, .alertsAdmitted, .alertsDuplicates, .alertsQuarantined, .alertsFoundByReconciliation,
-                       .apiThrottled, .tokenRequests] {
-            telemetry.counter(family, labels).increment(by: 0)
+        for family in [MetricFamily.alertsFetched, .alertsAdmitted, .alertsDuplicates, .alertsQuarantined, .alertsFoundByReconciliation] {
+            telemetry.counter(family, streamLabels).increment(by: 0)
         }
+        for family in [MetricFamily.apiThrottled, .tokenRequests] { telemetry.counter(family, labels).increment(by: 0) }
         for family in [MetricFamily.retryAfterWait, .rateBudgetWait] { telemetry.fractionCounter(family, labels).increment(by: 0.0) }
-        for result in ["ok", "failed", "paused"] { telemetry.counter(.polls, labels + [result]).increment(by: 0) }
-        for result in ["ok", "failed"] { telemetry.counter(.reconciliationSweeps, labels + [result]).increment(by: 0) }
-        telemetry.gauge(.pollInterval, labels).set(pollInterval.inSeconds)
-        telemetry.gauge(.overlap, labels).set(overlap.inSeconds)
-        _ = telemetry.gauge(.lastSuccessfulPoll, labels)
-        _ = telemetry.gauge(.watermarkAge, labels)
-        _ = telemetry.timer(.pollDuration, labels)
-        _ = telemetry.timer(.visibilityLag, labels)
-        _ = telemetry.histogram(.pollPages, labels)
+        for result in ["ok", "failed", "paused"] { telemetry.counter(.polls, streamLabels + [result]).increment(by: 0) }
+        for result in ["ok", "failed"] { telemetry.counter(.reconciliationSweeps, streamLabels + [result]).increment(by: 0) }
+        telemetry.gauge(.pollInterval, streamLabels).set(pollInterval.inSeconds)
+        telemetry.gauge(.overlap, streamLabels).set(overlap.inSeconds)
+        _ = telemetry.gauge(.lastSuccessfulPoll, streamLabels)
+        _ = telemetry.gauge(.watermarkAge, streamLabels)
+        _ = telemetry.timer(.pollDuration, streamLabels)
+        _ = telemetry.timer(.visibilityLag, streamLabels)
+        _ = telemetry.histogram(.pollPages, streamLabels)
     }
 
     // MARK: The API
@@ -69,31 +82,31 @@ public struct TenantMetrics: Sendable {
     /// A page was admitted: elements read, new alerts, duplicates, quarantined elements, and the
     /// visibility lag of each new alert.
     public func admitted(fetched: Int, new: Int, duplicates: Int, quarantined: Int, lags: [Duration]) {
-        telemetry.counter(.alertsFetched, labels).increment(by: fetched)
-        telemetry.counter(.alertsAdmitted, labels).increment(by: new)
-        telemetry.counter(.alertsDuplicates, labels).increment(by: duplicates)
-        if quarantined > 0 { telemetry.counter(.alertsQuarantined, labels).increment(by: quarantined) }
+        telemetry.counter(.alertsFetched, streamLabels).increment(by: fetched)
+        telemetry.counter(.alertsAdmitted, streamLabels).increment(by: new)
+        telemetry.counter(.alertsDuplicates, streamLabels).increment(by: duplicates)
+        if quarantined > 0 { telemetry.counter(.alertsQuarantined, streamLabels).increment(by: quarantined) }
         guard !lags.isEmpty else { return }
-        let histogram = telemetry.timer(.visibilityLag, labels)
+        let histogram = telemetry.timer(.visibilityLag, streamLabels)
         for lag in lags { histogram.recordNanoseconds(max(0, lag.totalNanoseconds)) }
     }
 
     /// A poll ended (`ok`, `failed`, `paused`) after `duration` and `pages`.
     public func poll(result: String, duration: Duration, pages: Int, at now: Date) {
-        telemetry.counter(.polls, labels + [result]).increment()
+        telemetry.counter(.polls, streamLabels + [result]).increment()
         guard result != "paused" else { return }
-        telemetry.timer(.pollDuration, labels).recordNanoseconds(duration.totalNanoseconds)
-        telemetry.histogram(.pollPages, labels).record(pages)
-        if result == "ok" { telemetry.gauge(.lastSuccessfulPoll, labels).set(now.timeIntervalSince1970) }
+        telemetry.timer(.pollDuration, streamLabels).recordNanoseconds(duration.totalNanoseconds)
+        telemetry.histogram(.pollPages, streamLabels).record(pages)
+        if result == "ok" { telemetry.gauge(.lastSuccessfulPoll, streamLabels).set(now.timeIntervalSince1970) }
     }
 
     /// A reconciliation sweep ended; `found` alerts were new.
     public func sweep(result: String, found: Int) {
-        telemetry.counter(.reconciliationSweeps, labels + [result]).increment()
-        if found > 0 { telemetry.counter(.alertsFoundByReconciliation, labels).increment(by: found) }
+        telemetry.counter(.reconciliationSweeps, streamLabels + [result]).increment()
+        if found > 0 { telemetry.counter(.alertsFoundByReconciliation, streamLabels).increment(by: found) }
     }
 
-    public func watermark(age: Duration) { telemetry.gauge(.watermarkAge, labels).set(max(0, age.inSeconds)) }
+    public func watermark(age: Duration) { telemetry.gauge(.watermarkAge, streamLabels).set(max(0, age.inSeconds)) }
 }
 
 /// The metrics of one sink (label `sink`).

@@ -32,71 +32,73 @@ public struct MetricFamily: Sendable, Hashable, CustomStringConvertible {
 
 extension MetricFamily {
     static let tenantAPI = ["tenant", "api"]
+    /// A tenant's series of one record stream: `records` is `alerts` or `incidents`.
+    static let tenantStream = ["tenant", "api", "records"]
 
     // MARK: Alerts
 
     public static let alertsFetched = MetricFamily(
         "defender_alertd_alerts_fetched_total", .counter,
-        "Elements of alerts answers read from the API (alerts and unreadable elements), re-reads of the overlap included.",
-        labels: tenantAPI)
+        "Elements of answers read from the API (records and unreadable elements), re-reads of the overlap included; records: alerts or incidents.",
+        labels: tenantStream)
     public static let alertsAdmitted = MetricFamily(
         "defender_alertd_alerts_admitted_total", .counter,
-        "Alerts (or, with forward = \"updates\", alert versions) seen for the first time and queued for the sinks.",
-        labels: tenantAPI)
+        "Alerts or incidents (with forward = \"updates\", versions) seen for the first time and queued for the sinks; records: alerts or incidents.",
+        labels: tenantStream)
     public static let alertsDuplicates = MetricFamily(
         "defender_alertd_alerts_duplicates_total", .counter,
         "Alerts read again (the overlap, a reconciliation sweep) and skipped because they were already admitted.",
-        labels: tenantAPI)
+        labels: tenantStream)
     public static let alertsQuarantined = MetricFamily(
         "defender_alertd_alerts_quarantined_total", .counter,
         "Elements of alerts answers that are not readable alerts, kept in quarantine (`defender-alertd state quarantine`).",
-        labels: tenantAPI)
+        labels: tenantStream)
     public static let alertsFoundByReconciliation = MetricFamily(
         "defender_alertd_alerts_found_by_reconciliation_total", .counter,
         "Alerts the normal polls missed (visible later than the overlap) and a reconciliation sweep delivered.",
-        labels: tenantAPI)
+        labels: tenantStream)
     public static let reconciliationSweeps = MetricFamily(
         "defender_alertd_reconciliation_sweeps_total", .counter,
         "Reconciliation sweeps that ended, by result (ok, failed).",
-        labels: tenantAPI + ["result"])
+        labels: tenantStream + ["result"])
     public static let visibilityLag = MetricFamily(
         "defender_alertd_visibility_lag_seconds", .histogram,
         "Time from an alert's lastUpdateTime to the poll that first saw it (by the API server's clock); the history of a first poll is not counted.",
-        labels: tenantAPI, buckets: [1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400])
+        labels: tenantStream, buckets: [1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400])
 
     // MARK: Polls and the API
 
     public static let pollDuration = MetricFamily(
         "defender_alertd_poll_duration_seconds", .histogram,
         "Duration of polls that ended (completed or failed).",
-        labels: tenantAPI, buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600])
+        labels: tenantStream, buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600])
     public static let pollPages = MetricFamily(
         "defender_alertd_poll_pages", .histogram,
         "Pages of alerts read by one poll.",
-        labels: tenantAPI, buckets: [1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000])
+        labels: tenantStream, buckets: [1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000])
     public static let polls = MetricFamily(
         "defender_alertd_polls_total", .counter,
         "Polls that ended, by result (ok, failed, paused: the outbox is over max_outbox).",
-        labels: tenantAPI + ["result"])
+        labels: tenantStream + ["result"])
     public static let lastSuccessfulPoll = MetricFamily(
         "defender_alertd_last_successful_poll_timestamp_seconds", .gauge,
         "When the tenant's last poll completed (Unix time); 0 before the first one.",
-        labels: tenantAPI)
+        labels: tenantStream)
     public static let pollInterval = MetricFamily(
         "defender_alertd_poll_interval_seconds", .gauge,
         "The configured poll_interval, for alert rules.",
-        labels: tenantAPI)
+        labels: tenantStream)
     public static let overlap = MetricFamily(
         "defender_alertd_overlap_seconds", .gauge,
         "The tenant's configured overlap, for alert rules on the visibility lag.",
-        labels: tenantAPI)
+        labels: tenantStream)
     public static let watermarkAge = MetricFamily(
         "defender_alertd_watermark_age_seconds", .gauge,
         "Age of the tenant's watermark (the newest lastUpdateTime read completely), by the local clock.",
-        labels: tenantAPI)
+        labels: tenantStream)
     public static let apiRequests = MetricFamily(
         "defender_alertd_api_requests_total", .counter,
-        "HTTP requests to the alerts API and the token endpoint, by endpoint (alerts, token) and status class (2xx, 4xx, 5xx; error: no answer).",
+        "HTTP requests to the alerts API and the token endpoint, by endpoint (alerts, incidents, token) and status class (2xx, 4xx, 5xx; error: no answer).",
         labels: tenantAPI + ["endpoint", "status_class"])
     public static let apiThrottled = MetricFamily(
         "defender_alertd_api_throttled_total", .counter,

@@ -99,10 +99,19 @@ public final class Telemetry: Sendable {
     /// Stops showing every series whose label `label` (`tenant`, `sink`) has a value not in
     /// `values`: a tenant or sink a reload removed leaves no gauge behind for a rule to fire on.
     public func retain(_ label: String, values: Set<String>) {
+        retain([label], values: Set(values.map { [$0] }))
+    }
+
+    /// The same for a combination of labels (`tenant` and `records`: a tenant that no longer
+    /// reads incidents): series of families that have all of `labels` are kept only when their
+    /// values of them, in that order, are among `values`.
+    public func retain(_ labels: [String], values: Set<[String]>) {
         let forgotten = handles.withLock { handles in
             let gone = handles.filter { key, _ in
-                guard let family = MetricFamily.named(key.family), let index = family.labels.firstIndex(of: label) else { return false }
-                return !values.contains(key.labels[index])
+                guard let family = MetricFamily.named(key.family) else { return false }
+                let indices = labels.compactMap { family.labels.firstIndex(of: $0) }
+                guard indices.count == labels.count else { return false }
+                return !values.contains(indices.map { key.labels[$0] })
             }
             for key in gone.keys { handles.removeValue(forKey: key) }
             return Array(gone.values)

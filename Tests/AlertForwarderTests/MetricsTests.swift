@@ -33,13 +33,13 @@ struct MetricsTests {
         #expect(text.contains("""
             # HELP defender_alertd_alerts_admitted_total \(MetricFamily.alertsAdmitted.help)
             # TYPE defender_alertd_alerts_admitted_total counter
-            defender_alertd_alerts_admitted_total{tenant="contoso",api="mde"} 3
+            defender_alertd_alerts_admitted_total{tenant="contoso",api="mde",records="alerts"} 3
             """))
         #expect(text.contains(#"defender_alertd_api_requests_total{tenant="contoso",api="mde",endpoint="alerts",status_class="2xx"} 1"#))
         #expect(text.contains(#"defender_alertd_api_requests_total{tenant="contoso",api="mde",endpoint="alerts",status_class="error"} 1"#))
-        #expect(text.contains(#"defender_alertd_visibility_lag_seconds_bucket{tenant="contoso",api="mde",le="5.0"} 1"#))
-        #expect(text.contains(#"defender_alertd_visibility_lag_seconds_bucket{tenant="contoso",api="mde",le="60.0"} 2"#))
-        #expect(text.contains(#"defender_alertd_visibility_lag_seconds_count{tenant="contoso",api="mde"} 2"#))
+        #expect(text.contains(#"defender_alertd_visibility_lag_seconds_bucket{tenant="contoso",api="mde",records="alerts",le="5.0"} 1"#))
+        #expect(text.contains(#"defender_alertd_visibility_lag_seconds_bucket{tenant="contoso",api="mde",records="alerts",le="60.0"} 2"#))
+        #expect(text.contains(#"defender_alertd_visibility_lag_seconds_count{tenant="contoso",api="mde",records="alerts"} 2"#))
         #expect(!text.contains("# EOF"))
     }
 
@@ -49,9 +49,9 @@ struct MetricsTests {
         metrics.poll(result: "ok", duration: .milliseconds(300), pages: 3, at: Date(timeIntervalSince1970: 1_800_000_000))
         let text = telemetry.exposition(.openMetrics)
         #expect(text.contains("# TYPE defender_alertd_polls counter\n"))
-        #expect(text.contains(#"defender_alertd_polls_total{tenant="contoso",api="graph",result="ok"} 1"#))
-        #expect(text.contains(#"defender_alertd_poll_pages_bucket{tenant="contoso",api="graph",le="3.0"} 1"#))
-        #expect(text.contains(#"defender_alertd_poll_duration_seconds_bucket{tenant="contoso",api="graph",le="0.5"} 1"#))
+        #expect(text.contains(#"defender_alertd_polls_total{tenant="contoso",api="graph",records="alerts",result="ok"} 1"#))
+        #expect(text.contains(#"defender_alertd_poll_pages_bucket{tenant="contoso",api="graph",records="alerts",le="3.0"} 1"#))
+        #expect(text.contains(#"defender_alertd_poll_duration_seconds_bucket{tenant="contoso",api="graph",records="alerts",le="0.5"} 1"#))
         #expect(text.hasSuffix("# EOF\n"))
         #expect(text.components(separatedBy: "# EOF").count == 2)
     }
@@ -88,7 +88,13 @@ struct MetricsTests {
         let text = telemetry.exposition(.prometheus)
         #expect(text.contains(#"defender_alertd_sink_failing{sink="archive"} 1"#))
         #expect(!text.contains("siem") && !text.contains("fabrikam"), "\(text)")
-        #expect(text.contains(#"defender_alertd_last_successful_poll_timestamp_seconds{tenant="contoso",api="mde"}"#))
+        #expect(text.contains(#"defender_alertd_last_successful_poll_timestamp_seconds{tenant="contoso",api="mde",records="alerts"}"#))
+        // A tenant that reads incidents no more leaves no incident series behind, and its alerts'.
+        TenantMetrics(telemetry: telemetry, tenant: "contoso", api: "mde", records: "incidents").poll(result: "ok", duration: .seconds(1), pages: 1, at: Date())
+        telemetry.retain(["tenant", "records"], values: [["contoso", "alerts"]])
+        let kept = telemetry.exposition(.prometheus)
+        #expect(!kept.contains(#"records="incidents""#) && kept.contains(#"defender_alertd_polls_total{tenant="contoso",api="mde",records="alerts",result="ok"} 1"#))
+        #expect(kept.contains(#"defender_alertd_api_requests_total"#) == text.contains(#"defender_alertd_api_requests_total"#))
         // Configured again, they start afresh.
         SinkMetrics(telemetry: telemetry, sink: "siem").delivered(2, deadLettered: 0)
         #expect(telemetry.exposition(.prometheus).contains(#"defender_alertd_alerts_delivered_total{sink="siem"} 2"#))

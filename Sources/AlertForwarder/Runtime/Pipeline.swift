@@ -111,6 +111,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         }
         status.retain(tenants: Set(configuration.tenants.flatMap(\.streams).map(\.key)), sinks: sinkNames)
         telemetry.retain("tenant", values: Set(configuration.tenants.map(\.name)))
+        telemetry.retain(["tenant", "records"], values: Set(configuration.tenants.flatMap { tenant in tenant.streams.map { [tenant.name, $0.kind.plural] } }))
         telemetry.retain("sink", values: sinkNames)
         for component in health.registeredComponents where component.hasPrefix("poller:") || component.hasPrefix("sink:") {
             health.deregister(component)
@@ -206,11 +207,11 @@ public final class Pipeline: Service, CustomStringConvertible {
             let sinkConfigurations = configuration.sinks(for: tenant)
             let sinks = sinkConfigurations.map(\.name)
             let wake = sinks.compactMap { signals[$0] }
-            let metrics = TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue)
-            metrics.prepare(pollInterval: interval, overlap: tenant.overlap)
             // A poller for each kind of record read (alerts, incidents), on the tenant's one
-            // client and call budget.
+            // client and call budget, with series of its own (`records`).
             for stream in tenant.streams {
+                let metrics = TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue, records: stream.kind.plural)
+                metrics.prepare(pollInterval: interval, overlap: tenant.overlap)
                 let reporter = health.register("poller:\(stream.key)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
                 let poller = TenantPoller(
                     tenant: tenant, kind: stream.kind, connection: connection, store: store, sinks: sinks,
@@ -299,9 +300,11 @@ public final class Pipeline: Service, CustomStringConvertible {
     public func refreshMetrics(now: Date = Date()) async {
         let configuration = current.withLock { $0 }
         for tenant in configuration.tenants {
-            guard let watermark = try? await store.admission.watermark(tenant: tenant.name) else { continue }
-            TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue)
-                .watermark(age: .milliseconds(Int64(now.timeIntervalSince(watermark.date) * 1000)))
+            for stream in tenant.streams {
+                guard let watermark = try? await store.admission.watermark(of: stream) else { continue }
+                TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue, records: stream.kind.plural)
+                    .watermark(age: .milliseconds(Int64(now.timeIntervalSince(watermark.date) * 1000)))
+            }
         }
         let depth = (try? await store.outbox.depth()) ?? [:]
         for sink in configuration.sinks {
