@@ -87,4 +87,75 @@ struct SIEMSchemaTests {
             #expect(ocsfProblems.contains { $0.contains(expected) }, "no problem names \(expected): \(ocsfProblems)")
         }
     }
+
+    // MARK: The README says what the mappings do
+
+    static func readme() throws -> String {
+        try String(contentsOfFile: SchemaValidator.packageRoot + "/README.md", encoding: .utf8)
+    }
+
+    static func section(_ name: String, of readme: String) throws -> Substring {
+        let begin = try #require(readme.range(of: "<!-- \(name):begin -->"), "README.md has no \(name) markers")
+        let end = try #require(readme.range(of: "<!-- \(name):end -->"))
+        return readme[begin.upperBound..<end.lowerBound]
+    }
+
+    /// The leaf paths of a document (objects flattened, arrays of objects looked into).
+    static func paths(_ value: JSONValue, _ prefix: String = "") -> Set<String> {
+        switch value {
+        case .object(let members):
+            return members.reduce(into: Set<String>()) { $0.formUnion(paths($1.1, prefix.isEmpty ? $1.0 : prefix + "." + $1.0)) }
+        case .array(let elements) where elements.contains(where: { if case .object = $0 { true } else { false } }):
+            return elements.reduce(into: Set<String>()) { $0.formUnion(paths($1, prefix)) }
+        default:
+            return [prefix]
+        }
+    }
+
+    @Test func theECSTableNamesEveryFieldTheMappingWrites() throws {
+        let table = try Self.section("ecs-fields", of: Self.readme())
+        var fields = Set<String>()
+        for record in try Self.allRecords() {
+            for split in [false, true] {
+                for document in ECSMapping.documents(for: record, split: split, original: true) { fields.formUnion(Self.paths(document)) }
+            }
+        }
+        // Under `defender.alert` and `defender.incident` are Defender's own members, named as a group.
+        let named = fields.filter { !$0.hasPrefix("defender.alert.") && !$0.hasPrefix("defender.incident.") && !$0.hasPrefix("defender.evidence.") }
+        let missing = named.filter { !table.contains("`\($0)`") }.sorted()
+        #expect(missing.isEmpty, "README.md's ECS table does not name \(missing)")
+    }
+
+    @Test func theOCSFTableNamesEveryAttributeTheMappingWrites() throws {
+        let table = try Self.section("ocsf-attributes", of: Self.readme())
+        var attributes = Set<String>()
+        for record in try Self.allRecords() {
+            for split in [false, true] {
+                for event in OCSFMapping.events(for: record, split: split, original: true) {
+                    guard case .object(let members) = event else { continue }
+                    // `metadata` and `finding_info` are named by their own attributes.
+                    attributes.formUnion(members.map(\.0).filter { $0 != "metadata" && $0 != "finding_info" })
+                    for (name, value) in members where name == "metadata" || name == "finding_info" {
+                        attributes.formUnion(value.keys.map { name + "." + $0 })
+                    }
+                }
+            }
+        }
+        // Table rows name an object's attributes after its first as `.name`.
+        let missing = attributes.filter { attribute in
+            !table.contains("`\(attribute)`") && !(attribute.contains(".") && table.contains("`.\(attribute.split(separator: ".").last!)`"))
+        }.sorted()
+        #expect(missing.isEmpty, "README.md's OCSF table does not name \(missing)")
+    }
+
+    @Test func theExampleRecordsAreWhatTheMappingsMake() throws {
+        let examples = try Self.section("schema-examples", of: Self.readme())
+        let blocks = examples.components(separatedBy: "```json\n").dropFirst().map { $0.components(separatedBy: "\n```")[0] }
+        #expect(blocks.count == 2)
+        let record = try Self.record(Self.fixture("graph-alerts-v2-page.json")[0])
+        let made = [ECSMapping.documents(for: record, split: false, original: false)[0], OCSFMapping.events(for: record, split: false, original: false)[0]]
+        for (block, document) in zip(blocks, made) {
+            #expect(try JSONValue(parsing: block) == document, "README.md's example is stale: \(document.serialized.prefix(300))")
+        }
+    }
 }
