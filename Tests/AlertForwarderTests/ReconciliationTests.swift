@@ -55,11 +55,11 @@ struct ReconciliationTests {
             #expect(await poller.reconcile() == .completed(found: 0, maximumLag: nil))
             #expect(!records.all.contains { $0.message.contains("consider overlap") })
             let text = telemetry.exposition(.prometheus)
-            #expect(text.contains(#"defender_alertd_alerts_found_by_reconciliation_total{tenant="contoso",api="mde"} 1"#), "\(text)")
-            #expect(text.contains(#"defender_alertd_reconciliation_sweeps_total{tenant="contoso",api="mde",result="ok"} 2"#))
+            #expect(text.contains(#"defender_alertd_alerts_found_by_reconciliation_total{tenant="contoso",api="mde",records="alerts"} 1"#), "\(text)")
+            #expect(text.contains(#"defender_alertd_reconciliation_sweeps_total{tenant="contoso",api="mde",records="alerts",result="ok"} 2"#))
             // Its lag is counted; the first poll's history is not.
-            #expect(text.contains(#"defender_alertd_visibility_lag_seconds_count{tenant="contoso",api="mde"} 1"#))
-            #expect(text.contains(#"defender_alertd_visibility_lag_seconds_bucket{tenant="contoso",api="mde",le="900.0"} 0"#))
+            #expect(text.contains(#"defender_alertd_visibility_lag_seconds_count{tenant="contoso",api="mde",records="alerts"} 1"#))
+            #expect(text.contains(#"defender_alertd_visibility_lag_seconds_bucket{tenant="contoso",api="mde",records="alerts",le="900.0"} 0"#))
         }
     }
 
