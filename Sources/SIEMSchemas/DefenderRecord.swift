@@ -52,6 +52,16 @@ public struct DefenderRecord: Sendable {
         text(mde: "lastUpdateTime", graph: "lastUpdateDateTime").flatMap { Timestamp(parsing: $0) == nil ? nil : $0 } ?? receivedAt
     }
 
+    /// An incident's alerts (`$expand=alerts`), each read as an alert of Graph; none for an
+    /// alert, or an incident that came without them.
+    var incidentAlerts: [DefenderRecord] {
+        guard kind == .incident, case .array(let elements) = document["alerts"] else { return [] }
+        return elements.compactMap { element in
+            guard case .object = element else { return nil }
+            return DefenderRecord(kind: .alert, tenant: tenant, event: event, receivedAt: receivedAt, document: element, original: "")
+        }
+    }
+
     /// The product that made it when the record does not say (Graph's `productName`): an
     /// incident is Defender XDR's, an alert of the MDE API Defender for Endpoint's.
     var productName: String {

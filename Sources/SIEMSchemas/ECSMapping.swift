@@ -148,10 +148,7 @@ public enum ECSMapping {
 
         // The alert's own device and user (MDE names them at the top; Graph in its evidence),
         // then the first entity of each kind.
-        var device = entities.first { $0.device != nil }?.device
-        if !record.isGraph, let name = record.text(mde: "computerDnsName", graph: nil) {
-            device = EvidenceEntity.Device(hostName: name, id: record.text(mde: "machineId", graph: nil))
-        }
+        let device = EvidenceEntity.device(of: record, entities: entities)
         if let device {
             builder.set("host.name", device.hostName)
             builder.set("host.hostname", device.hostName)
@@ -203,12 +200,7 @@ public enum ECSMapping {
         builder.set("event.type", strings: ["info"])
         builder.set("tags", strings: record.document["customTags"]?.strings ?? [])
         // What the incident's alerts (`$expand=alerts`) name, for searching across them.
-        var alerts: [DefenderRecord] = []
-        if case .array(let elements) = record.document["alerts"] {
-            alerts = elements.filter { if case .object = $0 { true } else { false } }.map {
-                DefenderRecord(kind: .alert, tenant: record.tenant, event: record.event, receivedAt: record.receivedAt, document: $0, original: "")
-            }
-        }
+        let alerts = record.incidentAlerts
         let entities = alerts.flatMap(EvidenceEntity.all(of:))
         let techniques = alerts.flatMap { $0.document["mitreTechniques"]?.strings ?? [] }
         if !techniques.isEmpty {

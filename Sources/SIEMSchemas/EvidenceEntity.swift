@@ -90,6 +90,15 @@ struct EvidenceEntity {
         }
     }
 
+    /// The alert's own device: MDE names it at the top (`computerDnsName`, `machineId`), Graph
+    /// in its device evidence (the first).
+    static func device(of record: DefenderRecord, entities: [EvidenceEntity]) -> Device? {
+        if !record.isGraph, let name = record.text(mde: "computerDnsName", graph: nil) {
+            return Device(hostName: name, id: record.text(mde: "machineId", graph: nil))
+        }
+        return entities.first { $0.device != nil }?.device
+    }
+
     // MARK: Microsoft Graph
 
     private static func graph(_ element: JSONValue) -> EvidenceEntity {

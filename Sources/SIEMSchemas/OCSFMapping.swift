@@ -103,10 +103,7 @@ public enum OCSFMapping {
         builder.set("metadata.correlation_uid", record.text(mde: "incidentId", graph: "incidentId"))
         if let index = splitIndex { builder.set("metadata.uid", record.versionID + "_" + String(index.0)) }
 
-        var device = entities.first { $0.device != nil }?.device
-        if !record.isGraph, let name = record.text(mde: "computerDnsName", graph: nil) {
-            device = EvidenceEntity.Device(hostName: name, id: record.text(mde: "machineId", graph: nil))
-        }
+        let device = EvidenceEntity.device(of: record, entities: entities)
         if let device, let object = self.device(device) {
             // `device` belongs to the host profile, which the event then declares.
             builder.set("metadata.profiles", strings: ["host"])
@@ -187,12 +184,7 @@ public enum OCSFMapping {
         } else {
             builder.set("assignee_group.name", "Unassigned")
         }
-        var alerts: [DefenderRecord] = []
-        if case .array(let elements) = record.document["alerts"] {
-            alerts = elements.filter { if case .object = $0 { true } else { false } }.map {
-                DefenderRecord(kind: .alert, tenant: record.tenant, event: record.event, receivedAt: record.receivedAt, document: $0, original: "")
-            }
-        }
+        let alerts = record.incidentAlerts
         // One finding per alert of the incident (`$expand=alerts`); the incident itself when it
         // came without them.
         var findings = alerts.map(findingInfo)
