@@ -31,7 +31,9 @@ struct StateDatabaseOutageTests {
         let records = LogRecords()
         let database = try StateDatabase(settings: settings, connectionWait: .seconds(1), callDeadline: .seconds(3), logger: records.logger())
         try await TestPostgres.run(database) {
-            #expect(try await database.query("test", "SELECT 1").count == 1)
+            // The first connection, on a loaded machine, may take longer than the 1 s a call
+            // waits for one (a fresh-clone make test saw it): waited for, not assumed.
+            #expect(await Self.answersAgain(database))
 
             // Cut: every connection reset, new ones too.
             proxy.cut()

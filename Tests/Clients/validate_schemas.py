@@ -77,7 +77,8 @@ def ecs_value_problem(field, spec, value):
 
 def check_ecs(schemas, documents):
     with open(f"{schemas}/ecs/ecs_flat.yml", encoding="utf-8") as handle:
-        fields = yaml.safe_load(handle)
+        # libyaml's loader when PyYAML has it: the 2,600 fields load in a fraction of the time.
+        fields = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     prefixes = set()
     for name in fields:
         parts = name.split(".")

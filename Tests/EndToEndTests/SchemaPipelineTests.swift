@@ -5,8 +5,9 @@ import TestSupport
 
 /// Issue 25 end to end: the daemon process polls alerts and incidents and delivers them in
 /// several shapes at once (Defender's JSON to a file, ECS into the Elasticsearch bulk API, OCSF
-/// over syslog to rsyslog, OCSF with split evidence to a file), each record exactly once per
-/// version in each shape, every mapped record valid by the schemas' own definitions.
+/// over syslog to rsyslog, OCSF with split evidence to a file and to Splunk HEC, journal
+/// entries), each record exactly once per version in each shape, every mapped record valid by
+/// the schemas' own definitions.
 @Suite("Schemas end to end", .serialized,
        .enabled(if: RsyslogReceiver.isInstalled, "needs rsyslogd: Debian's rsyslog"),
        .enabled(if: SchemaValidator.isAvailable, "the reference schemas are not in ../shared/schemas (or DEFENDER_SCHEMAS_DIR)"))
@@ -60,24 +61,47 @@ struct SchemaPipelineTests {
                               sinks: PipelineHarness.fileSink("a")
                                 + HTTPPipelineTests.httpSink("elastic", base + "/_bulk", "elasticsearch-bulk", #"schema = "ecs""#)
                                 + SyslogPipelineTests.syslogSink("siem", receiver, .tcp, "schema = \"ocsf\"\nmax_message_size = \"1MiB\"")
-                                + Self.fileSink("split", "schema = \"ocsf\"\nevidence = \"split\""))
+                                + Self.fileSink("split", "schema = \"ocsf\"\nevidence = \"split\"")
+                                + HTTPPipelineTests.httpSink("splunk", base + "/services/collector/event", "splunk-hec", "schema = \"ocsf\"\nevidence = \"split\"")
+                                + "[[sink]]\nname = \"journal\"\ntype = \"journal\"\n")
             let daemon = try harness.startDaemon()
             let total = 30 + incidents.count
             await HTTPPipelineTests.eventually("every alert and incident in every sink", harness: harness) {
-                harness.delivered().count == 30 && harness.deliveredIncidents().count == incidents.count
+                let split = Self.splitCount(harness.deliveredAlerts().map(\.alert)) + incidents.count
+                return harness.delivered().count == 30 && harness.deliveredIncidents().count == incidents.count
                     && siem.bulkDocuments.count == total && Self.bodies(receiver).count == total
-                    && Self.lines(harness, "split").count == Self.splitCount(harness.deliveredAlerts().map(\.alert)) + incidents.count
+                    && Self.lines(harness, "split").count == split && siem.hecEvents.count == split
             }
             // One alert of an incident changes: it and its incident arrive again, once, in each shape.
             let changed = try #require(harness.deliveredIncidents().first?.incident["alerts"] as? [[String: Any]]).first?["id"] as? String ?? ""
             let now = ISO8601DateFormatter().string(from: Date())
             try harness.control("POST", "alerts/\(changed)", #"{"changes": {"status": "InProgress"}, "lastUpdateTime": "\#(now)"}"#)
             await HTTPPipelineTests.eventually("the change in every sink", harness: harness) {
-                harness.delivered().count == 31 && harness.deliveredIncidents().count == incidents.count + 1
+                let split = Self.splitCount(harness.deliveredAlerts().map(\.alert)) + incidents.count + 1
+                return harness.delivered().count == 31 && harness.deliveredIncidents().count == incidents.count + 1
                     && siem.bulkDocuments.count == total + 2 && Self.bodies(receiver).count == total + 2
-                    && Self.lines(harness, "split").count == Self.splitCount(harness.deliveredAlerts().map(\.alert)) + incidents.count + 1
+                    && Self.lines(harness, "split").count == split && siem.hecEvents.count == split
             }
+            let pid = daemon.pid
             harness.stopDaemon()
+
+            // The journal: an entry per version, incidents under their own MESSAGE_ID.
+            if Journal.isListening() {
+                let entries = try Journal.entries(matching: "_PID=\(pid)", expected: total + 2).filter { $0["DEFENDER_KIND"] != nil }
+                let incidentEntries = entries.filter { $0["MESSAGE_ID"] == "3c8e0f5a9d2b4c71a6e4b0d8f2c9e317" }
+                #expect(incidentEntries.count == incidents.count + 1 && incidentEntries.allSatisfy { $0["DEFENDER_KIND"] == "incident" && $0["DEFENDER_INCIDENT_ID"] != nil })
+                #expect(Set(incidentEntries.compactMap { $0["DEFENDER_INCIDENT_ID"] }) == incidents)
+                #expect(entries.filter { $0["MESSAGE_ID"] == "b5d1e2c74a0f4e6c9d3a8f1b27c6e950" && $0["DEFENDER_ALERT_ID"] != nil }.count == 31)
+            } else {
+                Issue.record("no journald listening: run the tests through `make test`")
+            }
+
+            // Splunk HEC: OCSF split by evidence, each kind under its own sourcetype.
+            let hec = siem.hecEvents
+            #expect(hec.filter { $0["sourcetype"] == .string("defender:incident:ocsf") }.count == incidents.count + 1)
+            #expect(hec.filter { $0["sourcetype"] == .string("defender:alert:ocsf") }.allSatisfy { $0["event"]?["class_uid"] == .number("2004") })
+            let hecProblems = try SchemaValidator.problems("ocsf", hec.compactMap { $0["event"]?.serialized })
+            #expect(hecProblems.isEmpty, "\(hecProblems.prefix(20).joined(separator: "\n"))")
 
             // Defender's own JSON, each version once.
             let native = harness.deliveredAlerts().map { "\($0.alert["id"] ?? "")@\($0.alert["lastUpdateDateTime"] ?? "")" }

@@ -30,7 +30,10 @@ enum TestPostgres {
     static func withState<T: Sendable>(_ body: @escaping @Sendable (StateStore, StateDatabase) async throws -> T) async throws -> T {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
         try await administer("CREATE DATABASE \(name)")
-        let database = try StateDatabase(settings: settings(database: String(name)), logger: Logger(label: "test"))
+        // A call waits up to 30 s for a connection (the daemon's 5 s ran out for a lease
+        // round of a loaded fresh-clone make test, with the host stalled); the tests of what
+        // an outage does make databases of their own, with short waits.
+        let database = try StateDatabase(settings: settings(database: String(name)), connectionWait: .seconds(30), logger: Logger(label: "test"))
         let result: Result<T, any Error>
         do {
             result = .success(try await run(database) { try await body(StateStore.postgres(database), database) })

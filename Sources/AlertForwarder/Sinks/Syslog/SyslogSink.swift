@@ -136,8 +136,8 @@ public final class SyslogSink: AlertSink {
         }
     }
 
-    /// The whole syslog message (header, structured data, MSG) for one alert, in the native
-    /// shape (what `cef` and the tests read).
+    /// The whole syslog message (header, structured data, MSG) for a record of one message
+    /// (the first, when evidence is split; empty when it cannot be shaped): what tests compare.
     func message(for record: OutboxRecord) -> [UInt8] {
         messages(for: record)?.first ?? []
     }
