@@ -136,6 +136,21 @@ public struct AlertsClient: Sendable {
         self.logger = logger
     }
 
+    /// The same client, its calls at `priority` in the rate budget.
+    public func with(priority: RateBudget.Priority) -> AlertsClient {
+        var client = self
+        client.settings.priority = priority
+        return client
+    }
+
+    /// The same client reading records of `kind`, in pages no larger than the API gives them.
+    public func with(kind: RecordKind) -> AlertsClient {
+        var client = self
+        client.settings.kind = kind
+        client.settings.pageSize = min(settings.pageSize, kind.maximumPageSize(endpoints.api))
+        return client
+    }
+
     /// Reads every alert with `lastUpdateTime` in the window, handing each fully read
     /// sub-window to `onBatch` in time order.
     ///
@@ -155,21 +170,6 @@ public struct AlertsClient: Sendable {
     /// An answer larger than the transport accepts (``DefenderHTTPClient/maximumResponseSize``)
     /// is not retried as it is: the rest of the window is read again with pages half as large
     /// (down to one alert), from the start of the last batch handed on, with a warning.
-    /// The same client, its calls at `priority` in the rate budget.
-    public func with(priority: RateBudget.Priority) -> AlertsClient {
-        var client = self
-        client.settings.priority = priority
-        return client
-    }
-
-    /// The same client reading records of `kind`, in pages no larger than the API gives them.
-    public func with(kind: RecordKind) -> AlertsClient {
-        var client = self
-        client.settings.kind = kind
-        client.settings.pageSize = min(settings.pageSize, kind.maximumPageSize(endpoints.api))
-        return client
-    }
-
     public func fetch(from lower: WindowBound, to upper: Timestamp? = nil, now: @Sendable () -> Date = { Date() },
                       onBatch: (AlertBatch) async throws -> Void) async throws {
         var client = self

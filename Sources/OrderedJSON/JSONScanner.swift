@@ -3,10 +3,11 @@
 /// things are, as byte ranges, so that what is only passed through is never decoded and
 /// written out again.
 ///
-/// ``elements(ofArrayMember:collecting:)`` is what reading a page of alerts needs: the ranges
-/// of the elements of one array member of the top-level object (`value`), and for each element
-/// that is an object the ranges of the values of a few top-level members. Decoding a value is
-/// left to the caller (``string(at:)``), for the few fields it uses.
+/// ``document(arrayMember:collecting:limit:members:)`` is what reading a page of alerts needs:
+/// the ranges of the elements of one array member of the top-level object (`value`), for each
+/// element that is an object the ranges of the values of a few of its members, and the ranges
+/// of a few top-level members (`@odata.nextLink`). Decoding a value is left to the caller
+/// (``string(at:)``), for the few fields it uses.
 public struct JSONScanner {
     /// Deepest nesting accepted; deeper documents are an error, never a stack overflow.
     public static let maximumDepth = 512
@@ -42,17 +43,6 @@ public struct JSONScanner {
 
     // MARK: Documents
 
-    /// Validates the whole document, which must be an object, and returns the elements of its
-    /// array member `name` (empty when the member is absent; ``JSONParseError`` when it is not
-    /// an array). For each element that is an object, the value ranges of the top-level
-    /// members named in `collecting` are reported.
-    ///
-    /// More than `limit` elements is an error, found as soon as the next one starts (so a
-    /// body of millions of tiny elements costs no more than `limit` of them).
-    public mutating func elements(ofArrayMember name: String, collecting names: [String], limit: Int = .max) throws(JSONParseError) -> [Element]? {
-        try document(arrayMember: name, collecting: names, limit: limit).elements
-    }
-
     /// What ``document(arrayMember:collecting:limit:members:)`` found.
     public struct Document {
         /// The elements of the array member, or `nil` when it is absent.
@@ -66,8 +56,14 @@ public struct JSONScanner {
         }
     }
 
-    /// ``elements(ofArrayMember:collecting:limit:)``, and the value ranges of the document's
-    /// top-level members named in `members` (such as `@odata.nextLink`), in one pass.
+    /// Validates the whole document, which must be an object, and returns the elements of its
+    /// array member `name` (nil when the member is absent; ``JSONParseError`` when it is not an
+    /// array) and the value ranges of the document's top-level members named in `members`
+    /// (such as `@odata.nextLink`), in one pass. For each element that is an object, the value
+    /// ranges of its top-level members named in `collecting` are reported.
+    ///
+    /// More than `limit` elements is an error, found as soon as the next one starts (so a
+    /// body of millions of tiny elements costs no more than `limit` of them).
     public mutating func document(arrayMember name: String, collecting names: [String], limit: Int = .max,
                                   members memberNames: [String] = []) throws(JSONParseError) -> Document {
         let wanted = Array(name.utf8)

@@ -355,36 +355,28 @@ private struct Validator {
                         "a private key is only used with certificate_file")
             return nil
         }
-        if let secretFile {
-            let location = SecretLocation.file(resolve(secretFile))
-            return readSecret(location, key: Keys.clientSecretFile, reader: reader).map { .clientSecret($0, from: location) }
-        }
-        if let secretCredential {
-            guard let location = credentialLocation(secretCredential, key: Keys.clientSecretCredential, reader: reader) else { return nil }
-            return readSecret(location, key: Keys.clientSecretCredential, reader: reader).map { .clientSecret($0, from: location) }
+        if certificateFile == nil {
+            guard case .given(let location, let key) = secretSource(file: secretFile, Keys.clientSecretFile, credential: secretCredential,
+                                                                    Keys.clientSecretCredential, reader: reader) else { return nil }
+            return readSecret(location, key: key, reader: reader).map { .clientSecret($0, from: location) }
         }
         guard let certificateFile else { return nil }
         let certificatePath = resolve(certificateFile)
         let certificatePEM = readCertificate(certificatePath, reader: reader)
-        let keyLocation: SecretLocation?
+        let keyLocation: SecretLocation
         let keyKey: ConfigurationKey
-        switch (keyFile, keyCredential) {
-        case (let file?, nil):
-            keyLocation = .file(resolve(file))
-            keyKey = Keys.privateKeyFile
-        case (nil, let name?):
-            keyLocation = credentialLocation(name, key: Keys.privateKeyCredential, reader: reader)
-            keyKey = Keys.privateKeyCredential
-        case (nil, nil):
+        switch secretSource(file: keyFile, Keys.privateKeyFile, credential: keyCredential, Keys.privateKeyCredential, reader: reader) {
+        case .given(let location, let key):
+            (keyLocation, keyKey) = (location, key)
+        case .absent:
             if !reader.has(Keys.privateKeyFile), !reader.has(Keys.privateKeyCredential) {
                 reader.fail(Keys.certificateFile, "needs private_key_file or private_key_credential")
             }
             return nil
-        case (_?, _?):
-            reader.fail(Keys.privateKeyCredential, "set only one of private_key_file and private_key_credential")
+        case .refused:
             return nil
         }
-        guard let keyLocation, let key = readSecret(keyLocation, key: keyKey, reader: reader), let certificatePEM else { return nil }
+        guard let key = readSecret(keyLocation, key: keyKey, reader: reader), let certificatePEM else { return nil }
         guard key.withValue({ $0.contains("PRIVATE KEY-----") }) else {
             reader.fail(keyKey, "\(keyLocation.path) holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
             return nil
@@ -392,18 +384,38 @@ private struct Validator {
         return .certificate(certificateFile: certificatePath, certificatePEM: certificatePEM, privateKey: key, from: keyLocation)
     }
 
-    /// An optional secret given by one of two keys: a file, or a systemd credential.
-    private func optionalSecret(file fileKey: ConfigurationKey, credential credentialKey: ConfigurationKey, reader: TableReader) -> Secret? {
-        switch (reader.string(fileKey), reader.string(credentialKey)) {
-        case (nil, nil): return nil
+    /// Where a secret given by one of two keys is: a file, or a systemd credential.
+    private enum SecretSource {
+        /// Neither key is set.
+        case absent
+        /// One is: the place, and the key that named it (for messages).
+        case given(SecretLocation, key: ConfigurationKey)
+        /// Both are, or the credential name cannot be one: already reported.
+        case refused
+    }
+
+    /// The one reader of every "a file or a systemd credential" pair (the client secret, the
+    /// private key, a sink's token or client key, a password): given the keys' values as read.
+    private func secretSource(file: String?, _ fileKey: ConfigurationKey, credential: String?, _ credentialKey: ConfigurationKey,
+                              reader: TableReader) -> SecretSource {
+        switch (file, credential) {
+        case (nil, nil):
+            return .absent
         case (_?, _?):
             reader.fail(credentialKey, "set only one of \(fileKey.name) and \(credentialKey.name)")
-            return nil
+            return .refused
         case (let file?, nil):
-            return readSecret(.file(resolve(file)), key: fileKey, reader: reader)
+            return .given(.file(resolve(file)), key: fileKey)
         case (nil, let name?):
-            return credentialLocation(name, key: credentialKey, reader: reader).flatMap { readSecret($0, key: credentialKey, reader: reader) }
+            return credentialLocation(name, key: credentialKey, reader: reader).map { .given($0, key: credentialKey) } ?? .refused
         }
+    }
+
+    /// An optional secret given by one of two keys: a file, or a systemd credential.
+    private func optionalSecret(file fileKey: ConfigurationKey, credential credentialKey: ConfigurationKey, reader: TableReader) -> Secret? {
+        let source = secretSource(file: reader.string(fileKey), fileKey, credential: reader.string(credentialKey), credentialKey, reader: reader)
+        guard case .given(let location, let key) = source else { return nil }
+        return readSecret(location, key: key, reader: reader)
     }
 
     private func readSecret(_ location: SecretLocation, key: ConfigurationKey, reader: TableReader) -> Secret? {
@@ -561,19 +573,18 @@ private struct Validator {
         let format: HTTPBodyFormat? = reader.choice(Keys.httpFormat)
         let authorization: HTTPAuthorization? = reader.has(Keys.auth) ? reader.choice(Keys.auth) : nil
         var token: Secret?
-        switch (reader.string(Keys.tokenFile), reader.string(Keys.tokenCredential)) {
-        case (nil, nil):
+        switch secretSource(file: reader.string(Keys.tokenFile), Keys.tokenFile, credential: reader.string(Keys.tokenCredential), Keys.tokenCredential,
+                            reader: reader) {
+        case .absent:
             if reader.has(Keys.auth) {
                 reader.fail(Keys.auth, "needs token_file or token_credential")
             } else if format == .splunkHEC {
                 reader.fail(Keys.tokenFile, "splunk-hec needs token_file or token_credential: HEC refuses every request without a token")
             }
-        case (_?, _?):
-            reader.fail(Keys.tokenCredential, "set only one of token_file and token_credential")
-        case (let file?, nil):
-            token = readSecret(.file(resolve(file)), key: Keys.tokenFile, reader: reader)
-        case (nil, let name?):
-            token = credentialLocation(name, key: Keys.tokenCredential, reader: reader).flatMap { readSecret($0, key: Keys.tokenCredential, reader: reader) }
+        case .refused:
+            break
+        case .given(let location, let key):
+            token = readSecret(location, key: key, reader: reader)
         }
         let headers = reader.stringTable(Keys.headers) ?? [:]
         let reserved = ["authorization", "content-type", "content-encoding", "host", "content-length", "transfer-encoding"]
@@ -662,13 +673,13 @@ private struct Validator {
                 reader.fail(Keys.clientCertificateFile, problem)
                 valid = false
             }
-            let location = file.map { SecretLocation.file(resolve($0)) }
-                ?? credential.flatMap { credentialLocation($0, key: Keys.clientKeyCredential, reader: reader) }
-            let keyKey = file != nil ? Keys.clientKeyFile : Keys.clientKeyCredential
-            key = location.flatMap { readSecret($0, key: keyKey, reader: reader) }
-            if let secret = key, !secret.withValue({ $0.contains("PRIVATE KEY-----") }) {
-                reader.fail(keyKey, "\(location!.path) holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
-                key = nil
+            if case .given(let location, let keyKey) = secretSource(file: file, Keys.clientKeyFile, credential: credential, Keys.clientKeyCredential,
+                                                                   reader: reader) {
+                key = readSecret(location, key: keyKey, reader: reader)
+                if let secret = key, !secret.withValue({ $0.contains("PRIVATE KEY-----") }) {
+                    reader.fail(keyKey, "\(location.path) holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+                    key = nil
+                }
             }
             if key == nil { valid = false }
         }

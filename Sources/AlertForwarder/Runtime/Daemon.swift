@@ -10,9 +10,9 @@ import UnixSignals
 
 /// The running daemon: its current configuration, its health and its services.
 ///
-/// The executable builds one `Daemon` from a valid configuration and runs
-/// ``makeServiceGroup(signals:)``; everything else (reload, status, watchdog) lives here so
-/// that tests can drive it without a process.
+/// The executable builds one `Daemon` from a valid configuration and calls
+/// ``run(signals:watchdog:onStopping:)``; everything else (reload, status, watchdog) lives
+/// here so that tests can drive it without a process.
 public final class Daemon: Sendable {
     private let loader: ConfigurationLoader
     private let current: Mutex<Configuration>

@@ -156,8 +156,6 @@ public struct AlertHeadline: Sendable, Equatable {
         lastUpdateTime = fields["lastUpdateTime"]
     }
 
-    /// `lastUpdateTime` to the second (`2026-11-25T18:38:22Z`), or `-` when it is missing or
-    /// not a timestamp.
     /// The syslog severity of the alert's, for the journal's `PRIORITY` and the syslog sink's
     /// PRI: High 2 (crit), Medium 3 (err), Low 4 (warning), Informational 5 (notice),
     /// anything else 6 (info).
@@ -173,6 +171,8 @@ public struct AlertHeadline: Sendable, Equatable {
         }
     }
 
+    /// `lastUpdateTime` to the second (`2026-11-25T18:38:22Z`), or `-` when it is missing or
+    /// not a timestamp.
     var time: String {
         guard let text = lastUpdateTime, let timestamp = Timestamp(parsing: text) else { return "-" }
         return timestamp.writtenWith(0).description

@@ -80,7 +80,7 @@ public final class SyslogSink: AlertSink {
         case .tcp: StreamTransport(address: address, framing: settings.framing, tls: nil, timeout: settings.timeout, settle: settings.settle)
         case .tls: StreamTransport(address: address, framing: settings.framing, tls: settings.tls ?? SyslogTLS(), timeout: settings.timeout,
                                    settle: settings.settle)
-        case .relp: RELPTransport(address: address, tls: nil, timeout: settings.timeout)
+        case .relp: RELPTransport(address: address, timeout: settings.timeout)
         }
     }
 

@@ -182,16 +182,15 @@ actor StreamTransport: SyslogTransport {
 /// second TLS stack and trust configuration (GnuTLS or OpenSSL) next to SwiftNIO SSL's.
 actor RELPTransport: SyslogTransport {
     private let address: SyslogAddress
-    private let tls: SyslogTLS?
     private let timeout: Duration
     private let window: Int
     private var connection: StreamConnection?
     private var received: [UInt8] = []
     private var transaction = 0
 
-    init(address: SyslogAddress, tls: SyslogTLS?, timeout: Duration, window: Int = 128) {
+    /// Plain TCP: this sink speaks RELP without TLS (`relp://`; `tls://` is syslog over TLS).
+    init(address: SyslogAddress, timeout: Duration, window: Int = 128) {
         self.address = address
-        self.tls = tls
         self.timeout = timeout
         self.window = max(1, window)
     }
@@ -237,7 +236,7 @@ actor RELPTransport: SyslogTransport {
     private func open() async throws(SinkError) -> StreamConnection {
         if let connection, connection.isOpen { return connection }
         await drop()
-        let connection = try await StreamConnection.open(address, tls: tls, timeout: timeout)
+        let connection = try await StreamConnection.open(address, tls: nil, timeout: timeout)
         self.connection = connection
         transaction = 1
         try await connection.write(RELPFrame(transaction: 1, command: "open", data: Array(Self.offers.utf8)).bytes)
