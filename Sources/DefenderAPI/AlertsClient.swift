@@ -635,7 +635,7 @@ public struct AlertsClient: Sendable {
                 var wait = settings.retryBackoff.delay(attempt: attempt - 1, unit: random())
                 if case .rateLimited(let retryAfter) = error { wait = max(wait, retryAfter) }
                 logger.warning("alerts request failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-                do { try await clock.sleep(wait) } catch { throw .transport(.timedOut("cancelled while waiting to retry")) }
+                do { try await clock.sleep(wait) } catch { throw .cancelled("while waiting to retry") }
                 if case .rateLimited = error, settings.priority == .normal { metrics.waited(forRetryAfter: wait) }
             }
         }
@@ -668,7 +668,7 @@ public struct AlertsClient: Sendable {
                                    metadata: ["limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)"])
                     }
                 } catch {
-                    throw .transport(.timedOut("cancelled while waiting for the rate budget"))
+                    throw .cancelled("while waiting for the rate budget")
                 }
             }
             var call = try await acquire()

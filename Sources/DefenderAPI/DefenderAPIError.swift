@@ -10,6 +10,9 @@ public enum DefenderAPIError: Error, Sendable, Equatable, CustomStringConvertibl
     case transport(TransportError)
     /// An answer that is not what the API sends: truncated, not JSON, wrong shape or type.
     case malformedResponse(String)
+    /// The caller's task was cancelled (a stop, a reload) while the call waited: not a fault of
+    /// the API or the network, and never retried.
+    case cancelled(String)
 
     /// Whether waiting and retrying can help.
     public var isTransient: Bool {
@@ -21,6 +24,7 @@ public enum DefenderAPIError: Error, Sendable, Equatable, CustomStringConvertibl
         case .transport(.withheld): false
         case .rateLimited, .transport, .malformedResponse: true
         case .token(let error): error.kind == .transient
+        case .cancelled: false
         }
     }
 
@@ -41,6 +45,7 @@ public enum DefenderAPIError: Error, Sendable, Equatable, CustomStringConvertibl
         case .token(let error): return error.description
         case .transport(let error): return "Defender API unreachable: \(error)"
         case .malformedResponse(let detail): return "malformed response from the Defender API: \(detail)"
+        case .cancelled(let detail): return "Defender API call cancelled \(detail)"
         }
     }
 }

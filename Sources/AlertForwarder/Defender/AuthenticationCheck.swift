@@ -142,6 +142,7 @@ public enum AuthenticationCheck {
         case .token(let tokenError): tokenError.hint ?? "see the token step."
         case .transport: "check network access to the API host: DNS, firewall, proxy_url or HTTPS_PROXY, and ca_file if a TLS-inspecting proxy re-signs traffic."
         case .malformedResponse: "something other than the Defender API answered (a proxy or captive portal?): check proxy_url and api_url."
+        case .cancelled: "the check was interrupted; run it again."
         }
     }
 }

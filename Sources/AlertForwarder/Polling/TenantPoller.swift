@@ -141,7 +141,7 @@ public final class TenantPoller: TenantPolling {
             // A stop, a reload or the poll deadline cancelled it: whatever the error it ended
             // with (a request cut short, a retry wait interrupted), it is not a failure of the
             // API. The pages read before are kept; the deadline is reported by the caller.
-            if error is CancellationError || Task.isCancelled {
+            if Self.isCancellation(error) {
                 logger.debug("poll cancelled", metadata: ["error": "\(error)"])
                 return .failed("cancelled")
             }
@@ -150,6 +150,14 @@ public final class TenantPoller: TenantPolling {
             ended("failed")
             return .failed("\(error)")
         }
+    }
+
+    /// Whether `error` ended a poll or a sweep because its task was cancelled (a stop, a
+    /// reload, the poll deadline), not because something failed.
+    static func isCancellation(_ error: any Error) -> Bool {
+        if error is CancellationError || Task.isCancelled { return true }
+        if case .cancelled? = error as? DefenderAPIError { return true }
+        return false
     }
 
     /// Admits a batch (one transaction), reports what it quarantined, wakes the sinks and counts
@@ -255,7 +263,7 @@ public final class TenantPoller: TenantPolling {
             }
             return .completed(found: found, maximumLag: maximumLag)
         } catch {
-            if error is CancellationError || Task.isCancelled { return .failed("cancelled") }
+            if Self.isCancellation(error) { return .failed("cancelled") }
             logFailure("reconciliation sweep failed; it is tried again later", error)
             metrics.sweep(result: "failed", found: 0)
             return .failed("\(error)")
