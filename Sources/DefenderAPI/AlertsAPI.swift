@@ -1,4 +1,4 @@
-/// Which Microsoft API a tenant's alerts come from (`defender-api.md` §2 and §6).
+/// Which Microsoft API a tenant's alerts come from (`docs/microsoft-apis.md` §2 and §6).
 public enum AlertsAPI: String, Sendable, CaseIterable {
     /// Defender for Endpoint's own `GET /api/alerts` (Endpoint alerts only).
     case mde
@@ -50,7 +50,7 @@ public enum AlertsAPI: String, Sendable, CaseIterable {
     }
 
     /// The application ID of the API's service principal (a token's `aud` may be it instead of
-    /// the resource URL): WindowsDefenderATP (`defender-api.md` §1) and Microsoft Graph.
+    /// the resource URL): WindowsDefenderATP (`docs/microsoft-apis.md` §1) and Microsoft Graph.
     public var applicationID: String {
         switch self {
         case .mde: "fc780465-2017-40d4-a0c5-307022471b92"

@@ -1,6 +1,6 @@
 /// A Microsoft cloud in which a Defender for Endpoint tenant lives.
 ///
-/// Each cloud has its own sign-in host and API host (see `defender-api.md`, §summary 4 and
+/// Each cloud has its own sign-in host and API host (see `docs/microsoft-apis.md`, §summary 4 and
 /// [GOV]). The token audience stays the legacy `https://api.securitycenter.microsoft.com`
 /// in the commercial cloud even when calling the newer host (a mismatch gives 403).
 public enum Cloud: String, Sendable, CaseIterable {

@@ -1,5 +1,5 @@
 /// Where a tenant's tokens and alerts come from: the sign-in base, the API base and the token
-/// audience, per API, cloud and region (`defender-api.md`, summary 4, §1.4 and §6), or overrides.
+/// audience, per API, cloud and region (`docs/microsoft-apis.md`, summary 4, §1.4 and §6), or overrides.
 public struct DefenderEndpoints: Sendable, Equatable {
     /// Which alerts API.
     public var api: AlertsAPI

@@ -201,7 +201,7 @@ public actor SimulatedDefender {
             return SimulatorOutcome(.apiError(401, code: "Unauthorized", message: "Unauthorized"))
         }
         // A token for Microsoft Graph is no token for this API (as the Defender gateway
-        // answers one for another resource: 401, `defender-api.md` §3).
+        // answers one for another resource: 401, `docs/microsoft-apis.md` §3).
         guard token.audience != Resource.graph else {
             return SimulatorOutcome(.apiError(401, code: "Unauthorized", message: "Invalid Authorization payload. AppId: \(token.clientID), Audience: \(token.audience), Issuer: https://sts.windows.net/\(token.tenantID)/"))
         }

@@ -28,7 +28,7 @@ public struct SimulatorResponse: Sendable {
     }
 
     /// The Microsoft Graph error shape `{"error": {"code", "message", "innerError": {"date",
-    /// "request-id", "client-request-id"}}}` [GE], `defender-api.md` §6.
+    /// "request-id", "client-request-id"}}}` [GE], `docs/microsoft-apis.md` §6.
     public static func graphError(_ status: Int, code: String, message: String, headers: [(String, String)] = [],
                                   now: Date = Date()) -> SimulatorResponse {
         let id = UUID().uuidString.lowercased()

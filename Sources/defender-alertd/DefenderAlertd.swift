@@ -56,7 +56,7 @@ struct ConfigOption: ParsableArguments {
     var config: String = ConfigurationLoader.defaultPath
 }
 
-/// Exit codes of DESIGN.md §4.1.
+/// Exit codes (README, Command line): 0 a clean stop, 78 (EX_CONFIG) a configuration that cannot run.
 enum ExitStatus {
     /// EX_CONFIG: invalid configuration, missing or over-permissive secret file.
     static let configuration = ExitCode(78)

@@ -5,7 +5,7 @@ import Testing
 import Timekeeping
 
 /// The simulator's Microsoft Graph `GET /v1.0/security/alerts_v2`: the documented envelope,
-/// shape, query options, paging, audience and errors (`defender-api.md` §6,
+/// shape, query options, paging, audience and errors (`docs/microsoft-apis.md` §6,
 /// `Tests/Fixtures/graph-alerts-v2-page.json`).
 @Suite("Simulated Graph alerts_v2")
 struct GraphAlertsAPITests {

@@ -3,7 +3,7 @@ import Timekeeping
 
 /// The Microsoft Graph `security/alerts_v2` view of a simulated alert: the same alert (same
 /// `id`, as Graph's `id` and `providerAlertId` equal MDE's for Endpoint alerts) in Graph's
-/// shape, member order and vocabulary (`defender-api.md` §6, the `alert` resource [GR] and
+/// shape, member order and vocabulary (`docs/microsoft-apis.md` §6, the `alert` resource [GR] and
 /// `Tests/Fixtures/graph-alerts-v2-page.json`): camelCase enum values, a string `incidentId`,
 /// `createdDateTime`/`lastUpdateDateTime`/`firstActivityDateTime`/`lastActivityDateTime`,
 /// portal links, and typed evidence with the device as `deviceEvidence`.

@@ -88,7 +88,7 @@ public struct SimulatorSetupError: Error, CustomStringConvertible {
 
 /// The resources the simulated token endpoint issues tokens for.
 enum Resource {
-    /// The audience of MDE API tokens, kept even for the newer API host (`defender-api.md` §1.4).
+    /// The audience of MDE API tokens, kept even for the newer API host (`docs/microsoft-apis.md` §1.4).
     static let defender = "https://api.securitycenter.microsoft.com"
     static let graph = "https://graph.microsoft.com"
     /// Other names under which WindowsDefenderATP is requested; tokens still carry `defender`

@@ -30,14 +30,14 @@ public indirect enum ODataFilter: Sendable, Equatable {
         let properties: [String: PropertyKind]
         let typeName: String
 
-        /// MDE `/api/alerts` (`defender-api.md` §2).
+        /// MDE `/api/alerts` (`docs/microsoft-apis.md` §2).
         public static let mde = Schema(properties: [
             "alertCreationTime": .dateTime, "lastUpdateTime": .dateTime, "lastEventTime": .dateTime,
             "status": .string, "severity": .string, "category": .string, "detectionSource": .string,
             "id": .string, "assignedTo": .string, "incidentId": .number, "investigationId": .number,
         ], typeName: "microsoft.windowsDefenderATP.api.PublicAlert")
 
-        /// Graph `security/alerts_v2`: the properties its list page names (`defender-api.md` §6).
+        /// Graph `security/alerts_v2`: the properties its list page names (`docs/microsoft-apis.md` §6).
         public static let graph = Schema(properties: [
             "assignedTo": .string, "classification": .string, "determination": .string, "createdDateTime": .dateTime,
             "lastUpdateDateTime": .dateTime, "severity": .string, "serviceSource": .string, "status": .string,
