@@ -11,7 +11,7 @@ import Foundation
 public func fuzzJSONPage(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = UnsafeBufferPointer(start: data, count: size)
     var scanner = JSONScanner(bytes)
-    if let elements = try? scanner.elements(ofArrayMember: "value", collecting: ["id", "lastUpdateTime"], limit: 10_000) {
+    if let elements = try? scanner.document(arrayMember: "value", collecting: ["id", "lastUpdateTime"], limit: 10_000).elements {
         var end = 0
         for element in elements {
             precondition(element.range.lowerBound >= end && element.range.upperBound <= size, "element outside the input")
