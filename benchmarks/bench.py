@@ -531,14 +531,24 @@ def postgres_backfill(build, sizes, runs):
                 closed = socket.socket()
                 closed.bind(("127.0.0.1", 0))  # bound, never listening: every connection refused
                 config = group_config(work, base, database, 1, sink=f'url = "http://127.0.0.1:{closed.getsockname()[1]}/"', sink_type="http")
-                daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"], cwd=work,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                # The log goes to a file: a daemon that ended here once, unexplained, left the
+                # harness waiting for its deadline with nothing to show why.
+                log_path = os.path.join(work, f"queued-{name}.log")
+                with open(log_path, "wb") as log:
+                    daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"], cwd=work,
+                                              stdout=subprocess.DEVNULL, stderr=log)
                 try:
                     deadline = time.monotonic() + 600
                     while True:
                         shown = subprocess.run([f"{build}/defender-alertd", "state", "show", "--config", config], cwd=work,
                                                capture_output=True, text=True).stdout
                         if f"sink archive: {alerts} alerts queued" in shown or time.monotonic() > deadline:
+                            break
+                        if daemon.poll() is not None:
+                            with open(log_path, "rb") as log:
+                                tail = log.read()[-3000:].decode(errors="replace")
+                            print(f"warning: the daemon of the queued step ({name}) ended with {daemon.returncode} before "
+                                  f"{alerts} alerts were queued; its log:\n{tail}\nstate show:\n{shown}", flush=True)
                             break
                         time.sleep(1)
                     queued[name] = storage(build, config, work)

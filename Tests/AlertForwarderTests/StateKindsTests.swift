@@ -3,6 +3,7 @@ import DefenderAPI
 import Dispatch
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 import TestSupport
 
@@ -56,6 +57,26 @@ struct StateKindsTests {
             #expect(error.kind == .incompatible)
             #expect(error.description.contains("v99-from-the-future"), "\(error)")
             #expect(error.description.contains("newer version of defender-alertd"), "\(error)")
+        }
+    }
+
+    /// The daemon's first start and `state show` opening the same new state at once: both
+    /// migrated the schema, and the second failed ("UNIQUE constraint failed:
+    /// grdb_migrations.identifier"; the daemon ended, as make bench-smoke saw). An owner and an
+    /// inspector open a new state side by side, again and again: each opens.
+    @Test func anOwnerAndAnInspectorOpeningANewStateAtOnceBothOpen() throws {
+        for round in 0..<20 {
+            let directory = self.directory.file("race-\(round)")
+            let failures = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 2) { index in
+                do {
+                    _ = try EmbeddedDatabase(directory: directory, segmentSize: 64 << 20, access: index == 0 ? .owner : .inspector)
+                } catch {
+                    failures.withLock { $0.append("\(error)") }
+                }
+            }
+            let failed = failures.withLock { $0 }
+            #expect(failed.isEmpty, "round \(round): \(failed)")
         }
     }
 

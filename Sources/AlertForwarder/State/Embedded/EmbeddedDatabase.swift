@@ -48,10 +48,14 @@ final class EmbeddedDatabase: Sendable {
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         do {
-            pool = try DatabasePool(path: path, configuration: configuration)
-            let check = try pool.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }
-            guard check == "ok" else { throw StateError(.corrupt, "integrity check failed: \(check ?? "no answer")") }
-            try EmbeddedSchema.migrate(pool)
+            let path = self.path
+            pool = try Self.exclusively(lockFile: path + "-open-lock") {
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                let check = try pool.read { db in try String.fetchOne(db, sql: "PRAGMA quick_check") }
+                guard check == "ok" else { throw StateError(.corrupt, "integrity check failed: \(check ?? "no answer")") }
+                try EmbeddedSchema.migrate(pool)
+                return pool
+            }
         } catch let error as StateError {
             throw StateError(error.kind, "the state database \(path) \(error.kind == .incompatible ? "cannot be used" : "is damaged") (\(error.description)); stop the daemon, move the file aside and start again to begin from `lookback` (alerts may be delivered again), or restore a backup")
         } catch {
@@ -63,6 +67,25 @@ final class EmbeddedDatabase: Sendable {
         let (end, oldest) = try readNow { db in (try EmbeddedOutbox.end(db), try Int64.fetchOne(db, sql: "SELECT min(segment) FROM sink_position")) }
         try log.recover(end: end, oldest: oldest ?? end.segment)
         try EmbeddedOutbox.convertOutboxTable(of: self)
+    }
+
+    /// Runs `body` while holding an exclusive lock on `lockFile` (flock(2), created 0600 beside
+    /// the database). Two processes opening the same new state at once (the daemon's first
+    /// start while `state show` opens it) both set up WAL and migrated the schema, and the
+    /// second failed (`database is locked` on `PRAGMA journal_mode = WAL`, or `UNIQUE
+    /// constraint failed: grdb_migrations.identifier`): the daemon ended, as make bench-smoke
+    /// saw. Opening is short; the second now waits for the first, then finds it all done.
+    static func exclusively<T>(lockFile: String, _ body: () throws -> T) throws -> T {
+        let descriptor = Foundation.open(lockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw StateError(.unavailable, "cannot open \(lockFile): \(String(cString: strerror(errno)))")
+        }
+        defer { Foundation.close(descriptor) }
+        while flock(descriptor, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw StateError(.unavailable, "cannot lock \(lockFile): \(String(cString: strerror(errno)))") }
+        }
+        defer { flock(descriptor, LOCK_UN) }
+        return try body()
     }
 
     /// Writes the write-ahead log back into the database file and closes every connection (at
