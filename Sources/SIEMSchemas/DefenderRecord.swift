@@ -62,6 +62,12 @@ public struct DefenderRecord: Sendable {
         }
     }
 
+    /// The members not in `used`, for the custom namespace (`defender.*`, `unmapped`).
+    func rest(without used: Set<String>) -> JSONValue {
+        guard case .object(let members) = document else { return .object([]) }
+        return JSONValue.object(members.filter { !used.contains($0.0) }).forNamespace
+    }
+
     /// The product that made it when the record does not say (Graph's `productName`): an
     /// incident is Defender XDR's, an alert of the MDE API Defender for Endpoint's.
     var productName: String {

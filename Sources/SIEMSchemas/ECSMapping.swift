@@ -125,7 +125,7 @@ public enum ECSMapping {
         let used = Set(rows.compactMap { record.isGraph ? $0.graph : $0.mde })
             .union(record.kind == .alert ? alertMembersUsed : incidentMembersUsed)
             .union(splitIndex == nil ? [] : ["evidence"])
-        builder.set("defender.\(record.kind.rawValue)", rest(of: record.document, without: used))
+        builder.set("defender.\(record.kind.rawValue)", record.rest(without: used))
         if let (index, count) = splitIndex, let entity = entities.first {
             builder.set("defender.evidence", entity.original.forNamespace)
             builder.set("defender.evidence_index", Int64(index))
@@ -140,10 +140,7 @@ public enum ECSMapping {
         let categories = kinds.isEmpty ? ["intrusion_detection"] : kinds.sorted()
         builder.set("event.category", strings: categories)
         builder.set("event.type", strings: Set(categories.map { $0 == "registry" ? "access" : "info" }).sorted())
-        builder.set("threat.framework", "MITRE ATT&CK")
-        let techniques = record.document["mitreTechniques"]?.strings ?? []
-        builder.set("threat.technique.id", strings: techniques.map { String($0.split(separator: ".").first ?? "") })
-        builder.set("threat.technique.subtechnique.id", strings: techniques.filter { $0.contains(".") })
+        setTechniques(record.document["mitreTechniques"]?.strings ?? [], into: &builder)
         builder.set("threat.tactic.name", strings: [record.text(mde: "category", graph: "category")].compactMap { $0 })
 
         // The alert's own device and user (MDE names them at the top; Graph in its evidence),
@@ -155,7 +152,7 @@ public enum ECSMapping {
             builder.set("host.id", device.id)
             builder.set("host.os.platform", device.osPlatform?.lowercased())
             builder.set("host.os.version", device.osVersion)
-            builder.set("host.ip", strings: device.ips.filter(OCSFMapping.isIPAddress))
+            builder.set("host.ip", strings: device.ips.filter(ValueRules.isIPAddress))
         }
         var user = entities.first { $0.user != nil }?.user ?? entities.first { $0.process?.user != nil }?.process?.user
         if user == nil, let related = record.document["relatedUser"] {
@@ -181,7 +178,7 @@ public enum ECSMapping {
             builder.set("file.size", file.size)
         }
         builder.set("url.original", entities.first { $0.url != nil }?.url)
-        builder.set("destination.ip", entities.compactMap(\.ip).first(where: OCSFMapping.isIPAddress))
+        builder.set("destination.ip", entities.compactMap(\.ip).first(where: ValueRules.isIPAddress))
         if let registry = entities.first(where: { $0.registry != nil })?.registry {
             builder.set("registry.key", registry.key)
             builder.set("registry.hive", registry.hive)
@@ -190,7 +187,7 @@ public enum ECSMapping {
             builder.set("registry.data.type", registry.valueType)
         }
         builder.set("related.hosts", strings: [device?.hostName].compactMap { $0 } + entities.flatMap(\.hostNames))
-        builder.set("related.ip", strings: ((device?.ips ?? []) + entities.flatMap(\.ips)).filter(OCSFMapping.isIPAddress))
+        builder.set("related.ip", strings: ((device?.ips ?? []) + entities.flatMap(\.ips)).filter(ValueRules.isIPAddress))
         builder.set("related.user", strings: [user?.name].compactMap { $0 } + entities.flatMap(\.userNames))
         builder.set("related.hash", strings: entities.flatMap(\.hashes))
     }
@@ -203,16 +200,21 @@ public enum ECSMapping {
         let alerts = record.incidentAlerts
         let entities = alerts.flatMap(EvidenceEntity.all(of:))
         let techniques = alerts.flatMap { $0.document["mitreTechniques"]?.strings ?? [] }
-        if !techniques.isEmpty {
-            builder.set("threat.framework", "MITRE ATT&CK")
-            builder.set("threat.technique.id", strings: techniques.map { String($0.split(separator: ".").first ?? "") })
-            builder.set("threat.technique.subtechnique.id", strings: techniques.filter { $0.contains(".") })
-        }
+        setTechniques(techniques, into: &builder)
         builder.set("threat.tactic.name", strings: alerts.compactMap { $0.text(mde: nil, graph: "category") })
         builder.set("related.hosts", strings: entities.flatMap(\.hostNames))
-        builder.set("related.ip", strings: entities.flatMap(\.ips).filter(OCSFMapping.isIPAddress))
+        builder.set("related.ip", strings: entities.flatMap(\.ips).filter(ValueRules.isIPAddress))
         builder.set("related.user", strings: [record.text(mde: nil, graph: "assignedTo")].compactMap { $0 } + entities.flatMap(\.userNames))
         builder.set("related.hash", strings: entities.flatMap(\.hashes))
+    }
+
+    /// `threat.technique.id` (`T1003.001` gives `T1003`) and `.subtechnique.id`, under the
+    /// MITRE ATT&CK framework; nothing when there are none.
+    private static func setTechniques(_ techniques: [String], into builder: inout DocumentBuilder) {
+        guard !techniques.isEmpty else { return }
+        builder.set("threat.framework", "MITRE ATT&CK")
+        builder.set("threat.technique.id", strings: techniques.map(ValueRules.parentTechnique))
+        builder.set("threat.technique.subtechnique.id", strings: techniques.filter { $0.contains(".") })
     }
 
     private static func set(_ user: EvidenceEntity.User, at prefix: String, into builder: inout DocumentBuilder) {
@@ -229,12 +231,6 @@ public enum ECSMapping {
         builder.set(executable, file.path)
         builder.set("\(hashes).sha1", file.sha1)
         builder.set("\(hashes).sha256", file.sha256)
-    }
-
-    /// The members not in `used`, for the custom namespace.
-    static func rest(of document: JSONValue, without used: Set<String>) -> JSONValue {
-        guard case .object(let members) = document else { return .object([]) }
-        return JSONValue.object(members.filter { !used.contains($0.0) }).forNamespace
     }
 
     private static func date(_ text: String?) -> String? {

@@ -121,37 +121,47 @@ struct EvidenceEntity {
                                    osPlatform: text(element["osPlatform"]), osVersion: text(element["version"]),
                                    ips: element["ipInterfaces"]?.strings ?? [])
         case .user:
-            entity.user = element["userAccount"].map(graphUser)
+            entity.user = element["userAccount"].map(user)
         case .process:
             entity.process = Process(pid: integer(element["processId"]), commandLine: text(element["processCommandLine"]),
-                                     start: text(element["processCreationDateTime"]), image: element["imageFile"].map(graphFile),
+                                     start: text(element["processCreationDateTime"]), image: element["imageFile"].map(file),
                                      parentPID: integer(element["parentProcessId"]), parentStart: text(element["parentProcessCreationDateTime"]),
-                                     parentImage: element["parentProcessImageFile"].map(graphFile), user: element["userAccount"].map(graphUser))
+                                     parentImage: element["parentProcessImageFile"].map(file), user: element["userAccount"].map(user))
         case .file:
-            entity.file = element["fileDetails"].map(graphFile)
+            entity.file = element["fileDetails"].map(file)
         case .ip:
             entity.ip = text(element["ipAddress"])
         case .url:
             entity.url = text(element["url"])
         case .registry:
-            entity.registry = Registry(key: text(element["registryKey"]), hive: text(element["registryHive"]),
-                                       valueName: text(element["registryValueName"]), value: text(element["registryValue"]),
-                                       valueType: text(element["registryValueType"]))
+            entity.registry = registry(element)
         case .other:
             break
         }
         return entity
     }
 
-    private static func graphUser(_ account: JSONValue) -> User {
-        User(name: text(account["accountName"]), domain: text(account["domainName"]), sid: text(account["userSid"]),
-             directoryID: text(account["azureAdUserId"]), principalName: text(account["userPrincipalName"]),
-             displayName: text(account["displayName"]))
+    // MARK: Both APIs
+
+    /// A user: Graph's `userAccount` object, or MDE's entity itself (the same member names but
+    /// the Entra object id, `azureAdUserId` there and `aadUserId` here).
+    private static func user(_ object: JSONValue) -> User {
+        User(name: text(object["accountName"]), domain: text(object["domainName"]), sid: text(object["userSid"]),
+             directoryID: text(object["azureAdUserId"]) ?? text(object["aadUserId"]), principalName: text(object["userPrincipalName"]),
+             displayName: text(object["displayName"]))
     }
 
-    private static func graphFile(_ details: JSONValue) -> File {
-        File(name: text(details["fileName"]), directory: text(details["filePath"]), sha1: text(details["sha1"]),
-             sha256: text(details["sha256"]), size: integer(details["fileSize"]))
+    /// A file: Graph's `fileDetails` or `imageFile` object, or MDE's entity itself (the same
+    /// member names; MDE gives no size).
+    private static func file(_ object: JSONValue) -> File {
+        File(name: text(object["fileName"]), directory: text(object["filePath"]), sha1: text(object["sha1"]),
+             sha256: text(object["sha256"]), size: integer(object["fileSize"]))
+    }
+
+    /// A registry key or value (the same member names in both; MDE names no value).
+    private static func registry(_ element: JSONValue) -> Registry {
+        Registry(key: text(element["registryKey"]), hive: text(element["registryHive"]), valueName: text(element["registryValueName"]),
+                 value: text(element["registryValue"]), valueType: text(element["registryValueType"]))
     }
 
     // MARK: Defender for Endpoint
@@ -169,10 +179,7 @@ struct EvidenceEntity {
         default: .other
         }
         var entity = EvidenceEntity(kind: kind, type: type, original: element, verdict: text(element["detectionStatus"]))
-        let user = User(name: text(element["accountName"]), domain: text(element["domainName"]), sid: text(element["userSid"]),
-                        directoryID: text(element["aadUserId"]), principalName: text(element["userPrincipalName"]))
-        let file = File(name: text(element["fileName"]), directory: text(element["filePath"]), sha1: text(element["sha1"]),
-                        sha256: text(element["sha256"]))
+        let user = user(element), file = file(element)
         switch kind {
         case .device:
             entity.device = Device(hostName: text(element["computerDnsName"]) ?? text(element["deviceDnsName"]), id: text(element["machineId"]))
@@ -191,8 +198,7 @@ struct EvidenceEntity {
         case .url:
             entity.url = text(element["url"])
         case .registry:
-            entity.registry = Registry(key: text(element["registryKey"]), hive: text(element["registryHive"]),
-                                       value: text(element["registryValue"]), valueType: text(element["registryValueType"]))
+            entity.registry = registry(element)
         case .other:
             break
         }

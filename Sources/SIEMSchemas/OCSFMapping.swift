@@ -23,58 +23,44 @@ public enum OCSFMapping {
     static let incidentMembersUsed = ["id", "displayName", "description", "severity", "status", "classification", "assignedTo",
                                       "createdDateTime", "lastUpdateDateTime", "incidentWebUrl", "tenantId", "alerts"]
 
-    /// `severity_id`: Informational 1, Low 2, Medium 3, High 4, Critical 5; 0 (Unknown) when
-    /// Defender gives none or `UnSpecified`, 99 (Other) for anything else, its text in `severity`.
-    static func severity(_ text: String?) -> (id: Int64, caption: String?) {
-        switch text?.lowercased() {
-        case nil, "unspecified", "unknown": (0, "Unknown")
-        case "informational": (1, "Informational")
-        case "low": (2, "Low")
-        case "medium": (3, "Medium")
-        case "high": (4, "High")
-        case "critical": (5, "Critical")
-        case .some: (99, text)
+    /// An OCSF enum attribute's id and caption for a Defender value, from a table of lower-cased
+    /// values: `none` when Defender gives none (0 Unknown unless the table says otherwise),
+    /// 99 (Other) with Defender's own text for a value the table does not know.
+    struct EnumMapping {
+        var values: [String: (id: Int64, caption: String)]
+        var none: (id: Int64, caption: String) = (0, "Unknown")
+
+        func callAsFunction(_ text: String?) -> (id: Int64, caption: String?) {
+            guard let text else { return (none.id, none.caption) }
+            guard let known = values[text.lowercased()] else { return (99, text) }
+            return (known.id, known.caption)
         }
     }
 
-    /// An alert's `status_id` (Detection Finding): New 1, In Progress 2, Resolved 4; 0 when it
-    /// has none, 99 (Other) for anything else.
-    static func alertStatus(_ text: String?) -> (id: Int64, caption: String?) {
-        switch text?.lowercased() {
-        case nil: (0, "Unknown")
-        case "new": (1, "New")
-        case "inprogress": (2, "In Progress")
-        case "resolved": (4, "Resolved")
-        case .some: (99, text)
-        }
-    }
+    /// `severity_id`: Informational 1, Low 2, Medium 3, High 4, Critical 5; none or
+    /// `UnSpecified` 0 (Unknown); anything else 99 (Other), its text in `severity`.
+    static let severity = EnumMapping(values: [
+        "unspecified": (0, "Unknown"), "unknown": (0, "Unknown"), "informational": (1, "Informational"), "low": (2, "Low"),
+        "medium": (3, "Medium"), "high": (4, "High"), "critical": (5, "Critical"),
+    ])
+
+    /// An alert's `status_id` (Detection Finding): New 1, In Progress 2, Resolved 4.
+    static let alertStatus = EnumMapping(values: ["new": (1, "New"), "inprogress": (2, "In Progress"), "resolved": (4, "Resolved")])
 
     /// An incident's `status_id` (Incident Finding): `active` New 1, `inProgress` In Progress 2,
     /// `awaitingAction` On Hold 3, `resolved` Resolved 4, `redirected` (merged into another
-    /// incident) Closed 5; 0 when it has none, 99 (Other) for anything else.
-    static func incidentStatus(_ text: String?) -> (id: Int64, caption: String?) {
-        switch text?.lowercased() {
-        case nil: (0, "Unknown")
-        case "active": (1, "New")
-        case "inprogress": (2, "In Progress")
-        case "awaitingaction": (3, "On Hold")
-        case "resolved": (4, "Resolved")
-        case "redirected": (5, "Closed")
-        case .some: (99, text)
-        }
-    }
+    /// incident) Closed 5.
+    static let incidentStatus = EnumMapping(values: [
+        "active": (1, "New"), "inprogress": (2, "In Progress"), "awaitingaction": (3, "On Hold"), "resolved": (4, "Resolved"),
+        "redirected": (5, "Closed"),
+    ])
 
     /// An incident's `verdict_id` of its `classification`: `falsePositive` 1, `truePositive` 2,
-    /// `informationalExpectedActivity` Benign 5, `unknown` or none 0, anything else 99.
-    static func verdict(_ text: String?) -> (id: Int64, caption: String?) {
-        switch text?.lowercased() {
-        case nil, "unknown": (0, "Unknown")
-        case "falsepositive": (1, "False Positive")
-        case "truepositive": (2, "True Positive")
-        case "informationalexpectedactivity": (5, "Benign")
-        case .some: (99, text)
-        }
-    }
+    /// `informationalExpectedActivity` Benign 5, `unknown` or none 0.
+    static let verdict = EnumMapping(values: [
+        "unknown": (0, "Unknown"), "falsepositive": (1, "False Positive"), "truepositive": (2, "True Positive"),
+        "informationalexpectedactivity": (5, "Benign"),
+    ])
 
     /// The events for `record`: one, or with `split`, one per evidence entity (one when it has
     /// none). `original` adds the record's JSON as `raw_data`.
@@ -112,7 +98,7 @@ public enum OCSFMapping {
         }
         builder.set("evidences", .array(entities.map(evidence)))
         builder.set("observables", .array(observables(device: device, entities: entities)))
-        var unmapped = ECSMapping.rest(of: record.document, without: Set(alertMembersUsed))
+        var unmapped = record.rest(without: Set(alertMembersUsed))
         if let (index, count) = splitIndex {
             unmapped.set("evidence_index", .int(index))
             unmapped.set("evidence_count", .int(count))
@@ -154,8 +140,7 @@ public enum OCSFMapping {
         var seen = Set<String>()
         return techniques.filter { seen.insert($0).inserted }.map { technique in
             var attack = DocumentBuilder()
-            let parent = String(technique.split(separator: ".").first ?? "")
-            attack.set("technique.uid", parent)
+            attack.set("technique.uid", ValueRules.parentTechnique(technique))
             if technique.contains(".") { attack.set("sub_technique.uid", technique) }
             if let tactic { attack.set("tactic.name", tactic) }
             return attack.document
@@ -180,7 +165,7 @@ public enum OCSFMapping {
         // and says so by a group of that name.
         if let assignee = record.text(mde: nil, graph: "assignedTo") {
             builder.set("assignee.name", assignee)
-            if isEmailAddress(assignee) { builder.set("assignee.email_addr", assignee) }
+            if ValueRules.isEmailAddress(assignee) { builder.set("assignee.email_addr", assignee) }
         } else {
             builder.set("assignee_group.name", "Unassigned")
         }
@@ -202,7 +187,7 @@ public enum OCSFMapping {
         let entities = alerts.flatMap(EvidenceEntity.all(of:))
         builder.set("observables", .array(observables(device: nil, entities: entities)))
         builder.set("metadata.labels", strings: ["tenant:" + record.tenant] + (record.document["customTags"]?.strings ?? []))
-        builder.set("unmapped", ECSMapping.rest(of: record.document, without: Set(incidentMembersUsed)))
+        builder.set("unmapped", record.rest(without: Set(incidentMembersUsed)))
         return builder.document
     }
 
@@ -249,10 +234,10 @@ public enum OCSFMapping {
         object.set("type_id", Int64(0))
         object.set("type", "Unknown")
         if let name = device.hostName {
-            object.set(isHostName(name) ? "hostname" : "name", name)
+            object.set(ValueRules.isHostName(name) ? "hostname" : "name", name)
         }
         object.set("uid", device.id)
-        object.set("ip", device.ips.first { isIPAddress($0) })
+        object.set("ip", device.ips.first { ValueRules.isIPAddress($0) })
         if let platform = device.osPlatform {
             let lowered = platform.lowercased()
             let type: (Int64, String) = lowered.hasPrefix("windows") ? (100, "Windows") : lowered.hasPrefix("linux") ? (200, "Linux")
@@ -282,7 +267,7 @@ public enum OCSFMapping {
         if let user = entity.user { object.set("user", self.user(user)) }
         if let process = entity.process { object.set("process", self.process(process)) }
         if let file = entity.file.flatMap(file) { object.set("file", file) }
-        if let ip = entity.ip, isIPAddress(ip) { object.set("dst_endpoint.ip", ip) }
+        if let ip = entity.ip, ValueRules.isIPAddress(ip) { object.set("dst_endpoint.ip", ip) }
         if let url = entity.url { object.set("url.url_string", url) }
         object.set("data", entity.original.forNamespace)
         return object.document
@@ -295,7 +280,7 @@ public enum OCSFMapping {
         object.set("uid", user.sid ?? user.directoryID)
         if user.sid != nil { object.set("uid_alt", user.directoryID) }
         object.set("full_name", user.displayName)
-        if let principal = user.principalName, isEmailAddress(principal) { object.set("email_addr", principal) }
+        if let principal = user.principalName, ValueRules.isEmailAddress(principal) { object.set("email_addr", principal) }
         return object.document
     }
 
@@ -356,30 +341,5 @@ public enum OCSFMapping {
             add("evidences.url.url_string", "URL String", entity.url)
         }
         return items
-    }
-
-    // MARK: OCSF's value rules
-
-    /// OCSF's `hostname_t`: dot-separated labels of letters, digits and inner hyphens.
-    static func isHostName(_ text: String) -> Bool {
-        guard !text.isEmpty, text.count <= 253 else { return false }
-        return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-            !label.isEmpty && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
-                && label.first != "-" && label.last != "-"
-        }
-    }
-
-    /// OCSF's `ip_t`: an IPv4 or IPv6 address.
-    public static func isIPAddress(_ text: String) -> Bool {
-        var v4 = in_addr()
-        var v6 = in6_addr()
-        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
-    }
-
-    /// OCSF's `email_t`: a local part, `@`, and a domain with a dot.
-    static func isEmailAddress(_ text: String) -> Bool {
-        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix(".") else { return false }
-        return parts[0].allSatisfy { $0.isASCII && !$0.isWhitespace } && parts[1].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }
     }
 }

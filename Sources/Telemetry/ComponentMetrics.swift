@@ -20,11 +20,6 @@ public struct TenantMetrics: Sendable {
         self.records = records
     }
 
-    /// The same tenant's metrics for the stream `records`.
-    public func stream(_ records: String) -> TenantMetrics {
-        TenantMetrics(telemetry: telemetry, tenant: tenant, api: api, records: records)
-    }
-
     /// Counts into a registry nobody reads (clients made without metrics, as in tests).
     public static var unobserved: TenantMetrics { TenantMetrics(telemetry: Telemetry(), tenant: "", api: "") }
 
