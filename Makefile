@@ -51,7 +51,7 @@ DEB_PACKAGES = debhelper lintian dpkg-dev groff-base
 # Fault injection for the reliability suite: clock jumps and failing fsync.
 RELIABILITY_PACKAGES = libfaketime strace
 # The benchmark driver runs on Debian's Python (matplotlib for the plot, requests for the peer).
-BENCH_PACKAGES = python3-matplotlib python3-requests curl
+BENCH_PACKAGES = python3-matplotlib python3-requests curl iproute2
 # promtool, for the alert rules test (deps-promtool).
 PROMTOOL_DIR = .build/tools/prometheus
 PROMTOOL     = $(PROMTOOL_DIR)/root/usr/bin/promtool
@@ -62,7 +62,7 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 DEMO_SECONDS ?=
 DEMO_API ?= mde
 
-.PHONY: deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-smoke fuzz-smoke reliability reliability-smoke build test test-package test-suite test-reliability package-debug build-tests systemd-rootfs docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-scale bench-smoke fuzz-smoke reliability reliability-smoke build test test-package test-suite test-reliability package-debug build-tests systemd-rootfs docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
 ## deps-build: install the Debian packages the build needs, when missing (all the demo needs)
 deps-build:
@@ -189,14 +189,21 @@ generated: $(if $(filter $(RELEASE),$(PACKAGED)),release,$(PACKAGED)/defender-al
 $(PACKAGE_DEBUG)/defender-alertd:
 	$(MAKE) --no-print-directory package-debug
 
-## bench: the daemon against a naive Python poller and curl, N = 1k, 10k, 100k; idle and 200
-## tenants; the PostgreSQL state against the embedded one, and 600 tenants over 1, 2 and 3
+## bench: the daemon against a naive Python poller and curl, N = 1k, 10k, 100k; idle; 1,000 to
+## 10,000 tenants in one daemon; the PostgreSQL state against the embedded one, and 600 tenants over 1, 2 and 3
 ## daemons of a group, on a PostgreSQL server of its own (release build; about 50 minutes;
 ## never part of make test)
 bench: deps-bench
 	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-alertd
 	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-sim
 	scripts/with-postgres.sh benchmarks/bench.py --build $(RELEASE)
+
+## bench-scale: the scale runs of make bench alone (1,000, 3,000 and 10,000 tenants in one
+## daemon, then 10,000 with alerts; release build; about 15 minutes)
+bench-scale: deps-bench
+	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-alertd
+	$(SWIFT) build $(PINNED) $(RELEASE_FLAGS) --product defender-sim
+	benchmarks/bench.py --build $(RELEASE) --skip backfill,orders,idle,postgres,group
 
 ## bench-smoke: the benchmark harness on tiny sizes with the debug build (part of make test)
 bench-smoke: build deps-bench

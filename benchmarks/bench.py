@@ -11,7 +11,13 @@ API calls from the simulator's counters. Medians and ratios for each N.
 
 Idle: the daemon (`run`, one tenant, no alerts, polling as fast as Defender's 100 calls a
 minute allow) until it made --idle-polls polls: RSS then, RSS growth, CPU per empty poll.
-Scale: --tenants tenants in one daemon, 60 s interval, for --scale-seconds: CPU % and RSS.
+Scale: --scale-sizes tenants in one daemon (1,000, 3,000, 10,000), 60 s interval, no alerts, then
+the largest with --scale-trickle alerts added one by one; each measured for --scale-seconds once
+every first poll is done: CPU, RSS, polls and token requests a second (tokens live 120 s, so
+renewals fall in the window), connections to the API, how late polls started (the daemon's
+histogram), bytes written to disk; with alerts, that every tenant delivered each once. Written
+between the README's `bench-scale` markers, with a plot (`--skip` everything else: `make
+bench-scale`).
 
 Orders: the daemon's API calls per full page of a backfill (--order-sizes alerts, page_size
 1000) for each order of results the simulator offers (creation, oldest-first, newest-first,
@@ -28,7 +34,7 @@ with the date and the commit (`--readme`; --smoke writes a copy under --out inst
 
 Everything runs on loopback. Usage (release build):
   benchmarks/bench.py [--build .build-release/release] [--sizes 1000,10000,100000] [--runs 5]
-                      [--idle-polls 1000] [--tenants 200] [--scale-seconds 300] [--order-sizes 20000]
+                      [--idle-polls 1000] [--scale-sizes 1000,3000,10000] [--scale-seconds 120] [--order-sizes 20000]
                       [--out DIR] [--readme README.md]
 `--smoke` runs tiny sizes only (seconds), to check the harness itself."""
 import argparse
@@ -271,28 +277,187 @@ def idle(build, polls):
     return result
 
 
-def scale(build, tenants, seconds):
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def daemon_metrics(port):
+    """The daemon's /metrics as {name{labels}: value}."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def connections_to(port):
+    """Local ports of the established TCP connections to 127.0.0.1:`port`."""
+    listed = subprocess.run(["ss", "-tnH", "state", "established", f"( dport = :{port} )"], capture_output=True, text=True).stdout
+    return {line.split()[2].rsplit(":", 1)[1] for line in listed.splitlines() if line.strip()}
+
+
+def written_bytes(pid):
+    with open(f"/proc/{pid}/io") as handle:
+        return int(dict(line.split(": ") for line in handle.read().splitlines())["write_bytes"])
+
+
+def scale_run(build, tenants, seconds, trickle=0, token_lifetime=120, interval=60):
+    """`tenants` tenants in one daemon (`interval` s, 60 by default, tokens living `token_lifetime` s, so that
+    they are renewed in the window), once every first poll is done: CPU, RSS, how late polls
+    started (the daemon's histogram), token requests and polls per second, connections to
+    the API, bytes written to disk. `trickle`: alerts added one at a time over the window
+    (every tenant sees each: the simulator has one tenant answering to every domain); after
+    it, every tenant must have delivered each of them once."""
     domains = [arg for index in range(tenants) for arg in ("--tenant-domain", f"t{index}.bench.example")]
-    with running_daemon(build, tenants=tenants, simulator_arguments=domains) as (daemon, base):
-        time.sleep(5)
-        cpu0 = proc_sample(daemon.pid).cpu
-        start, calls0 = time.monotonic(), alerts_calls(base)
-        peak = 0.0
-        while time.monotonic() - start < seconds:
-            if daemon.poll() is not None:
-                sys.exit("the daemon stopped during the scale benchmark")
-            peak = max(peak, proc_sample(daemon.pid).rss)
-            time.sleep(1)
-        last = proc_sample(daemon.pid)
-        elapsed = time.monotonic() - start
-        polls = alerts_calls(base) - calls0
-    result = {"tenants": tenants, "seconds": elapsed, "cpu_percent": (last.cpu - cpu0) * 100 / elapsed,
-              "rss_mib": last.rss, "anon_mib": last.anon, "peak_rss_mib": max(peak, last.rss), "polls": polls, "threads": last.threads}
-    print(f"\nscale: {tenants} tenants in one daemon, 60 s interval, {result['seconds']:.0f} s ({result['polls']} polls)")
-    print(f"  CPU {result['cpu_percent']:.2f} % of one core; RSS {result['rss_mib']:.1f} MiB (peak {result['peak_rss_mib']:.1f} MiB, "
-          f"anonymous {result['anon_mib']:.1f} MiB); "
-          f"{result['threads']} threads")
+    sim, base = start_simulator(build, 0, [*domains, "--token-lifetime", str(token_lifetime)])
+    api_port = int(base.rsplit(":", 1)[1])
+    metrics_port = free_port()
+    work = tempfile.mkdtemp(prefix="defender-alertd-scale-")
+    try:
+        write_secret(work)
+        config = write_config(work, base, tenants=tenants, interval=f"{interval}s", lookback="1h")
+        with open(config) as handle:
+            text = handle.read().replace("[service]\n", f'[service]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n', 1)
+        with open(config, "w") as handle:
+            handle.write(text)
+        daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"],
+                                  cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def counters():
+                requests = json.load(urllib.request.urlopen(f"{base}/_simulator/counters"))["requests"]
+                return sum(requests.get("alerts", {}).values()), sum(sum(requests.get(key, {}).values()) for key in ("token", "token_v2"))
+            deadline = time.monotonic() + 240
+            while counters()[0] < tenants:
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"scale {tenants}: the first polls did not end ({counters()[0]} of {tenants})")
+                time.sleep(1)
+            time.sleep(5)
+            first, start = proc_sample(daemon.pid), time.monotonic()
+            written0, (polls0, tokens0) = written_bytes(daemon.pid), counters()
+            per_second, ports, peak, added, previous = [], set(), 0.0, [], (polls0, tokens0)
+            while time.monotonic() - start < seconds:
+                if daemon.poll() is not None:
+                    sys.exit(f"scale {tenants}: the daemon stopped")
+                time.sleep(1)
+                now = counters()
+                per_second.append((now[0] - previous[0], now[1] - previous[1]))
+                previous = now
+                ports |= connections_to(api_port)
+                peak = max(peak, proc_sample(daemon.pid).rss)
+                if trickle and len(added) < trickle and time.monotonic() - start > (len(added) + 0.5) * seconds / trickle:
+                    request = urllib.request.Request(f"{base}/_simulator/alerts", data=b'{"count": 1}', method="POST",
+                                                     headers={"Content-Type": "application/json"})
+                    added += json.load(urllib.request.urlopen(request)).get("ids", [None])
+            last, elapsed = proc_sample(daemon.pid), time.monotonic() - start
+            written = written_bytes(daemon.pid) - written0
+            polls, tokens = previous[0] - polls0, previous[1] - tokens0
+            metrics = daemon_metrics(metrics_port)
+            delivered = {}
+            if trickle:
+                # One more interval: the last alert added reaches every tenant's next poll.
+                time.sleep(interval + 15)
+                for line in open(os.path.join(work, "alerts.jsonl"), "rb"):
+                    identifier = json.loads(line).get("id")
+                    delivered[identifier] = delivered.get(identifier, 0) + 1
+        finally:
+            daemon.terminate()
+            daemon.wait()
+    finally:
+        sim.terminate()
+        sim.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    delay = {float(key.split('le="')[1].split('"')[0]): value for key, value in metrics.items()
+             if key.startswith("defender_alertd_poll_start_delay_seconds_bucket")}
+    started = metrics.get("defender_alertd_poll_start_delay_seconds_count", 0)
+    result = {"tenants": tenants, "seconds": elapsed, "cpu_percent": (last.cpu - first.cpu) * 100 / elapsed,
+              "cpu_ms_per_poll": (last.cpu - first.cpu) * 1000 / max(polls, 1), "rss_mib": last.rss, "peak_rss_mib": max(peak, last.rss),
+              "anon_mib": last.anon, "threads": last.threads, "polls": polls, "token_requests": tokens,
+              "most_polls_in_a_second": max(p for p, _ in per_second), "most_tokens_in_a_second": max(t for _, t in per_second),
+              "connections": len(ports), "written_bytes": written, "polls_started": started,
+              "started_within_1s": delay.get(1.0, 0) / max(started, 1), "started_within_5s": delay.get(5.0, 0) / max(started, 1),
+              "trickle": trickle, "alerts_added": len(added), "deliveries": sum(delivered.values()),
+              "every_tenant_each_alert_once": bool(added) and all(delivered.get(a) == tenants for a in added) and len(delivered) == len(added)}
+    print(f"\nscale: {tenants} tenants{f', {len(added)} alerts added' if trickle else ''}, {elapsed:.0f} s: CPU {result['cpu_percent']:.2f} % "
+          f"of one core ({result['cpu_ms_per_poll']:.2f} ms a poll), RSS {last.rss:.1f} MiB (peak {result['peak_rss_mib']:.1f}), "
+          f"{polls} polls (at most {result['most_polls_in_a_second']} in a second), {tokens} token requests (at most "
+          f"{result['most_tokens_in_a_second']} in a second), {len(ports)} connections, {written} bytes written; polls started "
+          f"within 1 s {result['started_within_1s']:.1%}, within 5 s {result['started_within_5s']:.1%}"
+          + (f"; {result['deliveries']} deliveries, each tenant each alert once: {result['every_tenant_each_alert_once']}" if trickle else ""))
     return result
+
+
+def scale(build, sizes, seconds, trickle, interval=60):
+    """The scale runs: each size with no alerts, then the largest with a trickle."""
+    runs = [scale_run(build, tenants, seconds, interval=interval) for tenants in sizes]
+    if trickle:
+        runs.append(scale_run(build, sizes[-1], seconds, trickle=trickle, interval=interval))
+    return runs
+
+
+def scale_table(runs):
+    lines = ["| tenants | alerts added | CPU (% of one core) | CPU a poll | RSS (peak) | polls | most polls in 1 s | token requests "
+             "(most in 1 s) | connections to the API | started ≤ 1 s late (≤ 5 s) | written to disk |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for run in runs:
+        added = f"{run['alerts_added']} ({run['deliveries']:,} deliveries, {'each once' if run['every_tenant_each_alert_once'] else 'NOT each once'})" \
+            if run["trickle"] else "none"
+        lines.append(f"| {run['tenants']:,} | {added} | {run['cpu_percent']:.2f} % | {run['cpu_ms_per_poll']:.2f} ms | {run['rss_mib']:.1f} MiB "
+                     f"({run['peak_rss_mib']:.1f}) | {run['polls']:,} | {run['most_polls_in_a_second']} | {run['token_requests']:,} "
+                     f"({run['most_tokens_in_a_second']}) | {run['connections']} | {run['started_within_1s']:.1%} ({run['started_within_5s']:.1%}) "
+                     f"| {run['written_bytes'] / 1024:,.0f} KiB |")
+    return lines
+
+
+def plot_scale(runs, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    empty = [run for run in runs if not run["trickle"]]
+    sizes = [run["tenants"] for run in empty]
+    figure, (cpu, rss) = plt.subplots(1, 2, figsize=(11, 4.2))
+    cpu.plot(sizes, [run["cpu_percent"] for run in empty], "o-", label="no alerts")
+    rss.plot(sizes, [run["rss_mib"] for run in empty], "o-", label="no alerts")
+    for run in runs:
+        if run["trickle"]:
+            cpu.plot([run["tenants"]], [run["cpu_percent"]], "s", label=f"{run['alerts_added']} alerts to every tenant")
+            rss.plot([run["tenants"]], [run["rss_mib"]], "s", label=f"{run['alerts_added']} alerts to every tenant")
+    cpu.axhline(10, linestyle=":", color="grey", label="goal: 10 %")
+    rss.axhline(150, linestyle=":", color="grey", label="goal: 150 MiB")
+    for axis, label in ((cpu, "CPU (% of one core)"), (rss, "RSS (MiB)")):
+        axis.set_xlabel("tenants in one daemon (60 s interval)")
+        axis.set_ylabel(label)
+        axis.set_ylim(bottom=0)
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    figure.suptitle(f"scale: one daemon, release build ({os.uname().machine}, {os.cpu_count()} cores)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"\nplot: {path}")
+
+
+def write_scale_readme(path, runs, plot_path, started, measured, seconds):
+    """Replaces what is between the README's bench-scale markers with this run's table."""
+    begin = "<!-- bench-scale:begin (written by benchmarks/bench.py; do not edit) -->"
+    end = "<!-- bench-scale:end -->"
+    with open(path) as handle:
+        text = handle.read()
+    if begin not in text or end not in text:
+        sys.exit(f"{path} has no {begin} ... {end} markers")
+    machine = f"{os.uname().machine}, {os.cpu_count()} cores, Linux {os.uname().release}"
+    lines = [begin, "", f"Run of {started:%Y-%m-%d, %H:%M} UTC at commit {measured} ({machine}); each row {seconds} s measured once "
+             f"every tenant's first poll was done, tokens living 120 s (renewed in the window):", ""] + scale_table(runs) + [""]
+    empty = [run for run in runs if not run["trickle"]]
+    if len(empty) > 1:
+        small, large = empty[0], empty[-1]
+        growth = (large["rss_mib"] - small["rss_mib"]) * 1024 / (large["tenants"] - small["tenants"])
+        cpu = (large["cpu_percent"] - small["cpu_percent"]) / (large["tenants"] - small["tenants"]) * 1000
+        lines += [f"Each tenant more costs {growth:.1f} KiB of RSS and {cpu:.3f} % of a core per 1,000 tenants "
+                  f"(from {small['tenants']:,} to {large['tenants']:,}).", ""]
+    if plot_path:
+        lines += [f"![CPU and RSS against the number of tenants]({plot_path})", ""]
+    lines.append(end)
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: "\n".join(lines), text, count=1, flags=re.S)
+    with open(path, "w") as handle:
+        handle.write(text)
 
 
 def orders(build, sizes):
@@ -706,11 +871,6 @@ def write_readme(path, report, runs, plot_path, started, seconds, measured):
         lines += [f"Idle: {idle['polls']} empty polls, {idle['cpu_ms_per_poll']:.2f} ms CPU each; RSS {idle['rss_after_10_mib']:.1f} MiB "
                   f"after 10, {idle['rss_mib']:.1f} MiB at the end (anonymous {idle['anon_after_10_mib']:.1f} and {idle['anon_mib']:.1f} MiB); "
                   f"{idle['threads']} threads.", ""]
-    if "scale" in report:
-        scale = report["scale"]
-        lines += [f"Scale: {scale['tenants']} tenants, 60 s interval, {scale['seconds']:.0f} s ({scale['polls']} polls): "
-                  f"{scale['cpu_percent']:.2f} % of one core, RSS {scale['rss_mib']:.1f} MiB (peak {scale['peak_rss_mib']:.1f}, "
-                  f"anonymous {scale['anon_mib']:.1f}), {scale['threads']} threads.", ""]
     if "postgres" in report:
         postgres = report["postgres"]
         lines += [f"PostgreSQL state against the embedded state: the same backfill by `defender-alertd run` (to the last alert in "
@@ -755,8 +915,9 @@ def main():
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle-polls", type=int, default=1000)
-    parser.add_argument("--tenants", type=int, default=200)
-    parser.add_argument("--scale-seconds", type=int, default=300)
+    parser.add_argument("--scale-sizes", default="1000,3000,10000", help="tenants in one daemon, a run each")
+    parser.add_argument("--scale-seconds", type=int, default=120, help="each scale run's measured window")
+    parser.add_argument("--scale-trickle", type=int, default=4, help="alerts added over a last run at the largest size")
     parser.add_argument("--order-sizes", default="20000,100000", help="backlogs read in each order of results, for calls per full page")
     parser.add_argument("--pg-sizes", default="10000,100000", help="backlogs of the PostgreSQL against embedded backfill")
     parser.add_argument("--group-tenants", type=int, default=600)
@@ -768,7 +929,8 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the harness (the README written is a copy under --out)")
     args = parser.parse_args()
     if args.smoke:
-        args.sizes, args.runs, args.idle_polls, args.tenants, args.scale_seconds, args.order_sizes = "300,1500", 1, 10, 3, 5, "3000"
+        args.sizes, args.runs, args.idle_polls, args.order_sizes = "300,1500", 1, 10, "3000"
+        args.scale_sizes, args.scale_seconds, args.scale_trickle = "3,12", 6, 2
         args.pg_sizes, args.group_tenants, args.group_seconds = "300,600", 6, 3
     args.build = os.path.abspath(args.build)
     skip = set(filter(None, args.skip.split(",")))
@@ -794,7 +956,8 @@ def main():
     if "idle" not in skip:
         report["idle"] = idle(args.build, args.idle_polls)
     if "scale" not in skip:
-        report["scale"] = scale(args.build, args.tenants, args.scale_seconds)
+        report["scale"] = scale(args.build, [int(n) for n in args.scale_sizes.split(",")], args.scale_seconds, args.scale_trickle,
+                                interval=3 if args.smoke else 60)
     postgres = "DEFENDER_TEST_POSTGRES_URL" in os.environ
     if not postgres and not {"postgres", "group"} <= skip:
         print("postgres, group: skipped, no PostgreSQL server (run through scripts/with-postgres.sh, as make bench does)", file=sys.stderr)
@@ -810,7 +973,14 @@ def main():
         # The writer is exercised on a copy: tiny sizes never reach the real README.
         readme = os.path.join(args.out, "README.md")
         shutil.copy(args.readme, readme)
-    write_readme(readme, report, args.runs, plot_path, started, time.monotonic() - clock, measured)
+    if len(report) > ("scale" in report):
+        write_readme(readme, report, args.runs, plot_path, started, time.monotonic() - clock, measured)
+    if "scale" in report:
+        plot_scale(report["scale"], os.path.join(args.out, "scale.png"))
+        scale_plot = "scale.png" if args.smoke else f"benchmarks/results/scale-{started:%Y-%m-%d}.png"
+        if not args.smoke:
+            shutil.copy(os.path.join(args.out, "scale.png"), os.path.join(os.path.dirname(HERE), scale_plot))
+        write_scale_readme(readme, report["scale"], scale_plot, started, measured, args.scale_seconds)
     over = [(api, alerts, order) for api, by_size in report.get("orders", {}).items() for alerts, by_order in by_size.items()
             for order, figure in by_order.items() if figure["calls_per_full_page"] > CALLS_PER_PAGE_GOAL]
     if over and not args.smoke:

@@ -21,6 +21,11 @@ public final class DefenderHTTPClient: HTTPTransport {
         public var readTimeout: Duration = .seconds(60)
         /// Largest response body accepted (after decompression): ``maximumResponseSize``.
         public var maximumBodySize = DefenderHTTPClient.maximumResponseSize
+        /// Connections kept open to one host (Entra ID's, the API's): a daemon polling thousands
+        /// of tenants sends them all to one API host, and each poll waits for a free one.
+        /// AsyncHTTPClient's default of 8 carries 8 requests at a time: at 0.5 s an answer, 960
+        /// polls a minute, a tenth of 10,000 tenants.
+        public var connectionsPerHost = 128
         /// In a group: this daemon's name, added to `User-Agent` so that a server's log tells
         /// the members apart.
         public var instance: String?
@@ -60,6 +65,7 @@ public final class DefenderHTTPClient: HTTPTransport {
                 decompression: .disabled
             )
             configuration.httpVersion = .http1Only
+            configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: settings.connectionsPerHost)
             return configuration
         }
         direct = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration(proxy: nil))
@@ -75,24 +81,22 @@ public final class DefenderHTTPClient: HTTPTransport {
 
     public func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
         // AsyncHTTPClient's deadline ends with the response head; a body that stalls after the
-        // headers would wait for the read timeout. The race below bounds the whole exchange.
-        do {
-            return try await withThrowingTaskGroup(of: HTTPExchangeResponse?.self) { group in
-                group.addTask { try await self.perform(request, deadline: deadline) }
-                group.addTask {
-                    try await TimerSleep.sleep(for: deadline)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let response = first else {
-                    throw TransportError.timedOut("no complete answer within \(deadline)")
-                }
-                return response
-            }
-        } catch let error as TransportError {
-            throw error
-        } catch {
-            throw .connection(SecretRedaction.redact(String(describing: error)))
+        // headers would wait for the read timeout. A timer on the event loop (no thread of its
+        // own, no Dispatch timer: a daemon of 10,000 tenants sends 167 requests a second)
+        // cancels the whole exchange when the deadline passes.
+        let expired = ExpiryFlag()
+        let exchange = Task { try await self.perform(request, deadline: deadline) }
+        let timer = direct.eventLoopGroup.any().scheduleTask(in: .nanoseconds(deadline.totalNanoseconds)) {
+            expired.set()
+            exchange.cancel()
+        }
+        defer { timer.cancel() }
+        let result = await withTaskCancellationHandler { await exchange.result } onCancel: { exchange.cancel() }
+        if expired.isSet { throw .timedOut("no complete answer within \(deadline)") }
+        switch result {
+        case .success(let response): return response
+        case .failure(let error as TransportError): throw error
+        case .failure(let error): throw .connection(SecretRedaction.redact(String(describing: error)))
         }
     }
 
@@ -173,3 +177,9 @@ public final class DefenderHTTPClient: HTTPTransport {
     }
 }
 
+/// Set once, by the timer that ends an exchange at its deadline.
+private final class ExpiryFlag: Sendable {
+    private let value = Atomic(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
+}

@@ -149,6 +149,19 @@ public struct SinkMetrics: Sendable {
     }
 }
 
+/// The metrics of the scheduler that starts every tenant's polls.
+public struct SchedulerMetrics: Sendable {
+    public let telemetry: Telemetry
+
+    public init(telemetry: Telemetry) {
+        self.telemetry = telemetry
+        _ = telemetry.timer(.pollStartDelay)
+    }
+
+    /// A poll started `late` after it was due.
+    public func pollStarted(late: Duration) { telemetry.timer(.pollStartDelay).recordNanoseconds(max(0, late.totalNanoseconds)) }
+}
+
 extension Telemetry {
     /// The process's own figures and the build, at a scrape.
     public func recordProcess(version: String, startedAt: Date) {

@@ -72,6 +72,10 @@ extension MetricFamily {
         "defender_alertd_poll_duration_seconds", .histogram,
         "Duration of polls that ended (completed or failed).",
         labels: tenantStream, buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600])
+    public static let pollStartDelay = MetricFamily(
+        "defender_alertd_poll_start_delay_seconds", .histogram,
+        "How late polls started after the time they were due (all tenants together): a poll that outlasted its interval, or more polls due at once than may run.",
+        buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300])
     public static let pollPages = MetricFamily(
         "defender_alertd_poll_pages", .histogram,
         "Pages of alerts read by one poll.",
@@ -192,7 +196,7 @@ extension MetricFamily {
     /// Every metric, in the order of the documentation.
     public static let all: [MetricFamily] = [
         alertsFetched, alertsAdmitted, alertsDuplicates, alertsQuarantined, alertsFoundByReconciliation, reconciliationSweeps, visibilityLag,
-        pollDuration, pollPages, polls, lastSuccessfulPoll, pollInterval, overlap, watermarkAge,
+        pollDuration, pollStartDelay, pollPages, polls, lastSuccessfulPoll, pollInterval, overlap, watermarkAge,
         apiRequests, apiThrottled, retryAfterWait, rateBudgetWait, tokenRequests, tokenFailures,
         alertsDelivered, alertsDeadLettered, deliveryFailures, connectionLosses, sinkFailing, outboxDepth, outboxOldestAge,
         leaseHeld, groupMembers, leaseChanges, stateDatabaseErrors, stateDatabaseRound,

@@ -46,7 +46,8 @@ struct PipelineRuntimeTests {
             let configuration = try configuration(base: base, pollTimeout: pollTimeout)
             let health = HealthMonitor(clock: time.clock)
             let status = StatusLine(notifier: notifier)
-            var parts = Pipeline.Parts.ticking(on: time.clock)
+            var parts = Pipeline.Parts.production
+            parts.pollLeeway = .zero
             parts.poller = { GatedPoller(inner: $0, gate: gate) }
             let pipeline = Pipeline(configuration: configuration, store: try StateStore.embedded(directory: configuration.service.stateDirectory),
                                     transport: transport, health: health, statusLine: status, clock: time.clock, parts: parts,

@@ -23,3 +23,28 @@ struct PipelineStatusTests {
         #expect(status.line.hasPrefix("contoso: FAILING 0s ago (HTTP 503), polling (40 alerts so far"))
     }
 }
+
+/// Thousands of tenants: `STATUS=` counts them, and names the ones that need a look.
+@Suite("STATUS= line of many tenants")
+struct ManyTenantsStatusTests {
+    @Test func pastTenStreamsTheLineCountsAndNamesTheFailingAndPausedOnes() {
+        let time = ManualClock()
+        let status = PipelineStatus(clock: time.clock)
+        let names = (0..<2000).map { "t\($0)" }
+        status.retain(tenants: Set(names), sinks: ["archive"])
+        for name in names.prefix(1990) { status.record(tenant: name, .succeeded(newAlerts: 0)) }
+        status.record(tenant: "t3", .polling(alertsSoFar: 10, window: "≥ x"))
+        for name in ["t1990", "t1991", "t1992", "t1993", "t1994", "t1995", "t1996"] { status.record(tenant: name, .failed("HTTP 503")) }
+        status.record(tenant: "t1997", .paused(outbox: 90_000))
+        #expect(status.line == "2000 streams: 1990 ok, 1 polling, 2 not polled yet, 1 PAUSED (t1997), "
+            + "7 FAILING (t1990, t1991, t1992, t1993, t1994, ...); outbox 0")
+    }
+
+    @Test func tenStreamsAreStillNamedOneByOne() {
+        let status = PipelineStatus(clock: ManualClock().clock)
+        let names = (0..<10).map { "t\($0)" }
+        status.retain(tenants: Set(names), sinks: [])
+        for name in names { status.record(tenant: name, .succeeded(newAlerts: 1)) }
+        #expect(status.line.hasPrefix("t0: ok 0s ago +1; t1: ok 0s ago +1;"))
+    }
+}

@@ -32,6 +32,8 @@ public final class PipelineStatus: Sendable {
         var deadLetters: [String: Int] = [:]
         var quarantined: [String: Int] = [:]
         var outbox = 0
+        /// The streams configured (``retain(tenants:sinks:)``), polled yet or not.
+        var configured = 0
     }
 
     private let state = Mutex(State())
@@ -109,6 +111,7 @@ public final class PipelineStatus: Sendable {
     /// Forgets tenants and sinks that are no longer configured.
     public func retain(tenants: Set<String>, sinks: Set<String>) {
         state.withLock { state in
+            state.configured = tenants.count
             state.tenantOrder.removeAll { !tenants.contains($0) }
             state.tenants = state.tenants.filter { tenants.contains($0.key) }
             state.failingSinks = state.failingSinks.filter { sinks.contains($0.key) }
@@ -116,34 +119,78 @@ public final class PipelineStatus: Sendable {
         }
     }
 
+    /// Tenants shown one by one in `STATUS=`; with more, the line counts them (`STATUS=` is one
+    /// line of `systemctl status`, not a table).
+    public static let tenantsShownOneByOne = 10
+
     /// `contoso: ok 12s ago +3; fabrikam: FAILING 40s ago (...), polling (1200 alerts so far,
     /// window ≥ ...); outbox 0; sink archive FAILING; sink siem 2 dead letters; fabrikam 1
-    /// quarantined`.
+    /// quarantined`. Past ``tenantsShownOneByOne`` streams (a tenant's alerts, its incidents): `2000 streams: 1996 ok, 1 polling,
+    /// 1 PAUSED (a), 2 FAILING (b, c); outbox 0; ...`.
     public var line: String {
         let now = clock.now()
         return state.withLock { state in
-            var parts: [String] = []
-            for tenant in state.tenantOrder {
-                guard let entry = state.tenants[tenant] else { continue }
-                var shown: [String] = []
-                if let (result, at) = entry.last {
-                    let age = "\((now - at).components.seconds)s ago"
-                    switch result {
-                    case .succeeded(let count): shown.append("ok \(age) +\(count)")
-                    case .paused(let outbox): shown.append("PAUSED \(age) (outbox \(outbox) over max_outbox)")
-                    case .failed(let reason): shown.append("FAILING \(age) (\(reason.prefix(200)))")
-                    case .standby: shown.append("standby (another member of the group polls it)")
-                    case .polling: break  // never kept as the last result
-                    }
-                }
-                if let (count, window) = entry.polling { shown.append("polling (\(count) alerts so far, window \(window))") }
-                parts.append("\(tenant): " + shown.joined(separator: ", "))
-            }
+            let many = max(state.configured, state.tenantOrder.count) > Self.tenantsShownOneByOne
+            var parts = many ? [Self.summary(of: state)] : Self.tenantParts(of: state, now: now)
             parts.append("outbox \(state.outbox)")
             for (sink, _) in state.failingSinks.sorted(by: { $0.key < $1.key }) { parts.append("sink \(sink) FAILING") }
             for (sink, count) in state.deadLetters.sorted(by: { $0.key < $1.key }) { parts.append("sink \(sink) \(count) dead letters") }
-            for tenant in state.tenantOrder { if let count = state.quarantined[tenant] { parts.append("\(tenant) \(count) quarantined") } }
+            if many {
+                if !state.quarantined.isEmpty { parts.append("\(state.quarantined.count) tenants with quarantined elements") }
+            } else {
+                for tenant in state.tenantOrder { if let count = state.quarantined[tenant] { parts.append("\(tenant) \(count) quarantined") } }
+            }
             return parts.joined(separator: "; ")
         }
+    }
+
+    private static func tenantParts(of state: State, now: Duration) -> [String] {
+        var parts: [String] = []
+        for tenant in state.tenantOrder {
+            guard let entry = state.tenants[tenant] else { continue }
+            var shown: [String] = []
+            if let (result, at) = entry.last {
+                let age = "\((now - at).components.seconds)s ago"
+                switch result {
+                case .succeeded(let count): shown.append("ok \(age) +\(count)")
+                case .paused(let outbox): shown.append("PAUSED \(age) (outbox \(outbox) over max_outbox)")
+                case .failed(let reason): shown.append("FAILING \(age) (\(reason.prefix(200)))")
+                case .standby: shown.append("standby (another member of the group polls it)")
+                case .polling: break  // never kept as the last result
+                }
+            }
+            if let (count, window) = entry.polling { shown.append("polling (\(count) alerts so far, window \(window))") }
+            parts.append("\(tenant): " + shown.joined(separator: ", "))
+        }
+        return parts
+    }
+
+    /// Many tenants counted by the result of their last poll, those failing or paused named
+    /// (the first five of each).
+    private static func summary(of state: State) -> String {
+        var (ok, polling, standby) = (0, 0, 0)
+        var waiting = max(0, state.configured - state.tenantOrder.count)
+        var failing: [String] = [], paused: [String] = []
+        for tenant in state.tenantOrder {
+            guard let entry = state.tenants[tenant] else { continue }
+            if entry.polling != nil { polling += 1 }
+            switch entry.last?.result {
+            case .succeeded?: ok += 1
+            case .paused?: paused.append(tenant)
+            case .failed?: failing.append(tenant)
+            case .standby?: standby += 1
+            case .polling?, nil: waiting += 1
+            }
+        }
+        func named(_ count: Int, _ what: String, _ names: [String]) -> String {
+            "\(count) \(what) (" + names.prefix(5).joined(separator: ", ") + (names.count > 5 ? ", ..." : "") + ")"
+        }
+        var shown = ["\(ok) ok"]
+        if polling > 0 { shown.append("\(polling) polling") }
+        if waiting > 0 { shown.append("\(waiting) not polled yet") }
+        if standby > 0 { shown.append("\(standby) standby") }
+        if !paused.isEmpty { shown.append(named(paused.count, "PAUSED", paused)) }
+        if !failing.isEmpty { shown.append(named(failing.count, "FAILING", failing)) }
+        return "\(max(state.configured, state.tenantOrder.count)) streams: " + shown.joined(separator: ", ")
     }
 }

@@ -25,6 +25,8 @@ public final class TenantPoller: TenantPolling {
     /// The tenant's client, reading the stream's kind.
     private let client: AlertsClient
     private let store: StateStore
+    /// The outbox's depth, shared by the pipeline's pollers.
+    private let outboxDepth: OutboxDepthReading
     private let sinks: [String]
     /// One of the sinks shows the alerts' headline: it is decoded at admission.
     private let storesHeadline: Bool
@@ -38,6 +40,10 @@ public final class TenantPoller: TenantPolling {
     private let logger: Logger
     /// A sign-in needed (user context) is logged when it starts, then at most hourly.
     private let signInLog = Mutex(PersistentFailureLog())
+    /// Whether a poll of this run has completed: the first is logged at info level, then only
+    /// those that brought something (a daemon with thousands of tenants polls a few hundred
+    /// times a second).
+    private let completedOnce = Atomic(false)
     /// In a group: the tenant is polled only while this daemon holds its lease.
     private let leases: TenantLeases?
 
@@ -47,8 +53,10 @@ public final class TenantPoller: TenantPolling {
                 storesHeadline: Bool = true, maxOutbox: Int,
                 wallClock: @escaping @Sendable () -> Date = { Date() }, clock: MonotonicClock = .continuous,
                 progress: @escaping @Sendable () -> Void = {}, queued: @escaping @Sendable () -> Void = {},
-                status: PipelineStatus? = nil, metrics: TenantMetrics = .unobserved, leases: TenantLeases? = nil, logger: Logger) {
+                status: PipelineStatus? = nil, metrics: TenantMetrics = .unobserved, leases: TenantLeases? = nil,
+                outboxDepth: OutboxDepthReading? = nil, logger: Logger) {
         self.metrics = metrics
+        self.outboxDepth = outboxDepth ?? OutboxDepthReading(store: store, shared: leases != nil)
         self.leases = leases
         self.clock = clock
         self.tenant = tenant
@@ -84,7 +92,7 @@ public final class TenantPoller: TenantPolling {
         func ended(_ result: String) { metrics.poll(result: result, duration: clock.now() - started, pages: pages, at: wallClock()) }
         var total = Admission()
         do {
-            let depth = try await store.outbox.depth().values.reduce(0, +)
+            let depth = try await outboxDepth.current()
             guard depth <= maxOutbox else {
                 logger.warning("outbox holds \(depth) queued alerts, more than max_outbox (\(maxOutbox)): polling paused until the sinks catch up")
                 status?.record(tenant: stream.key, .paused(outbox: depth))
@@ -93,7 +101,8 @@ public final class TenantPoller: TenantPolling {
             }
             let watermark = try await store.admission.watermark(of: stream)
             let start = tenant.pollStart(watermark: watermark, now: wallClock())
-            if watermark == nil {
+            // Said once a run: a tenant that never had an alert has no watermark at every poll.
+            if watermark == nil, !completedOnce.load(ordering: .relaxed) {
                 logger.notice("first poll: fetching \(tenant.lookback.components.seconds / 3600)h of history", metadata: ["from": "\(start)"])
             }
             var windows = WatermarkProgress()
@@ -121,12 +130,14 @@ public final class TenantPoller: TenantPolling {
                 // over the windows admitted (each in its own transaction, as a failed poll
                 // leaves it), so the next poll reads the rest from there; Defender keeps it.
                 if admission.queuedForSinks > 0 {
-                    let depth = try await store.outbox.depth().values.reduce(0, +)
+                    let depth = try await outboxDepth.current()
                     if depth > maxOutbox { throw OutboxFull(depth: depth) }
                 }
             }
             if signInLog.withLock({ $0.ended() }) { logger.notice("signed in again: polling resumes") }
-            logger.info("poll complete", metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
+            let first = !completedOnce.exchange(true, ordering: .relaxed)
+            logger.log(level: first || total.newAlerts > 0 ? .info : .debug, "poll complete",
+                       metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
             status?.record(tenant: stream.key, .succeeded(newAlerts: total.newAlerts))
             ended("ok")
             return .completed(newAlerts: total.newAlerts, duplicates: total.duplicates)
@@ -172,7 +183,10 @@ public final class TenantPoller: TenantPolling {
             logger.error("an element of the alerts response cannot be read; it is quarantined and the rest of the page goes on: \(element.reason)",
                          metadata: ["element": "\(element.json.prefix(2000))", "bytes": "\(element.bytes.count)"])
         }
-        if admission.queuedForSinks > 0 { queued() }
+        if admission.queuedForSinks > 0 {
+            outboxDepth.queued()
+            queued()
+        }
         let present = batch.serverTime ?? Timestamp(wallClock())
         metrics.admitted(fetched: batch.alerts.count + batch.rejected.count, new: admission.newAlerts, duplicates: admission.duplicates,
                          quarantined: admission.quarantined.count, lags: measuresLag ? admission.admitted.map { Self.lag(of: $0, at: present) } : [])

@@ -220,10 +220,12 @@ public final class Daemon: Sendable {
         status.set("config", Self.summary(of: configuration))
     }
 
-    /// `2 tenants (contoso, fabrikam), 3 sinks (journal, archive, siem)`.
+    /// `2 tenants (contoso, fabrikam), 3 sinks (journal, archive, siem)`; past 10 names, the
+    /// first 10 and `...`.
     public static func summary(of configuration: Configuration) -> String {
         func list(_ names: [String], _ noun: String) -> String {
-            "\(names.count) \(noun)\(names.count == 1 ? "" : "s") (\(names.joined(separator: ", ")))"
+            let shown = names.prefix(PipelineStatus.tenantsShownOneByOne).joined(separator: ", ")
+            return "\(names.count) \(noun)\(names.count == 1 ? "" : "s") (\(shown)\(names.count > PipelineStatus.tenantsShownOneByOne ? ", ..." : ""))"
         }
         return list(configuration.tenants.map(\.name), "tenant") + ", " + list(configuration.sinks.map(\.name), "sink")
     }

@@ -14,23 +14,20 @@ import Timekeeping
 public final class Pipeline: Service, CustomStringConvertible {
     /// The parts a pipeline is built from; tests replace some of them.
     public struct Parts: Sendable {
-        /// The ticks of a tenant's polls (`every`, first one within `jitter`).
-        public var ticks: @Sendable (_ every: Duration, _ jitter: Duration) -> AsyncStream<Void>
+        /// How far apart the tenants' first polls start (``JobScheduler/firstDue(count:interval:spacing:start:)``).
+        public var firstPollSpacing: Duration
+        /// How late a poll may start so that polls due close together start together
+        /// (``JobScheduler/leeway``); at most a tenth of the interval.
+        public var pollLeeway: Duration
         /// The sink a configuration describes.
         public var sink: @Sendable (SinkConfiguration, Configuration) -> any AlertSink
         /// What polls a tenant: its ``TenantPoller``, or something a test puts around it.
         public var poller: @Sendable (TenantPoller) -> any TenantPolling
 
-        /// A Dispatch timer, the configured sinks, the pollers as they are.
+        /// First polls 50 ms apart, started up to 500 ms late together, the configured sinks, the
+        /// pollers as they are.
         public static var production: Parts {
-            Parts(ticks: { Ticker.ticks(every: $0, jitter: $1) }, sink: Pipeline.makeSink, poller: { $0 })
-        }
-
-        /// Production parts, but ticks from `clock` (a test clock moves them).
-        public static func ticking(on clock: MonotonicClock) -> Parts {
-            var parts = Parts.production
-            parts.ticks = { interval, _ in Ticker.ticks(every: interval, clock: clock) }
-            return parts
+            Parts(firstPollSpacing: .milliseconds(50), pollLeeway: .milliseconds(500), sink: Pipeline.makeSink, poller: { $0 })
         }
     }
 
@@ -126,17 +123,7 @@ public final class Pipeline: Service, CustomStringConvertible {
             for worker in workers {
                 group.addTask { await self.tracked("sink \(worker.name)") { await worker.run(shouldStop: stop) }; return nil }
             }
-            for (polling, poller) in pollers {
-                group.addTask {
-                    await self.tracked("poller \(poller.stream.key)") {
-                        await self.runPoller(polling, every: configuration.service.pollInterval, timeout: configuration.service.pollTimeout, stop: stop)
-                    }
-                    return nil
-                }
-                if poller.tenant.reconciles {
-                    group.addTask { await self.tracked("sweeps \(poller.stream.key)") { await self.runSweeps(poller, stop: stop) }; return nil }
-                }
-            }
+            group.addTask { await self.runSchedule(pollers, of: configuration, stop: stop); return nil }
             group.addTask { await self.tracked("housekeeping") { await housekeeping.run(stop: stop) }; return nil }
             // The control task: a new configuration, or the end of the service.
             let decision = await cancelWhenGracefulShutdownOrNil { await iterator.value.next() }
@@ -160,10 +147,10 @@ public final class Pipeline: Service, CustomStringConvertible {
         runningParts.withLock { $0.filter { $0.value > 0 }.keys.sorted() }
     }
 
-    private func tracked(_ name: String, _ body: () async -> Void) async {
+    private func tracked<Result>(_ name: String, _ body: () async -> Result) async -> Result {
         runningParts.withLock { $0[name, default: 0] += 1 }
         defer { runningParts.withLock { $0[name, default: 1] -= 1 } }
-        await body()
+        return await body()
     }
 
     /// The sink `sink` of `configuration` describes.
@@ -195,6 +182,7 @@ public final class Pipeline: Service, CustomStringConvertible {
     private func makePollers(_ configuration: Configuration, signals: [String: OutboxSignal]) async -> [(any TenantPolling, TenantPoller)] {
         let interval = configuration.service.pollInterval
         var pollers: [(any TenantPolling, TenantPoller)] = []
+        let outboxDepth = OutboxDepthReading(store: store, shared: leases != nil)
         for (tenant, built) in zip(configuration.tenants, await connections.connect(configuration.tenants)) {
             let connection: TenantConnection
             switch built {
@@ -217,81 +205,49 @@ public final class Pipeline: Service, CustomStringConvertible {
                     tenant: tenant, kind: stream.kind, connection: connection, store: store, sinks: sinks,
                     storesHeadline: sinkConfigurations.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox, clock: clock,
                     progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, metrics: metrics,
-                    leases: leases, logger: logger)
+                    leases: leases, outboxDepth: outboxDepth, logger: logger)
                 pollers.append((parts.poller(poller), poller))
             }
         }
         return pollers
     }
 
-    private func runPoller(_ poller: any TenantPolling, every interval: Duration, timeout: Duration, stop: @escaping @Sendable () -> Bool) async {
-        let jitter = min(interval / 10, .seconds(5))
-        for await _ in parts.ticks(interval, jitter) {
-            if stop() || Task.isCancelled { return }
-            // The hard deadline: the poll is cancelled when it runs out.
-            let deadlinePassed = await withTaskGroup(of: Bool.self) { group in
-                group.addTask { await poller.pollOnce(); return false }
-                group.addTask { (try? await self.clock.sleep(timeout)) != nil }
-                let first = await group.next() ?? false
-                group.cancelAll()
-                return first
-            }
-            if deadlinePassed, !stop(), !Task.isCancelled {
-                logger.error("poll did not finish within poll_timeout; the pages read are kept and the next poll goes on from there",
-                             metadata: ["tenant": "\(poller.tenant.name)", "records": "\(poller.stream.kind.plural)",
-                                        "poll_timeout": "\(ConfigDuration.format(timeout))"])
-                status.record(tenant: poller.stream.key, .failed("no answer within poll_timeout \(ConfigDuration.format(timeout))"))
+    /// Runs every poller's polls, and the sweeps of those that reconcile, on one scheduler:
+    /// the first polls `firstPollSpacing` apart (or spread over the interval), each next one an
+    /// interval after the last was due; a sweep's first step with its tenant's first poll.
+    private func runSchedule(_ pollers: [(any TenantPolling, TenantPoller)], of configuration: Configuration,
+                             stop: @escaping @Sendable () -> Bool) async {
+        let (interval, timeout) = (configuration.service.pollInterval, configuration.service.pollTimeout)
+        let first = JobScheduler.firstDue(count: pollers.count, interval: interval, spacing: parts.firstPollSpacing, start: clock.now())
+        let lateness = SchedulerMetrics(telemetry: telemetry)
+        let deadlines = DeadlineWatch(clock: clock)
+        defer { deadlines.stop() }
+        var jobs: [(first: Duration, job: JobScheduler.Job)] = []
+        for ((polling, poller), due) in zip(pollers, first) {
+            jobs.append((due, { [clock] due in
+                lateness.pollStarted(late: clock.now() - due)
+                await self.tracked("poller \(poller.stream.key)") { await self.poll(polling, timeout: timeout, deadlines: deadlines, stop: stop) }
+                return JobScheduler.next(after: due, every: interval, now: clock.now())
+            }))
+            if poller.tenant.reconciles {
+                let sweeps = SweepSchedule(poller: poller, store: store, clock: clock, logger: logger)
+                jobs.append((due, { _ in await self.tracked("sweeps \(poller.stream.key)") { await sweeps.step() } }))
             }
         }
+        var scheduler = JobScheduler(clock: clock)
+        scheduler.leeway = min(parts.pollLeeway, interval / 10)
+        await scheduler.run(jobs, stop: stop)
     }
 
-    /// Runs the tenant's reconciliation sweeps on their schedule, kept in the state database so
-    /// that a restart does not start it again from zero: the first one `reconcile_every` after
-    /// the first start, each next one `reconcile_every` after the last ended (after a failure,
-    /// within 10 minutes). The schedule is read once; from then on this task keeps it (a write
-    /// that fails never turns into sweep after sweep) and stores each change. It is wall-clock
-    /// time, waited for on the pipeline's clock in steps of at most a minute, and never more
-    /// than an interval away (a clock set back).
-    private func runSweeps(_ poller: TenantPoller, stop: @escaping @Sendable () -> Bool) async {
-        let (tenant, stream) = (poller.tenant, poller.stream)
-        let every = tenant.reconcileEvery.inSeconds
-        var stored: Reconciliation?
-        do { stored = try await store.schedules.reconciliation(tenant: stream.key) } catch {
-            logger.error("the reconciliation schedule cannot be read; sweeps start from now: \(error)", metadata: ["tenant": "\(stream.key)"])
-        }
-        var due = stored?.due ?? Date().addingTimeInterval(every)
-        var lastFound = stored?.found ?? 0
-        if stored == nil { await recordSweep(of: stream, due: due) }
-        while !stop(), !Task.isCancelled {
-            due = min(due, Date().addingTimeInterval(every))
-            let wait = due.timeIntervalSinceNow
-            if wait > 0 {
-                guard (try? await clock.sleep(.milliseconds(Int64(min(wait, 60) * 1000)))) != nil else { return }
-                continue
-            }
-            let outcome = await poller.reconcile(previousFound: lastFound)
-            if stop() || Task.isCancelled { return }
-            let now = Date()
-            switch outcome {
-            case .completed(let found, _):
-                (due, lastFound) = (now.addingTimeInterval(every), found)
-                await recordSweep(of: stream, due: due, sweptAt: now, found: found)
-            case .skipped:
-                due = now.addingTimeInterval(every)
-                await recordSweep(of: stream, due: due)
-            case .failed:
-                due = now.addingTimeInterval(min(every, 600))
-                await recordSweep(of: stream, due: due)
-            }
-        }
-    }
-
-    /// Stores the sweep schedule of `stream` (the tenant's name for its alerts, as before incidents came).
-    private func recordSweep(of stream: RecordStream, due: Date, sweptAt: Date? = nil, found: Int? = nil) async {
-        do {
-            try await store.schedules.scheduleReconciliation(tenant: stream.key, due: due, sweptAt: sweptAt, found: found)
-        } catch {
-            logger.error("the reconciliation schedule cannot be stored (this run keeps it in memory): \(error)", metadata: ["tenant": "\(stream.key)"])
+    /// One poll, cancelled when it outlasts `timeout` (the hard deadline).
+    private func poll(_ poller: any TenantPolling, timeout: Duration, deadlines: DeadlineWatch, stop: @escaping @Sendable () -> Bool) async {
+        if stop() || Task.isCancelled { return }
+        let deadlinePassed = await deadlines.run(timeout: timeout) { await poller.pollOnce() }
+        if deadlinePassed, !stop(), !Task.isCancelled {
+            logger.error("poll did not finish within poll_timeout; the pages read are kept and the next poll goes on from there",
+                         metadata: ["tenant": "\(poller.tenant.name)", "records": "\(poller.stream.kind.plural)",
+                                    "poll_timeout": "\(ConfigDuration.format(timeout))"])
+            status.record(tenant: poller.stream.key, .failed("no answer within poll_timeout \(ConfigDuration.format(timeout))"))
         }
     }
 

@@ -1,0 +1,117 @@
+@testable import AlertForwarder
+import Synchronization
+import Testing
+import TestSupport
+import Timekeeping
+
+/// One scheduler for every tenant's polls: spread first polls, a grid that holds, no overlap,
+/// no pile-up, a cap on what runs at once; and one timer for every poll's deadline.
+@Suite("Job scheduler")
+struct JobSchedulerTests {
+    @Test func firstPollsAreSpacedOrSpreadOverTheInterval() {
+        // A few tenants: 50 ms apart, the first at once.
+        #expect(JobScheduler.firstDue(count: 3, interval: .seconds(60), spacing: .milliseconds(50), start: .seconds(7))
+            == [.seconds(7), .milliseconds(7050), .milliseconds(7100)])
+        #expect(JobScheduler.firstDue(count: 1, interval: .seconds(60), spacing: .milliseconds(50), start: .zero) == [.zero])
+        // 10,000 tenants: evenly over the interval (167 a second), none after it.
+        let many = JobScheduler.firstDue(count: 10_000, interval: .seconds(60), spacing: .milliseconds(50), start: .zero)
+        #expect(many.first == .zero && many.last! < .seconds(60))
+        #expect(many[1] - many[0] == .milliseconds(6))
+        let perSecond = Dictionary(grouping: many) { $0.components.seconds }.values.map(\.count)
+        #expect(perSecond.max()! <= 167)
+    }
+
+    @Test func theNextPollStaysOnTheGridAndOneMissedIsMadeUpOnce() {
+        let interval = Duration.seconds(10)
+        #expect(JobScheduler.next(after: .zero, every: interval, now: .seconds(1)) == .seconds(10))
+        #expect(JobScheduler.next(after: .zero, every: interval, now: .seconds(12)) == .seconds(10))  // at once, then on the grid
+        #expect(JobScheduler.next(after: .zero, every: interval, now: .seconds(25)) == .seconds(20))
+        #expect(JobScheduler.next(after: .zero, every: interval, now: .seconds(35)) == .seconds(30))
+    }
+
+    @Test func jobsRunWhenDueNeverTwiceAtOnceAndAtMostTheCapTogether() async throws {
+        let time = SteppedClock()
+        let record = RunRecord()
+        let gate = AsyncGate()
+        func job(_ name: String, waits: Bool = false) -> JobScheduler.Job {
+            { due in
+                record.started("\(name)@\(due.components.seconds)")
+                if waits { await gate.wait() }
+                record.ended()
+                return JobScheduler.next(after: due, every: .seconds(10), now: time.now)
+            }
+        }
+        var scheduler = JobScheduler(clock: time.clock)
+        scheduler.maximumRunning = 2
+        let jobs: [(first: Duration, job: JobScheduler.Job)] = [
+            (.zero, job("a")), (.seconds(1), job("b", waits: true)), (.seconds(2), job("c", waits: true)), (.seconds(3), job("d")),
+        ]
+        let run = Task { await scheduler.run(jobs, stop: { false }) }
+        #expect(await eventually { record.log == ["a@0"] && !time.pendingSleeps.isEmpty })
+        time.advance(by: .seconds(3))
+        // b and c wait (the cap of 2 is reached): d, due at 3, waits for one of them.
+        #expect(await eventually { record.log == ["a@0", "b@1", "c@2"] && record.running == 2 })
+        gate.open()
+        #expect(await eventually { record.log.last == "d@3" })
+        // Each runs again on its grid, once.
+        time.advance(by: .seconds(9))
+        #expect(await eventually { record.log.count == 7 })
+        #expect(Set(record.log.suffix(3)) == ["a@10", "b@11", "c@12"])
+        #expect(record.mostRunning == 2)
+        run.cancel()
+        await run.value
+    }
+
+    @Test func oneTimerCancelsWhatOutlastsItsDeadlineAndNothingElse() async throws {
+        let time = SteppedClock()
+        let watch = DeadlineWatch(clock: time.clock)
+        defer { watch.stop() }
+        let quick = await watch.run(timeout: .seconds(5)) {}
+        #expect(!quick)
+        let stuck = Task { await watch.run(timeout: .seconds(5)) { try? await Task.sleep(for: .seconds(3600)) } }
+        #expect(await eventually { time.pendingSleeps.contains(.seconds(5)) })
+        time.advance(by: .seconds(4))
+        #expect(time.pendingSleeps.count == 1)
+        time.advance(by: .seconds(1))
+        #expect(await stuck.value)
+    }
+
+}
+
+/// What the jobs under test did.
+private final class RunRecord: Sendable {
+    private let state = Mutex<(log: [String], running: Int, most: Int)>(([], 0, 0))
+    var log: [String] { state.withLock { $0.log } }
+    var running: Int { state.withLock { $0.running } }
+    var mostRunning: Int { state.withLock { $0.most } }
+
+    func started(_ entry: String) {
+        state.withLock { state in
+            state.log.append(entry)
+            state.running += 1
+            state.most = max(state.most, state.running)
+        }
+    }
+
+    func ended() { state.withLock { $0.running -= 1 } }
+}
+
+/// Holds the jobs that wait on it until it is opened.
+private final class AsyncGate: Sendable {
+    private let state = Mutex<(open: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let resume = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiting.append(continuation)
+                return false
+            }
+            if resume { continuation.resume() }
+        }
+    }
+
+    func open() {
+        for continuation in state.withLock({ state in state.open = true; defer { state.waiting = [] }; return state.waiting }) { continuation.resume() }
+    }
+}
