@@ -62,7 +62,7 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 DEMO_SECONDS ?=
 DEMO_API ?= mde
 
-.PHONY: deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-scale bench-smoke fuzz-smoke reliability reliability-smoke build test test-package test-suite test-reliability package-debug build-tests systemd-rootfs docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: format format-check deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-scale bench-smoke fuzz-smoke reliability reliability-smoke build test test-package test-suite test-reliability package-debug build-tests systemd-rootfs docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
 ## deps-build: install the Debian packages the build needs, when missing (all the demo needs)
 deps-build:
@@ -104,11 +104,20 @@ systemd-test: build deb
 ## the fuzzers. The syslog socket tests that time a receiver's reset against the sink's
 ## settle time run last, alone and one at a time: in the middle of the whole suite on 2 cores
 ## a receiver's thread was seen starved for longer than any settle time a test can wait.
-test: deps deps-deb deps-bench deps-reliability deps-promtool
+test: deps deps-deb deps-bench deps-reliability deps-promtool format-check
 	$(MAKE) --no-print-directory -j2 --output-sync=target build-tests systemd-rootfs $(GENERATE_MANUAL)
 	$(MAKE) --no-print-directory package-debug BUILT=1
 	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) BUILT=1 test-package test-suite test-reliability
 	NO_COLOR=1 .build/debug/defender-alertdPackageTests.xctest --testing-library swift-testing --no-parallel --filter SyslogDeliveryFaultTests
+
+## format-check: every Swift file as `swift format` (the toolchain's) writes it, by the
+## rules of .swift-format (150 columns, imports in order); `make format` rewrites them so
+FORMATTED = Sources Tests fuzz Package.swift
+format-check:
+	$(SWIFT) format lint --strict --configuration .swift-format --recursive $(FORMATTED)
+
+format:
+	$(SWIFT) format --in-place --configuration .swift-format --recursive $(FORMATTED)
 
 ## test-package: the .deb (of PACKAGED), its units, the install check, the .deb under a real
 ## systemd, the demo (both APIs)

@@ -2,7 +2,7 @@
 import PackageDescription
 
 let strictSettings: [SwiftSetting] = [
-    .swiftLanguageMode(.v6),
+    .swiftLanguageMode(.v6)
 ]
 
 let package = Package(
@@ -73,7 +73,6 @@ let package = Package(
             dependencies: [
                 "CDeflate",
                 "OrderedJSON",
-                "Telemetry",
                 "Timekeeping",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -177,15 +176,17 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["Systemd", "Timekeeping", "OrderedJSON", "DefenderAPI", "DefenderSimulator", .product(name: "Logging", package: "swift-log"),
-                           .product(name: "_CryptoExtras", package: "swift-crypto"),
-                           .product(name: "Crypto", package: "swift-crypto"),
-                           .product(name: "X509", package: "swift-certificates"),
-                           .product(name: "SwiftASN1", package: "swift-asn1"),
-                           .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "CompressNIO", package: "compress-nio"),
-                           .product(name: "HTTPTypes", package: "swift-http-types"),
-                           .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "Systemd", "Timekeeping", "OrderedJSON", "DefenderAPI", "DefenderSimulator", .product(name: "Logging", package: "swift-log"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: strictSettings
         ),
@@ -203,22 +204,29 @@ let package = Package(
         ),
         .testTarget(
             name: "DefenderAPITests",
-            dependencies: ["CDeflate", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "Timekeeping", "TestSupport",
-                           .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CDeflate", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "Timekeeping", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "AlertForwarderTests",
-            dependencies: ["AlertForwarder", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "SIEMSchemas", "Systemd", "Telemetry", "Timekeeping", "TestSupport",
-                           .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
-                           .product(name: "PostgresNIO", package: "postgres-nio")],
+            dependencies: [
+                "AlertForwarder", "DefenderAPI", "DefenderSimulator", "OrderedJSON", "SIEMSchemas", "Systemd", "Telemetry", "Timekeeping",
+                "TestSupport",
+                .product(name: "Logging", package: "swift-log"), .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "DefenderSimulatorTests",
-            dependencies: ["DefenderSimulator", "OrderedJSON", "Timekeeping", "TestSupport",
-                           .product(name: "_CryptoExtras", package: "swift-crypto"),
-                           .product(name: "X509", package: "swift-certificates")],
+            dependencies: [
+                "DefenderSimulator", "OrderedJSON", "Timekeeping", "TestSupport",
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -34,7 +34,7 @@ with the date and the commit (`--readme`; --smoke writes a copy under --out inst
 
 Everything runs on loopback. Usage (release build):
   benchmarks/bench.py [--build .build-release/release] [--sizes 1000,10000,100000] [--runs 5]
-                      [--idle-polls 1000] [--scale-sizes 1000,3000,10000] [--scale-seconds 120] [--order-sizes 20000]
+                      [--idle-polls 1000] [--scale-sizes 1000,3000,10000] [--scale-seconds 60] [--order-sizes 20000]
                       [--out DIR] [--readme README.md]
 `--smoke` runs tiny sizes only (seconds), to check the harness itself."""
 import argparse
@@ -226,16 +226,23 @@ def proc_sample(pid):
 
 
 @contextlib.contextmanager
-def running_daemon(build, tenants=1, interval="60s", simulator_arguments=(), sim_build=None):
-    """A simulator with no alerts and a daemon (`run`) polling it; yields (daemon, base URL).
-    `sim_build`: where defender-sim is, when not beside the daemon."""
+def running_daemon(build, tenants=1, interval="60s", simulator_arguments=(), sim_build=None, service=()):
+    """A simulator with no alerts and a daemon (`run`) polling it; yields (daemon, base URL),
+    the daemon's working directory in `daemon.work`. `sim_build`: where defender-sim is, when
+    not beside the daemon; `service`: more lines of its `[service]` table."""
     sim, base = start_simulator(sim_build or build, 0, simulator_arguments)
     work = tempfile.mkdtemp(prefix="defender-alertd-run-")
     try:
         write_secret(work)
         config = write_config(work, base, tenants=tenants, interval=interval, lookback="1h")
+        if service:
+            with open(config) as handle:
+                text = handle.read().replace("[service]\n", "[service]\n" + "\n".join(service) + "\n", 1)
+            with open(config, "w") as handle:
+                handle.write(text)
         daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"],
                                   cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemon.work = work
         try:
             yield daemon, base
         finally:
@@ -308,63 +315,46 @@ def scale_run(build, tenants, seconds, trickle=0, token_lifetime=120, interval=6
     (every tenant sees each: the simulator has one tenant answering to every domain); after
     it, every tenant must have delivered each of them once."""
     domains = [arg for index in range(tenants) for arg in ("--tenant-domain", f"t{index}.bench.example")]
-    sim, base = start_simulator(build, 0, [*domains, "--token-lifetime", str(token_lifetime)])
-    api_port = int(base.rsplit(":", 1)[1])
     metrics_port = free_port()
-    work = tempfile.mkdtemp(prefix="defender-alertd-scale-")
-    try:
-        write_secret(work)
-        config = write_config(work, base, tenants=tenants, interval=f"{interval}s", lookback="1h")
-        with open(config) as handle:
-            text = handle.read().replace("[service]\n", f'[service]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n', 1)
-        with open(config, "w") as handle:
-            handle.write(text)
-        daemon = subprocess.Popen([f"{build}/defender-alertd", "run", "--config", config, "--log-target", "stderr"],
-                                  cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            def counters():
-                requests = json.load(urllib.request.urlopen(f"{base}/_simulator/counters"))["requests"]
-                return sum(requests.get("alerts", {}).values()), sum(sum(requests.get(key, {}).values()) for key in ("token", "token_v2"))
-            deadline = time.monotonic() + 240
-            while counters()[0] < tenants:
-                if daemon.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"scale {tenants}: the first polls did not end ({counters()[0]} of {tenants})")
-                time.sleep(1)
-            time.sleep(5)
-            first, start = proc_sample(daemon.pid), time.monotonic()
-            written0, (polls0, tokens0) = written_bytes(daemon.pid), counters()
-            per_second, ports, peak, added, previous = [], set(), 0.0, [], (polls0, tokens0)
-            while time.monotonic() - start < seconds:
-                if daemon.poll() is not None:
-                    sys.exit(f"scale {tenants}: the daemon stopped")
-                time.sleep(1)
-                now = counters()
-                per_second.append((now[0] - previous[0], now[1] - previous[1]))
-                previous = now
-                ports |= connections_to(api_port)
-                peak = max(peak, proc_sample(daemon.pid).rss)
-                if trickle and len(added) < trickle and time.monotonic() - start > (len(added) + 0.5) * seconds / trickle:
-                    request = urllib.request.Request(f"{base}/_simulator/alerts", data=b'{"count": 1}', method="POST",
-                                                     headers={"Content-Type": "application/json"})
-                    added += json.load(urllib.request.urlopen(request)).get("ids", [None])
-            last, elapsed = proc_sample(daemon.pid), time.monotonic() - start
-            written = written_bytes(daemon.pid) - written0
-            polls, tokens = previous[0] - polls0, previous[1] - tokens0
-            metrics = daemon_metrics(metrics_port)
-            delivered = {}
-            if trickle:
-                # One more interval: the last alert added reaches every tenant's next poll.
-                time.sleep(interval + 15)
-                for line in open(os.path.join(work, "alerts.jsonl"), "rb"):
-                    identifier = json.loads(line).get("id")
-                    delivered[identifier] = delivered.get(identifier, 0) + 1
-        finally:
-            daemon.terminate()
-            daemon.wait()
-    finally:
-        sim.terminate()
-        sim.wait()
-        shutil.rmtree(work, ignore_errors=True)
+    with running_daemon(build, tenants=tenants, interval=f"{interval}s", simulator_arguments=[*domains, "--token-lifetime", str(token_lifetime)],
+                        service=[f'metrics_listen = "127.0.0.1:{metrics_port}"']) as (daemon, base):
+        api_port = int(base.rsplit(":", 1)[1])
+        def counters():
+            requests = json.load(urllib.request.urlopen(f"{base}/_simulator/counters"))["requests"]
+            return sum(requests.get("alerts", {}).values()), sum(sum(requests.get(key, {}).values()) for key in ("token", "token_v2"))
+        deadline = time.monotonic() + 240
+        while counters()[0] < tenants:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"scale {tenants}: the first polls did not end ({counters()[0]} of {tenants})")
+            time.sleep(1)
+        time.sleep(5)
+        first, start = proc_sample(daemon.pid), time.monotonic()
+        written0, (polls0, tokens0) = written_bytes(daemon.pid), counters()
+        per_second, ports, peak, added, previous = [], set(), 0.0, [], (polls0, tokens0)
+        while time.monotonic() - start < seconds:
+            if daemon.poll() is not None:
+                sys.exit(f"scale {tenants}: the daemon stopped")
+            time.sleep(1)
+            now = counters()
+            per_second.append((now[0] - previous[0], now[1] - previous[1]))
+            previous = now
+            ports |= connections_to(api_port)
+            peak = max(peak, proc_sample(daemon.pid).rss)
+            if trickle and len(added) < trickle and time.monotonic() - start > (len(added) + 0.5) * seconds / trickle:
+                request = urllib.request.Request(f"{base}/_simulator/alerts", data=b'{"count": 1}', method="POST",
+                                                 headers={"Content-Type": "application/json"})
+                added += json.load(urllib.request.urlopen(request)).get("ids", [None])
+        last, elapsed = proc_sample(daemon.pid), time.monotonic() - start
+        written = written_bytes(daemon.pid) - written0
+        polls, tokens = previous[0] - polls0, previous[1] - tokens0
+        metrics = daemon_metrics(metrics_port)
+        delivered = {}
+        if trickle:
+            # One more interval: the last alert added reaches every tenant's next poll.
+            time.sleep(interval + 15)
+            for line in open(os.path.join(daemon.work, "alerts.jsonl"), "rb"):
+                identifier = json.loads(line).get("id")
+                delivered[identifier] = delivered.get(identifier, 0) + 1
     delay = {float(key.split('le="')[1].split('"')[0]): value for key, value in metrics.items()
              if key.startswith("defender_alertd_poll_start_delay_seconds_bucket")}
     started = metrics.get("defender_alertd_poll_start_delay_seconds_count", 0)
@@ -434,16 +424,25 @@ def plot_scale(runs, path):
     print(f"\nplot: {path}")
 
 
-def write_scale_readme(path, runs, plot_path, started, measured, seconds):
-    """Replaces what is between the README's bench-scale markers with this run's table."""
-    begin = "<!-- bench-scale:begin (written by benchmarks/bench.py; do not edit) -->"
-    end = "<!-- bench-scale:end -->"
+def replace_block(path, name, lines):
+    """Replaces what is between the README's `name` markers (`<!-- name:begin ... -->` and
+    `<!-- name:end -->`) with `lines`."""
+    begin = f"<!-- {name}:begin (written by benchmarks/bench.py; do not edit) -->"
+    end = f"<!-- {name}:end -->"
     with open(path) as handle:
         text = handle.read()
     if begin not in text or end not in text:
         sys.exit(f"{path} has no {begin} ... {end} markers")
+    block = "\n".join([begin, "", *lines, end])
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, count=1, flags=re.S)
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def write_scale_readme(path, runs, plot_path, started, measured, seconds):
+    """Replaces what is between the README's bench-scale markers with this run's table."""
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, Linux {os.uname().release}"
-    lines = [begin, "", f"Run of {started:%Y-%m-%d, %H:%M} UTC at commit {measured} ({machine}); each row {seconds} s measured once "
+    lines = [f"Run of {started:%Y-%m-%d, %H:%M} UTC at commit {measured} ({machine}); each row {seconds} s measured once "
              f"every tenant's first poll was done, tokens living 120 s (renewed in the window):", ""] + scale_table(runs) + [""]
     empty = [run for run in runs if not run["trickle"]]
     if len(empty) > 1:
@@ -454,10 +453,7 @@ def write_scale_readme(path, runs, plot_path, started, measured, seconds):
                   f"(from {small['tenants']:,} to {large['tenants']:,}).", ""]
     if plot_path:
         lines += [f"![CPU and RSS against the number of tenants]({plot_path})", ""]
-    lines.append(end)
-    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: "\n".join(lines), text, count=1, flags=re.S)
-    with open(path, "w") as handle:
-        handle.write(text)
+    replace_block(path, "bench-scale", lines)
 
 
 def orders(build, sizes):
@@ -844,14 +840,8 @@ def commit():
 
 def write_readme(path, report, runs, plot_path, started, seconds, measured):
     """Replaces what is between the README's bench markers with this run's tables."""
-    begin = "<!-- bench:begin (written by benchmarks/bench.py; do not edit) -->"
-    end = "<!-- bench:end -->"
-    with open(path) as handle:
-        text = handle.read()
-    if begin not in text or end not in text:
-        sys.exit(f"{path} has no {begin} ... {end} markers")
     machine = f"{os.uname().machine}, {os.cpu_count()} cores, Linux {os.uname().release}"
-    lines = [begin, "", f"Run of {started:%Y-%m-%d, %H:%M} UTC at commit {measured} ({seconds / 60:.1f} minutes; {machine}):", ""]
+    lines = [f"Run of {started:%Y-%m-%d, %H:%M} UTC at commit {measured} ({seconds / 60:.1f} minutes; {machine}):", ""]
     if "backfill" in report:
         lines += [f"Backfill, medians of {runs} alternating runs:", ""] + backfill_table(report["backfill"]) + [""]
         sizes = sorted(report["backfill"])
@@ -880,10 +870,7 @@ def write_readme(path, report, runs, plot_path, started, seconds, measured):
     if "group" in report:
         lines += [f"A group: {report['group']['tenants']} tenants (60 s interval, no alerts) over 1, 2 and 3 daemons on one PostgreSQL, "
                   f"measured once the leases settled:", ""] + group_table(report["group"]) + [""]
-    lines.append(end)
-    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: "\n".join(lines), text, count=1, flags=re.S)
-    with open(path, "w") as handle:
-        handle.write(text)
+    replace_block(path, "bench", lines)
     print(f"README: {path}")
 
 
@@ -916,8 +903,8 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle-polls", type=int, default=1000)
     parser.add_argument("--scale-sizes", default="1000,3000,10000", help="tenants in one daemon, a run each")
-    parser.add_argument("--scale-seconds", type=int, default=120, help="each scale run's measured window")
-    parser.add_argument("--scale-trickle", type=int, default=4, help="alerts added over a last run at the largest size")
+    parser.add_argument("--scale-seconds", type=int, default=60, help="each scale run's measured window")
+    parser.add_argument("--scale-trickle", type=int, default=2, help="alerts added over a last run at the largest size")
     parser.add_argument("--order-sizes", default="20000,100000", help="backlogs read in each order of results, for calls per full page")
     parser.add_argument("--pg-sizes", default="10000,100000", help="backlogs of the PostgreSQL against embedded backfill")
     parser.add_argument("--group-tenants", type=int, default=600)

@@ -57,8 +57,9 @@ public struct Alert: Sendable, Equatable {
             let scanner = JSONScanner(raw.bindMemory(to: UInt8.self))
             func text(_ range: Range<Int>?) -> String? { range.flatMap { scanner.string(at: $0) } }
             let ranges = headlineRanges
-            return Headline(severity: text(ranges.severity), title: text(ranges.title), computerDnsName: text(ranges.computerDnsName),
-                            status: text(ranges.status), lastUpdateTime: text(ranges.lastUpdateTime) ?? "")
+            return Headline(
+                severity: text(ranges.severity), title: text(ranges.title), computerDnsName: text(ranges.computerDnsName),
+                status: text(ranges.status), lastUpdateTime: text(ranges.lastUpdateTime) ?? "")
         }
     }
 
@@ -77,7 +78,9 @@ public struct Alert: Sendable, Equatable {
     /// update time are required.
     init(_ element: JSONScanner.Element, in scanner: JSONScanner, body: Data, api: AlertsAPI, kind: RecordKind = .alert) throws(DefenderAPIError) {
         guard element.isObject else { throw .malformedResponse("an element of value is not an object") }
-        guard let id = element.members[0].flatMap({ scanner.string(at: $0) }), !id.isEmpty else { throw .malformedResponse("an alert has no string id") }
+        guard let id = element.members[0].flatMap({ scanner.string(at: $0) }), !id.isEmpty else {
+            throw .malformedResponse("an alert has no string id")
+        }
         guard let updatedRange = element.members[1], let text = scanner.string(at: updatedRange), let updated = Timestamp(parsing: text) else {
             throw .malformedResponse("alert \(id) has no valid \(api.updateTimeMember)")
         }
@@ -86,12 +89,13 @@ public struct Alert: Sendable, Equatable {
         // Offsets in the alert's own bytes, where the page's scan gave them in the body.
         let start = element.range.lowerBound
         func local(_ range: Range<Int>) -> Range<Int> { (range.lowerBound - start)..<(range.upperBound - start) }
-        headlineRanges = HeadlineRanges(severity: element.members[2].map(local), title: element.members[3].map(local),
-                                        computerDnsName: element.members[4].map(local), status: element.members[5].map(local),
-                                        lastUpdateTime: local(updatedRange))
+        headlineRanges = HeadlineRanges(
+            severity: element.members[2].map(local), title: element.members[3].map(local),
+            computerDnsName: element.members[4].map(local), status: element.members[5].map(local),
+            lastUpdateTime: local(updatedRange))
         self.api = api
         self.kind = kind
-        bytes = body[body.startIndex + element.range.lowerBound ..< body.startIndex + element.range.upperBound]
+        bytes = body[body.startIndex + element.range.lowerBound..<body.startIndex + element.range.upperBound]
     }
 
     /// A top-level string member (or number, when allowed) as text; nil when absent or another type.

@@ -1,8 +1,7 @@
 import Foundation
 import Logging
-import Synchronization
 import OrderedJSON
-import Telemetry
+import Synchronization
 import Timekeeping
 
 /// A bound of a `lastUpdateTime` window.
@@ -102,8 +101,10 @@ public struct AlertsClient: Sendable {
         /// severity, status and service filters are the alerts'.
         public var kind: RecordKind = .alert
 
-        public init(pageSize: Int = 1000, expandEvidence: Bool = true, severities: [String]? = nil, statuses: [String]? = nil,
-                    serviceSources: [String]? = nil) {
+        public init(
+            pageSize: Int = 1000, expandEvidence: Bool = true, severities: [String]? = nil, statuses: [String]? = nil,
+            serviceSources: [String]? = nil
+        ) {
             self.pageSize = pageSize
             self.expandEvidence = expandEvidence
             self.severities = severities
@@ -119,12 +120,14 @@ public struct AlertsClient: Sendable {
     private let budget: RateBudget
     private let clock: MonotonicClock
     private let random: @Sendable () -> Double
-    private let metrics: TenantMetrics
+    private let metrics: any APIObserver
     private let logger: Logger
 
-    public init(endpoints: DefenderEndpoints, settings: Settings, tokens: TokenProvider, transport: any HTTPTransport,
-                budget: RateBudget, clock: MonotonicClock = .continuous,
-                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, metrics: TenantMetrics = .unobserved, logger: Logger) {
+    public init(
+        endpoints: DefenderEndpoints, settings: Settings, tokens: TokenProvider, transport: any HTTPTransport,
+        budget: RateBudget, clock: MonotonicClock = .continuous,
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, metrics: any APIObserver = UnobservedAPI(), logger: Logger
+    ) {
         self.metrics = metrics
         self.endpoints = endpoints
         self.settings = settings
@@ -170,8 +173,10 @@ public struct AlertsClient: Sendable {
     /// An answer larger than the transport accepts (``DefenderHTTPClient/maximumResponseSize``)
     /// is not retried as it is: the rest of the window is read again with pages half as large
     /// (down to one alert), from the start of the last batch handed on, with a warning.
-    public func fetch(from lower: WindowBound, to upper: Timestamp? = nil, now: @Sendable () -> Date = { Date() },
-                      onBatch: (AlertBatch) async throws -> Void) async throws {
+    public func fetch(
+        from lower: WindowBound, to upper: Timestamp? = nil, now: @Sendable () -> Date = { Date() },
+        onBatch: (AlertBatch) async throws -> Void
+    ) async throws {
         var client = self
         var start = lower
         while true {
@@ -183,15 +188,19 @@ public struct AlertsClient: Sendable {
                 return
             } catch DefenderAPIError.transport(.bodyTooLarge(let limit)) where client.settings.pageSize > 1 {
                 client.settings.pageSize /= 2
-                logger.warning("an answer was larger than the most accepted; reading on with smaller pages", metadata: [
-                    "limit_bytes": "\(limit)", "page_size": "\(client.settings.pageSize)", "from": "\(start)",
-                ])
+                logger.warning(
+                    "an answer was larger than the most accepted; reading on with smaller pages",
+                    metadata: [
+                        "limit_bytes": "\(limit)", "page_size": "\(client.settings.pageSize)", "from": "\(start)",
+                    ])
             }
         }
     }
 
-    private func fetchWindows(from lower: WindowBound, to upper: Timestamp?, now: @Sendable () -> Date,
-                              onBatch: (AlertBatch) async throws -> Void) async throws {
+    private func fetchWindows(
+        from lower: WindowBound, to upper: Timestamp?, now: @Sendable () -> Date,
+        onBatch: (AlertBatch) async throws -> Void
+    ) async throws {
         enum Work {
             /// A window; `halve` after a full page of its parent that was itself split.
             case window(WindowBound, Timestamp?, halve: Bool)
@@ -229,8 +238,12 @@ public struct AlertsClient: Sendable {
                 }
             }
             let filter = filter(low, end)
-            logger.trace("requesting a window", metadata: ["window": "\(low) and < \(end.map { "\($0.writtenWith(7))" } ?? "now")",
-                                                          "density_per_hour": "\(density.map { $0 * 36_000_000_000 } ?? -1)"])
+            logger.trace(
+                "requesting a window",
+                metadata: [
+                    "window": "\(low) and < \(end.map { "\($0.writtenWith(7))" } ?? "now")",
+                    "density_per_hour": "\(density.map { $0 * 36_000_000_000 } ?? -1)",
+                ])
             return Request(low: low, end: end, halve: halve, id: inFlight.start { try await self.page(filter: filter, skip: 0) })
         }
 
@@ -267,9 +280,12 @@ public struct AlertsClient: Sendable {
                     guard overfull <= Self.mostOverfullAnswers, length > 1 else { throw error }
                     density = max(density ?? 0, Double(settings.pageSize + 1) / Double(length))
                     let middle = Timestamp(ticks: current.low.firstTick + length / 2)
-                    logger.warning("the API answered with more alerts than $top asked for; reading the window in halves", metadata: [
-                        "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")", "page_size": "\(settings.pageSize)",
-                    ])
+                    logger.warning(
+                        "the API answered with more alerts than $top asked for; reading the window in halves",
+                        metadata: [
+                            "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")",
+                            "page_size": "\(settings.pageSize)",
+                        ])
                     pending.append(.window(.inclusive(middle), current.end, halve: false))
                     pending.append(.window(current.low, middle, halve: true))
                     continue
@@ -335,8 +351,9 @@ public struct AlertsClient: Sendable {
                         continue
                     }
                     // One instant cannot be cut smaller: its chain is followed however long.
-                    let chain = try await readChain(from: page, lower: current.low, upper: current.end, longest: instant ? nil : Self.longestChain,
-                                                    onBatch: onBatch)
+                    let chain = try await readChain(
+                        from: page, lower: current.low, upper: current.end, longest: instant ? nil : Self.longestChain,
+                        onBatch: onBatch)
                     if chain.complete {
                         learnDensity(count: chain.count, earliest: nil)
                     } else {
@@ -345,7 +362,9 @@ public struct AlertsClient: Sendable {
                         // halved: the poll fails, loudly, and the next one reads it again.
                         density = max(density ?? 0, Double(chain.count) / length)
                         guard !instant else {
-                            throw DefenderAPIError.malformedResponse("the alerts of \(current.low) could not be read completely by @odata.nextLink (fewer than @odata.count, or a link refused); the next poll reads them again")
+                            throw DefenderAPIError.malformedResponse(
+                                "the alerts of \(current.low) could not be read completely by @odata.nextLink (fewer than @odata.count, or a link refused); the next poll reads them again"
+                            )
                         }
                         let middle = Timestamp(ticks: current.low.firstTick + (windowEnd.ticks - current.low.firstTick) / 2)
                         pending.append(.window(.inclusive(middle), current.end, halve: false))
@@ -354,8 +373,10 @@ public struct AlertsClient: Sendable {
                     continue
                 }
                 guard count >= settings.pageSize, endpoints.api == .mde else {
-                    try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: current.low, upper: current.end,
-                                                 serverTime: page.serverTime))
+                    try await onBatch(
+                        AlertBatch(
+                            alerts: page.alerts, rejected: page.rejected, lower: current.low, upper: current.end,
+                            serverTime: page.serverTime))
                     learnDensity(count: count, earliest: page.alerts.lazy.map(\.lastUpdateTime.ticks).min())
                     continue
                 }
@@ -375,10 +396,12 @@ public struct AlertsClient: Sendable {
                     density = Double(times.count) / Double(last.ticks - first.ticks)
                     densityMeasured = true
                 }
-                logger.debug("full page: splitting the window", metadata: [
-                    "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")", "alerts": "\(times.count)",
-                    "order": "\(ascending ? "oldest first" : descending ? "newest first" : "unordered")",
-                ])
+                logger.debug(
+                    "full page: splitting the window",
+                    metadata: [
+                        "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")", "alerts": "\(times.count)",
+                        "order": "\(ascending ? "oldest first" : descending ? "newest first" : "unordered")",
+                    ])
                 // The parts go on top of a request sent ahead: they come before it.
                 if first == last {
                     pending.append(.window(.exclusive(first), current.end, halve: false))
@@ -408,7 +431,9 @@ public struct AlertsClient: Sendable {
                 // the filter) must not put the split outside it: the parts would not shrink.
                 if split.ticks <= start || split.ticks >= end { split = middle }
                 guard middle.ticks > start else {
-                    throw DefenderAPIError.malformedResponse("a full page for a window too short to split (\(current.low) to \(Timestamp(ticks: end))): the alerts answered lie outside the filter asked for")
+                    throw DefenderAPIError.malformedResponse(
+                        "a full page for a window too short to split (\(current.low) to \(Timestamp(ticks: end))): the alerts answered lie outside the filter asked for"
+                    )
                 }
                 pending.append(.window(.inclusive(split), current.end, halve: false))
                 pending.append(.window(current.low, split, halve: true))
@@ -458,8 +483,10 @@ public struct AlertsClient: Sendable {
     /// A chain longer than `longest` pages (none for one instant, which cannot be cut
     /// smaller), one whose link the API refuses (400: an offset beyond what it pages), or one
     /// that came up short is not complete.
-    func readChain(from first: Page, lower: WindowBound, upper: Timestamp?, longest: Int? = longestChain,
-                   onBatch: (AlertBatch) async throws -> Void) async throws -> (complete: Bool, count: Int) {
+    func readChain(
+        from first: Page, lower: WindowBound, upper: Timestamp?, longest: Int? = longestChain,
+        onBatch: (AlertBatch) async throws -> Void
+    ) async throws -> (complete: Bool, count: Int) {
         var ids = Set(first.alerts.map(\.id))
         var rejected = first.rejected.count
         var page = first
@@ -469,37 +496,48 @@ public struct AlertsClient: Sendable {
         while true {
             var complete = page.nextLink == nil
             if complete, let expected = first.count, ids.count + rejected < expected {
-                logger.warning("a window read by @odata.nextLink held fewer alerts than its @odata.count; reading it again in smaller parts", metadata: [
-                    "window": "\(lower) and < \(upper.map { "\($0.writtenWith(7))" } ?? "now")", "count": "\(expected)", "read": "\(ids.count + rejected)",
-                ])
+                logger.warning(
+                    "a window read by @odata.nextLink held fewer alerts than its @odata.count; reading it again in smaller parts",
+                    metadata: [
+                        "window": "\(lower) and < \(upper.map { "\($0.writtenWith(7))" } ?? "now")", "count": "\(expected)",
+                        "read": "\(ids.count + rejected)",
+                    ])
                 complete = false
             }
-            try await onBatch(AlertBatch(alerts: page.alerts, rejected: page.rejected, lower: lower, upper: upper,
-                                         serverTime: page.serverTime, complete: complete))
+            try await onBatch(
+                AlertBatch(
+                    alerts: page.alerts, rejected: page.rejected, lower: lower, upper: upper,
+                    serverTime: page.serverTime, complete: complete))
             guard let link = page.nextLink else { return (complete, ids.count + rejected) }
             if let longest, pages >= longest {
                 logger.notice("a window's @odata.nextLink chain is longer than \(longest) pages; reading it in smaller parts instead")
                 return (false, ids.count + rejected)
             }
             guard Self.sameOrigin(link, endpoints.listURL(settings.kind)) else {
-                throw DefenderAPIError.malformedResponse("an @odata.nextLink points to another host than the API (\(Self.origin(of: link) ?? "not a URL")); it is not followed, the access token goes to the API only")
+                throw DefenderAPIError.malformedResponse(
+                    "an @odata.nextLink points to another host than the API (\(Self.origin(of: link) ?? "not a URL")); it is not followed, the access token goes to the API only"
+                )
             }
             // A link that points at itself (or back into its chain) would be followed for ever:
             // the window fails at once, like a malformed answer, and the next poll reads it again.
             guard followed.insert(link).inserted else {
-                throw DefenderAPIError.malformedResponse("an @odata.nextLink repeats a link already followed in the same chain (a loop, after \(pages) pages); it is not followed again")
+                throw DefenderAPIError.malformedResponse(
+                    "an @odata.nextLink repeats a link already followed in the same chain (a loop, after \(pages) pages); it is not followed again")
             }
             do {
                 page = try await self.page(url: link)
             } catch {
                 if Self.isOverfull(error) {
-                    logger.warning("a page of an @odata.nextLink chain held more alerts than $top asked for; reading the window in smaller parts instead")
+                    logger.warning(
+                        "a page of an @odata.nextLink chain held more alerts than $top asked for; reading the window in smaller parts instead")
                     return (false, ids.count + rejected)
                 }
                 guard case .api(status: 400, let code, let message, _) = error else { throw error }
-                logger.warning("the API refused its own @odata.nextLink; reading the window in smaller parts instead", metadata: [
-                    "code": "\(code ?? "")", "message": "\(message ?? "")",
-                ])
+                logger.warning(
+                    "the API refused its own @odata.nextLink; reading the window in smaller parts instead",
+                    metadata: [
+                        "code": "\(code ?? "")", "message": "\(message ?? "")",
+                    ])
                 return (false, ids.count + rejected)
             }
             pages += 1
@@ -510,7 +548,8 @@ public struct AlertsClient: Sendable {
 
     /// `scheme://host:port` of a URL, lowercased, with the scheme's default port.
     static func origin(of url: String) -> String? {
-        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(), let host = components.host?.lowercased() else {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(), let host = components.host?.lowercased()
+        else {
             return nil
         }
         return "\(scheme)://\(host):\(components.port ?? (scheme == "https" ? 443 : 80))"
@@ -548,15 +587,19 @@ public struct AlertsClient: Sendable {
         let updated = "\(endpoints.api.updateTimeMember) eq \(Self.literal(instant))"
         func hand(_ page: Page) async throws {
             let fresh = page.alerts.filter { seen.insert($0.id).inserted }
-            try await onBatch(AlertBatch(alerts: fresh, rejected: page.rejected, lower: .inclusive(instant), upper: instant.adding(ticks: 1),
-                                         serverTime: page.serverTime))
+            try await onBatch(
+                AlertBatch(
+                    alerts: fresh, rejected: page.rejected, lower: .inclusive(instant), upper: instant.adding(ticks: 1),
+                    serverTime: page.serverTime))
         }
         while let part = pending.popLast() {
             switch part {
             case .paged(let created):
-                logger.warning("more than a page of alerts share one lastUpdateTime and one alertCreationTime: reading them with $skip, which relies on the API returning them in the same order on every request", metadata: [
-                    "last_update_time": "\(instant.writtenWith(7))", "alert_creation_time": "\(created.writtenWith(7))",
-                ])
+                logger.warning(
+                    "more than a page of alerts share one lastUpdateTime and one alertCreationTime: reading them with $skip, which relies on the API returning them in the same order on every request",
+                    metadata: [
+                        "last_update_time": "\(instant.writtenWith(7))", "alert_creation_time": "\(created.writtenWith(7))",
+                    ])
                 let filter = "\(updated) and alertCreationTime eq \(Self.literal(created))" + extraFilters
                 var skip = 0
                 while true {
@@ -580,7 +623,9 @@ public struct AlertsClient: Sendable {
                 }
                 let created = page.alerts.compactMap(\.creationTime).sorted()
                 guard created.count == page.alerts.count, let first = created.first, let last = created.last else {
-                    throw DefenderAPIError.malformedResponse("more than a page of alerts share lastUpdateTime \(instant.writtenWith(7)) and some have no valid alertCreationTime to tell them apart")
+                    throw DefenderAPIError.malformedResponse(
+                        "more than a page of alerts share lastUpdateTime \(instant.writtenWith(7)) and some have no valid alertCreationTime to tell them apart"
+                    )
                 }
                 if first == last {
                     // Later parts first on the stack: the earliest is read first.
@@ -664,8 +709,9 @@ public struct AlertsClient: Sendable {
                 do {
                     return try await budget.acquire(priority: priority) { wait, limit in
                         guard wait >= Self.waitWorthSaying, priority == .normal else { return }
-                        logger.log(level: wait >= .seconds(120) ? .notice : .info, "waiting for the call budget before the next alerts request",
-                                   metadata: ["limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)"])
+                        logger.log(
+                            level: wait >= .seconds(120) ? .notice : .info, "waiting for the call budget before the next alerts request",
+                            metadata: ["limit": "\(limit)", "wait_seconds": "\(wait.components.seconds)"])
                     }
                 } catch {
                     throw .cancelled("while waiting for the rate budget")
@@ -714,7 +760,9 @@ public struct AlertsClient: Sendable {
                 metrics.throttled()
                 let wait = retryAfter?.wait ?? .seconds(60)
                 if retryAfter?.clamped == true {
-                    logger.warning("Retry-After clamped", metadata: ["retry_after": "\(response.header("Retry-After") ?? "")", "used_seconds": "\(wait.components.seconds)"])
+                    logger.warning(
+                        "Retry-After clamped",
+                        metadata: ["retry_after": "\(response.header("Retry-After") ?? "")", "used_seconds": "\(wait.components.seconds)"])
                 }
                 throw .rateLimited(retryAfter: wait)
             default:
@@ -725,16 +773,19 @@ public struct AlertsClient: Sendable {
                 }
                 // The request's id for Microsoft support: MDE's `target`, Graph's `innerError`.
                 let error = body?["error"]
-                throw .api(status: response.status, code: text(error?["code"], limit: 100), message: text(error?["message"]),
-                           correlationID: text(error?["innerError"]?["request-id"] ?? error?["target"], limit: 100))
+                throw .api(
+                    status: response.status, code: text(error?["code"], limit: 100), message: text(error?["message"]),
+                    correlationID: text(error?["innerError"]?["request-id"] ?? error?["target"], limit: 100))
             }
         }
     }
 
     /// The alerts of a response, from one validating pass over its bytes: nothing is admitted
     /// unless the whole body is valid JSON, and each alert keeps its original bytes.
-    static func parsePage(_ response: HTTPExchangeResponse, limit: Int = 10_000, api: AlertsAPI = .mde,
-                          kind: RecordKind = .alert) throws(DefenderAPIError) -> Page {
+    static func parsePage(
+        _ response: HTTPExchangeResponse, limit: Int = 10_000, api: AlertsAPI = .mde,
+        kind: RecordKind = .alert
+    ) throws(DefenderAPIError) -> Page {
         let contentType = response.header("Content-Type") ?? ""
         guard contentType.lowercased().contains("json") else {
             throw .malformedResponse("content type \"\(contentType)\" instead of JSON (a proxy or captive portal answering?)")
@@ -747,8 +798,9 @@ public struct AlertsClient: Sendable {
             do throws(JSONParseError) {
                 // No more than asked for ($top): a body of countless tiny elements is refused
                 // before it costs memory.
-                document = try scanner.document(arrayMember: "value", collecting: Alert.decodedMembers(api, kind), limit: limit,
-                                                members: ["@odata.nextLink", "@odata.count"])
+                document = try scanner.document(
+                    arrayMember: "value", collecting: Alert.decodedMembers(api, kind), limit: limit,
+                    members: ["@odata.nextLink", "@odata.count"])
                 guard let found = document.elements else { return .failure(.malformedResponse("no \"value\" array in the response")) }
                 elements = found
             } catch {
@@ -757,9 +809,11 @@ public struct AlertsClient: Sendable {
                 }
                 return .failure(.malformedResponse("\(error) (\(bytes.count) bytes; truncated?)"))
             }
-            var page = Page(alerts: [], rejected: [], serverTime: response.header("Date").flatMap(RetryAfter.httpDate).map {
-                Timestamp(Date(timeIntervalSince1970: $0))
-            })
+            var page = Page(
+                alerts: [], rejected: [],
+                serverTime: response.header("Date").flatMap(RetryAfter.httpDate).map {
+                    Timestamp(Date(timeIntervalSince1970: $0))
+                })
             if api == .graph {
                 page.nextLink = document.members[0].flatMap { scanner.string(at: $0) }
                 page.count = document.members[1].flatMap { scanner.number(at: $0) }.flatMap { Int($0) }
@@ -837,7 +891,11 @@ private final class RequestsInFlight: Sendable {
     /// Waits for a request's page (and forgets the request).
     func result(_ id: Int) async throws -> AlertsClient.Page {
         guard let task = state.withLock({ $0.tasks.removeValue(forKey: id) }) else { throw CancellationError() }
-        return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+        return try await withTaskCancellationHandler {
+            try await task.value
+        } onCancel: {
+            task.cancel()
+        }
     }
 
     func cancelAll() {

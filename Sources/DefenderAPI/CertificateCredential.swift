@@ -68,9 +68,10 @@ public struct CertificateCredential: Sendable {
         } catch {
             // The error of the PEM parser never contains the key; still, say it in our words.
             let encrypted = privateKeyPEM.withValue { $0.contains("ENCRYPTED") }
-            throw CredentialError(encrypted
-                ? "the private key is encrypted; store it unencrypted (openssl pkey -in key.pem -out plain.pem) with mode 0600, or as a systemd credential"
-                : "the private key is not an RSA key in PEM (PKCS#1 or PKCS#8); Entra ID accepts only RSA keys for client assertions")
+            throw CredentialError(
+                encrypted
+                    ? "the private key is encrypted; store it unencrypted (openssl pkey -in key.pem -out plain.pem) with mode 0600, or as a systemd credential"
+                    : "the private key is not an RSA key in PEM (PKCS#1 or PKCS#8); Entra ID accepts only RSA keys for client assertions")
         }
         guard key.keySizeInBits >= 2048 else {
             throw CredentialError("the RSA key has \(key.keySizeInBits) bits; Entra ID and this daemon require at least 2048")
@@ -81,7 +82,9 @@ public struct CertificateCredential: Sendable {
             throw CredentialError("the private key does not belong to the certificate (\(certificate.subject))")
         }
         guard certificate.notValidAfter > now else {
-            throw CredentialError("the certificate (\(certificate.subject)) expired on \(certificate.notValidAfter); Entra ID refuses assertions signed with it (AADSTS700027)")
+            throw CredentialError(
+                "the certificate (\(certificate.subject)) expired on \(certificate.notValidAfter); Entra ID refuses assertions signed with it (AADSTS700027)"
+            )
         }
         var serializer = DER.Serializer()
         do { try serializer.serialize(certificate) } catch { throw CredentialError("the certificate cannot be encoded: \(error)") }
@@ -97,12 +100,14 @@ public struct CertificateCredential: Sendable {
     /// A signed client assertion for the token endpoint `audience`.
     public func assertion(audience: String, clientID: String, now: Date) throws(CredentialError) -> Secret {
         let issuedAt = Int64(now.timeIntervalSince1970.rounded(.down))
-        let header: String = switch algorithm {
-        case .ps256: #"{"alg":"PS256","typ":"JWT","x5t#S256":"\#(Base64URL.encode(sha256Thumbprint))"}"#
-        case .rs256: #"{"alg":"RS256","typ":"JWT","x5t":"\#(Base64URL.encode(sha1Thumbprint))"}"#
-        }
+        let header: String =
+            switch algorithm {
+            case .ps256: #"{"alg":"PS256","typ":"JWT","x5t#S256":"\#(Base64URL.encode(sha256Thumbprint))"}"#
+            case .rs256: #"{"alg":"RS256","typ":"JWT","x5t":"\#(Base64URL.encode(sha1Thumbprint))"}"#
+            }
         // Whole seconds: Entra refuses fractional iat/nbf/exp.
-        let claims = #"{"aud":"\#(Self.escape(audience))","iss":"\#(Self.escape(clientID))","sub":"\#(Self.escape(clientID))","jti":"\#(UUID().uuidString.lowercased())","nbf":\#(issuedAt),"iat":\#(issuedAt),"exp":\#(issuedAt + 300)}"#
+        let claims =
+            #"{"aud":"\#(Self.escape(audience))","iss":"\#(Self.escape(clientID))","sub":"\#(Self.escape(clientID))","jti":"\#(UUID().uuidString.lowercased())","nbf":\#(issuedAt),"iat":\#(issuedAt),"exp":\#(issuedAt + 300)}"#
         let signingInput = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(claims.utf8))
         do {
             let signature = try key.signature(for: Data(signingInput.utf8), padding: algorithm == .ps256 ? .PSS : .insecurePKCS1v1_5)

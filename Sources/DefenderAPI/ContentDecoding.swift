@@ -62,8 +62,10 @@ enum ContentDecoding {
             return Int(body.loadUnaligned(fromByteOffset: body.count - 4, as: UInt32.self).littleEndian)
         }
 
-        func inflate(_ decompressor: OpaquePointer, _ input: UnsafeRawBufferPointer,
-                     into output: UnsafeMutableRawBufferPointer) -> Outcome {
+        func inflate(
+            _ decompressor: OpaquePointer, _ input: UnsafeRawBufferPointer,
+            into output: UnsafeMutableRawBufferPointer
+        ) -> Outcome {
             switch self {
             case .gzip: inflateGzipMembers(decompressor, input, into: output)
             case .zlib: inflateZlib(decompressor, input, into: output)
@@ -71,8 +73,10 @@ enum ContentDecoding {
         }
 
         /// Every gzip member in turn (RFC 1952 allows several), nothing after the last.
-        private func inflateGzipMembers(_ decompressor: OpaquePointer, _ input: UnsafeRawBufferPointer,
-                                        into output: UnsafeMutableRawBufferPointer) -> Outcome {
+        private func inflateGzipMembers(
+            _ decompressor: OpaquePointer, _ input: UnsafeRawBufferPointer,
+            into output: UnsafeMutableRawBufferPointer
+        ) -> Outcome {
             guard !input.isEmpty else { return .corrupt("empty") }
             var consumed = 0
             var produced = 0
@@ -95,14 +99,18 @@ enum ContentDecoding {
             return .decoded(produced)
         }
 
-        private func inflateZlib(_ decompressor: OpaquePointer, _ input: UnsafeRawBufferPointer,
-                                 into output: UnsafeMutableRawBufferPointer) -> Outcome {
+        private func inflateZlib(
+            _ decompressor: OpaquePointer, _ input: UnsafeRawBufferPointer,
+            into output: UnsafeMutableRawBufferPointer
+        ) -> Outcome {
             var produced = 0
-            var result = libdeflate_zlib_decompress(decompressor, input.baseAddress, input.count,
-                                                    output.baseAddress, output.count, &produced)
+            var result = libdeflate_zlib_decompress(
+                decompressor, input.baseAddress, input.count,
+                output.baseAddress, output.count, &produced)
             if result == LIBDEFLATE_BAD_DATA {
-                result = libdeflate_deflate_decompress(decompressor, input.baseAddress, input.count,
-                                                       output.baseAddress, output.count, &produced)
+                result = libdeflate_deflate_decompress(
+                    decompressor, input.baseAddress, input.count,
+                    output.baseAddress, output.count, &produced)
             }
             switch result {
             case LIBDEFLATE_SUCCESS: return .decoded(produced)

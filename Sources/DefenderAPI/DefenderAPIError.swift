@@ -37,7 +37,9 @@ public enum DefenderAPIError: Error, Sendable, Equatable, CustomStringConvertibl
             if let correlation { text += " (correlation id \(correlation))" }
             switch status {
             case 401: text += ". Fix: the token was refused; check tenant_id and that the app belongs to this tenant."
-            case 403: text += ". Fix: grant the application permission Alert.Read.All on WindowsDefenderATP and an admin consent; check cloud (the token audience must match)."
+            case 403:
+                text +=
+                    ". Fix: grant the application permission Alert.Read.All on WindowsDefenderATP and an admin consent; check cloud (the token audience must match)."
             default: break
             }
             return text

@@ -1,11 +1,11 @@
-import Timekeeping
 import AsyncHTTPClient
 import Foundation
-import Synchronization
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import Synchronization
+import Timekeeping
 
 /// The process-wide HTTP client: AsyncHTTPClient with TLS verification always on (plus an
 /// optional extra CA file), connect and read timeouts, an overall deadline per call, gzip and
@@ -59,7 +59,8 @@ public final class DefenderHTTPClient: HTTPTransport {
             var configuration = HTTPClient.Configuration(
                 tlsConfiguration: tls,
                 redirectConfiguration: .disallow,
-                timeout: .init(connect: .nanoseconds(settings.connectTimeout.totalNanoseconds), read: .nanoseconds(settings.readTimeout.totalNanoseconds)),
+                timeout: .init(
+                    connect: .nanoseconds(settings.connectTimeout.totalNanoseconds), read: .nanoseconds(settings.readTimeout.totalNanoseconds)),
                 proxy: proxy,
                 // Bodies are inflated whole by ContentDecoding, not streamed through zlib.
                 decompression: .disabled
@@ -73,8 +74,9 @@ public final class DefenderHTTPClient: HTTPTransport {
             let authorization = server.username.map { user in
                 HTTPClient.Authorization.basic(username: user, password: server.password?.withValue { $0 } ?? "")
             }
-            return HTTPClient(eventLoopGroupProvider: .singleton,
-                              configuration: configuration(proxy: .server(host: server.host, port: server.port, authorization: authorization)))
+            return HTTPClient(
+                eventLoopGroupProvider: .singleton,
+                configuration: configuration(proxy: .server(host: server.host, port: server.port, authorization: authorization)))
         }
         self.settings = settings
     }
@@ -91,7 +93,11 @@ public final class DefenderHTTPClient: HTTPTransport {
             exchange.cancel()
         }
         defer { timer.cancel() }
-        let result = await withTaskCancellationHandler { await exchange.result } onCancel: { exchange.cancel() }
+        let result = await withTaskCancellationHandler {
+            await exchange.result
+        } onCancel: {
+            exchange.cancel()
+        }
         if expired.isSet { throw .timedOut("no complete answer within \(deadline)") }
         switch result {
         case .success(let response): return response
@@ -124,8 +130,9 @@ public final class DefenderHTTPClient: HTTPTransport {
             let response = try await client.execute(outgoing, deadline: nioDeadline)
             let body = try await response.body.collect(upTo: settings.maximumBodySize)
             let decoded = try body.withUnsafeReadableBytes { bytes throws(TransportError) in
-                try ContentDecoding.decode(bytes, encoding: response.headers.first(name: "Content-Encoding"),
-                                           limit: settings.maximumBodySize)
+                try ContentDecoding.decode(
+                    bytes, encoding: response.headers.first(name: "Content-Encoding"),
+                    limit: settings.maximumBodySize)
             }
             return HTTPExchangeResponse(
                 status: Int(response.status.code),

@@ -44,7 +44,9 @@ public struct DeviceCodeLogin: Sendable {
             let code = PrintableText.shown(userCode, limit: 100)
             var lines: [String] = []
             if !verificationURIIsMicrosofts {
-                lines.append("Warning: the sign-in page in this answer, \(uri), is not Microsoft's (\(DeviceCodeLogin.microsoftVerificationPages.joined(separator: ", "))). Do not enter the code there unless you know why: an answer from a proxy or a wrong login_url may be trying to capture the sign-in.")
+                lines.append(
+                    "Warning: the sign-in page in this answer, \(uri), is not Microsoft's (\(DeviceCodeLogin.microsoftVerificationPages.joined(separator: ", "))). Do not enter the code there unless you know why: an answer from a proxy or a wrong login_url may be trying to capture the sign-in."
+                )
             }
             lines.append(PrintableText.shown(message, limit: Self.messageLimit))
             let plain = PrintableText.isPrintable(message, limit: Self.messageLimit)
@@ -59,8 +61,10 @@ public struct DeviceCodeLogin: Sendable {
     /// documentation, https://learn.microsoft.com/entra/identity-platform/v2-oauth2-device-code ,
     /// and MSAL's), `login.microsoft.com/device` (what Entra ID answers today), and
     /// `microsoft.com/deviceloginus` (US Government clouds, as MSAL's tests expect).
-    public static let microsoftVerificationPages = ["https://microsoft.com/devicelogin", "https://login.microsoft.com/device",
-                                                    "https://microsoft.com/deviceloginus"]
+    public static let microsoftVerificationPages = [
+        "https://microsoft.com/devicelogin", "https://login.microsoft.com/device",
+        "https://microsoft.com/deviceloginus",
+    ]
 
     /// Whether `uri` is one of ``microsoftVerificationPages`` (`www.` or a trailing slash
     /// allowed), or any page of the sign-in host this login talks to (`loginBase`, which is
@@ -101,8 +105,10 @@ public struct DeviceCodeLogin: Sendable {
     /// Deadline of one request.
     var requestDeadline: Duration = .seconds(30)
 
-    public init(endpoints: DefenderEndpoints, tenantID: String, clientID: String, transport: any HTTPTransport,
-                clock: MonotonicClock = .continuous, logger: Logger) {
+    public init(
+        endpoints: DefenderEndpoints, tenantID: String, clientID: String, transport: any HTTPTransport,
+        clock: MonotonicClock = .continuous, logger: Logger
+    ) {
         self.endpoints = endpoints
         self.tenantID = tenantID
         self.clientID = clientID
@@ -133,12 +139,14 @@ public struct DeviceCodeLogin: Sendable {
                     interval += .seconds(5)
                     logger.info("Entra ID asked to poll more slowly", metadata: ["interval_seconds": "\(interval.components.seconds)"])
                 case "authorization_declined", "access_denied":  // Entra ID's name, and RFC 8628's
-                    throw TokenError(kind: .permanent, status: error.status, error: error.error, code: error.code,
-                                     message: "the sign-in was declined", hint: "run the login again and accept the request.")
+                    throw TokenError(
+                        kind: .permanent, status: error.status, error: error.error, code: error.code,
+                        message: "the sign-in was declined", hint: "run the login again and accept the request.")
                 case "expired_token", "bad_verification_code":
-                    throw TokenError(kind: .permanent, status: error.status, error: error.error, code: error.code,
-                                     message: "the code expired before the sign-in was completed (\(prompt.expiresIn.components.seconds / 60) minutes)",
-                                     hint: "run the login again and sign in within the time shown.")
+                    throw TokenError(
+                        kind: .permanent, status: error.status, error: error.error, code: error.code,
+                        message: "the code expired before the sign-in was completed (\(prompt.expiresIn.components.seconds / 60) minutes)",
+                        hint: "run the login again and sign in within the time shown.")
                 default:
                     guard error.kind == .transient, clock.now() < deadline else { throw error }
                     logger.warning("polling for the sign-in failed; trying again", metadata: ["error": "\(error)"])
@@ -159,8 +167,9 @@ public struct DeviceCodeLogin: Sendable {
         guard let body = try? JSONValue(parsing: response.body), let userCode = body["user_code"]?.stringValue,
             let deviceCode = body["device_code"]?.stringValue, let uri = body["verification_uri"]?.stringValue
         else {
-            throw TokenError(kind: .transient, status: 200, message: "the device code endpoint answered without user_code, device_code and verification_uri",
-                             hint: "a proxy or captive portal may be answering instead of Entra ID.")
+            throw TokenError(
+                kind: .transient, status: 200, message: "the device code endpoint answered without user_code, device_code and verification_uri",
+                hint: "a proxy or captive portal may be answering instead of Entra ID.")
         }
         func number(_ name: String, _ fallback: Int64) -> Int64 {
             switch body[name] {
@@ -168,10 +177,11 @@ public struct DeviceCodeLogin: Sendable {
             default: fallback
             }
         }
-        let prompt = Prompt(userCode: userCode, verificationURI: uri,
-                            message: body["message"]?.stringValue ?? "To sign in, open \(uri) and enter the code \(userCode).",
-                            expiresIn: .seconds(number("expires_in", 900)),
-                            verificationURIIsMicrosofts: Self.isMicrosoftVerificationURI(uri, loginBase: endpoints.loginBase))
+        let prompt = Prompt(
+            userCode: userCode, verificationURI: uri,
+            message: body["message"]?.stringValue ?? "To sign in, open \(uri) and enter the code \(userCode).",
+            expiresIn: .seconds(number("expires_in", 900)),
+            verificationURIIsMicrosofts: Self.isMicrosoftVerificationURI(uri, loginBase: endpoints.loginBase))
         return (prompt, Secret(deviceCode), .seconds(number("interval", 5)))
     }
 
@@ -179,7 +189,8 @@ public struct DeviceCodeLogin: Sendable {
     private func redeem(_ deviceCode: Secret) async throws(TokenError) -> Tokens {
         let url = endpoints.tokenURL(tenant: tenantID, version: .v2)
         let code = deviceCode.withValue { $0 }
-        let response = try await post(url, [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("client_id", clientID), ("device_code", code)])
+        let response = try await post(
+            url, [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("client_id", clientID), ("device_code", code)])
         return try Self.tokens(from: response, endpoint: url, sent: [deviceCode])
     }
 
@@ -189,8 +200,9 @@ public struct DeviceCodeLogin: Sendable {
         let access = try TokenProvider.interpret(response, endpoint: endpoint, now: Date().timeIntervalSince1970, sent: sent)
         let body = try? JSONValue(parsing: response.body)
         guard let refresh = body?["refresh_token"]?.stringValue, !refresh.isEmpty else {
-            throw TokenError(kind: .permanent, status: 200, message: "the sign-in brought no refresh token",
-                             hint: "the app registration must allow public client flows, and offline_access must be granted.")
+            throw TokenError(
+                kind: .permanent, status: 200, message: "the sign-in brought no refresh token",
+                hint: "the app registration must allow public client flows, and offline_access must be granted.")
         }
         let refreshToken = Secret(refresh)
         SecretRedaction.register(refreshToken)
@@ -203,17 +215,22 @@ public struct DeviceCodeLogin: Sendable {
         do {
             return try await TokenEndpointForm.post(Secret(PercentEncoding.form(form)), to: url, transport: transport, deadline: requestDeadline)
         } catch {
-            throw TokenError(kind: .transient, message: "\(url): \(error)", hint: "check network access to \(endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
+            throw TokenError(
+                kind: .transient, message: "\(url): \(error)",
+                hint: "check network access to \(endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
         }
     }
 }
 
 /// A form POSTed to Entra ID's endpoints (`/token`, `/devicecode`); its body may hold secrets.
 enum TokenEndpointForm {
-    static func post(_ body: Secret, to url: String, transport: any HTTPTransport, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
+    static func post(
+        _ body: Secret, to url: String, transport: any HTTPTransport, deadline: Duration
+    ) async throws(TransportError) -> HTTPExchangeResponse {
         try await transport.send(
-            HTTPExchangeRequest(method: "POST", url: url, headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
-                                body: body),
+            HTTPExchangeRequest(
+                method: "POST", url: url, headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
+                body: body),
             deadline: deadline)
     }
 }

@@ -14,8 +14,10 @@ public struct HTTPExchangeRequest: Sendable {
     /// A whole `Authorization` header value (`Splunk <token>`, `Basic ...`), added by the transport.
     public var authorization: Secret?
 
-    public init(method: String, url: String, headers: [(String, String)] = [], body: Secret? = nil, bytes: [UInt8]? = nil,
-                bearer: Secret? = nil, authorization: Secret? = nil) {
+    public init(
+        method: String, url: String, headers: [(String, String)] = [], body: Secret? = nil, bytes: [UInt8]? = nil,
+        bearer: Secret? = nil, authorization: Secret? = nil
+    ) {
         self.method = method
         self.url = url
         self.headers = headers

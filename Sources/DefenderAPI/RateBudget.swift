@@ -101,8 +101,10 @@ public actor RateBudget {
         var wait = max(.zero, gate.until.withLock { $0 } - now)
         var holding: Limit? = wait > .zero ? .retryAfter : nil
         let share = priority == .low ? 2 : 1
-        for (length, limit, kind) in [(Duration.seconds(60), max(1, perMinute / share), Limit.perMinute(perMinute)),
-                                      (.seconds(3600), max(1, perHour / share), .perHour(perHour))] {
+        for (length, limit, kind) in [
+            (Duration.seconds(60), max(1, perMinute / share), Limit.perMinute(perMinute)),
+            (.seconds(3600), max(1, perHour / share), .perHour(perHour)),
+        ] {
             let counting = expiry(length).filter { $0 > now }.sorted()
             // Room for one more once all but limit - 1 of them have stopped counting.
             if counting.count >= limit, counting[counting.count - limit] - now > wait {

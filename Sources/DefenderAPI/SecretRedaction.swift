@@ -68,7 +68,8 @@ public enum SecretRedaction {
         }
         // The rest is ASCII-compatible: the header masking reads it as Latin-1, byte for byte.
         guard let latin1 = String(data: masked, encoding: .isoLatin1),
-              let back = redactAuthorizationHeaders(latin1).data(using: .isoLatin1) else { return masked }
+            let back = redactAuthorizationHeaders(latin1).data(using: .isoLatin1)
+        else { return masked }
         return back
     }
 
@@ -86,25 +87,32 @@ public enum SecretRedaction {
     /// A header name that carries a credential, its separator (`:`, `=`, or `":"` in JSON),
     /// and a scheme word; the value after it is what is masked.
     private static let headerPattern = try! NSRegularExpression(
-        pattern: #"((?:proxy-)?authorization|x-api-key|api-key|apikey|cookie)(["']?\s*[:=]\s*["']?(?:(?:basic|bearer|splunk|apikey|negotiate|digest|ntlm)\s+)?)(?:[^\s"',;&\\]|\\.)+"#,
+        pattern:
+            #"((?:proxy-)?authorization|x-api-key|api-key|apikey|cookie)(["']?\s*[:=]\s*["']?(?:(?:basic|bearer|splunk|apikey|negotiate|digest|ntlm)\s+)?)(?:[^\s"',;&\\]|\\.)+"#,
         options: [.caseInsensitive])
 
     private static func variants(_ value: String) -> Set<String> {
         var values = [value]
         if value.contains("PRIVATE KEY") {
-            values += value.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { $0.count >= 16 && !$0.hasPrefix("-----") }
+            values += value.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                $0.count >= 16 && !$0.hasPrefix("-----")
+            }
         }
         var forms: Set<String> = []
         for value in values where value.count >= 4 {
             forms.insert(value)
             forms.insert(PercentEncoding.encode(value))
-            forms.insert(value.replacingOccurrences(of: " ", with: "+").addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=?"))) ?? value)
+            forms.insert(
+                value.replacingOccurrences(of: " ", with: "+").addingPercentEncoding(
+                    withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&=?"))) ?? value)
             let base64 = Data(value.utf8).base64EncodedString()
             forms.insert(base64)
             // As JSON writers that escape / (PHP) and form or URL encoders write it.
             forms.insert(base64.replacingOccurrences(of: "/", with: "\\/"))
             forms.insert(PercentEncoding.encode(base64))
-            forms.insert(value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "/", with: "\\/"))
+            forms.insert(
+                value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(
+                    of: "/", with: "\\/"))
         }
         return forms
     }

@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import OrderedJSON
-import Telemetry
 import Timekeeping
 
 /// Gets app-only tokens from Entra ID and caches them.
@@ -26,8 +25,10 @@ public actor TokenProvider {
         public var transientBackoff = Backoff(base: .seconds(1), cap: .seconds(120))
         public var permanentBackoff = Backoff(base: .seconds(30), cap: .seconds(900))
 
-        public init(tenantID: String, clientID: String, credential: ClientCredential, endpoints: DefenderEndpoints,
-                    version: TokenEndpointVersion = .v2) {
+        public init(
+            tenantID: String, clientID: String, credential: ClientCredential, endpoints: DefenderEndpoints,
+            version: TokenEndpointVersion = .v2
+        ) {
             self.tenantID = tenantID
             self.clientID = clientID
             self.credential = credential
@@ -47,7 +48,7 @@ public actor TokenProvider {
     private let clock: MonotonicClock
     private let wallClock: @Sendable () -> Date
     private let random: @Sendable () -> Double
-    private let metrics: TenantMetrics
+    private let metrics: any APIObserver
     private let logger: Logger
     private var cached: Cached?
     private var inFlight: Task<AccessToken, any Error>?
@@ -62,10 +63,12 @@ public actor TokenProvider {
     /// Token requests made (for tests and status).
     public private(set) var requestCount = 0
 
-    public init(configuration: Configuration, transport: any HTTPTransport, clock: MonotonicClock = .continuous,
-                wallClock: @escaping @Sendable () -> Date = { Date() },
-                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, metrics: TenantMetrics = .unobserved,
-                logger: Logger) {
+    public init(
+        configuration: Configuration, transport: any HTTPTransport, clock: MonotonicClock = .continuous,
+        wallClock: @escaping @Sendable () -> Date = { Date() },
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, metrics: any APIObserver = UnobservedAPI(),
+        logger: Logger
+    ) {
         self.configuration = configuration
         self.metrics = metrics
         self.transport = transport
@@ -84,9 +87,10 @@ public actor TokenProvider {
         } catch {
             if let cached, clock.now() < cached.expiresAt - .seconds(30) {
                 // A sign-in needed is logged (at most hourly) where it was met, not at each call.
-                logger.log(level: error.needsSignIn ? .debug : .warning,
-                           "renewing the access token failed; the current one stays in use until it expires",
-                           metadata: ["error": "\(error)"])
+                logger.log(
+                    level: error.needsSignIn ? .debug : .warning,
+                    "renewing the access token failed; the current one stays in use until it expires",
+                    metadata: ["error": "\(error)"])
                 return cached.token
             }
             throw error
@@ -119,7 +123,11 @@ public actor TokenProvider {
         do {
             // Awaiting a task's value does not pass cancellation on: do it by hand, so a
             // stopping daemon does not wait for a token request to time out.
-            return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+            return try await withTaskCancellationHandler {
+                try await task.value
+            } onCancel: {
+                task.cancel()
+            }
         } catch let error as TokenError {
             throw error
         } catch {
@@ -140,7 +148,9 @@ public actor TokenProvider {
                 logger.notice("signed in again: the access token was renewed with the new sign-in")
             }
             metrics.tokenRequest()
-            logger.debug("access token obtained", metadata: ["expires_in_seconds": "\(lifetime.components.seconds)", "roles": "\(token.roles.joined(separator: ","))"])
+            logger.debug(
+                "access token obtained",
+                metadata: ["expires_in_seconds": "\(lifetime.components.seconds)", "roles": "\(token.roles.joined(separator: ","))"])
             return token
         } catch {
             // A cancelled request (the daemon is stopping, a poll ran out of time) says nothing
@@ -193,7 +203,9 @@ public actor TokenProvider {
             }
             sent.append(assertion)
             body = assertion.withValue {
-                Secret(PercentEncoding.form(form + [("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", $0)]))
+                Secret(
+                    PercentEncoding.form(
+                        form + [("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", $0)]))
             }
         }
         let response = try await post(body, to: endpoint, sent: sent)
@@ -209,8 +221,9 @@ public actor TokenProvider {
             return response
         } catch {
             metrics.request(endpoint: "token", status: nil)
-            throw TokenError(kind: .transient, message: SecretRedaction.redact("\(endpoint): \(error)", also: sent),
-                             hint: "check network access to \(configuration.endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
+            throw TokenError(
+                kind: .transient, message: SecretRedaction.redact("\(endpoint): \(error)", also: sent),
+                hint: "check network access to \(configuration.endpoints.loginBase) (proxy_url, HTTPS_PROXY, ca_file).")
         }
     }
 
@@ -230,26 +243,31 @@ public actor TokenProvider {
         let stored: Secret?
         do { stored = try await keeper.load() } catch { throw TokenError(kind: .permanent, message: "\(error)") }
         guard let stored else {
-            throw TokenError(kind: .permanent, message: "nobody has signed in for this tenant yet", hint: "run `\(keeper.signInCommand)`.",
-                             signInCommand: keeper.signInCommand)
+            throw TokenError(
+                kind: .permanent, message: "nobody has signed in for this tenant yet", hint: "run `\(keeper.signInCommand)`.",
+                signInCommand: keeper.signInCommand)
         }
         if let refused = refusedRefreshToken, refused.token == stored { throw refused.error }
         let endpoint = configuration.endpoints.tokenURL(tenant: configuration.tenantID, version: .v2)
         let body = stored.withValue {
-            Secret(PercentEncoding.form([("grant_type", "refresh_token"), ("client_id", configuration.clientID), ("refresh_token", $0),
-                                         ("scope", configuration.endpoints.userScope)]))
+            Secret(
+                PercentEncoding.form([
+                    ("grant_type", "refresh_token"), ("client_id", configuration.clientID), ("refresh_token", $0),
+                    ("scope", configuration.endpoints.userScope),
+                ]))
         }
         let response = try await post(body, to: endpoint, sent: [stored])
         let tokens: DeviceCodeLogin.Tokens
         do {
             tokens = try DeviceCodeLogin.tokens(from: response, endpoint: endpoint, sent: [stored])
-        } catch where Self.refusalNeedsSignIn(error) {
+        } catch  where Self.refusalNeedsSignIn(error) {
             // Revoked, expired after 90 days unused, a password reset, consent withdrawn, MFA or
             // Conditional Access now required: a person must sign in again. Never asked again
             // with this token.
-            let refusal = TokenError(kind: .permanent, status: error.status, error: error.error, code: error.code,
-                                     message: "sign-in needed, run `\(keeper.signInCommand)`: the signed-in user's refresh token was refused (\(error.message))",
-                                     hint: Self.signInHint(code: error.code, command: keeper.signInCommand), signInCommand: keeper.signInCommand)
+            let refusal = TokenError(
+                kind: .permanent, status: error.status, error: error.error, code: error.code,
+                message: "sign-in needed, run `\(keeper.signInCommand)`: the signed-in user's refresh token was refused (\(error.message))",
+                hint: Self.signInHint(code: error.code, command: keeper.signInCommand), signInCommand: keeper.signInCommand)
             refusedRefreshToken = (stored, refusal)
             throw refusal
         }
@@ -302,15 +320,18 @@ public actor TokenProvider {
         let body = try? JSONValue(parsing: response.body)
         if response.status == 200 {
             guard let body, let value = body["access_token"]?.stringValue, !value.isEmpty else {
-                throw TokenError(kind: .transient, status: 200, message: "the token endpoint answered 200 without an access_token (content type \(response.header("Content-Type") ?? "none"))",
-                                 hint: "a proxy or captive portal may be answering instead of Entra ID.")
+                throw TokenError(
+                    kind: .transient, status: 200,
+                    message: "the token endpoint answered 200 without an access_token (content type \(response.header("Content-Type") ?? "none"))",
+                    hint: "a proxy or captive portal may be answering instead of Entra ID.")
             }
             // v2 sends numbers, v1 numbers as strings.
-            let lifetimeText: String? = switch body["expires_in"] {
-            case .number(let text)?: text
-            case .string(let text)?: text
-            default: nil
-            }
+            let lifetimeText: String? =
+                switch body["expires_in"] {
+                case .number(let text)?: text
+                case .string(let text)?: text
+                default: nil
+                }
             guard let seconds = lifetimeText.flatMap(Double.init), seconds.isFinite, seconds > 0 else {
                 throw TokenError(kind: .transient, status: 200, message: "the token has no usable expires_in")
             }
@@ -319,16 +340,19 @@ public actor TokenProvider {
         let error = body?["error"]?.stringValue.map { SecretRedaction.redact($0, also: sent) }
         var code: Int?
         if case .array(let codes)? = body?["error_codes"], case .number(let text)? = codes.first { code = Int(text) }
-        let description = body?["error_description"]?.stringValue.map { SecretRedaction.redact(String($0.split(separator: "\r\n").first ?? ""), also: sent) }
+        let description =
+            body?["error_description"]?.stringValue.map { SecretRedaction.redact(String($0.split(separator: "\r\n").first ?? ""), also: sent) }
             ?? "HTTP \(response.status) without an OAuth error body"
         let retryAfter = RetryAfter.parse(response.header("Retry-After"), now: now)?.wait
         // Transient: what waiting mends. 50196 LoopDetected ("too many of the same request in too
         // short a period", https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
         // 7000274 is not: Microsoft.Identity.Web lists it among certificate errors (see
         // TokenError.hint(for:error:)).
-        let transient = response.status >= 500 || response.status == 429 || error == "temporarily_unavailable"
+        let transient =
+            response.status >= 500 || response.status == 429 || error == "temporarily_unavailable"
             || code == 50196 || body == nil
-        throw TokenError(kind: transient ? .transient : .permanent, status: response.status, error: error, code: code,
-                         message: description, hint: TokenError.hint(for: code, error: error), retryAfter: retryAfter)
+        throw TokenError(
+            kind: transient ? .transient : .permanent, status: response.status, error: error, code: code,
+            message: description, hint: TokenError.hint(for: code, error: error), retryAfter: retryAfter)
     }
 }

@@ -30,7 +30,8 @@ public enum URLAuthority {
         guard let colon = authority.lastIndex(of: ":") else { return .absent }
         let text = authority[authority.index(after: colon)...]
         guard !text.isEmpty, text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }),
-              let port = Int(text), (1...65535).contains(port) else {
+            let port = Int(text), (1...65535).contains(port)
+        else {
             return .invalid(String(text))
         }
         return .valid(port)

@@ -61,8 +61,10 @@ public struct Fault: Sendable, Equatable, Codable {
     /// Chance that a request is hit, 0...1.
     public var probability: Double?
 
-    public init(target: Target, kind: Kind, status: Int? = nil, retryAfter: Int? = nil, seconds: Double? = nil,
-                count: Int? = nil, probability: Double? = nil) {
+    public init(
+        target: Target, kind: Kind, status: Int? = nil, retryAfter: Int? = nil, seconds: Double? = nil,
+        count: Int? = nil, probability: Double? = nil
+    ) {
         self.target = target
         self.kind = kind
         self.status = status
@@ -115,7 +117,9 @@ public struct PollerRun: Sendable, Equatable, Codable {
     public var last: String
 
     static func member(userAgent: String?) -> String {
-        guard let userAgent, let start = userAgent.range(of: "(member "), let end = userAgent[start.upperBound...].firstIndex(of: ")") else { return "" }
+        guard let userAgent, let start = userAgent.range(of: "(member "), let end = userAgent[start.upperBound...].firstIndex(of: ")") else {
+            return ""
+        }
         return String(userAgent[start.upperBound..<end])
     }
 }

@@ -1,6 +1,6 @@
-import Timekeeping
 import Foundation
 import OrderedJSON
+import Timekeeping
 
 /// Everything the simulator starts with.
 public struct SimulatorConfiguration: Sendable {
@@ -74,8 +74,9 @@ public actor SimulatedDefender {
         graphLimiter = RateLimiter(perMinute: configuration.graphRateLimitPerMinute, perHour: 60 * configuration.graphRateLimitPerMinute)
         random = SeededRandom(seed: configuration.seed)
         generator = AlertGenerator(seed: configuration.seed, tenantID: configuration.tenants.first?.id ?? "")
-        player = ScenarioPlayer(scenario: configuration.scenario, start: clock.now(),
-                                generator: AlertGenerator(seed: configuration.seed &+ 0x9E37, tenantID: generator.tenantID), seed: configuration.seed)
+        player = ScenarioPlayer(
+            scenario: configuration.scenario, start: clock.now(),
+            generator: AlertGenerator(seed: configuration.seed &+ 0x9E37, tenantID: generator.tenantID), seed: configuration.seed)
         player.seedBacklog(into: &store)
     }
 
@@ -173,23 +174,28 @@ public actor SimulatedDefender {
             return TokenEndpoint.error(400, "invalid_tenant", .tenantNotFound, "Tenant '\(tenant)' not found.", now: clock.now())
         }
         let base = "\(request.baseURL)/\(tenant)"
-        return .json(200, .object([
-            ("token_endpoint", .string("\(base)/oauth2/v2.0/token")),
-            ("token_endpoint_auth_methods_supported", .array(["client_secret_post", "private_key_jwt", "client_secret_basic"].map { .string($0) })),
-            ("jwks_uri", .string("\(request.baseURL)/\(tenant)/discovery/v2.0/keys")),
-            ("response_modes_supported", .array(["query", "fragment", "form_post"].map { .string($0) })),
-            ("subject_types_supported", .array([.string("pairwise")])),
-            ("id_token_signing_alg_values_supported", .array([.string("RS256")])),
-            ("response_types_supported", .array(["code", "id_token", "code id_token", "id_token token"].map { .string($0) })),
-            ("scopes_supported", .array(["openid", "profile", "email", "offline_access"].map { .string($0) })),
-            ("issuer", .string("\(request.baseURL)/\(known.id)/v2.0")),
-            ("request_uri_parameter_supported", .bool(false)),
-            ("authorization_endpoint", .string("\(base)/oauth2/v2.0/authorize")),
-            ("device_authorization_endpoint", .string("\(base)/oauth2/v2.0/devicecode")),
-            ("end_session_endpoint", .string("\(base)/oauth2/v2.0/logout")),
-            ("tenant_region_scope", .string("EU")),
-            ("cloud_instance_name", .string("microsoftonline.com")),
-        ]))
+        return .json(
+            200,
+            .object([
+                ("token_endpoint", .string("\(base)/oauth2/v2.0/token")),
+                (
+                    "token_endpoint_auth_methods_supported",
+                    .array(["client_secret_post", "private_key_jwt", "client_secret_basic"].map { .string($0) })
+                ),
+                ("jwks_uri", .string("\(request.baseURL)/\(tenant)/discovery/v2.0/keys")),
+                ("response_modes_supported", .array(["query", "fragment", "form_post"].map { .string($0) })),
+                ("subject_types_supported", .array([.string("pairwise")])),
+                ("id_token_signing_alg_values_supported", .array([.string("RS256")])),
+                ("response_types_supported", .array(["code", "id_token", "code id_token", "id_token token"].map { .string($0) })),
+                ("scopes_supported", .array(["openid", "profile", "email", "offline_access"].map { .string($0) })),
+                ("issuer", .string("\(request.baseURL)/\(known.id)/v2.0")),
+                ("request_uri_parameter_supported", .bool(false)),
+                ("authorization_endpoint", .string("\(base)/oauth2/v2.0/authorize")),
+                ("device_authorization_endpoint", .string("\(base)/oauth2/v2.0/devicecode")),
+                ("end_session_endpoint", .string("\(base)/oauth2/v2.0/logout")),
+                ("tenant_region_scope", .string("EU")),
+                ("cloud_instance_name", .string("microsoftonline.com")),
+            ]))
     }
 
     private func alerts(_ request: SimulatorRequest) -> SimulatorOutcome {
@@ -203,26 +209,47 @@ public actor SimulatedDefender {
         // A token for Microsoft Graph is no token for this API (as the Defender gateway
         // answers one for another resource: 401, `docs/microsoft-apis.md` §3).
         guard token.audience != Resource.graph else {
-            return SimulatorOutcome(.apiError(401, code: "Unauthorized", message: "Invalid Authorization payload. AppId: \(token.clientID), Audience: \(token.audience), Issuer: https://sts.windows.net/\(token.tenantID)/"))
+            return SimulatorOutcome(
+                .apiError(
+                    401, code: "Unauthorized",
+                    message:
+                        "Invalid Authorization payload. AppId: \(token.clientID), Audience: \(token.audience), Issuer: https://sts.windows.net/\(token.tenantID)/"
+                ))
         }
         // Authorization: 403 for the wrong audience or a missing role.
         guard token.audience == Resource.defender else {
-            return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The application token has the wrong audience '\(token.audience)'; request a token for \(Resource.defender)."))
+            return SimulatorOutcome(
+                .apiError(
+                    403, code: "Forbidden",
+                    message: "The application token has the wrong audience '\(token.audience)'; request a token for \(Resource.defender)."))
         }
         if token.user != nil {
             // User context: the delegated permission, and only the device groups the user may see.
             guard token.scopes.contains("Alert.Read") || token.scopes.contains("Alert.ReadWrite") else {
-                return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The user token does not have any of the required delegated permissions (Alert.ReadWrite, Alert.Read) to access the resource."))
+                return SimulatorOutcome(
+                    .apiError(
+                        403, code: "Forbidden",
+                        message:
+                            "The user token does not have any of the required delegated permissions (Alert.ReadWrite, Alert.Read) to access the resource."
+                    ))
             }
         } else {
             guard token.roles.contains("Alert.Read.All") || token.roles.contains("Alert.ReadWrite.All") else {
-                return SimulatorOutcome(.apiError(403, code: "Forbidden", message: "The application does not have any of the required application permissions (Alert.ReadWrite.All, Alert.Read.All) to access the resource."))
+                return SimulatorOutcome(
+                    .apiError(
+                        403, code: "Forbidden",
+                        message:
+                            "The application does not have any of the required application permissions (Alert.ReadWrite.All, Alert.Read.All) to access the resource."
+                    ))
             }
         }
         if let seconds = admit(token, to: &limiter, now: now) {
-            return SimulatorOutcome(.apiError(429, code: "TooManyRequests",
-                message: "Too many requests. The rate limit for this API is \(limiter.perMinute) calls per minute and \(limiter.perHour) calls per hour.",
-                headers: [("Retry-After", String(seconds))]))
+            return SimulatorOutcome(
+                .apiError(
+                    429, code: "TooManyRequests",
+                    message:
+                        "Too many requests. The rate limit for this API is \(limiter.perMinute) calls per minute and \(limiter.perHour) calls per hour.",
+                    headers: [("Retry-After", String(seconds))]))
         }
         var query: AlertsQuery
         do {
@@ -235,8 +262,9 @@ public actor SimulatedDefender {
         let page = store.query(query, now: now, order: resultOrder, deviceGroups: token.user?.deviceGroups.map(Set.init), random: &random)
         counters.alertsServed += page.count
         let body = JSONValue.object([("@odata.context", .string("\(request.baseURL)/api/$metadata#Alerts")), ("value", .array(page))])
-        var response = SimulatorResponse.json(200, body, contentType: "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8",
-                                              headers: [("OData-Version", "4.0")])
+        var response = SimulatorResponse.json(
+            200, body, contentType: "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8",
+            headers: [("OData-Version", "4.0")])
         if let fault = takeFault(for: .alerts, where: \.addsElement) {
             response.body = Self.splice(element(for: fault.kind, now: now), into: response.body)
         }
@@ -284,9 +312,11 @@ public actor SimulatedDefender {
         var time = time_t(now.ticks / 10_000_000 + 1 + Int64(seconds))
         var parts = tm()
         gmtime_r(&time, &parts)
-        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"], months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"],
+            months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
+        return
+            "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
 
     /// `body` (an alerts page) with `element` first in its `value`.
@@ -314,8 +344,10 @@ public actor SimulatedDefender {
         let pairs = String(decoding: body, as: UTF8.self).split(separator: "&").map { pair -> String in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, ["scope", "resource"].contains(parts[0]),
-                let value = parts[1].replacingOccurrences(of: "+", with: " ").removingPercentEncoding else { return String(pair) }
-            let swapped = value.contains(Resource.graph)
+                let value = parts[1].replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+            else { return String(pair) }
+            let swapped =
+                value.contains(Resource.graph)
                 ? value.replacingOccurrences(of: Resource.graph, with: Resource.defender)
                 : value.replacingOccurrences(of: Resource.defender, with: Resource.graph)
             return "\(parts[0])=\(swapped.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? swapped)"
@@ -343,34 +375,52 @@ public actor SimulatedDefender {
         case .status:
             let status = fault.status ?? 503
             if target == .token {
-                return SimulatorOutcome(TokenEndpoint.error(status, "temporarily_unavailable", nil, "The service is temporarily unavailable (simulated outage, HTTP \(status)).", now: Timestamp(Date())))
+                return SimulatorOutcome(
+                    TokenEndpoint.error(
+                        status, "temporarily_unavailable", nil, "The service is temporarily unavailable (simulated outage, HTTP \(status)).",
+                        now: Timestamp(Date())))
             }
             // Documented: InternalServerError carries no message.
-            return SimulatorOutcome(.apiError(status, code: status >= 500 ? "InternalServerError" : "BadRequest",
-                                              message: status >= 500 ? "" : "Simulated failure (HTTP \(status))."))
+            return SimulatorOutcome(
+                .apiError(
+                    status, code: status >= 500 ? "InternalServerError" : "BadRequest",
+                    message: status >= 500 ? "" : "Simulated failure (HTTP \(status))."))
         case .rateLimit:
-            return SimulatorOutcome(.apiError(429, code: "TooManyRequests", message: "Too many requests (simulated burst).",
-                                              headers: [("Retry-After", retryAfter(fault, now: now))]))
+            return SimulatorOutcome(
+                .apiError(
+                    429, code: "TooManyRequests", message: "Too many requests (simulated burst).",
+                    headers: [("Retry-After", retryAfter(fault, now: now))]))
         case .delay:
             return SimulatorOutcome(ok, delivery: .delayed(.milliseconds(Int64((fault.seconds ?? 5) * 1000))))
         case .stall:
             return SimulatorOutcome(ok, delivery: .stall)
         case .truncated:
-            return SimulatorOutcome(.json(200, .object([("@odata.context", .string("truncated")), ("value", .array((0..<50).map { .int($0) }))])), delivery: .truncated)
+            return SimulatorOutcome(
+                .json(200, .object([("@odata.context", .string("truncated")), ("value", .array((0..<50).map { .int($0) }))])), delivery: .truncated)
         case .invalidJSON:
-            return SimulatorOutcome(SimulatorResponse(status: 200, headers: [("Content-Type", "application/json; charset=utf-8")], body: Data("{\"value\": [{\"id\": \"da1\", ".utf8)))
+            return SimulatorOutcome(
+                SimulatorResponse(
+                    status: 200, headers: [("Content-Type", "application/json; charset=utf-8")], body: Data("{\"value\": [{\"id\": \"da1\", ".utf8)))
         case .wrongContentType:
-            return SimulatorOutcome(SimulatorResponse(status: 200, headers: [("Content-Type", "text/html; charset=utf-8")], body: Data("<html><body>Proxy login required</body></html>".utf8)))
+            return SimulatorOutcome(
+                SimulatorResponse(
+                    status: 200, headers: [("Content-Type", "text/html; charset=utf-8")],
+                    body: Data("<html><body>Proxy login required</body></html>".utf8)))
         case .echo:
             if target == .token {
                 // No AADSTS code: Entra ID does not do this; a stand-in or a proxy might.
-                return SimulatorOutcome(.json(400, .object([
-                    ("error", .string("invalid_request")),
-                    ("error_description", .string("Could not process the request: \(String(decoding: request.body, as: UTF8.self))")),
-                ])))
+                return SimulatorOutcome(
+                    .json(
+                        400,
+                        .object([
+                            ("error", .string("invalid_request")),
+                            ("error_description", .string("Could not process the request: \(String(decoding: request.body, as: UTF8.self))")),
+                        ])))
             }
-            return SimulatorOutcome(.apiError(400, code: "BadRequest",
-                                              message: "Bad request: GET \(request.path)?\(request.query) Authorization: \(request.header("Authorization") ?? "")"))
+            return SimulatorOutcome(
+                .apiError(
+                    400, code: "BadRequest",
+                    message: "Bad request: GET \(request.path)?\(request.query) Authorization: \(request.header("Authorization") ?? "")"))
         case .loneSurrogate, .invalidUTF8, .deepNesting, .wrongAudience, .ignoreTop, .nextLinkLoop:
             return SimulatorOutcome(ok)  // never: these change a real answer
         }
@@ -393,8 +443,10 @@ public actor SimulatedDefender {
 
     /// Generates `count` alerts sharing one `lastUpdateTime` (default: now).
     @discardableResult
-    public func generateAlerts(count: Int, lastUpdateTime: Timestamp? = nil, visibleAfter: Double = 0,
-                               severity: String? = nil) throws(SimulatorSetupError) -> [String] {
+    public func generateAlerts(
+        count: Int, lastUpdateTime: Timestamp? = nil, visibleAfter: Double = 0,
+        severity: String? = nil
+    ) throws(SimulatorSetupError) -> [String] {
         let time = lastUpdateTime ?? clock.now()
         let objects = (0..<count).map { _ in generator.makeAlert(lastUpdateTime: time, severity: severity) }
         return try addAlerts(objects, visibleAfter: visibleAfter)
@@ -403,24 +455,32 @@ public actor SimulatedDefender {
     /// Generates `count` alerts of another Defender XDR service (`serviceSource`, such as
     /// `microsoftDefenderForOffice365`), which only Graph lists.
     @discardableResult
-    public func generateGraphAlerts(count: Int, serviceSource: String, lastUpdateTime: Timestamp? = nil,
-                                    visibleAfter: Double = 0) throws(SimulatorSetupError) -> [String] {
+    public func generateGraphAlerts(
+        count: Int, serviceSource: String, lastUpdateTime: Timestamp? = nil,
+        visibleAfter: Double = 0
+    ) throws(SimulatorSetupError) -> [String] {
         guard GraphServiceSources.known.contains(serviceSource), serviceSource != "microsoftDefenderForEndpoint" else {
-            throw SimulatorSetupError("serviceSource must be another Defender XDR service than Endpoint: \(GraphServiceSources.known.filter { $0 != "microsoftDefenderForEndpoint" }.joined(separator: ", "))")
+            throw SimulatorSetupError(
+                "serviceSource must be another Defender XDR service than Endpoint: \(GraphServiceSources.known.filter { $0 != "microsoftDefenderForEndpoint" }.joined(separator: ", "))"
+            )
         }
         let time = lastUpdateTime ?? clock.now()
         var ids: [String] = []
         for _ in 0..<count {
-            ids.append(try store.upsert(generator.makeGraphAlert(serviceSource: serviceSource, lastUpdateTime: time),
-                                        visibleFrom: time.adding(seconds: visibleAfter), graphOnly: true))
+            ids.append(
+                try store.upsert(
+                    generator.makeGraphAlert(serviceSource: serviceSource, lastUpdateTime: time),
+                    visibleFrom: time.adding(seconds: visibleAfter), graphOnly: true))
         }
         return ids
     }
 
     /// Changes an alert as an analyst would (or sets `changes` exactly); a new `lastUpdateTime`.
     @discardableResult
-    public func updateAlert(id: String, changes: [(String, JSONValue)] = [], at time: Timestamp? = nil,
-                            visibleAfter: Double = 0) throws(SimulatorSetupError) -> JSONValue {
+    public func updateAlert(
+        id: String, changes: [(String, JSONValue)] = [], at time: Timestamp? = nil,
+        visibleAfter: Double = 0
+    ) throws(SimulatorSetupError) -> JSONValue {
         guard let stored = store.alert(id: id) else { throw SimulatorSetupError("no alert with id \(id)") }
         guard !stored.graphOnly else { throw SimulatorSetupError("alert \(id) is a Graph-only alert; updates are for Endpoint alerts") }
         let time = time ?? clock.now()
@@ -511,8 +571,9 @@ public actor SimulatedDefender {
     public func setScenario(_ scenario: Scenario) throws(SimulatorSetupError) {
         try scenario.validate()
         let scenarioSeed = seed &+ 0x9E37 &+ UInt64(store.count)
-        player = ScenarioPlayer(scenario: scenario, start: clock.now(),
-                                generator: AlertGenerator(seed: scenarioSeed, tenantID: generator.tenantID), seed: scenarioSeed)
+        player = ScenarioPlayer(
+            scenario: scenario, start: clock.now(),
+            generator: AlertGenerator(seed: scenarioSeed, tenantID: generator.tenantID), seed: scenarioSeed)
         player.seedBacklog(into: &store)
     }
 

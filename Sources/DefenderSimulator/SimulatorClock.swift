@@ -1,6 +1,6 @@
-import Timekeeping
 import Foundation
 import Synchronization
+import Timekeeping
 
 /// The simulator's wall clock: real time, or a manual clock that tests move forward.
 public final class SimulatorClock: Sendable {

@@ -1,6 +1,6 @@
-import Timekeeping
 import Foundation
 import OrderedJSON
+import Timekeeping
 
 /// The control API, on the same listener under `/_simulator/` (a path the real API does not
 /// use): add and update alerts, set faults, scenarios and the order of results, register apps, revoke tokens, move
@@ -80,8 +80,9 @@ extension SimulatedDefender {
             if let pem = body["certificatePem"]?.stringValue {
                 do { certificates.append(try RegisteredCertificate(pem: pem)) } catch { throw SimulatorSetupError("certificatePem: \(error)") }
             }
-            var app = RegisteredApp(tenantID: tenant, clientID: client, secrets: body["secret"]?.stringValue.map { [$0] } ?? [],
-                                    certificates: certificates)
+            var app = RegisteredApp(
+                tenantID: tenant, clientID: client, secrets: body["secret"]?.stringValue.map { [$0] } ?? [],
+                certificates: certificates)
             if case .array(let roles)? = body["roles"] { app.roles = roles.compactMap(\.stringValue) }
             if case .array(let roles)? = body["graphRoles"] { app.graphRoles = roles.compactMap(\.stringValue) }
             if case .bool(let isPublic)? = body["isPublicClient"] { app.isPublicClient = isPublic }
@@ -93,8 +94,10 @@ extension SimulatedDefender {
             guard let upn = body["userPrincipalName"]?.stringValue else { throw SimulatorSetupError("a user needs userPrincipalName") }
             var groups: [String]?
             if case .array(let values)? = body["deviceGroups"] { groups = values.compactMap(\.stringValue) }
-            try add(SimulatedUser(tenantID: body["tenantId"]?.stringValue ?? SimulatorConfiguration.defaultTenant.id, userPrincipalName: upn,
-                                  displayName: body["displayName"]?.stringValue, deviceGroups: groups))
+            try add(
+                SimulatedUser(
+                    tenantID: body["tenantId"]?.stringValue ?? SimulatorConfiguration.defaultTenant.id, userPrincipalName: upn,
+                    displayName: body["displayName"]?.stringValue, deviceGroups: groups))
             return .json(201, .object([("ok", .bool(true))]))
         case ("POST", ["users", "revoke"]):
             guard let upn = body["userPrincipalName"]?.stringValue else { throw SimulatorSetupError("expected {\"userPrincipalName\": ...}") }
@@ -115,10 +118,14 @@ extension SimulatedDefender {
             return .json(200, .object([("ok", .bool(true))]))
         case ("POST", ["users", "refresh-failure"]):
             // {"userPrincipalName": ..., "code": 50076, "error": "interaction_required"}; no code: refreshes work again.
-            guard let upn = body["userPrincipalName"]?.stringValue else { throw SimulatorSetupError("expected {\"userPrincipalName\": ..., \"code\": ...}") }
+            guard let upn = body["userPrincipalName"]?.stringValue else {
+                throw SimulatorSetupError("expected {\"userPrincipalName\": ..., \"code\": ...}")
+            }
             var code: EntraErrorCode?
             if let number = Self.double(body["code"]) {
-                guard let value = Int(exactly: number), let known = EntraErrorCode(rawValue: value) else { throw SimulatorSetupError("code \(number) is not a code the simulator sends") }
+                guard let value = Int(exactly: number), let known = EntraErrorCode(rawValue: value) else {
+                    throw SimulatorSetupError("code \(number) is not a code the simulator sends")
+                }
                 code = known
             }
             try refuseRefreshes(of: upn, code: code, error: body["error"]?.stringValue)
@@ -128,7 +135,8 @@ extension SimulatedDefender {
             clock.advance(seconds: seconds)
             return .json(200, .object([("now", .string(clock.now().description))]))
         default:
-            return .json(404, .object([("error", .string("no control endpoint \(request.method) /\(Self.controlPrefix)/\(segments.joined(separator: "/"))"))]))
+            return .json(
+                404, .object([("error", .string("no control endpoint \(request.method) /\(Self.controlPrefix)/\(segments.joined(separator: "/"))"))]))
         }
     }
 

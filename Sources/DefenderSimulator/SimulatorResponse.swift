@@ -15,29 +15,51 @@ public struct SimulatorResponse: Sendable {
     }
 
     /// A JSON body with the given content type.
-    public static func json(_ status: Int, _ value: JSONValue, contentType: String = "application/json; charset=utf-8",
-                            headers: [(String, String)] = []) -> SimulatorResponse {
+    public static func json(
+        _ status: Int, _ value: JSONValue, contentType: String = "application/json; charset=utf-8",
+        headers: [(String, String)] = []
+    ) -> SimulatorResponse {
         SimulatorResponse(status: status, headers: [("Content-Type", contentType)] + headers, body: value.data)
     }
 
     /// The Defender API error shape `{"error": {"code", "message", "target"}}`.
     public static func apiError(_ status: Int, code: String, message: String, headers: [(String, String)] = []) -> SimulatorResponse {
-        json(status, .object([("error", .object([
-            ("code", .string(code)), ("message", .string(message)), ("target", .string(UUID().uuidString.lowercased())),
-        ]))]), headers: headers)
+        json(
+            status,
+            .object([
+                (
+                    "error",
+                    .object([
+                        ("code", .string(code)), ("message", .string(message)), ("target", .string(UUID().uuidString.lowercased())),
+                    ])
+                )
+            ]), headers: headers)
     }
 
     /// The Microsoft Graph error shape `{"error": {"code", "message", "innerError": {"date",
     /// "request-id", "client-request-id"}}}` [GE], `docs/microsoft-apis.md` §6.
-    public static func graphError(_ status: Int, code: String, message: String, headers: [(String, String)] = [],
-                                  now: Date = Date()) -> SimulatorResponse {
+    public static func graphError(
+        _ status: Int, code: String, message: String, headers: [(String, String)] = [],
+        now: Date = Date()
+    ) -> SimulatorResponse {
         let id = UUID().uuidString.lowercased()
-        return json(status, .object([("error", .object([
-            ("code", .string(code)), ("message", .string(message)),
-            ("innerError", .object([
-                ("date", .string(Timestamp(now).writtenWith(0).description)), ("request-id", .string(id)), ("client-request-id", .string(id)),
-            ])),
-        ]))]), headers: headers + [("request-id", id), ("client-request-id", id)])
+        return json(
+            status,
+            .object([
+                (
+                    "error",
+                    .object([
+                        ("code", .string(code)), ("message", .string(message)),
+                        (
+                            "innerError",
+                            .object([
+                                ("date", .string(Timestamp(now).writtenWith(0).description)), ("request-id", .string(id)),
+                                ("client-request-id", .string(id)),
+                            ])
+                        ),
+                    ])
+                )
+            ]), headers: headers + [("request-id", id), ("client-request-id", id)])
     }
 
     /// This response with an MDE-shaped error body (``apiError(_:code:message:headers:)``)
@@ -70,8 +92,10 @@ public struct SimulatorRequest: Sendable {
     /// is handled.
     public var arrivedAt: Timestamp?
 
-    public init(method: String, path: String, query: String = "", headers: [(String, String)] = [], body: Data = Data(), baseURL: String,
-                arrivedAt: Timestamp? = nil) {
+    public init(
+        method: String, path: String, query: String = "", headers: [(String, String)] = [], body: Data = Data(), baseURL: String,
+        arrivedAt: Timestamp? = nil
+    ) {
         self.method = method
         self.path = path
         self.query = query

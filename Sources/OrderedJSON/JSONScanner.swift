@@ -64,8 +64,10 @@ public struct JSONScanner {
     ///
     /// More than `limit` elements is an error, found as soon as the next one starts (so a
     /// body of millions of tiny elements costs no more than `limit` of them).
-    public mutating func document(arrayMember name: String, collecting names: [String], limit: Int = .max,
-                                  members memberNames: [String] = []) throws(JSONParseError) -> Document {
+    public mutating func document(
+        arrayMember name: String, collecting names: [String], limit: Int = .max,
+        members memberNames: [String] = []
+    ) throws(JSONParseError) -> Document {
         let wanted = Array(name.utf8)
         let collected = names.map { Array($0.utf8) }
         let others = memberNames.map { Array($0.utf8) }
@@ -117,7 +119,9 @@ public struct JSONScanner {
         var position = 0
         var run = position
         func flush(_ end: Int) {
-            if end > run { scalars.append(contentsOf: String(decoding: UnsafeBufferPointer(rebasing: content[run..<end]), as: UTF8.self).unicodeScalars) }
+            if end > run {
+                scalars.append(contentsOf: String(decoding: UnsafeBufferPointer(rebasing: content[run..<end]), as: UTF8.self).unicodeScalars)
+            }
         }
         func hex4(_ at: Int) -> UInt32 {
             var value: UInt32 = 0
@@ -144,7 +148,8 @@ public struct JSONScanner {
                 // A surrogate pair is one scalar; a lone surrogate (legal JSON text, no Unicode
                 // scalar) decodes as U+FFFD. The bytes themselves are passed on unchanged.
                 if (0xD800...0xDBFF).contains(code), content.count - position >= 6, content[position] == UInt8(ascii: "\\"),
-                    content[position + 1] == UInt8(ascii: "u"), (0xDC00...0xDFFF).contains(hex4(position + 2)) {
+                    content[position + 1] == UInt8(ascii: "u"), (0xDC00...0xDFFF).contains(hex4(position + 2))
+                {
                     code = 0x10000 + ((code - 0xD800) << 10) + (hex4(position + 2) - 0xDC00)
                     position += 6
                 }

@@ -107,10 +107,11 @@ extension JSONValue {
     var forNamespace: JSONValue {
         switch self {
         case .object(let members):
-            .object(members.compactMap { name, value in
-                if case .null = value { return nil }
-                return (JSONValue.namespaceName(name), value.forNamespace)
-            })
+            .object(
+                members.compactMap { name, value in
+                    if case .null = value { return nil }
+                    return (JSONValue.namespaceName(name), value.forNamespace)
+                })
         case .array(let values): .array(values.map(\.forNamespace))
         default: self
         }

@@ -46,8 +46,10 @@ public enum ECSMapping {
     ]
 
     /// Members read into ECS fields other than by a row (the rest go under `defender.*`).
-    static let alertMembersUsed: Set = ["severity", "lastUpdateTime", "lastUpdateDateTime", "mitreTechniques", "computerDnsName",
-                                        "machineId", "relatedUser", "productName", "incidentId"]
+    static let alertMembersUsed: Set = [
+        "severity", "lastUpdateTime", "lastUpdateDateTime", "mitreTechniques", "computerDnsName",
+        "machineId", "relatedUser", "productName", "incidentId",
+    ]
     static let incidentMembersUsed: Set = ["severity", "lastUpdateDateTime", "customTags", "incidentId"]
 
     /// `event.severity` of a Defender severity, as Elastic's integration sets it (informational
@@ -87,8 +89,10 @@ public enum ECSMapping {
         }
     }
 
-    private static func document(for record: DefenderRecord, entities: [EvidenceEntity], splitIndex: (Int, Int)?,
-                                 original: Bool) -> JSONValue {
+    private static func document(
+        for record: DefenderRecord, entities: [EvidenceEntity], splitIndex: (Int, Int)?,
+        original: Bool
+    ) -> JSONValue {
         var builder = DocumentBuilder()
         builder.set("@timestamp", record.updateTime)
         builder.set("ecs.version", version)
@@ -108,7 +112,8 @@ public enum ECSMapping {
             builder.set("message", record.text(mde: "title", graph: record.kind == .alert ? "title" : "displayName"))
         }
         if let start = epochTicks(record.text(mde: "firstEventTime", graph: "firstActivityDateTime")),
-           let end = epochTicks(record.text(mde: "lastEventTime", graph: "lastActivityDateTime")), end >= start, record.kind == .alert {
+            let end = epochTicks(record.text(mde: "lastEventTime", graph: "lastActivityDateTime")), end >= start, record.kind == .alert
+        {
             builder.set("event.duration", (end - start) * 100)
         }
         builder.set("observer.vendor", "Microsoft")
@@ -166,7 +171,9 @@ public enum ECSMapping {
             set(process.image, name: "process.name", executable: "process.executable", hashes: "process.hash", into: &builder)
             builder.set("process.parent.pid", process.parentPID)
             builder.set("process.parent.start", date(process.parentStart))
-            set(process.parentImage, name: "process.parent.name", executable: "process.parent.executable", hashes: "process.parent.hash", into: &builder)
+            set(
+                process.parentImage, name: "process.parent.name", executable: "process.parent.executable", hashes: "process.parent.hash",
+                into: &builder)
             if let owner = process.user { builder.set("process.user.name", owner.name) }
         }
         if let file = entities.first(where: { $0.file != nil })?.file {

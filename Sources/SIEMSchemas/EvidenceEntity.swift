@@ -104,29 +104,32 @@ struct EvidenceEntity {
     private static func graph(_ element: JSONValue) -> EvidenceEntity {
         let type = element["@odata.type"]?.stringValue ?? ""
         let name = type.split(separator: ".").last.map(String.init) ?? ""
-        let kind: Kind = switch name {
-        case "deviceEvidence": .device
-        case "userEvidence": .user
-        case "processEvidence": .process
-        case "fileEvidence": .file
-        case "ipEvidence": .ip
-        case "urlEvidence": .url
-        case "registryKeyEvidence", "registryValueEvidence": .registry
-        default: .other
-        }
+        let kind: Kind =
+            switch name {
+            case "deviceEvidence": .device
+            case "userEvidence": .user
+            case "processEvidence": .process
+            case "fileEvidence": .file
+            case "ipEvidence": .ip
+            case "urlEvidence": .url
+            case "registryKeyEvidence", "registryValueEvidence": .registry
+            default: .other
+            }
         var entity = EvidenceEntity(kind: kind, type: type, original: element, verdict: text(element["verdict"]))
         switch kind {
         case .device:
-            entity.device = Device(hostName: text(element["deviceDnsName"]), id: text(element["mdeDeviceId"]),
-                                   osPlatform: text(element["osPlatform"]), osVersion: text(element["version"]),
-                                   ips: element["ipInterfaces"]?.strings ?? [])
+            entity.device = Device(
+                hostName: text(element["deviceDnsName"]), id: text(element["mdeDeviceId"]),
+                osPlatform: text(element["osPlatform"]), osVersion: text(element["version"]),
+                ips: element["ipInterfaces"]?.strings ?? [])
         case .user:
             entity.user = element["userAccount"].map(user)
         case .process:
-            entity.process = Process(pid: integer(element["processId"]), commandLine: text(element["processCommandLine"]),
-                                     start: text(element["processCreationDateTime"]), image: element["imageFile"].map(file),
-                                     parentPID: integer(element["parentProcessId"]), parentStart: text(element["parentProcessCreationDateTime"]),
-                                     parentImage: element["parentProcessImageFile"].map(file), user: element["userAccount"].map(user))
+            entity.process = Process(
+                pid: integer(element["processId"]), commandLine: text(element["processCommandLine"]),
+                start: text(element["processCreationDateTime"]), image: element["imageFile"].map(file),
+                parentPID: integer(element["parentProcessId"]), parentStart: text(element["parentProcessCreationDateTime"]),
+                parentImage: element["parentProcessImageFile"].map(file), user: element["userAccount"].map(user))
         case .file:
             entity.file = element["fileDetails"].map(file)
         case .ip:
@@ -146,38 +149,42 @@ struct EvidenceEntity {
     /// A user: Graph's `userAccount` object, or MDE's entity itself (the same member names but
     /// the Entra object id, `azureAdUserId` there and `aadUserId` here).
     private static func user(_ object: JSONValue) -> User {
-        User(name: text(object["accountName"]), domain: text(object["domainName"]), sid: text(object["userSid"]),
-             directoryID: text(object["azureAdUserId"]) ?? text(object["aadUserId"]), principalName: text(object["userPrincipalName"]),
-             displayName: text(object["displayName"]))
+        User(
+            name: text(object["accountName"]), domain: text(object["domainName"]), sid: text(object["userSid"]),
+            directoryID: text(object["azureAdUserId"]) ?? text(object["aadUserId"]), principalName: text(object["userPrincipalName"]),
+            displayName: text(object["displayName"]))
     }
 
     /// A file: Graph's `fileDetails` or `imageFile` object, or MDE's entity itself (the same
     /// member names; MDE gives no size).
     private static func file(_ object: JSONValue) -> File {
-        File(name: text(object["fileName"]), directory: text(object["filePath"]), sha1: text(object["sha1"]),
-             sha256: text(object["sha256"]), size: integer(object["fileSize"]))
+        File(
+            name: text(object["fileName"]), directory: text(object["filePath"]), sha1: text(object["sha1"]),
+            sha256: text(object["sha256"]), size: integer(object["fileSize"]))
     }
 
     /// A registry key or value (the same member names in both; MDE names no value).
     private static func registry(_ element: JSONValue) -> Registry {
-        Registry(key: text(element["registryKey"]), hive: text(element["registryHive"]), valueName: text(element["registryValueName"]),
-                 value: text(element["registryValue"]), valueType: text(element["registryValueType"]))
+        Registry(
+            key: text(element["registryKey"]), hive: text(element["registryHive"]), valueName: text(element["registryValueName"]),
+            value: text(element["registryValue"]), valueType: text(element["registryValueType"]))
     }
 
     // MARK: Defender for Endpoint
 
     private static func mde(_ element: JSONValue) -> EvidenceEntity {
         let type = element["entityType"]?.stringValue ?? ""
-        let kind: Kind = switch type.lowercased() {
-        case "machine": .device
-        case "user": .user
-        case "process": .process
-        case "file": .file
-        case "ip": .ip
-        case "url": .url
-        case "registry", "registryvalue", "registrykey": .registry
-        default: .other
-        }
+        let kind: Kind =
+            switch type.lowercased() {
+            case "machine": .device
+            case "user": .user
+            case "process": .process
+            case "file": .file
+            case "ip": .ip
+            case "url": .url
+            case "registry", "registryvalue", "registrykey": .registry
+            default: .other
+            }
         var entity = EvidenceEntity(kind: kind, type: type, original: element, verdict: text(element["detectionStatus"]))
         let user = user(element), file = file(element)
         switch kind {
@@ -187,10 +194,11 @@ struct EvidenceEntity {
             entity.user = user
         case .process:
             let parent = File(name: text(element["parentProcessFileName"]), directory: text(element["parentProcessFilePath"]))
-            entity.process = Process(pid: integer(element["processId"]), commandLine: text(element["processCommandLine"]),
-                                     start: text(element["processCreationTime"]), image: file, parentPID: integer(element["parentProcessId"]),
-                                     parentStart: text(element["parentProcessCreationTime"]),
-                                     parentImage: parent.name == nil ? nil : parent, user: user.name == nil ? nil : user)
+            entity.process = Process(
+                pid: integer(element["processId"]), commandLine: text(element["processCommandLine"]),
+                start: text(element["processCreationTime"]), image: file, parentPID: integer(element["parentProcessId"]),
+                parentStart: text(element["parentProcessCreationTime"]),
+                parentImage: parent.name == nil ? nil : parent, user: user.name == nil ? nil : user)
         case .file:
             entity.file = file
         case .ip:

@@ -15,13 +15,17 @@ public enum OCSFMapping {
     static let incidentFinding: Int64 = 2005
 
     /// Members read into attributes (the rest go under `unmapped`), by API.
-    static let alertMembersUsed = ["id", "title", "description", "severity", "status", "category", "detectorId", "detectionSource",
-                                   "mitreTechniques", "evidence", "incidentId", "computerDnsName", "machineId",
-                                   "alertCreationTime", "lastUpdateTime", "firstEventTime", "lastEventTime", "aadTenantId",
-                                   "createdDateTime", "lastUpdateDateTime", "firstActivityDateTime", "lastActivityDateTime",
-                                   "alertWebUrl", "tenantId", "productName", "serviceSource"]
-    static let incidentMembersUsed = ["id", "displayName", "description", "severity", "status", "classification", "assignedTo",
-                                      "createdDateTime", "lastUpdateDateTime", "incidentWebUrl", "tenantId", "alerts"]
+    static let alertMembersUsed = [
+        "id", "title", "description", "severity", "status", "category", "detectorId", "detectionSource",
+        "mitreTechniques", "evidence", "incidentId", "computerDnsName", "machineId",
+        "alertCreationTime", "lastUpdateTime", "firstEventTime", "lastEventTime", "aadTenantId",
+        "createdDateTime", "lastUpdateDateTime", "firstActivityDateTime", "lastActivityDateTime",
+        "alertWebUrl", "tenantId", "productName", "serviceSource",
+    ]
+    static let incidentMembersUsed = [
+        "id", "displayName", "description", "severity", "status", "classification", "assignedTo",
+        "createdDateTime", "lastUpdateDateTime", "incidentWebUrl", "tenantId", "alerts",
+    ]
 
     /// An OCSF enum attribute's id and caption for a Defender value, from a table of lower-cased
     /// values: `none` when Defender gives none (0 Unknown unless the table says otherwise),
@@ -79,8 +83,9 @@ public enum OCSFMapping {
 
     private static func alert(_ record: DefenderRecord, entities: [EvidenceEntity], splitIndex: (Int, Int)?, original: Bool) -> JSONValue {
         let status = record.text(mde: "status", graph: "status")
-        var builder = common(record, classUID: detectionFinding, className: "Detection Finding",
-                             closed: alertStatus(status).id == 4, original: original)
+        var builder = common(
+            record, classUID: detectionFinding, className: "Detection Finding",
+            closed: alertStatus(status).id == 4, original: original)
         let (statusID, statusCaption) = alertStatus(status)
         builder.set("status_id", statusID)
         builder.set("status", statusCaption)
@@ -130,7 +135,8 @@ public enum OCSFMapping {
             analytic.set("type", "Unknown")
             info.set("analytic", analytic.document)
         }
-        info.set("attacks", .array(attacks(record.document["mitreTechniques"]?.strings ?? [], tactic: record.text(mde: "category", graph: "category"))))
+        info.set(
+            "attacks", .array(attacks(record.document["mitreTechniques"]?.strings ?? [], tactic: record.text(mde: "category", graph: "category"))))
         return info.document
     }
 
@@ -151,8 +157,9 @@ public enum OCSFMapping {
 
     private static func incident(_ record: DefenderRecord, original: Bool) -> JSONValue {
         let (statusID, statusCaption) = incidentStatus(record.text(mde: nil, graph: "status"))
-        var builder = common(record, classUID: incidentFinding, className: "Incident Finding", closed: statusID == 4 || statusID == 5,
-                             original: original)
+        var builder = common(
+            record, classUID: incidentFinding, className: "Incident Finding", closed: statusID == 4 || statusID == 5,
+            original: original)
         builder.set("status_id", statusID)
         builder.set("status", statusCaption)
         builder.set("message", record.text(mde: nil, graph: "displayName"))
@@ -240,9 +247,18 @@ public enum OCSFMapping {
         object.set("ip", device.ips.first { ValueRules.isIPAddress($0) })
         if let platform = device.osPlatform {
             let lowered = platform.lowercased()
-            let type: (Int64, String) = lowered.hasPrefix("windows") ? (100, "Windows") : lowered.hasPrefix("linux") ? (200, "Linux")
-                : lowered.hasPrefix("mac") ? (300, "macOS") : lowered.hasPrefix("ios") ? (301, "iOS") : lowered.hasPrefix("android") ? (201, "Android")
-                : (99, "Other")
+            let type: (Int64, String) =
+                lowered.hasPrefix("windows")
+                ? (100, "Windows")
+                : lowered.hasPrefix("linux")
+                    ? (200, "Linux")
+                    : lowered.hasPrefix("mac")
+                        ? (300, "macOS")
+                        : lowered.hasPrefix("ios")
+                            ? (301, "iOS")
+                            : lowered.hasPrefix("android")
+                                ? (201, "Android")
+                                : (99, "Other")
             object.set("os.name", platform)
             object.set("os.type_id", type.0)
             object.set("os.type", type.1)
@@ -315,10 +331,13 @@ public enum OCSFMapping {
         object.set("parent_folder", file.directory)
         object.set("size", file.size)
         let hashes: [(Int64, String, String?)] = [(2, "SHA-1", file.sha1), (3, "SHA-256", file.sha256)]
-        object.set("hashes", .array(hashes.compactMap { id, algorithm, value in
-            guard let value, value.count <= 64 else { return nil }
-            return .object([("algorithm_id", .int(Int(id))), ("algorithm", .string(algorithm)), ("value", .string(value))])
-        }))
+        object.set(
+            "hashes",
+            .array(
+                hashes.compactMap { id, algorithm, value in
+                    guard let value, value.count <= 64 else { return nil }
+                    return .object([("algorithm_id", .int(Int(id))), ("algorithm", .string(algorithm)), ("value", .string(value))])
+                }))
         return object.document
     }
 

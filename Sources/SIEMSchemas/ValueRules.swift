@@ -24,7 +24,8 @@ public enum ValueRules {
     public static func isEmailAddress(_ text: String) -> Bool {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix(".") else { return false }
-        return parts[0].allSatisfy { $0.isASCII && !$0.isWhitespace } && parts[1].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }
+        return parts[0].allSatisfy { $0.isASCII && !$0.isWhitespace }
+            && parts[1].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == ".") }
     }
 
     /// `T1003` of `T1003.001` (a technique is its own parent).

@@ -1,5 +1,5 @@
-import Timekeeping
 import Synchronization
+import Timekeeping
 
 /// Knows whether every long-running component of the daemon is making progress.
 ///
@@ -91,4 +91,3 @@ public struct HealthReporter: Sendable {
         monitor.reportProgress(name)
     }
 }
-

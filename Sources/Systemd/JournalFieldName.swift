@@ -16,12 +16,13 @@ public enum JournalFieldName {
 
     /// The journal field name for a metadata key.
     public static func forMetadataKey(_ key: String) -> String {
-        var name = String(key.uppercased().unicodeScalars.map { scalar -> Character in
-            switch scalar {
-            case "A"..."Z", "0"..."9", "_": Character(scalar)
-            default: "_"
-            }
-        })
+        var name = String(
+            key.uppercased().unicodeScalars.map { scalar -> Character in
+                switch scalar {
+                case "A"..."Z", "0"..."9", "_": Character(scalar)
+                default: "_"
+                }
+            })
         while name.hasPrefix("_") { name.removeFirst() }
         if name.isEmpty { name = "FIELD" }
         if !wellKnownFields.contains(name), !name.hasPrefix(prefix) {

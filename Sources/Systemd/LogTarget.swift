@@ -29,7 +29,8 @@ public enum LogTarget: String, Sendable, CaseIterable {
 
     /// A log handler factory for this target whose level follows `control`; `redact` is applied
     /// to every message and metadata value before it is written.
-    public func makeHandler(control: LogLevelControl, redact: @escaping @Sendable (String) -> String = { $0 }) -> @Sendable (String) -> any LogHandler {
+    public func makeHandler(control: LogLevelControl, redact: @escaping @Sendable (String) -> String = { $0 }) -> @Sendable (String) -> any LogHandler
+    {
         switch self {
         case .journal:
             return { label in

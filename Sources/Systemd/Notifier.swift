@@ -1,6 +1,6 @@
-import Timekeeping
 import CSystemd
 import Foundation
+import Timekeeping
 
 /// One state change announced to the service manager through `sd_notify(3)`.
 public enum NotifyMessage: Sendable, Equatable {
@@ -79,4 +79,3 @@ public struct SystemdNotifier: Notifier {
         return sd_notify(0, text) >= 0
     }
 }
-

@@ -1,7 +1,7 @@
-import Timekeeping
 import Logging
 import ServiceLifecycle
 import Synchronization
+import Timekeeping
 
 /// Pings the systemd watchdog every `WATCHDOG_USEC/2`, but only while the daemon is healthy.
 ///

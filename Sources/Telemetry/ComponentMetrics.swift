@@ -1,6 +1,6 @@
 import CoreMetrics
-import Timekeeping
 import Foundation
+import Timekeeping
 
 /// The metrics of one tenant (labels `tenant`, `api`): what its polls, its API calls and its
 /// token requests did; the series of its polls also name the record stream (`records`:

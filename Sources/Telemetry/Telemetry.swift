@@ -56,43 +56,63 @@ public final class Telemetry: Sendable {
 
     /// A counter of `family` (kind counter) for these label values, in the family's label order.
     public func counter(_ family: MetricFamily, _ values: [String] = []) -> CoreMetrics.Counter {
-        guard case .counter(let handle) = series(family, .counter, values, {
-            .counter(CoreMetrics.Counter(label: family.name, dimensions: $0, factory: factory))
-        }) else { preconditionFailure("\(family) is made by counter(_:_:)") }
+        guard
+            case .counter(let handle) = series(
+                family, .counter, values,
+                {
+                    .counter(CoreMetrics.Counter(label: family.name, dimensions: $0, factory: factory))
+                })
+        else { preconditionFailure("\(family) is made by counter(_:_:)") }
         return handle
     }
 
     /// A counter of `family` that counts fractions (seconds).
     public func fractionCounter(_ family: MetricFamily, _ values: [String] = []) -> FloatingPointCounter {
-        guard case .fraction(let handle) = series(family, .counter, values, {
-            .fraction(FloatingPointCounter(label: family.name, dimensions: $0, factory: factory))
-        }) else { preconditionFailure("\(family) is made by fractionCounter(_:_:)") }
+        guard
+            case .fraction(let handle) = series(
+                family, .counter, values,
+                {
+                    .fraction(FloatingPointCounter(label: family.name, dimensions: $0, factory: factory))
+                })
+        else { preconditionFailure("\(family) is made by fractionCounter(_:_:)") }
         return handle
     }
 
     /// A gauge of `family`.
     public func gauge(_ family: MetricFamily, _ values: [String] = []) -> Meter {
-        guard case .gauge(let handle) = series(family, .gauge, values, {
-            .gauge(Meter(label: family.name, dimensions: $0, factory: factory))
-        }) else { preconditionFailure("\(family) is a gauge") }
+        guard
+            case .gauge(let handle) = series(
+                family, .gauge, values,
+                {
+                    .gauge(Meter(label: family.name, dimensions: $0, factory: factory))
+                })
+        else { preconditionFailure("\(family) is a gauge") }
         return handle
     }
 
     /// A histogram of durations (`family` in seconds).
     public func timer(_ family: MetricFamily, _ values: [String] = []) -> CoreMetrics.Timer {
         precondition(family.isDuration, "\(family) is not a histogram of seconds")
-        guard case .timer(let handle) = series(family, .histogram, values, {
-            .timer(CoreMetrics.Timer(label: family.name, dimensions: $0, factory: factory))
-        }) else { preconditionFailure("\(family) is a histogram of seconds") }
+        guard
+            case .timer(let handle) = series(
+                family, .histogram, values,
+                {
+                    .timer(CoreMetrics.Timer(label: family.name, dimensions: $0, factory: factory))
+                })
+        else { preconditionFailure("\(family) is a histogram of seconds") }
         return handle
     }
 
     /// A histogram of values (counts).
     public func histogram(_ family: MetricFamily, _ values: [String] = []) -> Recorder {
         precondition(!family.isDuration, "\(family) is a histogram of seconds: use timer(_:_:)")
-        guard case .histogram(let handle) = series(family, .histogram, values, {
-            .histogram(Recorder(label: family.name, dimensions: $0, aggregate: true, factory: factory))
-        }) else { preconditionFailure("\(family) is a histogram of values") }
+        guard
+            case .histogram(let handle) = series(
+                family, .histogram, values,
+                {
+                    .histogram(Recorder(label: family.name, dimensions: $0, aggregate: true, factory: factory))
+                })
+        else { preconditionFailure("\(family) is a histogram of values") }
         return handle
     }
 
@@ -121,8 +141,10 @@ public final class Telemetry: Sendable {
 
     /// The series of `family` with these label values: the one made before, or a new one (its
     /// kind and labels checked once, when it is made; families exist only in the catalogue).
-    private func series(_ family: MetricFamily, _ kind: MetricFamily.Kind, _ values: [String],
-                        _ make: ([(String, String)]) -> Handle) -> Handle {
+    private func series(
+        _ family: MetricFamily, _ kind: MetricFamily.Kind, _ values: [String],
+        _ make: ([(String, String)]) -> Handle
+    ) -> Handle {
         handles.withLock { handles in
             let key = SeriesKey(family: family.name, labels: values)
             if let handle = handles[key] { return handle }

@@ -21,8 +21,9 @@ public enum ConfigDuration {
             guard !digits.isEmpty, digits.count <= 12, let value = Int64(digits) else { return nil }
             rest = rest.dropFirst(digits.count)
             // Longest suffix first so that "ms" is not read as "m".
-            guard let unit = units.sorted(by: { $0.suffix.count > $1.suffix.count })
-                .first(where: { rest.hasPrefix($0.suffix) })
+            guard
+                let unit = units.sorted(by: { $0.suffix.count > $1.suffix.count })
+                    .first(where: { rest.hasPrefix($0.suffix) })
             else { return nil }
             rest = rest.dropFirst(unit.suffix.count)
             total += unit.duration * value

@@ -1,4 +1,3 @@
-
 /// The clock that long-running services read and sleep on, injected so tests never sleep.
 ///
 /// It measures elapsed time since an arbitrary origin, which is all that timeouts, watchdog

@@ -45,5 +45,3 @@ public enum RetryAfter {
         return Double(timegm(&components))
     }
 }
-
-import Foundation

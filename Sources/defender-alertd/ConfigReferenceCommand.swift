@@ -28,7 +28,10 @@ struct ConfigReferenceCommand: ParsableCommand {
     func run() {
         switch format {
         case .markdown: print(ConfigurationReference.markdown())
-        case .man: print(ConfigurationReference.manPage(version: ProductInfo.version, date: date ?? Timestamp(Date()).description.prefix(10).description), terminator: "")
+        case .man:
+            print(
+                ConfigurationReference.manPage(version: ProductInfo.version, date: date ?? Timestamp(Date()).description.prefix(10).description),
+                terminator: "")
         }
     }
 }

@@ -1,14 +1,15 @@
 import AlertForwarder
 import ArgumentParser
-import DefenderAPI
 import CMalloc
+import DefenderAPI
 
 /// The `defender-alertd` command line.
 @main
 struct DefenderAlertd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: ProductInfo.name,
-        abstract: "Forwards Microsoft Defender alerts (Defender for Endpoint's API or Microsoft Graph) to the journal, files, syslog and HTTP receivers.",
+        abstract:
+            "Forwards Microsoft Defender alerts (Defender for Endpoint's API or Microsoft Graph) to the journal, files, syslog and HTTP receivers.",
         discussion: """
             Reads the alerts of Microsoft Defender tenants, from Defender for Endpoint's alerts API or from \
             Microsoft Graph security/alerts_v2 (every Defender XDR product), in app context or with a person's \
@@ -28,8 +29,11 @@ struct DefenderAlertd: AsyncParsableCommand {
             Exit codes: 0 clean stop, 78 invalid configuration or unsafe secret file, 1 any other fatal error.
             """,
         version: ProductInfo.version,
-        subcommands: [RunCommand.self, CheckConfigCommand.self, TestAuthCommand.self, LoginCommand.self, LogoutCommand.self, PollOnceCommand.self, StateCommand.self, ReloadCommand.self,
-                      ConfigReferenceCommand.self],
+        subcommands: [
+            RunCommand.self, CheckConfigCommand.self, TestAuthCommand.self, LoginCommand.self, LogoutCommand.self, PollOnceCommand.self,
+            StateCommand.self, ReloadCommand.self,
+            ConfigReferenceCommand.self,
+        ],
         defaultSubcommand: RunCommand.self
     )
 

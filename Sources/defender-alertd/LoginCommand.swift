@@ -2,8 +2,8 @@ import AlertForwarder
 import ArgumentParser
 import DefenderAPI
 import Foundation
-import OrderedJSON
 import Logging
+import OrderedJSON
 
 /// `defender-alertd login --tenant NAME`: a person signs in for a tenant with
 /// `auth = "delegated"` (device code flow); the refresh token is stored for the daemon.
@@ -33,7 +33,10 @@ struct LoginCommand: AsyncParsableCommand {
                 // Written at once (a person or a script waits for the code). Entra ID's text is
                 // printed as printable text, bounded, with a warning before a page that is not
                 // Microsoft's (DeviceCodeLogin.Prompt.instructions).
-                FileHandle.standardOutput.write(Data("\(prompt.instructions)Waiting for the sign-in (the code expires in \(prompt.expiresIn.components.seconds / 60) minutes; Ctrl-C gives up)...\n".utf8))
+                FileHandle.standardOutput.write(
+                    Data(
+                        "\(prompt.instructions)Waiting for the sign-in (the code expires in \(prompt.expiresIn.components.seconds / 60) minutes; Ctrl-C gives up)...\n"
+                            .utf8))
             }
         } catch {
             await transport.shutdown()
@@ -83,7 +86,8 @@ private func loginConfiguration(_ path: String) throws -> Configuration {
 /// The sign-in of the tenant named `name`, which must use `auth = "delegated"`.
 private func userSignIn(_ name: String, _ configuration: Configuration, _ storage: UserTokenStorage) throws -> UserSignIn {
     guard let tenant = configuration.tenants.first(where: { $0.name == name }) else {
-        FileHandle.standardError.write(Data("no [[tenant]] named \"\(name)\"; configured: \(configuration.tenants.map(\.name).joined(separator: ", "))\n".utf8))
+        FileHandle.standardError.write(
+            Data("no [[tenant]] named \"\(name)\"; configured: \(configuration.tenants.map(\.name).joined(separator: ", "))\n".utf8))
         throw ExitStatus.configuration
     }
     do {

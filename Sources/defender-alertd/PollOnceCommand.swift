@@ -32,7 +32,7 @@ struct PollOnceCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))
                 throw ExitCode.failure
             }
-            succeeded = await OneCycle.run(configuration: configuration, store: store, transport: transport, logger: logger)
+            succeeded = await PollOnce.run(configuration: configuration, store: store, transport: transport, logger: logger)
         }
         await transport.shutdown()
         if !succeeded { throw ExitCode.failure }

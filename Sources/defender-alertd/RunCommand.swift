@@ -1,7 +1,7 @@
 import AlertForwarder
-import Foundation
 import ArgumentParser
 import DefenderAPI
+import Foundation
 import Logging
 import Systemd
 import UnixSignals
@@ -31,8 +31,9 @@ struct RunCommand: AsyncParsableCommand {
 
         // Trap SIGHUP before telling systemd we are ready, so an early reload cannot kill us.
         let reloadSignals = await UnixSignalsSequence(trapping: .sighup)
-        logger.notice("\(ProductInfo.name) \(ProductInfo.version) starting: \(Daemon.summary(of: configuration))",
-                      metadata: ["config": "\(configuration.path)", "log_target": "\(target.rawValue)"])
+        logger.notice(
+            "\(ProductInfo.name) \(ProductInfo.version) starting: \(Daemon.summary(of: configuration))",
+            metadata: ["config": "\(configuration.path)", "log_target": "\(target.rawValue)"])
         for warning in configuration.warnings { logger.warning("\(warning)", metadata: ["config": "\(configuration.path)"]) }
         do {
             let daemon = try Daemon(

@@ -14,7 +14,9 @@ struct StateCommand: ParsableCommand {
     )
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Watermark, dedup keys and quarantine per tenant, outbox depth and dead letters per sink, the room each part of the state takes.")
+        static let configuration = CommandConfiguration(
+            abstract:
+                "Watermark, dedup keys and quarantine per tenant, outbox depth and dead letters per sink, the room each part of the state takes.")
         @OptionGroup var options: ConfigOption
         @Option(help: "Only this tenant.") var tenant: String?
 
@@ -29,7 +31,8 @@ struct StateCommand: ParsableCommand {
             for configured in configuration.tenants where tenant == nil || tenant == configured.name {
                 let name = configured.name
                 let state = states.first { $0.tenant == name }
-                var line = "tenant \(name): watermark \(state?.watermark ?? "none (first poll fetches lookback)"), \(state?.dedupKeys ?? 0) dedup keys, \(quarantined[name] ?? 0) quarantined"
+                var line =
+                    "tenant \(name): watermark \(state?.watermark ?? "none (first poll fetches lookback)"), \(state?.dedupKeys ?? 0) dedup keys, \(quarantined[name] ?? 0) quarantined"
                 if !configured.reconciles {
                     line += ", no reconciliation sweeps"
                 } else if let sweeps = try await store.schedules.reconciliation(tenant: name) {
@@ -66,7 +69,8 @@ struct StateCommand: ParsableCommand {
                 throw ValidationError("no [[tenant]] named \"\(tenant)\"")
             }
             guard yes else {
-                throw ValidationError("resetting \(tenant) makes the next poll fetch `lookback` again and re-deliver what it finds; add --yes to confirm")
+                throw ValidationError(
+                    "resetting \(tenant) makes the next poll fetch `lookback` again and re-deliver what it finds; add --yes to confirm")
             }
             // As the owner: refused while the daemon runs (it would poll on from the old cursor).
             try await withStore(configuration, access: .owner) { store in try await store.admission.reset(tenant: tenant) }
@@ -104,15 +108,19 @@ struct StateCommand: ParsableCommand {
         private func run(_ store: StateStore) async throws {
             let scope = sink.map { "sink \($0)" } ?? "all sinks"
             if requeue {
-                print("\(try await store.deadLetters.requestRequeue(sink: sink)) dead letters of \(scope) marked to be sent again, ahead of the alerts queued; the daemon sends them with its next batch for the sink (within seconds, or when it starts)")
+                print(
+                    "\(try await store.deadLetters.markForRequeue(sink: sink)) dead letters of \(scope) marked to be sent again, ahead of the alerts queued; the daemon sends them with its next batch for the sink (within seconds, or when it starts)"
+                )
             } else if purge {
                 print("\(try await store.deadLetters.purge(sink: sink)) dead letters of \(scope) deleted")
             } else {
                 let letters = try await store.deadLetters.deadLetters(sink: sink)
                 for letter in letters {
-                    let mark = letter.requeueRequested ? " (re-queue requested)" : ""
+                    let mark = letter.markedForRequeue ? " (re-queue requested)" : ""
                     // The alert id came from the API: shown like the reason, printable.
-                    print("\(letter.failedAt) sink \(letter.sink) tenant \(letter.tenant) alert \(SecretRedaction.shown(letter.alertID, limit: 200)) (\(letter.event))\(mark): \(SecretRedaction.shown(letter.reason))")
+                    print(
+                        "\(letter.failedAt) sink \(letter.sink) tenant \(letter.tenant) alert \(SecretRedaction.shown(letter.alertID, limit: 200)) (\(letter.event))\(mark): \(SecretRedaction.shown(letter.reason))"
+                    )
                 }
                 print("\(letters.count) dead letters (\(scope))")
             }
@@ -135,19 +143,25 @@ extension StateCommand {
         @OptionGroup var options: ConfigOption
         @Option(help: ArgumentHelp("The state directory to move (default: state_directory of the configuration).", valueName: "path"))
         var from: String?
-        @Option(help: ArgumentHelp("The PostgreSQL database to move it into, as a check: it must be state_database of the configuration, which the group's members use.",
-                                   valueName: "postgresql://user@host/db"))
+        @Option(
+            help: ArgumentHelp(
+                "The PostgreSQL database to move it into, as a check: it must be state_database of the configuration, which the group's members use.",
+                valueName: "postgresql://user@host/db"))
         var to: String?
 
         func run() async throws {
             let configuration = try loadConfiguration(options.config)
             guard let settings = configuration.service.stateDatabase else {
-                throw ValidationError("the configuration has no state_database to move the state into: set state_database (and state_database_password_file) first; the group's members read it from there")
+                throw ValidationError(
+                    "the configuration has no state_database to move the state into: set state_database (and state_database_password_file) first; the group's members read it from there"
+                )
             }
             if let to {
                 switch settings.isNamed(by: to) {
                 case .failure(let error): throw ValidationError("--to: \(error.description)")
-                case .success(false): throw ValidationError("--to names another database than state_database (\(settings.url)): the state must go where the group's members will read it")
+                case .success(false):
+                    throw ValidationError(
+                        "--to names another database than state_database (\(settings.url)): the state must go where the group's members will read it")
                 case .success(true): break
                 }
             }
@@ -207,7 +221,9 @@ extension StateCommand {
             } else {
                 let elements = try await store.quarantine.elements(tenant: tenant)
                 for element in elements {
-                    print("\(element.id) \(element.quarantinedAt) tenant \(element.tenant) (\(element.bytes.count) bytes): \(SecretRedaction.shown(element.reason))")
+                    print(
+                        "\(element.id) \(element.quarantinedAt) tenant \(element.tenant) (\(element.bytes.count) bytes): \(SecretRedaction.shown(element.reason))"
+                    )
                 }
                 print("\(elements.count) quarantined elements (\(scope))")
             }
@@ -217,8 +233,10 @@ extension StateCommand {
 
 /// Runs `body` with the configured state: the embedded one, or PostgreSQL (its client runs
 /// while `body` does; a group's daemons may run meanwhile: these commands take no lease).
-func withStore(_ configuration: Configuration, access: StateStore.Access = .inspector,
-               _ body: @escaping @Sendable (StateStore) async throws -> Void) async throws {
+func withStore(
+    _ configuration: Configuration, access: StateStore.Access = .inspector,
+    _ body: @escaping @Sendable (StateStore) async throws -> Void
+) async throws {
     do {
         guard let settings = configuration.service.stateDatabase else {
             try await body(try StateStore.open(configuration.service, access: access))

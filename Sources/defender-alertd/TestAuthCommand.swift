@@ -23,7 +23,8 @@ struct TestAuthCommand: AsyncParsableCommand {
     private func check(_ configuration: Configuration, _ userTokens: UserTokenStorage) async throws {
         let tenants = configuration.tenants.filter { tenant == nil || $0.name == tenant }
         guard !tenants.isEmpty else {
-            FileHandle.standardError.write(Data("no [[tenant]] named \"\(tenant ?? "")\"; configured: \(configuration.tenants.map(\.name).joined(separator: ", "))\n".utf8))
+            FileHandle.standardError.write(
+                Data("no [[tenant]] named \"\(tenant ?? "")\"; configured: \(configuration.tenants.map(\.name).joined(separator: ", "))\n".utf8))
             throw ExitStatus.configuration
         }
         var logger = Logger(label: "test-auth") { _ in SwiftLogNoOpLogHandler() }
@@ -31,7 +32,9 @@ struct TestAuthCommand: AsyncParsableCommand {
         let transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
         var failures = 0
         for tenant in tenants {
-            print("tenant \(tenant.name) (\(tenant.tenantID), app \(tenant.clientID), \(tenant.cloud.rawValue) cloud, \(tenant.api == .graph ? "Microsoft Graph alerts_v2" : "MDE alerts API")):")
+            print(
+                "tenant \(tenant.name) (\(tenant.tenantID), app \(tenant.clientID), \(tenant.cloud.rawValue) cloud, \(tenant.api == .graph ? "Microsoft Graph alerts_v2" : "MDE alerts API")):"
+            )
             let steps = await AuthenticationCheck.run(tenant: tenant, transport: transport, userTokens: userTokens, logger: logger)
             for step in steps {
                 print("  [\(step.passed ? "ok" : "FAIL")] \(step.name): \(step.detail)")

@@ -32,10 +32,14 @@ struct DefenderSim: AsyncParsableCommand {
     @Option(help: "Seed of every random choice (alerts, fault probabilities).") var seed: UInt64 = 1
 
     @Option(name: .customLong("tenant-id"), help: "The simulated tenant's id.") var tenantID = SimulatorConfiguration.defaultTenant.id
-    @Option(name: .customLong("tenant-domain"), help: "A verified domain of the tenant (repeatable).") var tenantDomains: [String] = SimulatorConfiguration.defaultTenant.domains
-    @Option(name: .customLong("client-id"), help: "Application (client) id of the registered app.") var clientID = "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
-    @Option(name: .customLong("client-secret"), help: "A client secret of the app (repeatable). Default: demo-client-secret-not-real.") var clientSecrets: [String] = []
-    @Option(name: .customLong("client-certificate"), help: "A PEM certificate registered on the app (repeatable), for client assertions.") var clientCertificates: [String] = []
+    @Option(name: .customLong("tenant-domain"), help: "A verified domain of the tenant (repeatable).") var tenantDomains: [String] =
+        SimulatorConfiguration.defaultTenant.domains
+    @Option(name: .customLong("client-id"), help: "Application (client) id of the registered app.") var clientID =
+        "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c"
+    @Option(name: .customLong("client-secret"), help: "A client secret of the app (repeatable). Default: demo-client-secret-not-real.")
+    var clientSecrets: [String] = []
+    @Option(name: .customLong("client-certificate"), help: "A PEM certificate registered on the app (repeatable), for client assertions.")
+    var clientCertificates: [String] = []
     @Option(help: "Application roles granted on WindowsDefenderATP (comma-separated; empty for none).") var roles = "Alert.Read.All"
     @Option(name: .customLong("graph-roles"), help: "Application roles granted on Microsoft Graph (comma-separated; empty for none).")
     var graphRoles = "SecurityAlert.Read.All,SecurityIncident.Read.All"
@@ -47,13 +51,18 @@ struct DefenderSim: AsyncParsableCommand {
     @Option(name: .customLong("backlog-span"), help: "Seconds before start over which the backlog is spread.") var backlogSpan: Double = 86_400
     @Option(help: "Steady arrivals per minute (new alerts, updates, re-surfacings).") var rate: Double = 0
     @Option(name: .customLong("update-fraction"), help: "Share of arrivals that update an existing alert.") var updateFraction: Double = 0
-    @Option(name: .customLong("resurface-fraction"), help: "Share of arrivals that bring an old alert back with a new lastUpdateTime.") var resurfaceFraction: Double = 0
-    @Option(name: .customLong("late-fraction"), help: "Share of arrivals visible only --late-seconds after their lastUpdateTime.") var lateFraction: Double = 0
+    @Option(name: .customLong("resurface-fraction"), help: "Share of arrivals that bring an old alert back with a new lastUpdateTime.")
+    var resurfaceFraction: Double = 0
+    @Option(name: .customLong("late-fraction"), help: "Share of arrivals visible only --late-seconds after their lastUpdateTime.") var lateFraction:
+        Double = 0
     @Option(name: .customLong("late-seconds"), help: "Delay of late alerts, seconds.") var lateSeconds: Double = 0
     @Option(name: .customLong("batch-size"), help: "New alerts per arrival sharing one lastUpdateTime.") var batchSize = 1
     @Option(name: .customLong("fault"), help: "A fault to inject (see above; repeatable).") var faults: [String] = []
-    @Option(name: .customLong("result-order"),
-            help: "Order of results of both APIs: \(ResultOrder.allCases.map(\.rawValue).joined(separator: "|")) (shuffled: a new order on every request; the API promises none). Default: creation for MDE, newest-first for Graph (as documented).")
+    @Option(
+        name: .customLong("result-order"),
+        help:
+            "Order of results of both APIs: \(ResultOrder.allCases.map(\.rawValue).joined(separator: "|")) (shuffled: a new order on every request; the API promises none). Default: creation for MDE, newest-first for Graph (as documented)."
+    )
     var resultOrder: ResultOrder?
     @Flag(help: "Log every request.") var verbose = false
 
@@ -68,11 +77,13 @@ struct DefenderSim: AsyncParsableCommand {
         let certificates = try clientCertificates.map { path in
             try RegisteredCertificate(pem: String(contentsOfFile: path, encoding: .utf8))
         }
-        configuration.apps = [RegisteredApp(
-            tenantID: tenantID, clientID: clientID,
-            secrets: clientSecrets.isEmpty ? ["demo-client-secret-not-real"] : clientSecrets,
-            certificates: certificates, roles: Self.list(roles), graphRoles: Self.list(graphRoles)
-        )]
+        configuration.apps = [
+            RegisteredApp(
+                tenantID: tenantID, clientID: clientID,
+                secrets: clientSecrets.isEmpty ? ["demo-client-secret-not-real"] : clientSecrets,
+                certificates: certificates, roles: Self.list(roles), graphRoles: Self.list(graphRoles)
+            )
+        ]
         configuration.tokenLifetime = tokenLifetime
         configuration.rateLimitPerMinute = perMinute
         configuration.rateLimitPerHour = perHour
@@ -112,7 +123,9 @@ struct DefenderSim: AsyncParsableCommand {
     static func parseFault(_ text: String) throws -> Fault {
         let parts = text.split(separator: ":", maxSplits: 2).map(String.init)
         guard parts.count >= 2, let target = Fault.Target(rawValue: parts[0]), let kind = Fault.Kind(rawValue: parts[1]) else {
-            throw ValidationError("--fault \(text): expected TARGET:KIND[:key=value,...] with TARGET one of \(Fault.Target.allCases.map(\.rawValue).joined(separator: "|")) and KIND one of \(Fault.Kind.allCases.map(\.rawValue).joined(separator: "|"))")
+            throw ValidationError(
+                "--fault \(text): expected TARGET:KIND[:key=value,...] with TARGET one of \(Fault.Target.allCases.map(\.rawValue).joined(separator: "|")) and KIND one of \(Fault.Kind.allCases.map(\.rawValue).joined(separator: "|"))"
+            )
         }
         var fault = Fault(target: target, kind: kind)
         for setting in parts.count > 2 ? parts[2].split(separator: ",") : [] {
@@ -125,7 +138,8 @@ struct DefenderSim: AsyncParsableCommand {
             case "seconds": fault.seconds = Double(pair[1])
             case "count": fault.count = Int(pair[1])
             case "probability": fault.probability = Double(pair[1])
-            default: throw ValidationError("--fault \(text): unknown key '\(pair[0])' (status, retryAfter, retryAfterDate, seconds, count, probability)")
+            default:
+                throw ValidationError("--fault \(text): unknown key '\(pair[0])' (status, retryAfter, retryAfterDate, seconds, count, probability)")
             }
         }
         do { try fault.validate() } catch { throw ValidationError("--fault \(text): \(error)") }

@@ -22,15 +22,17 @@ func loadConfiguration(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 }
 
 #if FUZZING
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzer(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
-               _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
-var argc = CommandLine.argc
-var argv = CommandLine.unsafeArgv
-exit(runFuzzer(&argc, &argv) { loadConfiguration($0, $1) })
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runFuzzer(
+        _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+    var argc = CommandLine.argc
+    var argv = CommandLine.unsafeArgv
+    exit(runFuzzer(&argc, &argv) { loadConfiguration($0, $1) })
 #else
-for path in CommandLine.arguments.dropFirst() {
-    guard let data = FileManager.default.contents(atPath: path) else { fatalError("cannot read \(path)") }
-    _ = data.withUnsafeBytes { loadConfiguration($0.bindMemory(to: UInt8.self).baseAddress, data.count) }
-}
+    for path in CommandLine.arguments.dropFirst() {
+        guard let data = FileManager.default.contents(atPath: path) else { fatalError("cannot read \(path)") }
+        _ = data.withUnsafeBytes { loadConfiguration($0.bindMemory(to: UInt8.self).baseAddress, data.count) }
+    }
 #endif

@@ -1,18 +1,22 @@
-@testable import AlertForwarder
 import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import AlertForwarder
 
 /// The simulator with the app of ``ConfigFixture/tenant`` registered (its canary secret).
 func fixtureSimulator(_ configure: (inout SimulatorConfiguration) -> Void = { _ in }) throws -> SimulatedDefender {
     var configuration = SimulatorConfiguration()
-    configuration.apps = [RegisteredApp(tenantID: SimulatorConfiguration.defaultTenant.id, clientID: "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c",
-                                        secrets: [ConfigFixture.canary])]
+    configuration.apps = [
+        RegisteredApp(
+            tenantID: SimulatorConfiguration.defaultTenant.id, clientID: "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c",
+            secrets: [ConfigFixture.canary])
+    ]
     configure(&configuration)
     return try SimulatedDefender(configuration: configuration)
 }
@@ -40,9 +44,10 @@ struct BackpressureTests {
             let store = try StateStore.embedded(directory: fixture.directory.file("state"))
             // Sink workers are woken only when a poll queued alerts for them.
             let wakeUps = Mutex(0)
-            let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, logger: records.logger()),
-                                      store: store, sinks: ["journal"], maxOutbox: 5, queued: { wakeUps.withLock { $0 += 1 } },
-                                      logger: records.logger())
+            let poller = TenantPoller(
+                tenant: tenant, clients: try TenantClients(tenant: tenant, transport: transport, logger: records.logger()),
+                store: store, sinks: ["journal"], maxOutbox: 5, queued: { wakeUps.withLock { $0 += 1 } },
+                logger: records.logger())
             // The page that took the outbox above max_outbox is kept, and is the last one read.
             #expect(await poller.pollOnce() == .paused(outbox: 8))
             #expect(wakeUps.withLock { $0 } == 1)
@@ -70,7 +75,9 @@ struct BackpressureWithinAPollTests {
         let fixture = ConfigFixture()
         // The simulator's call limits (and the budget's, below) out of the way: this is about
         // the outbox, and a backlog read 100 at a time takes more calls than a minute allows.
-        let simulator = try fixtureSimulator { $0.rateLimitPerMinute = 1_000_000; $0.rateLimitPerHour = 10_000_000 }
+        let simulator = try fixtureSimulator {
+            $0.rateLimitPerMinute = 1_000_000; $0.rateLimitPerHour = 10_000_000
+        }
         // 5,000 alerts over 100 minutes of the last two hours (5 every 6 seconds).
         let start = Timestamp(Date()).adding(seconds: -7200)
         var expected: Set<String> = []
@@ -81,19 +88,22 @@ struct BackpressureWithinAPollTests {
         let generated = expected
         let records = LogRecords()
         try await withLiveSimulatorAndClient(simulator) { base, transport in
-            let configuration = try fixture.load(ConfigFixture.tenant + """
+            let configuration = try fixture.load(
+                ConfigFixture.tenant + """
 
-                api_url = "\(base)"
-                login_url = "\(base)"
-                page_size = 100
-                overlap = "1m"
-                """ + "\n" + ConfigFixture.sink)
+                    api_url = "\(base)"
+                    login_url = "\(base)"
+                    page_size = 100
+                    overlap = "1m"
+                    """ + "\n" + ConfigFixture.sink)
             let tenant = configuration.tenants[0]
             let store = try StateStore.embedded(directory: fixture.directory.file("state"))
-            let connection = try TenantConnection(tenant: tenant, transport: transport, budget: RateBudget(perMinute: 1_000_000, perHour: 10_000_000),
-                                                  logger: records.logger())
-            let poller = TenantPoller(tenant: tenant, connection: connection, store: store, sinks: ["journal"], maxOutbox: 500,
-                                      logger: records.logger())
+            let connection = try TenantClients(
+                tenant: tenant, transport: transport, budget: RateBudget(perMinute: 1_000_000, perHour: 10_000_000),
+                logger: records.logger())
+            let poller = TenantPoller(
+                tenant: tenant, clients: connection, store: store, sinks: ["journal"], maxOutbox: 500,
+                logger: records.logger())
             // The sink is down (nothing drains): each poll stops at the page that crossed 500.
             for _ in 0..<3 {
                 guard case .paused(let outbox) = await poller.pollOnce() else {
@@ -140,9 +150,10 @@ struct WallClockJumpTests {
             let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
             let tenant = configuration.tenants[0]
             let store = try StateStore.embedded(directory: fixture.directory.file("state"))
-            let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, logger: LogRecords().logger()),
-                                      store: store, sinks: ["journal"], maxOutbox: 1_000_000,
-                                      wallClock: { Date().addingTimeInterval(offset.withLock { $0 }) }, logger: LogRecords().logger())
+            let poller = TenantPoller(
+                tenant: tenant, clients: try TenantClients(tenant: tenant, transport: transport, logger: LogRecords().logger()),
+                store: store, sinks: ["journal"], maxOutbox: 1_000_000,
+                wallClock: { Date().addingTimeInterval(offset.withLock { $0 }) }, logger: LogRecords().logger())
             var expected: Set<String> = []
             for jump in [0, 3 * 3600, -5 * 3600, 26 * 3600, -26 * 3600, 0] as [TimeInterval] {
                 offset.withLock { $0 = jump }

@@ -1,6 +1,7 @@
-@testable import AlertForwarder
 import Testing
 import Timekeeping
+
+@testable import AlertForwarder
 
 @Suite("Duration strings")
 struct ConfigDurationTests {

@@ -1,8 +1,9 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 extension ConfigFixture {
     func load(_ text: String, environment: [String: String] = [:], mode: mode_t = 0o644) throws(ConfigurationErrors) -> Configuration {
@@ -64,7 +65,8 @@ struct ValidConfigurationTests {
         let configuration = try fixture.load(example, environment: ["CREDENTIALS_DIRECTORY": credentials.path])
         #expect(configuration.tenants.map(\.name) == ["contoso"])
         #expect(configuration.sinks.map(\.name) == ["journal", "archive"])
-        #expect(configuration.sinks[1].kind == .file(path: "/var/log/defender-alertd/alerts.jsonl", format: .alert, maxSize: 100_000_000, maxFiles: 5))
+        #expect(
+            configuration.sinks[1].kind == .file(path: "/var/log/defender-alertd/alerts.jsonl", format: .alert, maxSize: 100_000_000, maxFiles: 5))
         guard case .clientSecret(_, let location) = configuration.tenants[0].credential else {
             Issue.record("expected a client secret")
             return
@@ -73,7 +75,8 @@ struct ValidConfigurationTests {
     }
 
     @Test func everyKeyIsRead() throws {
-        let configuration = try fixture.load("""
+        let configuration = try fixture.load(
+            """
             [service]
             state_directory = "/srv/state"
             poll_interval = "1m30s"
@@ -114,8 +117,11 @@ struct ValidConfigurationTests {
             name = "console"
             type = "stdout"
             """)
-        #expect(configuration.service == ServiceSettings(stateDirectory: "/srv/state", pollInterval: .seconds(90), logLevel: .debug, maxOutbox: 5000,
-                                                         pollTimeout: .seconds(600), caFile: nil, proxyURL: "http://proxy.example:3128"))
+        #expect(
+            configuration.service
+                == ServiceSettings(
+                    stateDirectory: "/srv/state", pollInterval: .seconds(90), logLevel: .debug, maxOutbox: 5000,
+                    pollTimeout: .seconds(600), caFile: nil, proxyURL: "http://proxy.example:3128"))
         let tenant = configuration.tenants[0]
         #expect(tenant.region == .eu)
         #expect(tenant.apiURL == "https://proxy.example.net/mde")
@@ -131,7 +137,8 @@ struct ValidConfigurationTests {
         #expect(tenant.severities == ["High", "Medium"])
         #expect(tenant.statuses == ["New", "InProgress"])
         #expect(configuration.sinks(for: tenant).map(\.name) == ["archive"])
-        #expect(configuration.sinks[0].kind == .file(path: fixture.directory.file("out/alerts.jsonl"), format: .envelope, maxSize: 5 << 20, maxFiles: 2))
+        #expect(
+            configuration.sinks[0].kind == .file(path: fixture.directory.file("out/alerts.jsonl"), format: .envelope, maxSize: 5 << 20, maxFiles: 2))
         #expect(configuration.sinks[1].kind == .stdout(format: .alert))
     }
 
@@ -139,7 +146,8 @@ struct ValidConfigurationTests {
         let pair = try TestCertificate()
         fixture.directory.write("app.pem", pair.pem, mode: 0o644)
         fixture.directory.write("app.key", pair.keyPEM)
-        let configuration = try fixture.load("""
+        let configuration = try fixture.load(
+            """
             [[tenant]]
             name = "contoso"
             tenant_id = "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35"

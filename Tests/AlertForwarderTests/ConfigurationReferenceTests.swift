@@ -1,8 +1,9 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// The key table is the one source of truth: the loader reads exactly its keys with its
 /// defaults, and the README's tables, the man page and the annotated example agree with it.
@@ -106,7 +107,9 @@ struct ConfigurationReferenceTests {
         #expect(tenant.region == nil && tenant.severities == nil && tenant.statuses == nil && tenant.serviceSources == nil && tenant.sinkNames == nil)
         // The call limits default to the API's own (MDE here), as their description says.
         #expect((tenant.rateLimitPerMinute, tenant.rateLimitPerHour) == AlertsAPI.mde.callLimits)
-        #expect(T.rateLimitPerMinute.defaultText.contains("\(AlertsAPI.mde.callLimits.perMinute) (`mde`)") && T.rateLimitPerMinute.defaultText.contains("\(AlertsAPI.graph.callLimits.perMinute) (`graph`)"))
+        #expect(
+            T.rateLimitPerMinute.defaultText.contains("\(AlertsAPI.mde.callLimits.perMinute) (`mde`)")
+                && T.rateLimitPerMinute.defaultText.contains("\(AlertsAPI.graph.callLimits.perMinute) (`graph`)"))
         // The file sink's defaults, read back through the same key table's parsers.
         guard case .string(let format)? = K.format.defaultValue, case .string(let size)? = K.maxSize.defaultValue,
             case .integer(let files)? = K.maxFiles.defaultValue
@@ -114,8 +117,11 @@ struct ConfigurationReferenceTests {
             Issue.record("the file sink keys lost their defaults")
             return
         }
-        #expect(configuration.sinks[0].kind == .file(path: fixture.directory.file("a.jsonl"), format: RecordFormat(rawValue: format)!,
-                                                       maxSize: TableReader.parseSize(size)!, maxFiles: files))
+        #expect(
+            configuration.sinks[0].kind
+                == .file(
+                    path: fixture.directory.file("a.jsonl"), format: RecordFormat(rawValue: format)!,
+                    maxSize: TableReader.parseSize(size)!, maxFiles: files))
         // Every key with a fixed default has a default the loader itself accepts.
         for key in ConfigurationKey.all where key.defaultValue != nil {
             let found = problems(self.configuration(with: key, value: key.defaultValue!.toml))
@@ -160,18 +166,24 @@ struct ConfigurationReferenceTests {
         let entries = try exampleEntries()
         for key in ConfigurationKey.all {
             // A name may be several keys, one per sink type (`format`).
-            let mentions = entries.filter { $0.table == key.table && $0.key == key.name && (key.sinkTypes.isEmpty || key.sinkTypes.contains($0.sinkType ?? "")) }
+            let mentions = entries.filter {
+                $0.table == key.table && $0.key == key.name && (key.sinkTypes.isEmpty || key.sinkTypes.contains($0.sinkType ?? ""))
+            }
             #expect(!mentions.isEmpty, "config/defender-alertd.toml does not show \(key.table.header) \(key.name)")
             if let value = key.defaultValue {
-                #expect(mentions.contains { $0.value == value.toml },
-                        "config/defender-alertd.toml shows \(key.name) = \(mentions.map(\.value)), the default is \(value.toml)")
+                #expect(
+                    mentions.contains { $0.value == value.toml },
+                    "config/defender-alertd.toml shows \(key.name) = \(mentions.map(\.value)), the default is \(value.toml)")
             }
             for sinkType in key.sinkTypes {
                 #expect(mentions.contains { $0.sinkType == sinkType }, "config/defender-alertd.toml: no \(sinkType) sink shows \(key.name)")
             }
         }
         for entry in entries {
-            let key = ConfigurationKey.all.first { $0.table == entry.table && $0.name == entry.key && ($0.sinkTypes.isEmpty || $0.sinkTypes.contains(entry.sinkType ?? "")) }
+            let key =
+                ConfigurationKey.all.first {
+                    $0.table == entry.table && $0.name == entry.key && ($0.sinkTypes.isEmpty || $0.sinkTypes.contains(entry.sinkType ?? ""))
+                }
                 ?? ConfigurationKey.all.first { $0.table == entry.table && $0.name == entry.key }
             #expect(key != nil, "config/defender-alertd.toml shows \(entry.table.header) \(entry.key), which the loader does not know")
             if let key, !key.sinkTypes.isEmpty, let type = entry.sinkType {
@@ -180,8 +192,9 @@ struct ConfigurationReferenceTests {
         }
     }
 
-    @Test("the man page documents every key and groff reads it without a warning",
-          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/groff"), "needs groff (Debian's groff-base)"))
+    @Test(
+        "the man page documents every key and groff reads it without a warning",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/groff"), "needs groff (Debian's groff-base)"))
     func manPageIsCleanRoff() throws {
         let page = ConfigurationReference.manPage(version: "0.0.0", date: "2026-01-01")
         for key in ConfigurationKey.all {

@@ -1,8 +1,8 @@
 import AlertForwarder
 import Logging
 import Systemd
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Reload on SIGHUP")
 struct DaemonReloadTests {
@@ -26,8 +26,10 @@ struct DaemonReloadTests {
         #expect(daemon.status.current == "1 tenant (contoso), 1 sink (journal)")
         notifier.reset()
 
-        fixture.directory.write("defender-alertd.toml", "[service]\nlog_level = \"debug\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink
-            + "\n[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"alerts.jsonl\"\n", mode: 0o644)
+        fixture.directory.write(
+            "defender-alertd.toml",
+            "[service]\nlog_level = \"debug\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink
+                + "\n[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"alerts.jsonl\"\n", mode: 0o644)
         await daemon.reload()
 
         #expect(level.level == .debug)
@@ -50,8 +52,9 @@ struct DaemonReloadTests {
         let (daemon, level) = try makeDaemon()
         let before = daemon.configuration
         notifier.reset()
-        fixture.directory.write("defender-alertd.toml", "[service]\nlog_level = \"debug\"\n\(line)\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink,
-                                mode: 0o644)
+        fixture.directory.write(
+            "defender-alertd.toml", "[service]\nlog_level = \"debug\"\n\(line)\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink,
+            mode: 0o644)
         await daemon.reload()
         #expect(daemon.configuration == before)
         #expect(level.level == .info, "nothing of the refused file was applied")

@@ -1,10 +1,11 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import Logging
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// A sink that refuses every alert whose id starts with "poison" for good, and fails whole
 /// batches as scripted.
@@ -126,8 +127,8 @@ struct DeadLetterTests {
         #expect(try await store.deadLetters.counts() == ["siem": 2])
         // Another process (the CLI) only marks them; the daemon's worker sends them.
         let other = try StateStore.embedded(directory: directory.file("state"), access: .inspector)
-        #expect(try await other.deadLetters.requestRequeue(sink: "siem") == 2)
-        #expect(try await store.deadLetters.all().allSatisfy(\.requeueRequested))
+        #expect(try await other.deadLetters.markForRequeue(sink: "siem") == 2)
+        #expect(try await store.deadLetters.all().allSatisfy(\.markedForRequeue))
         #expect(try await store.outbox.pending(sink: "elsewhere", limit: 10).records.isEmpty)
         let again = try await store.outbox.pending(sink: "siem", limit: 10)
         #expect(again.requeued)
@@ -136,7 +137,7 @@ struct DeadLetterTests {
         // Refused again: dead letters again, no longer marked, with the new reason; purged on request.
         try await worker.drain()
         #expect(try await store.deadLetters.counts() == ["siem": 2])
-        #expect(try await store.deadLetters.all().allSatisfy { !$0.requeueRequested })
+        #expect(try await store.deadLetters.all().allSatisfy { !$0.markedForRequeue })
         #expect(try await store.outbox.pending(sink: "siem", limit: 10).records.isEmpty)
         #expect(try await other.deadLetters.purge(sink: "siem") == 2)
         #expect(try await store.deadLetters.all().isEmpty)
@@ -152,7 +153,7 @@ struct DeadLetterTests {
         #expect(try await store.deadLetters.counts() == ["siem": 1])
         // A backlog builds up behind (the receiver is down, say), then the dead letter is re-queued.
         try await queue((0..<2000).map { "backlog-\($0)" }, in: store)
-        #expect(try await store.deadLetters.requestRequeue(sink: "siem") == 1)
+        #expect(try await store.deadLetters.markForRequeue(sink: "siem") == 1)
         // The receiver now takes what it refused: the re-queued alert is in the very first batch.
         let sink = AcceptingSink()
         let status = PipelineStatus(clock: .continuous)
@@ -174,7 +175,7 @@ struct DeadLetterTests {
         try await queue(["poison-1", "poison-2"], in: store)
         let first = try await store.outbox.pending(sink: "siem", limit: 10)
         try await store.outbox.confirm(first, rejected: first.records.map { SinkRejection(recordID: $0.id, reason: "too large") })
-        try await store.deadLetters.requestRequeue(sink: nil)
+        try await store.deadLetters.markForRequeue(sink: nil)
         let batch = try await store.outbox.pending(sink: "siem", limit: 10)
         #expect(batch.requeued && batch.records.count == 2)
         let rejection = SinkRejection(recordID: batch.records[1].id, reason: "still too large")
@@ -182,7 +183,7 @@ struct DeadLetterTests {
         try await store.outbox.confirm(batch, rejected: [rejection])
         let letters = try await store.deadLetters.all()
         #expect(letters.map(\.alertID) == ["poison-2"])
-        #expect(letters.first?.reason == "still too large" && letters.first?.requeueRequested == false)
+        #expect(letters.first?.reason == "still too large" && letters.first?.markedForRequeue == false)
     }
 
     @Test func aBatchConfirmedTwiceDoesNotDeadLetterTwice() async throws {
@@ -207,9 +208,10 @@ struct DeadLetterTests {
     }
 
     @Test func retryDelaysFollowTheKindOfFailure() {
-        let worker = SinkWorker(name: "siem", sink: ScriptedSink(), store: try! StateStore.embedded(directory: directory.file("state")),
-                                backoff: Backoff(base: .seconds(1), cap: .seconds(300)), operatorBackoff: Backoff(base: .seconds(60), cap: .seconds(900)),
-                                random: { 0.999 }, logger: LogRecords().logger())
+        let worker = SinkWorker(
+            name: "siem", sink: ScriptedSink(), store: try! StateStore.embedded(directory: directory.file("state")),
+            backoff: Backoff(base: .seconds(1), cap: .seconds(300)), operatorBackoff: Backoff(base: .seconds(60), cap: .seconds(900)),
+            random: { 0.999 }, logger: LogRecords().logger())
         #expect(worker.retryDelay(after: SinkError("down"), failures: 0) < .seconds(1))
         #expect(worker.retryDelay(after: SinkError("bad token", kind: .needsOperator), failures: 0) > .seconds(59))
         #expect(worker.retryDelay(after: SinkError("bad token", kind: .needsOperator), failures: 9) <= .seconds(900))

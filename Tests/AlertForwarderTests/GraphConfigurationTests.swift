@@ -1,8 +1,8 @@
 import AlertForwarder
 import DefenderAPI
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `api = "graph"`: the keys and values that make sense only for one API are refused for the
 /// other with file, line and key, and each API gets its own defaults.
@@ -36,14 +36,15 @@ struct GraphConfigurationTests {
     }
 
     @Test func graphValuesAreSpelledAsGraphSpellsThem() throws {
-        let configuration = try fixture.load(ConfigFixture.tenant + """
+        let configuration = try fixture.load(
+            ConfigFixture.tenant + """
 
-            api = "graph"
-            severity = ["High", "medium"]
-            status = ["inprogress", "new"]
-            service_source = ["microsoftDefenderForOffice365", "microsoftdefenderforendpoint"]
+                api = "graph"
+                severity = ["High", "medium"]
+                status = ["inprogress", "new"]
+                service_source = ["microsoftDefenderForOffice365", "microsoftdefenderforendpoint"]
 
-            """ + ConfigFixture.sink)
+                """ + ConfigFixture.sink)
         let tenant = try #require(configuration.tenants.first)
         #expect(tenant.severities == ["high", "medium"])
         #expect(tenant.statuses == ["inProgress", "new"])

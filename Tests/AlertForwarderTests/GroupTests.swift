@@ -1,12 +1,13 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import Logging
 import PostgresNIO
 import Telemetry
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import AlertForwarder
 
 @Suite("Tenant assignment")
 struct TenantAssignmentTests {
@@ -63,8 +64,9 @@ struct GroupLeaseTests {
         init(_ name: String, database: StateDatabase, ttl: Duration = .seconds(30)) {
             leases = TenantLeases(clock: clock.clock)
             let fence = GroupFence(member: name, leases: leases)
-            coordinator = GroupCoordinator(fence: fence, database: database, ttl: ttl,
-                                           metrics: GroupMetrics(telemetry: Telemetry()), logger: Logger(label: name))
+            coordinator = GroupCoordinator(
+                fence: fence, database: database, ttl: ttl,
+                metrics: GroupMetrics(telemetry: Telemetry()), logger: Logger(label: name))
             coordinator.setTenants(GroupLeaseTests.tenants)
             store = StateStore.postgres(database, fence: fence)
         }
@@ -218,8 +220,9 @@ struct GroupLeaseTests {
     @Test func aTransactionLeftIdleInAGroupIsEndedByTheServerWithinHalfTheLeaseTTL() async throws {
         try await TestPostgres.withState { _, database in
             let name = try #require(try await database.query("test", "SELECT current_database()").first?.decode(String.self))
-            let member = try StateDatabase(settings: TestPostgres.settings(database: name, leaseTTL: .seconds(12)), member: "a",
-                                           callDeadline: .seconds(60), logger: Logger(label: "a"))
+            let member = try StateDatabase(
+                settings: TestPostgres.settings(database: name, leaseTTL: .seconds(12)), member: "a",
+                callDeadline: .seconds(60), logger: Logger(label: "a"))
             try await TestPostgres.run(member) {
                 let limit = try await member.query("test", "SHOW idle_in_transaction_session_timeout").first?.decode(String.self)
                 #expect(limit == "6s")
@@ -268,7 +271,8 @@ struct GroupLeaseTests {
             // The first wakes: its memory still holds t1 under the old epoch; nothing it writes or reads passes.
             #expect(first.leases.holds("t1"))
             let fenced = await #expect(throws: StateError.self) {
-                _ = try await first.store.admission.admit(tenant: "t1", alerts: [try makeAlert("y", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["s"])
+                _ = try await first.store.admission.admit(
+                    tenant: "t1", alerts: [try makeAlert("y", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["s"])
             }
             #expect(fenced?.kind == .leaseLost)
             #expect(try await first.store.outbox.pending(sink: "s", limit: 10).records.isEmpty)

@@ -1,10 +1,11 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import OrderedJSON
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// The http sink against a local receiver that answers as Splunk HEC, the Elasticsearch bulk
 /// API and a webhook do.
@@ -14,10 +15,13 @@ struct HTTPSinkTests {
         SyslogSinkTests.record(id, title: title)
     }
 
-    static func sink(_ base: String, _ path: String, _ format: HTTPBodyFormat, token: String?, batch: Int = 500, gzip: Bool = false,
-                     timeout: Duration = .seconds(10)) -> HTTPSink {
-        let settings = HTTPSinkSettings(url: base + path, format: format, token: token.map(Secret.init), batchMaxAlerts: batch,
-                                        timeout: timeout, gzip: gzip, host: "collector-1")
+    static func sink(
+        _ base: String, _ path: String, _ format: HTTPBodyFormat, token: String?, batch: Int = 500, gzip: Bool = false,
+        timeout: Duration = .seconds(10)
+    ) -> HTTPSink {
+        let settings = HTTPSinkSettings(
+            url: base + path, format: format, token: token.map(Secret.init), batchMaxAlerts: batch,
+            timeout: timeout, gzip: gzip, host: "collector-1")
         return HTTPSink(settings: settings, proxy: ProxySettings(server: nil))
     }
 
@@ -143,8 +147,10 @@ struct HTTPSinkTests {
 
     // MARK: Faults
 
-    private func failure(_ fault: FakeSIEM.Fault? = nil, path: String = "/services/collector/event", token: String? = nil,
-                         timeout: Duration = .seconds(10)) async throws -> SinkError {
+    private func failure(
+        _ fault: FakeSIEM.Fault? = nil, path: String = "/services/collector/event", token: String? = nil,
+        timeout: Duration = .seconds(10)
+    ) async throws -> SinkError {
         let siem = FakeSIEM()
         if let fault { siem.fail(next: [fault]) }
         let result = Mutex<SinkError?>(nil)
@@ -186,17 +192,23 @@ struct HTTPSinkTests {
         let siem = FakeSIEM()
         let echoing = #"{"text":"Invalid data format","code":6,"invalid-event-number":0,"request":"Authorization: Splunk \#(siem.token)"}"#
         // A proxy in between may echo it in another form: base64, as in a Basic header.
-        siem.fail(next: [FakeSIEM.Fault(status: 400, body: echoing), FakeSIEM.Fault(status: 503, body: "busy \(siem.token)"),
-                         FakeSIEM.Fault(status: 400, body: #"{"text":"proxy said: Authorization: Basic \#(Data(siem.token.utf8).base64EncodedString())"}"#)])
+        siem.fail(next: [
+            FakeSIEM.Fault(status: 400, body: echoing), FakeSIEM.Fault(status: 503, body: "busy \(siem.token)"),
+            FakeSIEM.Fault(status: 400, body: #"{"text":"proxy said: Authorization: Basic \#(Data(siem.token.utf8).base64EncodedString())"}"#),
+        ])
         try await siem.serve { base throws in
             let sink = Self.sink(base, "/services/collector/event", .splunkHEC, token: siem.token)
             let rejected = try await sink.send([Self.record(1)])
             #expect(rejected.count == 1 && rejected[0].reason.contains("Authorization: Splunk <redacted>"), "\(rejected)")
             #expect(!rejected[0].reason.contains(siem.token))
-            await #expect { _ = try await sink.send([Self.record(2)]) } throws: { !"\($0)".contains(siem.token) && "\($0)".contains("busy <redacted>") }
+            await #expect { _ = try await sink.send([Self.record(2)]) } throws: {
+                !"\($0)".contains(siem.token) && "\($0)".contains("busy <redacted>")
+            }
             let proxied = try await sink.send([Self.record(3)])
-            #expect(proxied.count == 1 && proxied[0].reason.contains("Basic <redacted>") && !proxied[0].reason.contains(Data(siem.token.utf8).base64EncodedString()),
-                    "\(proxied)")
+            #expect(
+                proxied.count == 1 && proxied[0].reason.contains("Basic <redacted>")
+                    && !proxied[0].reason.contains(Data(siem.token.utf8).base64EncodedString()),
+                "\(proxied)")
             await sink.shutdown()
         }
     }
@@ -223,4 +235,3 @@ struct HTTPSinkTests {
         }
     }
 }
-

@@ -1,9 +1,10 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import OrderedJSON
 import Synchronization
 import Testing
+
+@testable import AlertForwarder
 
 /// Receivers that answer what no documentation promises: the HTTP sink reads each answer as
 /// outside data, never crashes on it, never leaks a credential through it, and tells a
@@ -29,8 +30,10 @@ struct HostileReceiverTests {
         }
     }
 
-    static func sink(_ format: HTTPBodyFormat, _ answers: [HTTPExchangeResponse], token: String = "hec-token-1234",
-                     authorization: HTTPAuthorization? = nil, waits: Waits = Waits()) -> (HTTPSink, ScriptedReceiver) {
+    static func sink(
+        _ format: HTTPBodyFormat, _ answers: [HTTPExchangeResponse], token: String = "hec-token-1234",
+        authorization: HTTPAuthorization? = nil, waits: Waits = Waits()
+    ) -> (HTTPSink, ScriptedReceiver) {
         let receiver = ScriptedReceiver(answers)
         let settings = HTTPSinkSettings(url: "http://127.0.0.1:9/in", format: format, authorization: authorization, token: Secret(token))
         return (HTTPSink(settings: settings, transport: receiver, sleep: { waits.record($0) }), receiver)
@@ -143,7 +146,9 @@ struct HostileReceiverTests {
             let reasons = try await sink.send([HTTPSinkTests.record(1)]).map(\.reason)
             #expect(reasons.count == 1)
             for reason in reasons {
-                #expect(!reason.contains("CANARY") && !reason.contains(String(basic.prefix(12))) && !reason.contains(String(basic.suffix(12))), "\(reason)")
+                #expect(
+                    !reason.contains("CANARY") && !reason.contains(String(basic.prefix(12))) && !reason.contains(String(basic.suffix(12))),
+                    "\(reason)")
             }
         }
         // A password holding / ? # in a URL is masked whole.
@@ -165,7 +170,8 @@ struct HostileReceiverTests {
 
     @Test func aRedirectNeedsAPersonAndIsNotADeadLetter() async throws {
         for status in [301, 302, 307, 308] {
-            let (sink, receiver) = Self.sink(.splunkHEC, [HTTPExchangeResponse(status: status, headers: [("Location", "https://splunk.example/login")])])
+            let (sink, receiver) = Self.sink(
+                .splunkHEC, [HTTPExchangeResponse(status: status, headers: [("Location", "https://splunk.example/login")])])
             await #expect {
                 _ = try await sink.send((1...6).map { HTTPSinkTests.record($0) })
             } throws: { error in
@@ -191,7 +197,8 @@ struct HostileReceiverTests {
 
     @Test(arguments: [(401, "security_exception"), (403, "security_exception"), (404, "index_not_found_exception")])
     func anElasticsearchItemRefusedForLackOfRightsHoldsTheQueue(status: Int, type: String) async throws {
-        let item = #"{"index":{"_index":"defender-alerts","status":\#(status),"error":{"type":"\#(type)","reason":"action [indices:data/write/bulk[s]] is unauthorized"}}}"#
+        let item =
+            #"{"index":{"_index":"defender-alerts","status":\#(status),"error":{"type":"\#(type)","reason":"action [indices:data/write/bulk[s]] is unauthorized"}}}"#
         let body = #"{"errors":true,"items":[\#(Array(repeating: item, count: 3).joined(separator: ","))]}"#
         let (sink, _) = Self.sink(.elasticsearchBulk, [Self.json(200, body)])
         await #expect {

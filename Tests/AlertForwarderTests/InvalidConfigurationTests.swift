@@ -1,8 +1,8 @@
 import AlertForwarder
 import DefenderAPI
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Configuration: every kind of broken file is rejected with file, line and key")
 struct InvalidConfigurationTests {
@@ -76,21 +76,22 @@ struct InvalidConfigurationTests {
     }
 
     @Test func outOfRangeAndBadEnumerations() throws {
-        let errors = fixture.errors(ConfigFixture.tenant + """
+        let errors = fixture.errors(
+            ConfigFixture.tenant + """
 
-            page_size = 0
-            forward = "everything"
-            cloud = "azure"
-            severity = ["High", "Severe"]
-            status = []
+                page_size = 0
+                forward = "everything"
+                cloud = "azure"
+                severity = ["High", "Severe"]
+                status = []
 
-            """ + ConfigFixture.sink)
+                """ + ConfigFixture.sink)
         #expect(errors.map(\.key) == ["tenant.page_size", "tenant.forward", "tenant.cloud", "tenant.severity", "tenant.status"])
         #expect(errors.map(\.line) == [6, 7, 8, 9, 10])
         #expect(errors[1].message.contains("new, updates"))
     }
 
-    @Test func loosePermissionsOnTheSecretName()  throws {
+    @Test func loosePermissionsOnTheSecretName() throws {
         let loose = ConfigFixture(secretMode: 0o640)
         let errors = loose.errors(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
         let error = try #require(errors.first)
@@ -156,7 +157,8 @@ struct InvalidConfigurationTests {
     }
 
     @Test func credentialsMustBeExactlyOne() throws {
-        let none = try single("""
+        let none = try single(
+            """
             [[tenant]]
             name = "a"
             tenant_id = "contoso.onmicrosoft.com"
@@ -170,7 +172,9 @@ struct InvalidConfigurationTests {
     }
 
     @Test func credentialNeedsSystemd() throws {
-        let error = try single(ConfigFixture.tenant.replacingOccurrences(of: "client_secret_file = \"secret\"", with: "client_secret_credential = \"client-secret\"") + "\n" + ConfigFixture.sink)
+        let error = try single(
+            ConfigFixture.tenant.replacingOccurrences(of: "client_secret_file = \"secret\"", with: "client_secret_credential = \"client-secret\"")
+                + "\n" + ConfigFixture.sink)
         #expect(error.key == "tenant.client_secret_credential")
         #expect(error.message.contains("CREDENTIALS_DIRECTORY is not set"))
     }
@@ -178,7 +182,8 @@ struct InvalidConfigurationTests {
     @Test func credentialFileMustExist() throws {
         let credentials = TemporaryDirectory()
         let error = try single(
-            ConfigFixture.tenant.replacingOccurrences(of: "client_secret_file = \"secret\"", with: "client_secret_credential = \"client-secret\"") + "\n" + ConfigFixture.sink,
+            ConfigFixture.tenant.replacingOccurrences(of: "client_secret_file = \"secret\"", with: "client_secret_credential = \"client-secret\"")
+                + "\n" + ConfigFixture.sink,
             environment: ["CREDENTIALS_DIRECTORY": credentials.path])
         #expect(error.message.contains("\(credentials.path)/client-secret does not exist"))
     }
@@ -242,7 +247,8 @@ struct InvalidConfigurationTests {
     }
 
     @Test func namesMustBeUniqueAndReferencesMustExist() throws {
-        let errors = fixture.errors("""
+        let errors = fixture.errors(
+            """
             \(ConfigFixture.tenant)
             sinks = ["siem"]
             \(ConfigFixture.tenant)
@@ -256,12 +262,13 @@ struct InvalidConfigurationTests {
     }
 
     @Test func unsafeOrInvalidURLs() throws {
-        let errors = fixture.errors(ConfigFixture.tenant + """
+        let errors = fixture.errors(
+            ConfigFixture.tenant + """
 
-            api_url = "http://10.0.0.5:8080"
-            login_url = "ftp://x"
+                api_url = "http://10.0.0.5:8080"
+                login_url = "ftp://x"
 
-            """ + ConfigFixture.sink)
+                """ + ConfigFixture.sink)
         #expect(errors.map(\.key) == ["tenant.api_url", "tenant.login_url"])
         #expect(errors[0].message.contains("only to loopback"))
     }
@@ -289,8 +296,9 @@ struct InvalidConfigurationTests {
 
     /// A port past 65535 used to wrap around (99999999 connected to 57599; hole 18).
     @Test func portsOutOfRangeAreRefused() throws {
-        let errors = fixture.errors("[service]\nproxy_url = \"http://proxy.example:99999999\"\n" + ConfigFixture.tenant
-                                    + "\napi_url = \"https://api.example:70000\"\n" + ConfigFixture.sink)
+        let errors = fixture.errors(
+            "[service]\nproxy_url = \"http://proxy.example:99999999\"\n" + ConfigFixture.tenant
+                + "\napi_url = \"https://api.example:70000\"\n" + ConfigFixture.sink)
         #expect(errors.map(\.key) == ["service.proxy_url", "tenant.api_url"], "\(errors)")
         #expect(errors.last?.message.contains("port \"70000\"") == true, "\(errors)")
     }
@@ -299,8 +307,10 @@ struct InvalidConfigurationTests {
     /// proxy's default 3128, or port 80 for a sink (issue 23, item 6).
     @Test(arguments: ["99999999999999999999", "18446744073709551616", "0", "-1", "", "80a", "+80"])
     func portsThatOverflowOrAreNoNumberAreRefused(port: String) throws {
-        let errors = fixture.errors("[service]\nproxy_url = \"http://proxy.example:\(port)\"\n" + ConfigFixture.tenant
-                                    + "\napi_url = \"https://api.example:\(port)/\"\n[[sink]]\nname = \"siem\"\ntype = \"http\"\nurl = \"http://127.0.0.1:\(port)/hook\"\n")
+        let errors = fixture.errors(
+            "[service]\nproxy_url = \"http://proxy.example:\(port)\"\n" + ConfigFixture.tenant
+                + "\napi_url = \"https://api.example:\(port)/\"\n[[sink]]\nname = \"siem\"\ntype = \"http\"\nurl = \"http://127.0.0.1:\(port)/hook\"\n"
+        )
         #expect(errors.map(\.key) == ["service.proxy_url", "tenant.api_url", "sink.url"], "\(errors)")
         #expect(errors.map(\.line) == [2, 8, 12], "\(errors)")
         #expect(ProxySettings.parse("http://proxy.example:\(port)") == nil)
@@ -337,7 +347,10 @@ struct InvalidConfigurationTests {
             }
         }
         // A plain header is fine.
-        let configuration = try fixture.load(ConfigFixture.tenant + "\n[[sink]]\nname = \"siem\"\ntype = \"http\"\nurl = \"https://siem.example/hook?tenant=a\"\nheaders = { \"X-Tag\" = \"defender\" }\n")
+        let configuration = try fixture.load(
+            ConfigFixture.tenant
+                + "\n[[sink]]\nname = \"siem\"\ntype = \"http\"\nurl = \"https://siem.example/hook?tenant=a\"\nheaders = { \"X-Tag\" = \"defender\" }\n"
+        )
         #expect(configuration.sinks.count == 1)
     }
 
@@ -352,17 +365,20 @@ struct InvalidConfigurationTests {
     ])
     func aFileSinkPathThatDestroysDataIsRefused(path: String, phrase: String) throws {
         try FileManager.default.createDirectory(atPath: fixture.directory.file("state"), withIntermediateDirectories: true)
-        try? FileManager.default.createSymbolicLink(atPath: fixture.directory.file("linked-state"), withDestinationPath: fixture.directory.file("state"))
-        let error = try single("[service]\nstate_directory = \"state\"\n" + ConfigFixture.tenant
-                               + "\n[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"\(path)\"\n")
+        try? FileManager.default.createSymbolicLink(
+            atPath: fixture.directory.file("linked-state"), withDestinationPath: fixture.directory.file("state"))
+        let error = try single(
+            "[service]\nstate_directory = \"state\"\n" + ConfigFixture.tenant
+                + "\n[[sink]]\nname = \"archive\"\ntype = \"file\"\npath = \"\(path)\"\n")
         #expect(error.key == "sink.path")
         #expect(error.line == 11)
         #expect(error.message.contains(phrase), "\(error.message)")
     }
 
     @Test func twoFileSinksCannotShareAFile() throws {
-        let error = try single(ConfigFixture.tenant + "\n[[sink]]\nname = \"a\"\ntype = \"file\"\npath = \"out/a.jsonl\"\n"
-                               + "[[sink]]\nname = \"b\"\ntype = \"file\"\npath = \"./out/x/../a.jsonl\"\n")
+        let error = try single(
+            ConfigFixture.tenant + "\n[[sink]]\nname = \"a\"\ntype = \"file\"\npath = \"out/a.jsonl\"\n"
+                + "[[sink]]\nname = \"b\"\ntype = \"file\"\npath = \"./out/x/../a.jsonl\"\n")
         #expect(error.key == "sink.path")
         #expect(error.message.contains("also the file of sink a"), "\(error.message)")
     }
@@ -385,7 +401,8 @@ struct InvalidConfigurationTests {
     }
 
     @Test func allProblemsAreReportedAtOnceInLineOrder() throws {
-        let errors = fixture.errors("""
+        let errors = fixture.errors(
+            """
             [service]
             poll_interval = "soon"
             log_level = "loud"
@@ -416,7 +433,8 @@ struct KeyLocationTests {
     let fixture = ConfigFixture()
 
     @Test func multiLineValuesDoNotConfuseLineNumbers() throws {
-        let errors = fixture.errors("""
+        let errors = fixture.errors(
+            """
             # a comment with key = value
             [service]
             state_directory = \"\"\"

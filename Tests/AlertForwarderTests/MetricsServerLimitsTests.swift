@@ -1,10 +1,11 @@
-@testable import AlertForwarder
 import Foundation
 import Synchronization
 import Systemd
 import Telemetry
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// `metrics_listen` cannot take the descriptors the pipeline needs: 1,100 idle connections
 /// used to take all 1,024, and every poll then failed with `Too many open files`. The server
@@ -42,7 +43,9 @@ struct MetricsServerLimitsTests {
             #expect(answer.closed)
             let closed = try await offThePool { idle.map { $0.readUntilClosed(timeout: .seconds(30)).closed } }
             #expect(closed.allSatisfy { $0 }, "\(closed.filter { !$0 }.count) idle connections still open")
-            #expect(try await eventually { acceptedDescriptors(port: port) == 0 }, "the server still holds \(acceptedDescriptors(port: port)) connections")
+            #expect(
+                try await eventually { acceptedDescriptors(port: port) == 0 }, "the server still holds \(acceptedDescriptors(port: port)) connections"
+            )
         }
     }
 
@@ -92,9 +95,10 @@ struct MetricsServerLimitsTests {
 /// Runs a metrics server on 127.0.0.1 (a port of its choosing) for `body`.
 private func withMetricsServer(_ limits: MetricsServer.Limits, _ body: @Sendable (_ port: Int) async throws -> Void) async throws {
     let (addresses, continuation) = AsyncStream<String>.makeStream()
-    let server = MetricsServer(address: .tcp(host: "127.0.0.1", port: 0), telemetry: Telemetry(), beforeScrape: {},
-                               health: { HealthReport(stalls: [], failures: []) }, status: StatusLine(notifier: RecordingNotifier()),
-                               limits: limits, logger: LogRecords().logger(), onReady: { continuation.yield($0) })
+    let server = MetricsServer(
+        address: .tcp(host: "127.0.0.1", port: 0), telemetry: Telemetry(), beforeScrape: {},
+        health: { HealthReport(stalls: [], failures: []) }, status: StatusLine(notifier: RecordingNotifier()),
+        limits: limits, logger: LogRecords().logger(), onReady: { continuation.yield($0) })
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }
         defer { group.cancelAll() }
@@ -140,7 +144,8 @@ private func acceptedDescriptors(port: Int) -> Int {
     let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
     return descriptors.filter { descriptor in
         guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + descriptor),
-              target.hasPrefix("socket:["), target.hasSuffix("]") else { return false }
+            target.hasPrefix("socket:["), target.hasSuffix("]")
+        else { return false }
         return inodes.contains(String(target.dropFirst("socket:[".count).dropLast()))
     }.count
 }
@@ -178,8 +183,9 @@ private final class Client: Sendable {
     static func dial(port: Int) throws -> Client {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw ClientError(description: "socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
-                                  sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var address = sockaddr_in(
+            sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
+            sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }

@@ -1,9 +1,10 @@
-@testable import AlertForwarder
 import Foundation
 import Systemd
 import Telemetry
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// The metrics catalogue and the two exposition formats (the whole `/metrics` of a running
 /// daemon, parsed by an independent parser, is in the end-to-end `MetricsEndpointTests`).
@@ -30,11 +31,13 @@ struct MetricsTests {
         contoso.request(endpoint: "alerts", status: 200)
         contoso.request(endpoint: "alerts", status: nil)
         let text = telemetry.exposition(.prometheus)
-        #expect(text.contains("""
-            # HELP defender_alertd_alerts_admitted_total \(MetricFamily.alertsAdmitted.help)
-            # TYPE defender_alertd_alerts_admitted_total counter
-            defender_alertd_alerts_admitted_total{tenant="contoso",api="mde",records="alerts"} 3
-            """))
+        #expect(
+            text.contains(
+                """
+                # HELP defender_alertd_alerts_admitted_total \(MetricFamily.alertsAdmitted.help)
+                # TYPE defender_alertd_alerts_admitted_total counter
+                defender_alertd_alerts_admitted_total{tenant="contoso",api="mde",records="alerts"} 3
+                """))
         #expect(text.contains(#"defender_alertd_api_requests_total{tenant="contoso",api="mde",endpoint="alerts",status_class="2xx"} 1"#))
         #expect(text.contains(#"defender_alertd_api_requests_total{tenant="contoso",api="mde",endpoint="alerts",status_class="error"} 1"#))
         #expect(text.contains(#"defender_alertd_visibility_lag_seconds_bucket{tenant="contoso",api="mde",records="alerts",le="5.0"} 1"#))
@@ -90,10 +93,13 @@ struct MetricsTests {
         #expect(!text.contains("siem") && !text.contains("fabrikam"), "\(text)")
         #expect(text.contains(#"defender_alertd_last_successful_poll_timestamp_seconds{tenant="contoso",api="mde",records="alerts"}"#))
         // A tenant that reads incidents no more leaves no incident series behind, and its alerts'.
-        TenantMetrics(telemetry: telemetry, tenant: "contoso", api: "mde", records: "incidents").poll(result: "ok", duration: .seconds(1), pages: 1, at: Date())
+        TenantMetrics(telemetry: telemetry, tenant: "contoso", api: "mde", records: "incidents").poll(
+            result: "ok", duration: .seconds(1), pages: 1, at: Date())
         telemetry.retain(["tenant", "records"], values: [["contoso", "alerts"]])
         let kept = telemetry.exposition(.prometheus)
-        #expect(!kept.contains(#"records="incidents""#) && kept.contains(#"defender_alertd_polls_total{tenant="contoso",api="mde",records="alerts",result="ok"} 1"#))
+        #expect(
+            !kept.contains(#"records="incidents""#)
+                && kept.contains(#"defender_alertd_polls_total{tenant="contoso",api="mde",records="alerts",result="ok"} 1"#))
         #expect(kept.contains(#"defender_alertd_api_requests_total"#) == text.contains(#"defender_alertd_api_requests_total"#))
         // Configured again, they start afresh.
         SinkMetrics(telemetry: telemetry, sink: "siem").delivered(2, deadLettered: 0)
@@ -119,10 +125,11 @@ struct HealthReportTests {
         status.sink("siem", failing: "timed out")
         status.record(tenant: "contoso", .failed("HTTP 500"))
         time.advance(by: .seconds(1))
-        #expect(status.failures(longerThan: .seconds(60)) == [
-            PipelineStatus.Failure(component: "poller:contoso", failingFor: .seconds(61), reason: "HTTP 500"),
-            PipelineStatus.Failure(component: "sink:siem", failingFor: .seconds(61), reason: "timed out"),
-        ])
+        #expect(
+            status.failures(longerThan: .seconds(60)) == [
+                PipelineStatus.Failure(component: "poller:contoso", failingFor: .seconds(61), reason: "HTTP 500"),
+                PipelineStatus.Failure(component: "sink:siem", failingFor: .seconds(61), reason: "timed out"),
+            ])
         status.sink("siem", failing: nil)
         status.record(tenant: "contoso", .succeeded(newAlerts: 1))
         #expect(status.failures(longerThan: .zero).isEmpty)
@@ -138,7 +145,10 @@ struct HealthReportTests {
             stalls: [HealthMonitor.Stall(component: "poller:contoso", silentFor: .seconds(700), allowance: .seconds(670))],
             failures: [PipelineStatus.Failure(component: "sink:siem", failingFor: .seconds(620), reason: "connection refused")])
         #expect(!report.isHealthy)
-        #expect(report.json == #"{"status":"unhealthy","stalled":[{"component":"poller:contoso","silent_seconds":700,"allowance_seconds":670}],"failing":[{"component":"sink:siem","failing_seconds":620,"error":"connection refused"}]}"#)
+        #expect(
+            report.json
+                == #"{"status":"unhealthy","stalled":[{"component":"poller:contoso","silent_seconds":700,"allowance_seconds":670}],"failing":[{"component":"sink:siem","failing_seconds":620,"error":"connection refused"}]}"#
+        )
     }
 }
 
@@ -158,16 +168,20 @@ struct MetricsConfigurationTests {
         #expect(address.description == text)
     }
 
-    @Test(arguments: ["9464", "127.0.0.1", "127.0.0.1:65536", "127.0.0.1:-1", "256.1.1.1:80", "metrics.example:9464", "::1:9464",
-                      "unix:relative.sock", "unix:", "http://127.0.0.1:9464", ""])
+    @Test(arguments: [
+        "9464", "127.0.0.1", "127.0.0.1:65536", "127.0.0.1:-1", "256.1.1.1:80", "metrics.example:9464", "::1:9464",
+        "unix:relative.sock", "unix:", "http://127.0.0.1:9464", "",
+    ])
     func badListenAddressesAreRefused(text: String) {
         #expect(ListenAddress(parsing: text) == nil)
     }
 
     @Test func aBadAddressIsNamedWithFileAndLine() throws {
-        let errors = fixture.errors("[service]\nmetrics_listen = \"9464\"\nunhealthy_after = \"0s\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink)
+        let errors = fixture.errors(
+            "[service]\nmetrics_listen = \"9464\"\nunhealthy_after = \"0s\"\n" + ConfigFixture.tenant + "\n" + ConfigFixture.sink)
         let path = fixture.directory.file("defender-alertd.toml")
-        #expect(errors.map(\.description).contains { $0.hasPrefix("\(path):2: service.metrics_listen: \"9464\" is not a listen address") }, "\(errors)")
+        #expect(
+            errors.map(\.description).contains { $0.hasPrefix("\(path):2: service.metrics_listen: \"9464\" is not a listen address") }, "\(errors)")
         #expect(errors.map(\.description).contains { $0.hasPrefix("\(path):3: service.unhealthy_after:") }, "\(errors)")
     }
 

@@ -1,9 +1,10 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import GRDB
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 @Suite("Outbox log")
 struct OutboxLogTests {
@@ -21,8 +22,9 @@ struct OutboxLogTests {
     /// Alerts a and b admitted for sink x by a store that is then closed.
     func admitTwoAlertsAndClose() async throws {
         let store = try StateStore.embedded(directory: state)
-        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:01Z")],
-                            forward: .new, sinks: ["x"])
+        _ = try await store.admission.admit(
+            tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:01Z")],
+            forward: .new, sinks: ["x"])
     }
 
     @Test func eachAlertIsWrittenOnceAndEachSinkReadsItsOwn() async throws {
@@ -56,7 +58,7 @@ struct OutboxLogTests {
         }
         #expect(read.map(\.alertID) == alerts.map(\.id))
         #expect(read.map { Data($0.payloadBytes) } == alerts.map(\.bytes))
-        #expect(read.map(\.id) == Array(read[0].id ..< read[0].id + 1000))
+        #expect(read.map(\.id) == Array(read[0].id..<read[0].id + 1000))
     }
 
     @Test func aSinkNamedTwiceCountsAnAlertOnce() async throws {
@@ -71,10 +73,14 @@ struct OutboxLogTests {
 
     @Test func aSinkPassesOverAlertsThatAreNotForIt() async throws {
         let store = try StateStore.embedded(directory: state)
-        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("first", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["rare", "busy"])
-        let many = try (0..<3000).map { try makeAlert("n\($0)", "2025-03-14T10:00:01Z", extra: [("pad", .string(String(repeating: "p", count: 2000)))]) }
+        _ = try await store.admission.admit(
+            tenant: "t", alerts: [try makeAlert("first", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["rare", "busy"])
+        let many = try (0..<3000).map {
+            try makeAlert("n\($0)", "2025-03-14T10:00:01Z", extra: [("pad", .string(String(repeating: "p", count: 2000)))])
+        }
         _ = try await store.admission.admit(tenant: "t", alerts: many, forward: .new, sinks: ["busy"])
-        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("last", "2025-03-14T10:00:02Z")], forward: .new, sinks: ["rare", "busy"])
+        _ = try await store.admission.admit(
+            tenant: "t", alerts: [try makeAlert("last", "2025-03-14T10:00:02Z")], forward: .new, sinks: ["rare", "busy"])
         // About 6 MB of alerts for another sink in between: a read stops after a bounded chunk
         // and moves on; draining gets the two alerts, and only them.
         var delivered: [String] = []
@@ -113,7 +119,8 @@ struct OutboxLogTests {
     @Test func segmentsRollOverAndGoOnceEverySinkIsPastThem() async throws {
         let store = try StateStore.embedded(directory: state, segmentSize: 1)  // a new segment at every append
         for index in 1...6 {
-            _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a\(index)", "2025-03-14T10:00:0\(index)Z")], forward: .new, sinks: ["fast", "slow"])
+            _ = try await store.admission.admit(
+                tenant: "t", alerts: [try makeAlert("a\(index)", "2025-03-14T10:00:0\(index)Z")], forward: .new, sinks: ["fast", "slow"])
         }
         #expect(try segments().count == 6)
         var fast: [String] = []
@@ -148,7 +155,9 @@ struct OutboxLogTests {
         #expect(try await store.outbox.depth() == ["x": 1])
         try FileManager.default.removeItem(atPath: segmentPath(2))
         // The same page again: b is new (its dedup key was rolled back with the transaction).
-        #expect(try await store.admission.admit(tenant: "t", alerts: [try makeAlert("b", "2025-03-14T10:00:01Z")], forward: .new, sinks: ["x"]).newAlerts == 1)
+        #expect(
+            try await store.admission.admit(tenant: "t", alerts: [try makeAlert("b", "2025-03-14T10:00:01Z")], forward: .new, sinks: ["x"]).newAlerts
+                == 1)
         #expect(try await store.outbox.pending(sink: "x", limit: 10).records.map(\.alertID) == ["a", "b"])
     }
 
@@ -180,23 +189,24 @@ struct OutboxLogTests {
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         let queue = try DatabaseQueue(path: state + "/state.sqlite")
         try await queue.write { db in
-            try db.execute(sql: """
-                CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
-                INSERT INTO grdb_migrations VALUES ('v1');
-                CREATE TABLE cursor (tenant TEXT PRIMARY KEY NOT NULL, watermark INTEGER NOT NULL, watermark_text TEXT NOT NULL, updated_at TEXT NOT NULL);
-                CREATE TABLE seen (tenant TEXT NOT NULL, key TEXT NOT NULL, alert_id TEXT NOT NULL, recorded_at INTEGER NOT NULL,
-                                   PRIMARY KEY (tenant, key)) WITHOUT ROWID;
-                CREATE INDEX seen_by_alert ON seen (tenant, alert_id);
-                CREATE INDEX seen_by_age ON seen (recorded_at);
-                CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, tenant TEXT NOT NULL, alert_id TEXT NOT NULL,
-                                     event TEXT NOT NULL, received_at TEXT NOT NULL, payload TEXT NOT NULL);
-                CREATE INDEX outbox_by_sink ON outbox (sink, id);
-                INSERT INTO outbox (id, sink, tenant, alert_id, event, received_at, payload) VALUES
-                    (2, 'y', 't', 'a', 'created', '2025-03-14T10:00:00Z', '{"id":"a"}'),
-                    (3, 'x', 't', 'b', 'updated', '2025-03-14T10:00:00Z', '{"id":"b","n":1.50}'),
-                    (4, 'y', 't', 'b', 'updated', '2025-03-14T10:00:00Z', '{"id":"b","n":1.50}'),
-                    (5, 'y', 'u', 'c', 'created', '2025-03-14T10:00:01Z', '{"id":"c","é":"ü"}');
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                    INSERT INTO grdb_migrations VALUES ('v1');
+                    CREATE TABLE cursor (tenant TEXT PRIMARY KEY NOT NULL, watermark INTEGER NOT NULL, watermark_text TEXT NOT NULL, updated_at TEXT NOT NULL);
+                    CREATE TABLE seen (tenant TEXT NOT NULL, key TEXT NOT NULL, alert_id TEXT NOT NULL, recorded_at INTEGER NOT NULL,
+                                       PRIMARY KEY (tenant, key)) WITHOUT ROWID;
+                    CREATE INDEX seen_by_alert ON seen (tenant, alert_id);
+                    CREATE INDEX seen_by_age ON seen (recorded_at);
+                    CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, tenant TEXT NOT NULL, alert_id TEXT NOT NULL,
+                                         event TEXT NOT NULL, received_at TEXT NOT NULL, payload TEXT NOT NULL);
+                    CREATE INDEX outbox_by_sink ON outbox (sink, id);
+                    INSERT INTO outbox (id, sink, tenant, alert_id, event, received_at, payload) VALUES
+                        (2, 'y', 't', 'a', 'created', '2025-03-14T10:00:00Z', '{"id":"a"}'),
+                        (3, 'x', 't', 'b', 'updated', '2025-03-14T10:00:00Z', '{"id":"b","n":1.50}'),
+                        (4, 'y', 't', 'b', 'updated', '2025-03-14T10:00:00Z', '{"id":"b","n":1.50}'),
+                        (5, 'y', 'u', 'c', 'created', '2025-03-14T10:00:01Z', '{"id":"c","é":"ü"}');
+                    """)
         }
         try queue.close()
         let store = try StateStore.embedded(directory: state)

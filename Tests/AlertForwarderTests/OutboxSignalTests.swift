@@ -1,7 +1,8 @@
-@testable import AlertForwarder
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import AlertForwarder
 
 /// Sink workers sleep until a poller queues rows for them; no signal may be lost. Waits here
 /// use a clock whose sleeps never end, so only a signal (or cancellation) can end them: a lost

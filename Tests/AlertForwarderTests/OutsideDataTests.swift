@@ -1,9 +1,10 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import OrderedJSON
 import Testing
 import Timekeeping
+
+@testable import AlertForwarder
 
 /// Values from outside (an API's alert, a `Date:` header, a stored schedule) that once could
 /// stop the process: each is read, clamped or refused, never trapped on (issue 23, item 1).
@@ -13,7 +14,8 @@ struct OutsideDataTests {
     func graphEvidenceThatIsNoObjectIsSkipped(element: String) {
         // A Graph alert (it has lastUpdateDateTime) with no device name reads its evidence: an
         // element that is not an object has no members, and indexing them crashed every sink.
-        let payload = ##"{"id":"a","title":"t","lastUpdateDateTime":"2025-01-01T00:00:00Z","evidence":[\##(element),{"@odata.type":"#microsoft.graph.security.deviceEvidence","deviceDnsName":"ws-1"}]}"##
+        let payload =
+            ##"{"id":"a","title":"t","lastUpdateDateTime":"2025-01-01T00:00:00Z","evidence":[\##(element),{"@odata.type":"#microsoft.graph.security.deviceEvidence","deviceDnsName":"ws-1"}]}"##
         let headline = AlertHeadline(payload: Array(payload.utf8))
         #expect(headline.title == "t")
         #expect(headline.host == "ws-1")
@@ -30,8 +32,10 @@ struct OutsideDataTests {
     }
 
     @Test func timestampsFromDamagedStateAreClampedNotTrapped() {
-        for date in [Date(timeIntervalSince1970: .infinity), Date(timeIntervalSince1970: -.infinity), Date(timeIntervalSince1970: .nan),
-                     Date(timeIntervalSince1970: 1e300)] {
+        for date in [
+            Date(timeIntervalSince1970: .infinity), Date(timeIntervalSince1970: -.infinity), Date(timeIntervalSince1970: .nan),
+            Date(timeIntervalSince1970: 1e300),
+        ] {
             let stamp = Timestamp(date)
             #expect(Timestamp.representable.contains(stamp.ticks))
             #expect(!stamp.description.isEmpty)
@@ -47,8 +51,9 @@ struct OutsideDataTests {
 
     @Test func aHECTimeBefore1970IsJSON() throws {
         let payload = #"{"id":"da1","title":"t","lastUpdateTime":"1969-12-31T23:59:58.5Z"}"#
-        let record = OutboxRecord(id: 1, sink: "siem", tenant: "contoso", alertID: "da1", event: "created",
-                                  receivedAt: "2026-11-25T19:52:03Z", payload: payload)
+        let record = OutboxRecord(
+            id: 1, sink: "siem", tenant: "contoso", alertID: "da1", event: "created",
+            receivedAt: "2026-11-25T19:52:03Z", payload: payload)
         let settings = HTTPSinkSettings(url: "http://127.0.0.1:9/x", format: .splunkHEC)
         let entry = try #require(HTTPRequestBody.entry(for: record, settings: settings)).bytes
         let event = try JSONValue(parsing: Data(entry))

@@ -1,13 +1,14 @@
-@testable import AlertForwarder
 import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Logging
 import Synchronization
 import Systemd
-import Testing
 import TestSupport
+import Testing
 import Timekeeping
+
+@testable import AlertForwarder
 
 /// The running pipeline in process, its ticks, deadlines and health on a stepped clock, against
 /// the simulator on loopback: polls, deadlines and the watchdog fire exactly when the test
@@ -21,7 +22,8 @@ struct PipelineRuntimeTests {
 
     /// The configuration: one tenant on the simulator at `base`, a file sink.
     func configuration(base: String, pollTimeout: String = "5s", tenant extra: String = "") throws -> Configuration {
-        try fixture.load("""
+        try fixture.load(
+            """
             [service]
             poll_interval = "10s"
             poll_timeout = "\(pollTimeout)"
@@ -40,8 +42,10 @@ struct PipelineRuntimeTests {
     }
 
     /// Runs a pipeline whose pollers go through `gate`, for `body`; stops it afterwards.
-    func withPipeline(_ simulator: SimulatedDefender, gate: PollGate, pollTimeout: String = "5s",
-                      _ body: @Sendable (_ pipeline: Pipeline, _ base: String, _ health: HealthMonitor, _ status: StatusLine) async throws -> Void) async throws {
+    func withPipeline(
+        _ simulator: SimulatedDefender, gate: PollGate, pollTimeout: String = "5s",
+        _ body: @Sendable (_ pipeline: Pipeline, _ base: String, _ health: HealthMonitor, _ status: StatusLine) async throws -> Void
+    ) async throws {
         try await withLiveSimulatorAndClient(simulator) { base, transport in
             let configuration = try configuration(base: base, pollTimeout: pollTimeout)
             let health = HealthMonitor(clock: time.clock)
@@ -49,9 +53,10 @@ struct PipelineRuntimeTests {
             var parts = Pipeline.Parts.production
             parts.pollLeeway = .zero
             parts.poller = { GatedPoller(inner: $0, gate: gate) }
-            let pipeline = Pipeline(configuration: configuration, store: try StateStore.embedded(directory: configuration.service.stateDirectory),
-                                    transport: transport, health: health, statusLine: status, clock: time.clock, parts: parts,
-                                    logger: records.logger())
+            let pipeline = Pipeline(
+                configuration: configuration, store: try StateStore.embedded(directory: configuration.service.stateDirectory),
+                transport: transport, health: health, statusLine: status, clock: time.clock, parts: parts,
+                logger: records.logger())
             let running = Task { try await pipeline.run() }
             do {
                 try await body(pipeline, base, health, status)
@@ -73,8 +78,9 @@ struct PipelineRuntimeTests {
         // STATUS= names it.
         let gate = PollGate(.hangIgnoringCancellation)
         try await withPipeline(try fixtureSimulator(), gate: gate) { _, _, health, status in
-            let watchdog = WatchdogService(settings: WatchdogSettings(timeout: .seconds(60)), monitor: health, notifier: notifier, status: status,
-                                           clock: time.clock, logger: records.logger())
+            let watchdog = WatchdogService(
+                settings: WatchdogSettings(timeout: .seconds(60)), monitor: health, notifier: notifier, status: status,
+                clock: time.clock, logger: records.logger())
             #expect(await eventually { gate.counts.started == 1 })
             #expect(watchdog.check(), "healthy while the poll is within its allowance")
             #expect(notifier.watchdogPings == 1)
@@ -120,7 +126,8 @@ struct PipelineRuntimeTests {
             func settled(_ polls: Int) async -> Bool {
                 await eventually {
                     let counts = gate.counts
-                    return counts.started == polls && (counts.finished == polls || time.pendingSleeps.contains { (.seconds(20) ... .seconds(30)).contains($0) })
+                    return counts.started == polls
+                        && (counts.finished == polls || time.pendingSleeps.contains { (.seconds(20) ... .seconds(30)).contains($0) })
                 }
             }
             #expect(await settled(1))
@@ -135,10 +142,11 @@ struct PipelineRuntimeTests {
             // Once the Retry-After has passed, the poll of the generation in force goes on.
             time.advance(by: .seconds(31))
             #expect(await eventually { gate.counts.finished >= 1 })
-            #expect(await eventually {
-                let lines = (try? String(contentsOfFile: fixture.directory.file("alerts.jsonl"), encoding: .utf8))?.split(separator: "\n") ?? []
-                return lines.count == 5
-            }, "the 5 alerts delivered")
+            #expect(
+                await eventually {
+                    let lines = (try? String(contentsOfFile: fixture.directory.file("alerts.jsonl"), encoding: .utf8))?.split(separator: "\n") ?? []
+                    return lines.count == 5
+                }, "the 5 alerts delivered")
             #expect(await simulator.counterSnapshot.tokensIssued == 1)
         }
     }
@@ -231,26 +239,34 @@ struct TenantConnectionsTests {
 
     @Test func theSameAppKeepsItsTokenCacheAndBudget() async throws {
         let transport = try DefenderHTTPClient(settings: .init())
-        let connections = TenantConnections(transport: transport, logger: LogRecords().logger())
-        let first = try await connections.connect(tenants(ConfigFixture.tenant))[0].get()
+        let connections = TenantClientCache(transport: transport, logger: LogRecords().logger())
+        let first = try await connections.clients(for: tenants(ConfigFixture.tenant))[0].get()
         // Other filters, page size and limits: the same app in the same tenant.
-        let second = try await connections.connect(tenants(ConfigFixture.tenant + "\npage_size = 50\nseverity = [\"High\"]\nrate_limit_per_minute = 40"))[0].get()
+        let second = try await connections.clients(
+            for: tenants(ConfigFixture.tenant + "\npage_size = 50\nseverity = [\"High\"]\nrate_limit_per_minute = 40"))[0].get()
         #expect(first.tokens === second.tokens)
         #expect(first.budget === second.budget)
         #expect(await second.budget.perMinute == 40)
         // Another secret: a new token; the same app's budget.
         fixture.directory.write("other-secret", "another-value\n", mode: 0o600)
-        let third = try await connections.connect(tenants(ConfigFixture.tenant.replacingOccurrences(of: "\"secret\"", with: "\"other-secret\"")))[0].get()
+        let third = try await connections.clients(
+            for: tenants(ConfigFixture.tenant.replacingOccurrences(of: "\"secret\"", with: "\"other-secret\"")))[0].get()
         #expect(third.tokens !== second.tokens)
         #expect(third.budget === second.budget)
         // Two entries for the same app and tenant share both, at the lower limits.
-        let twice = ConfigFixture.tenant + "\nrate_limit_per_minute = 60\n" + ConfigFixture.tenant.replacingOccurrences(of: "\"contoso\"", with: "\"contoso-high\"")
+        let twice =
+            ConfigFixture.tenant + "\nrate_limit_per_minute = 60\n"
+            + ConfigFixture.tenant.replacingOccurrences(of: "\"contoso\"", with: "\"contoso-high\"")
             + "\nseverity = [\"High\"]\nrate_limit_per_minute = 30"
-        let pair = try await connections.connect(tenants(twice)).map { try $0.get() }
+        let pair = try await connections.clients(for: tenants(twice)).map { try $0.get() }
         #expect(pair[0].tokens === pair[1].tokens && pair[0].budget === pair[1].budget)
         #expect(await pair[0].budget.perMinute == 30)
         // Another app: its own.
-        let other = try await connections.connect(tenants(ConfigFixture.tenant.replacingOccurrences(of: "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c", with: "11111111-2222-3333-4444-555555555555")))[0].get()
+        let other = try await connections.clients(
+            for: tenants(
+                ConfigFixture.tenant.replacingOccurrences(of: "9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c", with: "11111111-2222-3333-4444-555555555555")))[
+                0
+            ].get()
         #expect(other.tokens !== pair[0].tokens && other.budget !== pair[0].budget)
         await transport.shutdown()
     }

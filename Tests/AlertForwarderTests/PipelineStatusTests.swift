@@ -1,6 +1,7 @@
-@testable import AlertForwarder
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// `STATUS=`: a poll under way is shown beside the last one that ended, never instead of it.
 @Suite("STATUS= line")
@@ -36,8 +37,9 @@ struct ManyTenantsStatusTests {
         status.record(tenant: "t3", .polling(alertsSoFar: 10, window: "≥ x"))
         for name in ["t1990", "t1991", "t1992", "t1993", "t1994", "t1995", "t1996"] { status.record(tenant: name, .failed("HTTP 503")) }
         status.record(tenant: "t1997", .paused(outbox: 90_000))
-        #expect(status.line == "2000 streams: 1990 ok, 1 polling, 2 not polled yet, 1 PAUSED (t1997), "
-            + "7 FAILING (t1990, t1991, t1992, t1993, t1994, ...); outbox 0")
+        #expect(
+            status.line == "2000 streams: 1990 ok, 1 polling, 2 not polled yet, 1 PAUSED (t1997), "
+                + "7 FAILING (t1990, t1991, t1992, t1993, t1994, ...); outbox 0")
     }
 
     @Test func tenStreamsAreStillNamedOneByOne() {

@@ -1,8 +1,9 @@
-@testable import AlertForwarder
 import Foundation
 import OrderedJSON
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// Characters that act instead of showing never reach a terminal or a parser raw: the one
 /// escaping function, and each format that uses it (syslog, CEF, `summary`).
@@ -30,7 +31,8 @@ struct PrintableTextTests {
             ("lastUpdateTime", .string("2026-11-25T19:51:56Z")), ("computerDnsName", .string("ws\u{85}1")), ("description", .string(nasty)),
             ("detectorId", .string("7f1c\u{202E}")),
         ]).serialized
-        return OutboxRecord(id: 1, sink: "siem", tenant: "contoso", alertID: alertID, event: "created", receivedAt: "2026-11-25T19:52:03Z", payload: payload)
+        return OutboxRecord(
+            id: 1, sink: "siem", tenant: "contoso", alertID: alertID, event: "created", receivedAt: "2026-11-25T19:52:03Z", payload: payload)
     }
 
     @Test func eachUnsafeCharacterIsWrittenAsAUnicodeEscape() {
@@ -71,8 +73,9 @@ struct PrintableTextTests {
 
     @Test func syslogMessagesEscapeStructuredDataAndMSG() throws {
         for syslogProtocol in [SyslogProtocol.rfc5424, .rfc3164] {
-            let settings = SyslogSettings(address: SyslogAddress(transport: .tcp, host: "127.0.0.1", port: 601),
-                                          message: SyslogMessage(syslogProtocol: syslogProtocol, hostname: "collector-1"))
+            let settings = SyslogSettings(
+                address: SyslogAddress(transport: .tcp, host: "127.0.0.1", port: 601),
+                message: SyslogMessage(syslogProtocol: syslogProtocol, hostname: "collector-1"))
             let record = Self.record(alertID: "da1\u{1B}]\u{2028}")
             let message = String(decoding: SyslogSink(settings: settings).message(for: record), as: UTF8.self)
             #expect(Self.hasNoUnsafe(message), "\(message)")
@@ -114,7 +117,8 @@ struct PrintableTextTests {
         let fixture = ConfigFixture()
         let configuration = try fixture.load(ConfigFixture.sink("syslog", named: "siem", "address = \"tcp://siem.example.com:514\"\n"))
         #expect(configuration.warnings.count == 1)
-        #expect(configuration.warnings.first?.hasPrefix("sink siem: tcp://siem.example.com:514 is not this machine") == true, "\(configuration.warnings)")
+        #expect(
+            configuration.warnings.first?.hasPrefix("sink siem: tcp://siem.example.com:514 is not this machine") == true, "\(configuration.warnings)")
         let local = try fixture.load(ConfigFixture.sink("syslog", named: "siem", "address = \"udp://127.0.0.1:514\"\n"))
         #expect(local.warnings.isEmpty)
     }

@@ -1,7 +1,8 @@
-@testable import AlertForwarder
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// The bytes of alerts just admitted, kept for this daemon's sinks so that they are not read
 /// back from PostgreSQL.
@@ -40,7 +41,8 @@ struct PostgresRecentPayloadsTests {
     /// the tenant over, or the same after a restart) reads them from `outbox`: the same records.
     @Test func aSinkGetsTheSameRecordsFromMemoryAndFromTheServer() async throws {
         try await TestPostgres.withState { store, database in
-            let titled = try makeAlert("a", "2025-03-14T10:00:00Z", extra: [("title", .string("Suspicious LSASS access")), ("computerDnsName", .string("ws-1"))])
+            let titled = try makeAlert(
+                "a", "2025-03-14T10:00:00Z", extra: [("title", .string("Suspicious LSASS access")), ("computerDnsName", .string("ws-1"))])
             let alerts = try [titled] + (1...4).map { try makeAlert("a\($0)", "2025-03-14T10:00:0\($0)Z") }
             _ = try await store.admission.admit(tenant: "t", alerts: alerts, forward: .new, sinks: ["x"])
             let fromMemory = try await store.outbox.pending(sink: "x", limit: 10).records

@@ -1,11 +1,12 @@
-@testable import AlertForwarder
 import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Telemetry
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import AlertForwarder
 
 /// Reconciliation sweeps against the simulator served on loopback: an alert that became
 /// visible later than `overlap` is missed by every poll and delivered by the next sweep.
@@ -14,18 +15,24 @@ struct ReconciliationTests {
     let fixture = ConfigFixture()
 
     /// Runs `body` with a poller of the fixture tenant (`overlap = "15m"`) on `simulator`.
-    func withPoller(_ simulator: SimulatedDefender, telemetry: Telemetry = Telemetry(), records: LogRecords = LogRecords(),
-                    _ body: @Sendable @escaping (TenantPoller, StateStore) async throws -> Void) async throws {
+    func withPoller(
+        _ simulator: SimulatedDefender, telemetry: Telemetry = Telemetry(), records: LogRecords = LogRecords(),
+        _ body: @Sendable @escaping (TenantPoller, StateStore) async throws -> Void
+    ) async throws {
         let fixture = self.fixture
         try await withLiveSimulatorAndClient(simulator) { base, transport in
-            let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\noverlap = \"15m\"\n"
-                                                 + ConfigFixture.sink)
+            let configuration = try fixture.load(
+                ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\noverlap = \"15m\"\n"
+                    + ConfigFixture.sink)
             let tenant = configuration.tenants[0]
             let store = try StateStore.embedded(directory: fixture.directory.file("state"))
             let metrics = TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: "mde")
-            let poller = TenantPoller(tenant: tenant, connection: try TenantConnection(tenant: tenant, transport: transport, metrics: metrics,
-                                                                                       logger: records.logger()),
-                                      store: store, sinks: ["journal"], maxOutbox: 1_000_000, metrics: metrics, logger: records.logger())
+            let poller = TenantPoller(
+                tenant: tenant,
+                clients: try TenantClients(
+                    tenant: tenant, transport: transport, metrics: metrics,
+                    logger: records.logger()),
+                store: store, sinks: ["journal"], maxOutbox: 1_000_000, metrics: metrics, logger: records.logger())
             try await body(poller, store)
         }
     }
@@ -102,7 +109,9 @@ struct ReconciliationTests {
             try await store.schedules.scheduleReconciliation(tenant: "contoso", due: due.addingTimeInterval(3600), sweptAt: due, found: 4)
         }
         let reopened = try StateStore.embedded(directory: directory)
-        #expect(try await reopened.schedules.reconciliation(tenant: "contoso") == Reconciliation(due: due.addingTimeInterval(3600), sweptAt: due, found: 4))
+        #expect(
+            try await reopened.schedules.reconciliation(tenant: "contoso")
+                == Reconciliation(due: due.addingTimeInterval(3600), sweptAt: due, found: 4))
         // A schedule without a sweep keeps what the last sweep found.
         try await reopened.schedules.scheduleReconciliation(tenant: "contoso", due: due.addingTimeInterval(7200))
         #expect(try await reopened.schedules.reconciliation(tenant: "contoso")?.found == 4)

@@ -1,10 +1,11 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import OrderedJSON
 import SIEMSchemas
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// What each sink makes of the kinds (alert, incident) and of `schema`, `evidence` and
 /// `include_original` (issue 25); the mappings themselves: `SIEMSchemaTests`.
@@ -14,19 +15,22 @@ struct RecordShapeSinkTests {
     /// its first incident.
     static func graphAlert(id: Int64 = 1) throws -> OutboxRecord {
         let alert = try SIEMSchemaTests.fixture("graph-alerts-v2-page.json")[0]
-        return OutboxRecord(id: id, sink: "s", tenant: "contoso", alertID: alert["id"]?.stringValue ?? "", event: "created",
-                            receivedAt: "2026-12-06T10:00:00Z", payload: alert.serialized)
+        return OutboxRecord(
+            id: id, sink: "s", tenant: "contoso", alertID: alert["id"]?.stringValue ?? "", event: "created",
+            receivedAt: "2026-12-06T10:00:00Z", payload: alert.serialized)
     }
 
     static func incident(id: Int64 = 2) throws -> OutboxRecord {
         let incident = try SIEMSchemaTests.fixture("graph-incidents-page.json")[0]
-        return OutboxRecord(id: id, sink: "s", tenant: "contoso", alertID: incident["id"]?.stringValue ?? "", event: "updated",
-                            receivedAt: "2026-12-06T10:00:00Z", payload: incident.serialized, kind: .incident)
+        return OutboxRecord(
+            id: id, sink: "s", tenant: "contoso", alertID: incident["id"]?.stringValue ?? "", event: "updated",
+            receivedAt: "2026-12-06T10:00:00Z", payload: incident.serialized, kind: .incident)
     }
 
     static func notJSON(id: Int64 = 3) -> OutboxRecord {
-        OutboxRecord(id: id, sink: "s", tenant: "contoso", alertID: "da-broken", event: "created", receivedAt: "2026-12-06T10:00:00Z",
-                     payload: "{not json")
+        OutboxRecord(
+            id: id, sink: "s", tenant: "contoso", alertID: "da-broken", event: "created", receivedAt: "2026-12-06T10:00:00Z",
+            payload: "{not json")
     }
 
     static func lines(_ path: String) throws -> [JSONValue] {
@@ -36,9 +40,12 @@ struct RecordShapeSinkTests {
     @Test func aFileSinkWritesECSOneLinePerEvidenceAndRefusesWhatIsNotJSON() async throws {
         let directory = TemporaryDirectory()
         let path = directory.file("ecs.jsonl")
-        let sink = FileSink(path: path, layout: RecordLine(format: .alert, shape: RecordShape(schema: .ecs, evidence: .split)), maxSize: 0, maxFiles: 0)
+        let sink = FileSink(
+            path: path, layout: RecordLine(format: .alert, shape: RecordShape(schema: .ecs, evidence: .split)), maxSize: 0, maxFiles: 0)
         let rejected = try await sink.send([Self.graphAlert(), Self.incident(), Self.notJSON()])
-        #expect(rejected.map(\.recordID) == [3] && rejected.first?.reason.contains("not JSON, so it cannot be written as ecs with evidence split") == true)
+        #expect(
+            rejected.map(\.recordID) == [3] && rejected.first?.reason.contains("not JSON, so it cannot be written as ecs with evidence split") == true
+        )
         let documents = try Self.lines(path)
         #expect(documents.count == 3, "two evidence entities, one incident")
         #expect(documents.prefix(2).map { $0.at("defender.evidence_index") } == [.number("0"), .number("1")])
@@ -71,8 +78,9 @@ struct RecordShapeSinkTests {
     @Test func bulkDataStreamsTakeEachEvidenceAsADocumentAndIncidentsInTheirOwnStreamOncePerVersion() async throws {
         let siem = FakeSIEM()
         try await siem.serve { base throws in
-            let settings = HTTPSinkSettings(url: base + "/_bulk", format: .elasticsearchBulk, token: Secret(siem.token),
-                                            shape: RecordShape(schema: .ecs, evidence: .split), dataStream: true, pipeline: "defender-enrich")
+            let settings = HTTPSinkSettings(
+                url: base + "/_bulk", format: .elasticsearchBulk, token: Secret(siem.token),
+                shape: RecordShape(schema: .ecs, evidence: .split), dataStream: true, pipeline: "defender-enrich")
             let sink = HTTPSink(settings: settings, proxy: ProxySettings(server: nil))
             let records = [try Self.graphAlert(), try Self.incident()]
             #expect(try await sink.send(records).isEmpty)
@@ -80,7 +88,8 @@ struct RecordShapeSinkTests {
             let alertID = "da638775403641234567_-1184307215_2025-03-14T09:14:05.46Z"
             #expect(actions.map(\.id) == [alertID + "_0", alertID + "_1", "29_2026-02-25T16:29:33.1Z"])
             #expect(actions.allSatisfy { $0.operation == "create" && $0.pipeline == "defender-enrich" })
-            #expect(actions.map(\.index) == Array(repeating: "logs-defender_alertd.alert-default", count: 2) + ["logs-defender_alertd.incident-default"])
+            #expect(
+                actions.map(\.index) == Array(repeating: "logs-defender_alertd.alert-default", count: 2) + ["logs-defender_alertd.incident-default"])
             // Sent again (a retry after a lost answer): the stream refuses what it has (409),
             // which counts as delivered; nothing is doubled.
             #expect(try await sink.send(records).isEmpty)
@@ -92,7 +101,8 @@ struct RecordShapeSinkTests {
     @Test func aBulkRecordIsDeliveredWhenAllItsDocumentsAreAndRefusedWhenOneIs() throws {
         let records = [try Self.graphAlert(id: 1), try Self.incident(id: 2), try Self.graphAlert(id: 3)]
         func item(_ status: Int) -> String {
-            status < 300 ? #"{"index":{"status":\#(status)}}"# : #"{"index":{"status":\#(status),"error":{"type":"mapper_parsing_exception","reason":"bad"}}}"#
+            status < 300
+                ? #"{"index":{"status":\#(status)}}"# : #"{"index":{"status":\#(status),"error":{"type":"mapper_parsing_exception","reason":"bad"}}}"#
         }
         let answer = #"{"errors":true,"items":["# + [201, 400, 201, 201, 201, 429, 201].map(item).joined(separator: ",") + "]}"
         let outcome = try HTTPSink.bulkOutcome(Data(answer.utf8), for: records, documents: [3, 1, 3])
@@ -114,7 +124,8 @@ struct RecordShapeSinkTests {
         let event = try JSONValue(parsing: Data(try #require(HTTPRequestBody.entry(for: Self.incident(), settings: native)).bytes))
         #expect(event["sourcetype"] == .string("ms365:defender:incident") && event["fields"]?["kind"] == .string("incident"))
         let elastic = HTTPSinkSettings(url: "http://127.0.0.1:9/_bulk", format: .elasticsearchBulk)
-        #expect(elastic.index(for: .alert) == "defender-alerts" && elastic.index(for: .incident) == "defender-incidents" && elastic.operation == .index)
+        #expect(
+            elastic.index(for: .alert) == "defender-alerts" && elastic.index(for: .incident) == "defender-incidents" && elastic.operation == .index)
     }
 
     @Test func syslogSendsOneMessagePerDocumentAndTheKindsApart() throws {
@@ -138,13 +149,21 @@ struct RecordShapeSinkTests {
     @Test func theJournalAndCEFTellAnIncidentFromAnAlert() throws {
         let incident = try Self.incident()
         let fields = JournalSink.fields(for: incident)
-        #expect(fields.contains("MESSAGE_ID=\(JournalSink.incidentMessageID)") && fields.contains("DEFENDER_INCIDENT_ID=29") && fields.contains("DEFENDER_KIND=incident"))
-        #expect(fields.contains { $0.hasPrefix("MESSAGE=[high] Multi-stage incident involving Execution & Command and control on one endpoint (incident 29)") })
+        #expect(
+            fields.contains("MESSAGE_ID=\(JournalSink.incidentMessageID)") && fields.contains("DEFENDER_INCIDENT_ID=29")
+                && fields.contains("DEFENDER_KIND=incident"))
+        #expect(
+            fields.contains {
+                $0.hasPrefix("MESSAGE=[high] Multi-stage incident involving Execution & Command and control on one endpoint (incident 29)")
+            })
         #expect(fields.contains { $0.hasPrefix("DEFENDER_INCIDENT_JSON={") } && !fields.contains { $0.hasPrefix("DEFENDER_ALERT_") })
         let alertFields = JournalSink.fields(for: try Self.graphAlert())
         #expect(alertFields.contains("MESSAGE_ID=\(JournalSink.messageID)") && alertFields.contains("DEFENDER_KIND=alert"))
         let cef = CEFMessage.line(for: incident)
-        #expect(cef.hasPrefix("CEF:0|Microsoft|Defender XDR|1.0|incident|Multi-stage incident involving Execution & Command and control on one endpoint|8|"), "\(cef)")
+        #expect(
+            cef.hasPrefix(
+                "CEF:0|Microsoft|Defender XDR|1.0|incident|Multi-stage incident involving Execution & Command and control on one endpoint|8|"),
+            "\(cef)")
         #expect(cef.contains("cs2Label=IncidentId cs2=29") && !cef.contains("cs1Label=AlertId"))
     }
 
@@ -169,7 +188,9 @@ struct RecordShapeSinkTests {
 
     @Test func theShapeIsRead() throws {
         let fixture = ConfigFixture()
-        let configuration = try fixture.load(ConfigFixture.sink("syslog", named: "s", "address = \"tcp://127.0.0.1:601\"\nschema = \"ocsf\"\nevidence = \"split\"\ninclude_original = true"))
+        let configuration = try fixture.load(
+            ConfigFixture.sink(
+                "syslog", named: "s", "address = \"tcp://127.0.0.1:601\"\nschema = \"ocsf\"\nevidence = \"split\"\ninclude_original = true"))
         let shape = RecordShape(schema: .ocsf, evidence: .split, includeOriginal: true)
         #expect(configuration.sinks.first?.shape == shape)
         guard case .syslog(let settings)? = configuration.sinks.first?.kind else { Issue.record("not a syslog sink"); return }

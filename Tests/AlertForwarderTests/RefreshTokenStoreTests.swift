@@ -1,8 +1,8 @@
 import AlertForwarder
 import DefenderAPI
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// A user-context tenant's refresh token at rest: sealed with a key when one is configured,
 /// 0600 in a 0700 directory, replaced atomically.

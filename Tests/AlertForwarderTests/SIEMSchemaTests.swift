@@ -1,8 +1,8 @@
 import Foundation
 import OrderedJSON
 import SIEMSchemas
-import Testing
 import TestSupport
+import Testing
 
 /// Defender records in ECS and OCSF (issue 25), checked against the schemas' own definitions
 /// by `Tests/Clients/validate_schemas.py`, and field by field where a mapping makes a choice.
@@ -15,8 +15,9 @@ struct SIEMSchemaTests {
     }
 
     static func record(_ document: JSONValue, kind: DefenderRecord.Kind = .alert, event: String = "created") -> DefenderRecord {
-        DefenderRecord(kind: kind, tenant: "contoso", event: event, receivedAt: "2026-12-06T10:00:00.000Z", document: document,
-                       original: document.serialized)
+        DefenderRecord(
+            kind: kind, tenant: "contoso", event: event, receivedAt: "2026-12-06T10:00:00.000Z", document: document,
+            original: document.serialized)
     }
 
     /// Every record of the fixtures of both APIs, and odd ones: no evidence, null and
@@ -25,28 +26,36 @@ struct SIEMSchemaTests {
         var records = try (fixture("alerts-page.json") + fixture("graph-alerts-v2-page.json")).map { record($0) }
         records += try fixture("graph-alerts-v2-page.json").map { record($0, event: "updated") }
         records += try fixture("graph-incidents-page.json").map { record($0, kind: .incident, event: "updated") }
-        let odd = try JSONValue(parsing: #"""
-        {"id":"da1","title":"Odd","severity":"UnSpecified","status":"Weird","computerDnsName":"host with spaces!","machineId":7,
-         "lastUpdateTime":"not a time","alertCreationTime":"2026-13-45","mitreTechniques":"T1059","evidence":[null,3,{"entityType":"Ip","ipAddress":"not-an-ip"},
-         {"entityType":"Process","processId":"12x","fileName":null},{"entityType":"Registry","registryKey":"HKLM\\Run","registryValue":"x"}]}
-        """#)
+        let odd = try JSONValue(
+            parsing: #"""
+                {"id":"da1","title":"Odd","severity":"UnSpecified","status":"Weird","computerDnsName":"host with spaces!","machineId":7,
+                 "lastUpdateTime":"not a time","alertCreationTime":"2026-13-45","mitreTechniques":"T1059","evidence":[null,3,{"entityType":"Ip","ipAddress":"not-an-ip"},
+                 {"entityType":"Process","processId":"12x","fileName":null},{"entityType":"Registry","registryKey":"HKLM\\Run","registryValue":"x"}]}
+                """#)
         records.append(record(odd))
-        let bare = try JSONValue(parsing: ##"{"@odata.type":"#microsoft.graph.security.alert","id":"g1","lastUpdateDateTime":"2026-12-06T09:00:00Z","evidence":null}"##)
+        let bare = try JSONValue(
+            parsing: ##"{"@odata.type":"#microsoft.graph.security.alert","id":"g1","lastUpdateDateTime":"2026-12-06T09:00:00Z","evidence":null}"##)
         records.append(record(bare, event: "updated"))
-        let incident = try JSONValue(parsing: #"{"id":"77","displayName":"Bare incident","status":"redirected","severity":"informational","assignedTo":null,"lastUpdateDateTime":"2026-12-06T09:00:00Z"}"#)
+        let incident = try JSONValue(
+            parsing:
+                #"{"id":"77","displayName":"Bare incident","status":"redirected","severity":"informational","assignedTo":null,"lastUpdateDateTime":"2026-12-06T09:00:00Z"}"#
+        )
         records.append(record(incident, kind: .incident))
         return records
     }
 
     /// Every record in every shape the schema has (inline and split, with and without the
     /// original), checked by the schema's own definitions.
-    @Test(.enabled(if: SchemaValidator.isAvailable, "the reference schemas are not in ../shared/schemas (or DEFENDER_SCHEMAS_DIR)"),
-          arguments: ["ecs", "ocsf"])
+    @Test(
+        .enabled(if: SchemaValidator.isAvailable, "the reference schemas are not in ../shared/schemas (or DEFENDER_SCHEMAS_DIR)"),
+        arguments: ["ecs", "ocsf"])
     func recordsConformToTheSchema(_ schema: String) throws {
         var documents: [String] = []
         for record in try Self.allRecords() {
             for split in [false, true] {
-                let made = schema == "ecs" ? ECSMapping.documents(for: record, split: split, original: split)
+                let made =
+                    schema == "ecs"
+                    ? ECSMapping.documents(for: record, split: split, original: split)
                     : OCSFMapping.events(for: record, split: split, original: split)
                 documents += made.map(\.serialized)
             }
@@ -75,8 +84,10 @@ struct SIEMSchemaTests {
         ocsf.set("finding_info", .object([("title", .string("no uid"))]))
         ocsf.set("evidences", .array([.object([])]))
         let ocsfProblems = try SchemaValidator.problems("ocsf", [ocsf.serialized])
-        for expected in ["not_an_attribute: not an attribute", "severity_id: 7 is not in the enum", "finding_info.uid: required and missing",
-                         "evidences[0]: needs at least one of", "py-ocsf-models refused it"] {
+        for expected in [
+            "not_an_attribute: not an attribute", "severity_id: 7 is not in the enum", "finding_info.uid: required and missing",
+            "evidences[0]: needs at least one of", "py-ocsf-models refused it",
+        ] {
             #expect(ocsfProblems.contains { $0.contains(expected) }, "no problem names \(expected): \(ocsfProblems)")
         }
     }
@@ -146,7 +157,9 @@ struct SIEMSchemaTests {
         let blocks = examples.components(separatedBy: "```json\n").dropFirst().map { $0.components(separatedBy: "\n```")[0] }
         #expect(blocks.count == 2)
         let record = try Self.record(Self.fixture("graph-alerts-v2-page.json")[0])
-        let made = [ECSMapping.documents(for: record, split: false, original: false)[0], OCSFMapping.events(for: record, split: false, original: false)[0]]
+        let made = [
+            ECSMapping.documents(for: record, split: false, original: false)[0], OCSFMapping.events(for: record, split: false, original: false)[0],
+        ]
         for (block, document) in zip(blocks, made) {
             #expect(try JSONValue(parsing: block) == document, "README.md's example is stale: \(document.serialized.prefix(300))")
         }

@@ -1,12 +1,13 @@
-@testable import AlertForwarder
 import DefenderAPI
 import DefenderSimulator
 import Foundation
 import OrderedJSON
 import Synchronization
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import AlertForwarder
 
 /// User context, when nobody is signed in (or the sign-in was refused): the poller logs it when
 /// it starts, then at most hourly, and once when polling works again. Before issue 23 a poll a
@@ -36,14 +37,18 @@ struct SignInNeededTests {
             let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
             let tenant = configuration.tenants[0]
             let keeper = Keeper()
-            let tokens = TokenProvider(configuration: .init(tenantID: tenant.tenantID, clientID: Self.publicClient, credential: .refreshToken(keeper),
-                                                            endpoints: tenant.endpoints),
-                                       transport: transport, clock: manual.clock, random: { 0.5 }, logger: LogRecords().logger())
-            let poller = TenantPoller(tenant: tenant,
-                                      connection: try TenantConnection(tenant: tenant, transport: transport, clock: manual.clock, tokens: tokens,
-                                                                       logger: LogRecords().logger()),
-                                      store: try StateStore.embedded(directory: fixture.directory.file("state")), sinks: ["journal"], maxOutbox: 1_000,
-                                      clock: manual.clock, logger: records.logger())
+            let tokens = TokenProvider(
+                configuration: .init(
+                    tenantID: tenant.tenantID, clientID: Self.publicClient, credential: .refreshToken(keeper),
+                    endpoints: tenant.endpoints),
+                transport: transport, clock: manual.clock, random: { 0.5 }, logger: LogRecords().logger())
+            let poller = TenantPoller(
+                tenant: tenant,
+                clients: try TenantClients(
+                    tenant: tenant, transport: transport, clock: manual.clock, tokens: tokens,
+                    logger: LogRecords().logger()),
+                store: try StateStore.embedded(directory: fixture.directory.file("state")), sinks: ["journal"], maxOutbox: 1_000,
+                clock: manual.clock, logger: records.logger())
             func errorLines() -> Int { records.at(.error).filter { $0.message.hasPrefix("poll failed") }.count }
 
             // A poll a second for 20 s: one error line, the rest at debug level.
@@ -61,9 +66,11 @@ struct SignInNeededTests {
             #expect(records.at(.error).last?.metadata["repeats_not_logged"] == "20")
 
             // Someone signs in: polling resumes, said once.
-            let signedIn = try await DeviceCodeLogin(endpoints: tenant.endpoints, tenantID: tenant.tenantID, clientID: Self.publicClient,
-                                                     transport: transport, clock: manual.clock, logger: LogRecords().logger())
-                .run { prompt in try? await simulator.decideDeviceCode(prompt.userCode, user: "analyst@contoso.com") }
+            let signedIn = try await DeviceCodeLogin(
+                endpoints: tenant.endpoints, tenantID: tenant.tenantID, clientID: Self.publicClient,
+                transport: transport, clock: manual.clock, logger: LogRecords().logger()
+            )
+            .run { prompt in try? await simulator.decideDeviceCode(prompt.userCode, user: "analyst@contoso.com") }
             try keeper.save(signedIn.refreshToken)
             #expect(await poller.pollOnce() == .completed(newAlerts: 0, duplicates: 0))
             #expect(await poller.pollOnce() == .completed(newAlerts: 0, duplicates: 0))
@@ -83,10 +90,11 @@ struct SignInNeededTests {
             fixture.directory.write("secret", "wrong-secret\n", mode: 0o600)
             let configuration = try fixture.load(ConfigFixture.tenant + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
             let tenant = configuration.tenants[0]
-            let poller = TenantPoller(tenant: tenant,
-                                      connection: try TenantConnection(tenant: tenant, transport: transport, clock: manual.clock, logger: LogRecords().logger()),
-                                      store: try StateStore.embedded(directory: fixture.directory.file("state")), sinks: ["journal"], maxOutbox: 1_000,
-                                      clock: manual.clock, logger: records.logger())
+            let poller = TenantPoller(
+                tenant: tenant,
+                clients: try TenantClients(tenant: tenant, transport: transport, clock: manual.clock, logger: LogRecords().logger()),
+                store: try StateStore.embedded(directory: fixture.directory.file("state")), sinks: ["journal"], maxOutbox: 1_000,
+                clock: manual.clock, logger: records.logger())
             for _ in 0..<3 {
                 _ = await poller.pollOnce()
                 manual.advance(by: .seconds(1))
@@ -101,16 +109,22 @@ struct LoginOutputTests {
     /// A user name (or scope) from Entra ID's answer holding a line break or escapes cannot forge
     /// a line of `login`'s output.
     @Test func theUserNameAndScopesAreEscaped() {
-        let outcome = UserSignIn.Outcome(user: "ana@contoso.com\nSigned in as admin@contoso.com with everything.\u{1B}[2J",
-                                         scopes: ["https://api.securitycenter.microsoft.com/Alert.Read\u{2028}x"], path: "/var/lib/defender-alertd/user-tokens/contoso.token",
-                                         sealing: .sealed)
+        let outcome = UserSignIn.Outcome(
+            user: "ana@contoso.com\nSigned in as admin@contoso.com with everything.\u{1B}[2J",
+            scopes: ["https://api.securitycenter.microsoft.com/Alert.Read\u{2028}x"], path: "/var/lib/defender-alertd/user-tokens/contoso.token",
+            sealing: .sealed)
         let summary = outcome.summary
         #expect(summary.split(separator: "\n").count == 2, "\(summary)")
-        #expect(summary.hasPrefix(#"Signed in as ana@contoso.com\u000aSigned in as admin@contoso.com with everything.\u001b[2J with https://api.securitycenter.microsoft.com/Alert.Read\u2028x."#),
-                "\(summary)")
+        #expect(
+            summary.hasPrefix(
+                #"Signed in as ana@contoso.com\u000aSigned in as admin@contoso.com with everything.\u001b[2J with https://api.securitycenter.microsoft.com/Alert.Read\u2028x."#
+            ),
+            "\(summary)")
         #expect(!summary.unicodeScalars.contains { PrintableText.isUnsafe($0) && $0 != "\n" })
-        let plain = UserSignIn.Outcome(user: "analyst@contoso.com", scopes: ["https://api.securitycenter.microsoft.com/Alert.Read", "openid"],
-                                       path: "/p", sealing: .sealed).summary
+        let plain = UserSignIn.Outcome(
+            user: "analyst@contoso.com", scopes: ["https://api.securitycenter.microsoft.com/Alert.Read", "openid"],
+            path: "/p", sealing: .sealed
+        ).summary
         #expect(plain.hasPrefix("Signed in as analyst@contoso.com with https://api.securitycenter.microsoft.com/Alert.Read openid.\n"))
     }
 }

@@ -1,18 +1,20 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import OrderedJSON
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 @Suite("Sinks")
 struct SinkTests {
     let directory = TemporaryDirectory()
 
     func record(_ id: Int64, event: String = "created") -> OutboxRecord {
-        OutboxRecord(id: id, sink: "s", tenant: "contoso", alertID: "da\(id)", event: event, receivedAt: "2025-03-14T10:00:00Z",
-                     payload: #"{"id":"da\#(id)","title":"T\#(id)","severity":"High","n":1.50,"x":null}"#)
+        OutboxRecord(
+            id: id, sink: "s", tenant: "contoso", alertID: "da\(id)", event: event, receivedAt: "2025-03-14T10:00:00Z",
+            payload: #"{"id":"da\#(id)","title":"T\#(id)","severity":"High","n":1.50,"x":null}"#)
     }
 
     @Test func fileSinkWritesJSONLinesWithModeAndRotation() async throws {
@@ -34,7 +36,9 @@ struct SinkTests {
 
     @Test func envelopeFormat() async throws {
         let path = directory.file("alerts.jsonl")
-        #expect(try await FileSink(path: path, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send([record(7, event: "updated")]).isEmpty)
+        #expect(
+            try await FileSink(path: path, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send([record(7, event: "updated")]).isEmpty
+        )
         let line = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .newlines)
         let value = try JSONValue(parsing: line)
         #expect(value.keys == ["tenant", "kind", "event", "received_at", "alert"])
@@ -52,13 +56,20 @@ struct SinkTests {
 
     @Test func sinksWriteTheAPIsBytesUnchanged() async throws {
         // Text a serializer would normalise: spacing, \/ and \u escapes, number text, non-ASCII.
-        let original = "{ \"id\" : \"da\\u0031\", \"lastUpdateTime\":\"2026-11-25T10:00:00.10Z\", \"title\":\"caf\\u00e9 \\/ ünï 😀\","
+        let original =
+            "{ \"id\" : \"da\\u0031\", \"lastUpdateTime\":\"2026-11-25T10:00:00.10Z\", \"title\":\"caf\\u00e9 \\/ ünï 😀\","
             + " \"n\": 1.50, \"big\": 12345678901234567890, \"e\": -0.0E+00, \"x\": null, \"future\": {\"a\": [ ]} }"
         let store = try StateStore.embedded(directory: directory.file("state"))
         _ = try await store.admission.admit(tenant: "contoso", alerts: [try Alert(json: original)], forward: .new, sinks: ["a", "e"])
         let plain = directory.file("plain.jsonl"), envelope = directory.file("envelope.jsonl")
-        #expect(try await FileSink(path: plain, layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0).send(try await store.outbox.pending(sink: "a", limit: 10).records).isEmpty)
-        #expect(try await FileSink(path: envelope, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send(try await store.outbox.pending(sink: "e", limit: 10).records).isEmpty)
+        #expect(
+            try await FileSink(path: plain, layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0).send(
+                try await store.outbox.pending(sink: "a", limit: 10).records
+            ).isEmpty)
+        #expect(
+            try await FileSink(path: envelope, layout: RecordLine(format: .envelope), maxSize: 0, maxFiles: 0).send(
+                try await store.outbox.pending(sink: "e", limit: 10).records
+            ).isEmpty)
         #expect(try Data(contentsOf: URL(fileURLWithPath: plain)) == Data((original + "\n").utf8))
         let wrapped = try String(contentsOfFile: envelope, encoding: .utf8)
         #expect(wrapped.hasSuffix(",\"alert\":" + original + "}\n"))
@@ -68,21 +79,24 @@ struct SinkTests {
     @Test func summaryFormatIsOneReadableLinePerAlert() async throws {
         let path = directory.file("summary.log")
         var alert = record(5)
-        alert.payload = #"{"id":"da5","lastUpdateTime":"2026-11-25T18:38:22.1234567Z","severity":"High","title":"Suspicious access to LSASS service","computerDnsName":"ws-hr-0031"}"#
+        alert.payload =
+            #"{"id":"da5","lastUpdateTime":"2026-11-25T18:38:22.1234567Z","severity":"High","title":"Suspicious access to LSASS service","computerDnsName":"ws-hr-0031"}"#
         var bare = record(6, event: "updated")
         bare.payload = #"{"id":"da6"}"#
         #expect(try await FileSink(path: path, layout: RecordLine(format: .summary), maxSize: 0, maxFiles: 0).send([alert, bare]).isEmpty)
-        #expect(try String(contentsOfFile: path, encoding: .utf8) == """
-            2026-11-25T18:38:22Z created High "Suspicious access to LSASS service" ws-hr-0031 da5
-            - updated UnSpecified "Defender alert" - da6
+        #expect(
+            try String(contentsOfFile: path, encoding: .utf8) == """
+                2026-11-25T18:38:22Z created High "Suspicious access to LSASS service" ws-hr-0031 da5
+                - updated UnSpecified "Defender alert" - da6
 
-            """)
+                """)
     }
 
     @Test func summaryLinesCannotBeForgedOrShifted() {
         var alert = record(9)
         alert.tenant = "fabrikam"
-        alert.payload = #"{"id":"da9","lastUpdateTime":"2026-11-25T18:38:22Z","severity":"Very High","title":"a \"quoted\" title\nFAKE LINE\t\u0007","computerDnsName":"host name"}"#
+        alert.payload =
+            #"{"id":"da9","lastUpdateTime":"2026-11-25T18:38:22Z","severity":"Very High","title":"a \"quoted\" title\nFAKE LINE\t\u0007","computerDnsName":"host name"}"#
         let line = RecordLine(format: .summary, showsTenant: true).line(for: alert)
         #expect(line == #"2026-11-25T18:38:22Z fabrikam created "Very High" "a \"quoted\" title\nFAKE LINE\t\u0007" "host name" da9"#)
         #expect(!line.contains("\n"))
@@ -91,12 +105,16 @@ struct SinkTests {
     @Test func summaryNamesTheTenantOnlyWhenSeveralShareTheSink() async throws {
         let fixture = ConfigFixture()
         let second = ConfigFixture.tenant.replacingOccurrences(of: "contoso", with: "fabrikam")
-        let shared = try ConfigurationLoader().load(path: fixture.writeConfiguration(
-            ConfigFixture.tenant + "\n" + second + "\n[[sink]]\nname = \"console\"\ntype = \"stdout\"\nformat = \"summary\""))
+        let shared = try ConfigurationLoader().load(
+            path: fixture.writeConfiguration(
+                ConfigFixture.tenant + "\n" + second + "\n[[sink]]\nname = \"console\"\ntype = \"stdout\"\nformat = \"summary\""))
         #expect(shared.tenantCount(sendingTo: "console") == 2)
         #expect((Pipeline.makeSink(shared.sinks[0], in: shared) as? StdoutSink)?.layout == RecordLine(format: .summary, showsTenant: true))
-        let single = try ConfigurationLoader().load(path: fixture.writeConfiguration(
-            ConfigFixture.tenant + "\n" + second + "\nsinks = [\"other\"]\n[[sink]]\nname = \"console\"\ntype = \"stdout\"\nformat = \"summary\"\n[[sink]]\nname = \"other\"\ntype = \"journal\""))
+        let single = try ConfigurationLoader().load(
+            path: fixture.writeConfiguration(
+                ConfigFixture.tenant + "\n" + second
+                    + "\nsinks = [\"other\"]\n[[sink]]\nname = \"console\"\ntype = \"stdout\"\nformat = \"summary\"\n[[sink]]\nname = \"other\"\ntype = \"journal\""
+            ))
         #expect(single.tenantCount(sendingTo: "console") == 1)
         #expect((Pipeline.makeSink(single.sinks[0], in: single) as? StdoutSink)?.layout == RecordLine(format: .summary, showsTenant: false))
     }
@@ -121,8 +139,11 @@ struct SinkTests {
     @Test func creatingAndRotatingSyncTheDirectory() async throws {
         let synced = Mutex<[String]>([])
         let path = directory.file("logs/alerts.jsonl")
-        let recorded = FileSink(path: path, layout: RecordLine(format: .alert), maxSize: 10, maxFiles: 2,
-                                syncDirectory: { directory in synced.withLock { $0.append(directory) }; return FileSink.fsyncDirectory(directory) })
+        let recorded = FileSink(
+            path: path, layout: RecordLine(format: .alert), maxSize: 10, maxFiles: 2,
+            syncDirectory: { directory in
+                synced.withLock { $0.append(directory) }; return FileSink.fsyncDirectory(directory)
+            })
         #expect(try await recorded.send([record(1)]).isEmpty)
         // The new directory in its parent, then the new file in the new directory.
         #expect(synced.withLock { $0 } == [directory.path, directory.file("logs")])
@@ -134,8 +155,11 @@ struct SinkTests {
     }
 
     @Test func aDirectoryThatCannotBeSyncedIsASinkError() async throws {
-        let sink = FileSink(path: directory.file("alerts.jsonl"), layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0,
-                            syncDirectory: { _ in errno = EIO; return -1 })
+        let sink = FileSink(
+            path: directory.file("alerts.jsonl"), layout: RecordLine(format: .alert), maxSize: 0, maxFiles: 0,
+            syncDirectory: { _ in
+                errno = EIO; return -1
+            })
         await #expect { try await sink.send([self.record(1)]) } throws: { ($0 as? SinkError)?.description.contains("fsync of the directory") == true }
     }
 

@@ -1,8 +1,9 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// `[service] state_database`: a URL without a password, TLS by libpq's names (verify-full by
 /// default off loopback), the password by the secret file rules.
@@ -15,7 +16,8 @@ struct StateDatabaseConfigurationTests {
 
     @Test func theURLItsTLSAndThePassword() throws {
         fixture.directory.write("pg-password", Self.password + "\n", mode: 0o600)
-        let remote = try fixture.load(service("state_database = \"postgresql://alertd@db.example:6432/alerts\"\nstate_database_password_file = \"pg-password\""))
+        let remote = try fixture.load(
+            service("state_database = \"postgresql://alertd@db.example:6432/alerts\"\nstate_database_password_file = \"pg-password\""))
         let settings = try #require(remote.service.stateDatabase)
         #expect(settings.host == "db.example" && settings.port == 6432 && settings.user == "alertd" && settings.database == "alerts")
         #expect(settings.tls == .verifyFull)
@@ -50,7 +52,8 @@ struct StateDatabaseConfigurationTests {
             .map(\.description).joined(separator: "\n")
         #expect(text.contains("tenant.auth") && text.contains("needs token_key_credential"), "\(text)")
         fixture.directory.write("token-key", "a key of 32 bytes or more, any text", mode: 0o600)
-        let keyed = try fixture.load("[service]\nstate_database = \"postgresql://alertd@127.0.0.1/alerts\"\ntoken_key_file = \"token-key\"\n" + delegated)
+        let keyed = try fixture.load(
+            "[service]\nstate_database = \"postgresql://alertd@127.0.0.1/alerts\"\ntoken_key_file = \"token-key\"\n" + delegated)
         #expect(keyed.service.tokenKey != nil)
     }
 

@@ -1,9 +1,10 @@
-@testable import AlertForwarder
 import Foundation
 import Logging
 import PostgresNIO
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// PostgreSQL lost while the state is in use, through a loopback proxy the test cuts: a call
 /// fails as unavailable instead of waiting (postgres-nio's pool would let it wait a minute,
@@ -68,8 +69,9 @@ struct StateDatabaseOutageTests {
             let silent = await #expect(throws: StateError.self) { _ = try await hanging.value }
             #expect(database.callsUnderWay.isEmpty)
             #expect(silent?.kind == .unavailable)
-            #expect(silent?.description.contains("no answer from the server") == true || silent?.description.contains("no connection") == true,
-                    "\(silent?.description ?? "")")
+            #expect(
+                silent?.description.contains("no answer from the server") == true || silent?.description.contains("no connection") == true,
+                "\(silent?.description ?? "")")
             proxy.restore()
             #expect(await Self.answersAgain(database))
         }
@@ -83,8 +85,9 @@ struct StateDatabaseOutageTests {
     /// call ends as unavailable at once, long before its deadline (60 s here), and the next
     /// call works on another connection.
     @Test func aConnectionClosedUnderACallEndsItWithoutWaitingForItsDeadline() async throws {
-        let database = try StateDatabase(settings: try TestPostgres.settings(database: TestPostgres.defaultDatabase),
-                                         connectionWait: .seconds(5), callDeadline: .seconds(60), logger: Logger(label: "test"))
+        let database = try StateDatabase(
+            settings: try TestPostgres.settings(database: TestPostgres.defaultDatabase),
+            connectionWait: .seconds(5), callDeadline: .seconds(60), logger: Logger(label: "test"))
         try await TestPostgres.run(database) {
             // A statement after the close.
             let closed = await #expect(throws: StateError.self) {

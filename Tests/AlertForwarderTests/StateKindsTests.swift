@@ -1,11 +1,12 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Dispatch
 import Foundation
 import GRDB
 import Synchronization
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// The state's parts: what kind of failure each error is, work kept off the cooperative pool,
 /// and the headline each sink shows.
@@ -104,15 +105,22 @@ struct StateKindsTests {
 
     @Test func theHeadlineIsDecodedAtAdmissionAndStoredWithTheRecord() async throws {
         let store = try StateStore.embedded(directory: state)
-        let alert = try makeAlert("a", "2025-03-14T10:00:00Z", extra: [("title", .string("Suspicious LSASS access")), ("computerDnsName", .string("ws-1")),
-                                                                      ("status", .string("New"))])
+        let alert = try makeAlert(
+            "a", "2025-03-14T10:00:00Z",
+            extra: [
+                ("title", .string("Suspicious LSASS access")), ("computerDnsName", .string("ws-1")),
+                ("status", .string("New")),
+            ])
         _ = try await store.admission.admit(tenant: "t", alerts: [alert], forward: .new, sinks: ["x"])
         // The bytes of the alert in the log change after admission: the stored headline is
         // what is read, not the payload again.
         let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: state + "/outbox").first)
         let url = URL(fileURLWithPath: state + "/outbox/" + segment)
         let bytes = try Data(contentsOf: url)
-        let changed = Data(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "\"title\":\"Suspicious LSASS access\"", with: "\"title\":\"Suspicious LSASS accesX\"").utf8)
+        let changed = Data(
+            String(decoding: bytes, as: UTF8.self).replacingOccurrences(
+                of: "\"title\":\"Suspicious LSASS access\"", with: "\"title\":\"Suspicious LSASS accesX\""
+            ).utf8)
         #expect(changed.count == bytes.count)
         try changed.write(to: url)
         let record = try #require(try await store.outbox.pending(sink: "x", limit: 1).records.first)
@@ -127,8 +135,12 @@ struct StateKindsTests {
     @Test func aRecordWithoutAStoredHeadlineHasItReadFromItsBytes() throws {
         let log = try OutboxLog(directory: directory.file("outbox"))
         let payload = Data(#"{"id":"a","lastUpdateTime":"2025-03-14T10:00:00Z","severity":"Low","title":"Old record"}"#.utf8)
-        let end = try log.append([OutboxLog.Entry(tenant: "t", alertID: "a", event: "updated", receivedAt: "2025-03-14T10:00:01Z", headline: nil,
-                                                  payload: payload, sinks: ["x"])], after: OutboxLog.first)
+        let end = try log.append(
+            [
+                OutboxLog.Entry(
+                    tenant: "t", alertID: "a", event: "updated", receivedAt: "2025-03-14T10:00:01Z", headline: nil,
+                    payload: payload, sinks: ["x"])
+            ], after: OutboxLog.first)
         let (records, _) = try log.read(sink: "x", from: OutboxLog.first, to: end, limit: 10)
         let record = try #require(records.first)
         #expect(record.event == "updated")
@@ -139,7 +151,8 @@ struct StateKindsTests {
 
     @Test func noSinkShowsTheHeadlineSoNoneIsStoredAndOneIsReadFromThePayloadIfAsked() async throws {
         let store = try StateStore.embedded(directory: state)
-        let alert = try makeAlert("a", "2025-03-14T10:00:00Z", extra: [("title", .string("Suspicious LSASS access")), ("computerDnsName", .string("ws-1"))])
+        let alert = try makeAlert(
+            "a", "2025-03-14T10:00:00Z", extra: [("title", .string("Suspicious LSASS access")), ("computerDnsName", .string("ws-1"))])
         _ = try await store.admission.admit(tenant: "t", alerts: [alert], forward: .new, sinks: ["x"], storesHeadline: false)
         // Nothing but the alert's bytes: its title is in the log once.
         let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: state + "/outbox").first)

@@ -1,10 +1,11 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import OrderedJSON
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import AlertForwarder
 
 func makeAlert(_ id: String, _ updated: String, extra: [(String, JSONValue)] = []) throws -> Alert {
     try Alert(json: JSONValue.object([("id", .string(id)), ("lastUpdateTime", .string(updated)), ("severity", .string("High"))] + extra).serialized)
@@ -12,9 +13,12 @@ func makeAlert(_ id: String, _ updated: String, extra: [(String, JSONValue)] = [
 
 /// A Graph incident, as `security/incidents` lists it (its few members that matter here).
 func makeIncident(_ id: String, _ updated: String) throws -> Alert {
-    try Alert(json: JSONValue.object([("id", .string(id)), ("displayName", .string("Multi-stage incident")), ("lastUpdateDateTime", .string(updated)),
-                                      ("severity", .string("high")), ("status", .string("active"))]).serialized,
-              api: .graph, kind: .incident)
+    try Alert(
+        json: JSONValue.object([
+            ("id", .string(id)), ("displayName", .string("Multi-stage incident")), ("lastUpdateDateTime", .string(updated)),
+            ("severity", .string("high")), ("status", .string("active")),
+        ]).serialized,
+        api: .graph, kind: .incident)
 }
 
 @Suite("State store")
@@ -60,15 +64,17 @@ struct StateStoreTests {
         #expect(info.st_mode & 0o777 == 0o700)
         #expect(try await store.admission.watermark(tenant: "t") == nil)
 
-        let first = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
-                                    forward: .new, sinks: ["x", "y"])
+        let first = try await store.admission.admit(
+            tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
+            forward: .new, sinks: ["x", "y"])
         #expect(first.newAlerts == 2 && first.duplicates == 0 && first.queuedForSinks == 4)
         #expect(first.admitted.map(\.id) == ["a", "b"])
         #expect(try await store.admission.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:00:05.5Z"))
 
         // The same alerts again (overlap), one updated: "new" mode forwards nothing.
-        let second = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:01:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
-                                     forward: .new, sinks: ["x", "y"])
+        let second = try await store.admission.admit(
+            tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:01:00Z"), try makeAlert("b", "2025-03-14T10:00:05.5Z")],
+            forward: .new, sinks: ["x", "y"])
         #expect(second == Admission(newAlerts: 0, duplicates: 2, queuedForSinks: 0))
         #expect(second.admitted.isEmpty)
         #expect(try await store.admission.watermark(tenant: "t") == Timestamp(parsing: "2025-03-14T10:01:00Z"))
@@ -82,7 +88,9 @@ struct StateStoreTests {
     @Test func updatesModeLabelsCreatedAndUpdated() async throws {
         let store = try StateStore.embedded(directory: directory.file("state"))
         _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .updates, sinks: ["x"])
-        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("a", "2025-03-14T10:05:00Z")], forward: .updates, sinks: ["x"])
+        _ = try await store.admission.admit(
+            tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z"), try makeAlert("a", "2025-03-14T10:05:00Z")], forward: .updates,
+            sinks: ["x"])
         _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:09:00Z")], forward: .updates, sinks: ["x"])
         let records = try await store.outbox.pending(sink: "x", limit: 10).records
         #expect(records.map(\.event) == ["created", "updated", "updated"])
@@ -133,7 +141,9 @@ struct StateStoreTests {
         try await store.admission.reset(tenant: "t")
         #expect(try await store.admission.watermark(tenant: "t") == nil)
         #expect(try await store.admission.tenants().map(\.tenant) == ["u"])
-        #expect(try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"]).newAlerts == 1)
+        #expect(
+            try await store.admission.admit(tenant: "t", alerts: [try makeAlert("a", "2025-03-14T10:00:00Z")], forward: .new, sinks: ["x"]).newAlerts
+                == 1)
     }
 
     @Test func oldDedupKeysArePruned() async throws {
@@ -154,7 +164,8 @@ struct StateStoreTests {
         let tenDaysAgo = now.addingTimeInterval(-10 * 86_400)
         let a = try makeAlert("a", Timestamp(tenDaysAgo).description)
         _ = try await store.admission.admit(tenant: "t", alerts: [a], forward: .new, sinks: ["x"], now: tenDaysAgo)
-        _ = try await store.admission.admit(tenant: "t", alerts: [try makeAlert("b", Timestamp(now).description)], forward: .new, sinks: ["x"], now: now)
+        _ = try await store.admission.admit(
+            tenant: "t", alerts: [try makeAlert("b", Timestamp(now).description)], forward: .new, sinks: ["x"], now: now)
         #expect(try await store.admission.pruneDedupKeys(now: now.addingTimeInterval(200 * 86_400)) == 0)
         #expect(try await store.admission.tenants().first?.dedupKeys == 2)
         #expect(try await store.admission.admit(tenant: "t", alerts: [a], forward: .new, sinks: ["x"]).newAlerts == 0)

@@ -1,6 +1,7 @@
-@testable import AlertForwarder
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// The executable's last resort when a stop does not end: a critical line naming what it
 /// waited for, then exit status 70.

@@ -1,8 +1,9 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 extension ConfigFixture {
     /// The tenant and one `[[sink]]` of `type` named `name` with `keys`.
@@ -11,8 +12,10 @@ extension ConfigFixture {
     }
 
     /// The settings of that sink, taken out of its kind by `extract`.
-    func sinkSettings<Settings>(_ type: String, _ keys: String, environment: [String: String] = [:],
-                                _ extract: (SinkConfiguration.Kind) -> Settings?) throws -> Settings {
+    func sinkSettings<Settings>(
+        _ type: String, _ keys: String, environment: [String: String] = [:],
+        _ extract: (SinkConfiguration.Kind) -> Settings?
+    ) throws -> Settings {
         let configuration = try load(Self.sink(type, named: "s", keys), environment: environment)
         return try #require(extract(configuration.sinks[0].kind), "not a \(type) sink")
     }
@@ -42,7 +45,8 @@ struct SyslogConfigurationTests {
         fixture.directory.write("ca.pem", authority.pem, mode: 0o644)
         fixture.directory.write("client.pem", client.certificate, mode: 0o644)
         fixture.directory.write("client-key.pem", client.key, mode: 0o600)
-        let settings = try settings("""
+        let settings = try settings(
+            """
             address = "tls://[2001:db8::5]:6515"
             protocol = "RFC3164"
             format = "cef"
@@ -60,11 +64,16 @@ struct SyslogConfigurationTests {
             server_name = "siem.example"
             """)
         #expect(settings.address == SyslogAddress(transport: .tls, host: "2001:db8::5", port: 6515))
-        #expect(settings.message == SyslogMessage(syslogProtocol: .rfc3164, facility: .local5, hostname: "collector-1", appName: "mde", enterpriseNumber: 4711))
+        #expect(
+            settings.message
+                == SyslogMessage(syslogProtocol: .rfc3164, facility: .local5, hostname: "collector-1", appName: "mde", enterpriseNumber: 4711))
         #expect(settings.format == .cef && settings.cefAlertJSON && settings.framing == .lf)
         #expect(settings.maxMessageSize == 8192 && settings.timeout == .seconds(5))
-        #expect(settings.tls == SyslogTLS(caFile: fixture.directory.file("ca.pem"), clientCertificateFile: fixture.directory.file("client.pem"),
-                                         clientKey: Secret(client.key.trimmingCharacters(in: .whitespacesAndNewlines)), serverName: "siem.example"))
+        #expect(
+            settings.tls
+                == SyslogTLS(
+                    caFile: fixture.directory.file("ca.pem"), clientCertificateFile: fixture.directory.file("client.pem"),
+                    clientKey: Secret(client.key.trimmingCharacters(in: .whitespacesAndNewlines)), serverName: "siem.example"))
     }
 
     @Test func theClientKeyFromACredential() throws {
@@ -73,8 +82,9 @@ struct SyslogConfigurationTests {
         fixture.directory.write("client.pem", client.certificate, mode: 0o644)
         let credentials = TemporaryDirectory()
         credentials.write("syslog-key", client.key, mode: 0o400)
-        let settings = try settings("address = \"tls://siem.example\"\nclient_certificate_file = \"client.pem\"\nclient_key_credential = \"syslog-key\"\n",
-                                    environment: ["CREDENTIALS_DIRECTORY": credentials.path])
+        let settings = try settings(
+            "address = \"tls://siem.example\"\nclient_certificate_file = \"client.pem\"\nclient_key_credential = \"syslog-key\"\n",
+            environment: ["CREDENTIALS_DIRECTORY": credentials.path])
         #expect(settings.tls?.clientKey != nil)
     }
 
@@ -87,7 +97,10 @@ struct SyslogConfigurationTests {
         ("address = \"udp://siem\"\nframing = \"lf\"", "sink.framing", "tcp:// and tls:// only"),
         ("address = \"tcp://siem\"\nca_file = \"/etc/ssl/certs/ca-certificates.crt\"", "sink.ca_file", "tls:// addresses only"),
         ("address = \"tls://siem\"\nca_file = \"missing.pem\"", "sink.ca_file", "does not exist"),
-        ("address = \"tls://siem\"\nclient_certificate_file = \"missing.pem\"\nclient_key_file = \"k.pem\"", "sink.client_certificate_file", "does not exist"),
+        (
+            "address = \"tls://siem\"\nclient_certificate_file = \"missing.pem\"\nclient_key_file = \"k.pem\"", "sink.client_certificate_file",
+            "does not exist"
+        ),
         ("address = \"tls://siem\"\nclient_key_file = \"k.pem\"", "sink.client_key_file", "needs client_certificate_file"),
         ("address = \"tcp://siem\"\nformat = \"envelope\"", "sink.format", "json, cef"),
         ("address = \"tcp://siem\"\ncef_alert_json = true", "sink.cef_alert_json", "format = \"cef\" only"),
@@ -141,7 +154,8 @@ struct HTTPConfigurationTests {
         fixture.directory.write("hec-token", "CANARY-hec-0e1d\n", mode: 0o600)
         let authority = try TestCertificateAuthority()
         fixture.directory.write("ca.pem", authority.pem, mode: 0o644)
-        let settings = try settings("""
+        let settings = try settings(
+            """
             url = "https://splunk.example:8088/services/collector/event"
             format = "splunk-hec"
             auth = "splunk"
@@ -158,12 +172,17 @@ struct HTTPConfigurationTests {
             host = "collector-1"
             ca_file = "ca.pem"
             """)
-        #expect(settings == HTTPSinkSettings(
-            url: "https://splunk.example:8088/services/collector/event", format: .splunkHEC, authorization: .splunk, token: Secret("CANARY-hec-0e1d"),
-            headers: ["X-Source": "mde", "X-Team": "soc"], batchMaxAlerts: 200, batchMaxBytes: 1_000_000, flushInterval: .milliseconds(250),
-            timeout: .seconds(10), gzip: true, index: "security", sourcetype: "mde:alert", source: "defender-alertd", host: "collector-1",
-            caFile: fixture.directory.file("ca.pem")))
-        let overview = try fixture.load(sink("url = \"https://splunk.example/services/collector/event\"\nformat = \"splunk-hec\"\ntoken_file = \"hec-token\"\n")).overview
+        #expect(
+            settings
+                == HTTPSinkSettings(
+                    url: "https://splunk.example:8088/services/collector/event", format: .splunkHEC, authorization: .splunk,
+                    token: Secret("CANARY-hec-0e1d"),
+                    headers: ["X-Source": "mde", "X-Team": "soc"], batchMaxAlerts: 200, batchMaxBytes: 1_000_000, flushInterval: .milliseconds(250),
+                    timeout: .seconds(10), gzip: true, index: "security", sourcetype: "mde:alert", source: "defender-alertd", host: "collector-1",
+                    caFile: fixture.directory.file("ca.pem")))
+        let overview = try fixture.load(
+            sink("url = \"https://splunk.example/services/collector/event\"\nformat = \"splunk-hec\"\ntoken_file = \"hec-token\"\n")
+        ).overview
         #expect(overview.contains("http https://splunk.example/services/collector/event (splunk-hec, splunk token)"))
         #expect(!overview.contains("CANARY"))
     }
@@ -171,8 +190,9 @@ struct HTTPConfigurationTests {
     @Test func theTokenFromACredential() throws {
         let credentials = TemporaryDirectory()
         credentials.write("hec-token", "CANARY-hec-cred", mode: 0o400)
-        let settings = try settings("url = \"https://splunk.example/services/collector/event\"\ntoken_credential = \"hec-token\"\n",
-                                    environment: ["CREDENTIALS_DIRECTORY": credentials.path])
+        let settings = try settings(
+            "url = \"https://splunk.example/services/collector/event\"\ntoken_credential = \"hec-token\"\n",
+            environment: ["CREDENTIALS_DIRECTORY": credentials.path])
         #expect(settings.token == Secret("CANARY-hec-cred"))
     }
 

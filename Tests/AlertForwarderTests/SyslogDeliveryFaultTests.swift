@@ -1,10 +1,11 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import Synchronization
 import Telemetry
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// The syslog sink and its worker against receivers that misbehave on purpose (loopback fakes
 /// written with plain sockets): a RELP receiver that refuses one message or drops the session
@@ -37,8 +38,9 @@ struct SyslogDeliveryFaultTests {
     }
 
     static func sink(_ transport: SyslogAddress.Transport, port: Int, settle: Duration = .milliseconds(100)) -> SyslogSink {
-        var settings = SyslogSettings(address: SyslogAddress(transport: transport, host: "127.0.0.1", port: port),
-                                      message: SyslogMessage(hostname: "collector-1"), timeout: .seconds(10))
+        var settings = SyslogSettings(
+            address: SyslogAddress(transport: transport, host: "127.0.0.1", port: port),
+            message: SyslogMessage(hostname: "collector-1"), timeout: .seconds(10))
         settings.settle = settle
         return SyslogSink(settings: settings)
     }
@@ -62,7 +64,9 @@ struct SyslogDeliveryFaultTests {
 
     /// A RELP receiver: answers `open`, `close`, and each `syslog` as `answer` says (nil: drop
     /// the session without answering).
-    static func relpReceiver(_ received: Received, answer: @escaping @Sendable (_ message: String, _ inSession: Int) -> String?) async throws -> LoopbackStreamServer {
+    static func relpReceiver(
+        _ received: Received, answer: @escaping @Sendable (_ message: String, _ inSession: Int) -> String?
+    ) async throws -> LoopbackStreamServer {
         try LoopbackStreamServer { connection in
             var inSession = 0
             while let frame = connection.nextRELPFrame() {
@@ -92,7 +96,8 @@ struct SyslogDeliveryFaultTests {
         let store = try await store(queueing: ids)
         let sink = Self.sink(.relp, port: server.port)
         let telemetry = Telemetry()
-        let worker = SinkWorker(name: "siem", sink: sink, store: store, metrics: SinkMetrics(telemetry: telemetry, sink: "siem"), logger: LogRecords().logger())
+        let worker = SinkWorker(
+            name: "siem", sink: sink, store: store, metrics: SinkMetrics(telemetry: telemetry, sink: "siem"), logger: LogRecords().logger())
         #expect(try await drainToTheEnd(worker, store: store) == 0)
         await sink.shutdown()
         // Every other alert arrived exactly once; the refused one is a dead letter with the answer.
@@ -119,7 +124,8 @@ struct SyslogDeliveryFaultTests {
         let sink = Self.sink(.relp, port: server.port)
         let telemetry = Telemetry()
         let records = LogRecords()
-        let worker = SinkWorker(name: "siem", sink: sink, store: store, metrics: SinkMetrics(telemetry: telemetry, sink: "siem"), logger: records.logger())
+        let worker = SinkWorker(
+            name: "siem", sink: sink, store: store, metrics: SinkMetrics(telemetry: telemetry, sink: "siem"), logger: records.logger())
         #expect(try await drainToTheEnd(worker, store: store) == 1)
         await sink.shutdown()
         for id in ids.prefix(150) { #expect(received.count(of: id) == 1, "\(id) sent again") }
@@ -135,8 +141,11 @@ struct SyslogDeliveryFaultTests {
         let server = try await Self.relpReceiver(received) { _, _ in "500 queue full" }
         defer { server.stop() }
         let sink = Self.sink(.relp, port: server.port)
-        let records = (1...3).map { OutboxRecord(id: Int64($0), sink: "siem", tenant: "t", alertID: "a\($0)", event: "created",
-                                                 receivedAt: "2026-11-25T19:52:03Z", payload: #"{"id":"a\#($0)"}"#) }
+        let records = (1...3).map {
+            OutboxRecord(
+                id: Int64($0), sink: "siem", tenant: "t", alertID: "a\($0)", event: "created",
+                receivedAt: "2026-11-25T19:52:03Z", payload: #"{"id":"a\#($0)"}"#)
+        }
         let rejected = try await sink.send(records)
         #expect(rejected.map(\.recordID) == [1, 2, 3])
         #expect(rejected.allSatisfy { $0.reason.contains("500 queue full") })
@@ -171,14 +180,17 @@ struct SyslogDeliveryFaultTests {
         let sink = Self.sink(.tcp, port: server.port, settle: .seconds(2))
         let telemetry = Telemetry()
         let records = LogRecords()
-        let worker = SinkWorker(name: "siem", sink: sink, store: store, metrics: SinkMetrics(telemetry: telemetry, sink: "siem"), logger: records.logger())
+        let worker = SinkWorker(
+            name: "siem", sink: sink, store: store, metrics: SinkMetrics(telemetry: telemetry, sink: "siem"), logger: records.logger())
         let failures = try await drainToTheEnd(worker, store: store)
         await sink.shutdown()
         // Every alert the worker confirmed had been read by the receiver.
         let missing = ids.filter { received.count(of: $0) == 0 }
         #expect(missing.isEmpty, "confirmed but never read: \(missing)")
         #expect(failures > 0)
-        let losses = telemetry.exposition(.prometheus).firstMatch(of: /defender_alertd_connection_losses_total\{sink="siem"\} (\d+)/).flatMap { Int($0.1) }
+        let losses = telemetry.exposition(.prometheus).firstMatch(of: /defender_alertd_connection_losses_total\{sink="siem"\} (\d+)/).flatMap {
+            Int($0.1)
+        }
         #expect(losses == failures)
     }
 
@@ -189,7 +201,9 @@ struct SyslogDeliveryFaultTests {
         let didReset = Mutex(false)
         // The first connection is reset once the test says so, after its batch was confirmed.
         let server = try LoopbackStreamServer { connection in
-            let number = connections.withLock { $0 += 1; return $0 }
+            let number = connections.withLock {
+                $0 += 1; return $0
+            }
             while let message = connection.nextOctetCountedMessage() {
                 received.append(message)
                 if number == 1 {
@@ -204,8 +218,9 @@ struct SyslogDeliveryFaultTests {
         // Generous for a loaded machine, as above.
         let sink = Self.sink(.tcp, port: server.port, settle: .seconds(1))
         func record(_ id: Int) -> OutboxRecord {
-            OutboxRecord(id: Int64(id), sink: "siem", tenant: "t", alertID: "a\(id)", event: "created", receivedAt: "2026-11-25T19:52:03Z",
-                         payload: #"{"id":"a\#(id)"}"#)
+            OutboxRecord(
+                id: Int64(id), sink: "siem", tenant: "t", alertID: "a\(id)", event: "created", receivedAt: "2026-11-25T19:52:03Z",
+                payload: #"{"id":"a\#(id)"}"#)
         }
         #expect(try await sink.send([record(1)]).isEmpty)
         release.signal()

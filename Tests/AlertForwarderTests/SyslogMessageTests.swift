@@ -1,14 +1,17 @@
-@testable import AlertForwarder
 import Testing
+
+@testable import AlertForwarder
 
 @Suite("syslog messages")
 struct SyslogMessageTests {
-    static let alert = #"{"id":"da638394803045614062_-1227924097","severity":"High","title":"Suspicious \"LSASS\" access","#
+    static let alert =
+        #"{"id":"da638394803045614062_-1227924097","severity":"High","title":"Suspicious \"LSASS\" access","#
         + #""lastUpdateTime":"2026-11-25T19:51:56.1234567Z","computerDnsName":"ws-hr-0031.corp.contoso.com"}"#
 
     func record(_ payload: String = alert, tenant: String = "contoso", event: String = "created") -> OutboxRecord {
-        OutboxRecord(id: 1, sink: "siem", tenant: tenant, alertID: "da638394803045614062_-1227924097", event: event,
-                     receivedAt: "2026-11-25T19:52:03Z", payload: payload)
+        OutboxRecord(
+            id: 1, sink: "siem", tenant: tenant, alertID: "da638394803045614062_-1227924097", event: event,
+            receivedAt: "2026-11-25T19:52:03Z", payload: payload)
     }
 
     func text(_ message: SyslogMessage, _ record: OutboxRecord) -> String {
@@ -18,9 +21,10 @@ struct SyslogMessageTests {
     @Test func rfc5424() {
         let message = SyslogMessage(hostname: "collector01")
         // local0 (16) * 8 + High (2 crit) = 130; six fraction digits at most.
-        #expect(text(message, record()) == "<130>1 2026-11-25T19:51:56.123456Z collector01 defender-alertd - created "
-            + #"[defender@32473 alertId="da638394803045614062_-1227924097" tenant="contoso" severity="High" event="created" kind="alert"] "#
-            + Self.alert)
+        #expect(
+            text(message, record()) == "<130>1 2026-11-25T19:51:56.123456Z collector01 defender-alertd - created "
+                + #"[defender@32473 alertId="da638394803045614062_-1227924097" tenant="contoso" severity="High" event="created" kind="alert"] "#
+                + Self.alert)
     }
 
     /// An incident has a MSGID and parameters of its own, so that a receiver routes it apart.
@@ -29,14 +33,19 @@ struct SyslogMessageTests {
         incident.kind = .incident
         incident.alertID = "29"
         let line = text(SyslogMessage(hostname: "h"), incident)
-        #expect(line.contains(#" defender-alertd - incident-updated [defender@32473 incidentId="29" tenant="contoso" severity="High" event="updated" kind="incident"] "#), "\(line)")
+        #expect(
+            line.contains(
+                #" defender-alertd - incident-updated [defender@32473 incidentId="29" tenant="contoso" severity="High" event="updated" kind="incident"] "#
+            ), "\(line)")
     }
 
     @Test func structuredDataEscapesQuotesBackslashesAndBrackets() {
         let message = SyslogMessage(facility: .auth, hostname: "h", enterpriseNumber: 99999)
         let line = text(message, record(tenant: #"a"b\c]d é"#, event: "updated"))
         // auth (4) * 8 + High (2) = 34.
-        #expect(line.contains(#"[defender@99999 alertId="da638394803045614062_-1227924097" tenant="a\"b\\c\]d é" severity="High" event="updated" kind="alert"]"#))
+        #expect(
+            line.contains(
+                #"[defender@99999 alertId="da638394803045614062_-1227924097" tenant="a\"b\\c\]d é" severity="High" event="updated" kind="alert"]"#))
         #expect(line.hasPrefix("<34>1 "))
     }
 

@@ -1,33 +1,43 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// The syslog sink against a real rsyslog on loopback, over every transport.
-@Suite("Syslog sink against rsyslog", .enabled(if: RsyslogReceiver.isInstalled, "needs rsyslogd with imrelp and GnuTLS: Debian's rsyslog, rsyslog-relp, rsyslog-gnutls"))
+@Suite(
+    "Syslog sink against rsyslog",
+    .enabled(if: RsyslogReceiver.isInstalled, "needs rsyslogd with imrelp and GnuTLS: Debian's rsyslog, rsyslog-relp, rsyslog-gnutls"))
 struct SyslogSinkTests {
     static func record(_ id: Int64, title: String = "Suspicious 'LSASS' access", severity: String = "High", padding: Int = 0) -> OutboxRecord {
-        let payload = #"{"id":"da\#(id)","incidentId":\#(id * 10),"severity":"\#(severity)","status":"New","title":"\#(title)","#
+        let payload =
+            #"{"id":"da\#(id)","incidentId":\#(id * 10),"severity":"\#(severity)","status":"New","title":"\#(title)","#
             + #""category":"CredentialAccess","detectorId":"7f1c","lastUpdateTime":"2026-11-25T19:51:56.1234567Z","#
             + #""computerDnsName":"ws-\#(id).contoso.com","relatedUser":{"userName":"jdoe","domainName":"CONTOSO"},"#
             + #""description":"\#(String(repeating: "x", count: padding))"}"#
-        return OutboxRecord(id: id, sink: "siem", tenant: "contoso", alertID: "da\(id)", event: "created",
-                            receivedAt: "2026-11-25T19:52:03Z", payload: payload)
+        return OutboxRecord(
+            id: id, sink: "siem", tenant: "contoso", alertID: "da\(id)", event: "created",
+            receivedAt: "2026-11-25T19:52:03Z", payload: payload)
     }
 
-    static func settings(_ receiver: RsyslogReceiver, _ transport: SyslogAddress.Transport, format: SyslogBodyFormat = .json,
-                         framing: SyslogFraming = .octetCounting, protocol syslogProtocol: SyslogProtocol = .rfc5424,
-                         tls: SyslogTLS? = nil, host: String = "127.0.0.1", timeout: Duration = .seconds(10)) -> SyslogSettings {
+    static func settings(
+        _ receiver: RsyslogReceiver, _ transport: SyslogAddress.Transport, format: SyslogBodyFormat = .json,
+        framing: SyslogFraming = .octetCounting, protocol syslogProtocol: SyslogProtocol = .rfc5424,
+        tls: SyslogTLS? = nil, host: String = "127.0.0.1", timeout: Duration = .seconds(10)
+    ) -> SyslogSettings {
         let input = RsyslogReceiver.Input(rawValue: transport.rawValue)!
         let address = SyslogAddress(transport: transport, host: host, port: receiver.ports[input]!)
-        return SyslogSettings(address: address, message: SyslogMessage(syslogProtocol: syslogProtocol, hostname: "collector-1"),
-                              format: format, framing: framing, timeout: timeout,
-                              tls: tls ?? (transport == .tls ? SyslogTLS(caFile: receiver.directory.file("ca.pem")) : nil))
+        return SyslogSettings(
+            address: address, message: SyslogMessage(syslogProtocol: syslogProtocol, hostname: "collector-1"),
+            format: format, framing: framing, timeout: timeout,
+            tls: tls ?? (transport == .tls ? SyslogTLS(caFile: receiver.directory.file("ca.pem")) : nil))
     }
 
     /// Sends three alerts; rsyslog's raw record of each is exactly the message sent.
-    private func roundTrip(_ transport: SyslogAddress.Transport, framing: SyslogFraming = .octetCounting, format: SyslogBodyFormat = .json) async throws {
+    private func roundTrip(
+        _ transport: SyslogAddress.Transport, framing: SyslogFraming = .octetCounting, format: SyslogBodyFormat = .json
+    ) async throws {
         let receiver = try RsyslogReceiver()
         try await receiver.start()
         defer { receiver.stop() }
@@ -99,8 +109,12 @@ struct SyslogSinkTests {
             #expect(syslog["msgid"] as? String == "created")
             #expect(syslog["timestamp"] as? String == "2026-11-25T19:51:56.123456Z")
             let data = (syslog["sd"] as? [String: [String: String]])?["defender@99999"]
-            #expect(data == ["alertId": SyslogMessage.parameterValue(record.alertID), "tenant": "contoso", "severity": ["High", "Medium", "Informational"][index % 3], "event": "created",
-                             "kind": "alert"])
+            #expect(
+                data == [
+                    "alertId": SyslogMessage.parameterValue(record.alertID), "tenant": "contoso",
+                    "severity": ["High", "Medium", "Informational"][index % 3], "event": "created",
+                    "kind": "alert",
+                ])
             if index < 3 {
                 #expect(syslog["msg"] as? String == record.payload)
             } else {
@@ -192,9 +206,11 @@ struct SyslogSinkTests {
     }
 
     /// A TLS sink whose handshake must fail: nothing is delivered and the error says why.
-    private func refused(_ tls: (RsyslogReceiver) -> SyslogTLS, host: String = "127.0.0.1",
-                         serverCertificate: (TestCertificateAuthority) throws -> (certificate: String, key: String)? = { _ in nil },
-                         expecting phrase: String) async throws {
+    private func refused(
+        _ tls: (RsyslogReceiver) -> SyslogTLS, host: String = "127.0.0.1",
+        serverCertificate: (TestCertificateAuthority) throws -> (certificate: String, key: String)? = { _ in nil },
+        expecting phrase: String
+    ) async throws {
         let authority = try TestCertificateAuthority()
         let receiver = try RsyslogReceiver(serverCertificate: try serverCertificate(authority), authority: authority)
         try await receiver.start()
@@ -222,14 +238,16 @@ struct SyslogSinkTests {
     @Test func tlsRefusesACertificateForAnotherName() async throws {
         // NIOSSL accepts a certificate that names either server_name or the address connected
         // to, so this one names neither.
-        try await refused({ SyslogTLS(caFile: $0.directory.file("ca.pem"), serverName: "siem.example") },
-                          serverCertificate: { try $0.serverCertificate(dnsNames: ["siem.other.example"], ipAddresses: []) },
-                          expecting: "does not match its name")
+        try await refused(
+            { SyslogTLS(caFile: $0.directory.file("ca.pem"), serverName: "siem.example") },
+            serverCertificate: { try $0.serverCertificate(dnsNames: ["siem.other.example"], ipAddresses: []) },
+            expecting: "does not match its name")
     }
 
     @Test func tlsRefusesAnExpiredCertificate() async throws {
-        try await refused({ SyslogTLS(caFile: $0.directory.file("ca.pem")) }, serverCertificate: { try $0.serverCertificate(expired: true) },
-                          expecting: "not valid now")
+        try await refused(
+            { SyslogTLS(caFile: $0.directory.file("ca.pem")) }, serverCertificate: { try $0.serverCertificate(expired: true) },
+            expecting: "not valid now")
     }
 
     @Test func tlsByHostNameChecksTheName() async throws {
@@ -252,8 +270,11 @@ struct SyslogSinkTests {
         let client = try authority.serverCertificate(dnsNames: ["collector-1.example"], ipAddresses: [])
         let certificate = receiver.directory.write("client.pem", client.certificate, mode: 0o644)
         let ca = receiver.directory.file("ca.pem")
-        let withCertificate = SyslogSink(settings: Self.settings(receiver, .tls, tls: SyslogTLS(
-            caFile: ca, clientCertificateFile: certificate, clientKey: Secret(client.key))))
+        let withCertificate = SyslogSink(
+            settings: Self.settings(
+                receiver, .tls,
+                tls: SyslogTLS(
+                    caFile: ca, clientCertificateFile: certificate, clientKey: Secret(client.key))))
         #expect(try await withCertificate.send([Self.record(1)]).isEmpty)
         #expect(await receiver.waitForMessages(.tls, count: 1).count == 1)
         await withCertificate.shutdown()

@@ -1,7 +1,8 @@
-@testable import AlertForwarder
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
+@testable import AlertForwarder
 
 /// `auth = "delegated"` and the token key in the configuration.
 @Suite("Configuration: user context")
@@ -29,15 +30,24 @@ struct UserContextConfigurationTests {
         let errors = fixture.errors(Self.tenant + "\nclient_secret_file = \"secret\"\ntoken_version = \"v1\"\n" + ConfigFixture.sink)
         #expect(errors.count == 2, "\(errors)")
         let path = fixture.directory.file("defender-alertd.toml")
-        #expect(errors.map(\.description).contains { $0.hasPrefix("\(path):6: tenant.client_secret_file: with auth = \"delegated\" the token comes from a person's sign-in") }, "\(errors)")
-        #expect(errors.map(\.description).contains { $0.hasPrefix("\(path):7: tenant.token_version: the sign-in of auth = \"delegated\" (device code flow) exists on the v2 endpoint only") }, "\(errors)")
+        #expect(
+            errors.map(\.description).contains {
+                $0.hasPrefix("\(path):6: tenant.client_secret_file: with auth = \"delegated\" the token comes from a person's sign-in")
+            }, "\(errors)")
+        #expect(
+            errors.map(\.description).contains {
+                $0.hasPrefix("\(path):7: tenant.token_version: the sign-in of auth = \"delegated\" (device code flow) exists on the v2 endpoint only")
+            }, "\(errors)")
     }
 
     @Test func theTokenKeyFollowsTheSecretFileRulesAndComesOnce() {
         fixture.directory.write("open-key", "key", mode: 0o644)
         let open = fixture.errors("[service]\ntoken_key_file = \"open-key\"\n" + Self.tenant + "\n" + ConfigFixture.sink)
-        #expect(open.first?.description.contains("service.token_key_file: secret file") == true && open.first?.description.contains("chmod 600") == true, "\(open)")
-        let both = fixture.errors("[service]\ntoken_key_file = \"open-key\"\ntoken_key_credential = \"token-key\"\n" + Self.tenant + "\n" + ConfigFixture.sink)
+        #expect(
+            open.first?.description.contains("service.token_key_file: secret file") == true && open.first?.description.contains("chmod 600") == true,
+            "\(open)")
+        let both = fixture.errors(
+            "[service]\ntoken_key_file = \"open-key\"\ntoken_key_credential = \"token-key\"\n" + Self.tenant + "\n" + ConfigFixture.sink)
         #expect(both.contains { $0.description.contains("set only one of token_key_file and token_key_credential") }, "\(both)")
     }
 }

@@ -1,7 +1,8 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Testing
 import Timekeeping
+
+@testable import AlertForwarder
 
 /// The watermark moves with complete windows only: a Graph window read page by page moves it
 /// with its last page, and a chain given up (to be read again in halves) never lets a half
@@ -15,7 +16,8 @@ struct WatermarkProgressTests {
         let alerts = try minutes.enumerated().map { index, minute in
             try Alert(json: #"{"id":"a\#(minute)_\#(index)","lastUpdateDateTime":"\#(Self.time(minute).description)"}"#, api: .graph)
         }
-        return AlertBatch(alerts: alerts, rejected: [], lower: .inclusive(Self.time(lower)), upper: upper.map(Self.time), serverTime: nil, complete: complete)
+        return AlertBatch(
+            alerts: alerts, rejected: [], lower: .inclusive(Self.time(lower)), upper: upper.map(Self.time), serverTime: nil, complete: complete)
     }
 
     @Test func aChainMovesTheWatermarkWithItsLastPage() throws {

@@ -1,7 +1,8 @@
-@testable import DefenderAPI
 import Foundation
-@testable import OrderedJSON
 import Testing
+
+@testable import DefenderAPI
+@testable import OrderedJSON
 
 /// Reading a page of alerts at the byte level: the whole body is validated, each alert keeps
 /// its original bytes, and no malformed or hostile body yields a partial page or a crash.
@@ -21,7 +22,8 @@ struct AlertPageParsingTests {
     ]
 
     @Test func eachAlertKeepsItsBytesAndTheFieldsAreDecoded() throws {
-        let body = "{\"@odata.context\":\"https://api.security.microsoft.com/api/$metadata#Alerts\",\n\"value\": [\n  "
+        let body =
+            "{\"@odata.context\":\"https://api.security.microsoft.com/api/$metadata#Alerts\",\n\"value\": [\n  "
             + Self.elements.joined(separator: " ,\n  ") + "\n] }\n"
         let page = try AlertsClient.parsePage(response(body))
         #expect(page.rejected.isEmpty)
@@ -41,40 +43,51 @@ struct AlertPageParsingTests {
     }
 
     @Test func elementsWithoutIdOrTimestampAreRejectedNotDropped() throws {
-        let page = try AlertsClient.parsePage(response(#"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","lastUpdateTime":"yesterday"},[1],"x",{"id":7,"lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
+        let page = try AlertsClient.parsePage(
+            response(
+                #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","lastUpdateTime":"yesterday"},[1],"x",{"id":7,"lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#
+            ))
         #expect(page.alerts.map(\.id) == ["a"])
-        #expect(page.rejected.map(\.json) == [#"{"lastUpdateTime":"2026-11-25T10:00:00Z"}"#, #"{"id":"b","lastUpdateTime":"yesterday"}"#, "[1]", #""x""#,
-                                            #"{"id":7,"lastUpdateTime":"2026-11-25T10:00:00Z"}"#])
+        #expect(
+            page.rejected.map(\.json) == [
+                #"{"lastUpdateTime":"2026-11-25T10:00:00Z"}"#, #"{"id":"b","lastUpdateTime":"yesterday"}"#, "[1]", #""x""#,
+                #"{"id":7,"lastUpdateTime":"2026-11-25T10:00:00Z"}"#,
+            ])
     }
 
-    @Test("a malformed body is a typed error, never a partial page", arguments: [
-        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","lastUp"#,  // truncated
-        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b\"}]}"#,  // a string that never ends
-        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","x":[[[1]]}"#,  // brackets that never close
-        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"}]"#,  // missing }
-        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},]}"#,  // trailing comma
-        #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"}]} x"#,  // data after the document
-        #"{"value":{"id":"a"}}"#,  // value is not an array
-        #"{"values":[]}"#,  // no value at all
-        "[]", "", "   ", "null",
-    ])
+    @Test(
+        "a malformed body is a typed error, never a partial page",
+        arguments: [
+            #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","lastUp"#,  // truncated
+            #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b\"}]}"#,  // a string that never ends
+            #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},{"id":"b","x":[[[1]]}"#,  // brackets that never close
+            #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"}]"#,  // missing }
+            #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"},]}"#,  // trailing comma
+            #"{"value":[{"id":"a","lastUpdateTime":"2026-11-25T10:00:00Z"}]} x"#,  // data after the document
+            #"{"value":{"id":"a"}}"#,  // value is not an array
+            #"{"values":[]}"#,  // no value at all
+            "[]", "", "   ", "null",
+        ])
     func malformedBodiesAreErrors(_ body: String) {
         #expect(throws: DefenderAPIError.self) { try AlertsClient.parsePage(response(body)) }
     }
 
     /// The bytes of an element that is not valid JSON in an otherwise valid page.
-    static let badElements: [[UInt8]] = [
-        #"{"id":"a","n":01}"#, #"{"id":"a","n":1.}"#, #"{"id":"a","n":-}"#, #"{"id":"\q"}"#, #"{"id":"\u12"}"#,
-        "{\"id\":\"a\tb\"}",  // raw control character
-        #"{"id":tru}"#, #"{"id" "a"}"#, #"{'id':"a"}"#, "tru", "-",
-        #"{"id":"x","deep":"# + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "}",
-    ].map { Array($0.utf8) } + [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xE2, 0x82], [0x80], [0xF4, 0x90, 0x80, 0x80]].map {
-        Array(#"{"id":"a"#.utf8) + $0 + Array(#"","lastUpdateTime":"2026-11-25T10:00:00Z"}"#.utf8)
-    }
+    static let badElements: [[UInt8]] =
+        [
+            #"{"id":"a","n":01}"#, #"{"id":"a","n":1.}"#, #"{"id":"a","n":-}"#, #"{"id":"\q"}"#, #"{"id":"\u12"}"#,
+            "{\"id\":\"a\tb\"}",  // raw control character
+            #"{"id":tru}"#, #"{"id" "a"}"#, #"{'id':"a"}"#, "tru", "-",
+            #"{"id":"x","deep":"# + String(repeating: "[", count: 600) + String(repeating: "]", count: 600) + "}",
+        ].map { Array($0.utf8) }
+        + [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF5, 0x80, 0x80, 0x80], [0xE2, 0x82], [0x80], [0xF4, 0x90, 0x80, 0x80]].map {
+            Array(#"{"id":"a"#.utf8) + $0 + Array(#"","lastUpdateTime":"2026-11-25T10:00:00Z"}"#.utf8)
+        }
 
     @Test("an element that is not valid JSON is rejected with its bytes; the rest of the page is read", arguments: badElements)
     func aBadElementDoesNotStallThePage(_ element: [UInt8]) throws {
-        let body = Data(#"{"value":[{"id":"before","lastUpdateTime":"2026-11-25T10:00:00Z"}, "#.utf8) + Data(element)
+        let body =
+            Data(#"{"value":[{"id":"before","lastUpdateTime":"2026-11-25T10:00:00Z"}, "#.utf8) + Data(element)
             + Data(#" ,{"id":"after","lastUpdateTime":"2026-11-25T10:00:01Z"}]}"#.utf8)
         let page = try AlertsClient.parsePage(HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: body))
         #expect(page.alerts.map(\.id) == ["before", "after"])
@@ -110,10 +123,11 @@ struct AlertPageParsingTests {
             let byte = UInt8(value)
             for place in 0..<8 {
                 #expect(first(word([place: byte])) == (matters(byte) ? place : nil), "byte \(value) at \(place)")
-                for later in place + 1 ..< 8 {
+                for later in place + 1..<8 {
                     for second: UInt8 in [0x00, 0x1F, 0x22, 0x5C, 0x80, 0xFF] {
-                        #expect(first(word([place: byte, later: second])) == (matters(byte) ? place : later),
-                                "byte \(value) at \(place), \(second) at \(later)")
+                        #expect(
+                            first(word([place: byte, later: second])) == (matters(byte) ? place : later),
+                            "byte \(value) at \(place), \(second) at \(later)")
                     }
                 }
             }
@@ -127,10 +141,12 @@ struct AlertPageParsingTests {
             #expect(good.alerts.first?.id == text + "\"é")
             // Found wherever it is: the element is rejected (the page itself is read).
             for bad in ["\t", "\u{01}", #"\q"#] {
-                let page = try AlertsClient.parsePage(response(#"{"value":[{"id":""# + text + bad + text + #"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
+                let page = try AlertsClient.parsePage(
+                    response(#"{"value":[{"id":""# + text + bad + text + #"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#))
                 #expect(page.alerts.isEmpty && page.rejected.count == 1, "\(length) \(bad.debugDescription)")
             }
-            let invalid = Data(#"{"value":[{"id":""#.utf8) + Data(text.utf8) + Data([0xC0, 0x80]) + Data(text.utf8)
+            let invalid =
+                Data(#"{"value":[{"id":""#.utf8) + Data(text.utf8) + Data([0xC0, 0x80]) + Data(text.utf8)
                 + Data(#"","lastUpdateTime":"2026-11-25T10:00:00Z"}]}"#.utf8)
             let page = try AlertsClient.parsePage(HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: invalid))
             #expect(page.alerts.isEmpty && page.rejected.count == 1, "\(length) invalid UTF-8")

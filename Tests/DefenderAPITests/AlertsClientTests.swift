@@ -1,10 +1,11 @@
-@testable import DefenderAPI
 import DefenderSimulator
 import Foundation
 import OrderedJSON
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import DefenderAPI
 
 @Suite("Alerts client against the simulator")
 struct AlertsClientTests {
@@ -12,7 +13,8 @@ struct AlertsClientTests {
     func spreadOverTheLastHour(_ count: Int, in harness: APIHarness) async throws -> [String] {
         var ids: [String] = []
         for index in 0..<count {
-            ids += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 3600 / Double(count)))
+            ids += try await harness.simulator.generateAlerts(
+                count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 3600 / Double(count)))
         }
         return ids
     }
@@ -20,8 +22,9 @@ struct AlertsClientTests {
     /// A client reading 100 alerts a page without evidence, its requests going through `counted`
     /// (the token's through `transport`).
     func smallPages(_ harness: APIHarness, base: String, transport: any HTTPTransport, counted: any HTTPTransport) -> AlertsClient {
-        harness.alertsClient(base: base, transport: counted, tokens: harness.tokenProvider(base: base, transport: transport),
-                             settings: .init(pageSize: 100, expandEvidence: false))
+        harness.alertsClient(
+            base: base, transport: counted, tokens: harness.tokenProvider(base: base, transport: transport),
+            settings: .init(pageSize: 100, expandEvidence: false))
     }
 
     /// The error that reading fails with.
@@ -117,9 +120,10 @@ struct AlertsClientTests {
         let ids = generated
         try await harness.live { base, transport in
             let counting = CountingTransport(transport)
-            let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
-                                              settings: .init(pageSize: 100, expandEvidence: false),
-                                              budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
+            let client = harness.alertsClient(
+                base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
+                settings: .init(pageSize: 100, expandEvidence: false),
+                budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
             let alerts = try await readAll(client, from: APIHarness.start.adding(seconds: -3600))
             #expect(alerts.count == ids.count)
             // 39 pages; the alerts of an instant are told apart by bisecting their creation times
@@ -133,8 +137,9 @@ struct AlertsClientTests {
         let harness = try APIHarness()
         let ids = try await harness.simulator.generateAlerts(count: 25, lastUpdateTime: APIHarness.start)
         try await harness.live { base, transport in
-            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport),
-                                              settings: .init(pageSize: 10))
+            let client = harness.alertsClient(
+                base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport),
+                settings: .init(pageSize: 10))
             let alerts = try await readAll(client, from: APIHarness.start.adding(seconds: -60))
             #expect(alerts.map(\.id).sorted() == ids.sorted())
         }
@@ -142,10 +147,12 @@ struct AlertsClientTests {
 
     @Test func alertsPassThroughLosslessly() async throws {
         let harness = try APIHarness()
-        let fixture = try JSONValue(parsing: Data(contentsOf: URL(fileURLWithPath: repositoryRootPath + "/Tests/Fixtures/alert-single-observed-shape.json")))
+        let fixture = try JSONValue(
+            parsing: Data(contentsOf: URL(fileURLWithPath: repositoryRootPath + "/Tests/Fixtures/alert-single-observed-shape.json")))
         var original = fixture
         original.set("lastUpdateTime", .string("2025-03-14T09:31:04.3Z"))
-        original.set("futureField", .object([("score", .number("1.50")), ("big", .number("12345678901234567890")), ("exp", .number("1E+2")), ("n", .null)]))
+        original.set(
+            "futureField", .object([("score", .number("1.50")), ("big", .number("12345678901234567890")), ("exp", .number("1E+2")), ("n", .null)]))
         original.set("text", .string("multi\nline \"quoted\" \\ ünïcødé ✓ 😀 \u{0001}"))
         try await harness.simulator.addAlerts([original])
         let expected = original
@@ -170,7 +177,8 @@ struct AlertsClientTests {
             var settings = AlertsClient.Settings(pageSize: 1000)
             settings.severities = ["High", "Medium"]
             settings.statuses = ["New"]
-            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport), settings: settings)
+            let client = harness.alertsClient(
+                base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport), settings: settings)
             let alerts = try await readAll(client, from: APIHarness.start)
             #expect(alerts.count == 30)
             #expect(alerts.allSatisfy { $0.severity == "High" })
@@ -206,7 +214,8 @@ struct AlertsClientTests {
             #expect(after.count("alerts", status: 401) == before.count("alerts", status: 401) + 2)
 
             // A token without the permission: 403, no renewal.
-            try await harness.simulator.register(RegisteredApp(tenantID: APIHarness.tenant, clientID: APIHarness.client, secrets: [APIHarness.canary], roles: []))
+            try await harness.simulator.register(
+                RegisteredApp(tenantID: APIHarness.tenant, clientID: APIHarness.client, secrets: [APIHarness.canary], roles: []))
             harness.clock.advance(by: .seconds(3600))
             await #expect {
                 try await client.probe()
@@ -218,29 +227,43 @@ struct AlertsClientTests {
     }
 
     @Test func errorsAreTyped() async throws {
-        let harness = try APIHarness { $0.apps.append(RegisteredApp(tenantID: APIHarness.tenant, clientID: "22222222-2222-2222-2222-222222222222", secrets: ["x"], roles: [])) }
+        let harness = try APIHarness {
+            $0.apps.append(RegisteredApp(tenantID: APIHarness.tenant, clientID: "22222222-2222-2222-2222-222222222222", secrets: ["x"], roles: []))
+        }
         try await harness.live { base, transport in
             var settings = AlertsClient.Settings()
             settings.attempts = 1
-            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport), settings: settings)
+            let client = harness.alertsClient(
+                base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport), settings: settings)
             @Sendable func failure(_ fault: Fault) async throws -> DefenderAPIError {
                 try await harness.simulator.addFault(fault)
                 return try await firstError(client)
             }
-            guard case .malformedResponse(let invalid) = try await failure(Fault(target: .alerts, kind: .invalidJSON, count: 1)) else { Issue.record("invalid JSON"); return }
+            guard case .malformedResponse(let invalid) = try await failure(Fault(target: .alerts, kind: .invalidJSON, count: 1)) else {
+                Issue.record("invalid JSON"); return
+            }
             #expect(invalid.contains("invalid JSON"))
-            guard case .malformedResponse(let html) = try await failure(Fault(target: .alerts, kind: .wrongContentType, count: 1)) else { Issue.record("content type"); return }
+            guard case .malformedResponse(let html) = try await failure(Fault(target: .alerts, kind: .wrongContentType, count: 1)) else {
+                Issue.record("content type"); return
+            }
             #expect(html.contains("text/html"))
             guard case .transport = try await failure(Fault(target: .alerts, kind: .truncated, count: 1)) else { Issue.record("truncated"); return }
-            guard case .api(503, let code, _, let correlation) = try await failure(Fault(target: .alerts, kind: .status, status: 503, count: 1)) else { Issue.record("503"); return }
+            guard case .api(503, let code, _, let correlation) = try await failure(Fault(target: .alerts, kind: .status, status: 503, count: 1))
+            else { Issue.record("503"); return }
             #expect(code == "InternalServerError")
             #expect(correlation?.count == 36)
-            guard case .rateLimited(let wait) = try await failure(Fault(target: .alerts, kind: .rateLimit, retryAfter: 9, count: 1)) else { Issue.record("429"); return }
+            guard case .rateLimited(let wait) = try await failure(Fault(target: .alerts, kind: .rateLimit, retryAfter: 9, count: 1)) else {
+                Issue.record("429"); return
+            }
             #expect(wait == .seconds(9))
 
-            let noRoles = harness.alertsClient(base: base, transport: transport, tokens: TokenProvider(
-                configuration: .init(tenantID: APIHarness.tenant, clientID: "22222222-2222-2222-2222-222222222222", credential: .secret(Secret("x")), endpoints: harness.endpoints(base)),
-                transport: transport, clock: harness.clock.clock, logger: harness.records.logger()), settings: settings)
+            let noRoles = harness.alertsClient(
+                base: base, transport: transport,
+                tokens: TokenProvider(
+                    configuration: .init(
+                        tenantID: APIHarness.tenant, clientID: "22222222-2222-2222-2222-222222222222", credential: .secret(Secret("x")),
+                        endpoints: harness.endpoints(base)),
+                    transport: transport, clock: harness.clock.clock, logger: harness.records.logger()), settings: settings)
             let forbidden = try await firstError(noRoles)
             guard case .api(403, let code, _, _) = forbidden, code == "Forbidden" else { Issue.record("\(forbidden)"); return }
             #expect(forbidden.description.contains("Alert.Read.All"))
@@ -264,7 +287,8 @@ struct AlertsClientTests {
             var settings = AlertsClient.Settings()
             settings.attempts = 1
             settings.requestDeadline = .milliseconds(500)
-            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport), settings: settings)
+            let client = harness.alertsClient(
+                base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport), settings: settings)
             let result = await capture { () async throws(DefenderAPIError) in try await client.probe() }
             guard case .failure(.transport(.timedOut)) = result else { Issue.record("\(result)"); return }
         }

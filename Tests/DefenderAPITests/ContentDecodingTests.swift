@@ -1,18 +1,20 @@
 import CDeflate
-@testable import DefenderAPI
 import DefenderSimulator
 import Foundation
 import OrderedJSON
-import Testing
 import TestSupport
+import Testing
+
+@testable import DefenderAPI
 
 /// Response bodies are inflated whole (libdeflate); what a server may send, honest or not.
 @Suite("Content-Encoding")
 struct ContentDecodingTests {
     /// Alert-like JSON with escapes, non-ASCII and unusual number text.
-    static let text = Data((0..<500).map { index in
-        #"{"id":"da\#(index)","title":"Caf\u00e9 \"quoted\" — 東京","n":1.50e+03,"ok":true}"# + "\n"
-    }.joined().utf8)
+    static let text = Data(
+        (0..<500).map { index in
+            #"{"id":"da\#(index)","title":"Caf\u00e9 \"quoted\" — 東京","n":1.50e+03,"ok":true}"# + "\n"
+        }.joined().utf8)
 
     static func compress(_ data: Data, _ format: Compression) -> Data {
         let compressor = libdeflate_alloc_compressor(6)!
@@ -62,7 +64,7 @@ struct ContentDecodingTests {
     @Test func aTrailerWithTheWrongSizeIsCorrupt() {
         // RFC 1952: ISIZE is the size of the original input; zlib rejects a mismatch too.
         var body = Self.compress(Self.text, .gzip)
-        body.replaceSubrange(body.count - 4 ..< body.count, with: [10, 0, 0, 0])
+        body.replaceSubrange(body.count - 4..<body.count, with: [10, 0, 0, 0])
         guard case .failure(.connection(let message)) = Self.decode(body, "gzip") else {
             Issue.record("a wrong ISIZE was accepted"); return
         }
@@ -76,7 +78,7 @@ struct ContentDecodingTests {
         #expect(Self.decode(bomb, "gzip", limit: 1 << 20) == .failure(.bodyTooLarge(1 << 20)))
         // Lying about its size changes nothing.
         var lying = bomb
-        lying.replaceSubrange(lying.count - 4 ..< lying.count, with: [0, 1, 0, 0])
+        lying.replaceSubrange(lying.count - 4..<lying.count, with: [0, 1, 0, 0])
         #expect(Self.decode(lying, "gzip", limit: 1 << 20) == .failure(.bodyTooLarge(1 << 20)))
         // Exactly at the limit is accepted; an identity body over it is not.
         #expect(try! Self.decode(Self.compress(Data(count: 1 << 20), .gzip), "gzip", limit: 1 << 20).get().count == 1 << 20)
@@ -89,8 +91,10 @@ struct ContentDecodingTests {
         flipped[body.count / 2] ^= 0x55
         var badChecksum = body
         badChecksum[body.count - 6] ^= 0x01
-        for (name, bad) in [("truncated", body.prefix(body.count - 9)), ("flipped", flipped), ("checksum", badChecksum),
-                            ("plain text", Self.text), ("trailing garbage", body + Data("junk".utf8)), ("empty", Data())] {
+        for (name, bad) in [
+            ("truncated", body.prefix(body.count - 9)), ("flipped", flipped), ("checksum", badChecksum),
+            ("plain text", Self.text), ("trailing garbage", body + Data("junk".utf8)), ("empty", Data()),
+        ] {
             guard case .failure(.connection(let message)) = Self.decode(Data(bad), "gzip") else {
                 Issue.record("\(name): not a connection error"); continue
             }
@@ -107,8 +111,9 @@ struct ContentDecodingTests {
         _ = try await harness.simulator.generateAlerts(count: 200, lastUpdateTime: APIHarness.start)
         let fetch = { @Sendable (base: String, transport: DefenderHTTPClient) async throws(TransportError) -> HTTPExchangeResponse in
             let token = try! await harness.tokenProvider(base: base, transport: transport).token()
-            return try await transport.send(HTTPExchangeRequest(method: "GET", url: base + "/api/alerts?$top=200", bearer: token.value),
-                                            deadline: .seconds(10))
+            return try await transport.send(
+                HTTPExchangeRequest(method: "GET", url: base + "/api/alerts?$top=200", bearer: token.value),
+                deadline: .seconds(10))
         }
         try await harness.live { base, transport in
             let response = try await fetch(base, transport)
@@ -145,13 +150,15 @@ struct ResponseSizeTests {
         let harness = try APIHarness { $0.rateLimitPerMinute = 1_000_000 }
         var expected: [String] = []
         for index in 0..<300 {
-            expected += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3000 + Double(index) * 10))
+            expected += try await harness.simulator.generateAlerts(
+                count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3000 + Double(index) * 10))
         }
         let ids = expected
         try await harness.live(maximumBodySize: 64 * 1024) { base, transport in
-            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport),
-                                              settings: .init(pageSize: 100, expandEvidence: true),
-                                              budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
+            let client = harness.alertsClient(
+                base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport),
+                settings: .init(pageSize: 100, expandEvidence: true),
+                budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
             let read = try await readAll(client, from: APIHarness.start.adding(seconds: -3600)).map(\.id)
             #expect(Set(read) == Set(ids))
             let warnings = harness.records.at(.warning).filter { $0.message.contains("larger than the most accepted") }

@@ -2,9 +2,9 @@ import DefenderAPI
 import DefenderSimulator
 import Foundation
 import OrderedJSON
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
 
 /// The device code sign-in (user context) against the simulated Entra ID over HTTP, its waits
 /// on a manual clock.
@@ -64,7 +64,8 @@ struct DeviceCodeLoginTests {
     /// message with terminal escapes and a disguised hyperlink, a page that is not Microsoft's.
     /// What `login` shows is printable, bounded, and warns about the page.
     @Test func aHostileAnswerIsShownAsPrintableBoundedTextWithAWarning() async throws {
-        let message = "To sign in, open \u{1B}]8;;https://evil.example/\u{07}https://microsoft.com/devicelogin\u{1B}]8;;\u{07} and enter {code}.\u{1B}[2J"
+        let message =
+            "To sign in, open \u{1B}]8;;https://evil.example/\u{07}https://microsoft.com/devicelogin\u{1B}]8;;\u{07} and enter {code}.\u{1B}[2J"
             + String(repeating: "\u{202E}padding\u{85}", count: 200_000)
         await harness.simulator.setDeviceCodeAnswer(message: message, verificationURI: "https://microsoft.com.evil.example/devicelogin")
         try await harness.live { base, transport in
@@ -72,7 +73,9 @@ struct DeviceCodeLoginTests {
             #expect(prompt.message.utf8.count > 2_000_000, "the answer came as sent")
             #expect(!prompt.verificationURIIsMicrosofts)
             let text = prompt.instructions
-            #expect(text.hasPrefix("Warning: the sign-in page in this answer, https://microsoft.com.evil.example/devicelogin, is not Microsoft's"), "\(text.prefix(300))")
+            #expect(
+                text.hasPrefix("Warning: the sign-in page in this answer, https://microsoft.com.evil.example/devicelogin, is not Microsoft's"),
+                "\(text.prefix(300))")
             #expect(!text.unicodeScalars.contains { PrintableText.isUnsafe($0) && $0 != "\n" }, "nothing a terminal acts on")
             #expect(text.count < 1_600, "\(text.count)")
             #expect(text.contains("Code: \(prompt.userCode)"))

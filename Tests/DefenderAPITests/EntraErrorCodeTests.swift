@@ -1,7 +1,8 @@
-@testable import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Testing
+
+@testable import DefenderAPI
 
 /// Every AADSTS code the simulator can send (every ``EntraErrorCode``: an error body cannot
 /// carry another) is documented in Tests/Fixtures/README.md with a public source, and the
@@ -19,8 +20,9 @@ struct EntraErrorCodeTests {
 
     static func rows() throws -> [Int: Row] {
         let text = try String(contentsOfFile: repositoryRootPath + "/Tests/Fixtures/README.md", encoding: .utf8)
-        let section = try #require(text.components(separatedBy: "## AADSTS codes the simulator sends").dropFirst().first,
-                                   "the fixtures README has no section \"AADSTS codes the simulator sends\"")
+        let section = try #require(
+            text.components(separatedBy: "## AADSTS codes the simulator sends").dropFirst().first,
+            "the fixtures README has no section \"AADSTS codes the simulator sends\"")
         let table = section.components(separatedBy: "Codes the client reads that the simulator does not send")[0]
         var rows: [Int: Row] = [:]
         for line in table.split(separator: "\n") where line.hasPrefix("| AADSTS") {
@@ -36,7 +38,8 @@ struct EntraErrorCodeTests {
 
     /// The answer the simulator writes for a code (the body shape of `TokenEndpoint.error`).
     static func answer(_ row: Row) -> HTTPExchangeResponse {
-        let body = #"{"error":"\#(row.error)","error_description":"AADSTS\#(row.code): text\r\nTrace ID: 0\r\nCorrelation ID: 0\r\nTimestamp: 2025-03-14 10:00:00Z","error_codes":[\#(row.code)]}"#
+        let body =
+            #"{"error":"\#(row.error)","error_description":"AADSTS\#(row.code): text\r\nTrace ID: 0\r\nCorrelation ID: 0\r\nTimestamp: 2025-03-14 10:00:00Z","error_codes":[\#(row.code)]}"#
         return HTTPExchangeResponse(status: row.status, headers: [("Content-Type", "application/json; charset=utf-8")], body: Data(body.utf8))
     }
 

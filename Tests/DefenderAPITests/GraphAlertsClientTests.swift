@@ -1,11 +1,12 @@
-@testable import DefenderAPI
 import DefenderSimulator
 import Foundation
 import OrderedJSON
 import Synchronization
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import DefenderAPI
 
 /// The alerts client reading Microsoft Graph `security/alerts_v2` from the simulator: windows
 /// on `lastUpdateDateTime`, pages by `@odata.nextLink` used exactly as given, Graph's headers,
@@ -19,11 +20,14 @@ struct GraphAlertsClientTests {
         }
     }
 
-    func client(_ harness: APIHarness, base: String, transport: any HTTPTransport, tokenTransport: any HTTPTransport,
-                pageSize: Int) -> AlertsClient {
-        harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: tokenTransport, api: .graph),
-                             settings: .init(pageSize: pageSize), budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock),
-                             api: .graph)
+    func client(
+        _ harness: APIHarness, base: String, transport: any HTTPTransport, tokenTransport: any HTTPTransport,
+        pageSize: Int
+    ) -> AlertsClient {
+        harness.alertsClient(
+            base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: tokenTransport, api: .graph),
+            settings: .init(pageSize: pageSize), budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock),
+            api: .graph)
     }
 
     /// 2,500 alerts over a day.
@@ -44,8 +48,9 @@ struct GraphAlertsClientTests {
         let result = Mutex<(alerts: [Alert], base: String)>(([], ""))
         try await harness.live { base, transport in
             recorder.base = transport
-            let alerts = try await readAll(client(harness, base: base, transport: recorder, tokenTransport: transport, pageSize: 100),
-                                           from: APIHarness.start.adding(seconds: -86_401))
+            let alerts = try await readAll(
+                client(harness, base: base, transport: recorder, tokenTransport: transport, pageSize: 100),
+                from: APIHarness.start.adding(seconds: -86_401))
             result.withLock { $0 = (alerts, base) }
         }
         let (alerts, base) = result.withLock { $0 }
@@ -61,7 +66,8 @@ struct GraphAlertsClientTests {
             #expect(request.headers.contains { $0.0 == "Prefer" && $0.1 == "include-unknown-enum-members" })
             #expect(!request.url.contains("$expand"))
         }
-        #expect(requests.filter { !$0.url.contains("$skiptoken") }.allSatisfy { $0.url.contains("lastUpdateDateTime") && $0.url.contains("$count=true") })
+        #expect(
+            requests.filter { !$0.url.contains("$skiptoken") }.allSatisfy { $0.url.contains("lastUpdateDateTime") && $0.url.contains("$count=true") })
     }
 
     @Test func aChainIsFollowedWithTheLinksAsGiven() async throws {
@@ -73,8 +79,9 @@ struct GraphAlertsClientTests {
         let result = Mutex<[Alert]>([])
         try await harness.live { base, transport in
             recorder.base = transport
-            let alerts = try await readAll(client(harness, base: base, transport: recorder, tokenTransport: transport, pageSize: 100),
-                                           from: APIHarness.start.adding(seconds: -120))
+            let alerts = try await readAll(
+                client(harness, base: base, transport: recorder, tokenTransport: transport, pageSize: 100),
+                from: APIHarness.start.adding(seconds: -120))
             result.withLock { $0 = alerts }
         }
         #expect(Set(result.withLock { $0 }.map(\.id)) == Set(expected))
@@ -88,18 +95,22 @@ struct GraphAlertsClientTests {
     @Test func incidentsAreReadWithTheirAlertsInPagesOfFifty() async throws {
         let harness = try harness()
         let alertIDs = try await backlog(harness)
-        let expected = Set(try await harness.simulator.allAlerts().compactMap { $0["incidentId"].flatMap { value -> String? in
-            if case .number(let text) = value { return text }
-            return value.stringValue
-        } })
+        let expected = Set(
+            try await harness.simulator.allAlerts().compactMap {
+                $0["incidentId"].flatMap { value -> String? in
+                    if case .number(let text) = value { return text }
+                    return value.stringValue
+                }
+            })
         let recorder = RecordingTransport()
         let result = Mutex<(incidents: [Alert], base: String)>(([], ""))
         try await harness.live { base, transport in
             recorder.base = transport
-            var client = harness.alertsClient(base: base, transport: recorder,
-                                              tokens: harness.tokenProvider(base: base, transport: transport, api: .graph),
-                                              settings: .init(pageSize: 50), budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock),
-                                              api: .graph)
+            var client = harness.alertsClient(
+                base: base, transport: recorder,
+                tokens: harness.tokenProvider(base: base, transport: transport, api: .graph),
+                settings: .init(pageSize: 50), budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock),
+                api: .graph)
             client = client.with(kind: .incident)
             let incidents = try await readAll(client, from: APIHarness.start.adding(seconds: -86_401))
             result.withLock { $0 = (incidents, base) }
@@ -130,8 +141,9 @@ struct GraphAlertsClientTests {
         let expected = try await harness.simulator.generateAlerts(count: 1250, lastUpdateTime: APIHarness.start.adding(seconds: -60))
         let result = Mutex<[Alert]>([])
         try await harness.live { base, transport in
-            let alerts = try await readAll(client(harness, base: base, transport: transport, tokenTransport: transport, pageSize: 100),
-                                           from: APIHarness.start.adding(seconds: -120))
+            let alerts = try await readAll(
+                client(harness, base: base, transport: transport, tokenTransport: transport, pageSize: 100),
+                from: APIHarness.start.adding(seconds: -120))
             result.withLock { $0 = alerts }
         }
         #expect(Set(result.withLock { $0 }.map(\.id)) == Set(expected))
@@ -145,13 +157,15 @@ struct GraphAlertsClientTests {
         let harness = try harness(.newestFirst)
         var expected: [String] = []
         for index in 0..<30 {
-            expected += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3000 + Double(index) * 60))
+            expected += try await harness.simulator.generateAlerts(
+                count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3000 + Double(index) * 60))
         }
         let recorder = RecordingTransport()
         let simulator = harness.simulator
         recorder.afterResponse = { number, response in
             guard number == 2, let page = try? JSONValue(parsing: response.body), case .array(let items)? = page["value"],
-                let first = items.first?["id"]?.stringValue else { return }
+                let first = items.first?["id"]?.stringValue
+            else { return }
             // The token request is the first; the first page the second.
             _ = try? await simulator.updateAlert(id: first, at: APIHarness.start.adding(seconds: 30))
         }
@@ -175,8 +189,9 @@ struct GraphAlertsClientTests {
         // first, naming the limit, instead of polling going quiet.
         let harness = try harness()
         try await harness.live { base, transport in
-            let client = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport, api: .graph),
-                                              budget: RateBudget(perMinute: 100, perHour: 2, clock: harness.clock.clock), api: .graph)
+            let client = harness.alertsClient(
+                base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport, api: .graph),
+                budget: RateBudget(perMinute: 100, perHour: 2, clock: harness.clock.clock), api: .graph)
             for _ in 0..<3 { _ = try await client.probe() }
         }
         let said = harness.records.all.filter { $0.message == "waiting for the call budget before the next alerts request" }
@@ -186,11 +201,13 @@ struct GraphAlertsClientTests {
     }
 
     @Test func aLinkToAnotherHostIsNotFollowed() async throws {
-        let page = #"{"@odata.count":2,"@odata.nextLink":"https://collector.example/v1.0/security/alerts_v2?$skiptoken=x","value":[{"id":"a","lastUpdateDateTime":"2025-03-14T09:59:00Z"}]}"#
+        let page =
+            #"{"@odata.count":2,"@odata.nextLink":"https://collector.example/v1.0/security/alerts_v2?$skiptoken=x","value":[{"id":"a","lastUpdateDateTime":"2025-03-14T09:59:00Z"}]}"#
         let transport = StubTransport { request in
             if request.url.contains("/oauth2/") {
-                return HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")],
-                                            body: Data(#"{"token_type":"Bearer","expires_in":3599,"access_token":"eyJ0eXAiOiJKV1QifQ.e30.c2ln"}"#.utf8))
+                return HTTPExchangeResponse(
+                    status: 200, headers: [("Content-Type", "application/json")],
+                    body: Data(#"{"token_type":"Bearer","expires_in":3599,"access_token":"eyJ0eXAiOiJKV1QifQ.e30.c2ln"}"#.utf8))
             }
             return HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: Data(page.utf8))
         }
@@ -204,7 +221,9 @@ struct GraphAlertsClientTests {
 
     @Test func graphErrorsAreReadWithTheirRequestID() async throws {
         let harness = try APIHarness { configuration in
-            configuration.apps = [RegisteredApp(tenantID: APIHarness.tenant, clientID: APIHarness.client, secrets: [APIHarness.canary], graphRoles: [])]
+            configuration.apps = [
+                RegisteredApp(tenantID: APIHarness.tenant, clientID: APIHarness.client, secrets: [APIHarness.canary], graphRoles: [])
+            ]
         }
         try await harness.live { base, transport in
             let client = client(harness, base: base, transport: transport, tokenTransport: transport, pageSize: 10)
@@ -227,9 +246,11 @@ struct GraphAlertsClientTests {
         let harness = try harness()
         try await harness.live { base, transport in
             // A client for Graph holding a token minted for the MDE API, and the reverse.
-            let graph = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport, api: .mde),
-                                             api: .graph)
-            let mde = harness.alertsClient(base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport, api: .graph))
+            let graph = harness.alertsClient(
+                base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport, api: .mde),
+                api: .graph)
+            let mde = harness.alertsClient(
+                base: base, transport: transport, tokens: harness.tokenProvider(base: base, transport: transport, api: .graph))
             for client in [graph, mde] {
                 do {
                     _ = try await client.probe()

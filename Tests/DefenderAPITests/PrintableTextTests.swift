@@ -6,9 +6,13 @@ import Testing
 @Suite("Printable text and the device code prompt")
 struct PrintableTextTests {
     @Test func controlsSeparatorsAndBidiAreEscapedVisibly() {
-        let hostile = "a\u{1B}]8;;https://evil.example\u{07}link\u{1B}]8;;\u{07}\u{0}\u{7F}\u{85}\u{9B}\u{2028}\u{2029}\u{202E}\u{2066}\u{200F}\r\nb\tc"
+        let hostile =
+            "a\u{1B}]8;;https://evil.example\u{07}link\u{1B}]8;;\u{07}\u{0}\u{7F}\u{85}\u{9B}\u{2028}\u{2029}\u{202E}\u{2066}\u{200F}\r\nb\tc"
         let shown = PrintableText.shown(hostile)
-        #expect(shown == #"a\u001b]8;;https://evil.example\u0007link\u001b]8;;\u0007\u0000\u007f\u0085\u009b\u2028\u2029\u202e\u2066\u200f\u000d\u000ab\u0009c"#)
+        #expect(
+            shown
+                == #"a\u001b]8;;https://evil.example\u0007link\u001b]8;;\u0007\u0000\u007f\u0085\u009b\u2028\u2029\u202e\u2066\u200f\u000d\u000ab\u0009c"#
+        )
         #expect(!shown.unicodeScalars.contains { PrintableText.isUnsafe($0) })
     }
 
@@ -31,13 +35,17 @@ struct PrintableTextTests {
 
     @Test func microsoftsDeviceLoginPagesAreKnownOthersAreNot() {
         let login = "https://login.microsoftonline.com"
-        for uri in ["https://microsoft.com/devicelogin", "https://www.microsoft.com/devicelogin/", "https://login.microsoft.com/device",
-                    "https://microsoft.com/deviceloginus", "https://MICROSOFT.com/DeviceLogin", "https://login.microsoftonline.com/common/oauth2/deviceauth"] {
+        for uri in [
+            "https://microsoft.com/devicelogin", "https://www.microsoft.com/devicelogin/", "https://login.microsoft.com/device",
+            "https://microsoft.com/deviceloginus", "https://MICROSOFT.com/DeviceLogin", "https://login.microsoftonline.com/common/oauth2/deviceauth",
+        ] {
             #expect(DeviceCodeLogin.isMicrosoftVerificationURI(uri, loginBase: login), "\(uri)")
         }
-        for uri in ["https://microsoft.com.evil.example/devicelogin", "https://microsoft.com@evil.example/devicelogin", "http://microsoft.com/devicelogin",
-                    "https://microsoft.com:8443/devicelogin", "https://microsoft.com/devicelogin-phish", "https://evil.example/devicelogin",
-                    "https://xn--microsft-1za.com/devicelogin", "javascript:alert(1)", "", "https://login.microsoftonline.us/x"] {
+        for uri in [
+            "https://microsoft.com.evil.example/devicelogin", "https://microsoft.com@evil.example/devicelogin", "http://microsoft.com/devicelogin",
+            "https://microsoft.com:8443/devicelogin", "https://microsoft.com/devicelogin-phish", "https://evil.example/devicelogin",
+            "https://xn--microsft-1za.com/devicelogin", "javascript:alert(1)", "", "https://login.microsoftonline.us/x",
+        ] {
             #expect(!DeviceCodeLogin.isMicrosoftVerificationURI(uri, loginBase: login), "\(uri)")
         }
         // The configured login_url (the simulator on loopback) is trusted, its scheme and port only.
@@ -47,8 +55,9 @@ struct PrintableTextTests {
 
     static func prompt(message: String, uri: String = "https://microsoft.com/devicelogin", code: String = "F7KQ2MDXA") -> DeviceCodeLogin.Prompt {
         // Built the way `login` builds it, through the public check.
-        DeviceCodeLogin.Prompt(userCode: code, verificationURI: uri, message: message, expiresIn: .seconds(900),
-                               verificationURIIsMicrosofts: DeviceCodeLogin.isMicrosoftVerificationURI(uri, loginBase: "https://login.microsoftonline.com"))
+        DeviceCodeLogin.Prompt(
+            userCode: code, verificationURI: uri, message: message, expiresIn: .seconds(900),
+            verificationURIIsMicrosofts: DeviceCodeLogin.isMicrosoftVerificationURI(uri, loginBase: "https://login.microsoftonline.com"))
     }
 
     @Test func entrasOwnInstructionIsShownAsItIs() {
@@ -57,7 +66,8 @@ struct PrintableTextTests {
     }
 
     @Test func aHostileInstructionIsEscapedBoundedAndTheCodeRestated() {
-        let message = "To sign in, open \u{1B}]8;;https://evil.example/\u{07}https://microsoft.com/devicelogin\u{1B}]8;;\u{07} and enter F7KQ2MDXA"
+        let message =
+            "To sign in, open \u{1B}]8;;https://evil.example/\u{07}https://microsoft.com/devicelogin\u{1B}]8;;\u{07} and enter F7KQ2MDXA"
             + String(repeating: "\u{1B}[2J padding", count: 200_000)
         let text = Self.prompt(message: message).instructions
         #expect(!text.unicodeScalars.contains("\u{1B}") && !text.unicodeScalars.contains("\u{07}"))
@@ -68,7 +78,9 @@ struct PrintableTextTests {
 
     @Test func aForeignPageIsWarnedAbout() {
         let uri = "https://microsoft-devicelogin.evil.example/login"
-        let text = Self.prompt(message: "To sign in, use a web browser to open the page \(uri) and enter the code F7KQ2MDXA to authenticate.", uri: uri).instructions
+        let text = Self.prompt(
+            message: "To sign in, use a web browser to open the page \(uri) and enter the code F7KQ2MDXA to authenticate.", uri: uri
+        ).instructions
         let lines = text.split(separator: "\n")
         #expect(lines.first?.hasPrefix("Warning: the sign-in page in this answer, \(uri), is not Microsoft's") == true, "\(text)")
         #expect(lines.count == 2)

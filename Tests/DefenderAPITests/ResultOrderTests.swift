@@ -1,10 +1,12 @@
-@testable import DefenderAPI
 import DefenderSimulator
 import Foundation
 import OrderedJSON
+import Synchronization
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import DefenderAPI
 
 /// The API promises no order of results. The simulator returns them in creation order, oldest
 /// or newest first, or shuffled anew on every request; the client must read every alert under
@@ -26,9 +28,10 @@ struct ResultOrderTests {
         let result = Mutex<(ids: [String], requests: Int)>(([], 0))
         try await harness.live { base, transport in
             let counting = CountingTransport(transport)
-            let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
-                                              settings: .init(pageSize: pageSize, expandEvidence: false),
-                                              budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
+            let client = harness.alertsClient(
+                base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
+                settings: .init(pageSize: pageSize, expandEvidence: false),
+                budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
             let ids = try await readAll(client, from: from).map(\.id)
             result.withLock { $0 = (ids, counting.count) }
         }
@@ -41,7 +44,8 @@ struct ResultOrderTests {
         let harness = try harness(order)
         var expected: [String] = []
         for index in 0..<300 {
-            expected += try await harness.simulator.generateAlerts(count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 12))
+            expected += try await harness.simulator.generateAlerts(
+                count: 1, lastUpdateTime: APIHarness.start.adding(seconds: -3600 + Double(index) * 12))
         }
         expected += try await harness.simulator.generateAlerts(count: 25, lastUpdateTime: APIHarness.start.adding(seconds: -1800))
         expected += try await harness.simulator.generateAlerts(count: 13, lastUpdateTime: APIHarness.start.adding(seconds: -600))
@@ -88,9 +92,10 @@ struct ResultOrderTests {
         try await harness.simulator.addAlerts(objects)
         try await harness.live { base, transport in
             let counting = CountingTransport(transport)
-            let client = harness.alertsClient(base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
-                                              settings: .init(pageSize: 4, expandEvidence: false),
-                                              budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
+            let client = harness.alertsClient(
+                base: base, transport: counting, tokens: harness.tokenProvider(base: base, transport: transport),
+                settings: .init(pageSize: 4, expandEvidence: false),
+                budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock))
             var requestsBeforeFirstBatch: Int?
             do {
                 try await client.fetch(from: .inclusive(APIHarness.start.adding(seconds: -86_401)), now: { APIHarness.start.date }) { batch in
@@ -126,5 +131,3 @@ struct ResultOrderTests {
         #expect(warnings.first?.metadata["alert_creation_time"]?.description == AlertsClient.literal(APIHarness.start.adding(seconds: -700)))
     }
 }
-
-import Synchronization

@@ -2,9 +2,9 @@ import DefenderAPI
 import Dispatch
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
 
 /// Once a 429 is read, no request of that app and tenant is sent before its `Retry-After` has
 /// run out, whichever task wants to send it (issue 23, item 5: requests counted by the budget
@@ -92,8 +92,9 @@ final class ThrottlingAPI: HTTPTransport {
 
     func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
         if request.url.contains("/oauth2/") {
-            return HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")],
-                                        body: Data(#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"a.b.c"}"#.utf8))
+            return HTTPExchangeResponse(
+                status: 200, headers: [("Content-Type", "application/json")],
+                body: Data(#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"a.b.c"}"#.utf8))
         }
         let now = clock.clock.now()
         let (every, seconds) = (self.every, self.retryAfterSeconds)
@@ -109,8 +110,9 @@ final class ThrottlingAPI: HTTPTransport {
             return true
         }
         if throttled {
-            return HTTPExchangeResponse(status: 429, headers: [("Content-Type", "application/json"), ("Retry-After", String(seconds))],
-                                        body: Data(#"{"error":{"code":"TooManyRequests","message":"Too many requests.","target":"x"}}"#.utf8))
+            return HTTPExchangeResponse(
+                status: 429, headers: [("Content-Type", "application/json"), ("Retry-After", String(seconds))],
+                body: Data(#"{"error":{"code":"TooManyRequests","message":"Too many requests.","target":"x"}}"#.utf8))
         }
         return HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")], body: Data(#"{"value":[]}"#.utf8))
     }

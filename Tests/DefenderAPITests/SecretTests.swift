@@ -1,7 +1,8 @@
-@testable import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Testing
+
+@testable import DefenderAPI
 
 @Suite("Secret never shows its value")
 struct SecretTests {
@@ -48,8 +49,9 @@ struct EchoedSecretTests {
         }
         try await harness.live { base, transport in
             let tokens = TokenProvider(
-                configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .secret(Secret(secret)),
-                                     endpoints: harness.endpoints(base)),
+                configuration: .init(
+                    tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .secret(Secret(secret)),
+                    endpoints: harness.endpoints(base)),
                 transport: transport, clock: harness.clock.clock, logger: harness.records.logger(label: "token"))
             let error = try await #require(throws: TokenError.self) { try await tokens.token() }
             #expect(error.message.contains("client_secret=<redacted>"), "\(error.message)")
@@ -76,8 +78,10 @@ struct EchoedSecretTests {
     @Test func registeredSecretsAreMaskedInEveryForm() {
         let secret = "reg1stered/secret+value \"q\""
         SecretRedaction.register(Secret(secret))
-        let forms = [secret, PercentEncoding.encode(secret), Data(secret.utf8).base64EncodedString(),
-                     #"reg1stered\/secret+value \"q\""#]
+        let forms = [
+            secret, PercentEncoding.encode(secret), Data(secret.utf8).base64EncodedString(),
+            #"reg1stered\/secret+value \"q\""#,
+        ]
         for form in forms {
             #expect(SecretRedaction.redact("before \(form) after") == "before <redacted> after", "\(form)")
         }
@@ -85,9 +89,11 @@ struct EchoedSecretTests {
     }
 
     @Test func urlPasswordsAreMaskedWherever() {
-        #expect(SecretRedaction.redact("proxy http://alice:pa55word@proxy.example:3128 refused")
-            == "proxy http://alice:<redacted>@proxy.example:3128 refused")
-        #expect(SecretRedaction.redact("https://u:p@a.example/x and http://b.example:80/y?q=1 and https://v@c.example")
-            == "https://u:<redacted>@a.example/x and http://b.example:80/y?q=1 and https://v@c.example")
+        #expect(
+            SecretRedaction.redact("proxy http://alice:pa55word@proxy.example:3128 refused")
+                == "proxy http://alice:<redacted>@proxy.example:3128 refused")
+        #expect(
+            SecretRedaction.redact("https://u:p@a.example/x and http://b.example:80/y?q=1 and https://v@c.example")
+                == "https://u:<redacted>@a.example/x and http://b.example:80/y?q=1 and https://v@c.example")
     }
 }

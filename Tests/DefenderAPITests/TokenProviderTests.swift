@@ -2,8 +2,8 @@ import DefenderAPI
 import DefenderSimulator
 import Foundation
 import OrderedJSON
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Token provider against the simulator")
 struct TokenProviderTests {
@@ -90,8 +90,9 @@ struct TokenProviderTests {
         try await harness.live { base, client in
             let transport = CountingTransport(client)
             let provider = TokenProvider(
-                configuration: .init(tenantID: failure.tenant, clientID: APIHarness.client, credential: .secret(Secret(failure.secret)),
-                                     endpoints: harness.endpoints(base)),
+                configuration: .init(
+                    tenantID: failure.tenant, clientID: APIHarness.client, credential: .secret(Secret(failure.secret)),
+                    endpoints: harness.endpoints(base)),
                 transport: transport, clock: harness.clock.clock, random: { 1 }, logger: harness.records.logger())
             guard case .failure(let error) = await capture({ () async throws(TokenError) in try await provider.token() }) else {
                 Issue.record("expected a failure")
@@ -116,11 +117,15 @@ struct TokenProviderTests {
     func certificateAssertionsAreAccepted(algorithm: CertificateCredential.Algorithm) async throws {
         let pair = try TestCertificate()
         let harness = try APIHarness { configuration in
-            configuration.apps = [RegisteredApp(tenantID: APIHarness.tenant, clientID: APIHarness.client,
-                                                certificates: [try RegisteredCertificate(pem: pair.pem)])]
+            configuration.apps = [
+                RegisteredApp(
+                    tenantID: APIHarness.tenant, clientID: APIHarness.client,
+                    certificates: [try RegisteredCertificate(pem: pair.pem)])
+            ]
         }
-        let credential = try CertificateCredential(certificatePEM: pair.pem, privateKeyPEM: Secret(pair.keyPEM), algorithm: algorithm,
-                                                   now: APIHarness.start.date)
+        let credential = try CertificateCredential(
+            certificatePEM: pair.pem, privateKeyPEM: Secret(pair.keyPEM), algorithm: algorithm,
+            now: APIHarness.start.date)
         try await harness.live { base, transport in
             let provider = harness.tokenProvider(base: base, transport: transport, credential: .certificate(credential))
             let token = try await provider.token()
@@ -138,16 +143,21 @@ struct TokenProviderTests {
     @Test func aClockHoursOffIsNamedAsTheProblem() async throws {
         let pair = try TestCertificate()
         let harness = try APIHarness { configuration in
-            configuration.apps = [RegisteredApp(tenantID: APIHarness.tenant, clientID: APIHarness.client,
-                                                certificates: [try RegisteredCertificate(pem: pair.pem)])]
+            configuration.apps = [
+                RegisteredApp(
+                    tenantID: APIHarness.tenant, clientID: APIHarness.client,
+                    certificates: [try RegisteredCertificate(pem: pair.pem)])
+            ]
         }
-        let credential = try CertificateCredential(certificatePEM: pair.pem, privateKeyPEM: Secret(pair.keyPEM), algorithm: .ps256,
-                                                   now: APIHarness.start.date)
+        let credential = try CertificateCredential(
+            certificatePEM: pair.pem, privateKeyPEM: Secret(pair.keyPEM), algorithm: .ps256,
+            now: APIHarness.start.date)
         try await harness.live { base, transport in
             let serverClock = harness.simulatorClock
             let skewed = TokenProvider(
-                configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .certificate(credential),
-                                     endpoints: harness.endpoints(base), version: .v2),
+                configuration: .init(
+                    tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .certificate(credential),
+                    endpoints: harness.endpoints(base), version: .v2),
                 transport: transport, clock: harness.clock.clock, wallClock: { serverClock.now().date.addingTimeInterval(-7200) },
                 random: { 0.5 }, logger: harness.records.logger(label: "token"))
             await #expect {

@@ -1,10 +1,10 @@
 import DefenderAPI
 import DefenderSimulator
 import Foundation
-import Testing
 import Synchronization
-import Timekeeping
 import TestSupport
+import Testing
+import Timekeeping
 
 @Suite("HTTPS, custom CA and proxy")
 struct TransportTests {
@@ -58,9 +58,11 @@ struct TransportTests {
     }
 
     @Test func proxySettings() {
-        let settings = ProxySettings.resolve(proxyURL: nil, environment: [
-            "https_proxy": "http://user:p%40ss@proxy.corp:8080", "no_proxy": ".internal, example.com,10.1.2.3",
-        ])
+        let settings = ProxySettings.resolve(
+            proxyURL: nil,
+            environment: [
+                "https_proxy": "http://user:p%40ss@proxy.corp:8080", "no_proxy": ".internal, example.com,10.1.2.3",
+            ])
         #expect(settings.server?.host == "proxy.corp")
         #expect(settings.server?.port == 8080)
         #expect(settings.server?.username == "user")
@@ -220,8 +222,9 @@ final class LatencyAPI: HTTPTransport {
 
     func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse {
         if request.url.contains("/oauth2/") {
-            return HTTPExchangeResponse(status: 200, headers: [("Content-Type", "application/json")],
-                                        body: Data(#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"a.b.c"}"#.utf8))
+            return HTTPExchangeResponse(
+                status: 200, headers: [("Content-Type", "application/json")],
+                body: Data(#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"a.b.c"}"#.utf8))
         }
         let number = state.withLock { $0.count }
         clock.advance(by: latency(number))

@@ -1,10 +1,11 @@
-@testable import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
+
+@testable import DefenderAPI
 
 /// Answers that would have the client send the same request for ever (issue 23, item 14): a
 /// Graph `@odata.nextLink` that points at itself, and pages with more alerts than `$top`.
@@ -14,10 +15,11 @@ import TestSupport
 @Suite("Answers that never end", .timeLimit(.minutes(5)))
 struct UnendingAnswersTests {
     func client(_ harness: APIHarness, _ transport: InProcessSimulator, api: AlertsAPI, pageSize: Int) -> AlertsClient {
-        harness.alertsClient(base: InProcessSimulator.base, transport: transport,
-                             tokens: harness.tokenProvider(base: InProcessSimulator.base, transport: transport, api: api),
-                             settings: .init(pageSize: pageSize),
-                             budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock), api: api)
+        harness.alertsClient(
+            base: InProcessSimulator.base, transport: transport,
+            tokens: harness.tokenProvider(base: InProcessSimulator.base, transport: transport, api: api),
+            settings: .init(pageSize: pageSize),
+            budget: RateBudget(perMinute: 1_000_000, perHour: 1_000_000, clock: harness.clock.clock), api: api)
     }
 
     @Test func aNextLinkThatPointsAtItselfIsNotFollowedAgain() async throws {
@@ -100,8 +102,10 @@ final class InProcessSimulator: HTTPTransport {
         if let authorization = request.authorization { headers.append(("Authorization", authorization.withValue { $0 })) }
         let body = request.body.map { secret in secret.withValue { Data($0.utf8) } } ?? Data(request.bytes ?? [])
         if components.path.hasSuffix("/alerts") || components.path.hasSuffix("/alerts_v2") { sent.withLock { $0.append(request.url) } }
-        let outcome = await simulator.handle(SimulatorRequest(method: request.method, path: components.path, query: components.percentEncodedQuery ?? "",
-                                                              headers: headers, body: body, baseURL: Self.base))
+        let outcome = await simulator.handle(
+            SimulatorRequest(
+                method: request.method, path: components.path, query: components.percentEncodedQuery ?? "",
+                headers: headers, body: body, baseURL: Self.base))
         return HTTPExchangeResponse(status: outcome.response.status, headers: outcome.response.headers, body: outcome.response.body)
     }
 }

@@ -3,9 +3,9 @@ import DefenderSimulator
 import Foundation
 import OrderedJSON
 import Synchronization
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
 
 /// The token provider in user context: renewals redeem the stored refresh token and store
 /// the rotated one; a refused grant stops renewals, with the command to sign in again, until a
@@ -33,24 +33,31 @@ struct UserContextTokenTests {
     /// A refresh token got by talking to the simulator directly, not through the client.
     func rawRefreshToken() async throws -> Secret {
         func post(_ path: String, _ form: String) async throws -> JSONValue {
-            let response = await harness.simulator.handle(SimulatorRequest(
-                method: "POST", path: "/\(APIHarness.tenant)/oauth2/v2.0/\(path)", headers: [("Content-Type", "application/x-www-form-urlencoded")],
-                body: Data(form.utf8), baseURL: "http://127.0.0.1")).response
+            let response = await harness.simulator.handle(
+                SimulatorRequest(
+                    method: "POST", path: "/\(APIHarness.tenant)/oauth2/v2.0/\(path)",
+                    headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                    body: Data(form.utf8), baseURL: "http://127.0.0.1")
+            ).response
             return try JSONValue(parsing: response.body)
         }
-        let authorization = try await post("devicecode", "client_id=\(APIHarness.publicClient)&scope=https%3A%2F%2Fapi.securitycenter.microsoft.com%2FAlert.Read%20offline_access")
+        let authorization = try await post(
+            "devicecode", "client_id=\(APIHarness.publicClient)&scope=https%3A%2F%2Fapi.securitycenter.microsoft.com%2FAlert.Read%20offline_access")
         try await harness.simulator.decideDeviceCode(authorization["user_code"]?.stringValue ?? "", user: "analyst@contoso.com")
         let code = authorization["device_code"]?.stringValue ?? ""
-        let tokens = try await post("token", "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=\(APIHarness.publicClient)&device_code=\(code)")
+        let tokens = try await post(
+            "token", "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=\(APIHarness.publicClient)&device_code=\(code)")
         return Secret(try #require(tokens["refresh_token"]?.stringValue))
     }
 
     func provider(_ base: String, _ transport: any HTTPTransport, keeper: Keeper) -> TokenProvider {
         let clock = harness.simulatorClock
-        return TokenProvider(configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.publicClient, credential: .refreshToken(keeper),
-                                                  endpoints: harness.endpoints(base)),
-                             transport: transport, clock: harness.clock.clock, wallClock: { clock.now().date }, random: { 0.5 },
-                             logger: harness.records.logger(label: "token"))
+        return TokenProvider(
+            configuration: .init(
+                tenantID: APIHarness.tenant, clientID: APIHarness.publicClient, credential: .refreshToken(keeper),
+                endpoints: harness.endpoints(base)),
+            transport: transport, clock: harness.clock.clock, wallClock: { clock.now().date }, random: { 0.5 },
+            logger: harness.records.logger(label: "token"))
     }
 
     @Test func renewalsRotateTheStoredTokenAndNeverReuseOne() async throws {
@@ -69,9 +76,11 @@ struct UserContextTokenTests {
             #expect(counters.refreshTokensRedeemed == 4 && counters.refreshTokensReused == 0)
             // The delegated token reads alerts.
             let access = try await tokens.token()
-            let outcome = await harness.simulator.handle(SimulatorRequest(method: "GET", path: "/api/alerts",
-                                                                          headers: [("Authorization", access.value.withValue { "Bearer \($0)" })],
-                                                                          baseURL: base))
+            let outcome = await harness.simulator.handle(
+                SimulatorRequest(
+                    method: "GET", path: "/api/alerts",
+                    headers: [("Authorization", access.value.withValue { "Bearer \($0)" })],
+                    baseURL: base))
             #expect(outcome.response.status == 200)
         }
     }
@@ -120,8 +129,10 @@ struct UserContextTokenTests {
     /// refresh (`interaction_required` or `invalid_grant`), and the error says to sign in again,
     /// as for a revocation. Before issue 23 an `interaction_required` refusal was an ordinary
     /// permanent error, asked again after each back-off, with no command to run.
-    @Test(arguments: [(EntraErrorCode.strongAuthRequired, String?.none), (.strongAuthEnrollmentRequired, nil), (.externalSecurityChallenge, nil),
-                      (.blockedByConditionalAccess, nil), (.refreshTokenInactive, nil), (.strongAuthRequired, "invalid_grant")])
+    @Test(arguments: [
+        (EntraErrorCode.strongAuthRequired, String?.none), (.strongAuthEnrollmentRequired, nil), (.externalSecurityChallenge, nil),
+        (.blockedByConditionalAccess, nil), (.refreshTokenInactive, nil), (.strongAuthRequired, "invalid_grant"),
+    ])
     func aRefreshRefusedForMFAConditionalAccessOrExpiryNeedsASignIn(code: EntraErrorCode, error: String?) async throws {
         try await harness.live { base, transport in
             let keeper = Keeper()

@@ -12,8 +12,10 @@ struct AlertsAPITests {
         harness = try SimulatorHarness { configuration in
             configuration.scenario.backlog = 30
             configuration.scenario.backlogSpanSeconds = 3600
-            configuration.apps.append(RegisteredApp(tenantID: SimulatorHarness.tenant, clientID: "22222222-2222-2222-2222-222222222222",
-                                                    secrets: ["no-roles"], roles: []))
+            configuration.apps.append(
+                RegisteredApp(
+                    tenantID: SimulatorHarness.tenant, clientID: "22222222-2222-2222-2222-222222222222",
+                    secrets: ["no-roles"], roles: []))
         }
     }
 

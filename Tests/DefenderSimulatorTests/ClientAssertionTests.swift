@@ -1,8 +1,8 @@
 import DefenderSimulator
 import Foundation
 import OrderedJSON
-import Testing
 import TestSupport
+import Testing
 import _CryptoExtras
 
 @Suite("Client assertions (certificate credentials)")
@@ -16,19 +16,27 @@ struct ClientAssertionTests {
         let certificate = try TestCertificate()
         self.certificate = certificate
         harness = try SimulatorHarness { configuration in
-            configuration.apps = [RegisteredApp(tenantID: SimulatorHarness.tenant, clientID: SimulatorHarness.client,
-                                                certificates: [try RegisteredCertificate(pem: certificate.pem)])]
+            configuration.apps = [
+                RegisteredApp(
+                    tenantID: SimulatorHarness.tenant, clientID: SimulatorHarness.client,
+                    certificates: [try RegisteredCertificate(pem: certificate.pem)])
+            ]
         }
     }
 
     func request(_ assertion: String, type: String = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") async -> SimulatorResponse {
-        await harness.token(.v2, fields: [
-            "grant_type": "client_credentials", "client_id": SimulatorHarness.client, "client_assertion_type": type,
-            "client_assertion": assertion, "scope": "https://api.securitycenter.microsoft.com/.default"])
+        await harness.token(
+            .v2,
+            fields: [
+                "grant_type": "client_credentials", "client_id": SimulatorHarness.client, "client_assertion_type": type,
+                "client_assertion": assertion, "scope": "https://api.securitycenter.microsoft.com/.default",
+            ])
     }
 
     func code(_ response: SimulatorResponse) throws -> Int? {
-        guard case .array(let codes)? = try JSONValue(parsing: response.body)["error_codes"], case .number(let text)? = codes.first else { return nil }
+        guard case .array(let codes)? = try JSONValue(parsing: response.body)["error_codes"], case .number(let text)? = codes.first else {
+            return nil
+        }
         return Int(text)
     }
 
@@ -39,7 +47,9 @@ struct ClientAssertionTests {
     }
 
     @Test func olderAudienceFormsAreAccepted() async throws {
-        for audience in ["\(SimulatorHarness.base)/\(SimulatorHarness.tenant)/oauth2/token", "\(SimulatorHarness.base)/contoso.onmicrosoft.com/oauth2/v2.0/token"] {
+        for audience in [
+            "\(SimulatorHarness.base)/\(SimulatorHarness.tenant)/oauth2/token", "\(SimulatorHarness.base)/contoso.onmicrosoft.com/oauth2/v2.0/token",
+        ] {
             let response = await request(try certificate.assertion(.rs256, audience: audience, clientID: SimulatorHarness.client, issuedAt: now))
             #expect(response.status == 200, "\(audience)")
         }
@@ -59,14 +69,39 @@ struct ClientAssertionTests {
     @Test func badAssertionsAreRejected() async throws {
         let other = try _RSA.Signing.PrivateKey(keySize: .bits2048)
         let cases: [(String, String, Int)] = [
-            ("wrong audience", try certificate.assertion(.ps256, audience: "https://login.microsoftonline.com/\(SimulatorHarness.tenant)/oauth2/v2.0/token", clientID: SimulatorHarness.client, issuedAt: now), 700023),
+            (
+                "wrong audience",
+                try certificate.assertion(
+                    .ps256, audience: "https://login.microsoftonline.com/\(SimulatorHarness.tenant)/oauth2/v2.0/token",
+                    clientID: SimulatorHarness.client, issuedAt: now), 700023
+            ),
             ("expired", try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now - 3600), 700024),
             ("not yet valid", try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now + 3600), 700024),
-            ("signed by another key", try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, signer: other), 700027),
-            ("subject is not the issuer", try certificate.assertion(.rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, claims: [("iss", .string("someone-else"))]), 50048),
-            ("issuer and subject are not the client", try certificate.assertion(.rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, claims: [("iss", .string("someone-else")), ("sub", .string("someone-else"))]), 50027),
-            ("no jti", try certificate.assertion(.rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, claims: [("jti", .null)]), 50027),
-            ("fractional exp", try certificate.assertion(.rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, claims: [("exp", .number("\(now + 600).5"))]), 50027),
+            (
+                "signed by another key",
+                try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, signer: other), 700027
+            ),
+            (
+                "subject is not the issuer",
+                try certificate.assertion(
+                    .rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, claims: [("iss", .string("someone-else"))]), 50048
+            ),
+            (
+                "issuer and subject are not the client",
+                try certificate.assertion(
+                    .rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now,
+                    claims: [("iss", .string("someone-else")), ("sub", .string("someone-else"))]), 50027
+            ),
+            (
+                "no jti",
+                try certificate.assertion(.rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, claims: [("jti", .null)]),
+                50027
+            ),
+            (
+                "fractional exp",
+                try certificate.assertion(
+                    .rs256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now, claims: [("exp", .number("\(now + 600).5"))]), 50027
+            ),
             ("not a JWT", "not.a.jwt", 50027),
         ]
         for (name, assertion, expected) in cases {
@@ -86,7 +121,8 @@ struct ClientAssertionTests {
     }
 
     @Test func wrongAssertionTypeIsABadRequest() async throws {
-        let response = await request(try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now), type: "jwt")
+        let response = await request(
+            try certificate.assertion(.ps256, audience: endpoint, clientID: SimulatorHarness.client, issuedAt: now), type: "jwt")
         #expect(response.status == 400)
     }
 

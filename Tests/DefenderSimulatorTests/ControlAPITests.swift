@@ -12,8 +12,10 @@ struct ControlAPITests {
     }
 
     func control(_ method: String, _ path: String, _ body: String = "") async throws -> (Int, JSONValue) {
-        let response = await harness.simulator.handle(SimulatorRequest(
-            method: method, path: "/_simulator/\(path)", body: Data(body.utf8), baseURL: SimulatorHarness.base)).response
+        let response = await harness.simulator.handle(
+            SimulatorRequest(
+                method: method, path: "/_simulator/\(path)", body: Data(body.utf8), baseURL: SimulatorHarness.base)
+        ).response
         return (response.status, try JSONValue(parsing: response.body))
     }
 
@@ -24,7 +26,8 @@ struct ControlAPITests {
         #expect(ids.count == 25)
 
         let id = try #require(ids.first?.stringValue)
-        let (updateStatus, updated) = try await control("POST", "alerts/\(id)", #"{"changes": {"status": "Resolved"}, "lastUpdateTime": "2025-03-14T10:00:00Z"}"#)
+        let (updateStatus, updated) = try await control(
+            "POST", "alerts/\(id)", #"{"changes": {"status": "Resolved"}, "lastUpdateTime": "2025-03-14T10:00:00Z"}"#)
         #expect(updateStatus == 200)
         #expect(updated["status"] == .string("Resolved"))
         #expect(updated["lastUpdateTime"] == .string("2025-03-14T10:00:00Z"))
@@ -70,7 +73,10 @@ struct ControlAPITests {
         #expect(try await control("POST", "scenario", #"{"ratePerMinute": 60, "backlog": 3}"#).0 == 200)
         #expect(await harness.simulator.allAlerts().count == 3)
 
-        #expect(try await control("POST", "apps", #"{"tenantId": "\#(SimulatorHarness.tenant)", "clientId": "33333333-3333-3333-3333-333333333333", "secret": "s3"}"#).0 == 201)
+        #expect(
+            try await control(
+                "POST", "apps", #"{"tenantId": "\#(SimulatorHarness.tenant)", "clientId": "33333333-3333-3333-3333-333333333333", "secret": "s3"}"#
+            ).0 == 201)
         #expect(await harness.secretToken(["client_id": "33333333-3333-3333-3333-333333333333", "client_secret": "s3"]).status == 200)
     }
 
@@ -80,7 +86,8 @@ struct ControlAPITests {
         #expect(body["error"]?.stringValue?.isEmpty == false)
         #expect(try await control("POST", "alerts/nope", "{}").0 == 400)
         #expect(try await control("GET", "nothing").0 == 404)
-        let malformed = await harness.simulator.handle(SimulatorRequest(method: "POST", path: "/_simulator/alerts", body: Data("{".utf8), baseURL: SimulatorHarness.base))
+        let malformed = await harness.simulator.handle(
+            SimulatorRequest(method: "POST", path: "/_simulator/alerts", body: Data("{".utf8), baseURL: SimulatorHarness.base))
         #expect(malformed.response.status == 400)
     }
 }

@@ -23,29 +23,40 @@ struct DeviceCodeTests {
     }
 
     func deviceCode(client: String = publicClient, scope: String = scope) async throws -> JSONValue {
-        let response = await harness.simulator.handle(SimulatorRequest(
-            method: "POST", path: "/\(SimulatorHarness.tenant)/oauth2/v2.0/devicecode", headers: [("Content-Type", "application/x-www-form-urlencoded")],
-            body: SimulatorHarness.form(["client_id": client, "scope": scope]), baseURL: SimulatorHarness.base)).response
+        let response = await harness.simulator.handle(
+            SimulatorRequest(
+                method: "POST", path: "/\(SimulatorHarness.tenant)/oauth2/v2.0/devicecode",
+                headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                body: SimulatorHarness.form(["client_id": client, "scope": scope]), baseURL: SimulatorHarness.base)
+        ).response
         #expect(response.status == 200, "\(String(decoding: response.body, as: UTF8.self))")
         return try JSONValue(parsing: response.body)
     }
 
     func poll(_ deviceCode: String, client: String = publicClient) async throws -> (status: Int, body: JSONValue) {
-        let response = await harness.token(fields: ["grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": client,
-                                                    "device_code": deviceCode])
+        let response = await harness.token(fields: [
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "client_id": client,
+            "device_code": deviceCode,
+        ])
         return (response.status, try JSONValue(parsing: response.body))
     }
 
     func control(_ path: String, _ body: String) async -> Int {
-        await harness.simulator.handle(SimulatorRequest(method: "POST", path: "/_simulator/" + path, headers: [("Content-Type", "application/json")],
-                                                        body: Data(body.utf8), baseURL: SimulatorHarness.base)).response.status
+        await harness.simulator.handle(
+            SimulatorRequest(
+                method: "POST", path: "/_simulator/" + path, headers: [("Content-Type", "application/json")],
+                body: Data(body.utf8), baseURL: SimulatorHarness.base)
+        ).response.status
     }
 
     /// Device code, approved as the analyst, redeemed: the token answer.
     func signIn() async throws -> JSONValue {
         let authorization = try await deviceCode()
         let code = try #require(authorization["device_code"]?.stringValue)
-        #expect(await control("devicecode/approve", #"{"userCode": "\#(authorization["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
+        #expect(
+            await control(
+                "devicecode/approve",
+                #"{"userCode": "\#(authorization["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
         let (status, tokens) = try await poll(code)
         #expect(status == 200, "\(tokens.serialized)")
         return tokens
@@ -68,7 +79,10 @@ struct DeviceCodeTests {
         #expect(pending.status == 400 && pending.body["error"] == .string("authorization_pending"))
         #expect(pending.body["error_codes"] == .array([.int(70016)]))
         #expect(pending.body.keys == (try SimulatorHarness.fixture("token-error-authorization-pending.json")).keys)
-        #expect(await control("devicecode/approve", #"{"userCode": "\#(authorization["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
+        #expect(
+            await control(
+                "devicecode/approve",
+                #"{"userCode": "\#(authorization["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
         let (status, tokens) = try await poll(code)
         #expect(status == 200, "\(tokens.serialized)")
         #expect(tokens.keys == (try SimulatorHarness.fixture("token-v2-device-code.json")).keys)
@@ -107,12 +121,18 @@ struct DeviceCodeTests {
     @Test func aConfidentialClientMustProveItselfAndConsentIsChecked() async throws {
         // The harness's own app is confidential: the device code is fine, redeeming it needs the secret.
         let authorization = try await deviceCode(client: SimulatorHarness.client)
-        #expect(await control("devicecode/approve", #"{"userCode": "\#(authorization["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
+        #expect(
+            await control(
+                "devicecode/approve",
+                #"{"userCode": "\#(authorization["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
         let unproven = try await poll(try #require(authorization["device_code"]?.stringValue), client: SimulatorHarness.client)
         #expect(unproven.status == 401 && unproven.body["error_codes"] == .array([.int(7000218)]))
         // A permission nobody consented to.
         let write = try await deviceCode(scope: "https://api.securitycenter.microsoft.com/Alert.ReadWrite offline_access")
-        #expect(await control("devicecode/approve", #"{"userCode": "\#(write["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
+        #expect(
+            await control(
+                "devicecode/approve", #"{"userCode": "\#(write["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#)
+                == 200)
         let refused = try await poll(try #require(write["device_code"]?.stringValue))
         #expect(refused.body["error"] == .string("invalid_grant") && refused.body["error_codes"] == .array([.int(65001)]))
     }
@@ -152,14 +172,16 @@ struct DeviceCodeTests {
         }
         let cases: [(code: Int, error: String?, expected: String)] = [
             (50076, nil, "interaction_required"), (50079, nil, "interaction_required"), (50158, nil, "interaction_required"),
-            (53003, nil, "interaction_required"), (700082, nil, "invalid_grant"), (50173, nil, "invalid_grant"), (50076, "invalid_grant", "invalid_grant"),
+            (53003, nil, "interaction_required"), (700082, nil, "invalid_grant"), (50173, nil, "invalid_grant"),
+            (50076, "invalid_grant", "invalid_grant"),
         ]
         for (code, error, expected) in cases {
             let token = try #require(try await signIn()["refresh_token"]?.stringValue)
             let errorMember = error.map { #", "error": "\#($0)""# } ?? ""
             #expect(await control("users/refresh-failure", #"{"userPrincipalName": "analyst@contoso.com", "code": \#(code)\#(errorMember)}"#) == 200)
             let refused = try await refresh(token)
-            #expect(refused.status == 400 && refused.body["error"] == .string(expected) && refused.body["error_codes"] == .array([.int(code)]), "\(code)")
+            #expect(
+                refused.status == 400 && refused.body["error"] == .string(expected) && refused.body["error_codes"] == .array([.int(code)]), "\(code)")
             #expect(refused.body["error_description"]?.stringValue?.hasPrefix("AADSTS\(code): ") == true)
             // Until the user signs in again (the challenge met interactively).
             #expect(try await refresh(token).status == 400)
@@ -183,7 +205,11 @@ struct DeviceCodeTests {
 
     /// The control API can make the device code answer hostile (a message and a page of its own).
     @Test func theDeviceCodeAnswerCanBeMadeHostile() async throws {
-        #expect(await control("devicecode/answer", #"{"message": "\u001b]8;;https://evil.example/\u0007enter {code}\u001b]8;;\u0007", "verificationUri": "https://evil.example/devicelogin"}"#) == 200)
+        #expect(
+            await control(
+                "devicecode/answer",
+                #"{"message": "\u001b]8;;https://evil.example/\u0007enter {code}\u001b]8;;\u0007", "verificationUri": "https://evil.example/devicelogin"}"#
+            ) == 200)
         let hostile = try await deviceCode()
         let code = try #require(hostile["user_code"]?.stringValue)
         #expect(hostile["verification_uri"] == .string("https://evil.example/devicelogin"))
@@ -197,7 +223,10 @@ struct DeviceCodeTests {
         _ = try await harness.simulator.generateAlerts(count: 40)
         let authorization = try await deviceCode(scope: "https://graph.microsoft.com/SecurityAlert.Read.All offline_access")
         let code = try #require(authorization["device_code"]?.stringValue)
-        #expect(await control("devicecode/approve", #"{"userCode": "\#(authorization["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
+        #expect(
+            await control(
+                "devicecode/approve",
+                #"{"userCode": "\#(authorization["user_code"]?.stringValue ?? "")", "userPrincipalName": "analyst@contoso.com"}"#) == 200)
         let (status, tokens) = try await poll(code)
         #expect(status == 200 && tokens["scope"] == .string("SecurityAlert.Read.All"))
         let access = try #require(tokens["access_token"]?.stringValue)

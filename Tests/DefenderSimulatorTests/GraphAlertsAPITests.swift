@@ -83,7 +83,10 @@ struct GraphAlertsAPITests {
         ("$expand=evidence", "Query option '$expand' is not allowed"),
         ("$orderby=createdDateTime", "Query option '$orderby' is not allowed"),
         ("$top=1001", "The limit of '1000'"),
-        ("$filter=lastUpdateTime%20ge%202025-03-14T08:00:00Z", "Could not find a property named 'lastUpdateTime' on type 'microsoft.graph.security.alert'"),
+        (
+            "$filter=lastUpdateTime%20ge%202025-03-14T08:00:00Z",
+            "Could not find a property named 'lastUpdateTime' on type 'microsoft.graph.security.alert'"
+        ),
         ("$skiptoken=rebuilt", "use the @odata.nextLink exactly as returned"),
     ])
     func aQueryGraphDoesNotTakeIsA400InGraphsShape(query: String, message: String) async throws {
@@ -99,7 +102,8 @@ struct GraphAlertsAPITests {
     @Test func filtersUseGraphsPropertiesAndValues() async throws {
         let token = try await graphToken()
         let all = values(try await page("$top=1000", token: token))
-        let high = values(try await page("$top=1000&$filter=severity%20eq%20'high'%20and%20serviceSource%20eq%20'microsoftDefenderForEndpoint'", token: token))
+        let high = values(
+            try await page("$top=1000&$filter=severity%20eq%20'high'%20and%20serviceSource%20eq%20'microsoftDefenderForEndpoint'", token: token))
         #expect(high.count == all.filter { $0["severity"] == .string("high") }.count && !high.isEmpty)
         #expect(values(try await page("$filter=serviceSource%20eq%20'microsoftDefenderForOffice365'", token: token)).isEmpty)
     }
@@ -124,10 +128,13 @@ struct GraphAlertsAPITests {
             #expect(body["error"]?["message"]?.stringValue?.hasPrefix(messagePrefix ?? message) == true, "\(body)")
         }
         try same(body(await harness.get(Self.path, query: "$top=1", token: try await harness.accessToken())), "graph-error-401-invalid-audience.json")
-        let response = await harness.secretToken(["client_id": Self.noRoles, "client_secret": "no-roles", "scope": "https://graph.microsoft.com/.default"])
+        let response = await harness.secretToken([
+            "client_id": Self.noRoles, "client_secret": "no-roles", "scope": "https://graph.microsoft.com/.default",
+        ])
         let token = try #require(try JSONValue(parsing: response.body)["access_token"]?.stringValue)
-        try same(body(await harness.get(Self.path, query: "$top=1", token: token)), "graph-error-403-missing-roles.json",
-                 messagePrefix: "Missing application roles. API required roles: SecurityAlert.Read.All,SecurityAlert.ReadWrite.All. application roles:")
+        try same(
+            body(await harness.get(Self.path, query: "$top=1", token: token)), "graph-error-403-missing-roles.json",
+            messagePrefix: "Missing application roles. API required roles: SecurityAlert.Read.All,SecurityAlert.ReadWrite.All. application roles:")
         let graph = try await graphToken()
         var limited: SimulatorOutcome?
         for _ in 0..<151 { limited = await harness.get(Self.path, query: "$top=1", token: graph) }

@@ -18,8 +18,10 @@ struct GraphIncidentsAPITests {
         harness = try SimulatorHarness { configuration in
             configuration.scenario.backlog = 30
             configuration.scenario.backlogSpanSeconds = 3600
-            configuration.apps.append(RegisteredApp(tenantID: SimulatorHarness.tenant, clientID: Self.alertsOnly, secrets: ["alerts-only"],
-                                                    graphRoles: ["SecurityAlert.Read.All"]))
+            configuration.apps.append(
+                RegisteredApp(
+                    tenantID: SimulatorHarness.tenant, clientID: Self.alertsOnly, secrets: ["alerts-only"],
+                    graphRoles: ["SecurityAlert.Read.All"]))
         }
     }
 
@@ -116,7 +118,10 @@ struct GraphIncidentsAPITests {
         ("$expand=evidence", "Could not find a property named 'evidence' on type 'microsoft.graph.security.incident'"),
         ("$select=id", "Query option '$select' is not allowed. Allowed query options: $count, $filter, $skip, $top, $expand, $orderby."),
         ("$orderby=severity", "order by lastUpdateDateTime or createdDateTime"),
-        ("$filter=serviceSource%20eq%20'microsoftDefenderForEndpoint'", "Could not find a property named 'serviceSource' on type 'microsoft.graph.security.incident'"),
+        (
+            "$filter=serviceSource%20eq%20'microsoftDefenderForEndpoint'",
+            "Could not find a property named 'serviceSource' on type 'microsoft.graph.security.incident'"
+        ),
     ])
     func aQueryGraphDoesNotTakeIsA400(query: String, message: String) async throws {
         let outcome = await harness.get(Self.path, query: query, token: try await graphToken())
@@ -147,10 +152,13 @@ struct GraphIncidentsAPITests {
         let later = SimulatorHarness.start.adding(seconds: 600)
         harness.clock.advance(seconds: 600 + Double(members.count))
         for (index, alert) in members.enumerated() {
-            try await harness.simulator.updateAlert(id: alert["id"]?.stringValue ?? "",
-                                                    changes: [("status", .string("Resolved")), ("classification", .string("TruePositive")),
-                                                              ("determination", .string("Malware"))],
-                                                    at: later.adding(seconds: Double(index)))
+            try await harness.simulator.updateAlert(
+                id: alert["id"]?.stringValue ?? "",
+                changes: [
+                    ("status", .string("Resolved")), ("classification", .string("TruePositive")),
+                    ("determination", .string("Malware")),
+                ],
+                at: later.adding(seconds: Double(index)))
             let now = values(try await page("$top=50", token: token)).first { $0["id"] == .string(id) }
             #expect(time(now?["lastUpdateDateTime"]) == later.adding(seconds: Double(index)), "an alert's update is its incident's")
             let last = index == members.count - 1
@@ -167,9 +175,13 @@ struct GraphIncidentsAPITests {
         let refused = await harness.get(Self.path, query: "$top=1", token: alertsOnly)
         #expect(refused.response.status == 403)
         let message = try JSONValue(parsing: refused.response.body)["error"]?["message"]?.stringValue ?? ""
-        #expect(message.hasPrefix("Missing application roles. API required roles: SecurityIncident.Read.All,SecurityIncident.ReadWrite.All."), "\(message)")
+        #expect(
+            message.hasPrefix("Missing application roles. API required roles: SecurityIncident.Read.All,SecurityIncident.ReadWrite.All."),
+            "\(message)")
         #expect(await harness.get("/v1.0/security/alerts_v2", query: "$top=1", token: alertsOnly).response.status == 200)
-        #expect(await harness.get(Self.path, query: "$top=1", token: try await harness.accessToken()).response.status == 401, "an MDE token is no Graph token")
+        #expect(
+            await harness.get(Self.path, query: "$top=1", token: try await harness.accessToken()).response.status == 401,
+            "an MDE token is no Graph token")
 
         let token = try await graphToken()
         var statuses: [Int] = []

@@ -1,7 +1,7 @@
-import Timekeeping
 import DefenderSimulator
 import OrderedJSON
 import Testing
+import Timekeeping
 
 @Suite("OData $filter")
 struct ODataFilterTests {
@@ -45,8 +45,10 @@ struct ODataFilterTests {
         #expect(try matches(text) == expected, "\(text)")
     }
 
-    @Test(arguments: ["2025-03-14T09:14:05Z", "2025-03-14T09:14:05.46Z", "2025-03-14T09:14:05.460Z",
-                      "2025-03-14T09:14:05.4600Z", "2025-03-14T09:14:05.46000Z", "2025-03-14T09:14:05.460000Z", "2025-03-14T09:14:05.4600000Z"])
+    @Test(arguments: [
+        "2025-03-14T09:14:05Z", "2025-03-14T09:14:05.46Z", "2025-03-14T09:14:05.460Z",
+        "2025-03-14T09:14:05.4600Z", "2025-03-14T09:14:05.46000Z", "2025-03-14T09:14:05.460000Z", "2025-03-14T09:14:05.4600000Z",
+    ])
     func acceptsZeroToSevenFractionDigits(literal: String) throws {
         let filter = try ODataFilter.parse("lastUpdateTime ge \(literal)")
         // Every spelling is the same instant: .46 seconds past, or none for the first.

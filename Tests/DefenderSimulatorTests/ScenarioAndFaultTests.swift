@@ -1,8 +1,8 @@
-import Timekeeping
 import DefenderSimulator
 import Foundation
 import OrderedJSON
 import Testing
+import Timekeeping
 
 @Suite("Generated alerts")
 struct AlertGeneratorTests {
@@ -57,7 +57,9 @@ struct ScenarioTests {
     }
 
     @Test func lateAlertsAppearAfterTheirTimestamp() async throws {
-        let harness = try harness { $0.ratePerMinute = 6; $0.lateFraction = 1; $0.lateSeconds = 120 }
+        let harness = try harness {
+            $0.ratePerMinute = 6; $0.lateFraction = 1; $0.lateSeconds = 120
+        }
         let token = try await harness.accessToken()
         harness.clock.advance(seconds: 60)
         #expect(try await harness.alerts(query: "", token: token).isEmpty)
@@ -73,7 +75,9 @@ struct ScenarioTests {
     }
 
     @Test func updatesGiveExistingAlertsANewLastUpdateTime() async throws {
-        let harness = try harness { $0.backlog = 5; $0.ratePerMinute = 60; $0.updateFraction = 1 }
+        let harness = try harness {
+            $0.backlog = 5; $0.ratePerMinute = 60; $0.updateFraction = 1
+        }
         let before = await harness.simulator.allAlerts()
         harness.clock.advance(seconds: 10)
         let after = await harness.simulator.allAlerts()
@@ -83,7 +87,9 @@ struct ScenarioTests {
     }
 
     @Test func resurfacingBringsOldAlertsBack() async throws {
-        let harness = try harness { $0.backlog = 40; $0.backlogSpanSeconds = 90 * 86_400; $0.ratePerMinute = 60; $0.resurfaceFraction = 1 }
+        let harness = try harness {
+            $0.backlog = 40; $0.backlogSpanSeconds = 90 * 86_400; $0.ratePerMinute = 60; $0.resurfaceFraction = 1
+        }
         let before = await harness.simulator.allAlerts()
         harness.clock.advance(seconds: 5)
         let after = await harness.simulator.allAlerts()
@@ -97,7 +103,9 @@ struct ScenarioTests {
     }
 
     @Test func batchesShareOneTimestamp() async throws {
-        let harness = try harness { $0.ratePerMinute = 1; $0.batchSize = 25 }
+        let harness = try harness {
+            $0.ratePerMinute = 1; $0.batchSize = 25
+        }
         harness.clock.advance(seconds: 60)
         let alerts = await harness.simulator.allAlerts()
         #expect(alerts.count == 25)
@@ -137,7 +145,9 @@ struct FaultTests {
 
     @Test func probabilityIsSeeded() async throws {
         func run() async throws -> [Int] {
-            let harness = try SimulatorHarness { $0.seed = 99; $0.faults = [Fault(target: .alerts, kind: .status, status: 500, probability: 0.5)] }
+            let harness = try SimulatorHarness {
+                $0.seed = 99; $0.faults = [Fault(target: .alerts, kind: .status, status: 500, probability: 0.5)]
+            }
             let token = try await harness.accessToken()
             var statuses: [Int] = []
             for _ in 0..<40 { statuses.append(await harness.get(token: token).response.status) }
@@ -166,7 +176,9 @@ struct FaultTests {
     }
 
     @Test func rateLimitWithRetryAfterAndViolations() async throws {
-        let harness = try SimulatorHarness { $0.rateLimitPerMinute = 3; $0.rateLimitPerHour = 5 }
+        let harness = try SimulatorHarness {
+            $0.rateLimitPerMinute = 3; $0.rateLimitPerHour = 5
+        }
         let token = try await harness.accessToken()
         for _ in 0..<3 { #expect(await harness.get(token: token).response.status == 200) }
         let limited = await harness.get(token: token)
@@ -216,8 +228,9 @@ struct FaultTests {
         harness.clock.advance(seconds: 0.001)
         #expect(await harness.get(token: token).response.status == 429)
         // Arrived (its head read) before the 429 went out, handled after: on its way, not counted.
-        let onItsWay = SimulatorRequest(method: "GET", path: "/api/alerts", headers: [("Authorization", "Bearer \(token)")],
-                                        baseURL: SimulatorHarness.base, arrivedAt: sent)
+        let onItsWay = SimulatorRequest(
+            method: "GET", path: "/api/alerts", headers: [("Authorization", "Bearer \(token)")],
+            baseURL: SimulatorHarness.base, arrivedAt: sent)
         #expect(await harness.simulator.handle(onItsWay).response.status == 200)
         var counters = await harness.simulator.counterSnapshot
         #expect(counters.callsIgnoringRetryAfter == 1 && counters.sentInsideRetryAfter == 0)

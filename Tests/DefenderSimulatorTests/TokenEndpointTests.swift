@@ -1,8 +1,8 @@
-import Timekeeping
 import DefenderSimulator
 import Foundation
 import OrderedJSON
 import Testing
+import Timekeeping
 
 @Suite("Simulated Entra ID token endpoints")
 struct TokenEndpointTests {
@@ -25,8 +25,12 @@ struct TokenEndpointTests {
     }
 
     @Test func v1SuccessHasNumbersAsStringsLikeTheFixture() async throws {
-        let response = await harness.token(.v1, fields: ["grant_type": "client_credentials", "client_id": SimulatorHarness.client,
-                                                          "client_secret": SimulatorHarness.secret, "resource": "https://api.securitycenter.microsoft.com"])
+        let response = await harness.token(
+            .v1,
+            fields: [
+                "grant_type": "client_credentials", "client_id": SimulatorHarness.client,
+                "client_secret": SimulatorHarness.secret, "resource": "https://api.securitycenter.microsoft.com",
+            ])
         #expect(response.status == 200)
         let body = try JSONValue(parsing: response.body)
         let fixture = try SimulatorHarness.fixture("token-v1.json")
@@ -63,16 +67,21 @@ struct TokenEndpointTests {
         var fields = ["grant_type": "client_credentials", "scope": "https://api.securitycenter.microsoft.com/.default"]
         fields["client_id"] = nil
         let credentials = Data("\(SimulatorHarness.client):\(SimulatorHarness.secret)".utf8).base64EncodedString()
-        let response = await harness.simulator.handle(SimulatorRequest(
-            method: "POST", path: "/\(SimulatorHarness.tenant)/oauth2/v2.0/token",
-            headers: [("Authorization", "Basic \(credentials)")], body: SimulatorHarness.form(fields), baseURL: SimulatorHarness.base)).response
+        let response = await harness.simulator.handle(
+            SimulatorRequest(
+                method: "POST", path: "/\(SimulatorHarness.tenant)/oauth2/v2.0/token",
+                headers: [("Authorization", "Basic \(credentials)")], body: SimulatorHarness.form(fields), baseURL: SimulatorHarness.base)
+        ).response
         #expect(response.status == 200)
     }
 
     @Test func domainNamesWorkAsTenant() async throws {
-        let response = await harness.token(.v2, tenant: "contoso.onmicrosoft.com", fields: [
-            "grant_type": "client_credentials", "client_id": SimulatorHarness.client, "client_secret": SimulatorHarness.secret,
-            "scope": "https://api.securitycenter.microsoft.com/.default"])
+        let response = await harness.token(
+            .v2, tenant: "contoso.onmicrosoft.com",
+            fields: [
+                "grant_type": "client_credentials", "client_id": SimulatorHarness.client, "client_secret": SimulatorHarness.secret,
+                "scope": "https://api.securitycenter.microsoft.com/.default",
+            ])
         #expect(response.status == 200)
     }
 
@@ -90,13 +99,25 @@ struct TokenEndpointTests {
     }
 
     static let errorCases: [ErrorCase] = [
-        ErrorCase(name: "wrong secret", overrides: ["client_secret": "secret-id-instead-of-value"], status: 401, error: "invalid_client", code: 7000215, fixture: "token-error.json"),
-        ErrorCase(name: "unknown tenant", tenant: "00000000-1111-2222-3333-444444444444", status: 400, error: "invalid_request", code: 90002, fixture: "token-error-unknown-tenant.json"),
-        ErrorCase(name: "unknown client", overrides: ["client_id": "11111111-2222-3333-4444-555555555555"], status: 400, error: "unauthorized_client", code: 700016, fixture: "token-error-unknown-client.json"),
+        ErrorCase(
+            name: "wrong secret", overrides: ["client_secret": "secret-id-instead-of-value"], status: 401, error: "invalid_client", code: 7000215,
+            fixture: "token-error.json"),
+        ErrorCase(
+            name: "unknown tenant", tenant: "00000000-1111-2222-3333-444444444444", status: 400, error: "invalid_request", code: 90002,
+            fixture: "token-error-unknown-tenant.json"),
+        ErrorCase(
+            name: "unknown client", overrides: ["client_id": "11111111-2222-3333-4444-555555555555"], status: 400, error: "unauthorized_client",
+            code: 700016, fixture: "token-error-unknown-client.json"),
         ErrorCase(name: "unsupported grant", overrides: ["grant_type": "password"], status: 400, error: "unsupported_grant_type", code: 70003),
-        ErrorCase(name: "bad scope", overrides: ["scope": "https://api.securitycenter.microsoft.com/Alert.Read.All"], status: 400, error: "invalid_scope", code: 70011),
-        ErrorCase(name: "resource on v2", overrides: ["resource": "https://api.securitycenter.microsoft.com"], status: 400, error: "invalid_request", code: 901002),
-        ErrorCase(name: "unknown resource", overrides: ["scope": "https://management.azure.com/.default"], status: 400, error: "invalid_resource", code: 500011, fixture: "token-error-resource-not-in-tenant.json"),
+        ErrorCase(
+            name: "bad scope", overrides: ["scope": "https://api.securitycenter.microsoft.com/Alert.Read.All"], status: 400, error: "invalid_scope",
+            code: 70011),
+        ErrorCase(
+            name: "resource on v2", overrides: ["resource": "https://api.securitycenter.microsoft.com"], status: 400, error: "invalid_request",
+            code: 901002),
+        ErrorCase(
+            name: "unknown resource", overrides: ["scope": "https://management.azure.com/.default"], status: 400, error: "invalid_resource",
+            code: 500011, fixture: "token-error-resource-not-in-tenant.json"),
         ErrorCase(name: "missing scope", removed: ["scope"], status: 400, error: "invalid_request", code: 900144),
         ErrorCase(name: "no credential", removed: ["client_secret"], status: 401, error: "invalid_client", code: 7000218),
         ErrorCase(name: "v1 without resource", version: .v1, removed: ["scope"], status: 400, error: "invalid_request", code: 900144),
@@ -104,8 +125,10 @@ struct TokenEndpointTests {
 
     @Test(arguments: errorCases)
     func errorsHaveTheDocumentedStatusAndShape(_ errorCase: ErrorCase) async throws {
-        var fields = ["grant_type": "client_credentials", "client_id": SimulatorHarness.client, "client_secret": SimulatorHarness.secret,
-                      "scope": "https://api.securitycenter.microsoft.com/.default"]
+        var fields = [
+            "grant_type": "client_credentials", "client_id": SimulatorHarness.client, "client_secret": SimulatorHarness.secret,
+            "scope": "https://api.securitycenter.microsoft.com/.default",
+        ]
         fields.merge(errorCase.overrides) { _, new in new }
         for key in errorCase.removed { fields[key] = nil }
         let response = await harness.token(errorCase.version, tenant: errorCase.tenant, fields: fields)

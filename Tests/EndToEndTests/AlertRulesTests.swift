@@ -1,7 +1,7 @@
 import Foundation
 import Telemetry
-import Testing
 import TestSupport
+import Testing
 
 /// The README's metrics documentation is true: every metric is listed, and the alert rules
 /// are valid and fire when they should (Prometheus's own promtool).

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `poll-once`, `state show`, `state reset`, and reload of the pipeline, as processes.
 @Suite("Pipeline commands and reload")
@@ -16,7 +16,10 @@ struct CommandsTests {
         #expect(help.status == 0)
         // Wrapped to the terminal's width: compared with single spaces.
         let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
-        for word in ["Defender for Endpoint", "Microsoft Graph", "journal", "JSON Lines", "standard output", "syslog", "RELP", "CEF", "Splunk HEC", "Elasticsearch", "webhooks"] {
+        for word in [
+            "Defender for Endpoint", "Microsoft Graph", "journal", "JSON Lines", "standard output", "syslog", "RELP", "CEF", "Splunk HEC",
+            "Elasticsearch", "webhooks",
+        ] {
             #expect(text.contains(word), "--help does not name \(word)")
         }
         #expect(!text.contains("none is sent twice"))
@@ -28,7 +31,10 @@ struct CommandsTests {
         let harness = try PipelineHarness()
         harness.configure()
         let untilThen = Int(ISO8601DateFormatter().date(from: "2030-01-01T00:00:00Z")!.timeIntervalSinceNow) + 60  // visible a minute ago
-        try harness.control("POST", "alerts", #"{"visibleAfterSeconds": -\#(untilThen), "alerts": [{"id": "da-future", "severity": "High", "title": "from the future", "lastUpdateTime": "2030-01-01T00:00:00Z"}]}"#)
+        try harness.control(
+            "POST", "alerts",
+            #"{"visibleAfterSeconds": -\#(untilThen), "alerts": [{"id": "da-future", "severity": "High", "title": "from the future", "lastUpdateTime": "2030-01-01T00:00:00Z"}]}"#
+        )
         let first = try run(harness, ["poll-once"])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(harness.delivered().map(\.id) == ["da-future"])
@@ -45,7 +51,9 @@ struct CommandsTests {
         harness.fixture.directory.write("state/state.sqlite", String(repeating: "not a database ", count: 100), mode: 0o600)
         let dry = try run(harness, ["poll-once", "--dry-run"])
         #expect(dry.status != 0)
-        #expect(dry.stderr.contains("state.sqlite") && dry.stderr.contains("damaged") || dry.stderr.contains("cannot open the state database"), "\(dry.stderr)")
+        #expect(
+            dry.stderr.contains("state.sqlite") && dry.stderr.contains("damaged") || dry.stderr.contains("cannot open the state database"),
+            "\(dry.stderr)")
         #expect(dry.stdout.isEmpty)
     }
 

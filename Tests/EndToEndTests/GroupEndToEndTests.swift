@@ -1,14 +1,15 @@
 import Foundation
 import OrderedJSON
-import Testing
 import TestSupport
+import Testing
 
 /// Daemons of a group on a real PostgreSQL (`make test` starts one), each a real process, with
 /// one simulator per tenant (a simulator is one tenant): every alert is delivered; each tenant
 /// is polled by one daemon at a time (each simulator records, from `User-Agent`, which daemon
 /// sent each alerts request); the tenants spread evenly and rebalance when one joins or leaves.
-@Suite("A group of daemons on PostgreSQL", .serialized,
-       .enabled(if: GroupHarness.postgres != nil, "no PostgreSQL server: run the tests through `make test` (scripts/with-postgres.sh)"))
+@Suite(
+    "A group of daemons on PostgreSQL", .serialized,
+    .enabled(if: GroupHarness.postgres != nil, "no PostgreSQL server: run the tests through `make test` (scripts/with-postgres.sh)"))
 struct GroupEndToEndTests {
     @Test func threeDaemonsShareTheTenantsAndAFourthJoiningAndOneLeavingRebalance() async throws {
         let siem = FakeSIEM()
@@ -205,8 +206,10 @@ extension GroupEndToEndTests {
         let simulator = group.simulators[0]
         let client = "0a6e9f2c-51d4-4c7e-9b8a-3f2e1d0c9b8a"
         @Sendable func control(_ method: String, _ path: String, _ body: String? = nil) throws -> String {
-            try DaemonProcess.curl(["-s", "--max-time", "30", "-X", method, "-H", "Content-Type: application/json"] + (body.map { ["-d", $0] } ?? [])
-                                   + ["\(simulator.base)/_simulator/\(path)"]).stdout
+            try DaemonProcess.curl(
+                ["-s", "--max-time", "30", "-X", method, "-H", "Content-Type: application/json"] + (body.map { ["-d", $0] } ?? [])
+                    + ["\(simulator.base)/_simulator/\(path)"]
+            ).stdout
         }
         @Sendable func counter(_ name: String) throws -> Int {
             (try JSONSerialization.jsonObject(with: Data(try control("GET", "counters").utf8)) as? [String: Any])?[name] as? Int ?? -1
@@ -272,8 +275,9 @@ final class GroupHarness: @unchecked Sendable {
     static let postgres: Server? = {
         let environment = ProcessInfo.processInfo.environment
         guard let url = environment["DEFENDER_TEST_POSTGRES_URL"], let file = environment["DEFENDER_TEST_POSTGRES_PASSWORD_FILE"],
-              let bin = environment["DEFENDER_TEST_POSTGRES_BIN"],
-              let password = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) else { return nil }
+            let bin = environment["DEFENDER_TEST_POSTGRES_BIN"],
+            let password = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        else { return nil }
         return Server(url: url, password: password, passwordFile: file, bin: bin)
     }()
 
@@ -303,14 +307,18 @@ final class GroupHarness: @unchecked Sendable {
     init(tenants: Int, rate: Int = 0) throws {
         let server = try #require(Self.postgres)
         database = "g_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
-        let created = try runToCompletion(server.bin + "/psql", [server.url, "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE \(database)"],
-                                                   environment: ["PGPASSWORD": server.password, "PATH": "/usr/bin:/bin"])
+        let created = try runToCompletion(
+            server.bin + "/psql", [server.url, "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE \(database)"],
+            environment: ["PGPASSWORD": server.password, "PATH": "/usr/bin:/bin"])
         #expect(created.status == 0, "\(created.stderr)")
         simulators = try (1...tenants).map { index in
-            let process = try DaemonProcess(["--port", "0", "--client-secret", ConfigFixture.canary, "--seed", "\(index)", "--backlog", "20",
-                                             "--backlog-span", "3600", "--rate", "\(rate)",
-                                             "--rate-limit-per-minute", "100000", "--rate-limit-per-hour", "10000000"],
-                                            executable: "defender-sim")
+            let process = try DaemonProcess(
+                [
+                    "--port", "0", "--client-secret", ConfigFixture.canary, "--seed", "\(index)", "--backlog", "20",
+                    "--backlog-span", "3600", "--rate", "\(rate)",
+                    "--rate-limit-per-minute", "100000", "--rate-limit-per-hour", "10000000",
+                ],
+                executable: "defender-sim")
             let base = try #require(process.waitForLine(startingWith: "listening "), "\(process.stderr)")
             return ("t\(index)", process, base)
         }
@@ -319,8 +327,9 @@ final class GroupHarness: @unchecked Sendable {
     deinit {
         for simulator in simulators { simulator.process.signal(SIGKILL) }
         if let server = Self.postgres {
-            _ = try? runToCompletion(server.bin + "/psql", [server.url, "-c", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)"],
-                                              environment: ["PGPASSWORD": server.password, "PATH": "/usr/bin:/bin"])
+            _ = try? runToCompletion(
+                server.bin + "/psql", [server.url, "-c", "DROP DATABASE IF EXISTS \(database) WITH (FORCE)"],
+                environment: ["PGPASSWORD": server.password, "PATH": "/usr/bin:/bin"])
         }
     }
 
@@ -337,8 +346,9 @@ final class GroupHarness: @unchecked Sendable {
         let tenants = simulators.map { simulator in
             var tenant = ConfigFixture.tenant.replacingOccurrences(of: "name = \"contoso\"", with: "name = \"\(simulator.name)\"")
             if let delegatedClient {
-                tenant = tenant.replacingOccurrences(of: "client_id = \"9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c\"\nclient_secret_file = \"secret\"",
-                                                     with: "client_id = \"\(delegatedClient)\"\nauth = \"delegated\"")
+                tenant = tenant.replacingOccurrences(
+                    of: "client_id = \"9c1e5a7b-3d2f-4a8e-b6c4-1f0d2e3a4b5c\"\nclient_secret_file = \"secret\"",
+                    with: "client_id = \"\(delegatedClient)\"\nauth = \"delegated\"")
             }
             return tenant + """
 
@@ -348,7 +358,8 @@ final class GroupHarness: @unchecked Sendable {
                 overlap = "10m"
                 """
         }.joined(separator: "\n\n")
-        fixture.writeConfiguration("""
+        fixture.writeConfiguration(
+            """
             [service]
             poll_interval = "1s"
             state_directory = "state"
@@ -365,8 +376,9 @@ final class GroupHarness: @unchecked Sendable {
     /// then: a socket nobody reads fills up, and `sd_notify` blocks on a full one.
     func start() throws -> DaemonProcess {
         let socket = NotifySocket()
-        let daemon = try DaemonProcess(["run", "--config", fixture.directory.file("defender-alertd.toml"), "--log-target", "stderr"],
-                                       environment: ["NOTIFY_SOCKET": socket.address])
+        let daemon = try DaemonProcess(
+            ["run", "--config", fixture.directory.file("defender-alertd.toml"), "--log-target", "stderr"],
+            environment: ["NOTIFY_SOCKET": socket.address])
         let ready = socket.receive(until: { $0.contains("READY=1") }, timeout: .seconds(60))
         #expect(ready.matched != nil, "no READY=1: \(daemon.stderr)")
         return daemon
@@ -381,8 +393,9 @@ final class GroupHarness: @unchecked Sendable {
     func psql(_ sql: String) throws -> String {
         let server = try #require(Self.postgres)
         let url = String(server.url[..<server.url.lastIndex(of: "/")!]) + "/\(database)"
-        let result = try runToCompletion(server.bin + "/psql", [url, "-X", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                                         environment: ["PGPASSWORD": server.password, "PATH": "/usr/bin:/bin"])
+        let result = try runToCompletion(
+            server.bin + "/psql", [url, "-X", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            environment: ["PGPASSWORD": server.password, "PATH": "/usr/bin:/bin"])
         #expect(result.status == 0, "\(result.stderr)")
         return result.stdout
     }
@@ -416,8 +429,10 @@ final class GroupHarness: @unchecked Sendable {
     func addAlerts(_ count: Int) throws -> Set<String> {
         var ids = Set<String>()
         for simulator in simulators {
-            let body = try DaemonProcess.curl(["-s", "--max-time", "30", "-X", "POST", "-H", "Content-Type: application/json",
-                                               "-d", #"{"count": \#(count)}"#, "\(simulator.base)/_simulator/alerts"]).stdout
+            let body = try DaemonProcess.curl([
+                "-s", "--max-time", "30", "-X", "POST", "-H", "Content-Type: application/json",
+                "-d", #"{"count": \#(count)}"#, "\(simulator.base)/_simulator/alerts",
+            ]).stdout
             guard case .array(let added)? = try JSONValue(parsing: body)["ids"] else { continue }
             for id in added { if let id = id.stringValue { ids.insert(id) } }
         }
@@ -454,8 +469,10 @@ final class GroupHarness: @unchecked Sendable {
     /// Waits (bounded) until `condition` holds; records an issue with the daemons' logs when it
     /// never does. It sleeps as a task, never blocking a thread of the pool the other tests
     /// (and the fake SIEM) run on.
-    func waitUntil(_ what: String, daemons: [DaemonProcess], timeout: Duration = .seconds(90), _ condition: () throws -> Bool,
-                   sourceLocation: SourceLocation = #_sourceLocation) async {
+    func waitUntil(
+        _ what: String, daemons: [DaemonProcess], timeout: Duration = .seconds(90), _ condition: () throws -> Bool,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if (try? condition()) == true { return }

@@ -1,7 +1,7 @@
 import Foundation
 import OrderedJSON
-import Testing
 import TestSupport
+import Testing
 
 /// The daemon process delivering to a local receiver that answers as Splunk HEC, the
 /// Elasticsearch bulk API and a webhook do (served by this test process).
@@ -23,8 +23,10 @@ struct HTTPPipelineTests {
     }
 
     /// Waits without blocking a thread: the receiver runs in this process.
-    static func eventually(_ what: String, timeout: Duration = .seconds(60), harness: PipelineHarness,
-                           _ condition: () throws -> Bool, sourceLocation: SourceLocation = #_sourceLocation) async rethrows {
+    static func eventually(
+        _ what: String, timeout: Duration = .seconds(60), harness: PipelineHarness,
+        _ condition: () throws -> Bool, sourceLocation: SourceLocation = #_sourceLocation
+    ) async rethrows {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try condition() { return }
@@ -47,18 +49,24 @@ struct HTTPPipelineTests {
         // The first requests meet a rate limit and a busy receiver.
         siem.fail(next: [FakeSIEM.Fault(status: 429, retryAfter: "1"), FakeSIEM.Fault(status: 503, body: #"{"text":"Server is busy","code":9}"#)])
         try await siem.serve { base throws in
-            harness.configure(sinks: PipelineHarness.fileSink("a")
-                + Self.httpSink("splunk", base + "/services/collector/event", "splunk-hec", "gzip = true")
-                + Self.httpSink("elastic", base + "/_bulk", "elasticsearch-bulk")
-                + Self.httpSink("hook", base + "/hook", "ndjson"))
+            harness.configure(
+                sinks: PipelineHarness.fileSink("a")
+                    + Self.httpSink("splunk", base + "/services/collector/event", "splunk-hec", "gzip = true")
+                    + Self.httpSink("elastic", base + "/_bulk", "elasticsearch-bulk")
+                    + Self.httpSink("hook", base + "/hook", "ndjson"))
             let daemon = try harness.startDaemon()
             // Every alert at least once: a request whose answer came after its `timeout` on a
             // loaded machine is sent again, and a receiver without ids keeps both copies.
             let expected = Set(try harness.simulatorAlerts().map(\.id)).subtracting(["da-poison"])
             #expect(expected.count == 40)
-            let hooked = { Set(siem.hookBodies.flatMap { String(decoding: $0, as: UTF8.self).split(separator: "\n") }
-                .compactMap { (try? JSONValue(parsing: String($0)))?["id"]?.stringValue }) }
-            await Self.eventually("40 events at Splunk", harness: harness) { Set(siem.hecEvents.compactMap { $0["event"]?["id"]?.stringValue }) == expected }
+            let hooked = {
+                Set(
+                    siem.hookBodies.flatMap { String(decoding: $0, as: UTF8.self).split(separator: "\n") }
+                        .compactMap { (try? JSONValue(parsing: String($0)))?["id"]?.stringValue })
+            }
+            await Self.eventually("40 events at Splunk", harness: harness) {
+                Set(siem.hecEvents.compactMap { $0["event"]?["id"]?.stringValue }) == expected
+            }
             await Self.eventually("40 documents at Elasticsearch", harness: harness) { siem.bulkDocuments.count == 40 }
             await Self.eventually("40 alerts at the webhook", harness: harness) { hooked() == expected }
             await Self.eventually("three dead letters logged", harness: harness) {

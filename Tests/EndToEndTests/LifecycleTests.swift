@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The daemon as systemd runs it: a real process, a real notify socket, real signals.
 @Suite("Daemon lifecycle under a notify socket")

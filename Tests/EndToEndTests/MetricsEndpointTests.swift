@@ -1,7 +1,7 @@
 import Foundation
 import Telemetry
-import Testing
 import TestSupport
+import Testing
 
 /// `/metrics` and `/healthz` of the daemon process, and reconciliation sweeps, end to end with
 /// the simulator process. Scrapes are parsed by PyPI's prometheus-client, not by this project.
@@ -11,16 +11,20 @@ struct MetricsEndpointTests {
 
     @Test func everyMetricIsScrapedWithItsTypeAndLabelsAndAgreesWithTheSinks() throws {
         // A 429 and a failed token request on the way, so that their series exist too.
-        let harness = try PipelineHarness(simulatorArguments: ["--backlog", "30", "--backlog-span", "3600",
-                                                               "--fault", "alerts:rate-limit:count=1,retryAfter=1",
-                                                               "--fault", "token:status:count=1,status=503"])
+        let harness = try PipelineHarness(simulatorArguments: [
+            "--backlog", "30", "--backlog-span", "3600",
+            "--fault", "alerts:rate-limit:count=1,retryAfter=1",
+            "--fault", "token:status:count=1,status=503",
+        ])
         harness.configure(service: Self.metrics)
         let daemon = try harness.startDaemon()
         let address = try #require(harness.metricsAddress())
         harness.waitUntil("30 alerts in both sinks") { harness.delivered("a").count == 30 && harness.delivered("b").count == 30 }
         // One more poll after the sinks confirmed (their counters count on confirmation).
         let polls = try harness.scrape(address, format: .prometheus)["defender_alertd_polls"]?.value(["result": "ok"]) ?? 0
-        try harness.waitUntil("another poll") { (try harness.scrape(address, format: .prometheus)["defender_alertd_polls"]?.value(["result": "ok"]) ?? 0) > polls }
+        try harness.waitUntil("another poll") {
+            (try harness.scrape(address, format: .prometheus)["defender_alertd_polls"]?.value(["result": "ok"]) ?? 0) > polls
+        }
 
         for format in [ExpositionFormat.prometheus, .openMetrics] {
             let families = try harness.scrape(address, format: format)
@@ -47,7 +51,8 @@ struct MetricsEndpointTests {
             let duplicates = families["defender_alertd_alerts_duplicates"]?.value(tenant) ?? 0
             #expect(fetched == 30 + duplicates, "every element read was admitted or skipped as a duplicate")
             // What the simulator answered.
-            let alertCalls = families["defender_alertd_api_requests"]?.value(tenant.merging(["endpoint": "alerts", "status_class": "2xx"]) { $1 }) ?? 0
+            let alertCalls =
+                families["defender_alertd_api_requests"]?.value(tenant.merging(["endpoint": "alerts", "status_class": "2xx"]) { $1 }) ?? 0
             let answered = Double(try harness.alertsCalls())
             #expect(alertCalls >= 1 && alertCalls <= answered)
             #expect(families["defender_alertd_api_requests"]?.value(tenant.merging(["endpoint": "alerts", "status_class": "4xx"]) { $1 }) == 1)
@@ -73,14 +78,15 @@ struct MetricsEndpointTests {
     @Test func healthTurns503WhileASinkIsDownPastItsAllowanceAnd200WhenItRecovers() throws {
         let harness = try PipelineHarness(simulatorArguments: ["--backlog", "5", "--backlog-span", "600"])
         let port = try LoopbackPort.free()
-        harness.configure(sinks: PipelineHarness.fileSink("a") + """
-            [[sink]]
-            name = "siem"
-            type = "syslog"
-            address = "tcp://127.0.0.1:\(port)"
-            timeout = "2s"
+        harness.configure(
+            sinks: PipelineHarness.fileSink("a") + """
+                [[sink]]
+                name = "siem"
+                type = "syslog"
+                address = "tcp://127.0.0.1:\(port)"
+                timeout = "2s"
 
-            """, service: Self.metrics + "\nunhealthy_after = \"2s\"")
+                """, service: Self.metrics + "\nunhealthy_after = \"2s\"")
         try harness.startDaemon()
         let address = try #require(harness.metricsAddress())
         harness.waitUntil("the file sink has the alerts") { harness.delivered("a").count == 5 }
@@ -110,7 +116,9 @@ struct MetricsEndpointTests {
             try harness.startDaemon()
             #expect(harness.metricsAddress() == "unix:\(socket)")
             harness.waitUntil("the alerts arrive") { harness.delivered().count == 3 }
-            let curl = { (path: String) in try DaemonProcess.curl(["-s", "--max-time", "10", "--unix-socket", socket, "http://localhost" + path]).stdout }
+            let curl = { (path: String) in
+                try DaemonProcess.curl(["-s", "--max-time", "10", "--unix-socket", socket, "http://localhost" + path]).stdout
+            }
             #expect(try curl("/healthz") == "{\"status\":\"ok\"}\n")
             // Counters start at zero with each process; the alerts came with the first.
             #expect(try curl("/metrics").contains("defender_alertd_alerts_delivered_total{sink=\"a\"} \(start == 0 ? 3 : 0)\n"))
@@ -139,7 +147,8 @@ struct MetricsEndpointTests {
         let daemon = try harness.startDaemon()
         harness.waitUntil("the alerts arrive") { harness.delivered("a").count == 5 }
         harness.waitUntil("the error is logged") { daemon.stderr.contains("cannot serve metrics on metrics_listen 127.0.0.1:\(port)") }
-        let status = harness.socket.receive(until: { $0.contains("metrics NOT SERVED (127.0.0.1:\(port): Address already in use)") }, timeout: .seconds(30))
+        let status = harness.socket.receive(
+            until: { $0.contains("metrics NOT SERVED (127.0.0.1:\(port): Address already in use)") }, timeout: .seconds(30))
         #expect(status.matched != nil, "\(status.all.suffix(3))")
         harness.stopDaemon()
     }
@@ -154,12 +163,19 @@ struct MetricsEndpointTests {
         harness.waitUntil("the first alert arrives") { harness.delivered().count == 1 }
         // Updated 30 minutes ago, visible only now.
         let formatter = ISO8601DateFormatter()
-        let late = try harness.control("POST", "alerts", #"{"count": 1, "lastUpdateTime": "\#(formatter.string(from: Date().addingTimeInterval(-1800)))"}"#)
+        let late = try harness.control(
+            "POST", "alerts", #"{"count": 1, "lastUpdateTime": "\#(formatter.string(from: Date().addingTimeInterval(-1800)))"}"#)
         let id = try #require((try JSONSerialization.jsonObject(with: Data(late.utf8)) as? [String: Any])?["ids"] as? [String]).first
         harness.waitUntil("the sweep delivers it") { harness.delivered().contains { $0.id == id } }
-        let warning = try #require(daemon.stderr.split(separator: "\n").first { $0.contains("reconciliation sweep found an alert the polls missed") && $0.contains(id ?? "-") })
+        let warning = try #require(
+            daemon.stderr.split(separator: "\n").first {
+                $0.contains("reconciliation sweep found an alert the polls missed") && $0.contains(id ?? "-")
+            })
         #expect(warning.contains("warning"), "\(warning)")
-        #expect(try harness.scrape(address, format: .openMetrics)["defender_alertd_alerts_found_by_reconciliation"]?.value(["tenant": "contoso", "api": "mde"]) == 1)
+        #expect(
+            try harness.scrape(address, format: .openMetrics)["defender_alertd_alerts_found_by_reconciliation"]?.value([
+                "tenant": "contoso", "api": "mde",
+            ]) == 1)
         harness.stopDaemon()
         #expect(harness.delivered().filter { $0.id == id }.count == 1)
         let shown = try DaemonProcess.run(["state", "show", "--config", harness.fixture.directory.file("defender-alertd.toml")]).stdout
@@ -183,8 +199,10 @@ struct MetricsEndpointTests {
 
     @Test func checkConfigSaysWhereMetricsAreServedAndHowEachTenantReconciles() throws {
         let fixture = ConfigFixture()
-        let path = fixture.writeConfiguration("[service]\nmetrics_listen = \"0.0.0.0:9464\"\n\n" + ConfigFixture.tenant + "\nreconcile_every = \"30m\"\n\n"
-                                              + ConfigFixture.tenant.replacingOccurrences(of: "\"contoso\"", with: "\"fabrikam\"") + "\nreconcile_every = \"0\"\n\n" + ConfigFixture.sink)
+        let path = fixture.writeConfiguration(
+            "[service]\nmetrics_listen = \"0.0.0.0:9464\"\n\n" + ConfigFixture.tenant + "\nreconcile_every = \"30m\"\n\n"
+                + ConfigFixture.tenant.replacingOccurrences(of: "\"contoso\"", with: "\"fabrikam\"") + "\nreconcile_every = \"0\"\n\n"
+                + ConfigFixture.sink)
         let result = try DaemonProcess.run(["check-config", "--config", path])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("metrics and health at 0.0.0.0:9464 (not loopback: reachable from the network)"), "\(result.stdout)")
@@ -194,21 +212,24 @@ struct MetricsEndpointTests {
 
     @Test func checkConfigNamesBadMetricsAndReconciliationKeysWithFileAndLine() throws {
         let fixture = ConfigFixture()
-        let path = fixture.writeConfiguration("""
+        let path = fixture.writeConfiguration(
+            """
             [service]
             metrics_listen = "localhost"
             unhealthy_after = "soon"
 
             """ + ConfigFixture.tenant + """
 
-            reconcile_every = "1 h"
-            reconcile_window = "5m"
+                reconcile_every = "1 h"
+                reconcile_window = "5m"
 
-            """ + ConfigFixture.sink)
+                """ + ConfigFixture.sink)
         let result = try DaemonProcess.run(["check-config", "--config", path])
         #expect(result.status == 78, "\(result.stdout)\(result.stderr)")
-        for (line, text) in [(2, "service.metrics_listen: \"localhost\" is not a listen address"), (3, "service.unhealthy_after: \"soon\" is not a duration"),
-                             (9, "tenant.reconcile_every: \"1 h\" is not a duration")] {
+        for (line, text) in [
+            (2, "service.metrics_listen: \"localhost\" is not a listen address"), (3, "service.unhealthy_after: \"soon\" is not a duration"),
+            (9, "tenant.reconcile_every: \"1 h\" is not a duration"),
+        ] {
             #expect(result.stderr.contains("\(path):\(line): \(text)"), "\(result.stderr)")
         }
     }
@@ -242,8 +263,9 @@ extension PipelineHarness {
 
     /// A GET on the daemon's metrics server: status and body.
     func get(_ address: String, _ path: String, accept: String? = nil) throws -> (status: Int, body: String) {
-        let result = try DaemonProcess.curl(["-s", "--max-time", "10", "-w", "\n%{http_code}"] + (accept.map { ["-H", "Accept: \($0)"] } ?? [])
-                                            + ["http://\(address)\(path)"])
+        let result = try DaemonProcess.curl(
+            ["-s", "--max-time", "10", "-w", "\n%{http_code}"] + (accept.map { ["-H", "Accept: \($0)"] } ?? [])
+                + ["http://\(address)\(path)"])
         let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         var body = lines.dropLast().joined(separator: "\n")
         if body.hasSuffix("\n") { body.removeLast() }
@@ -256,8 +278,12 @@ extension PipelineHarness {
         let (status, body) = try get(address, "/metrics", accept: accept)
         #expect(status == 200)
         let file = fixture.directory.write("scrape.txt", body.hasSuffix("\n") ? body : body + "\n")
-        let parsed = try runToCompletion("/usr/bin/env", ["python3", repositoryRoot + "/Tests/Clients/parse_metrics.py", file,
-                                                          format == .openMetrics ? "openmetrics" : "prometheus"])
+        let parsed = try runToCompletion(
+            "/usr/bin/env",
+            [
+                "python3", repositoryRoot + "/Tests/Clients/parse_metrics.py", file,
+                format == .openMetrics ? "openmetrics" : "prometheus",
+            ])
         let object = try JSONSerialization.jsonObject(with: Data(parsed.stdout.utf8)) as? [String: Any]
         #expect(parsed.status == 0, "prometheus-client refused the \(format) text: \(parsed.stdout) \(parsed.stderr)")
         var families: [String: ParsedFamily] = [:]

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The product, end to end: the daemon process against the simulator process.
 @Suite("Forwarding pipeline end to end")
@@ -62,9 +62,11 @@ struct PipelineTests {
         let id = try #require(created.split(separator: "\"").dropFirst(3).first.map(String.init))
         try harness.startDaemon()
         harness.waitUntil("the alert arrives") { harness.delivered().count == 1 }
-        try harness.control("POST", "alerts/\(id)", #"{"changes": {"status": "InProgress"}, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -20)))"}"#)
+        try harness.control(
+            "POST", "alerts/\(id)", #"{"changes": {"status": "InProgress"}, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -20)))"}"#)
         harness.waitUntil("the first update arrives") { harness.delivered().count == 2 }
-        try harness.control("POST", "alerts/\(id)", #"{"changes": {"status": "Resolved"}, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -10)))"}"#)
+        try harness.control(
+            "POST", "alerts/\(id)", #"{"changes": {"status": "Resolved"}, "lastUpdateTime": "\#(Self.iso(Date(timeIntervalSinceNow: -10)))"}"#)
         harness.waitUntil("the second update arrives") { harness.delivered().count == 3 }
         harness.stopDaemon()
         let records = harness.delivered()
@@ -122,7 +124,9 @@ struct PipelineTests {
     }
 
     @Test func killedAtRandomMomentsNothingIsMissing() throws {
-        let harness = try PipelineHarness(simulatorArguments: ["--rate", "600", "--backlog", "200", "--backlog-span", "600", "--update-fraction", "0.2"])
+        let harness = try PipelineHarness(simulatorArguments: [
+            "--rate", "600", "--backlog", "200", "--backlog-span", "600", "--update-fraction", "0.2",
+        ])
         harness.configure(tenant: "page_size = 50")
         var random = SystemRandomNumberGenerator()
         let kills = 8
@@ -167,8 +171,10 @@ struct CleanStopTests {
         // surrogate escape (legal JSON: forwarded as it came), one with invalid UTF-8 and one
         // nested 600 deep (not JSON: quarantined with their bytes). Once, each stalled its
         // tenant for good (issue 11, hole 12).
-        let harness = try PipelineHarness(simulatorArguments: ["--fault", "alerts:lone-surrogate:count=1", "--fault", "alerts:invalid-utf8:count=1",
-                                                               "--fault", "alerts:deep-nesting:count=1"])
+        let harness = try PipelineHarness(simulatorArguments: [
+            "--fault", "alerts:lone-surrogate:count=1", "--fault", "alerts:invalid-utf8:count=1",
+            "--fault", "alerts:deep-nesting:count=1",
+        ])
         try harness.control("POST", "alerts", #"{"count": 5}"#)
         harness.configure()
         let daemon = try harness.startDaemon()
@@ -182,7 +188,9 @@ struct CleanStopTests {
         #expect(Set(harness.delivered().map(\.id)).count == 5)
         #expect(lines().filter { $0.contains(#""title":"bad \udc00 title""#) }.count == 1, "the escape reaches the sink as it came")
         // Reported once each, not on every poll that re-reads the element.
-        #expect(daemon.stderr.components(separatedBy: "it is quarantined and the rest of the page goes on").count - 1 == 2, "\(daemon.stderr.suffix(3000))")
+        #expect(
+            daemon.stderr.components(separatedBy: "it is quarantined and the rest of the page goes on").count - 1 == 2,
+            "\(daemon.stderr.suffix(3000))")
         let config = harness.fixture.directory.file("defender-alertd.toml")
         let listed = try DaemonProcess.run(["state", "quarantine", "--config", config])
         #expect(listed.status == 0 && listed.stdout.contains("2 quarantined elements (all tenants)"), "\(listed)")

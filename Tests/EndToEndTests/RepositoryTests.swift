@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// What a fresh clone gets: no file that git should ignore (a committed `.demo/` once broke
 /// `make demo` for every new user), the pinned dependencies, and executable scripts.
@@ -49,7 +49,8 @@ struct RepositoryTests {
         let changelog = try String(contentsOfFile: repositoryRoot + "/debian/changelog", encoding: .utf8)
         let packaged = try #require(changelog.firstMatch(of: /^defender-alertd \(([^)]+)\)/)?.1)
         let result = try DaemonProcess.run(["--version"])
-        #expect(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String(packaged),
-                "debian/changelog says \(packaged), defender-alertd --version says \(result.stdout)")
+        #expect(
+            result.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String(packaged),
+            "debian/changelog says \(packaged), defender-alertd --version says \(result.stdout)")
     }
 }

@@ -1,16 +1,17 @@
 import Foundation
 import OrderedJSON
-import Testing
 import TestSupport
+import Testing
 
 /// Issue 25 end to end: the daemon process polls alerts and incidents and delivers them in
 /// several shapes at once (Defender's JSON to a file, ECS into the Elasticsearch bulk API, OCSF
 /// over syslog to rsyslog, OCSF with split evidence to a file and to Splunk HEC, journal
 /// entries), each record exactly once per version in each shape, every mapped record valid by
 /// the schemas' own definitions.
-@Suite("Schemas end to end", .serialized,
-       .enabled(if: RsyslogReceiver.isInstalled, "needs rsyslogd: Debian's rsyslog"),
-       .enabled(if: SchemaValidator.isAvailable, "the reference schemas are not in ../shared/schemas (or DEFENDER_SCHEMAS_DIR)"))
+@Suite(
+    "Schemas end to end", .serialized,
+    .enabled(if: RsyslogReceiver.isInstalled, "needs rsyslogd: Debian's rsyslog"),
+    .enabled(if: SchemaValidator.isAvailable, "the reference schemas are not in ../shared/schemas (or DEFENDER_SCHEMAS_DIR)"))
 struct SchemaPipelineTests {
     static func fileSink(_ name: String, _ keys: String) -> String {
         """
@@ -57,13 +58,15 @@ struct SchemaPipelineTests {
         let incidents = try harness.simulatorIncidentIDs()
         #expect(incidents.count > 1 && incidents.count < 30, "the simulator groups alerts into incidents")
         try await siem.serve { base throws in
-            harness.configure(tenant: #"api = "graph""# + "\n" + #"records = ["alerts", "incidents"]"# + "\n" + #"forward = "updates""#,
-                              sinks: PipelineHarness.fileSink("a")
-                                + HTTPPipelineTests.httpSink("elastic", base + "/_bulk", "elasticsearch-bulk", #"schema = "ecs""#)
-                                + SyslogPipelineTests.syslogSink("siem", receiver, .tcp, "schema = \"ocsf\"\nmax_message_size = \"1MiB\"")
-                                + Self.fileSink("split", "schema = \"ocsf\"\nevidence = \"split\"")
-                                + HTTPPipelineTests.httpSink("splunk", base + "/services/collector/event", "splunk-hec", "schema = \"ocsf\"\nevidence = \"split\"")
-                                + "[[sink]]\nname = \"journal\"\ntype = \"journal\"\n")
+            harness.configure(
+                tenant: #"api = "graph""# + "\n" + #"records = ["alerts", "incidents"]"# + "\n" + #"forward = "updates""#,
+                sinks: PipelineHarness.fileSink("a")
+                    + HTTPPipelineTests.httpSink("elastic", base + "/_bulk", "elasticsearch-bulk", #"schema = "ecs""#)
+                    + SyslogPipelineTests.syslogSink("siem", receiver, .tcp, "schema = \"ocsf\"\nmax_message_size = \"1MiB\"")
+                    + Self.fileSink("split", "schema = \"ocsf\"\nevidence = \"split\"")
+                    + HTTPPipelineTests.httpSink(
+                        "splunk", base + "/services/collector/event", "splunk-hec", "schema = \"ocsf\"\nevidence = \"split\"")
+                    + "[[sink]]\nname = \"journal\"\ntype = \"journal\"\n")
             let daemon = try harness.startDaemon()
             let total = 30 + incidents.count
             await HTTPPipelineTests.eventually("every alert and incident in every sink", harness: harness) {
@@ -89,7 +92,9 @@ struct SchemaPipelineTests {
             if Journal.isListening() {
                 let entries = try Journal.entries(matching: "_PID=\(pid)", expected: total + 2).filter { $0["DEFENDER_KIND"] != nil }
                 let incidentEntries = entries.filter { $0["MESSAGE_ID"] == "3c8e0f5a9d2b4c71a6e4b0d8f2c9e317" }
-                #expect(incidentEntries.count == incidents.count + 1 && incidentEntries.allSatisfy { $0["DEFENDER_KIND"] == "incident" && $0["DEFENDER_INCIDENT_ID"] != nil })
+                #expect(
+                    incidentEntries.count == incidents.count + 1
+                        && incidentEntries.allSatisfy { $0["DEFENDER_KIND"] == "incident" && $0["DEFENDER_INCIDENT_ID"] != nil })
                 #expect(Set(incidentEntries.compactMap { $0["DEFENDER_INCIDENT_ID"] }) == incidents)
                 #expect(entries.filter { $0["MESSAGE_ID"] == "b5d1e2c74a0f4e6c9d3a8f1b27c6e950" && $0["DEFENDER_ALERT_ID"] != nil }.count == 31)
             } else {
@@ -104,7 +109,8 @@ struct SchemaPipelineTests {
             #expect(hecProblems.isEmpty, "\(hecProblems.prefix(20).joined(separator: "\n"))")
 
             // Defender's own JSON, each version once.
-            let native = harness.deliveredAlerts().map { "\($0.alert["id"] ?? "")@\($0.alert["lastUpdateDateTime"] ?? "")" }
+            let native =
+                harness.deliveredAlerts().map { "\($0.alert["id"] ?? "")@\($0.alert["lastUpdateDateTime"] ?? "")" }
                 + harness.deliveredIncidents().map { "incident \($0.incident["id"] ?? "")@\($0.incident["lastUpdateDateTime"] ?? "")" }
             #expect(Self.repeated(native).isEmpty && native.count == total + 2)
             #expect(Set(harness.deliveredIncidents().compactMap { $0.incident["id"] as? String }) == incidents)
@@ -142,9 +148,10 @@ struct SchemaPipelineTests {
 
     @Test func mdeAlertsInECSAndOCSFWithSplitEvidence() throws {
         let harness = try PipelineHarness(simulatorArguments: ["--backlog", "20", "--backlog-span", "3600"])
-        harness.configure(sinks: PipelineHarness.fileSink("a")
-            + Self.fileSink("ecs", "schema = \"ecs\"\nevidence = \"split\"\ninclude_original = true")
-            + Self.fileSink("ocsf", "schema = \"ocsf\""))
+        harness.configure(
+            sinks: PipelineHarness.fileSink("a")
+                + Self.fileSink("ecs", "schema = \"ecs\"\nevidence = \"split\"\ninclude_original = true")
+                + Self.fileSink("ocsf", "schema = \"ocsf\""))
         try harness.startDaemon()
         harness.waitUntil("every alert in every shape") {
             harness.delivered().count == 20 && Self.lines(harness, "ocsf").count == 20
@@ -153,11 +160,13 @@ struct SchemaPipelineTests {
         harness.stopDaemon()
         let ecs = Self.lines(harness, "ecs"), ocsf = Self.lines(harness, "ocsf")
         let ids = Set(harness.deliveredAlerts().compactMap { $0.alert["id"] as? String })
-        #expect(Set(ecs.compactMap { $0.at("event.id")?.stringValue }) == ids && Set(ocsf.compactMap { $0.at("finding_info.uid")?.stringValue }) == ids)
+        #expect(
+            Set(ecs.compactMap { $0.at("event.id")?.stringValue }) == ids && Set(ocsf.compactMap { $0.at("finding_info.uid")?.stringValue }) == ids)
         // include_original: each split document carries its alert as Defender returned it.
-        #expect(ecs.allSatisfy { document in
-            document.at("event.original")?.stringValue.flatMap { try? JSONValue(parsing: $0) }?["id"] == document.at("event.id")
-        })
+        #expect(
+            ecs.allSatisfy { document in
+                document.at("event.original")?.stringValue.flatMap { try? JSONValue(parsing: $0) }?["id"] == document.at("event.id")
+            })
         let ecsProblems = try SchemaValidator.problems("ecs", ecs.map(\.serialized))
         #expect(ecsProblems.isEmpty, "\(ecsProblems.prefix(20).joined(separator: "\n"))")
         let ocsfProblems = try SchemaValidator.problems("ocsf", ocsf.map(\.serialized))

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `defender-sim` as a real process, and real clients nobody here wrote talking to it.
 @Suite("defender-sim with real clients")
@@ -64,15 +64,18 @@ struct SimulatorProcessTests {
         let (simulator, base) = try startSimulator(["--tls", "--ca-out", ca, "--client-secret", "unused-secret", "--backlog", "0"])
         let publicClient = "0a6e9f2c-51d4-4c7e-9b8a-3f2e1d0c9b8a"
         let control = { (path: String, body: String) throws -> String in
-            try DaemonProcess.curl(["-s", "--max-time", "10", "--cacert", ca, "-H", "Content-Type: application/json", "-d", body,
-                                    "\(base)/_simulator/\(path)"]).stdout
+            try DaemonProcess.curl([
+                "-s", "--max-time", "10", "--cacert", ca, "-H", "Content-Type: application/json", "-d", body,
+                "\(base)/_simulator/\(path)",
+            ]).stdout
         }
         _ = try control("apps", #"{"tenantId": "\#(Self.tenant)", "clientId": "\#(publicClient)", "isPublicClient": true}"#)
         _ = try control("users", #"{"userPrincipalName": "analyst@contoso.com", "displayName": "Ana Lyst"}"#)
         var environment = ProcessInfo.processInfo.environment
         for name in ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] { environment[name] = nil }
-        let client = try DaemonProcess(["python3", repositoryRoot + "/Tests/Clients/msal_device_flow.py", base, Self.tenant, publicClient, ca],
-                                       environment: environment, path: "/usr/bin/env")
+        let client = try DaemonProcess(
+            ["python3", repositoryRoot + "/Tests/Clients/msal_device_flow.py", base, Self.tenant, publicClient, ca],
+            environment: environment, path: "/usr/bin/env")
         let userCode = try #require(client.waitForLine(startingWith: "user_code "), "\(client.stdout) \(client.stderr)")
         #expect(try control("devicecode/approve", #"{"userCode": "\#(userCode)", "userPrincipalName": "analyst@contoso.com"}"#).contains("ok"))
         #expect(client.waitForExit(timeout: .seconds(60)) == 0, "\(client.stdout) \(client.stderr)")
@@ -101,7 +104,9 @@ struct SimulatorProcessTests {
         #expect(truncated.status == 18)  // curl: partial file
         let normal = try DaemonProcess.curl(["--max-time", "10", "-s", "-o", "/dev/null", "-w", "%{http_code}", "\(base)/api/alerts"])
         #expect(normal.stdout == "401")
-        let deflated = try DaemonProcess.curl(["--max-time", "10", "-s", "-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: deflate", "\(base)/api/alerts"])
+        let deflated = try DaemonProcess.curl([
+            "--max-time", "10", "-s", "-D", "-", "-o", "/dev/null", "-H", "Accept-Encoding: deflate", "\(base)/api/alerts",
+        ])
         #expect(deflated.stdout.lowercased().contains("content-encoding: deflate"))
         simulator.signal(SIGTERM)
         #expect(simulator.waitForExit(timeout: .seconds(30)) == 0)
@@ -110,10 +115,12 @@ struct SimulatorProcessTests {
     @Test func helpDocumentsEveryOption() throws {
         let help = try DaemonProcess.run(["--help"], executable: "defender-sim")
         #expect(help.status == 0)
-        for option in ["--port", "--tls", "--ca-out", "--seed", "--tenant-id", "--client-id", "--client-secret", "--client-certificate",
-                       "--roles", "--token-lifetime", "--rate-limit-per-minute", "--rate-limit-per-hour", "--backlog", "--rate",
-                       "--update-fraction", "--resurface-fraction", "--late-fraction", "--late-seconds", "--batch-size", "--fault",
-                       "/_simulator/"] {
+        for option in [
+            "--port", "--tls", "--ca-out", "--seed", "--tenant-id", "--client-id", "--client-secret", "--client-certificate",
+            "--roles", "--token-lifetime", "--rate-limit-per-minute", "--rate-limit-per-hour", "--backlog", "--rate",
+            "--update-fraction", "--resurface-fraction", "--late-fraction", "--late-seconds", "--batch-size", "--fault",
+            "/_simulator/",
+        ] {
             #expect(help.stdout.contains(option), "\(option)")
         }
     }

@@ -1,9 +1,11 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The daemon process delivering to a real rsyslog over every transport.
-@Suite("Syslog sinks end to end", .enabled(if: RsyslogReceiver.isInstalled, "needs rsyslogd with imrelp and GnuTLS: Debian's rsyslog, rsyslog-relp, rsyslog-gnutls"))
+@Suite(
+    "Syslog sinks end to end",
+    .enabled(if: RsyslogReceiver.isInstalled, "needs rsyslogd with imrelp and GnuTLS: Debian's rsyslog, rsyslog-relp, rsyslog-gnutls"))
 struct SyslogPipelineTests {
     static func syslogSink(_ name: String, _ receiver: RsyslogReceiver, _ input: RsyslogReceiver.Input, _ extra: String = "") -> String {
         var text = """
@@ -28,11 +30,12 @@ struct SyslogPipelineTests {
         let receiver = try RsyslogReceiver()
         try receiver.start()
         let harness = try PipelineHarness()
-        harness.configure(sinks: PipelineHarness.fileSink("a")
-            + Self.syslogSink("relp", receiver, .relp)
-            + Self.syslogSink("tcp", receiver, .tcp, "framing = \"lf\"")
-            + Self.syslogSink("tls", receiver, .tls, "format = \"cef\"")
-            + Self.syslogSink("udp", receiver, .udp, "protocol = \"rfc3164\""))
+        harness.configure(
+            sinks: PipelineHarness.fileSink("a")
+                + Self.syslogSink("relp", receiver, .relp)
+                + Self.syslogSink("tcp", receiver, .tcp, "framing = \"lf\"")
+                + Self.syslogSink("tls", receiver, .tls, "format = \"cef\"")
+                + Self.syslogSink("udp", receiver, .udp, "protocol = \"rfc3164\""))
         try harness.control("POST", "alerts", #"{"count": 200}"#)
         try harness.startDaemon()
         harness.waitUntil("the first alerts over RELP") { Self.ids(receiver, .relp).count >= 200 }
@@ -63,8 +66,9 @@ struct SyslogPipelineTests {
         let cef = receiver.received(.tls)
         #expect(cef.count >= 200 && cef.allSatisfy { $0.contains("CEF:0|Microsoft|Defender for Endpoint|") })
         let bsd = receiver.received(.udp)
-        #expect(!bsd.isEmpty && bsd.allSatisfy { $0.wholeMatch(of: /<13[0-6]>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ defender-alertd: \{.*\}/) != nil },
-                "\(bsd.prefix(2))")
+        #expect(
+            !bsd.isEmpty && bsd.allSatisfy { $0.wholeMatch(of: /<13[0-6]>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ defender-alertd: \{.*\}/) != nil },
+            "\(bsd.prefix(2))")
         receiver.stop()
         let log = harness.daemon?.stderr ?? ""
         #expect(!log.contains(ConfigFixture.canary))
@@ -78,7 +82,8 @@ struct SyslogPipelineTests {
         let sinks = PipelineHarness.fileSink("a") + Self.syslogSink("siem", receiver, .tcp, "max_message_size = \"4KiB\"")
         harness.configure(sinks: sinks)
         let now = ISO8601DateFormatter().string(from: Date())
-        let poison = #"{"alerts": [{"id": "da-poison", "severity": "High", "title": "huge", "lastUpdateTime": "\#(now)", "description": "\#(String(repeating: "x", count: 10_000))"}]}"#
+        let poison =
+            #"{"alerts": [{"id": "da-poison", "severity": "High", "title": "huge", "lastUpdateTime": "\#(now)", "description": "\#(String(repeating: "x", count: 10_000))"}]}"#
         try harness.control("POST", "alerts", #"{"count": 3}"#)
         try harness.control("POST", "alerts", poison)
         let daemon = try harness.startDaemon()
@@ -114,17 +119,18 @@ struct SyslogPipelineTests {
     /// (issue 23, item 11), as plain http:// to another host is refused.
     @Test func plainSyslogToAnotherHostIsWarnedAbout() throws {
         let harness = try PipelineHarness()
-        harness.configure(sinks: """
-            [[sink]]
-            name = "siem"
-            type = "syslog"
-            address = "udp://192.0.2.10:514"
+        harness.configure(
+            sinks: """
+                [[sink]]
+                name = "siem"
+                type = "syslog"
+                address = "udp://192.0.2.10:514"
 
-            [[sink]]
-            name = "local"
-            type = "syslog"
-            address = "tcp://127.0.0.1:514"
-            """)
+                [[sink]]
+                name = "local"
+                type = "syslog"
+                address = "tcp://127.0.0.1:514"
+                """)
         let config = harness.fixture.directory.file("defender-alertd.toml")
         let result = try DaemonProcess.run(["check-config", "--config", config])
         #expect(result.status == 0, "\(result.stderr)")
@@ -135,19 +141,20 @@ struct SyslogPipelineTests {
 
     @Test func checkConfigNamesTheBadSyslogKeys() throws {
         let harness = try PipelineHarness()
-        harness.configure(sinks: """
-            [[sink]]
-            name = "siem"
-            type = "syslog"
-            address = "tcp//siem.example"
+        harness.configure(
+            sinks: """
+                [[sink]]
+                name = "siem"
+                type = "syslog"
+                address = "tcp//siem.example"
 
-            [[sink]]
-            name = "secure"
-            type = "syslog"
-            address = "tls://siem.example"
-            ca_file = "missing-ca.pem"
-            client_key_file = "k.pem"
-            """)
+                [[sink]]
+                name = "secure"
+                type = "syslog"
+                address = "tls://siem.example"
+                ca_file = "missing-ca.pem"
+                client_key_file = "k.pem"
+                """)
         let config = harness.fixture.directory.file("defender-alertd.toml")
         let result = try DaemonProcess.run(["check-config", "--config", config])
         #expect(result.status == 78)

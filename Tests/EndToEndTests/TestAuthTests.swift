@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `defender-alertd test-auth` against `defender-sim`, both as real processes.
 @Suite("test-auth")
@@ -49,8 +49,9 @@ struct TestAuthTests {
         #expect(result.stdout.contains("ID (a GUID) was pasted"))
 
         fixture.directory.write("secret", ConfigFixture.canary + "\n")
-        let wrongTenant = fixture.writeConfiguration(ConfigFixture.tenant.replacingOccurrences(of: "4F8E2C1A-7B3D-4E59-9A6C-2D1F0E8B7C35", with: "fabrikam.onmicrosoft.com")
-            + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
+        let wrongTenant = fixture.writeConfiguration(
+            ConfigFixture.tenant.replacingOccurrences(of: "4F8E2C1A-7B3D-4E59-9A6C-2D1F0E8B7C35", with: "fabrikam.onmicrosoft.com")
+                + "\napi_url = \"\(base)\"\nlogin_url = \"\(base)\"\n" + ConfigFixture.sink)
         result = try DaemonProcess.run(["test-auth", "--config", wrongTenant])
         #expect(result.status == 1)
         #expect(result.stdout.contains("AADSTS90002"))

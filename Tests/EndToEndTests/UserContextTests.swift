@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `auth = "delegated"` end to end: `login` signs a person in against the simulator process
 /// (approved through its control API), the daemon polls with the person's tokens across
@@ -15,10 +15,12 @@ struct UserContextTests {
     /// configuration whose tenant signs in as that user, writing into file sink `a`.
     static func harness(backlog: Int = 40) throws -> PipelineHarness {
         let harness = try PipelineHarness(simulatorArguments: ["--backlog", String(backlog), "--backlog-span", "3600"])
-        try harness.control("POST", "apps", #"{"tenantId": "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35", "clientId": "\#(publicClient)", "isPublicClient": true}"#)
+        try harness.control(
+            "POST", "apps", #"{"tenantId": "4f8e2c1a-7b3d-4e59-9a6c-2d1f0e8b7c35", "clientId": "\#(publicClient)", "isPublicClient": true}"#)
         try harness.control("POST", "users", #"{"userPrincipalName": "analyst@contoso.com", "deviceGroups": ["Servers-Tier0"]}"#)
         harness.fixture.directory.write("token-key", "CANARY-token-key-7c1d", mode: 0o600)
-        harness.fixture.writeConfiguration("""
+        harness.fixture.writeConfiguration(
+            """
             [service]
             poll_interval = "1s"
             log_level = "debug"
@@ -82,7 +84,8 @@ struct UserContextTests {
         try harness.control("POST", "users/revoke", #"{"userPrincipalName": "analyst@contoso.com"}"#)
         try harness.control("POST", "tokens/revoke")
         harness.waitUntil("the refusal is logged") { daemon.stderr.contains("sign-in needed, run `defender-alertd login --tenant contoso`") }
-        let status = harness.socket.receive(until: { $0.contains("sign-in needed, run `defender-alertd login --tenant contoso`") }, timeout: .seconds(30))
+        let status = harness.socket.receive(
+            until: { $0.contains("sign-in needed, run `defender-alertd login --tenant contoso`") }, timeout: .seconds(30))
         #expect(status.matched != nil, "\(status.all.suffix(2))")
         // And Entra ID is not asked again with the refused token, poll after poll.
         let asked = try harness.requests("token_v2", status: 400)
@@ -102,7 +105,9 @@ struct UserContextTests {
         _ = try Self.login(harness)
         try harness.waitUntil("the new sign-in is used", timeout: .seconds(20)) { try harness.counter("refreshTokensRedeemed") > redeemed }
         try harness.control("POST", "alerts", #"{"count": 12}"#)
-        try harness.waitUntil("polling resumes: every alert of Servers-Tier0 arrives") { harness.delivered().count == (try Self.serverAlerts(harness)) }
+        try harness.waitUntil("polling resumes: every alert of Servers-Tier0 arrives") {
+            harness.delivered().count == (try Self.serverAlerts(harness))
+        }
         #expect(daemon.stderr.contains("signed in again"))
         harness.stopDaemon()
         // No refresh token anywhere: the daemon's and login's output, the state directory.
@@ -117,14 +122,20 @@ struct UserContextTests {
     @Test func loginShowsAHostileAnswerAsPrintableTextAndWarnsAboutAForeignPage() throws {
         let harness = try Self.harness(backlog: 0)
         // (A 2 MB message is tested in-process: a command-line argument is limited to 128 KiB.)
-        let message = "To sign in, open \u{1B}]8;;https://evil.example/\u{07}https://microsoft.com/devicelogin\u{1B}]8;;\u{07} and enter {code}.\u{1B}[2J"
+        let message =
+            "To sign in, open \u{1B}]8;;https://evil.example/\u{07}https://microsoft.com/devicelogin\u{1B}]8;;\u{07} and enter {code}.\u{1B}[2J"
             + String(repeating: "\u{202E}padding", count: 5_000)
-        let body = String(decoding: try JSONSerialization.data(withJSONObject: ["message": message, "verificationUri": "https://microsoft.com.evil.example/devicelogin"]),
-                          as: UTF8.self)
+        let body = String(
+            decoding: try JSONSerialization.data(withJSONObject: [
+                "message": message, "verificationUri": "https://microsoft.com.evil.example/devicelogin",
+            ]),
+            as: UTF8.self)
         try harness.control("POST", "devicecode/answer", body)
         let login = try DaemonProcess(["login", "--tenant", "contoso", "--config", harness.fixture.directory.file("defender-alertd.toml")])
-        #expect(login.waitForLine(startingWith: "Warning: the sign-in page in this answer, https://microsoft.com.evil.example/devicelogin, is not Microsoft's") != nil,
-                "\(login.stdout.prefix(600)) \(login.stderr)")
+        #expect(
+            login.waitForLine(
+                startingWith: "Warning: the sign-in page in this answer, https://microsoft.com.evil.example/devicelogin, is not Microsoft's") != nil,
+            "\(login.stdout.prefix(600)) \(login.stderr)")
         let restated = try #require(login.waitForLine(startingWith: "Sign-in page: "), "\(login.stdout.prefix(2000))")
         let code = try #require(restated.firstMatch(of: /Code: (\S+)/).map { String($0.1) })
         try harness.control("POST", "devicecode/approve", #"{"userCode": "\#(code)", "userPrincipalName": "analyst@contoso.com"}"#)
@@ -163,7 +174,8 @@ struct UserContextTests {
         let harness = try Self.harness(backlog: 2)
         // The key as a systemd credential: present for the service, absent for the administrator's login.
         let config = harness.fixture.directory.file("defender-alertd.toml")
-        let text = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(of: #"token_key_file = "token-key""#, with: #"token_key_credential = "token-key""#)
+        let text = try String(contentsOfFile: config, encoding: .utf8).replacingOccurrences(
+            of: #"token_key_file = "token-key""#, with: #"token_key_credential = "token-key""#)
         harness.fixture.writeConfiguration(text)
         harness.fixture.directory.write("credentials/token-key", "CANARY-token-key-7c1d", mode: 0o600)
         let login = try Self.login(harness)
@@ -186,8 +198,10 @@ struct UserContextTests {
         #expect(logout.status == 0 && logout.stdout.contains("The refresh token of contoso is deleted"), "\(logout.stdout)")
         #expect(!FileManager.default.fileExists(atPath: harness.fixture.directory.file("state/user-tokens/contoso.token")))
         let testAuth = try DaemonProcess.run(["test-auth", "--config", config])
-        #expect(testAuth.status == 1 && testAuth.stdout.contains("nobody has signed in") && testAuth.stdout.contains("defender-alertd login --tenant contoso"),
-                "\(testAuth.stdout)")
+        #expect(
+            testAuth.status == 1 && testAuth.stdout.contains("nobody has signed in")
+                && testAuth.stdout.contains("defender-alertd login --tenant contoso"),
+            "\(testAuth.stdout)")
 
         harness.configure()  // the fixture's tenant: auth = "application"
         let refused = try DaemonProcess.run(["login", "--tenant", "contoso", "--config", config])
@@ -199,8 +213,11 @@ struct UserContextTests {
         _ = try Self.login(harness)
         let result = try DaemonProcess.run(["test-auth", "--config", harness.fixture.directory.file("defender-alertd.toml")])
         #expect(result.status == 0, "\(result.stdout)")
-        #expect(result.stdout.contains("[ok] permissions: signed in as analyst@contoso.com; delegated permissions: Alert.Read; alerts are those of the device groups this user may see"),
-                "\(result.stdout)")
+        #expect(
+            result.stdout.contains(
+                "[ok] permissions: signed in as analyst@contoso.com; delegated permissions: Alert.Read; alerts are those of the device groups this user may see"
+            ),
+            "\(result.stdout)")
         #expect(!result.stdout.contains(Self.refreshTokenPrefix))
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
 import Systemd
-import Testing
 import TestSupport
+import Testing
 
 /// Writes through a real systemd-journald (`make test` starts one when none runs) and reads
 /// the entries back with `journalctl -o json`.
@@ -17,7 +17,9 @@ struct JournalLogHandlerTests {
         let control = LogLevelControl(.debug)
         let logger = Logger(label: "journal-test", factory: LogTarget.journal.makeHandler(control: control))
 
-        logger.warning("first line\nsecond line", metadata: ["test_run": "\(run)", "alert-id": "da638775403641234567_1", "message_id": "0123456789abcdef0123456789abcdef"])
+        logger.warning(
+            "first line\nsecond line",
+            metadata: ["test_run": "\(run)", "alert-id": "da638775403641234567_1", "message_id": "0123456789abcdef0123456789abcdef"])
         logger.debug("debug entry", metadata: ["test_run": "\(run)"])
         logger.trace("filtered out", metadata: ["test_run": "\(run)"])
         control.level = .error
@@ -38,4 +40,3 @@ struct JournalLogHandlerTests {
         #expect(debug["MESSAGE"] == "debug entry")
     }
 }
-

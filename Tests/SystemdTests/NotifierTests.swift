@@ -1,8 +1,8 @@
-import Timekeeping
 import Foundation
 import Systemd
-import Testing
 import TestSupport
+import Testing
+import Timekeeping
 
 /// These tests set process-wide environment variables that libsystemd reads
 /// (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, `WATCHDOG_PID`), so they run one at a time.

@@ -1,6 +1,7 @@
 import Dispatch
 import Synchronization
 import Testing
+
 @testable import Systemd
 
 /// A manager that does not read its notify socket holds the sender, never its callers.

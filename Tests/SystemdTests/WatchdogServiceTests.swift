@@ -1,7 +1,7 @@
 import Logging
 import Systemd
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Health-gated watchdog")
 struct WatchdogServiceTests {
@@ -98,10 +98,11 @@ struct StatusLineTests {
         #expect(status.current == "2 tenants; STALLED: poller")
         status.set("health", nil)
         #expect(status.current == "2 tenants")
-        #expect(notifier.sent == [
-            .status("1 tenant"), .status("1 tenant; STALLED: poller"),
-            .status("2 tenants; STALLED: poller"), .status("2 tenants"),
-        ])
+        #expect(
+            notifier.sent == [
+                .status("1 tenant"), .status("1 tenant; STALLED: poller"),
+                .status("2 tenants; STALLED: poller"), .status("2 tenants"),
+            ])
     }
 
     @Test func statusIsAlwaysOneLine() {

@@ -13,12 +13,14 @@ public enum DedicatedThread {
         let start = Start(body)
         let context = Unmanaged.passRetained(start).toOpaque()
         var thread = pthread_t()
-        let result = pthread_create(&thread, nil, { context in
-            let start = Unmanaged<Start>.fromOpaque(context!).takeRetainedValue()
-            start.running.signal()
-            start.body()
-            return nil
-        }, context)
+        let result = pthread_create(
+            &thread, nil,
+            { context in
+                let start = Unmanaged<Start>.fromOpaque(context!).takeRetainedValue()
+                start.running.signal()
+                start.body()
+                return nil
+            }, context)
         guard result == 0 else {
             Unmanaged<Start>.fromOpaque(context).release()
             throw LoopbackPort.PortError(description: "pthread_create: \(String(cString: strerror(result)))")

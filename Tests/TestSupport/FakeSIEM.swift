@@ -84,8 +84,9 @@ public final class FakeSIEM: Sendable {
             for (name, value) in extra { if let field = HTTPField.Name(name) { fields[field] = value } }
             return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: ByteBuffer(string: answer)))
         }
-        let app = Application(responder: responder, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "fake-siem"),
-                              onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
+        let app = Application(
+            responder: responder, configuration: .init(address: .hostname("127.0.0.1", port: 0), serverName: "fake-siem"),
+            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await app.run() }
             var iterator = ports.makeAsyncIterator()
@@ -116,7 +117,11 @@ public final class FakeSIEM: Sendable {
             return (200, [], #"{"text":"Success","code":0}"#, .zero)
         case "/_bulk":
             guard authorization == "ApiKey \(token)" else {
-                return (401, [], #"{"error":{"root_cause":[{"type":"security_exception","reason":"missing authentication credentials for REST request [/_bulk]"}],"type":"security_exception","reason":"missing authentication credentials for REST request [/_bulk]"},"status":401}"#, .zero)
+                return (
+                    401, [],
+                    #"{"error":{"root_cause":[{"type":"security_exception","reason":"missing authentication credentials for REST request [/_bulk]"}],"type":"security_exception","reason":"missing authentication credentials for REST request [/_bulk]"},"status":401}"#,
+                    .zero
+                )
             }
             let lines = Self.lines(body)
             var items: [String] = []
@@ -124,14 +129,19 @@ public final class FakeSIEM: Sendable {
             var index = 0
             while index + 1 < lines.count {
                 guard case .object(let members)? = lines[index], let (operation, action) = members.first, ["index", "create"].contains(operation),
-                      let id = action["_id"]?.stringValue, let document = lines[index + 1] else {
-                    return (400, [], #"{"error":{"type":"illegal_argument_exception","reason":"Malformed action/metadata line"},"status":400}"#, .zero)
+                    let id = action["_id"]?.stringValue, let document = lines[index + 1]
+                else {
+                    return (
+                        400, [], #"{"error":{"type":"illegal_argument_exception","reason":"Malformed action/metadata line"},"status":400}"#, .zero
+                    )
                 }
                 let target = action["_index"]?.stringValue ?? ""
                 state.withLock { $0.bulkActions.append((operation, target, id, action["pipeline"]?.stringValue)) }
                 if Self.isPoison(document) {
                     errors = true
-                    items.append(#"{"\#(operation)":{"_index":"\#(target)","_id":"\#(id)","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [title] of type [date] in document with id '\#(id)'"}}}"#)
+                    items.append(
+                        #"{"\#(operation)":{"_index":"\#(target)","_id":"\#(id)","status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [title] of type [date] in document with id '\#(id)'"}}}"#
+                    )
                 } else {
                     // `create` (what a data stream takes) refuses an id it holds: 409, the document kept.
                     let result = state.withLock { state -> Int in
@@ -143,9 +153,13 @@ public final class FakeSIEM: Sendable {
                     }
                     if result == 409 {
                         errors = true
-                        items.append(#"{"create":{"_index":"\#(target)","_id":"\#(id)","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[\#(id)]: version conflict, document already exists"}}}"#)
+                        items.append(
+                            #"{"create":{"_index":"\#(target)","_id":"\#(id)","status":409,"error":{"type":"version_conflict_engine_exception","reason":"[\#(id)]: version conflict, document already exists"}}}"#
+                        )
                     } else {
-                        items.append(#"{"\#(operation)":{"_index":"\#(target)","_id":"\#(id)","result":"\#(result == 201 ? "created" : "updated")","status":\#(result)}}"#)
+                        items.append(
+                            #"{"\#(operation)":{"_index":"\#(target)","_id":"\#(id)","result":"\#(result == 201 ? "created" : "updated")","status":\#(result)}}"#
+                        )
                     }
                 }
                 index += 2

@@ -24,8 +24,10 @@ public func withLiveSimulator(
 }
 
 /// `simulator` served on loopback and an HTTP client, for `body`; the client is always shut down.
-public func withLiveSimulatorAndClient(_ simulator: SimulatedDefender, tls: SimulatorTLS? = nil, settings: DefenderHTTPClient.Settings = .init(),
-                                _ body: @Sendable (_ base: String, _ transport: DefenderHTTPClient) async throws -> Void) async throws {
+public func withLiveSimulatorAndClient(
+    _ simulator: SimulatedDefender, tls: SimulatorTLS? = nil, settings: DefenderHTTPClient.Settings = .init(),
+    _ body: @Sendable (_ base: String, _ transport: DefenderHTTPClient) async throws -> Void
+) async throws {
     let transport = try DefenderHTTPClient(settings: settings)
     do {
         try await withLiveSimulator(simulator, tls: tls) { base in try await body(base, transport) }

@@ -117,7 +117,8 @@ public final class LoopbackStreamServer: Sendable {
         public func nextOctetCountedMessage() -> String? {
             while true {
                 if let space = buffer.firstIndex(of: 32), let length = Int(String(decoding: buffer[..<space], as: UTF8.self)),
-                   buffer.count >= space + 1 + length {
+                    buffer.count >= space + 1 + length
+                {
                     let message = String(decoding: buffer[(space + 1)..<(space + 1 + length)], as: UTF8.self)
                     buffer.removeFirst(space + 1 + length)
                     return message

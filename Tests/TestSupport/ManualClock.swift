@@ -1,6 +1,6 @@
-import Timekeeping
 import Synchronization
 import Systemd
+import Timekeeping
 
 /// A virtual clock: it moves only when a test advances it, or when code sleeps on it (a sleep
 /// returns at once, with the clock moved forward by the requested time). Nothing waits for
@@ -17,9 +17,11 @@ public final class ManualClock: Sendable {
 
     /// The clock to inject.
     public var clock: MonotonicClock {
-        MonotonicClock(now: { self.elapsed.withLock { $0 } }, sleep: { duration in
-            try Task.checkCancellation()
-            self.advance(by: duration)
-        })
+        MonotonicClock(
+            now: { self.elapsed.withLock { $0 } },
+            sleep: { duration in
+                try Task.checkCancellation()
+                self.advance(by: duration)
+            })
     }
 }

@@ -70,7 +70,9 @@ public final class PartitionProxy: Sendable {
     /// Resets every open connection both ways; until ``restore()``, new connections are
     /// accepted and reset at once.
     public func cut() {
-        command { $0.mode = .cut; $0.cuts += 1 }
+        command {
+            $0.mode = .cut; $0.cuts += 1
+        }
     }
 
     /// Forwards nothing either way and accepts nothing new, keeping connections open, until
@@ -137,8 +139,9 @@ public final class PartitionProxy: Sendable {
     fileprivate static let streamType = Int32(bitPattern: SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue)
 
     fileprivate static func loopbackAddress(port: Int) -> sockaddr_in {
-        sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
-                    sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        sockaddr_in(
+            sin_family: sa_family_t(AF_INET), sin_port: in_port_t(UInt16(port).bigEndian),
+            sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
     }
 
     /// Non-blocking and close-on-exec (for the pipe and accepted sockets: accept4(2) and
@@ -238,7 +241,9 @@ private final class ProxyLoop {
             if cuts != appliedCuts {
                 appliedCuts = cuts
                 let count = pairs.count
-                shared.control.withLock { $0.connectionsCut += count; $0.openConnections = 0 }
+                shared.control.withLock {
+                    $0.connectionsCut += count; $0.openConnections = 0
+                }
                 for pair in pairs { pair.reset() }
                 pairs = []
             }
@@ -272,8 +277,9 @@ private final class ProxyLoop {
         if accepting, descriptors[1].revents != 0 { acceptWaiting(resetting: mode == .cut) }
         var toTarget = 0, fromTarget = 0
         for (index, pair) in watched.enumerated() {
-            let moved = pair.handle(clientEvents: descriptors[2 + 2 * index].revents, upstreamEvents: descriptors[3 + 2 * index].revents,
-                                    shared: shared)
+            let moved = pair.handle(
+                clientEvents: descriptors[2 + 2 * index].revents, upstreamEvents: descriptors[3 + 2 * index].revents,
+                shared: shared)
             toTarget += moved.toTarget
             fromTarget += moved.toClient
         }
@@ -308,18 +314,24 @@ private final class ProxyLoop {
             ProxiedConnection.setNoDelay(client)
             // Counted before the reset goes out: a test that saw the reset reads the count.
             if resetting {
-                shared.control.withLock { $0.connectionsAccepted += 1; $0.connectionsRejected += 1 }
+                shared.control.withLock {
+                    $0.connectionsAccepted += 1; $0.connectionsRejected += 1
+                }
                 ProxiedConnection.closeWithReset(client)
                 continue
             }
             guard let upstream = ProxiedConnection.dial(port: target) else {
-                shared.control.withLock { $0.connectionsAccepted += 1; $0.targetFailures += 1 }
+                shared.control.withLock {
+                    $0.connectionsAccepted += 1; $0.targetFailures += 1
+                }
                 ProxiedConnection.closeWithReset(client)
                 continue
             }
             pairs.append(ProxiedConnection(client: client, upstream: upstream.descriptor, connecting: upstream.connecting))
             let open = pairs.count
-            shared.control.withLock { $0.connectionsAccepted += 1; $0.openConnections = open }
+            shared.control.withLock {
+                $0.connectionsAccepted += 1; $0.openConnections = open
+            }
         }
     }
 }
@@ -383,7 +395,7 @@ private final class ProxiedConnection {
             return (0, 0)
         }
         guard let sentUp = Self.pump(&toTarget, from: client, ready: clientEvents != 0, to: upstream),
-              let sentDown = Self.pump(&toClient, from: upstream, ready: upstreamEvents != 0, to: client)
+            let sentDown = Self.pump(&toClient, from: upstream, ready: upstreamEvents != 0, to: client)
         else {
             reset()
             return (0, 0)

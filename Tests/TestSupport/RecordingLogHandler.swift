@@ -47,9 +47,10 @@ public struct RecordingLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        records.append(.init(
-            level: event.level, message: event.message.description,
-            metadata: metadata.merging(event.metadata ?? [:]) { _, new in new }
-        ))
+        records.append(
+            .init(
+                level: event.level, message: event.message.description,
+                metadata: metadata.merging(event.metadata ?? [:]) { _, new in new }
+            ))
     }
 }

@@ -11,9 +11,9 @@ public final class RsyslogReceiver: @unchecked Sendable {
     public static let executable = "/usr/sbin/rsyslogd"
     static let modules = "/usr/lib/\(multiarch)/rsyslog"
     #if arch(x86_64)
-    static let multiarch = "x86_64-linux-gnu"
+        static let multiarch = "x86_64-linux-gnu"
     #else
-    static let multiarch = "aarch64-linux-gnu"
+        static let multiarch = "aarch64-linux-gnu"
     #endif
 
     /// rsyslogd with the RELP and GnuTLS modules (Debian's rsyslog, rsyslog-relp, rsyslog-gnutls).
@@ -34,8 +34,10 @@ public final class RsyslogReceiver: @unchecked Sendable {
     /// certificate is for `localhost` and 127.0.0.1, or `serverCertificate` when given.
     /// With `requireClientCertificate`, the TLS input takes only clients whose certificate the
     /// test CA signed (`x509/certvalid`).
-    public init(maxMessageSize: String = "256k", serverCertificate: (certificate: String, key: String)? = nil,
-                authority: TestCertificateAuthority? = nil, requireClientCertificate: Bool = false) throws {
+    public init(
+        maxMessageSize: String = "256k", serverCertificate: (certificate: String, key: String)? = nil,
+        authority: TestCertificateAuthority? = nil, requireClientCertificate: Bool = false
+    ) throws {
         self.authority = try authority ?? TestCertificateAuthority()
         var ports: [Input: Int] = [:]
         var held: [Int32] = []
@@ -46,7 +48,7 @@ public final class RsyslogReceiver: @unchecked Sendable {
                     if input != .udp, let descriptor = try LoopbackPort.holdOnIPv6Loopback(port) { held.append(descriptor) }
                     ports[input] = port
                     break
-                } catch where attempt < 20 {
+                } catch  where attempt < 20 {
                     continue
                 }
             }
@@ -132,8 +134,9 @@ public final class RsyslogReceiver: @unchecked Sendable {
     }
 
     private func launch() throws {
-        pid = try Self.spawn([Self.executable, "-n", "-f", directory.file("rsyslog.conf"), "-i", directory.file("rsyslog.pid")],
-                             output: directory.file("rsyslogd.out"))
+        pid = try Self.spawn(
+            [Self.executable, "-n", "-f", directory.file("rsyslog.conf"), "-i", directory.file("rsyslog.pid")],
+            output: directory.file("rsyslogd.out"))
     }
 
     private var listening: Bool {

@@ -9,7 +9,8 @@ public enum SchemaValidator {
     public static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
 
-    public static let directory: String = ProcessInfo.processInfo.environment["DEFENDER_SCHEMAS_DIR"]
+    public static let directory: String =
+        ProcessInfo.processInfo.environment["DEFENDER_SCHEMAS_DIR"]
         ?? URL(fileURLWithPath: packageRoot).deletingLastPathComponent().appendingPathComponent("shared/schemas").path
 
     /// Whether the ECS and OCSF definitions are there.

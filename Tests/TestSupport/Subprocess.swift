@@ -2,7 +2,9 @@ import Foundation
 
 /// Runs a program to completion and returns its exit status and output.
 /// Output goes through files, so a chatty program cannot block on a full pipe.
-public func runToCompletion(_ executable: String, _ arguments: [String], environment: [String: String]? = nil)
+public func runToCompletion(
+    _ executable: String, _ arguments: [String], environment: [String: String]? = nil
+)
     throws -> (status: Int32, stdout: String, stderr: String)
 {
     let directory = TemporaryDirectory()

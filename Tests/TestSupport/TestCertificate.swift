@@ -36,12 +36,17 @@ public struct TestCertificate: Sendable {
     }
 
     /// A client assertion; `claims` overrides or adds claims (`.null` removes one).
-    public func assertion(_ algorithm: Algorithm, audience: String, clientID: String, issuedAt: Int64,
-                   claims overrides: [(String, JSONValue)] = [], signer: _RSA.Signing.PrivateKey? = nil) throws -> String {
-        let header: JSONValue = switch algorithm {
-        case .rs256: .object([("alg", .string("RS256")), ("typ", .string("JWT")), ("x5t", .string(Self.base64URL(Array(Insecure.SHA1.hash(data: der)))))])
-        case .ps256: .object([("alg", .string("PS256")), ("typ", .string("JWT")), ("x5t#S256", .string(Self.base64URL(Array(SHA256.hash(data: der)))))])
-        }
+    public func assertion(
+        _ algorithm: Algorithm, audience: String, clientID: String, issuedAt: Int64,
+        claims overrides: [(String, JSONValue)] = [], signer: _RSA.Signing.PrivateKey? = nil
+    ) throws -> String {
+        let header: JSONValue =
+            switch algorithm {
+            case .rs256:
+                .object([("alg", .string("RS256")), ("typ", .string("JWT")), ("x5t", .string(Self.base64URL(Array(Insecure.SHA1.hash(data: der)))))])
+            case .ps256:
+                .object([("alg", .string("PS256")), ("typ", .string("JWT")), ("x5t#S256", .string(Self.base64URL(Array(SHA256.hash(data: der)))))])
+            }
         var payload = JSONValue.object([
             ("aud", .string(audience)), ("iss", .string(clientID)), ("sub", .string(clientID)),
             ("jti", .string(UUID().uuidString)), ("nbf", .number("\(issuedAt)")), ("iat", .number("\(issuedAt)")),

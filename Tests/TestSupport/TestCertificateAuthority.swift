@@ -29,12 +29,16 @@ public struct TestCertificateAuthority: Sendable {
 
     /// A server certificate for `dnsNames` and `ipAddresses`, valid now unless `expired`;
     /// returns (certificate PEM, private key PEM).
-    public func serverCertificate(dnsNames: [String] = ["localhost"], ipAddresses: [String] = ["127.0.0.1"],
-                                  expired: Bool = false) throws -> (certificate: String, key: String) {
+    public func serverCertificate(
+        dnsNames: [String] = ["localhost"], ipAddresses: [String] = ["127.0.0.1"],
+        expired: Bool = false
+    ) throws -> (certificate: String, key: String) {
         let serverKey = P256.Signing.PrivateKey()
         let now = Date()
-        let (notBefore, notAfter) = expired ? (now.addingTimeInterval(-86_400 * 10), now.addingTimeInterval(-86_400))
-                                            : (now.addingTimeInterval(-3600), now.addingTimeInterval(86_400 * 30))
+        let (notBefore, notAfter) =
+            expired
+            ? (now.addingTimeInterval(-86_400 * 10), now.addingTimeInterval(-86_400))
+            : (now.addingTimeInterval(-3600), now.addingTimeInterval(86_400 * 30))
         var names: [GeneralName] = dnsNames.map { .dnsName($0) }
         for address in ipAddresses {
             var bytes = [UInt8](repeating: 0, count: 4)

@@ -13,7 +13,9 @@ public final class TinyProxy: @unchecked Sendable {
         port = try LoopbackPort.free()
         chmod(directory.path, 0o777)  // tinyproxy drops to nobody and writes its log here
         let log = directory.file("tinyproxy.log")
-        let config = directory.write("tinyproxy.conf", """
+        let config = directory.write(
+            "tinyproxy.conf",
+            """
             User nobody
             Group nogroup
             Port \(port)

@@ -263,28 +263,38 @@ public struct SinkConfiguration: Sendable, Equatable {
 extension Configuration {
     /// A few lines for `check-config`: each tenant and sink with its main settings, never a secret.
     public var overview: String {
-        var lines = ["state directory: \(service.stateDirectory), poll interval: \(ConfigDuration.format(service.pollInterval)), "
-                     + (service.metricsListen.map { "metrics and health at \($0)\($0.isLocal ? "" : " (not loopback: reachable from the network)")" }
-                        ?? "no metrics")]
+        var lines = [
+            "state directory: \(service.stateDirectory), poll interval: \(ConfigDuration.format(service.pollInterval)), "
+                + (service.metricsListen.map { "metrics and health at \($0)\($0.isLocal ? "" : " (not loopback: reachable from the network)")" }
+                    ?? "no metrics")
+        ]
         for tenant in tenants {
-            let credential = switch tenant.credential {
-            case .clientSecret(_, let location): "client secret from \(location.path)"
-            case .certificate(let certificate, _, _, let location): "certificate \(certificate), key from \(location.path)"
-            case .signedInUser: "a signed-in user (defender-alertd login), refresh token \(service.tokenKey == nil ? "not sealed (no token_key_credential)" : "sealed")"
-            }
+            let credential =
+                switch tenant.credential {
+                case .clientSecret(_, let location): "client secret from \(location.path)"
+                case .certificate(let certificate, _, _, let location): "certificate \(certificate), key from \(location.path)"
+                case .signedInUser:
+                    "a signed-in user (defender-alertd login), refresh token \(service.tokenKey == nil ? "not sealed (no token_key_credential)" : "sealed")"
+                }
             let sinkNames = sinks(for: tenant).map(\.name).joined(separator: ", ")
-            let sweeps = tenant.reconciles
-                ? "reconcile every \(ConfigDuration.format(tenant.reconcileEvery)) over \(ConfigDuration.format(tenant.reconcileWindow))" : "no reconciliation"
-            lines.append("tenant \(tenant.name): tenant \(tenant.tenantID), client \(tenant.clientID), \(tenant.cloud.rawValue) cloud, api \(tenant.api.rawValue), \(credential), forward \(tenant.forward.rawValue) -> \(sinkNames); \(sweeps)")
+            let sweeps =
+                tenant.reconciles
+                ? "reconcile every \(ConfigDuration.format(tenant.reconcileEvery)) over \(ConfigDuration.format(tenant.reconcileWindow))"
+                : "no reconciliation"
+            lines.append(
+                "tenant \(tenant.name): tenant \(tenant.tenantID), client \(tenant.clientID), \(tenant.cloud.rawValue) cloud, api \(tenant.api.rawValue), \(credential), forward \(tenant.forward.rawValue) -> \(sinkNames); \(sweeps)"
+            )
         }
         for sink in sinks {
-            let detail = switch sink.kind {
-            case .journal: "journal"
-            case .stdout(let format): "stdout (\(format.rawValue))"
-            case .file(let path, let format, _, _): "file \(path) (\(format.rawValue))"
-            case .syslog(let settings): "syslog \(settings.address) (\(settings.message.syslogProtocol.rawValue), \(settings.format.rawValue))"
-            case .http(let settings): "http \(settings.url) (\(settings.format.rawValue)\(settings.token == nil ? ", no token" : ", \(settings.authorization.rawValue) token"))"
-            }
+            let detail =
+                switch sink.kind {
+                case .journal: "journal"
+                case .stdout(let format): "stdout (\(format.rawValue))"
+                case .file(let path, let format, _, _): "file \(path) (\(format.rawValue))"
+                case .syslog(let settings): "syslog \(settings.address) (\(settings.message.syslogProtocol.rawValue), \(settings.format.rawValue))"
+                case .http(let settings):
+                    "http \(settings.url) (\(settings.format.rawValue)\(settings.token == nil ? ", no token" : ", \(settings.authorization.rawValue) token"))"
+                }
             lines.append("sink \(sink.name): \(detail)")
         }
         return lines.joined(separator: "\n")

@@ -1,9 +1,9 @@
 import DefenderAPI
 import Foundation
-import OrderedJSON
-import Timekeeping
 import Logging
+import OrderedJSON
 import TOMLKit
+import Timekeeping
 
 /// Reads, parses and validates `defender-alertd.toml`.
 ///
@@ -41,10 +41,13 @@ public struct ConfigurationLoader: Sendable {
             throw ConfigurationErrors([ConfigurationError(path: path, message: "not a regular file")])
         }
         guard info.st_mode & 0o022 == 0 else {
-            throw ConfigurationErrors([ConfigurationError(
-                path: path,
-                message: "configuration file is writable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); anyone who can edit it can redirect alerts and credentials; fix: chmod go-w \(path)"
-            )])
+            throw ConfigurationErrors([
+                ConfigurationError(
+                    path: path,
+                    message:
+                        "configuration file is writable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); anyone who can edit it can redirect alerts and credentials; fix: chmod go-w \(path)"
+                )
+            ])
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigurationErrors([ConfigurationError(path: path, message: "cannot read the file: permission denied")])
@@ -65,9 +68,11 @@ public struct ConfigurationLoader: Sendable {
         do {
             root = try TOMLTable(string: source)
         } catch let error as TOMLParseError {
-            throw ConfigurationErrors([ConfigurationError(
-                path: path, line: error.source.begin.line, message: "TOML syntax error: \(error.description)"
-            )])
+            throw ConfigurationErrors([
+                ConfigurationError(
+                    path: path, line: error.source.begin.line, message: "TOML syntax error: \(error.description)"
+                )
+            ])
         } catch {
             throw ConfigurationErrors([ConfigurationError(path: path, message: "TOML syntax error: \(error)")])
         }
@@ -117,7 +122,10 @@ private struct Validator {
             for (index, tenant) in tenants.enumerated() {
                 guard let tenant, case .signedInUser = tenant.credential else { continue }
                 TableReader(tenantTables[index], location: "tenant[\(index)]", displayName: "tenant", report: report)
-                    .fail(ConfigurationKey.Tenant.auth, "auth = \"delegated\" in a group on state_database needs token_key_credential (or token_key_file): the signed-in user's refresh token is kept in PostgreSQL sealed with it, never in plain text, and every member reads it")
+                    .fail(
+                        ConfigurationKey.Tenant.auth,
+                        "auth = \"delegated\" in a group on state_database needs token_key_credential (or token_key_file): the signed-in user's refresh token is kept in PostgreSQL sealed with it, never in plain text, and every member reads it"
+                    )
             }
         }
 
@@ -149,7 +157,8 @@ private struct Validator {
     private func serviceSettings(_ table: TOMLTable?) -> ServiceSettings? {
         typealias Keys = ConfigurationKey.Service
         let reader = TableReader(table ?? TOMLTable(), location: "service", displayName: "service", report: report)
-        let defaultStateDirectory = environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
+        let defaultStateDirectory =
+            environment["STATE_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) }
             ?? resolve("state")
         let stateDirectory = reader.string(Keys.stateDirectory).map(resolve) ?? defaultStateDirectory
         let pollInterval = reader.duration(Keys.pollInterval)
@@ -162,23 +171,34 @@ private struct Validator {
         let proxy = proxyURL.flatMap(ProxySettings.parse)
         if let proxyURL {
             if proxy == nil {
-                reader.fail(Keys.proxyURL, "\"\(SecretRedaction.redact(proxyURL))\" is not a proxy URL such as http://proxy.example:3128 or http://user@proxy.example:3128 (port 1...65535)")
+                reader.fail(
+                    Keys.proxyURL,
+                    "\"\(SecretRedaction.redact(proxyURL))\" is not a proxy URL such as http://proxy.example:3128 or http://user@proxy.example:3128 (port 1...65535)"
+                )
             } else if proxy?.password != nil {
-                reader.fail(Keys.proxyURL, "\"\(SecretRedaction.redact(proxyURL))\" holds a password, which would sit in plain text in the configuration: write http://user@host:port and put the password in proxy_password_file (mode 0600) or proxy_password_credential")
+                reader.fail(
+                    Keys.proxyURL,
+                    "\"\(SecretRedaction.redact(proxyURL))\" holds a password, which would sit in plain text in the configuration: write http://user@host:port and put the password in proxy_password_file (mode 0600) or proxy_password_credential"
+                )
             }
         }
         let proxyPassword = optionalSecret(file: Keys.proxyPasswordFile, credential: Keys.proxyPasswordCredential, reader: reader)
         if proxyPassword != nil, proxy?.username == nil {
-            reader.fail(reader.has(Keys.proxyPasswordFile) ? Keys.proxyPasswordFile : Keys.proxyPasswordCredential,
-                        "a proxy password needs a proxy_url with the user name (http://user@proxy.example:3128)")
+            reader.fail(
+                reader.has(Keys.proxyPasswordFile) ? Keys.proxyPasswordFile : Keys.proxyPasswordCredential,
+                "a proxy password needs a proxy_url with the user name (http://user@proxy.example:3128)")
         }
-        let outsideService = tokenKeyOptionalOutsideService && (environment["CREDENTIALS_DIRECTORY"] ?? "").isEmpty && reader.has(Keys.tokenKeyCredential)
+        let outsideService =
+            tokenKeyOptionalOutsideService && (environment["CREDENTIALS_DIRECTORY"] ?? "").isEmpty && reader.has(Keys.tokenKeyCredential)
         if outsideService { _ = reader.string(Keys.tokenKeyCredential) }
         let tokenKey = outsideService ? nil : optionalSecret(file: Keys.tokenKeyFile, credential: Keys.tokenKeyCredential, reader: reader)
         let metricsText = reader.string(Keys.metricsListen)
         let metricsListen = metricsText.flatMap(ListenAddress.init(parsing:))
         if let metricsText, metricsListen == nil {
-            reader.fail(Keys.metricsListen, "\"\(metricsText)\" is not a listen address: write an IP address and port (127.0.0.1:9464, [::1]:9464, localhost:9464) or unix:/absolute/path")
+            reader.fail(
+                Keys.metricsListen,
+                "\"\(metricsText)\" is not a listen address: write an IP address and port (127.0.0.1:9464, [::1]:9464, localhost:9464) or unix:/absolute/path"
+            )
         }
         let unhealthyAfter = reader.duration(Keys.unhealthyAfter)
         let stateDatabase = stateDatabase(reader, caFile: caFile)
@@ -188,10 +208,11 @@ private struct Validator {
         }
         reader.rejectUnknownKeys()
         guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout, let unhealthyAfter else { return nil }
-        return ServiceSettings(stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
-                               pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword,
-                               tokenKey: tokenKey, tokenKeyOutsideService: outsideService, metricsListen: metricsListen,
-                               unhealthyAfter: unhealthyAfter, stateDatabase: stateDatabase, memberName: memberName)
+        return ServiceSettings(
+            stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
+            pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword,
+            tokenKey: tokenKey, tokenKeyOutsideService: outsideService, metricsListen: metricsListen,
+            unhealthyAfter: unhealthyAfter, stateDatabase: stateDatabase, memberName: memberName)
     }
 
     /// `state_database` and the keys that go with it; nil when absent (or wrong: reported).
@@ -215,8 +236,9 @@ private struct Validator {
             guard let leaseTTL else { return nil }
             let loopback = Loopback.isLoopback(host: parts.host)
             let tls = parts.tls ?? (loopback ? .disable : .verifyFull)
-            return StateDatabaseSettings(host: parts.host, port: parts.port, user: parts.user, database: parts.database, tls: tls,
-                                         caFile: ownCAFile ?? caFile, password: password, leaseTTL: leaseTTL)
+            return StateDatabaseSettings(
+                host: parts.host, port: parts.port, user: parts.user, database: parts.database, tls: tls,
+                caFile: ownCAFile ?? caFile, password: password, leaseTTL: leaseTTL)
         }
     }
 
@@ -252,7 +274,11 @@ private struct Validator {
         // A value in the other API's words is named as such.
         let other: AlertsAPI = vocabulary == .graph ? .mde : .graph
         func note(_ values: KeyPath<AlertsAPI, [String]>, _ what: String) -> (String) -> String? {
-            { text in other[keyPath: values].contains(text) ? "\"\(text)\" is \(other == .mde ? "an MDE" : "a Graph") \(what); with api = \"\(vocabulary.rawValue)\" the API spells it differently" : nil }
+            { text in
+                other[keyPath: values].contains(text)
+                    ? "\"\(text)\" is \(other == .mde ? "an MDE" : "a Graph") \(what); with api = \"\(vocabulary.rawValue)\" the API spells it differently"
+                    : nil
+            }
         }
         let severities = reader.stringList(Keys.severity, from: vocabulary.severities, note: note(\.severities, "severity"))
         let statuses = reader.stringList(Keys.status, from: vocabulary.statuses, note: note(\.statuses, "status"))
@@ -270,21 +296,31 @@ private struct Validator {
                 reader.fail(Keys.pageSize, "\(pageSize) is more than the \(api.rawValue) API returns in a page (\(api.maximumPageSize))")
             }
             if api == .graph, reader.has(Keys.expandEvidence) {
-                reader.fail(Keys.expandEvidence, "Microsoft Graph always sends the alerts' evidence; expand_evidence is for api = \"mde\" (remove it)")
+                reader.fail(
+                    Keys.expandEvidence, "Microsoft Graph always sends the alerts' evidence; expand_evidence is for api = \"mde\" (remove it)")
             }
             if api == .mde, serviceSources != nil {
                 reader.fail(Keys.serviceSource, "the MDE API has Endpoint alerts only; service_source is for api = \"graph\"")
             }
             if api == .mde, records?.contains(.incident) == true {
-                reader.fail(Keys.records, "the MDE API has no incidents: Defender's incidents are read from Microsoft Graph security/incidents, with api = \"graph\" and the application permission SecurityIncident.Read.All on Microsoft Graph (beside SecurityAlert.Read.All for the alerts)")
+                reader.fail(
+                    Keys.records,
+                    "the MDE API has no incidents: Defender's incidents are read from Microsoft Graph security/incidents, with api = \"graph\" and the application permission SecurityIncident.Read.All on Microsoft Graph (beside SecurityAlert.Read.All for the alerts)"
+                )
             }
         }
         let reconcileEvery = reader.duration(Keys.reconcileEvery)
         let reconcileWindow = reader.duration(Keys.reconcileWindow)
         if let reconcileEvery, let reconcileWindow, let overlap, reconcileEvery > .zero, reconcileWindow > .zero, reconcileWindow <= overlap {
-            reader.fail(Keys.reconcileWindow, "\(ConfigDuration.format(reconcileWindow)) is not longer than overlap (\(ConfigDuration.format(overlap))): a sweep reads what the polls no longer re-read, older than overlap; make it longer, or \"0\" to turn sweeps off")
+            reader.fail(
+                Keys.reconcileWindow,
+                "\(ConfigDuration.format(reconcileWindow)) is not longer than overlap (\(ConfigDuration.format(overlap))): a sweep reads what the polls no longer re-read, older than overlap; make it longer, or \"0\" to turn sweeps off"
+            )
         } else if let reconcileWindow, reconcileWindow >= StateStore.dedupRetention {
-            reader.fail(Keys.reconcileWindow, "\(ConfigDuration.format(reconcileWindow)) reaches back beyond the \(StateStore.dedupRetention.components.seconds / 86400) days dedup keys are kept: a sweep would deliver alerts again")
+            reader.fail(
+                Keys.reconcileWindow,
+                "\(ConfigDuration.format(reconcileWindow)) reaches back beyond the \(StateStore.dedupRetention.components.seconds / 86400) days dedup keys are kept: a sweep would deliver alerts again"
+            )
         }
         let sinks = reader.stringList(Keys.sinks)
         for sink in sinks ?? [] where !sinkNames.contains(sink) {
@@ -292,7 +328,8 @@ private struct Validator {
             reader.fail(Keys.sinks, "no [[sink]] is named \"\(sink)\"; \(defined)")
         }
         reader.rejectUnknownKeys(hints: [
-            "client_secret": "inline secrets are not allowed; put the secret in a file readable only by the daemon (client_secret_file) or in a systemd credential (client_secret_credential)",
+            "client_secret":
+                "inline secrets are not allowed; put the secret in a file readable only by the daemon (client_secret_file) or in a systemd credential (client_secret_credential)",
             "private_key": "inline keys are not allowed; use private_key_file or private_key_credential",
         ])
         guard let name, let tenantID, let clientID, let credential, let api, let cloud, let lookback, let overlap,
@@ -322,10 +359,15 @@ private struct Validator {
     private func signedInUser(_ reader: TableReader) -> TenantCredential? {
         typealias Keys = ConfigurationKey.Tenant
         var valid = true
-        for key in [Keys.clientSecretFile, Keys.clientSecretCredential, Keys.certificateFile, Keys.privateKeyFile, Keys.privateKeyCredential,
-                    Keys.certificateAlgorithm] where reader.has(key) {
+        for key in [
+            Keys.clientSecretFile, Keys.clientSecretCredential, Keys.certificateFile, Keys.privateKeyFile, Keys.privateKeyCredential,
+            Keys.certificateAlgorithm,
+        ] where reader.has(key) {
             _ = reader.string(key)  // read, so that it is not also reported as unknown
-            reader.fail(key, "with auth = \"delegated\" the token comes from a person's sign-in (defender-alertd login); the app is a public client with no secret or certificate: remove \(key.name)")
+            reader.fail(
+                key,
+                "with auth = \"delegated\" the token comes from a person's sign-in (defender-alertd login); the app is a public client with no secret or certificate: remove \(key.name)"
+            )
             valid = false
         }
         if reader.has(Keys.tokenVersion), reader.string(Keys.tokenVersion)?.lowercased() == "v1" {
@@ -345,29 +387,35 @@ private struct Validator {
         let keyCredential = reader.string(Keys.privateKeyCredential)
 
         guard sources.count == 1 else {
-            reader.fail(nil, sources.isEmpty
-                ? "no credential: set exactly one of client_secret_file, client_secret_credential or certificate_file (with private_key_file or private_key_credential)"
-                : "several credentials (\(sources.joined(separator: ", "))): set exactly one")
+            reader.fail(
+                nil,
+                sources.isEmpty
+                    ? "no credential: set exactly one of client_secret_file, client_secret_credential or certificate_file (with private_key_file or private_key_credential)"
+                    : "several credentials (\(sources.joined(separator: ", "))): set exactly one")
             return nil
         }
         if certificateFile == nil, reader.has(Keys.privateKeyFile) || reader.has(Keys.privateKeyCredential) {
-            reader.fail(reader.has(Keys.privateKeyFile) ? Keys.privateKeyFile : Keys.privateKeyCredential,
-                        "a private key is only used with certificate_file")
+            reader.fail(
+                reader.has(Keys.privateKeyFile) ? Keys.privateKeyFile : Keys.privateKeyCredential,
+                "a private key is only used with certificate_file")
             return nil
         }
         if certificateFile == nil {
-            guard case .given(let location, let key) = secretSource(file: secretFile, Keys.clientSecretFile, credential: secretCredential,
-                                                                    Keys.clientSecretCredential, reader: reader) else { return nil }
+            guard
+                case .given(let location, let key) = secretSource(
+                    file: secretFile, Keys.clientSecretFile, credential: secretCredential,
+                    Keys.clientSecretCredential, reader: reader)
+            else { return nil }
             return readSecret(location, key: key, reader: reader).map { .clientSecret($0, from: location) }
         }
         guard let certificateFile else { return nil }
         let certificatePath = resolve(certificateFile)
         let certificatePEM = readCertificate(certificatePath, reader: reader)
         let keyLocation: SecretLocation
-        let keyKey: ConfigurationKey
+        let keySetting: ConfigurationKey
         switch secretSource(file: keyFile, Keys.privateKeyFile, credential: keyCredential, Keys.privateKeyCredential, reader: reader) {
         case .given(let location, let key):
-            (keyLocation, keyKey) = (location, key)
+            (keyLocation, keySetting) = (location, key)
         case .absent:
             if !reader.has(Keys.privateKeyFile), !reader.has(Keys.privateKeyCredential) {
                 reader.fail(Keys.certificateFile, "needs private_key_file or private_key_credential")
@@ -376,9 +424,9 @@ private struct Validator {
         case .refused:
             return nil
         }
-        guard let key = readSecret(keyLocation, key: keyKey, reader: reader), let certificatePEM else { return nil }
+        guard let key = readSecret(keyLocation, key: keySetting, reader: reader), let certificatePEM else { return nil }
         guard key.withValue({ $0.contains("PRIVATE KEY-----") }) else {
-            reader.fail(keyKey, "\(keyLocation.path) holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
+            reader.fail(keySetting, "\(keyLocation.path) holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
             return nil
         }
         return .certificate(certificateFile: certificatePath, certificatePEM: certificatePEM, privateKey: key, from: keyLocation)
@@ -396,8 +444,10 @@ private struct Validator {
 
     /// The one reader of every "a file or a systemd credential" pair (the client secret, the
     /// private key, a sink's token or client key, a password): given the keys' values as read.
-    private func secretSource(file: String?, _ fileKey: ConfigurationKey, credential: String?, _ credentialKey: ConfigurationKey,
-                              reader: TableReader) -> SecretSource {
+    private func secretSource(
+        file: String?, _ fileKey: ConfigurationKey, credential: String?, _ credentialKey: ConfigurationKey,
+        reader: TableReader
+    ) -> SecretSource {
         switch (file, credential) {
         case (nil, nil):
             return .absent
@@ -434,7 +484,10 @@ private struct Validator {
             return nil
         }
         guard let directory = environment["CREDENTIALS_DIRECTORY"], !directory.isEmpty else {
-            reader.fail(key, "CREDENTIALS_DIRECTORY is not set: systemd credentials exist only under a unit with LoadCredential=\(name):/path/to/file (or SetCredentialEncrypted=); use client_secret_file outside systemd")
+            reader.fail(
+                key,
+                "CREDENTIALS_DIRECTORY is not set: systemd credentials exist only under a unit with LoadCredential=\(name):/path/to/file (or SetCredentialEncrypted=); use client_secret_file outside systemd"
+            )
             return nil
         }
         return .credential(name: name, path: directory + "/" + name)
@@ -442,8 +495,10 @@ private struct Validator {
 
     private func readCertificate(_ path: String, reader: TableReader) -> String? {
         guard let data = FileManager.default.contents(atPath: path) else {
-            reader.fail(ConfigurationKey.Tenant.certificateFile, FileManager.default.fileExists(atPath: path)
-                ? "\(path) cannot be read" : "\(path) does not exist")
+            reader.fail(
+                ConfigurationKey.Tenant.certificateFile,
+                FileManager.default.fileExists(atPath: path)
+                    ? "\(path) cannot be read" : "\(path) does not exist")
             return nil
         }
         let text = String(decoding: data, as: UTF8.self)
@@ -524,7 +579,9 @@ private struct Validator {
         let format: SyslogBodyFormat? = reader.choice(Keys.syslogFormat)
         if format == .cef { requireNative(shape, reader, for: "format = \"cef\" (a CEF line is a schema of its own); use format = \"json\"") }
         let cefAlertJSON = reader.bool(Keys.cefAlertJSON)
-        if cefAlertJSON == true, format == .json { reader.fail(Keys.cefAlertJSON, "applies to format = \"cef\" only (with json the message is the alert JSON already)") }
+        if cefAlertJSON == true, format == .json {
+            reader.fail(Keys.cefAlertJSON, "applies to format = \"cef\" only (with json the message is the alert JSON already)")
+        }
         let framing: SyslogFraming? = reader.choice(Keys.framing)
         let facility: SyslogFacility? = reader.choice(Keys.facility)
         let appName = reader.string(Keys.appName)
@@ -558,11 +615,14 @@ private struct Validator {
             }
         }
         guard let address, let syslogProtocol, let format, let cefAlertJSON, let framing, let facility, let appName,
-              let enterpriseNumber, let maxMessageSize, let timeout, address.transport != .tls || tls != nil else { return nil }
-        let message = SyslogMessage(syslogProtocol: syslogProtocol, facility: facility, hostname: hostname, appName: appName,
-                                    enterpriseNumber: enterpriseNumber)
-        var settings = SyslogSettings(address: address, message: message, format: format, cefAlertJSON: cefAlertJSON, framing: framing,
-                                      maxMessageSize: Int(maxMessageSize), timeout: timeout, tls: tls)
+            let enterpriseNumber, let maxMessageSize, let timeout, address.transport != .tls || tls != nil
+        else { return nil }
+        let message = SyslogMessage(
+            syslogProtocol: syslogProtocol, facility: facility, hostname: hostname, appName: appName,
+            enterpriseNumber: enterpriseNumber)
+        var settings = SyslogSettings(
+            address: address, message: message, format: format, cefAlertJSON: cefAlertJSON, framing: framing,
+            maxMessageSize: Int(maxMessageSize), timeout: timeout, tls: tls)
         settings.shape = shape ?? .native
         return settings
     }
@@ -573,8 +633,10 @@ private struct Validator {
         let format: HTTPBodyFormat? = reader.choice(Keys.httpFormat)
         let authorization: HTTPAuthorization? = reader.has(Keys.auth) ? reader.choice(Keys.auth) : nil
         var token: Secret?
-        switch secretSource(file: reader.string(Keys.tokenFile), Keys.tokenFile, credential: reader.string(Keys.tokenCredential), Keys.tokenCredential,
-                            reader: reader) {
+        switch secretSource(
+            file: reader.string(Keys.tokenFile), Keys.tokenFile, credential: reader.string(Keys.tokenCredential), Keys.tokenCredential,
+            reader: reader)
+        {
         case .absent:
             if reader.has(Keys.auth) {
                 reader.fail(Keys.auth, "needs token_file or token_credential")
@@ -591,14 +653,21 @@ private struct Validator {
         for (name, value) in headers.sorted(by: { $0.key < $1.key }) {
             let shownName = PrintableText.shown(name, limit: 80)
             if reserved.contains(name.lowercased()) {
-                reader.fail(Keys.headers, "\"\(shownName)\" is set by the sink (a token goes in token_file or token_credential, never in the configuration)")
+                reader.fail(
+                    Keys.headers, "\"\(shownName)\" is set by the sink (a token goes in token_file or token_credential, never in the configuration)")
             } else if !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
                 reader.fail(Keys.headers, "\"\(shownName)\" is not a header name (letters, digits, - and _)")
             } else if Self.isCredentialName(name) {
-                reader.fail(Keys.headers, "\"\(shownName)\" carries a credential, which would sit in plain text in the configuration: put the token in token_file or token_credential (auth = \"bearer\", \"basic\", \"apikey\" or \"splunk\")")
+                reader.fail(
+                    Keys.headers,
+                    "\"\(shownName)\" carries a credential, which would sit in plain text in the configuration: put the token in token_file or token_credential (auth = \"bearer\", \"basic\", \"apikey\" or \"splunk\")"
+                )
             } else if value.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F || !$0.isASCII }) {
                 // CR LF would end the header (and every request would fail, as if the receiver were down).
-                reader.fail(Keys.headers, "the value of \"\(shownName)\" holds a line break, a control character or a character outside ASCII: \"\(PrintableText.shown(value, limit: 80))\"")
+                reader.fail(
+                    Keys.headers,
+                    "the value of \"\(shownName)\" holds a line break, a control character or a character outside ASCII: \"\(PrintableText.shown(value, limit: 80))\""
+                )
             }
         }
         let batchMaxAlerts = reader.integer(Keys.batchMaxAlerts)
@@ -620,7 +689,9 @@ private struct Validator {
                 reader.fail(key, "applies to format = \"splunk-hec\" only")
             }
             if format != .elasticsearchBulk {
-                for key in [Keys.index, Keys.incidentIndex] where reader.has(key) { reader.fail(key, "applies to splunk-hec and elasticsearch-bulk only") }
+                for key in [Keys.index, Keys.incidentIndex] where reader.has(key) {
+                    reader.fail(key, "applies to splunk-hec and elasticsearch-bulk only")
+                }
             }
         }
         if let format, format != .elasticsearchBulk {
@@ -628,17 +699,21 @@ private struct Validator {
             if pipeline != nil { reader.fail(Keys.pipeline, "applies to format = \"elasticsearch-bulk\" only") }
         }
         if format == .json, shape?.evidence == .split {
-            reader.fail(Keys.evidence, "\"split\" makes several documents of one alert, which format = \"json\" (one document per request) cannot carry; use json-array, ndjson, splunk-hec or elasticsearch-bulk")
+            reader.fail(
+                Keys.evidence,
+                "\"split\" makes several documents of one alert, which format = \"json\" (one document per request) cannot carry; use json-array, ndjson, splunk-hec or elasticsearch-bulk"
+            )
         }
         let caFile = reader.string(Keys.caFile).map(resolve)
         if let caFile, let problem = DefenderHTTPClient.checkCAFile(caFile) { reader.fail(Keys.caFile, problem) }
         // Every problem above is already in the report, which refuses the file: only the
         // values are needed here.
         guard let url, let format, let batchMaxAlerts, let batchMaxBytes, let flushInterval, let timeout, let gzip, let dataStream else { return nil }
-        return HTTPSinkSettings(url: url, format: format, authorization: authorization, token: token, headers: headers,
-                                batchMaxAlerts: batchMaxAlerts, batchMaxBytes: Int(batchMaxBytes), flushInterval: flushInterval, timeout: timeout,
-                                gzip: gzip, index: index, incidentIndex: incidentIndex, sourcetype: sourcetype, incidentSourcetype: incidentSourcetype,
-                                source: source, host: host, caFile: caFile, shape: shape ?? .native, dataStream: dataStream, pipeline: pipeline)
+        return HTTPSinkSettings(
+            url: url, format: format, authorization: authorization, token: token, headers: headers,
+            batchMaxAlerts: batchMaxAlerts, batchMaxBytes: Int(batchMaxBytes), flushInterval: flushInterval, timeout: timeout,
+            gzip: gzip, index: index, incidentIndex: incidentIndex, sourcetype: sourcetype, incidentSourcetype: incidentSourcetype,
+            source: source, host: host, caFile: caFile, shape: shape ?? .native, dataStream: dataStream, pipeline: pipeline)
     }
 
     /// The TLS keys of a `tls://` syslog sink, every file checked now: a CA bundle that holds
@@ -673,11 +748,13 @@ private struct Validator {
                 reader.fail(Keys.clientCertificateFile, problem)
                 valid = false
             }
-            if case .given(let location, let keyKey) = secretSource(file: file, Keys.clientKeyFile, credential: credential, Keys.clientKeyCredential,
-                                                                   reader: reader) {
-                key = readSecret(location, key: keyKey, reader: reader)
+            if case .given(let location, let keySetting) = secretSource(
+                file: file, Keys.clientKeyFile, credential: credential, Keys.clientKeyCredential,
+                reader: reader)
+            {
+                key = readSecret(location, key: keySetting, reader: reader)
                 if let secret = key, !secret.withValue({ $0.contains("PRIVATE KEY-----") }) {
-                    reader.fail(keyKey, "\(location.path) holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
+                    reader.fail(keySetting, "\(location.path) holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)")
                     key = nil
                 }
             }
@@ -700,7 +777,10 @@ private struct Validator {
 
     private func validGUID(_ text: String, key: ConfigurationKey, reader: TableReader) -> String? {
         guard UUID(uuidString: text) != nil else {
-            reader.fail(key, "\"\(text)\" is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx); copy the Application (client) ID from the app registration's overview page")
+            reader.fail(
+                key,
+                "\"\(text)\" is not a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx); copy the Application (client) ID from the app registration's overview page"
+            )
             return nil
         }
         return text.lowercased()
@@ -709,10 +789,12 @@ private struct Validator {
     private func validTenantID(_ text: String, reader: TableReader) -> String? {
         if UUID(uuidString: text) != nil { return text.lowercased() }
         let labels = text.split(separator: ".", omittingEmptySubsequences: false)
-        let isDomain = labels.count >= 2 && labels.allSatisfy { label in
-            !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
-                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
-        }
+        let isDomain =
+            labels.count >= 2
+            && labels.allSatisfy { label in
+                !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                    && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+            }
         guard isDomain else {
             reader.fail(ConfigurationKey.Tenant.tenantID, "\"\(text)\" is neither a GUID nor a domain name such as contoso.onmicrosoft.com")
             return nil
@@ -733,11 +815,17 @@ private struct Validator {
             return nil
         }
         if components.user != nil || components.password != nil {
-            reader.fail(key, "\"\(shown)\" holds a user name or password: credentials never go in a URL in the configuration (for a sink: token_file or token_credential, with auth = \"basic\" for user:password)")
+            reader.fail(
+                key,
+                "\"\(shown)\" holds a user name or password: credentials never go in a URL in the configuration (for a sink: token_file or token_credential, with auth = \"basic\" for user:password)"
+            )
             return nil
         }
         if let name = components.queryItems?.map(\.name).first(where: Self.isCredentialName) {
-            reader.fail(key, "\"\(shown)\" carries a credential in its query (\(name)=): it would sit in plain text in the configuration and in every message naming the URL; put it in token_file or token_credential")
+            reader.fail(
+                key,
+                "\"\(shown)\" carries a credential in its query (\(name)=): it would sit in plain text in the configuration and in every message naming the URL; put it in token_file or token_credential"
+            )
             return nil
         }
         if case .invalid(let port) = URLAuthority.port(of: text) {
@@ -767,7 +855,8 @@ private struct Validator {
     static func isCredentialName(_ name: String) -> Bool {
         let lowered = name.lowercased().replacingOccurrences(of: "_", with: "-")
         let exact: Set<String> = ["cookie", "set-cookie", "proxy-authorization", "authorization", "code", "sig", "signature", "key", "auth"]
-        return exact.contains(lowered) || ["token", "secret", "password", "passwd", "api-key", "apikey", "access-key", "session", "credential"].contains { lowered.contains($0) }
+        return exact.contains(lowered)
+            || ["token", "secret", "password", "passwd", "api-key", "apikey", "access-key", "session", "credential"].contains { lowered.contains($0) }
     }
 
     /// A file sink must not write where it destroys data or leaks it: inside the state
@@ -776,21 +865,23 @@ private struct Validator {
     /// another sink. Paths are compared after resolving `..` and symbolic links.
     private func rejectDestructivePaths(_ sinks: [SinkConfiguration?], stateDirectory: String, configuration: String) {
         let state = Self.canonical(stateDirectory)
-        let protected = [(Self.canonical(configuration), "the configuration file")]
+        let protected =
+            [(Self.canonical(configuration), "the configuration file")]
             + report.secretFiles.map { (Self.canonical($0), "a secret file") }
         var seen: [String: String] = [:]
         for (index, sink) in sinks.enumerated() {
             guard let sink, case .file(let path, _, _, _) = sink.kind else { continue }
             let resolved = Self.canonical(path)
-            let problem: String? = if resolved == state || resolved.hasPrefix(state + "/") {
-                "\(path) is inside the state directory \(stateDirectory); the daemon's own files there would be overwritten"
-            } else if let (_, what) = protected.first(where: { $0.0 == resolved }) {
-                "\(path) is \(what); a sink must write to a file of its own"
-            } else if let other = seen[resolved] {
-                "\(path) is also the file of sink \(other); each file sink needs its own file"
-            } else {
-                nil
-            }
+            let problem: String? =
+                if resolved == state || resolved.hasPrefix(state + "/") {
+                    "\(path) is inside the state directory \(stateDirectory); the daemon's own files there would be overwritten"
+                } else if let (_, what) = protected.first(where: { $0.0 == resolved }) {
+                    "\(path) is \(what); a sink must write to a file of its own"
+                } else if let other = seen[resolved] {
+                    "\(path) is also the file of sink \(other); each file sink needs its own file"
+                } else {
+                    nil
+                }
             if let problem { report.add(problem, at: "sink[\(index)].path", key: "sink.path") }
             seen[resolved] = seen[resolved] ?? sink.name
         }
@@ -829,9 +920,10 @@ extension Configuration {
     /// What loads but deserves a word to the operator (`check-config` prints each, the daemon
     /// logs each at start and reload): a syslog sink that sends in clear text to another host.
     public var warnings: [String] {
-        [service.stateDatabase?.weakTLSWarning].compactMap { $0 } + sinks.compactMap { sink in
-            guard case .syslog(let settings) = sink.kind, let warning = settings.plaintextWarning else { return nil }
-            return "sink \(sink.name): \(warning)"
-        }
+        [service.stateDatabase?.weakTLSWarning].compactMap { $0 }
+            + sinks.compactMap { sink in
+                guard case .syslog(let settings) = sink.kind, let warning = settings.plaintextWarning else { return nil }
+                return "sink \(sink.name): \(warning)"
+            }
     }
 }

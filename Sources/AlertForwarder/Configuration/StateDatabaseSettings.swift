@@ -53,8 +53,11 @@ public struct StateDatabaseSettings: Sendable, Equatable {
     public var weakTLSWarning: String? {
         guard !isLoopback else { return nil }
         switch tls {
-        case .disable: return "state_database: sslmode=disable sends the database password and every alert to \(host) in clear text; use sslmode=verify-full"
-        case .require: return "state_database: sslmode=require encrypts, but accepts any certificate from \(host): anyone on the path can pose as the server; use sslmode=verify-full with state_database_ca_file"
+        case .disable:
+            return "state_database: sslmode=disable sends the database password and every alert to \(host) in clear text; use sslmode=verify-full"
+        case .require:
+            return
+                "state_database: sslmode=require encrypts, but accepts any certificate from \(host): anyone on the path can pose as the server; use sslmode=verify-full with state_database_ca_file"
         case .verifyCA, .verifyFull: return nil
         }
     }
@@ -64,10 +67,15 @@ public struct StateDatabaseSettings: Sendable, Equatable {
     /// plain text in the configuration.
     static func parse(_ text: String) -> Result<(host: String, port: Int, user: String, database: String, tls: TLSMode?), ParseError> {
         guard text.hasPrefix("postgresql://") || text.hasPrefix("postgres://"), let components = URLComponents(string: text) else {
-            return .failure(ParseError("\"\(SecretRedaction.redactURLPasswords(text))\" is not a PostgreSQL URL such as postgresql://alertd@db.example:5432/alertd"))
+            return .failure(
+                ParseError(
+                    "\"\(SecretRedaction.redactURLPasswords(text))\" is not a PostgreSQL URL such as postgresql://alertd@db.example:5432/alertd"))
         }
         if components.password != nil {
-            return .failure(ParseError("\"\(SecretRedaction.redactURLPasswords(text))\" holds a password, which would sit in plain text in the configuration: write postgresql://USER@HOST/DB and put the password in state_database_password_file (mode 0600) or state_database_password_credential"))
+            return .failure(
+                ParseError(
+                    "\"\(SecretRedaction.redactURLPasswords(text))\" holds a password, which would sit in plain text in the configuration: write postgresql://USER@HOST/DB and put the password in state_database_password_file (mode 0600) or state_database_password_credential"
+                ))
         }
         guard let user = components.user, !user.isEmpty else {
             return .failure(ParseError("\(text) names no user: write postgresql://USER@HOST/DB"))
@@ -91,11 +99,17 @@ public struct StateDatabaseSettings: Sendable, Equatable {
             case ("sslmode", let value?):
                 guard let mode = TLSMode(rawValue: value) else {
                     let weak = value == "prefer" || value == "allow"
-                    return .failure(ParseError("sslmode=\(value) is not supported\(weak ? " (it falls back to clear text when the server, or anyone on the path, declines TLS)" : ""): use \(TLSMode.allCases.map(\.rawValue).joined(separator: ", "))"))
+                    return .failure(
+                        ParseError(
+                            "sslmode=\(value) is not supported\(weak ? " (it falls back to clear text when the server, or anyone on the path, declines TLS)" : ""): use \(TLSMode.allCases.map(\.rawValue).joined(separator: ", "))"
+                        ))
                 }
                 tls = mode
             default:
-                return .failure(ParseError("\(text): the parameter \"\(item.name)\" is not supported (only sslmode; the CA goes in state_database_ca_file, the password in state_database_password_file)"))
+                return .failure(
+                    ParseError(
+                        "\(text): the parameter \"\(item.name)\" is not supported (only sslmode; the CA goes in state_database_ca_file, the password in state_database_password_file)"
+                    ))
             }
         }
         return .success((host, port, user, database, tls))

@@ -19,7 +19,9 @@ enum TOMLPrecheck {
             if value == UInt8(ascii: "\n") { controlLine += 1; continue }
             if value < 0x20 && value != UInt8(ascii: "\t") && value != UInt8(ascii: "\r") || value == 0x7F {
                 let code = String(value, radix: 16, uppercase: true)
-                return (controlLine, "control character U+\(String(repeating: "0", count: 4 - code.count) + code) (only tab and line ends are allowed)")
+                return (
+                    controlLine, "control character U+\(String(repeating: "0", count: 4 - code.count) + code) (only tab and line ends are allowed)"
+                )
             }
         }
         while index < bytes.count {
@@ -42,7 +44,10 @@ enum TOMLPrecheck {
                     return (line, "a table header is not closed on its line")
                 }
                 if !Self.mayStartKey(first) {
-                    return (line, "a table name cannot start with \(first < 0x80 ? "'\(Character(Unicode.Scalar(first)))'" : "a non-ASCII character") (a key starts with a letter, a digit, -, _ or a quote)")
+                    return (
+                        line,
+                        "a table name cannot start with \(first < 0x80 ? "'\(Character(Unicode.Scalar(first)))'" : "a non-ASCII character") (a key starts with a letter, a digit, -, _ or a quote)"
+                    )
                 }
                 // The rest of the header: to its closing bracket, past quoted names.
                 index = name

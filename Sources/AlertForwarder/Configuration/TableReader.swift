@@ -164,8 +164,10 @@ final class TableReader {
 
     /// Bytes in a size string, or `nil` when it is not one.
     static func parseSize(_ text: String) -> Int64? {
-        let units: [(String, Int64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000),
-                                        ("GB", 1_000_000_000), ("B", 1), ("", 1)]
+        let units: [(String, Int64)] = [
+            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1000), ("MB", 1_000_000),
+            ("GB", 1_000_000_000), ("B", 1), ("", 1),
+        ]
         for (suffix, factor) in units where text.hasSuffix(suffix) {
             let number = text.dropLast(suffix.count)
             guard !number.isEmpty, number.allSatisfy(\.isNumber), let count = Int64(number), count <= Int64.max / factor else { continue }

@@ -1,7 +1,7 @@
 import DefenderAPI
 import Foundation
-import OrderedJSON
 import Logging
+import OrderedJSON
 
 /// `login` and `logout` of a tenant with `auth = "delegated"`: a person signs in (device code
 /// flow) and the refresh token is stored where the daemon takes it from, or deleted.
@@ -15,7 +15,8 @@ public struct UserSignIn: Sendable {
 
         public var description: String {
             switch self {
-            case .notDelegated(let tenant): "tenant \(tenant) uses the app's own permissions (auth = \"application\"); login is for auth = \"delegated\""
+            case .notDelegated(let tenant):
+                "tenant \(tenant) uses the app's own permissions (auth = \"application\"); login is for auth = \"delegated\""
             case .signIn(let error): "sign-in failed: \(error)"
             case .storage(let error): "signed in, but the refresh token cannot be stored: \(error)"
             }
@@ -33,7 +34,8 @@ public struct UserSignIn: Sendable {
         public var description: String {
             switch self {
             case .sealed: "sealed with the token key"
-            case .atFirstRenewal: "not sealed yet, readable by the daemon's user alone: the token key is a credential of the service, and the daemon seals the token at its first renewal"
+            case .atFirstRenewal:
+                "not sealed yet, readable by the daemon's user alone: the token key is a credential of the service, and the daemon seals the token at its first renewal"
             case .notSealed: "not sealed: readable by the daemon's user alone; set token_key_credential to seal it"
             }
         }
@@ -74,9 +76,12 @@ public struct UserSignIn: Sendable {
 
     /// Signs the person in (`show` hears Entra ID's instructions) and stores the refresh token,
     /// handed to the state directory's owner when run as root.
-    public func signIn(transport: any HTTPTransport, logger: Logger,
-                       show: @Sendable (DeviceCodeLogin.Prompt) async -> Void) async throws(Failure) -> Outcome {
-        let login = DeviceCodeLogin(endpoints: tenant.endpoints, tenantID: tenant.tenantID, clientID: tenant.clientID, transport: transport, logger: logger)
+    public func signIn(
+        transport: any HTTPTransport, logger: Logger,
+        show: @Sendable (DeviceCodeLogin.Prompt) async -> Void
+    ) async throws(Failure) -> Outcome {
+        let login = DeviceCodeLogin(
+            endpoints: tenant.endpoints, tenantID: tenant.tenantID, clientID: tenant.clientID, transport: transport, logger: logger)
         let tokens: DeviceCodeLogin.Tokens
         do { tokens = try await login.run(show: show) } catch { throw .signIn(error) }
         let store = self.store
@@ -103,7 +108,8 @@ public struct UserSignIn: Sendable {
         var info = stat()
         guard stat(stateDirectory, &info) == 0, info.st_uid != 0 else { return }
         for file in [(path as NSString).deletingLastPathComponent, path] where chown(file, info.st_uid, info.st_gid) != 0 {
-            throw RefreshTokenStore.Failure("cannot hand \(file) to the state directory's owner (uid \(info.st_uid)): \(String(cString: strerror(errno)))")
+            throw RefreshTokenStore.Failure(
+                "cannot hand \(file) to the state directory's owner (uid \(info.st_uid)): \(String(cString: strerror(errno)))")
         }
     }
 }

@@ -32,12 +32,14 @@ public struct SinkWorker: Sendable {
     /// at once; this bounds the wait for alerts queued another way and keeps reporting progress).
     public static let idleInterval: Duration = .seconds(5)
 
-    public init(name: String, sink: any AlertSink, store: StateStore, batchSize: Int = 500, linger: Duration = .zero,
-                backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(300)),
-                operatorBackoff: Backoff = Backoff(base: .seconds(60), cap: .seconds(900)), clock: MonotonicClock = .continuous,
-                random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
-                progress: @escaping @Sendable () -> Void = {}, status: PipelineStatus? = nil, signal: OutboxSignal = OutboxSignal(),
-                metrics: SinkMetrics = .unobserved, logger: Logger) {
+    public init(
+        name: String, sink: any AlertSink, store: StateStore, batchSize: Int = 500, linger: Duration = .zero,
+        backoff: Backoff = Backoff(base: .seconds(1), cap: .seconds(300)),
+        operatorBackoff: Backoff = Backoff(base: .seconds(60), cap: .seconds(900)), clock: MonotonicClock = .continuous,
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        progress: @escaping @Sendable () -> Void = {}, status: PipelineStatus? = nil, signal: OutboxSignal = OutboxSignal(),
+        metrics: SinkMetrics = .unobserved, logger: Logger
+    ) {
         self.metrics = metrics
         self.name = name
         self.sink = sink
@@ -78,9 +80,11 @@ public struct SinkWorker: Sendable {
             try await store.outbox.confirm(batch, rejected: rejected)
             await recorded(batch.records, rejected: rejected)
             if batch.requeued {
-                logger.notice("re-queued dead letters sent ahead of the outbox", metadata: [
-                    "delivered": "\(batch.records.count - rejected.count)", "refused_again": "\(rejected.count)",
-                ])
+                logger.notice(
+                    "re-queued dead letters sent ahead of the outbox",
+                    metadata: [
+                        "delivered": "\(batch.records.count - rejected.count)", "refused_again": "\(rejected.count)",
+                    ])
                 await reportDeadLetters()
             }
             delivered += batch.records.count - rejected.count
@@ -101,8 +105,9 @@ public struct SinkWorker: Sendable {
             return last
         }
         guard refusedAll, batch.records.count > 1 || refusedBefore else { return }
-        throw SinkError("the receiver refused every alert of the batch (\(rejected[0].reason)); it is refusing this sender, not the alerts: check the receiver and the sink's configuration",
-                        kind: .needsOperator)
+        throw SinkError(
+            "the receiver refused every alert of the batch (\(rejected[0].reason)); it is refusing this sender, not the alerts: check the receiver and the sink's configuration",
+            kind: .needsOperator)
     }
 
     /// Moves the sink past the records at the front of `batch` that the receiver took before
@@ -117,15 +122,17 @@ public struct SinkWorker: Sendable {
         // Dead letters sent again and log records have ids of their own counters: they are
         // compared only with their own kind.
         guard prefix.requeued == batch.requeued, prefix.records.map(\.id) == batch.records.prefix(count).map(\.id) else {
-            logger.warning("the part of the batch the receiver confirmed could not be told apart; it is sent again", metadata: ["confirmed": "\(count)"])
+            logger.warning(
+                "the part of the batch the receiver confirmed could not be told apart; it is sent again", metadata: ["confirmed": "\(count)"])
             return
         }
         let ids = Set(prefix.records.map(\.id))
         let rejected = error.rejectedInPrefix.filter { ids.contains($0.recordID) }
         try await store.outbox.confirm(prefix, rejected: rejected)
         await recorded(prefix.records, rejected: rejected)
-        logger.notice("the receiver confirmed the first alerts of the batch before it failed; only the rest is sent again",
-                      metadata: ["confirmed": "\(count - rejected.count)", "dead_lettered": "\(rejected.count)", "remaining": "\(batch.records.count - count)"])
+        logger.notice(
+            "the receiver confirmed the first alerts of the batch before it failed; only the rest is sent again",
+            metadata: ["confirmed": "\(count - rejected.count)", "dead_lettered": "\(rejected.count)", "remaining": "\(batch.records.count - count)"])
     }
 
     /// Logs, reports and counts a confirmed run of records.
@@ -161,8 +168,10 @@ public struct SinkWorker: Sendable {
             if reasons.count == 3 { break }
         }
         let tenants = Set(rejected.compactMap { byID[$0.recordID]?.tenant }).sorted()
-        var metadata: Logger.Metadata = ["dead_letters": "\(rejected.count)", "tenant": "\(tenants.joined(separator: ","))",
-                                         "reason": "\(reasons.joined(separator: " | "))"]
+        var metadata: Logger.Metadata = [
+            "dead_letters": "\(rejected.count)", "tenant": "\(tenants.joined(separator: ","))",
+            "reason": "\(reasons.joined(separator: " | "))",
+        ]
         if rejected.count == 1 {
             metadata["alert_id"] = "\(named.first??.alertID ?? "?")"
         } else {
@@ -199,10 +208,14 @@ public struct SinkWorker: Sendable {
                 metrics.failed(kind: needsOperator ? "needs_operator" : "retryable")
                 if let stateError = error as? StateError {
                     metadata["state"] = "\(stateError.kind)"
-                    logger.error("the outbox cannot be read or confirmed; the alerts stay queued and delivery resumes when the state can be used again", metadata: metadata)
+                    logger.error(
+                        "the outbox cannot be read or confirmed; the alerts stay queued and delivery resumes when the state can be used again",
+                        metadata: metadata)
                 } else if needsOperator {
                     metadata["needs"] = "operator"
-                    logger.error("the receiver refused the batch; it needs a fix (see error), the alerts stay queued and are retried slowly", metadata: metadata)
+                    logger.error(
+                        "the receiver refused the batch; it needs a fix (see error), the alerts stay queued and are retried slowly",
+                        metadata: metadata)
                 } else {
                     logger.error("delivery failed; the alerts stay queued", metadata: metadata)
                 }

@@ -35,10 +35,17 @@ final class DeadlineWatch: Sendable {
             passed.set()
             work.cancel()
         }
-        await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
+        await withTaskCancellationHandler {
+            await work.value
+        } onCancel: {
+            work.cancel()
+        }
         state.withLock { _ = $0.watched.removeValue(forKey: id) }
         return passed.isSet
     }
+
+    /// How many runs are watched now.
+    var watchedCount: Int { state.withLock { $0.watched.count } }
 
     /// Cancels the timer; deadlines are no longer watched.
     func stop() {

@@ -39,7 +39,8 @@ final class SweepSchedule: Sendable {
         if due == nil {
             var stored: Reconciliation?
             do { stored = try await store.schedules.reconciliation(tenant: stream.key) } catch {
-                logger.error("the reconciliation schedule cannot be read; sweeps start from now", metadata: ["tenant": "\(stream.key)", "error": "\(error)"])
+                logger.error(
+                    "the reconciliation schedule cannot be read; sweeps start from now", metadata: ["tenant": "\(stream.key)", "error": "\(error)"])
             }
             due = stored?.due ?? Date().addingTimeInterval(every)
             lastFound = stored?.found ?? 0
@@ -72,8 +73,9 @@ final class SweepSchedule: Sendable {
         do {
             try await store.schedules.scheduleReconciliation(tenant: poller.stream.key, due: due, sweptAt: sweptAt, found: found)
         } catch {
-            logger.error("the reconciliation schedule cannot be stored (this run keeps it in memory)",
-                         metadata: ["tenant": "\(poller.stream.key)", "error": "\(error)"])
+            logger.error(
+                "the reconciliation schedule cannot be stored (this run keeps it in memory)",
+                metadata: ["tenant": "\(poller.stream.key)", "error": "\(error)"])
         }
     }
 }

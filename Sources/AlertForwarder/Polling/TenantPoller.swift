@@ -49,19 +49,21 @@ public final class TenantPoller: TenantPolling {
 
     /// `queued` is called after a page queued alerts in the outbox (it wakes the sink workers);
     /// `storesHeadline`: one of `sinks` shows the alerts' headline (``SinkConfiguration/showsHeadline``).
-    public init(tenant: TenantConfiguration, kind: RecordKind = .alert, connection: TenantConnection, store: StateStore, sinks: [String],
-                storesHeadline: Bool = true, maxOutbox: Int,
-                wallClock: @escaping @Sendable () -> Date = { Date() }, clock: MonotonicClock = .continuous,
-                progress: @escaping @Sendable () -> Void = {}, queued: @escaping @Sendable () -> Void = {},
-                status: PipelineStatus? = nil, metrics: TenantMetrics = .unobserved, leases: TenantLeases? = nil,
-                outboxDepth: OutboxDepthReading? = nil, logger: Logger) {
+    public init(
+        tenant: TenantConfiguration, kind: RecordKind = .alert, clients: TenantClients, store: StateStore, sinks: [String],
+        storesHeadline: Bool = true, maxOutbox: Int,
+        wallClock: @escaping @Sendable () -> Date = { Date() }, clock: MonotonicClock = .continuous,
+        progress: @escaping @Sendable () -> Void = {}, queued: @escaping @Sendable () -> Void = {},
+        status: PipelineStatus? = nil, metrics: TenantMetrics = .unobserved, leases: TenantLeases? = nil,
+        outboxDepth: OutboxDepthReading? = nil, logger: Logger
+    ) {
         self.metrics = metrics
         self.outboxDepth = outboxDepth ?? OutboxDepthReading(store: store, shared: leases != nil)
         self.leases = leases
         self.clock = clock
         self.tenant = tenant
         stream = RecordStream(tenant: tenant.name, kind: kind)
-        client = connection.alerts.with(kind: kind)
+        client = clients.alerts.with(kind: kind)
         self.store = store
         self.sinks = sinks
         self.storesHeadline = storesHeadline
@@ -113,8 +115,9 @@ public final class TenantPoller: TenantPolling {
                 let present = batch.serverTime ?? Timestamp(wallClock())
                 let notAfter = present.adding(ticks: min(Duration.seconds(60), tenant.overlap / 4).totalNanoseconds / 100)
                 for alert in batch.alerts where alert.lastUpdateTime > notAfter {
-                    logger.warning("an alert is stamped in the future (after the server's clock); it is forwarded, and the watermark stays at the present",
-                                   metadata: ["alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)", "server_time": "\(present)"])
+                    logger.warning(
+                        "an alert is stamped in the future (after the server's clock); it is forwarded, and the watermark stays at the present",
+                        metadata: ["alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)", "server_time": "\(present)"])
                 }
                 // The first poll's history was visible long ago: its lag is not the API's.
                 let admission = try await admit(batch, watermark: windows.move(after: batch, notAfter: notAfter), measuresLag: watermark != nil)
@@ -136,15 +139,17 @@ public final class TenantPoller: TenantPolling {
             }
             if signInLog.withLock({ $0.ended() }) { logger.notice("signed in again: polling resumes") }
             let first = !completedOnce.exchange(true, ordering: .relaxed)
-            logger.log(level: first || total.newAlerts > 0 ? .info : .debug, "poll complete",
-                       metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
+            logger.log(
+                level: first || total.newAlerts > 0 ? .info : .debug, "poll complete",
+                metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
             status?.record(tenant: stream.key, .succeeded(newAlerts: total.newAlerts))
             ended("ok")
             return .completed(newAlerts: total.newAlerts, duplicates: total.duplicates)
         } catch let full as OutboxFull {
             if signInLog.withLock({ $0.ended() }) { logger.notice("signed in again: polling resumes") }
-            logger.warning("outbox holds \(full.depth) queued alerts, more than max_outbox (\(maxOutbox)): this poll stops reading here and polling pauses until the sinks catch up; the rest stays in Defender and is read then",
-                           metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
+            logger.warning(
+                "outbox holds \(full.depth) queued alerts, more than max_outbox (\(maxOutbox)): this poll stops reading here and polling pauses until the sinks catch up; the rest stays in Defender and is read then",
+                metadata: ["new_alerts": "\(total.newAlerts)", "duplicates": "\(total.duplicates)"])
             status?.record(tenant: stream.key, .paused(outbox: full.depth))
             ended("paused")
             return .paused(outbox: full.depth)
@@ -175,21 +180,24 @@ public final class TenantPoller: TenantPolling {
     /// it, with the visibility lag of each new alert (`measuresLag`): from its update time to the
     /// server's present when the page was read.
     private func admit(_ batch: AlertBatch, watermark: WatermarkMove, measuresLag: Bool = true) async throws -> Admission {
-        let admission = try await store.admission.admit(stream: stream, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
-                                        sinks: sinks, storesHeadline: storesHeadline, now: wallClock(), watermark: watermark)
+        let admission = try await store.admission.admit(
+            stream: stream, alerts: batch.alerts, rejected: batch.rejected, forward: tenant.forward,
+            sinks: sinks, storesHeadline: storesHeadline, now: wallClock(), watermark: watermark)
         // Kept with its bytes (`defender-alertd state quarantine`), reported once; the rest of
         // the page goes on.
         for element in admission.quarantined {
-            logger.error("an element of the alerts response cannot be read; it is quarantined and the rest of the page goes on: \(element.reason)",
-                         metadata: ["element": "\(element.json.prefix(2000))", "bytes": "\(element.bytes.count)"])
+            logger.error(
+                "an element of the alerts response cannot be read; it is quarantined and the rest of the page goes on: \(element.reason)",
+                metadata: ["element": "\(element.json.prefix(2000))", "bytes": "\(element.bytes.count)"])
         }
         if admission.queuedForSinks > 0 {
             outboxDepth.queued()
             queued()
         }
         let present = batch.serverTime ?? Timestamp(wallClock())
-        metrics.admitted(fetched: batch.alerts.count + batch.rejected.count, new: admission.newAlerts, duplicates: admission.duplicates,
-                         quarantined: admission.quarantined.count, lags: measuresLag ? admission.admitted.map { Self.lag(of: $0, at: present) } : [])
+        metrics.admitted(
+            fetched: batch.alerts.count + batch.rejected.count, new: admission.newAlerts, duplicates: admission.duplicates,
+            quarantined: admission.quarantined.count, lags: measuresLag ? admission.admitted.map { Self.lag(of: $0, at: present) } : [])
         return admission
     }
 
@@ -197,7 +205,9 @@ public final class TenantPoller: TenantPolling {
     /// (debug level in between), as it lasts until a person signs in.
     private func logFailure(_ what: String, _ error: any Error) {
         if (error as? StateError)?.kind == .leaseLost || Self.isWithheld(error) {
-            logger.notice("\(what): the tenant's lease moved to another member of the group, which goes on from the shared watermark", metadata: ["error": "\(error)"])
+            logger.notice(
+                "\(what): the tenant's lease moved to another member of the group, which goes on from the shared watermark",
+                metadata: ["error": "\(error)"])
             return
         }
         guard let apiError = error as? DefenderAPIError, case .token(let tokenError) = apiError, tokenError.needsSignIn else {
@@ -259,10 +269,12 @@ public final class TenantPoller: TenantPolling {
                 for alert in admission.admitted {
                     let lag = Self.lag(of: alert, at: present)
                     maximumLag = max(maximumLag ?? .zero, lag)
-                    logger.warning("a reconciliation sweep found an alert the polls missed: it became visible later than overlap; it is forwarded now", metadata: [
-                        "alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)",
-                        "lag_seconds": "\(lag.components.seconds)", "overlap": "\(ConfigDuration.format(tenant.overlap))",
-                    ])
+                    logger.warning(
+                        "a reconciliation sweep found an alert the polls missed: it became visible later than overlap; it is forwarded now",
+                        metadata: [
+                            "alert_id": "\(alert.id)", "last_update_time": "\(alert.lastUpdateTime)",
+                            "lag_seconds": "\(lag.components.seconds)", "overlap": "\(ConfigDuration.format(tenant.overlap))",
+                        ])
                 }
                 found += admission.newAlerts
             }
@@ -272,8 +284,9 @@ public final class TenantPoller: TenantPolling {
                 // The lag seen at the sweep (an upper bound of how late they became visible), and
                 // 5 minutes more, in 5-minute steps.
                 let minutes = (maximumLag.components.seconds + 300 + 299) / 300 * 5
-                logger.warning("two reconciliation sweeps in a row found alerts the polls missed: alerts become visible later than overlap here; consider overlap = \"\(minutes)m\" (each poll re-reads that much, which costs calls)",
-                               metadata: ["overlap": "\(ConfigDuration.format(tenant.overlap))", "found": "\(found)", "previous_found": "\(previousFound)"])
+                logger.warning(
+                    "two reconciliation sweeps in a row found alerts the polls missed: alerts become visible later than overlap here; consider overlap = \"\(minutes)m\" (each poll re-reads that much, which costs calls)",
+                    metadata: ["overlap": "\(ConfigDuration.format(tenant.overlap))", "found": "\(found)", "previous_found": "\(previousFound)"])
             }
             return .completed(found: found, maximumLag: maximumLag)
         } catch {

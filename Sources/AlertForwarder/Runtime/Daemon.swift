@@ -1,11 +1,11 @@
-import Timekeeping
 import DefenderAPI
+import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
 import Systemd
 import Telemetry
-import Foundation
+import Timekeeping
 import UnixSignals
 
 /// The running daemon: its current configuration, its health and its services.
@@ -67,8 +67,12 @@ public final class Daemon: Sendable {
             let held = TenantLeases(clock: clock)
             let fence = GroupFence(member: member, leases: held)
             self.store = StateStore.postgres(database, fence: fence)
-            self.group = (database, GroupCoordinator(fence: fence, database: database, ttl: settings.leaseTTL,
-                                                     metrics: GroupMetrics(telemetry: telemetry), status: status, logger: logger))
+            self.group = (
+                database,
+                GroupCoordinator(
+                    fence: fence, database: database, ttl: settings.leaseTTL,
+                    metrics: GroupMetrics(telemetry: telemetry), status: status, logger: logger)
+            )
             leases = held
         } else {
             self.store = try StateStore.open(configuration.service)
@@ -77,9 +81,10 @@ public final class Daemon: Sendable {
         var httpSettings = configuration.service.httpSettings()
         httpSettings.instance = group?.coordinator.member
         self.transport = try DefenderHTTPClient(settings: httpSettings)
-        self.pipeline = Pipeline(configuration: configuration, store: store, transport: transport, health: health,
-                                 statusLine: status, clock: clock, parts: parts, telemetry: telemetry, leases: leases,
-                                 userTokens: configuration.service.userTokens(in: group?.database), logger: logger)
+        self.pipeline = Pipeline(
+            configuration: configuration, store: store, transport: transport, health: health,
+            statusLine: status, clock: clock, parts: parts, telemetry: telemetry, leases: leases,
+            userTokens: configuration.service.userTokens(in: group?.database), logger: logger)
         apply(configuration)
     }
 
@@ -99,8 +104,9 @@ public final class Daemon: Sendable {
                 logger.info("limit of open descriptors raised to the hard limit", metadata: ["from": "\(limit.before)", "to": "\(limit.after)"])
             }
             if limit.after < Self.fewestDescriptors {
-                logger.warning("the limit of open descriptors is \(limit.after), below \(Self.fewestDescriptors): with many sinks and tenants the daemon may run out (LimitNOFILE= in the unit, ulimit -n otherwise)",
-                               metadata: ["limit": "\(limit.after)"])
+                logger.warning(
+                    "the limit of open descriptors is \(limit.after), below \(Self.fewestDescriptors): with many sinks and tenants the daemon may run out (LimitNOFILE= in the unit, ulimit -n otherwise)",
+                    metadata: ["limit": "\(limit.after)"])
             }
         }
         // The database first, then this daemon's membership: told of a shutdown last, after
@@ -112,9 +118,11 @@ public final class Daemon: Sendable {
             pipeline,
         ]
         if let address = configuration.service.metricsListen {
-            services.append(MetricsServer(address: address, telemetry: telemetry, beforeScrape: { [self] in await refreshMetrics() },
-                                          health: { [self] in healthReport() }, status: status, clock: clock, logger: logger,
-                                          onReady: onMetricsReady))
+            services.append(
+                MetricsServer(
+                    address: address, telemetry: telemetry, beforeScrape: { [self] in await refreshMetrics() },
+                    health: { [self] in healthReport() }, status: status, clock: clock, logger: logger,
+                    onReady: onMetricsReady))
         }
         // Last: started after the others, told of a shutdown first.
         services.append(SystemdLifecycleService(notifier: notifier, status: status, onStopping: onStopping))
@@ -188,15 +196,17 @@ public final class Daemon: Sendable {
                 logger.notice("configuration reloaded", metadata: ["config": "\(path)"])
                 for warning in new.warnings { logger.warning("\(warning)", metadata: ["config": "\(path)"]) }
             } else {
-                logger.error("new configuration rejected: \(needsRestart.joined(separator: ", ")) changed, which only a restart applies (systemctl restart defender-alertd); the running configuration stays in force",
-                             metadata: ["config": "\(path)"])
+                logger.error(
+                    "new configuration rejected: \(needsRestart.joined(separator: ", ")) changed, which only a restart applies (systemctl restart defender-alertd); the running configuration stays in force",
+                    metadata: ["config": "\(path)"])
             }
         } catch {
             for problem in error.errors {
                 logger.error("\(problem)", metadata: ["config": "\(path)"])
             }
-            logger.error("new configuration rejected (\(error.errors.count) problem(s)); the running configuration stays in force",
-                         metadata: ["config": "\(path)"])
+            logger.error(
+                "new configuration rejected (\(error.errors.count) problem(s)); the running configuration stays in force",
+                metadata: ["config": "\(path)"])
         }
         // Files are reopened in any case: logrotate sends SIGHUP after moving them.
         await pipeline.reopenSinks()
@@ -225,7 +235,8 @@ public final class Daemon: Sendable {
     public static func summary(of configuration: Configuration) -> String {
         func list(_ names: [String], _ noun: String) -> String {
             let shown = names.prefix(PipelineStatus.tenantsShownOneByOne).joined(separator: ", ")
-            return "\(names.count) \(noun)\(names.count == 1 ? "" : "s") (\(shown)\(names.count > PipelineStatus.tenantsShownOneByOne ? ", ..." : ""))"
+            return
+                "\(names.count) \(noun)\(names.count == 1 ? "" : "s") (\(shown)\(names.count > PipelineStatus.tenantsShownOneByOne ? ", ..." : ""))"
         }
         return list(configuration.tenants.map(\.name), "tenant") + ", " + list(configuration.sinks.map(\.name), "sink")
     }

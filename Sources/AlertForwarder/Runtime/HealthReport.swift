@@ -23,12 +23,16 @@ public struct HealthReport: Sendable, Equatable {
     public var json: String {
         guard !isHealthy else { return JSONValue.object([("status", .string("ok"))]).serialized }
         let stalled = stalls.map { stall in
-            JSONValue.object([("component", .string(stall.component)), ("silent_seconds", .int(Int(stall.silentFor.components.seconds))),
-                              ("allowance_seconds", .int(Int(stall.allowance.components.seconds)))])
+            JSONValue.object([
+                ("component", .string(stall.component)), ("silent_seconds", .int(Int(stall.silentFor.components.seconds))),
+                ("allowance_seconds", .int(Int(stall.allowance.components.seconds))),
+            ])
         }
         let failing = failures.map { failure in
-            JSONValue.object([("component", .string(failure.component)), ("failing_seconds", .int(Int(failure.failingFor.components.seconds))),
-                              ("error", .string(SecretRedaction.shown(failure.reason, limit: 500)))])
+            JSONValue.object([
+                ("component", .string(failure.component)), ("failing_seconds", .int(Int(failure.failingFor.components.seconds))),
+                ("error", .string(SecretRedaction.shown(failure.reason, limit: 500))),
+            ])
         }
         return JSONValue.object([("status", .string("unhealthy")), ("stalled", .array(stalled)), ("failing", .array(failing))]).serialized
     }

@@ -53,17 +53,22 @@ public struct MetricsServer: Service, CustomStringConvertible {
 
     /// `beforeScrape` brings the gauges up to date; `onReady` hears the address served (with
     /// the port chosen when it was 0).
-    public init(address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () async -> Void,
-                health: @escaping @Sendable () -> HealthReport, status: StatusLine, clock: MonotonicClock = .continuous, logger: Logger,
-                onReady: @escaping @Sendable (String) -> Void = { _ in }) {
-        self.init(address: address, telemetry: telemetry, beforeScrape: beforeScrape, health: health, status: status, clock: clock,
-                  limits: Limits(), logger: logger, onReady: onReady)
+    public init(
+        address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () async -> Void,
+        health: @escaping @Sendable () -> HealthReport, status: StatusLine, clock: MonotonicClock = .continuous, logger: Logger,
+        onReady: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
+        self.init(
+            address: address, telemetry: telemetry, beforeScrape: beforeScrape, health: health, status: status, clock: clock,
+            limits: Limits(), logger: logger, onReady: onReady)
     }
 
     /// The same with other ``Limits`` (tests: short timeouts, a small cap).
-    init(address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () async -> Void,
-         health: @escaping @Sendable () -> HealthReport, status: StatusLine, clock: MonotonicClock = .continuous, limits: Limits, logger: Logger,
-         onReady: @escaping @Sendable (String) -> Void = { _ in }) {
+    init(
+        address: ListenAddress, telemetry: Telemetry, beforeScrape: @escaping @Sendable () async -> Void,
+        health: @escaping @Sendable () -> HealthReport, status: StatusLine, clock: MonotonicClock = .continuous, limits: Limits, logger: Logger,
+        onReady: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.address = address
         self.telemetry = telemetry
         self.beforeScrape = beforeScrape
@@ -86,8 +91,9 @@ public struct MetricsServer: Service, CustomStringConvertible {
                 if Task.isCancelled || Task.isShuttingDownGracefully { return }
                 // NIO says `bind(descriptor:ptr:bytes:): Address already in use (errno: 98)`.
                 let reason = (error as? IOError).map { String(cString: strerror($0.errnoCode)) } ?? String("\(error)".prefix(80))
-                logger.error("cannot serve metrics on metrics_listen \(address): \(reason); alerts are forwarded as usual; trying again in \(Self.retryInterval.components.seconds)s",
-                             metadata: ["metrics_listen": "\(address)", "error": "\(error)"])
+                logger.error(
+                    "cannot serve metrics on metrics_listen \(address): \(reason); alerts are forwarded as usual; trying again in \(Self.retryInterval.components.seconds)s",
+                    metadata: ["metrics_listen": "\(address)", "error": "\(error)"])
                 status.set("metrics", "metrics NOT SERVED (\(address): \(reason))")
                 do { try await cancelWhenGracefulShutdown { try await clock.sleep(Self.retryInterval) } } catch { return }
             }
@@ -116,13 +122,16 @@ public struct MetricsServer: Service, CustomStringConvertible {
             // Hummingbird's idle timeout counts from the connection's start and from each
             // answer until a complete request part arrives (bytes of a head that never ends
             // do not count); the lifetime handler bounds the rest.
-            server: .http1(configuration: .init(additionalChannelHandlers: [ConnectionLifetimeHandler(lifetime: lifetime)],
-                                                idleTimeout: TimeAmount(limits.idleTimeout))),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [ConnectionLifetimeHandler(lifetime: lifetime)],
+                    idleTimeout: TimeAmount(limits.idleTimeout))),
             // Over the cap, the listening socket is not read (accept(2) is not called) until a
             // connection closes: a waiting client holds a slot of the kernel's queue, not a
             // descriptor of ours.
-            configuration: .init(address: bind, serverName: "defender-alertd", backlog: limits.backlog,
-                                 availableConnectionsDelegate: MaximumAvailableConnections(limits.connections, logger: logger)),
+            configuration: .init(
+                address: bind, serverName: "defender-alertd", backlog: limits.backlog,
+                availableConnectionsDelegate: MaximumAvailableConnections(limits.connections, logger: logger)),
             onServerRunning: { channel in
                 var served = "\(address)"
                 if case .tcp(let host, _) = address, let port = channel.localAddress?.port {
@@ -137,8 +146,10 @@ public struct MetricsServer: Service, CustomStringConvertible {
         try await app.run()
     }
 
-    static func respond(to request: Request, telemetry: Telemetry, beforeScrape: @Sendable () async -> Void,
-                        health: @Sendable () -> HealthReport) async -> Response {
+    static func respond(
+        to request: Request, telemetry: Telemetry, beforeScrape: @Sendable () async -> Void,
+        health: @Sendable () -> HealthReport
+    ) async -> Response {
         guard request.method == .get || request.method == .head else {
             return text(.methodNotAllowed, "only GET\n", contentType: "text/plain; charset=utf-8", extra: [.allow: "GET, HEAD"])
         }

@@ -32,7 +32,7 @@ public final class Pipeline: Service, CustomStringConvertible {
     }
 
     private let store: StateStore
-    private let connections: TenantConnections
+    private let clients: TenantClientCache
     private let health: HealthMonitor
     private let statusLine: StatusLine
     private let status: PipelineStatus
@@ -54,16 +54,19 @@ public final class Pipeline: Service, CustomStringConvertible {
     /// In a group on PostgreSQL: the tenants this daemon holds (it polls only those).
     private let leases: TenantLeases?
 
-    public init(configuration: Configuration, store: StateStore, transport: any HTTPTransport, health: HealthMonitor,
-                statusLine: StatusLine, clock: MonotonicClock = .continuous, parts: Parts = .production, telemetry: Telemetry = Telemetry(),
-                leases: TenantLeases? = nil, userTokens: UserTokenStorage? = nil, logger: Logger) {
+    public init(
+        configuration: Configuration, store: StateStore, transport: any HTTPTransport, health: HealthMonitor,
+        statusLine: StatusLine, clock: MonotonicClock = .continuous, parts: Parts = .production, telemetry: Telemetry = Telemetry(),
+        leases: TenantLeases? = nil, userTokens: UserTokenStorage? = nil, logger: Logger
+    ) {
         self.leases = leases
         self.initial = configuration
         self.current = Mutex(configuration)
         self.telemetry = telemetry
         self.store = store
-        self.connections = TenantConnections(transport: transport, clock: clock, telemetry: telemetry,
-                                             userTokens: userTokens ?? configuration.service.userTokens(), leases: leases, logger: logger)
+        self.clients = TenantClientCache(
+            transport: transport, clock: clock, telemetry: telemetry,
+            userTokens: userTokens ?? configuration.service.userTokens(), leases: leases, logger: logger)
         self.health = health
         self.statusLine = statusLine
         self.status = PipelineStatus(clock: clock)
@@ -108,7 +111,8 @@ public final class Pipeline: Service, CustomStringConvertible {
         }
         status.retain(tenants: Set(configuration.tenants.flatMap(\.streams).map(\.key)), sinks: sinkNames)
         telemetry.retain("tenant", values: Set(configuration.tenants.map(\.name)))
-        telemetry.retain(["tenant", "records"], values: Set(configuration.tenants.flatMap { tenant in tenant.streams.map { [tenant.name, $0.kind.plural] } }))
+        telemetry.retain(
+            ["tenant", "records"], values: Set(configuration.tenants.flatMap { tenant in tenant.streams.map { [tenant.name, $0.kind.plural] } }))
         telemetry.retain("sink", values: sinkNames)
         for component in health.registeredComponents where component.hasPrefix("poller:") || component.hasPrefix("sink:") {
             health.deregister(component)
@@ -121,10 +125,16 @@ public final class Pipeline: Service, CustomStringConvertible {
         let iterator = UncheckedBox(updates)
         let next: Configuration? = await withTaskGroup(of: Configuration?.self) { group in
             for worker in workers {
-                group.addTask { await self.tracked("sink \(worker.name)") { await worker.run(shouldStop: stop) }; return nil }
+                group.addTask {
+                    await self.tracked("sink \(worker.name)") { await worker.run(shouldStop: stop) }; return nil
+                }
             }
-            group.addTask { await self.runSchedule(pollers, of: configuration, stop: stop); return nil }
-            group.addTask { await self.tracked("housekeeping") { await housekeeping.run(stop: stop) }; return nil }
+            group.addTask {
+                await self.runSchedule(pollers, of: configuration, stop: stop); return nil
+            }
+            group.addTask {
+                await self.tracked("housekeeping") { await housekeeping.run(stop: stop) }; return nil
+            }
             // The control task: a new configuration, or the end of the service.
             let decision = await cancelWhenGracefulShutdownOrNil { await iterator.value.next() }
             stopped.withLock { $0 = true }
@@ -136,7 +146,9 @@ public final class Pipeline: Service, CustomStringConvertible {
         }
         updates = iterator.value
         // Connections of this generation's sinks close (a RELP session says goodbye).
-        for sink in sinks.withLock({ sinks in defer { sinks.removeAll() }; return Array(sinks.values) }) { await sink.shutdown() }
+        for sink in sinks.withLock({ sinks in
+            defer { sinks.removeAll() }; return Array(sinks.values)
+        }) { await sink.shutdown() }
         await refreshStatus()
         return next
     }
@@ -160,7 +172,8 @@ public final class Pipeline: Service, CustomStringConvertible {
         case .journal: return JournalSink()
         case .stdout(let format): return StdoutSink(layout: RecordLine(format: format, showsTenant: showsTenant, shape: sink.shape))
         case .file(let path, let format, let maxSize, let maxFiles):
-            return FileSink(path: path, layout: RecordLine(format: format, showsTenant: showsTenant, shape: sink.shape), maxSize: maxSize, maxFiles: maxFiles)
+            return FileSink(
+                path: path, layout: RecordLine(format: format, showsTenant: showsTenant, shape: sink.shape), maxSize: maxSize, maxFiles: maxFiles)
         case .syslog(let settings): return SyslogSink(settings: settings)
         case .http(let settings): return HTTPSink(settings: settings, proxy: configuration.service.httpSettings().proxy)
         }
@@ -172,8 +185,9 @@ public final class Pipeline: Service, CustomStringConvertible {
         let reporter = health.register("sink:\(configuration.name)", allowance: .seconds(60))
         let metrics = SinkMetrics(telemetry: telemetry, sink: configuration.name)
         metrics.prepare()
-        return SinkWorker(name: configuration.name, sink: sink, store: store, batchSize: sink.batchSize, linger: sink.linger, clock: clock,
-                          progress: { reporter.progress() }, status: status, signal: signal, metrics: metrics, logger: logger)
+        return SinkWorker(
+            name: configuration.name, sink: sink, store: store, batchSize: sink.batchSize, linger: sink.linger, clock: clock,
+            progress: { reporter.progress() }, status: status, signal: signal, metrics: metrics, logger: logger)
     }
 
     /// A poller for each tenant whose credential loads, on the token caches and rate budgets
@@ -183,10 +197,10 @@ public final class Pipeline: Service, CustomStringConvertible {
         let interval = configuration.service.pollInterval
         var pollers: [(any TenantPolling, TenantPoller)] = []
         let outboxDepth = OutboxDepthReading(store: store, shared: leases != nil)
-        for (tenant, built) in zip(configuration.tenants, await connections.connect(configuration.tenants)) {
-            let connection: TenantConnection
+        for (tenant, built) in zip(configuration.tenants, await clients.clients(for: configuration.tenants)) {
+            let tenantClients: TenantClients
             switch built {
-            case .success(let ready): connection = ready
+            case .success(let ready): tenantClients = ready
             case .failure(let error):
                 logger.critical("tenant \(tenant.name) cannot be polled: \(error)")
                 status.record(tenant: tenant.name, .failed("\(error)"))
@@ -202,7 +216,7 @@ public final class Pipeline: Service, CustomStringConvertible {
                 metrics.prepare(pollInterval: interval, overlap: tenant.overlap)
                 let reporter = health.register("poller:\(stream.key)", allowance: interval + configuration.service.pollTimeout + .seconds(10))
                 let poller = TenantPoller(
-                    tenant: tenant, kind: stream.kind, connection: connection, store: store, sinks: sinks,
+                    tenant: tenant, kind: stream.kind, clients: tenantClients, store: store, sinks: sinks,
                     storesHeadline: sinkConfigurations.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox, clock: clock,
                     progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, metrics: metrics,
                     leases: leases, outboxDepth: outboxDepth, logger: logger)
@@ -215,8 +229,10 @@ public final class Pipeline: Service, CustomStringConvertible {
     /// Runs every poller's polls, and the sweeps of those that reconcile, on one scheduler:
     /// the first polls `firstPollSpacing` apart (or spread over the interval), each next one an
     /// interval after the last was due; a sweep's first step with its tenant's first poll.
-    private func runSchedule(_ pollers: [(any TenantPolling, TenantPoller)], of configuration: Configuration,
-                             stop: @escaping @Sendable () -> Bool) async {
+    private func runSchedule(
+        _ pollers: [(any TenantPolling, TenantPoller)], of configuration: Configuration,
+        stop: @escaping @Sendable () -> Bool
+    ) async {
         let (interval, timeout) = (configuration.service.pollInterval, configuration.service.pollTimeout)
         let first = JobScheduler.firstDue(count: pollers.count, interval: interval, spacing: parts.firstPollSpacing, start: clock.now())
         let lateness = SchedulerMetrics(telemetry: telemetry)
@@ -224,11 +240,17 @@ public final class Pipeline: Service, CustomStringConvertible {
         defer { deadlines.stop() }
         var jobs: [(first: Duration, job: JobScheduler.Job)] = []
         for ((polling, poller), due) in zip(pollers, first) {
-            jobs.append((due, { [clock] due in
-                lateness.pollStarted(late: clock.now() - due)
-                await self.tracked("poller \(poller.stream.key)") { await self.poll(polling, timeout: timeout, deadlines: deadlines, stop: stop) }
-                return JobScheduler.next(after: due, every: interval, now: clock.now())
-            }))
+            jobs.append(
+                (
+                    due,
+                    { [clock] due in
+                        lateness.pollStarted(late: clock.now() - due)
+                        await self.tracked("poller \(poller.stream.key)") {
+                            await self.poll(polling, timeout: timeout, deadlines: deadlines, stop: stop)
+                        }
+                        return JobScheduler.next(after: due, every: interval, now: clock.now())
+                    }
+                ))
             if poller.tenant.reconciles {
                 let sweeps = SweepSchedule(poller: poller, store: store, clock: clock, logger: logger)
                 jobs.append((due, { _ in await self.tracked("sweeps \(poller.stream.key)") { await sweeps.step() } }))
@@ -244,9 +266,12 @@ public final class Pipeline: Service, CustomStringConvertible {
         if stop() || Task.isCancelled { return }
         let deadlinePassed = await deadlines.run(timeout: timeout) { await poller.pollOnce() }
         if deadlinePassed, !stop(), !Task.isCancelled {
-            logger.error("poll did not finish within poll_timeout; the pages read are kept and the next poll goes on from there",
-                         metadata: ["tenant": "\(poller.tenant.name)", "records": "\(poller.stream.kind.plural)",
-                                    "poll_timeout": "\(ConfigDuration.format(timeout))"])
+            logger.error(
+                "poll did not finish within poll_timeout; the pages read are kept and the next poll goes on from there",
+                metadata: [
+                    "tenant": "\(poller.tenant.name)", "records": "\(poller.stream.kind.plural)",
+                    "poll_timeout": "\(ConfigDuration.format(timeout))",
+                ])
             status.record(tenant: poller.stream.key, .failed("no answer within poll_timeout \(ConfigDuration.format(timeout))"))
         }
     }

@@ -23,8 +23,10 @@ public final class StopDeadline: Sendable {
     /// `report`: what the stop still waits for; `exit`: how the process ends (with 70,
     /// EX_SOFTWARE), straight out by default (exit() would run atexit handlers and flush
     /// streams whose locks a stuck thread may hold).
-    public init(after: Duration, logger: Logger, report: @escaping @Sendable () -> String,
-                exit: @escaping @Sendable (Int32) -> Void = { _exit($0) }) {
+    public init(
+        after: Duration, logger: Logger, report: @escaping @Sendable () -> String,
+        exit: @escaping @Sendable (Int32) -> Void = { _exit($0) }
+    ) {
         self.after = after
         self.logger = logger
         self.report = report
@@ -37,8 +39,9 @@ public final class StopDeadline: Sendable {
             guard timer == nil else { return }
             let source = DispatchSource.makeTimerSource(queue: .global())
             source.setEventHandler { [after, logger, report, exit] in
-                logger.critical("the daemon did not stop within \(after.formatted()) of the signal; it exits now (nothing is lost: what was not delivered stays queued, what was not admitted is read again). This is a bug: please report it with this line",
-                                metadata: ["waiting_for": "\(report())"])
+                logger.critical(
+                    "the daemon did not stop within \(after.formatted()) of the signal; it exits now (nothing is lost: what was not delivered stays queued, what was not admitted is read again). This is a bug: please report it with this line",
+                    metadata: ["waiting_for": "\(report())"])
                 exit(70)  // EX_SOFTWARE
             }
             source.schedule(deadline: .now() + .nanoseconds(Int(after.totalNanoseconds)))

@@ -22,7 +22,9 @@ struct AlertFields {
         "lastUpdateTime", "firstEventTime", "lastEventTime", "computerDnsName", "machineId", "relatedUser",
         "lastUpdateDateTime", "firstActivityDateTime", "lastActivityDateTime", "productName", "serviceSource", "displayName",
     ]
-    private static let graphNames = ["lastUpdateDateTime": "lastUpdateTime", "firstActivityDateTime": "firstEventTime", "lastActivityDateTime": "lastEventTime"]
+    private static let graphNames = [
+        "lastUpdateDateTime": "lastUpdateTime", "firstActivityDateTime": "firstEventTime", "lastActivityDateTime": "lastEventTime",
+    ]
     /// The members of each evidence object that name a device or a user.
     private static let evidenceMembers = ["@odata.type", "deviceDnsName", "mdeDeviceId", "userAccount"]
 
@@ -41,8 +43,9 @@ struct AlertFields {
             var scanner = JSONScanner(bytes)
             // `evidence` that is not an array (`null`) leaves the other fields readable.
             var plain = JSONScanner(bytes)
-            guard let document = (try? scanner.document(arrayMember: "evidence", collecting: Self.evidenceMembers, members: Self.members))
-                ?? (try? plain.members(Self.members)).map({ JSONScanner.Document(elements: nil, members: $0) })
+            guard
+                let document = (try? scanner.document(arrayMember: "evidence", collecting: Self.evidenceMembers, members: Self.members))
+                    ?? (try? plain.members(Self.members)).map({ JSONScanner.Document(elements: nil, members: $0) })
             else { return }
             for (name, range) in zip(Self.members, document.members) {
                 guard let range else { continue }
@@ -59,7 +62,9 @@ struct AlertFields {
             // An evidence element that is not an object (`null`, a number) has no members to read.
             for evidence in document.elements ?? [] where evidence.isObject {
                 let member = { (name: String) in evidence.members[Self.evidenceMembers.firstIndex(of: name)!] }
-                if values["computerDnsName"] == nil, member("@odata.type").flatMap({ scanner.string(at: $0) }) == "#microsoft.graph.security.deviceEvidence" {
+                if values["computerDnsName"] == nil,
+                    member("@odata.type").flatMap({ scanner.string(at: $0) }) == "#microsoft.graph.security.deviceEvidence"
+                {
                     values["computerDnsName"] = member("deviceDnsName").flatMap { scanner.string(at: $0) }
                     values["machineId"] = member("mdeDeviceId").flatMap { scanner.string(at: $0) }
                 }
@@ -74,7 +79,8 @@ struct AlertFields {
     static func user(_ bytes: UnsafeBufferPointer<UInt8>, name: String) -> String? {
         var scanner = JSONScanner(bytes)
         guard let ranges = try? scanner.members([name, "domainName"]),
-              let user = ranges[0].flatMap({ scanner.string(at: $0) }), !user.isEmpty else { return nil }
+            let user = ranges[0].flatMap({ scanner.string(at: $0) }), !user.isEmpty
+        else { return nil }
         guard let domain = ranges[1].flatMap({ scanner.string(at: $0) }), !domain.isEmpty else { return user }
         return domain + "\\" + user
     }

@@ -30,8 +30,10 @@ public struct SinkError: Error, Sendable, CustomStringConvertible {
 
     /// `description` is shown in the log, `STATUS=`, `/healthz` and dead letters: it is masked
     /// and made printable here, once, whatever part of it came from a receiver.
-    public init(_ description: String, kind: Kind = .retryable, retryAfter: Duration? = nil, confirmedPrefix: Int = 0,
-                rejectedInPrefix: [SinkRejection] = [], connectionLost: Bool = false) {
+    public init(
+        _ description: String, kind: Kind = .retryable, retryAfter: Duration? = nil, confirmedPrefix: Int = 0,
+        rejectedInPrefix: [SinkRejection] = [], connectionLost: Bool = false
+    ) {
         self.description = SecretRedaction.shown(description, limit: 2000)
         self.kind = kind
         self.retryAfter = retryAfter

@@ -20,8 +20,10 @@ public final class FileSink: AlertSink {
     /// Makes a directory's entries durable (`fsync` of the directory); injectable for tests.
     let syncDirectory: @Sendable (String) -> Int32
 
-    public init(path: String, layout: RecordLine, maxSize: Int64, maxFiles: Int,
-                syncDirectory: @escaping @Sendable (String) -> Int32 = FileSink.fsyncDirectory) {
+    public init(
+        path: String, layout: RecordLine, maxSize: Int64, maxFiles: Int,
+        syncDirectory: @escaping @Sendable (String) -> Int32 = FileSink.fsyncDirectory
+    ) {
         self.path = path
         self.layout = layout
         self.maxSize = maxSize
@@ -86,8 +88,9 @@ public final class FileSink: AlertSink {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
             do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o750])
+                try FileManager.default.createDirectory(
+                    atPath: directory, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o750])
                 _ = syncDirectory((directory as NSString).deletingLastPathComponent)
             } catch {
                 throw SinkError("cannot create \(directory): \(error.localizedDescription)", kind: .needsOperator)

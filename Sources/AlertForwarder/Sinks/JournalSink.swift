@@ -23,7 +23,8 @@ public struct JournalSink: AlertSink {
             case 0: continue
             case E2BIG, EMSGSIZE:
                 // Larger than journald takes: sending it again cannot help.
-                rejected.append(SinkRejection(recordID: record.id, reason: "journald refused the entry as too large (\(String(cString: strerror(-result))))"))
+                rejected.append(
+                    SinkRejection(recordID: record.id, reason: "journald refused the entry as too large (\(String(cString: strerror(-result))))"))
             default:
                 throw SinkError("sd_journal_sendv failed: \(String(cString: strerror(-result)))")
             }

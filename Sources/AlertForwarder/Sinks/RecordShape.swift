@@ -39,20 +39,26 @@ public struct RecordShape: Sendable, Equatable {
     func documents(for record: OutboxRecord) -> [[UInt8]]? {
         if self == .native { return [record.payloadBytes] }
         let kind: DefenderRecord.Kind = record.kind == .incident ? .incident : .alert
-        guard let defenderRecord = DefenderRecord(kind: kind, tenant: record.tenant, event: record.event, receivedAt: record.receivedAt,
-                                                  payload: record.payloadBytes) else { return nil }
+        guard
+            let defenderRecord = DefenderRecord(
+                kind: kind, tenant: record.tenant, event: record.event, receivedAt: record.receivedAt,
+                payload: record.payloadBytes)
+        else { return nil }
         let split = evidence == .split
-        let documents = switch schema {
-        case .native: NativeEvidenceSplit.documents(for: defenderRecord)
-        case .ecs: ECSMapping.documents(for: defenderRecord, split: split, original: includeOriginal)
-        case .ocsf: OCSFMapping.events(for: defenderRecord, split: split, original: includeOriginal)
-        }
+        let documents =
+            switch schema {
+            case .native: NativeEvidenceSplit.documents(for: defenderRecord)
+            case .ecs: ECSMapping.documents(for: defenderRecord, split: split, original: includeOriginal)
+            case .ocsf: OCSFMapping.events(for: defenderRecord, split: split, original: includeOriginal)
+            }
         return documents.map { Array($0.serialized.utf8) }
     }
 
     /// The reason a record that `documents(for:)` cannot shape is refused.
     func refusal(of record: OutboxRecord) -> SinkRejection {
-        SinkRejection(recordID: record.id, reason: "the \(record.kind.rawValue) is not JSON, so it cannot be written as \(schema.rawValue)"
-                      + (evidence == .split ? " with evidence split" : ""))
+        SinkRejection(
+            recordID: record.id,
+            reason: "the \(record.kind.rawValue) is not JSON, so it cannot be written as \(schema.rawValue)"
+                + (evidence == .split ? " with evidence split" : ""))
     }
 }

@@ -37,8 +37,10 @@ public protocol AdmissionStore: Sendable {
     /// crash before the commit leaves nothing; after it, all. `storesHeadline`: one of the
     /// sinks shows the alert's headline (``SinkConfiguration/showsHeadline``), which is then
     /// decoded here and stored with the alert; else a sink that asks reads it from the bytes.
-    func admit(stream: RecordStream, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
-               now: Date, watermark: WatermarkMove) async throws(StateError) -> Admission
+    func admit(
+        stream: RecordStream, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
+        now: Date, watermark: WatermarkMove
+    ) async throws(StateError) -> Admission
 
     /// Whether an alert (or incident: its ``Alert/kind``) was already forwarded (read only:
     /// for dry runs).
@@ -58,17 +60,23 @@ public protocol AdmissionStore: Sendable {
 }
 
 extension AdmissionStore {
-    public func admit(stream: RecordStream, alerts: [Alert], rejected: [RejectedElement] = [], forward: ForwardMode, sinks: [String],
-                      storesHeadline: Bool = true, now: Date = Date(), watermark: WatermarkMove = .byAlerts) async throws(StateError) -> Admission {
-        try await admit(stream: stream, alerts: alerts, rejected: rejected, forward: forward, sinks: sinks, storesHeadline: storesHeadline,
-                        now: now, watermark: watermark)
+    public func admit(
+        stream: RecordStream, alerts: [Alert], rejected: [RejectedElement] = [], forward: ForwardMode, sinks: [String],
+        storesHeadline: Bool = true, now: Date = Date(), watermark: WatermarkMove = .byAlerts
+    ) async throws(StateError) -> Admission {
+        try await admit(
+            stream: stream, alerts: alerts, rejected: rejected, forward: forward, sinks: sinks, storesHeadline: storesHeadline,
+            now: now, watermark: watermark)
     }
 
     /// Admits alerts of `tenant`.
-    public func admit(tenant: String, alerts: [Alert], rejected: [RejectedElement] = [], forward: ForwardMode, sinks: [String],
-                      storesHeadline: Bool = true, now: Date = Date(), watermark: WatermarkMove = .byAlerts) async throws(StateError) -> Admission {
-        try await admit(stream: RecordStream(tenant: tenant), alerts: alerts, rejected: rejected, forward: forward, sinks: sinks,
-                        storesHeadline: storesHeadline, now: now, watermark: watermark)
+    public func admit(
+        tenant: String, alerts: [Alert], rejected: [RejectedElement] = [], forward: ForwardMode, sinks: [String],
+        storesHeadline: Bool = true, now: Date = Date(), watermark: WatermarkMove = .byAlerts
+    ) async throws(StateError) -> Admission {
+        try await admit(
+            stream: RecordStream(tenant: tenant), alerts: alerts, rejected: rejected, forward: forward, sinks: sinks,
+            storesHeadline: storesHeadline, now: now, watermark: watermark)
     }
 
     /// The watermark of `tenant`'s alerts.

@@ -11,7 +11,7 @@ public protocol DeadLetterStore: Sendable {
     /// runs: its sink workers read marked dead letters ahead of the outbox with their next
     /// batch (``OutboxStore/pending(sink:limit:)``), and delete each once delivered.
     @discardableResult
-    func requestRequeue(sink: String?) async throws(StateError) -> Int
+    func markForRequeue(sink: String?) async throws(StateError) -> Int
     /// Deletes dead letters (of one sink, or all); returns how many.
     @discardableResult
     func purge(sink: String?) async throws(StateError) -> Int
@@ -26,7 +26,7 @@ public struct DeadLetter: Sendable, Equatable {
     public var event: String
     public var reason: String
     public var failedAt: String
-    public var requeueRequested: Bool
+    public var markedForRequeue: Bool
 }
 
 /// Elements of API answers that are not alerts the daemon can read, kept with their bytes

@@ -178,7 +178,9 @@ struct OutboxLog: Sendable {
 
     /// The records for `sink` from `start` up to the committed `end`: at most `limit`, and at
     /// most about one chunk of bytes read; returns them and where reading stopped.
-    func read(sink: String, from start: LogPosition, to end: LogPosition, limit: Int) throws(StateError) -> (records: [OutboxRecord], next: LogPosition) {
+    func read(
+        sink: String, from start: LogPosition, to end: LogPosition, limit: Int
+    ) throws(StateError) -> (records: [OutboxRecord], next: LogPosition) {
         var position = start
         var records: [OutboxRecord] = []
         var scanned = 0
@@ -199,7 +201,9 @@ struct OutboxLog: Sendable {
             }
             var cursor = 0
             while records.count < limit, let next = Self.recordEnd(chunk, from: cursor) {
-                if let record = try Self.decode(chunk[cursor..<next], sequence: position.sequence, sink: sink, wanted: wanted) { records.append(record) }
+                if let record = try Self.decode(chunk[cursor..<next], sequence: position.sequence, sink: sink, wanted: wanted) {
+                    records.append(record)
+                }
                 position.offset += Int64(next - cursor)
                 position.sequence += 1
                 cursor = next
@@ -221,8 +225,9 @@ struct OutboxLog: Sendable {
         let lengthAt = bytes.count
         append(UInt32(0), to: &bytes)
         append(UInt64(bitPattern: sequence), to: &bytes)
-        append((entry.event == "updated" ? updatedFlag : 0) | (entry.headline == nil ? 0 : headlineFlag) | (entry.kind == .incident ? incidentFlag : 0),
-               to: &bytes)
+        append(
+            (entry.event == "updated" ? updatedFlag : 0) | (entry.headline == nil ? 0 : headlineFlag) | (entry.kind == .incident ? incidentFlag : 0),
+            to: &bytes)
         append(UInt16(entry.sinks.count), to: &bytes)
         for sink in entry.sinks {
             append(UInt16(sink.utf8.count), to: &bytes)
@@ -232,8 +237,10 @@ struct OutboxLog: Sendable {
         appendText(entry.alertID, to: &bytes)
         appendText(entry.receivedAt, to: &bytes)
         if let headline = entry.headline {
-            let fields: [(HeadlineTag, String?)] = [(.severity, headline.givenSeverity), (.title, headline.givenTitle), (.host, headline.host),
-                                                    (.status, headline.status), (.lastUpdateTime, headline.lastUpdateTime)]
+            let fields: [(HeadlineTag, String?)] = [
+                (.severity, headline.givenSeverity), (.title, headline.givenTitle), (.host, headline.host),
+                (.status, headline.status), (.lastUpdateTime, headline.lastUpdateTime),
+            ]
             append(UInt8(fields.count(where: { $0.1 != nil })), to: &bytes)
             for case let (tag, text?) in fields {
                 append(tag.rawValue, to: &bytes)
@@ -291,7 +298,9 @@ struct OutboxLog: Sendable {
             defer { index += count }
             return String(decoding: record[index..<index + count], as: UTF8.self)
         }
-        guard Int64(bitPattern: try take(8)) == sequence else { throw StateError(.corrupt, "an outbox record is out of sequence (expected \(sequence))") }
+        guard Int64(bitPattern: try take(8)) == sequence else {
+            throw StateError(.corrupt, "an outbox record is out of sequence (expected \(sequence))")
+        }
         let flags = UInt8(try take(1))
         let event = flags & updatedFlag != 0 ? "updated" : "created"
         let kind: RecordKind = flags & incidentFlag != 0 ? .incident : .alert
@@ -307,8 +316,9 @@ struct OutboxLog: Sendable {
         let receivedAt = try text()
         guard targeted else { return nil }
         guard flags & headlineFlag != 0 else {
-            return OutboxRecord(id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
-                                payloadBytes: Array(record[index...]), kind: kind)
+            return OutboxRecord(
+                id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
+                payloadBytes: Array(record[index...]), kind: kind)
         }
         var headline = AlertHeadline()
         for _ in 0..<Int(try take(1)) {
@@ -323,8 +333,9 @@ struct OutboxLog: Sendable {
             case nil: continue  // a field of a later version
             }
         }
-        return OutboxRecord(id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
-                            headline: headline, payloadBytes: Array(record[index...]), kind: kind)
+        return OutboxRecord(
+            id: sequence, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt,
+            headline: headline, payloadBytes: Array(record[index...]), kind: kind)
     }
 
     // MARK: Files

@@ -69,8 +69,10 @@ public struct OutboxRecord: Sendable, Equatable {
     }
 
     /// A record with the headline the state stored (nil: read from the payload when asked).
-    public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, headline: AlertHeadline? = nil,
-                payloadBytes: [UInt8], kind: RecordKind = .alert) {
+    public init(
+        id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, headline: AlertHeadline? = nil,
+        payloadBytes: [UInt8], kind: RecordKind = .alert
+    ) {
         self.id = id
         self.kind = kind
         self.sink = sink
@@ -82,21 +84,27 @@ public struct OutboxRecord: Sendable, Equatable {
         self.payloadBytes = payloadBytes
     }
 
-    public init(id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payload: String,
-                kind: RecordKind = .alert) {
-        self.init(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, payloadBytes: Array(payload.utf8),
-                  kind: kind)
+    public init(
+        id: Int64, sink: String, tenant: String, alertID: String, event: String, receivedAt: String, payload: String,
+        kind: RecordKind = .alert
+    ) {
+        self.init(
+            id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, payloadBytes: Array(payload.utf8),
+            kind: kind)
     }
 
     /// The same record with these bytes, and the headline the state stored with it, if any.
     func with(payloadBytes: [UInt8]) -> OutboxRecord {
-        OutboxRecord(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: storedHeadline,
-                     payloadBytes: payloadBytes, kind: kind)
+        OutboxRecord(
+            id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: storedHeadline,
+            payloadBytes: payloadBytes, kind: kind)
     }
 
     /// The same fields and the same headline, whether stored or read from the payload.
     public static func == (left: OutboxRecord, right: OutboxRecord) -> Bool {
-        (left.id, left.sink, left.tenant, left.alertID, left.event, left.receivedAt) == (right.id, right.sink, right.tenant, right.alertID, right.event, right.receivedAt)
+        (left.id, left.sink, left.tenant, left.alertID, left.event, left.receivedAt) == (
+            right.id, right.sink, right.tenant, right.alertID, right.event, right.receivedAt
+        )
             && left.kind == right.kind && left.payloadBytes == right.payloadBytes && left.headline == right.headline
     }
 }

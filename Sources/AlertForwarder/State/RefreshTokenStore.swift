@@ -25,8 +25,9 @@ public struct RefreshTokenSeal: Sendable {
         self.clientID = clientID.lowercased()
         self.key = key.map { secret in
             secret.withValue { text in
-                HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: Data(text.utf8)), salt: Data("defender-alertd refresh token".utf8),
-                                       info: Data("v1".utf8), outputByteCount: 32)
+                HKDF<SHA256>.deriveKey(
+                    inputKeyMaterial: SymmetricKey(data: Data(text.utf8)), salt: Data("defender-alertd refresh token".utf8),
+                    info: Data("v1".utf8), outputByteCount: 32)
             }
         }
     }
@@ -62,13 +63,17 @@ public struct RefreshTokenSeal: Sendable {
         let token: String
         if data.starts(with: Self.sealedMagic) {
             guard let key else {
-                throw RefreshTokenStore.Failure("\(location) is sealed with a key, and none is configured: set token_key_credential (or token_key_file) as when it was written, or sign in again")
+                throw RefreshTokenStore.Failure(
+                    "\(location) is sealed with a key, and none is configured: set token_key_credential (or token_key_file) as when it was written, or sign in again"
+                )
             }
             do {
                 let box = try AES.GCM.SealedBox(combined: data.dropFirst(Self.sealedMagic.count))
                 token = String(decoding: try AES.GCM.open(box, using: key, authenticating: binding), as: UTF8.self)
             } catch {
-                throw RefreshTokenStore.Failure("\(location) cannot be opened with the configured key (another key, another tenant or app, or damaged): sign in again with `\(signInCommand)`")
+                throw RefreshTokenStore.Failure(
+                    "\(location) cannot be opened with the configured key (another key, another tenant or app, or damaged): sign in again with `\(signInCommand)`"
+                )
             }
         } else if data.starts(with: Self.plainMagic) {
             token = String(decoding: data.dropFirst(Self.plainMagic.count), as: UTF8.self)

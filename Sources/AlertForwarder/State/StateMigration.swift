@@ -36,24 +36,34 @@ public enum StateMigration {
     /// which must hold no state yet. The daemon must be stopped (the directory is locked).
     /// `userTokens`: the delegated tenants' seals (their tenant, app and the token key): each
     /// one's refresh token in `user-tokens/` moves too, sealed.
-    public static func embeddedToPostgres(directory: String, database: StateDatabase,
-                                          userTokens: [RefreshTokenSeal] = []) async throws(StateError) -> Summary {
+    public static func embeddedToPostgres(
+        directory: String, database: StateDatabase,
+        userTokens: [RefreshTokenSeal] = []
+    ) async throws(StateError) -> Summary {
         let embedded = try EmbeddedDatabase(directory: directory, segmentSize: 64 << 20, access: .owner)
         var source = try await read(embedded)
         source.tokens = try sealedTokens(in: directory, userTokens)
         source.summary.userTokens = source.tokens.count
-        let existing = try await database.query("migration check", """
+        let existing = try await database.query(
+            "migration check",
+            """
             SELECT (SELECT count(*) FROM cursor) + (SELECT count(*) FROM seen) + (SELECT count(*) FROM outbox) + (SELECT count(*) FROM dead_letter)
             """)
         guard (try decodeFirst(existing, as: Int64.self) ?? 0) == 0 else {
-            throw StateError(.conflict, "the PostgreSQL database already holds a state (watermarks, dedup keys, queued alerts or dead letters); migrate into an empty database")
+            throw StateError(
+                .conflict,
+                "the PostgreSQL database already holds a state (watermarks, dedup keys, queued alerts or dead letters); migrate into an empty database"
+            )
         }
         let logger = database.logger
         try await database.transaction("migration") { [source] connection in try await write(source, on: connection, logger: logger) }
         let marker = (directory as NSString).appendingPathComponent(movedMarker)
         let text = "moved to \(database.settings.url) on \(Timestamp(Date()).writtenWith(0)) by `defender-alertd state migrate`\n"
         guard FileManager.default.createFile(atPath: marker, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw StateError(.unavailable, "the state is in PostgreSQL now, but \(marker) cannot be written: do not start a daemon on \(directory) again, it would deliver its queued alerts a second time")
+            throw StateError(
+                .unavailable,
+                "the state is in PostgreSQL now, but \(marker) cannot be written: do not start a daemon on \(directory) again, it would deliver its queued alerts a second time"
+            )
         }
         return source.summary
     }
@@ -64,7 +74,11 @@ public enum StateMigration {
         var keys: [(tenant: String, key: String, alertID: String, recordedAt: Int64)] = []
         var schedules: [(tenant: String, due: Double, sweptAt: Double?, found: Int64?)] = []
         var quarantine: [(tenant: String, raw: Data, reason: String, at: String)] = []
-        var deadLetters: [(sink: String, tenant: String, kind: String, alertID: String, event: String, receivedAt: String, payload: Data, reason: String, failedAt: String, requeue: Bool)] = []
+        var deadLetters:
+            [(
+                sink: String, tenant: String, kind: String, alertID: String, event: String, receivedAt: String, payload: Data, reason: String,
+                failedAt: String, requeue: Bool
+            )] = []
         /// By sequence number: the record and the sinks still waiting for it.
         var queued: [Int64: (record: OutboxRecord, sinks: [String])] = [:]
         /// Sealed refresh tokens by tenant.
@@ -84,7 +98,10 @@ public enum StateMigration {
                 continue
             }
             guard seal.hasKey else {
-                throw StateError(.incompatible, "\(path) is not sealed and no token key is configured: a refresh token goes into PostgreSQL sealed only; set token_key_credential (or token_key_file) and migrate again")
+                throw StateError(
+                    .incompatible,
+                    "\(path) is not sealed and no token key is configured: a refresh token goes into PostgreSQL sealed only; set token_key_credential (or token_key_file) and migrate again"
+                )
             }
             do {
                 tokens.append((seal.tenant, try seal.seal(try seal.open(data, at: path))))
@@ -111,11 +128,17 @@ public enum StateMigration {
             for row in try Row.fetchAll(db, sql: "SELECT tenant, raw, reason, quarantined_at FROM quarantine ORDER BY id") {
                 source.quarantine.append((row["tenant"], row["raw"], row["reason"], row["quarantined_at"]))
             }
-            for row in try Row.fetchAll(db, sql: """
-                SELECT sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at, requeue FROM dead_letter ORDER BY id
-                """) {
-                source.deadLetters.append((row["sink"], row["tenant"], row["kind"], row["alert_id"], row["event"], row["received_at"], row["payload"],
-                                           row["reason"], row["failed_at"], (row["requeue"] as Int64) != 0))
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at, requeue FROM dead_letter ORDER BY id
+                    """)
+            {
+                source.deadLetters.append(
+                    (
+                        row["sink"], row["tenant"], row["kind"], row["alert_id"], row["event"], row["received_at"], row["payload"],
+                        row["reason"], row["failed_at"], (row["requeue"] as Int64) != 0
+                    ))
             }
             let end = try EmbeddedOutbox.end(db)
             for row in try Row.fetchAll(db, sql: "SELECT sink, segment, byte_offset, sequence FROM sink_position") {
@@ -130,47 +153,54 @@ public enum StateMigration {
                     position = next
                 }
             }
-            source.summary = Summary(tenants: source.cursors.count, dedupKeys: source.keys.count, queuedAlerts: source.queued.count,
-                                     queuedForSinks: source.queued.values.reduce(0) { $0 + $1.sinks.count },
-                                     deadLetters: source.deadLetters.count, quarantined: source.quarantine.count)
+            source.summary = Summary(
+                tenants: source.cursors.count, dedupKeys: source.keys.count, queuedAlerts: source.queued.count,
+                queuedForSinks: source.queued.values.reduce(0) { $0 + $1.sinks.count },
+                deadLetters: source.deadLetters.count, quarantined: source.quarantine.count)
             return source
         }
     }
 
     private static func write(_ source: Source, on connection: PostgresConnection, logger: Logger) async throws {
         for token in source.tokens {
-            try await connection.run("""
+            try await connection.run(
+                """
                 INSERT INTO user_token (tenant, sealed, updated_at) VALUES (\(token.tenant), \(ByteBuffer(data: token.sealed)), now())
                 """, logger: logger)
         }
         let cursors = source.cursors
-        try await connection.run("""
+        try await connection.run(
+            """
             INSERT INTO cursor (tenant, watermark, watermark_text, updated_at)
             SELECT * FROM unnest(\(cursors.map(\.tenant))::text[], \(cursors.map(\.watermark))::bigint[], \(cursors.map(\.text))::text[],
                                  \(cursors.map(\.updatedAt))::text[])
             """, logger: logger)
         for start in stride(from: 0, to: source.keys.count, by: 10_000) {
             let keys = source.keys[start..<min(start + 10_000, source.keys.count)]
-            try await connection.run("""
+            try await connection.run(
+                """
                 INSERT INTO seen (tenant, key, alert_id, recorded_at)
                 SELECT * FROM unnest(\(keys.map(\.tenant))::text[], \(keys.map(\.key))::text[], \(keys.map(\.alertID))::text[],
                                      \(keys.map(\.recordedAt))::bigint[])
                 """, logger: logger)
         }
         for schedule in source.schedules {
-            try await connection.run("""
+            try await connection.run(
+                """
                 INSERT INTO reconciliation (tenant, due_at, swept_at, found) VALUES (\(schedule.tenant), \(schedule.due), \(schedule.sweptAt), \(schedule.found))
                 """, logger: logger)
         }
         for element in source.quarantine {
-            try await connection.run("""
+            try await connection.run(
+                """
                 INSERT INTO quarantine (tenant, raw, raw_digest, reason, quarantined_at)
                 VALUES (\(element.tenant), \(ByteBuffer(data: element.raw)), \(ByteBuffer(bytes: SHA256.hash(data: element.raw))), \(element.reason), \(element.at))
                 ON CONFLICT DO NOTHING
                 """, logger: logger)
         }
         for letter in source.deadLetters {
-            try await connection.run("""
+            try await connection.run(
+                """
                 INSERT INTO dead_letter (sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at, requeue)
                 VALUES (\(letter.sink), \(letter.tenant), \(letter.kind), \(letter.alertID), \(letter.event), \(letter.receivedAt), \(ByteBuffer(data: letter.payload)),
                         \(letter.reason), \(letter.failedAt), \(letter.requeue))
@@ -182,7 +212,8 @@ public enum StateMigration {
             let chunk = queued[start..<min(start + 1_000, queued.count)]
             let records = chunk.map(\.value.record)
             let headlines = HeadlineColumns(records.map(\.headline), count: records.count)
-            try await connection.run("""
+            try await connection.run(
+                """
                 INSERT INTO outbox (id, tenant, kind, alert_id, event, received_at, severity, title, host, status, last_update_time, payload)
                 SELECT i, t, k, a, e, r, nullif(sv, ''), nullif(ti, ''), nullif(ho, ''), nullif(st, ''), nullif(lu, ''), p
                 FROM unnest(\(records.map(\.id))::bigint[], \(records.map(\.tenant))::text[], \(records.map(\.kind.rawValue))::text[],
@@ -192,7 +223,8 @@ public enum StateMigration {
                             \(records.map { ByteBuffer(bytes: $0.payloadBytes) })::bytea[]) AS q(i, t, k, a, e, r, sv, ti, ho, st, lu, p)
                 """, logger: logger)
             let pending = chunk.flatMap { entry in entry.value.sinks.map { (sink: $0, id: entry.key, tenant: entry.value.record.tenant) } }
-            try await connection.run("""
+            try await connection.run(
+                """
                 INSERT INTO outbox_pending (sink, id, tenant)
                 SELECT * FROM unnest(\(pending.map(\.sink))::text[], \(pending.map(\.id))::bigint[], \(pending.map(\.tenant))::text[])
                 """, logger: logger)

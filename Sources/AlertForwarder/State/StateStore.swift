@@ -45,10 +45,11 @@ public struct StateStore: Sendable {
     /// before the next one starts.
     public static func embedded(directory: String, segmentSize: Int64 = 64 << 20, access: Access = .owner) throws(StateError) -> StateStore {
         let database = try EmbeddedDatabase(directory: directory, segmentSize: segmentSize, access: access)
-        return StateStore(admission: EmbeddedAdmission(database: database), outbox: EmbeddedOutbox(database: database),
-                          deadLetters: EmbeddedDeadLetters(database: database), quarantine: EmbeddedQuarantine(database: database),
-                          schedules: EmbeddedSchedules(database: database), storage: EmbeddedStorage(database: database),
-                          location: database.path, finish: { await database.close() })
+        return StateStore(
+            admission: EmbeddedAdmission(database: database), outbox: EmbeddedOutbox(database: database),
+            deadLetters: EmbeddedDeadLetters(database: database), quarantine: EmbeddedQuarantine(database: database),
+            schedules: EmbeddedSchedules(database: database), storage: EmbeddedStorage(database: database),
+            location: database.path, finish: { await database.close() })
     }
 }
 
@@ -58,7 +59,10 @@ extension StateStore {
     /// `poll-once` and dry runs are for a daemon alone, and refuse it.
     public static func open(_ service: ServiceSettings, access: Access = .owner) throws(StateError) -> StateStore {
         if service.stateDatabase != nil {
-            throw StateError(.incompatible, "state_database: poll-once and --dry-run work on the state of a daemon alone; a group on PostgreSQL polls with its daemons (systemctl start defender-alertd on each member)")
+            throw StateError(
+                .incompatible,
+                "state_database: poll-once and --dry-run work on the state of a daemon alone; a group on PostgreSQL polls with its daemons (systemctl start defender-alertd on each member)"
+            )
         }
         return try embedded(directory: service.stateDirectory, access: access)
     }
@@ -68,10 +72,11 @@ extension StateStore {
     /// `fence`: in a group, the leases that decide which tenants this daemon admits and delivers.
     public static func postgres(_ database: StateDatabase, fence: GroupFence? = nil) -> StateStore {
         let recent = RecentPayloads()
-        return StateStore(admission: PostgresAdmission(database: database, fence: fence, recent: recent),
-                          outbox: PostgresOutbox(database: database, fence: fence, recent: recent),
-                          deadLetters: PostgresDeadLetters(database: database), quarantine: PostgresQuarantine(database: database),
-                          schedules: PostgresSchedules(database: database), storage: PostgresStorage(database: database),
-                          location: database.settings.url)
+        return StateStore(
+            admission: PostgresAdmission(database: database, fence: fence, recent: recent),
+            outbox: PostgresOutbox(database: database, fence: fence, recent: recent),
+            deadLetters: PostgresDeadLetters(database: database), quarantine: PostgresQuarantine(database: database),
+            schedules: PostgresSchedules(database: database), storage: PostgresStorage(database: database),
+            location: database.settings.url)
     }
 }

@@ -1,5 +1,5 @@
-import Timekeeping
 import OrderedJSON
+import Timekeeping
 
 /// Makes realistic MDE alerts: every documented field in documented order, plausible values,
 /// ids in the observed format, mixed severities, statuses, categories, detection sources,
@@ -31,30 +31,63 @@ public struct AlertGenerator: Sendable {
     }
 
     private static let templates: [Template] = [
-        Template(title: "Suspicious access to LSASS service", description: "A process accessed the memory of the Local Security Authority Subsystem Service (LSASS) in a way that may indicate credential theft.",
-                 category: "CredentialAccess", detectionSource: "WindowsDefenderAtp", severities: ["High", "Medium"], mitre: ["T1003", "T1003.001"], evidence: ["User", "Process", "File"]),
-        Template(title: "'Mimikatz' hacktool was detected", description: "Readily available tools, such as hacking programs, can be used by unauthorized individuals to spy on users.",
-                 category: "Malware", detectionSource: "WindowsDefenderAv", severities: ["High"], mitre: [], evidence: ["File", "Process"], threatFamily: "Mimikatz"),
-        Template(title: "Suspicious PowerShell command line", description: "A suspicious PowerShell activity was observed on the machine. This behavior may indicate that PowerShell was used during installation, exploration, or in some cases in lateral movement activities.",
-                 category: "Execution", detectionSource: "WindowsDefenderAtp", severities: ["Medium", "Low"], mitre: ["T1059.001"], evidence: ["Process", "User", "Url"]),
-        Template(title: "Automated investigation started manually", description: "An automated investigation was initiated manually on the device.",
-                 category: "SuspiciousActivity", detectionSource: "AutomatedInvestigation", severities: ["Informational", "Low"], mitre: [], evidence: ["Ip"]),
-        Template(title: "Suspicious registry modification for persistence", description: "A process modified a registry run key in a way commonly used to survive reboots.",
-                 category: "Persistence", detectionSource: "WindowsDefenderAtp", severities: ["Medium"], mitre: ["T1547.001"], evidence: ["Registry", "Process"]),
-        Template(title: "Connection to a known command and control server", description: "The device connected to an IP address associated with a command and control infrastructure.",
-                 category: "CommandAndControl", detectionSource: "WindowsDefenderAtp", severities: ["High", "Medium"], mitre: ["T1071"], evidence: ["Ip", "Url", "Process"]),
-        Template(title: "Tampering with Microsoft Defender for Endpoint settings", description: "An attempt to turn off or modify Microsoft Defender Antivirus protections was detected.",
-                 category: "DefenseEvasion", detectionSource: "WindowsDefenderAtp", severities: ["Medium", "High"], mitre: ["T1562.001"], evidence: ["Process", "Registry"]),
-        Template(title: "Potentially unwanted application was detected", description: "A potentially unwanted application (PUA) was detected on the device.",
-                 category: "UnwantedSoftware", detectionSource: "WindowsDefenderAv", severities: ["Low", "Informational"], mitre: [], evidence: ["File"], threatFamily: "PUA:Win32/Presenoker"),
-        Template(title: "Suspicious sequence of exploration activities", description: "A process called a set of windows commands that are commonly used by attackers to explore the network.",
-                 category: "Discovery", detectionSource: "WindowsDefenderAtp", severities: ["Low", "Medium"], mitre: ["T1016", "T1049", "T1087"], evidence: ["Process", "User"]),
-        Template(title: "Custom detection: rare outbound SMB", description: "Custom detection rule matched outbound SMB traffic to an address outside the organization.",
-                 category: "LateralMovement", detectionSource: "CustomDetection", severities: ["UnSpecified", "Medium"], mitre: ["T1021.002"], evidence: ["Ip", "Process"]),
+        Template(
+            title: "Suspicious access to LSASS service",
+            description:
+                "A process accessed the memory of the Local Security Authority Subsystem Service (LSASS) in a way that may indicate credential theft.",
+            category: "CredentialAccess", detectionSource: "WindowsDefenderAtp", severities: ["High", "Medium"], mitre: ["T1003", "T1003.001"],
+            evidence: ["User", "Process", "File"]),
+        Template(
+            title: "'Mimikatz' hacktool was detected",
+            description: "Readily available tools, such as hacking programs, can be used by unauthorized individuals to spy on users.",
+            category: "Malware", detectionSource: "WindowsDefenderAv", severities: ["High"], mitre: [], evidence: ["File", "Process"],
+            threatFamily: "Mimikatz"),
+        Template(
+            title: "Suspicious PowerShell command line",
+            description:
+                "A suspicious PowerShell activity was observed on the machine. This behavior may indicate that PowerShell was used during installation, exploration, or in some cases in lateral movement activities.",
+            category: "Execution", detectionSource: "WindowsDefenderAtp", severities: ["Medium", "Low"], mitre: ["T1059.001"],
+            evidence: ["Process", "User", "Url"]),
+        Template(
+            title: "Automated investigation started manually", description: "An automated investigation was initiated manually on the device.",
+            category: "SuspiciousActivity", detectionSource: "AutomatedInvestigation", severities: ["Informational", "Low"], mitre: [],
+            evidence: ["Ip"]),
+        Template(
+            title: "Suspicious registry modification for persistence",
+            description: "A process modified a registry run key in a way commonly used to survive reboots.",
+            category: "Persistence", detectionSource: "WindowsDefenderAtp", severities: ["Medium"], mitre: ["T1547.001"],
+            evidence: ["Registry", "Process"]),
+        Template(
+            title: "Connection to a known command and control server",
+            description: "The device connected to an IP address associated with a command and control infrastructure.",
+            category: "CommandAndControl", detectionSource: "WindowsDefenderAtp", severities: ["High", "Medium"], mitre: ["T1071"],
+            evidence: ["Ip", "Url", "Process"]),
+        Template(
+            title: "Tampering with Microsoft Defender for Endpoint settings",
+            description: "An attempt to turn off or modify Microsoft Defender Antivirus protections was detected.",
+            category: "DefenseEvasion", detectionSource: "WindowsDefenderAtp", severities: ["Medium", "High"], mitre: ["T1562.001"],
+            evidence: ["Process", "Registry"]),
+        Template(
+            title: "Potentially unwanted application was detected",
+            description: "A potentially unwanted application (PUA) was detected on the device.",
+            category: "UnwantedSoftware", detectionSource: "WindowsDefenderAv", severities: ["Low", "Informational"], mitre: [], evidence: ["File"],
+            threatFamily: "PUA:Win32/Presenoker"),
+        Template(
+            title: "Suspicious sequence of exploration activities",
+            description: "A process called a set of windows commands that are commonly used by attackers to explore the network.",
+            category: "Discovery", detectionSource: "WindowsDefenderAtp", severities: ["Low", "Medium"], mitre: ["T1016", "T1049", "T1087"],
+            evidence: ["Process", "User"]),
+        Template(
+            title: "Custom detection: rare outbound SMB",
+            description: "Custom detection rule matched outbound SMB traffic to an address outside the organization.",
+            category: "LateralMovement", detectionSource: "CustomDetection", severities: ["UnSpecified", "Medium"], mitre: ["T1021.002"],
+            evidence: ["Ip", "Process"]),
     ]
 
     private static let hosts = ["ws-fin-0142", "ws-hr-0031", "srv-sql-07", "lt-sales-2201", "ws-dev-0420", "srv-dc-01", "lt-exec-0007"]
-    private static let users = [("jdoe", "CONTOSO"), ("meganb", "CONTOSO"), ("alexw", "CONTOSO"), ("svc_backup", "CONTOSO"), ("admin", "WS-DEV-0420")]
+    private static let users = [
+        ("jdoe", "CONTOSO"), ("meganb", "CONTOSO"), ("alexw", "CONTOSO"), ("svc_backup", "CONTOSO"), ("admin", "WS-DEV-0420"),
+    ]
     private static let groups = ["Finance-Workstations", "Servers-Tier0", "Sales-Laptops", nil]
 
     /// A device's id: 40 hex digits, the same for every alert of the device (FNV-1a of its name).
@@ -135,26 +168,41 @@ public struct AlertGenerator: Sendable {
         var alert = GraphAlert.from(makeAlert(lastUpdateTime: updated))
         let id = random.guid()
         let tenant = alert["tenantId"]?.stringValue ?? ""
-        let (product, title, category): (String, String, String) = switch serviceSource {
-        case "microsoftDefenderForOffice365": ("Microsoft Defender for Office 365", "Email messages containing malicious URL removed after delivery", "InitialAccess")
-        case "microsoftDefenderForIdentity": ("Microsoft Defender for Identity", "Suspected DCSync attack (replication of directory services)", "CredentialAccess")
-        case "microsoftDefenderForCloudApps": ("Microsoft Defender for Cloud Apps", "Impossible travel activity", "InitialAccess")
-        case "dataLossPrevention": ("Microsoft Purview Data Loss Prevention", "DLP policy match for document containing credit card numbers", "Exfiltration")
-        default: ("Microsoft Defender XDR", "Multi-stage incident involving initial access", "InitialAccess")
-        }
-        for (name, value) in [("id", id), ("providerAlertId", id), ("serviceSource", serviceSource), ("detectionSource", serviceSource),
-                              ("productName", product), ("title", title), ("category", category),
-                              ("alertWebUrl", "https://security.microsoft.com/alerts/\(id)?tid=\(tenant)")] {
+        let (product, title, category): (String, String, String) =
+            switch serviceSource {
+            case "microsoftDefenderForOffice365":
+                ("Microsoft Defender for Office 365", "Email messages containing malicious URL removed after delivery", "InitialAccess")
+            case "microsoftDefenderForIdentity":
+                ("Microsoft Defender for Identity", "Suspected DCSync attack (replication of directory services)", "CredentialAccess")
+            case "microsoftDefenderForCloudApps": ("Microsoft Defender for Cloud Apps", "Impossible travel activity", "InitialAccess")
+            case "dataLossPrevention":
+                ("Microsoft Purview Data Loss Prevention", "DLP policy match for document containing credit card numbers", "Exfiltration")
+            default: ("Microsoft Defender XDR", "Multi-stage incident involving initial access", "InitialAccess")
+            }
+        for (name, value) in [
+            ("id", id), ("providerAlertId", id), ("serviceSource", serviceSource), ("detectionSource", serviceSource),
+            ("productName", product), ("title", title), ("category", category),
+            ("alertWebUrl", "https://security.microsoft.com/alerts/\(id)?tid=\(tenant)"),
+        ] {
             alert.set(name, .string(value))
         }
         // No device: the evidence is the user (and, for mail, the mailbox).
-        alert.set("evidence", .array([.object([
-            ("@odata.type", .string("#microsoft.graph.security.userEvidence")), ("createdDateTime", alert["createdDateTime"] ?? .null),
-            ("verdict", .string("suspicious")), ("remediationStatus", .string("none")), ("remediationStatusDetails", .null),
-            ("roles", .array([])), ("detailedRoles", .array([])), ("tags", .array([])),
-            ("userAccount", .object([("accountName", .string("meganb")), ("domainName", .string("CONTOSO")),
-                                     ("userPrincipalName", .string("meganb@contoso.com")), ("displayName", .string("Megan Bowen"))])),
-        ])]))
+        alert.set(
+            "evidence",
+            .array([
+                .object([
+                    ("@odata.type", .string("#microsoft.graph.security.userEvidence")), ("createdDateTime", alert["createdDateTime"] ?? .null),
+                    ("verdict", .string("suspicious")), ("remediationStatus", .string("none")), ("remediationStatusDetails", .null),
+                    ("roles", .array([])), ("detailedRoles", .array([])), ("tags", .array([])),
+                    (
+                        "userAccount",
+                        .object([
+                            ("accountName", .string("meganb")), ("domainName", .string("CONTOSO")),
+                            ("userPrincipalName", .string("meganb@contoso.com")), ("displayName", .string("Megan Bowen")),
+                        ])
+                    ),
+                ])
+            ]))
         return alert
     }
 
@@ -164,11 +212,13 @@ public struct AlertGenerator: Sendable {
     }
 
     private mutating func evidence(of type: String, at time: Timestamp, user: (String, String), host: String) -> JSONValue {
-        let fields = ["entityType", "evidenceCreationTime", "sha1", "sha256", "fileName", "filePath", "processId",
-                      "processCommandLine", "processCreationTime", "parentProcessId", "parentProcessCreationTime",
-                      "parentProcessFileName", "parentProcessFilePath", "ipAddress", "url", "registryKey", "registryHive",
-                      "registryValueType", "registryValue", "registryValueName", "accountName", "domainName", "userSid",
-                      "aadUserId", "userPrincipalName", "detectionStatus"]
+        let fields = [
+            "entityType", "evidenceCreationTime", "sha1", "sha256", "fileName", "filePath", "processId",
+            "processCommandLine", "processCreationTime", "parentProcessId", "parentProcessCreationTime",
+            "parentProcessFileName", "parentProcessFilePath", "ipAddress", "url", "registryKey", "registryHive",
+            "registryValueType", "registryValue", "registryValueName", "accountName", "domainName", "userSid",
+            "aadUserId", "userPrincipalName", "detectionStatus",
+        ]
         var values: [String: JSONValue] = [
             "entityType": .string(type),
             "evidenceCreationTime": .string(stamp(time.adding(seconds: 1)).description),
@@ -183,7 +233,8 @@ public struct AlertGenerator: Sendable {
             values["filePath"] = .string("C:\\Users\\\(user.0)\\AppData\\Local\\Temp")
             if type == "Process" {
                 values["processId"] = .int(Int.random(in: 100...65_000, using: &random))
-                values["processCommandLine"] = .string("\(name) -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABpAGUAbgB0ACkA \"quoted\" \\\\share")
+                values["processCommandLine"] = .string(
+                    "\(name) -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABpAGUAbgB0ACkA \"quoted\" \\\\share")
                 values["processCreationTime"] = .string(stamp(time.adding(seconds: -30)).description)
                 values["parentProcessId"] = .int(Int.random(in: 100...65_000, using: &random))
                 values["parentProcessCreationTime"] = .string(stamp(time.adding(seconds: -3600)).description)
@@ -229,11 +280,12 @@ public struct AlertGenerator: Sendable {
         default:
             var comments: [JSONValue] = []
             if case .array(let existing)? = alert["comments"] { comments = existing }
-            comments.append(.object([
-                ("comment", .string(random.pick(["Host isolated pending triage.", "Red team exercise, expected.", "Escalated to tier 2."]))),
-                ("createdBy", .string("secops-tier1@contoso.com")),
-                ("createdTime", .string(updated.description)),
-            ]))
+            comments.append(
+                .object([
+                    ("comment", .string(random.pick(["Host isolated pending triage.", "Red team exercise, expected.", "Escalated to tier 2."]))),
+                    ("createdBy", .string("secops-tier1@contoso.com")),
+                    ("createdTime", .string(updated.description)),
+                ]))
             alert.set("comments", .array(comments))
         }
         alert.set("lastUpdateTime", .string(updated.description))

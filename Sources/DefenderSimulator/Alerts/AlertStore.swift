@@ -1,5 +1,5 @@
-import Timekeeping
 import OrderedJSON
+import Timekeeping
 
 /// The alerts the simulated tenant holds, in the order they were created.
 ///
@@ -50,8 +50,10 @@ struct AlertStore {
     /// The alerts visible at `now` that match the query, in `order`, after `$skip` and `$top`;
     /// with `deviceGroups`, only those of the groups a signed-in user may see (before paging, as
     /// the API filters them).
-    func query(_ query: AlertsQuery, now: Timestamp, order: ResultOrder = .creation, deviceGroups: Set<String>? = nil,
-               random: inout SeededRandom) -> [JSONValue] {
+    func query(
+        _ query: AlertsQuery, now: Timestamp, order: ResultOrder = .creation, deviceGroups: Set<String>? = nil,
+        random: inout SeededRandom
+    ) -> [JSONValue] {
         guard order != .creation else { return self.query(query, now: now, deviceGroups: deviceGroups) }
         var matched = alerts.filter {
             !$0.graphOnly && $0.visibleFrom <= now && Self.visible($0, to: deviceGroups) && (query.filter?.matches($0.object) ?? true)
@@ -71,8 +73,10 @@ struct AlertStore {
 
     /// The Graph view of the alerts visible at `now` that match a `security/alerts_v2` query,
     /// in `order`, after `$skip` and `$top`; and how many match in all (`@odata.count`).
-    func graphQuery(_ query: GraphQuery, now: Timestamp, order: ResultOrder, deviceGroups: Set<String>? = nil,
-                    random: inout SeededRandom) -> (page: [JSONValue], total: Int) {
+    func graphQuery(
+        _ query: GraphQuery, now: Timestamp, order: ResultOrder, deviceGroups: Set<String>? = nil,
+        random: inout SeededRandom
+    ) -> (page: [JSONValue], total: Int) {
         var matched: [(object: JSONValue, updated: Timestamp)] = []
         for alert in alerts where alert.visibleFrom <= now && Self.visible(alert, to: deviceGroups) {
             let object = alert.graphObject

@@ -1,5 +1,5 @@
-import Timekeeping
 import OrderedJSON
+import Timekeeping
 
 /// How alerts arrive while the simulator runs; every knob combines with the others.
 public struct Scenario: Sendable, Equatable, Codable {
@@ -46,7 +46,8 @@ public struct Scenario: Sendable, Equatable, Codable {
         }
         guard updateFraction + resurfaceFraction <= 1 else { throw SimulatorSetupError("updateFraction + resurfaceFraction must not exceed 1") }
         guard backlog >= 0, ratePerMinute >= 0, lateSeconds >= 0, backlogSpanSeconds > 0, batchSize >= 1 else {
-            throw SimulatorSetupError("backlog, ratePerMinute and lateSeconds must not be negative; backlogSpanSeconds and batchSize must be positive")
+            throw SimulatorSetupError(
+                "backlog, ratePerMinute and lateSeconds must not be negative; backlogSpanSeconds and batchSize must be positive")
         }
     }
 }

@@ -33,7 +33,10 @@ enum GraphAlert {
             ("category", text("category")),
             ("assignedTo", text("assignedTo")),
             ("alertWebUrl", .string("https://security.microsoft.com/alerts/\(id)?tid=\(tenant)")),
-            ("incidentWebUrl", incident == .null ? .null : .string("https://security.microsoft.com/incidents/\(incident.stringValue ?? "")?tid=\(tenant)")),
+            (
+                "incidentWebUrl",
+                incident == .null ? .null : .string("https://security.microsoft.com/incidents/\(incident.stringValue ?? "")?tid=\(tenant)")
+            ),
             ("actorDisplayName", .null),
             ("threatDisplayName", text("threatName")),
             ("threatFamilyName", text("threatFamilyName")),
@@ -136,33 +139,44 @@ enum GraphAlert {
             ])
             switch item["entityType"]?.stringValue {
             case "File":
-                return .object(base("fileEvidence", created: created) + [("detectionStatus", camel(item["detectionStatus"], unknown: nil)),
-                                                                        ("mdeDeviceId", mde["machineId"] ?? .null), ("fileDetails", file)])
+                return .object(
+                    base("fileEvidence", created: created) + [
+                        ("detectionStatus", camel(item["detectionStatus"], unknown: nil)),
+                        ("mdeDeviceId", mde["machineId"] ?? .null), ("fileDetails", file),
+                    ])
             case "Process":
-                return .object(base("processEvidence", created: created) + [
-                    ("processId", item["processId"] ?? .null), ("parentProcessId", item["parentProcessId"] ?? .null),
-                    ("processCommandLine", item["processCommandLine"] ?? .null),
-                    ("processCreationDateTime", item["processCreationTime"] ?? .null),
-                    ("parentProcessCreationDateTime", item["parentProcessCreationTime"] ?? .null),
-                    ("detectionStatus", camel(item["detectionStatus"], unknown: nil)), ("mdeDeviceId", mde["machineId"] ?? .null),
-                    ("imageFile", file),
-                ])
+                return .object(
+                    base("processEvidence", created: created) + [
+                        ("processId", item["processId"] ?? .null), ("parentProcessId", item["parentProcessId"] ?? .null),
+                        ("processCommandLine", item["processCommandLine"] ?? .null),
+                        ("processCreationDateTime", item["processCreationTime"] ?? .null),
+                        ("parentProcessCreationDateTime", item["parentProcessCreationTime"] ?? .null),
+                        ("detectionStatus", camel(item["detectionStatus"], unknown: nil)), ("mdeDeviceId", mde["machineId"] ?? .null),
+                        ("imageFile", file),
+                    ])
             case "User":
-                return .object(base("userEvidence", created: created) + [("userAccount", .object([
-                    ("accountName", item["accountName"] ?? .null), ("domainName", item["domainName"] ?? .null),
-                    ("userSid", item["userSid"] ?? .null), ("azureAdUserId", item["aadUserId"] ?? .null),
-                    ("userPrincipalName", item["userPrincipalName"] ?? .null), ("displayName", .null),
-                ]))])
+                return .object(
+                    base("userEvidence", created: created) + [
+                        (
+                            "userAccount",
+                            .object([
+                                ("accountName", item["accountName"] ?? .null), ("domainName", item["domainName"] ?? .null),
+                                ("userSid", item["userSid"] ?? .null), ("azureAdUserId", item["aadUserId"] ?? .null),
+                                ("userPrincipalName", item["userPrincipalName"] ?? .null), ("displayName", .null),
+                            ])
+                        )
+                    ])
             case "Ip":
                 return .object(base("ipEvidence", created: created) + [("ipAddress", item["ipAddress"] ?? .null), ("countryLetterCode", .null)])
             case "Url":
                 return .object(base("urlEvidence", created: created) + [("url", item["url"] ?? .null)])
             case "Registry":
-                return .object(base("registryValueEvidence", created: created) + [
-                    ("registryKey", item["registryKey"] ?? .null), ("registryHive", item["registryHive"] ?? .null),
-                    ("registryValue", item["registryValue"] ?? .null), ("registryValueName", item["registryValueName"] ?? .null),
-                    ("registryValueType", item["registryValueType"] ?? .null), ("mdeDeviceId", mde["machineId"] ?? .null),
-                ])
+                return .object(
+                    base("registryValueEvidence", created: created) + [
+                        ("registryKey", item["registryKey"] ?? .null), ("registryHive", item["registryHive"] ?? .null),
+                        ("registryValue", item["registryValue"] ?? .null), ("registryValueName", item["registryValueName"] ?? .null),
+                        ("registryValueType", item["registryValueType"] ?? .null), ("mdeDeviceId", mde["machineId"] ?? .null),
+                    ])
             default:
                 return nil
             }

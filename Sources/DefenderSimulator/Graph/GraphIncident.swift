@@ -56,10 +56,11 @@ enum GraphIncident {
     /// As Defender names them: after the alert for one alert, else the kinds of activity
     /// ("Multi-stage incident involving Execution & Command and control on one endpoint").
     static func displayName(_ alerts: [JSONValue]) -> String {
-        let devices = Set(alerts.compactMap { alert -> String? in
-            guard case .array(let evidence)? = alert["evidence"] else { return nil }
-            return evidence.lazy.compactMap { $0["mdeDeviceId"]?.stringValue }.first
-        })
+        let devices = Set(
+            alerts.compactMap { alert -> String? in
+                guard case .array(let evidence)? = alert["evidence"] else { return nil }
+                return evidence.lazy.compactMap { $0["mdeDeviceId"]?.stringValue }.first
+            })
         let place = devices.count > 1 ? "on multiple endpoints" : "on one endpoint"
         var categories: [String] = []
         for category in alerts.compactMap({ $0["category"]?.stringValue }).map(words) where !categories.contains(category) {

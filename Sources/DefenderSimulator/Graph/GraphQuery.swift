@@ -20,16 +20,18 @@ struct GraphQuery {
 
         /// `security/alerts_v2`: `$count`, `$filter`, `$skip`, `$top` ([GL]); a `$top` of 1,000
         /// at most, the only documented figure for Graph security alerts [GE].
-        static let alerts = Collection(path: "security/alerts_v2", schema: .graph, maximumTop: 1000, defaultTop: 100,
-                                       expandable: nil, orderable: [])
+        static let alerts = Collection(
+            path: "security/alerts_v2", schema: .graph, maximumTop: 1000, defaultTop: 100,
+            expandable: nil, orderable: [])
 
         /// `security/incidents`: `$count`, `$filter`, `$skip`, `$top` and `$expand=alerts`
         /// (Microsoft Graph, "List incidents"); a `$top` of 50 at most, as Graph answered a
         /// `$top=100` (wazuh/wazuh issue 28070). `$orderby` on the update or creation time is not
         /// on the page, but Elastic's m365_defender integration sends
         /// `$orderby=lastUpdateDateTime asc` on every request.
-        static let incidents = Collection(path: "security/incidents", schema: .graphIncident, maximumTop: 50, defaultTop: 50,
-                                          expandable: "alerts", orderable: ["lastUpdateDateTime", "createdDateTime"])
+        static let incidents = Collection(
+            path: "security/incidents", schema: .graphIncident, maximumTop: 50, defaultTop: 50,
+            expandable: "alerts", orderable: ["lastUpdateDateTime", "createdDateTime"])
     }
 
     /// A sort: a property and whether descending.
@@ -58,13 +60,19 @@ struct GraphQuery {
             case "$filter":
                 filter = try ODataFilter.parse(value, schema: collection.schema)
             case "$top":
-                guard let number = Int(value), number >= 0 else { throw ODataError("Invalid $top value '\(value)': a non-negative integer is required.") }
+                guard let number = Int(value), number >= 0 else {
+                    throw ODataError("Invalid $top value '\(value)': a non-negative integer is required.")
+                }
                 guard number <= collection.maximumTop else {
-                    throw ODataError("The query specified in the URI is not valid. The limit of '\(collection.maximumTop)' for Top query has been exceeded. The value from the incoming request is '\(number)'.")
+                    throw ODataError(
+                        "The query specified in the URI is not valid. The limit of '\(collection.maximumTop)' for Top query has been exceeded. The value from the incoming request is '\(number)'."
+                    )
                 }
                 top = number
             case "$skip":
-                guard let number = Int(value), number >= 0 else { throw ODataError("Invalid $skip value '\(value)': a non-negative integer is required.") }
+                guard let number = Int(value), number >= 0 else {
+                    throw ODataError("Invalid $skip value '\(value)': a non-negative integer is required.")
+                }
                 skip = number
                 continue
             case "$skiptoken":
@@ -84,7 +92,9 @@ struct GraphQuery {
             case "$orderby" where !collection.orderable.isEmpty:
                 order = try Self.order(value, collection: collection)
             default:
-                if name.hasPrefix("$") { throw ODataError("Query option '\(name)' is not allowed. Allowed query options: \(Self.allowed(collection)).") }
+                if name.hasPrefix("$") {
+                    throw ODataError("Query option '\(name)' is not allowed. Allowed query options: \(Self.allowed(collection)).")
+                }
             }
             rest.append((name, value))
         }

@@ -36,18 +36,26 @@ extension SimulatedDefender {
         let now = clock.now()
         let date = now.date
         guard let token = bearer(request, now: now) else {
-            return SimulatorOutcome(.graphError(401, code: "InvalidAuthenticationToken", message: "Access token is empty, expired or not valid.", now: date))
+            return SimulatorOutcome(
+                .graphError(401, code: "InvalidAuthenticationToken", message: "Access token is empty, expired or not valid.", now: date))
         }
         // Graph validates the audience before anything else: a token for the MDE API is no token here.
         guard token.audience == Resource.graph else {
-            return SimulatorOutcome(.graphError(401, code: "InvalidAuthenticationToken", message: "Access token validation failure. Invalid audience.", now: date))
+            return SimulatorOutcome(
+                .graphError(401, code: "InvalidAuthenticationToken", message: "Access token validation failure. Invalid audience.", now: date))
         }
         let held = token.user == nil ? token.roles : token.scopes
         guard list.permissions.contains(where: held.contains) else {
-            return SimulatorOutcome(.graphError(403, code: "Forbidden", message: "Missing application roles. API required roles: \(list.permissions.joined(separator: ",")). application roles: \(token.roles.joined(separator: ",")).", now: date))
+            return SimulatorOutcome(
+                .graphError(
+                    403, code: "Forbidden",
+                    message:
+                        "Missing application roles. API required roles: \(list.permissions.joined(separator: ",")). application roles: \(token.roles.joined(separator: ",")).",
+                    now: date))
         }
         if let seconds = admit(token, to: &graphLimiter, now: now) {
-            return SimulatorOutcome(.graphError(429, code: "TooManyRequests", message: "Too many requests.", headers: [("Retry-After", String(seconds))], now: date))
+            return SimulatorOutcome(
+                .graphError(429, code: "TooManyRequests", message: "Too many requests.", headers: [("Retry-After", String(seconds))], now: date))
         }
         var query: GraphQuery
         do {
@@ -59,10 +67,11 @@ extension SimulatedDefender {
         let loops = takeFault(for: .alerts, where: { $0 == .nextLinkLoop }) != nil
         player.advance(to: now, store: &store)
         let deviceGroups = token.user?.deviceGroups.map(Set.init)
-        let (page, total) = switch list {
-        case .alerts: store.graphQuery(query, now: now, order: graphResultOrder, deviceGroups: deviceGroups, random: &random)
-        case .incidents: store.incidentQuery(query, now: now, deviceGroups: deviceGroups)
-        }
+        let (page, total) =
+            switch list {
+            case .alerts: store.graphQuery(query, now: now, order: graphResultOrder, deviceGroups: deviceGroups, random: &random)
+            case .incidents: store.incidentQuery(query, now: now, deviceGroups: deviceGroups)
+            }
         if list == .alerts { counters.alertsServed += page.count } else { counters.incidentsServed += page.count }
         let base = "\(request.baseURL)/v1.0/\(list.collection.path)"
         let context = "\(request.baseURL)/v1.0/$metadata#\(list.collection.path)\(query.expand ? "(\(list.collection.expandable ?? "")())" : "")"
@@ -75,9 +84,10 @@ extension SimulatedDefender {
         }
         members.append(("value", .array(page)))
         let id = UUID().uuidString.lowercased()
-        var response = SimulatorResponse.json(200, .object(members),
-                                              contentType: "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8",
-                                              headers: [("OData-Version", "4.0"), ("request-id", id), ("client-request-id", id)])
+        var response = SimulatorResponse.json(
+            200, .object(members),
+            contentType: "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8",
+            headers: [("OData-Version", "4.0"), ("request-id", id), ("client-request-id", id)])
         if let fault = takeFault(for: .alerts, where: \.addsElement) {
             response.body = Self.splice(element(for: fault.kind, now: now, updated: "lastUpdateDateTime"), into: response.body)
         }

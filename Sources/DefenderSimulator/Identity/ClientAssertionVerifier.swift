@@ -1,7 +1,7 @@
-import Timekeeping
 import Crypto
 import Foundation
 import OrderedJSON
+import Timekeeping
 import _CryptoExtras
 
 /// Checks a `client_assertion` JWT the way Entra ID does: RS256 with `x5t` or PS256 with
@@ -20,8 +20,10 @@ struct ClientAssertionVerifier {
     static let skew: Int64 = 300
 
     /// Checks `assertion`; `reused` tells whether its `jti` was in `seenIDs` (it is added).
-    func verify(_ assertion: String, app: RegisteredApp, acceptedAudiences: [String], now: Timestamp,
-                seenIDs: inout Set<String>, reused: inout Bool) throws(Rejection) {
+    func verify(
+        _ assertion: String, app: RegisteredApp, acceptedAudiences: [String], now: Timestamp,
+        seenIDs: inout Set<String>, reused: inout Bool
+    ) throws(Rejection) {
         let parts = assertion.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerData = Self.base64URLDecode(parts[0]), let payloadData = Self.base64URLDecode(parts[1]),
             let signature = Self.base64URLDecode(parts[2]),
@@ -42,42 +44,60 @@ struct ClientAssertionVerifier {
             certificate = app.certificates.first { $0.sha1Thumbprint == Array(thumbprint) }
         case "PS256":
             guard let x5t = header["x5t#S256"]?.stringValue, let thumbprint = Self.base64URLDecode(Substring(x5t)) else {
-                throw Rejection(code: .assertionSignature, message: "Client assertion failed signature validation: the PS256 header carries no x5t#S256.")
+                throw Rejection(
+                    code: .assertionSignature, message: "Client assertion failed signature validation: the PS256 header carries no x5t#S256.")
             }
             certificate = app.certificates.first { $0.sha256Thumbprint == Array(thumbprint) }
         default:
-            throw Rejection(code: .assertionSignature, message: "Client assertion failed signature validation. Unsupported signing algorithm '\(algorithm ?? "none")'; use RS256 or PS256.")
+            throw Rejection(
+                code: .assertionSignature,
+                message: "Client assertion failed signature validation. Unsupported signing algorithm '\(algorithm ?? "none")'; use RS256 or PS256.")
         }
         guard let certificate else {
-            throw Rejection(code: .assertionSignature, message: "Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '\(header["x5t"]?.stringValue ?? header["x5t#S256"]?.stringValue ?? "")', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '\(app.clientID)'.]")
+            throw Rejection(
+                code: .assertionSignature,
+                message:
+                    "Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '\(header["x5t"]?.stringValue ?? header["x5t#S256"]?.stringValue ?? "")', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '\(app.clientID)'.]"
+            )
         }
         let rsaSignature = _RSA.Signing.RSASignature(rawRepresentation: signature)
         let digest = SHA256.hash(data: signedPart)
-        let valid = algorithm == "PS256"
+        let valid =
+            algorithm == "PS256"
             ? certificate.publicKey.isValidSignature(rsaSignature, for: digest, padding: .PSS)
             : certificate.publicKey.isValidSignature(rsaSignature, for: digest, padding: .insecurePKCS1v1_5)
         guard valid else { throw Rejection(code: .assertionSignature, message: "Client assertion failed signature validation.") }
 
         // Claims.
         guard let audience = payload["aud"]?.stringValue, acceptedAudiences.contains(audience) else {
-            throw Rejection(code: .assertionAudienceMismatch, message: "Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
+            throw Rejection(
+                code: .assertionAudienceMismatch,
+                message:
+                    "Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
+            )
         }
         let issuer = payload["iss"]?.stringValue?.lowercased()
         guard issuer == payload["sub"]?.stringValue?.lowercased() else {
             throw Rejection(code: .subjectMismatchesIssuer, message: "Subject mismatches Issuer claim in the client assertion.")
         }
         guard issuer == app.clientID else {
-            throw Rejection(code: .invalidJWT, message: "JWT token is invalid or malformed: unexpected issuer (the client assertion's iss and sub must be the client id).")
+            throw Rejection(
+                code: .invalidJWT,
+                message: "JWT token is invalid or malformed: unexpected issuer (the client assertion's iss and sub must be the client id).")
         }
         let seconds = now.ticks / 10_000_000
         guard let exp = Self.integer(payload["exp"]) else {
             throw Rejection(code: .invalidJWT, message: "JWT token is invalid or malformed: no integer 'exp' claim.")
         }
         guard exp + Self.skew > seconds else {
-            throw Rejection(code: .assertionTimeRange, message: "Client assertion is not within its valid time range. Current time: \(now), expiry time of assertion \(exp).")
+            throw Rejection(
+                code: .assertionTimeRange,
+                message: "Client assertion is not within its valid time range. Current time: \(now), expiry time of assertion \(exp).")
         }
         if let nbf = Self.integer(payload["nbf"]), nbf - Self.skew > seconds {
-            throw Rejection(code: .assertionTimeRange, message: "Client assertion is not within its valid time range. Current time: \(now), assertion valid from \(nbf).")
+            throw Rejection(
+                code: .assertionTimeRange,
+                message: "Client assertion is not within its valid time range. Current time: \(now), assertion valid from \(nbf).")
         }
         guard let jti = payload["jti"]?.stringValue, !jti.isEmpty else {
             throw Rejection(code: .invalidJWT, message: "JWT token is invalid or malformed: no 'jti' claim.")

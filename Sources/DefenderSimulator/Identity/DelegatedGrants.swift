@@ -12,8 +12,10 @@ public struct SimulatedUser: Sendable, Equatable {
     /// every alert (a user whose role covers all device groups).
     public var deviceGroups: [String]?
 
-    public init(tenantID: String = SimulatorConfiguration.defaultTenant.id, userPrincipalName: String, displayName: String? = nil,
-                deviceGroups: [String]? = nil) {
+    public init(
+        tenantID: String = SimulatorConfiguration.defaultTenant.id, userPrincipalName: String, displayName: String? = nil,
+        deviceGroups: [String]? = nil
+    ) {
         self.tenantID = tenantID.lowercased()
         self.userPrincipalName = userPrincipalName.lowercased()
         self.displayName = displayName ?? userPrincipalName
@@ -180,19 +182,28 @@ extension TokenEndpoint {
     /// `POST /{tenant}/oauth2/v2.0/devicecode` (form `client_id`, `scope`).
     mutating func deviceAuthorization(_ request: SimulatorRequest, tenantName: String, now: Timestamp) -> SimulatorResponse {
         guard request.method == "POST" else {
-            return Self.error(405, "invalid_request", .methodNotAllowed, "The endpoint only accepts POST requests. Received a \(request.method) request.", now: now)
+            return Self.error(
+                405, "invalid_request", .methodNotAllowed, "The endpoint only accepts POST requests. Received a \(request.method) request.", now: now)
         }
         guard let tenant = tenants.first(where: { $0.answers(to: tenantName) }) else {
-            return Self.error(400, "invalid_request", .tenantNotFound, "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.", now: now)
+            return Self.error(
+                400, "invalid_request", .tenantNotFound,
+                "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.",
+                now: now)
         }
         let form = request.form
         guard let clientID = form["client_id"]?.lowercased(), !clientID.isEmpty else { return Self.missing("client_id", now: now) }
         guard apps.contains(where: { $0.tenantID == tenant.id && $0.clientID == clientID }) else {
-            return Self.error(400, "unauthorized_client", .applicationNotFound, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'.", now: now)
+            return Self.error(
+                400, "unauthorized_client", .applicationNotFound,
+                "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'.", now: now)
         }
         guard let text = form["scope"], !text.isEmpty else { return Self.missing("scope", now: now) }
         guard let scopes = RequestedScopes(text) else {
-            return Self.error(400, "invalid_scope", .invalidScope, "The provided value for the input parameter 'scope' is not valid. The scope \(text) is not valid: name the permissions of one resource.", now: now)
+            return Self.error(
+                400, "invalid_scope", .invalidScope,
+                "The provided value for the input parameter 'scope' is not valid. The scope \(text) is not valid: name the permissions of one resource.",
+                now: now)
         }
         let deviceCode = Self.randomCode(bytes: 48)
         let userCode = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(9)).uppercased()
@@ -200,27 +211,40 @@ extension TokenEndpoint {
             tenantID: tenant.id, clientID: clientID, scopes: scopes, userCode: userCode,
             expiresAt: now.adding(ticks: Int64(delegated.codeLifetime) * 10_000_000), interval: delegated.interval, lastPoll: nil, state: .pending)
         let uri = delegated.answerVerificationURI ?? DelegatedGrants.verificationURI
-        return .json(200, .object([
-            ("user_code", .string(userCode)), ("device_code", .string(deviceCode)), ("verification_uri", .string(uri)),
-            ("expires_in", .int(delegated.codeLifetime)), ("interval", .int(delegated.interval)),
-            ("message", .string(delegated.answerMessage?.replacingOccurrences(of: "{code}", with: userCode)
-                ?? "To sign in, use a web browser to open the page \(uri) and enter the code \(userCode) to authenticate.")),
-        ]), headers: Self.headers)
+        return .json(
+            200,
+            .object([
+                ("user_code", .string(userCode)), ("device_code", .string(deviceCode)), ("verification_uri", .string(uri)),
+                ("expires_in", .int(delegated.codeLifetime)), ("interval", .int(delegated.interval)),
+                (
+                    "message",
+                    .string(
+                        delegated.answerMessage?.replacingOccurrences(of: "{code}", with: userCode)
+                            ?? "To sign in, use a web browser to open the page \(uri) and enter the code \(userCode) to authenticate.")
+                ),
+            ]), headers: Self.headers)
     }
 
     /// The device code and refresh token grants at `/oauth2/v2.0/token`.
     mutating func delegatedGrant(_ grant: String, form: [String: String], tenant: SimulatedTenant, now: Timestamp) -> SimulatorResponse {
         guard let clientID = form["client_id"]?.lowercased(), !clientID.isEmpty else { return Self.missing("client_id", now: now) }
         guard let app = apps.first(where: { $0.tenantID == tenant.id && $0.clientID == clientID }) else {
-            return Self.error(400, "unauthorized_client", .applicationNotFound, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'.", now: now)
+            return Self.error(
+                400, "unauthorized_client", .applicationNotFound,
+                "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'.", now: now)
         }
         // A confidential client proves itself here too; a public one has nothing to prove.
         if !app.isPublicClient {
             guard let secret = form["client_secret"] else {
-                return Self.error(401, "invalid_client", .credentialMissing, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
+                return Self.error(
+                    401, "invalid_client", .credentialMissing,
+                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
             }
             guard app.secrets.contains(secret) else {
-                return Self.error(401, "invalid_client", .invalidClientSecret, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.", now: now)
+                return Self.error(
+                    401, "invalid_client", .invalidClientSecret,
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.",
+                    now: now)
             }
         }
         if grant == DelegatedGrants.deviceCodeGrant {
@@ -229,7 +253,8 @@ extension TokenEndpoint {
         return redeemRefreshToken(form, app: app, tenant: tenant, now: now)
     }
 
-    private mutating func redeemDeviceCode(_ form: [String: String], app: RegisteredApp, tenant: SimulatedTenant, now: Timestamp) -> SimulatorResponse {
+    private mutating func redeemDeviceCode(_ form: [String: String], app: RegisteredApp, tenant: SimulatedTenant, now: Timestamp) -> SimulatorResponse
+    {
         guard let code = form["device_code"], !code.isEmpty else { return Self.missing("device_code", now: now) }
         delegated.polls += 1
         guard var authorization = delegated.codes[code], authorization.clientID == app.clientID, authorization.tenantID == tenant.id,
@@ -246,10 +271,13 @@ extension TokenEndpoint {
             if delegated.slowDown, let last = authorization.lastPoll, now < last.adding(ticks: Int64(authorization.interval) * 10_000_000) {
                 authorization.interval += 5
                 authorization.lastPoll = now
-                return Self.error(400, "slow_down", nil, "Polling too fast: wait at least \(authorization.interval) seconds between requests.", now: now)
+                return Self.error(
+                    400, "slow_down", nil, "Polling too fast: wait at least \(authorization.interval) seconds between requests.", now: now)
             }
             authorization.lastPoll = now
-            return Self.error(400, "authorization_pending", .authorizationPending, "The provided request has not yet been authorized by the user. The user must input their code.", now: now)
+            return Self.error(
+                400, "authorization_pending", .authorizationPending,
+                "The provided request has not yet been authorized by the user. The user must input their code.", now: now)
         case .declined:
             return Self.error(400, "authorization_declined", nil, "The end user denied the authorization request.", now: now)
         case .redeemed:
@@ -260,21 +288,28 @@ extension TokenEndpoint {
         }
     }
 
-    private mutating func redeemRefreshToken(_ form: [String: String], app: RegisteredApp, tenant: SimulatedTenant, now: Timestamp) -> SimulatorResponse {
+    private mutating func redeemRefreshToken(
+        _ form: [String: String], app: RegisteredApp, tenant: SimulatedTenant, now: Timestamp
+    ) -> SimulatorResponse {
         guard let token = form["refresh_token"], !token.isEmpty else { return Self.missing("refresh_token", now: now) }
         guard let grant = delegated.refreshTokens[token], grant.clientID == app.clientID, grant.tenantID == tenant.id else {
             return Self.error(400, "invalid_grant", .malformedRequest, "Invalid request. Request is malformed or invalid.", now: now)
         }
         guard !grant.revoked else {
-            return Self.error(400, "invalid_grant", .freshTokenNeeded, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", now: now)
+            return Self.error(
+                400, "invalid_grant", .freshTokenNeeded,
+                "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.",
+                now: now)
         }
         if let refusal = delegated.refreshRefusals[grant.user.userPrincipalName] {
-            return Self.error(400, refusal.error, refusal.code,
-                              DelegatedGrants.refusalText(refusal.code, resource: grant.scopes.resource, issuedAt: grant.issuedAt), now: now)
+            return Self.error(
+                400, refusal.error, refusal.code,
+                DelegatedGrants.refusalText(refusal.code, resource: grant.scopes.resource, issuedAt: grant.issuedAt), now: now)
         }
         guard now < grant.issuedAt.adding(ticks: delegated.refreshTokenInactivity * 10_000_000) else {
-            return Self.error(400, "invalid_grant", .refreshTokenInactive,
-                              DelegatedGrants.refusalText(.refreshTokenInactive, resource: grant.scopes.resource, issuedAt: grant.issuedAt), now: now)
+            return Self.error(
+                400, "invalid_grant", .refreshTokenInactive,
+                DelegatedGrants.refusalText(.refreshTokenInactive, resource: grant.scopes.resource, issuedAt: grant.issuedAt), now: now)
         }
         delegated.redeemed += 1
         if grant.redeemed { delegated.reused += 1 }
@@ -282,7 +317,9 @@ extension TokenEndpoint {
         var scopes = grant.scopes
         if let text = form["scope"] {
             guard let asked = RequestedScopes(text) else {
-                return Self.error(400, "invalid_scope", .invalidScope, "The provided value for the input parameter 'scope' is not valid. The scope \(text) is not valid.", now: now)
+                return Self.error(
+                    400, "invalid_scope", .invalidScope,
+                    "The provided value for the input parameter 'scope' is not valid. The scope \(text) is not valid.", now: now)
             }
             scopes = asked
         }
@@ -291,9 +328,14 @@ extension TokenEndpoint {
 
     /// An access token with the user's delegated permissions (`scp`), a refresh token when
     /// `offline_access` was asked for, an ID token when `openid` was.
-    private mutating func userTokens(app: RegisteredApp, tenant: SimulatedTenant, user: SimulatedUser, scopes: RequestedScopes, now: Timestamp) -> SimulatorResponse {
+    private mutating func userTokens(
+        app: RegisteredApp, tenant: SimulatedTenant, user: SimulatedUser, scopes: RequestedScopes, now: Timestamp
+    ) -> SimulatorResponse {
         guard let granted = scopes.granted(by: app) else {
-            return Self.error(400, "invalid_grant", .delegationDoesNotExist, "The user or administrator has not consented to use the application with ID '\(app.clientID)' named '\(app.displayName)'. Send an interactive authorization request for this user and resource.", now: now)
+            return Self.error(
+                400, "invalid_grant", .delegationDoesNotExist,
+                "The user or administrator has not consented to use the application with ID '\(app.clientID)' named '\(app.displayName)'. Send an interactive authorization request for this user and resource.",
+                now: now)
         }
         let issuedAt = now.ticks / 10_000_000
         let expiresAt = issuedAt + Int64(tokenLifetime)
@@ -307,8 +349,9 @@ extension TokenEndpoint {
             ("uti", .string(UUID().uuidString.lowercased())), ("ver", .string("1.0")),
         ]
         let access = Self.jwt(claims)
-        issued[access] = IssuedToken(tenantID: tenant.id, clientID: app.clientID, audience: scopes.audience, roles: [],
-                                     expiresAt: Timestamp(ticks: expiresAt * 10_000_000), scopes: granted, user: user)
+        issued[access] = IssuedToken(
+            tenantID: tenant.id, clientID: app.clientID, audience: scopes.audience, roles: [],
+            expiresAt: Timestamp(ticks: expiresAt * 10_000_000), scopes: granted, user: user)
         var members: [(String, JSONValue)] = [
             ("token_type", .string("Bearer")), ("scope", .string(scopes.answered(granted))), ("expires_in", .int(tokenLifetime)),
             ("ext_expires_in", .int(tokenLifetime)), ("access_token", .string(access)),
@@ -316,17 +359,24 @@ extension TokenEndpoint {
         if scopes.openID.contains("offline_access") {
             // Recognisable, as Entra's ("0.A...") are: tests look for it in every output.
             let refresh = DelegatedGrants.refreshTokenPrefix + Self.randomCode(bytes: 64)
-            delegated.refreshTokens[refresh] = DelegatedGrants.RefreshGrant(tenantID: tenant.id, clientID: app.clientID, user: user, scopes: scopes,
-                                                                                  issuedAt: now)
+            delegated.refreshTokens[refresh] = DelegatedGrants.RefreshGrant(
+                tenantID: tenant.id, clientID: app.clientID, user: user, scopes: scopes,
+                issuedAt: now)
             members.append(("refresh_token", .string(refresh)))
         }
         if scopes.openID.contains("openid") {
-            members.append(("id_token", .string(Self.jwt([
-                ("aud", .string(app.clientID)), ("iss", .string("https://login.microsoftonline.com/\(tenant.id)/v2.0")),
-                ("iat", .number("\(issuedAt)")), ("nbf", .number("\(issuedAt)")), ("exp", .number("\(expiresAt)")),
-                ("name", .string(user.displayName)), ("oid", .string(user.objectID)), ("preferred_username", .string(user.userPrincipalName)),
-                ("sub", .string(user.objectID)), ("tid", .string(tenant.id)), ("ver", .string("2.0")),
-            ]))))
+            members.append(
+                (
+                    "id_token",
+                    .string(
+                        Self.jwt([
+                            ("aud", .string(app.clientID)), ("iss", .string("https://login.microsoftonline.com/\(tenant.id)/v2.0")),
+                            ("iat", .number("\(issuedAt)")), ("nbf", .number("\(issuedAt)")), ("exp", .number("\(expiresAt)")),
+                            ("name", .string(user.displayName)), ("oid", .string(user.objectID)),
+                            ("preferred_username", .string(user.userPrincipalName)),
+                            ("sub", .string(user.objectID)), ("tid", .string(tenant.id)), ("ver", .string("2.0")),
+                        ]))
+                ))
         }
         return .json(200, .object(members), headers: Self.headers)
     }

@@ -67,9 +67,11 @@ public struct RegisteredApp: Sendable {
     public var delegatedScopes = ["Alert.Read"]
     public var graphDelegatedScopes = ["SecurityAlert.Read.All", "SecurityIncident.Read.All"]
 
-    public init(tenantID: String, clientID: String, displayName: String = "contoso-mde-forwarder", secrets: [String] = [],
-                certificates: [RegisteredCertificate] = [], roles: [String] = ["Alert.Read.All"],
-                graphRoles: [String] = ["SecurityAlert.Read.All", "SecurityIncident.Read.All"]) {
+    public init(
+        tenantID: String, clientID: String, displayName: String = "contoso-mde-forwarder", secrets: [String] = [],
+        certificates: [RegisteredCertificate] = [], roles: [String] = ["Alert.Read.All"],
+        graphRoles: [String] = ["SecurityAlert.Read.All", "SecurityIncident.Read.All"]
+    ) {
         self.tenantID = tenantID.lowercased()
         self.clientID = clientID.lowercased()
         self.displayName = displayName

@@ -1,6 +1,6 @@
-import Timekeeping
 import Foundation
 import OrderedJSON
+import Timekeeping
 
 /// An access token the simulator issued, as the API checks it.
 struct IssuedToken: Sendable {
@@ -38,10 +38,14 @@ struct TokenEndpoint {
 
     mutating func handle(_ request: SimulatorRequest, tenantName: String, version: TokenEndpointVersion, now: Timestamp) -> SimulatorResponse {
         guard request.method == "POST" else {
-            return Self.error(405, "invalid_request", .methodNotAllowed, "The endpoint only accepts POST requests. Received a \(request.method) request.", now: now)
+            return Self.error(
+                405, "invalid_request", .methodNotAllowed, "The endpoint only accepts POST requests. Received a \(request.method) request.", now: now)
         }
         guard let tenant = tenants.first(where: { $0.answers(to: tenantName) }) else {
-            return Self.error(400, "invalid_request", .tenantNotFound, "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.", now: now)
+            return Self.error(
+                400, "invalid_request", .tenantNotFound,
+                "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.",
+                now: now)
         }
         var form = request.form
         if let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("basic "),
@@ -59,11 +63,16 @@ struct TokenEndpoint {
         case "client_credentials": break
         case DelegatedGrants.deviceCodeGrant, "refresh_token":
             guard version == .v2 else {
-                return Self.error(400, "unsupported_grant_type", .unsupportedGrantType, "The app requested an unsupported grant type '\(grant)' on the v1 endpoint; use /oauth2/v2.0/token.", now: now)
+                return Self.error(
+                    400, "unsupported_grant_type", .unsupportedGrantType,
+                    "The app requested an unsupported grant type '\(grant)' on the v1 endpoint; use /oauth2/v2.0/token.", now: now)
             }
             return delegatedGrant(grant, form: form, tenant: tenant, now: now)
         default:
-            return Self.error(400, "unsupported_grant_type", .unsupportedGrantType, "The app requested an unsupported grant type '\(grant)'. This simulator issues tokens for client_credentials, device_code and refresh_token.", now: now)
+            return Self.error(
+                400, "unsupported_grant_type", .unsupportedGrantType,
+                "The app requested an unsupported grant type '\(grant)'. This simulator issues tokens for client_credentials, device_code and refresh_token.",
+                now: now)
         }
         guard let clientID = form["client_id"]?.lowercased(), !clientID.isEmpty else { return Self.missing("client_id", now: now) }
 
@@ -74,50 +83,69 @@ struct TokenEndpoint {
             requestedResource = resource
         case .v2:
             if form["resource"] != nil {
-                return Self.error(400, "invalid_request", .resourceParameterNotSupported, "The 'resource' request parameter is not supported.", now: now)
+                return Self.error(
+                    400, "invalid_request", .resourceParameterNotSupported, "The 'resource' request parameter is not supported.", now: now)
             }
             guard let scope = form["scope"], !scope.isEmpty else { return Self.missing("scope", now: now) }
             let scopes = scope.split(separator: " ").map(String.init)
             guard scopes.count == 1, let only = scopes.first, only.hasSuffix("/.default") else {
-                return Self.error(400, "invalid_scope", .invalidScope, "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope \(scope) is not valid. The client credentials flow accepts exactly one scope of the form <resource>/.default.", now: now)
+                return Self.error(
+                    400, "invalid_scope", .invalidScope,
+                    "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope \(scope) is not valid. The client credentials flow accepts exactly one scope of the form <resource>/.default.",
+                    now: now)
             }
             requestedResource = String(only.dropLast("/.default".count))
         }
         guard let audience = Resource.audience(for: requestedResource) else {
-            return Self.error(400, "invalid_resource", .resourceNotFound, "The resource principal named \(requestedResource) was not found in the tenant named \(tenant.displayName). This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", now: now)
+            return Self.error(
+                400, "invalid_resource", .resourceNotFound,
+                "The resource principal named \(requestedResource) was not found in the tenant named \(tenant.displayName). This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",
+                now: now)
         }
         guard let app = apps.first(where: { $0.tenantID == tenant.id && $0.clientID == clientID }) else {
-            return Self.error(400, "unauthorized_client", .applicationNotFound, "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", now: now)
+            return Self.error(
+                400, "unauthorized_client", .applicationNotFound,
+                "Application with identifier '\(clientID)' was not found in the directory '\(tenant.displayName)'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+                now: now)
         }
 
         if let secret = form["client_secret"] {
             guard app.secrets.contains(secret) else {
-                return Self.error(401, "invalid_client", .invalidClientSecret, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.", now: now)
+                return Self.error(
+                    401, "invalid_client", .invalidClientSecret,
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.",
+                    now: now)
             }
         } else if let assertion = form["client_assertion"] {
             guard form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" else {
-                return Self.error(400, "invalid_request", .invalidJWT, "Invalid client_assertion_type: expected 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.", now: now)
+                return Self.error(
+                    400, "invalid_request", .invalidJWT,
+                    "Invalid client_assertion_type: expected 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.", now: now)
             }
             let audiences = ([tenantName] + [tenant.id] + tenant.domains).flatMap { name in
                 ["\(request.baseURL)/\(name)/oauth2/v2.0/token", "\(request.baseURL)/\(name)/oauth2/token", "\(request.baseURL)/\(name)/v2.0"]
             }
             do {
                 var reused = false
-                try ClientAssertionVerifier().verify(assertion, app: app, acceptedAudiences: audiences, now: now, seenIDs: &seenAssertionIDs, reused: &reused)
+                try ClientAssertionVerifier().verify(
+                    assertion, app: app, acceptedAudiences: audiences, now: now, seenIDs: &seenAssertionIDs, reused: &reused)
                 if reused { reusedAssertions += 1 }
             } catch {
                 return Self.error(401, "invalid_client", error.code, error.message, now: now)
             }
         } else {
-            return Self.error(401, "invalid_client", .credentialMissing, "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
+            return Self.error(
+                401, "invalid_client", .credentialMissing,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
         }
 
         let roles = audience == Resource.graph ? app.graphRoles : app.roles
         let issuedAt = now.ticks / 10_000_000
         let expiresAt = issuedAt + Int64(tokenLifetime)
         let token = Self.accessToken(tenant: tenant.id, app: app, audience: audience, roles: roles, issuedAt: issuedAt, expiresAt: expiresAt)
-        issued[token] = IssuedToken(tenantID: tenant.id, clientID: app.clientID, audience: audience, roles: roles,
-                                    expiresAt: Timestamp(ticks: expiresAt * 10_000_000))
+        issued[token] = IssuedToken(
+            tenantID: tenant.id, clientID: app.clientID, audience: audience, roles: roles,
+            expiresAt: Timestamp(ticks: expiresAt * 10_000_000))
         let body: JSONValue
         switch version {
         case .v1:
@@ -138,7 +166,10 @@ struct TokenEndpoint {
 
     /// A JWT-shaped token with the claims of a real app-only token and a fake signature.
     static func accessToken(tenant: String, app: RegisteredApp, audience: String, roles: [String], issuedAt: Int64, expiresAt: Int64) -> String {
-        let header = JSONValue.object([("typ", .string("JWT")), ("alg", .string("RS256")), ("x5t", .string("SIMULATOR-NOT-A-REAL-KEY")), ("kid", .string("SIMULATOR-NOT-A-REAL-KEY"))])
+        let header = JSONValue.object([
+            ("typ", .string("JWT")), ("alg", .string("RS256")), ("x5t", .string("SIMULATOR-NOT-A-REAL-KEY")),
+            ("kid", .string("SIMULATOR-NOT-A-REAL-KEY")),
+        ])
         let oid = UUID().uuidString.lowercased()
         let payload = JSONValue.object([
             ("aud", .string(audience)), ("iss", .string("https://sts.windows.net/\(tenant)/")),
@@ -168,7 +199,8 @@ struct TokenEndpoint {
         let trace = UUID().uuidString.lowercased()
         let correlation = UUID().uuidString.lowercased()
         let stamp = now.writtenWith(0).description.replacingOccurrences(of: "T", with: " ")
-        let description = (code.map { "AADSTS\($0): " } ?? "") + "\(message)\r\nTrace ID: \(trace)\r\nCorrelation ID: \(correlation)\r\nTimestamp: \(stamp)"
+        let description =
+            (code.map { "AADSTS\($0): " } ?? "") + "\(message)\r\nTrace ID: \(trace)\r\nCorrelation ID: \(correlation)\r\nTimestamp: \(stamp)"
         var members: [(String, JSONValue)] = [("error", .string(error)), ("error_description", .string(description))]
         if let code { members.append(("error_codes", .array([.int(code)]))) }
         members += [("timestamp", .string(stamp)), ("trace_id", .string(trace)), ("correlation_id", .string(correlation))]

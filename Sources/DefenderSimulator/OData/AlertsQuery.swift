@@ -1,3 +1,5 @@
+import Foundation
+
 /// The OData options of one `GET /api/alerts` request.
 public struct AlertsQuery: Sendable, Equatable {
     public var filter: ODataFilter?
@@ -20,15 +22,18 @@ public struct AlertsQuery: Sendable, Equatable {
                 filter = try ODataFilter.parse(value)
             case "$top":
                 guard let number = Int(value), number >= 0 else {
-                    throw ODataError("Invalid value '\(value)' for $top query option found. The $top query option requires a non-negative integer value.")
+                    throw ODataError(
+                        "Invalid value '\(value)' for $top query option found. The $top query option requires a non-negative integer value.")
                 }
                 guard number <= Self.maximumTop else {
-                    throw ODataError("The limit of '\(Self.maximumTop)' for Top query has been exceeded. The value from the incoming request is '\(number)'.")
+                    throw ODataError(
+                        "The limit of '\(Self.maximumTop)' for Top query has been exceeded. The value from the incoming request is '\(number)'.")
                 }
                 top = number
             case "$skip":
                 guard let number = Int(value), number >= 0 else {
-                    throw ODataError("Invalid value '\(value)' for $skip query option found. The $skip query option requires a non-negative integer value.")
+                    throw ODataError(
+                        "Invalid value '\(value)' for $skip query option found. The $skip query option requires a non-negative integer value.")
                 }
                 skip = number
             case "$expand":
@@ -63,5 +68,3 @@ enum QueryString {
         text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
     }
 }
-
-import Foundation

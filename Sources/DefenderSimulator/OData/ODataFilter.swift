@@ -1,5 +1,5 @@
-import Timekeeping
 import OrderedJSON
+import Timekeeping
 
 /// A parsed `$filter` expression over alert properties.
 public indirect enum ODataFilter: Sendable, Equatable {
@@ -31,25 +31,28 @@ public indirect enum ODataFilter: Sendable, Equatable {
         let typeName: String
 
         /// MDE `/api/alerts` (`docs/microsoft-apis.md` §2).
-        public static let mde = Schema(properties: [
-            "alertCreationTime": .dateTime, "lastUpdateTime": .dateTime, "lastEventTime": .dateTime,
-            "status": .string, "severity": .string, "category": .string, "detectionSource": .string,
-            "id": .string, "assignedTo": .string, "incidentId": .number, "investigationId": .number,
-        ], typeName: "microsoft.windowsDefenderATP.api.PublicAlert")
+        public static let mde = Schema(
+            properties: [
+                "alertCreationTime": .dateTime, "lastUpdateTime": .dateTime, "lastEventTime": .dateTime,
+                "status": .string, "severity": .string, "category": .string, "detectionSource": .string,
+                "id": .string, "assignedTo": .string, "incidentId": .number, "investigationId": .number,
+            ], typeName: "microsoft.windowsDefenderATP.api.PublicAlert")
 
         /// Graph `security/alerts_v2`: the properties its list page names (`docs/microsoft-apis.md` §6).
-        public static let graph = Schema(properties: [
-            "assignedTo": .string, "classification": .string, "determination": .string, "createdDateTime": .dateTime,
-            "lastUpdateDateTime": .dateTime, "severity": .string, "serviceSource": .string, "status": .string,
-        ], typeName: "microsoft.graph.security.alert")
+        public static let graph = Schema(
+            properties: [
+                "assignedTo": .string, "classification": .string, "determination": .string, "createdDateTime": .dateTime,
+                "lastUpdateDateTime": .dateTime, "severity": .string, "serviceSource": .string, "status": .string,
+            ], typeName: "microsoft.graph.security.alert")
 
         /// Graph `security/incidents`: the properties its list page names (Microsoft Graph,
         /// "List incidents": assignedTo, classification, createdDateTime, determination,
         /// lastUpdateDateTime, severity, status).
-        public static let graphIncident = Schema(properties: [
-            "assignedTo": .string, "classification": .string, "createdDateTime": .dateTime, "determination": .string,
-            "lastUpdateDateTime": .dateTime, "severity": .string, "status": .string,
-        ], typeName: "microsoft.graph.security.incident")
+        public static let graphIncident = Schema(
+            properties: [
+                "assignedTo": .string, "classification": .string, "createdDateTime": .dateTime, "determination": .string,
+                "lastUpdateDateTime": .dateTime, "severity": .string, "status": .string,
+            ], typeName: "microsoft.graph.security.incident")
     }
 
     /// Parses `$filter` text; the error message says what is wrong, like the OData library's.
@@ -236,20 +239,28 @@ private struct FilterParser {
             literal = .null
         case (.dateTime, .word(let word)):
             guard let time = Timestamp(parsing: word), word.hasSuffix("Z") || word.hasSuffix("z") else {
-                throw ODataError("The DateTimeOffset text '\(word)' should be in format 'yyyy-mm-ddThh:mm:ss('.'s+)?(zzzzzz)?' and each field value is within valid range.")
+                throw ODataError(
+                    "The DateTimeOffset text '\(word)' should be in format 'yyyy-mm-ddThh:mm:ss('.'s+)?(zzzzzz)?' and each field value is within valid range."
+                )
             }
             literal = .dateTime(time)
         case (.dateTime, .string(let value)):
-            throw ODataError("A binary operator with incompatible types was detected. Found operand types 'Edm.DateTimeOffset' and 'Edm.String' for operator kind '\(op)' ('\(value)' must not be quoted).")
+            throw ODataError(
+                "A binary operator with incompatible types was detected. Found operand types 'Edm.DateTimeOffset' and 'Edm.String' for operator kind '\(op)' ('\(value)' must not be quoted)."
+            )
         case (.string, .string(let value)):
             literal = .string(value)
         case (.string, .word(let word)):
-            throw ODataError("A binary operator with incompatible types was detected. Found operand types 'Edm.String' and '\(word)' for operator kind '\(op)' (string values are quoted: '\(word)').")
+            throw ODataError(
+                "A binary operator with incompatible types was detected. Found operand types 'Edm.String' and '\(word)' for operator kind '\(op)' (string values are quoted: '\(word)')."
+            )
         case (.number, .word(let word)):
             guard let number = Int64(word) else { throw ODataError("'\(word)' is not a valid Edm.Int64 literal for '\(property)'.") }
             literal = .number(number)
         case (.number, .string(let value)):
-            throw ODataError("A binary operator with incompatible types was detected. Found operand types 'Edm.Int64' and 'Edm.String' for operator kind '\(op)' ('\(value)').")
+            throw ODataError(
+                "A binary operator with incompatible types was detected. Found operand types 'Edm.Int64' and 'Edm.String' for operator kind '\(op)' ('\(value)')."
+            )
         default:
             throw ODataError("Syntax error at position \(position): a value was expected after '\(name) \(opText)'.")
         }

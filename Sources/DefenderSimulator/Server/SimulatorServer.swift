@@ -17,8 +17,10 @@ public struct SimulatorServer: Service {
     private let onReady: @Sendable (Int) async -> Void
 
     /// `host` must be a loopback address; `port` 0 picks a free port, reported to `onReady`.
-    public init(simulator: SimulatedDefender, host: String = "127.0.0.1", port: Int = 0, tls: SimulatorTLS? = nil,
-                logger: Logger = Logger(label: "defender-sim"), onReady: @escaping @Sendable (Int) async -> Void = { _ in }) throws {
+    public init(
+        simulator: SimulatedDefender, host: String = "127.0.0.1", port: Int = 0, tls: SimulatorTLS? = nil,
+        logger: Logger = Logger(label: "defender-sim"), onReady: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws {
         guard host == "127.0.0.1" || host == "::1" || host == "localhost" || host.hasPrefix("127.") else {
             throw SimulatorSetupError("the simulator listens on loopback only, not on \(host)")
         }
@@ -76,23 +78,29 @@ public struct SimulatorServer: Service {
             return Response(status: status, headers: fields, body: .init(byteBuffer: bytes))
         case .delayed(let delay):
             let payload = bytes
-            return Response(status: status, headers: fields, body: .init(contentLength: payload.readableBytes) { writer in
-                try await Task.sleep(for: delay)
-                try await writer.write(payload)
-                try await writer.finish(nil)
-            })
+            return Response(
+                status: status, headers: fields,
+                body: .init(contentLength: payload.readableBytes) { writer in
+                    try await Task.sleep(for: delay)
+                    try await writer.write(payload)
+                    try await writer.finish(nil)
+                })
         case .stall:
-            return Response(status: status, headers: fields, body: .init { _ in
-                // Headers are out; the body never comes. Ends when the server stops.
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(86_400)) }
-            })
+            return Response(
+                status: status, headers: fields,
+                body: .init { _ in
+                    // Headers are out; the body never comes. Ends when the server stops.
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(86_400)) }
+                })
         case .truncated:
             let half = bytes.getSlice(at: bytes.readerIndex, length: bytes.readableBytes / 2) ?? ByteBuffer()
             let full = bytes.readableBytes
-            return Response(status: status, headers: fields, body: .init(contentLength: full) { writer in
-                try await writer.write(half)
-                throw SimulatorSetupError("simulated truncated body")
-            })
+            return Response(
+                status: status, headers: fields,
+                body: .init(contentLength: full) { writer in
+                    try await writer.write(half)
+                    throw SimulatorSetupError("simulated truncated body")
+                })
         }
     }
 

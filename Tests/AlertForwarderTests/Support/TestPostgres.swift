@@ -1,9 +1,10 @@
-@testable import AlertForwarder
 import DefenderAPI
 import Foundation
 import Logging
 import PostgresNIO
 import Testing
+
+@testable import AlertForwarder
 
 /// The PostgreSQL server `scripts/with-postgres.sh` started for the tests (`make test` runs
 /// them under it), and a database of its own for each test.
@@ -22,8 +23,9 @@ enum TestPostgres {
     static func settings(database: String, leaseTTL: Duration = .seconds(30)) throws -> StateDatabaseSettings {
         guard let url else { throw StateError(.unavailable, "no DEFENDER_TEST_POSTGRES_URL") }
         let parts = try StateDatabaseSettings.parse(url).get()
-        return StateDatabaseSettings(host: parts.host, port: parts.port, user: parts.user, database: database, tls: .disable, caFile: nil,
-                                     password: password, leaseTTL: leaseTTL)
+        return StateDatabaseSettings(
+            host: parts.host, port: parts.port, user: parts.user, database: database, tls: .disable, caFile: nil,
+            password: password, leaseTTL: leaseTTL)
     }
 
     /// Runs `body` with a state in a new, empty database, dropped afterwards.

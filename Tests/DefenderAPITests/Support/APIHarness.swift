@@ -2,9 +2,10 @@ import DefenderAPI
 import DefenderSimulator
 import Foundation
 import Logging
+import Synchronization
+import TestSupport
 import Testing
 import Timekeeping
-import TestSupport
 
 /// A simulated tenant plus the client side wired to it: transport, token provider, alerts
 /// client, on injected clocks; logs are captured to check that no secret leaks.
@@ -40,8 +41,9 @@ struct APIHarness: Sendable {
 
     /// The device code sign-in of the public client, its waits on the manual clock.
     func deviceCodeLogin(base: String, transport: any HTTPTransport, api: AlertsAPI = .mde) -> DeviceCodeLogin {
-        DeviceCodeLogin(endpoints: endpoints(base, api: api), tenantID: Self.tenant, clientID: Self.publicClient,
-                        transport: transport, clock: clock.clock, logger: records.logger(label: "login"))
+        DeviceCodeLogin(
+            endpoints: endpoints(base, api: api), tenantID: Self.tenant, clientID: Self.publicClient,
+            transport: transport, clock: clock.clock, logger: records.logger(label: "login"))
     }
 
     /// Signs the analyst in at once (approved as the prompt is shown): the tokens it brought.
@@ -55,27 +57,35 @@ struct APIHarness: Sendable {
         DefenderEndpoints(api: api, cloud: .commercial, apiURL: base, loginURL: base)
     }
 
-    func tokenProvider(base: String, transport: any HTTPTransport, credential: ClientCredential? = nil,
-                       version: DefenderAPI.TokenEndpointVersion = .v2, tenant: String = tenant, api: AlertsAPI = .mde) -> TokenProvider {
+    func tokenProvider(
+        base: String, transport: any HTTPTransport, credential: ClientCredential? = nil,
+        version: DefenderAPI.TokenEndpointVersion = .v2, tenant: String = tenant, api: AlertsAPI = .mde
+    ) -> TokenProvider {
         let clock = simulatorClock
         return TokenProvider(
-            configuration: .init(tenantID: tenant, clientID: Self.client, credential: credential ?? .secret(Secret(Self.canary)),
-                                 endpoints: endpoints(base, api: api), version: version),
+            configuration: .init(
+                tenantID: tenant, clientID: Self.client, credential: credential ?? .secret(Secret(Self.canary)),
+                endpoints: endpoints(base, api: api), version: version),
             transport: transport, clock: self.clock.clock, wallClock: { clock.now().date }, random: { 0.5 },
             logger: records.logger(label: "token"))
     }
 
-    func alertsClient(base: String, transport: any HTTPTransport, tokens: TokenProvider, settings: AlertsClient.Settings = .init(),
-                      budget: RateBudget? = nil, api: AlertsAPI = .mde) -> AlertsClient {
-        AlertsClient(endpoints: endpoints(base, api: api), settings: settings, tokens: tokens, transport: transport,
-                     budget: budget ?? RateBudget(perMinute: 100, perHour: 1500, clock: clock.clock),
-                     clock: clock.clock, random: { 0 }, logger: records.logger(label: "alerts"))
+    func alertsClient(
+        base: String, transport: any HTTPTransport, tokens: TokenProvider, settings: AlertsClient.Settings = .init(),
+        budget: RateBudget? = nil, api: AlertsAPI = .mde
+    ) -> AlertsClient {
+        AlertsClient(
+            endpoints: endpoints(base, api: api), settings: settings, tokens: tokens, transport: transport,
+            budget: budget ?? RateBudget(perMinute: 100, perHour: 1500, clock: clock.clock),
+            clock: clock.clock, random: { 0 }, logger: records.logger(label: "alerts"))
     }
 
     /// A live simulator and a real HTTP client for `body`; the client is always shut down.
-    func live(tls: SimulatorTLS? = nil, caFile: String? = nil, proxy: ProxySettings = ProxySettings(server: nil),
-              maximumBodySize: Int? = nil,
-              _ body: @Sendable (_ base: String, _ transport: DefenderHTTPClient) async throws -> Void) async throws {
+    func live(
+        tls: SimulatorTLS? = nil, caFile: String? = nil, proxy: ProxySettings = ProxySettings(server: nil),
+        maximumBodySize: Int? = nil,
+        _ body: @Sendable (_ base: String, _ transport: DefenderHTTPClient) async throws -> Void
+    ) async throws {
         var settings = DefenderHTTPClient.Settings(caFile: caFile, proxy: proxy)
         if let maximumBodySize { settings.maximumBodySize = maximumBodySize }
         settings.connectTimeout = .seconds(2)  // a refused TLS handshake is retried until then
@@ -98,7 +108,6 @@ final class CountingTransport: HTTPTransport {
     var count: Int { counter.value }
 }
 
-import Synchronization
 
 final class Counter: Sendable {
     private let storage = Mutex(0)
@@ -150,7 +159,9 @@ final class WatchedTransport: HTTPTransport {
             let first = await group.next() ?? false
             if !first {
                 // Release the waiter so the group can finish.
-                let stuck = self.state.withLock { state in defer { state.waiters = [] }; return state.waiters.map(\.continuation) }
+                let stuck = self.state.withLock { state in
+                    defer { state.waiters = [] }; return state.waiters.map(\.continuation)
+                }
                 for waiter in stuck { waiter.resume(returning: false) }
             }
             group.cancelAll()
@@ -164,10 +175,11 @@ func readAll(_ client: AlertsClient, from: Timestamp) async throws -> [Alert] {
     var alerts: [Alert] = []
     var previousLower: Timestamp?
     try await client.fetch(from: .inclusive(from), now: { APIHarness.start.date }) { batch in
-        let lower: Timestamp = switch batch.lower {
-        case .inclusive(let time): time
-        case .exclusive(let time): time.adding(ticks: 1)
-        }
+        let lower: Timestamp =
+            switch batch.lower {
+            case .inclusive(let time): time
+            case .exclusive(let time): time.adding(ticks: 1)
+            }
         // Windows come in time order and hold only their own alerts.
         if let previousLower { #expect(lower >= previousLower) }
         for alert in batch.alerts {
@@ -185,9 +197,12 @@ func readAll(_ client: AlertsClient, from: Timestamp) async throws -> [Alert] {
 func fakeAPIClient(_ transport: any HTTPTransport, clock time: ManualClock, budget: RateBudget) -> AlertsClient {
     let records = LogRecords()
     let endpoints = DefenderEndpoints(cloud: .commercial, apiURL: "https://api.test", loginURL: "https://login.test")
-    let tokens = TokenProvider(configuration: .init(tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .secret(Secret(APIHarness.canary)),
-                                                    endpoints: endpoints, version: .v2),
-                               transport: transport, clock: time.clock, logger: records.logger())
-    return AlertsClient(endpoints: endpoints, settings: .init(pageSize: 10), tokens: tokens, transport: transport, budget: budget,
-                        clock: time.clock, logger: records.logger())
+    let tokens = TokenProvider(
+        configuration: .init(
+            tenantID: APIHarness.tenant, clientID: APIHarness.client, credential: .secret(Secret(APIHarness.canary)),
+            endpoints: endpoints, version: .v2),
+        transport: transport, clock: time.clock, logger: records.logger())
+    return AlertsClient(
+        endpoints: endpoints, settings: .init(pageSize: 10), tokens: tokens, transport: transport, budget: budget,
+        clock: time.clock, logger: records.logger())
 }

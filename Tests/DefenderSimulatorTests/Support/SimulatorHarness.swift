@@ -1,8 +1,8 @@
-import Timekeeping
 import DefenderSimulator
 import Foundation
 import OrderedJSON
 import Testing
+import Timekeeping
 
 /// An in-process simulator on a manual clock, with helpers to call it like a client would.
 struct SimulatorHarness {
@@ -26,23 +26,28 @@ struct SimulatorHarness {
     static func form(_ fields: [String: String]) -> Data {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
-        return Data(fields.sorted { $0.key < $1.key }.map {
-            "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)"
-        }.joined(separator: "&").utf8)
+        return Data(
+            fields.sorted { $0.key < $1.key }.map {
+                "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)"
+            }.joined(separator: "&").utf8)
     }
 
     /// POSTs a form to a token endpoint.
     func token(_ version: TokenEndpointVersion = .v2, tenant: String = tenant, fields: [String: String]) async -> SimulatorResponse {
         let path = version == .v1 ? "/\(tenant)/oauth2/token" : "/\(tenant)/oauth2/v2.0/token"
-        return await simulator.handle(SimulatorRequest(
-            method: "POST", path: path, headers: [("Content-Type", "application/x-www-form-urlencoded")],
-            body: Self.form(fields), baseURL: Self.base)).response
+        return await simulator.handle(
+            SimulatorRequest(
+                method: "POST", path: path, headers: [("Content-Type", "application/x-www-form-urlencoded")],
+                body: Self.form(fields), baseURL: Self.base)
+        ).response
     }
 
     /// The standard v2 client-secret request, with overrides.
     func secretToken(_ overrides: [String: String] = [:]) async -> SimulatorResponse {
-        var fields = ["grant_type": "client_credentials", "client_id": Self.client, "client_secret": Self.secret,
-                      "scope": "https://api.securitycenter.microsoft.com/.default"]
+        var fields = [
+            "grant_type": "client_credentials", "client_id": Self.client, "client_secret": Self.secret,
+            "scope": "https://api.securitycenter.microsoft.com/.default",
+        ]
         fields.merge(overrides) { _, new in new }
         return await token(.v2, fields: fields)
     }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// A built executable of this package (`defender-alertd` by default) run as a real process,
 /// its output captured in files.
@@ -32,7 +32,9 @@ final class DaemonProcess: @unchecked Sendable {
     }
 
     /// Runs to completion (bounded) and returns the exit status.
-    static func run(_ arguments: [String], environment: [String: String] = [:], executable: String = "defender-alertd") throws -> (status: Int32, stdout: String, stderr: String) {
+    static func run(
+        _ arguments: [String], environment: [String: String] = [:], executable: String = "defender-alertd"
+    ) throws -> (status: Int32, stdout: String, stderr: String) {
         let daemon = try DaemonProcess(arguments, environment: environment, executable: executable)
         let status = try #require(daemon.waitForExit(timeout: .seconds(60)), "\(arguments) did not finish")
         return (status, daemon.stdout, daemon.stderr)

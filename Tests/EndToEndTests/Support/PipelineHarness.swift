@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// `defender-sim` and `defender-alertd` as real processes, the daemon delivering into files.
 final class PipelineHarness: @unchecked Sendable {
@@ -35,7 +35,8 @@ final class PipelineHarness: @unchecked Sendable {
     /// Writes the configuration: the tenant polls every second into file sinks `a` and `b`.
     func configure(tenant extra: String = "", sinks: String? = nil, service: String = "") {
         let sinkTables = sinks ?? Self.fileSink("a") + Self.fileSink("b")
-        fixture.writeConfiguration("""
+        fixture.writeConfiguration(
+            """
             [service]
             poll_interval = "1s"
             log_level = "debug"
@@ -55,8 +56,9 @@ final class PipelineHarness: @unchecked Sendable {
     /// Starts the daemon; waits for READY=1.
     @discardableResult
     func startDaemon(environment: [String: String] = [:]) throws -> DaemonProcess {
-        let daemon = try DaemonProcess(["run", "--config", fixture.directory.file("defender-alertd.toml"), "--log-target", "stderr"],
-                                       environment: ["NOTIFY_SOCKET": socket.address].merging(environment) { _, new in new })
+        let daemon = try DaemonProcess(
+            ["run", "--config", fixture.directory.file("defender-alertd.toml"), "--log-target", "stderr"],
+            environment: ["NOTIFY_SOCKET": socket.address].merging(environment) { _, new in new })
         self.daemon = daemon
         let ready = socket.receive(until: { $0.contains("READY=1") }, timeout: .seconds(60))
         #expect(ready.matched != nil, "no READY=1: \(daemon.stderr)")
@@ -73,8 +75,10 @@ final class PipelineHarness: @unchecked Sendable {
     /// A control API call on the simulator.
     @discardableResult
     func control(_ method: String, _ path: String, _ body: String = "") throws -> String {
-        let result = try DaemonProcess.curl(["-s", "-X", method, "--max-time", "30", "-H", "Content-Type: application/json",
-                                             "-d", body, "\(base)/_simulator/\(path)"])
+        let result = try DaemonProcess.curl([
+            "-s", "-X", method, "--max-time", "30", "-H", "Content-Type: application/json",
+            "-d", body, "\(base)/_simulator/\(path)",
+        ])
         #expect(result.status == 0)
         return result.stdout
     }
@@ -94,8 +98,12 @@ final class PipelineHarness: @unchecked Sendable {
     /// The envelope records a file sink holds: (event, id, lastUpdateTime, or Graph's
     /// lastUpdateDateTime, tenant).
     func delivered(_ sink: String = "a") -> [(event: String, id: String, lastUpdateTime: String, tenant: String)] {
-        deliveredAlerts(sink).map { ($0.event, $0.alert["id"] as? String ?? "",
-                                     $0.alert["lastUpdateTime"] as? String ?? $0.alert["lastUpdateDateTime"] as? String ?? "", $0.tenant) }
+        deliveredAlerts(sink).map {
+            (
+                $0.event, $0.alert["id"] as? String ?? "",
+                $0.alert["lastUpdateTime"] as? String ?? $0.alert["lastUpdateDateTime"] as? String ?? "", $0.tenant
+            )
+        }
     }
 
     /// The envelope records a file sink holds, with the alert objects.
@@ -139,8 +147,10 @@ final class PipelineHarness: @unchecked Sendable {
     }
 
     /// Waits (bounded) until `condition` holds; records an issue when it never does.
-    func waitUntil(_ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool,
-                   sourceLocation: SourceLocation = #_sourceLocation) rethrows {
+    func waitUntil(
+        _ what: String, timeout: Duration = .seconds(60), _ condition: () throws -> Bool,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) rethrows {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try condition() { return }

@@ -102,7 +102,8 @@ enum HTTPRequestBody {
             if let source = settings.source { members.append(("source", .string(source))) }
             members.append(("sourcetype", .string(settings.sourcetype(for: record.kind))))
             if let index = settings.index(for: record.kind) { members.append(("index", .string(index))) }
-            members.append(("fields", .object([("tenant", .string(record.tenant)), ("event", .string(record.event)), ("kind", .string(record.kind.rawValue))])))
+            members.append(
+                ("fields", .object([("tenant", .string(record.tenant)), ("event", .string(record.event)), ("kind", .string(record.kind.rawValue))])))
             var bytes = Array(JSONValue.object(members).serialized.utf8.dropLast())
             bytes += ",\"event\":".utf8
             bytes += oneLine(document)

@@ -88,7 +88,9 @@ public final class HTTPSink: AlertSink {
             while !pending.isEmpty || !busy.isEmpty {
                 if pending.isEmpty {
                     guard busyTries < Self.busyRetryWaits.count else {
-                        throw SinkError("Elasticsearch did not take \(busy.count) of \(records.count) documents after \(busyTries + 1) tries (busy: 429 or 5xx); they are sent again")
+                        throw SinkError(
+                            "Elasticsearch did not take \(busy.count) of \(records.count) documents after \(busyTries + 1) tries (busy: 429 or 5xx); they are sent again"
+                        )
                     }
                     do {
                         try await sleep(Self.busyRetryWaits[busyTries])
@@ -100,8 +102,9 @@ public final class HTTPSink: AlertSink {
                     busy = []
                 }
                 let chunk = pending.removeFirst()
-                let outcome = try await post(chunk, body: HTTPRequestBody.encode(chunk, entries: entries, format: settings.format),
-                                             documents: chunk.map { entries[$0.id]?.documents ?? 1 }, with: transport)
+                let outcome = try await post(
+                    chunk, body: HTTPRequestBody.encode(chunk, entries: entries, format: settings.format),
+                    documents: chunk.map { entries[$0.id]?.documents ?? 1 }, with: transport)
                 rejected += outcome.rejected
                 pending.insert(contentsOf: outcome.again, at: 0)
                 busy += outcome.busy
@@ -129,15 +132,18 @@ public final class HTTPSink: AlertSink {
     }
 
     /// Posts one request; `documents`: how many documents each record put in the body.
-    private func post(_ records: [OutboxRecord], body: [UInt8], documents: [Int], with transport: any HTTPTransport) async throws(SinkError) -> Outcome {
+    private func post(
+        _ records: [OutboxRecord], body: [UInt8], documents: [Int], with transport: any HTTPTransport
+    ) async throws(SinkError) -> Outcome {
         var body = body
         var headers = [("Content-Type", settings.format.contentType)] + settings.headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         if settings.gzip {
             body = ContentEncoding.gzip(body)
             headers.append(("Content-Encoding", "gzip"))
         }
-        let request = HTTPExchangeRequest(method: "POST", url: settings.url, headers: headers, bytes: body,
-                                          authorization: settings.token.map(settings.authorization.header))
+        let request = HTTPExchangeRequest(
+            method: "POST", url: settings.url, headers: headers, bytes: body,
+            authorization: settings.token.map(settings.authorization.header))
         let response: HTTPExchangeResponse
         do {
             response = try await transport.send(request, deadline: settings.timeout)
@@ -154,8 +160,10 @@ public final class HTTPSink: AlertSink {
 
     /// Reads a response the way each receiver documents its answers. `documents`: how many
     /// documents (bulk items, HEC events) each record put in the request (nil: one each).
-    static func outcome(of response: HTTPExchangeResponse, for records: [OutboxRecord], documents: [Int]? = nil, format: HTTPBodyFormat,
-                        url: String) throws(SinkError) -> Outcome {
+    static func outcome(
+        of response: HTTPExchangeResponse, for records: [OutboxRecord], documents: [Int]? = nil, format: HTTPBodyFormat,
+        url: String
+    ) throws(SinkError) -> Outcome {
         let documents = documents ?? Array(repeating: 1, count: records.count)
         let status = response.status
         let reason = "HTTP \(status)" + (response.body.isEmpty ? "" : ": " + excerpt(response.body))
@@ -174,9 +182,12 @@ public final class HTTPSink: AlertSink {
         case 401:
             throw SinkError("\(url) refused the credentials (\(reason)); check token_file or token_credential and auth", kind: .needsOperator)
         case 403:
-            throw SinkError("\(url) refused access (\(reason)); the token lacks the right to write there (Splunk: a disabled token or an index it may not use; Elasticsearch: the API key's index privileges)", kind: .needsOperator)
+            throw SinkError(
+                "\(url) refused access (\(reason)); the token lacks the right to write there (Splunk: a disabled token or an index it may not use; Elasticsearch: the API key's index privileges)",
+                kind: .needsOperator)
         case 404:
-            throw SinkError("\(url) does not exist (\(reason)); check url (Splunk: .../services/collector/event; Elasticsearch: .../_bulk)", kind: .needsOperator)
+            throw SinkError(
+                "\(url) does not exist (\(reason)); check url (Splunk: .../services/collector/event; Elasticsearch: .../_bulk)", kind: .needsOperator)
         default:
             if format == .splunkHEC, let problem = hecConfigurationProblem(response.body) {
                 throw SinkError("\(url) refused the request (\(reason)): \(problem)", kind: .needsOperator)
@@ -186,8 +197,9 @@ public final class HTTPSink: AlertSink {
                 // The event HEC names is refused for good. Whether HEC kept the events before
                 // it is not something its answer says: they are sent again with the rest (a
                 // possible duplicate, never a possible loss).
-                let outcome = Outcome(rejected: [SinkRejection(recordID: records[index].id, reason: "Splunk HEC refused the event: \(reason)")],
-                                      again: [Array(records[..<index]), Array(records[(index + 1)...])].filter { !$0.isEmpty })
+                let outcome = Outcome(
+                    rejected: [SinkRejection(recordID: records[index].id, reason: "Splunk HEC refused the event: \(reason)")],
+                    again: [Array(records[..<index]), Array(records[(index + 1)...])].filter { !$0.isEmpty })
                 return outcome
             }
             guard records.count > 1 else {
@@ -229,7 +241,8 @@ public final class HTTPSink: AlertSink {
             var refusal: String?
             for item in items[next..<(next + count)] {
                 guard case .object(let members) = item, let (operation, action) = members.first,
-                      let status = action["status"].flatMap(Self.integer) else {
+                    let status = action["status"].flatMap(Self.integer)
+                else {
                     throw SinkError("a bulk item has no status (\(excerpt(body))); the batch is sent again")
                 }
                 switch status {
@@ -242,7 +255,9 @@ public final class HTTPSink: AlertSink {
                     // not be created: every other document would be refused alike. The batch waits
                     // for a person (Elasticsearch's security_exception, index_not_found_exception).
                     let type = action["error"]?["type"]?.stringValue ?? "error"
-                    throw SinkError("Elasticsearch refused to index (\(status) \(type): \(excerpt(Data((action["error"]?["reason"]?.stringValue ?? "").utf8)))); check the API key's index privileges and the index name", kind: .needsOperator)
+                    throw SinkError(
+                        "Elasticsearch refused to index (\(status) \(type): \(excerpt(Data((action["error"]?["reason"]?.stringValue ?? "").utf8)))); check the API key's index privileges and the index name",
+                        kind: .needsOperator)
                 default:
                     let error = action["error"]
                     let type = error?["type"]?.stringValue ?? "error"
@@ -271,7 +286,8 @@ public final class HTTPSink: AlertSink {
         return switch code {
         case 1, 2, 3, 4, 16: "HEC code \(code): the token is missing, disabled or wrong; check token_file or token_credential"
         case 7: "HEC code 7: the index is not one this token may write to; check index (or the token's allowed indexes)"
-        case 10, 11, 14: "HEC code \(code): the collector wants a data channel or acknowledgements that this sink does not use; turn indexer acknowledgement off for the token"
+        case 10, 11, 14:
+            "HEC code \(code): the collector wants a data channel or acknowledgements that this sink does not use; turn indexer acknowledgement off for the token"
         default: nil
         }
     }

@@ -99,11 +99,13 @@ public struct HTTPSinkSettings: Sendable, Equatable {
 
     public var operation: BulkOperation { dataStream ? .create : .index }
 
-    public init(url: String, format: HTTPBodyFormat = .json, authorization: HTTPAuthorization? = nil, token: Secret? = nil,
-                headers: [String: String] = [:], batchMaxAlerts: Int = 500, batchMaxBytes: Int = 5_000_000, flushInterval: Duration = .seconds(1),
-                timeout: Duration = .seconds(30), gzip: Bool = false, index: String? = nil, incidentIndex: String? = nil,
-                sourcetype: String? = nil, incidentSourcetype: String? = nil, source: String? = nil, host: String? = nil, caFile: String? = nil,
-                shape: RecordShape = .native, dataStream: Bool = false, pipeline: String? = nil) {
+    public init(
+        url: String, format: HTTPBodyFormat = .json, authorization: HTTPAuthorization? = nil, token: Secret? = nil,
+        headers: [String: String] = [:], batchMaxAlerts: Int = 500, batchMaxBytes: Int = 5_000_000, flushInterval: Duration = .seconds(1),
+        timeout: Duration = .seconds(30), gzip: Bool = false, index: String? = nil, incidentIndex: String? = nil,
+        sourcetype: String? = nil, incidentSourcetype: String? = nil, source: String? = nil, host: String? = nil, caFile: String? = nil,
+        shape: RecordShape = .native, dataStream: Bool = false, pipeline: String? = nil
+    ) {
         self.url = url
         self.format = format
         self.authorization = authorization ?? format.defaultAuthorization

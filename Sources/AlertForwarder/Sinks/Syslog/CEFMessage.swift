@@ -28,10 +28,13 @@ public enum CEFMessage {
         // An incident's device event class is `incident`: a SIEM tells the kinds apart by it.
         let signature = isIncident ? "incident" : fields["detectorId"] ?? fields["category"] ?? "alert"
         // A Graph alert names the service that raised it (Defender for Office 365, Identity...).
-        let product = isIncident ? "Defender XDR" : fields.product.map { $0.hasPrefix("Microsoft ") ? String($0.dropFirst(10)) : $0 } ?? "Defender for Endpoint"
+        let product =
+            isIncident ? "Defender XDR" : fields.product.map { $0.hasPrefix("Microsoft ") ? String($0.dropFirst(10)) : $0 } ?? "Defender for Endpoint"
         let name = isIncident ? fields["displayName"] ?? "Defender incident" : fields["title"] ?? "Defender alert"
-        let header = ["CEF:0", "Microsoft", header(product), "1.0", header(signature), header(name),
-                      String(severity(fields["severity"] ?? ""))]
+        let header = [
+            "CEF:0", "Microsoft", header(product), "1.0", header(signature), header(name),
+            String(severity(fields["severity"] ?? "")),
+        ]
         var extensions: [(String, String)] = []
         for (key, member) in [("rt", "lastUpdateTime"), ("start", "firstEventTime"), ("end", "lastEventTime")] {
             if let text = fields[member], let time = Timestamp(parsing: text) { extensions.append((key, String(time.ticks / 10_000))) }

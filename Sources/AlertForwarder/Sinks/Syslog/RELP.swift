@@ -42,7 +42,9 @@ struct RELPFrame: Equatable, Sendable {
     enum ParseError: Error, Equatable, CustomStringConvertible {
         case malformed(String)
         var description: String {
-            switch self { case .malformed(let reason): "malformed RELP frame from the receiver: \(reason)" }
+            switch self {
+            case .malformed(let reason): "malformed RELP frame from the receiver: \(reason)"
+            }
         }
     }
 

@@ -40,7 +40,8 @@ actor StreamConnection {
 
     /// Connects (and, with `tls`, completes the handshake, the receiver's certificate verified)
     /// within `timeout`.
-    static func open(host: String, port: Int, tls: NIOSSLContext?, serverName: String?, timeout: Duration) async throws(SinkError) -> StreamConnection {
+    static func open(host: String, port: Int, tls: NIOSSLContext?, serverName: String?, timeout: Duration) async throws(SinkError) -> StreamConnection
+    {
         let peer = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         // The initializer runs once per connection attempt (IPv6 and IPv4 may race): each
         // channel has its own handler, stream and handshake promise, found again by channel.
@@ -173,7 +174,8 @@ actor StreamConnection {
             if case .handshakeFailed(let reason) = error {
                 let text = "\(reason)"
                 if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("certificate verify failed") {
-                    return "TLS handshake failed: the receiver's certificate is not trusted or not valid now (\(text)); check ca_file and the certificate's dates"
+                    return
+                        "TLS handshake failed: the receiver's certificate is not trusted or not valid now (\(text)); check ca_file and the certificate's dates"
                 }
                 return "TLS handshake failed (\(text))"
             }

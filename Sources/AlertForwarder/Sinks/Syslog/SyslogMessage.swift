@@ -41,8 +41,10 @@ public struct SyslogMessage: Sendable, Equatable {
     /// the number RFC 5612 reserves for documentation).
     public var enterpriseNumber: Int
 
-    public init(syslogProtocol: SyslogProtocol = .rfc5424, facility: SyslogFacility = .local0, hostname: String,
-                appName: String = "defender-alertd", enterpriseNumber: Int = 32473) {
+    public init(
+        syslogProtocol: SyslogProtocol = .rfc5424, facility: SyslogFacility = .local0, hostname: String,
+        appName: String = "defender-alertd", enterpriseNumber: Int = 32473
+    ) {
         self.syslogProtocol = syslogProtocol
         self.facility = facility
         self.hostname = hostname
@@ -59,11 +61,14 @@ public struct SyslogMessage: Sendable, Equatable {
         switch syslogProtocol {
         case .rfc5424:
             let stamp = time.map { $0.writtenWith(min($0.fractionDigits, 6)).description } ?? "-"
-            text = "<\(priority)>1 \(stamp) \(Self.header(hostname, 255)) \(Self.header(appName, 48)) - \(Self.header(Self.messageID(for: record), 32)) "
+            text =
+                "<\(priority)>1 \(stamp) \(Self.header(hostname, 255)) \(Self.header(appName, 48)) - \(Self.header(Self.messageID(for: record), 32)) "
             text += "[defender@\(enterpriseNumber)"
             let id = record.kind == .incident ? "incidentId" : "alertId"
-            for (name, value) in [(id, record.alertID), ("tenant", record.tenant), ("severity", headline.severity), ("event", record.event),
-                                  ("kind", record.kind.rawValue)] {
+            for (name, value) in [
+                (id, record.alertID), ("tenant", record.tenant), ("severity", headline.severity), ("event", record.event),
+                ("kind", record.kind.rawValue),
+            ] {
                 text += " \(name)=\"\(Self.parameterValue(value))\""
             }
             text += "] "
@@ -177,7 +182,9 @@ public struct SyslogAddress: Sendable, Equatable, CustomStringConvertible {
         let host: Substring
         var portText: Substring?
         if rest.hasPrefix("[") {
-            guard let close = rest.firstIndex(of: "]") else { return .failure(SyslogAddressError("\"\(text)\": an IPv6 address needs its closing ]")) }
+            guard let close = rest.firstIndex(of: "]") else {
+                return .failure(SyslogAddressError("\"\(text)\": an IPv6 address needs its closing ]"))
+            }
             host = rest[rest.index(after: rest.startIndex)..<close]
             let after = rest[rest.index(after: close)...]
             if !after.isEmpty {

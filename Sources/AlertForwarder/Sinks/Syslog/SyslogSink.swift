@@ -34,8 +34,10 @@ public struct SyslogSettings: Sendable, Equatable {
     /// document.
     public var shape: RecordShape = .native
 
-    public init(address: SyslogAddress, message: SyslogMessage, format: SyslogBodyFormat = .json, cefAlertJSON: Bool = false,
-                framing: SyslogFraming = .octetCounting, maxMessageSize: Int = 65_536, timeout: Duration = .seconds(30), tls: SyslogTLS? = nil) {
+    public init(
+        address: SyslogAddress, message: SyslogMessage, format: SyslogBodyFormat = .json, cefAlertJSON: Bool = false,
+        framing: SyslogFraming = .octetCounting, maxMessageSize: Int = 65_536, timeout: Duration = .seconds(30), tls: SyslogTLS? = nil
+    ) {
         self.address = address
         self.message = message
         self.format = format
@@ -75,13 +77,16 @@ public final class SyslogSink: AlertSink {
     public init(settings: SyslogSettings) {
         self.settings = settings
         let address = settings.address
-        transport = switch address.transport {
-        case .udp: DatagramTransport(host: address.host, port: address.port)
-        case .tcp: StreamTransport(address: address, framing: settings.framing, tls: nil, timeout: settings.timeout, settle: settings.settle)
-        case .tls: StreamTransport(address: address, framing: settings.framing, tls: settings.tls ?? SyslogTLS(), timeout: settings.timeout,
-                                   settle: settings.settle)
-        case .relp: RELPTransport(address: address, timeout: settings.timeout)
-        }
+        transport =
+            switch address.transport {
+            case .udp: DatagramTransport(host: address.host, port: address.port)
+            case .tcp: StreamTransport(address: address, framing: settings.framing, tls: nil, timeout: settings.timeout, settle: settings.settle)
+            case .tls:
+                StreamTransport(
+                    address: address, framing: settings.framing, tls: settings.tls ?? SyslogTLS(), timeout: settings.timeout,
+                    settle: settings.settle)
+            case .relp: RELPTransport(address: address, timeout: settings.timeout)
+            }
     }
 
     public func send(_ records: [OutboxRecord]) async throws(SinkError) -> [SinkRejection] {
@@ -99,9 +104,12 @@ public final class SyslogSink: AlertSink {
             }
             // A record is sent whole or not at all: one message over the limit refuses it.
             if let longest = recordMessages.map(\.count).max(), longest > limit {
-                let rule = settings.address.transport == .udp && limit < settings.maxMessageSize
+                let rule =
+                    settings.address.transport == .udp && limit < settings.maxMessageSize
                     ? "the most a UDP datagram holds" : "max_message_size"
-                rejected.append(SinkRejection(recordID: record.id, reason: "the syslog message is \(longest) bytes, over \(rule) (\(limit) bytes); it is not cut"))
+                rejected.append(
+                    SinkRejection(recordID: record.id, reason: "the syslog message is \(longest) bytes, over \(rule) (\(limit) bytes); it is not cut")
+                )
                 continue
             }
             messages += recordMessages
@@ -120,7 +128,8 @@ public final class SyslogSink: AlertSink {
             var sinkError = error.error
             sinkError.confirmedPrefix = settled
             let prefix = Set(records[..<settled].map(\.id))
-            sinkError.rejectedInPrefix = rejected.filter { prefix.contains($0.recordID) }
+            sinkError.rejectedInPrefix =
+                rejected.filter { prefix.contains($0.recordID) }
                 + refusals(error.refused, records: records, sent: sent).filter { prefix.contains($0.recordID) }
             throw sinkError
         }

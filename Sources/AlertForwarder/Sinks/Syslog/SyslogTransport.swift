@@ -1,9 +1,9 @@
 import DefenderAPI
 import Foundation
-import OrderedJSON
 import NIOCore
 import NIOPosix
 import NIOSSL
+import OrderedJSON
 import Synchronization
 
 /// Carries syslog messages to a receiver and says when they count as delivered.
@@ -127,8 +127,9 @@ actor StreamTransport: SyslogTransport {
                     throw error
                 }
                 if await connection.ends(within: settle) {
-                    throw SinkError("the receiver at \(connection.peer) \(connection.wasReset ? "reset" : "closed") the connection as alerts were written; "
-                        + "those not yet confirmed are sent again on a new connection", connectionLost: true)
+                    throw SinkError(
+                        "the receiver at \(connection.peer) \(connection.wasReset ? "reset" : "closed") the connection as alerts were written; "
+                            + "those not yet confirmed are sent again on a new connection", connectionLost: true)
                 }
                 confirmed += writing
             }
@@ -147,8 +148,9 @@ actor StreamTransport: SyslogTransport {
             let reset = connection.wasReset
             await drop()
             if reset {
-                throw SinkError("the receiver at \(connection.peer) reset the connection after the last batch was confirmed: what it had not read of it is lost "
-                    + "(plain TCP and TLS have no acknowledgements, a whole batch at most; use RELP where that matters); the next batch goes on a new connection",
+                throw SinkError(
+                    "the receiver at \(connection.peer) reset the connection after the last batch was confirmed: what it had not read of it is lost "
+                        + "(plain TCP and TLS have no acknowledgements, a whole batch at most; use RELP where that matters); the next batch goes on a new connection",
                     connectionLost: true)
             }
         }
@@ -218,7 +220,8 @@ actor RELPTransport: SyslogTransport {
                 for number in expected {
                     let answer = try await answer(to: number, on: connection)
                     guard answer.status != nil else {
-                        throw SinkError("the receiver at \(connection.peer) answered a message without a status: \(PrintableText.escaped(answer.text))")
+                        throw SinkError(
+                            "the receiver at \(connection.peer) answered a message without a status: \(PrintableText.escaped(answer.text))")
                     }
                     if answer.status != 200 { refused[answered] = PrintableText.escaped(answer.text) }
                     answered += 1
@@ -242,10 +245,13 @@ actor RELPTransport: SyslogTransport {
         try await connection.write(RELPFrame(transaction: 1, command: "open", data: Array(Self.offers.utf8)).bytes)
         let answer = try await answer(to: 1, on: connection)
         guard answer.status == 200 else {
-            throw SinkError("the receiver at \(connection.peer) refused the RELP session: \(PrintableText.escaped(answer.text))", kind: .needsOperator)
+            throw SinkError(
+                "the receiver at \(connection.peer) refused the RELP session: \(PrintableText.escaped(answer.text))", kind: .needsOperator)
         }
         guard answer.text.contains("syslog") else {
-            throw SinkError("the receiver at \(connection.peer) does not offer the RELP syslog command (\(PrintableText.escaped(answer.text)))", kind: .needsOperator)
+            throw SinkError(
+                "the receiver at \(connection.peer) does not offer the RELP syslog command (\(PrintableText.escaped(answer.text)))",
+                kind: .needsOperator)
         }
         return connection
     }
@@ -259,7 +265,9 @@ actor RELPTransport: SyslogTransport {
                         throw SinkError("the receiver at \(connection.peer) is closing the session (serverclose)", connectionLost: true)
                     }
                     guard frame.command == "rsp", frame.transaction == number else {
-                        throw SinkError("the receiver at \(connection.peer) answered \(PrintableText.escaped(frame.command)) \(frame.transaction), expected rsp \(number)")
+                        throw SinkError(
+                            "the receiver at \(connection.peer) answered \(PrintableText.escaped(frame.command)) \(frame.transaction), expected rsp \(number)"
+                        )
                     }
                     return frame
                 }

@@ -15,8 +15,10 @@ struct EmbeddedAdmission: AdmissionStore {
         }
     }
 
-    func admit(stream: RecordStream, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
-               now: Date, watermark: WatermarkMove) async throws(StateError) -> Admission {
+    func admit(
+        stream: RecordStream, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
+        now: Date, watermark: WatermarkMove
+    ) async throws(StateError) -> Admission {
         guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
         let receivedAt = Timestamp(now).writtenWith(0).description
         let recordedAt = Int64(now.timeIntervalSince1970)
@@ -26,8 +28,9 @@ struct EmbeddedAdmission: AdmissionStore {
         return try await database.writeQueuing { db, undo in
             var admission = Admission()
             for element in rejected {
-                try db.execute(sql: "INSERT OR IGNORE INTO quarantine (tenant, raw, reason, quarantined_at) VALUES (?, ?, ?, ?)",
-                               arguments: [stream.tenant, element.bytes, element.reason, receivedAt])
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO quarantine (tenant, raw, reason, quarantined_at) VALUES (?, ?, ?, ?)",
+                    arguments: [stream.tenant, element.bytes, element.reason, receivedAt])
                 if db.changesCount > 0 { admission.quarantined.append(element) }
             }
             var queued: [OutboxLog.Entry] = []
@@ -36,19 +39,23 @@ struct EmbeddedAdmission: AdmissionStore {
             defer { remember.close() }
             // Keys of other versions of the alert ("id", "id|ticks") sort from "id" to before
             // "id}" ('|' < '}'): a range of the primary key; alert_id makes the match exact.
-            let seenBefore = try db.cachedStatement(sql: "SELECT 1 FROM seen WHERE tenant = ? AND key >= ? AND key < ? AND alert_id = ? AND key <> ? LIMIT 1")
+            let seenBefore = try db.cachedStatement(
+                sql: "SELECT 1 FROM seen WHERE tenant = ? AND key >= ? AND key < ? AND alert_id = ? AND key <> ? LIMIT 1")
             for alert in alerts {
                 let key = dedupKey(of: alert, forward: forward)
                 guard try remember.insert(tenant: tenant, key: key, alertID: alert.id, recordedAt: recordedAt) else {
                     admission.duplicates += 1
                     continue
                 }
-                let updated = try forward == .updates
+                let updated =
+                    try forward == .updates
                     && (Bool.fetchOne(seenBefore, arguments: [tenant, alert.id, alert.id + "}", alert.id, key]) ?? false)
                 if !sinks.isEmpty {
-                    queued.append(OutboxLog.Entry(tenant: stream.tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
-                                                  headline: storesHeadline ? AlertHeadline(alert) : nil, payload: alert.bytes, sinks: sinks,
-                                                  kind: stream.kind))
+                    queued.append(
+                        OutboxLog.Entry(
+                            tenant: stream.tenant, alertID: alert.id, event: updated ? "updated" : "created", receivedAt: receivedAt,
+                            headline: storesHeadline ? AlertHeadline(alert) : nil, payload: alert.bytes, sinks: sinks,
+                            kind: stream.kind))
                 }
                 admission.queuedForSinks += sinks.count
                 admission.newAlerts += 1
@@ -58,13 +65,14 @@ struct EmbeddedAdmission: AdmissionStore {
             // The poller decides (``WatermarkProgress``: complete windows only, never past the
             // server's present).
             if let newest = watermark.newest(of: alerts) {
-                try db.execute(sql: """
-                    INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (tenant) DO UPDATE SET
-                        watermark = max(watermark, excluded.watermark),
-                        watermark_text = CASE WHEN excluded.watermark > watermark THEN excluded.watermark_text ELSE watermark_text END,
-                        updated_at = excluded.updated_at
-                    """, arguments: [tenant, newest.ticks, newest.writtenWith(7).description, receivedAt])
+                try db.execute(
+                    sql: """
+                        INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (?, ?, ?, ?)
+                        ON CONFLICT (tenant) DO UPDATE SET
+                            watermark = max(watermark, excluded.watermark),
+                            watermark_text = CASE WHEN excluded.watermark > watermark THEN excluded.watermark_text ELSE watermark_text END,
+                            updated_at = excluded.updated_at
+                        """, arguments: [tenant, newest.ticks, newest.writtenWith(7).description, receivedAt])
             }
             return admission
         }
@@ -72,8 +80,9 @@ struct EmbeddedAdmission: AdmissionStore {
 
     func isKnown(tenant: String, alert: Alert, forward: ForwardMode) async throws(StateError) -> Bool {
         try await database.read { db in
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM seen WHERE tenant = ? AND key = ?",
-                              arguments: [RecordStream(tenant: tenant, kind: alert.kind).key, dedupKey(of: alert, forward: forward)]) ?? false
+            try Bool.fetchOne(
+                db, sql: "SELECT 1 FROM seen WHERE tenant = ? AND key = ?",
+                arguments: [RecordStream(tenant: tenant, kind: alert.kind).key, dedupKey(of: alert, forward: forward)]) ?? false
         }
     }
 
@@ -95,8 +104,9 @@ struct EmbeddedAdmission: AdmissionStore {
             var removed = 0
             for row in try Row.fetchAll(db, sql: "SELECT tenant, watermark FROM cursor") {
                 let newestAlert = (row["watermark"] as Int64) / 10_000_000
-                try db.execute(sql: "DELETE FROM seen WHERE tenant = ? AND recorded_at < ?",
-                               arguments: [row["tenant"] as String, min(localNow, newestAlert) - retention])
+                try db.execute(
+                    sql: "DELETE FROM seen WHERE tenant = ? AND recorded_at < ?",
+                    arguments: [row["tenant"] as String, min(localNow, newestAlert) - retention])
                 removed += db.changesCount
             }
             return removed

@@ -28,8 +28,9 @@ final class EmbeddedDatabase: Sendable {
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
             do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
+                try FileManager.default.createDirectory(
+                    atPath: directory, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o700])
             } catch {
                 throw StateError(.unavailable, "cannot create the state directory \(directory): \(error.localizedDescription)")
             }
@@ -39,7 +40,10 @@ final class EmbeddedDatabase: Sendable {
         path = (directory as NSString).appendingPathComponent("state.sqlite")
         let moved = (directory as NSString).appendingPathComponent(StateMigration.movedMarker)
         if access == .owner, let text = try? String(contentsOfFile: moved, encoding: .utf8) {
-            throw StateError(.incompatible, "the state in \(directory) was \(text.trimmingCharacters(in: .whitespacesAndNewlines)); set state_database in the configuration (a daemon here would deliver its queued alerts a second time), or delete \(moved) to use this state again")
+            throw StateError(
+                .incompatible,
+                "the state in \(directory) was \(text.trimmingCharacters(in: .whitespacesAndNewlines)); set state_database in the configuration (a daemon here would deliver its queued alerts a second time), or delete \(moved) to use this state again"
+            )
         }
         lock = access == .owner ? try DirectoryLock(directory: directory) : nil
         var configuration = GRDB.Configuration()
@@ -57,10 +61,15 @@ final class EmbeddedDatabase: Sendable {
                 return pool
             }
         } catch let error as StateError {
-            throw StateError(error.kind, "the state database \(path) \(error.kind == .incompatible ? "cannot be used" : "is damaged") (\(error.description)); stop the daemon, move the file aside and start again to begin from `lookback` (alerts may be delivered again), or restore a backup")
+            throw StateError(
+                error.kind,
+                "the state database \(path) \(error.kind == .incompatible ? "cannot be used" : "is damaged") (\(error.description)); stop the daemon, move the file aside and start again to begin from `lookback` (alerts may be delivered again), or restore a backup"
+            )
         } catch {
             let failure = Self.stateError(error, doing: "open")
-            throw StateError(failure.kind, "cannot open the state database \(path): \(failure.description); check permissions and free space; it is never reset automatically")
+            throw StateError(
+                failure.kind,
+                "cannot open the state database \(path): \(failure.description); check permissions and free space; it is never reset automatically")
         }
         log = try OutboxLog(directory: (directory as NSString).appendingPathComponent("outbox"), segmentSize: segmentSize)
         guard access == .owner else { return }
@@ -167,8 +176,12 @@ final class DirectoryLock: Sendable {
         let descriptor = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw StateError.system("cannot open \(file)", errno: errno) }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let failure = errno == EWOULDBLOCK
-                ? StateError(.inUse, "another process (a running defender-alertd, or poll-once) is using the state directory \(directory); stop it first (`systemctl stop defender-alertd`)")
+            let failure =
+                errno == EWOULDBLOCK
+                ? StateError(
+                    .inUse,
+                    "another process (a running defender-alertd, or poll-once) is using the state directory \(directory); stop it first (`systemctl stop defender-alertd`)"
+                )
                 : StateError.system("cannot lock \(file)", errno: errno)
             close(descriptor)
             throw failure

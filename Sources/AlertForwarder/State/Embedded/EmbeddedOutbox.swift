@@ -37,7 +37,8 @@ struct EmbeddedOutbox: OutboxStore {
             if alert.sinks != sinks.named { sinks = (alert.sinks, Array(Set(alert.sinks))) }
             for sink in sinks.distinct { counts[sink, default: 0] += 1 }
         }
-        let start = try db.cachedStatement(sql: "INSERT OR IGNORE INTO sink_position (sink, segment, byte_offset, sequence, pending) VALUES (?, ?, ?, ?, 0)")
+        let start = try db.cachedStatement(
+            sql: "INSERT OR IGNORE INTO sink_position (sink, segment, byte_offset, sequence, pending) VALUES (?, ?, ?, ?, 0)")
         let count = try db.cachedStatement(sql: "UPDATE sink_position SET pending = pending + ? WHERE sink = ?")
         for (sink, added) in counts {
             try start.execute(arguments: [sink, end.segment, end.offset, end.sequence])
@@ -45,7 +46,8 @@ struct EmbeddedOutbox: OutboxStore {
         }
         undo = end
         let newEnd = try log.append(alerts, after: end)
-        try db.execute(sql: "UPDATE outbox_end SET segment = ?, byte_offset = ?, sequence = ?", arguments: [newEnd.segment, newEnd.offset, newEnd.sequence])
+        try db.execute(
+            sql: "UPDATE outbox_end SET segment = ?, byte_offset = ?, sequence = ?", arguments: [newEnd.segment, newEnd.offset, newEnd.sequence])
     }
 
     /// Moves the rows of the `outbox` table of a version before the outbox log into the log,
@@ -55,7 +57,8 @@ struct EmbeddedOutbox: OutboxStore {
         guard try database.readNow({ db in try db.tableExists("outbox") }) else { return }
         while true {
             let done: Bool = try database.writeQueuingNow { db, undo in
-                let rows = try Row.fetchAll(db, sql: "SELECT id, sink, tenant, alert_id, event, received_at, payload FROM outbox ORDER BY id LIMIT 10000")
+                let rows = try Row.fetchAll(
+                    db, sql: "SELECT id, sink, tenant, alert_id, event, received_at, payload FROM outbox ORDER BY id LIMIT 10000")
                 guard let lastID = rows.last?["id"] as Int64? else {
                     try db.execute(sql: "DROP TABLE outbox")
                     return true
@@ -63,10 +66,12 @@ struct EmbeddedOutbox: OutboxStore {
                 var entries: [OutboxLog.Entry] = []
                 for row in rows {
                     let payload = Data((row["payload"] as String).utf8)
-                    let entry = OutboxLog.Entry(tenant: row["tenant"], alertID: row["alert_id"], event: row["event"], receivedAt: row["received_at"],
-                                                payload: payload, sinks: [row["sink"]])
+                    let entry = OutboxLog.Entry(
+                        tenant: row["tenant"], alertID: row["alert_id"], event: row["event"], receivedAt: row["received_at"],
+                        payload: payload, sinks: [row["sink"]])
                     if let last = entries.last, last.tenant == entry.tenant, last.alertID == entry.alertID, last.event == entry.event,
-                       last.receivedAt == entry.receivedAt, last.payload == entry.payload, !last.sinks.contains(entry.sinks[0]) {
+                        last.receivedAt == entry.receivedAt, last.payload == entry.payload, !last.sinks.contains(entry.sinks[0])
+                    {
                         entries[entries.count - 1].sinks += entry.sinks
                     } else {
                         entries.append(entry)
@@ -85,16 +90,23 @@ struct EmbeddedOutbox: OutboxStore {
         // One read transaction: the log is read up to the end it commits, off the pool.
         return try await database.read { db in
             // The dead-letter index (sink, requeue) finds them; nearly always none.
-            let requeued = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT id, tenant, kind, alert_id, event, received_at, payload FROM dead_letter WHERE sink = ? AND requeue = 1 ORDER BY id LIMIT ?
-                """), arguments: [sink, max(1, limit)]).map { row in
-                OutboxRecord(id: row["id"], sink: sink, tenant: row["tenant"], alertID: row["alert_id"], event: row["event"],
-                             receivedAt: row["received_at"], payloadBytes: [UInt8](row["payload"] as Data), kind: RecordKind(stored: row["kind"]))
+            let requeued = try Row.fetchAll(
+                db.cachedStatement(
+                    sql: """
+                        SELECT id, tenant, kind, alert_id, event, received_at, payload FROM dead_letter WHERE sink = ? AND requeue = 1 ORDER BY id LIMIT ?
+                        """), arguments: [sink, max(1, limit)]
+            ).map { row in
+                OutboxRecord(
+                    id: row["id"], sink: sink, tenant: row["tenant"], alertID: row["alert_id"], event: row["event"],
+                    receivedAt: row["received_at"], payloadBytes: [UInt8](row["payload"] as Data), kind: RecordKind(stored: row["kind"]))
             }
             if !requeued.isEmpty { return OutboxBatch(sink: sink, records: requeued, receipt: .requeued) }
             let end = try Self.end(db)
-            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT segment, byte_offset, sequence FROM sink_position WHERE sink = ?"),
-                                             arguments: [sink]) else {
+            guard
+                let row = try Row.fetchOne(
+                    db.cachedStatement(sql: "SELECT segment, byte_offset, sequence FROM sink_position WHERE sink = ?"),
+                    arguments: [sink])
+            else {
                 return OutboxBatch(sink: sink, records: [], receipt: .log(start: end, next: end))
             }
             let position = Self.position(row)
@@ -113,18 +125,22 @@ struct EmbeddedOutbox: OutboxStore {
             throw StateError(.incompatible, "a batch read from PostgreSQL cannot be confirmed in the embedded state")
         case .log(let start, let next):
             try await database.write { db in
-                try db.execute(sql: """
-                    UPDATE sink_position SET segment = ?, byte_offset = ?, sequence = ?, pending = max(0, pending - ?)
-                    WHERE sink = ? AND sequence = ?
-                    """, arguments: [next.segment, next.offset, next.sequence, batch.records.count, batch.sink, start.sequence])
+                try db.execute(
+                    sql: """
+                        UPDATE sink_position SET segment = ?, byte_offset = ?, sequence = ?, pending = max(0, pending - ?)
+                        WHERE sink = ? AND sequence = ?
+                        """, arguments: [next.segment, next.offset, next.sequence, batch.records.count, batch.sink, start.sequence])
                 guard db.changesCount > 0, !rejected.isEmpty else { return }
-                let insert = try db.cachedStatement(sql: """
-                    INSERT INTO dead_letter (sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
+                let insert = try db.cachedStatement(
+                    sql: """
+                        INSERT INTO dead_letter (sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """)
                 for rejection in rejected {
                     guard let record = batch.records.first(where: { $0.id == rejection.recordID }) else { continue }
-                    try insert.execute(arguments: [batch.sink, record.tenant, record.kind.rawValue, record.alertID, record.event, record.receivedAt,
-                                                   Data(record.payloadBytes), rejection.reason, failedAt])
+                    try insert.execute(arguments: [
+                        batch.sink, record.tenant, record.kind.rawValue, record.alertID, record.event, record.receivedAt,
+                        Data(record.payloadBytes), rejection.reason, failedAt,
+                    ])
                 }
             }
             if next.segment != start.segment { try await removeDeliveredSegments() }
@@ -136,7 +152,8 @@ struct EmbeddedOutbox: OutboxStore {
         let refused = Dictionary(rejected.map { ($0.recordID, $0.reason) }, uniquingKeysWith: { first, _ in first })
         try await database.write { db in
             let delete = try db.cachedStatement(sql: "DELETE FROM dead_letter WHERE id = ? AND sink = ? AND requeue = 1")
-            let again = try db.cachedStatement(sql: "UPDATE dead_letter SET requeue = 0, reason = ?, failed_at = ? WHERE id = ? AND sink = ? AND requeue = 1")
+            let again = try db.cachedStatement(
+                sql: "UPDATE dead_letter SET requeue = 0, reason = ?, failed_at = ? WHERE id = ? AND sink = ? AND requeue = 1")
             for record in batch.records {
                 if let reason = refused[record.id] {
                     try again.execute(arguments: [reason, failedAt, record.id, batch.sink])

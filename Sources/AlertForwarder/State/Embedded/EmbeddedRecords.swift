@@ -7,12 +7,16 @@ struct EmbeddedDeadLetters: DeadLetterStore {
 
     func deadLetters(sink: String?) async throws(StateError) -> [DeadLetter] {
         try await database.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT id, sink, tenant, alert_id, event, reason, failed_at, requeue FROM dead_letter
-                WHERE ?1 IS NULL OR sink = ?1 ORDER BY id
-                """, arguments: [sink]).map { row in
-                DeadLetter(id: row["id"], sink: row["sink"], tenant: row["tenant"], alertID: row["alert_id"], event: row["event"],
-                           reason: row["reason"], failedAt: row["failed_at"], requeueRequested: row["requeue"] as Int64 != 0)
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, sink, tenant, alert_id, event, reason, failed_at, requeue FROM dead_letter
+                    WHERE ?1 IS NULL OR sink = ?1 ORDER BY id
+                    """, arguments: [sink]
+            ).map { row in
+                DeadLetter(
+                    id: row["id"], sink: row["sink"], tenant: row["tenant"], alertID: row["alert_id"], event: row["event"],
+                    reason: row["reason"], failedAt: row["failed_at"], markedForRequeue: row["requeue"] as Int64 != 0)
             }
         }
     }
@@ -21,10 +25,11 @@ struct EmbeddedDeadLetters: DeadLetterStore {
         try await database.read { db in try countsByName(db, sql: "SELECT sink, count(*) AS n FROM dead_letter GROUP BY sink") }
     }
 
-    func requestRequeue(sink: String?) async throws(StateError) -> Int {
+    func markForRequeue(sink: String?) async throws(StateError) -> Int {
         try await database.write { db in
             try db.execute(sql: "UPDATE dead_letter SET requeue = 1 WHERE (?1 IS NULL OR sink = ?1) AND requeue = 0", arguments: [sink])
-            return try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letter WHERE (?1 IS NULL OR sink = ?1) AND requeue = 1", arguments: [sink]) ?? 0
+            return try Int.fetchOne(db, sql: "SELECT count(*) FROM dead_letter WHERE (?1 IS NULL OR sink = ?1) AND requeue = 1", arguments: [sink])
+                ?? 0
         }
     }
 
@@ -42,9 +47,12 @@ struct EmbeddedQuarantine: QuarantineStore {
 
     func elements(tenant: String?) async throws(StateError) -> [QuarantinedElement] {
         try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, tenant, reason, quarantined_at, raw FROM quarantine WHERE ?1 IS NULL OR tenant = ?1 ORDER BY id",
-                             arguments: [tenant]).map { row in
-                QuarantinedElement(id: row["id"], tenant: row["tenant"], reason: row["reason"], quarantinedAt: row["quarantined_at"], bytes: row["raw"])
+            try Row.fetchAll(
+                db, sql: "SELECT id, tenant, reason, quarantined_at, raw FROM quarantine WHERE ?1 IS NULL OR tenant = ?1 ORDER BY id",
+                arguments: [tenant]
+            ).map { row in
+                QuarantinedElement(
+                    id: row["id"], tenant: row["tenant"], reason: row["reason"], quarantinedAt: row["quarantined_at"], bytes: row["raw"])
             }
         }
     }
@@ -69,18 +77,20 @@ struct EmbeddedSchedules: ScheduleStore {
         try await database.read { db in
             try Row.fetchOne(db, sql: "SELECT due_at, swept_at, found FROM reconciliation WHERE tenant = ?", arguments: [tenant]).map { row in
                 let sweptAt: Double? = row["swept_at"]
-                return Reconciliation(due: Date(timeIntervalSince1970: row["due_at"]), sweptAt: sweptAt.map { Date(timeIntervalSince1970: $0) },
-                                      found: row["found"])
+                return Reconciliation(
+                    due: Date(timeIntervalSince1970: row["due_at"]), sweptAt: sweptAt.map { Date(timeIntervalSince1970: $0) },
+                    found: row["found"])
             }
         }
     }
 
     func scheduleReconciliation(tenant: String, due: Date, sweptAt: Date?, found: Int?) async throws(StateError) {
         try await database.write { db in
-            try db.execute(sql: """
-                INSERT INTO reconciliation (tenant, due_at, swept_at, found) VALUES (?1, ?2, ?3, ?4)
-                ON CONFLICT (tenant) DO UPDATE SET due_at = ?2, swept_at = coalesce(?3, swept_at), found = coalesce(?4, found)
-                """, arguments: [tenant, due.timeIntervalSince1970, sweptAt?.timeIntervalSince1970, found])
+            try db.execute(
+                sql: """
+                    INSERT INTO reconciliation (tenant, due_at, swept_at, found) VALUES (?1, ?2, ?3, ?4)
+                    ON CONFLICT (tenant) DO UPDATE SET due_at = ?2, swept_at = coalesce(?3, swept_at), found = coalesce(?4, found)
+                    """, arguments: [tenant, due.timeIntervalSince1970, sweptAt?.timeIntervalSince1970, found])
         }
     }
 }
@@ -100,9 +110,15 @@ struct EmbeddedStorage: StorageStore {
     func storage() async throws(StateError) -> [StorageUse] {
         var uses = try await database.read { db in
             let tables = ["cursor", "seen", "sink_position", "dead_letter", "quarantine", "reconciliation"]
-            let bytes = (try? Dictionary(Row.fetchAll(db, sql: """
-                SELECT s.tbl_name AS name, sum(d.pgsize) AS bytes FROM dbstat d JOIN sqlite_schema s ON s.name = d.name GROUP BY s.tbl_name
-                """).map { ($0["name"] as String, $0["bytes"] as Int64) }) { first, _ in first }) ?? [:]
+            let bytes =
+                (try? Dictionary(
+                    Row.fetchAll(
+                        db,
+                        sql: """
+                            SELECT s.tbl_name AS name, sum(d.pgsize) AS bytes FROM dbstat d JOIN sqlite_schema s ON s.name = d.name GROUP BY s.tbl_name
+                            """
+                    ).map { ($0["name"] as String, $0["bytes"] as Int64) }
+                ) { first, _ in first }) ?? [:]
             return try tables.map { table in
                 StorageUse(name: table, rows: try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table)") ?? 0, bytes: bytes[table])
             }

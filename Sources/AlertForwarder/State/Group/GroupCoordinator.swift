@@ -35,8 +35,10 @@ public final class GroupCoordinator: Service, Sendable {
     let status: StatusLine?
     let logger: Logger
 
-    public init(fence: GroupFence, database: StateDatabase, ttl: Duration, metrics: GroupMetrics,
-                status: StatusLine? = nil, logger: Logger) {
+    public init(
+        fence: GroupFence, database: StateDatabase, ttl: Duration, metrics: GroupMetrics,
+        status: StatusLine? = nil, logger: Logger
+    ) {
         self.member = fence.member
         self.incarnation = fence.incarnation
         self.database = database
@@ -73,10 +75,13 @@ public final class GroupCoordinator: Service, Sendable {
                 failing = false
             } catch {
                 metrics.failed(kind: error.kind.rawValue)
-                status?.set("group", "group: PostgreSQL UNAVAILABLE (\(SecretRedaction.shown(error.description, limit: 200))); polling stops as leases run out")
+                status?.set(
+                    "group",
+                    "group: PostgreSQL UNAVAILABLE (\(SecretRedaction.shown(error.description, limit: 200))); polling stops as leases run out")
                 if !failing {
-                    logger.error("the group's leases cannot be renewed; this daemon stops polling its tenants when they run out, and goes on trying",
-                                 metadata: ["error": "\(error)"])
+                    logger.error(
+                        "the group's leases cannot be renewed; this daemon stops polling its tenants when they run out, and goes on trying",
+                        metadata: ["error": "\(error)"])
                 }
                 failing = true
             }
@@ -94,10 +99,12 @@ public final class GroupCoordinator: Service, Sendable {
             try await Self.renewMembership(member, incarnation: incarnation, seconds: seconds, connection: connection, logger: logger)
             try await connection.run("DELETE FROM member WHERE expires_at < now() - interval '1 day'", logger: logger)
             var renewed: [String: Int64] = [:]
-            for try await (tenant, epoch) in try await connection.query("""
+            for try await (tenant, epoch) in try await connection.query(
+                """
                 UPDATE lease SET expires_at = now() + make_interval(secs => \(seconds))
                 WHERE holder = \(member) AND holder_incarnation = \(incarnation) AND expires_at > now() RETURNING tenant, epoch
-                """, logger: logger).decode((String, Int64).self) {
+                """, logger: logger
+            ).decode((String, Int64).self) {
                 renewed[tenant] = epoch
             }
             var members: [String] = []
@@ -105,9 +112,11 @@ public final class GroupCoordinator: Service, Sendable {
                 members.append(id)
             }
             var holders: [String: String] = [:]
-            for try await (tenant, holder) in try await connection.query("""
+            for try await (tenant, holder) in try await connection.query(
+                """
                 SELECT tenant, holder FROM lease WHERE holder IS NOT NULL AND expires_at > now()
-                """, logger: logger).decode((String, String).self) {
+                """, logger: logger
+            ).decode((String, String).self) {
                 holders[tenant] = holder
             }
             return (renewed, members, holders)
@@ -115,8 +124,9 @@ public final class GroupCoordinator: Service, Sendable {
         let before = leases.confirmedTenants
         let lost = before.subtracting(renewed.keys)
         if !lost.isEmpty {
-            logger.warning("leases lost: not renewed in time (this daemon was paused, or cut off from PostgreSQL); the group gives these tenants to a member that can renew them",
-                           metadata: ["tenants": "\(lost.sorted().joined(separator: ","))"])
+            logger.warning(
+                "leases lost: not renewed in time (this daemon was paused, or cut off from PostgreSQL); the group gives these tenants to a member that can renew them",
+                metadata: ["tenants": "\(lost.sorted().joined(separator: ","))"])
             metrics.leases("lost", count: lost.count)
         }
         var held = renewed
@@ -135,7 +145,8 @@ public final class GroupCoordinator: Service, Sendable {
         if !released.isEmpty {
             try await database.transaction("lease release") { [released] connection in
                 for (tenant, epoch) in released {
-                    try await connection.run("""
+                    try await connection.run(
+                        """
                         UPDATE lease SET holder = NULL, holder_incarnation = NULL, expires_at = now()
                         WHERE tenant = \(tenant) AND holder = \(member) AND holder_incarnation = \(incarnation) AND epoch = \(epoch)
                         """, logger: logger)
@@ -154,15 +165,21 @@ public final class GroupCoordinator: Service, Sendable {
                 // of a member paused in the middle of one (an admission locks its lease row),
                 // which the server ends after half of lease_ttl (``StateDatabase``). A later
                 // round takes it; waiting would hold up this whole round, renewals included.
-                let existing = Set(try await connection.array(of: String.self, "SELECT array_agg(tenant) FROM lease WHERE tenant = ANY(\(wanted))",
-                                                              logger: logger))
-                let lockable = Set(try await connection.array(of: String.self, """
-                    SELECT array_agg(tenant) FROM (SELECT tenant FROM lease
-                        WHERE tenant = ANY(\(wanted)) AND (holder IS NULL OR expires_at <= now()) FOR UPDATE SKIP LOCKED) AS free
-                    """, logger: logger))
+                let existing = Set(
+                    try await connection.array(
+                        of: String.self, "SELECT array_agg(tenant) FROM lease WHERE tenant = ANY(\(wanted))",
+                        logger: logger))
+                let lockable = Set(
+                    try await connection.array(
+                        of: String.self,
+                        """
+                        SELECT array_agg(tenant) FROM (SELECT tenant FROM lease
+                            WHERE tenant = ANY(\(wanted)) AND (holder IS NULL OR expires_at <= now()) FOR UPDATE SKIP LOCKED) AS free
+                        """, logger: logger))
                 var acquired: [String: Int64] = [:]
                 for tenant in wanted where lockable.contains(tenant) || !existing.contains(tenant) {
-                    for try await epoch in try await connection.query("""
+                    for try await epoch in try await connection.query(
+                        """
                         INSERT INTO lease (tenant, holder, holder_incarnation, epoch, expires_at, acquired_at)
                         VALUES (\(tenant), \(member), \(incarnation), 1, now() + make_interval(secs => \(seconds)), now())
                         ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder, holder_incarnation = excluded.holder_incarnation,
@@ -170,7 +187,8 @@ public final class GroupCoordinator: Service, Sendable {
                             expires_at = excluded.expires_at, acquired_at = now()
                         WHERE lease.holder IS NULL OR lease.expires_at <= now()
                         RETURNING epoch
-                        """, logger: logger).decode(Int64.self) {
+                        """, logger: logger
+                    ).decode(Int64.self) {
                         acquired[tenant] = epoch
                     }
                 }
@@ -190,31 +208,41 @@ public final class GroupCoordinator: Service, Sendable {
     /// Renews this daemon's member row, or takes the name: new, or left expired by an earlier
     /// run (whose leases are then freed, so that taking one again moves its epoch on). Refused
     /// while another running daemon renews the name.
-    private static func renewMembership(_ member: String, incarnation: String, seconds: Double, connection: PostgresConnection,
-                                        logger: Logger) async throws {
+    private static func renewMembership(
+        _ member: String, incarnation: String, seconds: Double, connection: PostgresConnection,
+        logger: Logger
+    ) async throws {
         var current: (incarnation: String, alive: Bool, startedAt: String)?
-        for try await row in try await connection.query("""
+        for try await row in try await connection.query(
+            """
             SELECT incarnation, expires_at > now(), to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
             FROM member WHERE id = \(member) FOR UPDATE
-            """, logger: logger).decode((String, Bool, String).self) {
+            """, logger: logger
+        ).decode((String, Bool, String).self) {
             current = row
         }
         if let current, current.incarnation == incarnation {
-            try await connection.run("""
+            try await connection.run(
+                """
                 UPDATE member SET renewed_at = now(), expires_at = now() + make_interval(secs => \(seconds)) WHERE id = \(member)
                 """, logger: logger)
             return
         }
         if let current, current.alive {
-            throw StateError(.conflict, "another running daemon has the member name '\(member)' (started at \(current.startedAt)): member_name must be unique in the group; this daemon polls nothing until that one stops")
+            throw StateError(
+                .conflict,
+                "another running daemon has the member name '\(member)' (started at \(current.startedAt)): member_name must be unique in the group; this daemon polls nothing until that one stops"
+            )
         }
-        try await connection.run("""
+        try await connection.run(
+            """
             INSERT INTO member (id, incarnation, started_at, renewed_at, expires_at)
             VALUES (\(member), \(incarnation), now(), now(), now() + make_interval(secs => \(seconds)))
             ON CONFLICT (id) DO UPDATE SET incarnation = excluded.incarnation, started_at = now(), renewed_at = now(),
                 expires_at = excluded.expires_at
             """, logger: logger)
-        try await connection.run("""
+        try await connection.run(
+            """
             UPDATE lease SET holder = NULL, holder_incarnation = NULL, expires_at = now() WHERE holder = \(member)
             """, logger: logger)
     }
@@ -229,7 +257,8 @@ public final class GroupCoordinator: Service, Sendable {
             // Soon or never: the leases expire by themselves, and a stop must not wait for a
             // server that does not answer.
             try await database.transaction("leaving the group", deadline: .seconds(5)) { connection in
-                try await connection.run("""
+                try await connection.run(
+                    """
                     UPDATE lease SET holder = NULL, holder_incarnation = NULL, expires_at = now()
                     WHERE holder = \(member) AND holder_incarnation = \(incarnation)
                     """, logger: logger)

@@ -20,8 +20,10 @@ struct PostgresAdmission: AdmissionStore {
         return try decodeFirst(rows, as: Int64.self).map { Timestamp(ticks: $0) }
     }
 
-    func admit(stream: RecordStream, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
-               now: Date, watermark: WatermarkMove) async throws(StateError) -> Admission {
+    func admit(
+        stream: RecordStream, alerts: [Alert], rejected: [RejectedElement], forward: ForwardMode, sinks: [String], storesHeadline: Bool,
+        now: Date, watermark: WatermarkMove
+    ) async throws(StateError) -> Admission {
         guard !alerts.isEmpty || !rejected.isEmpty else { return Admission() }
         // The lease, the outbox and the quarantine are the tenant's; the watermark and keys the stream's.
         let (tenant, key) = (stream.tenant, stream.key)
@@ -31,49 +33,63 @@ struct PostgresAdmission: AdmissionStore {
         let fence = self.fence
         let epoch = fence?.leases.epoch(of: tenant)
         if fence != nil, epoch == nil {
-            throw StateError(.leaseLost, "tenant \(tenant): this daemon no longer holds its lease; nothing of this page is admitted (the member that holds it reads it)")
+            throw StateError(
+                .leaseLost,
+                "tenant \(tenant): this daemon no longer holds its lease; nothing of this page is admitted (the member that holds it reads it)")
         }
         let (admission, added) = try await database.transaction("admission") { connection in
             if let fence, let epoch {
                 // The lease row is locked until the commit: a new holder cannot take it in between.
-                let current = try await connection.query("""
+                let current = try await connection.query(
+                    """
                     SELECT 1 FROM lease WHERE tenant = \(tenant) AND holder = \(fence.member) AND holder_incarnation = \(fence.incarnation)
                         AND epoch = \(epoch) AND expires_at > now() FOR SHARE
-                    """, logger: logger).collect()
+                    """, logger: logger
+                ).collect()
                 guard !current.isEmpty else {
-                    throw StateError(.leaseLost, "tenant \(tenant): the lease of epoch \(epoch) is no longer this daemon's; nothing of this page is admitted (the member that holds it reads it)")
+                    throw StateError(
+                        .leaseLost,
+                        "tenant \(tenant): the lease of epoch \(epoch) is no longer this daemon's; nothing of this page is admitted (the member that holds it reads it)"
+                    )
                 }
             }
             var admission = Admission()
             var added: [(id: Int64, payload: [UInt8])] = []
             for element in rejected {
                 let digest = ByteBuffer(bytes: SHA256.hash(data: element.bytes))
-                let inserted = try await connection.query("""
+                let inserted = try await connection.query(
+                    """
                     INSERT INTO quarantine (tenant, raw, raw_digest, reason, quarantined_at)
                     VALUES (\(tenant), \(ByteBuffer(data: element.bytes)), \(digest), \(element.reason), \(receivedAt))
                     ON CONFLICT DO NOTHING RETURNING id
-                    """, logger: logger).collect()
+                    """, logger: logger
+                ).collect()
                 if !inserted.isEmpty { admission.quarantined.append(element) }
             }
             guard !alerts.isEmpty else { return (admission, added) }
             let keys = alerts.map { dedupKey(of: $0, forward: forward) }
-            let inserted = Set(try await connection.array(of: String.self, """
-                WITH added AS (
-                    INSERT INTO seen (tenant, key, alert_id, recorded_at)
-                    SELECT \(key), k, a, \(recordedAt) FROM unnest(\(keys)::text[], \(alerts.map(\.id))::text[]) AS t(k, a)
-                    ON CONFLICT DO NOTHING RETURNING key)
-                SELECT array_agg(key) FROM added
-                """, logger: logger))
+            let inserted = Set(
+                try await connection.array(
+                    of: String.self,
+                    """
+                    WITH added AS (
+                        INSERT INTO seen (tenant, key, alert_id, recorded_at)
+                        SELECT \(key), k, a, \(recordedAt) FROM unnest(\(keys)::text[], \(alerts.map(\.id))::text[]) AS t(k, a)
+                        ON CONFLICT DO NOTHING RETURNING key)
+                    SELECT array_agg(key) FROM added
+                    """, logger: logger))
             // With `forward = "updates"`, an alert with another version recorded before is
             // `updated`: keys "id" and "id|ticks" are a range of the primary key ('|' < '}').
             var earlier = Set<String>()
             if forward == .updates, !inserted.isEmpty {
                 let ids = Array(Set(alerts.filter { inserted.contains(dedupKey(of: $0, forward: forward)) }.map(\.id)))
-                for try await id in try await connection.query("""
+                for try await id in try await connection.query(
+                    """
                     SELECT DISTINCT s.alert_id FROM unnest(\(ids)::text[]) AS a(id)
                     JOIN seen s ON s.tenant = \(key) AND s.key >= a.id AND s.key < a.id || '}' AND s.alert_id = a.id
                     WHERE NOT (s.key = ANY(\(Array(inserted))::text[]))
-                    """, logger: logger).decode(String.self) {
+                    """, logger: logger
+                ).decode(String.self) {
                     earlier.insert(id)
                 }
             }
@@ -93,16 +109,21 @@ struct PostgresAdmission: AdmissionStore {
                 admission.admitted.append(alert)
             }
             if !queued.isEmpty, !sinks.isEmpty {
-                let ids = try await Self.queue(queued, stream: stream, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(),
-                                               storesHeadline: storesHeadline, on: connection, logger: logger)
+                let ids = try await Self.queue(
+                    queued, stream: stream, receivedAt: receivedAt, sinks: Array(Set(sinks)).sorted(),
+                    storesHeadline: storesHeadline, on: connection, logger: logger)
                 // One id per alert, or the ids cannot be matched to the bytes kept in memory.
                 guard ids.count == queued.count else {
-                    throw StateError(.incompatible, "PostgreSQL answered \(ids.count) outbox ids for \(queued.count) alerts queued: the schema is not this version's; nothing of this page is admitted")
+                    throw StateError(
+                        .incompatible,
+                        "PostgreSQL answered \(ids.count) outbox ids for \(queued.count) alerts queued: the schema is not this version's; nothing of this page is admitted"
+                    )
                 }
                 added = zip(ids, queued).map { ($0, [UInt8]($1.alert.bytes)) }
             }
             if let newest = watermark.newest(of: alerts) {
-                try await connection.run("""
+                try await connection.run(
+                    """
                     INSERT INTO cursor (tenant, watermark, watermark_text, updated_at) VALUES (\(key), \(newest.ticks), \(newest.writtenWith(7).description), \(receivedAt))
                     ON CONFLICT (tenant) DO UPDATE SET
                         watermark = greatest(cursor.watermark, excluded.watermark),
@@ -120,11 +141,15 @@ struct PostgresAdmission: AdmissionStore {
     /// Writes each alert once, with its headline decoded here when a sink shows it (else its
     /// columns stay NULL), and a row per sink; returns the alerts' outbox ids, in order (taken
     /// from the sequence in the order of the page, so that sinks read them in that order).
-    private static func queue(_ queued: [(alert: Alert, event: String)], stream: RecordStream, receivedAt: String, sinks: [String], storesHeadline: Bool,
-                              on connection: PostgresConnection, logger: Logger) async throws -> [Int64] {
+    private static func queue(
+        _ queued: [(alert: Alert, event: String)], stream: RecordStream, receivedAt: String, sinks: [String], storesHeadline: Bool,
+        on connection: PostgresConnection, logger: Logger
+    ) async throws -> [Int64] {
         let (tenant, kind) = (stream.tenant, stream.kind.rawValue)
         let headlines = HeadlineColumns(storesHeadline ? queued.map { AlertHeadline($0.alert) } : [], count: queued.count)
-        return try await connection.array(of: Int64.self, """
+        return try await connection.array(
+            of: Int64.self,
+            """
             WITH numbered AS MATERIALIZED (
                 SELECT nextval('outbox_id_seq') AS id, a, e, sv, ti, ho, st, lu, p, n
                 FROM unnest(\(queued.map(\.alert.id))::text[], \(queued.map(\.event))::text[], \(headlines.severity)::text[],
@@ -161,7 +186,9 @@ struct PostgresAdmission: AdmissionStore {
     func pruneDedupKeys(now: Date) async throws(StateError) -> Int {
         let localNow = Int64(now.timeIntervalSince1970)
         let retention = StateStore.dedupRetention.components.seconds
-        let rows = try await database.query("dedup key pruning", """
+        let rows = try await database.query(
+            "dedup key pruning",
+            """
             WITH removed AS (
                 DELETE FROM seen USING cursor
                 WHERE seen.tenant = cursor.tenant AND seen.recorded_at < least(\(localNow), cursor.watermark / 10000000) - \(retention)
@@ -172,7 +199,9 @@ struct PostgresAdmission: AdmissionStore {
     }
 
     func tenants() async throws(StateError) -> [TenantState] {
-        let rows = try await database.query("tenant summary", """
+        let rows = try await database.query(
+            "tenant summary",
+            """
             SELECT coalesce(c.tenant, k.tenant), c.watermark_text, coalesce(k.n, 0)
             FROM cursor c FULL JOIN (SELECT tenant, count(*) AS n FROM seen GROUP BY tenant) k ON k.tenant = c.tenant
             ORDER BY 1

@@ -23,7 +23,9 @@ struct PostgresOutbox: OutboxStore {
         // own memory may be stale: a daemon paused past its lease delivers nothing more).
         let (member, incarnation) = (fence?.member, fence?.incarnation ?? "")
         let limit = max(1, limit)
-        let rows = try await database.query("outbox read", """
+        let rows = try await database.query(
+            "outbox read",
+            """
             WITH held AS MATERIALIZED (
                 SELECT tenant FROM lease WHERE holder = \(member) AND holder_incarnation = \(incarnation) AND expires_at > now()),
             requeued AS MATERIALIZED (
@@ -49,14 +51,17 @@ struct PostgresOutbox: OutboxStore {
                 requeued = try columns.next(Bool.self)
                 let (id, tenant, kind) = try (columns.next(Int64.self), columns.next(String.self), columns.next(String.self))
                 let (alertID, event, receivedAt) = try (columns.next(String.self), columns.next(String.self), columns.next(String.self))
-                let (severity, title, host, status, lastUpdateTime) = try (columns.next(String?.self), columns.next(String?.self), columns.next(String?.self),
-                                                                           columns.next(String?.self), columns.next(String?.self))
+                let (severity, title, host, status, lastUpdateTime) = try (
+                    columns.next(String?.self), columns.next(String?.self), columns.next(String?.self),
+                    columns.next(String?.self), columns.next(String?.self)
+                )
                 // Stored without a headline (no sink showed it then): read from the payload if asked.
                 let headline = lastUpdateTime.map {
                     AlertHeadline(givenSeverity: severity, givenTitle: title, host: host, status: status, lastUpdateTime: $0)
                 }
-                return OutboxRecord(id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: headline,
-                                    payloadBytes: try columns.bytes(orNull: requeued ? nil : []), kind: RecordKind(stored: kind))
+                return OutboxRecord(
+                    id: id, sink: sink, tenant: tenant, alertID: alertID, event: event, receivedAt: receivedAt, headline: headline,
+                    payloadBytes: try columns.bytes(orNull: requeued ? nil : []), kind: RecordKind(stored: kind))
             }
         }
         if !requeued, !records.isEmpty { records = try await withPayloads(records) }
@@ -94,9 +99,12 @@ struct PostgresOutbox: OutboxStore {
         case .requeued:
             try await database.transaction("dead letter confirmation") { connection in
                 let again = batch.records.filter { refused[$0.id] != nil }
-                try await connection.run("DELETE FROM dead_letter WHERE sink = \(sink) AND requeue AND id = ANY(\(ids.filter { refused[$0] == nil })::bigint[])", logger: logger)
+                try await connection.run(
+                    "DELETE FROM dead_letter WHERE sink = \(sink) AND requeue AND id = ANY(\(ids.filter { refused[$0] == nil })::bigint[])",
+                    logger: logger)
                 if !again.isEmpty {
-                    try await connection.run("""
+                    try await connection.run(
+                        """
                         UPDATE dead_letter SET requeue = false, failed_at = \(failedAt), reason = r.reason
                         FROM unnest(\(again.map(\.id))::bigint[], \(again.map { refused[$0.id] ?? "" })::text[]) AS r(id, reason)
                         WHERE dead_letter.id = r.id AND dead_letter.sink = \(sink) AND dead_letter.requeue
@@ -118,14 +126,17 @@ struct PostgresOutbox: OutboxStore {
                     try await connection.transaction(logger: logger) { connection in
                         // Only the rows still there count (a batch confirmed twice moves nothing twice).
                         var taken = Set<Int64>()
-                        for try await id in try await connection.query("""
+                        for try await id in try await connection.query(
+                            """
                             DELETE FROM outbox_pending WHERE sink = \(sink) AND id = ANY(\(ids)::bigint[]) RETURNING id
-                            """, logger: logger).decode(Int64.self) {
+                            """, logger: logger
+                        ).decode(Int64.self) {
                             taken.insert(id)
                         }
                         let letters = batch.records.filter { taken.contains($0.id) && refused[$0.id] != nil }
                         guard !letters.isEmpty else { return }
-                        try await connection.run("""
+                        try await connection.run(
+                            """
                             INSERT INTO dead_letter (sink, tenant, kind, alert_id, event, received_at, payload, reason, failed_at)
                             SELECT \(sink), t, k, a, e, r, p, why, \(failedAt)
                             FROM unnest(\(letters.map(\.tenant))::text[], \(letters.map(\.kind.rawValue))::text[], \(letters.map(\.alertID))::text[],
@@ -136,12 +147,15 @@ struct PostgresOutbox: OutboxStore {
                             """, logger: logger)
                     }
                 }
-                recent.remove(try await connection.array(of: Int64.self, """
-                    WITH gone AS (
-                        DELETE FROM outbox o WHERE o.id = ANY(\(ids)::bigint[]) AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)
-                        RETURNING o.id)
-                    SELECT array_agg(id) FROM gone
-                    """, logger: logger))
+                recent.remove(
+                    try await connection.array(
+                        of: Int64.self,
+                        """
+                        WITH gone AS (
+                            DELETE FROM outbox o WHERE o.id = ANY(\(ids)::bigint[]) AND NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)
+                            RETURNING o.id)
+                        SELECT array_agg(id) FROM gone
+                        """, logger: logger))
             }
         }
     }
@@ -158,10 +172,12 @@ struct PostgresOutbox: OutboxStore {
         let logger = database.logger
         return try await database.transaction("outbox drop") { connection in
             var dropped = 0
-            for try await count in try await connection.query("""
+            for try await count in try await connection.query(
+                """
                 WITH removed AS (DELETE FROM outbox_pending WHERE NOT (sink = ANY(\(Array(sinks))::text[])) RETURNING id)
                 SELECT count(*) FROM removed
-                """, logger: logger).decode(Int64.self) {
+                """, logger: logger
+            ).decode(Int64.self) {
                 dropped = Int(count)
             }
             try await connection.run("DELETE FROM outbox o WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = o.id)", logger: logger)

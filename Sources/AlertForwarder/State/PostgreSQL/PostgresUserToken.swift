@@ -29,7 +29,9 @@ struct PostgresUserToken: UserTokenStore {
         guard seal.hasKey else { throw Self.keyNeeded }
         let bytes = ByteBuffer(data: try seal.seal(token))
         do {
-            _ = try await database.query("user token write", """
+            _ = try await database.query(
+                "user token write",
+                """
                 INSERT INTO user_token (tenant, sealed, updated_at) VALUES (\(seal.tenant), \(bytes), now())
                 ON CONFLICT (tenant) DO UPDATE SET sealed = excluded.sealed, updated_at = now()
                 """)
@@ -49,5 +51,6 @@ struct PostgresUserToken: UserTokenStore {
     }
 
     static let keyNeeded = RefreshTokenStore.Failure(
-        "a refresh token is stored in PostgreSQL sealed only, and no token key is readable here: set token_key_file (readable by this command and the daemons), or run this where token_key_credential is loaded")
+        "a refresh token is stored in PostgreSQL sealed only, and no token key is readable here: set token_key_file (readable by this command and the daemons), or run this where token_key_credential is loaded"
+    )
 }

@@ -1,4 +1,3 @@
-import _ConnectionPoolModule
 import DefenderAPI
 import Foundation
 import Logging
@@ -8,6 +7,7 @@ import NIOSSL
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
+import _ConnectionPoolModule
 
 /// The state in PostgreSQL, shared by a group of daemons: the client (postgres-nio's pool,
 /// which reconnects by itself), the schema's migrations, and the mapping of its failures to
@@ -44,8 +44,10 @@ public final class StateDatabase: Service, Sendable {
     /// round, yet a daemon slowed down by a loaded host must keep its transactions. Else 60 s.
     /// `connectionWait`: how long a call waits for a connection before it fails as unavailable;
     /// `callDeadline`: how long it may run on it.
-    public init(settings: StateDatabaseSettings, member: String? = nil, connectionWait: Duration = .seconds(5),
-                callDeadline: Duration = .seconds(45), logger: Logger) throws(StateError) {
+    public init(
+        settings: StateDatabaseSettings, member: String? = nil, connectionWait: Duration = .seconds(5),
+        callDeadline: Duration = .seconds(45), logger: Logger
+    ) throws(StateError) {
         self.settings = settings
         self.logger = logger
         self.connectionWait = connectionWait
@@ -57,19 +59,21 @@ public final class StateDatabase: Service, Sendable {
             var configuration = TLSConfiguration.makeClientConfiguration()
             configuration.minimumTLSVersion = .tlsv12
             if let caFile = settings.caFile { configuration.trustRoots = .file(caFile) }
-            configuration.certificateVerification = switch settings.tls {
-            case .verifyFull: .fullVerification
-            case .verifyCA: .noHostnameVerification
-            case .require, .disable: .none
-            }
+            configuration.certificateVerification =
+                switch settings.tls {
+                case .verifyFull: .fullVerification
+                case .verifyCA: .noHostnameVerification
+                case .require, .disable: .none
+                }
             // The client keeps its TLS context (or its failure) for its life: checked here.
             do { checkTLS = .require(try NIOSSLContext(configuration: configuration)) } catch {
                 throw StateError(.incompatible, "state_database: TLS cannot be set up (\(error)); check state_database_ca_file")
             }
             tls = .require(configuration)
         }
-        var configuration = PostgresClient.Configuration(host: settings.host, port: settings.port, username: settings.user,
-                                                         password: settings.password?.withValue { $0 }, database: settings.database, tls: tls)
+        var configuration = PostgresClient.Configuration(
+            host: settings.host, port: settings.port, username: settings.user,
+            password: settings.password?.withValue { $0 }, database: settings.database, tls: tls)
         configuration.options.connectTimeout = .seconds(10)
         // At least one: a pool of none can strand a request (postgres-nio issue 657).
         configuration.options.minimumConnections = 1
@@ -83,8 +87,9 @@ public final class StateDatabase: Service, Sendable {
             ("idle_in_transaction_session_timeout", "\(member == nil ? 60000 : Int(max(settings.leaseTTL / 2, .seconds(5)).inSeconds * 1000))"),
         ]
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        var check = PostgresConnection.Configuration(host: settings.host, port: settings.port, username: settings.user,
-                                                     password: settings.password?.withValue { $0 }, database: settings.database, tls: checkTLS)
+        var check = PostgresConnection.Configuration(
+            host: settings.host, port: settings.port, username: settings.user,
+            password: settings.password?.withValue { $0 }, database: settings.database, tls: checkTLS)
         check.options.connectTimeout = .seconds(10)
         checkConfiguration = check
     }
@@ -112,7 +117,9 @@ public final class StateDatabase: Service, Sendable {
                     if !migrated { try await PostgresSchema.migrate(self) }
                     migrated = true
                     ready.open()
-                    if reported != nil { logger.notice("PostgreSQL can be reached again; the state is in use", metadata: ["database": "\(settings.url)"]) }
+                    if reported != nil {
+                        logger.notice("PostgreSQL can be reached again; the state is in use", metadata: ["database": "\(settings.url)"])
+                    }
                     reported = nil
                     wait = .seconds(1)
                     // In use until a call meets the server unreachable (or the daemon stops).
@@ -131,9 +138,11 @@ public final class StateDatabase: Service, Sendable {
                     }
                     ready.unavailable(failure)
                     if reported != failure.description {
-                        logger.error(migrated ? "PostgreSQL cannot be reached; admission, delivery and the group's leases wait for it"
-                                              : "PostgreSQL cannot be used yet; polling and delivery wait for it",
-                                     metadata: ["error": "\(failure)", "database": "\(settings.url)"])
+                        logger.error(
+                            migrated
+                                ? "PostgreSQL cannot be reached; admission, delivery and the group's leases wait for it"
+                                : "PostgreSQL cannot be used yet; polling and delivery wait for it",
+                            metadata: ["error": "\(failure)", "database": "\(settings.url)"])
                         reported = failure.description
                     }
                     // A stop ends the wait (and the retries) at once.
@@ -154,7 +163,9 @@ public final class StateDatabase: Service, Sendable {
     /// command or a test, where no service group does), and ends the client once `body` has.
     public func whileRunning<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await self.run(); return nil }
+            group.addTask {
+                try await self.run(); return nil
+            }
             group.addTask { try await body() }
             defer { group.cancelAll() }
             while let next = try await group.next() {
@@ -173,10 +184,14 @@ public final class StateDatabase: Service, Sendable {
 
     /// Waits for the schema, then runs `body` in one transaction, mapping its failure; within
     /// `deadline` if given (else ``callDeadline``).
-    func transaction<T: Sendable>(_ what: String, deadline: Duration? = nil,
-                                  _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
+    func transaction<T: Sendable>(
+        _ what: String, deadline: Duration? = nil,
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StateError) -> T {
         let logger = self.logger
-        return try await onConnection(what, deadline: deadline) { connection in try await connection.transaction(logger: logger) { try await body($0) } }
+        return try await onConnection(what, deadline: deadline) { connection in
+            try await connection.transaction(logger: logger) { try await body($0) }
+        }
     }
 
     /// Waits for the schema, then runs one statement, its rows collected.
@@ -187,8 +202,10 @@ public final class StateDatabase: Service, Sendable {
 
     /// Waits for the schema, then runs `work` on a connection of the pool
     /// (``bounded(_:connectionWait:deadline:_:)``, within `deadline` if given, else ``callDeadline``).
-    func onConnection<T: Sendable>(_ what: String, deadline: Duration? = nil,
-                                   _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
+    func onConnection<T: Sendable>(
+        _ what: String, deadline: Duration? = nil,
+        _ work: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StateError) -> T {
         try await ready.wait()
         return try await bounded(what, deadline: deadline ?? callDeadline, work)
     }
@@ -218,8 +235,10 @@ public final class StateDatabase: Service, Sendable {
     /// CPU in a backfill, when it slept until the deadline. (The hang once blamed on these
     /// timers was the closed connection above: they fired, and closing a closed connection
     /// did nothing.)
-    func bounded<T: Sendable>(_ what: String, connectionWait: Duration? = nil, deadline: Duration,
-                              _ work: @escaping @Sendable (PostgresConnection) async throws -> T) async throws(StateError) -> T {
+    func bounded<T: Sendable>(
+        _ what: String, connectionWait: Duration? = nil, deadline: Duration,
+        _ work: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws(StateError) -> T {
         let (client, connectionWait) = (self.client, connectionWait ?? self.connectionWait)
         let lease = LeaseWait()
         let timers = MultiThreadedEventLoopGroup.singleton.any()
@@ -241,13 +260,34 @@ public final class StateDatabase: Service, Sendable {
                     case .done:
                         break
                     case .abandoned(let stopping):
-                        let bound = stopping ? "within \(Self.stopGrace.inSeconds.formatted()) s of the stop" : "within \(connectionWait.inSeconds.formatted()) s"
-                        answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no connection to the server \(bound); waiting for it")), true))
+                        let bound =
+                            stopping
+                            ? "within \(Self.stopGrace.inSeconds.formatted()) s of the stop" : "within \(connectionWait.inSeconds.formatted()) s"
+                        answer.give(
+                            (
+                                .failure(StateError(.unavailable, "PostgreSQL \(what) failed: no connection to the server \(bound); waiting for it")),
+                                true
+                            ))
                     case .closedUnder:
-                        answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: the connection to the server closed under it (nothing of it committed unless the server had confirmed it); retried")), true))
+                        answer.give(
+                            (
+                                .failure(
+                                    StateError(
+                                        .unavailable,
+                                        "PostgreSQL \(what) failed: the connection to the server closed under it (nothing of it committed unless the server had confirmed it); retried"
+                                    )), true
+                            ))
                     case .overran(let connection, let stopping):
-                        let bound = stopping ? "within \(Self.stopGrace.inSeconds.formatted()) s of the stop" : "within \(deadline.inSeconds.formatted()) s"
-                        answer.give((.failure(StateError(.unavailable, "PostgreSQL \(what) failed: no answer from the server \(bound); the connection was closed (nothing of it committed) and the call is retried")), true))
+                        let bound =
+                            stopping ? "within \(Self.stopGrace.inSeconds.formatted()) s of the stop" : "within \(deadline.inSeconds.formatted()) s"
+                        answer.give(
+                            (
+                                .failure(
+                                    StateError(
+                                        .unavailable,
+                                        "PostgreSQL \(what) failed: no answer from the server \(bound); the connection was closed (nothing of it committed) and the call is retried"
+                                    )), true
+                            ))
                         connection.close().whenComplete { _ in }
                     }
                     bounds.cancel()
@@ -255,11 +295,14 @@ public final class StateDatabase: Service, Sendable {
                 Task {
                     let outcome: (Result<T, StateError>, outage: Bool)
                     do {
-                        outcome = (.success(try await client.withConnection { connection in
-                            guard lease.start(on: connection) else { throw CancellationError() }
-                            defer { lease.finish() }
-                            return try await work(connection)
-                        }), false)
+                        outcome = (
+                            .success(
+                                try await client.withConnection { connection in
+                                    guard lease.start(on: connection) else { throw CancellationError() }
+                                    defer { lease.finish() }
+                                    return try await work(connection)
+                                }), false
+                        )
                     } catch {
                         outcome = (.failure(Self.stateError(error, doing: what)), Self.isOutage(error))
                     }
@@ -400,7 +443,10 @@ public final class StateDatabase: Service, Sendable {
     static func stateError(_ error: any Error, doing what: String) -> StateError {
         if let error = error as? StateError { return error }
         if let error = error as? ConnectionPoolError {
-            return StateError(.unavailable, "PostgreSQL \(what) failed: the server cannot be reached (\(error == .connectionCreationCircuitBreakerTripped ? "no connection for 60 s" : "\(error)")); waiting for it")
+            return StateError(
+                .unavailable,
+                "PostgreSQL \(what) failed: the server cannot be reached (\(error == .connectionCreationCircuitBreakerTripped ? "no connection for 60 s" : "\(error)")); waiting for it"
+            )
         }
         if error is CancellationError { return StateError(.unavailable, "PostgreSQL \(what) was cancelled") }
         guard let error = error as? PSQLError else { return StateError(.unavailable, "PostgreSQL \(what) failed: \(type(of: error))") }
@@ -408,15 +454,16 @@ public final class StateDatabase: Service, Sendable {
             return StateError(.unavailable, "PostgreSQL \(what) failed: \(error.code) (the connection broke or cannot be made); retried")
         }
         let message = error.serverInfo?[.message] ?? "-"
-        let kind: StateError.Kind = switch state {
-        case "53100": .full  // disk_full
-        case "53200", "53300", "53400": .unavailable  // out of memory, too many connections, configuration limit
-        case _ where state.hasPrefix("23"), "40001", "40P01": .conflict  // integrity, serialization, deadlock
-        case "XX001", "XX002": .corrupt  // data_corrupted, index_corrupted
-        case "28000", "28P01", "3D000", "42501": .incompatible  // no such role or password, no such database, no right
-        case _ where state.hasPrefix("42"): .incompatible  // the schema is not what this version expects
-        default: .unavailable  // 57014 statement timeout, 55P03 lock timeout, 57P01 shutdown, 08 connection...
-        }
+        let kind: StateError.Kind =
+            switch state {
+            case "53100": .full  // disk_full
+            case "53200", "53300", "53400": .unavailable  // out of memory, too many connections, configuration limit
+            case _ where state.hasPrefix("23"), "40001", "40P01": .conflict  // integrity, serialization, deadlock
+            case "XX001", "XX002": .corrupt  // data_corrupted, index_corrupted
+            case "28000", "28P01", "3D000", "42501": .incompatible  // no such role or password, no such database, no right
+            case _ where state.hasPrefix("42"): .incompatible  // the schema is not what this version expects
+            default: .unavailable  // 57014 statement timeout, 55P03 lock timeout, 57P01 shutdown, 08 connection...
+            }
         return StateError(kind, "PostgreSQL \(what) failed: \(message) (SQLSTATE \(state))")
     }
 }

@@ -6,19 +6,19 @@ import Timekeeping
 
 /// `poll-once`: every tenant polled once (its alerts, and its incidents when it reads them),
 /// then every sink drained once.
-public enum OneCycle {
+public enum PollOnce {
     /// Returns whether everything succeeded.
     public static func run(configuration: Configuration, store: StateStore, transport: any HTTPTransport, logger: Logger) async -> Bool {
         var succeeded = true
         for tenant in configuration.tenants {
             do {
-                let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens(),
-                                                      logger: logger)
+                let clients = try makeClients(of: tenant, in: configuration, transport: transport, logger: logger)
                 let sinks = configuration.sinks(for: tenant)
                 for kind in tenant.records {
-                    let poller = TenantPoller(tenant: tenant, kind: kind, connection: connection, store: store, sinks: sinks.map(\.name),
-                                              storesHeadline: sinks.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox,
-                                              logger: logger)
+                    let poller = TenantPoller(
+                        tenant: tenant, kind: kind, clients: clients, store: store, sinks: sinks.map(\.name),
+                        storesHeadline: sinks.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox,
+                        logger: logger)
                     if case .completed = await poller.pollOnce() {} else { succeeded = false }
                 }
             } catch {
@@ -65,15 +65,15 @@ public enum DryRun {
         var succeeded = true
         for tenant in configuration.tenants {
             do {
-                let connection = try TenantConnection(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens(),
-                                                      logger: logger)
+                let clients = try makeClients(of: tenant, in: configuration, transport: transport, logger: logger)
                 for stream in tenant.streams {
                     let kind = stream.kind
                     let start = tenant.pollStart(watermark: try await store?.admission.watermark(of: stream), now: Date())
-                    try await connection.alerts.with(kind: kind).fetch(from: .inclusive(start)) { batch in
+                    try await clients.alerts.with(kind: kind).fetch(from: .inclusive(start)) { batch in
                         for alert in batch.alerts {
                             let known = try await store?.admission.isKnown(tenant: tenant.name, alert: alert, forward: tenant.forward) ?? false
-                            let line = "{\"tenant\":\(JSONValue.string(tenant.name).serialized),\"kind\":\"\(kind.rawValue)\",\"already_forwarded\":\(known),\"\(kind.rawValue)\":\(alert.json)}\n"
+                            let line =
+                                "{\"tenant\":\(JSONValue.string(tenant.name).serialized),\"kind\":\"\(kind.rawValue)\",\"already_forwarded\":\(known),\"\(kind.rawValue)\":\(alert.json)}\n"
                             FileHandle.standardOutput.write(Data(line.utf8))
                         }
                     }
@@ -87,3 +87,12 @@ public enum DryRun {
     }
 }
 
+/// The tenant's clients for one run of one process (`poll-once`, `dry-run`), on a token cache and
+/// rate budget of their own.
+private func makeClients(
+    of tenant: TenantConfiguration, in configuration: Configuration, transport: any HTTPTransport, logger: Logger
+)
+    throws(CredentialError) -> TenantClients
+{
+    try TenantClients(tenant: tenant, transport: transport, userTokens: configuration.service.userTokens(), logger: logger)
+}

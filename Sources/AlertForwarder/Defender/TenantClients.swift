@@ -6,7 +6,7 @@ import Telemetry
 import Timekeeping
 
 /// The token provider and alerts client of one tenant, built from its configuration.
-public struct TenantConnection: Sendable {
+public struct TenantClients: Sendable {
     public let endpoints: DefenderEndpoints
     public let tokens: TokenProvider
     /// The API calls of the tenant's app.
@@ -15,40 +15,49 @@ public struct TenantConnection: Sendable {
 
     /// Builds the clients, with a new token cache and rate budget unless given ones to share;
     /// fails only when the certificate credential cannot be loaded.
-    public init(tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock = .continuous,
-                tokens: TokenProvider? = nil, budget: RateBudget? = nil, userTokens: UserTokenStorage? = nil, metrics: TenantMetrics = .unobserved,
-                logger: Logger) throws(CredentialError) {
+    public init(
+        tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock = .continuous,
+        tokens: TokenProvider? = nil, budget: RateBudget? = nil, userTokens: UserTokenStorage? = nil, metrics: TenantMetrics = .unobserved,
+        logger: Logger
+    ) throws(CredentialError) {
         var logger = logger
         logger[metadataKey: "tenant"] = "\(tenant.name)"
         endpoints = tenant.endpoints
         if let tokens {
             self.tokens = tokens
         } else {
-            self.tokens = try Self.tokenProvider(for: tenant, transport: transport, clock: clock, userTokens: userTokens, metrics: metrics, logger: logger)
+            self.tokens = try Self.tokenProvider(
+                for: tenant, transport: transport, clock: clock, userTokens: userTokens, metrics: metrics, logger: logger)
         }
         self.budget = budget ?? RateBudget(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour, clock: clock)
-        var settings = AlertsClient.Settings(pageSize: tenant.pageSize, expandEvidence: tenant.expandEvidence,
-                                             severities: tenant.severities, statuses: tenant.statuses, serviceSources: tenant.serviceSources)
+        var settings = AlertsClient.Settings(
+            pageSize: tenant.pageSize, expandEvidence: tenant.expandEvidence,
+            severities: tenant.severities, statuses: tenant.statuses, serviceSources: tenant.serviceSources)
         settings.attempts = 3
         alerts = AlertsClient(
             endpoints: endpoints, settings: settings, tokens: self.tokens, transport: transport,
             budget: self.budget, clock: clock, metrics: metrics, logger: logger)
     }
 
-    static func tokenProvider(for tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock,
-                              userTokens: UserTokenStorage?, metrics: TenantMetrics, logger: Logger) throws(CredentialError) -> TokenProvider {
+    static func tokenProvider(
+        for tenant: TenantConfiguration, transport: any HTTPTransport, clock: MonotonicClock,
+        userTokens: UserTokenStorage?, metrics: TenantMetrics, logger: Logger
+    ) throws(CredentialError) -> TokenProvider {
         let credential: ClientCredential
         switch tenant.credential {
         case .clientSecret(let secret, _): credential = .secret(secret)
         case .certificate(_, let pem, let key, _):
             credential = .certificate(try CertificateCredential(certificatePEM: pem, privateKeyPEM: key, algorithm: tenant.certificateAlgorithm))
         case .signedInUser:
-            guard let userTokens else { throw CredentialError("auth = \"delegated\" keeps the signed-in user's token in the state directory, which is not open here") }
+            guard let userTokens else {
+                throw CredentialError("auth = \"delegated\" keeps the signed-in user's token in the state directory, which is not open here")
+            }
             credential = .refreshToken(userTokens.store(for: tenant))
         }
         return TokenProvider(
-            configuration: .init(tenantID: tenant.tenantID, clientID: tenant.clientID, credential: credential,
-                                 endpoints: tenant.endpoints, version: tenant.tokenVersion),
+            configuration: .init(
+                tenantID: tenant.tenantID, clientID: tenant.clientID, credential: credential,
+                endpoints: tenant.endpoints, version: tenant.tokenVersion),
             transport: transport, clock: clock, metrics: metrics, logger: logger)
     }
 }
@@ -106,7 +115,7 @@ extension TenantConfiguration {
 /// credential and endpoints as they were keeps its cached token, and one that leaves its app
 /// and API keeps its budget (the calls counted and any `Retry-After` in force; new limits
 /// apply to it). Two `[[tenant]]` entries for the same app and tenant share both.
-public final class TenantConnections: Sendable {
+public final class TenantClientCache: Sendable {
     /// What a token depends on.
     private struct TokenIdentity: Equatable {
         var tenantID, clientID: String
@@ -131,12 +140,12 @@ public final class TenantConnections: Sendable {
         }
     }
 
-    private struct Kept {
+    private struct SharedClients {
         var tokens: [(identity: TokenIdentity, provider: TokenProvider)] = []
         var budgets: [(identity: BudgetIdentity, budget: RateBudget)] = []
     }
 
-    private let kept = Mutex(Kept())
+    private let shared = Mutex(SharedClients())
     private let transport: any HTTPTransport
     private let clock: MonotonicClock
     private let telemetry: Telemetry
@@ -146,8 +155,10 @@ public final class TenantConnections: Sendable {
     private let leases: TenantLeases?
     private let logger: Logger
 
-    public init(transport: any HTTPTransport, clock: MonotonicClock = .continuous, telemetry: Telemetry = Telemetry(),
-                userTokens: UserTokenStorage? = nil, leases: TenantLeases? = nil, logger: Logger) {
+    public init(
+        transport: any HTTPTransport, clock: MonotonicClock = .continuous, telemetry: Telemetry = Telemetry(),
+        userTokens: UserTokenStorage? = nil, leases: TenantLeases? = nil, logger: Logger
+    ) {
         self.userTokens = userTokens
         self.leases = leases
         self.transport = transport
@@ -156,13 +167,13 @@ public final class TenantConnections: Sendable {
         self.logger = logger
     }
 
-    /// The connections of a configuration's tenants, sharing what earlier ones built; what no
+    /// The clients of a configuration's tenants, sharing what earlier ones built; what no
     /// tenant of it uses any more is forgotten. A tenant whose credential cannot be loaded gets
     /// the error instead.
-    public func connect(_ tenants: [TenantConfiguration]) async -> [Result<TenantConnection, CredentialError>] {
-        let previous = kept.withLock { $0 }
-        var current = Kept()
-        var connections: [Result<TenantConnection, CredentialError>] = []
+    public func clients(for tenants: [TenantConfiguration]) async -> [Result<TenantClients, CredentialError>] {
+        let previous = shared.withLock { $0 }
+        var current = SharedClients()
+        var connections: [Result<TenantClients, CredentialError>] = []
         for tenant in tenants {
             let tokenIdentity = TokenIdentity(tenant)
             let budgetIdentity = BudgetIdentity(tenant)
@@ -173,30 +184,40 @@ public final class TenantConnections: Sendable {
             do throws(CredentialError) {
                 var tokens: TokenProvider! = (current.tokens + previous.tokens).first { $0.identity == tokenIdentity }?.provider
                 if tokens == nil {
-                    tokens = try TenantConnection.tokenProvider(for: tenant, transport: transport, clock: clock, userTokens: userTokens,
-                                                                metrics: metrics, logger: tenantLogger)
+                    tokens = try TenantClients.tokenProvider(
+                        for: tenant, transport: transport, clock: clock, userTokens: userTokens,
+                        metrics: metrics, logger: tenantLogger)
                 }
                 let budget: RateBudget
                 if let shared = current.budgets.first(where: { $0.identity == budgetIdentity })?.budget {
                     // Two entries for one app and tenant: the lower limits hold for both.
                     budget = shared
-                    await budget.setLimits(perMinute: min(tenant.rateLimitPerMinute, await budget.perMinute),
-                                           perHour: min(tenant.rateLimitPerHour, await budget.perHour))
+                    await budget.setLimits(
+                        perMinute: min(tenant.rateLimitPerMinute, await budget.perMinute),
+                        perHour: min(tenant.rateLimitPerHour, await budget.perHour))
                 } else {
-                    budget = previous.budgets.first { $0.identity == budgetIdentity }?.budget
+                    budget =
+                        previous.budgets.first { $0.identity == budgetIdentity }?.budget
                         ?? RateBudget(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour, clock: clock)
                     await budget.setLimits(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour)
                     current.budgets.append((budgetIdentity, budget))
                 }
                 if !current.tokens.contains(where: { $0.identity == tokenIdentity }) { current.tokens.append((tokenIdentity, tokens)) }
-                let alertsTransport: any HTTPTransport = leases.map { LeaseGatedTransport(inner: transport, tenant: tenant.name, leases: $0) } ?? transport
-                connections.append(.success(try TenantConnection(tenant: tenant, transport: alertsTransport, clock: clock, tokens: tokens,
-                                                                 budget: budget, metrics: metrics, logger: logger)))
+                let alertsTransport: any HTTPTransport =
+                    leases.map { LeaseGatedTransport(inner: transport, tenant: tenant.name, leases: $0) } ?? transport
+                connections.append(
+                    .success(
+                        try TenantClients(
+                            tenant: tenant, transport: alertsTransport, clock: clock, tokens: tokens,
+                            budget: budget, metrics: metrics, logger: logger)))
             } catch {
                 connections.append(.failure(error))
             }
         }
-        kept.withLock { $0 = current }
+        shared.withLock { $0 = current }
         return connections
     }
 }
+
+/// The API clients report to the tenant's metrics.
+extension TenantMetrics: APIObserver {}
