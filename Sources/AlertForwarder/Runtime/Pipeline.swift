@@ -234,7 +234,11 @@ public final class Pipeline: Service, CustomStringConvertible {
         stop: @escaping @Sendable () -> Bool
     ) async {
         let (interval, timeout) = (configuration.service.pollInterval, configuration.service.pollTimeout)
-        let first = JobScheduler.firstDue(count: pollers.count, interval: interval, spacing: parts.firstPollSpacing, start: clock.now())
+        // In a group the leases come from the first round with the database, just after the
+        // start: first polls wait for it (up to 5 s), or they would find no lease and wait an
+        // interval.
+        let start = clock.now() + (leases == nil ? .zero : min(interval / 10, .seconds(5)))
+        let first = JobScheduler.firstDue(count: pollers.count, interval: interval, spacing: parts.firstPollSpacing, start: start)
         let lateness = SchedulerMetrics(telemetry: telemetry)
         let deadlines = DeadlineWatch(clock: clock)
         defer { deadlines.stop() }
