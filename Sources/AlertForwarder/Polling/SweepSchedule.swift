@@ -33,20 +33,10 @@ final class SweepSchedule: Sendable {
     /// Reads the schedule (the first time), sweeps when it is due, and returns when to look
     /// again (on the scheduler's clock); `nil` once cancelled.
     func step() async -> Duration? {
-        let stream = poller.stream
         let every = poller.tenant.reconcileEvery.inSeconds
         var (due, lastFound) = kept.withLock { ($0.due, $0.lastFound) }
-        if due == nil {
-            var stored: Reconciliation?
-            do { stored = try await store.schedules.reconciliation(tenant: stream.key) } catch {
-                logger.error(
-                    "the reconciliation schedule cannot be read; sweeps start from now", metadata: ["tenant": "\(stream.key)", "error": "\(error)"])
-            }
-            due = stored?.due ?? Date().addingTimeInterval(every)
-            lastFound = stored?.found ?? 0
-            if stored == nil { await record(due: due!) }
-        }
-        var next = min(due!, Date().addingTimeInterval(every))
+        if due == nil { (due, lastFound) = await load(every: every) }
+        var next = min(due ?? Date(), Date().addingTimeInterval(every))
         defer { kept.withLock { $0 = Kept(due: next, lastFound: lastFound) } }
         let wait = next.timeIntervalSinceNow
         if wait > 0 { return clock.now() + .milliseconds(Int64(min(wait, 60) * 1000)) }
@@ -65,6 +55,20 @@ final class SweepSchedule: Sendable {
             await record(due: next)
         }
         return clock.now() + .milliseconds(Int64(min(next.timeIntervalSinceNow, 60) * 1000))
+    }
+
+    /// The stored schedule (due, and what the last sweep found), or, at the very first start,
+    /// a sweep `every` from now, stored.
+    private func load(every: TimeInterval) async -> (due: Date, lastFound: Int) {
+        let key = poller.stream.key
+        var stored: Reconciliation?
+        do { stored = try await store.schedules.reconciliation(tenant: key) } catch {
+            logger.error("the reconciliation schedule cannot be read; sweeps start from now", metadata: ["tenant": "\(key)", "error": "\(error)"])
+        }
+        if let stored { return (stored.due, stored.found ?? 0) }
+        let due = Date().addingTimeInterval(every)
+        await record(due: due)
+        return (due, 0)
     }
 
     /// Stores the schedule (under the stream's key: the tenant's name for its alerts, as before

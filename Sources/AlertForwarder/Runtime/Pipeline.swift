@@ -244,12 +244,14 @@ public final class Pipeline: Service, CustomStringConvertible {
         defer { deadlines.stop() }
         var jobs: [(first: Duration, job: JobScheduler.Job)] = []
         for ((polling, poller), due) in zip(pollers, first) {
+            // Named once: a poll starts hundreds of times a second in a large daemon.
+            let pollName = "poller \(poller.stream.key)"
             jobs.append(
                 (
                     due,
                     { [clock] due in
                         lateness.pollStarted(late: clock.now() - due)
-                        await self.tracked("poller \(poller.stream.key)") {
+                        await self.tracked(pollName) {
                             await self.poll(polling, timeout: timeout, deadlines: deadlines, stop: stop)
                         }
                         return JobScheduler.next(after: due, every: interval, now: clock.now())
@@ -257,7 +259,8 @@ public final class Pipeline: Service, CustomStringConvertible {
                 ))
             if poller.tenant.reconciles {
                 let sweeps = SweepSchedule(poller: poller, store: store, clock: clock, logger: logger)
-                jobs.append((due, { _ in await self.tracked("sweeps \(poller.stream.key)") { await sweeps.step() } }))
+                let sweepName = "sweeps \(poller.stream.key)"
+                jobs.append((due, { _ in await self.tracked(sweepName) { await sweeps.step() } }))
             }
         }
         var scheduler = JobScheduler(clock: clock)
