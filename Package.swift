@@ -27,8 +27,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
-        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
-        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
@@ -48,14 +46,10 @@ let package = Package(
             name: "Timekeeping",
             swiftSettings: strictSettings
         ),
-        // The daemon's metrics: counted through swift-metrics, shown in the Prometheus formats.
+        // The daemon's metrics, kept by label set and shown in the Prometheus formats.
         .target(
             name: "Telemetry",
-            dependencies: [
-                "Timekeeping",
-                .product(name: "CoreMetrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-            ],
+            dependencies: ["Timekeeping"],
             swiftSettings: strictSettings
         ),
         .target(

@@ -1,4 +1,3 @@
-import CoreMetrics
 import Foundation
 import Timekeeping
 
@@ -7,69 +6,62 @@ import Timekeeping
 /// `alerts` or `incidents`), each polled on its own. Made once per tenant and configuration;
 /// cheap to copy.
 public struct TenantMetrics: Sendable {
-    public let telemetry: Telemetry
     public let tenant: String
     public let api: String
     /// `alerts` or `incidents`: the stream the poll series are of.
     public let records: String
+    /// The tenant's API calls and tokens (shared by its streams).
+    private let calls: SeriesSet
+    /// The stream's polls.
+    private let stream: SeriesSet
 
     public init(telemetry: Telemetry, tenant: String, api: String, records: String = "alerts") {
-        self.telemetry = telemetry
         self.tenant = tenant
         self.api = api
         self.records = records
+        calls = telemetry.series(MetricFamily.tenantAPI, [tenant, api])
+        stream = telemetry.series(MetricFamily.tenantStream, [tenant, api, records])
     }
 
     /// Counts into a registry nobody reads (clients made without metrics, as in tests).
     public static var unobserved: TenantMetrics { TenantMetrics(telemetry: Telemetry(), tenant: "", api: "") }
 
-    /// The tenant's API calls and tokens (shared by its streams).
-    private var labels: [String] { [tenant, api] }
-    /// The stream's polls.
-    private var streamLabels: [String] { [tenant, api, records] }
-
     /// Shows every series of the tenant's stream with no labels beyond its own at zero, so that
     /// a rule on it works before the first event (and a scrape lists them all).
     public func prepare(pollInterval: Duration, overlap: Duration) {
         for family in [MetricFamily.alertsFetched, .alertsAdmitted, .alertsDuplicates, .alertsQuarantined, .alertsFoundByReconciliation] {
-            telemetry.counter(family, streamLabels).increment(by: 0)
+            stream.show(family)
         }
-        for family in [MetricFamily.apiThrottled, .tokenRequests] { telemetry.counter(family, labels).increment(by: 0) }
-        for family in [MetricFamily.retryAfterWait, .rateBudgetWait] { telemetry.fractionCounter(family, labels).increment(by: 0.0) }
-        for result in ["ok", "failed", "paused"] { telemetry.counter(.polls, streamLabels + [result]).increment(by: 0) }
-        for result in ["ok", "failed"] { telemetry.counter(.reconciliationSweeps, streamLabels + [result]).increment(by: 0) }
-        telemetry.gauge(.pollInterval, streamLabels).set(pollInterval.inSeconds)
-        telemetry.gauge(.overlap, streamLabels).set(overlap.inSeconds)
-        _ = telemetry.gauge(.lastSuccessfulPoll, streamLabels)
-        _ = telemetry.gauge(.watermarkAge, streamLabels)
-        _ = telemetry.timer(.pollDuration, streamLabels)
-        _ = telemetry.timer(.visibilityLag, streamLabels)
-        _ = telemetry.histogram(.pollPages, streamLabels)
+        for family in [MetricFamily.apiThrottled, .tokenRequests, .retryAfterWait, .rateBudgetWait] { calls.show(family) }
+        for result in ["ok", "failed", "paused"] { stream.show(.polls, [result]) }
+        for result in ["ok", "failed"] { stream.show(.reconciliationSweeps, [result]) }
+        stream.set(.pollInterval, pollInterval.inSeconds)
+        stream.set(.overlap, overlap.inSeconds)
+        for family in [MetricFamily.lastSuccessfulPoll, .watermarkAge, .pollDuration, .visibilityLag, .pollPages] { stream.show(family) }
     }
 
     // MARK: The API
 
     /// An HTTP request to `endpoint` (`alerts`, `token`) ended with `status`, or with no answer.
     public func request(endpoint: String, status: Int?) {
-        let statusClass = status.map { "\($0 / 100)xx" } ?? "error"
-        telemetry.counter(.apiRequests, labels + [endpoint, statusClass]).increment()
+        calls.add(.apiRequests, 1, [endpoint, status.map { "\($0 / 100)xx" } ?? "error"])
     }
 
-    public func throttled() { telemetry.counter(.apiThrottled, labels).increment() }
+    public func throttled() { calls.add(.apiThrottled, 1) }
 
     public func waited(forRetryAfter wait: Duration) {
-        if wait > .zero { telemetry.fractionCounter(.retryAfterWait, labels).increment(by: wait.inSeconds) }
+        if wait > .zero { calls.add(.retryAfterWait, wait.inSeconds) }
     }
 
     public func waited(forBudget wait: Duration) {
-        if wait > .zero { telemetry.fractionCounter(.rateBudgetWait, labels).increment(by: wait.inSeconds) }
+        if wait > .zero { calls.add(.rateBudgetWait, wait.inSeconds) }
     }
 
     /// A token request ended; `failure` is nil when it succeeded, else its AADSTS code (nil inside
     /// when there was none).
     public func tokenRequest(failure: Int?? = nil) {
-        telemetry.counter(.tokenRequests, labels).increment()
-        if let failure { telemetry.counter(.tokenFailures, labels + [failure.map(String.init) ?? "none"]).increment() }
+        calls.add(.tokenRequests, 1)
+        if let failure { calls.add(.tokenFailures, 1, [failure.map(String.init) ?? "none"]) }
     }
 
     // MARK: Polls
@@ -77,41 +69,39 @@ public struct TenantMetrics: Sendable {
     /// A page was admitted: elements read, new alerts, duplicates, quarantined elements, and the
     /// visibility lag of each new alert.
     public func admitted(fetched: Int, new: Int, duplicates: Int, quarantined: Int, lags: [Duration]) {
-        telemetry.counter(.alertsFetched, streamLabels).increment(by: fetched)
-        telemetry.counter(.alertsAdmitted, streamLabels).increment(by: new)
-        telemetry.counter(.alertsDuplicates, streamLabels).increment(by: duplicates)
-        if quarantined > 0 { telemetry.counter(.alertsQuarantined, streamLabels).increment(by: quarantined) }
-        guard !lags.isEmpty else { return }
-        let histogram = telemetry.timer(.visibilityLag, streamLabels)
-        for lag in lags { histogram.recordNanoseconds(max(0, lag.totalNanoseconds)) }
+        stream.add(.alertsFetched, Double(fetched))
+        stream.add(.alertsAdmitted, Double(new))
+        stream.add(.alertsDuplicates, Double(duplicates))
+        if quarantined > 0 { stream.add(.alertsQuarantined, Double(quarantined)) }
+        for lag in lags { stream.observe(.visibilityLag, max(0, lag.inSeconds)) }
     }
 
     /// A poll ended (`ok`, `failed`, `paused`) after `duration` and `pages`.
     public func poll(result: String, duration: Duration, pages: Int, at now: Date) {
-        telemetry.counter(.polls, streamLabels + [result]).increment()
+        stream.add(.polls, 1, [result])
         guard result != "paused" else { return }
-        telemetry.timer(.pollDuration, streamLabels).recordNanoseconds(duration.totalNanoseconds)
-        telemetry.histogram(.pollPages, streamLabels).record(pages)
-        if result == "ok" { telemetry.gauge(.lastSuccessfulPoll, streamLabels).set(now.timeIntervalSince1970) }
+        stream.observe(.pollDuration, duration.inSeconds)
+        stream.observe(.pollPages, Double(pages))
+        if result == "ok" { stream.set(.lastSuccessfulPoll, now.timeIntervalSince1970) }
     }
 
     /// A reconciliation sweep ended; `found` alerts were new.
     public func sweep(result: String, found: Int) {
-        telemetry.counter(.reconciliationSweeps, streamLabels + [result]).increment()
-        if found > 0 { telemetry.counter(.alertsFoundByReconciliation, streamLabels).increment(by: found) }
+        stream.add(.reconciliationSweeps, 1, [result])
+        if found > 0 { stream.add(.alertsFoundByReconciliation, Double(found)) }
     }
 
-    public func watermark(age: Duration) { telemetry.gauge(.watermarkAge, streamLabels).set(max(0, age.inSeconds)) }
+    public func watermark(age: Duration) { stream.set(.watermarkAge, max(0, age.inSeconds)) }
 }
 
 /// The metrics of one sink (label `sink`).
 public struct SinkMetrics: Sendable {
-    public let telemetry: Telemetry
     public let sink: String
+    private let series: SeriesSet
 
     public init(telemetry: Telemetry, sink: String) {
-        self.telemetry = telemetry
         self.sink = sink
+        series = telemetry.series(["sink"], [sink])
     }
 
     public static var unobserved: SinkMetrics { SinkMetrics(telemetry: Telemetry(), sink: "") }
@@ -120,67 +110,68 @@ public struct SinkMetrics: Sendable {
     public static let failureKinds = ["retryable", "needs_operator"]
 
     public func prepare() {
-        telemetry.counter(.alertsDelivered, [sink]).increment(by: 0)
-        telemetry.counter(.alertsDeadLettered, [sink]).increment(by: 0)
-        for kind in Self.failureKinds { telemetry.counter(.deliveryFailures, [sink, kind]).increment(by: 0) }
-        telemetry.counter(.connectionLosses, [sink]).increment(by: 0)
+        for family in [MetricFamily.alertsDelivered, .alertsDeadLettered, .connectionLosses] { series.show(family) }
+        for kind in Self.failureKinds { series.show(.deliveryFailures, [kind]) }
         failing(false)
         outbox(depth: 0, oldestAge: nil)
     }
 
     public func delivered(_ count: Int, deadLettered: Int) {
-        telemetry.counter(.alertsDelivered, [sink]).increment(by: count)
-        if deadLettered > 0 { telemetry.counter(.alertsDeadLettered, [sink]).increment(by: deadLettered) }
+        series.add(.alertsDelivered, Double(count))
+        if deadLettered > 0 { series.add(.alertsDeadLettered, Double(deadLettered)) }
     }
 
     public func failed(kind: String) {
-        telemetry.counter(.deliveryFailures, [sink, kind]).increment()
+        series.add(.deliveryFailures, 1, [kind])
         failing(true)
     }
 
     /// The receiver closed or reset the connection.
-    public func connectionLost() { telemetry.counter(.connectionLosses, [sink]).increment() }
+    public func connectionLost() { series.add(.connectionLosses, 1) }
 
-    public func failing(_ failing: Bool) { telemetry.gauge(.sinkFailing, [sink]).set(failing ? 1 : 0) }
+    public func failing(_ failing: Bool) { series.set(.sinkFailing, failing ? 1 : 0) }
 
     public func outbox(depth: Int, oldestAge: Duration?) {
-        telemetry.gauge(.outboxDepth, [sink]).set(depth)
-        telemetry.gauge(.outboxOldestAge, [sink]).set(max(0, oldestAge?.inSeconds ?? 0))
+        series.set(.outboxDepth, Double(depth))
+        series.set(.outboxOldestAge, max(0, oldestAge?.inSeconds ?? 0))
     }
 }
 
 /// The metrics of the scheduler that starts every tenant's polls.
 public struct SchedulerMetrics: Sendable {
-    public let telemetry: Telemetry
+    private let process: SeriesSet
 
     public init(telemetry: Telemetry) {
-        self.telemetry = telemetry
-        _ = telemetry.timer(.pollStartDelay)
+        process = telemetry.series([])
+        process.show(.pollStartDelay)
     }
 
     /// A poll started `late` after it was due.
-    public func pollStarted(late: Duration) { telemetry.timer(.pollStartDelay).recordNanoseconds(max(0, late.totalNanoseconds)) }
+    public func pollStarted(late: Duration) { process.observe(.pollStartDelay, max(0, late.inSeconds)) }
 }
 
 extension Telemetry {
     /// The process's own figures and the build, at a scrape.
     public func recordProcess(version: String, startedAt: Date) {
+        let process = series([])
         if let stats = ProcessStats.current() {
-            gauge(.residentMemory).set(stats.residentBytes)
-            gauge(.openFileDescriptors).set(stats.openFileDescriptors)
-            gauge(.threads).set(stats.threads)
+            process.set(.residentMemory, Double(stats.residentBytes))
+            process.set(.openFileDescriptors, Double(stats.openFileDescriptors))
+            process.set(.threads, Double(stats.threads))
         }
-        gauge(.startTime).set(startedAt.timeIntervalSince1970)
-        gauge(.buildInfo, [version]).set(1)
+        process.set(.startTime, startedAt.timeIntervalSince1970)
+        process.set(.buildInfo, 1, [version])
     }
 }
 
 /// The metrics of this daemon's part in a group on PostgreSQL.
 public struct GroupMetrics: Sendable {
     public let telemetry: Telemetry
+    private let process: SeriesSet
 
     public init(telemetry: Telemetry) {
         self.telemetry = telemetry
+        process = telemetry.series([])
     }
 
     /// The kinds of lease change (label `change`).
@@ -188,22 +179,22 @@ public struct GroupMetrics: Sendable {
 
     /// Shows the series at zero before the first event.
     public func prepare(tenants: [String]) {
-        for change in Self.changes { telemetry.counter(.leaseChanges, [change]).increment(by: 0) }
-        for tenant in tenants { telemetry.gauge(.leaseHeld, [tenant]).set(0) }
-        _ = telemetry.gauge(.groupMembers)
-        _ = telemetry.timer(.stateDatabaseRound)
+        for change in Self.changes { process.show(.leaseChanges, [change]) }
+        for tenant in tenants { telemetry.series(["tenant"], [tenant]).set(.leaseHeld, 0) }
+        process.show(.groupMembers)
+        process.show(.stateDatabaseRound)
     }
 
     /// A renewal round ended: how long it took, how many members it saw, which tenants are held.
     public func round(duration: Duration, members: Int, held: Set<String>, tenants: [String]) {
-        telemetry.timer(.stateDatabaseRound).recordNanoseconds(duration.totalNanoseconds)
-        telemetry.gauge(.groupMembers).set(Double(members))
-        for tenant in tenants { telemetry.gauge(.leaseHeld, [tenant]).set(held.contains(tenant) ? 1 : 0) }
+        process.observe(.stateDatabaseRound, duration.inSeconds)
+        process.set(.groupMembers, Double(members))
+        for tenant in tenants { telemetry.series(["tenant"], [tenant]).set(.leaseHeld, held.contains(tenant) ? 1 : 0) }
     }
 
     public func leases(_ change: String, count: Int) {
-        if count > 0 { telemetry.counter(.leaseChanges, [change]).increment(by: count) }
+        if count > 0 { process.add(.leaseChanges, Double(count), [change]) }
     }
 
-    public func failed(kind: String) { telemetry.counter(.stateDatabaseErrors, [kind]).increment() }
+    public func failed(kind: String) { process.add(.stateDatabaseErrors, 1, [kind]) }
 }

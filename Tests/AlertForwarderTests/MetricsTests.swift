@@ -106,6 +106,38 @@ struct MetricsTests {
         #expect(telemetry.exposition(.prometheus).contains(#"defender_alertd_alerts_delivered_total{sink="siem"} 2"#))
     }
 
+    @Test func aHistogramIsCumulativeWithSumAndCountAndLabelValuesAreEscaped() {
+        let telemetry = Telemetry()
+        let metrics = TenantMetrics(telemetry: telemetry, tenant: #"a "b" \c"#, api: "mde")
+        for seconds in [0.05, 0.3, 7, 9000] { metrics.poll(result: "ok", duration: .milliseconds(Int64(seconds * 1000)), pages: 1, at: Date()) }
+        let text = telemetry.exposition(.prometheus)
+        let labels = #"tenant="a \"b\" \\c",api="mde",records="alerts""#
+        #expect(text.contains("defender_alertd_poll_duration_seconds_bucket{\(labels),le=\"0.05\"} 1\n"), "\(text)")
+        #expect(text.contains("defender_alertd_poll_duration_seconds_bucket{\(labels),le=\"0.5\"} 2\n"))
+        #expect(text.contains("defender_alertd_poll_duration_seconds_bucket{\(labels),le=\"10.0\"} 3\n"))
+        #expect(text.contains("defender_alertd_poll_duration_seconds_bucket{\(labels),le=\"600.0\"} 3\n"))
+        #expect(text.contains("defender_alertd_poll_duration_seconds_bucket{\(labels),le=\"+Inf\"} 4\n"))
+        #expect(text.contains("defender_alertd_poll_duration_seconds_sum{\(labels)} 9007.35\n"))
+        #expect(text.contains("defender_alertd_poll_duration_seconds_count{\(labels)} 4\n"))
+        #expect(text.contains("defender_alertd_polls_total{\(labels),result=\"ok\"} 4\n"))
+    }
+
+    @Test func aSeriesIsShownOnlyOnceTouchedAndEachFamilyOnce() {
+        let telemetry = Telemetry()
+        #expect(telemetry.exposition(.prometheus).isEmpty)
+        let contoso = TenantMetrics(telemetry: telemetry, tenant: "contoso", api: "mde")
+        #expect(telemetry.exposition(.prometheus).isEmpty)
+        contoso.tokenRequest(failure: 7_000_215)
+        TenantMetrics(telemetry: telemetry, tenant: "fabrikam", api: "mde").tokenRequest()
+        let text = telemetry.exposition(.prometheus)
+        #expect(!text.contains("defender_alertd_polls_total") && !text.contains("lease"))
+        #expect(text.components(separatedBy: "# TYPE defender_alertd_token_requests_total counter").count == 2)
+        #expect(text.contains(#"defender_alertd_token_requests_total{tenant="contoso",api="mde"} 1"#))
+        #expect(text.contains(#"defender_alertd_token_requests_total{tenant="fabrikam",api="mde"} 1"#))
+        #expect(text.contains(#"defender_alertd_token_failures_total{tenant="contoso",api="mde",code="7000215"} 1"#))
+        #expect(!text.contains(#"defender_alertd_token_failures_total{tenant="fabrikam""#))
+    }
+
     @Test func theProcessIsReadFromProc() throws {
         let stats = try #require(ProcessStats.current())
         #expect(stats.residentBytes > 1_000_000 && stats.threads >= 1 && stats.openFileDescriptors >= 3)
