@@ -69,6 +69,9 @@ extension SeriesSet {
                 text += family.name + (labels.isEmpty ? "" : "{\(labels)}") + " \(Self.number(state.numbers[offset]))\n"
                 return
             }
+            for (known, value) in family.values.enumerated() {
+                text += "\(family.name){\(Self.joined(labels, Self.labelText(own, [value])))} \(Self.number(state.numbers[offset + known]))\n"
+            }
             for series in state.labelled where series.family == index {
                 text += "\(family.name){\(Self.joined(labels, Self.labelText(own, series.values)))} \(Self.number(series.number))\n"
             }

@@ -13,13 +13,17 @@ public struct MetricFamily: Sendable, Hashable, CustomStringConvertible {
     public let labels: [String]
     /// A histogram's bucket bounds, in its unit (seconds for `_seconds`).
     public let buckets: [Double]
+    /// The values of the last label, when they are known in advance (`result`: `ok`, `failed`):
+    /// once one is counted, all are shown (at 0 until counted).
+    public let values: [String]
 
-    init(_ name: String, _ kind: Kind, _ help: String, labels: [String] = [], buckets: [Double] = []) {
+    init(_ name: String, _ kind: Kind, _ help: String, labels: [String] = [], buckets: [Double] = [], values: [String] = []) {
         self.name = name
         self.kind = kind
         self.help = help
         self.labels = labels
         self.buckets = buckets
+        self.values = values
     }
 
     public var description: String { name }
@@ -60,7 +64,7 @@ extension MetricFamily {
     public static let reconciliationSweeps = MetricFamily(
         "defender_alertd_reconciliation_sweeps_total", .counter,
         "Reconciliation sweeps that ended, by result (ok, failed).",
-        labels: tenantStream + ["result"])
+        labels: tenantStream + ["result"], values: ["ok", "failed"])
     public static let visibilityLag = MetricFamily(
         "defender_alertd_visibility_lag_seconds", .histogram,
         "Time from an alert's lastUpdateTime to the poll that first saw it (by the API server's clock); the history of a first poll is not counted.",
@@ -83,7 +87,7 @@ extension MetricFamily {
     public static let polls = MetricFamily(
         "defender_alertd_polls_total", .counter,
         "Polls that ended, by result (ok, failed, paused: the outbox is over max_outbox).",
-        labels: tenantStream + ["result"])
+        labels: tenantStream + ["result"], values: ["ok", "failed", "paused"])
     public static let lastSuccessfulPoll = MetricFamily(
         "defender_alertd_last_successful_poll_timestamp_seconds", .gauge,
         "When the tenant's last poll completed (Unix time); 0 before the first one.",
@@ -138,7 +142,7 @@ extension MetricFamily {
     public static let deliveryFailures = MetricFamily(
         "defender_alertd_delivery_failures_total", .counter,
         "Batches that failed to be delivered, by kind (retryable: the receiver or network failed; needs_operator: the receiver refused for a reason a person must fix).",
-        labels: ["sink", "kind"])
+        labels: ["sink", "kind"], values: ["retryable", "needs_operator"])
     public static let connectionLosses = MetricFamily(
         "defender_alertd_connection_losses_total", .counter,
         "Connections the receiver closed or reset while alerts were sent, or reset after a batch was confirmed (syslog over TCP, TLS, RELP); over TCP and TLS such a later reset loses what it had not read, up to a whole batch.",
@@ -168,7 +172,7 @@ extension MetricFamily {
     public static let leaseChanges = MetricFamily(
         "defender_alertd_lease_changes_total", .counter,
         "Leases this daemon acquired, released to rebalance, or lost (not renewed in time).",
-        labels: ["change"])
+        labels: ["change"], values: ["acquired", "released", "lost"])
     public static let stateDatabaseErrors = MetricFamily(
         "defender_alertd_state_database_errors_total", .counter,
         "Failed renewals of the group's leases, by kind of state error.",

@@ -12,6 +12,9 @@ public struct TenantClients: Sendable {
     /// The API calls of the tenant's app.
     public let budget: RateBudget
     public let alerts: AlertsClient
+    /// The logger the clients log with (the tenant's name as metadata), for the tenant's
+    /// pollers to share.
+    public let logger: Logger
 
     /// Builds the clients, with a new token cache and rate budget unless given ones to share;
     /// fails only when the certificate credential cannot be loaded.
@@ -20,8 +23,8 @@ public struct TenantClients: Sendable {
         tokens: TokenProvider? = nil, budget: RateBudget? = nil, userTokens: UserTokenStorage? = nil, metrics: TenantMetrics = .unobserved,
         logger: Logger
     ) throws(CredentialError) {
-        var logger = logger
-        logger[metadataKey: "tenant"] = "\(tenant.name)"
+        let logger = logger.with("tenant", tenant.name)
+        self.logger = logger
         endpoints = tenant.endpoints
         if let tokens {
             self.tokens = tokens
@@ -117,7 +120,7 @@ extension TenantConfiguration {
 /// apply to it). Two `[[tenant]]` entries for the same app and tenant share both.
 public final class TenantClientCache: Sendable {
     /// What a token depends on.
-    private struct TokenIdentity: Equatable {
+    private struct TokenIdentity: Hashable {
         var tenantID, clientID: String
         var credential: TenantCredential
         var endpoints: DefenderEndpoints
@@ -128,10 +131,16 @@ public final class TenantClientCache: Sendable {
             (tenantID, clientID, credential) = (tenant.tenantID, tenant.clientID, tenant.credential)
             (endpoints, version, algorithm) = (tenant.endpoints, tenant.tokenVersion, tenant.certificateAlgorithm)
         }
+
+        /// Hashed by app; the credential is compared, never hashed.
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(tenantID)
+            hasher.combine(clientID)
+        }
     }
 
     /// Whose calls an API counts together (MDE and Graph each count their own).
-    private struct BudgetIdentity: Equatable {
+    private struct BudgetIdentity: Hashable {
         var tenantID, clientID, apiBase: String
         var api: AlertsAPI
 
@@ -140,9 +149,10 @@ public final class TenantClientCache: Sendable {
         }
     }
 
+    /// A daemon of 10,000 tenants finds each tenant's in one lookup.
     private struct SharedClients {
-        var tokens: [(identity: TokenIdentity, provider: TokenProvider)] = []
-        var budgets: [(identity: BudgetIdentity, budget: RateBudget)] = []
+        var tokens: [TokenIdentity: TokenProvider] = [:]
+        var budgets: [BudgetIdentity: RateBudget] = [:]
     }
 
     private let shared = Mutex(SharedClients())
@@ -177,19 +187,18 @@ public final class TenantClientCache: Sendable {
         for tenant in tenants {
             let tokenIdentity = TokenIdentity(tenant)
             let budgetIdentity = BudgetIdentity(tenant)
-            var tenantLogger = logger
-            tenantLogger[metadataKey: "tenant"] = "\(tenant.name)"
+            let tenantLogger = logger.with("tenant", tenant.name)
             // A token cache shared by two entries counts its requests under the first one's name.
             let metrics = TenantMetrics(telemetry: telemetry, tenant: tenant.name, api: tenant.api.rawValue)
             do throws(CredentialError) {
-                var tokens: TokenProvider! = (current.tokens + previous.tokens).first { $0.identity == tokenIdentity }?.provider
+                var tokens: TokenProvider! = current.tokens[tokenIdentity] ?? previous.tokens[tokenIdentity]
                 if tokens == nil {
                     tokens = try TenantClients.tokenProvider(
-                        for: tenant, transport: transport, clock: clock, userTokens: userTokens,
-                        metrics: metrics, logger: tenantLogger)
+                        for: tenant, transport: transport, clock: clock, userTokens: userTokens, metrics: metrics, logger: tenantLogger)
                 }
+                current.tokens[tokenIdentity] = tokens
                 let budget: RateBudget
-                if let shared = current.budgets.first(where: { $0.identity == budgetIdentity })?.budget {
+                if let shared = current.budgets[budgetIdentity] {
                     // Two entries for one app and tenant: the lower limits hold for both.
                     budget = shared
                     await budget.setLimits(
@@ -197,19 +206,18 @@ public final class TenantClientCache: Sendable {
                         perHour: min(tenant.rateLimitPerHour, await budget.perHour))
                 } else {
                     budget =
-                        previous.budgets.first { $0.identity == budgetIdentity }?.budget
+                        previous.budgets[budgetIdentity]
                         ?? RateBudget(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour, clock: clock)
                     await budget.setLimits(perMinute: tenant.rateLimitPerMinute, perHour: tenant.rateLimitPerHour)
-                    current.budgets.append((budgetIdentity, budget))
+                    current.budgets[budgetIdentity] = budget
                 }
-                if !current.tokens.contains(where: { $0.identity == tokenIdentity }) { current.tokens.append((tokenIdentity, tokens)) }
                 let alertsTransport: any HTTPTransport =
                     leases.map { LeaseGatedTransport(inner: transport, tenant: tenant.name, leases: $0) } ?? transport
                 connections.append(
                     .success(
                         try TenantClients(
                             tenant: tenant, transport: alertsTransport, clock: clock, tokens: tokens,
-                            budget: budget, metrics: metrics, logger: logger)))
+                            budget: budget, metrics: metrics, logger: tenantLogger)))
             } catch {
                 connections.append(.failure(error))
             }

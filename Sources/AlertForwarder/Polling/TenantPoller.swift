@@ -72,10 +72,8 @@ public final class TenantPoller: TenantPolling {
         self.progress = progress
         self.queued = queued
         self.status = status
-        var logger = logger
-        logger[metadataKey: "tenant"] = "\(tenant.name)"
-        if kind != .alert { logger[metadataKey: "records"] = "\(kind.plural)" }
-        self.logger = logger
+        let logger = logger.with("tenant", tenant.name)
+        self.logger = kind == .alert ? logger : logger.with("records", kind.plural)
     }
 
     /// One poll cycle. Never throws: failures are logged, shown in `STATUS=` and returned.

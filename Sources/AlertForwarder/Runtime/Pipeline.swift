@@ -219,7 +219,7 @@ public final class Pipeline: Service, CustomStringConvertible {
                     tenant: tenant, kind: stream.kind, clients: tenantClients, store: store, sinks: sinks,
                     storesHeadline: sinkConfigurations.contains(where: \.showsHeadline), maxOutbox: configuration.service.maxOutbox, clock: clock,
                     progress: { reporter.progress() }, queued: { for signal in wake { signal.signal() } }, status: status, metrics: metrics,
-                    leases: leases, outboxDepth: outboxDepth, logger: logger)
+                    leases: leases, outboxDepth: outboxDepth, logger: tenantClients.logger)
                 pollers.append((parts.poller(poller), poller))
             }
         }
