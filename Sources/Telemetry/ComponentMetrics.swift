@@ -4,21 +4,14 @@ import Timekeeping
 /// The metrics of one tenant (labels `tenant`, `api`): what its polls, its API calls and its
 /// token requests did; the series of its polls also name the record stream (`records`:
 /// `alerts` or `incidents`), each polled on its own. Made once per tenant and configuration;
-/// cheap to copy.
+/// two references, cheap to copy (and held without a box of its own where an `APIObserver` is).
 public struct TenantMetrics: Sendable {
-    public let tenant: String
-    public let api: String
-    /// `alerts` or `incidents`: the stream the poll series are of.
-    public let records: String
     /// The tenant's API calls and tokens (shared by its streams).
     private let calls: SeriesSet
-    /// The stream's polls.
+    /// The stream's polls (`records`: `alerts` or `incidents`).
     private let stream: SeriesSet
 
     public init(telemetry: Telemetry, tenant: String, api: String, records: String = "alerts") {
-        self.tenant = tenant
-        self.api = api
-        self.records = records
         calls = telemetry.series(MetricFamily.tenantAPI, [tenant, api])
         stream = telemetry.series(MetricFamily.tenantStream, [tenant, api, records])
     }
@@ -96,11 +89,9 @@ public struct TenantMetrics: Sendable {
 
 /// The metrics of one sink (label `sink`).
 public struct SinkMetrics: Sendable {
-    public let sink: String
     private let series: SeriesSet
 
     public init(telemetry: Telemetry, sink: String) {
-        self.sink = sink
         series = telemetry.series(["sink"], [sink])
     }
 

@@ -76,6 +76,10 @@ public struct ConfigurationLoader: Sendable {
         } catch {
             throw ConfigurationErrors([ConfigurationError(path: path, message: "TOML syntax error: \(error)")])
         }
+        // TOMLKit 0.6 never frees a parsed document (its tables have no deinit): emptied here,
+        // once read, or every load and reload would keep about 2 KB a tenant for good. Nothing
+        // read from it refers to it.
+        defer { root.clear() }
 
         let report = ValidationReport(path: path, locator: TOMLKeyLocator(source: source))
         let baseDirectory = URL(fileURLWithPath: path).deletingLastPathComponent().path
