@@ -25,6 +25,35 @@ struct HTTPSinkTests {
         return HTTPSink(settings: settings, proxy: ProxySettings(server: nil))
     }
 
+    @Test func sinksWithTheSameCAFileAndProxyShareOneClientClosedWithTheLast() async throws {
+        let siem = FakeSIEM()
+        try await siem.serve { base throws in
+            let clients = SinkHTTPClients()
+            let settings = { (path: String) in
+                HTTPSinkSettings(url: base + path, format: .splunkHEC, token: Secret(siem.token), batchMaxAlerts: 500, timeout: .seconds(10))
+            }
+            let proxy = ProxySettings(server: nil)
+            let one = HTTPSink(settings: settings("/services/collector/event"), proxy: proxy, clients: clients)
+            let other = HTTPSink(settings: settings("/services/collector/event"), proxy: proxy, clients: clients)
+            var unreadable = settings("/services/collector/event")
+            unreadable.caFile = "/nonexistent/ca.pem"
+            let refused = HTTPSink(settings: unreadable, proxy: proxy, clients: clients)
+            #expect(clients.count == 1)
+            #expect(try await one.send([Self.record(1)]).isEmpty)
+            #expect(try await other.send([Self.record(2)]).isEmpty)
+            await #expect(throws: SinkError.self) { try await refused.send([Self.record(3)]) }
+            await one.shutdown()
+            await one.shutdown()
+            // The other sink's client is still open: a second shutdown of the first counts once.
+            #expect(clients.count == 1)
+            #expect(try await other.send([Self.record(4)]).isEmpty)
+            await other.shutdown()
+            await refused.shutdown()
+            #expect(clients.count == 0)
+            #expect(siem.hecEvents.count == 3)
+        }
+    }
+
     @Test(arguments: [false, true])
     func splunkHECEvents(gzip: Bool) async throws {
         let siem = FakeSIEM()

@@ -1,6 +1,7 @@
 import DefenderAPI
 import Foundation
 import OrderedJSON
+import Synchronization
 import Timekeeping
 
 /// Alerts POSTed to a webhook, Splunk's HTTP Event Collector or Elasticsearch's bulk API.
@@ -17,6 +18,9 @@ public final class HTTPSink: AlertSink {
     public let settings: HTTPSinkSettings
     private let transport: Result<any HTTPTransport, SinkError>
     private let client: DefenderHTTPClient?
+    private let clients: SinkHTTPClients
+    /// Whether ``shutdown()`` let go of the client (a second call must not count twice).
+    private let released = Atomic(false)
     /// Waits before the items Elasticsearch was too busy to take are sent again (tests: no wait).
     private let sleep: @Sendable (Duration) async throws -> Void
 
@@ -35,15 +39,17 @@ public final class HTTPSink: AlertSink {
     /// what says why; masking a hostile 16 MB page would only cost time.
     static let refusalBodyRead = 64 * 1024
 
-    public init(settings: HTTPSinkSettings, proxy: ProxySettings) {
+    /// A sink on the client of `clients` for its CA file and `proxy`.
+    public convenience init(settings: HTTPSinkSettings, proxy: ProxySettings) {
+        self.init(settings: settings, proxy: proxy, clients: .shared)
+    }
+
+    init(settings: HTTPSinkSettings, proxy: ProxySettings, clients: SinkHTTPClients) {
         self.settings = settings
+        self.clients = clients
         sleep = { try await Task.sleep(for: $0) }
         do {
-            var clientSettings = DefenderHTTPClient.Settings(caFile: settings.caFile, proxy: proxy)
-            // A receiver's answer is a status, an error page or a bulk's items: never the 128
-            // MiB a page of alerts may take.
-            clientSettings.maximumBodySize = Self.maximumAnswerSize
-            let client = try DefenderHTTPClient(settings: clientSettings)
+            let client = try clients.acquire(caFile: settings.caFile, proxy: proxy)
             self.client = client
             transport = .success(client)
         } catch {
@@ -57,11 +63,14 @@ public final class HTTPSink: AlertSink {
         self.settings = settings
         self.transport = .success(transport)
         self.sleep = sleep
+        clients = .shared
         client = nil
     }
 
+    /// Lets go of the shared client (closed when no other sink uses it).
     public func shutdown() async {
-        await client?.shutdown()
+        guard let client, !released.exchange(true, ordering: .relaxed) else { return }
+        await clients.release(client)
     }
 
     /// `batch_max_alerts` per request; the worker hands over at least 500, split into requests here.
