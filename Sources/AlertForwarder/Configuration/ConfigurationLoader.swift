@@ -246,6 +246,62 @@ private struct Validator {
         }
     }
 
+    /// A tenant's settings against what its API allows: call limits, page size, and the keys
+    /// only the other API has.
+    private func check(
+        _ api: AlertsAPI, perMinute: Int?, perHour: Int?, pageSize: Int?, serviceSources: [String]?, records: [RecordKind]?,
+        reader: TableReader
+    ) {
+        typealias Keys = ConfigurationKey.Tenant
+        let (mostPerMinute, mostPerHour) = api.callLimits
+        if let perMinute, perMinute > mostPerMinute {
+            reader.fail(Keys.rateLimitPerMinute, "\(perMinute) is more than the \(api.rawValue) API allows an app a minute (\(mostPerMinute))")
+        }
+        if let perHour, perHour > mostPerHour {
+            reader.fail(Keys.rateLimitPerHour, "\(perHour) is more than the \(api.rawValue) API allows an app an hour (\(mostPerHour))")
+        }
+        if let pageSize, pageSize > api.maximumPageSize {
+            reader.fail(Keys.pageSize, "\(pageSize) is more than the \(api.rawValue) API returns in a page (\(api.maximumPageSize))")
+        }
+        if api == .graph, reader.has(Keys.expandEvidence) {
+            reader.fail(
+                Keys.expandEvidence, "Microsoft Graph always sends the alerts' evidence; expand_evidence is for api = \"mde\" (remove it)")
+        }
+        if api == .mde, serviceSources != nil {
+            reader.fail(Keys.serviceSource, "the MDE API has Endpoint alerts only; service_source is for api = \"graph\"")
+        }
+        if api == .mde, records?.contains(.incident) == true {
+            reader.fail(
+                Keys.records,
+                "the MDE API has no incidents: Defender's incidents are read from Microsoft Graph security/incidents, with api = \"graph\" and the application permission SecurityIncident.Read.All on Microsoft Graph (beside SecurityAlert.Read.All for the alerts)"
+            )
+        }
+    }
+
+    /// A sweep's window reaches past what polls re-read (`overlap`) and not past the dedup keys.
+    private func checkReconciliation(every: Duration?, window: Duration?, overlap: Duration?, reader: TableReader) {
+        typealias Keys = ConfigurationKey.Tenant
+        if let every, let window, let overlap, every > .zero, window > .zero, window <= overlap {
+            reader.fail(
+                Keys.reconcileWindow,
+                "\(ConfigDuration.format(window)) is not longer than overlap (\(ConfigDuration.format(overlap))): a sweep reads what the polls no longer re-read, older than overlap; make it longer, or \"0\" to turn sweeps off"
+            )
+        } else if let window, window >= StateStore.dedupRetention {
+            reader.fail(
+                Keys.reconcileWindow,
+                "\(ConfigDuration.format(window)) reaches back beyond the \(StateStore.dedupRetention.components.seconds / 86400) days dedup keys are kept: a sweep would deliver alerts again"
+            )
+        }
+    }
+
+    /// Every sink a tenant names is defined.
+    private func checkSinks(_ sinks: [String]?, among sinkNames: Set<String>, reader: TableReader) {
+        for sink in sinks ?? [] where !sinkNames.contains(sink) {
+            let defined = sinkNames.isEmpty ? "no valid sink is defined" : "defined: " + sinkNames.sorted().joined(separator: ", ")
+            reader.fail(ConfigurationKey.Tenant.sinks, "no [[sink]] is named \"\(sink)\"; \(defined)")
+        }
+    }
+
     private func tenant(_ table: TOMLTable, index: Int, sinkNames: Set<String>) -> TenantConfiguration? {
         typealias Keys = ConfigurationKey.Tenant
         let reader = TableReader(table, location: "tenant[\(index)]", displayName: "tenant", report: report)
@@ -289,48 +345,13 @@ private struct Validator {
         let serviceSources = reader.stringList(Keys.serviceSource)
         let records = reader.stringList(Keys.records).map { $0.compactMap { name in RecordKind.allCases.first { $0.plural == name } } }
         if let api {
-            let (mostPerMinute, mostPerHour) = api.callLimits
-            if let perMinute, perMinute > mostPerMinute {
-                reader.fail(Keys.rateLimitPerMinute, "\(perMinute) is more than the \(api.rawValue) API allows an app a minute (\(mostPerMinute))")
-            }
-            if let perHour, perHour > mostPerHour {
-                reader.fail(Keys.rateLimitPerHour, "\(perHour) is more than the \(api.rawValue) API allows an app an hour (\(mostPerHour))")
-            }
-            if let pageSize, pageSize > api.maximumPageSize {
-                reader.fail(Keys.pageSize, "\(pageSize) is more than the \(api.rawValue) API returns in a page (\(api.maximumPageSize))")
-            }
-            if api == .graph, reader.has(Keys.expandEvidence) {
-                reader.fail(
-                    Keys.expandEvidence, "Microsoft Graph always sends the alerts' evidence; expand_evidence is for api = \"mde\" (remove it)")
-            }
-            if api == .mde, serviceSources != nil {
-                reader.fail(Keys.serviceSource, "the MDE API has Endpoint alerts only; service_source is for api = \"graph\"")
-            }
-            if api == .mde, records?.contains(.incident) == true {
-                reader.fail(
-                    Keys.records,
-                    "the MDE API has no incidents: Defender's incidents are read from Microsoft Graph security/incidents, with api = \"graph\" and the application permission SecurityIncident.Read.All on Microsoft Graph (beside SecurityAlert.Read.All for the alerts)"
-                )
-            }
+            check(api, perMinute: perMinute, perHour: perHour, pageSize: pageSize, serviceSources: serviceSources, records: records, reader: reader)
         }
         let reconcileEvery = reader.duration(Keys.reconcileEvery)
         let reconcileWindow = reader.duration(Keys.reconcileWindow)
-        if let reconcileEvery, let reconcileWindow, let overlap, reconcileEvery > .zero, reconcileWindow > .zero, reconcileWindow <= overlap {
-            reader.fail(
-                Keys.reconcileWindow,
-                "\(ConfigDuration.format(reconcileWindow)) is not longer than overlap (\(ConfigDuration.format(overlap))): a sweep reads what the polls no longer re-read, older than overlap; make it longer, or \"0\" to turn sweeps off"
-            )
-        } else if let reconcileWindow, reconcileWindow >= StateStore.dedupRetention {
-            reader.fail(
-                Keys.reconcileWindow,
-                "\(ConfigDuration.format(reconcileWindow)) reaches back beyond the \(StateStore.dedupRetention.components.seconds / 86400) days dedup keys are kept: a sweep would deliver alerts again"
-            )
-        }
+        checkReconciliation(every: reconcileEvery, window: reconcileWindow, overlap: overlap, reader: reader)
         let sinks = reader.stringList(Keys.sinks)
-        for sink in sinks ?? [] where !sinkNames.contains(sink) {
-            let defined = sinkNames.isEmpty ? "no valid sink is defined" : "defined: " + sinkNames.sorted().joined(separator: ", ")
-            reader.fail(Keys.sinks, "no [[sink]] is named \"\(sink)\"; \(defined)")
-        }
+        checkSinks(sinks, among: sinkNames, reader: reader)
         reader.rejectUnknownKeys(hints: [
             "client_secret":
                 "inline secrets are not allowed; put the secret in a file readable only by the daemon (client_secret_file) or in a systemd credential (client_secret_credential)",

@@ -47,17 +47,7 @@ struct TokenEndpoint {
                 "Tenant '\(tenantName)' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.",
                 now: now)
         }
-        var form = request.form
-        if let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("basic "),
-            let decoded = Data(base64Encoded: String(authorization.dropFirst(6))).map({ String(decoding: $0, as: UTF8.self) }),
-            let colon = decoded.firstIndex(of: ":")
-        {
-            // RFC 6749 §2.3.1: client id and secret in HTTP Basic, form-encoded.
-            let id = String(decoded[..<colon]).removingPercentEncoding ?? ""
-            let secret = String(decoded[decoded.index(after: colon)...]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
-            form["client_id"] = form["client_id"] ?? id
-            form["client_secret"] = form["client_secret"] ?? secret
-        }
+        let form = Self.form(of: request)
         guard let grant = form["grant_type"] else { return Self.missing("grant_type", now: now) }
         switch grant {
         case "client_credentials": break
@@ -77,25 +67,7 @@ struct TokenEndpoint {
         guard let clientID = form["client_id"]?.lowercased(), !clientID.isEmpty else { return Self.missing("client_id", now: now) }
 
         let requestedResource: String
-        switch version {
-        case .v1:
-            guard let resource = form["resource"], !resource.isEmpty else { return Self.missing("resource", now: now) }
-            requestedResource = resource
-        case .v2:
-            if form["resource"] != nil {
-                return Self.error(
-                    400, "invalid_request", .resourceParameterNotSupported, "The 'resource' request parameter is not supported.", now: now)
-            }
-            guard let scope = form["scope"], !scope.isEmpty else { return Self.missing("scope", now: now) }
-            let scopes = scope.split(separator: " ").map(String.init)
-            guard scopes.count == 1, let only = scopes.first, only.hasSuffix("/.default") else {
-                return Self.error(
-                    400, "invalid_scope", .invalidScope,
-                    "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope \(scope) is not valid. The client credentials flow accepts exactly one scope of the form <resource>/.default.",
-                    now: now)
-            }
-            requestedResource = String(only.dropLast("/.default".count))
-        }
+        do { requestedResource = try Self.requestedResource(form, version: version, now: now) } catch { return error.response }
         guard let audience = Resource.audience(for: requestedResource) else {
             return Self.error(
                 400, "invalid_resource", .resourceNotFound,
@@ -109,34 +81,8 @@ struct TokenEndpoint {
                 now: now)
         }
 
-        if let secret = form["client_secret"] {
-            guard app.secrets.contains(secret) else {
-                return Self.error(
-                    401, "invalid_client", .invalidClientSecret,
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.",
-                    now: now)
-            }
-        } else if let assertion = form["client_assertion"] {
-            guard form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" else {
-                return Self.error(
-                    400, "invalid_request", .invalidJWT,
-                    "Invalid client_assertion_type: expected 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.", now: now)
-            }
-            let audiences = ([tenantName] + [tenant.id] + tenant.domains).flatMap { name in
-                ["\(request.baseURL)/\(name)/oauth2/v2.0/token", "\(request.baseURL)/\(name)/oauth2/token", "\(request.baseURL)/\(name)/v2.0"]
-            }
-            do {
-                var reused = false
-                try ClientAssertionVerifier().verify(
-                    assertion, app: app, acceptedAudiences: audiences, now: now, seenIDs: &seenAssertionIDs, reused: &reused)
-                if reused { reusedAssertions += 1 }
-            } catch {
-                return Self.error(401, "invalid_client", error.code, error.message, now: now)
-            }
-        } else {
-            return Self.error(
-                401, "invalid_client", .credentialMissing,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now)
+        do { try authenticate(app, form: form, tenant: tenant, tenantName: tenantName, baseURL: request.baseURL, now: now) } catch {
+            return error.response
         }
 
         let roles = audience == Resource.graph ? app.graphRoles : app.roles
@@ -162,6 +108,86 @@ struct TokenEndpoint {
             ])
         }
         return .json(200, body, headers: Self.headers)
+    }
+
+    /// The request's form, with the client ID and secret of HTTP Basic (RFC 6749 §2.3.1: each
+    /// form-encoded) where the form has none.
+    static func form(of request: SimulatorRequest) -> [String: String] {
+        var form = request.form
+        guard let authorization = request.header("Authorization"), authorization.lowercased().hasPrefix("basic "),
+            let decoded = Data(base64Encoded: String(authorization.dropFirst(6))).map({ String(decoding: $0, as: UTF8.self) }),
+            let colon = decoded.firstIndex(of: ":")
+        else { return form }
+        let id = String(decoded[..<colon]).removingPercentEncoding ?? ""
+        let secret = String(decoded[decoded.index(after: colon)...]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? ""
+        form["client_id"] = form["client_id"] ?? id
+        form["client_secret"] = form["client_secret"] ?? secret
+        return form
+    }
+
+    /// The resource a client credentials request asks a token for: v1's `resource`, or v2's one
+    /// `scope` of the form `<resource>/.default`.
+    static func requestedResource(_ form: [String: String], version: TokenEndpointVersion, now: Timestamp) throws(Refused) -> String {
+        switch version {
+        case .v1:
+            guard let resource = form["resource"], !resource.isEmpty else { throw Refused(Self.missing("resource", now: now)) }
+            return resource
+        case .v2:
+            if form["resource"] != nil {
+                throw Refused(
+                    Self.error(
+                        400, "invalid_request", .resourceParameterNotSupported, "The 'resource' request parameter is not supported.", now: now))
+            }
+            guard let scope = form["scope"], !scope.isEmpty else { throw Refused(Self.missing("scope", now: now)) }
+            let scopes = scope.split(separator: " ").map(String.init)
+            guard scopes.count == 1, let only = scopes.first, only.hasSuffix("/.default") else {
+                throw Refused(
+                    Self.error(
+                        400, "invalid_scope", .invalidScope,
+                        "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope \(scope) is not valid. The client credentials flow accepts exactly one scope of the form <resource>/.default.",
+                        now: now))
+            }
+            return String(only.dropLast("/.default".count))
+        }
+    }
+
+    /// Checks the client's secret or certificate assertion (audiences: this endpoint under any of
+    /// the tenant's names); a reused assertion is counted.
+    mutating func authenticate(
+        _ app: RegisteredApp, form: [String: String], tenant: SimulatedTenant, tenantName: String, baseURL: String, now: Timestamp
+    ) throws(Refused) {
+        if let secret = form["client_secret"] {
+            guard app.secrets.contains(secret) else {
+                throw Refused(
+                    Self.error(
+                        401, "invalid_client", .invalidClientSecret,
+                        "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '\(app.clientID)'.",
+                        now: now))
+            }
+        } else if let assertion = form["client_assertion"] {
+            guard form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" else {
+                throw Refused(
+                    Self.error(
+                        400, "invalid_request", .invalidJWT,
+                        "Invalid client_assertion_type: expected 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'.", now: now))
+            }
+            let audiences = ([tenantName] + [tenant.id] + tenant.domains).flatMap { name in
+                ["\(baseURL)/\(name)/oauth2/v2.0/token", "\(baseURL)/\(name)/oauth2/token", "\(baseURL)/\(name)/v2.0"]
+            }
+            do {
+                var reused = false
+                try ClientAssertionVerifier().verify(
+                    assertion, app: app, acceptedAudiences: audiences, now: now, seenIDs: &seenAssertionIDs, reused: &reused)
+                if reused { reusedAssertions += 1 }
+            } catch {
+                throw Refused(Self.error(401, "invalid_client", error.code, error.message, now: now))
+            }
+        } else {
+            throw Refused(
+                Self.error(
+                    401, "invalid_client", .credentialMissing,
+                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", now: now))
+        }
     }
 
     /// A JWT-shaped token with the claims of a real app-only token and a fake signature.
@@ -207,4 +233,10 @@ struct TokenEndpoint {
         if let code { members.append(("error_uri", .string("https://login.microsoftonline.com/error?code=\(code)"))) }
         return .json(status, .object(members), headers: headers)
     }
+}
+
+/// A token request refused: the answer Entra ID gives.
+struct Refused: Error {
+    var response: SimulatorResponse
+    init(_ response: SimulatorResponse) { self.response = response }
 }
