@@ -355,6 +355,7 @@ def scale_run(build, tenants, seconds, trickle=0, token_lifetime=120, interval=6
             for line in open(os.path.join(daemon.work, "alerts.jsonl"), "rb"):
                 identifier = json.loads(line).get("id")
                 delivered[identifier] = delivered.get(identifier, 0) + 1
+        rows = state_rows(os.path.join(daemon.work, "state", "state.sqlite"))
     delay = {float(key.split('le="')[1].split('"')[0]): value for key, value in metrics.items()
              if key.startswith("defender_alertd_poll_start_delay_seconds_bucket")}
     started = metrics.get("defender_alertd_poll_start_delay_seconds_count", 0)
@@ -365,6 +366,7 @@ def scale_run(build, tenants, seconds, trickle=0, token_lifetime=120, interval=6
               "connections": len(ports), "written_bytes": written, "polls_started": started,
               "started_within_1s": delay.get(1.0, 0) / max(started, 1), "started_within_5s": delay.get(5.0, 0) / max(started, 1),
               "trickle": trickle, "alerts_added": len(added), "deliveries": sum(delivered.values()),
+              "state_rows": rows, "state_rows_per_tenant": sum(rows.values()) / tenants,
               "every_tenant_each_alert_once": bool(added) and all(delivered.get(a) == tenants for a in added) and len(delivered) == len(added)}
     print(f"\nscale: {tenants} tenants{f', {len(added)} alerts added' if trickle else ''}, {elapsed:.0f} s: CPU {result['cpu_percent']:.2f} % "
           f"of one core ({result['cpu_ms_per_poll']:.2f} ms a poll), RSS {last.rss:.1f} MiB (peak {result['peak_rss_mib']:.1f}), "
@@ -373,6 +375,17 @@ def scale_run(build, tenants, seconds, trickle=0, token_lifetime=120, interval=6
           f"within 1 s {result['started_within_1s']:.1%}, within 5 s {result['started_within_5s']:.1%}"
           + (f"; {result['deliveries']} deliveries, each tenant each alert once: {result['every_tenant_each_alert_once']}" if trickle else ""))
     return result
+
+
+def state_rows(path):
+    """Rows of each table of the embedded state (read beside the running daemon: WAL)."""
+    import sqlite3
+    database = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [name for (name,) in database.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return {table: database.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] for table in tables}
+    finally:
+        database.close()
 
 
 def scale(build, sizes, seconds, trickle, interval=60):
@@ -385,15 +398,15 @@ def scale(build, sizes, seconds, trickle, interval=60):
 
 def scale_table(runs):
     lines = ["| tenants | alerts added | CPU (% of one core) | CPU a poll | RSS (peak) | polls | most polls in 1 s | token requests "
-             "(most in 1 s) | connections to the API | started ≤ 1 s late (≤ 5 s) | written to disk |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "(most in 1 s) | connections to the API | started ≤ 1 s late (≤ 5 s) | written to disk | state rows a tenant |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for run in runs:
         added = f"{run['alerts_added']} ({run['deliveries']:,} deliveries, {'each once' if run['every_tenant_each_alert_once'] else 'NOT each once'})" \
             if run["trickle"] else "none"
         lines.append(f"| {run['tenants']:,} | {added} | {run['cpu_percent']:.2f} % | {run['cpu_ms_per_poll']:.2f} ms | {run['rss_mib']:.1f} MiB "
                      f"({run['peak_rss_mib']:.1f}) | {run['polls']:,} | {run['most_polls_in_a_second']} | {run['token_requests']:,} "
                      f"({run['most_tokens_in_a_second']}) | {run['connections']} | {run['started_within_1s']:.1%} ({run['started_within_5s']:.1%}) "
-                     f"| {run['written_bytes'] / 1024:,.0f} KiB |")
+                     f"| {run['written_bytes'] / 1024:,.0f} KiB | {run['state_rows_per_tenant']:.1f} |")
     return lines
 
 
@@ -451,6 +464,9 @@ def write_scale_readme(path, runs, plot_path, started, measured, seconds):
         cpu = (large["cpu_percent"] - small["cpu_percent"]) / (large["tenants"] - small["tenants"]) * 1000
         lines += [f"Each tenant more costs {growth:.1f} KiB of RSS and {cpu:.3f} % of a core per 1,000 tenants "
                   f"(from {small['tenants']:,} to {large['tenants']:,}).", ""]
+    for run in runs:
+        lines += [f"State rows with {run['tenants']:,} tenants{', alerts added' if run['trickle'] else ''}: "
+                  + ", ".join(f"{table} {count:,}" for table, count in sorted(run["state_rows"].items()) if count) + ".", ""]
     if plot_path:
         lines += [f"![CPU and RSS against the number of tenants]({plot_path})", ""]
     replace_block(path, "bench-scale", lines)

@@ -201,56 +201,27 @@ public struct AlertsClient: Sendable {
         from lower: WindowBound, to upper: Timestamp?, now: @Sendable () -> Date,
         onBatch: (AlertBatch) async throws -> Void
     ) async throws {
-        enum Work {
-            /// A window; `halve` after a full page of its parent that was itself split.
-            case window(WindowBound, Timestamp?, halve: Bool)
-            case instant(Timestamp)
-            /// A window whose request is already on its way.
-            case requested(Request)
-        }
-        struct Request {
-            var low: WindowBound
-            var end: Timestamp?
-            var halve: Bool
-            var id: Int
-        }
-        let target = Self.windowTarget(pageSize: settings.pageSize)
         let inFlight = RequestsInFlight()
-        // A stack: the earliest work is on top, so batches come in time order.
-        var pending: [Work] = [.window(lower, upper, halve: false)]
-        var density: Double?
-        /// Whether `density` was measured (a window read completely, or a page of alerts in
-        /// time order), not guessed: only then is the next window requested ahead.
-        var densityMeasured = false
-        /// Answers with more elements than `$top` met so far.
-        var overfull = 0
+        var plan = WindowPlan(from: lower, to: upper, pageSize: settings.pageSize)
+        func clock() -> Timestamp { Timestamp(now()) }
 
-        /// Sends the request for a window, first carved to the expected size (the rest goes on
-        /// top of `pending`); the earlier part of a split (`halve`) is sized by the split
-        /// already.
-        func request(_ low: WindowBound, _ high: Timestamp?, halve: Bool) -> Request {
-            var end = high
-            if let density, !halve {
-                let carve = Timestamp(ticks: low.firstTick + max(1, Int64(min(Double(Int64.max / 4), Double(target) / density))))
-                if carve < (high ?? Timestamp(now())) {
-                    pending.append(.window(.inclusive(carve), high, halve: false))
-                    end = carve
-                }
-            }
+        /// Sends the request for a window, first carved to the expected size.
+        func request(_ low: WindowBound, _ high: Timestamp?, halve: Bool) -> WindowPlan.Request {
+            let end = plan.end(of: low, high, halve: halve, now: clock)
             let filter = filter(low, end)
             logger.trace(
                 "requesting a window",
                 metadata: [
                     "window": "\(low) and < \(end.map { "\($0.writtenWith(7))" } ?? "now")",
-                    "density_per_hour": "\(density.map { $0 * 36_000_000_000 } ?? -1)",
+                    "density_per_hour": "\(plan.density.map { $0 * 36_000_000_000 } ?? -1)",
                 ])
-            return Request(low: low, end: end, halve: halve, id: inFlight.start { try await self.page(filter: filter, skip: 0) })
+            return WindowPlan.Request(low: low, end: end, halve: halve, id: inFlight.start { try await self.page(filter: filter, skip: 0) })
         }
 
         try await withTaskCancellationHandler {
             defer { inFlight.cancelAll() }
-            while let work = pending.popLast() {
-                let current: Request
+            while let work = plan.pending.popLast() {
+                let current: WindowPlan.Request
                 switch work {
                 case .instant(let instant):
                     try await readInstant(instant, onBatch: onBatch)
@@ -261,185 +232,67 @@ public struct AlertsClient: Sendable {
                     current = request(low, high, halve: halve)
                 }
                 // Before the density is measured the next window would most likely come back full.
-                if densityMeasured, case .window(let low, let high, let halve)? = pending.last {
-                    pending.removeLast()
+                if plan.densityMeasured, case .window(let low, let high, let halve)? = plan.pending.last {
+                    plan.pending.removeLast()
                     let ahead = request(low, high, halve: halve)
-                    pending.append(.requested(ahead))
+                    plan.pending.append(.requested(ahead))
                 }
                 let page: Page
                 do {
                     page = try await inFlight.result(current.id)
                 } catch let error as DefenderAPIError where Self.isOverfull(error) {
-                    // More elements than `$top` (the API ignored it): the same request would bring
-                    // the same answer. The window is read again in halves, which hold fewer
-                    // alerts whatever the API does with `$top`; an instant cannot be cut smaller,
-                    // and a fetch that keeps meeting such answers gives up (the poll fails).
-                    overfull += 1
-                    let windowEnd = current.end ?? Timestamp(now())
-                    let length = windowEnd.ticks - current.low.firstTick
-                    guard overfull <= Self.mostOverfullAnswers, length > 1 else { throw error }
-                    density = max(density ?? 0, Double(settings.pageSize + 1) / Double(length))
-                    let middle = Timestamp(ticks: current.low.firstTick + length / 2)
+                    guard plan.halveOverfull(current, now: clock) else { throw error }
                     logger.warning(
                         "the API answered with more alerts than $top asked for; reading the window in halves",
-                        metadata: [
-                            "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")",
-                            "page_size": "\(settings.pageSize)",
-                        ])
-                    pending.append(.window(.inclusive(middle), current.end, halve: false))
-                    pending.append(.window(current.low, middle, halve: true))
+                        metadata: ["window": "\(current)", "page_size": "\(settings.pageSize)"])
+                    continue
+                }
+                if endpoints.api == .graph, page.nextLink != nil {
+                    try await followChain(of: page, in: current, plan: &plan, now: clock, onBatch: onBatch)
                     continue
                 }
                 let count = page.alerts.count + page.rejected.count
-
-                /// A window read completely (`count` alerts) tells the density of alerts.
-                func learnDensity(count: Int, earliest: Int64?) {
-                    guard let end = current.end else { return }
-                    // Measured from the window's first alert when there are enough of them (a
-                    // quiet stretch before a backlog would dilute it); the next window at most
-                    // 4 times as long as this one (an empty one says little).
-                    var start = current.low.firstTick
-                    if count >= 16, let earliest { start = max(start, earliest) }
-                    let length = Double(max(1, end.ticks - start))
-                    let found = Double(count) / length
-                    let bound = Double(target) / (4 * Double(end.ticks - current.low.firstTick))
-                    if count >= 16 {
-                        density = max(found, bound)
-                        densityMeasured = true
-                    } else if densityMeasured, let measured = density {
-                        // A handful of alerts, or none, bounds the density more than it measures
-                        // it: a quiet part of a split (the time before a backlog) leaves the
-                        // measured density as it is; after a window carved by it, the next
-                        // window is at most 4 times as long (the rate fell).
-                        density = current.halve ? measured : max(found, measured / 4)
-                    } else {
-                        density = max(found, bound)
-                    }
-                }
-
-                if endpoints.api == .graph, page.nextLink != nil {
-                    let windowEnd = current.end ?? Timestamp(now())
-                    let length = Double(max(1, windowEnd.ticks - current.low.firstTick))
-                    // A window far larger than a page (the first one of a backlog, sized before
-                    // the density was known) is not followed to the end of a long chain (deep
-                    // offsets, one failure away from starting over): it is carved into windows of
-                    // a page each by the density its `@odata.count` gives.
-                    let instant = windowEnd.ticks - current.low.firstTick <= 1
-                    if let total = page.count, total > Self.longestChain * settings.pageSize, !instant {
-                        // Where the window's alerts begin, as the first page suggests (a cost,
-                        // never a loss: the part before is read too, in one request): at its
-                        // earliest alert when it holds the oldest ones or a sample of all of
-                        // them; when it holds the newest, as far back as `@odata.count` alerts
-                        // reach at the density they show.
-                        let inPageOrder = page.alerts.map(\.lastUpdateTime.ticks)
-                        let times = inPageOrder.sorted()
-                        var begin = times.first ?? current.low.firstTick
-                        if let first = times.first, let last = times.last, last > first, inPageOrder.reversed().elementsEqual(times) {
-                            let run = Double(times.count) / Double(last - first)
-                            begin = last - Int64(min(Double(last - current.low.firstTick), Double(total) / run))
-                        }
-                        if begin > current.low.firstTick, begin < windowEnd.ticks {
-                            let start = Timestamp(ticks: begin)
-                            density = Double(total) / Double(max(1, windowEnd.ticks - begin))
-                            densityMeasured = true
-                            pending.append(.window(.inclusive(start), current.end, halve: false))
-                            pending.append(.window(current.low, start, halve: true))
-                        } else {
-                            density = max(density ?? 0, Double(total) / length)
-                            pending.append(.window(current.low, current.end, halve: false))
-                        }
-                        continue
-                    }
-                    // One instant cannot be cut smaller: its chain is followed however long.
-                    let chain = try await readChain(
-                        from: page, lower: current.low, upper: current.end, longest: instant ? nil : Self.longestChain,
-                        onBatch: onBatch)
-                    if chain.complete {
-                        learnDensity(count: chain.count, earliest: nil)
-                    } else {
-                        // What was read is stored (read again, it is a duplicate, never sent
-                        // twice); the window is read again in halves. One instant cannot be
-                        // halved: the poll fails, loudly, and the next one reads it again.
-                        density = max(density ?? 0, Double(chain.count) / length)
-                        guard !instant else {
-                            throw DefenderAPIError.malformedResponse(
-                                "the alerts of \(current.low) could not be read completely by @odata.nextLink (fewer than @odata.count, or a link refused); the next poll reads them again"
-                            )
-                        }
-                        let middle = Timestamp(ticks: current.low.firstTick + (windowEnd.ticks - current.low.firstTick) / 2)
-                        pending.append(.window(.inclusive(middle), current.end, halve: false))
-                        pending.append(.window(current.low, middle, halve: true))
-                    }
-                    continue
-                }
                 guard count >= settings.pageSize, endpoints.api == .mde else {
                     try await onBatch(
                         AlertBatch(
                             alerts: page.alerts, rejected: page.rejected, lower: current.low, upper: current.end,
                             serverTime: page.serverTime))
-                    learnDensity(count: count, earliest: page.alerts.lazy.map(\.lastUpdateTime.ticks).min())
+                    plan.learnDensity(current, count: count, earliest: page.alerts.lazy.map(\.lastUpdateTime.ticks).min())
                     continue
                 }
                 let inPageOrder = page.alerts.map(\.lastUpdateTime)
                 let times = inPageOrder.sorted()
-                guard let first = times.first, let last = times.last else {
-                    throw DefenderAPIError.malformedResponse("a full page without a single usable alert")
-                }
-                // How the API ordered the page decides only what the next request costs, never
-                // which alerts are read (only a short page proves a window read). In time order,
-                // oldest or newest first, the page is a run of the window's alerts whose density
-                // it measures; in any other order it is a sample of the window's alerts, whose
-                // spread it shows but not their number.
-                let ascending = inPageOrder.elementsEqual(times)
-                let descending = !ascending && inPageOrder.reversed().elementsEqual(times)
-                if ascending || descending, last > first {
-                    density = Double(times.count) / Double(last.ticks - first.ticks)
-                    densityMeasured = true
-                }
+                guard !times.isEmpty else { throw DefenderAPIError.malformedResponse("a full page without a single usable alert") }
+                let order = plan.measureFullPage(inPageOrder, times: times)
                 logger.debug(
                     "full page: splitting the window",
-                    metadata: [
-                        "window": "\(current.low) and < \(current.end.map { "\($0.writtenWith(7))" } ?? "now")", "alerts": "\(times.count)",
-                        "order": "\(ascending ? "oldest first" : descending ? "newest first" : "unordered")",
-                    ])
-                // The parts go on top of a request sent ahead: they come before it.
-                if first == last {
-                    pending.append(.window(.exclusive(first), current.end, halve: false))
-                    pending.append(.instant(first))
-                    if current.low != .inclusive(first) { pending.append(.window(current.low, first, halve: false)) }
-                    continue
-                }
-                let start = current.low.firstTick
-                let end = current.end?.ticks ?? max(Timestamp(now()).ticks, last.ticks + 1)
-                // Split where the page suggests the earlier part fits: oldest first, at 85 % of
-                // its alerts (halving when that part came back full too); in no order, at the
-                // 32nd part of its alerts: that part is then read completely (its density
-                // measured) unless the window holds 32 pages or more, in which case it is 32
-                // times smaller. Unless oldest first, never later than the middle of the
-                // window's time range: a page of the newest alerts would leave the earlier part
-                // almost as full as the whole; newest first, the later half is then carved by
-                // the density the page measured, and the earlier half read whole (often the
-                // quiet time before a backlog: one request). Both parts are smaller than the
-                // window (the split is after its first alert and at most its last): progress
-                // whatever the order.
-                let fraction = ascending ? (current.halve ? 0.5 : 0.85) : 1.0 / 32
-                var split = times[min(times.count - 1, Int(Double(times.count) * fraction))]
-                if split == first { split = times.first { $0 > first } ?? last }
-                let middle = Timestamp(ticks: start + (end - start) / 2)
-                if !ascending, middle.ticks > start, middle < split { split = middle }
-                // An answer whose alerts lie outside the window asked for (an API that ignored
-                // the filter) must not put the split outside it: the parts would not shrink.
-                if split.ticks <= start || split.ticks >= end { split = middle }
-                guard middle.ticks > start else {
-                    throw DefenderAPIError.malformedResponse(
-                        "a full page for a window too short to split (\(current.low) to \(Timestamp(ticks: end))): the alerts answered lie outside the filter asked for"
-                    )
-                }
-                pending.append(.window(.inclusive(split), current.end, halve: false))
-                pending.append(.window(current.low, split, halve: true))
+                    metadata: ["window": "\(current)", "alerts": "\(times.count)", "order": "\(order.rawValue)"])
+                try plan.splitFullPage(current, times: times, order: order, now: clock)
             }
         } onCancel: {
             inFlight.cancelAll()
+        }
+    }
+
+    /// A Graph window answered with a `@odata.nextLink`: carved by its `@odata.count` when that
+    /// is far more than a page, else its chain followed (one instant's however long) and the
+    /// window read again in halves when the chain could not be read to its end.
+    private func followChain(
+        of page: Page, in current: WindowPlan.Request, plan: inout WindowPlan, now: () -> Timestamp,
+        onBatch: (AlertBatch) async throws -> Void
+    ) async throws {
+        let windowEnd = current.end ?? now()
+        let instant = windowEnd.ticks - current.low.firstTick <= 1
+        if let total = page.count, total > Self.longestChain * settings.pageSize, !instant {
+            plan.carveLongChain(current, total: total, times: page.alerts.map(\.lastUpdateTime.ticks), now: { windowEnd })
+            return
+        }
+        let chain = try await readChain(
+            from: page, lower: current.low, upper: current.end, longest: instant ? nil : Self.longestChain, onBatch: onBatch)
+        if chain.complete {
+            plan.learnDensity(current, count: chain.count, earliest: nil)
+        } else {
+            try plan.halveIncompleteChain(current, count: chain.count, now: { windowEnd })
         }
     }
 

@@ -65,6 +65,53 @@ struct JobSchedulerTests {
         await run.value
     }
 
+    @Test func nudgedJobsRunAtOnceSpreadAndTheOthersKeepTheirTime() async throws {
+        let time = SteppedClock()
+        let record = RunRecord()
+        func job(_ name: String) -> JobScheduler.Job {
+            { due in
+                record.started("\(name)@\(due.components.seconds)")
+                record.ended()
+                return JobScheduler.next(after: due, every: .seconds(100), now: time.now)
+            }
+        }
+        let nudges = JobNudges(spacing: .seconds(2), window: .seconds(100))
+        let scheduler = JobScheduler(clock: time.clock)
+        let jobs: [(first: Duration, job: JobScheduler.Job)] = [
+            (.zero, job("a")), (.seconds(50), job("b")), (.seconds(60), job("c")), (.seconds(70), job("d")),
+        ]
+        let run = Task { await scheduler.run(jobs, nudges: nudges, stop: { false }) }
+        #expect(await eventually { record.log == ["a@0"] && !time.pendingSleeps.isEmpty })
+        time.advance(by: .seconds(10))
+        // A member took over b's and c's tenants at 10: b polls at once, c 2 s later; d as it was.
+        nudges.nudge([2, 1])
+        #expect(await eventually { record.log == ["a@0", "b@10"] })
+        time.advance(by: .seconds(2))
+        #expect(await eventually { record.log == ["a@0", "b@10", "c@12"] })
+        // One nudged twice at once runs once.
+        nudges.nudge([3, 3])
+        #expect(await eventually { record.log.last == "d@12" })
+        // Each goes on from the time it ran, on its own grid.
+        time.advance(by: .seconds(100))
+        #expect(await eventually { record.log.count == 8 })
+        #expect(Set(record.log.suffix(4)) == ["a@100", "b@110", "c@112", "d@112"])
+        run.cancel()
+        await run.value
+    }
+
+    @Test func aConfirmationTellsTheTenantsItAddsAndNoOthers() {
+        let time = SteppedClock()
+        let leases = TenantLeases(clock: time.clock)
+        let told = Mutex<[[String]]>([])
+        leases.whenTaken { tenants in told.withLock { $0.append(tenants) } }
+        leases.confirmed(["t1": 1, "t2": 1], sentAt: .zero, ttl: .seconds(30))
+        leases.confirmed(["t1": 1, "t2": 1], sentAt: .seconds(5), ttl: .seconds(30))
+        leases.confirmed(["t2": 1, "t3": 2], sentAt: .seconds(10), ttl: .seconds(30))
+        leases.whenTaken(nil)
+        leases.confirmed(["t4": 1], sentAt: .seconds(15), ttl: .seconds(30))
+        #expect(told.withLock { $0 } == [["t1", "t2"], ["t3"]])
+    }
+
     @Test func oneTimerCancelsWhatOutlastsItsDeadlineAndNothingElse() async throws {
         let time = SteppedClock()
         let watch = DeadlineWatch(clock: time.clock)

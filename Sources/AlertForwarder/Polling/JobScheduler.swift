@@ -1,4 +1,5 @@
 import HeapModule
+import Synchronization
 import Timekeeping
 
 /// Runs the recurring jobs of a pipeline (each tenant's polls and sweeps) from one task, on one
@@ -22,10 +23,13 @@ struct JobScheduler: Sendable {
     /// of one woken for a few dozen at a time.
     var leeway: Duration = .zero
 
-    /// Runs `jobs` (each first due at its `first`) until the task is cancelled or `stop()`.
-    func run(_ jobs: [(first: Duration, job: Job)], stop: @escaping @Sendable () -> Bool) async {
+    /// Runs `jobs` (each first due at its `first`) until the task is cancelled or `stop()`;
+    /// jobs `nudges` names are due at once, spread as first polls are (those waiting for their
+    /// time; one running is left be).
+    func run(_ jobs: [(first: Duration, job: Job)], nudges: JobNudges? = nil, stop: @escaping @Sendable () -> Bool) async {
         var queue = Heap(jobs.indices.map { Entry(due: jobs[$0].first, job: $0) })
         await withTaskGroup(of: Event.self) { group in
+            if let nudges { group.addTask { .nudged(await nudges.next()) } }
             var running = 0
             // The times the sleeping timers wake at: a new one is set only for a job due
             // before all of them.
@@ -46,6 +50,7 @@ struct JobScheduler: Sendable {
                         return .woke(at: wake)
                     }
                 }
+                if running == 0, queue.isEmpty { break }
                 guard let event = await group.next() else { break }
                 switch event {
                 case .ended(let job, let next):
@@ -53,6 +58,14 @@ struct JobScheduler: Sendable {
                     if let next { queue.insert(Entry(due: next, job: job)) }
                 case .woke(let at):
                     timers.remove(at: timers.firstIndex(of: at)!)
+                case .nudged(let nudged):
+                    guard let nudges, !nudged.isEmpty else { break }
+                    // Spread as first polls are: a member that takes over thousands of
+                    // tenants does not ask Entra ID for thousands of tokens at once.
+                    let spread = Self.firstDue(count: nudged.count, interval: nudges.window, spacing: nudges.spacing, start: clock.now())
+                    let due = Dictionary(uniqueKeysWithValues: zip(nudged.sorted(), spread))
+                    queue = Heap(queue.unordered.map { entry in due[entry.job].map { Entry(due: min(entry.due, $0), job: entry.job) } ?? entry })
+                    group.addTask { .nudged(await nudges.next()) }
                 }
             }
             group.cancelAll()
@@ -87,5 +100,62 @@ struct JobScheduler: Sendable {
     private enum Event: Sendable {
         case ended(job: Int, next: Duration?)
         case woke(at: Duration)
+        /// Jobs due at once (none: the scheduler is stopping).
+        case nudged(Set<Int>)
+    }
+}
+
+/// Jobs to start at once, by their index in the scheduler's list: a group member that takes a
+/// tenant's lease polls it now, not up to an interval later.
+final class JobNudges: Sendable {
+    /// How jobs nudged together are spread: `spacing` apart, or evenly over `window` when more
+    /// are nudged than fit in it (``JobScheduler/firstDue(count:interval:spacing:start:)``).
+    let spacing: Duration
+    let window: Duration
+
+    init(spacing: Duration, window: Duration) {
+        self.spacing = spacing
+        self.window = window
+    }
+
+    private struct State {
+        var jobs: Set<Int> = []
+        var waiting: CheckedContinuation<Set<Int>, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    /// `jobs` are due now.
+    func nudge(_ jobs: some Sequence<Int>) {
+        let resumed = state.withLock { state -> (CheckedContinuation<Set<Int>, Never>, Set<Int>)? in
+            state.jobs.formUnion(jobs)
+            guard let waiting = state.waiting, !state.jobs.isEmpty else { return nil }
+            defer { (state.jobs, state.waiting) = ([], nil) }
+            return (waiting, state.jobs)
+        }
+        if let (waiting, jobs) = resumed { waiting.resume(returning: jobs) }
+    }
+
+    /// The jobs nudged since the last call, once there are any; none when the task is cancelled.
+    func next() async -> Set<Int> {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state -> Set<Int>? in
+                    guard state.jobs.isEmpty, !Task.isCancelled else {
+                        defer { state.jobs = [] }
+                        return state.jobs
+                    }
+                    state.waiting = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            let waiting = state.withLock { state in
+                defer { state.waiting = nil }
+                return state.waiting
+            }
+            waiting?.resume(returning: [])
+        }
     }
 }

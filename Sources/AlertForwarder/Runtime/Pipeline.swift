@@ -243,7 +243,10 @@ public final class Pipeline: Service, CustomStringConvertible {
         let deadlines = DeadlineWatch(clock: clock)
         defer { deadlines.stop() }
         var jobs: [(first: Duration, job: JobScheduler.Job)] = []
+        /// Each poller's poll job, by the poller's index.
+        var pollJob: [Int] = []
         for ((polling, poller), due) in zip(pollers, first) {
+            pollJob.append(jobs.count)
             // Named once: a poll starts hundreds of times a second in a large daemon.
             let pollName = "poller \(poller.stream.key)"
             jobs.append(
@@ -263,9 +266,16 @@ public final class Pipeline: Service, CustomStringConvertible {
                 jobs.append((due, { _ in await self.tracked(sweepName) { await sweeps.step() } }))
             }
         }
+        // A tenant this daemon takes over (a member left, or the group rebalanced) is polled at
+        // once (spread, when many are): its last poll by the member before may be most of an
+        // interval old.
+        let nudges = JobNudges(spacing: parts.firstPollSpacing, window: interval)
+        let pollJobs = Dictionary(grouping: pollers.indices) { pollers[$0].1.tenant.name }.mapValues { $0.map { pollJob[$0] } }
+        leases?.whenTaken { tenants in nudges.nudge(tenants.flatMap { pollJobs[$0] ?? [] }) }
+        defer { leases?.whenTaken(nil) }
         var scheduler = JobScheduler(clock: clock)
         scheduler.leeway = min(parts.pollLeeway, interval / 10)
-        await scheduler.run(jobs, stop: stop)
+        await scheduler.run(jobs, nudges: nudges, stop: stop)
     }
 
     /// One poll, cancelled when it outlasts `timeout` (the hard deadline).

@@ -25,6 +25,8 @@ public final class TenantLeases: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Told the tenants each confirmation added (``whenTaken(_:)``).
+    private let taken = Mutex<(@Sendable ([String]) -> Void)?>(nil)
     let clock: MonotonicClock
     /// The share of `lease_ttl` a lease is used for after its renewal was sent.
     static let usableShare = 0.8
@@ -83,10 +85,18 @@ public final class TenantLeases: Sendable {
     /// Records what the database confirmed, with the time the confirming request was sent.
     func confirmed(_ tenants: [String: Int64], sentAt: Duration, ttl: Duration) {
         let until = sentAt + ttl * Self.usableShare
-        state.withLock { state in
+        let added = state.withLock { state in
+            let added = tenants.keys.filter { state.leases[$0] == nil }
             state.leases = tenants.mapValues { Lease(epoch: $0, usableUntil: until) }
             state.releasing.formIntersection(tenants.keys)
+            return added
         }
+        if !added.isEmpty, let taken = taken.withLock({ $0 }) { taken(added.sorted()) }
+    }
+
+    /// `handler` is told the tenants each confirmation adds (the pipeline polls them at once).
+    public func whenTaken(_ handler: (@Sendable ([String]) -> Void)?) {
+        taken.withLock { $0 = handler }
     }
 
     /// Stops new polls of `tenant`; whether none is running (then it can be released).
