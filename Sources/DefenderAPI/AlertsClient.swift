@@ -173,6 +173,15 @@ public struct AlertsClient: Sendable {
     /// An answer larger than the transport accepts (``DefenderHTTPClient/maximumResponseSize``)
     /// is not retried as it is: the rest of the window is read again with pages half as large
     /// (down to one alert), from the start of the last batch handed on, with a warning.
+    ///
+    /// - Parameters:
+    ///   - lower: Where the window starts: the watermark minus the overlap, inclusive or not.
+    ///   - upper: Where it ends (exclusive); `nil` for now, as a poll reads.
+    ///   - now: The local wall clock (a hint for sizing windows, never for what is read).
+    ///   - onBatch: Called with each window read completely, in time order; an error it throws
+    ///     ends the fetch (what it was given stays handed on).
+    /// - Throws: ``DefenderAPIError`` when a page cannot be read after its retries, or a window
+    ///   cannot be proved read (the poll fails and the next one starts from the last batch).
     public func fetch(
         from lower: WindowBound, to upper: Timestamp? = nil, now: @Sendable () -> Date = { Date() },
         onBatch: (AlertBatch) async throws -> Void

@@ -71,5 +71,12 @@ public enum TransportError: Error, Sendable, Equatable, CustomStringConvertible 
 public protocol HTTPTransport: Sendable {
     /// Sends a request; the whole exchange (connect, send, receive the body) must finish
     /// within `deadline`.
+    ///
+    /// - Parameters:
+    ///   - request: The method, URL, headers, credentials (never logged) and body.
+    ///   - deadline: The longest the whole exchange may take, from now.
+    /// - Returns: The answer, whatever its status (a 4xx or 5xx is an answer, not an error).
+    /// - Throws: ``TransportError`` when no complete answer came (refused, reset, timed out,
+    ///   too large, cancelled).
     func send(_ request: HTTPExchangeRequest, deadline: Duration) async throws(TransportError) -> HTTPExchangeResponse
 }

@@ -79,6 +79,11 @@ public actor TokenProvider {
     }
 
     /// A valid token: the cached one, or a new one.
+    ///
+    /// - Returns: A token with at least a quarter of its life left, or, when renewing failed,
+    ///   the cached one while it has more than 30 s left.
+    /// - Throws: ``TokenError`` (classified: transient, permanent, sign-in needed) when there is
+    ///   no usable token; until its back-off has passed, the same error without a new request.
     public func token() async throws(TokenError) -> AccessToken {
         let now = clock.now()
         if let cached, now < cached.renewAt { return cached.token }

@@ -47,8 +47,19 @@ public final class TenantPoller: TenantPolling {
     /// In a group: the tenant is polled only while this daemon holds its lease.
     private let leases: TenantLeases?
 
-    /// `queued` is called after a page queued alerts in the outbox (it wakes the sink workers);
-    /// `storesHeadline`: one of `sinks` shows the alerts' headline (``SinkConfiguration/showsHeadline``).
+    /// - Parameters:
+    ///   - tenant: The tenant's configuration (window, overlap, filters, sinks).
+    ///   - kind: The records this poller reads (alerts, or Graph's incidents).
+    ///   - clients: The tenant's token cache, rate budget and API client (shared by its streams).
+    ///   - store: The state: watermark, dedup keys and outbox are written in one transaction
+    ///     per page.
+    ///   - sinks: The sinks each admitted alert is queued for.
+    ///   - storesHeadline: One of `sinks` shows the alerts' headline
+    ///     (``SinkConfiguration/showsHeadline``): it is decoded at admission.
+    ///   - maxOutbox: Polling pauses while the outbox holds more.
+    ///   - queued: Called after a page queued alerts (it wakes the sink workers).
+    ///   - progress: Called at each poll (the watchdog's sign of life).
+    ///   - leases: In a group, the leases this daemon holds: a tenant is polled only while held.
     public init(
         tenant: TenantConfiguration, kind: RecordKind = .alert, clients: TenantClients, store: StateStore, sinks: [String],
         storesHeadline: Bool = true, maxOutbox: Int,
