@@ -350,11 +350,20 @@ def scale_run(build, tenants, seconds, trickle=0, token_lifetime=120, interval=6
         metrics = daemon_metrics(metrics_port)
         delivered = {}
         if trickle:
-            # One more interval: the last alert added reaches every tenant's next poll.
-            time.sleep(interval + 15)
-            for line in open(os.path.join(daemon.work, "alerts.jsonl"), "rb"):
-                identifier = json.loads(line).get("id")
-                delivered[identifier] = delivered.get(identifier, 0) + 1
+            def deliveries():
+                counts = {}
+                for line in open(os.path.join(daemon.work, "alerts.jsonl"), "rb"):
+                    identifier = json.loads(line).get("id")
+                    counts[identifier] = counts.get(identifier, 0) + 1
+                return counts
+            # Until every tenant delivered each alert added (the last reaches every tenant's
+            # next poll: at most one more interval), read again every half second; then a
+            # second more, for a duplicate to show.
+            deadline = time.monotonic() + interval + 15
+            while any(deliveries().get(a, 0) < tenants for a in added) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(1)
+            delivered = deliveries()
         rows = state_rows(os.path.join(daemon.work, "state", "state.sqlite"))
     delay = {float(key.split('le="')[1].split('"')[0]): value for key, value in metrics.items()
              if key.startswith("defender_alertd_poll_start_delay_seconds_bucket")}
