@@ -372,7 +372,9 @@ public struct AlertsClient: Sendable {
                     serverTime: page.serverTime, complete: complete))
             guard let link = page.nextLink else { return (complete, ids.count + rejected) }
             if let longest, pages >= longest {
-                logger.notice("a window's @odata.nextLink chain is longer than \(longest) pages; reading it in smaller parts instead")
+                logger.notice(
+                    "a window's @odata.nextLink chain is longer than a fetch follows; reading it in smaller parts instead",
+                    metadata: ["pages": "\(longest)"])
                 return (false, ids.count + rejected)
             }
             guard Self.sameOrigin(link, endpoints.listURL(settings.kind)) else {

@@ -105,7 +105,9 @@ public final class TenantPoller: TenantPolling {
         do {
             let depth = try await outboxDepth.current()
             guard depth <= maxOutbox else {
-                logger.warning("outbox holds \(depth) queued alerts, more than max_outbox (\(maxOutbox)): polling paused until the sinks catch up")
+                logger.warning(
+                    "the outbox holds more alerts than max_outbox: polling paused until the sinks catch up",
+                    metadata: ["queued_alerts": "\(depth)", "max_outbox": "\(maxOutbox)"])
                 status?.record(tenant: stream.key, .paused(outbox: depth))
                 ended("paused")
                 return .paused(outbox: depth)
@@ -114,7 +116,9 @@ public final class TenantPoller: TenantPolling {
             let start = tenant.pollStart(watermark: watermark, now: wallClock())
             // Said once a run: a tenant that never had an alert has no watermark at every poll.
             if watermark == nil, !completedOnce.load(ordering: .relaxed) {
-                logger.notice("first poll: fetching \(tenant.lookback.components.seconds / 3600)h of history", metadata: ["from": "\(start)"])
+                logger.notice(
+                    "first poll: fetching the lookback's history",
+                    metadata: ["from": "\(start)", "lookback": "\(ConfigDuration.format(tenant.lookback))"])
             }
             var windows = WatermarkProgress()
             try await client.fetch(from: .inclusive(start)) { batch in

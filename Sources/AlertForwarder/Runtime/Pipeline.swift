@@ -105,7 +105,7 @@ public final class Pipeline: Service, CustomStringConvertible {
         let sinkNames = Set(configuration.sinks.map(\.name))
         do {
             let dropped = try await store.outbox.drop(except: sinkNames)
-            if dropped > 0 { logger.warning("dropped \(dropped) alerts queued for sinks that are no longer configured") }
+            if dropped > 0 { logger.warning("dropped the alerts queued for sinks that are no longer configured", metadata: ["alerts": "\(dropped)"]) }
         } catch {
             logger.error("\(error)")
         }
@@ -202,7 +202,7 @@ public final class Pipeline: Service, CustomStringConvertible {
             switch built {
             case .success(let ready): tenantClients = ready
             case .failure(let error):
-                logger.critical("tenant \(tenant.name) cannot be polled: \(error)")
+                logger.critical("tenant cannot be polled: \(error)", metadata: ["tenant": "\(tenant.name)"])
                 status.record(tenant: tenant.name, .failed("\(error)"))
                 continue
             }

@@ -22,7 +22,7 @@ public enum PollOnce {
                     if case .completed = await poller.pollOnce() {} else { succeeded = false }
                 }
             } catch {
-                logger.error("tenant \(tenant.name) cannot be polled: \(error)")
+                logger.error("tenant cannot be polled: \(error)", metadata: ["tenant": "\(tenant.name)"])
                 succeeded = false
             }
         }
@@ -79,7 +79,7 @@ public enum DryRun {
                     }
                 }
             } catch {
-                logger.error("tenant \(tenant.name): \(error)")
+                logger.error("\(error)", metadata: ["tenant": "\(tenant.name)"])
                 succeeded = false
             }
         }
