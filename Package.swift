@@ -56,6 +56,7 @@ let package = Package(
             name: "Systemd",
             dependencies: [
                 "CSystemd",
+                "OrderedJSON",
                 "Timekeeping",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -38,27 +38,28 @@ public struct JournalLogHandler: LogHandler {
             level: event.level, message: event.message.description, metadata: merged, label: label,
             file: event.file, function: event.function, line: event.line
         )
-        if Self.send(fields) != 0 {
+        if Self.send(fields.map { "\($0.name)=\($0.value)" }) != 0 {
             FileHandle.standardError.write(Data("<\(Self.priority(for: event.level))>\(event.message)\n".utf8))
         }
     }
 
-    /// The journal fields for one entry, in order, as `NAME=value` strings.
+    /// The journal fields for one entry, in order (the JSON lines of ``JSONLineLogHandler``
+    /// have the same).
     static func fields(
         level: Logger.Level, message: String, metadata: Logger.Metadata, label: String,
         file: String, function: String, line: UInt
-    ) -> [String] {
+    ) -> [(name: String, value: String)] {
         var fields = [
-            "MESSAGE=\(message)",
-            "PRIORITY=\(priority(for: level))",
-            "SYSLOG_IDENTIFIER=\(syslogIdentifier)",
-            "CODE_FILE=\(file)",
-            "CODE_LINE=\(line)",
-            "CODE_FUNC=\(function)",
-            "DEFENDER_LOGGER=\(label)",
+            ("MESSAGE", message),
+            ("PRIORITY", "\(priority(for: level))"),
+            ("SYSLOG_IDENTIFIER", syslogIdentifier),
+            ("CODE_FILE", file),
+            ("CODE_LINE", "\(line)"),
+            ("CODE_FUNC", function),
+            ("DEFENDER_LOGGER", label),
         ]
         for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
-            fields.append("\(JournalFieldName.forMetadataKey(key))=\(flatten(value))")
+            fields.append((JournalFieldName.forMetadataKey(key), flatten(value)))
         }
         return fields
     }

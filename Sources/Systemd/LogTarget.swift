@@ -5,7 +5,7 @@ import Logging
 public enum LogTarget: String, Sendable, CaseIterable {
     /// Native journal entries (``JournalLogHandler``).
     case journal
-    /// Plain lines on standard error.
+    /// Lines on standard error, plain or JSON (``LogFormat``).
     case stderr
     /// The journal when standard error is connected to it (`JOURNAL_STREAM`), else stderr.
     case auto
@@ -29,8 +29,7 @@ public enum LogTarget: String, Sendable, CaseIterable {
 
     /// A log handler factory for this target whose level follows `control`; `redact` is applied
     /// to every message and metadata value before it is written.
-    public func makeHandler(control: LogLevelControl, redact: @escaping @Sendable (String) -> String = { $0 }) -> @Sendable (String) -> any LogHandler
-    {
+    public func makeHandler(control: LogControl, redact: @escaping @Sendable (String) -> String = { $0 }) -> @Sendable (String) -> any LogHandler {
         switch self {
         case .journal:
             return { label in
@@ -40,9 +39,7 @@ public enum LogTarget: String, Sendable, CaseIterable {
             }
         case .stderr, .auto:
             return { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = .trace
-                return LevelControlledLogHandler(base: handler, control: control, redact: redact)
+                LevelControlledLogHandler(base: StandardErrorLogHandler(label: label, control: control), control: control, redact: redact)
             }
         }
     }

@@ -19,8 +19,8 @@ struct PollOnceCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try loadConfiguration(options.config)
-        let logLevel = LogLevelControl(configuration.service.logLevel)
-        LoggingSystem.bootstrap(LogTarget.stderr.makeHandler(control: logLevel, redact: { SecretRedaction.shown($0, limit: 16_000) }))
+        let logControl = LogControl(configuration.service.logLevel, format: configuration.service.logFormat)
+        LoggingSystem.bootstrap(LogTarget.stderr.makeHandler(control: logControl, redact: { SecretRedaction.shown($0, limit: 16_000) }))
         let logger = Logger(label: ProductInfo.name)
         let transport = try DefenderHTTPClient(settings: configuration.service.httpSettings())
         let succeeded: Bool

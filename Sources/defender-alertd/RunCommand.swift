@@ -24,9 +24,9 @@ struct RunCommand: AsyncParsableCommand {
         // SIGPIPE for services by default; outside systemd, do it here.
         signal(SIGPIPE, SIG_IGN)
         let configuration = try loadConfiguration(options.config)
-        let logLevel = LogLevelControl(configuration.service.logLevel)
+        let logControl = LogControl(configuration.service.logLevel, format: configuration.service.logFormat)
         let target = logTarget.resolved()
-        LoggingSystem.bootstrap(target.makeHandler(control: logLevel, redact: { SecretRedaction.shown($0, limit: 16_000) }))
+        LoggingSystem.bootstrap(target.makeHandler(control: logControl, redact: { SecretRedaction.shown($0, limit: 16_000) }))
         let logger = Logger(label: ProductInfo.name)
 
         // Trap SIGHUP before telling systemd we are ready, so an early reload cannot kill us.
@@ -37,7 +37,7 @@ struct RunCommand: AsyncParsableCommand {
         for warning in configuration.warnings { logger.warning("\(warning)", metadata: ["config": "\(configuration.path)"]) }
         do {
             let daemon = try Daemon(
-                configuration: configuration, loader: ConfigurationLoader(), logLevel: logLevel,
+                configuration: configuration, loader: ConfigurationLoader(), logControl: logControl,
                 notifier: QueuedNotifier(SystemdNotifier()), logger: logger
             )
             // Weak: an armed deadline must not keep the daemon (and its state database, which

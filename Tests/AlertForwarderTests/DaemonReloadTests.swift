@@ -10,11 +10,11 @@ struct DaemonReloadTests {
     let notifier = RecordingNotifier()
     let records = LogRecords()
 
-    func makeDaemon() throws -> (Daemon, LogLevelControl) {
+    func makeDaemon() throws -> (Daemon, LogControl) {
         let configuration = try fixture.load(ConfigFixture.tenant + "\n" + ConfigFixture.sink)
-        let level = LogLevelControl(.trace)
+        let level = LogControl(.trace)
         let daemon = try Daemon(
-            configuration: configuration, loader: ConfigurationLoader(environment: [:]), logLevel: level,
+            configuration: configuration, loader: ConfigurationLoader(environment: [:]), logControl: level,
             notifier: notifier, logger: records.logger()
         )
         return (daemon, level)

@@ -182,6 +182,28 @@ struct HealthReportTests {
                 == #"{"status":"unhealthy","stalled":[{"component":"poller:contoso","silent_seconds":700,"allowance_seconds":670}],"failing":[{"component":"sink:siem","failing_seconds":620,"error":"connection refused"}]}"#
         )
     }
+
+    /// A container's probes: liveness fails only on a stall (what a restart mends, never a
+    /// SIEM that is down); readiness also while the state cannot be used.
+    @Test func livenessAndReadinessAreViewsOfTheSameReport() {
+        let stall = HealthMonitor.Stall(component: "poller:contoso", silentFor: .seconds(700), allowance: .seconds(670))
+        let failure = PipelineStatus.Failure(component: "sink:siem", failingFor: .seconds(620), reason: "connection refused")
+        let failingSink = HealthReport(stalls: [], failures: [failure])
+        #expect(!failingSink.passes(.health) && failingSink.passes(.live) && failingSink.passes(.ready))
+        #expect(failingSink.json(for: .live) == #"{"status":"ok"}"# && failingSink.json(for: .ready) == #"{"status":"ok"}"#)
+
+        let noState = HealthReport(stalls: [], failures: [], stateUnavailable: "PostgreSQL connection failed: connection refused")
+        #expect(noState.passes(.health) && noState.passes(.live) && !noState.passes(.ready))
+        #expect(
+            noState.json(for: .ready) == #"{"status":"not ready","stalled":[],"state":"PostgreSQL connection failed: connection refused"}"#)
+
+        let stalled = HealthReport(stalls: [stall], failures: [])
+        #expect(!stalled.passes(.health) && !stalled.passes(.live) && !stalled.passes(.ready))
+        #expect(
+            stalled.json(for: .live)
+                == #"{"status":"stalled","stalled":[{"component":"poller:contoso","silent_seconds":700,"allowance_seconds":670}]}"#)
+        #expect(HealthReport.Probe.allCases.map(\.rawValue) == ["/healthz", "/healthz/live", "/healthz/ready"])
+    }
 }
 
 @Suite("Configuration: metrics_listen, unhealthy_after, reconciliation")

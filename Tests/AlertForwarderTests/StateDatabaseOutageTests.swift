@@ -47,6 +47,8 @@ struct StateDatabaseOutageTests {
                 try await Task.sleep(for: .milliseconds(100))  // waiting for the service's check, not a timing assumption
             }
             #expect(records.at(.error).filter { $0.message.contains("PostgreSQL cannot be reached") }.count == 1, "\(records.fullText)")
+            // Not ready (`/healthz/ready`), with why.
+            #expect(database.unavailability?.hasPrefix("PostgreSQL connection failed") == true, "\(database.unavailability ?? "nil")")
             let refused = await #expect(throws: StateError.self) { _ = try await database.query("test", "SELECT 1") }
             #expect(refused?.kind == .unavailable)
             // The check's own failure: the call did not wait for a connection.
@@ -54,6 +56,7 @@ struct StateDatabaseOutageTests {
             proxy.restore()
             #expect(await Self.answersAgain(database))
             #expect(records.fullText.contains("PostgreSQL can be reached again"))
+            #expect(database.unavailability == nil)
 
             // Blackhole: the connections stay open and nothing comes back. The call's
             // connection is closed at its deadline instead of holding the call forever.

@@ -69,7 +69,10 @@ struct MetricsEndpointTests {
         }
         // Healthy; unknown paths and other methods are refused.
         #expect(try harness.get(address, "/healthz") == (200, #"{"status":"ok"}"#))
+        #expect(try harness.get(address, "/healthz/live") == (200, #"{"status":"ok"}"#))
+        #expect(try harness.get(address, "/healthz/ready") == (200, #"{"status":"ok"}"#))
         #expect(try harness.get(address, "/nothing").status == 404)
+        #expect(try harness.get(address, "/healthz/other").status == 404)
         #expect(try DaemonProcess.curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "http://\(address)/metrics"]).stdout == "405")
         harness.stopDaemon()
         #expect(!daemon.stderr.contains(ConfigFixture.canary))
@@ -99,6 +102,10 @@ struct MetricsEndpointTests {
         #expect(failing.map { $0["component"] as? String } == ["sink:siem"], "\(body)")
         #expect((failing.first?["error"] as? String)?.isEmpty == false)
         #expect((report["stalled"] as? [Any])?.isEmpty == true)
+        // A container's probes: a sink that is down is no reason to restart the daemon or to
+        // call it not ready.
+        #expect(try harness.get(address, "/healthz/live").status == 200)
+        #expect(try harness.get(address, "/healthz/ready").status == 200)
         #expect(try harness.scrape(address, format: .prometheus)["defender_alertd_sink_failing"]?.value(["sink": "siem"]) == 1)
         // A receiver comes up: the sink delivers, and the daemon is healthy again.
         let receiver = try DaemonProcess(["-c", Self.tcpReceiver, String(port)], path: "/usr/bin/python3")

@@ -14,7 +14,7 @@ struct JournalLogHandlerTests {
             "no journald listening on \(Journal.socketPath): run the tests through `make test` (scripts/with-journald.sh)"
         )
         let run = UUID().uuidString
-        let control = LogLevelControl(.debug)
+        let control = LogControl(.debug)
         let logger = Logger(label: "journal-test", factory: LogTarget.journal.makeHandler(control: control))
 
         logger.warning(

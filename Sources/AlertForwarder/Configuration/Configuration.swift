@@ -1,6 +1,7 @@
 import DefenderAPI
 import Foundation
 import Logging
+import Systemd
 import Timekeeping
 
 /// The daemon's whole configuration, validated: what `defender-alertd.toml` says, with
@@ -35,6 +36,8 @@ public struct ServiceSettings: Sendable, Equatable {
     public var pollInterval: Duration
     /// The lowest level that is logged.
     public var logLevel: Logger.Level
+    /// How log lines on standard error are written (outside systemd).
+    public var logFormat: LogFormat = .text
     /// Queued alerts (once per sink) above which polling pauses.
     public var maxOutbox: Int
     /// Hard deadline of one poll (each completed page is kept; the next poll goes on from there).

@@ -1,5 +1,6 @@
 import DefenderAPI
 import Logging
+import Systemd
 import Timekeeping
 
 /// One key of `defender-alertd.toml`: the single definition that the loader validates against
@@ -140,6 +141,10 @@ extension ConfigurationKey {
         public static let logLevel = ConfigurationKey(
             .service, "log_level", .choice(Logger.Level.allCases.map(\.rawValue)), default: .string("info"),
             "the lowest level logged: `trace`, `debug`, `info`, `notice`, `warning`, `error`, `critical`; a reload applies a change at once")
+        public static let logFormat = ConfigurationKey(
+            .service, "log_format", .choice(LogFormat.allCases.map(\.rawValue)), default: .string("text"),
+            "the daemon's own log lines on standard error, where they go outside systemd (a container, a shell): `text` (plain lines) or `json` (one JSON object a line, the journal's field names as keys, for Fluent Bit, Vector or the kubelet); under systemd they are journal entries whatever this says; a reload applies a change at once"
+        )
         public static let maxOutbox = ConfigurationKey(
             .service, "max_outbox", .integer(1...100_000_000), default: .integer(100_000),
             "queued alerts (counted once per sink waiting for them) above which polling pauses until the sinks catch up; nothing is dropped")
@@ -200,7 +205,7 @@ extension ConfigurationKey {
         )
 
         public static let all = [
-            stateDirectory, pollInterval, logLevel, maxOutbox, pollTimeout, caFile, proxyURL, proxyPasswordFile,
+            stateDirectory, pollInterval, logLevel, logFormat, maxOutbox, pollTimeout, caFile, proxyURL, proxyPasswordFile,
             proxyPasswordCredential, tokenKeyFile, tokenKeyCredential, metricsListen, unhealthyAfter,
             stateDatabase, stateDatabaseCAFile, stateDatabasePasswordFile, stateDatabasePasswordCredential, leaseTTL, memberName,
         ]

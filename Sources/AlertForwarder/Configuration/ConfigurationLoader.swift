@@ -2,6 +2,7 @@ import DefenderAPI
 import Foundation
 import Logging
 import OrderedJSON
+import Systemd
 import TOMLKit
 import Timekeeping
 
@@ -167,6 +168,7 @@ private struct Validator {
         let stateDirectory = reader.string(Keys.stateDirectory).map(resolve) ?? defaultStateDirectory
         let pollInterval = reader.duration(Keys.pollInterval)
         let logLevel: Logger.Level? = reader.choice(Keys.logLevel)
+        let logFormat: LogFormat? = reader.choice(Keys.logFormat)
         let maxOutbox = reader.integer(Keys.maxOutbox)
         let pollTimeout = reader.duration(Keys.pollTimeout)
         let caFile = reader.string(Keys.caFile).map(resolve)
@@ -211,9 +213,9 @@ private struct Validator {
             reader.fail(Keys.memberName, "is set, but state_database is not: a name in a group needs the group's database")
         }
         reader.rejectUnknownKeys()
-        guard let pollInterval, let logLevel, let maxOutbox, let pollTimeout, let unhealthyAfter else { return nil }
+        guard let pollInterval, let logLevel, let logFormat, let maxOutbox, let pollTimeout, let unhealthyAfter else { return nil }
         return ServiceSettings(
-            stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, maxOutbox: maxOutbox,
+            stateDirectory: stateDirectory, pollInterval: pollInterval, logLevel: logLevel, logFormat: logFormat, maxOutbox: maxOutbox,
             pollTimeout: pollTimeout, caFile: caFile, proxyURL: proxyURL, proxyPassword: proxyPassword,
             tokenKey: tokenKey, tokenKeyOutsideService: outsideService, metricsListen: metricsListen,
             unhealthyAfter: unhealthyAfter, stateDatabase: stateDatabase, memberName: memberName)

@@ -16,7 +16,7 @@ import UnixSignals
 public final class Daemon: Sendable {
     private let loader: ConfigurationLoader
     private let current: Mutex<Configuration>
-    private let logLevel: LogLevelControl
+    private let logControl: LogControl
     private let notifier: any Notifier
     private let logger: Logger
     /// The `STATUS=` line.
@@ -43,7 +43,7 @@ public final class Daemon: Sendable {
     public init(
         configuration: Configuration,
         loader: ConfigurationLoader,
-        logLevel: LogLevelControl,
+        logControl: LogControl,
         notifier: any Notifier,
         clock: MonotonicClock = .continuous,
         parts: Pipeline.Parts = .production,
@@ -53,7 +53,7 @@ public final class Daemon: Sendable {
         self.onMetricsReady = onMetricsReady
         self.loader = loader
         self.current = Mutex(configuration)
-        self.logLevel = logLevel
+        self.logControl = logControl
         self.notifier = notifier
         self.clock = clock
         self.logger = logger
@@ -213,9 +213,11 @@ public final class Daemon: Sendable {
         notifier.send(.ready)
     }
 
-    /// What `/healthz` answers now.
+    /// What `/healthz` and its probes answer now.
     public func healthReport() -> HealthReport {
-        HealthReport(stalls: health.stalls(), failures: pipeline.failures(longerThan: configuration.service.unhealthyAfter))
+        HealthReport(
+            stalls: health.stalls(), failures: pipeline.failures(longerThan: configuration.service.unhealthyAfter),
+            stateUnavailable: group?.database.unavailability)
     }
 
     /// The gauges of a scrape: the pipeline's, the process's, the build.
@@ -225,7 +227,8 @@ public final class Daemon: Sendable {
     }
 
     private func apply(_ configuration: Configuration) {
-        logLevel.level = configuration.service.logLevel
+        logControl.level = configuration.service.logLevel
+        logControl.format = configuration.service.logFormat
         group?.coordinator.setTenants(configuration.tenants.map(\.name))
         status.set("config", Self.summary(of: configuration))
     }

@@ -10,7 +10,8 @@ import Telemetry
 import Timekeeping
 
 /// Serves `GET /metrics` (Prometheus text, or OpenMetrics when `Accept` asks for it) and
-/// `GET /healthz` (200 or 503 with a JSON body, ``HealthReport``) on `metrics_listen`.
+/// `GET /healthz`, `/healthz/live` and `/healthz/ready` (200 or 503 with a JSON body,
+/// ``HealthReport``) on `metrics_listen`.
 ///
 /// An address it cannot listen on (a port in use, a socket path it may not create) is a
 /// runtime error, never a crash and never a reason to stop forwarding: it is logged, shown in
@@ -158,11 +159,13 @@ public struct MetricsServer: Service, CustomStringConvertible {
             await beforeScrape()
             let format = ExpositionFormat.negotiate(accept: request.headers[.accept])
             return text(.ok, telemetry.exposition(format), contentType: format.contentType)
-        case "/healthz":
+        case let path:
+            guard let probe = HealthReport.Probe(rawValue: path) else {
+                let paths = "/metrics, /healthz, /healthz/live or /healthz/ready"
+                return text(.notFound, "not found: try \(paths)\n", contentType: "text/plain; charset=utf-8")
+            }
             let report = health()
-            return text(report.isHealthy ? .ok : .serviceUnavailable, report.json + "\n", contentType: "application/json")
-        default:
-            return text(.notFound, "not found: try /metrics or /healthz\n", contentType: "text/plain; charset=utf-8")
+            return text(report.passes(probe) ? .ok : .serviceUnavailable, report.json(for: probe) + "\n", contentType: "application/json")
         }
     }
 

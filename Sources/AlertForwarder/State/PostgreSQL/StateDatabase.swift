@@ -159,6 +159,10 @@ public final class StateDatabase: Service, Sendable {
         }
     }
 
+    /// Nil while the server is in use; else why the state waits (not reached yet, an outage, a
+    /// refusal): the daemon's readiness (`/healthz/ready`).
+    public var unavailability: String? { ready.unavailability }
+
     /// Runs `body` while this client runs (its pool, the check and the migrations; for a
     /// command or a test, where no service group does), and ends the client once `body` has.
     public func whileRunning<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
@@ -488,6 +492,15 @@ private final class Gate: Sendable {
 
     func open() { settle(.open) }
     func fail(_ error: StateError) { settle(.failed(error)) }
+
+    /// Nil while the state can be used; else why not.
+    var unavailability: String? {
+        switch state.withLock({ $0.phase }) {
+        case .open: nil
+        case .starting: "PostgreSQL has not been reached yet"
+        case .unavailable(let error), .failed(let error): "\(error)"
+        }
+    }
     func unavailable(_ error: StateError) { settle(.unavailable(error)) }
 
     /// Lets the waiters go with `error`, unless the gate has opened or failed already.

@@ -1,35 +1,51 @@
 import Logging
 import Synchronization
 
-/// The daemon-wide log level, changeable at run time (a reload can lower or raise it).
+/// The daemon-wide log level and the format of lines on standard error, changeable at run time
+/// (a reload applies `log_level` and `log_format` at once).
 ///
 /// swift-log fixes a handler's level when a `Logger` is made; handlers made by
-/// ``LogTarget/makeHandler(control:)`` read this shared level instead, unless a logger sets
-/// its own.
-public final class LogLevelControl: Sendable {
-    private let storage: Mutex<Logger.Level>
+/// ``LogTarget/makeHandler(control:redact:)`` read this shared level instead, unless a logger
+/// sets its own.
+public final class LogControl: Sendable {
+    private let storage: Mutex<(level: Logger.Level, format: LogFormat)>
 
-    /// Creates the control with an initial level.
-    public init(_ level: Logger.Level) {
-        storage = Mutex(level)
+    /// Creates the control with an initial level and format.
+    public init(_ level: Logger.Level, format: LogFormat = .text) {
+        storage = Mutex((level, format))
     }
 
     /// The current level.
     public var level: Logger.Level {
-        get { storage.withLock { $0 } }
-        set { storage.withLock { $0 = newValue } }
+        get { storage.withLock { $0.level } }
+        set { storage.withLock { $0.level = newValue } }
+    }
+
+    /// How lines on standard error are written (the journal's entries have fields of their own).
+    public var format: LogFormat {
+        get { storage.withLock { $0.format } }
+        set { storage.withLock { $0.format = newValue } }
     }
 }
 
-/// Wraps a handler so that its level follows a ``LogLevelControl``.
+/// How the daemon's log lines are written on standard error (outside systemd: a container, a
+/// shell).
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// swift-log's plain lines: `2026-12-07T09:10:11+0000 info defender-alertd : key=value message`.
+    case text
+    /// One JSON object a line, the journal's field names as keys (``JSONLineLogHandler``).
+    case json
+}
+
+/// Wraps a handler so that its level follows a ``LogControl``.
 struct LevelControlledLogHandler: LogHandler {
     var base: any LogHandler
-    let control: LogLevelControl
+    let control: LogControl
     /// Applied to the message and every metadata value (the logger's own included) first.
     let redact: @Sendable (String) -> String
     private var ownLevel: Logger.Level?
 
-    init(base: any LogHandler, control: LogLevelControl, redact: @escaping @Sendable (String) -> String = { $0 }) {
+    init(base: any LogHandler, control: LogControl, redact: @escaping @Sendable (String) -> String = { $0 }) {
         self.base = base
         self.control = control
         self.redact = redact
