@@ -52,6 +52,17 @@ DEB_PACKAGES = debhelper lintian dpkg-dev groff-base
 RELIABILITY_PACKAGES = libfaketime strace
 # The benchmark driver runs on Debian's Python (matplotlib for the plot, requests for the peer).
 BENCH_PACKAGES = python3-matplotlib python3-requests curl iproute2
+# The image (make image): Podman builds and runs it (runc: crun refuses these hosts' cgroups);
+# ca-certificates' bundle goes into it; binutils strips the daemon; xz-utils unpacks Debian's
+# package index for the Quadlet generator (scripts/container-test.py).
+IMAGE_PACKAGES = podman runc ca-certificates binutils xz-utils curl
+IMAGE        = localhost/defender-alertd
+# The image's org.opencontainers.image.source label: the repository's URL (`make image
+# IMAGE_SOURCE=https://...`); by default where this clone came from.
+IMAGE_SOURCE ?= $(shell git config --get remote.origin.url 2>/dev/null)
+# Validators of the Kubernetes manifests (deploy/kubernetes), from PyPI: kubernetes-validate
+# (the Kubernetes API's OpenAPI schemas, offline) and yamllint.
+K8S_PIP_PACKAGES = kubernetes-validate==1.37.0 yamllint==1.38.0
 # promtool, for the alert rules test (deps-promtool).
 PROMTOOL_DIR = .build/tools/prometheus
 PROMTOOL     = $(PROMTOOL_DIR)/root/usr/bin/promtool
@@ -62,7 +73,7 @@ DEBHELPER_FILES = debian/defender-alertd debian/.debhelper debian/debhelper-buil
 DEMO_SECONDS ?=
 DEMO_API ?= mde
 
-.PHONY: format format-check deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-scale bench-smoke fuzz-smoke reliability reliability-smoke build test test-package test-suite test-reliability package-debug build-tests systemd-rootfs docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
+.PHONY: image image-save image-test deps-image deploy-check format format-check deps deps-build deps-deb deps-bench deps-reliability deps-promtool bench bench-scale bench-smoke fuzz-smoke reliability reliability-smoke build test test-package test-suite test-reliability package-debug build-tests systemd-rootfs docs demo demo-test check-units install-check systemd-test release symbol-order generated install install-files deb clean
 
 ## deps-build: install the Debian packages the build needs, when missing (all the demo needs)
 deps-build:
@@ -104,7 +115,7 @@ systemd-test: build deb
 ## the fuzzers. The syslog socket tests that time a receiver's reset against the sink's
 ## settle time run last, alone and one at a time: in the middle of the whole suite on 2 cores
 ## a receiver's thread was seen starved for longer than any settle time a test can wait.
-test: deps deps-deb deps-bench deps-reliability deps-promtool format-check
+test: deps deps-deb deps-bench deps-reliability deps-promtool deps-image format-check
 	$(MAKE) --no-print-directory -j2 --output-sync=target build-tests systemd-rootfs $(GENERATE_MANUAL)
 	$(MAKE) --no-print-directory package-debug BUILT=1
 	$(MAKE) --no-print-directory -j3 --output-sync=target PACKAGED=$(PACKAGE_DEBUG) BUILT=1 test-package test-suite test-reliability
@@ -120,12 +131,14 @@ format:
 	$(SWIFT) format --in-place --configuration .swift-format --recursive $(FORMATTED)
 
 ## test-package: the .deb (of PACKAGED), its units, the install check, the .deb under a real
-## systemd, the demo (both APIs)
+## systemd, the demo (both APIs), the image with Podman, the Kubernetes manifests
 test-package: deb
 	MANPATH=$(CURDIR)/$(GENERATED): scripts/check-units.sh $(BINARY)
 	scripts/install-check.sh $(DEB)
 	scripts/systemd-integration.sh $(DEB) .build/debug
 	$(MAKE) --no-print-directory demo-test
+	$(MAKE) --no-print-directory image-test
+	$(MAKE) --no-print-directory deploy-check
 
 ## test-suite: the tests, with a journald and a PostgreSQL server of their own (the
 ## end-to-end tests in a process of their own beside the others: scripts/run-tests.sh says
@@ -285,6 +298,33 @@ install-files:
 	install -D -m 0644 config/defender-alertd.toml $(DESTDIR)$(PREFIX)/share/doc/defender-alertd/examples/defender-alertd.toml
 	@[ -e $(DESTDIR)/etc/defender-alertd/defender-alertd.toml ] || \
 		install -D -m 0640 config/defender-alertd.toml $(DESTDIR)/etc/defender-alertd/defender-alertd.toml
+
+## image: the OCI image localhost/defender-alertd:VERSION and :latest, built offline with Podman
+## from the packaged daemon (the release build's, as the .deb's; make test's is package-debug's),
+## its shared libraries and the CA certificates from Debian's packages (scripts/build-image.sh)
+image: deps-image $(if $(filter $(RELEASE),$(PACKAGED)),release,$(PACKAGED)/defender-alertd)
+	scripts/with-podman.sh scripts/build-image.sh $(PACKAGED) $(VERSION) "$(IMAGE_SOURCE)"
+
+## image-save: the image as an OCI archive, dist/defender-alertd-VERSION.oci.tar (podman load -i)
+image-save: image
+	@mkdir -p dist && rm -f dist/defender-alertd-$(VERSION).oci.tar
+	scripts/with-podman.sh podman save --format oci-archive -o dist/defender-alertd-$(VERSION).oci.tar $(IMAGE):$(VERSION)
+	@echo "saved dist/defender-alertd-$(VERSION).oci.tar ($$(du -m dist/defender-alertd-$(VERSION).oci.tar | cut -f1) MB)"
+
+## image-test: the image run with Podman against the simulator, alone, as a group on PostgreSQL,
+## and from the Quadlet unit (scripts/container-test.py; part of make test)
+image-test: image build
+	scripts/with-postgres.sh scripts/with-podman.sh scripts/container-test.py --image $(IMAGE):$(VERSION) --build .build/debug
+
+## deploy-check: the Kubernetes manifests against the Kubernetes API's schemas, and against
+## the daemon's configuration reference and the image (scripts/check-deploy.py; part of make test)
+deploy-check: deps-image build
+	@python3 -c "import kubernetes_validate, yamllint" 2>/dev/null || python3 -m pip install --quiet $(K8S_PIP_PACKAGES) \
+		|| python3 -m pip install --quiet --break-system-packages $(K8S_PIP_PACKAGES)
+	scripts/check-deploy.py --binary $(BINARY)
+
+deps-image:
+	@scripts/apt-install.sh $(IMAGE_PACKAGES)
 
 ## deb: dist/defender-alertd_VERSION_ARCH.deb from the release build, checked by lintian
 deb: deps-deb generated

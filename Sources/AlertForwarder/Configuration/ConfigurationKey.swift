@@ -174,7 +174,7 @@ extension ConfigurationKey {
             "or that key as a systemd credential name (`LoadCredentialEncrypted=` with a file from `systemd-creds encrypt`)")
         public static let metricsListen = ConfigurationKey(
             .service, "metrics_listen", .string, defaultDescription: "off",
-            "serve Prometheus metrics at `/metrics` and health at `/healthz` over HTTP: `127.0.0.1:9464`, `[::1]:9464`, or `unix:/run/defender-alertd/metrics.sock`; an address other than loopback shows them to the network, without authentication"
+            "serve Prometheus metrics at `/metrics` and health at `/healthz` over HTTP, with a container's probes at `/healthz/live` (fails only when a part is stalled) and `/healthz/ready` (also while the state cannot be used): `127.0.0.1:9464`, `[::1]:9464`, `0.0.0.0:9464` (in a container), or `unix:/run/defender-alertd/metrics.sock`; an address other than loopback shows them to the network, without authentication"
         )
         public static let unhealthyAfter = ConfigurationKey(
             .service, "unhealthy_after", .duration(minimum: .seconds(1)), default: .string("10m"),
