@@ -18,7 +18,7 @@ Checks, each failing the run with what was seen:
 - the Quadlet unit deploy/podman/defender-alertd.container is turned into a service by Podman's
   own generator (Debian's podman 5 package, fetched from Debian when this machine's Podman has
   none) and its `podman run` line runs the image.
---measure SECONDS: the figures of a running container (RSS, CPU while idle), printed.
+--measure SECONDS: the figures of a running container (RSS, CPU while idle) beside the same binary on the host, printed.
 """
 import argparse
 import json
@@ -198,7 +198,7 @@ def single(image, build, work, measure):
             fail("the image has a shell")
         print(f"container: /healthz 200, {len(expected)} alerts delivered to the volume, uid {USER}, read-only root, no shell")
         if measure:
-            measure_idle(run, measure)
+            measure_idle(run, measure, simulator, work)
         started = time.monotonic()
         podman("stop", "--time", str(GRACE), run.name)
         took = time.monotonic() - started
@@ -223,25 +223,47 @@ def single(image, build, work, measure):
         simulator.stop()
 
 
-def measure_idle(run, seconds):
-    """RSS and CPU of the running container (its process, from /proc), idle: a tenant polled every
-    second that brings nothing."""
-    pid = run.pid()
-    ticks = os.sysconf("SC_CLK_TCK")
+def measure_idle(run, seconds, simulator, work):
+    """RSS and CPU of the running container beside the same binary run on the host with the same
+    configuration (the image's copy of it, .build/image/rootfs), over the same window, so that
+    both see the same noise: the container's cost is the ratio. Both poll 2 tenants every second
+    and find nothing new."""
+    binary = os.path.join(ROOT, ".build", "image", "rootfs", "usr", "bin", "defender-alertd")
+    host = os.path.join(work, "host")
+    os.makedirs(os.path.join(host, "out"))
+    write(os.path.join(host, "client-secret"), SECRET + "\n", 0o600)
+    text = config(simulator.base, free_port(), tenants=2, sink_path=os.path.join(host, "out", "alerts.jsonl"))
+    text = text.replace("/run/secrets/client-secret", os.path.join(host, "client-secret"))
+    write(os.path.join(host, "defender-alertd.toml"), text, 0o644)
+    process = subprocess.Popen([binary, "run", "--config", os.path.join(host, "defender-alertd.toml")],
+                               env=dict(os.environ, STATE_DIRECTORY=os.path.join(host, "state")), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_until("the host's daemon delivers the backlog", lambda: len(lines(os.path.join(host, "out", "alerts.jsonl"))) == 10)
+        pids = {"container": run.pid(), "host": process.pid}
+        ticks = os.sysconf("SC_CLK_TCK")
 
-    def cpu():
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
+        def cpu(pid):
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / ticks
 
-    time.sleep(5)
-    before, start = cpu(), time.monotonic()
-    time.sleep(seconds)
-    used, wall = cpu() - before, time.monotonic() - start
-    with open(f"/proc/{pid}/status") as handle:
-        rss = next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:")) / 1024
-    print(f"container figures: RSS {rss:.1f} MiB, CPU idle {100 * used / wall:.2f} % of a core over {wall:.0f} s "
-          f"(2 tenants polled every second, nothing new)")
+        def rss(pid):
+            with open(f"/proc/{pid}/status") as handle:
+                return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:")) / 1024
+
+        time.sleep(5)
+        before, start = {name: cpu(pid) for name, pid in pids.items()}, time.monotonic()
+        time.sleep(seconds)
+        wall = time.monotonic() - start
+        figures = {name: (100 * (cpu(pid) - before[name]) / wall, rss(pid)) for name, pid in pids.items()}
+        (container_cpu, container_rss), (host_cpu, host_rss) = figures["container"], figures["host"]
+        print(f"container figures over {wall:.0f} s (2 tenants polled every second, nothing new), the same binary on the host "
+              f"beside it: CPU {container_cpu:.2f} % of a core in the container, {host_cpu:.2f} % on the host "
+              f"({container_cpu / host_cpu:.2f}x); RSS {container_rss:.1f} MiB and {host_rss:.1f} MiB ({container_rss / host_rss:.2f}x)")
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def group(image, build, work):

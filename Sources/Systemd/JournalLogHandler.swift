@@ -30,21 +30,27 @@ public struct JournalLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
-        if let eventMetadata = event.metadata { merged.merge(eventMetadata) { _, new in new } }
-
-        let fields = Self.fields(
-            level: event.level, message: event.message.description, metadata: merged, label: label,
-            file: event.file, function: event.function, line: event.line
-        )
+        let fields = Self.fields(of: event, metadata: metadata, provider: metadataProvider, label: label)
         if Self.send(fields.map { "\($0.name)=\($0.value)" }) != 0 {
             FileHandle.standardError.write(Data("<\(Self.priority(for: event.level))>\(event.message)\n".utf8))
         }
     }
 
-    /// The journal fields for one entry, in order (the JSON lines of ``JSONLineLogHandler``
-    /// have the same).
+    /// The journal fields of `event` logged through a logger with `metadata` and `provider`
+    /// (the event's own metadata wins, then the provider's); the JSON lines of
+    /// ``JSONLineLogHandler`` have the same.
+    static func fields(
+        of event: LogEvent, metadata: Logger.Metadata, provider: Logger.MetadataProvider?, label: String
+    ) -> [(name: String, value: String)] {
+        var merged = metadata
+        if let provided = provider?.get() { merged.merge(provided) { _, new in new } }
+        if let eventMetadata = event.metadata { merged.merge(eventMetadata) { _, new in new } }
+        return fields(
+            level: event.level, message: event.message.description, metadata: merged, label: label,
+            file: event.file, function: event.function, line: event.line)
+    }
+
+    /// The journal fields for one entry, in order.
     static func fields(
         level: Logger.Level, message: String, metadata: Logger.Metadata, label: String,
         file: String, function: String, line: UInt

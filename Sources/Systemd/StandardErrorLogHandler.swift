@@ -80,14 +80,7 @@ public struct JSONLineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
-        if let eventMetadata = event.metadata { merged.merge(eventMetadata) { _, new in new } }
-        let fields = JournalLogHandler.fields(
-            level: event.level, message: event.message.description, metadata: merged, label: label,
-            file: event.file, function: event.function, line: event.line
-        )
-        write(Self.line(fields, at: Date()))
+        write(Self.line(JournalLogHandler.fields(of: event, metadata: metadata, provider: metadataProvider, label: label), at: Date()))
     }
 
     /// One entry's JSON object, without the line end.
