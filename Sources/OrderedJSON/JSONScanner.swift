@@ -250,11 +250,36 @@ public struct JSONScanner {
 
     /// An object whose top-level member values named in `names` are reported.
     private mutating func objectMembers(collecting names: [[UInt8]]) throws(JSONParseError) -> [Range<Int>?] {
-        var found = [Range<Int>?](repeating: nil, count: names.count)
+        try objectMembers(collecting: NameTable(names))
+    }
+
+    /// Names to collect, found by the length of a key first (one comparison at most per key
+    /// when the names have different lengths).
+    struct NameTable {
+        let names: [[UInt8]]
+        /// By key length (quotes included): the slot of the one name of that length, -1 for
+        /// none, -2 for several (then compared one by one).
+        let slotByKeyLength: [Int]
+        init(_ names: [[UInt8]]) {
+            self.names = names
+            var table = [Int](repeating: -1, count: (names.map(\.count).max() ?? 0) + 3)
+            for (slot, name) in names.enumerated() { table[name.count + 2] = table[name.count + 2] == -1 ? slot : -2 }
+            slotByKeyLength = table
+        }
+    }
+
+    private mutating func objectMembers(collecting table: NameTable) throws(JSONParseError) -> [Range<Int>?] {
+        var found = [Range<Int>?](repeating: nil, count: table.names.count)
         try object { (scanner: inout JSONScanner, key: Range<Int>) throws(JSONParseError) in
             let start = scanner.index
             try scanner.value()
-            if let slot = names.firstIndex(where: { scanner.equals(key, $0) }) { found[slot] = start..<scanner.index }
+            guard key.count < table.slotByKeyLength.count else { return }
+            let slot = table.slotByKeyLength[key.count]
+            if slot >= 0 {
+                if scanner.equals(key, table.names[slot]) { found[slot] = start..<scanner.index }
+            } else if slot == -2, let slot = table.names.firstIndex(where: { scanner.equals(key, $0) }) {
+                found[slot] = start..<scanner.index
+            }
         }
         return found
     }
@@ -293,6 +318,7 @@ public struct JSONScanner {
     /// (a truncated document), the whole document is refused.
     private mutating func array(collecting names: [[UInt8]], limit: Int) throws(JSONParseError) -> [Element] {
         var elements: [Element] = []
+        let names = NameTable(names)
         try array { (scanner: inout JSONScanner) throws(JSONParseError) in
             guard elements.count < limit else { throw scanner.fail("more than \(limit) elements") }
             let start = scanner.index

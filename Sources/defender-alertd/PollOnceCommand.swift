@@ -33,6 +33,9 @@ struct PollOnceCommand: AsyncParsableCommand {
                 throw ExitCode.failure
             }
             succeeded = await PollOnce.run(configuration: configuration, store: store, transport: transport, logger: logger)
+            // The embedded database writes its log back into its file and closes, as the
+            // daemon's does at a stop (without it a state.sqlite-wal of megabytes was left).
+            await store.close()
         }
         await transport.shutdown()
         if !succeeded { throw ExitCode.failure }

@@ -120,6 +120,8 @@ public struct RecordLine: Sendable, Equatable {
         switch format {
         case .summary:
             bytes += SummaryLine.line(for: record, showsTenant: showsTenant).utf8
+        case .alert where shape == .native:
+            bytes += record.payloadBytes
         case .alert:
             guard let documents = shape.documents(for: record) else { return false }
             for (index, document) in documents.enumerated() {

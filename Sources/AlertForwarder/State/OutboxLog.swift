@@ -183,6 +183,7 @@ struct OutboxLog: Sendable {
     ) throws(StateError) -> (records: [OutboxRecord], next: LogPosition) {
         var position = start
         var records: [OutboxRecord] = []
+        records.reserveCapacity(Int(min(Int64(limit), max(0, end.sequence - start.sequence))))
         var scanned = 0
         let wanted = Array(sink.utf8)
         while records.count < limit, position.sequence < end.sequence, scanned < Self.chunkSize {
@@ -225,9 +226,9 @@ struct OutboxLog: Sendable {
         let lengthAt = bytes.count
         append(UInt32(0), to: &bytes)
         append(UInt64(bitPattern: sequence), to: &bytes)
-        append(
-            (entry.event == "updated" ? updatedFlag : 0) | (entry.headline == nil ? 0 : headlineFlag) | (entry.kind == .incident ? incidentFlag : 0),
-            to: &bytes)
+        // `headline.map` rather than `headline == nil`: Optional's `==` copies the headline first.
+        let headline = entry.headline.map { _ in headlineFlag } ?? 0
+        append((entry.event == "updated" ? updatedFlag : 0) | headline | (entry.kind == .incident ? incidentFlag : 0), to: &bytes)
         append(UInt16(entry.sinks.count), to: &bytes)
         for sink in entry.sinks {
             append(UInt16(sink.utf8.count), to: &bytes)

@@ -34,6 +34,8 @@ struct EmbeddedAdmission: AdmissionStore {
                 if db.changesCount > 0 { admission.quarantined.append(element) }
             }
             var queued: [OutboxLog.Entry] = []
+            queued.reserveCapacity(sinks.isEmpty ? 0 : alerts.count)
+            admission.admitted.reserveCapacity(alerts.count)
             // Prepared once per transaction (SQLite parses each statement once, not per alert).
             let remember = try DedupKeyInsert(db)
             defer { remember.close() }

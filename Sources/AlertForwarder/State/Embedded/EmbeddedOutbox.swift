@@ -31,10 +31,10 @@ struct EmbeddedOutbox: OutboxStore {
         let end = try end(db)
         var counts: [String: Int] = [:]
         var sinks: (named: [String], distinct: [String]) = ([], [])
-        for alert in alerts {
+        for index in alerts.indices {
             // A record counts once for a sink, as its reader does, even if named twice. (The
             // alerts of one admission share their list of sinks: deduplicated once.)
-            if alert.sinks != sinks.named { sinks = (alert.sinks, Array(Set(alert.sinks))) }
+            if alerts[index].sinks != sinks.named { sinks = (alerts[index].sinks, Array(Set(alerts[index].sinks))) }
             for sink in sinks.distinct { counts[sink, default: 0] += 1 }
         }
         let start = try db.cachedStatement(
