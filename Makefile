@@ -325,6 +325,7 @@ deploy-check: deps-image build
 
 deps-image:
 	@scripts/apt-install.sh $(IMAGE_PACKAGES)
+	@scripts/container-test.py --fetch-quadlet
 
 ## deb: dist/defender-alertd_VERSION_ARCH.deb from the release build, checked by lintian
 deb: deps-deb generated

@@ -16,8 +16,8 @@ Checks, each failing the run with what was seen:
   share the tenants; one is killed (SIGKILL) and the other takes its tenants over: every alert
   added afterwards is delivered, none of the earlier ones is lost;
 - the Quadlet unit deploy/podman/defender-alertd.container is turned into a service by Podman's
-  own generator (Debian's podman 5 package, fetched from Debian when this machine's Podman has
-  none) and its `podman run` line runs the image.
+  own generator (this machine's, or Debian 13's that `--fetch-quadlet`, run by make deps-image,
+  unpacked) and its `podman run` line runs the image, READY=1 coming through Podman.
 --measure SECONDS: the figures of a running container (RSS, CPU while idle) beside the same binary on the host, printed.
 """
 import argparse
@@ -325,30 +325,46 @@ def group(image, build, work):
         simulator.stop()
 
 
-def quadlet_generator(work):
-    """Podman's Quadlet generator: this machine's (Podman 4.4 and later), else the one in Debian's
-    podman package of the next release (it runs on this one's C library), fetched from Debian."""
-    for path in ("/usr/libexec/podman/quadlet", "/usr/lib/podman/quadlet"):
+QUADLET_CACHE = os.path.join(ROOT, ".build", "tools", "quadlet")
+
+
+def quadlet_generator():
+    """Podman's Quadlet generator: this machine's (Podman 4.4 and later), else the one `make
+    deps-image` took out of Debian's podman package (fetch_quadlet)."""
+    for path in ("/usr/libexec/podman/quadlet", "/usr/lib/podman/quadlet",
+                 os.path.join(QUADLET_CACHE, "usr", "libexec", "podman", "quadlet")):
         if os.access(path, os.X_OK):
             return path
-    cache = os.path.join(ROOT, ".build", "tools", "quadlet")
-    binary = os.path.join(cache, "usr", "libexec", "podman", "quadlet")
-    if os.access(binary, os.X_OK):
-        return binary
+    fail("no Quadlet generator: make deps-image takes it out of Debian's podman package")
+
+
+def fetch_quadlet():
+    """Installs what the test needs, as apt does (make deps-image): when this machine's Podman
+    has no Quadlet (Debian 12's 4.3), the generator of Debian 13's podman package (it runs on
+    Debian 12's C library), checked against the SHA256 of Debian's index, unpacked under
+    .build/tools/quadlet, not installed."""
+    for path in ("/usr/libexec/podman/quadlet", "/usr/lib/podman/quadlet",
+                 os.path.join(QUADLET_CACHE, "usr", "libexec", "podman", "quadlet")):
+        if os.access(path, os.X_OK):
+            return
     mirror = "http://deb.debian.org/debian"
     index = subprocess.run(f"curl -fsS {mirror}/dists/trixie/main/binary-amd64/Packages.xz | xz -dc", shell=True,
                            capture_output=True, text=True, check=True).stdout
     stanza = re.search(r"^Package: podman\n(?:.+\n)*?Filename: (\S+)\n(?:.+\n)*?SHA256: (\S+)", index, re.M)
     if not stanza:
         fail("Debian's trixie index has no podman package")
-    deb = os.path.join(work, "podman.deb")
-    subprocess.run(["curl", "-fsS", "-o", deb, f"{mirror}/{stanza.group(1)}"], check=True)
-    digest = subprocess.run(["sha256sum", deb], capture_output=True, text=True, check=True).stdout.split()[0]
-    if digest != stanza.group(2):
-        fail(f"{stanza.group(1)}: SHA256 {digest}, the index says {stanza.group(2)}")
-    shutil.rmtree(cache, ignore_errors=True)
-    subprocess.run(["dpkg-deb", "-x", deb, cache], check=True)
-    return binary
+    work = tempfile.mkdtemp(prefix="defender-alertd-quadlet-")
+    try:
+        deb = os.path.join(work, "podman.deb")
+        subprocess.run(["curl", "-fsS", "-o", deb, f"{mirror}/{stanza.group(1)}"], check=True)
+        digest = subprocess.run(["sha256sum", deb], capture_output=True, text=True, check=True).stdout.split()[0]
+        if digest != stanza.group(2):
+            fail(f"{stanza.group(1)}: SHA256 {digest}, the index says {stanza.group(2)}")
+        shutil.rmtree(QUADLET_CACHE, ignore_errors=True)
+        subprocess.run(["dpkg-deb", "-x", deb, QUADLET_CACHE], check=True)
+        print(f"quadlet: {stanza.group(1)} unpacked in {os.path.relpath(QUADLET_CACHE, ROOT)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def quadlet(image, build, work):
@@ -358,7 +374,7 @@ def quadlet(image, build, work):
     units = os.path.join(work, "quadlet")
     os.makedirs(units)
     shutil.copy(os.path.join(ROOT, "deploy", "podman", "defender-alertd.container"), units)
-    generated = subprocess.run([quadlet_generator(work), "-dryrun"], env=dict(os.environ, QUADLET_UNIT_DIRS=units),
+    generated = subprocess.run([quadlet_generator(), "-dryrun"], env=dict(os.environ, QUADLET_UNIT_DIRS=units),
                                capture_output=True, text=True)
     if generated.returncode != 0 or "---defender-alertd.service---" not in generated.stdout:
         fail(f"quadlet -dryrun: exit {generated.returncode}: {generated.stderr[-2000:]}{generated.stdout[-2000:]}")
@@ -426,11 +442,17 @@ def quadlet(image, build, work):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", required=True)
-    parser.add_argument("--build", required=True, help="the build whose defender-sim serves the containers")
+    parser.add_argument("--fetch-quadlet", action="store_true", help="only install the Quadlet generator when missing")
+    parser.add_argument("--image")
+    parser.add_argument("--build", help="the build whose defender-sim serves the containers")
     parser.add_argument("--measure", type=int, default=0, help="seconds of idle to measure the running container over")
     parser.add_argument("--skip", default="", help="comma-separated: single, group, quadlet")
     arguments = parser.parse_args()
+    if arguments.fetch_quadlet:
+        fetch_quadlet()
+        return
+    if not arguments.image or not arguments.build:
+        parser.error("--image and --build are required")
     skip = set(filter(None, arguments.skip.split(",")))
     work = tempfile.mkdtemp(prefix="defender-alertd-container-")
     podman("secret", "rm", "defender-alertd-test-secret", check=False)
