@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import OrderedJSON
 import Synchronization
+import Timekeeping
 
 /// A swift-log handler for standard error, outside systemd (a container, a shell): swift-log's
 /// plain lines, or one JSON object a line (``JSONLineLogHandler``), as ``LogControl/format``
@@ -90,17 +91,7 @@ public struct JSONLineLogHandler: LogHandler {
 
     /// `2026-12-07T09:10:11.123456Z`.
     static func timestamp(_ time: Date) -> String {
-        let microseconds = Int64((time.timeIntervalSince1970 * 1_000_000).rounded(.down))
-        var seconds = time_t(microseconds.quotient(1_000_000))
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func padded(_ value: Int64, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
-        }
-        return "\(padded(Int64(parts.tm_year) + 1900, 4))-\(padded(Int64(parts.tm_mon) + 1, 2))-\(padded(Int64(parts.tm_mday), 2))"
-            + "T\(padded(Int64(parts.tm_hour), 2)):\(padded(Int64(parts.tm_min), 2)):\(padded(Int64(parts.tm_sec), 2))"
-            + ".\(padded(microseconds.remainder(1_000_000), 6))Z"
+        Timestamp(time, fractionDigits: 6).description
     }
 }
 
@@ -130,9 +121,4 @@ public enum StandardError {
             }
         }
     }
-}
-
-extension Int64 {
-    fileprivate func quotient(_ divisor: Int64) -> Int64 { self >= 0 ? self / divisor : (self - divisor + 1) / divisor }
-    fileprivate func remainder(_ divisor: Int64) -> Int64 { self - quotient(divisor) * divisor }
 }
